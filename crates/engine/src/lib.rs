@@ -1,0 +1,34 @@
+//! # transfer-engine
+//!
+//! The library that backup software embeds to move data into and between object stores: Alibaba Cloud OSS
+//! (its own dialect) and, later, any S3-compatible store.
+//!
+//! # Layout
+//! - [`store`]: the narrow, stateless [`ObjectStore`] contract every backend implements, and its value types.
+//!   Upload ids, part numbers, ETags and CRCs are plain values so a checkpoint can hold them.
+//! - [`oss`]: the OSS dialect over HTTP (reqwest): signatures V4 and V1, RFC 3986 encoding, typed errors,
+//!   CRC-64 checks on every body.
+//! - [`local`]: the local filesystem store: buckets, versions, multipart staging with atomic publish, appendable
+//!   objects and symlinks. It is the embedded default and what `transfer serve` puts on the network.
+//! - [`tags`] and [`meta`]: tags and metadata as validated types, with their header and XML encodings.
+//! - [`crc64`]: CRC-64/XZ and the combine that joins part CRCs.
+//! - [`sign`]: OSS V1 and V4 signing and verification, shared by the client and the server.
+//! - [`dialect`]: wire differences as data.
+//! - [`xml`]: the XML bodies, shared by client and server.
+
+pub mod crc64;
+pub mod dialect;
+pub mod error;
+pub mod local;
+pub mod meta;
+pub mod oss;
+pub mod sign;
+pub mod store;
+pub mod tags;
+pub mod util;
+pub mod xml;
+
+pub use error::{Error, ErrorKind, Result, Retry, ServiceError};
+pub use meta::{Metadata, StorageClass};
+pub use store::{BucketStore, ObjectRef, ObjectStore};
+pub use tags::TagSet;

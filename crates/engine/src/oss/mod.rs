@@ -1,0 +1,1 @@
+//! The OSS dialect HTTP client.

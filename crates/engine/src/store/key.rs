@@ -1,0 +1,76 @@
+//! Object key and bucket name rules.
+
+use crate::error::{Error, Result};
+
+/// Longest object key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1023;
+
+/// Checks an object key: 1 to 1023 bytes of UTF-8, not starting with `/` or `\`, no NUL, and no `.` or `..`
+/// path segment (such a key could escape a filesystem root). Refusals use OSS's `InvalidObjectName` code.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Error::code(400, "InvalidObjectName", format!("The specified object name is not valid: {why}."))
+            .with_context("key", format!("{key:?}"))
+    };
+    if key.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(bad(&format!("it is {} bytes long, the limit is {MAX_KEY_BYTES}", key.len())));
+    }
+    if key.starts_with('/') || key.starts_with('\\') {
+        return Err(bad("it starts with '/' or '\\'"));
+    }
+    if key.contains('\0') {
+        return Err(bad("it contains a NUL character"));
+    }
+    if key.split(['/', '\\']).any(|seg| seg == ".." || seg == ".") {
+        return Err(bad("it has a '.' or '..' path segment"));
+    }
+    Ok(())
+}
+
+/// Checks a bucket name: 3 to 63 characters of lower-case letters, digits and `-`, starting and ending with a
+/// letter or digit. Refusals use `InvalidBucketName`.
+pub fn validate_bucket(bucket: &str) -> Result<()> {
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !bucket.starts_with('-')
+        && !bucket.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::code(
+            400,
+            "InvalidBucketName",
+            format!(
+                "The specified bucket {bucket:?} is not valid: use 3 to 63 lower-case letters, digits and '-', starting and ending with a letter or digit."
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_escape_are_refused() {
+        for k in ["", "/abs", "\\abs", "a/../b", "..", "a/./b", "nul\0", &"x".repeat(1024)] {
+            let e = validate_key(k).unwrap_err();
+            assert_eq!(e.service_code(), Some("InvalidObjectName"), "{k:?}");
+        }
+        for k in ["a", "dir/file.txt", "a..b", "...", "中文/键", &"x".repeat(1023)] {
+            validate_key(k).unwrap();
+        }
+    }
+
+    #[test]
+    fn bucket_names() {
+        validate_bucket("examplebucket").unwrap();
+        validate_bucket("a-1").unwrap();
+        for b in ["ab", "Upper", "-a-", "a_b", &"a".repeat(64)] {
+            assert!(validate_bucket(b).is_err(), "{b}");
+        }
+    }
+}

@@ -1,0 +1,651 @@
+//! The store contract: one narrow, stateless, ID-based trait that every backend implements.
+//!
+//! # Contract
+//! [`ObjectStore`] has one method per wire operation and no hidden state: an upload id, a part number, an ETag
+//! or a CRC-64 is a plain value returned to the caller and handed back later, so a checkpoint can hold every
+//! one of them and a new process can continue where an old one stopped. Methods do not retry; retrying is the
+//! scheduler's decision, made from [`Error::is_retryable`](crate::Error::is_retryable).
+//!
+//! Errors use the service's vocabulary (`NoSuchKey`, `InvalidPart`, `PositionNotEqualToLength`, ...) whichever
+//! backend produced them, so the local store in process, the local store behind `transfer serve` and a real
+//! OSS endpoint fail the same way.
+//!
+//! Dialect differences (limits, header names, which operations exist) are data: see [`Capabilities`] and
+//! [`crate::dialect::Dialect`].
+
+use crate::error::Result;
+use crate::meta::{Metadata, StorageClass};
+use crate::tags::TagSet;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use std::fmt;
+
+mod key;
+pub use key::{validate_bucket, validate_key, MAX_KEY_BYTES};
+
+/// An object, optionally at a specific version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key (raw, not encoded).
+    pub key: String,
+    /// A version id; `None` means the current version.
+    pub version_id: Option<String>,
+}
+
+impl ObjectRef {
+    /// The current version of `bucket/key`.
+    pub fn new(bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        Self { bucket: bucket.into(), key: key.into(), version_id: None }
+    }
+
+    /// The same object at `version_id`.
+    pub fn at_version(mut self, version_id: impl Into<String>) -> Self {
+        self.version_id = Some(version_id.into());
+        self
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.bucket, self.key)?;
+        if let Some(v) = &self.version_id {
+            write!(f, "?versionId={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An inclusive byte range, as in `Range: bytes=first-last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub first: u64,
+    /// Last byte, inclusive; `None` means to the end.
+    pub last: Option<u64>,
+}
+
+impl ByteRange {
+    /// Bytes `first..=last`.
+    pub fn inclusive(first: u64, last: u64) -> Self {
+        Self { first, last: Some(last) }
+    }
+
+    /// `len` bytes starting at `offset` (`len` must be at least 1).
+    pub fn at(offset: u64, len: u64) -> Self {
+        Self { first: offset, last: Some(offset + len.max(1) - 1) }
+    }
+
+    /// The header value: `bytes=first-last` or `bytes=first-`.
+    pub fn to_header(&self) -> String {
+        match self.last {
+            Some(l) => format!("bytes={}-{}", self.first, l),
+            None => format!("bytes={}-", self.first),
+        }
+    }
+
+    /// Parses `bytes=a-b` / `bytes=a-` / `bytes=-n` (suffix) against an object of `size` bytes, with RFC 7233
+    /// semantics: the end is clamped to the size; a start at or past the size is `None` (unsatisfiable).
+    /// A header that is not a single byte range is an error.
+    pub fn resolve(header: &str, size: u64) -> Result<Option<(u64, u64)>> {
+        let bad = || crate::Error::invalid(format!("range {header:?} is not of the form bytes=first-last"));
+        let spec = header.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+        if spec.contains(',') {
+            return Err(bad());
+        }
+        let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+        let (first, last) = if a.is_empty() {
+            let n: u64 = b.parse().map_err(|_| bad())?;
+            if n == 0 {
+                return Ok(None);
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        } else {
+            let first: u64 = a.parse().map_err(|_| bad())?;
+            let last = if b.is_empty() { u64::MAX } else { b.parse().map_err(|_| bad())? };
+            if last < first {
+                return Err(bad());
+            }
+            (first, last.min(size.saturating_sub(1)))
+        };
+        if first >= size {
+            return Ok(None);
+        }
+        Ok(Some((first, last)))
+    }
+}
+
+/// The kind of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectType {
+    /// Written by one PutObject or CopyObject.
+    Normal,
+    /// Completed from a multipart upload.
+    Multipart,
+    /// Created by AppendObject and appendable.
+    Appendable,
+    /// A symbolic link to another key.
+    Symlink,
+}
+
+impl ObjectType {
+    /// The wire name (`x-oss-object-type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "Normal",
+            Self::Multipart => "Multipart",
+            Self::Appendable => "Appendable",
+            Self::Symlink => "Symlink",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Normal" => Self::Normal,
+            "Multipart" => Self::Multipart,
+            "Appendable" => Self::Appendable,
+            "Symlink" => Self::Symlink,
+            _ => return None,
+        })
+    }
+}
+
+/// What HeadObject reports about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// The ETag, with its quotes removed.
+    pub etag: String,
+    /// Last-Modified, as seconds since the Unix epoch.
+    pub last_modified: i64,
+    /// CRC-64/XZ of the whole object, when the store knows it.
+    pub crc64: Option<u64>,
+    /// The object's type.
+    pub object_type: ObjectType,
+    /// The version id, on versioned buckets.
+    pub version_id: Option<String>,
+    /// Number of tags.
+    pub tagging_count: usize,
+    /// For appendable objects, the position the next append must use.
+    pub next_append_position: Option<u64>,
+    /// Metadata and standard headers (the storage class is always set by a store).
+    pub metadata: Metadata,
+}
+
+/// What GetObjectMeta reports: the six light fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMetaSummary {
+    /// Size in bytes.
+    pub size: u64,
+    /// The ETag, unquoted.
+    pub etag: String,
+    /// Last-Modified, seconds since the epoch.
+    pub last_modified: i64,
+    /// Last access time, seconds since the epoch, when reported.
+    pub last_access_time: Option<i64>,
+    /// Version id.
+    pub version_id: Option<String>,
+    /// CRC-64/XZ of the whole object.
+    pub crc64: Option<u64>,
+}
+
+/// A ranged or whole read: the object's info, the bytes served, and the body.
+pub struct GetObject {
+    /// The object's HeadObject facts (size is the whole object's).
+    pub info: ObjectInfo,
+    /// The inclusive range served; `None` for a zero-length object.
+    pub range: Option<(u64, u64)>,
+    /// The body. A backend checks what it can while streaming (the HTTP client checks the CRC-64 of a whole
+    /// read and fails the last chunk on a mismatch).
+    pub body: BoxStream<'static, Result<Bytes>>,
+}
+
+impl fmt::Debug for GetObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetObject").field("info", &self.info).field("range", &self.range).finish_non_exhaustive()
+    }
+}
+
+impl GetObject {
+    /// Reads the whole body into memory.
+    pub async fn bytes(self) -> Result<Bytes> {
+        use futures::TryStreamExt;
+        let chunks: Vec<Bytes> = self.body.try_collect().await?;
+        Ok(match chunks.len() {
+            1 => chunks.into_iter().next().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
+        })
+    }
+}
+
+/// Options of every call that creates an object (PutObject, InitiateMultipartUpload, the first AppendObject,
+/// PutSymlink).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Metadata and standard headers.
+    pub metadata: Metadata,
+    /// Tags, sent in the tagging header.
+    pub tags: Option<TagSet>,
+    /// Send `Content-MD5` with bodies (the CRC-64 check already protects the bytes; MD5 costs CPU).
+    pub content_md5: bool,
+    /// `x-oss-forbid-overwrite: true`: fail with `FileAlreadyExists` if the key exists.
+    pub forbid_overwrite: bool,
+}
+
+/// How a copy treats the source's metadata or tags.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Directive<T> {
+    /// Copy them from the source (the default).
+    #[default]
+    Copy,
+    /// Use these instead.
+    Replace(T),
+}
+
+/// Preconditions on a copy source (`x-oss-copy-source-if-*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyConditions {
+    /// Copy only if the source ETag equals this (pin the source during a multipart copy).
+    pub if_match: Option<String>,
+    /// Copy only if the source ETag differs.
+    pub if_none_match: Option<String>,
+}
+
+/// CopyObject options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// The source (possibly at a version).
+    pub source: ObjectRef,
+    /// `x-oss-metadata-directive`.
+    pub metadata: Directive<Metadata>,
+    /// `x-oss-tagging-directive`.
+    pub tagging: Directive<TagSet>,
+    /// Source preconditions.
+    pub conditions: CopyConditions,
+    /// `x-oss-forbid-overwrite: true`.
+    pub forbid_overwrite: bool,
+}
+
+impl CopyOptions {
+    /// Copy `source` with its metadata and tags.
+    pub fn from(source: ObjectRef) -> Self {
+        Self {
+            source,
+            metadata: Directive::Copy,
+            tagging: Directive::Copy,
+            conditions: CopyConditions::default(),
+            forbid_overwrite: false,
+        }
+    }
+}
+
+/// What a write returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    /// The new object's ETag, unquoted.
+    pub etag: String,
+    /// CRC-64/XZ of the stored object, as the server reported it.
+    pub crc64: Option<u64>,
+    /// The new version id, on versioned buckets.
+    pub version_id: Option<String>,
+}
+
+/// The receipt of one acknowledged part: everything Complete and a checkpoint need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartReceipt {
+    /// Part number, 1..=10000.
+    pub part_number: u32,
+    /// The part's ETag, unquoted.
+    pub etag: String,
+    /// CRC-64/XZ of the part, when the server reported it.
+    pub crc64: Option<u64>,
+    /// Bytes in the part.
+    pub size: u64,
+}
+
+/// A part named in CompleteMultipartUpload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// Part number.
+    pub part_number: u32,
+    /// ETag, unquoted.
+    pub etag: String,
+}
+
+/// Options of CompleteMultipartUpload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompleteOptions {
+    /// `x-oss-forbid-overwrite: true`.
+    pub forbid_overwrite: bool,
+}
+
+/// One part as ListParts reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    /// Part number.
+    pub part_number: u32,
+    /// ETag, unquoted.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// CRC-64/XZ of the part.
+    pub crc64: Option<u64>,
+    /// Last-Modified, seconds since the epoch.
+    pub last_modified: i64,
+}
+
+/// One page of ListParts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartsPage {
+    /// Parts in ascending order.
+    pub parts: Vec<PartInfo>,
+    /// Pass as `part_number_marker` to get the next page, when truncated.
+    pub next_marker: Option<u32>,
+    /// True when more parts follow.
+    pub is_truncated: bool,
+}
+
+/// An incomplete multipart upload as ListMultipartUploads reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    /// Object key.
+    pub key: String,
+    /// Upload id.
+    pub upload_id: String,
+    /// Initiation time, seconds since the epoch.
+    pub initiated: i64,
+}
+
+/// A ListMultipartUploads request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListUploadsRequest {
+    /// Only keys with this prefix.
+    pub prefix: Option<String>,
+    /// Continue after this key ...
+    pub key_marker: Option<String>,
+    /// ... and this upload id.
+    pub upload_id_marker: Option<String>,
+    /// Page size (at most 1000).
+    pub max_uploads: Option<u32>,
+}
+
+/// One page of ListMultipartUploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadsPage {
+    /// Uploads, by key then initiation.
+    pub uploads: Vec<UploadInfo>,
+    /// Markers for the next page, when truncated.
+    pub next_key_marker: Option<String>,
+    /// Markers for the next page, when truncated.
+    pub next_upload_id_marker: Option<String>,
+    /// True when more uploads follow.
+    pub is_truncated: bool,
+}
+
+/// A ListObjects(V2) request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Only keys with this prefix.
+    pub prefix: Option<String>,
+    /// Group keys by this delimiter after the prefix (usually `/`).
+    pub delimiter: Option<String>,
+    /// Start after this key (first page).
+    pub start_after: Option<String>,
+    /// The token of the previous page.
+    pub continuation_token: Option<String>,
+    /// Page size (at most 1000).
+    pub max_keys: Option<u32>,
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Key.
+    pub key: String,
+    /// Size.
+    pub size: u64,
+    /// ETag, unquoted.
+    pub etag: String,
+    /// Last-Modified, seconds since the epoch.
+    pub last_modified: i64,
+    /// Storage class.
+    pub storage_class: StorageClass,
+    /// Object type.
+    pub object_type: ObjectType,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    /// Objects in key order.
+    pub objects: Vec<ListEntry>,
+    /// Prefixes rolled up by the delimiter.
+    pub common_prefixes: Vec<String>,
+    /// Token for the next page, when truncated.
+    pub next_continuation_token: Option<String>,
+    /// True when more entries follow.
+    pub is_truncated: bool,
+}
+
+/// What DeleteObject returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeleteResult {
+    /// The version removed, or the delete marker's version id.
+    pub version_id: Option<String>,
+    /// True when a delete marker was created.
+    pub delete_marker: bool,
+}
+
+/// What AppendObject returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    /// The position the next append must use (the object's new length).
+    pub next_position: u64,
+    /// CRC-64/XZ of the whole object so far.
+    pub crc64: Option<u64>,
+    /// Version id.
+    pub version_id: Option<String>,
+}
+
+/// A symlink's target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymlinkInfo {
+    /// The target key.
+    pub target: String,
+    /// Version id of the link.
+    pub version_id: Option<String>,
+}
+
+/// Versioning state of a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versioning {
+    /// Never enabled.
+    Off,
+    /// Every write creates a version.
+    Enabled,
+    /// Versioning was enabled and is now suspended.
+    Suspended,
+}
+
+/// The operations and limits of a backend: what the engine plans against, and what the conformance suite
+/// gates its cases on. A case is skipped only where its backend declares it lacks the capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// AppendObject exists.
+    pub append: bool,
+    /// PutSymlink / GetSymlink exist.
+    pub symlink: bool,
+    /// Object tagging exists.
+    pub tagging: bool,
+    /// Tags on a specific version.
+    pub versioned_tagging: bool,
+    /// ListMultipartUploads exists.
+    pub list_uploads: bool,
+    /// Bucket versioning exists.
+    pub versioning: bool,
+    /// Largest part number.
+    pub max_parts: u32,
+    /// Smallest part but the last, in bytes.
+    pub min_part_size: u64,
+    /// Largest part, in bytes.
+    pub max_part_size: u64,
+    /// Largest single PutObject body, in bytes.
+    pub max_put_size: u64,
+}
+
+impl Capabilities {
+    /// Everything OSS offers, with OSS's limits.
+    pub const OSS: Capabilities = Capabilities {
+        append: true,
+        symlink: true,
+        tagging: true,
+        versioned_tagging: true,
+        list_uploads: true,
+        versioning: true,
+        max_parts: 10_000,
+        min_part_size: 100 * 1024,
+        max_part_size: 5 * 1024 * 1024 * 1024,
+        max_put_size: 5 * 1024 * 1024 * 1024,
+    };
+}
+
+/// The object operations every backend implements. See the module docs for the contract.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// What this backend can do, and its limits.
+    fn capabilities(&self) -> &Capabilities;
+
+    /// PutObject: stores `body` as `bucket/key`.
+    async fn put_object(&self, bucket: &str, key: &str, body: Bytes, opts: &PutOptions) -> Result<PutResult>;
+
+    /// HeadObject.
+    async fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo>;
+
+    /// GetObjectMeta: the six light fields.
+    async fn get_object_meta(&self, obj: &ObjectRef) -> Result<ObjectMetaSummary>;
+
+    /// GetObject, whole or one byte range (standard range semantics: the end is clamped to the size; a start past
+    /// the end is `InvalidRange`).
+    async fn get_object(&self, obj: &ObjectRef, range: Option<ByteRange>) -> Result<GetObject>;
+
+    /// ListObjectsV2, one page.
+    async fn list_objects(&self, bucket: &str, req: &ListRequest) -> Result<ListPage>;
+
+    /// DeleteObject (a specific version, or the current one).
+    async fn delete_object(&self, obj: &ObjectRef) -> Result<DeleteResult>;
+
+    /// InitiateMultipartUpload: returns the upload id. Metadata and tags given here land on the object at Complete.
+    async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String>;
+
+    /// UploadPart. `content_md5` sends the MD5 of the body for the server to check.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Bytes,
+        content_md5: bool,
+    ) -> Result<PartReceipt>;
+
+    /// UploadPartCopy: the part's bytes come from `source` (`range`, or the whole source).
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source: &ObjectRef,
+        range: Option<ByteRange>,
+        conditions: &CopyConditions,
+    ) -> Result<PartReceipt>;
+
+    /// CompleteMultipartUpload with parts in ascending part-number order.
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        opts: &CompleteOptions,
+    ) -> Result<PutResult>;
+
+    /// AbortMultipartUpload.
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
+
+    /// ListParts, one page of parts with numbers above `part_number_marker`.
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max_parts: Option<u32>,
+    ) -> Result<PartsPage>;
+
+    /// ListMultipartUploads, one page.
+    async fn list_uploads(&self, bucket: &str, req: &ListUploadsRequest) -> Result<UploadsPage>;
+
+    /// AppendObject at `position` (0 creates the object; `opts` apply only then).
+    async fn append_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        position: u64,
+        body: Bytes,
+        opts: &PutOptions,
+    ) -> Result<AppendResult>;
+
+    /// PutSymlink: `bucket/key` becomes a link to `target` (which need not exist).
+    async fn put_symlink(&self, bucket: &str, key: &str, target: &str, opts: &PutOptions) -> Result<PutResult>;
+
+    /// GetSymlink.
+    async fn get_symlink(&self, obj: &ObjectRef) -> Result<SymlinkInfo>;
+
+    /// CopyObject: server-side copy of `opts.source` to `bucket/key`.
+    async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult>;
+
+    /// PutObjectTagging: replaces the whole tag set. Returns the version id it applied to.
+    async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>>;
+
+    /// GetObjectTagging.
+    async fn get_tagging(&self, obj: &ObjectRef) -> Result<TagSet>;
+
+    /// DeleteObjectTagging.
+    async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()>;
+}
+
+/// Bucket administration: what tests and `transfer` need around the object operations.
+#[async_trait]
+pub trait BucketStore: Send + Sync + fmt::Debug {
+    /// PutBucket. Creating a bucket that exists and is yours succeeds.
+    async fn create_bucket(&self, bucket: &str) -> Result<()>;
+    /// DeleteBucket (must be empty: `BucketNotEmpty` otherwise).
+    async fn delete_bucket(&self, bucket: &str) -> Result<()>;
+    /// PutBucketVersioning (`Enabled` or `Suspended`).
+    async fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<()>;
+    /// GetBucketVersioning.
+    async fn get_versioning(&self, bucket: &str) -> Result<Versioning>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_with_standard_semantics() {
+        assert_eq!(ByteRange::resolve("bytes=0-9", 100).unwrap(), Some((0, 9)));
+        assert_eq!(ByteRange::resolve("bytes=90-200", 100).unwrap(), Some((90, 99)));
+        assert_eq!(ByteRange::resolve("bytes=100-", 100).unwrap(), None);
+        assert_eq!(ByteRange::resolve("bytes=-10", 100).unwrap(), Some((90, 99)));
+        assert_eq!(ByteRange::resolve("bytes=5-", 100).unwrap(), Some((5, 99)));
+        assert!(ByteRange::resolve("bytes=9-3", 100).is_err());
+        assert!(ByteRange::resolve("bytes=0-1,3-4", 100).is_err());
+        assert_eq!(ByteRange::at(10, 5).to_header(), "bytes=10-14");
+    }
+}
