@@ -55,12 +55,20 @@ pub struct ServiceError {
     pub ec: Option<String>,
     /// Extra children of the error document (`ArgumentName`, `StringToSign`, ...), in document order.
     pub extra: Vec<(String, String)>,
+    /// Response headers that belong to the error, lower-case names (e.g. `x-oss-next-append-position` on a
+    /// 409 `PositionNotEqualToLength`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl ServiceError {
     /// The value of an extra element of the error document, such as `ArgumentName`.
     pub fn extra(&self, name: &str) -> Option<&str> {
         self.extra.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The value of a response header that came with the error.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -138,6 +146,14 @@ impl Error {
     pub fn with_extra(mut self, name: &str, value: impl Into<String>) -> Self {
         if let Some(se) = self.service.as_mut() {
             se.extra.push((name.to_owned(), value.into()));
+        }
+        self
+    }
+
+    /// A response header for the error (for [`ErrorKind::Service`] errors only).
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        if let Some(se) = self.service.as_mut() {
+            se.headers.push((name.to_ascii_lowercase(), value.into()));
         }
         self
     }

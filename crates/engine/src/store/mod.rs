@@ -21,7 +21,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::fmt;
 
+mod body;
 mod key;
+pub use body::Body;
 pub use key::{validate_bucket, validate_key, MAX_KEY_BYTES};
 
 /// An object, optionally at a specific version.
@@ -520,7 +522,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     fn capabilities(&self) -> &Capabilities;
 
     /// PutObject: stores `body` as `bucket/key`.
-    async fn put_object(&self, bucket: &str, key: &str, body: Bytes, opts: &PutOptions) -> Result<PutResult>;
+    async fn put_object(&self, bucket: &str, key: &str, body: Body, opts: &PutOptions) -> Result<PutResult>;
 
     /// HeadObject.
     async fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo>;
@@ -548,7 +550,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         key: &str,
         upload_id: &str,
         part_number: u32,
-        body: Bytes,
+        body: Body,
         content_md5: bool,
     ) -> Result<PartReceipt>;
 
@@ -597,7 +599,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         bucket: &str,
         key: &str,
         position: u64,
-        body: Bytes,
+        body: Body,
         opts: &PutOptions,
     ) -> Result<AppendResult>;
 
