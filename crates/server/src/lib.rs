@@ -1,1 +1,215 @@
-pub fn y(){}
+//! # transfer-server
+//!
+//! `transfer serve`: any [`ObjectStore`] + [`BucketStore`] (in practice the local filesystem store) served over
+//! HTTP in the OSS dialect, faithfully enough that Alibaba's own SDKs (`oss2`, `alibabacloud-oss-v2`) and our
+//! OSS client work against it unchanged. It is what the conformance and SDK suites run against, and a way to
+//! put a directory on the network as an OSS endpoint.
+//!
+//! # What it does
+//! - Every request's signature (V1 or V4, header or presigned) is checked with
+//!   [`transfer_engine::sign::verify`] before anything else; failures answer OSS's error documents.
+//! - Addressing: path style (`/bucket/key`) and virtual-host style (`Host: bucket.localhost`, or
+//!   `bucket.<suffix>` for a suffix given to [`Server::with_virtual_host_suffixes`]); IP hosts are path style.
+//! - One dispatch table maps method + sub-resources to an operation; one function per direction maps headers to
+//!   store options and store results to headers.
+//! - Bodies stream into the store with their `Content-Length`; `Content-MD5` is checked on the fly and a
+//!   mismatch makes the store keep nothing (400 `InvalidDigest`).
+//! - Errors are OSS's `<Error>` XML with status, request id, EC and extras; on HEAD the document goes
+//!   base64-encoded in `x-oss-err`.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<impl transfer_engine::ObjectStore + transfer_engine::BucketStore + 'static>) -> std::io::Result<()> {
+//! use transfer_engine::sign::Credentials;
+//! let server = transfer_server::Server::bind("127.0.0.1:0".parse().unwrap(), store, Credentials::new("ak", "sk")).await?;
+//! println!("listening on http://{}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+mod auth;
+mod body;
+mod bucket;
+mod handlers;
+mod headers;
+mod multipart;
+mod object;
+mod response;
+mod routing;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use response::{Common, Reply, RequestIds, ResponseBody};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use transfer_engine::sign::Credentials;
+use transfer_engine::{BucketStore, ObjectStore, Result};
+
+/// How long [`Server::run`] waits for open requests to finish after shutdown is asked.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An OSS-dialect HTTP server in front of a store, bound and ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server<S> {
+    listener: TcpListener,
+    state: Arc<State<S>>,
+}
+
+#[derive(Debug)]
+struct State<S> {
+    store: Arc<S>,
+    credentials: Vec<Credentials>,
+    suffixes: Vec<String>,
+    ids: RequestIds,
+}
+
+impl<S: ObjectStore + BucketStore + 'static> Server<S> {
+    /// Binds `addr` (port 0 picks a free port) to serve `store`, accepting requests signed with `credentials`
+    /// (which, when they carry a security token, requests must present too). Virtual-host addressing is on for
+    /// `<bucket>.localhost`.
+    pub async fn bind(addr: SocketAddr, store: Arc<S>, credentials: Credentials) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let state = State { store, credentials: vec![credentials], suffixes: vec!["localhost".into()], ids: RequestIds::new() };
+        Ok(Self { listener, state: Arc::new(state) })
+    }
+
+    /// Also accepts virtual-host requests for `<bucket>.<suffix>` for each suffix (such as
+    /// `oss-cn-hangzhou.example.test`); `localhost` stays on.
+    pub fn with_virtual_host_suffixes<I: IntoIterator<Item = T>, T: Into<String>>(mut self, suffixes: I) -> Self {
+        let state = Arc::get_mut(&mut self.state).expect("the server has not started");
+        state.suffixes.extend(suffixes.into_iter().map(|s| s.into().trim_matches('.').to_ascii_lowercase()));
+        self
+    }
+
+    /// Also accepts requests signed with `credentials`.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        let state = Arc::get_mut(&mut self.state).expect("the server has not started");
+        state.credentials.push(credentials);
+        self
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets open requests finish (up to 10 seconds)
+    /// and returns. One task per connection, HTTP/1.1 keep-alive.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_connection(self.state.clone(), stream, peer, stop_rx.clone()));
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(open = connections.len(), "connections still open after the drain timeout; closing them");
+            connections.abort_all();
+        }
+        Ok(())
+    }
+}
+
+async fn serve_connection<S: ObjectStore + BucketStore + 'static>(
+    state: Arc<State<S>>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, std::convert::Infallible>(state.handle(req, peer).await) }
+    });
+    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopped => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// What the access log records about a request besides its status.
+#[derive(Default)]
+struct LogFacts {
+    op: Option<routing::Op>,
+    access_key_id: Option<String>,
+}
+
+impl<S: ObjectStore + BucketStore + 'static> State<S> {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let common = Common { request_id: self.ids.next() };
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost")
+            .to_owned();
+        let mut facts = LogFacts::default();
+        let resp = match self.process(req, &host, &mut facts).await {
+            Ok(reply) => reply.into_response(&common),
+            Err(e) => response::error_response(&e, &common, &host, method == Method::HEAD),
+        };
+        tracing::info!(
+            request_id = %common.request_id,
+            %peer,
+            %method,
+            path = uri.path(),
+            op = ?facts.op,
+            access_key_id = facts.access_key_id.as_deref().unwrap_or("-"),
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        resp
+    }
+
+    async fn process(&self, req: Request<Incoming>, host: &str, facts: &mut LogFacts) -> Result<Reply> {
+        let (parts, body) = req.into_parts();
+        let target = routing::parse_target(Some(host), parts.uri.path(), parts.uri.query(), &self.suffixes)?;
+        let verified = auth::check(&self.credentials, &parts.method, &target, &parts.headers)?;
+        facts.access_key_id = Some(verified.access_key_id);
+        let op = routing::resolve(&parts.method, &target, parts.headers.contains_key("x-oss-copy-source"))?;
+        facts.op = Some(op);
+        let req = handlers::Req { op, target, headers: parts.headers, body: Some(body), host: host.to_owned() };
+        handlers::dispatch(&*self.store, req).await
+    }
+}

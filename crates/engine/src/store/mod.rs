@@ -633,6 +633,12 @@ pub trait BucketStore: Send + Sync + fmt::Debug {
     async fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<()>;
     /// GetBucketVersioning.
     async fn get_versioning(&self, bucket: &str) -> Result<Versioning>;
+    /// ListBuckets (GetService): every bucket as `(name, creation time in seconds since the epoch)`, by name.
+    /// The default answers [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported); a backend that can list
+    /// its buckets overrides it (`transfer serve` answers `GET /` with it).
+    async fn list_buckets(&self) -> Result<Vec<(String, i64)>> {
+        Err(crate::Error::new(crate::ErrorKind::Unsupported, "this store cannot list its buckets"))
+    }
 }
 
 #[cfg(test)]
