@@ -247,6 +247,10 @@ impl BucketStore for LocalStore {
         let b = bucket.to_owned();
         self.db(move |c, _| index::bucket_versioning(c, &b)).await
     }
+
+    async fn list_buckets(&self) -> Result<Vec<(String, i64)>> {
+        LocalStore::list_buckets(self).await
+    }
 }
 
 #[async_trait]
