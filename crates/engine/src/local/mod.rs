@@ -23,6 +23,8 @@ mod multipart;
 mod objects;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_multipart;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
