@@ -25,6 +25,8 @@ mod objects;
 mod tests;
 #[cfg(test)]
 mod tests_multipart;
+#[cfg(test)]
+mod tests_versions;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
