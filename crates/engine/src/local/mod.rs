@@ -2,10 +2,10 @@
 //! symlinks, behaving like OSS. It is the embedded default backend and what `transfer serve` exposes.
 //!
 //! # Design
-//! - One SQLite index (`<root>/index.db`, see [`index`]) is the authority on what exists: buckets, object versions
+//! - One SQLite index (`<root>/index.db`, see `index.rs`) is the authority on what exists: buckets, object versions
 //!   (with metadata, tags, ETag, CRC-64, type, symlink target and data file name), multipart uploads and parts.
 //! - Object bytes live in data files with random names (`<root>/.data/<xx>/<id>`), staged parts in
-//!   `<root>/.staging/<upload id>/<id>`; see [`blobs`]. Keys are never mapped to paths.
+//!   `<root>/.staging/<upload id>/<id>`; see `blobs.rs`. Keys are never mapped to paths.
 //! - A write streams the body into `<root>/.tmp/` while computing MD5 and CRC-64, fsyncs it (unless
 //!   [`LocalOptions::fsync`] is off), renames it into place and then commits the index row in one transaction:
 //!   a crash at any point leaves either the old state or the new one. [`LocalStore::open`] sweeps temp files and
@@ -13,6 +13,20 @@
 //! - rusqlite is synchronous: the connection sits behind a `std::sync::Mutex` and is only used inside
 //!   `spawn_blocking`, never across an `.await`. A read resolves its row and opens its data file under that
 //!   lock, so a concurrent overwrite or delete cannot pull the file away from under it.
+//! - One root is owned by one `LocalStore` at a time (clone it to share): opening sweeps the temp directory,
+//!   which would break the in-flight writes of another store on the same root.
+//!
+//! # Behaviour where OSS leaves a choice
+//! - Versioning: writes while versioning is off or suspended get the version id `null` (reported as no version id
+//!   while the bucket was never versioned). A delete of an unknown version id succeeds (OSS answers 204 whether
+//!   or not the object exists); reads of one fail with `NoSuchVersion`.
+//! - `forbid_overwrite` is honoured in unversioned buckets and ignored in versioned (enabled or suspended) ones,
+//!   as OSS documents for CopyObject.
+//! - An append to an existing appendable object keeps its version id; its ETag changes with every append (MD5 of
+//!   the previous ETag and the appended bytes' MD5), its CRC-64 is the whole object's.
+//! - Head/Get of a symlink serve the target's current version (size, ETag, CRC-64, metadata, bytes) with the
+//!   link's type, version id and tag count; a link to a link counts as a missing target. GetObjectMeta and
+//!   tagging act on the link itself; a link's ETag is the MD5 of its target key.
 
 mod append;
 mod blobs;
@@ -23,6 +37,10 @@ mod multipart;
 mod objects;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_multipart;
+#[cfg(test)]
+mod tests_versions;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{

@@ -40,7 +40,7 @@ fn check_part_size(len: u64) -> Result<()> {
 }
 
 /// The ETag of a completed upload: upper-hex MD5 of the concatenated upper-hex part ETags, then `-<count>`.
-fn multipart_etag(parts: &[PartRow]) -> String {
+pub(super) fn multipart_etag(parts: &[PartRow]) -> String {
     let joined: String = parts.iter().map(|p| p.etag.to_ascii_uppercase()).collect();
     format!("{}-{}", md5_upper(joined.as_bytes()), parts.len())
 }

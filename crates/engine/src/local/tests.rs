@@ -49,8 +49,8 @@ pub(super) fn seed_tags() -> TagSet {
 /// Everything on disk that matters: every index row and every file (path, size) outside the database files.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Snapshot {
-    rows: Vec<String>,
-    files: BTreeMap<String, u64>,
+    pub rows: Vec<String>,
+    pub files: BTreeMap<String, u64>,
 }
 
 pub(super) fn snapshot(s: &LocalStore) -> Snapshot {
