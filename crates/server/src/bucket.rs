@@ -104,6 +104,16 @@ pub(crate) async fn get_bucket_location<S: BucketStore>(store: &S, req: Req) -> 
     Ok(Reply::xml(out))
 }
 
+/// GetBucketAcl: every bucket is private to the configured credentials (the V2 SDK's `is_bucket_exist` asks
+/// this).
+pub(crate) async fn get_bucket_acl<S: BucketStore>(store: &S, req: Req) -> Result<Reply> {
+    store.get_versioning(req.bucket()).await?;
+    let out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AccessControlPolicy><Owner><ID>transfer</ID>\
+               <DisplayName>transfer</DisplayName></Owner><AccessControlList><Grant>private</Grant>\
+               </AccessControlList></AccessControlPolicy>";
+    Ok(Reply::xml(out.to_owned()))
+}
+
 /// GetBucketVersioning.
 pub(crate) async fn get_versioning<S: BucketStore>(store: &S, req: Req) -> Result<Reply> {
     let v = store.get_versioning(req.bucket()).await?;

@@ -117,6 +117,7 @@ pub(crate) async fn dispatch<S: ObjectStore + BucketStore>(store: &S, req: Req) 
         Op::DeleteBucket => bucket::delete_bucket(store, req).await,
         Op::GetBucketInfo => bucket::get_bucket_info(store, req).await,
         Op::GetBucketLocation => bucket::get_bucket_location(store, req).await,
+        Op::GetBucketAcl => bucket::get_bucket_acl(store, req).await,
         Op::GetBucketVersioning => bucket::get_versioning(store, req).await,
         Op::PutBucketVersioning => bucket::put_versioning(store, req).await,
         Op::ListObjects => bucket::list_objects_v1(store, req).await,

@@ -73,6 +73,7 @@ pub(crate) enum Op {
     DeleteBucket,
     GetBucketInfo,
     GetBucketLocation,
+    GetBucketAcl,
     GetBucketVersioning,
     PutBucketVersioning,
     ListObjects,
@@ -134,6 +135,7 @@ static ROUTES: &[Route] = &[
     r(Method::PUT, Scope::Bucket, &["versioning"], None, Op::PutBucketVersioning),
     r(Method::GET, Scope::Bucket, &["bucketInfo"], None, Op::GetBucketInfo),
     r(Method::GET, Scope::Bucket, &["location"], None, Op::GetBucketLocation),
+    r(Method::GET, Scope::Bucket, &["acl"], None, Op::GetBucketAcl),
     r(Method::GET, Scope::Bucket, &["uploads"], None, Op::ListUploads),
     r(Method::POST, Scope::Bucket, &["delete"], None, Op::DeleteMultipleObjects),
     r(Method::GET, Scope::Bucket, &["list-type"], None, Op::ListObjectsV2),
@@ -164,7 +166,19 @@ static ROUTES: &[Route] = &[
     r(Method::DELETE, Scope::Object, &[], None, Op::DeleteObject),
 ];
 
-/// The operation a request asks for; 405 `MethodNotAllowed` when no row matches.
+/// Query parameters that select an operation (OSS sub-resources). A request naming one that its route does not
+/// use asks for an operation this server does not implement (ListObjectVersions, bucket ACLs, lifecycle, ...):
+/// it is answered 501 `NotImplemented` rather than served as the plain operation of the same path.
+static SELECTORS: &[&str] = &[
+    "acl", "append", "bucketInfo", "callback", "cname", "cors", "delete", "encryption", "img", "inventory",
+    "lifecycle", "live", "location", "logging", "metaQuery", "objectMeta", "policy", "qos", "referer",
+    "replication", "requestPayment", "resourceGroup", "restore", "seal", "stat", "style", "symlink", "tagging",
+    "transferAcceleration", "uploads", "versioning", "versions", "website", "worm", "x-oss-async-process",
+    "x-oss-process",
+];
+
+/// The operation a request asks for; 405 `MethodNotAllowed` when no row matches, 501 `NotImplemented` for an
+/// operation of OSS this server does not have.
 pub(crate) fn resolve(method: &Method, target: &Target, copy_source: bool) -> Result<Op> {
     let scope = match (&target.bucket, &target.key) {
         (None, _) => Scope::Service,
@@ -179,15 +193,24 @@ pub(crate) fn resolve(method: &Method, target: &Target, copy_source: bool) -> Re
                 && route.sub.iter().all(|s| target.has(s))
                 && route.copy.map_or(true, |c| c == copy_source)
         })
-        .map(|route| route.op)
-        .ok_or_else(|| {
-            Error::code(405, "MethodNotAllowed", format!("The specified method {method} is not allowed against this resource."))
+        .map(|route| {
+            match target.query.iter().map(|(k, _)| k.as_str()).find(|k| SELECTORS.contains(k) && !route.sub.contains(k)) {
+                Some(sub) => Err(Error::code(
+                    501,
+                    "NotImplemented",
+                    format!("The {method} ?{sub} operation is not implemented by this server."),
+                )),
+                None => Ok(route.op),
+            }
+        })
+        .unwrap_or_else(|| {
+            Err(Error::code(405, "MethodNotAllowed", format!("The specified method {method} is not allowed against this resource."))
                 .with_extra("Method", method.as_str())
                 .with_extra("ResourceType", match scope {
                     Scope::Service => "Service",
                     Scope::Bucket => "Bucket",
                     Scope::Object => "Object",
-                })
+                }))
         })
 }
 
@@ -247,7 +270,14 @@ mod tests {
         assert_eq!(op(Method::PUT, "/b/k?symlink", false), Op::PutSymlink);
         assert_eq!(op(Method::GET, "/b/k?symlink", false), Op::GetSymlink);
         assert_eq!(op(Method::DELETE, "/b/k?versionId=v", false), Op::DeleteObject);
+        assert_eq!(op(Method::GET, "/b/?acl", false), Op::GetBucketAcl);
         let e = resolve(&Method::POST, &target("127.0.0.1", "/b/k"), false).unwrap_err();
         assert_eq!(e.status(), Some(405));
+        for uri in ["/b/?versions", "/b/?lifecycle", "/b/k?acl", "/b/k?restore"] {
+            let e = resolve(&Method::GET, &target("127.0.0.1", uri), false).unwrap_err();
+            assert_eq!(e.service_code(), Some("NotImplemented"), "{uri}");
+        }
+        let e = resolve(&Method::PUT, &target("127.0.0.1", "/b/?tagging"), false).unwrap_err();
+        assert_eq!(e.service_code(), Some("NotImplemented"));
     }
 }

@@ -303,3 +303,91 @@ async fn v1_signatures_and_missing_content_length() {
     assert_eq!(code_of(&r.text().await.unwrap()), "MissingContentLength");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn list_buckets_acl_delete_multiple_and_presigned_urls() {
+    let s = TestServer::start().await;
+    s.create_bucket("bkt").await;
+    s.create_bucket("bkt2").await;
+    let r = s.send(Call::new(Method::GET, None, None)).await;
+    let body = r.text().await.unwrap();
+    assert!(body.contains("<Name>bkt</Name>") && body.contains("<Name>bkt2</Name>"), "{body}");
+    assert!(body.contains("<CreationDate>") && body.contains("<StorageClass>Standard</StorageClass>"), "{body}");
+    let r = s.send(Call::new(Method::GET, Some("bkt"), None).q("acl", "")).await;
+    assert!(r.text().await.unwrap().contains("<Grant>private</Grant>"));
+    let r = s.send(Call::new(Method::GET, Some("nope"), None).q("acl", "")).await;
+    assert_eq!(code_of(&r.text().await.unwrap()), "NoSuchBucket");
+    let r = s.send(Call::new(Method::GET, Some("bkt"), None).q("versions", "")).await;
+    assert_eq!(r.status(), 501);
+    // DeleteMultipleObjects.
+    s.put("bkt", "d/1", b"1").await;
+    s.put("bkt", "d 2", b"2").await;
+    let doc = "<Delete><Quiet>false</Quiet><Object><Key>d/1</Key></Object><Object><Key>d 2</Key></Object></Delete>";
+    let r = s
+        .send(
+            Call::new(Method::POST, Some("bkt"), None)
+                .q("delete", "")
+                .q("encoding-type", "url")
+                .h("content-md5", &content_md5(doc.as_bytes()))
+                .body(doc),
+        )
+        .await;
+    let body = r.text().await.unwrap();
+    assert!(body.contains("<Deleted><Key>d/1</Key></Deleted>") && body.contains("<Key>d%202</Key>"), "{body}");
+    let r = s.send(Call::new(Method::HEAD, Some("bkt"), Some("d/1"))).await;
+    assert_eq!(r.status(), 404);
+    // A presigned GET (V1 and V4).
+    s.put("bkt", "shared", b"presigned").await;
+    for version in [transfer_engine::sign::SignatureVersion::V1, transfer_engine::sign::SignatureVersion::V4] {
+        let signer = transfer_engine::sign::Signer::new(version, "cn-hangzhou");
+        let target = transfer_engine::sign::SignTarget { method: "GET", bucket: Some("bkt"), key: Some("shared"), query: &[] };
+        let params = signer.presign(
+            &s.creds,
+            &target,
+            &http::HeaderMap::new(),
+            std::time::SystemTime::now(),
+            std::time::Duration::from_secs(60),
+        );
+        let q: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", transfer_engine::util::pct_encode(k), transfer_engine::util::pct_encode(v)))
+            .collect();
+        let r = s.client.get(format!("http://{}/bkt/shared?{}", s.addr, q.join("&"))).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{version:?}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"presigned");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn security_tokens_are_required_when_configured() {
+    let root = tempfile::tempdir().unwrap();
+    let store = transfer_engine::local::LocalStore::open_with(
+        root.path(),
+        transfer_engine::local::LocalOptions { fsync: false },
+    )
+    .unwrap();
+    let creds = Credentials::new("sts-id", "sts-secret").with_security_token("token-1");
+    let server = transfer_server::Server::bind("127.0.0.1:0".parse().unwrap(), std::sync::Arc::new(store), creds.clone())
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    let signer = transfer_engine::sign::Signer::new(transfer_engine::sign::SignatureVersion::V4, "cn-hangzhou");
+    let client = reqwest::Client::new();
+    for (signing, expected) in [(creds.clone(), 200), (Credentials::new("sts-id", "sts-secret"), 403)] {
+        let mut headers = http::HeaderMap::new();
+        let target = transfer_engine::sign::SignTarget { method: "GET", bucket: None, key: None, query: &[] };
+        signer.sign(&signing, &target, &mut headers, std::time::SystemTime::now());
+        let r = client.get(format!("http://{addr}/")).headers(headers).send().await.unwrap();
+        assert_eq!(r.status(), expected);
+        if expected == 403 {
+            assert_eq!(code_of(&r.text().await.unwrap()), "InvalidSecurityToken");
+        }
+    }
+    tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
