@@ -109,8 +109,13 @@ impl Req {
     }
 }
 
-/// Runs the handler of `req.op`.
-pub(crate) async fn dispatch<S: ObjectStore + BucketStore>(store: &S, req: Req) -> Result<Reply> {
+/// Runs the handler of `req.op`. A body sent to an operation that takes none is still read and checked
+/// against `Content-MD5`, so a wrong digest is never ignored.
+pub(crate) async fn dispatch<S: ObjectStore + BucketStore>(store: &S, mut req: Req) -> Result<Reply> {
+    let has_body = req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+    if !req.op.reads_body() && (has_body || req.headers.contains_key("content-md5")) {
+        req.small_body().await?;
+    }
     match req.op {
         Op::ListBuckets => bucket::list_buckets(store, req).await,
         Op::PutBucket => bucket::put_bucket(store, req).await,

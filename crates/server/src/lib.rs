@@ -41,7 +41,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use response::{Common, Reply, RequestIds, ResponseBody};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +52,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use transfer_engine::sign::Credentials;
 use transfer_engine::{BucketStore, ObjectStore, Result};
+
+/// How long a connection may take to send a request's headers (including an idle keep-alive wait) before
+/// it is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long [`Server::run`] waits for open requests to finish after shutdown is asked.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,7 +150,9 @@ async fn serve_connection<S: ObjectStore + BucketStore + 'static>(
         let state = state.clone();
         async move { Ok::<_, std::convert::Infallible>(state.handle(req, peer).await) }
     });
-    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;

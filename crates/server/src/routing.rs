@@ -100,6 +100,23 @@ pub(crate) enum Op {
     DeleteTagging,
 }
 
+impl Op {
+    /// True for operations whose handler reads the request body.
+    pub(crate) fn reads_body(self) -> bool {
+        matches!(
+            self,
+            Op::PutObject
+                | Op::UploadPart
+                | Op::AppendObject
+                | Op::CompleteMultipart
+                | Op::PutTagging
+                | Op::PutBucket
+                | Op::PutBucketVersioning
+                | Op::DeleteMultipleObjects
+        )
+    }
+}
+
 /// What a route applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scope {

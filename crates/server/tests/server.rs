@@ -100,6 +100,11 @@ async fn a_content_md5_mismatch_stores_nothing() {
     assert_eq!(code_of(&r.text().await.unwrap()), "InvalidDigest");
     let r = s.send(Call::new(Method::HEAD, Some("bkt"), Some("k"))).await;
     assert_eq!(r.status(), 404);
+    // Operations without a body check the digest of what was sent too (the V2 SDK sends MD5("") on them).
+    let r = s.send(Call::new(Method::POST, Some("bkt"), Some("k")).q("uploads", "").h("content-md5", &content_md5(b""))).await;
+    assert_eq!(r.status(), 200);
+    let r = s.send(Call::new(Method::POST, Some("bkt"), Some("k")).q("uploads", "").h("content-md5", &content_md5(b"x"))).await;
+    assert_eq!((r.status().as_u16(), code_of(&r.text().await.unwrap()).as_str()), (400, "InvalidDigest"));
     let r = s.send(Call::new(Method::PUT, Some("bkt"), Some("k")).h("content-md5", "garbage").body(&b"data"[..])).await;
     assert_eq!((r.status().as_u16(), code_of(&r.text().await.unwrap()).as_str()), (400, "InvalidDigest"));
     s.stop().await;
