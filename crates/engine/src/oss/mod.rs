@@ -1,1 +1,4 @@
 //! The OSS dialect HTTP client.
+
+mod crc;
+mod response;
