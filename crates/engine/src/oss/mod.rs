@@ -1,4 +1,5 @@
 //! The OSS dialect HTTP client.
 
 mod crc;
+mod request;
 mod response;
