@@ -80,7 +80,7 @@ pub struct Metadata {
 }
 
 fn check_header_value(what: &str, v: &str) -> Result<()> {
-    if v.chars().any(|c| c.is_control() && c != '\t') || v.chars().any(|c| !c.is_ascii()) {
+    if !v.is_ascii() || v.chars().any(|c| c.is_control() && c != '\t') {
         return Err(Error::invalid(format!(
             "{what} has a value with control or non-ASCII characters; encode the value (for example percent-encoding) first"
         )));
