@@ -29,7 +29,6 @@
 //!   [`ErrorKind::Transport`] errors. Nothing is retried here: that is the scheduler's decision.
 //! - Credentials never appear in `Debug`, logs or errors.
 
-use crate::crc64;
 use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
@@ -53,6 +52,9 @@ use request::{Endpoint, Request};
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a request may go without moving a byte (sending or receiving) before it fails.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time the server may work before answering a call that copies or assembles data (CopyObject,
+/// UploadPartCopy, CompleteMultipartUpload).
+pub const DEFAULT_SERVER_WORK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// An OSS endpoint as an object store. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
@@ -65,6 +67,7 @@ pub struct OssStore {
     dialect: Dialect,
     content_md5: bool,
     read_timeout: Option<Duration>,
+    server_work_timeout: Duration,
 }
 
 impl fmt::Debug for OssStore {
@@ -113,7 +116,7 @@ impl OssStore {
 
     /// Signs and sends one request; a non-2xx answer becomes the service error.
     async fn send(&self, req: Request) -> Result<Response> {
-        let Request { method, bucket, key, query, mut headers, body, content_md5, context, invalid } = req;
+        let Request { method, bucket, key, query, mut headers, body, content_md5, context, invalid, slow } = req;
         if let Some(e) = invalid {
             return Err(e);
         }
@@ -127,11 +130,11 @@ impl OssStore {
         let has_body = len > 0 || method == Method::PUT || method == Method::POST;
         if has_body {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
-        if content_md5 || self.content_md5 {
-            if let Some(b) = body.as_bytes() {
-                let md5 = HeaderValue::from_str(&crate::util::content_md5(b)).expect("base64 is a header value");
-                headers.insert("content-md5", md5);
+            if content_md5 || self.content_md5 {
+                if let Some(b) = body.as_bytes() {
+                    let md5 = HeaderValue::from_str(&crate::util::content_md5(b)).expect("base64 is a header value");
+                    headers.insert("content-md5", md5);
+                }
             }
         }
         let target = SignTarget { method: method.as_str(), bucket: bucket.as_deref(), key: key.as_deref(), query: &query };
@@ -140,31 +143,37 @@ impl OssStore {
         let url = self.endpoint.url(self.path_style, bucket.as_deref(), key.as_deref(), &query);
         let progress = Progress::new();
         let mut builder = self.client.request(method.clone(), &url).headers(headers);
-        let upload = if !has_body {
-            Upload::Known(0)
-        } else if let Some(b) = body.as_bytes() {
-            let b = b.clone();
-            let known = Upload::Known(crc64::checksum(&b));
-            builder = builder.body(b);
-            known
+        // Every non-empty body goes out as a stream of known length (Content-Length set above, so never chunked):
+        // the tap computes its CRC-64 and marks progress for the idle timeout as the bytes leave.
+        let upload = if len == 0 {
+            if has_body {
+                builder = builder.body(Bytes::new());
+            }
+            None
         } else {
-            let (stream, tap) = UploadTap::wrap(body.into_stream(), progress.clone());
+            let chunks = match body.as_bytes() {
+                Some(b) => slices(b.clone()),
+                None => body.into_stream(),
+            };
+            let (stream, tap) = UploadTap::wrap(chunks, progress.clone());
             builder = builder.body(reqwest::Body::wrap_stream(stream));
-            Upload::Tap(tap, len)
+            Some((tap, len))
         };
         tracing::debug!(method = %method, url = %url, "oss request");
         let sent = builder.send();
-        let result = match self.read_timeout {
+        let wait = match (self.read_timeout, slow) {
+            (Some(idle), true) => Some(idle.max(self.server_work_timeout)),
+            (idle, _) => idle,
+        };
+        let result = match wait {
             Some(idle) => idle_timeout(sent, &progress, idle).await,
             None => Ok(sent.await),
         };
         let resp = match result {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
-                return Err(match &upload {
-                    Upload::Tap(tap, _) => tap.take_error().unwrap_or_else(|| response::transport(e)),
-                    Upload::Known(..) => response::transport(e),
-                })
+                let parked = upload.as_ref().and_then(|(tap, _)| tap.take_error());
+                return Err(parked.unwrap_or_else(|| response::transport(e)));
             }
             Err(stalled) => return Err(stalled),
         };
@@ -229,12 +238,11 @@ fn with_context(mut e: Error, context: &[(&'static str, String)]) -> Error {
     e
 }
 
-/// What the client knows about the body it sent.
-enum Upload {
-    /// CRC-64 and length computed up front (in-memory or empty body).
-    Known(u64),
-    /// A streamed body observed while sent, and its declared length.
-    Tap(UploadTap, u64),
+/// An in-memory body as a stream of slices (no copies), so its progress is observed like a stream's.
+fn slices(b: Bytes) -> BoxStream<'static, Result<Bytes>> {
+    const SLICE: usize = 64 * 1024;
+    let n = b.len().div_ceil(SLICE);
+    futures::stream::iter((0..n).map(move |i| Ok(b.slice(i * SLICE..((i + 1) * SLICE).min(b.len()))))).boxed()
 }
 
 /// A successful response.
@@ -242,7 +250,8 @@ pub(crate) struct Response {
     status: u16,
     headers: HeaderMap,
     inner: reqwest::Response,
-    upload: Upload,
+    /// The request body's tap and declared length; `None` for an empty body.
+    upload: Option<(UploadTap, u64)>,
     context: Vec<(&'static str, String)>,
     idle: Option<Duration>,
 }
@@ -260,19 +269,15 @@ impl Response {
 
     /// CRC-64 of the request body as sent. Fails when the HTTP stack answered before the whole body went out.
     pub(crate) fn sent_crc(&self) -> Result<u64> {
-        match &self.upload {
-            Upload::Known(crc) => Ok(*crc),
-            Upload::Tap(tap, declared) => {
-                let (crc, len) = tap.sent();
-                if len != *declared {
-                    return Err(Error::new(
-                        ErrorKind::Integrity,
-                        format!("only {len} of {declared} body bytes were sent before the server answered"),
-                    ));
-                }
-                Ok(crc)
-            }
+        let Some((tap, declared)) = &self.upload else { return Ok(0) };
+        let (crc, len) = tap.sent();
+        if len != *declared {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!("only {len} of {declared} body bytes were sent before the server answered"),
+            ));
         }
+        Ok(crc)
     }
 
     /// Compares the CRC-64 of the body sent with the server's `x-oss-hash-crc64ecma`; returns the server value.
@@ -332,6 +337,7 @@ pub struct OssStoreBuilder {
     content_md5: bool,
     connect_timeout: Duration,
     read_timeout: Option<Duration>,
+    server_work_timeout: Duration,
     timeout: Option<Duration>,
     system_proxy: bool,
 }
@@ -347,6 +353,7 @@ impl Default for OssStoreBuilder {
             content_md5: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
+            server_work_timeout: DEFAULT_SERVER_WORK_TIMEOUT,
             timeout: None,
             system_proxy: true,
         }
@@ -406,6 +413,14 @@ impl OssStoreBuilder {
         self
     }
 
+    /// How long the server may work before answering CopyObject, UploadPartCopy or CompleteMultipartUpload,
+    /// which copy or assemble data after the request is sent (default 15 min; the read timeout applies when
+    /// it is longer).
+    pub fn server_work_timeout(mut self, timeout: Duration) -> Self {
+        self.server_work_timeout = timeout;
+        self
+    }
+
     /// An overall limit per request, body included (default none).
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
@@ -454,6 +469,7 @@ impl OssStoreBuilder {
             dialect: Dialect::OSS,
             content_md5: self.content_md5,
             read_timeout: self.read_timeout,
+            server_work_timeout: self.server_work_timeout,
         })
     }
 }

@@ -257,7 +257,8 @@ impl ObjectStore for OssStore {
             .context("part", part_number)
             .context("source", source)
             .header(&d.h("copy-source"), &src)
-            .header_opt(&d.h("copy-source-range"), range_header.as_deref());
+            .header_opt(&d.h("copy-source-range"), range_header.as_deref())
+            .slow();
         let req = conditions(req, d, conds);
         let copied = self.call(req, |r| async move { self.copy_result(r).await }).await?;
         // The answer does not say how many bytes the part holds: an explicit range does, otherwise ask the source.
@@ -295,6 +296,7 @@ impl ObjectStore for OssStore {
             .query("encoding-type", "url")
             .context("upload id", upload_id)
             .header_opt(&d.h("forbid-overwrite"), opts.forbid_overwrite.then_some("true"))
+            .slow()
             .xml(xml::to_string(&doc)?);
         self.call(req, |r| async move {
             let mut out = self.put_result(&r)?;
@@ -445,7 +447,8 @@ impl ObjectStore for OssStore {
             .bucket(bucket)
             .key(key)
             .context("source", s)
-            .header(&d.h("copy-source"), &copy_source(&s.bucket, &s.key, s.version_id.as_deref()));
+            .header(&d.h("copy-source"), &copy_source(&s.bucket, &s.key, s.version_id.as_deref()))
+            .slow();
         req = match &opts.metadata {
             Directive::Copy => req.header(&d.h("metadata-directive"), "COPY"),
             Directive::Replace(m) => req.header(&d.h("metadata-directive"), "REPLACE").metadata(d, m),

@@ -135,6 +135,8 @@ pub(crate) struct Request {
     pub(crate) context: Vec<(&'static str, String)>,
     /// The first problem met while building (an invalid header value); reported when sending.
     pub(crate) invalid: Option<Error>,
+    /// The server copies or assembles data before answering: wait for the server-work timeout.
+    pub(crate) slow: bool,
 }
 
 impl Request {
@@ -150,6 +152,7 @@ impl Request {
             content_md5: false,
             context: Vec::new(),
             invalid: None,
+            slow: false,
         }
     }
 
@@ -202,6 +205,12 @@ impl Request {
             Some(v) => self.header(name, v),
             None => self,
         }
+    }
+
+    /// Marks a call the server works on before answering (copies, Complete).
+    pub(crate) fn slow(mut self) -> Self {
+        self.slow = true;
+        self
     }
 
     /// Adds a `name: value` pair of error context.

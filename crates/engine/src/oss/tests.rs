@@ -591,3 +591,42 @@ async fn a_wrong_secret_is_refused_by_the_mock_and_the_error_is_permanent() {
     assert!(!e.is_retryable());
     assert!(e.service_error().unwrap().extra("StringToSign").is_some());
 }
+
+#[tokio::test]
+async fn a_large_in_memory_body_goes_out_whole_with_its_length() {
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let crc = checksum(&data);
+    let mock = Mock::start(move |_| Reply::new(200).header("x-oss-hash-crc64ecma", crc)).await;
+    let out = mock.store().upload_part("bkt", "k", "U", 2, Body::from(data.clone()), false).await.unwrap();
+    assert_eq!((out.crc64, out.size), (Some(crc), 300_000));
+    let seen = mock.last();
+    assert_eq!(seen.header("content-length"), Some("300000"));
+    assert_eq!(seen.header("transfer-encoding"), None);
+    assert_eq!(seen.body, data);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_a_transport_error_after_the_read_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let store = OssStore::builder()
+        .endpoint(format!("http://{addr}"))
+        .region("cn-hangzhou")
+        .credentials(Credentials::new("ak", "sk"))
+        .system_proxy(false)
+        .read_timeout(Some(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = store.head_object(&ObjectRef::new("bkt", "k")).await.unwrap_err();
+    hold.abort();
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+    assert!(e.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
