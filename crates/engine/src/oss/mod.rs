@@ -15,7 +15,7 @@
 //! ```
 //!
 //! # Behaviour
-//! - Every operation goes through one path: a [`request::Request`] (method, bucket, key, decoded query,
+//! - Every operation goes through one path: a `Request` (method, bucket, key, decoded query,
 //!   headers, body) is signed ([`crate::sign`]), sent, and its status checked; a failure becomes an
 //!   [`Error`] with the service's code, EC and request id, plus the object key, upload id and part number as
 //!   context. Errors on HEAD come from the base64 `x-oss-err` header. A 200 answer whose body is an `<Error>`
