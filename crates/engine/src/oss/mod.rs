@@ -458,6 +458,9 @@ impl OssStoreBuilder {
         if !self.system_proxy {
             client = client.no_proxy();
         }
+        if endpoint.is_localhost() {
+            client = client.dns_resolver(std::sync::Arc::new(LocalhostResolver));
+        }
         let client =
             client.build().map_err(|e| Error::invalid("cannot set up the HTTP client").with_source(e.without_url()))?;
         Ok(OssStore {
@@ -470,6 +473,26 @@ impl OssStoreBuilder {
             content_md5: self.content_md5,
             read_timeout: self.read_timeout,
             server_work_timeout: self.server_work_timeout,
+        })
+    }
+}
+
+/// Resolves `localhost` and every `*.localhost` name to the loopback addresses (RFC 6761), so virtual-hosted
+/// requests to `<bucket>.localhost` reach a local server whatever the system resolver does with them. Installed
+/// only for a `localhost` endpoint.
+#[derive(Debug)]
+struct LocalhostResolver;
+
+impl reqwest::dns::Resolve for LocalhostResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = if host == "localhost" || host.ends_with(".localhost") {
+                vec![(std::net::Ipv4Addr::LOCALHOST, 0).into(), (std::net::Ipv6Addr::LOCALHOST, 0).into()]
+            } else {
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+            };
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }

@@ -50,6 +50,11 @@ impl Endpoint {
         })
     }
 
+    /// True when the host is `localhost`.
+    pub(crate) fn is_localhost(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+    }
+
     /// Path style is the default for IP addresses and `localhost`; virtual-hosted style otherwise.
     pub(crate) fn default_path_style(&self) -> bool {
         self.ip_or_localhost

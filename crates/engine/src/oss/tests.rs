@@ -146,9 +146,11 @@ fn check_signature(seen: &Seen) -> Result<()> {
     let (path, query) = seen.target.split_once('?').unwrap_or((&seen.target, ""));
     let query = crate::util::parse_query(query)?;
     let path = path.strip_prefix('/').unwrap_or(path);
-    let (bucket, key) = match path.split_once('/') {
-        Some((b, k)) => (Some(b), Some(crate::util::pct_decode(k)?).filter(|k| !k.is_empty())),
-        None => (Some(path).filter(|b| !b.is_empty()), None),
+    let host = seen.header("host").unwrap_or_default();
+    let (bucket, key) = match (host.split_once(".localhost"), path.split_once('/')) {
+        (Some((b, _)), _) => (Some(b), Some(crate::util::pct_decode(path)?).filter(|k| !k.is_empty())),
+        (None, Some((b, k))) => (Some(b), Some(crate::util::pct_decode(k)?).filter(|k| !k.is_empty())),
+        (None, None) => (Some(path).filter(|b| !b.is_empty()), None),
     };
     let target = SignTarget { method: &seen.method, bucket, key: key.as_deref(), query: &query };
     let creds = Credentials::new("test-ak", "test-secret-do-not-print").with_security_token("test-token");
@@ -629,4 +631,24 @@ async fn a_server_that_never_answers_is_a_transport_error_after_the_read_timeout
     assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
     assert!(e.is_retryable());
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn virtual_host_requests_to_bucket_dot_localhost_reach_a_local_server() {
+    let mock = Mock::start(|seen| {
+        let host = seen.header("host").unwrap_or_default().to_owned();
+        Reply::new(200).header("x-oss-version-id", host)
+    })
+    .await;
+    let store = OssStore::builder()
+        .endpoint(format!("http://localhost:{}", mock.addr.port()))
+        .region("cn-hangzhou")
+        .credentials(Credentials::new("test-ak", "test-secret-do-not-print").with_security_token("test-token"))
+        .path_style(false)
+        .system_proxy(false)
+        .build()
+        .unwrap();
+    let out = store.delete_object(&ObjectRef::new("bkt", "a b")).await.unwrap();
+    assert_eq!(out.version_id, Some(format!("bkt.localhost:{}", mock.addr.port())));
+    assert_eq!(mock.last().target, "/a%20b");
 }
