@@ -25,6 +25,8 @@
 //!   GET is checked while streaming and the last chunk fails on a mismatch. `Content-MD5` is sent for
 //!   in-memory bodies when asked for (per call, or for every call with [`OssStoreBuilder::content_md5`]) and
 //!   always for XML bodies. Uploads always carry `Content-Length`, never chunked encoding.
+//! - `RequestTimeTooSkewed` (retryable) also sets a clock offset from the answer's `Date`, used to sign the
+//!   later requests of this store and its clones.
 //! - Transport failures (connect, reset, timeouts, a body cut short) are retryable
 //!   [`ErrorKind::Transport`] errors. Nothing is retried here: that is the scheduler's decision.
 //! - Credentials never appear in `Debug`, logs or errors.
@@ -68,6 +70,7 @@ pub struct OssStore {
     content_md5: bool,
     read_timeout: Option<Duration>,
     server_work_timeout: Duration,
+    clock: Clock,
 }
 
 impl fmt::Debug for OssStore {
@@ -138,7 +141,7 @@ impl OssStore {
             }
         }
         let target = SignTarget { method: method.as_str(), bucket: bucket.as_deref(), key: key.as_deref(), query: &query };
-        self.signer.sign(&self.credentials, &target, &mut headers, SystemTime::now());
+        self.signer.sign(&self.credentials, &target, &mut headers, self.clock.now());
 
         let url = self.endpoint.url(self.path_style, bucket.as_deref(), key.as_deref(), &query);
         let progress = Progress::new();
@@ -188,7 +191,48 @@ impl OssStore {
             Method::HEAD => Bytes::new(),
             _ => read_body(resp, self.read_timeout).await.unwrap_or_default(),
         };
-        Err(response::service_error(&self.dialect, status, &headers, &body))
+        let err = response::service_error(&self.dialect, status, &headers, &body);
+        if err.service_code() == Some("RequestTimeTooSkewed") {
+            if let Some(server) = response::header(&headers, "date").and_then(|d| httpdate::parse_http_date(d).ok()) {
+                self.clock.correct(server);
+                tracing::warn!(offset_ms = self.clock.offset_ms(), "clock skew: later requests use the server's time");
+            }
+        }
+        Err(err)
+    }
+}
+
+/// The signing clock: local time plus the offset learnt from a `RequestTimeTooSkewed` answer's `Date`, so
+/// the retry the error invites can succeed (the SDKs do the same).
+#[derive(Debug, Clone, Default)]
+struct Clock {
+    offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn now(&self) -> SystemTime {
+        let now = SystemTime::now();
+        let off = self.offset_ms();
+        let d = Duration::from_millis(off.unsigned_abs());
+        if off >= 0 {
+            now + d
+        } else {
+            now - d
+        }
+    }
+
+    /// Sets the offset so that `now()` matches `server` (an HTTP date, whole seconds).
+    fn correct(&self, server: SystemTime) {
+        let local = SystemTime::now();
+        let off = match server.duration_since(local) {
+            Ok(ahead) => ahead.as_millis() as i64,
+            Err(behind) => -(behind.duration().as_millis() as i64),
+        };
+        self.offset_ms.store(off, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -473,6 +517,7 @@ impl OssStoreBuilder {
             content_md5: self.content_md5,
             read_timeout: self.read_timeout,
             server_work_timeout: self.server_work_timeout,
+            clock: Clock::default(),
         })
     }
 }
