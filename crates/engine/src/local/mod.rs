@@ -86,6 +86,33 @@ struct Inner {
     conn: Mutex<Connection>,
     blobs: Blobs,
     append_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Held for the store's lifetime: one process owns a root at a time.
+    _lock: std::fs::File,
+}
+
+/// Takes the exclusive lock on `root/.lock`, so a second process (another `transfer serve`, or an embedder
+/// opening the same root) fails clearly instead of sweeping the first one's in-flight files.
+fn lock_root(root: &Path) -> Result<std::fs::File> {
+    let path = root.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot open {}", path.display())).with_source(e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the local store at {} is in use by another process (a running `transfer serve`?); stop it or choose another root",
+                root.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::new(ErrorKind::Io, format!("cannot lock {}", path.display())).with_source(e))
+        }
+    }
 }
 
 impl fmt::Debug for LocalStore {
@@ -121,6 +148,7 @@ impl LocalStore {
         let root = root.as_ref().to_owned();
         std::fs::create_dir_all(&root)
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot create {}", root.display())).with_source(e))?;
+        let lock = lock_root(&root)?;
         let conn = index::open(&root.join("index.db"))?;
         let blobs = Blobs::open(&root, opts.fsync)?;
         let refs = index::references(&conn)?;
@@ -129,7 +157,7 @@ impl LocalStore {
             tracing::debug!(root = %root.display(), swept, "removed files left by an interrupted write");
         }
         let append_locks = (0..APPEND_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Ok(LocalStore { inner: Arc::new(Inner { root, conn: Mutex::new(conn), blobs, append_locks }) })
+        Ok(LocalStore { inner: Arc::new(Inner { root, conn: Mutex::new(conn), blobs, append_locks, _lock: lock }) })
     }
 
     /// The directory this store lives in.

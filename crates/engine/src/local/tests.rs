@@ -75,7 +75,7 @@ pub(super) fn snapshot(s: &LocalStore) -> Snapshot {
             let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
             if e.file_type().unwrap().is_dir() {
                 stack.push(p);
-            } else if !rel.starts_with("index.db") {
+            } else if !rel.starts_with("index.db") && rel != ".lock" {
                 files.insert(rel, e.metadata().unwrap().len());
             }
         }
@@ -486,4 +486,15 @@ async fn open_sweeps_what_a_crash_left() {
     assert_eq!(files.keys().filter(|f| f.starts_with(".staging/")).count(), 1, "{files:?}");
     assert_eq!(files.keys().filter(|f| f.starts_with(".tmp/")).count(), 0, "{files:?}");
     assert_eq!(read(&s, &obj("kept")).await, b"kept");
+}
+
+#[tokio::test]
+async fn one_process_owns_a_root() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().join("store");
+    let first = LocalStore::open(&root).unwrap();
+    let e = LocalStore::open(&root).unwrap_err();
+    assert!(e.to_string().contains("in use by another process"), "{e}");
+    drop(first);
+    LocalStore::open(&root).unwrap();
 }

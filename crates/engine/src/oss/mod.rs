@@ -1,1 +1,555 @@
-//! The OSS dialect HTTP client.
+//! The OSS dialect HTTP client: [`OssStore`] implements [`ObjectStore`](crate::ObjectStore) and
+//! [`BucketStore`](crate::BucketStore) over reqwest, exactly as Alibaba Cloud OSS speaks.
+//!
+//! ```no_run
+//! # fn demo() -> transfer_engine::Result<()> {
+//! use transfer_engine::oss::OssStore;
+//! use transfer_engine::sign::{Credentials, SignatureVersion};
+//! let store = OssStore::builder()
+//!     .endpoint("http://127.0.0.1:1234")
+//!     .region("cn-hangzhou")
+//!     .credentials(Credentials::new("ak", "sk"))
+//!     .signature_version(SignatureVersion::V4)
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Behaviour
+//! - Every operation goes through one path: a `Request` (method, bucket, key, decoded query,
+//!   headers, body) is signed ([`crate::sign`]), sent, and its status checked; a failure becomes an
+//!   [`Error`] with the service's code, EC and request id, plus the object key, upload id and part number as
+//!   context. Errors on HEAD come from the base64 `x-oss-err` header. A 200 answer whose body is an `<Error>`
+//!   document (CompleteMultipartUpload, UploadPartCopy, CopyObject) is an error too.
+//! - Integrity: the CRC-64 of every uploaded body is computed while it is sent and compared with the
+//!   server's `x-oss-hash-crc64ecma` (a mismatch is a retryable [`ErrorKind::Integrity`] error); a whole-object
+//!   GET is checked while streaming and the last chunk fails on a mismatch. `Content-MD5` is sent for
+//!   in-memory bodies when asked for (per call, or for every call with [`OssStoreBuilder::content_md5`]) and
+//!   always for XML bodies. Uploads always carry `Content-Length`, never chunked encoding.
+//! - `RequestTimeTooSkewed` (retryable) also sets a clock offset from the answer's `Date`, used to sign the
+//!   later requests of this store and its clones.
+//! - Transport failures (connect, reset, timeouts, a body cut short) are retryable
+//!   [`ErrorKind::Transport`] errors. Nothing is retried here: that is the scheduler's decision.
+//! - Credentials never appear in `Debug`, logs or errors.
+
+use crate::dialect::Dialect;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
+use crate::store::{validate_bucket, validate_key};
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use http::{HeaderMap, HeaderValue, Method};
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+mod crc;
+mod ops;
+mod request;
+mod response;
+
+use crc::{Progress, UploadTap};
+use request::{Endpoint, Request};
+
+/// Default time allowed to open a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a request may go without moving a byte (sending or receiving) before it fails.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time the server may work before answering a call that copies or assembles data (CopyObject,
+/// UploadPartCopy, CompleteMultipartUpload).
+pub const DEFAULT_SERVER_WORK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// An OSS endpoint as an object store. Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
+pub struct OssStore {
+    client: reqwest::Client,
+    endpoint: Endpoint,
+    path_style: bool,
+    signer: Signer,
+    credentials: Credentials,
+    dialect: Dialect,
+    content_md5: bool,
+    read_timeout: Option<Duration>,
+    server_work_timeout: Duration,
+    clock: Clock,
+}
+
+impl fmt::Debug for OssStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OssStore")
+            .field("endpoint", &self.endpoint)
+            .field("path_style", &self.path_style)
+            .field("signature_version", &self.signer.version)
+            .field("region", &self.signer.region)
+            .field("access_key_id", &self.credentials.access_key_id())
+            .field("content_md5", &self.content_md5)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OssStore {
+    /// A builder; [`OssStoreBuilder::endpoint`] is required.
+    pub fn builder() -> OssStoreBuilder {
+        OssStoreBuilder::default()
+    }
+
+    /// True when requests use path-style addressing (`<endpoint>/<bucket>/<key>`).
+    pub fn path_style(&self) -> bool {
+        self.path_style
+    }
+
+    /// The signature version in use.
+    pub fn signature_version(&self) -> SignatureVersion {
+        self.signer.version
+    }
+
+    /// Sends `req` and hands the successful response to `then`. Every error, of the exchange or of `then`,
+    /// carries the request's context (bucket, key, upload id, part number, ...).
+    async fn call<T, F, Fut>(&self, req: Request, then: F) -> Result<T>
+    where
+        F: FnOnce(Response) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let context = req.context.clone();
+        let out = match self.send(req).await {
+            Ok(resp) => then(resp).await,
+            Err(e) => Err(e),
+        };
+        out.map_err(|e| with_context(e, &context))
+    }
+
+    /// Signs and sends one request; a non-2xx answer becomes the service error.
+    async fn send(&self, req: Request) -> Result<Response> {
+        let Request { method, bucket, key, query, mut headers, body, content_md5, context, invalid, slow } = req;
+        if let Some(e) = invalid {
+            return Err(e);
+        }
+        if let Some(b) = &bucket {
+            validate_bucket(b)?;
+        }
+        if let Some(k) = &key {
+            validate_key(k)?;
+        }
+        let len = body.len();
+        let has_body = len > 0 || method == Method::PUT || method == Method::POST;
+        if has_body {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+            if content_md5 || self.content_md5 {
+                if let Some(b) = body.as_bytes() {
+                    let md5 = HeaderValue::from_str(&crate::util::content_md5(b)).expect("base64 is a header value");
+                    headers.insert("content-md5", md5);
+                }
+            }
+        }
+        let target = SignTarget { method: method.as_str(), bucket: bucket.as_deref(), key: key.as_deref(), query: &query };
+        self.signer.sign(&self.credentials, &target, &mut headers, self.clock.now());
+
+        let url = self.endpoint.url(self.path_style, bucket.as_deref(), key.as_deref(), &query);
+        let progress = Progress::new();
+        let mut builder = self.client.request(method.clone(), &url).headers(headers);
+        // Every non-empty body goes out as a stream of known length (Content-Length set above, so never chunked):
+        // the tap computes its CRC-64 and marks progress for the idle timeout as the bytes leave.
+        let upload = if len == 0 {
+            if has_body {
+                builder = builder.body(Bytes::new());
+            }
+            None
+        } else {
+            let chunks = match body.as_bytes() {
+                Some(b) => slices(b.clone()),
+                None => body.into_stream(),
+            };
+            let (stream, tap) = UploadTap::wrap(chunks, progress.clone());
+            builder = builder.body(reqwest::Body::wrap_stream(stream));
+            Some((tap, len))
+        };
+        tracing::debug!(method = %method, url = %url, "oss request");
+        let sent = builder.send();
+        let wait = match (self.read_timeout, slow) {
+            (Some(idle), true) => Some(idle.max(self.server_work_timeout)),
+            (idle, _) => idle,
+        };
+        let result = match wait {
+            Some(idle) => idle_timeout(sent, &progress, idle).await,
+            None => Ok(sent.await),
+        };
+        let resp = match result {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                let parked = upload.as_ref().and_then(|(tap, _)| tap.take_error());
+                return Err(parked.unwrap_or_else(|| response::transport(e)));
+            }
+            Err(stalled) => return Err(stalled),
+        };
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let request_id = response::header(&headers, &self.dialect.h("request-id")).unwrap_or("").to_owned();
+        tracing::debug!(method = %method, status, request_id = %request_id, "oss response");
+        if (200..300).contains(&status) {
+            return Ok(Response { status, headers, inner: resp, upload, context, idle: self.read_timeout });
+        }
+        let body = match method {
+            Method::HEAD => Bytes::new(),
+            _ => read_body(resp, self.read_timeout).await.unwrap_or_default(),
+        };
+        let err = response::service_error(&self.dialect, status, &headers, &body);
+        if err.service_code() == Some("RequestTimeTooSkewed") {
+            if let Some(server) = response::header(&headers, "date").and_then(|d| httpdate::parse_http_date(d).ok()) {
+                self.clock.correct(server);
+                tracing::warn!(offset_ms = self.clock.offset_ms(), "clock skew: later requests use the server's time");
+            }
+        }
+        Err(err)
+    }
+}
+
+/// The signing clock: local time plus the offset learnt from a `RequestTimeTooSkewed` answer's `Date`, so
+/// the retry the error invites can succeed (the SDKs do the same).
+#[derive(Debug, Clone, Default)]
+struct Clock {
+    offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn now(&self) -> SystemTime {
+        let now = SystemTime::now();
+        let off = self.offset_ms();
+        let d = Duration::from_millis(off.unsigned_abs());
+        if off >= 0 {
+            now + d
+        } else {
+            now - d
+        }
+    }
+
+    /// Sets the offset so that `now()` matches `server` (an HTTP date, whole seconds).
+    fn correct(&self, server: SystemTime) {
+        let local = SystemTime::now();
+        let off = match server.duration_since(local) {
+            Ok(ahead) => ahead.as_millis() as i64,
+            Err(behind) => -(behind.duration().as_millis() as i64),
+        };
+        self.offset_ms.store(off, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Runs `fut` (sending a request and waiting for its response headers), failing with a transport error when
+/// no upload byte moved for `idle` (after the last byte, the server has `idle` to answer).
+async fn idle_timeout<F: Future>(fut: F, progress: &Progress, idle: Duration) -> Result<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        let left = idle.saturating_sub(progress.idle());
+        if left.is_zero() {
+            return Err(Error::new(
+                ErrorKind::Transport,
+                format!("the request made no progress for {} s", idle.as_secs()),
+            ));
+        }
+        tokio::select! {
+            out = &mut fut => return Ok(out),
+            _ = tokio::time::sleep(left) => {}
+        }
+    }
+}
+
+/// Reads a whole response body, each chunk within `idle` of the previous one.
+async fn read_body(mut resp: reqwest::Response, idle: Option<Duration>) -> Result<Bytes> {
+    let mut out = Vec::new();
+    loop {
+        let chunk = match idle {
+            Some(d) => tokio::time::timeout(d, resp.chunk()).await.map_err(|_| {
+                Error::new(ErrorKind::Transport, format!("no response bytes for {} s", d.as_secs()))
+            })?,
+            None => resp.chunk().await,
+        };
+        match chunk.map_err(response::transport)? {
+            Some(c) => out.extend_from_slice(&c),
+            None => return Ok(Bytes::from(out)),
+        }
+    }
+}
+
+/// Adds the request's context to an error, skipping names the error already has.
+fn with_context(mut e: Error, context: &[(&'static str, String)]) -> Error {
+    for (name, value) in context {
+        if !e.context().iter().any(|(n, _)| n == name) {
+            e = e.with_context(name, value);
+        }
+    }
+    e
+}
+
+/// An in-memory body as a stream of slices (no copies), so its progress is observed like a stream's.
+fn slices(b: Bytes) -> BoxStream<'static, Result<Bytes>> {
+    const SLICE: usize = 64 * 1024;
+    let n = b.len().div_ceil(SLICE);
+    futures::stream::iter((0..n).map(move |i| Ok(b.slice(i * SLICE..((i + 1) * SLICE).min(b.len()))))).boxed()
+}
+
+/// A successful response.
+pub(crate) struct Response {
+    status: u16,
+    headers: HeaderMap,
+    inner: reqwest::Response,
+    /// The request body's tap and declared length; `None` for an empty body.
+    upload: Option<(UploadTap, u64)>,
+    context: Vec<(&'static str, String)>,
+    idle: Option<Duration>,
+}
+
+impl Response {
+    /// The response headers.
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// CRC-64 of the request body as sent. Fails when the HTTP stack answered before the whole body went out.
+    pub(crate) fn sent_crc(&self) -> Result<u64> {
+        let Some((tap, declared)) = &self.upload else { return Ok(0) };
+        let (crc, len) = tap.sent();
+        if len != *declared {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!("only {len} of {declared} body bytes were sent before the server answered"),
+            ));
+        }
+        Ok(crc)
+    }
+
+    /// Compares the CRC-64 of the body sent with the server's `x-oss-hash-crc64ecma`; returns the server value.
+    pub(crate) fn check_upload_crc(&self, d: &Dialect, what: &str) -> Result<Option<u64>> {
+        let sent = self.sent_crc()?;
+        let reported = response::crc64(d, &self.headers)?;
+        crc::check_crc(what, sent, reported).map_err(|e| self.with_request_id(d, e))?;
+        Ok(reported)
+    }
+
+    /// Adds the request id to a client-side finding about this response.
+    pub(crate) fn with_request_id(&self, d: &Dialect, e: Error) -> Error {
+        match response::header(&self.headers, &d.h("request-id")) {
+            Some(id) => e.with_context("request id", id),
+            None => e,
+        }
+    }
+
+    /// The whole body.
+    pub(crate) async fn bytes(self) -> Result<Bytes> {
+        read_body(self.inner, self.idle).await
+    }
+
+    /// The body parsed as XML.
+    pub(crate) async fn xml<T: for<'de> serde::Deserialize<'de>>(self) -> Result<T> {
+        crate::xml::from_slice(&self.bytes().await?)
+    }
+
+    /// The body parsed as XML, unless it is an `<Error>` document (a 200 OK that failed): then the service
+    /// error it describes.
+    pub(crate) async fn xml_or_error<T: for<'de> serde::Deserialize<'de>>(self, d: &Dialect) -> Result<T> {
+        let (status, headers) = (self.status, self.headers.clone());
+        let body = self.bytes().await?;
+        if response::is_error_document(&body) {
+            return Err(response::service_error(d, status, &headers, &body));
+        }
+        crate::xml::from_slice(&body)
+    }
+
+    /// The body as a stream: each chunk within the idle timeout, exactly `len` bytes, and, when `crc` is
+    /// given, a CRC-64 equal to it (checked before the last chunk is released). Errors carry the context.
+    pub(crate) fn stream(self, len: u64, crc: Option<u64>) -> BoxStream<'static, Result<Bytes>> {
+        let context = self.context;
+        let raw = self.inner.bytes_stream().map_err(response::transport).boxed();
+        crc::verify_download(raw, len, crc, self.idle).map_err(move |e| with_context(e, &context)).boxed()
+    }
+}
+
+/// Builds an [`OssStore`].
+#[derive(Debug)]
+pub struct OssStoreBuilder {
+    endpoint: Option<String>,
+    region: Option<String>,
+    credentials: Option<Credentials>,
+    signature_version: SignatureVersion,
+    path_style: Option<bool>,
+    content_md5: bool,
+    connect_timeout: Duration,
+    read_timeout: Option<Duration>,
+    server_work_timeout: Duration,
+    timeout: Option<Duration>,
+    system_proxy: bool,
+}
+
+impl Default for OssStoreBuilder {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            credentials: None,
+            signature_version: SignatureVersion::V4,
+            path_style: None,
+            content_md5: false,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: Some(DEFAULT_READ_TIMEOUT),
+            server_work_timeout: DEFAULT_SERVER_WORK_TIMEOUT,
+            timeout: None,
+            system_proxy: true,
+        }
+    }
+}
+
+impl OssStoreBuilder {
+    /// The service endpoint: `http://host[:port]` or `https://host[:port]` (a bare host means https), e.g.
+    /// `https://oss-cn-hangzhou.aliyuncs.com` or `http://127.0.0.1:1234`. Required.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The region id for the V4 signature scope, e.g. `cn-hangzhou`. Without it, the region is read from an
+    /// `oss-<region>[-internal].aliyuncs.com` endpoint; V1 needs none.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// The access key. Without it, [`Credentials::from_env`] is used.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// V4 (the default) or V1.
+    pub fn signature_version(mut self, version: SignatureVersion) -> Self {
+        self.signature_version = version;
+        self
+    }
+
+    /// Path-style (`<endpoint>/<bucket>/<key>`) or virtual-hosted (`<bucket>.<endpoint host>/<key>`)
+    /// addressing. Default: path style for an IP address or `localhost`, virtual-hosted otherwise.
+    pub fn path_style(mut self, path_style: bool) -> Self {
+        self.path_style = Some(path_style);
+        self
+    }
+
+    /// Send `Content-MD5` with every in-memory body (default off: the CRC-64 check already protects the bytes).
+    pub fn content_md5(mut self, enabled: bool) -> Self {
+        self.content_md5 = enabled;
+        self
+    }
+
+    /// Time allowed to open a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time a request may go without moving a byte, in either direction, before it fails (default 60 s;
+    /// `None` disables it). Unlike an overall timeout it does not limit large bodies.
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long the server may work before answering CopyObject, UploadPartCopy or CompleteMultipartUpload,
+    /// which copy or assemble data after the request is sent (default 15 min; the read timeout applies when
+    /// it is longer).
+    pub fn server_work_timeout(mut self, timeout: Duration) -> Self {
+        self.server_work_timeout = timeout;
+        self
+    }
+
+    /// An overall limit per request, body included (default none).
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Whether to honour the `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` environment (default true).
+    pub fn system_proxy(mut self, enabled: bool) -> Self {
+        self.system_proxy = enabled;
+        self
+    }
+
+    /// Checks the settings and builds the store.
+    pub fn build(self) -> Result<OssStore> {
+        let raw = self.endpoint.ok_or_else(|| Error::invalid("OssStore needs an endpoint"))?;
+        let endpoint = Endpoint::parse(&raw)?;
+        let region = match (self.region, self.signature_version) {
+            (Some(r), _) if !r.is_empty() => r,
+            (_, SignatureVersion::V1) => String::new(),
+            _ => region_of(&raw).ok_or_else(|| {
+                Error::invalid(format!("signature V4 needs a region; set one for endpoint {raw:?}"))
+            })?,
+        };
+        let credentials = match self.credentials {
+            Some(c) => c,
+            None => Credentials::from_env()?,
+        };
+        let mut client = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("transfer/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = self.timeout {
+            client = client.timeout(t);
+        }
+        if !self.system_proxy {
+            client = client.no_proxy();
+        }
+        if endpoint.is_localhost() {
+            client = client.dns_resolver(std::sync::Arc::new(LocalhostResolver));
+        }
+        let client =
+            client.build().map_err(|e| Error::invalid("cannot set up the HTTP client").with_source(e.without_url()))?;
+        Ok(OssStore {
+            client,
+            path_style: self.path_style.unwrap_or_else(|| endpoint.default_path_style()),
+            endpoint,
+            signer: Signer::new(self.signature_version, region),
+            credentials,
+            dialect: Dialect::OSS,
+            content_md5: self.content_md5,
+            read_timeout: self.read_timeout,
+            server_work_timeout: self.server_work_timeout,
+            clock: Clock::default(),
+        })
+    }
+}
+
+/// Resolves `localhost` and every `*.localhost` name to the loopback addresses (RFC 6761), so virtual-hosted
+/// requests to `<bucket>.localhost` reach a local server whatever the system resolver does with them. Installed
+/// only for a `localhost` endpoint.
+#[derive(Debug)]
+struct LocalhostResolver;
+
+impl reqwest::dns::Resolve for LocalhostResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = if host == "localhost" || host.ends_with(".localhost") {
+                vec![(std::net::Ipv4Addr::LOCALHOST, 0).into(), (std::net::Ipv6Addr::LOCALHOST, 0).into()]
+            } else {
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect()
+            };
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The region of an `oss-<region>[-internal].aliyuncs.com` endpoint.
+fn region_of(endpoint: &str) -> Option<String> {
+    let host = endpoint.split("://").last()?.split([':', '/']).next()?;
+    let label = host.strip_suffix(".aliyuncs.com")?.rsplit('.').next()?;
+    let region = label.strip_prefix("oss-")?;
+    let region = region.strip_suffix("-internal").unwrap_or(region);
+    (!region.is_empty() && region != "accelerate" && region != "accelerate-overseas").then(|| region.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

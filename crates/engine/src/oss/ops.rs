@@ -1,0 +1,515 @@
+//! The store operations, each mapped to its OSS call (reference section 2): which method, sub-resource,
+//! query and headers it sends, and how its answer is read and checked.
+
+use super::request::{copy_source, Request};
+use super::response::{self as resp, is_url_encoded, url_decoded};
+use super::{OssStore, Response};
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::{
+    AppendResult, Body, BucketStore, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyConditions,
+    CopyOptions, DeleteResult, Directive, GetObject, ListEntry, ListPage, ListRequest, ListUploadsRequest,
+    ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectStore, ObjectType, PartInfo, PartReceipt, PartsPage,
+    PutOptions, PutResult, SymlinkInfo, UploadInfo, UploadsPage, Versioning,
+};
+use crate::tags::TagSet;
+use crate::xml;
+use crate::StorageClass;
+use async_trait::async_trait;
+use http::Method;
+
+/// Largest part number.
+const MAX_PART_NUMBER: u32 = 10_000;
+
+fn check_part_number(part_number: u32) -> Result<()> {
+    if (1..=MAX_PART_NUMBER).contains(&part_number) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("part number {part_number} is outside 1..={MAX_PART_NUMBER}")))
+    }
+}
+
+/// A request addressing `obj`'s bucket and key (the version id is added by the caller, after the
+/// sub-resource).
+fn object(method: Method, obj: &ObjectRef) -> Request {
+    Request::new(method).bucket(&obj.bucket).key(&obj.key)
+}
+
+/// Adds `versionId` (query and context) when `obj` names a version.
+fn version(req: Request, obj: &ObjectRef) -> Request {
+    match &obj.version_id {
+        Some(v) => req.query("versionId", v).context("version id", v),
+        None => req,
+    }
+}
+
+/// Adds the `x-oss-copy-source-if-*` conditions.
+fn conditions(req: Request, d: &crate::dialect::Dialect, c: &CopyConditions) -> Request {
+    req.header_opt(&d.h("copy-source-if-match"), c.if_match.as_deref())
+        .header_opt(&d.h("copy-source-if-none-match"), c.if_none_match.as_deref())
+}
+
+fn protocol(message: String) -> Error {
+    Error::new(ErrorKind::Protocol, message)
+}
+
+impl OssStore {
+    fn put_result(&self, r: &Response) -> Result<PutResult> {
+        let f = resp::write_facts(&self.dialect, r.headers())?;
+        Ok(PutResult { etag: f.etag, crc64: f.crc64, version_id: f.version_id })
+    }
+
+    /// The result of CopyObject or UploadPartCopy: the XML ETag (or the header one) and the header facts.
+    async fn copy_result(&self, r: Response) -> Result<PutResult> {
+        let mut out = self.put_result(&r)?;
+        let doc: xml::CopyResultXml = r.xml_or_error(&self.dialect).await?;
+        if !doc.etag.is_empty() {
+            out.etag = resp::unquote(&doc.etag);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for OssStore {
+    fn capabilities(&self) -> &Capabilities {
+        &self.dialect.capabilities
+    }
+
+    async fn put_object(&self, bucket: &str, key: &str, body: Body, opts: &PutOptions) -> Result<PutResult> {
+        let d = &self.dialect;
+        let req = Request::new(Method::PUT).bucket(bucket).key(key).put_options(d, opts).body(body, opts.content_md5);
+        self.call(req, |r| async move {
+            r.check_upload_crc(d, "the uploaded object")?;
+            self.put_result(&r)
+        })
+        .await
+    }
+
+    async fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
+        let d = &self.dialect;
+        let req = version(object(Method::HEAD, obj), obj);
+        self.call(req, |r| async move { resp::object_info(d, r.headers(), resp::content_length(r.headers())?) }).await
+    }
+
+    async fn get_object_meta(&self, obj: &ObjectRef) -> Result<ObjectMetaSummary> {
+        let d = &self.dialect;
+        let req = version(object(Method::HEAD, obj).query("objectMeta", ""), obj);
+        self.call(req, |r| async move { resp::meta_summary(d, r.headers()) }).await
+    }
+
+    async fn get_object(&self, obj: &ObjectRef, range: Option<ByteRange>) -> Result<GetObject> {
+        let d = &self.dialect;
+        let mut req = version(object(Method::GET, obj), obj);
+        if let Some(rg) = &range {
+            req = req
+                .header("range", &rg.to_header())
+                .header(&d.h("range-behavior"), "standard")
+                .context("range", rg.to_header());
+        }
+        self.call(req, |r| async move {
+            let len = resp::content_length(r.headers())?;
+            let (size, served, crc) = match range {
+                Some(asked) => {
+                    if r.status() != 206 {
+                        return Err(protocol(format!(
+                            "asked for {} but the server answered {} instead of 206 Partial Content",
+                            asked.to_header(),
+                            r.status()
+                        )));
+                    }
+                    let cr = resp::header(r.headers(), "content-range").unwrap_or("");
+                    let (first, last, total) = resp::content_range(cr)
+                        .ok_or_else(|| protocol(format!("206 answer with an unusable Content-Range {cr:?}")))?;
+                    let fits = first == asked.first && asked.last.map_or(true, |l| last <= l);
+                    if !fits || last - first + 1 != len {
+                        return Err(protocol(format!(
+                            "asked for {} but the server sent {cr:?} with {len} bytes",
+                            asked.to_header()
+                        )));
+                    }
+                    (total, Some((first, last)), None)
+                }
+                None => {
+                    if r.status() != 200 {
+                        return Err(protocol(format!("a whole-object GET was answered with {}", r.status())));
+                    }
+                    (len, (len > 0).then(|| (0, len - 1)), resp::crc64(d, r.headers())?)
+                }
+            };
+            let info = resp::object_info(d, r.headers(), size)?;
+            Ok(GetObject { info, range: served, body: r.stream(len, crc) })
+        })
+        .await
+    }
+
+    async fn list_objects(&self, bucket: &str, req: &ListRequest) -> Result<ListPage> {
+        let call = Request::new(Method::GET)
+            .bucket(bucket)
+            .query("list-type", 2)
+            .query_opt("prefix", req.prefix.as_deref())
+            .query_opt("delimiter", req.delimiter.as_deref())
+            .query_opt("start-after", req.start_after.as_deref())
+            .query_opt("continuation-token", req.continuation_token.as_deref())
+            .query_opt("max-keys", req.max_keys)
+            .query("encoding-type", "url");
+        self.call(call, |r| async move {
+            let doc: xml::ListBucketResult = r.xml().await?;
+            let enc = is_url_encoded(&doc.encoding_type);
+            let mut page = ListPage { is_truncated: doc.is_truncated, ..Default::default() };
+            for o in doc.contents {
+                page.objects.push(ListEntry {
+                    key: url_decoded(o.key, enc)?,
+                    size: o.size,
+                    etag: resp::unquote(&o.etag),
+                    last_modified: xml::parse_iso8601(&o.last_modified),
+                    storage_class: StorageClass::parse(&o.storage_class).unwrap_or(StorageClass::Standard),
+                    object_type: ObjectType::parse(&o.object_type).unwrap_or(ObjectType::Normal),
+                });
+            }
+            for p in doc.common_prefixes {
+                page.common_prefixes.push(url_decoded(p.prefix, enc)?);
+            }
+            // Tokens are opaque; decode one only if it decodes (OSS encodes it with encoding-type=url).
+            page.next_continuation_token = doc
+                .next_continuation_token
+                .filter(|t| !t.is_empty())
+                .map(|t| url_decoded(t.clone(), enc).unwrap_or(t));
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn delete_object(&self, obj: &ObjectRef) -> Result<DeleteResult> {
+        let d = &self.dialect;
+        let req = version(object(Method::DELETE, obj), obj);
+        self.call(req, |r| async move {
+            let marker = resp::header(r.headers(), &d.h("delete-marker")).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            Ok(DeleteResult { version_id: resp::version_id(d, r.headers()), delete_marker: marker })
+        })
+        .await
+    }
+
+    async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
+        let d = &self.dialect;
+        let req = Request::new(Method::POST)
+            .bucket(bucket)
+            .key(key)
+            .query("uploads", "")
+            .query("encoding-type", "url")
+            .put_options(d, opts);
+        self.call(req, |r| async move {
+            let doc: xml::InitiateMultipartUploadResult = r.xml().await?;
+            if doc.upload_id.is_empty() {
+                return Err(protocol("InitiateMultipartUpload returned no UploadId".into()));
+            }
+            Ok(doc.upload_id)
+        })
+        .await
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: Body,
+        content_md5: bool,
+    ) -> Result<PartReceipt> {
+        let d = &self.dialect;
+        check_part_number(part_number)?;
+        let size = body.len();
+        let req = Request::new(Method::PUT)
+            .bucket(bucket)
+            .key(key)
+            .query("partNumber", part_number)
+            .query("uploadId", upload_id)
+            .context("upload id", upload_id)
+            .context("part", part_number)
+            .body(body, content_md5);
+        self.call(req, |r| async move {
+            let crc64 = r.check_upload_crc(d, &format!("part {part_number}"))?;
+            Ok(PartReceipt { part_number, etag: resp::etag(r.headers()), crc64, size })
+        })
+        .await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        source: &ObjectRef,
+        range: Option<ByteRange>,
+        conds: &CopyConditions,
+    ) -> Result<PartReceipt> {
+        let d = &self.dialect;
+        check_part_number(part_number)?;
+        let src = copy_source(&source.bucket, &source.key, source.version_id.as_deref());
+        let range_header = range.map(|r| r.to_header());
+        let req = Request::new(Method::PUT)
+            .bucket(bucket)
+            .key(key)
+            .query("partNumber", part_number)
+            .query("uploadId", upload_id)
+            .context("upload id", upload_id)
+            .context("part", part_number)
+            .context("source", source)
+            .header(&d.h("copy-source"), &src)
+            .header_opt(&d.h("copy-source-range"), range_header.as_deref())
+            .slow();
+        let req = conditions(req, d, conds);
+        let copied = self.call(req, |r| async move { self.copy_result(r).await }).await?;
+        // The answer does not say how many bytes the part holds: an explicit range does, otherwise ask the source.
+        let size = match range {
+            Some(ByteRange { first, last: Some(last) }) => last - first + 1,
+            _ => {
+                let total = self.head_object(source).await?.size;
+                total.saturating_sub(range.map_or(0, |r| r.first))
+            }
+        };
+        Ok(PartReceipt { part_number, etag: copied.etag, crc64: copied.crc64, size })
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        opts: &CompleteOptions,
+    ) -> Result<PutResult> {
+        let d = &self.dialect;
+        let mut sorted: Vec<&CompletedPart> = parts.iter().collect();
+        sorted.sort_by_key(|p| p.part_number);
+        let doc = xml::CompleteMultipartUpload {
+            parts: sorted
+                .iter()
+                .map(|p| xml::CompletePart { part_number: p.part_number, etag: format!("\"{}\"", resp::unquote(&p.etag)) })
+                .collect(),
+        };
+        let req = Request::new(Method::POST)
+            .bucket(bucket)
+            .key(key)
+            .query("uploadId", upload_id)
+            .query("encoding-type", "url")
+            .context("upload id", upload_id)
+            .header_opt(&d.h("forbid-overwrite"), opts.forbid_overwrite.then_some("true"))
+            .slow()
+            .xml(xml::to_string(&doc)?);
+        self.call(req, |r| async move {
+            let mut out = self.put_result(&r)?;
+            let doc: xml::CompleteMultipartUploadResult = r.xml_or_error(d).await?;
+            if !doc.etag.is_empty() {
+                out.etag = resp::unquote(&doc.etag);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let req = Request::new(Method::DELETE)
+            .bucket(bucket)
+            .key(key)
+            .query("uploadId", upload_id)
+            .context("upload id", upload_id);
+        self.call(req, |_| async { Ok(()) }).await
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max_parts: Option<u32>,
+    ) -> Result<PartsPage> {
+        let req = Request::new(Method::GET)
+            .bucket(bucket)
+            .key(key)
+            .query("uploadId", upload_id)
+            .query_opt("max-parts", max_parts)
+            .query_opt("part-number-marker", part_number_marker)
+            .query("encoding-type", "url")
+            .context("upload id", upload_id);
+        self.call(req, |r| async move {
+            let doc: xml::ListPartsResult = r.xml().await?;
+            let parts = doc
+                .parts
+                .into_iter()
+                .map(|p| PartInfo {
+                    part_number: p.part_number,
+                    etag: resp::unquote(&p.etag),
+                    size: p.size,
+                    crc64: p.hash_crc64ecma,
+                    last_modified: xml::parse_iso8601(&p.last_modified),
+                })
+                .collect();
+            let next = (doc.is_truncated && doc.next_part_number_marker > 0).then_some(doc.next_part_number_marker);
+            Ok(PartsPage { parts, next_marker: next, is_truncated: doc.is_truncated })
+        })
+        .await
+    }
+
+    async fn list_uploads(&self, bucket: &str, req: &ListUploadsRequest) -> Result<UploadsPage> {
+        let call = Request::new(Method::GET)
+            .bucket(bucket)
+            .query("uploads", "")
+            .query_opt("prefix", req.prefix.as_deref())
+            .query_opt("key-marker", req.key_marker.as_deref())
+            .query_opt("upload-id-marker", req.upload_id_marker.as_deref())
+            .query_opt("max-uploads", req.max_uploads)
+            .query("encoding-type", "url");
+        self.call(call, |r| async move {
+            let doc: xml::ListMultipartUploadsResult = r.xml().await?;
+            let enc = is_url_encoded(&doc.encoding_type);
+            let mut uploads = Vec::with_capacity(doc.uploads.len());
+            for u in doc.uploads {
+                uploads.push(UploadInfo {
+                    key: url_decoded(u.key, enc)?,
+                    upload_id: u.upload_id,
+                    initiated: xml::parse_iso8601(&u.initiated),
+                });
+            }
+            let non_empty = |s: String| (!s.is_empty()).then_some(s);
+            Ok(UploadsPage {
+                uploads,
+                next_key_marker: non_empty(doc.next_key_marker).map(|k| url_decoded(k, enc)).transpose()?,
+                next_upload_id_marker: non_empty(doc.next_upload_id_marker),
+                is_truncated: doc.is_truncated,
+            })
+        })
+        .await
+    }
+
+    async fn append_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        position: u64,
+        body: Body,
+        opts: &PutOptions,
+    ) -> Result<AppendResult> {
+        let d = &self.dialect;
+        let mut req = Request::new(Method::POST)
+            .bucket(bucket)
+            .key(key)
+            .query("append", "")
+            .query("position", position)
+            .context("position", position);
+        if position == 0 {
+            req = req.put_options(d, opts);
+        }
+        let req = req.body(body, opts.content_md5);
+        self.call(req, |r| async move {
+            let sent = r.sent_crc()?;
+            let crc64 = resp::crc64(d, r.headers())?;
+            // The server reports the CRC of the whole object; the client knows it only for the first append.
+            if position == 0 {
+                super::crc::check_crc("the appended object", sent, crc64).map_err(|e| r.with_request_id(d, e))?;
+            }
+            let next_position = resp::header_u64(r.headers(), &d.h("next-append-position"))?
+                .ok_or_else(|| protocol("AppendObject answered without x-oss-next-append-position".into()))?;
+            Ok(AppendResult { next_position, crc64, version_id: resp::version_id(d, r.headers()) })
+        })
+        .await
+    }
+
+    async fn put_symlink(&self, bucket: &str, key: &str, target: &str, opts: &PutOptions) -> Result<PutResult> {
+        let d = &self.dialect;
+        let req = Request::new(Method::PUT)
+            .bucket(bucket)
+            .key(key)
+            .query("symlink", "")
+            .header(&d.h("symlink-target"), &crate::util::pct_encode(target))
+            .put_options(d, opts);
+        self.call(req, |r| async move { self.put_result(&r) }).await
+    }
+
+    async fn get_symlink(&self, obj: &ObjectRef) -> Result<SymlinkInfo> {
+        let d = &self.dialect;
+        let req = version(object(Method::GET, obj).query("symlink", ""), obj);
+        self.call(req, |r| async move {
+            let raw = resp::header(r.headers(), &d.h("symlink-target"))
+                .ok_or_else(|| protocol("GetSymlink answered without x-oss-symlink-target".into()))?;
+            let target = crate::util::pct_decode(raw).unwrap_or_else(|_| raw.to_owned());
+            Ok(SymlinkInfo { target, version_id: resp::version_id(d, r.headers()) })
+        })
+        .await
+    }
+
+    async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult> {
+        let d = &self.dialect;
+        let s = &opts.source;
+        let mut req = Request::new(Method::PUT)
+            .bucket(bucket)
+            .key(key)
+            .context("source", s)
+            .header(&d.h("copy-source"), &copy_source(&s.bucket, &s.key, s.version_id.as_deref()))
+            .slow();
+        req = match &opts.metadata {
+            Directive::Copy => req.header(&d.h("metadata-directive"), "COPY"),
+            Directive::Replace(m) => req.header(&d.h("metadata-directive"), "REPLACE").metadata(d, m),
+        };
+        req = match &opts.tagging {
+            Directive::Copy => req.header(&d.h("tagging-directive"), "Copy"),
+            Directive::Replace(t) => {
+                let tags = (!t.is_empty()).then(|| t.to_header());
+                req.header(&d.h("tagging-directive"), "Replace").header_opt(&d.h("tagging"), tags.as_deref())
+            }
+        };
+        let req = conditions(req, d, &opts.conditions)
+            .header_opt(&d.h("forbid-overwrite"), opts.forbid_overwrite.then_some("true"));
+        self.call(req, |r| async move { self.copy_result(r).await }).await
+    }
+
+    async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>> {
+        let d = &self.dialect;
+        let req = version(object(Method::PUT, obj).query("tagging", ""), obj).xml(tags.to_xml());
+        self.call(req, |r| async move { Ok(resp::version_id(d, r.headers())) }).await
+    }
+
+    async fn get_tagging(&self, obj: &ObjectRef) -> Result<TagSet> {
+        let req = version(object(Method::GET, obj).query("tagging", ""), obj);
+        self.call(req, |r| async move { TagSet::parse_xml(&r.bytes().await?) }).await
+    }
+
+    async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()> {
+        let req = version(object(Method::DELETE, obj).query("tagging", ""), obj);
+        self.call(req, |_| async { Ok(()) }).await
+    }
+}
+
+#[async_trait]
+impl BucketStore for OssStore {
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        self.call(Request::new(Method::PUT).bucket(bucket), |_| async { Ok(()) }).await
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        self.call(Request::new(Method::DELETE).bucket(bucket), |_| async { Ok(()) }).await
+    }
+
+    async fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<()> {
+        let status = if enabled { "Enabled" } else { "Suspended" };
+        let doc = xml::VersioningConfiguration { status: Some(status.into()) };
+        let req = Request::new(Method::PUT).bucket(bucket).query("versioning", "").xml(xml::to_string(&doc)?);
+        self.call(req, |_| async { Ok(()) }).await
+    }
+
+    async fn get_versioning(&self, bucket: &str) -> Result<Versioning> {
+        let req = Request::new(Method::GET).bucket(bucket).query("versioning", "");
+        self.call(req, |r| async move {
+            let doc: xml::VersioningConfiguration = r.xml().await?;
+            match doc.status.as_deref().map(str::trim) {
+                None | Some("") => Ok(Versioning::Off),
+                Some("Enabled") => Ok(Versioning::Enabled),
+                Some("Suspended") => Ok(Versioning::Suspended),
+                Some(other) => Err(protocol(format!("unknown versioning status {other:?}"))),
+            }
+        })
+        .await
+    }
+}
