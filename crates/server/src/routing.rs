@@ -208,7 +208,7 @@ pub(crate) fn resolve(method: &Method, target: &Target, copy_source: bool) -> Re
             route.method == *method
                 && route.scope == scope
                 && route.sub.iter().all(|s| target.has(s))
-                && route.copy.map_or(true, |c| c == copy_source)
+                && !matches!(route.copy, Some(c) if c != copy_source)
         })
         .map(|route| {
             match target.query.iter().map(|(k, _)| k.as_str()).find(|k| SELECTORS.contains(k) && !route.sub.contains(k)) {
