@@ -1,1 +1,2 @@
 mod a{}
+mod serve;
