@@ -46,9 +46,16 @@ def parse_tagging_header(v):
     if v is None:
         return None
     out = {}
+    for pair in v.split('&'):
+        if pair.partition('=')[2].count('='):
+            raise BadTag(pair)
     for k, val in parse_qsl(v, keep_blank_values=True):
         out[k] = val
     return out
+
+
+class BadTag(Exception):
+    pass
 
 
 
@@ -186,7 +193,10 @@ class H(BaseHTTPRequestHandler):
             if bad:
                 return self._err(403, bad, 'auth', head=self.command == 'HEAD')
             with lock:
-                self.dispatch(bucket, key, q, body)
+                try:
+                    self.dispatch(bucket, key, q, body)
+                except BadTag as e:
+                    self._err(400, 'InvalidTag', 'unencoded = in tag value: %s' % e)
         except Exception as e:  # pragma: no cover
             import traceback; traceback.print_exc()
             self._err(500, 'InternalError', repr(e))
