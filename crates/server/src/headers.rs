@@ -67,8 +67,26 @@ pub(crate) fn metadata(h: &HeaderMap) -> Result<Metadata> {
 }
 
 /// Tags from `x-oss-tagging`.
+///
+/// A pair whose value holds an unencoded `=` is refused by [`TagSet::parse_header`]; here it is read leniently
+/// (split at the first `=`, the rest is the value) because the V2 SDK's Copier sends copied tags unencoded
+/// (`k4+-==+-=._:/`), and failing the whole copy over it helps nobody (see the SDK wire notes). Anything
+/// else that does not parse is 400 `InvalidTag`.
 pub(crate) fn tags(h: &HeaderMap) -> Result<Option<TagSet>> {
-    get(h, "x-oss-tagging")?.map(|v| TagSet::parse_header(v).map_err(|e| as_service(e, "InvalidTag"))).transpose()
+    let Some(v) = get(h, "x-oss-tagging")? else { return Ok(None) };
+    match TagSet::parse_header(v) {
+        Ok(set) => Ok(Some(set)),
+        Err(strict) => lenient_tags(v).map(Some).map_err(|_| as_service(strict, "InvalidTag")),
+    }
+}
+
+fn lenient_tags(v: &str) -> Result<TagSet> {
+    let mut set = TagSet::new();
+    for pair in v.split('&').filter(|p| !p.is_empty()) {
+        let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+        set.insert(transfer_engine::util::pct_decode_form(k)?, transfer_engine::util::pct_decode_form(val)?)?;
+    }
+    Ok(set)
 }
 
 /// The options of a write: metadata, tags, `x-oss-forbid-overwrite`.
@@ -240,9 +258,8 @@ pub(crate) fn meta_summary_headers(s: &ObjectMetaSummary) -> Pairs {
     push(&mut out, "content-length", s.size.to_string());
     push(&mut out, "etag", quote(&s.etag));
     push(&mut out, "last-modified", http_date(s.last_modified));
-    if let Some(t) = s.last_access_time {
-        push(&mut out, "x-oss-last-access-time", http_date(t));
-    }
+    // OSS sends it even without access tracking (then it is the modification time); the SDKs expect it.
+    push(&mut out, "x-oss-last-access-time", http_date(s.last_access_time.unwrap_or(s.last_modified)));
     if let Some(v) = &s.version_id {
         push(&mut out, "x-oss-version-id", v);
     }
@@ -315,7 +332,10 @@ mod tests {
         assert_eq!(o.metadata.storage_class, Some(StorageClass::InfrequentAccess));
         assert_eq!(o.tags.as_ref().unwrap().get("k4+-="), Some("+-=._:/"));
         assert!(o.forbid_overwrite);
-        let e = put_options(&map(&[("x-oss-tagging", "a=b=c")])).unwrap_err();
+        // The V2 Copier's unencoded tags are read leniently rather than failing the copy.
+        let o = put_options(&map(&[("x-oss-tagging", "k1=v1&k4+-==+-=._:/")])).unwrap();
+        assert_eq!(o.tags.as_ref().unwrap().get("k1"), Some("v1"));
+        let e = put_options(&map(&[("x-oss-tagging", "a=b*")])).unwrap_err();
         assert_eq!(e.service_code(), Some("InvalidTag"));
         let e = put_options(&map(&[("x-oss-storage-class", "Gold")])).unwrap_err();
         assert_eq!(e.service_code(), Some("InvalidArgument"));

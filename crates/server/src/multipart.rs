@@ -71,8 +71,9 @@ pub(crate) async fn upload_part_copy<S: ObjectStore>(store: &S, req: Req) -> Res
     let conditions = headers::copy_conditions(&req.headers)?;
     let r = store.upload_part_copy(req.bucket(), req.key(), upload_id(&req), n, &source, range, &conditions).await?;
     let doc = CopyResultXml { last_modified: iso8601(now_secs()), etag: quote(&r.etag) };
+    // oss2 takes the part's ETag from the header, the V2 SDK from the XML: send both.
     Ok(Reply::xml_rooted(&doc, "CopyPartResult")?
-        .header_opt("x-oss-hash-crc64ecma", r.crc64.map(|c| c.to_string()))
+        .headers(receipt_headers(&r))
         .header_opt("x-oss-copy-source-version-id", source.version_id))
 }
 
