@@ -45,12 +45,12 @@ def etag_of(b):
 def parse_tagging_header(v):
     if v is None:
         return None
+    # Lenient like transfer serve: split each pair at the first '=' (the V2 Copier sends tags unencoded).
     out = {}
     for pair in v.split('&'):
-        if pair.partition('=')[2].count('='):
-            raise BadTag(pair)
-    for k, val in parse_qsl(v, keep_blank_values=True):
-        out[k] = val
+        if pair:
+            k, _, val = pair.partition('=')
+            out[unquote(k.replace('+', ' '))] = unquote(val.replace('+', ' '))
     return out
 
 
