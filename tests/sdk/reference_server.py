@@ -45,10 +45,17 @@ def etag_of(b):
 def parse_tagging_header(v):
     if v is None:
         return None
+    # Lenient like transfer serve: split each pair at the first '=' (the V2 Copier sends tags unencoded).
     out = {}
-    for k, val in parse_qsl(v, keep_blank_values=True):
-        out[k] = val
+    for pair in v.split('&'):
+        if pair:
+            k, _, val = pair.partition('=')
+            out[unquote(k.replace('+', ' '))] = unquote(val.replace('+', ' '))
     return out
+
+
+class BadTag(Exception):
+    pass
 
 
 
@@ -186,7 +193,10 @@ class H(BaseHTTPRequestHandler):
             if bad:
                 return self._err(403, bad, 'auth', head=self.command == 'HEAD')
             with lock:
-                self.dispatch(bucket, key, q, body)
+                try:
+                    self.dispatch(bucket, key, q, body)
+                except BadTag as e:
+                    self._err(400, 'InvalidTag', 'unencoded = in tag value: %s' % e)
         except Exception as e:  # pragma: no cover
             import traceback; traceback.print_exc()
             self._err(500, 'InternalError', repr(e))

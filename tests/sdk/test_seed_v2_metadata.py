@@ -257,25 +257,19 @@ def test_copier_replace_metadata_shallow_above_threshold(client, v2_bucket):
 def test_copier_default_directive_multipart_copies_tags_and_metadata(client, v2_bucket):
     """Default directives on a multipart copy: the copier itself carries metadata and tags over — it reads
     x-oss-meta-*/Content-Type from HeadObject and, since x-oss-tagging-count > 0, calls GetObjectTagging on
-    the source and puts the tags on InitiateMultipartUpload.
-
-    SDK bug (alibabacloud-oss-v2 1.4.1, copier.py overwrite_tag_prop): it joins the tags as `k=v&k=v`
-    WITHOUT URL-encoding, so the seed's `k4+-=` / `+-=._:/` tag reaches the server as
-    `k4+-==+-=._:/` and cannot round-trip. We therefore assert only on the plain tags here; the server
-    must not fail the copy because of that tag."""
+    the source and puts the tags on InitiateMultipartUpload (see the next test for the SDK's encoding bug;
+    these tags need no encoding)."""
     data = os.urandom(BIG)
     client.put_object(oss.PutObjectRequest(
-        bucket=v2_bucket, key="src.bin", body=data, metadata=SEED_METADATA, tagging=SEED_TAGGING,
+        bucket=v2_bucket, key="src.bin", body=data, metadata=SEED_METADATA, tagging="k1=v1&k2=v2&k3=v3",
         content_type="application/x-seed"))
-    assert tags(client, v2_bucket, "src.bin") == SEED_TAGS
 
     copier = client.copier(part_size=100 * KIB, multipart_copy_threshold=100 * KIB, disable_shallow_copy=True)
     result = copier.copy(oss.CopyObjectRequest(
         bucket=v2_bucket, key="dst.bin", source_bucket=v2_bucket, source_key="src.bin"))
 
     assert result.upload_id, "the copy must have gone through multipart"
-    copied = tags(client, v2_bucket, "dst.bin")
-    assert {k: copied.get(k) for k in ("k1", "k2", "k3")} == {"k1": "v1", "k2": "v2", "k3": "v3"}
+    assert tags(client, v2_bucket, "dst.bin") == {"k1": "v1", "k2": "v2", "k3": "v3"}
     h = head(client, v2_bucket, "dst.bin")
     assert h.metadata == SEED_METADATA
     assert h.content_type == "application/x-seed"
@@ -283,17 +277,34 @@ def test_copier_default_directive_multipart_copies_tags_and_metadata(client, v2_
     assert read_all(client, v2_bucket, "dst.bin") == data
 
 
-def test_copier_default_directive_multipart_plain_tags_round_trip(client, v2_bucket):
-    """With tags that need no encoding, the default-directive multipart copy keeps them exactly."""
+def test_copier_default_directive_with_seed_tags_survives_the_sdk_tag_bug(client, v2_bucket):
+    """SDK bug (alibabacloud-oss-v2 1.4.1, copier.py overwrite_tag_prop): on the multipart path the copier
+    re-sends the source tags as `k=v&k=v` WITHOUT URL-encoding, so the V1 seed's `k4+-=` / `+-=._:/` tag
+    reaches InitiateMultipartUpload as `x-oss-tagging: k1=v1&k2=v2&k3=v3&k4+-==+-=._:/`. No server can
+    recover k4 from that. `transfer serve` reads such a header leniently (split at the first `=`) rather than
+    failing the whole copy with InvalidTag, so the copy succeeds, the plain tags and the metadata are copied,
+    and only k4 comes out corrupted — we assert on the plain tags. (Workaround for users, checked below:
+    tagging_directive='Replace' with a correctly encoded tagging string.)"""
     data = os.urandom(BIG)
-    client.put_object(oss.PutObjectRequest(
-        bucket=v2_bucket, key="src.bin", body=data, metadata={"a": "b"}, tagging="k1=v1&k2=v2&k3=v3"))
-    copier = client.copier()
-    copier.copy(oss.CopyObjectRequest(bucket=v2_bucket, key="dst.bin", source_bucket=v2_bucket,
-                                      source_key="src.bin"),
-                part_size=100 * KIB, multipart_copy_threshold=100 * KIB, disable_shallow_copy=True)
-    assert tags(client, v2_bucket, "dst.bin") == {"k1": "v1", "k2": "v2", "k3": "v3"}
-    assert head(client, v2_bucket, "dst.bin").metadata == {"a": "b"}
+    client.put_object(oss.PutObjectRequest(bucket=v2_bucket, key="src.bin", body=data, metadata=SEED_METADATA,
+                                           tagging=SEED_TAGGING))
+    assert tags(client, v2_bucket, "src.bin") == SEED_TAGS
+
+    copier = client.copier(part_size=100 * KIB, multipart_copy_threshold=100 * KIB, disable_shallow_copy=True)
+    result = copier.copy(oss.CopyObjectRequest(bucket=v2_bucket, key="dst.bin", source_bucket=v2_bucket,
+                                               source_key="src.bin"))
+    assert result.upload_id, "the copy must have gone through multipart"
+    copied = tags(client, v2_bucket, "dst.bin")
+    assert {k: copied.get(k) for k in ("k1", "k2", "k3")} == {"k1": "v1", "k2": "v2", "k3": "v3"}
+    assert len(copied) == 4  # k4 is there, under a key/value the SDK mangled
+    assert head(client, v2_bucket, "dst.bin").metadata == SEED_METADATA
+    assert read_all(client, v2_bucket, "dst.bin") == data
+
+    # The workaround: Replace with a correctly encoded tagging string keeps every tag exactly.
+    copier.copy(oss.CopyObjectRequest(bucket=v2_bucket, key="dst2.bin", source_bucket=v2_bucket,
+                                      source_key="src.bin", tagging_directive="Replace", tagging=SEED_TAGGING))
+    assert tags(client, v2_bucket, "dst2.bin") == SEED_TAGS
+    assert read_all(client, v2_bucket, "dst2.bin") == data
 
 
 def test_sdk_v2_signature_v1(endpoint, bucket_name):
