@@ -1,2 +1,13 @@
-mod a{}
+//! Integration tests of the `transfer` workspace. One test binary (ripgrep's pattern); each module is one area.
+
+/// Shared helpers: start `transfer serve` on 127.0.0.1:0 and build clients for it.
+mod util;
+
+/// `transfer serve` as a process: the announced address, signals, missing credentials.
 mod serve;
+
+/// The flows of the two seed documents, through our own OSS client against `transfer serve`.
+mod seed_flows;
+
+/// Bad input: each refusal gets OSS's error and changes nothing on disk.
+mod bad_input;

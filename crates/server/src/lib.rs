@@ -194,7 +194,7 @@ impl<S: ObjectStore + BucketStore + 'static> State<S> {
             Ok(reply) => reply.into_response(&common),
             Err(e) => response::error_response(&e, &common, &host, method == Method::HEAD),
         };
-        tracing::info!(
+        tracing::debug!(
             request_id = %common.request_id,
             %peer,
             %method,

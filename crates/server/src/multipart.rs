@@ -18,10 +18,11 @@ const MAX_PAGE: u32 = 1000;
 /// `?partNumber=`: an integer in 1..=10000, or 400 `InvalidArgument` naming it.
 fn part_number(req: &Req) -> Result<u32> {
     let v = req.q("partNumber").unwrap_or_default();
-    match v.parse::<u32>() {
-        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
-        _ => Err(invalid_argument("Part number must be an integer between 1 and 10000, inclusive.", "partNumber", v)),
-    }
+    let n = v
+        .parse::<u32>()
+        .map_err(|_| invalid_argument("Part number must be an integer between 1 and 10000, inclusive.", "partNumber", v))?;
+    transfer_engine::store::validate_part_number(n)?;
+    Ok(n)
 }
 
 fn upload_id(req: &Req) -> &str {

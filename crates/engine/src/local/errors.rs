@@ -64,12 +64,6 @@ pub(crate) fn precondition_failed(condition: &str) -> Error {
         .with_extra("Condition", condition)
 }
 
-pub(crate) fn part_number(n: u32) -> Error {
-    with_ec(400, "InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive.", "0017-00000220")
-        .with_extra("ArgumentName", "partNumber")
-        .with_extra("ArgumentValue", n.to_string())
-}
-
 pub(crate) fn invalid_part(part_number: u32) -> Error {
     Error::code(
         400,

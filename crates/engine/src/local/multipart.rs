@@ -23,14 +23,6 @@ const EC_COMPLETE_EXISTS: &str = "0042-00000214";
 /// Default and largest page of ListParts and ListMultipartUploads.
 const MAX_PAGE: u32 = 1000;
 
-fn check_part_number(n: u32) -> Result<()> {
-    if (1..=Capabilities::OSS.max_parts).contains(&n) {
-        Ok(())
-    } else {
-        Err(errors::part_number(n))
-    }
-}
-
 fn check_part_size(len: u64) -> Result<()> {
     let limit = Capabilities::OSS.max_part_size;
     if len > limit {
@@ -128,7 +120,7 @@ impl LocalStore {
         body: Body,
     ) -> Result<PartReceipt> {
         validate_key(key)?;
-        check_part_number(n)?;
+        crate::store::validate_part_number(n)?;
         check_part_size(body.len())?;
         self.check_upload(bucket, key, upload_id).await?;
         let staged = self.blobs().receive(body).await?;
@@ -148,7 +140,7 @@ impl LocalStore {
     ) -> Result<PartReceipt> {
         validate_key(key)?;
         validate_key(&source.key)?;
-        check_part_number(n)?;
+        crate::store::validate_part_number(n)?;
         self.check_upload(bucket, key, upload_id).await?;
         let src = source.clone();
         let mut r = self.db(move |c, b| resolve(c, b, &src, true, true)).await?;

@@ -17,17 +17,6 @@ use crate::StorageClass;
 use async_trait::async_trait;
 use http::Method;
 
-/// Largest part number.
-const MAX_PART_NUMBER: u32 = 10_000;
-
-fn check_part_number(part_number: u32) -> Result<()> {
-    if (1..=MAX_PART_NUMBER).contains(&part_number) {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!("part number {part_number} is outside 1..={MAX_PART_NUMBER}")))
-    }
-}
-
 /// A request addressing `obj`'s bucket and key (the version id is added by the caller, after the
 /// sub-resource).
 fn object(method: Method, obj: &ObjectRef) -> Request {
@@ -120,7 +109,7 @@ impl ObjectStore for OssStore {
                     let cr = resp::header(r.headers(), "content-range").unwrap_or("");
                     let (first, last, total) = resp::content_range(cr)
                         .ok_or_else(|| protocol(format!("206 answer with an unusable Content-Range {cr:?}")))?;
-                    let fits = first == asked.first && asked.last.map_or(true, |l| last <= l);
+                    let fits = first == asked.first && asked.last.is_none_or(|l| last <= l);
                     if !fits || last - first + 1 != len {
                         return Err(protocol(format!(
                             "asked for {} but the server sent {cr:?} with {len} bytes",
@@ -217,7 +206,7 @@ impl ObjectStore for OssStore {
         content_md5: bool,
     ) -> Result<PartReceipt> {
         let d = &self.dialect;
-        check_part_number(part_number)?;
+        crate::store::validate_part_number(part_number)?;
         let size = body.len();
         let req = Request::new(Method::PUT)
             .bucket(bucket)
@@ -245,7 +234,7 @@ impl ObjectStore for OssStore {
         conds: &CopyConditions,
     ) -> Result<PartReceipt> {
         let d = &self.dialect;
-        check_part_number(part_number)?;
+        crate::store::validate_part_number(part_number)?;
         let src = copy_source(&source.bucket, &source.key, source.version_id.as_deref());
         let range_header = range.map(|r| r.to_header());
         let req = Request::new(Method::PUT)
@@ -281,10 +270,10 @@ impl ObjectStore for OssStore {
         opts: &CompleteOptions,
     ) -> Result<PutResult> {
         let d = &self.dialect;
-        let mut sorted: Vec<&CompletedPart> = parts.iter().collect();
-        sorted.sort_by_key(|p| p.part_number);
+        // Sent in the caller's order: a list out of order is the caller's bug, and OSS names it
+        // (InvalidPartOrder) rather than this client hiding it.
         let doc = xml::CompleteMultipartUpload {
-            parts: sorted
+            parts: parts
                 .iter()
                 .map(|p| xml::CompletePart { part_number: p.part_number, etag: format!("\"{}\"", resp::unquote(&p.etag)) })
                 .collect(),

@@ -254,7 +254,7 @@ async fn upload_part_receipt_and_part_number_checks() {
     assert_eq!(mock.last().target, "/bkt/k?partNumber=1&uploadId=U%2B1");
     assert!(mock.last().header("content-md5").is_some());
     let e = store.upload_part("bkt", "k", "U", 10_001, Body::from("x"), false).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(e.service_code(), Some("InvalidArgument"), "refused before sending, in the service's words");
 }
 
 #[tokio::test]
@@ -270,8 +270,8 @@ async fn a_short_stream_fails_with_the_stream_error() {
 async fn complete_answered_200_with_an_error_body_is_an_error() {
     let mock = Mock::start(|_| Reply::new(200).body(error_doc("InternalError", "Please try again."))).await;
     let parts = [
-        CompletedPart { part_number: 2, etag: "B".into() },
         CompletedPart { part_number: 1, etag: "\"A\"".into() },
+        CompletedPart { part_number: 2, etag: "B".into() },
     ];
     let e = mock.store().complete_multipart("bkt", "k", "U1", &parts, &CompleteOptions { forbid_overwrite: true }).await;
     let e = e.unwrap_err();

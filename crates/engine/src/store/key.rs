@@ -30,6 +30,24 @@ pub fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Largest part number of a multipart upload.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// Checks a part number: 1 to 10000, or OSS's 400 `InvalidArgument` naming `partNumber` (EC 0017-00000220).
+pub fn validate_part_number(n: u32) -> Result<()> {
+    if (1..=MAX_PART_NUMBER).contains(&n) {
+        return Ok(());
+    }
+    Err(Error::service(crate::ServiceError {
+        status: 400,
+        code: "InvalidArgument".into(),
+        message: format!("Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive."),
+        ec: Some("0017-00000220".into()),
+        extra: vec![("ArgumentName".into(), "partNumber".into()), ("ArgumentValue".into(), n.to_string())],
+        ..Default::default()
+    }))
+}
+
 /// Checks a bucket name: 3 to 63 characters of lower-case letters, digits and `-`, starting and ending with a
 /// letter or digit. Refusals use `InvalidBucketName`.
 pub fn validate_bucket(bucket: &str) -> Result<()> {
@@ -62,6 +80,17 @@ mod tests {
         }
         for k in ["a", "dir/file.txt", "a..b", "...", "中文/键", &"x".repeat(1023)] {
             validate_key(k).unwrap();
+        }
+    }
+
+    #[test]
+    fn part_numbers() {
+        validate_part_number(1).unwrap();
+        validate_part_number(10_000).unwrap();
+        for n in [0, 10_001] {
+            let e = validate_part_number(n).unwrap_err();
+            assert_eq!(e.service_code(), Some("InvalidArgument"));
+            assert_eq!(e.service_error().unwrap().extra("ArgumentValue"), Some(n.to_string().as_str()));
         }
     }
 

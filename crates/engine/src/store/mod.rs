@@ -24,7 +24,7 @@ use std::fmt;
 mod body;
 mod key;
 pub use body::Body;
-pub use key::{validate_bucket, validate_key, MAX_KEY_BYTES};
+pub use key::{validate_bucket, validate_key, validate_part_number, MAX_KEY_BYTES, MAX_PART_NUMBER};
 
 /// An object, optionally at a specific version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
