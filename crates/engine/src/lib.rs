@@ -10,6 +10,7 @@
 //!   CRC-64 checks on every body.
 //! - [`local`]: the local filesystem store: buckets, versions, multipart staging with atomic publish, appendable
 //!   objects and symlinks. It is the embedded default and what `transfer serve` puts on the network.
+//! - [`run`]: the job-wide scheduler (one bound on requests in flight, one memory budget) and the retry policy.
 //! - [`tags`] and [`meta`]: tags and metadata as validated types, with their header and XML encodings.
 //! - [`crc64`]: CRC-64/XZ and the combine that joins part CRCs.
 //! - [`sign`]: OSS V1 and V4 signing and verification, shared by the client and the server.
@@ -22,6 +23,7 @@ pub mod error;
 pub mod local;
 pub mod meta;
 pub mod oss;
+pub mod run;
 pub mod sign;
 pub mod store;
 pub mod tags;
