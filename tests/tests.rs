@@ -11,3 +11,6 @@ mod seed_flows;
 
 /// Bad input: each refusal gets OSS's error and changes nothing on disk.
 mod bad_input;
+
+/// Faults injected between client and server by a proxy; requests retried on their own still succeed.
+mod faults;

@@ -1,6 +1,8 @@
 //! Test support: a `transfer serve` child process on 127.0.0.1:0 with a temporary root, stopped on drop, and
 //! OSS clients pointed at it.
 
+pub mod fault;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -50,13 +52,7 @@ impl Served {
 
     /// A client with other credentials.
     pub fn client_with(&self, version: SignatureVersion, creds: Credentials) -> OssStore {
-        OssStore::builder()
-            .endpoint(&self.endpoint)
-            .region("cn-hangzhou")
-            .credentials(creds)
-            .signature_version(version)
-            .build()
-            .expect("client")
+        client_for(&self.endpoint, version, creds)
     }
 
     /// The server's root directory.
@@ -70,6 +66,17 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A client of `endpoint` (path style, region cn-hangzhou).
+pub fn client_for(endpoint: &str, version: SignatureVersion, creds: Credentials) -> OssStore {
+    OssStore::builder()
+        .endpoint(endpoint)
+        .region("cn-hangzhou")
+        .credentials(creds)
+        .signature_version(version)
+        .build()
+        .expect("client")
 }
 
 /// Creates a bucket with a name unique to the test.

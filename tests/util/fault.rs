@@ -1,0 +1,161 @@
+//! A fault-injecting HTTP proxy for tests: it sits between a client and `transfer serve` (or any server) on
+//! 127.0.0.1 and, following a schedule of rules, resets connections, answers 500/503 (`SlowDown`), answers
+//! `200 OK` with an `<Error>` body, delays, or cuts a response body short. Everything else is forwarded as is
+//! (signatures do not cover the Host header, so forwarding keeps them valid). Dropping the proxy stops it.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What to do to a matching request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Close the connection without answering.
+    Reset,
+    /// Answer this status with an OSS `<Error>` document of this code, without forwarding.
+    Status(u16, &'static str),
+    /// Answer `200 OK` whose body is an `<Error>` (InternalError), without forwarding.
+    ErrorBody200,
+    /// Wait, then forward.
+    Delay(Duration),
+    /// Forward, then send only half of the response body before closing.
+    CutBody,
+}
+
+/// Which requests a rule applies to.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// HTTP method to match (`None`: any).
+    pub method: Option<&'static str>,
+    /// A substring the path-and-query must contain (`""`: any).
+    pub contains: &'static str,
+    /// The fault.
+    pub fault: Fault,
+    /// How many matching requests get the fault.
+    pub times: usize,
+}
+
+struct State {
+    upstream: String,
+    rules: Mutex<Vec<Rule>>,
+    injected: AtomicUsize,
+    http: reqwest::Client,
+}
+
+/// A running proxy.
+pub struct FaultProxy {
+    pub endpoint: String,
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on 127.0.0.1:0 in front of `upstream` (`http://host:port`).
+    pub async fn start(upstream: &str, rules: Vec<Rule>) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(State {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            rules: Mutex::new(rules),
+            injected: AtomicUsize::new(0),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        });
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = &mut rx => break,
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        FaultProxy { endpoint, state, stop: Some(tx) }
+    }
+
+    /// How many faults were injected so far.
+    pub fn injected(&self) -> usize {
+        self.state.injected.load(Ordering::SeqCst)
+    }
+
+    /// Rules not yet used up.
+    pub fn pending(&self) -> usize {
+        self.state.rules.lock().unwrap().iter().map(|r| r.times).sum()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn take_fault(state: &State, method: &str, target: &str) -> Option<Fault> {
+    let mut rules = state.rules.lock().unwrap();
+    let rule = rules
+        .iter_mut()
+        .find(|r| r.times > 0 && r.method.is_none_or(|m| m == method) && target.contains(r.contains))?;
+    rule.times -= 1;
+    state.injected.fetch_add(1, Ordering::SeqCst);
+    Some(rule.fault.clone())
+}
+
+fn error_xml(code: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>FAULT</RequestId></Error>")
+}
+
+type Reply = Response<Full<Bytes>>;
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std::io::Error> {
+    let method = req.method().as_str().to_owned();
+    let target = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let fault = take_fault(&state, &method, &target);
+    let canned = |status: u16, body: String| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/xml")
+            .header("date", httpdate::fmt_http_date(std::time::SystemTime::now()))
+            .header("x-oss-request-id", "FAULT")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    match &fault {
+        Some(Fault::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
+        Some(Fault::Status(status, code)) => return Ok(canned(*status, error_xml(code))),
+        Some(Fault::ErrorBody200) => return Ok(canned(200, error_xml("InternalError"))),
+        Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::CutBody) | None => {}
+    }
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+    let mut fwd = state.http.request(parts.method.clone(), format!("{}{}", state.upstream, target)).body(body);
+    for (k, v) in &parts.headers {
+        if k != "host" {
+            fwd = fwd.header(k, v);
+        }
+    }
+    let resp = fwd.send().await.map_err(std::io::Error::other)?;
+    let mut out = Response::builder().status(resp.status().as_u16());
+    for (k, v) in resp.headers() {
+        out = out.header(k, v);
+    }
+    let bytes = resp.bytes().await.map_err(std::io::Error::other)?;
+    if matches!(fault, Some(Fault::CutBody)) && !bytes.is_empty() {
+        // Content-Length promises every byte; a body that stops halfway makes the client see a cut.
+        let half = bytes.slice(..bytes.len() / 2);
+        return Ok(out.body(Full::new(half)).unwrap());
+    }
+    Ok(out.body(Full::new(bytes)).unwrap())
+}
