@@ -22,6 +22,7 @@ pub mod error;
 pub mod local;
 pub mod meta;
 pub mod oss;
+pub mod plan;
 pub mod sign;
 pub mod store;
 pub mod tags;
