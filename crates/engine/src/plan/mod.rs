@@ -348,7 +348,7 @@ impl fmt::Display for Bytes {
         const UNITS: [(&str, u64); 5] =
             [("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
         if let Some((name, unit)) = UNITS.iter().find(|(_, u)| n >= *u) {
-            if n % unit == 0 {
+            if n.is_multiple_of(*unit) {
                 write!(f, " ({} {name})", n / unit)?;
             } else {
                 write!(f, " ({:.1} {name})", n as f64 / *unit as f64)?;
