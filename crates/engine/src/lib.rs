@@ -12,6 +12,8 @@
 //!   objects and symlinks. It is the embedded default and what `transfer serve` puts on the network.
 //! - [`run`]: the job-wide scheduler (one bound on requests in flight, one memory budget) and the retry policy.
 //! - [`tags`] and [`meta`]: tags and metadata as validated types, with their header and XML encodings.
+//! - [`plan`]: the part planner: single request or multipart, part size within the dialect's limits and the
+//!   memory budget (one part buffered per in-flight request); impossible transfers are refused before any byte moves.
 //! - [`crc64`]: CRC-64/XZ and the combine that joins part CRCs.
 //! - [`sign`]: OSS V1 and V4 signing and verification, shared by the client and the server.
 //! - [`dialect`]: wire differences as data.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod local;
 pub mod meta;
 pub mod oss;
+pub mod plan;
 pub mod run;
 pub mod sign;
 pub mod store;
