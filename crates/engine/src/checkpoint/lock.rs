@@ -28,13 +28,10 @@ pub(crate) fn lock_path(ledger: &Path, job: JobId) -> PathBuf {
 impl JobLock {
     pub(crate) fn acquire(ledger: &Path, job: JobId) -> Result<JobLock> {
         let path = lock_path(ledger, job);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot open the job lock {}", path.display())).with_source(e))?;
+        let mut file =
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).map_err(|e| {
+                Error::new(ErrorKind::Io, format!("cannot open the job lock {}", path.display())).with_source(e)
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -57,7 +54,10 @@ impl JobLock {
             }
         }
         // Best effort: the pid only decorates the message above.
-        let _ = file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| write!(file, "{}", std::process::id()));
+        let _ = file
+            .set_len(0)
+            .and_then(|_| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| write!(file, "{}", std::process::id()));
         Ok(JobLock { job, path, _file: file })
     }
 

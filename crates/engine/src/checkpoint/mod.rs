@@ -449,10 +449,9 @@ impl Ledger {
 
     /// Changes the job's state.
     pub fn set_job_state(&self, job: JobId, state: JobState) -> Result<()> {
-        let n = self.conn().execute(
-            "UPDATE jobs SET state = ?2, updated = ?3 WHERE id = ?1",
-            params![job.0, state.as_str(), now()],
-        )?;
+        let n = self
+            .conn()
+            .execute("UPDATE jobs SET state = ?2, updated = ?3 WHERE id = ?1", params![job.0, state.as_str(), now()])?;
         if n == 0 {
             return Err(no_job(job));
         }

@@ -1,11 +1,14 @@
 //! Objects of a job and their parts.
 
-use super::{from_sql_u64, no_job, now, to_sql_u64, Counts, Fingerprint, JobId, Ledger, ObjectRow, ObjectState, PartRow};
+use super::{
+    from_sql_u64, no_job, now, to_sql_u64, Counts, Fingerprint, JobId, Ledger, ObjectRow, ObjectState, PartRow,
+};
 use crate::error::{Error, Result};
 use crate::tags::TagSet;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const COLUMNS: &str = "id, job, source, dest_bucket, dest_key, size, fp_kind, fp_size, fp_mtime_ns, fp_inode, fp_etag, \
+const COLUMNS: &str =
+    "id, job, source, dest_bucket, dest_key, size, fp_kind, fp_size, fp_mtime_ns, fp_inode, fp_etag, \
                        fp_version_id, plan_part_size, upload_id, state, tags, tags_applied, etag, crc64, blake3, error";
 
 fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
@@ -14,9 +17,9 @@ fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
     let fingerprint = match fp_kind.as_str() {
         "file" => {
             let mtime: String = r.get(8)?;
-            let mtime_ns = mtime.parse::<i128>().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e))
-            })?;
+            let mtime_ns = mtime
+                .parse::<i128>()
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e)))?;
             Fingerprint::File { size: fp_size, mtime_ns, inode: from_sql_u64(r.get(9)?) }
         }
         _ => Fingerprint::Object { etag: r.get(10)?, version_id: r.get(11)?, size: fp_size },
@@ -92,30 +95,29 @@ impl Ledger {
     ) -> Result<ObjectRow> {
         let conn = self.conn();
         let (kind, fp_size, mtime, inode, etag, version) = fp_columns(fingerprint);
-        let inserted = conn
-            .execute(
-                "INSERT INTO objects (job, source, dest_bucket, dest_key, size, fp_kind, fp_size, fp_mtime_ns, fp_inode,
+        let inserted = conn.execute(
+            "INSERT INTO objects (job, source, dest_bucket, dest_key, size, fp_kind, fp_size, fp_mtime_ns, fp_inode,
                      fp_etag, fp_version_id, plan_part_size, tags, updated)
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
                  WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1)
                  ON CONFLICT (job, source) DO NOTHING",
-                params![
-                    job.0,
-                    source,
-                    dest_bucket,
-                    dest_key,
-                    to_sql_u64(size),
-                    kind,
-                    fp_size,
-                    mtime,
-                    inode,
-                    etag,
-                    version,
-                    to_sql_u64(plan_part_size),
-                    tags.map(TagSet::to_header),
-                    now()
-                ],
-            )?;
+            params![
+                job.0,
+                source,
+                dest_bucket,
+                dest_key,
+                to_sql_u64(size),
+                kind,
+                fp_size,
+                mtime,
+                inode,
+                etag,
+                version,
+                to_sql_u64(plan_part_size),
+                tags.map(TagSet::to_header),
+                now()
+            ],
+        )?;
         let row = conn
             .query_row(
                 &format!("SELECT {COLUMNS} FROM objects WHERE job = ?1 AND source = ?2"),
@@ -202,7 +204,13 @@ impl Ledger {
     /// The source changed since the plan: forgets its parts, upload id and results and makes it
     /// [`ObjectState::Pending`] with the new fingerprint, size and part size. Read the old upload id first if
     /// you mean to abort it.
-    pub fn reset_object(&self, object_id: i64, fingerprint: &Fingerprint, size: u64, plan_part_size: u64) -> Result<()> {
+    pub fn reset_object(
+        &self,
+        object_id: i64,
+        fingerprint: &Fingerprint,
+        size: u64,
+        plan_part_size: u64,
+    ) -> Result<()> {
         self.inner.writer.flush_blocking()?;
         let (kind, fp_size, mtime, inode, etag, version) = fp_columns(fingerprint);
         let mut conn = self.conn();
@@ -292,18 +300,18 @@ impl Ledger {
     /// The object is deliberately not transferred (for example, already identical at the destination):
     /// state [`ObjectState::Skipped`], done.
     pub fn skip_object(&self, object_id: i64) -> Result<()> {
-        let n = self.conn().execute(
-            "UPDATE objects SET state = 'skipped', updated = ?2 WHERE id = ?1",
-            params![object_id, now()],
-        )?;
+        let n = self
+            .conn()
+            .execute("UPDATE objects SET state = 'skipped', updated = ?2 WHERE id = ?1", params![object_id, now()])?;
         updated(n, object_id)
     }
 
     /// How many of the job's objects are in each state.
     pub fn counts(&self, job: JobId) -> Result<Counts> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT state, count(*), coalesce(sum(size), 0) FROM objects WHERE job = ?1 GROUP BY state")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT state, count(*), coalesce(sum(size), 0) FROM objects WHERE job = ?1 GROUP BY state",
+        )?;
         let mut rows = stmt.query([job.0])?;
         let mut counts = Counts::default();
         while let Some(r) = rows.next()? {

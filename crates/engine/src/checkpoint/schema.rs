@@ -36,8 +36,11 @@ fn refuse(path: &Path, what: impl std::fmt::Display) -> Error {
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::new(ErrorKind::Io, format!("cannot create the directory {} for the checkpoint ledger", dir.display()))
-                .with_source(e)
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot create the directory {} for the checkpoint ledger", dir.display()),
+            )
+            .with_source(e)
         })?;
     }
     // Look at the header ourselves first: SQLite would report a foreign file only on the first query, and a
@@ -46,7 +49,8 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         Ok(mut f) => {
             let mut head = Vec::with_capacity(16);
             f.by_ref().take(16).read_to_end(&mut head).map_err(|e| {
-                Error::new(ErrorKind::Io, format!("cannot read the checkpoint ledger {}", path.display())).with_source(e)
+                Error::new(ErrorKind::Io, format!("cannot read the checkpoint ledger {}", path.display()))
+                    .with_source(e)
             })?;
             if !head.is_empty() && head.as_slice() != SQLITE_MAGIC {
                 return Err(refuse(path, "the file is not an SQLite database"));
@@ -63,7 +67,8 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     })?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Read-only checks before anything writes to the file.
-    let (app_id, version, tables) = identity(&conn).map_err(|e| refuse(path, format_args!("SQLite cannot read it ({e})")))?;
+    let (app_id, version, tables) =
+        identity(&conn).map_err(|e| refuse(path, format_args!("SQLite cannot read it ({e})")))?;
     check_identity(path, app_id, version, tables)?;
 
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -77,8 +82,11 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     if version < SCHEMA_VERSION {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql).map_err(|e| {
-                Error::new(ErrorKind::Io, format!("migration {} of the checkpoint ledger {} failed", i + 1, path.display()))
-                    .with_source(e)
+                Error::new(
+                    ErrorKind::Io,
+                    format!("migration {} of the checkpoint ledger {} failed", i + 1, path.display()),
+                )
+                .with_source(e)
             })?;
         }
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
@@ -100,7 +108,10 @@ fn check_identity(path: &Path, app_id: i32, version: i64, tables: i64) -> Result
     if app_id == 0 {
         // A brand-new (or empty) database is ours to initialise; anything with content is someone else's.
         if tables > 0 || version != 0 {
-            return Err(refuse(path, "it is an SQLite database of another application (it has tables but no transfer application id)"));
+            return Err(refuse(
+                path,
+                "it is an SQLite database of another application (it has tables but no transfer application id)",
+            ));
         }
         return Ok(());
     }

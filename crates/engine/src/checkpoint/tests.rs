@@ -92,8 +92,10 @@ fn foreign_sqlite_is_refused_and_untouched() {
     {
         let c = Connection::open(&path).unwrap();
         c.pragma_update(None, "application_id", 0x1234_5678).unwrap();
-        c.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('x');")
-            .unwrap();
+        c.execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('x');",
+        )
+        .unwrap();
     }
     assert_refused(&path, "another application");
     // No application id at all, but tables: also someone else's.
@@ -370,7 +372,18 @@ fn schema_has_no_place_for_secrets() {
     assert!(names.iter().any(|n| n == "upload_id"), "the column scan sees real columns: {names:?}");
     for n in &names {
         let n = n.to_ascii_lowercase();
-        for bad in ["secret", "password", "passwd", "token", "credential", "access_key", "accesskey", "auth", "signature", "session"] {
+        for bad in [
+            "secret",
+            "password",
+            "passwd",
+            "token",
+            "credential",
+            "access_key",
+            "accesskey",
+            "auth",
+            "signature",
+            "session",
+        ] {
             assert!(!n.contains(bad), "column or table {n:?} looks like it holds a secret");
         }
     }

@@ -93,10 +93,10 @@ impl Handle {
     pub(super) fn spawn(conn: Arc<Mutex<Connection>>, path: &Path) -> Result<Handle> {
         let (tx, rx) = mpsc::channel();
         let path = path.to_path_buf();
-        let thread = std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || run(&conn, &path, rx))
-            .map_err(|e| Error::new(ErrorKind::Io, "cannot start the checkpoint ledger's writer thread").with_source(e))?;
+        let thread =
+            std::thread::Builder::new().name("ledger-writer".into()).spawn(move || run(&conn, &path, rx)).map_err(
+                |e| Error::new(ErrorKind::Io, "cannot start the checkpoint ledger's writer thread").with_source(e),
+            )?;
         Ok(Handle { tx: Some(tx), thread: Some(thread) })
     }
 
@@ -159,7 +159,11 @@ fn run(conn: &Mutex<Connection>, path: &Path, rx: mpsc::Receiver<Msg>) {
                 for w in waiters.drain(..) {
                     w.send(Err(Error::new(
                         ErrorKind::Io,
-                        format!("committing {} parts to the checkpoint ledger {} failed: {e}", pending.len(), path.display()),
+                        format!(
+                            "committing {} parts to the checkpoint ledger {} failed: {e}",
+                            pending.len(),
+                            path.display()
+                        ),
                     )));
                 }
             }
