@@ -19,6 +19,7 @@
 //! - [`dialect`]: wire differences as data.
 //! - [`xml`]: the XML bodies, shared by client and server.
 
+pub mod checkpoint;
 pub mod crc64;
 pub mod dialect;
 pub mod error;
