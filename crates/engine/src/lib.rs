@@ -10,6 +10,8 @@
 //!   CRC-64 checks on every body.
 //! - [`local`]: the local filesystem store: buckets, versions, multipart staging with atomic publish, appendable
 //!   objects and symlinks. It is the embedded default and what `transfer serve` puts on the network.
+//! - [`checkpoint`]: the SQLite ledger of jobs, objects and acknowledged parts (schema in `migrations/`), with
+//!   grouped part writes, one writer per job, and refusal of corrupt or foreign files.
 //! - [`run`]: the job-wide scheduler (one bound on requests in flight, one memory budget) and the retry policy.
 //! - [`tags`] and [`meta`]: tags and metadata as validated types, with their header and XML encodings.
 //! - [`plan`]: the part planner: single request or multipart, part size within the dialect's limits and the
