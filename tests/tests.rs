@@ -14,3 +14,6 @@ mod bad_input;
 
 /// Faults injected between client and server by a proxy; requests retried on their own still succeed.
 mod faults;
+
+/// The resumable engine through its library API against `transfer serve`.
+mod engine;

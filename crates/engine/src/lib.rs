@@ -10,6 +10,8 @@
 //!   CRC-64 checks on every body.
 //! - [`local`]: the local filesystem store: buckets, versions, multipart staging with atomic publish, appendable
 //!   objects and symlinks. It is the embedded default and what `transfer serve` puts on the network.
+//! - [`job`]: the [`job::Engine`]: uploads files in planned parts under one scheduler, records every acknowledged
+//!   part in the ledger, resumes after a crash, applies tags on initiate or on complete.
 //! - [`checkpoint`]: the SQLite ledger of jobs, objects and acknowledged parts (schema in `migrations/`), with
 //!   grouped part writes, one writer per job, and refusal of corrupt or foreign files.
 //! - [`run`]: the job-wide scheduler (one bound on requests in flight, one memory budget) and the retry policy.
@@ -24,6 +26,7 @@
 pub mod checkpoint;
 pub mod crc64;
 pub mod dialect;
+pub mod job;
 pub mod error;
 pub mod local;
 pub mod meta;

@@ -288,10 +288,13 @@ impl Ledger {
     }
 
     /// The object failed: state [`ObjectState::Failed`] with `error`. Its upload id and parts are kept so a
-    /// later run can continue it.
+    /// later run can continue it. An object that already exists at the destination ([`ObjectState::Completed`],
+    /// e.g. its tags could not be applied) keeps that state and only records the error, so a later run repairs
+    /// what is missing instead of sending the object again.
     pub fn fail_object(&self, object_id: i64, error: &str) -> Result<()> {
         let n = self.conn().execute(
-            "UPDATE objects SET state = 'failed', error = ?2, updated = ?3 WHERE id = ?1",
+            "UPDATE objects SET state = CASE WHEN state = 'completed' THEN state ELSE 'failed' END, error = ?2, updated = ?3
+             WHERE id = ?1",
             params![object_id, error, now()],
         )?;
         updated(n, object_id)

@@ -261,6 +261,10 @@ fn object_lifecycle_and_counts() {
     let r = l.object_by_id(tagged.id).unwrap();
     assert_eq!(r.state, ObjectState::Completed, "tags still to apply");
     assert_eq!((r.etag.as_deref(), r.crc64, r.blake3.as_deref()), (Some("\"E\""), Some(u64::MAX), Some("b3")));
+    l.fail_object(tagged.id, "AccessDenied on PutObjectTagging").unwrap();
+    let r = l.object_by_id(tagged.id).unwrap();
+    assert_eq!(r.state, ObjectState::Completed, "a failure after the object exists must not un-complete it");
+    assert_eq!(r.error.as_deref(), Some("AccessDenied on PutObjectTagging"));
     l.mark_tags_applied(tagged.id).unwrap();
     let r = l.object_by_id(tagged.id).unwrap();
     assert!(r.tags_applied && r.state == ObjectState::Tagged && r.state.is_done());

@@ -1,0 +1,122 @@
+//! The engine: moves files into a store in planned parts, under one scheduler, recording every acknowledged
+//! part in the checkpoint ledger so an interrupted upload resumes without re-sending what arrived.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn transfer_engine::ObjectStore>) -> transfer_engine::Result<()> {
+//! use transfer_engine::checkpoint::{JobSpec, Ledger};
+//! use transfer_engine::job::{Engine, EngineConfig, UploadRequest};
+//! use transfer_engine::TagSet;
+//!
+//! let ledger = Ledger::open(Ledger::default_path()?)?;
+//! let engine = Engine::new(store, ledger.clone(), EngineConfig::default())?;
+//! let spec = JobSpec { kind: "upload".into(), source: "/backup/db.dump".into(), destination: "oss://bkt/db.dump".into(), options_json: "{}".into() };
+//! let job = match ledger.find_job(&spec.source, &spec.destination)? { Some(j) => j, None => ledger.create_job(&spec)? };
+//! let _lock = ledger.lock_job(job)?; // one writer per job
+//! let mut req = UploadRequest::new("/backup/db.dump", "bkt", "db.dump");
+//! req.tags = Some(TagSet::from_pairs([("retention", "90d")])?);
+//! let done = engine.upload_file(job, &req).await?; // run it again after a crash: it resumes
+//! println!("{} bytes, blake3 {}", done.size, done.blake3);
+//! # Ok(()) }
+//! ```
+
+mod upload;
+
+use crate::checkpoint::Ledger;
+use crate::error::{Error, Result};
+use crate::meta::Metadata;
+use crate::plan::PlanOptions;
+use crate::run::{RetryPolicy, Scheduler};
+use crate::store::{Capabilities, ObjectStore};
+use crate::tags::TagSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use upload::UploadOutcome;
+
+/// When a job's tags reach its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagOn {
+    /// In the tagging header of PutObject or InitiateMultipartUpload: the object never exists untagged.
+    #[default]
+    Initiate,
+    /// With PutObjectTagging right after the object exists (for targets that refuse tags on initiate). The
+    /// ledger records when they were applied, so a crash in between is repaired on resume.
+    Complete,
+}
+
+/// How the engine plans, retries and tags.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// Part sizing, thresholds, the memory budget and the number of requests in flight.
+    pub plan: PlanOptions,
+    /// Per-request retries.
+    pub retry: RetryPolicy,
+    /// When tags are applied.
+    pub tag_on: TagOn,
+    /// Send Content-MD5 with every body (CRC-64 is always checked).
+    pub content_md5: bool,
+}
+
+/// One file to upload.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    /// The local file.
+    pub path: PathBuf,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Destination key.
+    pub key: String,
+    /// Metadata and standard headers of the object.
+    pub metadata: Metadata,
+    /// Tags the object must carry.
+    pub tags: Option<TagSet>,
+}
+
+impl UploadRequest {
+    /// `path` to `bucket/key`, no metadata, no tags.
+    pub fn new(path: impl Into<PathBuf>, bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        Self { path: path.into(), bucket: bucket.into(), key: key.into(), metadata: Metadata::default(), tags: None }
+    }
+}
+
+/// Moves objects into one store under one scheduler and one ledger.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    caps: Capabilities,
+    ledger: Ledger,
+    scheduler: Scheduler,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// An engine writing to `store`, recording in `ledger`. Refuses nonsensical bounds before anything moves.
+    pub fn new(store: Arc<dyn ObjectStore>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
+        let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
+        let caps = store.capabilities().clone();
+        Ok(Engine { inner: Arc::new(Inner { store, caps, ledger, scheduler, config }) })
+    }
+
+    /// The scheduler shared by every object of this engine (for observing in-flight requests and buffered bytes).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.inner.ledger
+    }
+
+    /// Runs a synchronous ledger call off the async threads.
+    async fn db<T: Send + 'static>(&self, f: impl FnOnce(&Ledger) -> Result<T> + Send + 'static) -> Result<T> {
+        let ledger = self.inner.ledger.clone();
+        tokio::task::spawn_blocking(move || f(&ledger))
+            .await
+            .map_err(|e| Error::new(crate::ErrorKind::Io, "a ledger task failed").with_source(e))?
+    }
+}

@@ -1,0 +1,430 @@
+//! Uploading one file: one PutObject below the threshold, a resumable multipart upload above it.
+//!
+//! The file is read in order, part by part, with positional reads: a memory permit is taken before each read,
+//! so buffered bytes stay within the budget, and each part is handed to its own task that takes a request
+//! permit and sends it. The whole-file blake3 is computed on this ordered read. A part is recorded in the ledger
+//! only once the server acknowledged it; a retry re-reads the part from the file and refuses bytes that changed.
+//!
+//! On resume, the ledger's parts are reconciled with ListParts: a part is reused only if the server still has
+//! it with the same ETag and the file's bytes still hash to the recorded blake3. An upload id the server no
+//! longer knows starts the object again; a changed file (size, mtime or inode) aborts the old upload first.
+
+use super::{Engine, TagOn, UploadRequest};
+use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
+use crate::crc64;
+use crate::error::{Error, ErrorKind, Result, Retry};
+use crate::plan::{plan_object, Method, ObjectPlan};
+use crate::store::{validate_key, Body, CompleteOptions, CompletedPart, ObjectRef, PutOptions, PutResult};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// What an upload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadOutcome {
+    /// Bytes in the object.
+    pub size: u64,
+    /// The object's ETag.
+    pub etag: String,
+    /// CRC-64/XZ of the object, checked against the server's.
+    pub crc64: Option<u64>,
+    /// blake3 of the file, hex.
+    pub blake3: String,
+    /// Requests that carried bytes in this run (parts, or 1 for a single PUT).
+    pub parts_sent: u32,
+    /// Parts an earlier run had delivered and this run reused.
+    pub parts_reused: u32,
+    /// True when the ledger already had the object done and nothing was sent.
+    pub already_done: bool,
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("cannot {what} {}", path.display())).with_source(e)
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::new(ErrorKind::Io, "an upload task failed").with_source(e)
+}
+
+fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    Fingerprint::File { size: meta.len(), mtime_ns, inode: meta.ino() }
+}
+
+/// Reads `len` bytes at `offset`, off the async threads.
+async fn read_at(file: Arc<File>, path: Arc<Path>, offset: u64, len: u64) -> Result<Bytes> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset).map_err(|e| io_error("read", &path, e))?;
+        Ok(Bytes::from(buf))
+    })
+    .await
+    .map_err(join_error)?
+}
+
+/// Where the bytes of one request come from: a range of the file, already read once.
+struct Source {
+    file: Arc<File>,
+    path: Arc<Path>,
+    offset: u64,
+    len: u64,
+    blake3: blake3::Hash,
+}
+
+impl Source {
+    /// The bytes for an attempt: `first` (the first read) when given, else a fresh read checked against the
+    /// first read's blake3, so a retry never sends bytes that changed.
+    async fn bytes(&self, first: Option<Bytes>) -> Result<Bytes> {
+        if let Some(b) = first {
+            return Ok(b);
+        }
+        let data = read_at(self.file.clone(), self.path.clone(), self.offset, self.len).await?;
+        if blake3::hash(&data) != self.blake3 {
+            return Err(Error::invalid(format!(
+                "{} changed while it was being uploaded (bytes {}..{} differ on re-read); run the upload again",
+                self.path.display(),
+                self.offset,
+                self.offset + self.len
+            )));
+        }
+        Ok(data)
+    }
+}
+
+fn check_crc(expected: u64, got: Option<u64>, what: &str) -> Result<()> {
+    match got {
+        Some(g) if g != expected => Err(Error::new(
+            ErrorKind::Integrity,
+            format!("{what}: the server's CRC-64 {g} does not match the {expected} of the bytes sent"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Engine {
+    /// Uploads one file as `req.bucket/req.key` within `job`, resuming what the ledger says an earlier run
+    /// delivered. Running it again after a crash, a kill or a failure continues the same upload; running it
+    /// again after success does nothing and returns the recorded outcome.
+    pub async fn upload_file(&self, job: JobId, req: &UploadRequest) -> Result<UploadOutcome> {
+        validate_key(&req.key)?;
+        req.metadata.validate()?;
+        let path: Arc<Path> = std::path::absolute(&req.path).map_err(|e| io_error("resolve", &req.path, e))?.into();
+        let file = File::open(&path).map_err(|e| io_error("open", &path, e))?;
+        let meta = file.metadata().map_err(|e| io_error("stat", &path, e))?;
+        if !meta.is_file() {
+            return Err(Error::invalid(format!("{} is not a regular file", path.display())));
+        }
+        let (size, fp) = (meta.len(), fingerprint(&meta));
+        let plan = plan_object(size, &self.inner.caps, &self.inner.config.plan)?;
+        let source = path.to_string_lossy().into_owned();
+        let row = {
+            let (b, k, tags, fp, part_size) = (req.bucket.clone(), req.key.clone(), req.tags.clone(), fp.clone(), plan.part_size());
+            self.db(move |l| l.upsert_object(job, &source, &b, &k, size, &fp, part_size, tags.as_ref())).await?
+        };
+        let row = if row.fingerprint != fp || row.plan_part_size != plan.part_size() {
+            self.restart(row, fp, size, plan.part_size()).await?
+        } else {
+            row
+        };
+        match row.state {
+            ObjectState::Tagged | ObjectState::Skipped => return Ok(done_outcome(&row)),
+            ObjectState::Completed => {
+                self.apply_tags(&row, req).await?;
+                return Ok(done_outcome(&row));
+            }
+            _ => {}
+        }
+        let file = Arc::new(file);
+        let result = match plan.method {
+            Method::Single => self.put_single(&row, req, file, path.clone(), size).await,
+            Method::Multipart { .. } => self.put_multipart(&row, req, file, path.clone(), &plan).await,
+        };
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                let (id, msg) = (row.id, e.to_string());
+                let _ = self.db(move |l| l.fail_object(id, &msg)).await;
+                Err(e.with_context("file", path.display()).with_context("object", format!("{}/{}", req.bucket, req.key)))
+            }
+        }
+    }
+
+    /// The source changed since the ledger's plan: abort the old upload (if any) and start the object again.
+    async fn restart(&self, row: ObjectRow, fp: Fingerprint, size: u64, part_size: u64) -> Result<ObjectRow> {
+        if let Some(id) = &row.upload_id {
+            match self.inner.store.abort_multipart(&row.dest_bucket, &row.dest_key, id).await {
+                Ok(()) => {}
+                Err(e) if e.service_code() == Some("NoSuchUpload") => {}
+                Err(e) => tracing::warn!(upload_id = %id, error = %e, "could not abort the stale upload; `transfer cleanup` can"),
+            }
+        }
+        tracing::info!(source = %row.source, "source changed since the last run; starting the object again");
+        let id = row.id;
+        self.db(move |l| {
+            l.reset_object(id, &fp, size, part_size)?;
+            l.object_by_id(id)
+        })
+        .await
+    }
+
+    fn put_options(&self, req: &UploadRequest) -> PutOptions {
+        PutOptions {
+            metadata: req.metadata.clone(),
+            tags: if self.inner.config.tag_on == TagOn::Initiate { req.tags.clone() } else { None },
+            content_md5: self.inner.config.content_md5,
+            forbid_overwrite: false,
+        }
+    }
+
+    /// Applies the tags after the object exists (policy `Complete`, or repairing a crash between Complete and
+    /// PutObjectTagging), then records that they are on.
+    async fn apply_tags(&self, row: &ObjectRow, req: &UploadRequest) -> Result<()> {
+        if row.tags_applied {
+            return Ok(());
+        }
+        if let (TagOn::Complete, Some(tags)) = (self.inner.config.tag_on, &req.tags) {
+            let obj = ObjectRef::new(&req.bucket, &req.key);
+            let inner = &self.inner;
+            inner
+                .config
+                .retry
+                .run("PutObjectTagging", |_| async {
+                    let _slot = inner.scheduler.request().await;
+                    inner.store.put_tagging(&obj, tags).await
+                })
+                .await?;
+        }
+        let id = row.id;
+        self.db(move |l| l.mark_tags_applied(id)).await
+    }
+
+    async fn finish(&self, row: &ObjectRow, req: &UploadRequest, r: &PutResult, blake3: String) -> Result<()> {
+        let (id, etag, crc, b3) = (row.id, r.etag.clone(), r.crc64, blake3);
+        self.db(move |l| l.finish_object(id, &etag, crc, Some(&b3))).await?;
+        self.apply_tags(row, req).await
+    }
+
+    async fn put_single(&self, row: &ObjectRow, req: &UploadRequest, file: Arc<File>, path: Arc<Path>, size: u64) -> Result<UploadOutcome> {
+        let inner = &self.inner;
+        let _memory = inner.scheduler.memory(size).await;
+        let data = read_at(file.clone(), path.clone(), 0, size).await?;
+        let hash = blake3::hash(&data);
+        let crc = crc64::checksum(&data);
+        let src = Source { file, path, offset: 0, len: size, blake3: hash };
+        let opts = self.put_options(req);
+        let mut first = Some(data);
+        let r = inner
+            .config
+            .retry
+            .run("PutObject", |_| {
+                let (src, opts) = (&src, &opts);
+                let bytes = src.bytes(first.take());
+                async move {
+                    let bytes = bytes.await?;
+                    let _slot = inner.scheduler.request().await;
+                    inner.store.put_object(&req.bucket, &req.key, Body::from(bytes), opts).await
+                }
+            })
+            .await?;
+        check_crc(crc, r.crc64, "PutObject")?;
+        let blake3 = hash.to_hex().to_string();
+        self.finish(row, req, &r, blake3.clone()).await?;
+        Ok(UploadOutcome { size, etag: r.etag, crc64: Some(crc), blake3, parts_sent: 1, parts_reused: 0, already_done: false })
+    }
+
+    /// Every part of an existing upload, by number, with its ETag (all pages of ListParts).
+    async fn listed_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<HashMap<u32, String>> {
+        let inner = &self.inner;
+        let mut out = HashMap::new();
+        let mut marker = None;
+        loop {
+            let page = inner
+                .config
+                .retry
+                .run("ListParts", |_| async {
+                    let _slot = inner.scheduler.request().await;
+                    inner.store.list_parts(bucket, key, upload_id, marker, None).await
+                })
+                .await?;
+            out.extend(page.parts.into_iter().map(|p| (p.part_number, p.etag)));
+            if !page.is_truncated || page.next_marker.is_none() {
+                return Ok(out);
+            }
+            marker = page.next_marker;
+        }
+    }
+
+    /// The upload id to continue with and the parts it already holds (reconciled with the server), or a new
+    /// upload when there is none or the server no longer knows it.
+    async fn open_upload(&self, row: &ObjectRow, req: &UploadRequest) -> Result<(String, BTreeMap<u32, PartRow>)> {
+        let inner = &self.inner;
+        if let Some(id) = row.upload_id.clone() {
+            let rid = row.id;
+            let mut recorded: BTreeMap<u32, PartRow> =
+                self.db(move |l| l.parts(rid)).await?.into_iter().map(|p| (p.number, p)).collect();
+            match self.listed_parts(&req.bucket, &req.key, &id).await {
+                Ok(listed) => {
+                    recorded.retain(|n, p| listed.get(n).is_some_and(|e| e.eq_ignore_ascii_case(&p.etag)));
+                    return Ok((id, recorded));
+                }
+                Err(e) if e.service_code() == Some("NoSuchUpload") => {
+                    tracing::info!(upload_id = %id, "the server no longer knows the upload; starting the object again");
+                    self.db(move |l| l.set_upload(rid, None)).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let opts = self.put_options(req);
+        let id = inner
+            .config
+            .retry
+            .run("InitiateMultipartUpload", |_| async {
+                let _slot = inner.scheduler.request().await;
+                inner.store.initiate_multipart(&req.bucket, &req.key, &opts).await
+            })
+            .await?;
+        let (rid, uid) = (row.id, id.clone());
+        self.db(move |l| l.set_upload(rid, Some(&uid))).await?;
+        Ok((id, BTreeMap::new()))
+    }
+
+    async fn put_multipart(
+        &self,
+        row: &ObjectRow,
+        req: &UploadRequest,
+        file: Arc<File>,
+        path: Arc<Path>,
+        plan: &ObjectPlan,
+    ) -> Result<UploadOutcome> {
+        let (upload_id, done) = self.open_upload(row, req).await?;
+        let writer = self.inner.ledger.part_writer();
+        let mut hasher = blake3::Hasher::new();
+        let (mut sent, mut reused) = (0u32, 0u32);
+        let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+        let sending = async {
+            for part in plan.parts() {
+                let memory = self.inner.scheduler.memory(part.len).await;
+                let data = read_at(file.clone(), path.clone(), part.offset, part.len).await?;
+                hasher.update(&data);
+                let hash = blake3::hash(&data);
+                if done.get(&part.number).is_some_and(|p| p.size == part.len && p.blake3 == hash.to_hex().as_str()) {
+                    reused += 1;
+                    continue;
+                }
+                sent += 1;
+                let src = Source { file: file.clone(), path: path.clone(), offset: part.offset, len: part.len, blake3: hash };
+                let (engine, writer) = (self.clone(), writer.clone());
+                let (bucket, key, upload_id, object) = (req.bucket.clone(), req.key.clone(), upload_id.clone(), row.id);
+                tasks.spawn(async move {
+                    let _memory = memory;
+                    let inner = &engine.inner;
+                    let crc = crc64::checksum(&data);
+                    let md5 = inner.config.content_md5;
+                    let mut first = Some(data);
+                    let receipt = inner
+                        .config
+                        .retry
+                        .run("UploadPart", |_| {
+                            let bytes = src.bytes(first.take());
+                            let (bucket, key, upload_id) = (&bucket, &key, &upload_id);
+                            async move {
+                                let bytes = bytes.await?;
+                                let _slot = inner.scheduler.request().await;
+                                inner.store.upload_part(bucket, key, upload_id, part.number, Body::from(bytes), md5).await
+                            }
+                        })
+                        .await
+                        .map_err(|e| e.with_context("part", part.number).with_context("upload id", &upload_id))?;
+                    check_crc(crc, receipt.crc64, "UploadPart")?;
+                    writer.record(
+                        object,
+                        PartRow {
+                            number: part.number,
+                            offset: part.offset,
+                            size: part.len,
+                            etag: receipt.etag,
+                            crc64: Some(crc),
+                            blake3: src.blake3.to_hex().to_string(),
+                        },
+                    );
+                    Ok(())
+                });
+                while let Some(res) = tasks.try_join_next() {
+                    res.map_err(join_error)??;
+                }
+            }
+            while let Some(res) = tasks.join_next().await {
+                res.map_err(join_error)??;
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        // Whatever happened, what the server acknowledged is made durable before returning.
+        let flushed = writer.flush().await;
+        sending?;
+        flushed?;
+
+        let rid = row.id;
+        let parts = self.db(move |l| l.parts(rid)).await?;
+        let numbers: Vec<u32> = parts.iter().map(|p| p.number).collect();
+        if numbers != (1..=plan.part_count()).collect::<Vec<_>>() {
+            return Err(Error::new(ErrorKind::Protocol, format!("the ledger holds parts {numbers:?} of {}", plan.part_count())));
+        }
+        let combined = parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)));
+        let completed: Vec<CompletedPart> =
+            parts.iter().map(|p| CompletedPart { part_number: p.number, etag: p.etag.clone() }).collect();
+        let r = self.complete(req, &upload_id, &completed, plan.size, combined).await?;
+        if let Some(expected) = combined {
+            check_crc(expected, r.crc64, "CompleteMultipartUpload").map_err(|e| e.with_retry(Retry::Permanent))?;
+        }
+        let blake3 = hasher.finalize().to_hex().to_string();
+        self.finish(row, req, &r, blake3.clone()).await?;
+        Ok(UploadOutcome { size: plan.size, etag: r.etag, crc64: combined, blake3, parts_sent: sent, parts_reused: reused, already_done: false })
+    }
+
+    /// CompleteMultipartUpload, retried. A retry answered `NoSuchUpload` may mean an earlier attempt succeeded
+    /// (the server finishes even if the client went away): the object is then checked by HEAD (size and CRC).
+    async fn complete(&self, req: &UploadRequest, upload_id: &str, parts: &[CompletedPart], size: u64, crc: Option<u64>) -> Result<PutResult> {
+        let inner = &self.inner;
+        let opts = CompleteOptions::default();
+        inner
+            .config
+            .retry
+            .run("CompleteMultipartUpload", |n| {
+                let opts = &opts;
+                async move {
+                    let _slot = inner.scheduler.request().await;
+                    match inner.store.complete_multipart(&req.bucket, &req.key, upload_id, parts, opts).await {
+                        Err(e) if n > 1 && e.service_code() == Some("NoSuchUpload") => {
+                            let head = inner.store.head_object(&ObjectRef::new(&req.bucket, &req.key)).await?;
+                            let same_crc = matches!((crc, head.crc64), (Some(a), Some(b)) if a == b) || crc.is_none();
+                            if head.size == size && same_crc {
+                                Ok(PutResult { etag: head.etag, crc64: head.crc64, version_id: head.version_id })
+                            } else {
+                                Err(e)
+                            }
+                        }
+                        other => other,
+                    }
+                }
+            })
+            .await
+            .map_err(|e| e.with_context("upload id", upload_id))
+    }
+}
+
+fn done_outcome(row: &ObjectRow) -> UploadOutcome {
+    UploadOutcome {
+        size: row.size,
+        etag: row.etag.clone().unwrap_or_default(),
+        crc64: row.crc64,
+        blake3: row.blake3.clone().unwrap_or_default(),
+        parts_sent: 0,
+        parts_reused: 0,
+        already_done: true,
+    }
+}
