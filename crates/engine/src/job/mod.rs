@@ -19,6 +19,8 @@
 //! # Ok(()) }
 //! ```
 
+mod dir;
+mod handle;
 mod upload;
 
 use crate::checkpoint::Ledger;
@@ -31,7 +33,11 @@ use crate::tags::TagSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use dir::DirRequest;
+pub use handle::{Event, JobHandle, JobSummary, Progress};
 pub use upload::UploadOutcome;
+
+use handle::Tracker;
 
 /// When a job's tags reach its objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,6 +89,8 @@ impl UploadRequest {
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+    /// Progress counters and the stop signal of the job this clone works for (none for direct calls).
+    tracker: Option<Arc<Tracker>>,
 }
 
 #[derive(Debug)]
@@ -99,7 +107,7 @@ impl Engine {
     pub fn new(store: Arc<dyn ObjectStore>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
         let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
         let caps = store.capabilities().clone();
-        Ok(Engine { inner: Arc::new(Inner { store, caps, ledger, scheduler, config }) })
+        Ok(Engine { inner: Arc::new(Inner { store, caps, ledger, scheduler, config }), tracker: None })
     }
 
     /// The scheduler shared by every object of this engine (for observing in-flight requests and buffered bytes).
@@ -110,6 +118,27 @@ impl Engine {
     /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.inner.ledger
+    }
+
+    /// This engine reporting to `tracker` (progress, stop).
+    fn tracked(&self, tracker: Arc<Tracker>) -> Engine {
+        Engine { inner: self.inner.clone(), tracker: Some(tracker) }
+    }
+
+    /// Counts bytes the server acknowledged (or that an earlier run delivered and this one reused).
+    fn acknowledged(&self, bytes: u64) {
+        if let Some(t) = &self.tracker {
+            t.acknowledged(bytes);
+        }
+    }
+
+    /// Fails with [`ErrorKind::Stopped`](crate::ErrorKind::Stopped) once the job was asked to stop: no new part
+    /// or object starts after that.
+    fn check_stopped(&self) -> Result<()> {
+        match &self.tracker {
+            Some(t) if t.is_stopped() => Err(Error::new(crate::ErrorKind::Stopped, "the job was stopped; resume it to continue")),
+            _ => Ok(()),
+        }
     }
 
     /// Runs a synchronous ledger call off the async threads.

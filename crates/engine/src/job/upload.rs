@@ -146,8 +146,10 @@ impl Engine {
         match result {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                let (id, msg) = (row.id, e.to_string());
-                let _ = self.db(move |l| l.fail_object(id, &msg)).await;
+                if e.kind() != ErrorKind::Stopped {
+                    let (id, msg) = (row.id, e.to_string());
+                    let _ = self.db(move |l| l.fail_object(id, &msg)).await;
+                }
                 Err(e.with_context("file", path.display()).with_context("object", format!("{}/{}", req.bucket, req.key)))
             }
         }
@@ -226,11 +228,13 @@ impl Engine {
                 async move {
                     let bytes = bytes.await?;
                     let _slot = inner.scheduler.request().await;
+                    self.check_stopped()?;
                     inner.store.put_object(&req.bucket, &req.key, Body::from(bytes), opts).await
                 }
             })
             .await?;
         check_crc(crc, r.crc64, "PutObject")?;
+        self.acknowledged(size);
         let blake3 = hash.to_hex().to_string();
         self.finish(row, req, &r, blake3.clone()).await?;
         Ok(UploadOutcome { size, etag: r.etag, crc64: Some(crc), blake3, parts_sent: 1, parts_reused: 0, already_done: false })
@@ -307,12 +311,14 @@ impl Engine {
         let mut tasks: JoinSet<Result<()>> = JoinSet::new();
         let sending = async {
             for part in plan.parts() {
+                self.check_stopped()?;
                 let memory = self.inner.scheduler.memory(part.len).await;
                 let data = read_at(file.clone(), path.clone(), part.offset, part.len).await?;
                 hasher.update(&data);
                 let hash = blake3::hash(&data);
                 if done.get(&part.number).is_some_and(|p| p.size == part.len && p.blake3 == hash.to_hex().as_str()) {
                     reused += 1;
+                    self.acknowledged(part.len);
                     continue;
                 }
                 sent += 1;
@@ -331,15 +337,19 @@ impl Engine {
                         .run("UploadPart", |_| {
                             let bytes = src.bytes(first.take());
                             let (bucket, key, upload_id) = (&bucket, &key, &upload_id);
+                            let engine = &engine;
                             async move {
                                 let bytes = bytes.await?;
                                 let _slot = inner.scheduler.request().await;
+                                // A part queued behind the bound is not in flight: a stop keeps it from starting.
+                                engine.check_stopped()?;
                                 inner.store.upload_part(bucket, key, upload_id, part.number, Body::from(bytes), md5).await
                             }
                         })
                         .await
                         .map_err(|e| e.with_context("part", part.number).with_context("upload id", &upload_id))?;
                     check_crc(crc, receipt.crc64, "UploadPart")?;
+                    engine.acknowledged(part.len);
                     writer.record(
                         object,
                         PartRow {
