@@ -359,3 +359,31 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
     assert_eq!(s.read("killed", "backup/big.bin").await, content);
     assert_eq!(s.tags("killed", "backup/big.bin").await, seed_tags().sorted());
 }
+
+#[tokio::test]
+async fn a_job_completes_with_the_right_bytes_through_injected_faults() {
+    let s = setup("faultjob").await;
+    let root = s.dir.path().join("tree");
+    let files = tree(&root);
+    let rule = |method: &'static str, contains: &'static str, fault: Fault, times: usize| Rule { method: Some(method), contains, fault, times };
+    let proxy = FaultProxy::start(
+        &s.served.endpoint,
+        vec![
+            rule("PUT", "partNumber=2&", Fault::Reset, 1),
+            rule("PUT", "partNumber=3&", Fault::Status(503, "SlowDown"), 2),
+            rule("PUT", "partNumber=4&", Fault::Status(500, "InternalError"), 1),
+            rule("POST", "uploadId=", Fault::ErrorBody200, 1),
+            rule("POST", "uploadId=", Fault::LoseResponse, 1),
+            rule("PUT", "/faultjob/backup/d1/", Fault::Status(503, "SlowDown"), 3),
+            rule("PUT", "/faultjob/backup/d2/", Fault::Reset, 2),
+            rule("PUT", "/faultjob/backup/d0/", Fault::Delay(Duration::from_millis(200)), 2),
+        ],
+    )
+    .await;
+    let summary = s.engine(&proxy.endpoint, TagOn::Initiate).upload_dir(s.job, dir_request(&root, "faultjob")).unwrap().join().await.unwrap();
+    assert_eq!(summary.state, transfer_engine::checkpoint::JobState::Done, "{:?}", summary.failures);
+    assert_eq!(proxy.pending(), 0, "every scheduled fault was hit");
+    for (rel, bytes) in &files {
+        assert_eq!(&s.read("faultjob", &format!("backup/{rel}")).await, bytes, "{rel}");
+    }
+}
