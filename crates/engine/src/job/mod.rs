@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod copy;
 mod upload;
 
 use crate::checkpoint::Ledger;
@@ -31,6 +32,7 @@ use crate::tags::TagSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use copy::{CopyOutcome, CopyRequest};
 pub use upload::UploadOutcome;
 
 /// When a job's tags reach its objects.
