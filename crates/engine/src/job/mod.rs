@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod copy;
 mod dir;
 mod handle;
 mod upload;
@@ -43,6 +44,7 @@ use crate::tags::TagSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use copy::{CopyOutcome, CopyRequest};
 pub use dir::DirRequest;
 pub use handle::{Event, JobHandle, JobSummary, Progress};
 pub use upload::UploadOutcome;
