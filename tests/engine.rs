@@ -387,3 +387,32 @@ async fn a_job_completes_with_the_right_bytes_through_injected_faults() {
         assert_eq!(&s.read("faultjob", &format!("backup/{rel}")).await, bytes, "{rel}");
     }
 }
+
+#[tokio::test]
+async fn a_graceful_stop_records_every_part_the_server_acknowledged() {
+    let s = setup("graceful").await;
+    let dir = s.dir.path().join("src");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("big.bin");
+    std::fs::write(&file, data(3 * 1024 * 1024, 8)).unwrap();
+    let slow = FaultProxy::start(
+        &s.served.endpoint,
+        vec![Rule { method: Some("PUT"), contains: "partNumber", fault: Fault::Delay(Duration::from_millis(150)), times: 10_000 }],
+    )
+    .await;
+    let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(s.job, dir_request(&dir, "graceful")).unwrap();
+    while handle.progress().bytes_acknowledged < 400 * 1024 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.stop();
+    let summary = handle.join().await.unwrap();
+    assert_eq!(summary.state, transfer_engine::checkpoint::JobState::Stopped);
+    let row = s.ledger.object(s.job, &file.to_string_lossy()).unwrap().unwrap();
+    let mut recorded: Vec<u32> = s.ledger.parts(row.id).unwrap().iter().map(|p| p.number).collect();
+    recorded.sort_unstable();
+    let listed = s.served.client(V4).list_parts("graceful", "backup/big.bin", row.upload_id.as_deref().unwrap(), None, None).await.unwrap();
+    let on_server: Vec<u32> = listed.parts.iter().map(|p| p.part_number).collect();
+    assert_eq!(recorded, on_server, "parts in flight at the stop finished and were recorded");
+    assert!(recorded.len() < 31, "the stop came before the end");
+    assert_eq!(summary.progress.bytes_acknowledged, recorded.len() as u64 * 100 * 1024);
+}

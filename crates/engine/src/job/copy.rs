@@ -20,7 +20,8 @@
 //! reused if the server still has it with the recorded ETag. A failed part lets the parts in flight finish and
 //! be recorded before the run fails, so the next run reuses them.
 
-use super::upload::{check_crc, join_error};
+use super::parts::PartTasks;
+use super::upload::check_crc;
 use super::{Engine, TagOn};
 use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
 use crate::error::{Error, Result, Retry};
@@ -30,7 +31,6 @@ use crate::store::{
     validate_key, ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectRef, PutOptions,
 };
 use crate::tags::TagSet;
-use tokio::task::JoinSet;
 
 /// One object to copy server-side.
 #[derive(Debug, Clone)]
@@ -271,13 +271,7 @@ impl Engine {
         let conditions = Self::conditions(&r.head);
         let in_flight = inner.config.plan.max_in_flight.max(1);
         let (mut sent, mut reused) = (0u32, 0u32);
-        let mut first_error: Option<Error> = None;
-        let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-        let settle = |res: std::result::Result<Result<()>, tokio::task::JoinError>, first: &mut Option<Error>| {
-            if let Err(e) = res.map_err(join_error).and_then(|r| r) {
-                first.get_or_insert(e);
-            }
-        };
+        let mut tasks = PartTasks::new(in_flight);
         for part in plan.parts() {
             if done.get(&part.number).is_some_and(|p| p.offset == part.offset && p.size == part.len) {
                 reused += 1;
@@ -285,16 +279,11 @@ impl Engine {
             }
             // Bound the tasks of this object; each attempt also takes one of the engine's request permits.
             // No memory permit: a copy holds no bytes.
-            while tasks.len() >= in_flight {
-                if let Some(res) = tasks.join_next().await {
-                    settle(res, &mut first_error);
-                }
-            }
-            if first_error.is_some() {
+            if !tasks.ready().await {
                 break;
             }
             sent += 1;
-            let (engine, writer, conditions) = (self.clone(), writer.clone(), conditions.clone());
+            let (engine, writer, conditions, halt) = (self.clone(), writer.clone(), conditions.clone(), tasks.halt());
             let (bucket, key, upload_id, source, object) =
                 (req.bucket.clone(), req.key.clone(), upload_id.clone(), req.source.clone(), row.id);
             tasks.spawn(async move {
@@ -305,6 +294,7 @@ impl Engine {
                     .retry
                     .run("UploadPartCopy", |_| async {
                         let _slot = inner.scheduler.request().await;
+                        halt.check()?;
                         inner
                             .store
                             .upload_part_copy(&bucket, &key, &upload_id, part.number, &source, Some(range), &conditions)
@@ -328,13 +318,9 @@ impl Engine {
             });
         }
         // Parts in flight finish (and are recorded) even after a failure, so the next run reuses them.
-        while let Some(res) = tasks.join_next().await {
-            settle(res, &mut first_error);
-        }
+        let sending = tasks.finish().await;
         let flushed = writer.flush().await;
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        sending?;
         flushed?;
 
         let (put, _) = self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await?;

@@ -32,6 +32,7 @@
 mod copy;
 mod dir;
 mod handle;
+mod parts;
 mod upload;
 
 use crate::checkpoint::Ledger;

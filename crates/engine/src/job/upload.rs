@@ -9,6 +9,7 @@
 //! it with the same ETag and the file's bytes still hash to the recorded blake3. An upload id the server no
 //! longer knows starts the object again; a changed file (size, mtime or inode) aborts the old upload first.
 
+use super::parts::PartTasks;
 use super::{Engine, TagOn, UploadRequest};
 use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
 use crate::crc64;
@@ -22,7 +23,6 @@ use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::Arc;
-use tokio::task::JoinSet;
 
 /// What an upload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,10 +331,14 @@ impl Engine {
         let writer = self.inner.ledger.part_writer();
         let mut hasher = blake3::Hasher::new();
         let (mut sent, mut reused) = (0u32, 0u32);
-        let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-        let sending = async {
+        // Reading runs ahead of sending by at most one part per request slot (and the memory budget).
+        let mut tasks = PartTasks::new(2 * self.inner.config.plan.max_in_flight);
+        let reading = async {
             for part in plan.parts() {
                 self.check_stopped()?;
+                if !tasks.ready().await {
+                    break;
+                }
                 let memory = self.inner.scheduler.memory(part.len).await;
                 let data = read_at(file.clone(), path.clone(), part.offset, part.len).await?;
                 hasher.update(&data);
@@ -346,7 +350,7 @@ impl Engine {
                 }
                 sent += 1;
                 let src = Source { file: file.clone(), path: path.clone(), offset: part.offset, len: part.len, blake3: hash };
-                let (engine, writer) = (self.clone(), writer.clone());
+                let (engine, writer, halt) = (self.clone(), writer.clone(), tasks.halt());
                 let (bucket, key, upload_id, object) = (req.bucket.clone(), req.key.clone(), upload_id.clone(), row.id);
                 tasks.spawn(async move {
                     let _memory = memory;
@@ -360,11 +364,13 @@ impl Engine {
                         .run("UploadPart", |_| {
                             let bytes = src.bytes(first.take());
                             let (bucket, key, upload_id) = (&bucket, &key, &upload_id);
-                            let engine = &engine;
+                            let (engine, halt) = (&engine, &halt);
                             async move {
                                 let bytes = bytes.await?;
                                 let _slot = inner.scheduler.request().await;
-                                // A part queued behind the bound is not in flight: a stop keeps it from starting.
+                                // A part queued behind the bound is not in flight: a stop, or a failed part,
+                                // keeps it from starting.
+                                halt.check()?;
                                 engine.check_stopped()?;
                                 inner.store.upload_part(bucket, key, upload_id, part.number, Body::from(bytes), md5).await
                             }
@@ -386,16 +392,13 @@ impl Engine {
                     );
                     Ok(())
                 });
-                while let Some(res) = tasks.try_join_next() {
-                    res.map_err(join_error)??;
-                }
-            }
-            while let Some(res) = tasks.join_next().await {
-                res.map_err(join_error)??;
             }
             Ok::<(), Error>(())
         }
         .await;
+        // Parts already sending finish and are recorded even after a failure or a stop; a part's own error
+        // outranks the reader's (a stop, or a failed read).
+        let sending = tasks.finish().await.and(reading);
         // Whatever happened, what the server acknowledged is made durable before returning.
         let flushed = writer.flush().await;
         sending?;
