@@ -21,6 +21,7 @@ fn config(tag_on: TagOn) -> EngineConfig {
         retry: RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() },
         tag_on,
         content_md5: false,
+        digest: Default::default(),
     }
 }
 
@@ -415,4 +416,26 @@ async fn a_graceful_stop_records_every_part_the_server_acknowledged() {
     assert_eq!(recorded, on_server, "parts in flight at the stop finished and were recorded");
     assert!(recorded.len() < 31, "the stop came before the end");
     assert_eq!(summary.progress.bytes_acknowledged, recorded.len() as u64 * 100 * 1024);
+}
+
+#[tokio::test]
+async fn the_blake3_digest_can_ride_as_a_tag_and_metadata() {
+    let s = setup("digest").await;
+    let store: Arc<dyn ObjectStore> = Arc::new(client_for(&s.served.endpoint, V4, Credentials::new(AK, SK)));
+    let mut cfg = config(TagOn::Initiate);
+    cfg.digest = transfer_engine::job::DigestOptions { tag: Some("blake3".into()), metadata: Some("blake3".into()) };
+    let engine = Engine::new(store, s.ledger.clone(), cfg).unwrap();
+    for (name, len) in [("small", 5000usize), ("big", 700 * 1024)] {
+        let content = data(len, 31);
+        let path = s.file(name, &content);
+        let out = engine.upload_file(s.job, &request(&path, "digest", name)).await.unwrap();
+        let hex = blake3::hash(&content).to_hex().to_string();
+        assert_eq!(out.blake3, hex);
+        let tags = s.served.client(V4).get_tagging(&ObjectRef::new("digest", name)).await.unwrap();
+        assert_eq!(tags.get("blake3"), Some(hex.as_str()), "{name}");
+        assert_eq!(tags.get("k4+-="), Some("+-=._:/"), "{name}: the caller's tags are kept");
+        let head = s.served.client(V4).head_object(&ObjectRef::new("digest", name)).await.unwrap();
+        assert_eq!(head.metadata.user.get("blake3").map(String::as_str), Some(hex.as_str()), "{name}");
+        assert_eq!(head.metadata.user.get("origin").map(String::as_str), Some("backup"));
+    }
 }

@@ -74,6 +74,21 @@ pub struct EngineConfig {
     pub tag_on: TagOn,
     /// Send Content-MD5 with every body (CRC-64 is always checked).
     pub content_md5: bool,
+    /// Where each uploaded file's blake3 digest goes on its object (it is always in the ledger and the outcome).
+    pub digest: DigestOptions,
+}
+
+/// Put the file's blake3 digest (hex) on the object as a tag and/or a user-metadata value.
+///
+/// The digest is computed in a first read of the file, so the value goes out with the object's other tags and
+/// metadata (on initiate, or on complete as the tag policy says); the upload then refuses to complete if the
+/// bytes it sent hash differently (the file changed meanwhile). The extra read is made only when asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DigestOptions {
+    /// Tag key for the digest (counts toward the 10 tags).
+    pub tag: Option<String>,
+    /// User-metadata name for the digest (`x-oss-meta-<name>`).
+    pub metadata: Option<String>,
 }
 
 /// One file to upload.

@@ -128,6 +128,15 @@ impl Engine {
         }
         let (size, fp) = (meta.len(), fingerprint(&meta));
         let plan = plan_object(size, &self.inner.caps, &self.inner.config.plan)?;
+        let file = Arc::new(file);
+        let with_digest;
+        let (req, digest) = match self.with_digest(req, &file, &path, size).await? {
+            Some((r, d)) => {
+                with_digest = r;
+                (&with_digest, Some(d))
+            }
+            None => (req, None),
+        };
         let source = path.to_string_lossy().into_owned();
         let row = {
             let (b, k, tags, fp, part_size) = (req.bucket.clone(), req.key.clone(), req.tags.clone(), fp.clone(), plan.part_size());
@@ -146,10 +155,10 @@ impl Engine {
             }
             _ => {}
         }
-        let file = Arc::new(file);
+        let expect = digest.as_deref();
         let result = match plan.method {
-            Method::Single => self.put_single(&row, req, file, path.clone(), size).await,
-            Method::Multipart { .. } => self.put_multipart(&row, req, file, path.clone(), &plan).await,
+            Method::Single => self.put_single(&row, req, file, path.clone(), size, expect).await,
+            Method::Multipart { .. } => self.put_multipart(&row, req, file, path.clone(), &plan, expect).await,
         };
         match result {
             Ok(outcome) => Ok(outcome),
@@ -227,11 +236,57 @@ impl Engine {
         self.apply_tags(row, dest, tags).await
     }
 
-    async fn put_single(&self, row: &ObjectRow, req: &UploadRequest, file: Arc<File>, path: Arc<Path>, size: u64) -> Result<UploadOutcome> {
+    /// With [`DigestOptions`](super::DigestOptions) set: the request with the file's blake3 added to its tags
+    /// and/or metadata, and the digest. Reads the file once, in 1 MiB slices.
+    async fn with_digest(&self, req: &UploadRequest, file: &Arc<File>, path: &Arc<Path>, size: u64) -> Result<Option<(UploadRequest, String)>> {
+        let opts = &self.inner.config.digest;
+        if opts.tag.is_none() && opts.metadata.is_none() {
+            return Ok(None);
+        }
+        const SLICE: u64 = 1 << 20;
+        let _memory = self.inner.scheduler.memory(SLICE.min(size).max(1)).await;
+        let (f, p) = (file.clone(), path.clone());
+        let digest = tokio::task::spawn_blocking(move || {
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; SLICE.min(size) as usize];
+            let mut offset = 0;
+            while offset < size {
+                let n = SLICE.min(size - offset) as usize;
+                f.read_exact_at(&mut buf[..n], offset).map_err(|e| io_error("read", &p, e))?;
+                hasher.update(&buf[..n]);
+                offset += n as u64;
+            }
+            Ok::<_, Error>(hasher.finalize().to_hex().to_string())
+        })
+        .await
+        .map_err(join_error)??;
+        let mut r = req.clone();
+        if let Some(key) = &opts.tag {
+            let mut tags = r.tags.take().unwrap_or_default();
+            tags.insert(key.clone(), digest.clone())?;
+            r.tags = Some(tags);
+        }
+        if let Some(name) = &opts.metadata {
+            r.metadata.insert_user(name, digest.clone())?;
+            r.metadata.validate()?;
+        }
+        Ok(Some((r, digest)))
+    }
+
+    async fn put_single(
+        &self,
+        row: &ObjectRow,
+        req: &UploadRequest,
+        file: Arc<File>,
+        path: Arc<Path>,
+        size: u64,
+        expect: Option<&str>,
+    ) -> Result<UploadOutcome> {
         let inner = &self.inner;
         let _memory = inner.scheduler.memory(size).await;
         let data = read_at(file.clone(), path.clone(), 0, size).await?;
         let hash = blake3::hash(&data);
+        check_digest(expect, &hash, &path)?;
         let crc = crc64::checksum(&data);
         let src = Source { file, path, offset: 0, len: size, blake3: hash };
         let opts = self.put_options(req);
@@ -326,6 +381,7 @@ impl Engine {
         file: Arc<File>,
         path: Arc<Path>,
         plan: &ObjectPlan,
+        expect: Option<&str>,
     ) -> Result<UploadOutcome> {
         let (upload_id, done) = self.open_upload(row, &req.bucket, &req.key, &self.put_options(req)).await?;
         let writer = self.inner.ledger.part_writer();
@@ -404,8 +460,10 @@ impl Engine {
         sending?;
         flushed?;
 
+        let hash = hasher.finalize();
+        check_digest(expect, &hash, &path)?;
         let (r, combined) = self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await?;
-        let blake3 = hasher.finalize().to_hex().to_string();
+        let blake3 = hash.to_hex().to_string();
         self.finish(row, &req.dest(), req.tags.as_ref(), &r, Some(blake3.clone())).await?;
         Ok(UploadOutcome { size: plan.size, etag: r.etag, crc64: combined, blake3, parts_sent: sent, parts_reused: reused, already_done: false })
     }
@@ -473,6 +531,17 @@ impl Engine {
             })
             .await
             .map_err(|e| e.with_context("upload id", upload_id))
+    }
+}
+
+/// The bytes sent must hash to the digest the object is labelled with.
+fn check_digest(expect: Option<&str>, got: &blake3::Hash, path: &Path) -> Result<()> {
+    match expect {
+        Some(d) if d != got.to_hex().as_str() => Err(Error::invalid(format!(
+            "{} changed while it was being uploaded (its blake3 is no longer the {d} computed first); run the upload again",
+            path.display()
+        ))),
+        _ => Ok(()),
     }
 }
 
