@@ -104,6 +104,18 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     })
 }
 
+/// User + system CPU seconds of `pid` so far (its threads included; children not).
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // After `(comm)`: utime and stime are the 12th and 13th fields (clock ticks, 100 per second on Linux).
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
 /// Resets the peak RSS of `pid` to its current RSS; false where the kernel refuses.
 fn reset_peak(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
@@ -117,9 +129,7 @@ fn reset_works() -> bool {
     std::hint::black_box(&v);
     drop(v);
     let high = proc_status_kib(me, "VmHWM").unwrap_or(0);
-    reset_peak(me)
-        && high >= before
-        && proc_status_kib(me, "VmHWM").unwrap_or(u64::MAX) + 32 * 1024 < high
+    reset_peak(me) && high >= before && proc_status_kib(me, "VmHWM").unwrap_or(u64::MAX) + 32 * 1024 < high
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -193,11 +203,7 @@ fn presigned_put(endpoint: &str, key: &str) -> String {
         .iter()
         .map(|(k, v)| format!("{}={}", pct_encode(k), pct_encode(v)))
         .collect();
-    format!(
-        "{endpoint}/{BUCKET}/{}?{}",
-        pct_encode_path(key),
-        query.join("&")
-    )
+    format!("{endpoint}/{BUCKET}/{}?{}", pct_encode_path(key), query.join("&"))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -214,10 +220,7 @@ fn fill(buf: &mut [u8], state: &mut u64) {
 
 fn write_file(path: &Path, len: u64, seed: u64) -> Res<u64> {
     let mut f = std::io::BufWriter::with_capacity(MIB as usize, std::fs::File::create(path)?);
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
     let mut crc = transfer_engine::crc64::Crc64::new();
     let mut buf = vec![0u8; (8 * MIB).min(len.max(1)) as usize];
     let mut left = len;
@@ -250,6 +253,9 @@ struct Sample {
     server_peak_kib: Option<u64>,
     /// Ours only: this process's RSS when its peak was reset, just before the phase (KiB).
     base_kib: u64,
+    /// CPU seconds (user + system) of the uploading side and of the server during the run.
+    cpu: f64,
+    server_cpu: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -265,11 +271,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Runs curl under `/usr/bin/time -f %M`: wall time of the whole command, curl's peak RSS, its stdout.
-fn timed_curl(args: &[String]) -> Res<(f64, u64, String)> {
+fn timed_curl(args: &[String]) -> Res<(f64, u64, f64, String)> {
     let mem_file = tempfile::NamedTempFile::new()?;
     let t = Instant::now();
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "-o"])
+        .args(["-f", "%M %U %S", "-o"])
         .arg(mem_file.path())
         .arg("curl")
         .args(args)
@@ -277,22 +283,23 @@ fn timed_curl(args: &[String]) -> Res<(f64, u64, String)> {
         .output()?;
     let secs = t.elapsed().as_secs_f64();
     if !out.status.success() {
-        return Err(format!(
-            "curl failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
+        return Err(format!("curl failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)).into());
     }
     let mem = std::fs::read_to_string(mem_file.path())?;
-    let peak_kib = mem
+    let f: Vec<f64> = mem
         .lines()
         .last()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| format!("bad time output {mem:?}"))?;
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let [peak, user, sys] = f[..] else {
+        return Err(format!("bad time output {mem:?}").into());
+    };
     Ok((
         secs,
-        peak_kib,
+        peak as u64,
+        user + sys,
         String::from_utf8_lossy(&out.stdout).into_owned(),
     ))
 }
@@ -342,15 +349,22 @@ impl Bench {
         self.server_reset();
         reset_peak(std::process::id());
         let base_kib = proc_status_kib(std::process::id(), "VmRSS").unwrap_or(0);
+        let (cpu0, server_cpu0) = (cpu_secs(std::process::id()), cpu_secs(self.server.pid()));
         let t = Instant::now();
         self.rt.block_on(f)?;
         let secs = t.elapsed().as_secs_f64();
+        let (cpu, server_cpu) = (
+            cpu_secs(std::process::id()) - cpu0,
+            cpu_secs(self.server.pid()) - server_cpu0,
+        );
         let peak_kib = proc_status_kib(std::process::id(), "VmHWM").unwrap_or(0);
         Ok(Sample {
             secs,
             peak_kib,
             server_peak_kib: self.server_peak(),
             base_kib,
+            cpu,
+            server_cpu,
         })
     }
 
@@ -391,7 +405,9 @@ impl Bench {
         .chain([path.display().to_string(), url])
         .collect();
         self.server_reset();
-        let (secs, peak_kib, out) = timed_curl(&args)?;
+        let server_cpu0 = cpu_secs(self.server.pid());
+        let (secs, peak_kib, cpu, out) = timed_curl(&args)?;
+        let server_cpu = cpu_secs(self.server.pid()) - server_cpu0;
         let server_peak_kib = self.server_peak();
         if out.trim() != "200" {
             return Err(format!("curl PUT answered {out:?}").into());
@@ -402,6 +418,8 @@ impl Bench {
             peak_kib,
             server_peak_kib,
             base_kib: 0,
+            cpu,
+            server_cpu,
         })
     }
 
@@ -465,15 +483,13 @@ impl Bench {
         .chain([cfg_path.display().to_string()])
         .collect();
         self.server_reset();
-        let (secs, peak_kib, out) = timed_curl(&args)?;
+        let server_cpu0 = cpu_secs(self.server.pid());
+        let (secs, peak_kib, cpu, out) = timed_curl(&args)?;
+        let server_cpu = cpu_secs(self.server.pid()) - server_cpu0;
         let server_peak_kib = self.server_peak();
         let ok = out.lines().filter(|l| l.trim() == "200").count();
         if ok != files.len() {
-            return Err(format!(
-                "curl --parallel: {ok} of {} uploads answered 200",
-                files.len()
-            )
-            .into());
+            return Err(format!("curl --parallel: {ok} of {} uploads answered 200", files.len()).into());
         }
         self.verify_small(&prefix, files)?;
         Ok(Sample {
@@ -481,6 +497,8 @@ impl Bench {
             peak_kib,
             server_peak_kib,
             base_kib: 0,
+            cpu,
+            server_cpu,
         })
     }
 
@@ -526,25 +544,16 @@ impl Bench {
                 }
             }
             if listed != files.len() {
-                return Err(format!(
-                    "{prefix}: {listed} objects listed, {} uploaded",
-                    files.len()
-                )
-                .into());
+                return Err(format!("{prefix}: {listed} objects listed, {} uploaded", files.len()).into());
             }
             let step = (files.len() / SMALL_SAMPLE).max(1);
             for f in files.iter().step_by(step) {
                 let key = format!("{prefix}{}", f.name);
-                let info = self
-                    .admin
-                    .head_object(&ObjectRef::new(BUCKET, &key))
-                    .await?;
+                let info = self.admin.head_object(&ObjectRef::new(BUCKET, &key)).await?;
                 if info.size != self.config.small_bytes || info.crc64 != Some(f.crc) {
-                    return Err(format!(
-                        "{key}: size {} crc {:?}, expected crc {}",
-                        info.size, info.crc64, f.crc
-                    )
-                    .into());
+                    return Err(
+                        format!("{key}: size {} crc {:?}, expected crc {}", info.size, info.crc64, f.crc).into(),
+                    );
                 }
             }
             Ok(())
@@ -646,8 +655,8 @@ fn loadavg() -> String {
 fn report(b: &Bench, workloads: &[Workload], load_before: &str, own_baseline_kib: u64) -> String {
     let c = &b.config;
     let mut t = String::new();
-    t.push_str("| workload | side | median time (s) | MiB/s | files/s | ours / curl | peak RSS (MiB) | server peak RSS (MiB) | runs (s) |\n");
-    t.push_str("|---|---|---:|---:|---:|---:|---:|---:|---|\n");
+    t.push_str("| workload | side | median time (s) | MiB/s | files/s | ours / curl | peak RSS (MiB) | server peak RSS (MiB) | CPU s client / server | runs (s) |\n");
+    t.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for w in workloads {
         for (side, v) in [(w.reference.as_str(), &w.curl), ("engine (ours)", &w.ours)] {
             let ratio = if std::ptr::eq(v, &w.ours) {
@@ -668,23 +677,19 @@ fn report(b: &Bench, workloads: &[Workload], load_before: &str, own_baseline_kib
                 format!("{:.1}", Workload::peak_mib(v))
             };
             t.push_str(&format!(
-                "| {} | {side} | {:.3} | {:.1} | {files} | {ratio} | {peak} | {server} | {} |\n",
+                "| {} | {side} | {:.3} | {:.1} | {files} | {ratio} | {peak} | {server} | {:.2} / {:.2} | {} |\n",
                 w.name,
                 Workload::secs(v),
                 w.mib_s(v),
+                median(v.iter().map(|s| s.cpu).collect()),
+                median(v.iter().map(|s| s.server_cpu).collect()),
                 Workload::runs(v)
             ));
         }
     }
     let commit = sh(
         "git",
-        &[
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ],
+        &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"],
     );
     let dirty = sh(
         "git",
@@ -699,10 +704,7 @@ fn report(b: &Bench, workloads: &[Workload], load_before: &str, own_baseline_kib
     let curl = sh("curl", &["--version"]);
     let mut s = String::new();
     s.push_str("# Benchmark results\n\nRewritten by `cargo bench --bench transfer` (see `README.md`). Do not edit by hand.\n\n");
-    s.push_str(&format!(
-        "- Date: {}\n",
-        sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
-    ));
+    s.push_str(&format!("- Date: {}\n", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"])));
     s.push_str(&format!(
         "- Commit: {commit}{}\n",
         if dirty.is_empty() || dirty == "?" {
@@ -736,34 +738,28 @@ fn report(b: &Bench, workloads: &[Workload], load_before: &str, own_baseline_kib
             own_baseline_kib as f64 / 1024.0
         ));
     } else {
-        s.push_str(
-            "NOT resettable here: the value is the process's peak since start (an upper bound).\n",
-        );
+        s.push_str("NOT resettable here: the value is the process's peak since start (an upper bound).\n");
     }
     if b.per_run_server_peak {
         s.push_str("Server peak RSS: `VmHWM` of the serve process, reset before each side's run and read after it (max over runs).\n");
     } else {
         s.push_str("Server peak RSS: not measured (its clear_refs could not be written).\n");
     }
+    s.push_str("CPU: user + system seconds during the run (medians), of the uploader (curl: `/usr/bin/time %U %S`; ours: `/proc/self/stat` of the whole bench process) and of the server (`/proc/<pid>/stat`). Both share the machine's cores.\n");
     s
 }
 
 // ---------------------------------------------------------------------------------------------------------
 
 fn run(config: &Config) -> Res<()> {
-    let work = tempfile::Builder::new()
-        .prefix("transfer-bench-")
-        .tempdir()?;
+    let work = tempfile::Builder::new().prefix("transfer-bench-").tempdir()?;
     let data = work.path().join("data");
     std::fs::create_dir_all(data.join("small"))?;
     let root = work.path().join("root");
     let server = Server::start(&root, &work.path().join("serve.log"))?;
     let own_peak_reset = reset_works();
-    let per_run_server_peak =
-        reset_peak(server.pid()) && proc_status_kib(server.pid(), "VmHWM").is_some();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let per_run_server_peak = reset_peak(server.pid()) && proc_status_kib(server.pid(), "VmHWM").is_some();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let admin = client(&server.endpoint)?;
     rt.block_on(admin.create_bucket(BUCKET))?;
     eprintln!(
@@ -809,11 +805,7 @@ fn run(config: &Config) -> Res<()> {
         ours: vec![],
     };
     let mut small_w = Workload {
-        name: format!(
-            "{} files × {} KiB",
-            config.small_files,
-            config.small_bytes / KIB
-        ),
+        name: format!("{} files × {} KiB", config.small_files, config.small_bytes / KIB),
         bytes_per_run: config.small_files as u64 * config.small_bytes,
         files_per_run: config.small_files,
         reference: format!("curl --parallel-max {CONCURRENCY}"),
@@ -830,10 +822,12 @@ fn run(config: &Config) -> Res<()> {
                 bench.big_curl(run, &big, big_crc)?
             };
             eprintln!(
-                "  big   run {run} {:<5} {:>8.3} s  peak {:>7.1} MiB",
+                "  big   run {run} {:<5} {:>8.3} s  peak {:>7.1} MiB  cpu {:.2} / server {:.2}",
                 if ours_turn { "ours" } else { "curl" },
                 s.secs,
-                s.peak_kib as f64 / 1024.0
+                s.peak_kib as f64 / 1024.0,
+                s.cpu,
+                s.server_cpu
             );
             if ours_turn {
                 big_w.ours.push(s)
@@ -848,10 +842,12 @@ fn run(config: &Config) -> Res<()> {
                 bench.small_curl(run, &files)?
             };
             eprintln!(
-                "  small run {run} {:<5} {:>8.3} s  peak {:>7.1} MiB",
+                "  small run {run} {:<5} {:>8.3} s  peak {:>7.1} MiB  cpu {:.2} / server {:.2}",
                 if ours_turn { "ours" } else { "curl" },
                 s.secs,
-                s.peak_kib as f64 / 1024.0
+                s.peak_kib as f64 / 1024.0,
+                s.cpu,
+                s.server_cpu
             );
             if ours_turn {
                 small_w.ours.push(s)
