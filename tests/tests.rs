@@ -17,3 +17,6 @@ mod faults;
 
 /// The resumable engine through its library API against `transfer serve`.
 mod engine;
+
+/// The server-side copy driver: metadata and tags kept or replaced on both paths, versions, resume, a changed source.
+mod copy;

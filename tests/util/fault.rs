@@ -25,6 +25,9 @@ pub enum Fault {
     Delay(Duration),
     /// Forward, then send only half of the response body before closing.
     CutBody,
+    /// Forward (the server does the work), then answer 500 as if it had failed: the client must cope with an
+    /// operation that succeeded although it was told otherwise (a retried Complete meets NoSuchUpload).
+    LoseResponse,
 }
 
 /// Which requests a rule applies to.
@@ -136,7 +139,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
         Some(Fault::Status(status, code)) => return Ok(canned(*status, error_xml(code))),
         Some(Fault::ErrorBody200) => return Ok(canned(200, error_xml("InternalError"))),
         Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
-        Some(Fault::CutBody) | None => {}
+        Some(Fault::CutBody) | Some(Fault::LoseResponse) | None => {}
     }
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
@@ -152,6 +155,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
         out = out.header(k, v);
     }
     let bytes = resp.bytes().await.map_err(std::io::Error::other)?;
+    if matches!(fault, Some(Fault::LoseResponse)) {
+        return Ok(canned(500, error_xml("InternalError")));
+    }
     if matches!(fault, Some(Fault::CutBody)) && !bytes.is_empty() {
         // Content-Length promises every byte; a body that stops halfway makes the client see a cut.
         let half = bytes.slice(..bytes.len() / 2);

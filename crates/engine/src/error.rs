@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Unsupported,
     /// The response could not be understood (malformed XML, missing header).
     Protocol,
+    /// The job was stopped on request before this object finished; what was acknowledged is in the ledger and
+    /// the job can be resumed.
+    Stopped,
 }
 
 /// Whether repeating the same request can succeed.

@@ -3,6 +3,9 @@
 //! The library that backup software embeds to move data into and between object stores: Alibaba Cloud OSS
 //! (its own dialect) and, later, any S3-compatible store.
 //!
+//! The [`job`] module's docs show the few lines a backup program needs: upload a directory with tags, and
+//! resume after a crash by running the same lines again.
+//!
 //! # Layout
 //! - [`store`]: the narrow, stateless [`ObjectStore`] contract every backend implements, and its value types.
 //!   Upload ids, part numbers, ETags and CRCs are plain values so a checkpoint can hold them.

@@ -278,6 +278,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// Replaces the tags the object must end up with (`None`: none) and marks them not yet applied — for a
+    /// source whose tags are only known after [`upsert_object`](Self::upsert_object), such as a copy that
+    /// restarted because its source changed.
+    pub fn set_tags(&self, object_id: i64, tags: Option<&TagSet>) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE objects SET tags = ?2, tags_applied = 0, updated = ?3 WHERE id = ?1",
+            params![object_id, tags.map(TagSet::to_header), now()],
+        )?;
+        updated(n, object_id)
+    }
+
     /// The object's tags are applied: state [`ObjectState::Tagged`], done.
     pub fn mark_tags_applied(&self, object_id: i64) -> Result<()> {
         let n = self.conn().execute(

@@ -417,3 +417,21 @@ fn default_path_follows_the_environment() {
     let msg = default_path_from(env(&[("TRANSFER_LEDGER", "")])).unwrap_err().to_string();
     assert!(msg.contains("HOME") && msg.contains("--checkpoint"), "{msg}");
 }
+
+#[test]
+fn set_tags_replaces_the_tags_to_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(dir.path().join("ledger.db")).unwrap();
+    let job = l.create_job(&spec("s", "d")).unwrap();
+    let row = l.upsert_object(job, "o", "b", "o", 10, &file_fp(10), 10, None).unwrap();
+    assert_eq!(row.tag_set().unwrap(), None);
+    let tags = TagSet::from_pairs([("k4+-=", "+-=._:/")]).unwrap();
+    l.set_tags(row.id, Some(&tags)).unwrap();
+    l.finish_object(row.id, "E", None, None).unwrap();
+    let r = l.object_by_id(row.id).unwrap();
+    assert_eq!(r.tag_set().unwrap(), Some(tags));
+    assert_eq!(r.state, ObjectState::Completed, "tags recorded by set_tags remain to be applied");
+    l.set_tags(row.id, None).unwrap();
+    assert_eq!(l.object_by_id(row.id).unwrap().tag_set().unwrap(), None);
+    assert!(l.set_tags(987_654, None).is_err());
+}

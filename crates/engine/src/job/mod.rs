@@ -1,24 +1,37 @@
 //! The engine: moves files into a store in planned parts, under one scheduler, recording every acknowledged
 //! part in the checkpoint ledger so an interrupted upload resumes without re-sending what arrived.
 //!
-//! ```no_run
-//! # async fn demo(store: std::sync::Arc<dyn transfer_engine::ObjectStore>) -> transfer_engine::Result<()> {
-//! use transfer_engine::checkpoint::{JobSpec, Ledger};
-//! use transfer_engine::job::{Engine, EngineConfig, UploadRequest};
-//! use transfer_engine::TagSet;
+//! Upload a directory with tags; if the process is killed, running the same lines again resumes the job
+//! from the ledger and sends only what the server had not acknowledged:
 //!
+//! ```no_run
+//! # async fn demo() -> transfer_engine::Result<()> {
+//! use std::sync::Arc;
+//! use transfer_engine::checkpoint::{JobSpec, Ledger};
+//! use transfer_engine::job::{DirRequest, Engine, EngineConfig};
+//! use transfer_engine::oss::OssStore;
+//! use transfer_engine::{Metadata, TagSet};
+//!
+//! let store = OssStore::builder().endpoint("https://oss-cn-hangzhou.aliyuncs.com").build()?; // credentials from OSS_ACCESS_KEY_ID / _SECRET
 //! let ledger = Ledger::open(Ledger::default_path()?)?;
-//! let engine = Engine::new(store, ledger.clone(), EngineConfig::default())?;
-//! let spec = JobSpec { kind: "upload".into(), source: "/backup/db.dump".into(), destination: "oss://bkt/db.dump".into(), options_json: "{}".into() };
-//! let job = match ledger.find_job(&spec.source, &spec.destination)? { Some(j) => j, None => ledger.create_job(&spec)? };
-//! let _lock = ledger.lock_job(job)?; // one writer per job
-//! let mut req = UploadRequest::new("/backup/db.dump", "bkt", "db.dump");
-//! req.tags = Some(TagSet::from_pairs([("retention", "90d")])?);
-//! let done = engine.upload_file(job, &req).await?; // run it again after a crash: it resumes
-//! println!("{} bytes, blake3 {}", done.size, done.blake3);
+//! let spec = JobSpec { kind: "upload".into(), source: "/srv/backup".into(), destination: "oss://bkt/nightly/".into(), options_json: "{}".into() };
+//! let job = match ledger.find_job(&spec.source, &spec.destination)? { Some(job) => job, None => ledger.create_job(&spec)? };
+//! let engine = Engine::new(Arc::new(store), ledger, EngineConfig::default())?;
+//! let request = DirRequest {
+//!     dir: "/srv/backup".into(),
+//!     bucket: "bkt".into(),
+//!     prefix: "nightly".into(),
+//!     metadata: Metadata::default(),
+//!     tags: Some(TagSet::from_pairs([("retention", "90d"), ("source", "db-01")])?),
+//! };
+//! let summary = engine.upload_dir(job, request)?.join().await?;
+//! println!("{} objects, {} bytes acknowledged", summary.progress.objects_done, summary.progress.bytes_acknowledged);
 //! # Ok(()) }
 //! ```
 
+mod copy;
+mod dir;
+mod handle;
 mod upload;
 
 use crate::checkpoint::Ledger;
@@ -31,7 +44,12 @@ use crate::tags::TagSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use copy::{CopyOutcome, CopyRequest};
+pub use dir::DirRequest;
+pub use handle::{Event, JobHandle, JobSummary, Progress};
 pub use upload::UploadOutcome;
+
+use handle::Tracker;
 
 /// When a job's tags reach its objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,6 +101,8 @@ impl UploadRequest {
 #[derive(Debug, Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+    /// Progress counters and the stop signal of the job this clone works for (none for direct calls).
+    tracker: Option<Arc<Tracker>>,
 }
 
 #[derive(Debug)]
@@ -99,7 +119,7 @@ impl Engine {
     pub fn new(store: Arc<dyn ObjectStore>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
         let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
         let caps = store.capabilities().clone();
-        Ok(Engine { inner: Arc::new(Inner { store, caps, ledger, scheduler, config }) })
+        Ok(Engine { inner: Arc::new(Inner { store, caps, ledger, scheduler, config }), tracker: None })
     }
 
     /// The scheduler shared by every object of this engine (for observing in-flight requests and buffered bytes).
@@ -110,6 +130,27 @@ impl Engine {
     /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.inner.ledger
+    }
+
+    /// This engine reporting to `tracker` (progress, stop).
+    fn tracked(&self, tracker: Arc<Tracker>) -> Engine {
+        Engine { inner: self.inner.clone(), tracker: Some(tracker) }
+    }
+
+    /// Counts bytes the server acknowledged (or that an earlier run delivered and this one reused).
+    fn acknowledged(&self, bytes: u64) {
+        if let Some(t) = &self.tracker {
+            t.acknowledged(bytes);
+        }
+    }
+
+    /// Fails with [`ErrorKind::Stopped`](crate::ErrorKind::Stopped) once the job was asked to stop: no new part
+    /// or object starts after that.
+    fn check_stopped(&self) -> Result<()> {
+        match &self.tracker {
+            Some(t) if t.is_stopped() => Err(Error::new(crate::ErrorKind::Stopped, "the job was stopped; resume it to continue")),
+            _ => Ok(()),
+        }
     }
 
     /// Runs a synchronous ledger call off the async threads.

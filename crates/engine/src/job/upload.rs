@@ -15,6 +15,7 @@ use crate::crc64;
 use crate::error::{Error, ErrorKind, Result, Retry};
 use crate::plan::{plan_object, Method, ObjectPlan};
 use crate::store::{validate_key, Body, CompleteOptions, CompletedPart, ObjectRef, PutOptions, PutResult};
+use crate::tags::TagSet;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -46,8 +47,8 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("cannot {what} {}", path.display())).with_source(e)
 }
 
-fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::new(ErrorKind::Io, "an upload task failed").with_source(e)
+pub(super) fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::new(ErrorKind::Io, "a transfer task failed").with_source(e)
 }
 
 fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
@@ -95,13 +96,20 @@ impl Source {
     }
 }
 
-fn check_crc(expected: u64, got: Option<u64>, what: &str) -> Result<()> {
+pub(super) fn check_crc(expected: u64, got: Option<u64>, what: &str) -> Result<()> {
     match got {
         Some(g) if g != expected => Err(Error::new(
             ErrorKind::Integrity,
             format!("{what}: the server's CRC-64 {g} does not match the {expected} of the bytes sent"),
         )),
         _ => Ok(()),
+    }
+}
+
+impl UploadRequest {
+    /// The destination object.
+    fn dest(&self) -> ObjectRef {
+        ObjectRef::new(&self.bucket, &self.key)
     }
 }
 
@@ -133,7 +141,7 @@ impl Engine {
         match row.state {
             ObjectState::Tagged | ObjectState::Skipped => return Ok(done_outcome(&row)),
             ObjectState::Completed => {
-                self.apply_tags(&row, req).await?;
+                self.apply_tags(&row, &req.dest(), req.tags.as_ref()).await?;
                 return Ok(done_outcome(&row));
             }
             _ => {}
@@ -146,15 +154,17 @@ impl Engine {
         match result {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                let (id, msg) = (row.id, e.to_string());
-                let _ = self.db(move |l| l.fail_object(id, &msg)).await;
+                if e.kind() != ErrorKind::Stopped {
+                    let (id, msg) = (row.id, e.to_string());
+                    let _ = self.db(move |l| l.fail_object(id, &msg)).await;
+                }
                 Err(e.with_context("file", path.display()).with_context("object", format!("{}/{}", req.bucket, req.key)))
             }
         }
     }
 
     /// The source changed since the ledger's plan: abort the old upload (if any) and start the object again.
-    async fn restart(&self, row: ObjectRow, fp: Fingerprint, size: u64, part_size: u64) -> Result<ObjectRow> {
+    pub(super) async fn restart(&self, row: ObjectRow, fp: Fingerprint, size: u64, part_size: u64) -> Result<ObjectRow> {
         if let Some(id) = &row.upload_id {
             match self.inner.store.abort_multipart(&row.dest_bucket, &row.dest_key, id).await {
                 Ok(()) => {}
@@ -180,21 +190,21 @@ impl Engine {
         }
     }
 
-    /// Applies the tags after the object exists (policy `Complete`, or repairing a crash between Complete and
-    /// PutObjectTagging), then records that they are on.
-    async fn apply_tags(&self, row: &ObjectRow, req: &UploadRequest) -> Result<()> {
+    /// Applies `tags` to `dest` after the object exists (policy `Complete`, or repairing a crash between
+    /// Complete and PutObjectTagging), then records that they are on. Shared by uploads and copies.
+    pub(super) async fn apply_tags(&self, row: &ObjectRow, dest: &ObjectRef, tags: Option<&TagSet>) -> Result<()> {
         if row.tags_applied {
             return Ok(());
         }
-        if let (TagOn::Complete, Some(tags)) = (self.inner.config.tag_on, &req.tags) {
-            let obj = ObjectRef::new(&req.bucket, &req.key);
+        if let (TagOn::Complete, Some(tags)) = (self.inner.config.tag_on, tags) {
+            let obj = dest;
             let inner = &self.inner;
             inner
                 .config
                 .retry
                 .run("PutObjectTagging", |_| async {
                     let _slot = inner.scheduler.request().await;
-                    inner.store.put_tagging(&obj, tags).await
+                    inner.store.put_tagging(obj, tags).await
                 })
                 .await?;
         }
@@ -202,10 +212,19 @@ impl Engine {
         self.db(move |l| l.mark_tags_applied(id)).await
     }
 
-    async fn finish(&self, row: &ObjectRow, req: &UploadRequest, r: &PutResult, blake3: String) -> Result<()> {
-        let (id, etag, crc, b3) = (row.id, r.etag.clone(), r.crc64, blake3);
-        self.db(move |l| l.finish_object(id, &etag, crc, Some(&b3))).await?;
-        self.apply_tags(row, req).await
+    /// The object's bytes are in place as `r`: records it in the ledger (with the blake3 of the bytes when
+    /// known: copies never see theirs), then applies the tags per policy. Shared by uploads and copies.
+    pub(super) async fn finish(
+        &self,
+        row: &ObjectRow,
+        dest: &ObjectRef,
+        tags: Option<&TagSet>,
+        r: &PutResult,
+        blake3: Option<String>,
+    ) -> Result<()> {
+        let (id, etag, crc) = (row.id, r.etag.clone(), r.crc64);
+        self.db(move |l| l.finish_object(id, &etag, crc, blake3.as_deref())).await?;
+        self.apply_tags(row, dest, tags).await
     }
 
     async fn put_single(&self, row: &ObjectRow, req: &UploadRequest, file: Arc<File>, path: Arc<Path>, size: u64) -> Result<UploadOutcome> {
@@ -226,18 +245,20 @@ impl Engine {
                 async move {
                     let bytes = bytes.await?;
                     let _slot = inner.scheduler.request().await;
+                    self.check_stopped()?;
                     inner.store.put_object(&req.bucket, &req.key, Body::from(bytes), opts).await
                 }
             })
             .await?;
         check_crc(crc, r.crc64, "PutObject")?;
+        self.acknowledged(size);
         let blake3 = hash.to_hex().to_string();
-        self.finish(row, req, &r, blake3.clone()).await?;
+        self.finish(row, &req.dest(), req.tags.as_ref(), &r, Some(blake3.clone())).await?;
         Ok(UploadOutcome { size, etag: r.etag, crc64: Some(crc), blake3, parts_sent: 1, parts_reused: 0, already_done: false })
     }
 
     /// Every part of an existing upload, by number, with its ETag (all pages of ListParts).
-    async fn listed_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<HashMap<u32, String>> {
+    pub(super) async fn listed_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<HashMap<u32, String>> {
         let inner = &self.inner;
         let mut out = HashMap::new();
         let mut marker = None;
@@ -258,15 +279,22 @@ impl Engine {
         }
     }
 
-    /// The upload id to continue with and the parts it already holds (reconciled with the server), or a new
-    /// upload when there is none or the server no longer knows it.
-    async fn open_upload(&self, row: &ObjectRow, req: &UploadRequest) -> Result<(String, BTreeMap<u32, PartRow>)> {
+    /// The upload id to continue with and the parts it already holds (reconciled with the server: only parts
+    /// ListParts still reports with the recorded ETag), or a new upload of `bucket/key` initiated with `opts`
+    /// when there is none or the server no longer knows it. Shared by uploads and copies.
+    pub(super) async fn open_upload(
+        &self,
+        row: &ObjectRow,
+        bucket: &str,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<(String, BTreeMap<u32, PartRow>)> {
         let inner = &self.inner;
         if let Some(id) = row.upload_id.clone() {
             let rid = row.id;
             let mut recorded: BTreeMap<u32, PartRow> =
                 self.db(move |l| l.parts(rid)).await?.into_iter().map(|p| (p.number, p)).collect();
-            match self.listed_parts(&req.bucket, &req.key, &id).await {
+            match self.listed_parts(bucket, key, &id).await {
                 Ok(listed) => {
                     recorded.retain(|n, p| listed.get(n).is_some_and(|e| e.eq_ignore_ascii_case(&p.etag)));
                     return Ok((id, recorded));
@@ -278,13 +306,12 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let opts = self.put_options(req);
         let id = inner
             .config
             .retry
             .run("InitiateMultipartUpload", |_| async {
                 let _slot = inner.scheduler.request().await;
-                inner.store.initiate_multipart(&req.bucket, &req.key, &opts).await
+                inner.store.initiate_multipart(bucket, key, opts).await
             })
             .await?;
         let (rid, uid) = (row.id, id.clone());
@@ -300,19 +327,21 @@ impl Engine {
         path: Arc<Path>,
         plan: &ObjectPlan,
     ) -> Result<UploadOutcome> {
-        let (upload_id, done) = self.open_upload(row, req).await?;
+        let (upload_id, done) = self.open_upload(row, &req.bucket, &req.key, &self.put_options(req)).await?;
         let writer = self.inner.ledger.part_writer();
         let mut hasher = blake3::Hasher::new();
         let (mut sent, mut reused) = (0u32, 0u32);
         let mut tasks: JoinSet<Result<()>> = JoinSet::new();
         let sending = async {
             for part in plan.parts() {
+                self.check_stopped()?;
                 let memory = self.inner.scheduler.memory(part.len).await;
                 let data = read_at(file.clone(), path.clone(), part.offset, part.len).await?;
                 hasher.update(&data);
                 let hash = blake3::hash(&data);
                 if done.get(&part.number).is_some_and(|p| p.size == part.len && p.blake3 == hash.to_hex().as_str()) {
                     reused += 1;
+                    self.acknowledged(part.len);
                     continue;
                 }
                 sent += 1;
@@ -331,15 +360,19 @@ impl Engine {
                         .run("UploadPart", |_| {
                             let bytes = src.bytes(first.take());
                             let (bucket, key, upload_id) = (&bucket, &key, &upload_id);
+                            let engine = &engine;
                             async move {
                                 let bytes = bytes.await?;
                                 let _slot = inner.scheduler.request().await;
+                                // A part queued behind the bound is not in flight: a stop keeps it from starting.
+                                engine.check_stopped()?;
                                 inner.store.upload_part(bucket, key, upload_id, part.number, Body::from(bytes), md5).await
                             }
                         })
                         .await
                         .map_err(|e| e.with_context("part", part.number).with_context("upload id", &upload_id))?;
                     check_crc(crc, receipt.crc64, "UploadPart")?;
+                    engine.acknowledged(part.len);
                     writer.record(
                         object,
                         PartRow {
@@ -368,6 +401,23 @@ impl Engine {
         sending?;
         flushed?;
 
+        let (r, combined) = self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await?;
+        let blake3 = hasher.finalize().to_hex().to_string();
+        self.finish(row, &req.dest(), req.tags.as_ref(), &r, Some(blake3.clone())).await?;
+        Ok(UploadOutcome { size: plan.size, etag: r.etag, crc64: combined, blake3, parts_sent: sent, parts_reused: reused, already_done: false })
+    }
+
+    /// Completes `upload_id` from the parts the ledger holds for `row` (after the part writer was flushed): they
+    /// must be exactly `1..=plan.part_count()`. Returns the result and the CRC-64 combined from the parts'
+    /// CRCs (`None` if any part lacks one), checked against the server's. Shared by uploads and copies.
+    pub(super) async fn complete_recorded(
+        &self,
+        row: &ObjectRow,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        plan: &ObjectPlan,
+    ) -> Result<(PutResult, Option<u64>)> {
         let rid = row.id;
         let parts = self.db(move |l| l.parts(rid)).await?;
         let numbers: Vec<u32> = parts.iter().map(|p| p.number).collect();
@@ -377,18 +427,24 @@ impl Engine {
         let combined = parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)));
         let completed: Vec<CompletedPart> =
             parts.iter().map(|p| CompletedPart { part_number: p.number, etag: p.etag.clone() }).collect();
-        let r = self.complete(req, &upload_id, &completed, plan.size, combined).await?;
+        let r = self.complete(bucket, key, upload_id, &completed, plan.size, combined).await?;
         if let Some(expected) = combined {
             check_crc(expected, r.crc64, "CompleteMultipartUpload").map_err(|e| e.with_retry(Retry::Permanent))?;
         }
-        let blake3 = hasher.finalize().to_hex().to_string();
-        self.finish(row, req, &r, blake3.clone()).await?;
-        Ok(UploadOutcome { size: plan.size, etag: r.etag, crc64: combined, blake3, parts_sent: sent, parts_reused: reused, already_done: false })
+        Ok((r, combined))
     }
 
     /// CompleteMultipartUpload, retried. A retry answered `NoSuchUpload` may mean an earlier attempt succeeded
     /// (the server finishes even if the client went away): the object is then checked by HEAD (size and CRC).
-    async fn complete(&self, req: &UploadRequest, upload_id: &str, parts: &[CompletedPart], size: u64, crc: Option<u64>) -> Result<PutResult> {
+    pub(super) async fn complete(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        size: u64,
+        crc: Option<u64>,
+    ) -> Result<PutResult> {
         let inner = &self.inner;
         let opts = CompleteOptions::default();
         inner
@@ -398,9 +454,9 @@ impl Engine {
                 let opts = &opts;
                 async move {
                     let _slot = inner.scheduler.request().await;
-                    match inner.store.complete_multipart(&req.bucket, &req.key, upload_id, parts, opts).await {
+                    match inner.store.complete_multipart(bucket, key, upload_id, parts, opts).await {
                         Err(e) if n > 1 && e.service_code() == Some("NoSuchUpload") => {
-                            let head = inner.store.head_object(&ObjectRef::new(&req.bucket, &req.key)).await?;
+                            let head = inner.store.head_object(&ObjectRef::new(bucket, key)).await?;
                             let same_crc = matches!((crc, head.crc64), (Some(a), Some(b)) if a == b) || crc.is_none();
                             if head.size == size && same_crc {
                                 Ok(PutResult { etag: head.etag, crc64: head.crc64, version_id: head.version_id })

@@ -1,0 +1,376 @@
+//! Copying one object server-side, bucket to bucket: one CopyObject below the copy threshold, a resumable
+//! multipart upload of UploadPartCopy parts above it — with the same metadata and tags whichever path the size
+//! selects.
+//!
+//! The official SDKs' Copier leaves the single path to the server's directives and carries metadata and tags
+//! over by hand on the multipart path (with the tagging header unencoded). Here both are resolved once, before
+//! anything is written: for [`Directive::Copy`] from the source's HEAD (and GetObjectTagging, only when the HEAD
+//! reports tags, at the same version), for [`Directive::Replace`] as given. Both paths then send them
+//! explicitly: CopyObject with `REPLACE` directives, InitiateMultipartUpload with the metadata and the tagging
+//! header (or PutObjectTagging after the object exists, with [`TagOn::Complete`]). The resolved tags are kept in
+//! the ledger row, so a crash between the object's creation and its tagging is repaired on resume.
+//!
+//! Every request is pinned to the source's ETag (`x-oss-copy-source-if-match`). A source that changed between
+//! runs (ETag or size differ from the ledger) aborts the old upload and starts the object again; one that
+//! changes during a run (412 on a part or on CopyObject) restarts the object once from a fresh HEAD, and fails
+//! if it changes again.
+//!
+//! Parts are recorded in the ledger as the server acknowledges them, with the CRC-64 it reported and an empty
+//! blake3 (a copy never sees its bytes). On resume, the ledger's parts are reconciled with ListParts: a part is
+//! reused if the server still has it with the recorded ETag. A failed part lets the parts in flight finish and
+//! be recorded before the run fails, so the next run reuses them.
+
+use super::upload::{check_crc, join_error};
+use super::{Engine, TagOn};
+use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
+use crate::error::{Error, Result, Retry};
+use crate::meta::Metadata;
+use crate::plan::{plan_copy, Method, ObjectPlan};
+use crate::store::{
+    validate_key, ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectRef, PutOptions,
+};
+use crate::tags::TagSet;
+use tokio::task::JoinSet;
+
+/// One object to copy server-side.
+#[derive(Debug, Clone)]
+pub struct CopyRequest {
+    /// The source object, optionally at a version.
+    pub source: ObjectRef,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Destination key.
+    pub key: String,
+    /// The destination's metadata: the source's ([`Directive::Copy`], the default) or these.
+    pub metadata: Directive<Metadata>,
+    /// The destination's tags: the source's ([`Directive::Copy`], the default) or these.
+    pub tags: Directive<TagSet>,
+}
+
+impl CopyRequest {
+    /// `source` to `bucket/key`, keeping the source's metadata and tags.
+    pub fn new(source: ObjectRef, bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        Self { source, bucket: bucket.into(), key: key.into(), metadata: Directive::Copy, tags: Directive::Copy }
+    }
+
+    fn dest(&self) -> ObjectRef {
+        ObjectRef::new(&self.bucket, &self.key)
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOutcome {
+    /// Bytes in the object.
+    pub size: u64,
+    /// The destination's ETag.
+    pub etag: String,
+    /// CRC-64/XZ of the destination as the server reported it (checked against the source's when both exist).
+    pub crc64: Option<u64>,
+    /// Copy requests made in this run (UploadPartCopy parts, or 1 for a single CopyObject).
+    pub parts_sent: u32,
+    /// Parts an earlier run had copied and this run reused.
+    pub parts_reused: u32,
+    /// True when the ledger already had the object copied and no bytes were copied in this run.
+    pub already_done: bool,
+}
+
+/// True for an error meaning the source no longer matches the ETag a copy was pinned to.
+fn source_changed(e: &Error) -> bool {
+    e.status() == Some(412) || e.service_code() == Some("PreconditionFailed")
+}
+
+/// What the destination must carry, resolved once per run.
+struct Resolved {
+    head: ObjectInfo,
+    metadata: Metadata,
+    tags: Option<TagSet>,
+}
+
+impl Engine {
+    /// Copies `req.source` to `req.bucket/req.key` within `job`, server-side, resuming what the ledger says an
+    /// earlier run copied. The ledger row is keyed by the source (`bucket/key[?versionId=..]`). Running it again
+    /// after success does nothing and returns the recorded outcome; after a failure it continues (or, if the
+    /// source changed, starts again and aborts the stale upload).
+    pub async fn copy_object(&self, job: JobId, req: &CopyRequest) -> Result<CopyOutcome> {
+        validate_key(&req.key)?;
+        validate_key(&req.source.key)?;
+        if let Directive::Replace(m) = &req.metadata {
+            m.validate()?;
+        }
+        match self.copy_run(job, req).await {
+            Err(e) if source_changed(&e) => {
+                tracing::info!(source = %req.source, "the source changed during the copy; starting again from a fresh HEAD");
+                self.copy_run(job, req).await
+            }
+            other => other,
+        }
+    }
+
+    /// HEAD of `obj`, retried, with a request permit.
+    async fn head(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
+        let inner = &self.inner;
+        inner
+            .config
+            .retry
+            .run("HeadObject", |_| async {
+                let _slot = inner.scheduler.request().await;
+                inner.store.head_object(obj).await
+            })
+            .await
+    }
+
+    /// The tags the destination must carry (`None`: none).
+    async fn copy_tags(&self, req: &CopyRequest, head: &ObjectInfo) -> Result<Option<TagSet>> {
+        let tags = match &req.tags {
+            Directive::Replace(t) => t.clone(),
+            Directive::Copy if head.tagging_count == 0 => TagSet::new(),
+            Directive::Copy => {
+                let inner = &self.inner;
+                inner
+                    .config
+                    .retry
+                    .run("GetObjectTagging", |_| async {
+                        let _slot = inner.scheduler.request().await;
+                        inner.store.get_tagging(&req.source).await
+                    })
+                    .await?
+            }
+        };
+        Ok((!tags.is_empty()).then_some(tags))
+    }
+
+    /// One attempt at the object: HEAD, ledger, then the planned path.
+    async fn copy_run(&self, job: JobId, req: &CopyRequest) -> Result<CopyOutcome> {
+        let head = self.head(&req.source).await.map_err(|e| e.with_context("source", &req.source))?;
+        let size = head.size;
+        let fp = Fingerprint::Object { etag: head.etag.clone(), version_id: head.version_id.clone(), size };
+        let plan = plan_copy(size, &self.inner.caps, &self.inner.config.plan)?;
+        let source = req.source.to_string();
+        let existing = {
+            let source = source.clone();
+            self.db(move |l| l.object(job, &source)).await?
+        };
+        if let Some(row) = &existing {
+            if row.dest_bucket != req.bucket || row.dest_key != req.key {
+                return Err(Error::invalid(format!(
+                    "job {} already copies {source} to {}/{}, not to {}/{}; use another job for another destination",
+                    job.0, row.dest_bucket, row.dest_key, req.bucket, req.key
+                )));
+            }
+        }
+        let same = |row: &ObjectRow| {
+            let same_source = matches!(&row.fingerprint, Fingerprint::Object { etag, size: s, .. } if *etag == head.etag && *s == size);
+            same_source && row.plan_part_size == plan.part_size()
+        };
+        let row = match existing {
+            Some(row) if same(&row) => row,
+            existing => {
+                // New, or the source changed: resolve its tags now and record them with the row.
+                let tags = self.copy_tags(req, &head).await?;
+                let row = match existing {
+                    Some(row) => self.restart(row, fp, size, plan.part_size()).await?,
+                    None => {
+                        let (b, k, fp, t, ps) = (req.bucket.clone(), req.key.clone(), fp, tags.clone(), plan.part_size());
+                        self.db(move |l| l.upsert_object(job, &source, &b, &k, size, &fp, ps, t.as_ref())).await?
+                    }
+                };
+                let id = row.id;
+                self.db(move |l| {
+                    l.set_tags(id, tags.as_ref())?;
+                    l.object_by_id(id)
+                })
+                .await?
+            }
+        };
+        let tags = row.tag_set()?;
+        match row.state {
+            ObjectState::Tagged | ObjectState::Skipped => return Ok(done_outcome(&row)),
+            ObjectState::Completed => {
+                self.apply_tags(&row, &req.dest(), tags.as_ref()).await?;
+                return Ok(done_outcome(&row));
+            }
+            _ => {}
+        }
+        let metadata = match &req.metadata {
+            Directive::Copy => head.metadata.clone(),
+            Directive::Replace(m) => m.clone(),
+        };
+        let resolved = Resolved { head, metadata, tags };
+        let result = match plan.method {
+            Method::Single => self.copy_single(&row, req, &resolved).await,
+            Method::Multipart { .. } => self.copy_multipart(&row, req, &resolved, &plan).await,
+        };
+        match result {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                let (id, msg) = (row.id, e.to_string());
+                let _ = self.db(move |l| l.fail_object(id, &msg)).await;
+                Err(e.with_context("source", &req.source).with_context("object", format!("{}/{}", req.bucket, req.key)))
+            }
+        }
+    }
+
+    /// The source's CRC-64 against the destination's, when both are known.
+    fn check_source_crc(src: &ObjectInfo, got: Option<u64>, what: &str) -> Result<()> {
+        match src.crc64 {
+            Some(expected) => check_crc(expected, got, what).map_err(|e| e.with_retry(Retry::Permanent)),
+            None => Ok(()),
+        }
+    }
+
+    fn conditions(src: &ObjectInfo) -> CopyConditions {
+        CopyConditions { if_match: Some(src.etag.clone()), if_none_match: None }
+    }
+
+    async fn copy_single(&self, row: &ObjectRow, req: &CopyRequest, r: &Resolved) -> Result<CopyOutcome> {
+        let inner = &self.inner;
+        // Both directives are REPLACE with what was resolved, so the result is the multipart path's, explicitly.
+        // With tags on complete, the copy carries none (not the source's) and they are applied after.
+        let tags = match inner.config.tag_on {
+            TagOn::Initiate => r.tags.clone().unwrap_or_default(),
+            TagOn::Complete => TagSet::new(),
+        };
+        let opts = CopyOptions {
+            source: req.source.clone(),
+            metadata: Directive::Replace(r.metadata.clone()),
+            tagging: Directive::Replace(tags),
+            conditions: Self::conditions(&r.head),
+            forbid_overwrite: false,
+        };
+        let put = inner
+            .config
+            .retry
+            .run("CopyObject", |_| async {
+                let _slot = inner.scheduler.request().await;
+                inner.store.copy_object(&req.bucket, &req.key, &opts).await
+            })
+            .await?;
+        Self::check_source_crc(&r.head, put.crc64, "CopyObject")?;
+        self.finish(row, &req.dest(), r.tags.as_ref(), &put, None).await?;
+        Ok(CopyOutcome {
+            size: r.head.size,
+            etag: put.etag,
+            crc64: put.crc64,
+            parts_sent: 1,
+            parts_reused: 0,
+            already_done: false,
+        })
+    }
+
+    async fn copy_multipart(&self, row: &ObjectRow, req: &CopyRequest, r: &Resolved, plan: &ObjectPlan) -> Result<CopyOutcome> {
+        let inner = &self.inner;
+        let opts = PutOptions {
+            metadata: r.metadata.clone(),
+            tags: if inner.config.tag_on == TagOn::Initiate { r.tags.clone() } else { None },
+            content_md5: false,
+            forbid_overwrite: false,
+        };
+        let (upload_id, done) = self.open_upload(row, &req.bucket, &req.key, &opts).await?;
+        let writer = inner.ledger.part_writer();
+        let conditions = Self::conditions(&r.head);
+        let in_flight = inner.config.plan.max_in_flight.max(1);
+        let (mut sent, mut reused) = (0u32, 0u32);
+        let mut first_error: Option<Error> = None;
+        let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+        let settle = |res: std::result::Result<Result<()>, tokio::task::JoinError>, first: &mut Option<Error>| {
+            if let Err(e) = res.map_err(join_error).and_then(|r| r) {
+                first.get_or_insert(e);
+            }
+        };
+        for part in plan.parts() {
+            if done.get(&part.number).is_some_and(|p| p.offset == part.offset && p.size == part.len) {
+                reused += 1;
+                continue;
+            }
+            // Bound the tasks of this object; each attempt also takes one of the engine's request permits.
+            // No memory permit: a copy holds no bytes.
+            while tasks.len() >= in_flight {
+                if let Some(res) = tasks.join_next().await {
+                    settle(res, &mut first_error);
+                }
+            }
+            if first_error.is_some() {
+                break;
+            }
+            sent += 1;
+            let (engine, writer, conditions) = (self.clone(), writer.clone(), conditions.clone());
+            let (bucket, key, upload_id, source, object) =
+                (req.bucket.clone(), req.key.clone(), upload_id.clone(), req.source.clone(), row.id);
+            tasks.spawn(async move {
+                let inner = &engine.inner;
+                let range = ByteRange::at(part.offset, part.len);
+                let receipt = inner
+                    .config
+                    .retry
+                    .run("UploadPartCopy", |_| async {
+                        let _slot = inner.scheduler.request().await;
+                        inner
+                            .store
+                            .upload_part_copy(&bucket, &key, &upload_id, part.number, &source, Some(range), &conditions)
+                            .await
+                    })
+                    .await
+                    .map_err(|e| e.with_context("part", part.number).with_context("upload id", &upload_id))?;
+                // A copy never sees its bytes: the part's blake3 is recorded empty.
+                writer.record(
+                    object,
+                    PartRow {
+                        number: part.number,
+                        offset: part.offset,
+                        size: part.len,
+                        etag: receipt.etag,
+                        crc64: receipt.crc64,
+                        blake3: String::new(),
+                    },
+                );
+                Ok(())
+            });
+        }
+        // Parts in flight finish (and are recorded) even after a failure, so the next run reuses them.
+        while let Some(res) = tasks.join_next().await {
+            settle(res, &mut first_error);
+        }
+        let flushed = writer.flush().await;
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        flushed?;
+
+        let (put, _) = self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await?;
+        Self::check_source_crc(&r.head, put.crc64, "CompleteMultipartUpload")?;
+        self.finish(row, &req.dest(), r.tags.as_ref(), &put, None).await?;
+        Ok(CopyOutcome {
+            size: plan.size,
+            etag: put.etag,
+            crc64: put.crc64,
+            parts_sent: sent,
+            parts_reused: reused,
+            already_done: false,
+        })
+    }
+}
+
+fn done_outcome(row: &ObjectRow) -> CopyOutcome {
+    CopyOutcome {
+        size: row.size,
+        etag: row.etag.clone().unwrap_or_default(),
+        crc64: row.crc64,
+        parts_sent: 0,
+        parts_reused: 0,
+        already_done: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn a_failed_precondition_means_the_source_changed() {
+        assert!(source_changed(&Error::code(412, "PreconditionFailed", "At least one of the pre-conditions ...")));
+        assert!(!source_changed(&Error::code(403, "AccessDenied", "no")));
+        assert!(!source_changed(&Error::new(ErrorKind::Io, "reset")));
+    }
+}

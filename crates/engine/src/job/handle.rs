@@ -1,0 +1,274 @@
+//! The handle of a running job: progress snapshots, per-object events, a graceful stop, an abort.
+//!
+//! # Dropping the handle
+//! Dropping a [`JobHandle`] asks the job to stop gracefully, exactly as [`JobHandle::stop`] does: no new object
+//! or part starts, parts in flight finish and are recorded, the ledger is flushed, and the job stays resumable.
+//! Nothing is aborted on the server. To keep a job running unattended, keep the handle (or `join` it).
+
+use super::UploadOutcome;
+use crate::checkpoint::{JobId, JobState, Ledger, ObjectState};
+use crate::error::{Error, Result};
+use crate::store::ObjectStore;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Counters and the stop flag shared by a job's tasks.
+#[derive(Debug)]
+pub(super) struct Tracker {
+    started: Instant,
+    acknowledged: AtomicU64,
+    bytes_found: AtomicU64,
+    found: AtomicU64,
+    done: AtomicU64,
+    already_done: AtomicU64,
+    failed: AtomicU64,
+    listing_finished: AtomicBool,
+    stopped: AtomicBool,
+    stop_signal: tokio::sync::Notify,
+    last_sample: Mutex<(Instant, u64)>,
+}
+
+impl Tracker {
+    pub(super) fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            acknowledged: AtomicU64::new(0),
+            bytes_found: AtomicU64::new(0),
+            found: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            already_done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            listing_finished: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            stop_signal: tokio::sync::Notify::new(),
+            last_sample: Mutex::new((now, 0)),
+        }
+    }
+
+    pub(super) fn acknowledged(&self, bytes: u64) {
+        self.acknowledged.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn found(&self, bytes: u64) {
+        self.found.fetch_add(1, Ordering::Relaxed);
+        self.bytes_found.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(super) fn finished(&self, outcome: &UploadOutcome) {
+        let counter = if outcome.already_done { &self.already_done } else { &self.done };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if outcome.already_done {
+            self.acknowledged(outcome.size);
+        }
+    }
+
+    pub(super) fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn listing_finished(&self) {
+        self.listing_finished.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        self.stop_signal.notify_waiters();
+    }
+
+    /// Resolves once [`Tracker::stop`] was called.
+    pub(super) async fn stopped(&self) {
+        let notified = self.stop_signal.notified();
+        if !self.is_stopped() {
+            notified.await;
+        }
+    }
+
+    pub(super) fn snapshot_failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot whose rate is the average since the start (for summaries).
+    pub(super) fn snapshot_now(&self) -> Progress {
+        let mut p = self.snapshot();
+        let secs = p.elapsed.as_secs_f64();
+        p.bytes_per_second = if secs > 0.0 { p.bytes_acknowledged as f64 / secs } else { 0.0 };
+        p
+    }
+
+    pub(super) fn snapshot(&self) -> Progress {
+        let now = Instant::now();
+        let acknowledged = self.acknowledged.load(Ordering::Relaxed);
+        let rate = {
+            let mut last = self.last_sample.lock().unwrap_or_else(|p| p.into_inner());
+            let (since, base) = if now.duration_since(last.0) >= Duration::from_millis(200) {
+                let prev = *last;
+                *last = (now, acknowledged);
+                prev
+            } else {
+                (self.started, 0)
+            };
+            let secs = now.duration_since(since).as_secs_f64();
+            if secs > 0.0 { acknowledged.saturating_sub(base) as f64 / secs } else { 0.0 }
+        };
+        Progress {
+            bytes_acknowledged: acknowledged,
+            bytes_found: self.bytes_found.load(Ordering::Relaxed),
+            objects_found: self.found.load(Ordering::Relaxed),
+            objects_done: self.done.load(Ordering::Relaxed),
+            objects_already_done: self.already_done.load(Ordering::Relaxed),
+            objects_failed: self.failed.load(Ordering::Relaxed),
+            listing_finished: self.listing_finished.load(Ordering::Relaxed),
+            bytes_per_second: rate,
+            elapsed: now.duration_since(self.started),
+        }
+    }
+}
+
+/// A point-in-time view of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Bytes the server acknowledged (parts and objects answered with success), including what an earlier run
+    /// delivered and this one found done. Never bytes merely read or buffered.
+    pub bytes_acknowledged: u64,
+    /// Bytes of the objects found so far.
+    pub bytes_found: u64,
+    /// Objects found so far (the listing is streamed: this grows until `listing_finished`).
+    pub objects_found: u64,
+    /// Objects this run transferred.
+    pub objects_done: u64,
+    /// Objects an earlier run had finished (skipped now).
+    pub objects_already_done: u64,
+    /// Objects that failed.
+    pub objects_failed: u64,
+    /// True once every object has been found.
+    pub listing_finished: bool,
+    /// Acknowledged bytes per second since the previous snapshot (at least 200 ms ago), or since the start.
+    pub bytes_per_second: f64,
+    /// Time since the job started.
+    pub elapsed: Duration,
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The object is in place (or was already, from an earlier run).
+    Done {
+        /// Destination key.
+        key: String,
+        /// What the upload did.
+        outcome: UploadOutcome,
+    },
+    /// The object failed; the job goes on with the others.
+    Failed {
+        /// Destination key.
+        key: String,
+        /// Why, with the object, part, upload id and request id where known.
+        error: String,
+    },
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSummary {
+    /// The job.
+    pub job: JobId,
+    /// Final progress.
+    pub progress: Progress,
+    /// How it ended: `Done`, `Failed` (some objects failed; resumable), or `Stopped` (resumable).
+    pub state: JobState,
+    /// The first failures (at most 100), as `(key, error)`.
+    pub failures: Vec<(String, String)>,
+    /// Uploads aborted by [`JobHandle::abort`].
+    pub aborted_uploads: usize,
+}
+
+/// A running job. See the module docs for what dropping it does.
+#[derive(Debug)]
+pub struct JobHandle {
+    pub(super) job: JobId,
+    pub(super) tracker: Arc<Tracker>,
+    pub(super) events: mpsc::Receiver<Event>,
+    pub(super) task: Option<JoinHandle<Result<JobSummary>>>,
+    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) ledger: Ledger,
+}
+
+impl JobHandle {
+    /// The job's id in the ledger.
+    pub fn job(&self) -> JobId {
+        self.job
+    }
+
+    /// A snapshot of the job's progress.
+    pub fn progress(&self) -> Progress {
+        self.tracker.snapshot()
+    }
+
+    /// The next per-object event; `None` once the job ended and every event was read. Events are buffered
+    /// (up to 1,024); a job whose events nobody reads does not block.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Graceful stop: no new object or part starts, parts in flight finish and are recorded, the ledger is
+    /// flushed; [`join`](Self::join) then returns a summary with state `Stopped`, and the job can be resumed.
+    pub fn stop(&self) {
+        self.tracker.stop();
+    }
+
+    /// Waits for the job to end.
+    pub async fn join(mut self) -> Result<JobSummary> {
+        let task = self.task.take().expect("joined once");
+        task.await.map_err(|e| Error::new(crate::ErrorKind::Io, "the job task failed").with_source(e))?
+    }
+
+    /// Stops the job, then aborts every multipart upload it created that did not complete
+    /// (AbortMultipartUpload), so nothing is left billed on the server. The ledger keeps its rows (use
+    /// `Ledger::forget_job` to drop them); a later run starts those objects from scratch.
+    pub async fn abort(self) -> Result<JobSummary> {
+        self.stop();
+        let (store, ledger, job) = (self.store.clone(), self.ledger.clone(), self.job);
+        let mut summary = self.join().await?;
+        let mut after = 0;
+        loop {
+            let l = ledger.clone();
+            let page = tokio::task::spawn_blocking(move || l.objects(job, None, after, 500))
+                .await
+                .map_err(|e| Error::new(crate::ErrorKind::Io, "a ledger task failed").with_source(e))??;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for row in page {
+                let Some(upload_id) = row.upload_id.as_deref() else { continue };
+                if matches!(row.state, ObjectState::Completed | ObjectState::Tagged) {
+                    continue;
+                }
+                match store.abort_multipart(&row.dest_bucket, &row.dest_key, upload_id).await {
+                    Ok(()) => summary.aborted_uploads += 1,
+                    Err(e) if e.service_code() == Some("NoSuchUpload") => {}
+                    Err(e) => return Err(e.with_context("upload id", upload_id)),
+                }
+                let (l, id) = (ledger.clone(), row.id);
+                tokio::task::spawn_blocking(move || l.set_upload(id, None))
+                    .await
+                    .map_err(|e| Error::new(crate::ErrorKind::Io, "a ledger task failed").with_source(e))??;
+            }
+        }
+        Ok(summary)
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.tracker.stop();
+        }
+    }
+}
