@@ -723,9 +723,9 @@ fn report(b: &Bench, workloads: &[Workload], load_before: &str, own_baseline_kib
         c.small_bytes / KIB,
         c.runs
     ));
-    s.push_str(&format!(
-        "- Engine: `EngineConfig::default()` (8 MiB parts, multipart from 64 MiB, 8 requests in flight, 256 MiB budget); small files as one directory job (`Engine::upload_dir`).\n"
-    ));
+    s.push_str(
+        "- Engine: `EngineConfig::default()` (8 MiB parts, multipart from 64 MiB, 8 requests in flight, 256 MiB budget); small files as one directory job (`Engine::upload_dir`).\n",
+    );
     s.push_str("- Server: `transfer serve --no-fsync` on 127.0.0.1, root in a temp dir on the same disk, `RUST_LOG=warn`, shared by both sides.\n\n");
     s.push_str(&t);
     s.push_str("\nPeak RSS: curl = `/usr/bin/time -f %M` of the curl process. Ours = the bench process's `VmHWM`, ");

@@ -11,7 +11,7 @@ use transfer_engine::job::{CopyRequest, Engine, EngineConfig, TagOn};
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
-use transfer_engine::store::{Directive, PutOptions};
+use transfer_engine::store::{Body, Directive, PutOptions};
 use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
 
 const KIB: usize = 1024;
@@ -297,4 +297,64 @@ async fn a_failed_source_precondition_restarts_once_from_a_fresh_head_then_fails
     assert!(out.parts_reused >= 1, "{out:?}");
     assert_eq!(s.read(&ObjectRef::new("dst", "big")).await, content);
     assert!(s.open_uploads("dst").await.is_empty());
+}
+
+/// A prefix copied as one job: every object arrives with its metadata and tags, the listing is paged, and a
+/// second run finds everything done.
+#[tokio::test]
+async fn a_prefix_copied_as_one_job_keeps_every_objects_metadata_and_tags() {
+    use transfer_engine::job::{Event, PrefixCopyRequest};
+    let served = Served::start();
+    let admin = served.client(V4);
+    bucket(&admin, "prefix-src").await;
+    bucket(&admin, "prefix-dst").await;
+    let mut expected = Vec::new();
+    for i in 0..12u64 {
+        let key = format!("data/{}/obj-{i}", i % 3);
+        let len = if i == 0 { 700 * 1024 } else { 1000 + i as usize * 11 };
+        let content = data(len, i);
+        let opts = PutOptions {
+            metadata: Metadata::with_user([("n", i.to_string())]).unwrap(),
+            tags: Some(TagSet::from_pairs([("k4+-=", "+-=._:/"), ("n", &*i.to_string())]).unwrap()),
+            ..Default::default()
+        };
+        admin.put_object("prefix-src", &key, Body::from(content.clone()), &opts).await.unwrap();
+        expected.push((key, content, i));
+    }
+    admin.put_object("prefix-src", "elsewhere/skip-me", Body::from("not under the prefix"), &PutOptions::default()).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
+    let spec = JobSpec { kind: "copy".into(), source: "prefix-src/data/".into(), destination: "prefix-dst/mirror/".into(), options_json: "{}".into() };
+    let job = ledger.create_job(&spec).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(client_for(&served.endpoint, V4, Credentials::new(AK, SK)));
+    let engine = Engine::new(store, ledger.clone(), config(TagOn::Initiate)).unwrap();
+    let request = || PrefixCopyRequest {
+        src_bucket: "prefix-src".into(),
+        src_prefix: "data/".into(),
+        bucket: "prefix-dst".into(),
+        prefix: "mirror".into(),
+        metadata: Directive::Copy,
+        tags: Directive::Copy,
+    };
+    let mut handle = engine.copy_prefix(job, request()).unwrap();
+    let mut done = 0;
+    while let Some(event) = handle.next_event().await {
+        assert!(matches!(event, Event::Done { .. }), "{event:?}");
+        done += 1;
+    }
+    let summary = handle.join().await.unwrap();
+    assert_eq!((done, summary.progress.objects_done, summary.progress.objects_failed), (12, 12, 0));
+    assert!(summary.progress.listing_finished);
+    for (key, content, i) in &expected {
+        let dst = ObjectRef::new("prefix-dst", format!("mirror/{}", key.strip_prefix("data/").unwrap()));
+        assert_eq!(admin.get_object(&dst, None).await.unwrap().bytes().await.unwrap().as_ref(), content.as_slice(), "{key}");
+        let head = admin.head_object(&dst).await.unwrap();
+        assert_eq!(head.metadata.user.get("n"), Some(&i.to_string()), "{key}");
+        let tags = admin.get_tagging(&dst).await.unwrap();
+        assert_eq!((tags.get("k4+-="), tags.get("n")), (Some("+-=._:/"), Some(i.to_string().as_str())), "{key}");
+    }
+    assert!(admin.head_object(&ObjectRef::new("prefix-dst", "mirror/skip-me")).await.is_err());
+    let again = engine.copy_prefix(job, request()).unwrap().join().await.unwrap();
+    assert_eq!((again.progress.objects_already_done, again.progress.objects_done), (12, 0));
 }

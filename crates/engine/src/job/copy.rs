@@ -204,8 +204,7 @@ impl Engine {
         match result {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                let (id, msg) = (row.id, e.to_string());
-                let _ = self.db(move |l| l.fail_object(id, &msg)).await;
+                self.record_failure(&row, &e).await;
                 Err(e.with_context("source", &req.source).with_context("object", format!("{}/{}", req.bucket, req.key)))
             }
         }
@@ -243,9 +242,11 @@ impl Engine {
             .retry
             .run("CopyObject", |_| async {
                 let _slot = inner.scheduler.request().await;
+                self.check_stopped()?;
                 inner.store.copy_object(&req.bucket, &req.key, &opts).await
             })
             .await?;
+        self.acknowledged(r.head.size);
         Self::check_source_crc(&r.head, put.crc64, "CopyObject")?;
         self.finish(row, &req.dest(), r.tags.as_ref(), &put, None).await?;
         Ok(CopyOutcome {
@@ -272,10 +273,16 @@ impl Engine {
         let in_flight = inner.config.plan.max_in_flight.max(1);
         let (mut sent, mut reused) = (0u32, 0u32);
         let mut tasks = PartTasks::new(in_flight);
+        let mut stopped = None;
         for part in plan.parts() {
             if done.get(&part.number).is_some_and(|p| p.offset == part.offset && p.size == part.len) {
                 reused += 1;
+                self.acknowledged(part.len);
                 continue;
+            }
+            if let Err(e) = self.check_stopped() {
+                stopped = Some(e);
+                break;
             }
             // Bound the tasks of this object; each attempt also takes one of the engine's request permits.
             // No memory permit: a copy holds no bytes.
@@ -295,6 +302,7 @@ impl Engine {
                     .run("UploadPartCopy", |_| async {
                         let _slot = inner.scheduler.request().await;
                         halt.check()?;
+                        engine.check_stopped()?;
                         inner
                             .store
                             .upload_part_copy(&bucket, &key, &upload_id, part.number, &source, Some(range), &conditions)
@@ -302,6 +310,7 @@ impl Engine {
                     })
                     .await
                     .map_err(|e| e.with_context("part", part.number).with_context("upload id", &upload_id))?;
+                engine.acknowledged(part.len);
                 // A copy never sees its bytes: the part's blake3 is recorded empty.
                 writer.record(
                     object,
@@ -318,7 +327,7 @@ impl Engine {
             });
         }
         // Parts in flight finish (and are recorded) even after a failure, so the next run reuses them.
-        let sending = tasks.finish().await;
+        let sending = tasks.finish().await.and(stopped.map_or(Ok(()), Err));
         let flushed = writer.flush().await;
         sending?;
         flushed?;

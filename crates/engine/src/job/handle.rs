@@ -5,7 +5,7 @@
 //! or part starts, parts in flight finish and are recorded, the ledger is flushed, and the job stays resumable.
 //! Nothing is aborted on the server. To keep a job running unattended, keep the handle (or `join` it).
 
-use super::UploadOutcome;
+use super::{CopyOutcome, UploadOutcome};
 use crate::checkpoint::{JobId, JobState, Ledger, ObjectState};
 use crate::error::{Error, Result};
 use crate::store::ObjectStore;
@@ -58,11 +58,11 @@ impl Tracker {
         self.bytes_found.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    pub(super) fn finished(&self, outcome: &UploadOutcome) {
-        let counter = if outcome.already_done { &self.already_done } else { &self.done };
+    pub(super) fn finished(&self, outcome: &ObjectOutcome) {
+        let counter = if outcome.already_done() { &self.already_done } else { &self.done };
         counter.fetch_add(1, Ordering::Relaxed);
-        if outcome.already_done {
-            self.acknowledged(outcome.size);
+        if outcome.already_done() {
+            self.acknowledged(outcome.size());
         }
     }
 
@@ -156,6 +156,41 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
+/// What a job did to one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectOutcome {
+    /// A file was uploaded.
+    Uploaded(UploadOutcome),
+    /// An object was copied server-side.
+    Copied(CopyOutcome),
+}
+
+impl ObjectOutcome {
+    /// Bytes in the object.
+    pub fn size(&self) -> u64 {
+        match self {
+            Self::Uploaded(o) => o.size,
+            Self::Copied(o) => o.size,
+        }
+    }
+
+    /// True when an earlier run had finished the object.
+    pub fn already_done(&self) -> bool {
+        match self {
+            Self::Uploaded(o) => o.already_done,
+            Self::Copied(o) => o.already_done,
+        }
+    }
+
+    /// Requests that moved bytes in this run, and parts an earlier run delivered that this one reused.
+    pub fn parts(&self) -> (u32, u32) {
+        match self {
+            Self::Uploaded(o) => (o.parts_sent, o.parts_reused),
+            Self::Copied(o) => (o.parts_sent, o.parts_reused),
+        }
+    }
+}
+
 /// What happened to one object.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -163,8 +198,8 @@ pub enum Event {
     Done {
         /// Destination key.
         key: String,
-        /// What the upload did.
-        outcome: UploadOutcome,
+        /// What the upload or copy did.
+        outcome: ObjectOutcome,
     },
     /// The object failed; the job goes on with the others.
     Failed {

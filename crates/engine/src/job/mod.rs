@@ -30,8 +30,8 @@
 //! ```
 
 mod copy;
-mod dir;
 mod handle;
+mod jobs;
 mod parts;
 mod upload;
 
@@ -46,8 +46,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use copy::{CopyOutcome, CopyRequest};
-pub use dir::DirRequest;
-pub use handle::{Event, JobHandle, JobSummary, Progress};
+pub use handle::{Event, JobHandle, JobSummary, ObjectOutcome, Progress};
+pub use jobs::{DirRequest, PrefixCopyRequest};
 pub use upload::UploadOutcome;
 
 use handle::Tracker;

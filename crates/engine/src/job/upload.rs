@@ -163,11 +163,18 @@ impl Engine {
         match result {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
-                if e.kind() != ErrorKind::Stopped {
-                    let (id, msg) = (row.id, e.to_string());
-                    let _ = self.db(move |l| l.fail_object(id, &msg)).await;
-                }
+                self.record_failure(&row, &e).await;
                 Err(e.with_context("file", path.display()).with_context("object", format!("{}/{}", req.bucket, req.key)))
+            }
+        }
+    }
+
+    /// Records `e` on the object's ledger row; a stop is not a failure (the object stays resumable as it was).
+    pub(super) async fn record_failure(&self, row: &ObjectRow, e: &Error) {
+        if e.kind() != ErrorKind::Stopped {
+            let (id, msg) = (row.id, e.to_string());
+            if let Err(db) = self.db(move |l| l.fail_object(id, &msg)).await {
+                tracing::warn!(error = %db, "could not record a failure in the ledger");
             }
         }
     }

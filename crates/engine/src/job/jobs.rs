@@ -1,0 +1,306 @@
+//! Jobs of many objects: a directory to a prefix ([`Engine::upload_dir`]) and a prefix to a prefix, server-side
+//! ([`Engine::copy_prefix`]).
+//!
+//! One runner serves both. A producer (the directory walk on a blocking thread, or the paged listing of the
+//! source prefix) feeds a bounded channel, and the runner keeps at most twice the number of requests in flight of
+//! objects going at once, each through [`Engine::upload_file`] or [`Engine::copy_object`] under the engine's one
+//! scheduler. So a job over millions of objects holds a bounded number of entries in memory, and small objects
+//! and the parts of large ones share one bound on requests in flight and one memory budget.
+
+use super::handle::{Event, JobHandle, JobSummary, ObjectOutcome, Tracker};
+use super::{CopyRequest, Engine, UploadRequest};
+use crate::checkpoint::{JobId, JobState};
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::Metadata;
+use crate::store::{Directive, ListRequest, ObjectRef};
+use crate::tags::TagSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// A directory to upload.
+#[derive(Debug, Clone)]
+pub struct DirRequest {
+    /// The local directory.
+    pub dir: PathBuf,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Key prefix; a file `a/b.txt` under `dir` becomes `<prefix>/a/b.txt` (no prefix: `a/b.txt`).
+    pub prefix: String,
+    /// Metadata of every object.
+    pub metadata: Metadata,
+    /// Tags of every object.
+    pub tags: Option<TagSet>,
+}
+
+/// A prefix to copy server-side: every object under `src_bucket/src_prefix` becomes `bucket/prefix + the rest
+/// of its key`.
+#[derive(Debug, Clone)]
+pub struct PrefixCopyRequest {
+    /// Source bucket.
+    pub src_bucket: String,
+    /// Source key prefix (may be empty: the whole bucket).
+    pub src_prefix: String,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Destination key prefix.
+    pub prefix: String,
+    /// Each destination's metadata: its source's ([`Directive::Copy`]) or these.
+    pub metadata: Directive<Metadata>,
+    /// Each destination's tags: its source's ([`Directive::Copy`]) or these.
+    pub tags: Directive<TagSet>,
+}
+
+/// Most failures kept in a summary.
+const MAX_FAILURES_KEPT: usize = 100;
+
+/// One unit of work of a job.
+enum Work {
+    Upload(UploadRequest),
+    Copy(CopyRequest),
+}
+
+/// Work found by a producer, or a part of the source that could not be read: `(what, why)`.
+type Found = std::result::Result<Work, (String, String)>;
+
+fn join_failed(e: tokio::task::JoinError) -> Error {
+    Error::new(ErrorKind::Io, "a job task failed").with_source(e)
+}
+
+fn with_slash(prefix: &str) -> String {
+    match prefix {
+        "" => String::new(),
+        p if p.ends_with('/') => p.to_owned(),
+        p => format!("{p}/"),
+    }
+}
+
+impl Engine {
+    /// Starts uploading every regular file under `req.dir` as job `job` and returns its handle. Takes the job's
+    /// lock for the job's lifetime (a second process on the same job gets a clear error here). Files an earlier
+    /// run finished are skipped; interrupted ones resume. Symbolic links to files are followed; symbolic links
+    /// to directories are not (no cycles).
+    pub fn upload_dir(&self, job: JobId, req: DirRequest) -> Result<JobHandle> {
+        if !req.dir.is_dir() {
+            return Err(Error::invalid(format!("{} is not a directory", req.dir.display())));
+        }
+        crate::store::validate_bucket(&req.bucket)?;
+        self.start_job(job, move |tracker, tx| {
+            tokio::task::spawn_blocking(move || walk(&req, &with_slash(&req.prefix), &tx, &tracker));
+        })
+    }
+
+    /// Starts copying every object under `req.src_bucket/req.src_prefix` server-side (CopyObject or
+    /// UploadPartCopy, metadata and tags per the directives) as job `job`, and returns its handle. The source is
+    /// listed page by page as the job goes. Objects an earlier run finished are skipped; interrupted ones resume.
+    pub fn copy_prefix(&self, job: JobId, req: PrefixCopyRequest) -> Result<JobHandle> {
+        crate::store::validate_bucket(&req.src_bucket)?;
+        crate::store::validate_bucket(&req.bucket)?;
+        let engine = self.clone();
+        self.start_job(job, move |tracker, tx| {
+            tokio::spawn(async move { engine.list_source(&req, &tx, &tracker).await });
+        })
+    }
+
+    /// Takes the job's lock, marks it running, starts `produce` and the runner, and returns the handle.
+    fn start_job(
+        &self,
+        job: JobId,
+        produce: impl FnOnce(Arc<Tracker>, mpsc::Sender<Found>) + Send + 'static,
+    ) -> Result<JobHandle> {
+        let lock = self.inner.ledger.lock_job(job)?;
+        self.inner.ledger.set_job_state(job, JobState::Running)?;
+        let tracker = Arc::new(Tracker::new());
+        let engine = self.tracked(tracker.clone());
+        let (events_tx, events) = mpsc::channel(1024);
+        let (found_tx, found) = mpsc::channel::<Found>(1024);
+        produce(tracker.clone(), found_tx);
+        let task = tokio::spawn(async move {
+            let _lock = lock;
+            engine.run_job(job, found, events_tx).await
+        });
+        Ok(JobHandle {
+            job,
+            tracker,
+            events,
+            task: Some(task),
+            store: self.inner.store.clone(),
+            ledger: self.inner.ledger.clone(),
+        })
+    }
+
+    async fn run_job(&self, job: JobId, mut found: mpsc::Receiver<Found>, events: mpsc::Sender<Event>) -> Result<JobSummary> {
+        let tracker = self.tracker.clone().expect("a job engine is tracked");
+        let limit = self.inner.config.plan.max_in_flight.max(1) * 2;
+        let mut running: JoinSet<(String, Result<ObjectOutcome>)> = JoinSet::new();
+        let mut failures = Vec::new();
+        let settle = |key: String, result: Result<ObjectOutcome>, failures: &mut Vec<(String, String)>| {
+            let event = match result {
+                Ok(outcome) => {
+                    tracker.finished(&outcome);
+                    Event::Done { key, outcome }
+                }
+                Err(e) if e.kind() == ErrorKind::Stopped => return,
+                Err(e) => {
+                    tracker.failed();
+                    if failures.len() < MAX_FAILURES_KEPT {
+                        failures.push((key.clone(), e.to_string()));
+                    }
+                    Event::Failed { key, error: e.to_string() }
+                }
+            };
+            let _ = events.try_send(event);
+        };
+        loop {
+            while running.len() >= limit {
+                if let Some(done) = running.join_next().await {
+                    let (key, result) = done.map_err(join_failed)?;
+                    settle(key, result, &mut failures);
+                }
+            }
+            let next = tokio::select! {
+                item = found.recv() => item,
+                _ = tracker.stopped() => None,
+            };
+            match next {
+                None => break,
+                Some(Err((what, error))) => settle(what, Err(Error::new(ErrorKind::Io, error)), &mut failures),
+                Some(Ok(work)) => {
+                    let engine = self.clone();
+                    running.spawn(async move {
+                        match work {
+                            Work::Upload(r) => {
+                                let result = engine.upload_file(job, &r).await.map(ObjectOutcome::Uploaded);
+                                (r.key, result)
+                            }
+                            Work::Copy(r) => {
+                                let result = engine.copy_object(job, &r).await.map(ObjectOutcome::Copied);
+                                (r.key, result)
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        drop(found);
+        while let Some(done) = running.join_next().await {
+            let (key, result) = done.map_err(join_failed)?;
+            settle(key, result, &mut failures);
+        }
+        let state = if tracker.is_stopped() {
+            JobState::Stopped
+        } else if tracker.snapshot_failed() > 0 {
+            JobState::Failed
+        } else {
+            JobState::Done
+        };
+        self.db(move |l| l.set_job_state(job, state)).await?;
+        Ok(JobSummary { job, progress: tracker.snapshot_now(), state, failures, aborted_uploads: 0 })
+    }
+
+    /// Lists the source prefix page by page (each page retried), sending one copy per object.
+    async fn list_source(&self, req: &PrefixCopyRequest, tx: &mpsc::Sender<Found>, tracker: &Tracker) {
+        let inner = &self.inner;
+        let (src_prefix, prefix) = (req.src_prefix.clone(), with_slash(&req.prefix));
+        let mut list = ListRequest { prefix: Some(src_prefix.clone()).filter(|p| !p.is_empty()), ..Default::default() };
+        loop {
+            if tracker.is_stopped() {
+                return;
+            }
+            let page = inner
+                .config
+                .retry
+                .run("ListObjects", |_| async {
+                    let _slot = inner.scheduler.request().await;
+                    inner.store.list_objects(&req.src_bucket, &list).await
+                })
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Err((format!("{}/{}", req.src_bucket, src_prefix), e.to_string()))).await;
+                    return;
+                }
+            };
+            for entry in page.objects {
+                tracker.found(entry.size);
+                let rest = entry.key.strip_prefix(src_prefix.as_str()).unwrap_or(&entry.key).trim_start_matches('/');
+                let work = CopyRequest {
+                    source: ObjectRef::new(&req.src_bucket, &entry.key),
+                    bucket: req.bucket.clone(),
+                    key: format!("{prefix}{rest}"),
+                    metadata: req.metadata.clone(),
+                    tags: req.tags.clone(),
+                };
+                if tx.send(Ok(Work::Copy(work))).await.is_err() {
+                    return;
+                }
+            }
+            match page.next_continuation_token {
+                Some(token) if page.is_truncated => list.continuation_token = Some(token),
+                _ => break,
+            }
+        }
+        tracker.listing_finished();
+    }
+}
+
+/// Walks `req.dir` depth-first, sending an upload for every regular file. Stops early when the receiver is gone
+/// or the job stops.
+fn walk(req: &DirRequest, prefix: &str, tx: &mpsc::Sender<Found>, tracker: &Tracker) {
+    let mut stack = vec![req.dir.clone()];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) => {
+                if tx.blocking_send(Err((d.display().to_string(), format!("cannot list {}: {e}", d.display())))).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        for entry in entries {
+            if tracker.is_stopped() {
+                return;
+            }
+            let item = match entry.and_then(|e| Ok((e.path(), e.file_type()?))) {
+                Ok((path, ft)) if ft.is_dir() => {
+                    stack.push(path);
+                    continue;
+                }
+                Ok((path, ft)) => match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => match key_for(&req.dir, &path, prefix) {
+                        Some(key) => {
+                            tracker.found(m.len());
+                            Ok(Work::Upload(UploadRequest {
+                                path,
+                                bucket: req.bucket.clone(),
+                                key,
+                                metadata: req.metadata.clone(),
+                                tags: req.tags.clone(),
+                            }))
+                        }
+                        None => Err((path.display().to_string(), format!("{} has a name that is not UTF-8; rename it", path.display()))),
+                    },
+                    // Sockets, devices, links to directories: not objects.
+                    Ok(_) => continue,
+                    Err(e) if ft.is_symlink() => Err((path.display().to_string(), format!("broken link {}: {e}", path.display()))),
+                    Err(e) => Err((path.display().to_string(), format!("cannot stat {}: {e}", path.display()))),
+                },
+                Err(e) => Err((d.display().to_string(), format!("cannot list {}: {e}", d.display()))),
+            };
+            if tx.blocking_send(item).is_err() {
+                return;
+            }
+        }
+    }
+    tracker.listing_finished();
+}
+
+/// `prefix` + the path of `file` relative to `root`, with `/` separators.
+fn key_for(root: &Path, file: &Path, prefix: &str) -> Option<String> {
+    let rel = file.strip_prefix(root).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    Some(format!("{prefix}{}", parts?.join("/")))
+}
