@@ -571,6 +571,25 @@ struct Workload {
 }
 
 impl Workload {
+    /// Prints one run and files it under its side.
+    fn record(&mut self, label: &str, run: usize, ours: bool, s: Sample) {
+        eprintln!(
+            "  {label} run {run} {:<5} {:>8.3} s  peak {:>7.1} MiB  cpu {:.2} / server {:.2}",
+            if ours { "ours" } else { "curl" },
+            s.secs,
+            s.peak_kib as f64 / 1024.0,
+            s.cpu,
+            s.server_cpu
+        );
+        if ours {
+            self.ours.push(s)
+        } else {
+            self.curl.push(s)
+        }
+    }
+}
+
+impl Workload {
     fn secs(v: &[Sample]) -> f64 {
         median(v.iter().map(|s| s.secs).collect())
     }
@@ -818,19 +837,7 @@ fn run(config: &Config) -> Res<()> {
             } else {
                 bench.big_curl(run, &big, big_crc)?
             };
-            eprintln!(
-                "  big   run {run} {:<5} {:>8.3} s  peak {:>7.1} MiB  cpu {:.2} / server {:.2}",
-                if ours_turn { "ours" } else { "curl" },
-                s.secs,
-                s.peak_kib as f64 / 1024.0,
-                s.cpu,
-                s.server_cpu
-            );
-            if ours_turn {
-                big_w.ours.push(s)
-            } else {
-                big_w.curl.push(s)
-            }
+            big_w.record("big  ", run, ours_turn, s);
         }
         for ours_turn in [!curl_first, curl_first] {
             let s = if ours_turn {
@@ -838,19 +845,7 @@ fn run(config: &Config) -> Res<()> {
             } else {
                 bench.small_curl(run, &files)?
             };
-            eprintln!(
-                "  small run {run} {:<5} {:>8.3} s  peak {:>7.1} MiB  cpu {:.2} / server {:.2}",
-                if ours_turn { "ours" } else { "curl" },
-                s.secs,
-                s.peak_kib as f64 / 1024.0,
-                s.cpu,
-                s.server_cpu
-            );
-            if ours_turn {
-                small_w.ours.push(s)
-            } else {
-                small_w.curl.push(s)
-            }
+            small_w.record("small", run, ours_turn, s);
         }
     }
     let own_baseline_kib = big_w
