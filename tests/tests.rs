@@ -20,3 +20,6 @@ mod engine;
 
 /// The server-side copy driver: metadata and tags kept or replaced on both paths, versions, resume, a changed source.
 mod copy;
+
+/// The `transfer cp` command line through the built binary.
+mod cli;

@@ -6,6 +6,9 @@
 //!   `OSS_SESSION_TOKEN`, which requests must then carry). The first line on stdout is
 //!   `listening on http://<addr>`; logs go to stderr (`RUST_LOG` filters them). Ctrl-C or SIGTERM stops it.
 
+mod addr;
+mod cp;
+
 use clap::{Args, Parser, Subcommand};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -18,7 +21,13 @@ use transfer_server::Server;
 
 /// Resumable bulk transfer for object storage.
 #[derive(Debug, Parser)]
-#[command(name = "transfer", version, about)]
+#[command(
+    name = "transfer",
+    version,
+    about,
+    after_help = "Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped or partly failed, resumable \
+                  (run the same command again)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,6 +36,8 @@ struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Copy files, directories, objects or prefixes into a bucket (resumable: run it again to continue).
+    Cp(Box<cp::CpArgs>),
     /// Serve a local store over HTTP in the OSS dialect.
     Serve(ServeArgs),
 }
@@ -61,6 +72,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Cp(args) => cp::run(*args),
         Command::Serve(args) => serve(args),
     }
 }

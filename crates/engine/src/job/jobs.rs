@@ -103,6 +103,24 @@ impl Engine {
         })
     }
 
+    /// Starts one file's upload as job `job` and returns its handle (progress, stop, abort), as for a directory.
+    pub fn upload_one(&self, job: JobId, req: UploadRequest) -> Result<JobHandle> {
+        self.start_job(job, move |tracker, tx| {
+            let size = std::fs::metadata(&req.path).map(|m| m.len()).unwrap_or(0);
+            tracker.found(size);
+            tracker.listing_finished();
+            let _ = tx.try_send(Ok(Work::Upload(req)));
+        })
+    }
+
+    /// Starts one server-side copy as job `job` and returns its handle, as for a prefix.
+    pub fn copy_one(&self, job: JobId, req: CopyRequest) -> Result<JobHandle> {
+        self.start_job(job, move |tracker, tx| {
+            tracker.listing_finished();
+            let _ = tx.try_send(Ok(Work::Copy(req)));
+        })
+    }
+
     /// Takes the job's lock, marks it running, starts `produce` and the runner, and returns the handle.
     fn start_job(
         &self,

@@ -1,0 +1,218 @@
+//! The `transfer cp` command through the built binary against `transfer serve`: outputs parsed, exit codes
+//! checked, objects checked with the library.
+
+use crate::util::fault::{Fault, FaultProxy, Rule};
+use crate::util::{bucket, data, Served, AK, SK};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use transfer_engine::sign::SignatureVersion::V4;
+use transfer_engine::store::{Body, ListRequest, PutOptions};
+use transfer_engine::{ObjectRef, ObjectStore, TagSet};
+
+fn transfer(endpoint: &str, ledger: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_transfer"));
+    c.env("OSS_ACCESS_KEY_ID", AK)
+        .env("OSS_ACCESS_KEY_SECRET", SK)
+        .env("TRANSFER_ENDPOINT", endpoint)
+        .env("TRANSFER_REGION", "cn-hangzhou")
+        .env("TRANSFER_LEDGER", ledger)
+        .env_remove("OSS_SESSION_TOKEN");
+    c
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output().expect("run transfer")
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["event"], "summary", "{stdout}");
+    v
+}
+
+fn tree(root: &Path, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let rel = format!("dir{}/file{i}.bin", i % 2);
+            let bytes = data(if i == 0 { 400 * 1024 } else { 500 + i * 10 }, i as u64);
+            std::fs::create_dir_all(root.join(&rel).parent().unwrap()).unwrap();
+            std::fs::write(root.join(&rel), &bytes).unwrap();
+            (rel, bytes)
+        })
+        .collect()
+}
+
+async fn listed(store: &dyn ObjectStore, b: &str, prefix: &str) -> usize {
+    store.list_objects(b, &ListRequest { prefix: Some(prefix.into()), ..Default::default() }).await.unwrap().objects.len()
+}
+
+#[tokio::test]
+async fn cp_a_directory_with_tags_then_again() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "cli").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tree(&tmp.path().join("src"), 9);
+    let ledger = tmp.path().join("ledger.db");
+    let src = tmp.path().join("src");
+    let out = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "-r", "--json", "--part-size", "100KiB", "--tag", "path=/a=b", "--tagging", "owner=ops&k4%2B-%3D=%2B-%3D._%3A%2F"])
+        .arg(&src)
+        .arg("oss://cli/backup/"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    assert_eq!((s["objects_transferred"].as_u64(), s["objects_failed"].as_u64()), (Some(9), Some(0)));
+    assert_eq!(s["bytes_transferred"].as_u64(), Some(files.iter().map(|(_, b)| b.len() as u64).sum()));
+    assert_eq!(s["crc64_verified"], true);
+    assert_eq!(listed(&store, "cli", "backup/").await, 9, "the summary's count equals the objects on the server");
+    // --tag splits at the first '=' (the value may hold more); a key with '=' goes through --tagging, encoded.
+    let expected_tags = TagSet::from_pairs([("owner", "ops"), ("k4+-=", "+-=._:/"), ("path", "/a=b")]).unwrap().sorted();
+    for (rel, bytes) in &files {
+        let obj = ObjectRef::new("cli", format!("backup/{rel}"));
+        assert_eq!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref(), bytes.as_slice());
+        assert_eq!(store.get_tagging(&obj).await.unwrap().sorted(), expected_tags);
+    }
+    // A finished job is not resumed: the same command copies again, as a new job (skipping what exists is what
+    // --no-clobber and --update are for). Resuming an unfinished job is the Ctrl-C test's subject.
+    let first_job = s["job"].as_u64();
+    let again = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--json"]).arg(&src).arg("oss://cli/backup/"));
+    assert_eq!(again.status.code(), Some(0));
+    let s = summary(&again);
+    assert_ne!(s["job"].as_u64(), first_job);
+    assert_eq!((s["objects_transferred"].as_u64(), s["objects_skipped"].as_u64()), (Some(9), Some(0)));
+}
+
+#[tokio::test]
+async fn bad_input_exits_2_before_any_byte_moves() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "badcli").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f");
+    std::fs::write(&file, b"data").unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--tag", "bad*key=v"], "--tag"),
+        (vec!["--tagging", "a=b=c"], "--tagging"),
+        (vec!["--part-size", "8 parsecs"], "unknown unit"),
+        (vec!["--storage-class", "Gold"], "storage class"),
+        (vec!["--meta", "bad_name=v"], "--meta"),
+    ];
+    for (flags, expect) in cases {
+        let out = run(transfer(&served.endpoint, &ledger).arg("cp").args(&flags).arg(&file).arg("oss://badcli/k"));
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(expect), "{flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let missing_bucket = run(transfer(&served.endpoint, &ledger).arg("cp").arg(&file).arg("oss://no-such-bucket/k"));
+    assert_eq!(missing_bucket.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing_bucket.stderr).contains("does not exist"));
+    let no_creds = run(transfer(&served.endpoint, &ledger).env_remove("OSS_ACCESS_KEY_ID").arg("cp").arg(&file).arg("oss://badcli/k"));
+    assert_eq!(no_creds.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_creds.stderr).contains("OSS_ACCESS_KEY_ID"));
+    let unreachable = run(transfer("http://127.0.0.1:1", &ledger).arg("cp").arg(&file).arg("oss://badcli/k"));
+    assert_eq!(unreachable.status.code(), Some(2));
+    let dir_without_r = run(transfer(&served.endpoint, &ledger).arg("cp").arg(tmp.path()).arg("oss://badcli/d/"));
+    assert_eq!(dir_without_r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&dir_without_r.stderr).contains("-r"));
+    assert_eq!(listed(&store, "badcli", "").await, 0, "nothing arrived");
+}
+
+#[tokio::test]
+async fn cp_object_to_object_server_side_and_into_the_local_store() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "copycli").await;
+    let tags = TagSet::from_pairs([("keep", "me")]).unwrap();
+    let opts = PutOptions { tags: Some(tags.clone()), ..Default::default() };
+    store.put_object("copycli", "src/obj", Body::from(data(3000, 1)), &opts).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let out = run(transfer(&served.endpoint, &ledger).args(["cp", "oss://copycli/src/obj", "oss://copycli/dst/obj"]));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let dst = ObjectRef::new("copycli", "dst/obj");
+    assert_eq!(store.get_tagging(&dst).await.unwrap(), tags);
+    assert_eq!(store.get_object(&dst, None).await.unwrap().bytes().await.unwrap().as_ref(), data(3000, 1).as_slice());
+
+    // The embedded local store: create the bucket through the library, then copy a file into it.
+    let root = tmp.path().join("local");
+    {
+        let local = transfer_engine::local::LocalStore::open(&root).unwrap();
+        transfer_engine::BucketStore::create_bucket(&local, "mine").await.unwrap();
+    }
+    let file = tmp.path().join("note.txt");
+    std::fs::write(&file, b"hello local").unwrap();
+    let out = run(transfer(&served.endpoint, &ledger).args(["cp", "--local-root"]).arg(&root).arg(&file).arg("local://mine/notes/"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let local = transfer_engine::local::LocalStore::open(&root).unwrap();
+    let got = local.get_object(&ObjectRef::new("mine", "notes/note.txt"), None).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.as_ref(), b"hello local");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_gracefully_with_exit_3_and_the_same_command_resumes() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "sigint").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let files = tree(&tmp.path().join("src"), 40);
+    let ledger = tmp.path().join("ledger.db");
+    let slow = FaultProxy::start(
+        &served.endpoint,
+        vec![Rule { method: Some("PUT"), contains: "", fault: Fault::Delay(Duration::from_millis(100)), times: 100_000 }],
+    )
+    .await;
+    let src = tmp.path().join("src");
+    let mut child = transfer(&slow.endpoint, &ledger)
+        .args(["cp", "-r", "--json", "--jobs", "2"])
+        .arg(&src)
+        .arg("oss://sigint/b/")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        // Wait for three objects, then let the test send SIGINT.
+        let mut seen = Vec::new();
+        while let Some(Ok(line)) = lines.next() {
+            seen.push(line);
+            if seen.len() == 3 {
+                break;
+            }
+        }
+        (seen, lines.map_while(Result::ok).collect::<Vec<_>>())
+    });
+    while !reader.is_finished() && child.try_wait().unwrap().is_none() {
+        let done = listed(&store, "sigint", "b/").await;
+        if done >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    let (_, rest) = reader.join().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("again to resume"), "{err}");
+    let stopped: serde_json::Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert_eq!(stopped["state"], "stopped");
+    let first = stopped["objects_transferred"].as_u64().unwrap();
+    assert!(first < 40);
+
+    let out = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--json"]).arg(&src).arg("oss://sigint/b/"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    assert_eq!(s["objects_skipped"].as_u64(), Some(first));
+    assert_eq!(s["objects_transferred"].as_u64(), Some(40 - first));
+    for (rel, bytes) in &files {
+        let obj = ObjectRef::new("sigint", format!("b/{rel}"));
+        assert_eq!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref(), bytes.as_slice(), "{rel}");
+    }
+}
