@@ -251,6 +251,14 @@ impl From<std::io::Error> for Error {
     }
 }
 
+impl From<tokio::task::JoinError> for Error {
+    /// A task the engine ran in the background (a blocking file or database call, a part upload) panicked or
+    /// was cancelled.
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::new(ErrorKind::Io, "a background task failed").with_source(e)
+    }
+}
+
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::new(ErrorKind::Io, "local database operation failed").with_source(e)

@@ -367,6 +367,12 @@ impl Ledger {
         default_path_from(|name| std::env::var_os(name))
     }
 
+    /// Runs `f` on this ledger on a blocking thread: how async code calls the ledger's synchronous methods.
+    pub async fn off_thread<T: Send + 'static>(&self, f: impl FnOnce(&Ledger) -> Result<T> + Send + 'static) -> Result<T> {
+        let ledger = self.clone();
+        tokio::task::spawn_blocking(move || f(&ledger)).await?
+    }
+
     /// The file this ledger lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path

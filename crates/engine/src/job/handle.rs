@@ -7,7 +7,7 @@
 
 use super::{CopyOutcome, UploadOutcome};
 use crate::checkpoint::{JobId, JobState, Ledger, ObjectState};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::ObjectStore;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -262,7 +262,7 @@ impl JobHandle {
     /// Waits for the job to end.
     pub async fn join(mut self) -> Result<JobSummary> {
         let task = self.task.take().expect("joined once");
-        task.await.map_err(|e| Error::new(crate::ErrorKind::Io, "the job task failed").with_source(e))?
+        task.await?
     }
 
     /// Stops the job, then aborts every multipart upload it created that did not complete
@@ -274,10 +274,7 @@ impl JobHandle {
         let mut summary = self.join().await?;
         let mut after = 0;
         loop {
-            let l = ledger.clone();
-            let page = tokio::task::spawn_blocking(move || l.objects(job, None, after, 500))
-                .await
-                .map_err(|e| Error::new(crate::ErrorKind::Io, "a ledger task failed").with_source(e))??;
+            let page = ledger.off_thread(move |l| l.objects(job, None, after, 500)).await?;
             let Some(last) = page.last() else { break };
             after = last.id;
             for row in page {
@@ -290,10 +287,8 @@ impl JobHandle {
                     Err(e) if e.service_code() == Some("NoSuchUpload") => {}
                     Err(e) => return Err(e.with_context("upload id", upload_id)),
                 }
-                let (l, id) = (ledger.clone(), row.id);
-                tokio::task::spawn_blocking(move || l.set_upload(id, None))
-                    .await
-                    .map_err(|e| Error::new(crate::ErrorKind::Io, "a ledger task failed").with_source(e))??;
+                let id = row.id;
+                ledger.off_thread(move |l| l.set_upload(id, None)).await?;
             }
         }
         Ok(summary)

@@ -64,10 +64,6 @@ enum Work {
 /// Work found by a producer, or a part of the source that could not be read: `(what, why)`.
 type Found = std::result::Result<Work, (String, String)>;
 
-fn join_failed(e: tokio::task::JoinError) -> Error {
-    Error::new(ErrorKind::Io, "a job task failed").with_source(e)
-}
-
 fn with_slash(prefix: &str) -> String {
     match prefix {
         "" => String::new(),
@@ -173,7 +169,7 @@ impl Engine {
         loop {
             while running.len() >= limit {
                 if let Some(done) = running.join_next().await {
-                    let (key, result) = done.map_err(join_failed)?;
+                    let (key, result) = done?;
                     settle(key, result, &mut failures);
                 }
             }
@@ -203,7 +199,7 @@ impl Engine {
         }
         drop(found);
         while let Some(done) = running.join_next().await {
-            let (key, result) = done.map_err(join_failed)?;
+            let (key, result) = done?;
             settle(key, result, &mut failures);
         }
         let state = if tracker.is_stopped() {

@@ -171,9 +171,6 @@ impl Engine {
 
     /// Runs a synchronous ledger call off the async threads.
     async fn db<T: Send + 'static>(&self, f: impl FnOnce(&Ledger) -> Result<T> + Send + 'static) -> Result<T> {
-        let ledger = self.inner.ledger.clone();
-        tokio::task::spawn_blocking(move || f(&ledger))
-            .await
-            .map_err(|e| Error::new(crate::ErrorKind::Io, "a ledger task failed").with_source(e))?
+        self.inner.ledger.off_thread(f).await
     }
 }

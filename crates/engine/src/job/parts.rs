@@ -5,7 +5,6 @@
 //! sending finishes, so what the server acknowledges is recorded for the next run, and then the first error is
 //! returned.
 
-use super::upload::join_error;
 use crate::error::{Error, ErrorKind, Result};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +46,7 @@ impl PartTasks {
     }
 
     fn settle(&mut self, res: std::result::Result<Result<()>, tokio::task::JoinError>) {
-        if let Err(e) = res.map_err(join_error).and_then(|r| r) {
+        if let Err(e) = res.map_err(Error::from).and_then(|r| r) {
             self.halt.0.store(true, Ordering::Relaxed);
             self.first_error.get_or_insert(e);
         }

@@ -47,10 +47,6 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("cannot {what} {}", path.display())).with_source(e)
 }
 
-pub(super) fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::new(ErrorKind::Io, "a transfer task failed").with_source(e)
-}
-
 fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
     let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
     Fingerprint::File { size: meta.len(), mtime_ns, inode: meta.ino() }
@@ -64,7 +60,7 @@ async fn read_at(file: Arc<File>, path: Arc<Path>, offset: u64, len: u64) -> Res
         Ok(Bytes::from(buf))
     })
     .await
-    .map_err(join_error)?
+    ?
 }
 
 /// Where the bytes of one request come from: a range of the file, already read once.
@@ -266,7 +262,7 @@ impl Engine {
             Ok::<_, Error>(hasher.finalize().to_hex().to_string())
         })
         .await
-        .map_err(join_error)??;
+        ??;
         let mut r = req.clone();
         if let Some(key) = &opts.tag {
             let mut tags = r.tags.take().unwrap_or_default();

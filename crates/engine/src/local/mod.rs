@@ -132,10 +132,6 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn join_error(e: tokio::task::JoinError) -> Error {
-    Error::new(ErrorKind::Io, format!("a local store task failed: {e}"))
-}
-
 impl LocalStore {
     /// Opens the store rooted at `root` (created if needed) with default options.
     pub fn open(root: impl AsRef<Path>) -> Result<LocalStore> {
@@ -182,7 +178,7 @@ impl LocalStore {
             f(&mut conn, &inner.blobs)
         })
         .await
-        .map_err(join_error)?
+        ?
     }
 
     /// Runs blocking file work (no index access) on a blocking thread.
@@ -192,7 +188,7 @@ impl LocalStore {
         F: FnOnce(&Blobs) -> Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner.blobs)).await.map_err(join_error)?
+        tokio::task::spawn_blocking(move || f(&inner.blobs)).await?
     }
 
     fn blobs(&self) -> &Blobs {
