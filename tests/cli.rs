@@ -10,7 +10,7 @@ use transfer_engine::sign::SignatureVersion::V4;
 use transfer_engine::store::{Body, ListRequest, PutOptions};
 use transfer_engine::{ObjectRef, ObjectStore, TagSet};
 
-fn transfer(endpoint: &str, ledger: &Path) -> Command {
+pub(crate) fn transfer(endpoint: &str, ledger: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_transfer"));
     c.env("OSS_ACCESS_KEY_ID", AK)
         .env("OSS_ACCESS_KEY_SECRET", SK)
@@ -21,11 +21,11 @@ fn transfer(endpoint: &str, ledger: &Path) -> Command {
     c
 }
 
-fn run(c: &mut Command) -> Output {
+pub(crate) fn run(c: &mut Command) -> Output {
     c.output().expect("run transfer")
 }
 
-fn summary(out: &Output) -> serde_json::Value {
+pub(crate) fn summary(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
     let v: serde_json::Value = serde_json::from_str(last).unwrap();
@@ -45,7 +45,7 @@ fn tree(root: &Path, n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-async fn listed(store: &dyn ObjectStore, b: &str, prefix: &str) -> usize {
+pub(crate) async fn listed(store: &dyn ObjectStore, b: &str, prefix: &str) -> usize {
     store.list_objects(b, &ListRequest { prefix: Some(prefix.into()), ..Default::default() }).await.unwrap().objects.len()
 }
 
@@ -200,7 +200,7 @@ async fn ctrl_c_stops_gracefully_with_exit_3_and_the_same_command_resumes() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(3), "{err}");
-    assert!(err.contains("again to resume"), "{err}");
+    assert!(err.contains("transfer resume"), "the resume command is printed: {err}");
     let stopped: serde_json::Value = serde_json::from_str(rest.last().unwrap()).unwrap();
     assert_eq!(stopped["state"], "stopped");
     let first = stopped["objects_transferred"].as_u64().unwrap();

@@ -23,3 +23,6 @@ mod copy;
 
 /// The `transfer cp` command line through the built binary.
 mod cli;
+
+/// The other commands through the built binary: resume after a kill, jobs, cleanup, stat, tag, profiles, output.
+mod cli_ops;

@@ -1,13 +1,19 @@
 //! `transfer`: the command-line tool of the transfer engine.
 //!
-//! Subcommands:
-//! - `transfer serve --root DIR --listen ADDR [--no-fsync]`: serves the local store in `DIR` as an
-//!   OSS-compatible HTTP endpoint. Credentials come from `OSS_ACCESS_KEY_ID` / `OSS_ACCESS_KEY_SECRET` (and
-//!   `OSS_SESSION_TOKEN`, which requests must then carry). The first line on stdout is
-//!   `listening on http://<addr>`; logs go to stderr (`RUST_LOG` filters them). Ctrl-C or SIGTERM stops it.
+//! Subcommands: `cp` (files, directories, objects and prefixes into a bucket; resumable), `resume`, `jobs`
+//! (list, show, forget), `cleanup` (incomplete multipart uploads), `stat`, `tag`, and `serve` (the local store
+//! over HTTP in the OSS dialect: the first line on stdout is `listening on http://<addr>`; Ctrl-C or SIGTERM
+//! stops it).
+//!
+//! Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped or partly failed, resumable.
 
 mod addr;
+mod cleanup;
 mod cp;
+mod jobs;
+mod object;
+mod output;
+mod remote;
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Write as _;
@@ -25,12 +31,15 @@ use transfer_server::Server;
     name = "transfer",
     version,
     about,
-    after_help = "Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped or partly failed, resumable \
-                  (run the same command again)."
+    after_help = "Exit status:\n  0  all done\n  1  failed\n  2  usage error: bad arguments, missing bucket or credentials, \
+                  unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C) or partly failed; resumable with `transfer \
+                  resume` or the same command again"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    output: output::OutputArgs,
 }
 
 /// What to do.
@@ -38,6 +47,16 @@ struct Cli {
 enum Command {
     /// Copy files, directories, objects or prefixes into a bucket (resumable: run it again to continue).
     Cp(Box<cp::CpArgs>),
+    /// Continue an interrupted job from the ledger (the newest unfinished one by default).
+    Resume(jobs::ResumeArgs),
+    /// List the ledger's jobs; `jobs show JOB`, `jobs forget JOB`.
+    Jobs(jobs::JobsArgs),
+    /// Abort incomplete multipart uploads: those the ledger says we created, or --all under a prefix.
+    Cleanup(Box<cleanup::CleanupArgs>),
+    /// Show an object's size, ETag, CRC-64, metadata (HeadObject; --meta-only: GetObjectMeta).
+    Stat(object::StatArgs),
+    /// Get, put or delete an object's tags.
+    Tag(object::TagArgs),
     /// Serve a local store over HTTP in the OSS dialect.
     Serve(ServeArgs),
 }
@@ -59,22 +78,51 @@ struct ServeArgs {
     virtual_host_suffixes: Vec<String>,
 }
 
-/// Exit status for a usage or configuration error.
-const EXIT_USAGE: u8 = 2;
+/// Exit statuses, as `--help` and the README document them.
+pub(crate) const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_RESUMABLE: u8 = 3;
+
+/// A usage or configuration error: exit 2, nothing moved.
+#[derive(Debug)]
+pub(crate) struct Usage(pub String);
+
+impl<E: std::fmt::Display> From<E> for Usage {
+    fn from(e: E) -> Self {
+        Usage(e.to_string())
+    }
+}
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Cp(args) => cp::run(*args),
-        Command::Serve(args) => serve(args),
+    output::init_logging(cli.output);
+    let out = cli.output;
+    if let Command::Serve(args) = cli.command {
+        return serve(args);
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("transfer: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Cp(args) => cp::run(*args, out, None).await,
+            Command::Resume(args) => jobs::resume(args, out).await,
+            Command::Jobs(args) => jobs::jobs(args, out).await,
+            Command::Cleanup(args) => cleanup::run(*args, out).await,
+            Command::Stat(args) => object::stat(args, out).await,
+            Command::Tag(args) => object::tag(args, out).await,
+            Command::Serve(_) => unreachable!("served above"),
+        }
+    });
+    ExitCode::from(code)
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -85,7 +133,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("transfer serve: cannot start the async runtime: {e}");
@@ -101,9 +152,17 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run_server(args: ServeArgs, credentials: Credentials) -> Result<(), Box<dyn std::error::Error>> {
-    let store = LocalStore::open_with(&args.root, LocalOptions { fsync: !args.no_fsync })
-        .map_err(|e| format!("cannot open the store at {}: {e}", args.root.display()))?;
+async fn run_server(
+    args: ServeArgs,
+    credentials: Credentials,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = LocalStore::open_with(
+        &args.root,
+        LocalOptions {
+            fsync: !args.no_fsync,
+        },
+    )
+    .map_err(|e| format!("cannot open the store at {}: {e}", args.root.display()))?;
     let access_key_id = credentials.access_key_id().to_owned();
     let server = Server::bind(args.listen, Arc::new(store), credentials)
         .await

@@ -1,0 +1,433 @@
+//! `transfer cleanup`: finds incomplete multipart uploads and aborts them, so nothing is left billed.
+//!
+//! By default only the uploads the ledger says we created, of jobs no transfer is running (each job's lock is
+//! held meanwhile, so none starts either); `--all URL` takes every incomplete upload under the prefix.
+//! `--older-than` keeps recent ones; `--dry-run` lists without aborting. After each abort, ListParts must answer
+//! NoSuchUpload: the upload is verifiably gone. An aborted ledger upload is cleared from its object, so resuming
+//! that job starts the object again instead of failing on a missing upload.
+
+use crate::addr::Location;
+use crate::cp::{open_ledger, CpArgs};
+use crate::output::OutputArgs;
+use crate::remote::{Opened, StoreArgs};
+use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+use transfer_engine::checkpoint::{JobId, JobRow, Ledger, ObjectState};
+use transfer_engine::store::ListUploadsRequest;
+
+/// Options of `transfer cleanup`.
+#[derive(Debug, Args)]
+pub(crate) struct CleanupArgs {
+    /// Only uploads under this bucket or prefix: oss://BUCKET/PREFIX or local://BUCKET/PREFIX (required with --all).
+    url: Option<String>,
+    /// Every incomplete upload under URL, not only those the ledger says we created.
+    #[arg(long, requires = "url")]
+    all: bool,
+    /// Only uploads initiated longer ago than this: 90s, 30m, 12h, 7d, 2w.
+    #[arg(long, value_parser = parse_duration)]
+    older_than: Option<Duration>,
+    /// List what would be aborted, abort nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The checkpoint ledger (default: $TRANSFER_LEDGER, else $XDG_STATE_HOME/transfer/ledger.db).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+}
+
+/// Parses `90s`, `30m`, `12h`, `7d`, `2w` (a bare number is seconds).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 90s, 30m, 12h, 7d or 2w"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?}; use s, m, h, d or w"
+            ))
+        }
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+/// One incomplete upload to abort.
+pub(crate) struct Candidate {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    /// The ledger's object, for uploads the ledger owns.
+    pub object: Option<i64>,
+}
+
+/// What happened to the candidates.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub aborted: u64,
+    pub listed: u64,
+    pub gone: u64,
+    pub failed: u64,
+}
+
+/// Aborts (or, in a dry run, lists) `candidates` in `store`, checks with ListParts that each is gone, and clears
+/// the ledger's upload id of owned ones. Uploads initiated less than `older_than` ago are kept.
+pub(crate) async fn abort_all(
+    store: &Opened,
+    ledger: &Ledger,
+    candidates: Vec<Candidate>,
+    older_than: Option<Duration>,
+    dry_run: bool,
+    out: OutputArgs,
+    tally: &mut Tally,
+) {
+    let now = chrono_now();
+    for c in candidates {
+        let at = format!("{}/{} upload {}", c.bucket, c.key, c.upload_id);
+        // The server's view: the upload's initiation time, or that it is already gone.
+        let initiated = match initiated(store, &c).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                tally.gone += 1;
+                report(
+                    out,
+                    "gone",
+                    &c,
+                    &format!("{at}: already gone from the server"),
+                );
+                clear(ledger, &c).await;
+                continue;
+            }
+            Err(e) => {
+                tally.failed += 1;
+                report(out, "failed", &c, &format!("{at}: cannot list it: {e}"));
+                continue;
+            }
+        };
+        let age = Duration::from_secs(now.saturating_sub(initiated).max(0) as u64);
+        if older_than.is_some_and(|min| age < min) {
+            tracing::debug!("{at}: kept, initiated {}s ago", age.as_secs());
+            continue;
+        }
+        if dry_run {
+            tally.listed += 1;
+            report(
+                out,
+                "would_abort",
+                &c,
+                &format!("would abort {at} (initiated {}s ago)", age.as_secs()),
+            );
+            continue;
+        }
+        let result = match store
+            .objects
+            .abort_multipart(&c.bucket, &c.key, &c.upload_id)
+            .await
+        {
+            Ok(()) => verify_gone(store, &c).await,
+            Err(e) if e.service_code() == Some("NoSuchUpload") => verify_gone(store, &c).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                tally.aborted += 1;
+                report(
+                    out,
+                    "aborted",
+                    &c,
+                    &format!("aborted {at}; ListParts confirms it is gone"),
+                );
+                clear(ledger, &c).await;
+            }
+            Err(e) => {
+                tally.failed += 1;
+                report(out, "failed", &c, &format!("{at}: {e}"));
+            }
+        }
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn report(out: OutputArgs, event: &str, c: &Candidate, line: &str) {
+    if out.json {
+        println!(
+            "{}",
+            json!({"event": event, "bucket": c.bucket, "key": c.key, "upload_id": c.upload_id, "message": line})
+        );
+    } else if event == "failed" {
+        tracing::error!("{line}");
+    } else {
+        tracing::info!("{line}");
+    }
+}
+
+/// When the server says `c` was initiated, or `None` when it no longer has it.
+async fn initiated(store: &Opened, c: &Candidate) -> transfer_engine::Result<Option<i64>> {
+    let mut req = ListUploadsRequest {
+        prefix: Some(c.key.clone()),
+        ..Default::default()
+    };
+    loop {
+        let page = store.objects.list_uploads(&c.bucket, &req).await?;
+        if let Some(u) = page
+            .uploads
+            .iter()
+            .find(|u| u.upload_id == c.upload_id && u.key == c.key)
+        {
+            return Ok(Some(u.initiated));
+        }
+        if !page.is_truncated {
+            return Ok(None);
+        }
+        req.key_marker = page.next_key_marker;
+        req.upload_id_marker = page.next_upload_id_marker;
+    }
+}
+
+/// ListParts must answer NoSuchUpload.
+async fn verify_gone(store: &Opened, c: &Candidate) -> Result<(), String> {
+    match store
+        .objects
+        .list_parts(&c.bucket, &c.key, &c.upload_id, None, Some(1))
+        .await
+    {
+        Err(e) if e.service_code() == Some("NoSuchUpload") => Ok(()),
+        Err(e) => Err(format!(
+            "aborted, but ListParts could not confirm it is gone: {e}"
+        )),
+        Ok(_) => Err("aborted, but ListParts still lists it; run cleanup again".into()),
+    }
+}
+
+/// Forgets the ledger's upload id of an owned upload that is gone.
+async fn clear(ledger: &Ledger, c: &Candidate) {
+    if let Some(id) = c.object {
+        if let Err(e) = ledger.off_thread(move |l| l.set_upload(id, None)).await {
+            tracing::warn!("could not clear the upload id of object {id} in the ledger: {e}");
+        }
+    }
+}
+
+/// The uploads of `job` the ledger holds that did not complete, under `within` (bucket, prefix) if given.
+pub(crate) async fn owned_uploads(
+    ledger: &Ledger,
+    job: JobId,
+    within: Option<&(String, String)>,
+) -> transfer_engine::Result<Vec<Candidate>> {
+    let mut found = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = ledger
+            .off_thread(move |l| l.objects(job, None, after, 1000))
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for row in page {
+            let Some(upload_id) = row.upload_id else {
+                continue;
+            };
+            if matches!(
+                row.state,
+                ObjectState::Completed | ObjectState::Tagged | ObjectState::Skipped
+            ) {
+                continue;
+            }
+            if within.is_some_and(|(b, p)| {
+                row.dest_bucket != *b || !row.dest_key.starts_with(p.as_str())
+            }) {
+                continue;
+            }
+            found.push(Candidate {
+                bucket: row.dest_bucket,
+                key: row.dest_key,
+                upload_id,
+                object: Some(row.id),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The store a job writes to: the one its recorded options name, else the one this command's options name.
+pub(crate) fn job_store(job: &JobRow, fallback: &StoreArgs) -> Result<Opened, Usage> {
+    let dst = Location::parse(&job.destination)?;
+    let Location::Remote { scheme, .. } = dst else {
+        return Err(Usage(format!(
+            "job {}: its destination {} is not a store",
+            job.id, job.destination
+        )));
+    };
+    match CpArgs::from_recorded(&job.options_json) {
+        Some(cp) => cp.store.open(scheme),
+        None => fallback.open(scheme),
+    }
+}
+
+/// Runs `transfer cleanup`.
+pub(crate) async fn run(args: CleanupArgs, out: OutputArgs) -> u8 {
+    match cleanup(args, out).await {
+        Ok(code) => code,
+        Err(Usage(msg)) => {
+            tracing::error!("{msg}");
+            EXIT_USAGE
+        }
+    }
+}
+
+async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
+    let within = match args.url.as_deref().map(Location::parse).transpose()? {
+        None => None,
+        Some(Location::Remote {
+            scheme,
+            bucket,
+            key,
+        }) => Some((scheme, bucket, key)),
+        Some(Location::Path(p)) => {
+            return Err(Usage(format!(
+                "{}: cleanup needs oss://BUCKET/PREFIX or local://BUCKET/PREFIX",
+                p.display()
+            )))
+        }
+    };
+    let ledger = open_ledger(args.checkpoint.as_ref())?;
+    let mut tally = Tally::default();
+    if args.all {
+        let (scheme, bucket, prefix) = within.expect("clap requires URL with --all");
+        let store = args.store.open_bucket(scheme, &bucket).await?;
+        let candidates = all_uploads(&store, &bucket, &prefix).await?;
+        abort_all(
+            &store,
+            &ledger,
+            candidates,
+            args.older_than,
+            args.dry_run,
+            out,
+            &mut tally,
+        )
+        .await;
+    } else {
+        let jobs = ledger.jobs()?;
+        for job in jobs {
+            if let Some((scheme, ..)) = &within {
+                match Location::parse(&job.destination) {
+                    Ok(Location::Remote { scheme: s, .. }) if s == *scheme => {}
+                    _ => continue,
+                }
+            }
+            // A job a transfer is running keeps its uploads; holding its lock keeps it from starting meanwhile.
+            let _lock = match ledger.lock_job(job.id) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::info!("job {}: skipped, {e}", job.id);
+                    continue;
+                }
+            };
+            let scope = within.as_ref().map(|(_, b, p)| (b.clone(), p.clone()));
+            let candidates = owned_uploads(&ledger, job.id, scope.as_ref()).await?;
+            if candidates.is_empty() {
+                continue;
+            }
+            let store = job_store(&job, &args.store)?;
+            abort_all(
+                &store,
+                &ledger,
+                candidates,
+                args.older_than,
+                args.dry_run,
+                out,
+                &mut tally,
+            )
+            .await;
+        }
+    }
+    let verb = if args.dry_run {
+        "would abort"
+    } else {
+        "aborted"
+    };
+    let n = if args.dry_run {
+        tally.listed
+    } else {
+        tally.aborted
+    };
+    if out.json {
+        println!(
+            "{}",
+            json!({"event": "summary", "dry_run": args.dry_run, "aborted": tally.aborted, "would_abort": tally.listed,
+                   "already_gone": tally.gone, "failed": tally.failed})
+        );
+    } else {
+        eprintln!(
+            "{verb} {n} uploads; {} already gone; {} failed",
+            tally.gone, tally.failed
+        );
+    }
+    Ok(if tally.failed > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Every incomplete upload under `bucket/prefix`.
+async fn all_uploads(store: &Opened, bucket: &str, prefix: &str) -> Result<Vec<Candidate>, Usage> {
+    let mut found = Vec::new();
+    let mut req = ListUploadsRequest {
+        prefix: Some(prefix.to_owned()).filter(|p| !p.is_empty()),
+        ..Default::default()
+    };
+    loop {
+        let page = store
+            .objects
+            .list_uploads(bucket, &req)
+            .await
+            .map_err(|e| Usage(format!("cannot list the uploads in {bucket}: {e}")))?;
+        found.extend(page.uploads.into_iter().map(|u| Candidate {
+            bucket: bucket.to_owned(),
+            key: u.key,
+            upload_id: u.upload_id,
+            object: None,
+        }));
+        if !page.is_truncated {
+            return Ok(found);
+        }
+        req.key_marker = page.next_key_marker;
+        req.upload_id_marker = page.next_upload_id_marker;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("3 fortnights")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration("d").is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! One object's facts and tags: `transfer stat URL [--meta-only]` and `transfer tag get|put|delete URL`.
+
+use crate::addr::Location;
+use crate::cp::parse_tags;
+use crate::output::{human_bytes, OutputArgs};
+use crate::remote::StoreArgs;
+use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use transfer_engine::ObjectRef;
+
+/// The object a command addresses.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// oss://BUCKET/KEY or local://BUCKET/KEY.
+    url: String,
+    /// A specific version of the object (versioned buckets).
+    #[arg(long)]
+    version_id: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+impl Target {
+    async fn open(&self) -> Result<(crate::remote::Opened, ObjectRef), Usage> {
+        let (scheme, bucket, key) = match Location::parse(&self.url)? {
+            Location::Remote { key, .. } if key.is_empty() || key.ends_with('/') => {
+                return Err(Usage(format!(
+                    "{}: name an object (oss://BUCKET/KEY), not a prefix",
+                    self.url
+                )))
+            }
+            Location::Remote {
+                scheme,
+                bucket,
+                key,
+            } => (scheme, bucket, key),
+            Location::Path(_) => {
+                return Err(Usage(format!(
+                    "{}: name an object as oss://BUCKET/KEY or local://BUCKET/KEY",
+                    self.url
+                )))
+            }
+        };
+        let store = self.store.open_bucket(scheme, &bucket).await?;
+        let mut obj = ObjectRef::new(bucket, key);
+        if let Some(v) = &self.version_id {
+            obj = obj.at_version(v.clone());
+        }
+        Ok((store, obj))
+    }
+}
+
+/// Options of `transfer stat`.
+#[derive(Debug, Args)]
+pub(crate) struct StatArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Only the light facts (GetObjectMeta): size, ETag, last modified, CRC-64, version.
+    #[arg(long)]
+    meta_only: bool,
+}
+
+/// Options of `transfer tag`.
+#[derive(Debug, Args)]
+pub(crate) struct TagArgs {
+    #[command(subcommand)]
+    command: TagCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TagCommand {
+    /// Print the object's tags.
+    Get {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Replace the object's tags with these.
+    Put {
+        #[command(flatten)]
+        target: Target,
+        /// A tag (repeatable).
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Tags in header form: 'k1=v1&k2=v2' (percent-encode special characters).
+        #[arg(long)]
+        tagging: Option<String>,
+    },
+    /// Remove all of the object's tags.
+    Delete {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Why a command did not do what it was asked: bad input (exit 2) or a request that failed (exit 1).
+enum Failure {
+    Usage(String),
+    Request(String),
+}
+
+impl From<Usage> for Failure {
+    fn from(u: Usage) -> Self {
+        Failure::Usage(u.0)
+    }
+}
+
+fn exit(result: Result<(), Failure>) -> u8 {
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(Failure::Usage(msg)) => {
+            tracing::error!("{msg}");
+            EXIT_USAGE
+        }
+        Err(Failure::Request(msg)) => {
+            tracing::error!("{msg}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// A request's error, naming the object.
+fn failed(obj: &ObjectRef, e: transfer_engine::Error) -> Failure {
+    Failure::Request(format!("{obj}: {e}"))
+}
+
+/// Runs `transfer stat`.
+pub(crate) async fn stat(args: StatArgs, out: OutputArgs) -> u8 {
+    exit(
+        async {
+            let (store, obj) = args.target.open().await?;
+            if args.meta_only {
+                let m = store.objects.get_object_meta(&obj).await.map_err(|e| failed(&obj, e))?;
+                let v = json!({
+                    "bucket": obj.bucket, "key": obj.key, "size": m.size, "etag": m.etag, "last_modified": m.last_modified,
+                    "last_access_time": m.last_access_time, "version_id": m.version_id, "crc64": m.crc64.map(|c| c.to_string()),
+                });
+                print_facts(out, &v);
+                return Ok(());
+            }
+            let h = store.objects.head_object(&obj).await.map_err(|e| failed(&obj, e))?;
+            let standard: serde_json::Map<String, serde_json::Value> =
+                h.metadata.standard().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+            let v = json!({
+                "bucket": obj.bucket, "key": obj.key, "size": h.size, "etag": h.etag, "last_modified": h.last_modified,
+                "crc64": h.crc64.map(|c| c.to_string()), "object_type": h.object_type.as_str(), "version_id": h.version_id,
+                "tagging_count": h.tagging_count, "storage_class": h.metadata.storage_class.map(|c| c.as_str()),
+                "headers": standard, "meta": h.metadata.user,
+            });
+            print_facts(out, &v);
+            Ok(())
+        }
+        .await,
+    )
+}
+
+/// Prints an object's facts as JSON, or as `name: value` lines.
+fn print_facts(out: OutputArgs, v: &serde_json::Value) {
+    if out.json {
+        println!("{v}");
+        return;
+    }
+    let obj = v.as_object().expect("facts are an object");
+    for (name, value) in obj {
+        match value {
+            serde_json::Value::Null => {}
+            serde_json::Value::Object(m) if m.is_empty() => {}
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let prefix = if name == "meta" { "meta." } else { "" };
+                    println!(
+                        "{prefix}{k}: {}",
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string())
+                    );
+                }
+            }
+            serde_json::Value::String(s) => println!("{name}: {s}"),
+            other if name == "size" => println!(
+                "{name}: {other} ({})",
+                human_bytes(other.as_u64().unwrap_or(0))
+            ),
+            other => println!("{name}: {other}"),
+        }
+    }
+}
+
+/// Runs `transfer tag`.
+pub(crate) async fn tag(args: TagArgs, out: OutputArgs) -> u8 {
+    exit(
+        async {
+            match args.command {
+                TagCommand::Get { target } => {
+                    let (store, obj) = target.open().await?;
+                    let tags = store.objects.get_tagging(&obj).await.map_err(|e| failed(&obj, e))?;
+                    if out.json {
+                        let map: serde_json::Map<String, serde_json::Value> =
+                            tags.iter().map(|t| (t.key.clone(), json!(t.value))).collect();
+                        println!("{}", json!({"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id, "tags": map}));
+                    } else {
+                        for t in tags.iter() {
+                            println!("{}={}", t.key, t.value);
+                        }
+                    }
+                }
+                TagCommand::Put { target, tags, tagging } => {
+                    let set = parse_tags(tagging.as_deref(), &tags)?;
+                    if set.is_empty() {
+                        return Err(Failure::Usage("tag put needs --tag KEY=VALUE or --tagging 'k=v&...' (to remove every tag: tag delete)".into()));
+                    }
+                    let (store, obj) = target.open().await?;
+                    store.objects.put_tagging(&obj, &set).await.map_err(|e| failed(&obj, e))?;
+                    tracing::info!("{obj}: {} tags set", set.len());
+                }
+                TagCommand::Delete { target } => {
+                    let (store, obj) = target.open().await?;
+                    store.objects.delete_tagging(&obj).await.map_err(|e| failed(&obj, e))?;
+                    tracing::info!("{obj}: tags removed");
+                }
+            }
+            Ok(())
+        }
+        .await,
+    )
+}

@@ -1,0 +1,298 @@
+//! Where the stores are: endpoint options, per-side source options, named profiles, and opening a store for an
+//! address.
+//!
+//! A profile lives in a TOML file (`$TRANSFER_CONFIG`, else `$XDG_CONFIG_HOME/transfer/config.toml`, else
+//! `~/.config/transfer/config.toml`):
+//!
+//! ```toml
+//! [profiles.hangzhou]
+//! endpoint = "https://oss-cn-hangzhou.aliyuncs.com"
+//! region = "cn-hangzhou"
+//! dialect = "oss"                 # the only dialect today
+//! signature_version = "v4"        # or "v1"
+//! # Where the credentials come from: the names of environment variables (default: OSS_ACCESS_KEY_ID,
+//! # OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN). Never the secrets themselves.
+//! access_key_id_env = "HZ_KEY_ID"
+//! access_key_secret_env = "HZ_KEY_SECRET"
+//! session_token_env = "HZ_TOKEN"
+//! ```
+//!
+//! Command-line options win over the profile; the profile wins over the `TRANSFER_*` environment variables.
+//! Profiles hold no secrets, so a job's options (kept in the ledger for `transfer resume`) never do either.
+
+use crate::addr::Scheme;
+use crate::Usage;
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use transfer_engine::local::LocalStore;
+use transfer_engine::oss::OssStore;
+use transfer_engine::sign::{Credentials, SignatureVersion};
+use transfer_engine::{BucketStore, ObjectStore};
+
+/// Signature version, as the command line and profiles spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SigArg {
+    V4,
+    V1,
+}
+
+/// Options naming the destination's store (and, for commands with one side, the only store).
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+pub(crate) struct StoreArgs {
+    /// Endpoint URL, e.g. https://oss-cn-hangzhou.aliyuncs.com or http://127.0.0.1:9000.
+    #[arg(long, env = "TRANSFER_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Region of the endpoint (V4 signatures); inferred from oss-<region>.aliyuncs.com endpoints.
+    #[arg(long, env = "TRANSFER_REGION")]
+    pub region: Option<String>,
+    /// Signature version [default: v4, or the profile's].
+    #[arg(long, value_enum)]
+    pub signature_version: Option<SigArg>,
+    /// Named profile from the config file (endpoint, region, dialect, where credentials come from).
+    #[arg(long, env = "TRANSFER_PROFILE")]
+    pub profile: Option<String>,
+    /// Root directory of the embedded local store behind local:// addresses
+    /// [default: $XDG_DATA_HOME/transfer/local].
+    #[arg(long, env = "TRANSFER_LOCAL_ROOT")]
+    pub local_root: Option<PathBuf>,
+}
+
+/// Options naming the source's store when it differs from the destination's (a migration between endpoints).
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+pub(crate) struct SrcStoreArgs {
+    /// The source's endpoint [default: --endpoint].
+    #[arg(long)]
+    pub src_endpoint: Option<String>,
+    /// The source's region [default: --region].
+    #[arg(long)]
+    pub src_region: Option<String>,
+    /// The source's profile [default: --profile].
+    #[arg(long)]
+    pub src_profile: Option<String>,
+}
+
+impl SrcStoreArgs {
+    /// True when any source-side option is given.
+    pub(crate) fn any(&self) -> bool {
+        self.src_endpoint.is_some() || self.src_region.is_some() || self.src_profile.is_some()
+    }
+}
+
+/// One named profile.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    endpoint: Option<String>,
+    region: Option<String>,
+    dialect: Option<String>,
+    signature_version: Option<SigArg>,
+    access_key_id_env: Option<String>,
+    access_key_secret_env: Option<String>,
+    session_token_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    profiles: BTreeMap<String, Profile>,
+}
+
+/// The config file's path.
+pub(crate) fn config_path() -> Option<PathBuf> {
+    let var = |n: &str| {
+        std::env::var_os(n)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("TRANSFER_CONFIG")
+        .or_else(|| {
+            var("XDG_CONFIG_HOME")
+                .filter(|p| p.is_absolute())
+                .map(|p| p.join("transfer/config.toml"))
+        })
+        .or_else(|| var("HOME").map(|h| h.join(".config/transfer/config.toml")))
+}
+
+fn load_profile(name: &str) -> Result<Profile, Usage> {
+    let path = config_path().ok_or_else(|| {
+        Usage(format!(
+            "--profile {name}: no config file (set TRANSFER_CONFIG or HOME)"
+        ))
+    })?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Usage(format!(
+            "--profile {name}: cannot read the config file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let config: ConfigFile = toml::from_str(&text)
+        .map_err(|e| Usage(format!("config file {}: {}", path.display(), e.message())))?;
+    let profile = config.profiles.get(name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
+        Usage(format!(
+            "--profile {name}: no [profiles.{name}] in {} (it has: {})",
+            path.display(),
+            known.join(", ")
+        ))
+    })?;
+    match profile.dialect.as_deref() {
+        None | Some("oss") => Ok(profile),
+        Some(other) => Err(Usage(format!(
+            "profile {name} in {}: dialect {other:?} is not supported yet; use \"oss\"",
+            path.display()
+        ))),
+    }
+}
+
+/// A store opened for an address: the same store behind both traits.
+#[derive(Debug, Clone)]
+pub(crate) struct Opened {
+    pub objects: Arc<dyn ObjectStore>,
+    pub buckets: Arc<dyn BucketStore>,
+    /// Where it is, for messages: the endpoint or the local root.
+    pub what: String,
+}
+
+fn opened<S: ObjectStore + BucketStore + 'static>(store: S, what: String) -> Opened {
+    let store = Arc::new(store);
+    Opened {
+        objects: store.clone(),
+        buckets: store,
+        what,
+    }
+}
+
+/// The local store's root: `--local-root`, else `$XDG_DATA_HOME/transfer/local`, else
+/// `~/.local/share/transfer/local`.
+fn local_root(args: &StoreArgs) -> Result<PathBuf, Usage> {
+    if let Some(r) = &args.local_root {
+        return Ok(r.clone());
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .ok_or_else(|| Usage("no HOME: give --local-root DIR for local:// addresses".into()))?;
+    Ok(base.join("transfer/local"))
+}
+
+impl StoreArgs {
+    /// This side's options with relative paths made absolute, so a job's recorded options work from any directory.
+    pub(crate) fn absolute(mut self) -> Result<StoreArgs, Usage> {
+        if let Some(r) = &self.local_root {
+            self.local_root = Some(std::path::absolute(r)?);
+        }
+        Ok(self)
+    }
+
+    /// Opens the store behind `scheme` (no request is made).
+    pub(crate) fn open(&self, scheme: Scheme) -> Result<Opened, Usage> {
+        match scheme {
+            Scheme::Local => {
+                let root = local_root(self)?;
+                let store = open_local(&root)?;
+                Ok(opened(store, format!("local root {}", root.display())))
+            }
+            Scheme::Oss => {
+                let profile = match &self.profile {
+                    Some(name) => load_profile(name)?,
+                    None => Profile::default(),
+                };
+                let endpoint = self.endpoint.clone().or(profile.endpoint.clone()).ok_or_else(|| {
+                    Usage("oss:// needs an endpoint: --endpoint URL, TRANSFER_ENDPOINT, or a --profile with one".into())
+                })?;
+                let creds = Credentials::from_env_vars(
+                    profile
+                        .access_key_id_env
+                        .as_deref()
+                        .unwrap_or("OSS_ACCESS_KEY_ID"),
+                    profile
+                        .access_key_secret_env
+                        .as_deref()
+                        .unwrap_or("OSS_ACCESS_KEY_SECRET"),
+                    profile
+                        .session_token_env
+                        .as_deref()
+                        .unwrap_or("OSS_SESSION_TOKEN"),
+                )?;
+                let version = match self.signature_version.or(profile.signature_version) {
+                    Some(SigArg::V1) => SignatureVersion::V1,
+                    Some(SigArg::V4) | None => SignatureVersion::V4,
+                };
+                let mut b = OssStore::builder()
+                    .endpoint(endpoint.clone())
+                    .credentials(creds)
+                    .signature_version(version);
+                if let Some(r) = self.region.clone().or(profile.region) {
+                    b = b.region(r);
+                }
+                Ok(opened(b.build()?, endpoint))
+            }
+        }
+    }
+
+    /// Opens the store and checks that `bucket` exists there — which also proves the endpoint answers and the
+    /// credentials are accepted — before any byte moves.
+    pub(crate) async fn open_bucket(&self, scheme: Scheme, bucket: &str) -> Result<Opened, Usage> {
+        let store = self.open(scheme)?;
+        check_bucket(&store, bucket).await?;
+        Ok(store)
+    }
+}
+
+/// Fails with a usage error unless `bucket` exists in `store` and answers.
+pub(crate) async fn check_bucket(store: &Opened, bucket: &str) -> Result<(), Usage> {
+    store
+        .buckets
+        .get_versioning(bucket)
+        .await
+        .map(|_| ())
+        .map_err(|e| match e.service_code() {
+            Some("NoSuchBucket") => Usage(format!(
+                "bucket {bucket:?} does not exist at {}; create it first (or pass --create-bucket)",
+                store.what
+            )),
+            _ => Usage(format!(
+                "cannot use bucket {bucket:?} at {}: {e}",
+                store.what
+            )),
+        })
+}
+
+/// One `LocalStore` per root in this process: the store holds an exclusive lock on its root, and a copy from
+/// one local bucket to another must share it.
+fn open_local(root: &Path) -> Result<LocalStore, Usage> {
+    use std::sync::Mutex;
+    static OPEN: Mutex<Vec<(PathBuf, LocalStore)>> = Mutex::new(Vec::new());
+    let root = std::path::absolute(root)?;
+    let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, s)) = open.iter().find(|(r, _)| *r == root) {
+        return Ok(s.clone());
+    }
+    let store = LocalStore::open(&root)
+        .map_err(|e| Usage(format!("local store at {}: {e}", root.display())))?;
+    open.push((root, store.clone()));
+    Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_parse_and_refuse_unknown_fields() {
+        let c: ConfigFile = toml::from_str(
+            "[profiles.a]\nendpoint = \"http://x\"\nsignature_version = \"v1\"\naccess_key_id_env = \"K\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.profiles["a"].signature_version, Some(SigArg::V1));
+        let bad =
+            toml::from_str::<ConfigFile>("[profiles.a]\naccess_key_secret = \"s\"\n").unwrap_err();
+        assert!(bad.message().contains("unknown field"), "{bad}");
+    }
+}

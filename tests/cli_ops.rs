@@ -1,0 +1,533 @@
+//! The commands around `transfer cp`, through the built binary against `transfer serve`: `resume` after a kill,
+//! `jobs` (list, show, forget), `cleanup`, `stat`, `tag`, profiles, `--create-bucket`, and the plain output.
+
+use crate::cli::{listed, run, summary, transfer};
+use crate::util::fault::{Fault, FaultProxy, Rule};
+use crate::util::{bucket, data, Served};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+use transfer_engine::sign::SignatureVersion::V4;
+use transfer_engine::store::{Body, ListUploadsRequest, PutOptions};
+use transfer_engine::{BucketStore, ObjectRef, ObjectStore, TagSet};
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Upload ids of the bucket's incomplete uploads.
+async fn uploads(store: &dyn ObjectStore, b: &str) -> Vec<(String, String)> {
+    let page = store
+        .list_uploads(b, &ListUploadsRequest::default())
+        .await
+        .unwrap();
+    page.uploads
+        .into_iter()
+        .map(|u| (u.key, u.upload_id))
+        .collect()
+}
+
+/// Starts `transfer cp` of one 30-part file through a proxy that slows every part down, waits until the server
+/// holds at least `parts` of its parts, and kills it with SIGKILL: the job is left mid-upload, as a crash leaves it.
+async fn killed_mid_upload(
+    served: &Served,
+    b: &str,
+    file: &Path,
+    ledger: &Path,
+    parts: usize,
+) -> (FaultProxy, String) {
+    let store = served.client(V4);
+    let slow = FaultProxy::start(
+        &served.endpoint,
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "uploadId=",
+            fault: Fault::Delay(Duration::from_millis(300)),
+            times: 100_000,
+        }],
+    )
+    .await;
+    let mut child: Child = transfer(&slow.endpoint, ledger)
+        .args([
+            "cp",
+            "--part-size",
+            "100KiB",
+            "--multipart-threshold",
+            "1MiB",
+            "--jobs",
+            "2",
+            "-q",
+        ])
+        .arg(file)
+        .arg(format!("oss://{b}/big.bin"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let upload_id = loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the upload ended before it could be killed"
+        );
+        if let Some((_, id)) = uploads(&store, b).await.into_iter().next() {
+            let page = store
+                .list_parts(b, "big.bin", &id, None, None)
+                .await
+                .unwrap();
+            if page.parts.len() >= parts {
+                break id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    (slow, upload_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "resume").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let file = tmp.path().join("big.bin");
+    let bytes = data(3 * 1024 * 1024, 7);
+    std::fs::write(&file, &bytes).unwrap();
+    let (_slow, upload_id) = killed_mid_upload(&served, "resume", &file, &ledger, 4).await;
+
+    let jobs = run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"]));
+    assert_eq!(jobs.status.code(), Some(0), "{}", stderr(&jobs));
+    let jobs = json_lines(&jobs);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        jobs[0]["state"], "running",
+        "a killed job is left running in the ledger"
+    );
+    assert_eq!(jobs[0]["objects"]["uploading"], 1);
+    let id = jobs[0]["job"].as_i64().unwrap();
+    let shown = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", &id.to_string()]));
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains(&upload_id)
+            && text.contains("uploading")
+            && text.contains(&format!("transfer resume {id}")),
+        "{text}"
+    );
+
+    // No argument: the newest unfinished job. The recorded options bring back the endpoint (the slow proxy) and
+    // the part size; the credentials come from the environment again.
+    let out = run(transfer("http://127.0.0.1:1", &ledger).args(["resume", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let done = lines
+        .iter()
+        .find(|l| l["event"] == "done")
+        .expect("a done event");
+    let (sent, reused) = (
+        done["parts_sent"].as_u64().unwrap(),
+        done["parts_reused"].as_u64().unwrap(),
+    );
+    assert!(
+        reused >= 1,
+        "parts the ledger recorded before the kill are not sent again: {done}"
+    );
+    assert_eq!(sent + reused, 31, "3 MiB in 100 KiB parts: {done}");
+    assert_eq!(summary(&out)["job"].as_i64(), Some(id));
+    let got = store
+        .get_object(&ObjectRef::new("resume", "big.bin"), None)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        got.as_ref() == bytes.as_slice(),
+        "the resumed object has the file's bytes"
+    );
+    assert!(
+        uploads(&store, "resume").await.is_empty(),
+        "no upload left behind"
+    );
+
+    let again = run(transfer(&served.endpoint, &ledger).args(["resume"]));
+    assert_eq!(again.status.code(), Some(2), "nothing left to resume");
+    assert!(
+        stderr(&again).contains("no unfinished job"),
+        "{}",
+        stderr(&again)
+    );
+    let missing = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", "999"]));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("no job 999"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "clean").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let file = tmp.path().join("big.bin");
+    std::fs::write(&file, data(3 * 1024 * 1024, 8)).unwrap();
+    let (_slow, ours) = killed_mid_upload(&served, "clean", &file, &ledger, 2).await;
+    let foreign = store
+        .initiate_multipart("clean", "someone-else", &PutOptions::default())
+        .await
+        .unwrap();
+
+    // A dry run lists ours only and aborts nothing.
+    let dry = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--dry-run", "--json"]));
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    let lines = json_lines(&dry);
+    let would: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "would_abort")
+        .map(|l| l["upload_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(would, vec![ours.as_str()]);
+    assert_eq!(uploads(&store, "clean").await.len(), 2);
+
+    // --older-than keeps young uploads.
+    let young =
+        run(transfer(&served.endpoint, &ledger).args(["cleanup", "--older-than", "1h", "--json"]));
+    assert_eq!(json_lines(&young).last().unwrap()["aborted"], 0);
+    assert_eq!(uploads(&store, "clean").await.len(), 2);
+
+    let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let aborted: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "aborted")
+        .map(|l| l["upload_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(aborted, vec![ours.as_str()]);
+    let left: Vec<String> = uploads(&store, "clean")
+        .await
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![foreign.clone()],
+        "the upload the ledger did not create is untouched"
+    );
+    let gone = store
+        .list_parts("clean", "big.bin", &ours, None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(gone.service_code(), Some("NoSuchUpload"));
+
+    // --all takes every upload under the prefix.
+    let all = run(transfer(&served.endpoint, &ledger).args([
+        "cleanup",
+        "--all",
+        "oss://clean/some",
+        "--json",
+    ]));
+    assert_eq!(all.status.code(), Some(0), "{}", stderr(&all));
+    assert_eq!(json_lines(&all).last().unwrap()["aborted"], 1);
+    assert!(uploads(&store, "clean").await.is_empty());
+
+    // The job can still be resumed: its object starts again, since cleanup cleared the upload in the ledger.
+    let out = run(transfer(&served.endpoint, &ledger).args(["resume", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = store
+        .get_object(&ObjectRef::new("clean", "big.bin"), None)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3 * 1024 * 1024);
+
+    // Forget: a second killed job's upload is aborted first, then the job is gone.
+    std::fs::write(&file, data(3 * 1024 * 1024, 9)).unwrap();
+    let (_slow2, second) = killed_mid_upload(&served, "clean", &file, &ledger, 2).await;
+    let jobs = json_lines(&run(
+        transfer(&served.endpoint, &ledger).args(["jobs", "--json"])
+    ));
+    let unfinished: Vec<i64> = jobs
+        .iter()
+        .filter(|j| j["state"] != "done")
+        .map(|j| j["job"].as_i64().unwrap())
+        .collect();
+    assert_eq!(unfinished.len(), 1);
+    let out = run(transfer(&served.endpoint, &ledger).args([
+        "jobs",
+        "forget",
+        &unfinished[0].to_string(),
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(store
+        .list_parts("clean", "big.bin", &second, None, None)
+        .await
+        .is_err());
+    assert!(
+        uploads(&store, "clean").await.is_empty(),
+        "forget aborted the job's upload"
+    );
+    let jobs = json_lines(&run(
+        transfer(&served.endpoint, &ledger).args(["jobs", "--json"])
+    ));
+    assert!(jobs
+        .iter()
+        .all(|j| j["job"].as_i64() != Some(unfinished[0])));
+}
+
+#[tokio::test]
+async fn stat_and_tag_commands_on_objects_and_versions() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "objs").await;
+    store.put_versioning("objs", true).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let opts = PutOptions {
+        metadata: transfer_engine::Metadata::with_user([("owner", "ops")]).unwrap(),
+        tags: Some(TagSet::from_pairs([("v", "one")]).unwrap()),
+        ..Default::default()
+    };
+    let first = store
+        .put_object("objs", "k", Body::from(data(1000, 1)), &opts)
+        .await
+        .unwrap();
+    store
+        .put_object(
+            "objs",
+            "k",
+            Body::from(data(2000, 2)),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    let v1 = first.version_id.clone().unwrap();
+
+    let out = run(transfer(&served.endpoint, &ledger).args(["stat", "--json", "oss://objs/k"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let facts = &json_lines(&out)[0];
+    assert_eq!(
+        (facts["size"].as_u64(), facts["tagging_count"].as_u64()),
+        (Some(2000), Some(0))
+    );
+    let out = run(transfer(&served.endpoint, &ledger).args([
+        "stat",
+        "--json",
+        "--version-id",
+        &v1,
+        "oss://objs/k",
+    ]));
+    let facts = &json_lines(&out)[0];
+    assert_eq!(
+        (facts["size"].as_u64(), facts["meta"]["owner"].as_str()),
+        (Some(1000), Some("ops"))
+    );
+    let crc = transfer_engine::crc64::checksum(&data(1000, 1)).to_string();
+    assert_eq!(facts["crc64"].as_str(), Some(crc.as_str()));
+    let out = run(transfer(&served.endpoint, &ledger).args([
+        "stat",
+        "--meta-only",
+        "--version-id",
+        &v1,
+        "oss://objs/k",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("size: 1000") && text.contains(&crc), "{text}");
+    let missing = run(transfer(&served.endpoint, &ledger).args(["stat", "oss://objs/nope"]));
+    assert_eq!(missing.status.code(), Some(1), "a failed request is exit 1");
+    assert!(
+        stderr(&missing).contains("objs/nope"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let get = |version: &str| {
+        let out = run(transfer(&served.endpoint, &ledger).args([
+            "tag",
+            "get",
+            "--version-id",
+            version,
+            "oss://objs/k",
+        ]));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(get(&v1), "v=one\n");
+    let out = run(transfer(&served.endpoint, &ledger).args([
+        "tag",
+        "put",
+        "--version-id",
+        &v1,
+        "--tag",
+        "a=1",
+        "--tagging",
+        "k4%2B-%3D=%2B-%3D._%3A%2F",
+        "oss://objs/k",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tags = store
+        .get_tagging(&ObjectRef::new("objs", "k").at_version(v1.clone()))
+        .await
+        .unwrap()
+        .sorted();
+    assert_eq!(
+        tags,
+        TagSet::from_pairs([("a", "1"), ("k4+-=", "+-=._:/")])
+            .unwrap()
+            .sorted()
+    );
+    assert!(
+        store
+            .get_tagging(&ObjectRef::new("objs", "k"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "only that version was tagged"
+    );
+    let out = run(transfer(&served.endpoint, &ledger).args([
+        "tag",
+        "delete",
+        "--version-id",
+        &v1,
+        "oss://objs/k",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(get(&v1), "");
+    let bad = run(transfer(&served.endpoint, &ledger).args([
+        "tag",
+        "put",
+        "--tag",
+        "bad*=x",
+        "oss://objs/k",
+    ]));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--tag"), "{}", stderr(&bad));
+}
+
+#[tokio::test]
+async fn profiles_name_the_endpoint_and_the_credential_variables() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "prof").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let config = tmp.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.lab]\nendpoint = \"{}\"\nregion = \"cn-hangzhou\"\ndialect = \"oss\"\nsignature_version = \"v1\"\n\
+             access_key_id_env = \"LAB_KEY_ID\"\naccess_key_secret_env = \"LAB_KEY_SECRET\"\n",
+            served.endpoint
+        ),
+    )
+    .unwrap();
+    let file = tmp.path().join("f.txt");
+    std::fs::write(&file, b"profiled").unwrap();
+    let with_profile = |c: &mut Command| {
+        c.env("TRANSFER_CONFIG", &config)
+            .env_remove("TRANSFER_ENDPOINT")
+            .env_remove("OSS_ACCESS_KEY_ID")
+            .env_remove("OSS_ACCESS_KEY_SECRET")
+            .env("LAB_KEY_ID", crate::util::AK)
+            .env("LAB_KEY_SECRET", crate::util::SK);
+    };
+    let mut c = transfer(&served.endpoint, &ledger);
+    with_profile(&mut c);
+    let out = run(c
+        .args(["cp", "--profile", "lab"])
+        .arg(&file)
+        .arg("oss://prof/f.txt"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = store
+        .get_object(&ObjectRef::new("prof", "f.txt"), None)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), b"profiled");
+    // The ledger records the profile's name, never a secret.
+    let db = std::fs::read(&ledger).unwrap();
+    assert!(
+        !db.windows(crate::util::SK.len())
+            .any(|w| w == crate::util::SK.as_bytes()),
+        "no secret in the ledger"
+    );
+
+    let mut c = transfer(&served.endpoint, &ledger);
+    with_profile(&mut c);
+    let out = run(c.args(["stat", "--profile", "nope", "oss://prof/f.txt"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("[profiles.nope]") && stderr(&out).contains("lab"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&config, "[profiles.bad]\naccess_key_secret = \"s3cr3t\"\n").unwrap();
+    let mut c = transfer(&served.endpoint, &ledger);
+    with_profile(&mut c);
+    let out = run(c.args(["stat", "--profile", "bad", "oss://prof/f.txt"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown field") && !stderr(&out).contains("s3cr3t"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn create_bucket_and_plain_output_without_control_characters() {
+    let served = Served::start();
+    let store = served.client(V4);
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"a").unwrap();
+    std::fs::write(src.join("sub/b.txt"), b"bb").unwrap();
+    let out = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "-r", "--create-bucket"])
+        .arg(&src)
+        .arg("oss://fresh/x/"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(listed(&store, "fresh", "x/").await, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("done x/a.txt")
+            && err.contains("done x/sub/b.txt")
+            && err.contains("done: 2 objects transferred"),
+        "{err}"
+    );
+    assert!(
+        !err.chars().any(|c| c.is_control() && c != '\n'),
+        "plain lines only when not on a terminal: {err:?}"
+    );
+    let quiet = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "-r", "-q"])
+        .arg(&src)
+        .arg("oss://fresh/y/"));
+    assert_eq!(quiet.status.code(), Some(0));
+    assert!(
+        !stderr(&quiet).contains("done y/a.txt"),
+        "-q: no per-object lines: {}",
+        stderr(&quiet)
+    );
+    assert!(
+        stderr(&quiet).contains("2 objects transferred"),
+        "-q keeps the summary"
+    );
+}
