@@ -114,6 +114,15 @@ async fn bad_input_exits_2_before_any_byte_moves() {
     assert!(String::from_utf8_lossy(&no_creds.stderr).contains("OSS_ACCESS_KEY_ID"));
     let unreachable = run(transfer("http://127.0.0.1:1", &ledger).arg("cp").arg(&file).arg("oss://badcli/k"));
     assert_eq!(unreachable.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("check --endpoint"), "the error names the flag that fixes it");
+    let wrong_secret = run(transfer(&served.endpoint, &ledger).env("OSS_ACCESS_KEY_SECRET", "wrong").arg("cp").arg(&file).arg("oss://badcli/k"));
+    assert_eq!(wrong_secret.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&wrong_secret.stderr);
+    assert!(err.contains("SignatureDoesNotMatch") && err.contains("request id") && err.contains("OSS_ACCESS_KEY_SECRET"), "{err}");
+    assert!(!err.contains("=wrong") && !err.contains(" wrong"), "the secret is never printed: {err}");
+    let no_region = run(transfer(&served.endpoint, &ledger).env_remove("TRANSFER_REGION").arg("cp").arg(&file).arg("oss://badcli/k"));
+    assert_eq!(no_region.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_region.stderr).contains("--region"));
     let dir_without_r = run(transfer(&served.endpoint, &ledger).arg("cp").arg(tmp.path()).arg("oss://badcli/d/"));
     assert_eq!(dir_without_r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&dir_without_r.stderr).contains("-r"));

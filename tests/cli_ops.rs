@@ -36,13 +36,23 @@ async fn uploads(store: &dyn ObjectStore, b: &str) -> Vec<(String, String)> {
 
 /// Starts `transfer cp` of one 30-part file through a proxy that slows every part down, waits until the server
 /// holds at least `parts` of its parts, and kills it with SIGKILL: the job is left mid-upload, as a crash leaves it.
-async fn killed_mid_upload(
+async fn killed_mid_upload(served: &Served, b: &str, file: &Path, ledger: &Path, parts: usize) -> (FaultProxy, String) {
+    let (proxy, id, _) = interrupted_mid_upload(served, b, file, ledger, parts, |child| {
+        child.kill().unwrap(); // SIGKILL
+    })
+    .await;
+    (proxy, id)
+}
+
+/// As [`killed_mid_upload`], interrupting the process with `interrupt`; returns its exit code and stderr too.
+async fn interrupted_mid_upload(
     served: &Served,
     b: &str,
     file: &Path,
     ledger: &Path,
     parts: usize,
-) -> (FaultProxy, String) {
+    interrupt: impl FnOnce(&mut Child),
+) -> (FaultProxy, String, (Option<i32>, String)) {
     let store = served.client(V4);
     let slow = FaultProxy::start(
         &served.endpoint,
@@ -68,7 +78,7 @@ async fn killed_mid_upload(
         .arg(file)
         .arg(format!("oss://{b}/big.bin"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let upload_id = loop {
@@ -87,9 +97,11 @@ async fn killed_mid_upload(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    (slow, upload_id)
+    interrupt(&mut child);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (slow, upload_id, (status.code(), err))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,6 +184,34 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
         "{}",
         stderr(&missing)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_twice_quits_at_once_with_the_acknowledged_parts_in_the_ledger() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "twice").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let file = tmp.path().join("big.bin");
+    let bytes = data(3 * 1024 * 1024, 3);
+    std::fs::write(&file, &bytes).unwrap();
+    let (_slow, _, (code, err)) = interrupted_mid_upload(&served, "twice", &file, &ledger, 3, |child| {
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    })
+    .await;
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("stopped now") && err.contains("transfer resume"), "{err}");
+    let out = run(transfer(&served.endpoint, &ledger).args(["resume", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let done = lines.iter().find(|l| l["event"] == "done").expect("a done event");
+    assert!(done["parts_reused"].as_u64().unwrap() >= 3, "the parts the server held before the interrupt were recorded: {done}");
+    let got = store.get_object(&ObjectRef::new("twice", "big.bin"), None).await.unwrap().bytes().await.unwrap();
+    assert!(got.as_ref() == bytes.as_slice());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -480,8 +480,12 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs) -> u8 {
                     handle.stop();
                 } else {
                     display.finish();
-                    // Every part acknowledged so far is in the ledger or its writer's queue; what the writer had
-                    // not committed is found again by ListParts on resume.
+                    // Every part acknowledged so far is in the ledger's writer queue: commit it before leaving
+                    // (bounded, so a wedged disk cannot keep the process from quitting).
+                    let flushed = tokio::time::timeout(Duration::from_secs(5), ledger.part_writer().flush()).await;
+                    if !matches!(flushed, Ok(Ok(()))) {
+                        eprintln!("could not flush the ledger; parts acknowledged in the last moments will be sent again");
+                    }
                     eprintln!("stopped now; {resume_hint}");
                     std::process::exit(EXIT_RESUMABLE.into());
                 }

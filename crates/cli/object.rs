@@ -121,7 +121,7 @@ fn exit(result: Result<(), Failure>) -> u8 {
 
 /// A request's error, naming the object.
 fn failed(obj: &ObjectRef, e: transfer_engine::Error) -> Failure {
-    Failure::Request(format!("{obj}: {e}"))
+    Failure::Request(format!("{obj}: {}", crate::remote::explain(&e)))
 }
 
 /// Runs `transfer stat`.

@@ -231,7 +231,7 @@ impl StoreArgs {
                 if let Some(r) = self.region.clone().or(profile.region) {
                     b = b.region(r);
                 }
-                Ok(opened(b.build()?, endpoint))
+                Ok(opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint))
             }
         }
     }
@@ -257,11 +257,26 @@ pub(crate) async fn check_bucket(store: &Opened, bucket: &str) -> Result<(), Usa
                 "bucket {bucket:?} does not exist at {}; create it first (or pass --create-bucket)",
                 store.what
             )),
-            _ => Usage(format!(
-                "cannot use bucket {bucket:?} at {}: {e}",
-                store.what
-            )),
+            _ => Usage(format!("cannot use bucket {bucket:?} at {}: {}", store.what, explain(&e))),
         })
+}
+
+/// The error, with what a person can change to fix it when the error says.
+pub(crate) fn explain(e: &transfer_engine::Error) -> String {
+    use transfer_engine::ErrorKind;
+    let hint = match (e.kind(), e.service_code()) {
+        (_, Some("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "InvalidSecurityToken" | "SecurityTokenExpired")) => {
+            "check the credentials (OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN, or the variables \
+             the --profile names), --region and --signature-version"
+        }
+        (_, Some("AccessDenied")) => "the key may not do this here: check its RAM policy, or use another --profile",
+        (_, Some("RequestTimeTooSkewed")) => "this machine's clock is off by more than 15 minutes: fix it (NTP)",
+        (_, Some("InvalidPartSize" | "EntityTooSmall" | "EntityTooLarge")) => "choose another --part-size",
+        (ErrorKind::Transport, _) => "check --endpoint (or TRANSFER_ENDPOINT, or the profile's endpoint) and the network",
+        (ErrorKind::InvalidInput, _) if e.to_string().contains("needs a region") => "give --region (or TRANSFER_REGION)",
+        _ => return e.to_string(),
+    };
+    format!("{e}; {hint}")
 }
 
 /// One `LocalStore` per root in this process: the store holds an exclusive lock on its root, and a copy from
