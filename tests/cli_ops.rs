@@ -571,3 +571,37 @@ async fn create_bucket_and_plain_output_without_control_characters() {
         "-q keeps the summary"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_a_live_progress_line_is_drawn() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "tty").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..12 {
+        std::fs::write(src.join(format!("f{i}")), data(20_000, i)).unwrap();
+    }
+    let slow = FaultProxy::start(
+        &served.endpoint,
+        vec![Rule { method: Some("PUT"), contains: "", fault: Fault::Delay(Duration::from_millis(150)), times: 100_000 }],
+    )
+    .await;
+    // util-linux `script` runs the command on a pseudo-terminal and copies what it draws to our pipe.
+    let cmd = format!("{} cp -r --jobs 2 {} oss://tty/p/", env!("CARGO_BIN_EXE_transfer"), src.display());
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = transfer(&slow.endpoint, &ledger)
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let mut script = Command::new("script");
+    script.args(["-qec", &cmd, "/dev/null"]).env("TERM", "xterm").env_remove("RUST_LOG").envs(envs);
+    let out = run(&mut script);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert!(drawn.contains("acknowledged") && drawn.contains("objects"), "a progress line was drawn: {drawn:?}");
+    assert!(drawn.contains('\r') || drawn.contains('\u{1b}'), "it is redrawn in place: {drawn:?}");
+    assert!(drawn.contains("done: 12 objects transferred"), "{drawn:?}");
+    assert_eq!(listed(&store, "tty", "p/").await, 12);
+}
