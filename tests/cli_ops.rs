@@ -104,16 +104,30 @@ async fn interrupted_mid_upload(
     (slow, upload_id, (status.code(), err))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
+/// A server with bucket `b`, a client, a temporary directory with the ledger's path, and a 3 MiB file in it.
+struct Setup {
+    served: Served,
+    store: transfer_engine::oss::OssStore,
+    tmp: tempfile::TempDir,
+    ledger: std::path::PathBuf,
+    file: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+async fn setup(b: &str, seed: u64) -> Setup {
     let served = Served::start();
     let store = served.client(V4);
-    bucket(&store, "resume").await;
+    bucket(&store, b).await;
     let tmp = tempfile::tempdir().unwrap();
-    let ledger = tmp.path().join("ledger.db");
-    let file = tmp.path().join("big.bin");
-    let bytes = data(3 * 1024 * 1024, 7);
+    let (ledger, file) = (tmp.path().join("ledger.db"), tmp.path().join("big.bin"));
+    let bytes = data(3 * 1024 * 1024, seed);
     std::fs::write(&file, &bytes).unwrap();
+    Setup { served, store, tmp, ledger, file, bytes }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
+    let Setup { served, store, tmp: _tmp, ledger, file, bytes } = setup("resume", 7).await;
     let (_slow, upload_id) = killed_mid_upload(&served, "resume", &file, &ledger, 4).await;
 
     let jobs = run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"]));
@@ -188,14 +202,7 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_twice_quits_at_once_with_the_acknowledged_parts_in_the_ledger() {
-    let served = Served::start();
-    let store = served.client(V4);
-    bucket(&store, "twice").await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ledger = tmp.path().join("ledger.db");
-    let file = tmp.path().join("big.bin");
-    let bytes = data(3 * 1024 * 1024, 3);
-    std::fs::write(&file, &bytes).unwrap();
+    let Setup { served, store, tmp: _tmp, ledger, file, bytes } = setup("twice", 3).await;
     let (_slow, _, (code, err)) = interrupted_mid_upload(&served, "twice", &file, &ledger, 3, |child| {
         let pid = child.id().to_string();
         Command::new("kill").args(["-INT", &pid]).status().unwrap();
@@ -216,13 +223,7 @@ async fn ctrl_c_twice_quits_at_once_with_the_acknowledged_parts_in_the_ledger() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
-    let served = Served::start();
-    let store = served.client(V4);
-    bucket(&store, "clean").await;
-    let tmp = tempfile::tempdir().unwrap();
-    let ledger = tmp.path().join("ledger.db");
-    let file = tmp.path().join("big.bin");
-    std::fs::write(&file, data(3 * 1024 * 1024, 8)).unwrap();
+    let Setup { served, store, tmp: _tmp, ledger, file, .. } = setup("clean", 8).await;
     let (_slow, ours) = killed_mid_upload(&served, "clean", &file, &ledger, 2).await;
     let foreign = store
         .initiate_multipart("clean", "someone-else", &PutOptions::default())

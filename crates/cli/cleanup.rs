@@ -71,6 +71,17 @@ pub(crate) struct Candidate {
     pub object: Option<i64>,
 }
 
+/// One sweep over incomplete uploads: how to treat them, and what happened to them.
+pub(crate) struct Sweep<'a> {
+    pub ledger: &'a Ledger,
+    /// Keep uploads initiated less than this long ago.
+    pub older_than: Option<Duration>,
+    /// List, abort nothing.
+    pub dry_run: bool,
+    pub out: OutputArgs,
+    pub tally: Tally,
+}
+
 /// What happened to the candidates.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
@@ -80,78 +91,74 @@ pub(crate) struct Tally {
     pub failed: u64,
 }
 
-/// Aborts (or, in a dry run, lists) `candidates` in `store`, checks with ListParts that each is gone, and clears
-/// the ledger's upload id of owned ones. Uploads initiated less than `older_than` ago are kept.
-pub(crate) async fn abort_all(
-    store: &Opened,
-    ledger: &Ledger,
-    candidates: Vec<Candidate>,
-    older_than: Option<Duration>,
-    dry_run: bool,
-    out: OutputArgs,
-    tally: &mut Tally,
-) {
-    let now = chrono_now();
-    for c in candidates {
-        let at = format!("{}/{} upload {}", c.bucket, c.key, c.upload_id);
-        // The server's view: the upload's initiation time, or that it is already gone.
-        let initiated = match initiated(store, &c).await {
-            Ok(Some(t)) => t,
-            Ok(None) => {
-                tally.gone += 1;
-                report(
-                    out,
-                    "gone",
-                    &c,
-                    &format!("{at}: already gone from the server"),
-                );
-                clear(ledger, &c).await;
+impl Sweep<'_> {
+    /// Aborts (or, in a dry run, lists) `candidates` in `store`, checks with ListParts that each is gone, and
+    /// clears the ledger's upload id of owned ones.
+    pub(crate) async fn abort(&mut self, store: &Opened, candidates: Vec<Candidate>) {
+        let (ledger, older_than, dry_run, out) = (self.ledger, self.older_than, self.dry_run, self.out);
+        let tally = &mut self.tally;
+        let now = chrono_now();
+        for c in candidates {
+            let at = format!("{}/{} upload {}", c.bucket, c.key, c.upload_id);
+            // The server's view: the upload's initiation time, or that it is already gone.
+            let initiated = match initiated(store, &c).await {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    tally.gone += 1;
+                    report(
+                        out,
+                        "gone",
+                        &c,
+                        &format!("{at}: already gone from the server"),
+                    );
+                    clear(ledger, &c).await;
+                    continue;
+                }
+                Err(e) => {
+                    tally.failed += 1;
+                    report(out, "failed", &c, &format!("{at}: cannot list it: {e}"));
+                    continue;
+                }
+            };
+            let age = Duration::from_secs(now.saturating_sub(initiated).max(0) as u64);
+            if older_than.is_some_and(|min| age < min) {
+                tracing::debug!("{at}: kept, initiated {}s ago", age.as_secs());
                 continue;
             }
-            Err(e) => {
-                tally.failed += 1;
-                report(out, "failed", &c, &format!("{at}: cannot list it: {e}"));
-                continue;
-            }
-        };
-        let age = Duration::from_secs(now.saturating_sub(initiated).max(0) as u64);
-        if older_than.is_some_and(|min| age < min) {
-            tracing::debug!("{at}: kept, initiated {}s ago", age.as_secs());
-            continue;
-        }
-        if dry_run {
-            tally.listed += 1;
-            report(
-                out,
-                "would_abort",
-                &c,
-                &format!("would abort {at} (initiated {}s ago)", age.as_secs()),
-            );
-            continue;
-        }
-        let result = match store
-            .objects
-            .abort_multipart(&c.bucket, &c.key, &c.upload_id)
-            .await
-        {
-            Ok(()) => verify_gone(store, &c).await,
-            Err(e) if e.service_code() == Some("NoSuchUpload") => verify_gone(store, &c).await,
-            Err(e) => Err(e.to_string()),
-        };
-        match result {
-            Ok(()) => {
-                tally.aborted += 1;
+            if dry_run {
+                tally.listed += 1;
                 report(
                     out,
-                    "aborted",
+                    "would_abort",
                     &c,
-                    &format!("aborted {at}; ListParts confirms it is gone"),
+                    &format!("would abort {at} (initiated {}s ago)", age.as_secs()),
                 );
-                clear(ledger, &c).await;
+                continue;
             }
-            Err(e) => {
-                tally.failed += 1;
-                report(out, "failed", &c, &format!("{at}: {e}"));
+            let result = match store
+                .objects
+                .abort_multipart(&c.bucket, &c.key, &c.upload_id)
+                .await
+            {
+                Ok(()) => verify_gone(store, &c).await,
+                Err(e) if e.service_code() == Some("NoSuchUpload") => verify_gone(store, &c).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(()) => {
+                    tally.aborted += 1;
+                    report(
+                        out,
+                        "aborted",
+                        &c,
+                        &format!("aborted {at}; ListParts confirms it is gone"),
+                    );
+                    clear(ledger, &c).await;
+                }
+                Err(e) => {
+                    tally.failed += 1;
+                    report(out, "failed", &c, &format!("{at}: {e}"));
+                }
             }
         }
     }
@@ -306,21 +313,12 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
         }
     };
     let ledger = open_ledger(args.checkpoint.as_ref())?;
-    let mut tally = Tally::default();
+    let mut sweep = Sweep { ledger: &ledger, older_than: args.older_than, dry_run: args.dry_run, out, tally: Tally::default() };
     if args.all {
         let (scheme, bucket, prefix) = within.expect("clap requires URL with --all");
         let store = args.store.open_bucket(scheme, &bucket).await?;
         let candidates = all_uploads(&store, &bucket, &prefix).await?;
-        abort_all(
-            &store,
-            &ledger,
-            candidates,
-            args.older_than,
-            args.dry_run,
-            out,
-            &mut tally,
-        )
-        .await;
+        sweep.abort(&store, candidates).await;
     } else {
         let jobs = ledger.jobs()?;
         for job in jobs {
@@ -344,18 +342,10 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
                 continue;
             }
             let store = job_store(&job, &args.store)?;
-            abort_all(
-                &store,
-                &ledger,
-                candidates,
-                args.older_than,
-                args.dry_run,
-                out,
-                &mut tally,
-            )
-            .await;
+            sweep.abort(&store, candidates).await;
         }
     }
+    let tally = sweep.tally;
     let verb = if args.dry_run {
         "would abort"
     } else {

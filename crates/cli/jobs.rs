@@ -1,6 +1,6 @@
 //! `transfer resume [JOB]` and `transfer jobs [show JOB | forget JOB]`: the ledger's jobs, for people.
 
-use crate::cleanup::{abort_all, job_store, owned_uploads, Tally};
+use crate::cleanup::{job_store, owned_uploads, Sweep, Tally};
 use crate::cp::{open_ledger, CpArgs};
 use crate::output::{human_bytes, OutputArgs};
 use crate::remote::StoreArgs;
@@ -280,7 +280,7 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
 
 async fn forget(ledger: &Ledger, id: i64, store: &StoreArgs, out: OutputArgs) -> Result<u8, Usage> {
     let job = find(ledger, id)?;
-    let mut tally = Tally::default();
+    let mut sweep = Sweep { ledger, older_than: None, dry_run: false, out, tally: Tally::default() };
     {
         let _lock = ledger
             .lock_job(job.id)
@@ -288,9 +288,10 @@ async fn forget(ledger: &Ledger, id: i64, store: &StoreArgs, out: OutputArgs) ->
         let candidates = owned_uploads(ledger, JobId(id), None).await?;
         if !candidates.is_empty() {
             let store = job_store(&job, store)?;
-            abort_all(&store, ledger, candidates, None, false, out, &mut tally).await;
+            sweep.abort(&store, candidates).await;
         }
     }
+    let tally = sweep.tally;
     if tally.failed > 0 {
         tracing::error!("job {id} kept: {} of its uploads could not be aborted (see above); try again, or `transfer cleanup --all`", tally.failed);
         return Ok(EXIT_FAILED);
