@@ -336,6 +336,7 @@ async fn a_prefix_copied_as_one_job_keeps_every_objects_metadata_and_tags() {
         prefix: "mirror".into(),
         metadata: Directive::Copy,
         tags: Directive::Copy,
+        filter: Default::default(),
     };
     let mut handle = engine.copy_prefix(job, request()).unwrap();
     let mut done = 0;

@@ -210,6 +210,7 @@ fn dir_request(root: &std::path::Path, b: &str) -> transfer_engine::job::DirRequ
         prefix: "backup".into(),
         metadata: Metadata::default(),
         tags: Some(seed_tags()),
+        filter: Default::default(),
     }
 }
 

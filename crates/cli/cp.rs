@@ -262,7 +262,7 @@ fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
     let handle = match &p.src {
         Location::Path(path) if path.is_dir() => p.engine.upload_dir(
             p.job,
-            DirRequest { dir: path.clone(), bucket: bucket.clone(), prefix: dst_key.clone(), metadata: p.metadata.clone(), tags: p.tags.clone() },
+            DirRequest { dir: path.clone(), bucket: bucket.clone(), prefix: dst_key.clone(), metadata: p.metadata.clone(), tags: p.tags.clone(), filter: transfer_engine::job::KeyFilter::default() },
         )?,
         Location::Path(path) => {
             let key = if p.dst.is_container() {
@@ -287,7 +287,7 @@ fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
             if p.src.is_container() || args.recursive {
                 p.engine.copy_prefix(
                     p.job,
-                    PrefixCopyRequest { src_bucket: sb.clone(), src_prefix: sk.clone(), bucket: bucket.clone(), prefix: dst_key.clone(), metadata, tags },
+                    PrefixCopyRequest { src_bucket: sb.clone(), src_prefix: sk.clone(), bucket: bucket.clone(), prefix: dst_key.clone(), metadata, tags, filter: transfer_engine::job::KeyFilter::default() },
                 )?
             } else {
                 let key = if p.dst.is_container() { format!("{dst_key}{}", sk.rsplit('/').next().unwrap_or(sk)) } else { dst_key.clone() };

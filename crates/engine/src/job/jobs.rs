@@ -6,9 +6,12 @@
 //! objects going at once, each through [`Engine::upload_file`] or [`Engine::copy_object`] under the engine's one
 //! scheduler. So a job over millions of objects holds a bounded number of entries in memory, and small objects
 //! and the parts of large ones share one bound on requests in flight and one memory budget.
+//!
+//! The producers apply the request's [`KeyFilter`] as they find entries: an entry it does not take is never
+//! sent to the runner.
 
 use super::handle::{Event, JobHandle, JobSummary, ObjectOutcome, Tracker};
-use super::{CopyRequest, Engine, UploadRequest};
+use super::{CopyRequest, Engine, KeyFilter, UploadRequest};
 use crate::checkpoint::{JobId, JobState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::Metadata;
@@ -32,6 +35,8 @@ pub struct DirRequest {
     pub metadata: Metadata,
     /// Tags of every object.
     pub tags: Option<TagSet>,
+    /// Which files are taken, by their path relative to `dir` ([`KeyFilter::default()`]: all).
+    pub filter: KeyFilter,
 }
 
 /// A prefix to copy server-side: every object under `src_bucket/src_prefix` becomes `bucket/prefix + the rest
@@ -50,6 +55,9 @@ pub struct PrefixCopyRequest {
     pub metadata: Directive<Metadata>,
     /// Each destination's tags: its source's ([`Directive::Copy`]) or these.
     pub tags: Directive<TagSet>,
+    /// Which objects are taken, by their key relative to `src_prefix` (the key with `src_prefix` and a `/`
+    /// after it removed, as the destination key is formed); [`KeyFilter::default()`]: all.
+    pub filter: KeyFilter,
 }
 
 /// Most failures kept in a summary.
@@ -76,7 +84,7 @@ impl Engine {
     /// Starts uploading every regular file under `req.dir` as job `job` and returns its handle. Takes the job's
     /// lock for the job's lifetime (a second process on the same job gets a clear error here). Files an earlier
     /// run finished are skipped; interrupted ones resume. Symbolic links to files are followed; symbolic links
-    /// to directories are not (no cycles).
+    /// to directories are not (no cycles). Only files `req.filter` takes are found.
     pub fn upload_dir(&self, job: JobId, req: DirRequest) -> Result<JobHandle> {
         if !req.dir.is_dir() {
             return Err(Error::invalid(format!("{} is not a directory", req.dir.display())));
@@ -90,6 +98,7 @@ impl Engine {
     /// Starts copying every object under `req.src_bucket/req.src_prefix` server-side (CopyObject or
     /// UploadPartCopy, metadata and tags per the directives) as job `job`, and returns its handle. The source is
     /// listed page by page as the job goes. Objects an earlier run finished are skipped; interrupted ones resume.
+    /// Only objects `req.filter` takes are found.
     pub fn copy_prefix(&self, job: JobId, req: PrefixCopyRequest) -> Result<JobHandle> {
         crate::store::validate_bucket(&req.src_bucket)?;
         crate::store::validate_bucket(&req.bucket)?;
@@ -238,8 +247,11 @@ impl Engine {
                 }
             };
             for entry in page.objects {
-                tracker.found(entry.size);
                 let rest = entry.key.strip_prefix(src_prefix.as_str()).unwrap_or(&entry.key).trim_start_matches('/');
+                if !req.filter.matches(rest) {
+                    continue;
+                }
+                tracker.found(entry.size);
                 let work = CopyRequest {
                     source: ObjectRef::new(&req.src_bucket, &entry.key),
                     bucket: req.bucket.clone(),
@@ -284,13 +296,14 @@ fn walk(req: &DirRequest, prefix: &str, tx: &mpsc::Sender<Found>, tracker: &Trac
                     continue;
                 }
                 Ok((path, ft)) => match std::fs::metadata(&path) {
-                    Ok(m) if m.is_file() => match key_for(&req.dir, &path, prefix) {
-                        Some(key) => {
+                    Ok(m) if m.is_file() => match relative(&req.dir, &path) {
+                        Some(rel) if !req.filter.matches(&rel) => continue,
+                        Some(rel) => {
                             tracker.found(m.len());
                             Ok(Work::Upload(UploadRequest {
                                 path,
                                 bucket: req.bucket.clone(),
-                                key,
+                                key: format!("{prefix}{rel}"),
                                 metadata: req.metadata.clone(),
                                 tags: req.tags.clone(),
                             }))
@@ -312,9 +325,9 @@ fn walk(req: &DirRequest, prefix: &str, tx: &mpsc::Sender<Found>, tracker: &Trac
     tracker.listing_finished();
 }
 
-/// `prefix` + the path of `file` relative to `root`, with `/` separators.
-fn key_for(root: &Path, file: &Path, prefix: &str) -> Option<String> {
+/// The path of `file` relative to `root`, with `/` separators (`None` if it is not UTF-8).
+fn relative(root: &Path, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(root).ok()?;
     let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
-    Some(format!("{prefix}{}", parts?.join("/")))
+    Some(parts?.join("/"))
 }

@@ -8,7 +8,7 @@
 //! # async fn demo() -> transfer_engine::Result<()> {
 //! use std::sync::Arc;
 //! use transfer_engine::checkpoint::{JobSpec, Ledger};
-//! use transfer_engine::job::{DirRequest, Engine, EngineConfig};
+//! use transfer_engine::job::{DirRequest, Engine, EngineConfig, KeyFilter};
 //! use transfer_engine::oss::OssStore;
 //! use transfer_engine::{Metadata, TagSet};
 //!
@@ -23,13 +23,19 @@
 //!     prefix: "nightly".into(),
 //!     metadata: Metadata::default(),
 //!     tags: Some(TagSet::from_pairs([("retention", "90d"), ("source", "db-01")])?),
+//!     filter: KeyFilter::default(),
 //! };
 //! let summary = engine.upload_dir(job, request)?.join().await?;
 //! println!("{} objects, {} bytes acknowledged", summary.progress.objects_done, summary.progress.bytes_acknowledged);
 //! # Ok(()) }
 //! ```
+//!
+//! # Choosing what moves
+//! - [`KeyFilter`] (in [`DirRequest::filter`] and [`PrefixCopyRequest::filter`]) takes or leaves entries of a
+//!   directory or a prefix by glob patterns.
 
 mod copy;
+mod filter;
 mod handle;
 mod jobs;
 mod parts;
@@ -46,6 +52,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use copy::{CopyOutcome, CopyRequest};
+pub use filter::KeyFilter;
 pub use handle::{Event, JobHandle, JobSummary, ObjectOutcome, Progress};
 pub use jobs::{DirRequest, PrefixCopyRequest};
 pub use upload::UploadOutcome;
