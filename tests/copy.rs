@@ -30,7 +30,7 @@ fn config(tag_on: TagOn) -> EngineConfig {
         retry: RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() },
         tag_on,
         content_md5: false,
-        digest: Default::default(),
+        ..EngineConfig::default()
     }
 }
 

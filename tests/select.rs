@@ -1,24 +1,29 @@
-//! Choosing what moves, through the library against `transfer serve`: include/exclude filters over a
-//! directory and a prefix.
+//! Choosing what moves, through the library against `transfer serve`: the overwrite policy (no-clobber and
+//! update, for files and server-side copies, including a destination that appears between the check and the
+//! write) and include/exclude filters over a directory and a prefix.
 
+use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::{bucket, client_for, data, Served, AK, SK};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use transfer_engine::checkpoint::{JobId, JobSpec, Ledger};
-use transfer_engine::job::{DirRequest, Engine, EngineConfig, Event, JobSummary, KeyFilter, ObjectOutcome, PrefixCopyRequest};
+use transfer_engine::checkpoint::{JobId, JobSpec, JobState, Ledger, ObjectState};
+use transfer_engine::job::{
+    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobSummary, KeyFilter, ObjectOutcome, Overwrite, PrefixCopyRequest,
+    SkipReason, UploadRequest,
+};
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
-use transfer_engine::store::{Directive, ListRequest};
-use transfer_engine::{ErrorKind, Metadata, ObjectStore};
+use transfer_engine::store::{Body, Directive, ListRequest, PutOptions};
+use transfer_engine::{ErrorKind, Metadata, ObjectRef, ObjectStore};
 
 const KIB: u64 = 1024;
 
 /// Uploads: multipart from 64 KiB in parts of 100 KiB (the store's minimum); copies: UploadPartCopy from
 /// 300 KiB in parts of 100 KiB.
-fn config() -> EngineConfig {
+fn config(overwrite: Overwrite) -> EngineConfig {
     EngineConfig {
         plan: PlanOptions {
             preferred_part_size: 100 * KIB,
@@ -29,9 +34,8 @@ fn config() -> EngineConfig {
             ..PlanOptions::default()
         },
         retry: RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() },
-        tag_on: Default::default(),
-        content_md5: false,
-        digest: Default::default(),
+        overwrite,
+        ..EngineConfig::default()
     }
 }
 
@@ -52,9 +56,13 @@ async fn setup(buckets: &[&str]) -> Setup {
 }
 
 impl Setup {
-    fn engine(&self) -> Engine {
-        let store: Arc<dyn ObjectStore> = Arc::new(client_for(&self.served.endpoint, V4, Credentials::new(AK, SK)));
-        Engine::new(store, self.ledger.clone(), config()).unwrap()
+    fn engine_via(&self, endpoint: &str, overwrite: Overwrite) -> Engine {
+        let store: Arc<dyn ObjectStore> = Arc::new(client_for(endpoint, V4, Credentials::new(AK, SK)));
+        Engine::new(store, self.ledger.clone(), config(overwrite)).unwrap()
+    }
+
+    fn engine(&self, overwrite: Overwrite) -> Engine {
+        self.engine_via(&self.served.endpoint, overwrite)
     }
 
     fn job(&self, source: &str) -> JobId {
@@ -68,6 +76,20 @@ impl Setup {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, bytes).unwrap();
         p
+    }
+
+    async fn put(&self, b: &str, key: &str, bytes: &[u8]) -> String {
+        let store = self.served.client(V4);
+        store.put_object(b, key, Body::from(bytes.to_vec()), &PutOptions::default()).await.unwrap().etag
+    }
+
+    async fn read(&self, b: &str, key: &str) -> Vec<u8> {
+        let store = self.served.client(V4);
+        store.get_object(&ObjectRef::new(b, key), None).await.unwrap().bytes().await.unwrap().to_vec()
+    }
+
+    async fn etag(&self, b: &str, key: &str) -> String {
+        self.served.client(V4).head_object(&ObjectRef::new(b, key)).await.unwrap().etag
     }
 
     /// Every key in `b`, sorted.
@@ -87,6 +109,9 @@ impl Setup {
         keys
     }
 
+    async fn open_uploads(&self, b: &str) -> usize {
+        self.served.client(V4).list_uploads(b, &Default::default()).await.unwrap().uploads.len()
+    }
 }
 
 /// Every Done event's outcome by key, and the summary.
@@ -120,6 +145,185 @@ fn prefix_request(src_prefix: &str, b: &str, prefix: &str, filter: KeyFilter) ->
         metadata: Directive::Copy,
         tags: Directive::Copy,
         filter,
+    }
+}
+
+#[tokio::test]
+async fn no_clobber_leaves_existing_files_alone_and_uploads_missing_ones() {
+    let s = setup(&["noclobber"]).await;
+    // Existing destinations hold other bytes than the files; one small, one multipart-sized.
+    let mut before = BTreeMap::new();
+    for (name, len) in [("exists-small", 5000usize), ("exists-big", 250 * 1024)] {
+        let old = data(len, 1);
+        s.file("tree", name, &data(len, 2));
+        before.insert(format!("up/{name}"), (s.put("noclobber", &format!("up/{name}"), &old).await, old));
+    }
+    let missing: BTreeMap<String, Vec<u8>> =
+        [("missing-small", 3000usize), ("sub/missing-big", 230 * 1024)].into_iter().map(|(n, len)| (format!("up/{n}"), data(len, 3))).collect();
+    for (key, bytes) in &missing {
+        s.file("tree", key.strip_prefix("up/").unwrap(), bytes);
+    }
+    let job = s.job("tree");
+    let engine = s.engine(Overwrite::IfMissing);
+    let ran = run(engine.upload_dir(job, dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default())).unwrap()).await;
+
+    assert_eq!(ran.summary.state, JobState::Done);
+    assert_eq!(ran.done.len(), 4);
+    for (key, (etag, old)) in &before {
+        assert_eq!(ran.done[key].skipped(), Some(SkipReason::Exists), "{key}");
+        assert_eq!(&s.read("noclobber", key).await, old, "{key}: untouched");
+        assert_eq!(&s.etag("noclobber", key).await, etag, "{key}: untouched");
+    }
+    for (key, bytes) in &missing {
+        assert_eq!(ran.done[key].skipped(), None, "{key}");
+        assert_eq!(&s.read("noclobber", key).await, bytes, "{key}: uploaded");
+    }
+    let p = &ran.summary.progress;
+    assert_eq!((p.objects_found, p.objects_done, p.objects_skipped, p.objects_already_done), (4, 2, 2, 0));
+    let missing_bytes: u64 = missing.values().map(|b| b.len() as u64).sum();
+    assert_eq!(p.bytes_acknowledged, missing_bytes, "the bytes of skipped objects are not acknowledged");
+    let skipped_rows = s.ledger.objects(job, Some(ObjectState::Skipped), 0, 100).unwrap();
+    assert_eq!(skipped_rows.len(), 2);
+
+    // Again: everything resolves as done, nothing is sent, the skipped bytes still do not count.
+    let again = run(engine.upload_dir(job, dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default())).unwrap()).await;
+    assert_eq!(again.summary.state, JobState::Done);
+    let p = &again.summary.progress;
+    assert_eq!((p.objects_done, p.objects_skipped, p.objects_already_done), (0, 0, 4));
+    assert_eq!(p.bytes_acknowledged, missing_bytes);
+    for (key, (etag, _)) in &before {
+        assert_eq!(&s.etag("noclobber", key).await, etag, "{key}: still untouched");
+    }
+}
+
+#[tokio::test]
+async fn no_clobber_holds_when_the_destination_appears_after_the_check() {
+    let s = setup(&["race"]).await;
+    let job = s.job("race");
+    // The HEAD says the destination is missing, but it exists: the write carries x-oss-forbid-overwrite, the
+    // store refuses it, and the object is skipped untouched — for a PutObject and for a multipart upload.
+    for (name, len) in [("small", 4000usize), ("big", 250 * 1024)] {
+        let key = format!("race-{name}");
+        let etag = s.put("race", &key, b"old bytes").await;
+        let path = s.file("files", name, &data(len, 4));
+        let proxy = FaultProxy::start(
+            &s.served.endpoint,
+            vec![Rule { method: Some("HEAD"), contains: "/race/race-", fault: Fault::Status(404, "NoSuchKey"), times: 1 }],
+        )
+        .await;
+        let out = s.engine_via(&proxy.endpoint, Overwrite::IfMissing).upload_file(job, &UploadRequest::new(&path, "race", &key)).await.unwrap();
+        assert_eq!(proxy.injected(), 1);
+        assert_eq!(out.skipped, Some(SkipReason::Exists), "{name}: {out:?}");
+        assert_eq!(out.etag, etag, "{name}: the outcome names the destination that stayed");
+        assert_eq!(s.read("race", &key).await, b"old bytes", "{name}");
+        assert_eq!(s.ledger.object(job, &path.to_string_lossy()).unwrap().unwrap().state, ObjectState::Skipped);
+    }
+    assert_eq!(s.open_uploads("race").await, 0, "the refused multipart upload was aborted");
+
+    // A PutObject whose answer is lost and is retried meets its own object: that is an upload, not a skip.
+    let content = data(3000, 5);
+    let path = s.file("files", "lost", &content);
+    let proxy = FaultProxy::start(
+        &s.served.endpoint,
+        vec![Rule { method: Some("PUT"), contains: "/race/lost", fault: Fault::LoseResponse, times: 1 }],
+    )
+    .await;
+    let out = s.engine_via(&proxy.endpoint, Overwrite::IfMissing).upload_file(job, &UploadRequest::new(&path, "race", "lost")).await.unwrap();
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(out.skipped, None, "{out:?}");
+    assert_eq!(s.read("race", "lost").await, content);
+}
+
+#[tokio::test]
+async fn update_skips_only_identical_destinations() {
+    let s = setup(&["upd"]).await;
+    let job = s.job("upd");
+    let engine = s.engine(Overwrite::IfDifferent);
+    let same_small = data(6000, 7);
+    let same_big = data(200 * 1024, 8);
+    /// (name, destination bytes, file bytes, expected skip)
+    type Case = (&'static str, Option<Vec<u8>>, Vec<u8>, Option<SkipReason>);
+    let cases: Vec<Case> = vec![
+        ("same-small", Some(same_small.clone()), same_small, Some(SkipReason::Unchanged)),
+        ("same-big", Some(same_big.clone()), same_big, Some(SkipReason::Unchanged)),
+        ("same-size-other-bytes", Some(data(6000, 9)), data(6000, 10), None),
+        ("same-size-other-bytes-big", Some(data(200 * 1024, 9)), data(200 * 1024, 10), None),
+        ("other-size", Some(data(6000, 11)), data(6001, 11), None),
+        ("missing", None, data(100, 12), None),
+    ];
+    for (name, dest, file, expect) in cases {
+        let etag = match &dest {
+            Some(d) => Some(s.put("upd", name, d).await),
+            None => None,
+        };
+        let path = s.file("files", name, &file);
+        let out = engine.upload_file(job, &UploadRequest::new(&path, "upd", name)).await.unwrap();
+        assert_eq!(out.skipped, expect, "{name}");
+        assert_eq!(s.read("upd", name).await, file, "{name}: the destination has the file's bytes");
+        match expect {
+            Some(_) => {
+                assert_eq!(Some(s.etag("upd", name).await), etag, "{name}: not rewritten");
+                assert_eq!(out.parts_sent, 0);
+            }
+            None => assert!(out.parts_sent >= 1, "{name}: {out:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_clobber_and_update_apply_to_server_side_copies() {
+    let s = setup(&["src", "dst"]).await;
+    let job = s.job("copies");
+    let small = data(8000, 20);
+    let big = data(400 * 1024, 21); // UploadPartCopy: 4 parts
+    s.put("src", "data/small", &small).await;
+    s.put("src", "data/big", &big).await;
+    s.put("src", "data/fresh", b"fresh").await;
+
+    // No-clobber over a prefix: the existing destinations stay, the missing one is copied.
+    let kept_small = s.put("dst", "nc/small", b"older small").await;
+    let kept_big = s.put("dst", "nc/big", &data(10, 22)).await;
+    let ran = run(s.engine(Overwrite::IfMissing).copy_prefix(job, prefix_request("data/", "dst", "nc", KeyFilter::default())).unwrap()).await;
+    assert_eq!(ran.summary.state, JobState::Done);
+    assert_eq!(ran.done["nc/small"].skipped(), Some(SkipReason::Exists));
+    assert_eq!(ran.done["nc/big"].skipped(), Some(SkipReason::Exists));
+    assert_eq!(ran.done["nc/fresh"].skipped(), None);
+    assert_eq!((s.etag("dst", "nc/small").await, s.etag("dst", "nc/big").await), (kept_small, kept_big));
+    assert_eq!(s.read("dst", "nc/small").await, b"older small");
+    assert_eq!(s.read("dst", "nc/fresh").await, b"fresh");
+    let p = &ran.summary.progress;
+    assert_eq!((p.objects_done, p.objects_skipped, p.bytes_acknowledged), (1, 2, 5));
+
+    // A destination that appears between the check and the copy is not clobbered either.
+    let job2 = s.job("copies-race");
+    let etag = s.put("dst", "race/small", b"appeared").await;
+    let proxy = FaultProxy::start(
+        &s.served.endpoint,
+        vec![Rule { method: Some("HEAD"), contains: "/dst/race/", fault: Fault::Status(404, "NoSuchKey"), times: 1 }],
+    )
+    .await;
+    let req = CopyRequest::new(ObjectRef::new("src", "data/small"), "dst", "race/small");
+    let out = s.engine_via(&proxy.endpoint, Overwrite::IfMissing).copy_object(job2, &req).await.unwrap();
+    assert_eq!((proxy.injected(), out.skipped), (1, Some(SkipReason::Exists)));
+    assert_eq!((s.etag("dst", "race/small").await, s.read("dst", "race/small").await), (etag, b"appeared".to_vec()));
+
+    // Update: identical destinations stay, same-size different ones are copied again.
+    let job3 = s.job("copies-update");
+    let same_small = s.put("dst", "upd/small", &small).await;
+    let same_big = s.put("dst", "upd/big", &big).await;
+    let engine = s.engine(Overwrite::IfDifferent);
+    for (key, etag) in [("small", &same_small), ("big", &same_big)] {
+        let out = engine.copy_object(job3, &CopyRequest::new(ObjectRef::new("src", format!("data/{key}")), "dst", format!("upd/{key}"))).await.unwrap();
+        assert_eq!(out.skipped, Some(SkipReason::Unchanged), "{key}");
+        assert_eq!(&s.etag("dst", &format!("upd/{key}")).await, etag, "{key}: not rewritten");
+    }
+    let job4 = s.job("copies-update-2");
+    s.put("dst", "upd2/small", &data(small.len(), 30)).await;
+    s.put("dst", "upd2/big", &data(big.len(), 31)).await;
+    for (key, bytes) in [("small", &small), ("big", &big)] {
+        let out = engine.copy_object(job4, &CopyRequest::new(ObjectRef::new("src", format!("data/{key}")), "dst", format!("upd2/{key}"))).await.unwrap();
+        assert_eq!(out.skipped, None, "{key}");
+        assert_eq!(&s.read("dst", &format!("upd2/{key}")).await, bytes, "{key}: copied over the different bytes");
     }
 }
 
@@ -158,7 +362,7 @@ async fn filters_choose_the_files_of_a_directory_and_the_objects_of_a_prefix() {
     tree(&s, "tree");
     let (f, taken) = filter();
     let job = s.job("tree");
-    let ran = run(s.engine().upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "in", f.clone())).unwrap()).await;
+    let ran = run(s.engine(Overwrite::Always).upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "in", f.clone())).unwrap()).await;
     let expected: Vec<String> = taken.iter().map(|r| format!("in/{r}")).collect();
     assert_eq!(s.keys("src").await, expected);
     assert_eq!(ran.done.keys().cloned().collect::<Vec<_>>(), expected);
@@ -169,10 +373,10 @@ async fn filters_choose_the_files_of_a_directory_and_the_objects_of_a_prefix() {
     // The whole tree under another prefix, then a filtered prefix copy of it.
     let all = tree(&s, "tree");
     let job = s.job("all");
-    run(s.engine().upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "all", KeyFilter::default())).unwrap()).await;
+    run(s.engine(Overwrite::Always).upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "all", KeyFilter::default())).unwrap()).await;
     assert_eq!(s.keys("src").await.iter().filter(|k| k.starts_with("all/")).count(), all.len());
     let job = s.job("copy");
-    let ran = run(s.engine().copy_prefix(job, prefix_request("all/", "dst", "out", f)).unwrap()).await;
+    let ran = run(s.engine(Overwrite::Always).copy_prefix(job, prefix_request("all/", "dst", "out", f)).unwrap()).await;
     let expected: Vec<String> = taken.iter().map(|r| format!("out/{r}")).collect();
     assert_eq!(s.keys("dst").await, expected);
     assert_eq!((ran.summary.progress.objects_found, ran.summary.progress.objects_done), (5, 5));

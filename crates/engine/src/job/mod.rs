@@ -31,6 +31,8 @@
 //! ```
 //!
 //! # Choosing what moves
+//! - [`EngineConfig::overwrite`] decides what happens to an object whose destination already exists
+//!   ([`Overwrite`]); an object left alone is reported with a [`SkipReason`].
 //! - [`KeyFilter`] (in [`DirRequest::filter`] and [`PrefixCopyRequest::filter`]) takes or leaves entries of a
 //!   directory or a prefix by glob patterns.
 
@@ -38,6 +40,7 @@ mod copy;
 mod filter;
 mod handle;
 mod jobs;
+mod overwrite;
 mod parts;
 mod upload;
 
@@ -55,6 +58,7 @@ pub use copy::{CopyOutcome, CopyRequest};
 pub use filter::KeyFilter;
 pub use handle::{Event, JobHandle, JobSummary, ObjectOutcome, Progress};
 pub use jobs::{DirRequest, PrefixCopyRequest};
+pub use overwrite::{Overwrite, SkipReason};
 pub use upload::UploadOutcome;
 
 use handle::Tracker;
@@ -83,6 +87,8 @@ pub struct EngineConfig {
     pub content_md5: bool,
     /// Where each uploaded file's blake3 digest goes on its object (it is always in the ledger and the outcome).
     pub digest: DigestOptions,
+    /// What to do when an object's destination already exists; default [`Overwrite::Always`].
+    pub overwrite: Overwrite,
 }
 
 /// Put the file's blake3 digest (hex) on the object as a tag and/or a user-metadata value.
