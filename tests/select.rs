@@ -1,6 +1,7 @@
 //! Choosing what moves, through the library against `transfer serve`: the overwrite policy (no-clobber and
 //! update, for files and server-side copies, including a destination that appears between the check and the
-//! write) and include/exclude filters over a directory and a prefix.
+//! write), include/exclude filters over a directory and a prefix, and dry runs that plan every object and
+//! write nothing.
 
 use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::{bucket, client_for, data, Served, AK, SK};
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobSpec, JobState, Ledger, ObjectState};
 use transfer_engine::job::{
-    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobSummary, KeyFilter, ObjectOutcome, Overwrite, PrefixCopyRequest,
-    SkipReason, UploadRequest,
+    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobSummary, KeyFilter, ObjectOutcome, Overwrite, PlannedAction,
+    PrefixCopyRequest, SkipReason, UploadRequest,
 };
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
@@ -23,7 +24,7 @@ const KIB: u64 = 1024;
 
 /// Uploads: multipart from 64 KiB in parts of 100 KiB (the store's minimum); copies: UploadPartCopy from
 /// 300 KiB in parts of 100 KiB.
-fn config(overwrite: Overwrite) -> EngineConfig {
+fn config(overwrite: Overwrite, dry_run: bool) -> EngineConfig {
     EngineConfig {
         plan: PlanOptions {
             preferred_part_size: 100 * KIB,
@@ -35,6 +36,7 @@ fn config(overwrite: Overwrite) -> EngineConfig {
         },
         retry: RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() },
         overwrite,
+        dry_run,
         ..EngineConfig::default()
     }
 }
@@ -58,11 +60,17 @@ async fn setup(buckets: &[&str]) -> Setup {
 impl Setup {
     fn engine_via(&self, endpoint: &str, overwrite: Overwrite) -> Engine {
         let store: Arc<dyn ObjectStore> = Arc::new(client_for(endpoint, V4, Credentials::new(AK, SK)));
-        Engine::new(store, self.ledger.clone(), config(overwrite)).unwrap()
+        Engine::new(store, self.ledger.clone(), config(overwrite, false)).unwrap()
     }
 
     fn engine(&self, overwrite: Overwrite) -> Engine {
         self.engine_via(&self.served.endpoint, overwrite)
+    }
+
+    /// An engine configured for dry runs.
+    fn dry(&self, overwrite: Overwrite) -> Engine {
+        let store: Arc<dyn ObjectStore> = Arc::new(client_for(&self.served.endpoint, V4, Credentials::new(AK, SK)));
+        Engine::new(store, self.ledger.clone(), config(overwrite, true)).unwrap()
     }
 
     fn job(&self, source: &str) -> JobId {
@@ -114,22 +122,24 @@ impl Setup {
     }
 }
 
-/// Every Done event's outcome by key, and the summary.
+/// Every Done event's outcome by key, the Planned events by key, and the summary.
 struct Ran {
     done: BTreeMap<String, ObjectOutcome>,
+    planned: BTreeMap<String, transfer_engine::job::PlannedObject>,
     summary: JobSummary,
 }
 
 async fn run(mut handle: transfer_engine::job::JobHandle) -> Ran {
-    let mut done = BTreeMap::new();
+    let (mut done, mut planned) = (BTreeMap::new(), BTreeMap::new());
     while let Some(event) = handle.next_event().await {
         match event {
             Event::Done { key, outcome } => assert!(done.insert(key, outcome).is_none()),
+            Event::Planned { key, plan } => assert!(planned.insert(key, plan).is_none()),
             Event::Failed { key, error } => panic!("{key} failed: {error}"),
         }
     }
     let summary = handle.join().await.unwrap();
-    Ran { done, summary }
+    Ran { done, planned, summary }
 }
 
 fn dir_request(dir: &Path, b: &str, prefix: &str, filter: KeyFilter) -> DirRequest {
@@ -386,4 +396,127 @@ async fn filters_choose_the_files_of_a_directory_and_the_objects_of_a_prefix() {
     let e = KeyFilter::new(&["ok/*", "a["], &[] as &[&str]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("\"a[\""), "{e}");
+}
+
+#[tokio::test]
+async fn a_dry_run_of_a_directory_plans_every_object_and_writes_nothing() {
+    let s = setup(&["dry"]).await;
+    // (relative path, size, action without a policy)
+    let files: Vec<(&str, u64, PlannedAction)> = vec![
+        ("empty", 0, PlannedAction::Put),
+        ("small.txt", 10 * KIB, PlannedAction::Put),
+        ("sub/below.txt", 64 * KIB - 1, PlannedAction::Put),
+        ("sub/at-threshold.bin", 64 * KIB, PlannedAction::Multipart { part_size: 64 * KIB, parts: 1 }),
+        ("sub/deep/big.bin", 250 * KIB, PlannedAction::Multipart { part_size: 100 * KIB, parts: 3 }),
+        ("sub/deep/bigger.bin", 1000 * KIB + 1, PlannedAction::Multipart { part_size: 100 * KIB, parts: 11 }),
+        ("excluded.tmp", 10, PlannedAction::Put),
+    ];
+    for (i, (rel, size, _)) in files.iter().enumerate() {
+        s.file("tree", rel, &data(*size as usize, i as u64));
+    }
+    let existing_etag = s.put("dry", "up/sub/deep/big.bin", b"already here").await;
+    let filter = KeyFilter::new(&[] as &[&str], &["*.tmp"]).unwrap();
+    let root = s.dir.path().join("tree");
+    // A job id the ledger does not know: a dry run does not need one.
+    let job = JobId(4242);
+
+    for overwrite in [Overwrite::Always, Overwrite::IfMissing] {
+        let engine = s.dry(overwrite);
+        let ran = run(engine.upload_dir(job, dir_request(&root, "dry", "up", filter.clone())).unwrap()).await;
+        assert!(ran.done.is_empty());
+        let mut expected = BTreeMap::new();
+        for (rel, size, action) in files.iter().filter(|(r, ..)| !r.ends_with(".tmp")) {
+            let key = format!("up/{rel}");
+            let action = match (overwrite, *rel) {
+                (Overwrite::IfMissing, "sub/deep/big.bin") => PlannedAction::Skip(SkipReason::Exists),
+                _ => *action,
+            };
+            expected.insert(key, (*size, action));
+        }
+        let got: BTreeMap<String, (u64, PlannedAction)> = ran.planned.iter().map(|(k, p)| (k.clone(), (p.size, p.action))).collect();
+        assert_eq!(got, expected, "{overwrite:?}");
+        for (key, plan) in &ran.planned {
+            assert_eq!((&plan.key, plan.bucket.as_str()), (key, "dry"));
+            assert_eq!(plan.source, root.join(key.strip_prefix("up/").unwrap()).to_string_lossy());
+        }
+        let p = &ran.summary.progress;
+        assert_eq!(ran.summary.state, JobState::Done);
+        let bytes: u64 = expected.values().map(|(size, _)| size).sum();
+        assert_eq!((p.objects_found, p.bytes_found, p.objects_planned), (6, bytes, 6));
+        assert_eq!((p.objects_done, p.bytes_acknowledged), (0, 0));
+        assert_eq!(p.objects_skipped, if overwrite == Overwrite::IfMissing { 1 } else { 0 });
+    }
+    // Nothing was written: the bucket holds only what was there, no upload was started, the ledger is empty.
+    assert_eq!(s.keys("dry").await, vec!["up/sub/deep/big.bin".to_owned()]);
+    assert_eq!(s.etag("dry", "up/sub/deep/big.bin").await, existing_etag);
+    assert_eq!(s.open_uploads("dry").await, 0);
+    assert!(s.ledger.jobs().unwrap().is_empty());
+    assert!(s.ledger.objects(job, None, 0, 100).unwrap().is_empty());
+
+    // An existing job is neither locked nor changed by a dry run, and its rows stay as they were.
+    let real = s.job("tree");
+    let _lock = s.ledger.lock_job(real).unwrap();
+    s.ledger.set_job_state(real, JobState::Failed).unwrap();
+    let ran = run(s.dry(Overwrite::Always).upload_one(real, UploadRequest::new(root.join("small.txt"), "dry", "one")).unwrap()).await;
+    assert_eq!(ran.planned["one"].action, PlannedAction::Put);
+    let jobs = s.ledger.jobs().unwrap();
+    assert_eq!((jobs.len(), jobs[0].state, jobs[0].counts.total), (1, JobState::Failed, 0));
+    assert_eq!(s.keys("dry").await.len(), 1);
+
+    // A direct write on a dry-run engine is refused; the planning call answers instead.
+    let engine = s.dry(Overwrite::Always);
+    let req = UploadRequest::new(root.join("sub/deep/bigger.bin"), "dry", "direct");
+    let e = engine.upload_file(real, &req).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("plan_upload_file"), "{e}");
+    assert_eq!(engine.plan_upload_file(&req).await.unwrap().action, PlannedAction::Multipart { part_size: 100 * KIB, parts: 11 });
+    assert_eq!(s.keys("dry").await.len(), 1);
+    assert_eq!(s.ledger.counts(real).unwrap().total, 0);
+}
+
+#[tokio::test]
+async fn a_dry_run_of_a_prefix_copy_plans_copies_and_multipart_copies_and_writes_nothing() {
+    let s = setup(&["src", "dst"]).await;
+    let objects: Vec<(&str, u64, PlannedAction)> = vec![
+        ("data/small", 1000, PlannedAction::Copy),
+        ("data/sub/below", 300 * KIB - 1, PlannedAction::Copy),
+        ("data/sub/big", 300 * KIB, PlannedAction::MultipartCopy { part_size: 100 * KIB, parts: 3 }),
+        ("data/sub/deep/bigger", 1000 * KIB + 5, PlannedAction::MultipartCopy { part_size: 100 * KIB, parts: 11 }),
+        ("data/skip/me", 10, PlannedAction::Copy),
+    ];
+    for (i, (key, size, _)) in objects.iter().enumerate() {
+        s.put("src", key, &data(*size as usize, i as u64)).await;
+    }
+    let existing = s.put("dst", "m/small", b"here").await;
+    let filter = KeyFilter::new(&[] as &[&str], &["skip/**"]).unwrap();
+    let job = JobId(7);
+    for overwrite in [Overwrite::Always, Overwrite::IfMissing] {
+        let ran = run(s.dry(overwrite).copy_prefix(job, prefix_request("data/", "dst", "m", filter.clone())).unwrap()).await;
+        let mut expected = BTreeMap::new();
+        for (key, size, action) in objects.iter().filter(|(k, ..)| !k.contains("skip")) {
+            let dest = format!("m/{}", key.strip_prefix("data/").unwrap());
+            let action = match (overwrite, dest.as_str()) {
+                (Overwrite::IfMissing, "m/small") => PlannedAction::Skip(SkipReason::Exists),
+                _ => *action,
+            };
+            expected.insert(dest, (format!("src/{key}"), *size, action));
+        }
+        let got: BTreeMap<String, (String, u64, PlannedAction)> =
+            ran.planned.iter().map(|(k, p)| (k.clone(), (p.source.clone(), p.size, p.action))).collect();
+        assert_eq!(got, expected, "{overwrite:?}");
+        assert_eq!(ran.summary.state, JobState::Done);
+        let p = &ran.summary.progress;
+        let bytes: u64 = expected.values().map(|(_, size, _)| size).sum();
+        assert_eq!((p.objects_found, p.bytes_found, p.objects_planned, p.objects_done), (4, bytes, 4, 0));
+    }
+    // One object, through copy_one.
+    let ran = run(s.dry(Overwrite::IfMissing).copy_one(job, CopyRequest::new(ObjectRef::new("src", "data/sub/big"), "dst", "one")).unwrap()).await;
+    assert_eq!(ran.planned["one"].action, PlannedAction::MultipartCopy { part_size: 100 * KIB, parts: 3 });
+    let e = s.dry(Overwrite::Always).copy_object(job, &CopyRequest::new(ObjectRef::new("src", "data/small"), "dst", "x")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+
+    assert_eq!(s.keys("dst").await, vec!["m/small".to_owned()]);
+    assert_eq!(s.etag("dst", "m/small").await, existing);
+    assert_eq!(s.open_uploads("dst").await, 0);
+    assert!(s.ledger.jobs().unwrap().is_empty());
 }

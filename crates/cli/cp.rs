@@ -346,6 +346,8 @@ async fn cp(args: CpArgs) -> u8 {
                         eprintln!("done {key} ({} bytes){}", outcome.size(), if outcome.already_done() { ", already there" } else { "" });
                     }
                 }
+                // Dry runs are not wired into `transfer cp` yet: this job never plans.
+                Some(Event::Planned { .. }) => {}
                 Some(Event::Failed { key, error }) => {
                     if args.json {
                         println!("{}", json!({"event": "failed", "key": key, "error": error}));

@@ -125,8 +125,11 @@ impl Engine {
     ///
     /// With an [overwrite policy](super::Overwrite), an object nothing was copied for yet is first checked
     /// against its destination, and may be skipped (recorded as skipped in the ledger, reported in
-    /// [`CopyOutcome::skipped`]).
+    /// [`CopyOutcome::skipped`]). With [`EngineConfig::dry_run`](super::EngineConfig::dry_run) set, nothing
+    /// is written: the call fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) (use
+    /// [`Engine::plan_copy_object`]).
     pub async fn copy_object(&self, job: JobId, req: &CopyRequest) -> Result<CopyOutcome> {
+        self.refuse_dry_run("copy_object", "plan_copy_object")?;
         req.validate()?;
         match self.copy_run(job, req).await {
             Err(e) if source_changed(&e) => {

@@ -151,8 +151,10 @@ impl Engine {
     ///
     /// With an [overwrite policy](super::Overwrite), a file nothing was sent for yet is first checked against
     /// its destination, and may be skipped (recorded as skipped in the ledger, reported in
-    /// [`UploadOutcome::skipped`]).
+    /// [`UploadOutcome::skipped`]). With [`EngineConfig::dry_run`](super::EngineConfig::dry_run) set, nothing
+    /// is written: the call fails with [`ErrorKind::InvalidInput`] (use [`Engine::plan_upload_file`]).
     pub async fn upload_file(&self, job: JobId, req: &UploadRequest) -> Result<UploadOutcome> {
+        self.refuse_dry_run("upload_file", "plan_upload_file")?;
         let (path, file, size, fp) = req.open()?;
         let plan = plan_object(size, &self.inner.caps, &self.inner.config.plan)?;
         let with_digest;
