@@ -92,7 +92,7 @@ pub struct CopyOutcome {
 
 impl CopyOutcome {
     /// The outcome of a copy of `size` bytes the policy skipped, with the destination's HEAD when known.
-    fn skipped(size: u64, reason: SkipReason, dest: Option<&ObjectInfo>) -> CopyOutcome {
+    fn left_alone(size: u64, reason: SkipReason, dest: Option<&ObjectInfo>) -> CopyOutcome {
         CopyOutcome {
             size,
             etag: dest.map(|h| h.etag.clone()).unwrap_or_default(),
@@ -256,13 +256,13 @@ impl Engine {
         let dest = req.dest();
         let Some((reason, head)) = self.copy_skip(&dest, src).await? else { return Ok(None) };
         self.skip(row, &dest, None).await?;
-        Ok(Some(CopyOutcome::skipped(src.size, reason, Some(&head))))
+        Ok(Some(CopyOutcome::left_alone(src.size, reason, Some(&head))))
     }
 
     /// The store refused to overwrite the destination (`FileAlreadyExists`): the object is skipped.
     async fn copy_refused(&self, row: &ObjectRow, req: &CopyRequest, size: u64, upload_id: Option<&str>) -> Result<CopyOutcome> {
         let head = self.skip_refused(row, &req.dest(), upload_id).await?;
-        Ok(CopyOutcome::skipped(size, SkipReason::Exists, head.as_ref()))
+        Ok(CopyOutcome::left_alone(size, SkipReason::Exists, head.as_ref()))
     }
 
     /// The source's CRC-64 against the destination's, when both are known.

@@ -50,7 +50,7 @@ pub struct UploadOutcome {
 
 impl UploadOutcome {
     /// The outcome of a file of `size` bytes the policy skipped, with the destination's HEAD when known.
-    fn skipped(size: u64, reason: SkipReason, dest: Option<&ObjectInfo>) -> UploadOutcome {
+    fn left_alone(size: u64, reason: SkipReason, dest: Option<&ObjectInfo>) -> UploadOutcome {
         UploadOutcome {
             size,
             etag: dest.map(|h| h.etag.clone()).unwrap_or_default(),
@@ -217,13 +217,13 @@ impl Engine {
         let dest = req.dest();
         let Some((reason, head)) = self.upload_skip(&dest, file, path, size).await? else { return Ok(None) };
         self.skip(row, &dest, None).await?;
-        Ok(Some(UploadOutcome::skipped(size, reason, Some(&head))))
+        Ok(Some(UploadOutcome::left_alone(size, reason, Some(&head))))
     }
 
     /// The store refused to overwrite the destination (`FileAlreadyExists`): the object is skipped.
     async fn upload_refused(&self, row: &ObjectRow, req: &UploadRequest, size: u64, upload_id: Option<&str>) -> Result<UploadOutcome> {
         let head = self.skip_refused(row, &req.dest(), upload_id).await?;
-        Ok(UploadOutcome::skipped(size, SkipReason::Exists, head.as_ref()))
+        Ok(UploadOutcome::left_alone(size, SkipReason::Exists, head.as_ref()))
     }
 
     /// Records `e` on the object's ledger row; a stop is not a failure (the object stays resumable as it was).
