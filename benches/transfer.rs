@@ -431,6 +431,7 @@ impl Bench {
             prefix: prefix.clone(),
             metadata: Default::default(),
             tags: None,
+            filter: Default::default(),
         };
         // A directory job (it takes the job's lock, walks the directory and runs `upload_file` per file under
         // the engine's one scheduler: at most 8 requests in flight).

@@ -606,3 +606,90 @@ async fn on_a_terminal_a_live_progress_line_is_drawn() {
     assert!(drawn.contains("done: 12 objects transferred"), "{drawn:?}");
     assert_eq!(listed(&store, "tty", "p/").await, 12);
 }
+
+#[tokio::test]
+async fn dry_run_filters_no_clobber_and_update() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "sel").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"aaaa").unwrap();
+    std::fs::write(src.join("b.log"), b"log").unwrap();
+    std::fs::write(src.join("sub/c.txt"), b"cc").unwrap();
+    std::fs::write(src.join("sub/big.bin"), data(3 * 1024 * 1024, 5)).unwrap();
+    let cp = |extra: &[&str]| {
+        let mut c = transfer(&served.endpoint, &ledger);
+        c.args(["cp", "-r", "--json", "--multipart-threshold", "1MiB", "--part-size", "1MiB", "--exclude", "*.log"])
+            .args(extra)
+            .arg(&src)
+            .arg("oss://sel/x/");
+        run(&mut c)
+    };
+
+    let dry = cp(&["--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    let lines = json_lines(&dry);
+    let mut planned: Vec<(String, String, Option<u64>)> = lines
+        .iter()
+        .filter(|l| l["event"] == "planned")
+        .map(|l| (l["key"].as_str().unwrap().to_owned(), l["action"].as_str().unwrap().to_owned(), l["parts"].as_u64()))
+        .collect();
+    planned.sort();
+    assert_eq!(
+        planned,
+        vec![
+            ("x/a.txt".into(), "put".into(), None),
+            ("x/sub/big.bin".into(), "multipart".into(), Some(3)),
+            ("x/sub/c.txt".into(), "put".into(), None)
+        ]
+    );
+    let s = lines.last().unwrap();
+    assert_eq!((s["dry_run"].as_bool(), s["objects"].as_u64()), (Some(true), Some(3)));
+    assert_eq!(s["part_sizes"][0]["part_size"].as_u64(), Some(1 << 20));
+    assert_eq!(listed(&store, "sel", "").await, 0, "a dry run moves nothing");
+    let jobs = run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"]));
+    assert!(jobs.stdout.is_empty(), "and records no job");
+
+    let out = cp(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(summary(&out)["objects_transferred"].as_u64(), Some(3));
+    assert_eq!(listed(&store, "sel", "x/").await, 3, "the excluded file stayed home");
+
+    // Same size, other bytes (a.txt); another size (c.txt); unchanged (big.bin).
+    std::fs::write(src.join("a.txt"), b"AAAA").unwrap();
+    std::fs::write(src.join("sub/c.txt"), b"ccc").unwrap();
+    let out = cp(&["--update"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let skipped: Vec<&str> = lines.iter().filter(|l| l["skipped"].is_string()).map(|l| l["key"].as_str().unwrap()).collect();
+    assert_eq!(skipped, vec!["x/sub/big.bin"]);
+    let s = summary(&out);
+    assert_eq!((s["objects_transferred"].as_u64(), s["objects_skipped"].as_u64()), (Some(2), Some(1)));
+    let a = store.get_object(&ObjectRef::new("sel", "x/a.txt"), None).await.unwrap().bytes().await.unwrap();
+    assert_eq!(a.as_ref(), b"AAAA");
+
+    // --no-clobber leaves an existing destination alone, whatever it holds.
+    std::fs::write(src.join("a.txt"), b"new content").unwrap();
+    let out = cp(&["--no-clobber"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!((s["objects_transferred"].as_u64(), s["objects_skipped"].as_u64()), (Some(0), Some(3)));
+    let a = store.get_object(&ObjectRef::new("sel", "x/a.txt"), None).await.unwrap().bytes().await.unwrap();
+    assert_eq!(a.as_ref(), b"AAAA");
+
+    // Server-side: a prefix copy's plan, with --include.
+    let out = run(transfer(&served.endpoint, &ledger).args([
+        "cp", "-r", "--json", "--dry-run", "--copy-threshold", "1MiB", "--include", "**/*.bin", "oss://sel/x/", "oss://sel/y/",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!((lines[0]["key"].as_str(), lines[0]["action"].as_str()), (Some("y/sub/big.bin"), Some("multipart_copy")));
+
+    let bad = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--exclude", "a[", "oss://sel/x/", "oss://sel/z/"]));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("a["), "{}", stderr(&bad));
+}

@@ -30,7 +30,7 @@ fn config(tag_on: TagOn) -> EngineConfig {
         retry: RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() },
         tag_on,
         content_md5: false,
-        digest: Default::default(),
+        ..EngineConfig::default()
     }
 }
 
@@ -336,6 +336,7 @@ async fn a_prefix_copied_as_one_job_keeps_every_objects_metadata_and_tags() {
         prefix: "mirror".into(),
         metadata: Directive::Copy,
         tags: Directive::Copy,
+        filter: Default::default(),
     };
     let mut handle = engine.copy_prefix(job, request()).unwrap();
     let mut done = 0;

@@ -21,7 +21,7 @@ fn config(tag_on: TagOn) -> EngineConfig {
         retry: RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() },
         tag_on,
         content_md5: false,
-        digest: Default::default(),
+        ..EngineConfig::default()
     }
 }
 
@@ -210,6 +210,7 @@ fn dir_request(root: &std::path::Path, b: &str) -> transfer_engine::job::DirRequ
         prefix: "backup".into(),
         metadata: Metadata::default(),
         tags: Some(seed_tags()),
+        filter: Default::default(),
     }
 }
 

@@ -21,6 +21,9 @@ mod engine;
 /// The server-side copy driver: metadata and tags kept or replaced on both paths, versions, resume, a changed source.
 mod copy;
 
+/// Choosing what moves: the overwrite policy, include/exclude filters and dry runs.
+mod select;
+
 /// The `transfer cp` command line through the built binary.
 mod cli;
 

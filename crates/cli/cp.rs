@@ -13,7 +13,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobSpec, JobState, Ledger};
-use transfer_engine::job::{
+use transfer_engine::job::{KeyFilter, Overwrite, PlannedAction, 
     CopyRequest, DirRequest, Engine, EngineConfig, Event, JobHandle, ObjectOutcome,
     PrefixCopyRequest, TagOn, UploadRequest,
 };
@@ -88,6 +88,24 @@ pub(crate) struct CpArgs {
     /// Copies of at least this size go as UploadPartCopy parts, smaller ones as one CopyObject.
     #[arg(long, value_parser = parse_size, default_value = "1GiB")]
     pub copy_threshold: u64,
+    /// Skip objects whose destination already exists (and forbid the server to overwrite one that appears meanwhile).
+    #[arg(long, conflicts_with = "update")]
+    pub no_clobber: bool,
+    /// Skip objects whose destination has the same size and CRC-64.
+    #[arg(long)]
+    pub update: bool,
+    /// Only files or objects matching this glob (repeatable); a pattern without / matches the base name, one with
+    /// / the path under the source; * and ? stay within a / segment, ** crosses them.
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out files or objects matching this glob (repeatable; wins over --include).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Print the plan (each object, its size, and PUT, multipart with its part size, or server-side copy), move
+    /// nothing and record nothing.
+    #[arg(long)]
+    #[serde(skip)]
+    pub dry_run: bool,
     /// Requests in flight, shared by every object of the job.
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
@@ -165,6 +183,7 @@ struct Plan {
     tags: Option<TagSet>,
     metadata: Metadata,
     explicit_metadata: bool,
+    filter: KeyFilter,
 }
 
 /// Opens the ledger named by `--checkpoint`, or the default one.
@@ -228,6 +247,11 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         || args.content_type.is_some()
         || args.cache_control.is_some()
         || args.storage_class.is_some();
+    let filter = KeyFilter::new(&args.include, &args.exclude).map_err(|e| Usage(format!("--include/--exclude: {}", e.message())))?;
+    let many = args.recursive || args.src.ends_with('/') || matches!(&src, Location::Path(p) if p.is_dir());
+    if !filter.is_empty() && !many {
+        return Err(Usage("--include and --exclude choose among the files of a directory or the objects of a prefix; add -r".into()));
+    }
 
     let store = open_destination(args, dst_scheme, &dst_bucket).await?;
     if let Location::Remote { bucket, .. } = &src {
@@ -253,11 +277,19 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
             TagOnArg::Initiate => TagOn::Initiate,
             TagOnArg::Complete => TagOn::Complete,
         },
+        overwrite: match (args.no_clobber, args.update) {
+            (true, _) => Overwrite::IfMissing,
+            (false, true) => Overwrite::IfDifferent,
+            (false, false) => Overwrite::Always,
+        },
+        dry_run: args.dry_run,
         ..EngineConfig::default()
     };
     let engine = Engine::new(store.objects.clone(), ledger.clone(), config)?;
     let job = match resume {
         Some(job) => job,
+        // A dry run records nothing: no job.
+        None if args.dry_run => JobId(0),
         None => {
             let source_id = match &src {
                 Location::Path(p) => std::path::absolute(p)?.display().to_string(),
@@ -289,6 +321,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         tags: Some(tags).filter(|t| !t.is_empty()),
         metadata,
         explicit_metadata,
+        filter,
     })
 }
 
@@ -332,6 +365,7 @@ fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
                     prefix: dst_key.clone(),
                     metadata: p.metadata.clone(),
                     tags: p.tags.clone(),
+                    filter: p.filter.clone(),
                 },
             )?,
             Location::Path(path) => {
@@ -386,6 +420,7 @@ fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
                             prefix: dst_key.clone(),
                             metadata,
                             tags,
+                            filter: p.filter.clone(),
                         },
                     )?
                 } else {
@@ -426,18 +461,80 @@ pub(crate) async fn run(args: CpArgs, out: OutputArgs, resume: Option<JobId>) ->
             return EXIT_USAGE;
         }
     };
-    follow(handle, &plan.ledger, out).await
+    follow(handle, &plan.ledger, out, args.dry_run).await
+}
+
+/// Prints what a dry run found: objects and bytes per action, and the part sizes chosen.
+fn dry_run_summary(t: &PlanTally, p: &transfer_engine::job::Progress, failed: usize, out: OutputArgs) -> u8 {
+    let bytes: u64 = t.by_action.values().map(|(_, b)| b).sum();
+    if out.json {
+        let by: serde_json::Map<String, serde_json::Value> =
+            t.by_action.iter().map(|(k, (n, b))| ((*k).to_owned(), json!({"objects": n, "bytes": b}))).collect();
+        let sizes: Vec<_> = t.part_sizes.iter().map(|(s, n)| json!({"part_size": s, "objects": n})).collect();
+        println!(
+            "{}",
+            json!({"event": "summary", "dry_run": true, "objects": p.objects_planned, "bytes": bytes,
+                   "by_action": by, "part_sizes": sizes, "objects_failed": failed})
+        );
+    } else {
+        let by: Vec<String> =
+            t.by_action.iter().map(|(k, (n, b))| format!("{n} {} ({})", k.replace('_', " "), human_bytes(*b))).collect();
+        let sizes: Vec<String> = t.part_sizes.keys().map(|s| human_bytes(*s)).collect();
+        println!(
+            "plan: {} objects, {}: {}{}; nothing moved",
+            p.objects_planned,
+            human_bytes(bytes),
+            if by.is_empty() { "nothing to do".to_owned() } else { by.join(", ") },
+            if sizes.is_empty() { String::new() } else { format!("; part size {}", sizes.join(", ")) },
+        );
+    }
+    if failed > 0 {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// What a dry run would do, added up.
+#[derive(Default)]
+struct PlanTally {
+    /// (objects, bytes) per action name.
+    by_action: std::collections::BTreeMap<&'static str, (u64, u64)>,
+    /// Part sizes chosen, with how many objects use each.
+    part_sizes: std::collections::BTreeMap<u64, u64>,
+}
+
+impl PlanTally {
+    fn add(&mut self, action: &PlannedAction, size: u64) {
+        let e = self.by_action.entry(action_name(action)).or_default();
+        e.0 += 1;
+        e.1 += size;
+        if let PlannedAction::Multipart { part_size, .. } | PlannedAction::MultipartCopy { part_size, .. } = action {
+            *self.part_sizes.entry(*part_size).or_default() += 1;
+        }
+    }
+}
+
+fn action_name(action: &PlannedAction) -> &'static str {
+    match action {
+        PlannedAction::Put => "put",
+        PlannedAction::Multipart { .. } => "multipart",
+        PlannedAction::Copy => "copy",
+        PlannedAction::MultipartCopy { .. } => "multipart_copy",
+        PlannedAction::Skip(_) => "skip",
+    }
 }
 
 /// Shows a running job until it ends (Ctrl-C once stops it gracefully, twice quits at once), prints its summary,
 /// and returns the exit status.
-async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs) -> u8 {
+async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run: bool) -> u8 {
     let job = handle.job();
     let resume_hint =
         format!("run `transfer resume {job}` (or the same command again) to continue");
     let mut interrupts = 0;
     let mut crc_verified = true;
-    let mut display = ProgressDisplay::new(out);
+    let mut planned = PlanTally::default();
+    let mut display = ProgressDisplay::new(if dry_run { OutputArgs { quiet: true, ..out } } else { out });
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     // Registered once, before the job's first event; if it cannot be registered, Ctrl-C keeps its default effect.
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
@@ -450,19 +547,49 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs) -> u8 {
                         ObjectOutcome::Uploaded(o) => o.crc64,
                         ObjectOutcome::Copied(o) => o.crc64,
                     };
-                    crc_verified &= crc.is_some();
+                    let skipped = outcome.skipped();
+                    // Every object this run moved had its CRC-64 checked (earlier runs checked theirs).
+                    if skipped.is_none() && !outcome.already_done() {
+                        crc_verified &= crc.is_some();
+                    }
                     let (sent, reused) = outcome.parts();
                     if out.json {
                         println!("{}", json!({
                             "event": "done", "key": key, "bytes": outcome.size(), "already_done": outcome.already_done(),
+                            "skipped": skipped.map(|r| r.to_string()),
                             "parts_sent": sent, "parts_reused": reused, "crc64": crc.map(|c| c.to_string()),
                         }));
+                    } else if let Some(reason) = skipped {
+                        tracing::info!("skipped {key}: {reason}");
                     } else if outcome.already_done() {
                         tracing::debug!("{key}: already there ({})", human_bytes(outcome.size()));
                     } else if display.live() {
                         tracing::debug!("done {key} ({})", human_bytes(outcome.size()));
                     } else {
                         tracing::info!("done {key} ({})", human_bytes(outcome.size()));
+                    }
+                }
+                Some(Event::Planned { key, plan }) => {
+                    planned.add(&plan.action, plan.size);
+                    let (part_size, parts) = match plan.action {
+                        PlannedAction::Multipart { part_size, parts } | PlannedAction::MultipartCopy { part_size, parts } => (Some(part_size), Some(parts)),
+                        _ => (None, None),
+                    };
+                    if out.json {
+                        println!("{}", json!({
+                            "event": "planned", "key": key, "bucket": plan.bucket, "source": plan.source, "bytes": plan.size,
+                            "action": action_name(&plan.action), "part_size": part_size, "parts": parts,
+                            "reason": match plan.action { PlannedAction::Skip(r) => Some(r.to_string()), _ => None },
+                        }));
+                    } else {
+                        let how = match plan.action {
+                            PlannedAction::Put => "PUT".to_owned(),
+                            PlannedAction::Copy => "COPY".to_owned(),
+                            PlannedAction::Multipart { part_size, parts } => format!("MULTIPART {parts} x {}", human_bytes(part_size)),
+                            PlannedAction::MultipartCopy { part_size, parts } => format!("PART-COPY {parts} x {}", human_bytes(part_size)),
+                            PlannedAction::Skip(r) => format!("SKIP ({r})"),
+                        };
+                        println!("{how:<24} {:>12}  {}/{key}  <- {}", human_bytes(plan.size), plan.bucket, plan.source);
                     }
                 }
                 Some(Event::Failed { key, error }) => {
@@ -501,6 +628,9 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs) -> u8 {
         }
     };
     let p = &summary.progress;
+    if dry_run {
+        return dry_run_summary(&planned, p, summary.failures.len(), out);
+    }
     let (code, state) = match summary.state {
         JobState::Done => (EXIT_OK, "done"),
         JobState::Stopped => (EXIT_RESUMABLE, "stopped"),
@@ -511,7 +641,8 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs) -> u8 {
             "{}",
             json!({
                 "event": "summary", "job": summary.job.0, "state": state,
-                "objects_transferred": p.objects_done, "objects_skipped": p.objects_already_done, "objects_failed": p.objects_failed,
+                "objects_transferred": p.objects_done, "objects_skipped": p.objects_already_done + p.objects_skipped,
+                "objects_already_done": p.objects_already_done, "objects_failed": p.objects_failed,
                 "bytes_transferred": p.bytes_acknowledged, "duration_secs": p.elapsed.as_secs_f64(),
                 "crc64_verified": crc_verified && p.objects_failed == 0,
                 "ledger": ledger.path().display().to_string(),
@@ -519,8 +650,9 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs) -> u8 {
         );
     } else {
         eprintln!(
-            "{state}: {} objects transferred, {} already there, {} failed; {} acknowledged in {:.1}s (job {job})",
+            "{state}: {} objects transferred, {} skipped ({} done by an earlier run), {} failed; {} acknowledged in {:.1}s (job {job})",
             p.objects_done,
+            p.objects_already_done + p.objects_skipped,
             p.objects_already_done,
             p.objects_failed,
             human_bytes(p.bytes_acknowledged),

@@ -108,7 +108,7 @@ pub(crate) fn progress_line(p: &Progress) -> String {
         (true, _) => "ETA -".to_owned(),
         (false, _) => "ETA ? (listing)".to_owned(),
     };
-    let finished = p.objects_done + p.objects_already_done + p.objects_failed;
+    let finished = p.objects_done + p.objects_already_done + p.objects_skipped + p.objects_failed;
     let mut line = format!(
         "{} of {}{} acknowledged, {}/s, {eta}; objects {finished}/{}{}",
         human_bytes(p.bytes_acknowledged),
@@ -191,6 +191,8 @@ mod tests {
             objects_done: 2,
             objects_already_done: 1,
             objects_failed: 1,
+            objects_skipped: 0,
+            objects_planned: 0,
             listing_finished: false,
             bytes_per_second: (1 << 20) as f64,
             elapsed: Duration::from_secs(1),

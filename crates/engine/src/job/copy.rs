@@ -20,9 +20,10 @@
 //! reused if the server still has it with the recorded ETag. A failed part lets the parts in flight finish and
 //! be recorded before the run fails, so the next run reuses them.
 
+use super::overwrite::{already_exists, not_started};
 use super::parts::PartTasks;
 use super::upload::check_crc;
-use super::{Engine, TagOn};
+use super::{Engine, SkipReason, TagOn};
 use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
 use crate::error::{Error, Result, Retry};
 use crate::meta::Metadata;
@@ -53,8 +54,18 @@ impl CopyRequest {
         Self { source, bucket: bucket.into(), key: key.into(), metadata: Directive::Copy, tags: Directive::Copy }
     }
 
-    fn dest(&self) -> ObjectRef {
+    pub(super) fn dest(&self) -> ObjectRef {
         ObjectRef::new(&self.bucket, &self.key)
+    }
+
+    /// Checks the keys and the replacement metadata.
+    pub(super) fn validate(&self) -> Result<()> {
+        validate_key(&self.key)?;
+        validate_key(&self.source.key)?;
+        if let Directive::Replace(m) = &self.metadata {
+            m.validate()?;
+        }
+        Ok(())
     }
 }
 
@@ -71,8 +82,27 @@ pub struct CopyOutcome {
     pub parts_sent: u32,
     /// Parts an earlier run had copied and this run reused.
     pub parts_reused: u32,
-    /// True when the ledger already had the object copied and no bytes were copied in this run.
+    /// True when the ledger already had the object copied (or skipped) and no bytes were copied in this run.
     pub already_done: bool,
+    /// `Some` when the [overwrite policy](super::Overwrite) left the destination alone in this run. Nothing
+    /// was written; `size` is the source's, `etag` and `crc64` are the destination's (empty and `None` if it
+    /// could not be read).
+    pub skipped: Option<SkipReason>,
+}
+
+impl CopyOutcome {
+    /// The outcome of a copy of `size` bytes the policy skipped, with the destination's HEAD when known.
+    fn left_alone(size: u64, reason: SkipReason, dest: Option<&ObjectInfo>) -> CopyOutcome {
+        CopyOutcome {
+            size,
+            etag: dest.map(|h| h.etag.clone()).unwrap_or_default(),
+            crc64: dest.and_then(|h| h.crc64),
+            parts_sent: 0,
+            parts_reused: 0,
+            already_done: false,
+            skipped: Some(reason),
+        }
+    }
 }
 
 /// True for an error meaning the source no longer matches the ETag a copy was pinned to.
@@ -92,12 +122,15 @@ impl Engine {
     /// earlier run copied. The ledger row is keyed by the source (`bucket/key[?versionId=..]`). Running it again
     /// after success does nothing and returns the recorded outcome; after a failure it continues (or, if the
     /// source changed, starts again and aborts the stale upload).
+    ///
+    /// With an [overwrite policy](super::Overwrite), an object nothing was copied for yet is first checked
+    /// against its destination, and may be skipped (recorded as skipped in the ledger, reported in
+    /// [`CopyOutcome::skipped`]). With [`EngineConfig::dry_run`](super::EngineConfig::dry_run) set, nothing
+    /// is written: the call fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) (use
+    /// [`Engine::plan_copy_object`]).
     pub async fn copy_object(&self, job: JobId, req: &CopyRequest) -> Result<CopyOutcome> {
-        validate_key(&req.key)?;
-        validate_key(&req.source.key)?;
-        if let Directive::Replace(m) = &req.metadata {
-            m.validate()?;
-        }
+        self.refuse_dry_run("copy_object", "plan_copy_object")?;
+        req.validate()?;
         match self.copy_run(job, req).await {
             Err(e) if source_changed(&e) => {
                 tracing::info!(source = %req.source, "the source changed during the copy; starting again from a fresh HEAD");
@@ -108,7 +141,7 @@ impl Engine {
     }
 
     /// HEAD of `obj`, retried, with a request permit.
-    async fn head(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
+    pub(super) async fn head(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
         let inner = &self.inner;
         inner
             .config
@@ -197,9 +230,13 @@ impl Engine {
             Directive::Replace(m) => m.clone(),
         };
         let resolved = Resolved { head, metadata, tags };
-        let result = match plan.method {
-            Method::Single => self.copy_single(&row, req, &resolved).await,
-            Method::Multipart { .. } => self.copy_multipart(&row, req, &resolved, &plan).await,
+        let result = match self.check_copy(&row, req, &resolved.head).await {
+            Ok(Some(skipped)) => return Ok(skipped),
+            Ok(None) => match plan.method {
+                Method::Single => self.copy_single(&row, req, &resolved).await,
+                Method::Multipart { .. } => self.copy_multipart(&row, req, &resolved, &plan).await,
+            },
+            Err(e) => Err(e),
         };
         match result {
             Ok(outcome) => Ok(outcome),
@@ -208,6 +245,24 @@ impl Engine {
                 Err(e.with_context("source", &req.source).with_context("object", format!("{}/{}", req.bucket, req.key)))
             }
         }
+    }
+
+    /// The overwrite policy for an object nothing was copied for yet: `Some` (recorded as skipped) when it
+    /// leaves the destination alone.
+    async fn check_copy(&self, row: &ObjectRow, req: &CopyRequest, src: &ObjectInfo) -> Result<Option<CopyOutcome>> {
+        if !not_started(row) {
+            return Ok(None);
+        }
+        let dest = req.dest();
+        let Some((reason, head)) = self.copy_skip(&dest, src).await? else { return Ok(None) };
+        self.skip(row, &dest, None).await?;
+        Ok(Some(CopyOutcome::left_alone(src.size, reason, Some(&head))))
+    }
+
+    /// The store refused to overwrite the destination (`FileAlreadyExists`): the object is skipped.
+    async fn copy_refused(&self, row: &ObjectRow, req: &CopyRequest, size: u64, upload_id: Option<&str>) -> Result<CopyOutcome> {
+        let head = self.skip_refused(row, &req.dest(), upload_id).await?;
+        Ok(CopyOutcome::left_alone(size, SkipReason::Exists, head.as_ref()))
     }
 
     /// The source's CRC-64 against the destination's, when both are known.
@@ -235,17 +290,28 @@ impl Engine {
             metadata: Directive::Replace(r.metadata.clone()),
             tagging: Directive::Replace(tags),
             conditions: Self::conditions(&r.head),
-            forbid_overwrite: false,
+            forbid_overwrite: self.forbid_overwrite(),
         };
+        let dest = req.dest();
         let put = inner
             .config
             .retry
-            .run("CopyObject", |_| async {
-                let _slot = inner.scheduler.request().await;
-                self.check_stopped()?;
-                inner.store.copy_object(&req.bucket, &req.key, &opts).await
+            .run("CopyObject", |n| {
+                let (opts, dest) = (&opts, &dest);
+                async move {
+                    let _slot = inner.scheduler.request().await;
+                    self.check_stopped()?;
+                    match inner.store.copy_object(&req.bucket, &req.key, opts).await {
+                        Err(e) => self.earlier_attempt(e, n, dest, r.head.size, r.head.crc64).await,
+                        ok => ok,
+                    }
+                }
             })
-            .await?;
+            .await;
+        let put = match put {
+            Err(e) if already_exists(&e) => return self.copy_refused(row, req, r.head.size, None).await,
+            put => put?,
+        };
         self.acknowledged(r.head.size);
         Self::check_source_crc(&r.head, put.crc64, "CopyObject")?;
         self.finish(row, &req.dest(), r.tags.as_ref(), &put, None).await?;
@@ -256,6 +322,7 @@ impl Engine {
             parts_sent: 1,
             parts_reused: 0,
             already_done: false,
+            skipped: None,
         })
     }
 
@@ -265,9 +332,12 @@ impl Engine {
             metadata: r.metadata.clone(),
             tags: if inner.config.tag_on == TagOn::Initiate { r.tags.clone() } else { None },
             content_md5: false,
-            forbid_overwrite: false,
+            forbid_overwrite: self.forbid_overwrite(),
         };
-        let (upload_id, done) = self.open_upload(row, &req.bucket, &req.key, &opts).await?;
+        let (upload_id, done) = match self.open_upload(row, &req.bucket, &req.key, &opts).await {
+            Err(e) if already_exists(&e) => return self.copy_refused(row, req, plan.size, None).await,
+            opened => opened?,
+        };
         let writer = inner.ledger.part_writer();
         let conditions = Self::conditions(&r.head);
         let in_flight = inner.config.plan.max_in_flight.max(1);
@@ -332,7 +402,10 @@ impl Engine {
         sending?;
         flushed?;
 
-        let (put, _) = self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await?;
+        let (put, _) = match self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await {
+            Err(e) if already_exists(&e) => return self.copy_refused(row, req, plan.size, Some(&upload_id)).await,
+            completed => completed?,
+        };
         Self::check_source_crc(&r.head, put.crc64, "CompleteMultipartUpload")?;
         self.finish(row, &req.dest(), r.tags.as_ref(), &put, None).await?;
         Ok(CopyOutcome {
@@ -342,6 +415,7 @@ impl Engine {
             parts_sent: sent,
             parts_reused: reused,
             already_done: false,
+            skipped: None,
         })
     }
 }
@@ -354,6 +428,7 @@ fn done_outcome(row: &ObjectRow) -> CopyOutcome {
         parts_sent: 0,
         parts_reused: 0,
         already_done: true,
+        skipped: None,
     }
 }
 

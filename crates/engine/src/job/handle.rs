@@ -5,7 +5,7 @@
 //! or part starts, parts in flight finish and are recorded, the ledger is flushed, and the job stays resumable.
 //! Nothing is aborted on the server. To keep a job running unattended, keep the handle (or `join` it).
 
-use super::{CopyOutcome, UploadOutcome};
+use super::{CopyOutcome, PlannedAction, PlannedObject, SkipReason, UploadOutcome};
 use crate::checkpoint::{JobId, JobState, Ledger, ObjectState};
 use crate::error::Result;
 use crate::store::ObjectStore;
@@ -24,6 +24,8 @@ pub(super) struct Tracker {
     found: AtomicU64,
     done: AtomicU64,
     already_done: AtomicU64,
+    skipped: AtomicU64,
+    planned: AtomicU64,
     failed: AtomicU64,
     listing_finished: AtomicBool,
     stopped: AtomicBool,
@@ -41,6 +43,8 @@ impl Tracker {
             found: AtomicU64::new(0),
             done: AtomicU64::new(0),
             already_done: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            planned: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             listing_finished: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -59,10 +63,23 @@ impl Tracker {
     }
 
     pub(super) fn finished(&self, outcome: &ObjectOutcome) {
+        if outcome.skipped().is_some() {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let counter = if outcome.already_done() { &self.already_done } else { &self.done };
         counter.fetch_add(1, Ordering::Relaxed);
-        if outcome.already_done() {
+        // An earlier run's object counts as acknowledged if its bytes arrived; one an earlier run skipped (no
+        // ETag recorded) does not.
+        if outcome.already_done() && !outcome.etag().is_empty() {
             self.acknowledged(outcome.size());
+        }
+    }
+
+    pub(super) fn planned(&self, plan: &PlannedObject) {
+        self.planned.fetch_add(1, Ordering::Relaxed);
+        if matches!(plan.action, PlannedAction::Skip(_)) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -124,6 +141,8 @@ impl Tracker {
             objects_found: self.found.load(Ordering::Relaxed),
             objects_done: self.done.load(Ordering::Relaxed),
             objects_already_done: self.already_done.load(Ordering::Relaxed),
+            objects_skipped: self.skipped.load(Ordering::Relaxed),
+            objects_planned: self.planned.load(Ordering::Relaxed),
             objects_failed: self.failed.load(Ordering::Relaxed),
             listing_finished: self.listing_finished.load(Ordering::Relaxed),
             bytes_per_second: rate,
@@ -136,7 +155,8 @@ impl Tracker {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
     /// Bytes the server acknowledged (parts and objects answered with success), including what an earlier run
-    /// delivered and this one found done. Never bytes merely read or buffered.
+    /// delivered and this one found done. Never bytes merely read or buffered, nor the bytes of objects left
+    /// alone by the [overwrite policy](super::Overwrite) (in this run or an earlier one).
     pub bytes_acknowledged: u64,
     /// Bytes of the objects found so far.
     pub bytes_found: u64,
@@ -144,8 +164,14 @@ pub struct Progress {
     pub objects_found: u64,
     /// Objects this run transferred.
     pub objects_done: u64,
-    /// Objects an earlier run had finished (skipped now).
+    /// Objects an earlier run had finished, or had skipped by the overwrite policy (nothing to do now).
     pub objects_already_done: u64,
+    /// Objects this run left alone by the [overwrite policy](super::Overwrite) (reported with a
+    /// [`SkipReason`]); counted in neither `objects_done` nor `objects_already_done`. In a dry run, the
+    /// objects planned as [`PlannedAction::Skip`].
+    pub objects_skipped: u64,
+    /// Dry runs only: objects reported with [`Event::Planned`], skipped ones included (0 in a real run).
+    pub objects_planned: u64,
     /// Objects that failed.
     pub objects_failed: u64,
     /// True once every object has been found.
@@ -174,11 +200,26 @@ impl ObjectOutcome {
         }
     }
 
-    /// True when an earlier run had finished the object.
+    /// True when an earlier run had finished the object (or skipped it).
     pub fn already_done(&self) -> bool {
         match self {
             Self::Uploaded(o) => o.already_done,
             Self::Copied(o) => o.already_done,
+        }
+    }
+
+    /// `Some` when this run left the destination alone by the [overwrite policy](super::Overwrite).
+    pub fn skipped(&self) -> Option<SkipReason> {
+        match self {
+            Self::Uploaded(o) => o.skipped,
+            Self::Copied(o) => o.skipped,
+        }
+    }
+
+    fn etag(&self) -> &str {
+        match self {
+            Self::Uploaded(o) => &o.etag,
+            Self::Copied(o) => &o.etag,
         }
     }
 
@@ -194,7 +235,8 @@ impl ObjectOutcome {
 /// What happened to one object.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The object is in place (or was already, from an earlier run).
+    /// The object is in place (or was already, from an earlier run), or the overwrite policy left its
+    /// destination alone ([`ObjectOutcome::skipped`]).
     Done {
         /// Destination key.
         key: String,
@@ -208,6 +250,14 @@ pub enum Event {
         /// Why, with the object, part, upload id and request id where known.
         error: String,
     },
+    /// Dry runs only ([`EngineConfig::dry_run`](super::EngineConfig::dry_run)): what a real run would do to
+    /// the object. Nothing was written.
+    Planned {
+        /// Destination key.
+        key: String,
+        /// The object, its size and the planned action.
+        plan: PlannedObject,
+    },
 }
 
 /// How a job ended.
@@ -217,7 +267,8 @@ pub struct JobSummary {
     pub job: JobId,
     /// Final progress.
     pub progress: Progress,
-    /// How it ended: `Done`, `Failed` (some objects failed; resumable), or `Stopped` (resumable).
+    /// How it ended: `Done`, `Failed` (some objects failed; resumable), or `Stopped` (resumable). A dry run
+    /// ends the same way but records nothing in the ledger.
     pub state: JobState,
     /// The first failures (at most 100), as `(key, error)`.
     pub failures: Vec<(String, String)>,
@@ -234,6 +285,8 @@ pub struct JobHandle {
     pub(super) task: Option<JoinHandle<Result<JobSummary>>>,
     pub(super) store: Arc<dyn ObjectStore>,
     pub(super) ledger: Ledger,
+    /// A dry run: nothing of it is in the ledger, so [`JobHandle::abort`] has nothing to abort.
+    pub(super) dry_run: bool,
 }
 
 impl JobHandle {
@@ -267,11 +320,15 @@ impl JobHandle {
 
     /// Stops the job, then aborts every multipart upload it created that did not complete
     /// (AbortMultipartUpload), so nothing is left billed on the server. The ledger keeps its rows (use
-    /// `Ledger::forget_job` to drop them); a later run starts those objects from scratch.
+    /// `Ledger::forget_job` to drop them); a later run starts those objects from scratch. A dry run is only
+    /// stopped: it created nothing, and the uploads of a real run of the same job are left alone.
     pub async fn abort(self) -> Result<JobSummary> {
         self.stop();
-        let (store, ledger, job) = (self.store.clone(), self.ledger.clone(), self.job);
+        let (store, ledger, job, dry_run) = (self.store.clone(), self.ledger.clone(), self.job, self.dry_run);
         let mut summary = self.join().await?;
+        if dry_run {
+            return Ok(summary);
+        }
         let mut after = 0;
         loop {
             let page = ledger.off_thread(move |l| l.objects(job, None, after, 500)).await?;

@@ -6,9 +6,14 @@
 //! objects going at once, each through [`Engine::upload_file`] or [`Engine::copy_object`] under the engine's one
 //! scheduler. So a job over millions of objects holds a bounded number of entries in memory, and small objects
 //! and the parts of large ones share one bound on requests in flight and one memory budget.
+//!
+//! The producers apply the request's [`KeyFilter`] as they find entries: an entry it does not take is never
+//! sent to the runner. A dry run ([`EngineConfig::dry_run`](super::EngineConfig::dry_run)) uses the same
+//! producers and the same runner; only the work done per object differs ([`Engine::plan_upload_file`] or
+//! [`Engine::plan_copy_object`] instead of the transfer), and the job's lock and state are left alone.
 
 use super::handle::{Event, JobHandle, JobSummary, ObjectOutcome, Tracker};
-use super::{CopyRequest, Engine, UploadRequest};
+use super::{CopyRequest, Engine, KeyFilter, PlannedObject, UploadRequest};
 use crate::checkpoint::{JobId, JobState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::Metadata;
@@ -32,6 +37,8 @@ pub struct DirRequest {
     pub metadata: Metadata,
     /// Tags of every object.
     pub tags: Option<TagSet>,
+    /// Which files are taken, by their path relative to `dir` ([`KeyFilter::default()`]: all).
+    pub filter: KeyFilter,
 }
 
 /// A prefix to copy server-side: every object under `src_bucket/src_prefix` becomes `bucket/prefix + the rest
@@ -50,6 +57,9 @@ pub struct PrefixCopyRequest {
     pub metadata: Directive<Metadata>,
     /// Each destination's tags: its source's ([`Directive::Copy`]) or these.
     pub tags: Directive<TagSet>,
+    /// Which objects are taken, by their key relative to `src_prefix` (the key with `src_prefix` and a `/`
+    /// after it removed, as the destination key is formed); [`KeyFilter::default()`]: all.
+    pub filter: KeyFilter,
 }
 
 /// Most failures kept in a summary.
@@ -64,6 +74,12 @@ enum Work {
 /// Work found by a producer, or a part of the source that could not be read: `(what, why)`.
 type Found = std::result::Result<Work, (String, String)>;
 
+/// What the runner got for one object: a transfer's outcome, or a dry run's plan.
+enum Settled {
+    Transferred(ObjectOutcome),
+    Planned(PlannedObject),
+}
+
 fn with_slash(prefix: &str) -> String {
     match prefix {
         "" => String::new(),
@@ -76,7 +92,10 @@ impl Engine {
     /// Starts uploading every regular file under `req.dir` as job `job` and returns its handle. Takes the job's
     /// lock for the job's lifetime (a second process on the same job gets a clear error here). Files an earlier
     /// run finished are skipped; interrupted ones resume. Symbolic links to files are followed; symbolic links
-    /// to directories are not (no cycles).
+    /// to directories are not (no cycles). Only files `req.filter` takes are found.
+    ///
+    /// With [`EngineConfig::dry_run`](super::EngineConfig::dry_run): the same walk and filter, and an
+    /// [`Event::Planned`] per file instead of its upload; no lock, no ledger row, no state change.
     pub fn upload_dir(&self, job: JobId, req: DirRequest) -> Result<JobHandle> {
         if !req.dir.is_dir() {
             return Err(Error::invalid(format!("{} is not a directory", req.dir.display())));
@@ -90,6 +109,8 @@ impl Engine {
     /// Starts copying every object under `req.src_bucket/req.src_prefix` server-side (CopyObject or
     /// UploadPartCopy, metadata and tags per the directives) as job `job`, and returns its handle. The source is
     /// listed page by page as the job goes. Objects an earlier run finished are skipped; interrupted ones resume.
+    /// Only objects `req.filter` takes are found. A dry run reports an [`Event::Planned`] per object instead
+    /// (see [`Engine::upload_dir`]).
     pub fn copy_prefix(&self, job: JobId, req: PrefixCopyRequest) -> Result<JobHandle> {
         crate::store::validate_bucket(&req.src_bucket)?;
         crate::store::validate_bucket(&req.bucket)?;
@@ -117,14 +138,21 @@ impl Engine {
         })
     }
 
-    /// Takes the job's lock, marks it running, starts `produce` and the runner, and returns the handle.
+    /// Takes the job's lock, marks it running, starts `produce` and the runner, and returns the handle. A dry
+    /// run does neither of the first two.
     fn start_job(
         &self,
         job: JobId,
         produce: impl FnOnce(Arc<Tracker>, mpsc::Sender<Found>) + Send + 'static,
     ) -> Result<JobHandle> {
-        let lock = self.inner.ledger.lock_job(job)?;
-        self.inner.ledger.set_job_state(job, JobState::Running)?;
+        let dry_run = self.dry_run();
+        let lock = if dry_run {
+            None
+        } else {
+            let lock = self.inner.ledger.lock_job(job)?;
+            self.inner.ledger.set_job_state(job, JobState::Running)?;
+            Some(lock)
+        };
         let tracker = Arc::new(Tracker::new());
         let engine = self.tracked(tracker.clone());
         let (events_tx, events) = mpsc::channel(1024);
@@ -141,19 +169,25 @@ impl Engine {
             task: Some(task),
             store: self.inner.store.clone(),
             ledger: self.inner.ledger.clone(),
+            dry_run,
         })
     }
 
     async fn run_job(&self, job: JobId, mut found: mpsc::Receiver<Found>, events: mpsc::Sender<Event>) -> Result<JobSummary> {
         let tracker = self.tracker.clone().expect("a job engine is tracked");
         let limit = self.inner.config.plan.max_in_flight.max(1) * 2;
-        let mut running: JoinSet<(String, Result<ObjectOutcome>)> = JoinSet::new();
+        let dry_run = self.dry_run();
+        let mut running: JoinSet<(String, Result<Settled>)> = JoinSet::new();
         let mut failures = Vec::new();
-        let settle = |key: String, result: Result<ObjectOutcome>, failures: &mut Vec<(String, String)>| {
+        let settle = |key: String, result: Result<Settled>, failures: &mut Vec<(String, String)>| {
             let event = match result {
-                Ok(outcome) => {
+                Ok(Settled::Transferred(outcome)) => {
                     tracker.finished(&outcome);
                     Event::Done { key, outcome }
+                }
+                Ok(Settled::Planned(plan)) => {
+                    tracker.planned(&plan);
+                    Event::Planned { key, plan }
                 }
                 Err(e) if e.kind() == ErrorKind::Stopped => return,
                 Err(e) => {
@@ -184,13 +218,21 @@ impl Engine {
                     let engine = self.clone();
                     running.spawn(async move {
                         match work {
+                            Work::Upload(r) if dry_run => {
+                                let result = engine.plan_upload_file(&r).await.map(Settled::Planned);
+                                (r.key, result)
+                            }
                             Work::Upload(r) => {
-                                let result = engine.upload_file(job, &r).await.map(ObjectOutcome::Uploaded);
+                                let result = engine.upload_file(job, &r).await;
+                                (r.key, result.map(|o| Settled::Transferred(ObjectOutcome::Uploaded(o))))
+                            }
+                            Work::Copy(r) if dry_run => {
+                                let result = engine.plan_copy_object(&r).await.map(Settled::Planned);
                                 (r.key, result)
                             }
                             Work::Copy(r) => {
-                                let result = engine.copy_object(job, &r).await.map(ObjectOutcome::Copied);
-                                (r.key, result)
+                                let result = engine.copy_object(job, &r).await;
+                                (r.key, result.map(|o| Settled::Transferred(ObjectOutcome::Copied(o))))
                             }
                         }
                     });
@@ -209,7 +251,9 @@ impl Engine {
         } else {
             JobState::Done
         };
-        self.db(move |l| l.set_job_state(job, state)).await?;
+        if !dry_run {
+            self.db(move |l| l.set_job_state(job, state)).await?;
+        }
         Ok(JobSummary { job, progress: tracker.snapshot_now(), state, failures, aborted_uploads: 0 })
     }
 
@@ -238,8 +282,11 @@ impl Engine {
                 }
             };
             for entry in page.objects {
-                tracker.found(entry.size);
                 let rest = entry.key.strip_prefix(src_prefix.as_str()).unwrap_or(&entry.key).trim_start_matches('/');
+                if !req.filter.matches(rest) {
+                    continue;
+                }
+                tracker.found(entry.size);
                 let work = CopyRequest {
                     source: ObjectRef::new(&req.src_bucket, &entry.key),
                     bucket: req.bucket.clone(),
@@ -284,13 +331,14 @@ fn walk(req: &DirRequest, prefix: &str, tx: &mpsc::Sender<Found>, tracker: &Trac
                     continue;
                 }
                 Ok((path, ft)) => match std::fs::metadata(&path) {
-                    Ok(m) if m.is_file() => match key_for(&req.dir, &path, prefix) {
-                        Some(key) => {
+                    Ok(m) if m.is_file() => match relative(&req.dir, &path) {
+                        Some(rel) if !req.filter.matches(&rel) => continue,
+                        Some(rel) => {
                             tracker.found(m.len());
                             Ok(Work::Upload(UploadRequest {
                                 path,
                                 bucket: req.bucket.clone(),
-                                key,
+                                key: format!("{prefix}{rel}"),
                                 metadata: req.metadata.clone(),
                                 tags: req.tags.clone(),
                             }))
@@ -312,9 +360,9 @@ fn walk(req: &DirRequest, prefix: &str, tx: &mpsc::Sender<Found>, tracker: &Trac
     tracker.listing_finished();
 }
 
-/// `prefix` + the path of `file` relative to `root`, with `/` separators.
-fn key_for(root: &Path, file: &Path, prefix: &str) -> Option<String> {
+/// The path of `file` relative to `root`, with `/` separators (`None` if it is not UTF-8).
+fn relative(root: &Path, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(root).ok()?;
     let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
-    Some(format!("{prefix}{}", parts?.join("/")))
+    Some(parts?.join("/"))
 }

@@ -8,7 +8,7 @@
 //! # async fn demo() -> transfer_engine::Result<()> {
 //! use std::sync::Arc;
 //! use transfer_engine::checkpoint::{JobSpec, Ledger};
-//! use transfer_engine::job::{DirRequest, Engine, EngineConfig};
+//! use transfer_engine::job::{DirRequest, Engine, EngineConfig, KeyFilter};
 //! use transfer_engine::oss::OssStore;
 //! use transfer_engine::{Metadata, TagSet};
 //!
@@ -23,15 +23,27 @@
 //!     prefix: "nightly".into(),
 //!     metadata: Metadata::default(),
 //!     tags: Some(TagSet::from_pairs([("retention", "90d"), ("source", "db-01")])?),
+//!     filter: KeyFilter::default(),
 //! };
 //! let summary = engine.upload_dir(job, request)?.join().await?;
 //! println!("{} objects, {} bytes acknowledged", summary.progress.objects_done, summary.progress.bytes_acknowledged);
 //! # Ok(()) }
 //! ```
+//!
+//! # Choosing what moves
+//! - [`EngineConfig::overwrite`] decides what happens to an object whose destination already exists
+//!   ([`Overwrite`]); an object left alone is reported with a [`SkipReason`].
+//! - [`KeyFilter`] (in [`DirRequest::filter`] and [`PrefixCopyRequest::filter`]) takes or leaves entries of a
+//!   directory or a prefix by glob patterns.
+//! - [`EngineConfig::dry_run`] makes the job entry points report what they would do ([`Event::Planned`])
+//!   without writing anything.
 
 mod copy;
+mod dry_run;
+mod filter;
 mod handle;
 mod jobs;
+mod overwrite;
 mod parts;
 mod upload;
 
@@ -46,8 +58,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use copy::{CopyOutcome, CopyRequest};
+pub use dry_run::{PlannedAction, PlannedObject};
+pub use filter::KeyFilter;
 pub use handle::{Event, JobHandle, JobSummary, ObjectOutcome, Progress};
 pub use jobs::{DirRequest, PrefixCopyRequest};
+pub use overwrite::{Overwrite, SkipReason};
 pub use upload::UploadOutcome;
 
 use handle::Tracker;
@@ -76,6 +91,17 @@ pub struct EngineConfig {
     pub content_md5: bool,
     /// Where each uploaded file's blake3 digest goes on its object (it is always in the ledger and the outcome).
     pub digest: DigestOptions,
+    /// What to do when an object's destination already exists; default [`Overwrite::Always`].
+    pub overwrite: Overwrite,
+    /// Report, write nothing. The job entry points ([`Engine::upload_dir`], [`Engine::copy_prefix`],
+    /// [`Engine::upload_one`], [`Engine::copy_one`]) enumerate and filter the source as a real run would,
+    /// check the [`overwrite`](Self::overwrite) policy (read-only HEADs), plan each object with the same
+    /// planner and report it as an [`Event::Planned`]; they send no write request, take no job lock, add no
+    /// ledger row and leave the job's state alone (the job id need not exist in the ledger). Direct calls of
+    /// [`Engine::upload_file`] and [`Engine::copy_object`] are refused with
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput); [`Engine::plan_upload_file`] and
+    /// [`Engine::plan_copy_object`] answer the same question for one object.
+    pub dry_run: bool,
 }
 
 /// Put the file's blake3 digest (hex) on the object as a tag and/or a user-metadata value.

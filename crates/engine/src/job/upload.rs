@@ -9,13 +9,14 @@
 //! it with the same ETag and the file's bytes still hash to the recorded blake3. An upload id the server no
 //! longer knows starts the object again; a changed file (size, mtime or inode) aborts the old upload first.
 
+use super::overwrite::{already_exists, not_started};
 use super::parts::PartTasks;
-use super::{Engine, TagOn, UploadRequest};
+use super::{Engine, SkipReason, TagOn, UploadRequest};
 use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
 use crate::crc64;
 use crate::error::{Error, ErrorKind, Result, Retry};
 use crate::plan::{plan_object, Method, ObjectPlan};
-use crate::store::{validate_key, Body, CompleteOptions, CompletedPart, ObjectRef, PutOptions, PutResult};
+use crate::store::{validate_key, Body, CompleteOptions, CompletedPart, ObjectInfo, ObjectRef, PutOptions, PutResult};
 use crate::tags::TagSet;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -39,11 +40,31 @@ pub struct UploadOutcome {
     pub parts_sent: u32,
     /// Parts an earlier run had delivered and this run reused.
     pub parts_reused: u32,
-    /// True when the ledger already had the object done and nothing was sent.
+    /// True when the ledger already had the object done (or skipped) and nothing was sent.
     pub already_done: bool,
+    /// `Some` when the [overwrite policy](super::Overwrite) left the destination alone in this run. Nothing
+    /// was written; `size` is the file's, `etag` and `crc64` are the destination's (empty and `None` if it
+    /// could not be read), `blake3` is empty.
+    pub skipped: Option<SkipReason>,
 }
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+impl UploadOutcome {
+    /// The outcome of a file of `size` bytes the policy skipped, with the destination's HEAD when known.
+    fn left_alone(size: u64, reason: SkipReason, dest: Option<&ObjectInfo>) -> UploadOutcome {
+        UploadOutcome {
+            size,
+            etag: dest.map(|h| h.etag.clone()).unwrap_or_default(),
+            crc64: dest.and_then(|h| h.crc64),
+            blake3: String::new(),
+            parts_sent: 0,
+            parts_reused: 0,
+            already_done: false,
+            skipped: Some(reason),
+        }
+    }
+}
+
+pub(super) fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("cannot {what} {}", path.display())).with_source(e)
 }
 
@@ -104,8 +125,22 @@ pub(super) fn check_crc(expected: u64, got: Option<u64>, what: &str) -> Result<(
 
 impl UploadRequest {
     /// The destination object.
-    fn dest(&self) -> ObjectRef {
+    pub(super) fn dest(&self) -> ObjectRef {
         ObjectRef::new(&self.bucket, &self.key)
+    }
+
+    /// Checks the key and metadata, opens the file: its absolute path, the open file and its size and
+    /// fingerprint.
+    pub(super) fn open(&self) -> Result<(Arc<Path>, Arc<File>, u64, Fingerprint)> {
+        validate_key(&self.key)?;
+        self.metadata.validate()?;
+        let path: Arc<Path> = std::path::absolute(&self.path).map_err(|e| io_error("resolve", &self.path, e))?.into();
+        let file = File::open(&path).map_err(|e| io_error("open", &path, e))?;
+        let meta = file.metadata().map_err(|e| io_error("stat", &path, e))?;
+        if !meta.is_file() {
+            return Err(Error::invalid(format!("{} is not a regular file", path.display())));
+        }
+        Ok((path, Arc::new(file), meta.len(), fingerprint(&meta)))
     }
 }
 
@@ -113,18 +148,15 @@ impl Engine {
     /// Uploads one file as `req.bucket/req.key` within `job`, resuming what the ledger says an earlier run
     /// delivered. Running it again after a crash, a kill or a failure continues the same upload; running it
     /// again after success does nothing and returns the recorded outcome.
+    ///
+    /// With an [overwrite policy](super::Overwrite), a file nothing was sent for yet is first checked against
+    /// its destination, and may be skipped (recorded as skipped in the ledger, reported in
+    /// [`UploadOutcome::skipped`]). With [`EngineConfig::dry_run`](super::EngineConfig::dry_run) set, nothing
+    /// is written: the call fails with [`ErrorKind::InvalidInput`] (use [`Engine::plan_upload_file`]).
     pub async fn upload_file(&self, job: JobId, req: &UploadRequest) -> Result<UploadOutcome> {
-        validate_key(&req.key)?;
-        req.metadata.validate()?;
-        let path: Arc<Path> = std::path::absolute(&req.path).map_err(|e| io_error("resolve", &req.path, e))?.into();
-        let file = File::open(&path).map_err(|e| io_error("open", &path, e))?;
-        let meta = file.metadata().map_err(|e| io_error("stat", &path, e))?;
-        if !meta.is_file() {
-            return Err(Error::invalid(format!("{} is not a regular file", path.display())));
-        }
-        let (size, fp) = (meta.len(), fingerprint(&meta));
+        self.refuse_dry_run("upload_file", "plan_upload_file")?;
+        let (path, file, size, fp) = req.open()?;
         let plan = plan_object(size, &self.inner.caps, &self.inner.config.plan)?;
-        let file = Arc::new(file);
         let with_digest;
         let (req, digest) = match self.with_digest(req, &file, &path, size).await? {
             Some((r, d)) => {
@@ -152,9 +184,13 @@ impl Engine {
             _ => {}
         }
         let expect = digest.as_deref();
-        let result = match plan.method {
-            Method::Single => self.put_single(&row, req, file, path.clone(), size, expect).await,
-            Method::Multipart { .. } => self.put_multipart(&row, req, file, path.clone(), &plan, expect).await,
+        let result = match self.check_upload(&row, req, &file, &path, size).await {
+            Ok(Some(skipped)) => return Ok(skipped),
+            Ok(None) => match plan.method {
+                Method::Single => self.put_single(&row, req, file, path.clone(), size, expect).await,
+                Method::Multipart { .. } => self.put_multipart(&row, req, file, path.clone(), &plan, expect).await,
+            },
+            Err(e) => Err(e),
         };
         match result {
             Ok(outcome) => Ok(outcome),
@@ -163,6 +199,31 @@ impl Engine {
                 Err(e.with_context("file", path.display()).with_context("object", format!("{}/{}", req.bucket, req.key)))
             }
         }
+    }
+
+    /// The overwrite policy for an object nothing was sent for yet: `Some` (recorded as skipped) when it leaves
+    /// the destination alone.
+    async fn check_upload(
+        &self,
+        row: &ObjectRow,
+        req: &UploadRequest,
+        file: &Arc<File>,
+        path: &Arc<Path>,
+        size: u64,
+    ) -> Result<Option<UploadOutcome>> {
+        if !not_started(row) {
+            return Ok(None);
+        }
+        let dest = req.dest();
+        let Some((reason, head)) = self.upload_skip(&dest, file, path, size).await? else { return Ok(None) };
+        self.skip(row, &dest, None).await?;
+        Ok(Some(UploadOutcome::left_alone(size, reason, Some(&head))))
+    }
+
+    /// The store refused to overwrite the destination (`FileAlreadyExists`): the object is skipped.
+    async fn upload_refused(&self, row: &ObjectRow, req: &UploadRequest, size: u64, upload_id: Option<&str>) -> Result<UploadOutcome> {
+        let head = self.skip_refused(row, &req.dest(), upload_id).await?;
+        Ok(UploadOutcome::left_alone(size, SkipReason::Exists, head.as_ref()))
     }
 
     /// Records `e` on the object's ledger row; a stop is not a failure (the object stays resumable as it was).
@@ -198,7 +259,7 @@ impl Engine {
             metadata: req.metadata.clone(),
             tags: if self.inner.config.tag_on == TagOn::Initiate { req.tags.clone() } else { None },
             content_md5: self.inner.config.content_md5,
-            forbid_overwrite: false,
+            forbid_overwrite: self.forbid_overwrite(),
         }
     }
 
@@ -294,25 +355,42 @@ impl Engine {
         let src = Source { file, path, offset: 0, len: size, blake3: hash };
         let opts = self.put_options(req);
         let mut first = Some(data);
+        let dest = req.dest();
         let r = inner
             .config
             .retry
-            .run("PutObject", |_| {
-                let (src, opts) = (&src, &opts);
+            .run("PutObject", |n| {
+                let (src, opts, dest) = (&src, &opts, &dest);
                 let bytes = src.bytes(first.take());
                 async move {
                     let bytes = bytes.await?;
                     let _slot = inner.scheduler.request().await;
                     self.check_stopped()?;
-                    inner.store.put_object(&req.bucket, &req.key, Body::from(bytes), opts).await
+                    match inner.store.put_object(&req.bucket, &req.key, Body::from(bytes), opts).await {
+                        Err(e) => self.earlier_attempt(e, n, dest, size, Some(crc)).await,
+                        ok => ok,
+                    }
                 }
             })
-            .await?;
+            .await;
+        let r = match r {
+            Err(e) if already_exists(&e) => return self.upload_refused(row, req, size, None).await,
+            r => r?,
+        };
         check_crc(crc, r.crc64, "PutObject")?;
         self.acknowledged(size);
         let blake3 = hash.to_hex().to_string();
         self.finish(row, &req.dest(), req.tags.as_ref(), &r, Some(blake3.clone())).await?;
-        Ok(UploadOutcome { size, etag: r.etag, crc64: Some(crc), blake3, parts_sent: 1, parts_reused: 0, already_done: false })
+        Ok(UploadOutcome {
+            size,
+            etag: r.etag,
+            crc64: Some(crc),
+            blake3,
+            parts_sent: 1,
+            parts_reused: 0,
+            already_done: false,
+            skipped: None,
+        })
     }
 
     /// Every part of an existing upload, by number, with its ETag (all pages of ListParts).
@@ -386,7 +464,10 @@ impl Engine {
         plan: &ObjectPlan,
         expect: Option<&str>,
     ) -> Result<UploadOutcome> {
-        let (upload_id, done) = self.open_upload(row, &req.bucket, &req.key, &self.put_options(req)).await?;
+        let (upload_id, done) = match self.open_upload(row, &req.bucket, &req.key, &self.put_options(req)).await {
+            Err(e) if already_exists(&e) => return self.upload_refused(row, req, plan.size, None).await,
+            opened => opened?,
+        };
         let writer = self.inner.ledger.part_writer();
         let mut hasher = blake3::Hasher::new();
         let (mut sent, mut reused) = (0u32, 0u32);
@@ -465,10 +546,22 @@ impl Engine {
 
         let hash = hasher.finalize();
         check_digest(expect, &hash, &path)?;
-        let (r, combined) = self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await?;
+        let (r, combined) = match self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await {
+            Err(e) if already_exists(&e) => return self.upload_refused(row, req, plan.size, Some(&upload_id)).await,
+            completed => completed?,
+        };
         let blake3 = hash.to_hex().to_string();
         self.finish(row, &req.dest(), req.tags.as_ref(), &r, Some(blake3.clone())).await?;
-        Ok(UploadOutcome { size: plan.size, etag: r.etag, crc64: combined, blake3, parts_sent: sent, parts_reused: reused, already_done: false })
+        Ok(UploadOutcome {
+            size: plan.size,
+            etag: r.etag,
+            crc64: combined,
+            blake3,
+            parts_sent: sent,
+            parts_reused: reused,
+            already_done: false,
+            skipped: None,
+        })
     }
 
     /// Completes `upload_id` from the parts the ledger holds for `row` (after the part writer was flushed): they
@@ -500,6 +593,8 @@ impl Engine {
 
     /// CompleteMultipartUpload, retried. A retry answered `NoSuchUpload` may mean an earlier attempt succeeded
     /// (the server finishes even if the client went away): the object is then checked by HEAD (size and CRC).
+    /// Under [`Overwrite::IfMissing`](super::Overwrite::IfMissing) it carries `x-oss-forbid-overwrite`; a
+    /// retry answered `FileAlreadyExists` is checked the same way.
     pub(super) async fn complete(
         &self,
         bucket: &str,
@@ -510,15 +605,17 @@ impl Engine {
         crc: Option<u64>,
     ) -> Result<PutResult> {
         let inner = &self.inner;
-        let opts = CompleteOptions::default();
+        let opts = CompleteOptions { forbid_overwrite: self.forbid_overwrite() };
+        let dest = ObjectRef::new(bucket, key);
         inner
             .config
             .retry
             .run("CompleteMultipartUpload", |n| {
-                let opts = &opts;
+                let (opts, dest) = (&opts, &dest);
                 async move {
                     let _slot = inner.scheduler.request().await;
                     match inner.store.complete_multipart(bucket, key, upload_id, parts, opts).await {
+                        Err(e) if already_exists(&e) => self.earlier_attempt(e, n, dest, size, crc).await,
                         Err(e) if n > 1 && e.service_code() == Some("NoSuchUpload") => {
                             let head = inner.store.head_object(&ObjectRef::new(bucket, key)).await?;
                             let same_crc = matches!((crc, head.crc64), (Some(a), Some(b)) if a == b) || crc.is_none();
@@ -557,5 +654,6 @@ fn done_outcome(row: &ObjectRow) -> UploadOutcome {
         parts_sent: 0,
         parts_reused: 0,
         already_done: true,
+        skipped: None,
     }
 }
