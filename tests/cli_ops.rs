@@ -693,3 +693,25 @@ async fn dry_run_filters_no_clobber_and_update() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("a["), "{}", stderr(&bad));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_counts_retried_requests() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "retry").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let file = tmp.path().join("f.bin");
+    std::fs::write(&file, data(10_000, 1)).unwrap();
+    let flaky = FaultProxy::start(
+        &served.endpoint,
+        vec![Rule { method: Some("PUT"), contains: "f.bin", fault: Fault::Status(503, "SlowDown"), times: 2 }],
+    )
+    .await;
+    let out = run(transfer(&flaky.endpoint, &ledger).args(["cp", "--json"]).arg(&file).arg("oss://retry/f.bin"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!((s["requests_retried"].as_u64(), s["objects_transferred"].as_u64()), (Some(2), Some(1)));
+    let got = store.get_object(&ObjectRef::new("retry", "f.bin"), None).await.unwrap().bytes().await.unwrap();
+    assert!(got.as_ref() == data(10_000, 1).as_slice());
+}

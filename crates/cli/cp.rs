@@ -643,6 +643,7 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                 "event": "summary", "job": summary.job.0, "state": state,
                 "objects_transferred": p.objects_done, "objects_skipped": p.objects_already_done + p.objects_skipped,
                 "objects_already_done": p.objects_already_done, "objects_failed": p.objects_failed,
+                "requests_retried": p.requests_retried,
                 "bytes_transferred": p.bytes_acknowledged, "duration_secs": p.elapsed.as_secs_f64(),
                 "crc64_verified": crc_verified && p.objects_failed == 0,
                 "ledger": ledger.path().display().to_string(),
@@ -658,6 +659,9 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
             human_bytes(p.bytes_acknowledged),
             p.elapsed.as_secs_f64(),
         );
+        if p.requests_retried > 0 {
+            eprintln!("  {} requests were retried", p.requests_retried);
+        }
         for (key, error) in &summary.failures {
             eprintln!("  failed {key}: {error}");
         }

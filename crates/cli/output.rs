@@ -193,6 +193,7 @@ mod tests {
             objects_failed: 1,
             objects_skipped: 0,
             objects_planned: 0,
+            requests_retried: 0,
             listing_finished: false,
             bytes_per_second: (1 << 20) as f64,
             elapsed: Duration::from_secs(1),

@@ -143,10 +143,7 @@ impl Engine {
     /// HEAD of `obj`, retried, with a request permit.
     pub(super) async fn head(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
         let inner = &self.inner;
-        inner
-            .config
-            .retry
-            .run("HeadObject", |_| async {
+        self.retrying("HeadObject", |_| async {
                 let _slot = inner.scheduler.request().await;
                 inner.store.head_object(obj).await
             })
@@ -160,10 +157,7 @@ impl Engine {
             Directive::Copy if head.tagging_count == 0 => TagSet::new(),
             Directive::Copy => {
                 let inner = &self.inner;
-                inner
-                    .config
-                    .retry
-                    .run("GetObjectTagging", |_| async {
+                self.retrying("GetObjectTagging", |_| async {
                         let _slot = inner.scheduler.request().await;
                         inner.store.get_tagging(&req.source).await
                     })
@@ -293,10 +287,7 @@ impl Engine {
             forbid_overwrite: self.forbid_overwrite(),
         };
         let dest = req.dest();
-        let put = inner
-            .config
-            .retry
-            .run("CopyObject", |n| {
+        let put = self.retrying("CopyObject", |n| {
                 let (opts, dest) = (&opts, &dest);
                 async move {
                     let _slot = inner.scheduler.request().await;
@@ -366,10 +357,7 @@ impl Engine {
             tasks.spawn(async move {
                 let inner = &engine.inner;
                 let range = ByteRange::at(part.offset, part.len);
-                let receipt = inner
-                    .config
-                    .retry
-                    .run("UploadPartCopy", |_| async {
+                let receipt = engine.retrying("UploadPartCopy", |_| async {
                         let _slot = inner.scheduler.request().await;
                         halt.check()?;
                         engine.check_stopped()?;

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 pub(super) struct Tracker {
     started: Instant,
     acknowledged: AtomicU64,
+    retried: AtomicU64,
     bytes_found: AtomicU64,
     found: AtomicU64,
     done: AtomicU64,
@@ -39,6 +40,7 @@ impl Tracker {
         Self {
             started: now,
             acknowledged: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
             bytes_found: AtomicU64::new(0),
             found: AtomicU64::new(0),
             done: AtomicU64::new(0),
@@ -81,6 +83,10 @@ impl Tracker {
         if matches!(plan.action, PlannedAction::Skip(_)) {
             self.skipped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub(super) fn retried(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn failed(&self) {
@@ -143,6 +149,7 @@ impl Tracker {
             objects_already_done: self.already_done.load(Ordering::Relaxed),
             objects_skipped: self.skipped.load(Ordering::Relaxed),
             objects_planned: self.planned.load(Ordering::Relaxed),
+            requests_retried: self.retried.load(Ordering::Relaxed),
             objects_failed: self.failed.load(Ordering::Relaxed),
             listing_finished: self.listing_finished.load(Ordering::Relaxed),
             bytes_per_second: rate,
@@ -172,6 +179,8 @@ pub struct Progress {
     pub objects_skipped: u64,
     /// Dry runs only: objects reported with [`Event::Planned`], skipped ones included (0 in a real run).
     pub objects_planned: u64,
+    /// Requests sent again after a retryable failure (timeouts, resets, 5xx, throttling, checksum mismatches).
+    pub requests_retried: u64,
     /// Objects that failed.
     pub objects_failed: u64,
     /// True once every object has been found.

@@ -266,10 +266,7 @@ impl Engine {
             if tracker.is_stopped() {
                 return;
             }
-            let page = inner
-                .config
-                .retry
-                .run("ListObjects", |_| async {
+            let page = self.retrying("ListObjects", |_| async {
                     let _slot = inner.scheduler.request().await;
                     inner.store.list_objects(&req.src_bucket, &list).await
                 })

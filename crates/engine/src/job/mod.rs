@@ -186,6 +186,25 @@ impl Engine {
         }
     }
 
+    /// Runs `attempt` under the engine's retry policy, counting every retry in the job's progress.
+    async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let tracker = self.tracker.as_deref();
+        self.inner
+            .config
+            .retry
+            .run(what, |n| {
+                if let (true, Some(t)) = (n > 1, tracker) {
+                    t.retried();
+                }
+                attempt(n)
+            })
+            .await
+    }
+
     /// Fails with [`ErrorKind::Stopped`](crate::ErrorKind::Stopped) once the job was asked to stop: no new part
     /// or object starts after that.
     fn check_stopped(&self) -> Result<()> {

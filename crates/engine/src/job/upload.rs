@@ -272,10 +272,7 @@ impl Engine {
         if let (TagOn::Complete, Some(tags)) = (self.inner.config.tag_on, tags) {
             let obj = dest;
             let inner = &self.inner;
-            inner
-                .config
-                .retry
-                .run("PutObjectTagging", |_| async {
+            self.retrying("PutObjectTagging", |_| async {
                     let _slot = inner.scheduler.request().await;
                     inner.store.put_tagging(obj, tags).await
                 })
@@ -356,10 +353,7 @@ impl Engine {
         let opts = self.put_options(req);
         let mut first = Some(data);
         let dest = req.dest();
-        let r = inner
-            .config
-            .retry
-            .run("PutObject", |n| {
+        let r = self.retrying("PutObject", |n| {
                 let (src, opts, dest) = (&src, &opts, &dest);
                 let bytes = src.bytes(first.take());
                 async move {
@@ -399,10 +393,7 @@ impl Engine {
         let mut out = HashMap::new();
         let mut marker = None;
         loop {
-            let page = inner
-                .config
-                .retry
-                .run("ListParts", |_| async {
+            let page = self.retrying("ListParts", |_| async {
                     let _slot = inner.scheduler.request().await;
                     inner.store.list_parts(bucket, key, upload_id, marker, None).await
                 })
@@ -442,10 +433,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let id = inner
-            .config
-            .retry
-            .run("InitiateMultipartUpload", |_| async {
+        let id = self.retrying("InitiateMultipartUpload", |_| async {
                 let _slot = inner.scheduler.request().await;
                 inner.store.initiate_multipart(bucket, key, opts).await
             })
@@ -498,10 +486,7 @@ impl Engine {
                     let crc = crc64::checksum(&data);
                     let md5 = inner.config.content_md5;
                     let mut first = Some(data);
-                    let receipt = inner
-                        .config
-                        .retry
-                        .run("UploadPart", |_| {
+                    let receipt = engine.retrying("UploadPart", |_| {
                             let bytes = src.bytes(first.take());
                             let (bucket, key, upload_id) = (&bucket, &key, &upload_id);
                             let (engine, halt) = (&engine, &halt);
@@ -607,10 +592,7 @@ impl Engine {
         let inner = &self.inner;
         let opts = CompleteOptions { forbid_overwrite: self.forbid_overwrite() };
         let dest = ObjectRef::new(bucket, key);
-        inner
-            .config
-            .retry
-            .run("CompleteMultipartUpload", |n| {
+        self.retrying("CompleteMultipartUpload", |n| {
                 let (opts, dest) = (&opts, &dest);
                 async move {
                     let _slot = inner.scheduler.request().await;
