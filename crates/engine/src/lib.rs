@@ -22,7 +22,7 @@
 //! - [`plan`]: the part planner: single request or multipart, part size within the dialect's limits and the
 //!   memory budget (one part buffered per in-flight request); impossible transfers are refused before any byte moves.
 //! - [`crc64`]: CRC-64/XZ and the combine that joins part CRCs.
-//! - [`sign`]: OSS V1 and V4 signing and verification, shared by the client and the server.
+//! - [`sign`]: OSS V1 and V4 and AWS SigV4 (S3) signing and verification, shared by the client and the server.
 //! - [`dialect`]: wire differences as data.
 //! - [`xml`]: the XML bodies, shared by client and server.
 
