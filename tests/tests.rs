@@ -23,3 +23,6 @@ mod copy;
 
 /// The `transfer cp` command line through the built binary.
 mod cli;
+
+/// The S3 dialect client and the engine against moto's S3 server, a third-party implementation.
+mod s3_moto;
