@@ -26,3 +26,6 @@ mod cli;
 
 /// The S3 dialect client and the engine against moto's S3 server, a third-party implementation.
 mod s3_moto;
+
+/// `transfer serve` answering the S3 dialect (AWS SigV4, `x-amz-*`) on the port that serves OSS.
+mod serve_s3;
