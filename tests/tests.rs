@@ -29,3 +29,9 @@ mod cli;
 
 /// The other commands through the built binary: resume after a kill, jobs, cleanup, stat, tag, profiles, output.
 mod cli_ops;
+
+/// The S3 dialect client and the engine against moto's S3 server, a third-party implementation.
+mod s3_moto;
+
+/// `transfer serve` answering the S3 dialect (AWS SigV4, `x-amz-*`) on the port that serves OSS.
+mod serve_s3;

@@ -1,7 +1,8 @@
 //! Test support: a `transfer serve` child process on 127.0.0.1:0 with a temporary root, stopped on drop, and
-//! OSS clients pointed at it.
+//! OSS clients pointed at it; moto's S3 server ([`moto`]); a fault-injecting proxy ([`fault`]).
 
 pub mod fault;
+pub mod moto;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

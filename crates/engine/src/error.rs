@@ -265,15 +265,22 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-/// Retry class of a service answer, from its HTTP status and `<Code>` (OSS reference, section 5.2; the SDKs'
-/// `retryable_error` lists agree).
+/// Retry class of a service answer, from its HTTP status and `<Code>`: the OSS reference (section 5.2) and the
+/// SDKs' `retryable_error` lists for OSS, the AWS SDKs' transient and throttling codes for S3.
 ///
 /// Retried: every 5xx, 408 and 429; `RequestTimeTooSkewed` (after the clock offset is corrected), `BadRequest`,
-/// `InvalidDigest` (the body is re-read), `SlowDown`, `RequestTimeout`. Everything else is permanent:
-/// `NoSuchUpload`, `InvalidPart`, `PreconditionFailed` and friends need a decision, not a repeat.
+/// `InvalidDigest` and S3's `BadDigest`, `XAmzContentSHA256Mismatch` and `IncompleteBody` (the body is re-read
+/// and re-sent), throttling (`SlowDown`, `Throttling`, `ThrottlingException`, `RequestThrottled`,
+/// `RequestLimitExceeded`, `BandwidthLimitExceeded`, `TooManyRequestsException`), timeouts (`RequestTimeout`,
+/// `RequestTimeoutException`), `PriorRequestNotComplete` and `OperationAborted` (a conflicting operation in
+/// progress), `InternalError`, `ServiceUnavailable`. Everything else is permanent: `NoSuchUpload`,
+/// `InvalidPart`, `PreconditionFailed`, `EntityTooSmall`, `AccessDenied` and friends need a decision, not a repeat.
 pub fn classify(status: u16, code: &str) -> Retry {
     match code {
-        "RequestTimeTooSkewed" | "BadRequest" | "InvalidDigest" | "SlowDown" | "RequestTimeout" | "InternalError"
+        "RequestTimeTooSkewed" | "BadRequest" | "InvalidDigest" | "BadDigest" | "XAmzContentSHA256Mismatch"
+        | "IncompleteBody" | "SlowDown" | "Throttling" | "ThrottlingException" | "RequestThrottled"
+        | "RequestLimitExceeded" | "BandwidthLimitExceeded" | "TooManyRequestsException" | "RequestTimeout"
+        | "RequestTimeoutException" | "PriorRequestNotComplete" | "OperationAborted" | "InternalError"
         | "ServiceUnavailable" => return Retry::Temporary,
         _ => {}
     }
@@ -300,6 +307,18 @@ mod tests {
         assert_eq!(classify(500, "InternalError"), Retry::Temporary);
         assert_eq!(classify(429, ""), Retry::Temporary);
         assert_eq!(classify(408, ""), Retry::Temporary);
+    }
+
+    #[test]
+    fn s3_codes_are_classified_like_the_aws_sdks() {
+        for code in ["SlowDown", "Throttling", "RequestThrottled", "RequestTimeout", "BadDigest", "OperationAborted", "XAmzContentSHA256Mismatch"] {
+            assert_eq!(classify(400, code), Retry::Temporary, "{code}");
+        }
+        assert_eq!(classify(500, "InternalError"), Retry::Temporary);
+        assert_eq!(classify(503, "ServiceUnavailable"), Retry::Temporary);
+        for code in ["NoSuchKey", "NoSuchBucket", "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidArgument", "InvalidRange", "MalformedXML"] {
+            assert_eq!(classify(400, code), Retry::Permanent, "{code}");
+        }
     }
 
     #[test]

@@ -72,6 +72,18 @@ pub struct TagXml {
     pub value: String,
 }
 
+/// `<CreateBucketConfiguration>`, the optional PutBucket body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "CreateBucketConfiguration")]
+pub struct CreateBucketConfiguration {
+    /// `<LocationConstraint>` (S3: the bucket's region).
+    #[serde(rename = "LocationConstraint", default, skip_serializing_if = "Option::is_none")]
+    pub location_constraint: Option<String>,
+    /// `<StorageClass>` (OSS).
+    #[serde(rename = "StorageClass", default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
 /// `<InitiateMultipartUploadResult>`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "InitiateMultipartUploadResult")]

@@ -20,3 +20,18 @@ pub(crate) fn check(keys: &[Credentials], method: &Method, target: &Target, head
     let lookup = |ak: &str| keys.iter().find(|c| c.access_key_id() == ak).cloned();
     sign::verify(&st, headers, &lookup, SystemTime::now())
 }
+
+/// Verifies an AWS SigV4 signature (header or presigned) over the path as received. Errors are S3's:
+/// `AccessDenied`, `InvalidAccessKeyId`, `SignatureDoesNotMatch`, `RequestTimeTooSkewed`, `InvalidToken`,
+/// `AuthorizationHeaderMalformed`.
+pub(crate) fn check_s3(
+    keys: &[Credentials],
+    method: &Method,
+    path: &str,
+    target: &Target,
+    headers: &HeaderMap,
+) -> Result<sign::s3::S3Verified> {
+    let st = sign::s3::S3Target { method: method.as_str(), uri: path, query: &target.query };
+    let lookup = |ak: &str| keys.iter().find(|c| c.access_key_id() == ak).cloned();
+    sign::s3::verify(&st, headers, &lookup, SystemTime::now())
+}

@@ -16,6 +16,9 @@
 //!   mismatch makes the store keep nothing (400 `InvalidDigest`).
 //! - Errors are OSS's `<Error>` XML with status, request id, EC and extras; on HEAD the document goes
 //!   base64-encoded in `x-oss-err`.
+//! - A request signed with AWS SigV4 speaks the S3 dialect: its signature is checked as S3 checks it, and its
+//!   `x-amz-*` headers and the answer's are translated at the edge (see the `s3` module). The payload hash it
+//!   declares is not yet compared with the body.
 //!
 //! # Example
 //! ```no_run
@@ -36,6 +39,7 @@ mod multipart;
 mod object;
 mod response;
 mod routing;
+mod s3;
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -174,6 +178,8 @@ async fn serve_connection<S: ObjectStore + BucketStore + 'static>(
 struct LogFacts {
     op: Option<routing::Op>,
     access_key_id: Option<String>,
+    /// The request is signed with AWS SigV4: it speaks the S3 dialect, and so does its answer.
+    s3: bool,
 }
 
 impl<S: ObjectStore + BucketStore + 'static> State<S> {
@@ -190,10 +196,13 @@ impl<S: ObjectStore + BucketStore + 'static> State<S> {
             .unwrap_or("localhost")
             .to_owned();
         let mut facts = LogFacts::default();
-        let resp = match self.process(req, &host, &mut facts).await {
+        let mut resp = match self.process(req, &host, &mut facts).await {
             Ok(reply) => reply.into_response(&common),
             Err(e) => response::error_response(&e, &common, &host, method == Method::HEAD),
         };
+        if facts.s3 {
+            s3::response_to_s3(resp.headers_mut());
+        }
         tracing::debug!(
             request_id = %common.request_id,
             %peer,
@@ -209,10 +218,17 @@ impl<S: ObjectStore + BucketStore + 'static> State<S> {
     }
 
     async fn process(&self, req: Request<Incoming>, host: &str, facts: &mut LogFacts) -> Result<Reply> {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let target = routing::parse_target(Some(host), parts.uri.path(), parts.uri.query(), &self.suffixes)?;
-        let verified = auth::check(&self.credentials, &parts.method, &target, &parts.headers)?;
-        facts.access_key_id = Some(verified.access_key_id);
+        facts.s3 = transfer_engine::sign::s3::is_signed_with_sigv4(&parts.headers, &target.query);
+        if facts.s3 {
+            let verified = auth::check_s3(&self.credentials, &parts.method, parts.uri.path(), &target, &parts.headers)?;
+            facts.access_key_id = Some(verified.access_key_id);
+            s3::request_to_oss(&parts.method, &mut parts.headers)?;
+        } else {
+            let verified = auth::check(&self.credentials, &parts.method, &target, &parts.headers)?;
+            facts.access_key_id = Some(verified.access_key_id);
+        }
         let op = routing::resolve(&parts.method, &target, parts.headers.contains_key("x-oss-copy-source"))?;
         facts.op = Some(op);
         let req = handlers::Req { op, target, headers: parts.headers, body: Some(body), host: host.to_owned() };

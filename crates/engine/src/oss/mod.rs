@@ -1,6 +1,10 @@
 //! The OSS dialect HTTP client: [`OssStore`] implements [`ObjectStore`](crate::ObjectStore) and
 //! [`BucketStore`](crate::BucketStore) over reqwest, exactly as Alibaba Cloud OSS speaks.
 //!
+//! The same machinery, driven by [`Dialect::S3`] and an AWS SigV4 signer, is the S3 client
+//! ([`crate::s3::S3Store`]): every dialect difference below the operations is read from the store's
+//! [`Dialect`].
+//!
 //! ```no_run
 //! # fn demo() -> transfer_engine::Result<()> {
 //! use transfer_engine::oss::OssStore;
@@ -33,6 +37,7 @@
 
 use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind, Result};
+use crate::sign::s3::{S3Signer, S3Target};
 use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
 use crate::store::{validate_bucket, validate_key};
 use bytes::Bytes;
@@ -64,7 +69,7 @@ pub struct OssStore {
     client: reqwest::Client,
     endpoint: Endpoint,
     path_style: bool,
-    signer: Signer,
+    signing: Signing,
     credentials: Credentials,
     dialect: Dialect,
     content_md5: bool,
@@ -78,8 +83,8 @@ impl fmt::Debug for OssStore {
         f.debug_struct("OssStore")
             .field("endpoint", &self.endpoint)
             .field("path_style", &self.path_style)
-            .field("signature_version", &self.signer.version)
-            .field("region", &self.signer.region)
+            .field("dialect", &self.dialect.name)
+            .field("signing", &self.signing)
             .field("access_key_id", &self.credentials.access_key_id())
             .field("content_md5", &self.content_md5)
             .finish_non_exhaustive()
@@ -97,9 +102,20 @@ impl OssStore {
         self.path_style
     }
 
-    /// The signature version in use.
+    /// The signature version in use (an OSS store signs with V1 or V4).
     pub fn signature_version(&self) -> SignatureVersion {
-        self.signer.version
+        match &self.signing {
+            Signing::Oss(s) => s.version,
+            Signing::S3(_) => SignatureVersion::V4,
+        }
+    }
+
+    /// The region requests are signed for.
+    pub(crate) fn region(&self) -> &str {
+        match &self.signing {
+            Signing::Oss(s) => &s.region,
+            Signing::S3(s) => &s.region,
+        }
     }
 
     /// Sends `req` and hands the successful response to `then`. Every error, of the exchange or of `then`,
@@ -140,8 +156,21 @@ impl OssStore {
                 }
             }
         }
-        let target = SignTarget { method: method.as_str(), bucket: bucket.as_deref(), key: key.as_deref(), query: &query };
-        self.signer.sign(&self.credentials, &target, &mut headers, self.clock.now());
+        match &self.signing {
+            Signing::Oss(signer) => {
+                let target =
+                    SignTarget { method: method.as_str(), bucket: bucket.as_deref(), key: key.as_deref(), query: &query };
+                signer.sign(&self.credentials, &target, &mut headers, self.clock.now());
+            }
+            Signing::S3(signer) => {
+                let authority = self.endpoint.authority(self.path_style, bucket.as_deref());
+                let host = HeaderValue::from_str(&authority).map_err(|_| Error::invalid(format!("bad host {authority:?}")))?;
+                headers.insert(http::header::HOST, host);
+                let path = Endpoint::path(self.path_style, bucket.as_deref(), key.as_deref());
+                let target = S3Target { method: method.as_str(), uri: &path, query: &query };
+                signer.sign(&self.credentials, &target, &mut headers, &payload_hash(&body), self.clock.now());
+            }
+        }
 
         let url = self.endpoint.url(self.path_style, bucket.as_deref(), key.as_deref(), &query);
         let progress = Progress::new();
@@ -199,6 +228,28 @@ impl OssStore {
             }
         }
         Err(err)
+    }
+}
+
+/// How requests are signed: the OSS signer (V1 or V4) or AWS SigV4 for the S3 dialect.
+#[derive(Debug, Clone)]
+pub(crate) enum Signing {
+    /// OSS V1 / V4.
+    Oss(Signer),
+    /// AWS SigV4.
+    S3(S3Signer),
+}
+
+/// Largest in-memory body whose SHA-256 is signed (XML documents, small objects); larger and streamed bodies
+/// are sent as `UNSIGNED-PAYLOAD` (never `aws-chunked`).
+const SIGNED_PAYLOAD_MAX: u64 = 64 * 1024;
+
+/// `x-amz-content-sha256` of a body.
+fn payload_hash(body: &crate::store::Body) -> String {
+    match body.as_bytes() {
+        Some(b) if (b.len() as u64) <= SIGNED_PAYLOAD_MAX => crate::sign::sigv4::sha256_hex(b),
+        _ if body.is_empty() => crate::sign::s3::EMPTY_SHA256.to_owned(),
+        _ => crate::sign::s3::UNSIGNED_PAYLOAD.to_owned(),
     }
 }
 
@@ -479,19 +530,26 @@ impl OssStoreBuilder {
 
     /// Checks the settings and builds the store.
     pub fn build(self) -> Result<OssStore> {
-        let raw = self.endpoint.ok_or_else(|| Error::invalid("OssStore needs an endpoint"))?;
-        let endpoint = Endpoint::parse(&raw)?;
-        let region = match (self.region, self.signature_version) {
+        let raw = self.endpoint.clone().ok_or_else(|| Error::invalid("OssStore needs an endpoint"))?;
+        let region = match (self.region.clone(), self.signature_version) {
             (Some(r), _) if !r.is_empty() => r,
             (_, SignatureVersion::V1) => String::new(),
             _ => region_of(&raw).ok_or_else(|| {
                 Error::invalid(format!("signature V4 needs a region; set one for endpoint {raw:?}"))
             })?,
         };
-        let credentials = match self.credentials {
+        let credentials = match self.credentials.clone() {
             Some(c) => c,
             None => Credentials::from_env()?,
         };
+        let signing = Signing::Oss(Signer::new(self.signature_version, region));
+        self.build_for(Dialect::OSS, signing, credentials)
+    }
+
+    /// Builds a store of `dialect` that signs with `signing`: the one HTTP client behind both dialects.
+    pub(crate) fn build_for(self, dialect: Dialect, signing: Signing, credentials: Credentials) -> Result<OssStore> {
+        let raw = self.endpoint.ok_or_else(|| Error::invalid("the store needs an endpoint"))?;
+        let endpoint = Endpoint::parse(&raw)?;
         let mut client = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -511,9 +569,9 @@ impl OssStoreBuilder {
             client,
             path_style: self.path_style.unwrap_or_else(|| endpoint.default_path_style()),
             endpoint,
-            signer: Signer::new(self.signature_version, region),
+            signing,
             credentials,
-            dialect: Dialect::OSS,
+            dialect,
             content_md5: self.content_md5,
             read_timeout: self.read_timeout,
             server_work_timeout: self.server_work_timeout,
@@ -552,4 +610,4 @@ fn region_of(endpoint: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -41,6 +41,20 @@ fn protocol(message: String) -> Error {
     Error::new(ErrorKind::Protocol, message)
 }
 
+/// The error of an operation the dialect does not have: said, never worked around.
+fn unsupported(d: &crate::dialect::Dialect, operation: &str) -> Error {
+    Error::new(ErrorKind::Unsupported, format!("{operation} does not exist in the {} dialect (see Capabilities)", d.name))
+        .with_context("operation", operation)
+}
+
+/// Adds `encoding-type=url` where the dialect accepts it on multipart calls.
+fn multipart_encoding(req: Request, d: &crate::dialect::Dialect) -> Request {
+    match d.multipart_url_encoding {
+        true => req.query("encoding-type", "url"),
+        false => req,
+    }
+}
+
 impl OssStore {
     fn put_result(&self, r: &Response) -> Result<PutResult> {
         let f = resp::write_facts(&self.dialect, r.headers())?;
@@ -82,7 +96,11 @@ impl ObjectStore for OssStore {
 
     async fn get_object_meta(&self, obj: &ObjectRef) -> Result<ObjectMetaSummary> {
         let d = &self.dialect;
-        let req = version(object(Method::HEAD, obj).query("objectMeta", ""), obj);
+        let mut req = object(Method::HEAD, obj);
+        if let Some(sub) = d.object_meta_query {
+            req = req.query(sub, "");
+        }
+        let req = version(req, obj);
         self.call(req, |r| async move { resp::meta_summary(d, r.headers()) }).await
     }
 
@@ -90,10 +108,10 @@ impl ObjectStore for OssStore {
         let d = &self.dialect;
         let mut req = version(object(Method::GET, obj), obj);
         if let Some(rg) = &range {
-            req = req
-                .header("range", &rg.to_header())
-                .header(&d.h("range-behavior"), "standard")
-                .context("range", rg.to_header());
+            req = req.header("range", &rg.to_header()).context("range", rg.to_header());
+            if d.range_behavior_header {
+                req = req.header(&d.h("range-behavior"), "standard");
+            }
         }
         self.call(req, |r| async move {
             let len = resp::content_length(r.headers())?;
@@ -132,6 +150,7 @@ impl ObjectStore for OssStore {
     }
 
     async fn list_objects(&self, bucket: &str, req: &ListRequest) -> Result<ListPage> {
+        let d = &self.dialect;
         let call = Request::new(Method::GET)
             .bucket(bucket)
             .query("list-type", 2)
@@ -152,17 +171,17 @@ impl ObjectStore for OssStore {
                     etag: resp::unquote(&o.etag),
                     last_modified: xml::parse_iso8601(&o.last_modified),
                     storage_class: StorageClass::parse(&o.storage_class).unwrap_or(StorageClass::Standard),
-                    object_type: ObjectType::parse(&o.object_type).unwrap_or(ObjectType::Normal),
+                    object_type: ObjectType::parse(&o.object_type).unwrap_or_else(|| resp::object_type_of_etag(&o.etag)),
                 });
             }
             for p in doc.common_prefixes {
                 page.common_prefixes.push(url_decoded(p.prefix, enc)?);
             }
-            // Tokens are opaque; decode one only if it decodes (OSS encodes it with encoding-type=url).
+            // Tokens are opaque; OSS encodes them with encoding-type=url (decode one only if it decodes), S3 does not.
             page.next_continuation_token = doc
                 .next_continuation_token
                 .filter(|t| !t.is_empty())
-                .map(|t| url_decoded(t.clone(), enc).unwrap_or(t));
+                .map(|t| if d.encoded_continuation_token { url_decoded(t.clone(), enc).unwrap_or(t) } else { t });
             Ok(page)
         })
         .await
@@ -180,12 +199,8 @@ impl ObjectStore for OssStore {
 
     async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
         let d = &self.dialect;
-        let req = Request::new(Method::POST)
-            .bucket(bucket)
-            .key(key)
-            .query("uploads", "")
-            .query("encoding-type", "url")
-            .put_options(d, opts);
+        let req = Request::new(Method::POST).bucket(bucket).key(key).query("uploads", "");
+        let req = multipart_encoding(req, d).put_options(d, opts);
         self.call(req, |r| async move {
             let doc: xml::InitiateMultipartUploadResult = r.xml().await?;
             if doc.upload_id.is_empty() {
@@ -235,6 +250,14 @@ impl ObjectStore for OssStore {
     ) -> Result<PartReceipt> {
         let d = &self.dialect;
         crate::store::validate_part_number(part_number)?;
+        // An open range (`bytes=first-`) is made explicit first: S3 accepts only `bytes=first-last`.
+        let range = match range {
+            Some(ByteRange { first, last: None }) => {
+                let size = self.head_object(source).await?.size;
+                Some(ByteRange { first, last: Some(size.saturating_sub(1).max(first)) })
+            }
+            r => r,
+        };
         let src = copy_source(&source.bucket, &source.key, source.version_id.as_deref());
         let range_header = range.map(|r| r.to_header());
         let req = Request::new(Method::PUT)
@@ -278,13 +301,10 @@ impl ObjectStore for OssStore {
                 .map(|p| xml::CompletePart { part_number: p.part_number, etag: format!("\"{}\"", resp::unquote(&p.etag)) })
                 .collect(),
         };
-        let req = Request::new(Method::POST)
-            .bucket(bucket)
-            .key(key)
-            .query("uploadId", upload_id)
-            .query("encoding-type", "url")
+        let req = Request::new(Method::POST).bucket(bucket).key(key).query("uploadId", upload_id);
+        let req = multipart_encoding(req, d)
             .context("upload id", upload_id)
-            .header_opt(&d.h("forbid-overwrite"), opts.forbid_overwrite.then_some("true"))
+            .forbid_overwrite(d, opts.forbid_overwrite)
             .slow()
             .xml(xml::to_string(&doc)?);
         self.call(req, |r| async move {
@@ -315,14 +335,14 @@ impl ObjectStore for OssStore {
         part_number_marker: Option<u32>,
         max_parts: Option<u32>,
     ) -> Result<PartsPage> {
+        let d = &self.dialect;
         let req = Request::new(Method::GET)
             .bucket(bucket)
             .key(key)
             .query("uploadId", upload_id)
             .query_opt("max-parts", max_parts)
-            .query_opt("part-number-marker", part_number_marker)
-            .query("encoding-type", "url")
-            .context("upload id", upload_id);
+            .query_opt("part-number-marker", part_number_marker);
+        let req = multipart_encoding(req, d).context("upload id", upload_id);
         self.call(req, |r| async move {
             let doc: xml::ListPartsResult = r.xml().await?;
             let parts = doc
@@ -382,6 +402,9 @@ impl ObjectStore for OssStore {
         opts: &PutOptions,
     ) -> Result<AppendResult> {
         let d = &self.dialect;
+        if !d.capabilities.append {
+            return Err(unsupported(d, "AppendObject").with_context("bucket", bucket).with_context("key", key));
+        }
         let mut req = Request::new(Method::POST)
             .bucket(bucket)
             .key(key)
@@ -408,6 +431,9 @@ impl ObjectStore for OssStore {
 
     async fn put_symlink(&self, bucket: &str, key: &str, target: &str, opts: &PutOptions) -> Result<PutResult> {
         let d = &self.dialect;
+        if !d.capabilities.symlink {
+            return Err(unsupported(d, "PutSymlink").with_context("bucket", bucket).with_context("key", key));
+        }
         let req = Request::new(Method::PUT)
             .bucket(bucket)
             .key(key)
@@ -419,6 +445,9 @@ impl ObjectStore for OssStore {
 
     async fn get_symlink(&self, obj: &ObjectRef) -> Result<SymlinkInfo> {
         let d = &self.dialect;
+        if !d.capabilities.symlink {
+            return Err(unsupported(d, "GetSymlink").with_context("object", obj));
+        }
         let req = version(object(Method::GET, obj).query("symlink", ""), obj);
         self.call(req, |r| async move {
             let raw = resp::header(r.headers(), &d.h("symlink-target"))
@@ -442,15 +471,15 @@ impl ObjectStore for OssStore {
             Directive::Copy => req.header(&d.h("metadata-directive"), "COPY"),
             Directive::Replace(m) => req.header(&d.h("metadata-directive"), "REPLACE").metadata(d, m),
         };
+        let (copy, replace) = d.tagging_directive;
         req = match &opts.tagging {
-            Directive::Copy => req.header(&d.h("tagging-directive"), "Copy"),
+            Directive::Copy => req.header(&d.h("tagging-directive"), copy),
             Directive::Replace(t) => {
                 let tags = (!t.is_empty()).then(|| t.to_header());
-                req.header(&d.h("tagging-directive"), "Replace").header_opt(&d.h("tagging"), tags.as_deref())
+                req.header(&d.h("tagging-directive"), replace).header_opt(&d.h("tagging"), tags.as_deref())
             }
         };
-        let req = conditions(req, d, &opts.conditions)
-            .header_opt(&d.h("forbid-overwrite"), opts.forbid_overwrite.then_some("true"));
+        let req = conditions(req, d, &opts.conditions).forbid_overwrite(d, opts.forbid_overwrite);
         self.call(req, |r| async move { self.copy_result(r).await }).await
     }
 
@@ -474,7 +503,18 @@ impl ObjectStore for OssStore {
 #[async_trait]
 impl BucketStore for OssStore {
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
-        self.call(Request::new(Method::PUT).bucket(bucket), |_| async { Ok(()) }).await
+        let d = &self.dialect;
+        let mut req = Request::new(Method::PUT).bucket(bucket);
+        let region = self.region();
+        // S3 creates buckets in us-east-1 unless the body names the region the request is signed for.
+        if d.bucket_location_constraint && !region.is_empty() && region != "us-east-1" {
+            let doc = xml::CreateBucketConfiguration { location_constraint: Some(region.to_owned()), storage_class: None };
+            req = req.xml(xml::to_string(&doc)?);
+        }
+        match self.call(req, |_| async { Ok(()) }).await {
+            Err(e) if e.service_code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
+            other => other,
+        }
     }
 
     async fn delete_bucket(&self, bucket: &str) -> Result<()> {

@@ -63,30 +63,37 @@ impl Endpoint {
     /// The request URL: `scheme://bucket.host[:port]/key?query` (virtual-hosted) or
     /// `scheme://host[:port]/bucket/key?query` (path style). The key is percent-encoded keeping `/`.
     pub(crate) fn url(&self, path_style: bool, bucket: Option<&str>, key: Option<&str>, query: &[(String, String)]) -> String {
-        let mut out = format!("{}://", self.scheme);
-        match bucket {
-            Some(b) if !path_style => {
-                out.push_str(b);
-                out.push('.');
-                out.push_str(&self.host);
-            }
-            _ => out.push_str(&self.host),
+        let mut out = format!("{}://{}{}", self.scheme, self.authority(path_style, bucket), Self::path(path_style, bucket, key));
+        let q = encode_query(query);
+        if !q.is_empty() {
+            out.push('?');
+            out.push_str(&q);
         }
+        out
+    }
+
+    /// The `Host` of a request: `bucket.host[:port]` (virtual-hosted) or `host[:port]`.
+    pub(crate) fn authority(&self, path_style: bool, bucket: Option<&str>) -> String {
+        let mut out = match bucket {
+            Some(b) if !path_style => format!("{b}.{}", self.host),
+            _ => self.host.clone(),
+        };
         if let Some(p) = self.port {
             out.push_str(&format!(":{p}"));
         }
-        out.push('/');
+        out
+    }
+
+    /// The path of a request as sent (and as AWS SigV4 signs it): `/bucket/key` (path style) or `/key`, the
+    /// key percent-encoded keeping `/`; `/bucket/` for a bucket request in path style.
+    pub(crate) fn path(path_style: bool, bucket: Option<&str>, key: Option<&str>) -> String {
+        let mut out = String::from("/");
         if let (Some(b), true) = (bucket, path_style) {
             out.push_str(b);
             out.push('/');
         }
         if let Some(k) = key {
             out.push_str(&pct_encode_path(k));
-        }
-        let q = encode_query(query);
-        if !q.is_empty() {
-            out.push('?');
-            out.push_str(&q);
         }
         out
     }
@@ -248,15 +255,38 @@ impl Request {
         for (name, value) in m.standard() {
             self = self.header(name, value);
         }
-        let class = m.storage_class.map(|c| c.as_str());
+        let class = match m.storage_class {
+            None => None,
+            Some(c) => match d.storage_class_name(c) {
+                Some(name) => Some(name),
+                None => {
+                    self.invalid.get_or_insert_with(|| {
+                        Error::new(
+                            crate::ErrorKind::Unsupported,
+                            format!("the {} dialect has no storage class {c}", d.name),
+                        )
+                    });
+                    return self;
+                }
+            },
+        };
         self.header_opt(&d.h("storage-class"), class)
     }
 
-    /// The headers of an object-creating call: metadata, tags (`x-oss-tagging`) and `x-oss-forbid-overwrite`.
+    /// The headers of an object-creating call: metadata, tags (`x-oss-tagging`) and the dialect's
+    /// forbid-overwrite header.
     pub(crate) fn put_options(self, d: &Dialect, opts: &PutOptions) -> Self {
         let tags = opts.tags.as_ref().filter(|t| !t.is_empty()).map(|t| t.to_header());
-        let forbid = opts.forbid_overwrite.then_some("true");
-        self.metadata(d, &opts.metadata).header_opt(&d.h("tagging"), tags.as_deref()).header_opt(&d.h("forbid-overwrite"), forbid)
+        self.metadata(d, &opts.metadata).header_opt(&d.h("tagging"), tags.as_deref()).forbid_overwrite(d, opts.forbid_overwrite)
+    }
+
+    /// The dialect's header that makes the write fail when the key exists (`x-oss-forbid-overwrite: true`,
+    /// `If-None-Match: *`), when `forbid` is set.
+    pub(crate) fn forbid_overwrite(self, d: &Dialect, forbid: bool) -> Self {
+        match forbid {
+            true => self.header(d.forbid_overwrite.0, d.forbid_overwrite.1),
+            false => self,
+        }
     }
 }
 

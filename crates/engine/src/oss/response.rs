@@ -90,6 +90,14 @@ pub(crate) fn version_id(d: &Dialect, headers: &HeaderMap) -> Option<String> {
     header(headers, &d.h("version-id")).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
+/// The type of an object whose store does not say (S3): a multipart ETag ends in `-<parts>`.
+pub(crate) fn object_type_of_etag(etag: &str) -> ObjectType {
+    match unquote(etag).rsplit_once('-') {
+        Some((_, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => ObjectType::Multipart,
+        _ => ObjectType::Normal,
+    }
+}
+
 /// Metadata from response headers: `x-oss-meta-*`, the standard headers and the storage class (Standard when
 /// the server does not say).
 pub(crate) fn metadata(d: &Dialect, headers: &HeaderMap) -> Metadata {
@@ -119,7 +127,9 @@ pub(crate) fn object_info(d: &Dialect, headers: &HeaderMap, size: u64) -> Result
         etag: etag(headers),
         last_modified: header(headers, "last-modified").and_then(http_date).unwrap_or(0),
         crc64: crc64(d, headers)?,
-        object_type: header(headers, &d.h("object-type")).and_then(ObjectType::parse).unwrap_or(ObjectType::Normal),
+        object_type: header(headers, &d.h("object-type"))
+            .and_then(ObjectType::parse)
+            .unwrap_or_else(|| object_type_of_etag(&etag(headers))),
         version_id: version_id(d, headers),
         tagging_count: header_u64(headers, &d.h("tagging-count"))?.unwrap_or(0) as usize,
         next_append_position: header_u64(headers, &d.h("next-append-position"))?,

@@ -1,5 +1,6 @@
-//! Request signing and verification for the OSS dialect: signature V4 (`OSS4-HMAC-SHA256`, the default) and
-//! V1 (HMAC-SHA1), header auth and presigned (query) auth, STS security tokens.
+//! Request signing and verification: the OSS dialect's signature V4 (`OSS4-HMAC-SHA256`, the default) and V1
+//! (HMAC-SHA1), and the S3 dialect's AWS SigV4 (`AWS4-HMAC-SHA256`, [`s3`]); header auth and presigned (query)
+//! auth, STS security tokens. OSS V4 and AWS SigV4 share one implementation of the V4 family ([`sigv4`]).
 //!
 //! The client signs with [`Signer::sign`]; the server checks with [`verify`]. Both build the string to sign
 //! from the same [`SignTarget`] (method, bucket, raw key, decoded query) and the same header map, so they
@@ -9,6 +10,8 @@ use crate::error::{Error, Result};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+pub mod s3;
+pub mod sigv4;
 pub mod v1;
 pub mod v4;
 mod verify;
@@ -43,6 +46,11 @@ impl Credentials {
     /// Reads `OSS_ACCESS_KEY_ID`, `OSS_ACCESS_KEY_SECRET` and, if set, `OSS_SESSION_TOKEN`.
     pub fn from_env() -> Result<Self> {
         Self::from_env_vars("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN")
+    }
+
+    /// Reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, if set, `AWS_SESSION_TOKEN`.
+    pub fn from_aws_env() -> Result<Self> {
+        Self::from_env_vars("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
     }
 
     /// Reads the named variables (the token variable is optional).

@@ -6,27 +6,21 @@
 //! SigningKey       = HMAC(HMAC(HMAC(HMAC("aliyun_v4" + secret, yyyymmdd), region), product), "aliyun_v4_request")
 //! ```
 //! The canonical URI always names the bucket (`/bucket/key`), even for virtual-hosted requests. Canonical
-//! headers are `x-oss-*`, `content-type`, `content-md5` and the ones listed in `AdditionalHeaders`.
+//! headers are `x-oss-*`, `content-type`, `content-md5` and the ones listed in `AdditionalHeaders`. The
+//! canonical request, string to sign and key chain are the V4 family's ([`super::sigv4`], scheme
+//! [`Scheme::OSS`]).
 
-use super::{header, hmac_sha256, Credentials, SignTarget};
-use crate::util::{pct_encode, pct_encode_path};
-use sha2::{Digest, Sha256};
+use super::sigv4::{self, Scheme};
+use super::{header, Credentials, SignTarget};
+use crate::util::pct_encode_path;
 use std::time::{Duration, SystemTime};
 
+pub use super::sigv4::{amz_date, parse_amz_date};
+
 /// The algorithm name.
-pub const ALGORITHM: &str = "OSS4-HMAC-SHA256";
+pub const ALGORITHM: &str = Scheme::OSS.algorithm;
 /// The only payload hash OSS accepts.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
-
-/// `yyyymmddTHHMMSSZ`.
-pub fn amz_date(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).format("%Y%m%dT%H%M%SZ").to_string()
-}
-
-/// Parses `yyyymmddTHHMMSSZ`.
-pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
-    chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ").ok().map(|d| d.and_utc().into())
-}
 
 /// `/bucket/key` percent-encoded, `/` kept; `/bucket/` without key; `/` without bucket.
 pub fn canonical_uri(target: &SignTarget<'_>) -> String {
@@ -38,13 +32,7 @@ pub fn canonical_uri(target: &SignTarget<'_>) -> String {
 
 /// Encoded `k[=v]` pairs sorted by encoded key, `&`-joined.
 pub fn canonical_query(query: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = query.iter().map(|(k, v)| (pct_encode(k), pct_encode(v))).collect();
-    pairs.sort();
-    pairs
-        .into_iter()
-        .map(|(k, v)| if v.is_empty() { k } else { format!("{k}={v}") })
-        .collect::<Vec<_>>()
-        .join("&")
+    Scheme::OSS.canonical_query(query)
 }
 
 fn is_default_signed(name: &str) -> bool {
@@ -71,49 +59,37 @@ pub fn canonical_request(
     additional: &[String],
     payload_hash: &str,
 ) -> String {
-    let mut signed: Vec<(String, String)> = Vec::new();
-    for name in headers.keys() {
-        let n = name.as_str();
-        if is_default_signed(n) || additional.iter().any(|a| a == n) {
-            let joined = headers
-                .get_all(name)
-                .iter()
-                .map(|v| v.to_str().unwrap_or_default().trim())
-                .collect::<Vec<_>>()
-                .join(",");
-            signed.push((n.to_owned(), joined));
-        }
-    }
+    let mut signed: Vec<String> = headers
+        .keys()
+        .map(|n| n.as_str())
+        .filter(|n| is_default_signed(n) || additional.iter().any(|a| a == n))
+        .map(str::to_owned)
+        .collect();
     signed.sort();
-    let canonical_headers: String = signed.iter().map(|(n, v)| format!("{n}:{v}\n")).collect();
-    format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
+    signed.dedup();
+    sigv4::canonical_request(
         target.method,
-        canonical_uri(target),
-        canonical_query(target.query),
-        canonical_headers,
-        additional.join(";"),
-        payload_hash
+        &canonical_uri(target),
+        &canonical_query(target.query),
+        &Scheme::OSS.canonical_headers(headers, &signed),
+        &additional.join(";"),
+        payload_hash,
     )
 }
 
 /// `yyyymmdd/region/product/aliyun_v4_request`.
 pub fn scope(date: &str, region: &str, product: &str) -> String {
-    format!("{}/{region}/{product}/aliyun_v4_request", &date[..date.len().min(8)])
+    Scheme::OSS.scope(date, region, product)
 }
 
 /// The string to sign.
 pub fn string_to_sign(datetime: &str, scope: &str, canonical_request: &str) -> String {
-    format!("{ALGORITHM}\n{datetime}\n{scope}\n{}", hex::encode(Sha256::digest(canonical_request.as_bytes())))
+    Scheme::OSS.string_to_sign(datetime, scope, canonical_request)
 }
 
 /// hex(HMAC-SHA256(signing key, string to sign)).
 pub fn signature(secret: &str, date: &str, region: &str, product: &str, string_to_sign: &str) -> String {
-    let k = hmac_sha256(format!("aliyun_v4{secret}").as_bytes(), &date.as_bytes()[..date.len().min(8)]);
-    let k = hmac_sha256(&k, region.as_bytes());
-    let k = hmac_sha256(&k, product.as_bytes());
-    let k = hmac_sha256(&k, b"aliyun_v4_request");
-    hex::encode(hmac_sha256(&k, string_to_sign.as_bytes()))
+    Scheme::OSS.signature(secret, date, region, product, string_to_sign)
 }
 
 /// The `Authorization` header value for a request whose `x-oss-date` is already set.

@@ -152,22 +152,10 @@ fn verify_v1_query(
     Ok(Verified { access_key_id: ak.into(), version: SignatureVersion::V1 })
 }
 
-/// The parts of `Credential=ak/date/region/product/aliyun_v4_request`.
-struct Scope<'a> {
-    ak: &'a str,
-    date: &'a str,
-    region: &'a str,
-    product: &'a str,
-}
+use super::sigv4::{CredentialScope as Scope, Scheme};
 
 fn parse_credential(s: &str) -> Option<Scope<'_>> {
-    let mut it = s.rsplitn(5, '/');
-    let terminator = it.next()?;
-    let product = it.next()?;
-    let region = it.next()?;
-    let date = it.next()?;
-    let ak = it.next()?;
-    (terminator == "aliyun_v4_request").then_some(Scope { ak, date, region, product })
+    Scheme::OSS.parse_credential(s)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -186,13 +174,13 @@ fn check_v4(
     }
     let additional = v4::effective_additional(headers, additional);
     let cr = v4::canonical_request(target, headers, &additional, payload);
-    let sc = v4::scope(datetime, scope.region, scope.product);
+    let sc = v4::scope(datetime, scope.region, scope.service);
     let sts = v4::string_to_sign(datetime, &sc, &cr);
-    let expected = v4::signature(creds.secret(), datetime, scope.region, scope.product, &sts);
+    let expected = v4::signature(creds.secret(), datetime, scope.region, scope.service, &sts);
     if !same_signature(&expected, provided) {
-        return Err(mismatch(SignatureVersion::V4, scope.ak, provided, &sts, Some(&cr)));
+        return Err(mismatch(SignatureVersion::V4, scope.access_key_id, provided, &sts, Some(&cr)));
     }
-    Ok(Verified { access_key_id: scope.ak.into(), version: SignatureVersion::V4 })
+    Ok(Verified { access_key_id: scope.access_key_id.into(), version: SignatureVersion::V4 })
 }
 
 fn verify_v4_header(
@@ -214,7 +202,7 @@ fn verify_v4_header(
     }
     let scope = credential.and_then(parse_credential).ok_or_else(|| denied("Malformed V4 Credential."))?;
     let provided = provided.ok_or_else(|| denied("V4 Authorization header lacks Signature."))?;
-    let creds = lookup_creds(lookup, scope.ak)?;
+    let creds = lookup_creds(lookup, scope.access_key_id)?;
     let datetime = header(headers, "x-oss-date").ok_or_else(|| denied("V4 requests must carry x-oss-date."))?;
     let when = v4::parse_amz_date(datetime).ok_or_else(|| denied("x-oss-date is not yyyymmddTHHMMSSZ."))?;
     check_skew(when, now, datetime)?;
@@ -235,7 +223,7 @@ fn verify_v4_query(
 ) -> Result<Verified> {
     let q = target.query;
     let scope = query_value(q, "x-oss-credential").and_then(parse_credential).ok_or_else(|| denied("Malformed x-oss-credential."))?;
-    let creds = lookup_creds(lookup, scope.ak)?;
+    let creds = lookup_creds(lookup, scope.access_key_id)?;
     let datetime = query_value(q, "x-oss-date").unwrap_or_default();
     let when = v4::parse_amz_date(datetime).ok_or_else(|| denied("x-oss-date is not yyyymmddTHHMMSSZ."))?;
     let expires: u64 = query_value(q, "x-oss-expires").and_then(|v| v.parse().ok()).unwrap_or(0);

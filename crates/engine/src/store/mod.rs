@@ -513,6 +513,21 @@ impl Capabilities {
         max_part_size: 5 * 1024 * 1024 * 1024,
         max_put_size: 5 * 1024 * 1024 * 1024,
     };
+
+    /// S3: no append, no symlinks; parts of 5 MiB (but the last) to 5 GiB, at most 10,000 of them; one PutObject or
+    /// CopyObject of at most 5 GiB.
+    pub const S3: Capabilities = Capabilities {
+        append: false,
+        symlink: false,
+        tagging: true,
+        versioned_tagging: true,
+        list_uploads: true,
+        versioning: true,
+        max_parts: 10_000,
+        min_part_size: 5 * 1024 * 1024,
+        max_part_size: 5 * 1024 * 1024 * 1024,
+        max_put_size: 5 * 1024 * 1024 * 1024,
+    };
 }
 
 /// The object operations every backend implements. See the module docs for the contract.

@@ -1,0 +1,171 @@
+//! The S3 dialect at the server's edge: a request signed with AWS SigV4 is verified as S3 verifies it, its
+//! `x-amz-*` headers are read into the OSS vocabulary the handlers speak, and the answer's `x-oss-*` headers are
+//! written back as S3's. Which dialect a request speaks is decided per request by its signature, so one port
+//! serves both.
+//!
+//! The names come from [`Dialect::S3`] and [`Dialect::OSS`]; the values that differ are translated here: S3
+//! storage-class names, `If-None-Match: *` (S3's forbid-overwrite), and S3's standard range semantics (OSS
+//! needs `x-oss-range-behavior: standard`). Headers without an S3 counterpart (`x-oss-hash-crc64ecma`,
+//! `x-oss-object-type`, the base64 error document of a HEAD, ...) are not sent to S3 clients.
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use transfer_engine::dialect::Dialect;
+use transfer_engine::{Result, StorageClass};
+
+/// Request headers an S3 client may send that the handlers read under their OSS names.
+const REQUEST_SUFFIXES: &[&str] = &[
+    "tagging",
+    "tagging-directive",
+    "metadata-directive",
+    "copy-source",
+    "copy-source-range",
+    "copy-source-if-match",
+    "copy-source-if-none-match",
+    "storage-class",
+];
+
+/// Response headers the handlers write under OSS names that S3 has too.
+const RESPONSE_SUFFIXES: &[&str] =
+    &["request-id", "version-id", "delete-marker", "tagging-count", "copy-source-version-id", "storage-class"];
+
+fn put(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        headers.insert(n, v);
+    }
+}
+
+/// Rewrites an S3 request's headers into the OSS vocabulary, in place. Every `x-amz-*` header is consumed
+/// (the signature was checked before); `x-oss-*` headers an S3 client sent are dropped, not obeyed.
+pub(crate) fn request_to_oss(method: &Method, headers: &mut HeaderMap) -> Result<()> {
+    let (s3, oss) = (&Dialect::S3, &Dialect::OSS);
+    let old = std::mem::take(headers);
+    let mut out = HeaderMap::with_capacity(old.len());
+    for (name, value) in old.iter() {
+        let n = name.as_str();
+        if n.starts_with(oss.prefix) {
+            continue;
+        }
+        if let Some(user) = n.strip_prefix(s3.meta_prefix) {
+            if let Ok(name) = HeaderName::from_bytes(format!("{}{user}", oss.meta_prefix).as_bytes()) {
+                out.append(name, value.clone());
+            }
+            continue;
+        }
+        if let Some(suffix) = n.strip_prefix(s3.prefix) {
+            if REQUEST_SUFFIXES.contains(&suffix) {
+                let v = value.to_str().unwrap_or_default();
+                let v = if suffix == "storage-class" {
+                    StorageClass::parse(v).map(|c| c.as_str().to_owned()).unwrap_or_else(|_| v.to_owned())
+                } else {
+                    v.to_owned()
+                };
+                put(&mut out, &oss.h(suffix), &v);
+            }
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    // S3's conditional write: `If-None-Match: *` on PutObject, CopyObject and CompleteMultipartUpload.
+    if matches!(*method, Method::PUT | Method::POST) && out.get("if-none-match").is_some_and(|v| v.as_bytes() == b"*") {
+        out.remove("if-none-match");
+        put(&mut out, oss.forbid_overwrite.0, oss.forbid_overwrite.1);
+    }
+    if out.contains_key("range") {
+        put(&mut out, &oss.h("range-behavior"), "standard");
+    }
+    *headers = out;
+    Ok(())
+}
+
+/// Rewrites an answer's headers for an S3 client, in place: the OSS headers S3 has become `x-amz-*` (storage
+/// classes by their S3 names), the others are removed.
+pub(crate) fn response_to_s3(headers: &mut HeaderMap) {
+    let (s3, oss) = (&Dialect::S3, &Dialect::OSS);
+    let old = std::mem::take(headers);
+    for (name, value) in old.iter() {
+        let n = name.as_str();
+        if let Some(user) = n.strip_prefix(oss.meta_prefix) {
+            if let Ok(name) = HeaderName::from_bytes(format!("{}{user}", s3.meta_prefix).as_bytes()) {
+                headers.append(name, value.clone());
+            }
+        } else if let Some(suffix) = n.strip_prefix(oss.prefix) {
+            if RESPONSE_SUFFIXES.contains(&suffix) {
+                let v = value.to_str().unwrap_or_default();
+                let v = match suffix {
+                    "storage-class" => StorageClass::parse(v)
+                        .ok()
+                        .and_then(|c| s3.storage_class_name(c))
+                        .unwrap_or(v)
+                        .to_owned(),
+                    _ => v.to_owned(),
+                };
+                put(headers, &s3.h(suffix), &v);
+            }
+        } else {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn s3_request_headers_become_oss_ones() {
+        let mut h = map(&[
+            ("x-amz-meta-color", "blue"),
+            ("x-amz-tagging", "a=1"),
+            ("x-amz-storage-class", "STANDARD_IA"),
+            ("x-amz-copy-source", "/b/k"),
+            ("x-amz-date", "20240101T000000Z"),
+            ("x-oss-forbid-overwrite", "false"),
+            ("if-none-match", "*"),
+            ("range", "bytes=0-9"),
+            ("content-type", "text/plain"),
+        ]);
+        request_to_oss(&Method::PUT, &mut h).unwrap();
+        let get = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(get("x-oss-meta-color").as_deref(), Some("blue"));
+        assert_eq!(get("x-oss-tagging").as_deref(), Some("a=1"));
+        assert_eq!(get("x-oss-storage-class").as_deref(), Some("IA"));
+        assert_eq!(get("x-oss-copy-source").as_deref(), Some("/b/k"));
+        assert_eq!(get("x-oss-forbid-overwrite").as_deref(), Some("true"));
+        assert_eq!(get("x-oss-range-behavior").as_deref(), Some("standard"));
+        assert_eq!(get("content-type").as_deref(), Some("text/plain"));
+        assert!(h.get("if-none-match").is_none() && h.get("x-amz-date").is_none());
+        let mut get_if = map(&[("if-none-match", "\"etag\"")]);
+        request_to_oss(&Method::GET, &mut get_if).unwrap();
+        assert_eq!(get_if.get("if-none-match").unwrap(), "\"etag\"");
+    }
+
+    #[test]
+    fn oss_response_headers_become_s3_ones_or_go() {
+        let mut h = map(&[
+            ("x-oss-request-id", "R1"),
+            ("x-oss-version-id", "v1"),
+            ("x-oss-meta-color", "blue"),
+            ("x-oss-storage-class", "IA"),
+            ("x-oss-hash-crc64ecma", "42"),
+            ("x-oss-object-type", "Normal"),
+            ("x-oss-err", "PEVycm9yLz4="),
+            ("etag", "\"e\""),
+        ]);
+        response_to_s3(&mut h);
+        let get = |n: &str| h.get(n).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(get("x-amz-request-id").as_deref(), Some("R1"));
+        assert_eq!(get("x-amz-version-id").as_deref(), Some("v1"));
+        assert_eq!(get("x-amz-meta-color").as_deref(), Some("blue"));
+        assert_eq!(get("x-amz-storage-class").as_deref(), Some("STANDARD_IA"));
+        assert_eq!(get("etag").as_deref(), Some("\"e\""));
+        assert!(h.keys().all(|k| !k.as_str().starts_with("x-oss-")), "{h:?}");
+    }
+}

@@ -1,0 +1,95 @@
+//! `transfer serve` answering the S3 dialect on the same port as the OSS one: our S3 client (AWS SigV4, `x-amz-*`)
+//! and our OSS client against one server, each request's dialect chosen by its signature.
+
+use crate::util::{data, Served, AK, SK};
+use transfer_engine::s3::S3Store;
+use transfer_engine::sign::{Credentials, SignatureVersion::V4};
+use transfer_engine::store::{
+    ByteRange, CompleteOptions, CompletedPart, CopyOptions, Directive, ListRequest, ObjectType, PutOptions,
+};
+use transfer_engine::{BucketStore, ErrorKind, Metadata, ObjectRef, ObjectStore, StorageClass, TagSet};
+
+fn s3(served: &Served, creds: Credentials) -> S3Store {
+    S3Store::builder().endpoint(&served.endpoint).region("us-east-1").credentials(creds).system_proxy(false).build().unwrap()
+}
+
+#[tokio::test]
+async fn one_port_serves_s3_and_oss_requests() {
+    let served = Served::start();
+    let s = s3(&served, Credentials::new(AK, SK));
+    let oss = served.client(V4);
+    s.create_bucket("both").await.unwrap();
+
+    let mut meta = Metadata::with_user([("origin", "s3")]).unwrap();
+    meta.content_type = Some("text/plain".into());
+    meta.storage_class = Some(StorageClass::InfrequentAccess);
+    let tags = TagSet::from_pairs([("k", "v w")]).unwrap();
+    let opts = PutOptions { metadata: meta.clone(), tags: Some(tags.clone()), content_md5: true, ..PutOptions::default() };
+    let body = data(5000, 3);
+    let put = s.put_object("both", "dir/a b+c", body.clone().into(), &opts).await.unwrap();
+    let obj = ObjectRef::new("both", "dir/a b+c");
+
+    // Written through S3, read through both dialects.
+    let head = s.head_object(&obj).await.unwrap();
+    assert_eq!((head.size, head.etag.as_str()), (5000, put.etag.as_str()));
+    assert_eq!(head.metadata.user, meta.user);
+    assert_eq!(head.metadata.storage_class, Some(StorageClass::InfrequentAccess));
+    assert_eq!(oss.head_object(&obj).await.unwrap().metadata.user, meta.user);
+    assert_eq!(s.get_object(&obj, None).await.unwrap().bytes().await.unwrap().to_vec(), body);
+    let r = s.get_object(&obj, Some(ByteRange::inclusive(4990, 9999))).await.unwrap();
+    assert_eq!(r.range, Some((4990, 4999)));
+    assert_eq!(s.get_tagging(&obj).await.unwrap().sorted(), tags.sorted());
+    assert_eq!(oss.get_tagging(&obj).await.unwrap().sorted(), tags.sorted());
+
+    // Forbid overwrite travels as If-None-Match: *.
+    let again = PutOptions { forbid_overwrite: true, ..PutOptions::default() };
+    assert!(s.put_object("both", "dir/a b+c", b"x".to_vec().into(), &again).await.is_err());
+
+    // Multipart with out-of-order parts, CopyObject with replaced metadata and tags, a listing.
+    let id = s.initiate_multipart("both", "mp", &opts).await.unwrap();
+    let parts = [(2u32, data(1000, 2)), (1, data(5 * 1024 * 1024, 1))];
+    for (n, b) in &parts {
+        s.upload_part("both", "mp", &id, *n, b.clone().into(), true).await.unwrap();
+    }
+    let listed = s.list_parts("both", "mp", &id, None, Some(1)).await.unwrap();
+    assert!(listed.is_truncated && listed.parts[0].part_number == 1);
+    let all = s.list_parts("both", "mp", &id, None, None).await.unwrap();
+    let done: Vec<CompletedPart> = all.parts.iter().map(|p| CompletedPart { part_number: p.part_number, etag: p.etag.clone() }).collect();
+    s.complete_multipart("both", "mp", &id, &done, &CompleteOptions::default()).await.unwrap();
+    let mp = ObjectRef::new("both", "mp");
+    assert_eq!(s.head_object(&mp).await.unwrap().object_type, ObjectType::Multipart);
+    let want: Vec<u8> = parts[1].1.iter().chain(parts[0].1.iter()).copied().collect();
+    assert_eq!(s.get_object(&mp, None).await.unwrap().bytes().await.unwrap().to_vec(), want);
+
+    let mut copy = CopyOptions::from(obj.clone());
+    copy.metadata = Directive::Replace(Metadata::with_user([("origin", "copy")]).unwrap());
+    copy.tagging = Directive::Replace(TagSet::from_pairs([("copied", "1")]).unwrap());
+    s.copy_object("both", "copy", &copy).await.unwrap();
+    let c = ObjectRef::new("both", "copy");
+    assert_eq!(s.head_object(&c).await.unwrap().metadata.user.get("origin").map(String::as_str), Some("copy"));
+    assert_eq!(s.get_tagging(&c).await.unwrap().get("copied"), Some("1"));
+    let page = s.list_objects("both", &ListRequest { prefix: Some("dir/".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(page.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["dir/a b+c"]);
+
+    // Unsupported in S3, whatever the server could do.
+    let e = s.append_object("both", "log", 0, b"x".to_vec().into(), &PutOptions::default()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+}
+
+#[tokio::test]
+async fn sigv4_is_checked_with_s3_errors() {
+    let served = Served::start();
+    let good = s3(&served, Credentials::new(AK, SK));
+    good.create_bucket("signed").await.unwrap();
+    let obj = ObjectRef::new("signed", "k");
+    // A HEAD answer has no body in S3: the client knows only the status.
+    let e = s3(&served, Credentials::new(AK, "wrong-secret")).head_object(&obj).await.unwrap_err();
+    assert_eq!((e.status(), e.is_retryable()), (Some(403), false));
+    let e = s3(&served, Credentials::new(AK, "wrong-secret")).get_object(&obj, None).await.unwrap_err();
+    assert_eq!(e.service_code(), Some("SignatureDoesNotMatch"));
+    assert!(e.service_error().unwrap().extra("CanonicalRequest").is_some());
+    let e = s3(&served, Credentials::new("nobody", SK)).get_object(&obj, None).await.unwrap_err();
+    assert_eq!(e.service_code(), Some("InvalidAccessKeyId"));
+    let e = good.get_object(&obj, None).await.unwrap_err();
+    assert_eq!((e.status(), e.service_code()), (Some(404), Some("NoSuchKey")));
+}
