@@ -35,3 +35,6 @@ mod s3_moto;
 
 /// `transfer serve` answering the S3 dialect (AWS SigV4, `x-amz-*`) on the port that serves OSS.
 mod serve_s3;
+
+/// s3:// addresses through the built binary, against `transfer serve` (S3 dialect) and moto.
+mod cli_s3;

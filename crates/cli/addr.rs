@@ -1,4 +1,5 @@
-//! Command-line addresses: `oss://bucket/key`, `local://bucket/key` (the embedded local store) and plain paths,
+//! Command-line addresses: `oss://bucket/key`, `s3://bucket/key`, `local://bucket/key` (the embedded local store)
+//! and plain paths,
 //! and size units (`8MiB`, `100KB`, `1048576`).
 
 use std::fmt;
@@ -9,6 +10,8 @@ use std::path::PathBuf;
 pub(crate) enum Scheme {
     /// An OSS endpoint (`--endpoint`).
     Oss,
+    /// An S3-compatible endpoint (`--endpoint`).
+    S3,
     /// The local store under `--local-root`.
     Local,
 }
@@ -23,14 +26,14 @@ pub(crate) enum Location {
 }
 
 impl Location {
-    /// Parses `oss://b/k`, `local://b/k`, or a path. `s3://` is refused with the reason.
+    /// Parses `oss://b/k`, `s3://b/k`, `local://b/k`, or a path.
     pub(crate) fn parse(s: &str) -> Result<Location, String> {
         let (scheme, rest) = match s.split_once("://") {
             None => return Ok(Location::Path(PathBuf::from(s))),
             Some(("oss", rest)) => (Scheme::Oss, rest),
             Some(("local", rest)) => (Scheme::Local, rest),
-            Some(("s3", _)) => return Err(format!("{s}: the S3 dialect is not supported yet; use oss:// or local://")),
-            Some((other, _)) => return Err(format!("{s}: unknown scheme {other}://; use oss://, local:// or a path")),
+            Some(("s3", rest)) => (Scheme::S3, rest),
+            Some((other, _)) => return Err(format!("{s}: unknown scheme {other}://; use oss://, s3://, local:// or a path")),
         };
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -53,6 +56,7 @@ impl Scheme {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Scheme::Oss => "oss",
+            Scheme::S3 => "s3",
             Scheme::Local => "local",
         }
     }

@@ -21,7 +21,7 @@ use transfer_engine::store::ListUploadsRequest;
 /// Options of `transfer cleanup`.
 #[derive(Debug, Args)]
 pub(crate) struct CleanupArgs {
-    /// Only uploads under this bucket or prefix: oss://BUCKET/PREFIX or local://BUCKET/PREFIX (required with --all).
+    /// Only uploads under this bucket or prefix: oss://, s3:// or local://BUCKET/PREFIX (required with --all).
     url: Option<String>,
     /// Every incomplete upload under URL, not only those the ledger says we created.
     #[arg(long, requires = "url")]
@@ -307,7 +307,7 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
         }) => Some((scheme, bucket, key)),
         Some(Location::Path(p)) => {
             return Err(Usage(format!(
-                "{}: cleanup needs oss://BUCKET/PREFIX or local://BUCKET/PREFIX",
+                "{}: cleanup needs oss://, s3:// or local://BUCKET/PREFIX",
                 p.display()
             )))
         }

@@ -38,9 +38,9 @@ pub(crate) enum DirectiveArg {
 /// Options of `transfer cp`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub(crate) struct CpArgs {
-    /// A file or directory, or oss://BUCKET/KEY, local://BUCKET/KEY (a trailing / names a prefix).
+    /// A file or directory, or oss://BUCKET/KEY, s3://BUCKET/KEY, local://BUCKET/KEY (a trailing / names a prefix).
     pub src: String,
-    /// oss://BUCKET/KEY or local://BUCKET/KEY; a trailing / (or a directory / prefix source) names a prefix.
+    /// oss://, s3:// or local://BUCKET/KEY; a trailing / (or a directory / prefix source) names a prefix.
     pub dst: String,
     /// Copy a directory or a prefix (implied by a trailing /).
     #[arg(short, long)]
@@ -202,7 +202,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         Location::Remote { scheme, bucket, .. } => (*scheme, bucket.clone()),
         Location::Path(_) => {
             return Err(Usage(
-                "downloads are not supported yet: the destination must be oss:// or local://"
+                "downloads are not supported yet: the destination must be oss://, s3:// or local://"
                     .into(),
             ))
         }

@@ -12,7 +12,7 @@ use transfer_engine::ObjectRef;
 /// The object a command addresses.
 #[derive(Debug, Args)]
 pub(crate) struct Target {
-    /// oss://BUCKET/KEY or local://BUCKET/KEY.
+    /// oss://, s3:// or local://BUCKET/KEY.
     url: String,
     /// A specific version of the object (versioned buckets).
     #[arg(long)]
@@ -37,7 +37,7 @@ impl Target {
             } => (scheme, bucket, key),
             Location::Path(_) => {
                 return Err(Usage(format!(
-                    "{}: name an object as oss://BUCKET/KEY or local://BUCKET/KEY",
+                    "{}: name an object as oss://, s3:// or local://BUCKET/KEY",
                     self.url
                 )))
             }

@@ -8,10 +8,10 @@
 //! [profiles.hangzhou]
 //! endpoint = "https://oss-cn-hangzhou.aliyuncs.com"
 //! region = "cn-hangzhou"
-//! dialect = "oss"                 # the only dialect today
+//! dialect = "oss"                 # or "s3" (then the address is s3://, signed with AWS SigV4)
 //! signature_version = "v4"        # or "v1"
 //! # Where the credentials come from: the names of environment variables (default: OSS_ACCESS_KEY_ID,
-//! # OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN). Never the secrets themselves.
+//! # OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN; for s3:// the AWS_* ones). Never the secrets themselves.
 //! access_key_id_env = "HZ_KEY_ID"
 //! access_key_secret_env = "HZ_KEY_SECRET"
 //! session_token_env = "HZ_TOKEN"
@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use transfer_engine::local::LocalStore;
 use transfer_engine::oss::OssStore;
+use transfer_engine::s3::S3Store;
 use transfer_engine::sign::{Credentials, SignatureVersion};
 use transfer_engine::{BucketStore, ObjectStore};
 
@@ -118,7 +119,7 @@ pub(crate) fn config_path() -> Option<PathBuf> {
         .or_else(|| var("HOME").map(|h| h.join(".config/transfer/config.toml")))
 }
 
-fn load_profile(name: &str) -> Result<Profile, Usage> {
+fn load_profile(name: &str, scheme: Scheme) -> Result<Profile, Usage> {
     let path = config_path().ok_or_else(|| {
         Usage(format!(
             "--profile {name}: no config file (set TRANSFER_CONFIG or HOME)"
@@ -140,10 +141,15 @@ fn load_profile(name: &str) -> Result<Profile, Usage> {
             known.join(", ")
         ))
     })?;
-    match profile.dialect.as_deref() {
-        None | Some("oss") => Ok(profile),
-        Some(other) => Err(Usage(format!(
-            "profile {name} in {}: dialect {other:?} is not supported yet; use \"oss\"",
+    match (profile.dialect.as_deref(), scheme) {
+        (None, _) | (Some("oss"), Scheme::Oss) | (Some("s3"), Scheme::S3) => Ok(profile),
+        (Some(d @ ("oss" | "s3")), _) => Err(Usage(format!(
+            "profile {name} in {} is for {d}:// addresses, not {}://",
+            path.display(),
+            scheme.name()
+        ))),
+        (Some(other), _) => Err(Usage(format!(
+            "profile {name} in {}: unknown dialect {other:?}; use \"oss\" or \"s3\"",
             path.display()
         ))),
     }
@@ -198,40 +204,48 @@ impl StoreArgs {
                 let store = open_local(&root)?;
                 Ok(opened(store, format!("local root {}", root.display())))
             }
-            Scheme::Oss => {
+            Scheme::Oss | Scheme::S3 => {
                 let profile = match &self.profile {
-                    Some(name) => load_profile(name)?,
+                    Some(name) => load_profile(name, scheme)?,
                     None => Profile::default(),
                 };
                 let endpoint = self.endpoint.clone().or(profile.endpoint.clone()).ok_or_else(|| {
-                    Usage("oss:// needs an endpoint: --endpoint URL, TRANSFER_ENDPOINT, or a --profile with one".into())
+                    Usage(format!(
+                        "{}:// needs an endpoint: --endpoint URL, TRANSFER_ENDPOINT, or a --profile with one",
+                        scheme.name()
+                    ))
                 })?;
-                let creds = Credentials::from_env_vars(
-                    profile
-                        .access_key_id_env
-                        .as_deref()
-                        .unwrap_or("OSS_ACCESS_KEY_ID"),
-                    profile
-                        .access_key_secret_env
-                        .as_deref()
-                        .unwrap_or("OSS_ACCESS_KEY_SECRET"),
-                    profile
-                        .session_token_env
-                        .as_deref()
-                        .unwrap_or("OSS_SESSION_TOKEN"),
-                )?;
-                let version = match self.signature_version.or(profile.signature_version) {
-                    Some(SigArg::V1) => SignatureVersion::V1,
-                    Some(SigArg::V4) | None => SignatureVersion::V4,
+                let (id, secret, token) = match scheme {
+                    Scheme::S3 => ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+                    _ => ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"),
                 };
-                let mut b = OssStore::builder()
-                    .endpoint(endpoint.clone())
-                    .credentials(creds)
-                    .signature_version(version);
-                if let Some(r) = self.region.clone().or(profile.region) {
-                    b = b.region(r);
-                }
-                Ok(opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint))
+                let creds = Credentials::from_env_vars(
+                    profile.access_key_id_env.as_deref().unwrap_or(id),
+                    profile.access_key_secret_env.as_deref().unwrap_or(secret),
+                    profile.session_token_env.as_deref().unwrap_or(token),
+                )?;
+                let region = self.region.clone().or(profile.region);
+                let store = if scheme == Scheme::S3 {
+                    if self.signature_version.or(profile.signature_version) == Some(SigArg::V1) {
+                        return Err(Usage("s3:// signs with AWS SigV4 only; drop --signature-version v1".into()));
+                    }
+                    let mut b = S3Store::builder().endpoint(endpoint.clone()).credentials(creds);
+                    if let Some(r) = region {
+                        b = b.region(r);
+                    }
+                    opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
+                } else {
+                    let version = match self.signature_version.or(profile.signature_version) {
+                        Some(SigArg::V1) => SignatureVersion::V1,
+                        Some(SigArg::V4) | None => SignatureVersion::V4,
+                    };
+                    let mut b = OssStore::builder().endpoint(endpoint.clone()).credentials(creds).signature_version(version);
+                    if let Some(r) = region {
+                        b = b.region(r);
+                    }
+                    opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
+                };
+                Ok(store)
             }
         }
     }
@@ -266,7 +280,7 @@ pub(crate) fn explain(e: &transfer_engine::Error) -> String {
     use transfer_engine::ErrorKind;
     let hint = match (e.kind(), e.service_code()) {
         (_, Some("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "InvalidSecurityToken" | "SecurityTokenExpired")) => {
-            "check the credentials (OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN, or the variables \
+            "check the credentials (OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / OSS_SESSION_TOKEN, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN for s3://, or the variables \
              the --profile names), --region and --signature-version"
         }
         (_, Some("AccessDenied")) => "the key may not do this here: check its RAM policy, or use another --profile",
