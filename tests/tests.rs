@@ -38,3 +38,6 @@ mod serve_s3;
 
 /// s3:// addresses through the built binary, against `transfer serve` (S3 dialect) and moto.
 mod cli_s3;
+
+/// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
+mod cli_relay;

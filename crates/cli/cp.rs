@@ -212,13 +212,6 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         Location::Path(p) if p.is_dir() && !args.recursive && !args.src.ends_with('/') => {
             return Err(Usage(format!("{} is a directory; add -r to copy it", p.display())))
         }
-        Location::Remote { scheme, .. } if *scheme != dst_scheme || args.src_store.any() => {
-            return Err(Usage(
-                "copies between two different stores (another scheme, --src-endpoint, --src-region or --src-profile) \
-                 are not supported yet; a server-side copy needs both sides on the same store"
-                    .into(),
-            ))
-        }
         Location::Path(_) if args.src_store.any() => {
             return Err(Usage("--src-endpoint, --src-region and --src-profile apply to a remote source only".into()))
         }
@@ -254,11 +247,18 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     }
 
     let store = open_destination(args, dst_scheme, &dst_bucket).await?;
-    if let Location::Remote { bucket, .. } = &src {
-        if *bucket != dst_bucket {
-            check_bucket(&store, bucket).await?;
+    // The source's store: the destination's (a server-side copy), or another one (a relay through this process)
+    // when the scheme differs or a --src-* option names another endpoint, region or profile.
+    let relay = match &src {
+        Location::Remote { scheme, bucket, .. } if *scheme != dst_scheme || args.src_store.any() => {
+            Some(args.src_store.over(&args.store).open_bucket(*scheme, bucket).await?)
         }
-    }
+        Location::Remote { bucket, .. } if *bucket != dst_bucket => {
+            check_bucket(&store, bucket).await?;
+            None
+        }
+        _ => None,
+    };
     let ledger = open_ledger(args.checkpoint.as_ref())?;
     let mut plan = PlanOptions {
         max_in_flight: args.jobs,
@@ -285,7 +285,10 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         dry_run: args.dry_run,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(store.objects.clone(), ledger.clone(), config)?;
+    let engine = match relay {
+        Some(source) => Engine::relay(store.objects.clone(), source.objects, ledger.clone(), config)?,
+        None => Engine::new(store.objects.clone(), ledger.clone(), config)?,
+    };
     let job = match resume {
         Some(job) => job,
         // A dry run records nothing: no job.

@@ -81,6 +81,24 @@ impl SrcStoreArgs {
     pub(crate) fn any(&self) -> bool {
         self.src_endpoint.is_some() || self.src_region.is_some() || self.src_profile.is_some()
     }
+
+    /// The source side's store options: each given source option replaces the destination's.
+    pub(crate) fn over(&self, dst: &StoreArgs) -> StoreArgs {
+        let mut s = dst.clone();
+        if let Some(p) = &self.src_profile {
+            // Another profile: the destination's endpoint and region are not its.
+            s.profile = Some(p.clone());
+            s.endpoint = None;
+            s.region = None;
+        }
+        if let Some(e) = &self.src_endpoint {
+            s.endpoint = Some(e.clone());
+        }
+        if let Some(r) = &self.src_region {
+            s.region = Some(r.clone());
+        }
+        s
+    }
 }
 
 /// One named profile.
@@ -312,6 +330,17 @@ fn open_local(root: &Path) -> Result<LocalStore, Usage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_options_replace_the_destinations() {
+        let dst = StoreArgs { endpoint: Some("http://a".into()), region: Some("r1".into()), ..Default::default() };
+        let same = SrcStoreArgs::default().over(&dst);
+        assert_eq!((same.endpoint.as_deref(), same.region.as_deref()), (Some("http://a"), Some("r1")));
+        let other = SrcStoreArgs { src_endpoint: Some("http://b".into()), ..Default::default() }.over(&dst);
+        assert_eq!((other.endpoint.as_deref(), other.region.as_deref()), (Some("http://b"), Some("r1")));
+        let profiled = SrcStoreArgs { src_profile: Some("p".into()), ..Default::default() }.over(&dst);
+        assert_eq!((profiled.endpoint, profiled.region, profiled.profile.as_deref()), (None, None, Some("p")));
+    }
 
     #[test]
     fn profiles_parse_and_refuse_unknown_fields() {

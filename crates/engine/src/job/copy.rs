@@ -27,11 +27,12 @@ use super::{Engine, SkipReason, TagOn};
 use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
 use crate::error::{Error, Result, Retry};
 use crate::meta::Metadata;
-use crate::plan::{plan_copy, Method, ObjectPlan};
-use crate::store::{
+use crate::plan::{Method, ObjectPlan};
+use crate::store::{ObjectStore, 
     validate_key, ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectRef, PutOptions,
 };
 use crate::tags::TagSet;
+use std::sync::Arc;
 
 /// One object to copy server-side.
 #[derive(Debug, Clone)]
@@ -140,14 +141,23 @@ impl Engine {
         }
     }
 
-    /// HEAD of `obj`, retried, with a request permit.
+    /// HEAD of `obj` in the destination store, retried, with a request permit.
     pub(super) async fn head(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
+        self.head_in(&self.inner.store, obj).await
+    }
+
+    /// HEAD of a copy's source, in the store copies read from.
+    pub(super) async fn source_head(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
+        self.head_in(self.source_store(), obj).await.map_err(|e| e.with_context("source", obj))
+    }
+
+    async fn head_in(&self, store: &Arc<dyn ObjectStore>, obj: &ObjectRef) -> Result<ObjectInfo> {
         let inner = &self.inner;
         self.retrying("HeadObject", |_| async {
-                let _slot = inner.scheduler.request().await;
-                inner.store.head_object(obj).await
-            })
-            .await
+            let _slot = inner.scheduler.request().await;
+            store.head_object(obj).await
+        })
+        .await
     }
 
     /// The tags the destination must carry (`None`: none).
@@ -159,7 +169,7 @@ impl Engine {
                 let inner = &self.inner;
                 self.retrying("GetObjectTagging", |_| async {
                         let _slot = inner.scheduler.request().await;
-                        inner.store.get_tagging(&req.source).await
+                        self.source_store().get_tagging(&req.source).await
                     })
                     .await?
             }
@@ -169,10 +179,10 @@ impl Engine {
 
     /// One attempt at the object: HEAD, ledger, then the planned path.
     async fn copy_run(&self, job: JobId, req: &CopyRequest) -> Result<CopyOutcome> {
-        let head = self.head(&req.source).await.map_err(|e| e.with_context("source", &req.source))?;
+        let head = self.source_head(&req.source).await?;
         let size = head.size;
         let fp = Fingerprint::Object { etag: head.etag.clone(), version_id: head.version_id.clone(), size };
-        let plan = plan_copy(size, &self.inner.caps, &self.inner.config.plan)?;
+        let plan = self.plan_copy(size)?;
         let source = req.source.to_string();
         let existing = {
             let source = source.clone();
@@ -287,18 +297,32 @@ impl Engine {
             forbid_overwrite: self.forbid_overwrite(),
         };
         let dest = req.dest();
-        let put = self.retrying("CopyObject", |n| {
-                let (opts, dest) = (&opts, &dest);
-                async move {
-                    let _slot = inner.scheduler.request().await;
-                    self.check_stopped()?;
-                    match inner.store.copy_object(&req.bucket, &req.key, opts).await {
-                        Err(e) => self.earlier_attempt(e, n, dest, r.head.size, r.head.crc64).await,
-                        ok => ok,
+        let put = match &inner.source {
+            // Another store: the bytes go through this process, with the same metadata and tags.
+            Some(source) => {
+                let opts = PutOptions {
+                    metadata: r.metadata.clone(),
+                    tags: (inner.config.tag_on == TagOn::Initiate).then(|| r.tags.clone()).flatten(),
+                    content_md5: inner.config.content_md5,
+                    forbid_overwrite: self.forbid_overwrite(),
+                };
+                self.relay_put(source, &req.source, &r.head, (&req.bucket, &req.key), &opts).await
+            }
+            None => {
+                self.retrying("CopyObject", |n| {
+                    let (opts, dest) = (&opts, &dest);
+                    async move {
+                        let _slot = inner.scheduler.request().await;
+                        self.check_stopped()?;
+                        match inner.store.copy_object(&req.bucket, &req.key, opts).await {
+                            Err(e) => self.earlier_attempt(e, n, dest, r.head.size, r.head.crc64).await,
+                            ok => ok,
+                        }
                     }
-                }
-            })
-            .await;
+                })
+                .await
+            }
+        };
         let put = match put {
             Err(e) if already_exists(&e) => return self.copy_refused(row, req, r.head.size, None).await,
             put => put?,
@@ -346,28 +370,43 @@ impl Engine {
                 break;
             }
             // Bound the tasks of this object; each attempt also takes one of the engine's request permits.
-            // No memory permit: a copy holds no bytes.
+            // A server-side copy holds no bytes; a relayed part holds its bytes under a memory permit.
             if !tasks.ready().await {
                 break;
             }
+            let memory = match inner.source {
+                Some(_) => Some(inner.scheduler.memory(part.len).await),
+                None => None,
+            };
             sent += 1;
             let (engine, writer, conditions, halt) = (self.clone(), writer.clone(), conditions.clone(), tasks.halt());
             let (bucket, key, upload_id, source, object) =
                 (req.bucket.clone(), req.key.clone(), upload_id.clone(), req.source.clone(), row.id);
+            let head = r.head.clone();
             tasks.spawn(async move {
+                let _memory = memory;
                 let inner = &engine.inner;
-                let range = ByteRange::at(part.offset, part.len);
-                let receipt = engine.retrying("UploadPartCopy", |_| async {
-                        let _slot = inner.scheduler.request().await;
-                        halt.check()?;
-                        engine.check_stopped()?;
-                        inner
-                            .store
-                            .upload_part_copy(&bucket, &key, &upload_id, part.number, &source, Some(range), &conditions)
+                let receipt = match &inner.source {
+                    Some(store) => {
+                        let at = (bucket.as_str(), key.as_str(), upload_id.as_str(), part.number);
+                        engine.relay_part(store, &source, &head, (part.offset, part.len), at, &halt).await
+                    }
+                    None => {
+                        let range = ByteRange::at(part.offset, part.len);
+                        engine
+                            .retrying("UploadPartCopy", |_| async {
+                                let _slot = inner.scheduler.request().await;
+                                halt.check()?;
+                                engine.check_stopped()?;
+                                inner
+                                    .store
+                                    .upload_part_copy(&bucket, &key, &upload_id, part.number, &source, Some(range), &conditions)
+                                    .await
+                            })
                             .await
-                    })
-                    .await
-                    .map_err(|e| e.with_context("part", part.number).with_context("upload id", &upload_id))?;
+                    }
+                }
+                .map_err(|e| e.with_context("part", part.number).with_context("upload id", &upload_id))?;
                 engine.acknowledged(part.len);
                 // A copy never sees its bytes: the part's blake3 is recorded empty.
                 writer.record(

@@ -8,7 +8,7 @@
 
 use super::{CopyRequest, Engine, SkipReason, UploadRequest};
 use crate::error::{Error, ErrorKind, Result};
-use crate::plan::{plan_copy, plan_object, Method, ObjectPlan};
+use crate::plan::{plan_object, Method, ObjectPlan};
 
 /// What a run would do to one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,10 +90,12 @@ impl Engine {
     /// destination is looked at with a HEAD too. Works whether or not the engine is configured for dry runs.
     pub async fn plan_copy_object(&self, req: &CopyRequest) -> Result<PlannedObject> {
         req.validate()?;
-        let head = self.head(&req.source).await.map_err(|e| e.with_context("source", &req.source))?;
-        let plan = plan_copy(head.size, &self.inner.caps, &self.inner.config.plan)?;
+        let head = self.source_head(&req.source).await?;
+        let plan = self.plan_copy(head.size)?;
         let action = match self.copy_skip(&req.dest(), &head).await? {
             Some((reason, _)) => PlannedAction::Skip(reason),
+            // Relayed from another store, the bytes go as an upload's.
+            None if self.inner.source.is_some() => PlannedAction::upload(&plan),
             None => PlannedAction::copy(&plan),
         };
         Ok(PlannedObject {

@@ -268,7 +268,7 @@ impl Engine {
             }
             let page = self.retrying("ListObjects", |_| async {
                     let _slot = inner.scheduler.request().await;
-                    inner.store.list_objects(&req.src_bucket, &list).await
+                    self.source_store().list_objects(&req.src_bucket, &list).await
                 })
                 .await;
             let page = match page {

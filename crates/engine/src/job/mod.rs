@@ -45,6 +45,7 @@ mod handle;
 mod jobs;
 mod overwrite;
 mod parts;
+mod relay;
 mod upload;
 
 use crate::checkpoint::Ledger;
@@ -150,6 +151,9 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn ObjectStore>,
+    /// Where copies read from when it is another store than `store` ([`Engine::relay`]); `None`: copies are
+    /// server-side, within `store`.
+    source: Option<Arc<dyn ObjectStore>>,
     caps: Capabilities,
     ledger: Ledger,
     scheduler: Scheduler,
@@ -161,7 +165,35 @@ impl Engine {
     pub fn new(store: Arc<dyn ObjectStore>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
         let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
         let caps = store.capabilities().clone();
-        Ok(Engine { inner: Arc::new(Inner { store, caps, ledger, scheduler, config }), tracker: None })
+        Ok(Engine { inner: Arc::new(Inner { store, source: None, caps, ledger, scheduler, config }), tracker: None })
+    }
+
+    /// An engine whose copies ([`Engine::copy_object`], [`Engine::copy_prefix`], ...) read from `source`, another
+    /// store (another endpoint, account or dialect), and write to `store`: each object's bytes flow through this
+    /// process, as ranged GETs from the source and PutObject or UploadPart to the destination, planned, bounded
+    /// and resumable like an upload (parts recorded in the ledger; a source that changes between runs or during
+    /// one starts the object again). Metadata and tags are resolved from the source as for a server-side copy.
+    /// Uploads of files work as with [`Engine::new`].
+    pub fn relay(store: Arc<dyn ObjectStore>, source: Arc<dyn ObjectStore>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
+        let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
+        let caps = store.capabilities().clone();
+        let inner = Inner { store, source: Some(source), caps, ledger, scheduler, config };
+        Ok(Engine { inner: Arc::new(inner), tracker: None })
+    }
+
+    /// The store copies read from: the relay source, or the destination store itself.
+    fn source_store(&self) -> &Arc<dyn ObjectStore> {
+        self.inner.source.as_ref().unwrap_or(&self.inner.store)
+    }
+
+    /// How a copy of `size` bytes goes: UploadPartCopy parts above the copy threshold, or, when relaying from
+    /// another store, the upload plan (the bytes go through this process as an upload's do).
+    fn plan_copy(&self, size: u64) -> Result<crate::plan::ObjectPlan> {
+        let (caps, opts) = (&self.inner.caps, &self.inner.config.plan);
+        match self.inner.source {
+            Some(_) => crate::plan::plan_object(size, caps, opts),
+            None => crate::plan::plan_copy(size, caps, opts),
+        }
     }
 
     /// The scheduler shared by every object of this engine (for observing in-flight requests and buffered bytes).
