@@ -715,3 +715,87 @@ async fn the_summary_counts_retried_requests() {
     let got = store.get_object(&ObjectRef::new("retry", "f.bin"), None).await.unwrap().bytes().await.unwrap();
     assert!(got.as_ref() == data(10_000, 1).as_slice());
 }
+
+#[tokio::test]
+async fn every_cp_option_reaches_the_objects() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "opts").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("explicit-ledger.db");
+    let file = tmp.path().join("f.bin");
+    let bytes = data(2 * 1024 * 1024 + 7, 3);
+    std::fs::write(&file, &bytes).unwrap();
+    // Upload: V1 signature, tags on complete, metadata and standard headers, a small multipart plan, an
+    // explicit ledger path, bounded requests and memory, debug logs.
+    let out = run(transfer(&served.endpoint, tmp.path().join("unused.db").as_path())
+        .args(["cp", "-v", "--json", "--signature-version", "v1", "--tag-on", "complete", "--tag", "t=1"])
+        .args(["--meta", "owner=ops", "--content-type", "application/x-test", "--cache-control", "no-cache"])
+        .args(["--storage-class", "IA", "--multipart-threshold", "1MiB", "--part-size", "512KiB", "--jobs", "3"])
+        .args(["--memory-limit", "2MiB", "--checkpoint"])
+        .arg(&ledger)
+        .arg(&file)
+        .arg("oss://opts/f.bin"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let done = json_lines(&out).into_iter().find(|l| l["event"] == "done").unwrap();
+    assert_eq!(done["parts_sent"].as_u64(), Some(5), "2 MiB + 7 bytes in 512 KiB parts: {done}");
+    assert!(stderr(&out).contains("DEBUG"), "-v shows debug lines");
+    assert!(ledger.exists() && !tmp.path().join("unused.db").exists(), "--checkpoint names the ledger");
+    let obj = ObjectRef::new("opts", "f.bin");
+    let head = store.head_object(&obj).await.unwrap();
+    assert_eq!(head.metadata.user.get("owner").map(String::as_str), Some("ops"));
+    assert_eq!(head.metadata.content_type.as_deref(), Some("application/x-test"));
+    assert_eq!(head.metadata.cache_control.as_deref(), Some("no-cache"));
+    assert_eq!(head.metadata.storage_class, Some(transfer_engine::StorageClass::InfrequentAccess));
+    assert_eq!(store.get_tagging(&obj).await.unwrap(), TagSet::from_pairs([("t", "1")]).unwrap());
+    assert!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref() == bytes.as_slice());
+
+    // Copies: the default keeps metadata and tags; REPLACE puts the given ones, on the multipart path too.
+    let copy = |extra: &[&str], dst: &str| {
+        let mut c = transfer(&served.endpoint, &ledger);
+        c.args(["cp", "--copy-threshold", "1MiB", "--part-size", "1MiB"]).args(extra).args(["oss://opts/f.bin", dst]);
+        run(&mut c)
+    };
+    let out = copy(&[], "oss://opts/kept.bin");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let kept = ObjectRef::new("opts", "kept.bin");
+    assert_eq!(store.head_object(&kept).await.unwrap().metadata.user, head.metadata.user);
+    assert_eq!(store.get_tagging(&kept).await.unwrap(), TagSet::from_pairs([("t", "1")]).unwrap());
+    let out = copy(
+        &["--metadata-directive", "replace", "--meta", "owner=new", "--tagging-directive", "replace", "--tag", "t=2"],
+        "oss://opts/replaced.bin",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let replaced = ObjectRef::new("opts", "replaced.bin");
+    assert_eq!(store.head_object(&replaced).await.unwrap().metadata.user.get("owner").map(String::as_str), Some("new"));
+    assert_eq!(store.get_tagging(&replaced).await.unwrap(), TagSet::from_pairs([("t", "2")]).unwrap());
+    let refused = copy(&["--tag", "t=3"], "oss://opts/x.bin");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--tagging-directive replace"), "{}", stderr(&refused));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_nothing_of_which_arrives_exits_1_naming_key_code_and_request_id() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "denied").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    std::fs::write(src.join("b"), b"b").unwrap();
+    let deny = FaultProxy::start(
+        &served.endpoint,
+        vec![Rule { method: Some("PUT"), contains: "/denied/", fault: Fault::Status(403, "AccessDenied"), times: 100 }],
+    )
+    .await;
+    let out = run(transfer(&deny.endpoint, &ledger).args(["cp", "-r", "--json"]).arg(&src).arg("oss://denied/d/"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!((s["state"].as_str(), s["objects_failed"].as_u64()), (Some("failed"), Some(2)));
+    let err = stderr(&out);
+    assert!(err.contains("d/a") && err.contains("AccessDenied") && err.contains("transfer resume"), "{err}");
+    assert!(err.contains("request id FAULT"), "the server's request id is named: {err}");
+    assert_eq!(listed(&store, "denied", "").await, 0);
+}

@@ -637,6 +637,8 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
     let (code, state) = match summary.state {
         JobState::Done => (EXIT_OK, "done"),
         JobState::Stopped => (EXIT_RESUMABLE, "stopped"),
+        // Nothing of the job is in place: it failed (running it again still resumes what it can).
+        _ if p.objects_done + p.objects_already_done + p.objects_skipped == 0 => (EXIT_FAILED, "failed"),
         _ => (EXIT_RESUMABLE, "partly failed"),
     };
     if out.json {
@@ -669,7 +671,7 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
             eprintln!("  failed {key}: {error}");
         }
     }
-    if code == EXIT_RESUMABLE {
+    if code != EXIT_OK {
         eprintln!("{resume_hint}");
     }
     code

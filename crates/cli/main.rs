@@ -31,7 +31,7 @@ use transfer_server::Server;
     name = "transfer",
     version,
     about,
-    after_help = "Exit status:\n  0  all done\n  1  failed\n  2  usage error: bad arguments, missing bucket or credentials, \
+    after_help = "Exit status:\n  0  all done\n  1  failed: nothing of the job is in place\n  2  usage error: bad arguments, missing bucket or credentials, \
                   unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C) or partly failed; resumable with `transfer \
                   resume` or the same command again"
 )]
