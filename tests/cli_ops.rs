@@ -797,5 +797,6 @@ async fn a_job_nothing_of_which_arrives_exits_1_naming_key_code_and_request_id()
     let err = stderr(&out);
     assert!(err.contains("d/a") && err.contains("AccessDenied") && err.contains("transfer resume"), "{err}");
     assert!(err.contains("request id FAULT"), "the server's request id is named: {err}");
+    assert!(err.contains("--profile"), "and what to change: {err}");
     assert_eq!(listed(&store, "denied", "").await, 0);
 }

@@ -135,7 +135,7 @@ async fn run(mut handle: transfer_engine::job::JobHandle) -> Ran {
         match event {
             Event::Done { key, outcome } => assert!(done.insert(key, outcome).is_none()),
             Event::Planned { key, plan } => assert!(planned.insert(key, plan).is_none()),
-            Event::Failed { key, error } => panic!("{key} failed: {error}"),
+            Event::Failed { key, error, .. } => panic!("{key} failed: {error}"),
         }
     }
     let summary = handle.join().await.unwrap();

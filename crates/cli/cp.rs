@@ -595,9 +595,13 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                         println!("{how:<24} {:>12}  {}/{key}  <- {}", human_bytes(plan.size), plan.bucket, plan.source);
                     }
                 }
-                Some(Event::Failed { key, error }) => {
+                Some(Event::Failed { key, error, kind, code }) => {
+                    let error = match crate::remote::hint(kind, code.as_deref(), &error) {
+                        Some(h) => format!("{error}; {h}"),
+                        None => error,
+                    };
                     if out.json {
-                        println!("{}", json!({"event": "failed", "key": key, "error": error}));
+                        println!("{}", json!({"event": "failed", "key": key, "code": code, "error": error}));
                     }
                     tracing::error!("failed {key}: {error}");
                 }

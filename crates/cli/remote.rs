@@ -295,20 +295,31 @@ pub(crate) async fn check_bucket(store: &Opened, bucket: &str) -> Result<(), Usa
 
 /// The error, with what a person can change to fix it when the error says.
 pub(crate) fn explain(e: &transfer_engine::Error) -> String {
+    let message = e.to_string();
+    match hint(e.kind(), e.service_code(), &message) {
+        Some(h) => format!("{message}; {h}"),
+        None => message,
+    }
+}
+
+/// What a person can change to fix an error of this kind and code, when there is such a thing.
+pub(crate) fn hint(kind: transfer_engine::ErrorKind, code: Option<&str>, message: &str) -> Option<&'static str> {
     use transfer_engine::ErrorKind;
-    let hint = match (e.kind(), e.service_code()) {
+    Some(match (kind, code) {
         (_, Some("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "InvalidSecurityToken" | "SecurityTokenExpired")) => {
-            "check the credentials (OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / OSS_SESSION_TOKEN, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN for s3://, or the variables \
-             the --profile names), --region and --signature-version"
+            "check the credentials (OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / OSS_SESSION_TOKEN, AWS_ACCESS_KEY_ID / \
+             AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN for s3://, or the variables the --profile names), --region and \
+             --signature-version"
         }
-        (_, Some("AccessDenied")) => "the key may not do this here: check its RAM policy, or use another --profile",
+        (_, Some("AccessDenied")) => "the key may not do this here: check its policy, or use another --profile",
         (_, Some("RequestTimeTooSkewed")) => "this machine's clock is off by more than 15 minutes: fix it (NTP)",
         (_, Some("InvalidPartSize" | "EntityTooSmall" | "EntityTooLarge")) => "choose another --part-size",
+        (_, Some("InvalidStorageClass")) => "choose another --storage-class",
+        (_, Some("NoSuchBucket")) => "check the bucket's name, or pass --create-bucket",
         (ErrorKind::Transport, _) => "check --endpoint (or TRANSFER_ENDPOINT, or the profile's endpoint) and the network",
-        (ErrorKind::InvalidInput, _) if e.to_string().contains("needs a region") => "give --region (or TRANSFER_REGION)",
-        _ => return e.to_string(),
-    };
-    format!("{e}; {hint}")
+        (ErrorKind::InvalidInput, _) if message.contains("needs a region") => "give --region (or TRANSFER_REGION)",
+        _ => return None,
+    })
 }
 
 /// One `LocalStore` per root in this process: the store holds an exclusive lock on its root, and a copy from

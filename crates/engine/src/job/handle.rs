@@ -258,6 +258,10 @@ pub enum Event {
         key: String,
         /// Why, with the object, part, upload id and request id where known.
         error: String,
+        /// What kind of error it was.
+        kind: crate::ErrorKind,
+        /// The server's error code, when a server answered with one (`AccessDenied`, `NoSuchBucket`, ...).
+        code: Option<String>,
     },
     /// Dry runs only ([`EngineConfig::dry_run`](super::EngineConfig::dry_run)): what a real run would do to
     /// the object. Nothing was written.

@@ -195,7 +195,7 @@ impl Engine {
                     if failures.len() < MAX_FAILURES_KEPT {
                         failures.push((key.clone(), e.to_string()));
                     }
-                    Event::Failed { key, error: e.to_string() }
+                    Event::Failed { key, error: e.to_string(), kind: e.kind(), code: e.service_code().map(str::to_owned) }
                 }
             };
             let _ = events.try_send(event);
