@@ -800,3 +800,28 @@ async fn a_job_nothing_of_which_arrives_exits_1_naming_key_code_and_request_id()
     assert!(err.contains("--profile"), "and what to change: {err}");
     assert_eq!(listed(&store, "denied", "").await, 0);
 }
+
+#[tokio::test]
+async fn a_dry_run_plan_is_complete_however_slowly_it_is_read() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "many").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..1500 {
+        std::fs::write(src.join(format!("file-{i:04}")), b"x").unwrap();
+    }
+    // The reader sleeps before it reads: the pipe fills, printing blocks, and the job must wait for it rather
+    // than drop events (the plan is all events).
+    let cmd = format!("{} cp -r --dry-run --json {} oss://many/p/ | (sleep 1; cat)", env!("CARGO_BIN_EXE_transfer"), src.display());
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = transfer(&served.endpoint, &tmp.path().join("l.db"))
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let out = run(Command::new("sh").args(["-c", &cmd]).envs(envs));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.iter().filter(|l| l["event"] == "planned").count(), 1500);
+    assert_eq!(lines.last().unwrap()["objects"].as_u64(), Some(1500));
+}

@@ -313,8 +313,12 @@ impl JobHandle {
         self.tracker.snapshot()
     }
 
-    /// The next per-object event; `None` once the job ended and every event was read. Events are buffered
-    /// (up to 1,024); a job whose events nobody reads does not block.
+    /// The next per-object event, in order; `None` once the job ended and every event was read. None is lost:
+    /// up to 1,024 wait here, and past that the job waits for its reader (so a dry run's plan, which is all
+    /// events, is complete however slowly it is printed). A caller that does not want them just never calls
+    /// this and goes to [`join`](Self::join), which stops listening first, so a job never waits on events
+    /// nobody will read then. (Polling only [`progress`](Self::progress) on a job of over 1,024 objects and
+    /// joining only at the end would hold the job back: read the events, or join.)
     pub async fn next_event(&mut self) -> Option<Event> {
         self.events.recv().await
     }
@@ -327,6 +331,8 @@ impl JobHandle {
 
     /// Waits for the job to end.
     pub async fn join(mut self) -> Result<JobSummary> {
+        // Nobody reads events past this point: unread ones are dropped and the job no longer waits for a reader.
+        self.events.close();
         let task = self.task.take().expect("joined once");
         task.await?
     }

@@ -179,8 +179,10 @@ impl Engine {
         let dry_run = self.dry_run();
         let mut running: JoinSet<(String, Result<Settled>)> = JoinSet::new();
         let mut failures = Vec::new();
-        let settle = |key: String, result: Result<Settled>, failures: &mut Vec<(String, String)>| {
-            let event = match result {
+        // Turns a finished object into its event (none for a stop). Events are then sent with back-pressure: in
+        // order, none lost; a handle that stops listening (join, abort, drop) closes the channel.
+        let settle = |key: String, result: Result<Settled>, failures: &mut Vec<(String, String)>| -> Option<Event> {
+            Some(match result {
                 Ok(Settled::Transferred(outcome)) => {
                     tracker.finished(&outcome);
                     Event::Done { key, outcome }
@@ -189,7 +191,7 @@ impl Engine {
                     tracker.planned(&plan);
                     Event::Planned { key, plan }
                 }
-                Err(e) if e.kind() == ErrorKind::Stopped => return,
+                Err(e) if e.kind() == ErrorKind::Stopped => return None,
                 Err(e) => {
                     tracker.failed();
                     if failures.len() < MAX_FAILURES_KEPT {
@@ -197,14 +199,21 @@ impl Engine {
                     }
                     Event::Failed { key, error: e.to_string(), kind: e.kind(), code: e.service_code().map(str::to_owned) }
                 }
-            };
-            let _ = events.try_send(event);
+            })
+        };
+        let emit = |event: Option<Event>| {
+            let events = &events;
+            async move {
+                if let Some(e) = event {
+                    let _ = events.send(e).await;
+                }
+            }
         };
         loop {
             while running.len() >= limit {
                 if let Some(done) = running.join_next().await {
                     let (key, result) = done?;
-                    settle(key, result, &mut failures);
+                    emit(settle(key, result, &mut failures)).await;
                 }
             }
             let next = tokio::select! {
@@ -213,7 +222,7 @@ impl Engine {
             };
             match next {
                 None => break,
-                Some(Err((what, error))) => settle(what, Err(Error::new(ErrorKind::Io, error)), &mut failures),
+                Some(Err((what, error))) => emit(settle(what, Err(Error::new(ErrorKind::Io, error)), &mut failures)).await,
                 Some(Ok(work)) => {
                     let engine = self.clone();
                     running.spawn(async move {
@@ -242,7 +251,7 @@ impl Engine {
         drop(found);
         while let Some(done) = running.join_next().await {
             let (key, result) = done?;
-            settle(key, result, &mut failures);
+            emit(settle(key, result, &mut failures)).await;
         }
         let state = if tracker.is_stopped() {
             JobState::Stopped
