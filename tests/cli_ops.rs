@@ -825,3 +825,21 @@ async fn a_dry_run_plan_is_complete_however_slowly_it_is_read() {
     assert_eq!(lines.iter().filter(|l| l["event"] == "planned").count(), 1500);
     assert_eq!(lines.last().unwrap()["objects"].as_u64(), Some(1500));
 }
+
+#[tokio::test]
+async fn a_recursive_copy_of_a_prefix_without_a_slash_means_that_directory() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "pfx").await;
+    for key in ["photos/a.jpg", "photos/sub/b.jpg", "photos2/c.jpg"] {
+        store.put_object("pfx", key, b"x".to_vec().into(), &PutOptions::default()).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(transfer(&served.endpoint, &tmp.path().join("l.db")).args(["cp", "-r", "--json", "oss://pfx/photos", "oss://pfx/dst"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut keys: Vec<String> =
+        json_lines(&out).iter().filter(|l| l["event"] == "done").map(|l| l["key"].as_str().unwrap().to_owned()).collect();
+    keys.sort();
+    assert_eq!(keys, ["dst/a.jpg", "dst/sub/b.jpg"]);
+    assert_eq!(summary(&out)["objects_transferred"].as_u64(), Some(2));
+}

@@ -418,7 +418,8 @@ fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
                         p.job,
                         PrefixCopyRequest {
                             src_bucket: sb.clone(),
-                            src_prefix: sk.clone(),
+                            // `-r oss://b/photos` means the objects under photos/, not photos2/ too.
+                            src_prefix: if sk.is_empty() || sk.ends_with('/') { sk.clone() } else { format!("{sk}/") },
                             bucket: bucket.clone(),
                             prefix: dst_key.clone(),
                             metadata,

@@ -133,6 +133,8 @@ impl Engine {
     /// Starts one server-side copy as job `job` and returns its handle, as for a prefix.
     pub fn copy_one(&self, job: JobId, req: CopyRequest) -> Result<JobHandle> {
         self.start_job(job, move |tracker, tx| {
+            // One object, whose size the copy's HEAD will tell.
+            tracker.found(0);
             tracker.listing_finished();
             let _ = tx.try_send(Ok(Work::Copy(req)));
         })
