@@ -799,6 +799,10 @@ async fn a_job_nothing_of_which_arrives_exits_1_naming_key_code_and_request_id()
     assert!(err.contains("request id FAULT"), "the server's request id is named: {err}");
     assert!(err.contains("--profile"), "and what to change: {err}");
     assert_eq!(listed(&store, "denied", "").await, 0);
+    let id = s["job"].as_i64().unwrap().to_string();
+    let shown = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", &id]));
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("2 failed") && text.contains("d/a") && text.contains("AccessDenied"), "jobs show lists the failures: {text}");
 }
 
 #[tokio::test]
