@@ -32,7 +32,8 @@ pub struct UploadOutcome {
     pub size: u64,
     /// The object's ETag.
     pub etag: String,
-    /// CRC-64/XZ of the object, checked against the server's.
+    /// CRC-64/XZ of the object as the server reported it, checked against the bytes sent; `None` when the
+    /// store reports none (S3), so the object's CRC-64 was not verified end to end.
     pub crc64: Option<u64>,
     /// blake3 of the file, hex.
     pub blake3: String,
@@ -378,7 +379,8 @@ impl Engine {
         Ok(UploadOutcome {
             size,
             etag: r.etag,
-            crc64: Some(crc),
+            // What the server reported, checked against the bytes sent; none when it reports none.
+            crc64: r.crc64,
             blake3,
             parts_sent: 1,
             parts_reused: 0,
@@ -540,7 +542,8 @@ impl Engine {
         Ok(UploadOutcome {
             size: plan.size,
             etag: r.etag,
-            crc64: combined,
+            // The server's, checked against the parts' combined CRC-64; none when either is missing.
+            crc64: r.crc64.filter(|_| combined.is_some()),
             blake3,
             parts_sent: sent,
             parts_reused: reused,
