@@ -68,7 +68,7 @@ async fn interrupted_mid_upload(
         .args([
             "cp",
             "--part-size",
-            "100KiB",
+            "128KiB",
             "--multipart-threshold",
             "1MiB",
             "--jobs",
@@ -166,7 +166,9 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
         reused >= 1,
         "parts the ledger recorded before the kill are not sent again: {done}"
     );
-    assert_eq!(sent + reused, 31, "3 MiB in 100 KiB parts: {done}");
+    assert_eq!(sent + reused, 24, "3 MiB in 128 KiB parts: {done}");
+    // Power-of-two parts: the file's BLAKE3 comes from the parts' digests, those recorded before the kill too.
+    assert_eq!(done["blake3"].as_str(), Some(blake3::hash(&bytes).to_hex().as_str()), "{done}");
     assert_eq!(summary(&out)["job"].as_i64(), Some(id));
     let got = store
         .get_object(&ObjectRef::new("resume", "big.bin"), None)
@@ -739,6 +741,7 @@ async fn every_cp_option_reaches_the_objects() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let done = json_lines(&out).into_iter().find(|l| l["event"] == "done").unwrap();
     assert_eq!(done["parts_sent"].as_u64(), Some(5), "2 MiB + 7 bytes in 512 KiB parts: {done}");
+    assert_eq!(done["blake3"].as_str(), Some(blake3::hash(&bytes).to_hex().as_str()));
     assert!(stderr(&out).contains("DEBUG"), "-v shows debug lines");
     assert!(ledger.exists() && !tmp.path().join("unused.db").exists(), "--checkpoint names the ledger");
     let obj = ObjectRef::new("opts", "f.bin");

@@ -562,6 +562,7 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                             "event": "done", "key": key, "bytes": outcome.size(), "already_done": outcome.already_done(),
                             "skipped": skipped.map(|r| r.to_string()),
                             "parts_sent": sent, "parts_reused": reused, "crc64": crc.map(|c| c.to_string()),
+                            "blake3": match &outcome { ObjectOutcome::Uploaded(o) if !o.blake3.is_empty() => Some(&o.blake3), _ => None },
                         }));
                     } else if let Some(reason) = skipped {
                         tracing::info!("skipped {key}: {reason}");

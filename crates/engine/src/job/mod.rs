@@ -39,6 +39,7 @@
 //!   without writing anything.
 
 mod copy;
+mod digest;
 mod dry_run;
 mod filter;
 mod handle;

@@ -6,9 +6,8 @@
 //! memory permit for the part's bytes. Every read is checked against the source's HEAD (same ETag, and the
 //! version pinned when the source has versions): a source that changes mid-copy fails the read with
 //! `PreconditionFailed`, which restarts the object once from a fresh HEAD, as for a server-side copy. Every
-//! write carries the CRC-64 of the bytes read, checked against the destination's.
+//! write's CRC-64 is checked by the client against the destination's, as for an upload.
 
-use super::upload::check_crc;
 use super::Engine;
 use crate::crc64;
 use crate::error::{Error, Result};
@@ -61,23 +60,20 @@ impl Engine {
         let inner = &self.inner;
         let _memory = inner.scheduler.memory(head.size).await;
         let data = self.fetch(source, obj, head, None).await?;
-        let crc = crc64::checksum(&data);
         let dest = ObjectRef::new(bucket, key);
-        let put = self
-            .retrying("PutObject", |n| {
-                let (data, dest) = (data.clone(), &dest);
-                async move {
-                    let _slot = inner.scheduler.request().await;
-                    self.check_stopped()?;
-                    match inner.store.put_object(bucket, key, Body::from(data), opts).await {
-                        Err(e) => self.earlier_attempt(e, n, dest, head.size, Some(crc)).await,
-                        ok => ok,
-                    }
+        // The client checks the server's CRC-64 against the bytes sent.
+        self.retrying("PutObject", |n| {
+            let (data, dest) = (data.clone(), &dest);
+            async move {
+                let _slot = inner.scheduler.request().await;
+                self.check_stopped()?;
+                match inner.store.put_object(bucket, key, Body::from(data.clone()), opts).await {
+                    Err(e) => self.earlier_attempt(e, n, dest, head.size, Some(crc64::checksum(&data))).await,
+                    ok => ok,
                 }
-            })
-            .await?;
-        check_crc(crc, put.crc64, "PutObject")?;
-        Ok(put)
+            }
+        })
+        .await
     }
 
     /// One part: `(offset, len)` of the source, read from `source`, sent as part `number` of `upload_id`.
@@ -92,19 +88,16 @@ impl Engine {
     ) -> Result<PartReceipt> {
         let inner = &self.inner;
         let data = self.fetch(source, obj, head, Some(part)).await?;
-        let crc = crc64::checksum(&data);
-        let receipt = self
-            .retrying("UploadPart", |_| {
-                let data = data.clone();
-                async move {
-                    let _slot = inner.scheduler.request().await;
-                    halt.check()?;
-                    self.check_stopped()?;
-                    inner.store.upload_part(bucket, key, upload_id, number, Body::from(data), inner.config.content_md5).await
-                }
-            })
-            .await?;
-        check_crc(crc, receipt.crc64, "UploadPart")?;
-        Ok(receipt)
+        // The client checks the server's CRC-64 against the bytes sent.
+        self.retrying("UploadPart", |_| {
+            let data = data.clone();
+            async move {
+                let _slot = inner.scheduler.request().await;
+                halt.check()?;
+                self.check_stopped()?;
+                inner.store.upload_part(bucket, key, upload_id, number, Body::from(data), inner.config.content_md5).await
+            }
+        })
+        .await
     }
 }

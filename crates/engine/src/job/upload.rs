@@ -10,6 +10,7 @@
 //! longer knows starts the object again; a changed file (size, mtime or inode) aborts the old upload first.
 
 use super::overwrite::{already_exists, not_started};
+use super::digest::{part_digest, FileDigest};
 use super::parts::PartTasks;
 use super::{Engine, SkipReason, TagOn, UploadRequest};
 use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
@@ -85,13 +86,27 @@ async fn read_at(file: Arc<File>, path: Arc<Path>, offset: u64, len: u64) -> Res
     ?
 }
 
+/// Reads part `offset..offset + len` and takes its digest into `digest`, off the async threads; returns the bytes,
+/// the part's digest and `digest` back.
+async fn read_part(file: Arc<File>, path: Arc<Path>, offset: u64, len: u64, mut digest: FileDigest) -> Result<(Bytes, String, FileDigest)> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset).map_err(|e| io_error("read", &path, e))?;
+        let part = digest.part(offset, &buf);
+        Ok((Bytes::from(buf), part, digest))
+    })
+    .await?
+}
+
 /// Where the bytes of one request come from: a range of the file, already read once.
 struct Source {
     file: Arc<File>,
     path: Arc<Path>,
     offset: u64,
     len: u64,
-    blake3: blake3::Hash,
+    /// The first read's digest ([`part_digest`]), and whether it is a chaining value.
+    digest: String,
+    tree: bool,
 }
 
 impl Source {
@@ -102,7 +117,7 @@ impl Source {
             return Ok(b);
         }
         let data = read_at(self.file.clone(), self.path.clone(), self.offset, self.len).await?;
-        if blake3::hash(&data) != self.blake3 {
+        if part_digest(self.tree, self.offset, &data) != self.digest {
             return Err(Error::invalid(format!(
                 "{} changed while it was being uploaded (bytes {}..{} differ on re-read); run the upload again",
                 self.path.display(),
@@ -349,8 +364,7 @@ impl Engine {
         let data = read_at(file.clone(), path.clone(), 0, size).await?;
         let hash = blake3::hash(&data);
         check_digest(expect, &hash, &path)?;
-        let crc = crc64::checksum(&data);
-        let src = Source { file, path, offset: 0, len: size, blake3: hash };
+        let src = Source { file, path, offset: 0, len: size, digest: hash.to_hex().to_string(), tree: false };
         let opts = self.put_options(req);
         let mut first = Some(data);
         let dest = req.dest();
@@ -361,8 +375,9 @@ impl Engine {
                     let bytes = bytes.await?;
                     let _slot = inner.scheduler.request().await;
                     self.check_stopped()?;
-                    match inner.store.put_object(&req.bucket, &req.key, Body::from(bytes), opts).await {
-                        Err(e) => self.earlier_attempt(e, n, dest, size, Some(crc)).await,
+                    // The client checks the server's CRC-64 against the bytes it sent.
+                    match inner.store.put_object(&req.bucket, &req.key, Body::from(bytes.clone()), opts).await {
+                        Err(e) => self.earlier_attempt(e, n, dest, size, Some(crc64::checksum(&bytes))).await,
                         ok => ok,
                     }
                 }
@@ -372,7 +387,6 @@ impl Engine {
             Err(e) if already_exists(&e) => return self.upload_refused(row, req, size, None).await,
             r => r?,
         };
-        check_crc(crc, r.crc64, "PutObject")?;
         self.acknowledged(size);
         let blake3 = hash.to_hex().to_string();
         self.finish(row, &req.dest(), req.tags.as_ref(), &r, Some(blake3.clone())).await?;
@@ -459,7 +473,8 @@ impl Engine {
             opened => opened?,
         };
         let writer = self.inner.ledger.part_writer();
-        let mut hasher = blake3::Hasher::new();
+        let mut digest = Some(FileDigest::new(plan.part_size(), plan.part_count()));
+        let tree = digest.as_ref().is_some_and(FileDigest::is_tree);
         let (mut sent, mut reused) = (0u32, 0u32);
         // Reading runs ahead of sending by at most one part per request slot (and the memory budget).
         let mut tasks = PartTasks::new(2 * self.inner.config.plan.max_in_flight);
@@ -470,22 +485,21 @@ impl Engine {
                     break;
                 }
                 let memory = self.inner.scheduler.memory(part.len).await;
-                let data = read_at(file.clone(), path.clone(), part.offset, part.len).await?;
-                hasher.update(&data);
-                let hash = blake3::hash(&data);
-                if done.get(&part.number).is_some_and(|p| p.size == part.len && p.blake3 == hash.to_hex().as_str()) {
+                let taken = digest.take().expect("the digest comes back with every part");
+                let (data, hash, back) = read_part(file.clone(), path.clone(), part.offset, part.len, taken).await?;
+                digest = Some(back);
+                if done.get(&part.number).is_some_and(|p| p.size == part.len && p.blake3 == hash) {
                     reused += 1;
                     self.acknowledged(part.len);
                     continue;
                 }
                 sent += 1;
-                let src = Source { file: file.clone(), path: path.clone(), offset: part.offset, len: part.len, blake3: hash };
+                let src = Source { file: file.clone(), path: path.clone(), offset: part.offset, len: part.len, digest: hash, tree };
                 let (engine, writer, halt) = (self.clone(), writer.clone(), tasks.halt());
                 let (bucket, key, upload_id, object) = (req.bucket.clone(), req.key.clone(), upload_id.clone(), row.id);
                 tasks.spawn(async move {
                     let _memory = memory;
                     let inner = &engine.inner;
-                    let crc = crc64::checksum(&data);
                     let md5 = inner.config.content_md5;
                     let mut first = Some(data);
                     let receipt = engine.retrying("UploadPart", |_| {
@@ -504,7 +518,7 @@ impl Engine {
                         })
                         .await
                         .map_err(|e| e.with_context("part", part.number).with_context("upload id", &upload_id))?;
-                    check_crc(crc, receipt.crc64, "UploadPart")?;
+                    // The client checked the server's CRC-64 against the bytes sent; it is what the ledger keeps.
                     engine.acknowledged(part.len);
                     writer.record(
                         object,
@@ -513,8 +527,8 @@ impl Engine {
                             offset: part.offset,
                             size: part.len,
                             etag: receipt.etag,
-                            crc64: Some(crc),
-                            blake3: src.blake3.to_hex().to_string(),
+                            crc64: receipt.crc64,
+                            blake3: src.digest.clone(),
                         },
                     );
                     Ok(())
@@ -531,7 +545,11 @@ impl Engine {
         sending?;
         flushed?;
 
-        let hash = hasher.finalize();
+        let hash = match digest {
+            Some(d) => d.finish(),
+            // A read failed mid-way: `reading` carried that error out above.
+            None => unreachable!("the digest is back unless a read failed"),
+        };
         check_digest(expect, &hash, &path)?;
         let (r, combined) = match self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await {
             Err(e) if already_exists(&e) => return self.upload_refused(row, req, plan.size, Some(&upload_id)).await,
