@@ -1,7 +1,7 @@
 //! Objects of a job and their parts.
 
 use super::{
-    from_sql_u64, no_job, now, to_sql_u64, Counts, Fingerprint, JobId, Ledger, ObjectRow, ObjectState, PartRow,
+    from_sql_u64, no_job, now, to_sql_u64, Cached, Counts, Fingerprint, JobId, Ledger, ObjectRow, ObjectState, PartRow,
 };
 use crate::error::{Error, Result};
 use crate::tags::TagSet;
@@ -71,7 +71,7 @@ fn updated(n: usize, id: i64) -> Result<()> {
 }
 
 fn get_object(conn: &Connection, id: i64) -> Result<ObjectRow> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM objects WHERE id = ?1"), [id], object_from_row)
+    conn.row(&format!("SELECT {COLUMNS} FROM objects WHERE id = ?1"), [id], object_from_row)
         .optional()?
         .ok_or_else(|| no_object(id))
 }
@@ -95,7 +95,7 @@ impl Ledger {
     ) -> Result<ObjectRow> {
         let conn = self.conn();
         let (kind, fp_size, mtime, inode, etag, version) = fp_columns(fingerprint);
-        let inserted = conn.execute(
+        let inserted = conn.exec(
             "INSERT INTO objects (job, source, dest_bucket, dest_key, size, fp_kind, fp_size, fp_mtime_ns, fp_inode,
                      fp_etag, fp_version_id, plan_part_size, tags, updated)
                  SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
@@ -119,7 +119,7 @@ impl Ledger {
             ],
         )?;
         let row = conn
-            .query_row(
+            .row(
                 &format!("SELECT {COLUMNS} FROM objects WHERE job = ?1 AND source = ?2"),
                 params![job.0, source],
                 object_from_row,
@@ -136,7 +136,7 @@ impl Ledger {
     pub fn object(&self, job: JobId, source: &str) -> Result<Option<ObjectRow>> {
         Ok(self
             .conn()
-            .query_row(
+            .row(
                 &format!("SELECT {COLUMNS} FROM objects WHERE job = ?1 AND source = ?2"),
                 params![job.0, source],
                 object_from_row,
@@ -187,13 +187,13 @@ impl Ledger {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let current: Option<Option<String>> =
-            tx.query_row("SELECT upload_id FROM objects WHERE id = ?1", [object_id], |r| r.get(0)).optional()?;
+            tx.row("SELECT upload_id FROM objects WHERE id = ?1", [object_id], |r| r.get(0)).optional()?;
         let current = current.ok_or_else(|| no_object(object_id))?;
         if current.as_deref() != upload_id {
-            tx.execute("DELETE FROM parts WHERE object = ?1", [object_id])?;
+            tx.exec("DELETE FROM parts WHERE object = ?1", [object_id])?;
         }
         let state = if upload_id.is_some() { ObjectState::Uploading } else { ObjectState::Pending };
-        tx.execute(
+        tx.exec(
             "UPDATE objects SET upload_id = ?2, state = ?3, error = NULL, updated = ?4 WHERE id = ?1",
             params![object_id, upload_id, state.as_str(), now()],
         )?;
@@ -215,8 +215,8 @@ impl Ledger {
         let (kind, fp_size, mtime, inode, etag, version) = fp_columns(fingerprint);
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute("DELETE FROM parts WHERE object = ?1", [object_id])?;
-        let n = tx.execute(
+        tx.exec("DELETE FROM parts WHERE object = ?1", [object_id])?;
+        let n = tx.exec(
             "UPDATE objects SET fp_kind = ?2, fp_size = ?3, fp_mtime_ns = ?4, fp_inode = ?5, fp_etag = ?6,
                  fp_version_id = ?7, size = ?8, plan_part_size = ?9, upload_id = NULL, state = 'pending',
                  tags_applied = 0, etag = NULL, crc64 = NULL, blake3 = NULL, error = NULL, updated = ?10
@@ -263,15 +263,29 @@ impl Ledger {
     /// BLAKE3 and deletes its parts (they are of no more use and a large job must stay small). State
     /// [`ObjectState::Completed`] if tags remain to be applied, else straight to [`ObjectState::Tagged`] (done).
     pub fn finish_object(&self, object_id: i64, etag: &str, crc64: Option<u64>, blake3: Option<&str>) -> Result<()> {
+        self.finish_object_tagged(object_id, etag, crc64, blake3, false)
+    }
+
+    /// [`finish_object`](Self::finish_object), and with `tags_in_place` the tags are recorded as applied in the same
+    /// transaction (they went out with the object's creation): the object is done in one step.
+    pub fn finish_object_tagged(
+        &self,
+        object_id: i64,
+        etag: &str,
+        crc64: Option<u64>,
+        blake3: Option<&str>,
+        tags_in_place: bool,
+    ) -> Result<()> {
         self.inner.writer.flush_blocking()?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        tx.execute("DELETE FROM parts WHERE object = ?1", [object_id])?;
-        let n = tx.execute(
+        tx.exec("DELETE FROM parts WHERE object = ?1", [object_id])?;
+        let n = tx.exec(
             "UPDATE objects SET etag = ?2, crc64 = ?3, blake3 = ?4, error = NULL, updated = ?5,
-                 state = CASE WHEN tags IS NULL OR tags_applied THEN 'tagged' ELSE 'completed' END
+                 tags_applied = tags_applied OR ?6,
+                 state = CASE WHEN tags IS NULL OR tags_applied OR ?6 THEN 'tagged' ELSE 'completed' END
              WHERE id = ?1",
-            params![object_id, etag, crc64.map(to_sql_u64), blake3, now()],
+            params![object_id, etag, crc64.map(to_sql_u64), blake3, now(), tags_in_place],
         )?;
         updated(n, object_id)?;
         tx.commit()?;
@@ -282,7 +296,7 @@ impl Ledger {
     /// source whose tags are only known after [`upsert_object`](Self::upsert_object), such as a copy that
     /// restarted because its source changed.
     pub fn set_tags(&self, object_id: i64, tags: Option<&TagSet>) -> Result<()> {
-        let n = self.conn().execute(
+        let n = self.conn().exec(
             "UPDATE objects SET tags = ?2, tags_applied = 0, updated = ?3 WHERE id = ?1",
             params![object_id, tags.map(TagSet::to_header), now()],
         )?;
@@ -291,7 +305,7 @@ impl Ledger {
 
     /// The object's tags are applied: state [`ObjectState::Tagged`], done.
     pub fn mark_tags_applied(&self, object_id: i64) -> Result<()> {
-        let n = self.conn().execute(
+        let n = self.conn().exec(
             "UPDATE objects SET tags_applied = 1, state = 'tagged', error = NULL, updated = ?2 WHERE id = ?1",
             params![object_id, now()],
         )?;
@@ -303,7 +317,7 @@ impl Ledger {
     /// e.g. its tags could not be applied) keeps that state and only records the error, so a later run repairs
     /// what is missing instead of sending the object again.
     pub fn fail_object(&self, object_id: i64, error: &str) -> Result<()> {
-        let n = self.conn().execute(
+        let n = self.conn().exec(
             "UPDATE objects SET state = CASE WHEN state = 'completed' THEN state ELSE 'failed' END, error = ?2, updated = ?3
              WHERE id = ?1",
             params![object_id, error, now()],
@@ -316,7 +330,7 @@ impl Ledger {
     pub fn skip_object(&self, object_id: i64) -> Result<()> {
         let n = self
             .conn()
-            .execute("UPDATE objects SET state = 'skipped', updated = ?2 WHERE id = ?1", params![object_id, now()])?;
+            .exec("UPDATE objects SET state = 'skipped', updated = ?2 WHERE id = ?1", params![object_id, now()])?;
         updated(n, object_id)
     }
 

@@ -309,7 +309,12 @@ impl Engine {
         blake3: Option<String>,
     ) -> Result<()> {
         let (id, etag, crc) = (row.id, r.etag.clone(), r.crc64);
-        self.db(move |l| l.finish_object(id, &etag, crc, blake3.as_deref())).await?;
+        // Tags sent with the object's creation (or none to send) are in place with it: one ledger step.
+        let in_place = !row.tags_applied && (self.inner.config.tag_on == TagOn::Initiate || tags.is_none());
+        self.db(move |l| l.finish_object_tagged(id, &etag, crc, blake3.as_deref(), in_place)).await?;
+        if in_place {
+            return Ok(());
+        }
         self.apply_tags(row, dest, tags).await
     }
 

@@ -97,10 +97,24 @@ impl Scheme {
 
     /// The signing key of one day, region and service.
     pub fn signing_key(&self, secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
-        let k = hmac_sha256(format!("{}{secret}", self.key_prefix).as_bytes(), &date.as_bytes()[..date.len().min(8)]);
+        // The key changes once a day: the last one derived is kept (four HMACs per request were a tenth of a
+        // small object's cost). The cache is never printed; the secret is in this process's memory anyway.
+        type Last = Option<(String, String, String, String, Vec<u8>)>;
+        static LAST: std::sync::Mutex<Last> = std::sync::Mutex::new(None);
+        let day = &date[..date.len().min(8)];
+        let seed = format!("{}{secret}", self.key_prefix);
+        let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, d, r, v, key)) = last.as_ref() {
+            if *s == seed && d == day && r == region && *v == format!("{service}/{}", self.terminator) {
+                return key.clone();
+            }
+        }
+        let k = hmac_sha256(seed.as_bytes(), day.as_bytes());
         let k = hmac_sha256(&k, region.as_bytes());
         let k = hmac_sha256(&k, service.as_bytes());
-        hmac_sha256(&k, self.terminator.as_bytes())
+        let key = hmac_sha256(&k, self.terminator.as_bytes());
+        *last = Some((seed, day.to_owned(), region.to_owned(), format!("{service}/{}", self.terminator), key.clone()));
+        key
     }
 
     /// hex(HMAC-SHA256(signing key, string to sign)).
