@@ -93,5 +93,5 @@ async fn s3_addresses_against_transfer_serve() {
 #[tokio::test]
 async fn s3_addresses_against_moto() {
     let Some(moto) = Moto::start("s3_addresses_against_moto") else { return };
-    cp_stat_tag(&moto.client(), &moto.endpoint, ("moto-test-key", "moto-test-secret"), "s3cli-moto").await;
+    cp_stat_tag(&moto.client_in("us-east-1"), &moto.endpoint, ("moto-test-key", "moto-test-secret"), "s3cli-moto").await;
 }

@@ -93,3 +93,60 @@ async fn sigv4_is_checked_with_s3_errors() {
     let e = good.get_object(&obj, None).await.unwrap_err();
     assert_eq!((e.status(), e.service_code()), (Some(404), Some("NoSuchKey")));
 }
+
+/// A raw S3 PUT of `path` (with at most one value-less sub-resource, `?tagging`) to `served`, signed for
+/// `payload_hash` (what `x-amz-content-sha256` declares), with `body` and extra `headers`: the status and the
+/// error code.
+async fn raw_put(served: &Served, path: &str, body: &[u8], payload_hash: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use transfer_engine::sign::s3::{S3Signer, S3Target};
+    let host = served.endpoint.trim_start_matches("http://").to_owned();
+    let mut h = http::HeaderMap::new();
+    h.insert("host", host.parse().unwrap());
+    h.insert("content-length", body.len().to_string().parse().unwrap());
+    for (k, v) in headers {
+        h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+    }
+    let (uri, query) = match path.split_once('?') {
+        Some((p, q)) => (p, vec![(q.to_owned(), String::new())]),
+        None => (path, vec![]),
+    };
+    let target = S3Target { method: "PUT", uri, query: &query };
+    S3Signer::new("us-east-1").sign(&Credentials::new(AK, SK), &target, &mut h, payload_hash, std::time::SystemTime::now());
+    let r = reqwest::Client::new().put(format!("{}{path}", served.endpoint)).headers(h).body(body.to_vec()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let code = text.split("<Code>").nth(1).and_then(|t| t.split("</Code>").next()).unwrap_or_default().to_owned();
+    (status, code)
+}
+
+#[tokio::test]
+async fn bodies_must_match_the_sha256_their_signature_covers_and_their_md5() {
+    use transfer_engine::sign::sigv4::sha256_hex;
+    let served = Served::start();
+    let s = s3(&served, Credentials::new(AK, SK));
+    s.create_bucket("hashed").await.unwrap();
+    let body = b"the bytes that were signed";
+    // A body that is not the one signed for: refused, nothing kept.
+    let other = sha256_hex(b"other bytes");
+    assert_eq!(raw_put(&served, "/hashed/k", body, &other, &[]).await, (400, "XAmzContentSHA256Mismatch".into()));
+    assert_eq!(s.head_object(&ObjectRef::new("hashed", "k")).await.unwrap_err().status(), Some(404));
+    // A payload hash that is no hash.
+    assert_eq!(raw_put(&served, "/hashed/k", body, "not-a-sha256", &[]).await, (400, "InvalidArgument".into()));
+    // Content-MD5 under UNSIGNED-PAYLOAD: S3's BadDigest for a mismatch, InvalidDigest for a malformed one.
+    let wrong_md5 = transfer_engine::util::content_md5(b"other bytes");
+    let unsigned = transfer_engine::sign::s3::UNSIGNED_PAYLOAD;
+    assert_eq!(raw_put(&served, "/hashed/k", body, unsigned, &[("content-md5", &wrong_md5)]).await, (400, "BadDigest".into()));
+    assert_eq!(raw_put(&served, "/hashed/k", body, unsigned, &[("content-md5", "nope")]).await, (400, "InvalidDigest".into()));
+    assert_eq!(s.head_object(&ObjectRef::new("hashed", "k")).await.unwrap_err().status(), Some(404));
+    // The right hash (and MD5) is stored; so is an unsigned payload.
+    let md5 = transfer_engine::util::content_md5(body);
+    assert_eq!(raw_put(&served, "/hashed/k", body, &sha256_hex(body), &[("content-md5", &md5)]).await.0, 200);
+    assert_eq!(raw_put(&served, "/hashed/u", body, unsigned, &[]).await.0, 200);
+    for k in ["k", "u"] {
+        assert_eq!(s.get_object(&ObjectRef::new("hashed", k), None).await.unwrap().bytes().await.unwrap().as_ref(), body);
+    }
+    // A signed hash on a request that takes no body is checked too (PutObjectTagging's XML).
+    let tagging = b"<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></Tagging>";
+    let (status, code) = raw_put(&served, "/hashed/k?tagging", tagging, &other, &[]).await;
+    assert_eq!((status, code.as_str()), (400, "XAmzContentSHA256Mismatch"));
+}

@@ -30,7 +30,7 @@ mod cli;
 /// The other commands through the built binary: resume after a kill, jobs, cleanup, stat, tag, profiles, output.
 mod cli_ops;
 
-/// The S3 dialect client and the engine against moto's S3 server, a third-party implementation.
+/// The S3 dialect client against moto's S3 server where only moto can tell (the rest is in `conformance`).
 mod s3_moto;
 
 /// `transfer serve` answering the S3 dialect (AWS SigV4, `x-amz-*`) on the port that serves OSS.
@@ -41,3 +41,7 @@ mod cli_s3;
 
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
+
+/// One conformance suite, each case written once and run against every target: the local store in process,
+/// `transfer serve` in both dialects, moto, s3s-fs, and real endpoints named by environment variables.
+mod conformance;

@@ -1,7 +1,10 @@
 //! A fault-injecting HTTP proxy for tests: it sits between a client and `transfer serve` (or any server) on
 //! 127.0.0.1 and, following a schedule of rules, resets connections, answers 500/503 (`SlowDown`), answers
-//! `200 OK` with an `<Error>` body, delays, or cuts a response body short. Everything else is forwarded as is
-//! (signatures do not cover the Host header, so forwarding keeps them valid). Dropping the proxy stops it.
+//! `200 OK` with an `<Error>` body, delays, cuts a response body short, loses a response, or damages a request
+//! body. Everything else is forwarded as is, the Host header included (SigV4 signs it: the upstream sees the
+//! host the client signed for, the proxy's, so the upstream must be on loopback too). Canned answers speak the
+//! dialect of the request they answer: a request signed with AWS SigV4 gets `x-amz-request-id` and no
+//! `x-oss-*` headers, and no answer to a HEAD has a body. Dropping the proxy stops it.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -17,7 +20,7 @@ use std::time::Duration;
 pub enum Fault {
     /// Close the connection without answering.
     Reset,
-    /// Answer this status with an OSS `<Error>` document of this code, without forwarding.
+    /// Answer this status with an `<Error>` document of this code, without forwarding.
     Status(u16, &'static str),
     /// Answer `200 OK` whose body is an `<Error>` (InternalError), without forwarding.
     ErrorBody200,
@@ -28,6 +31,9 @@ pub enum Fault {
     /// Forward (the server does the work), then answer 500 as if it had failed: the client must cope with an
     /// operation that succeeded although it was told otherwise (a retried Complete meets NoSuchUpload).
     LoseResponse,
+    /// Flip one byte in the middle of the request body, then forward: what the server does with a body that
+    /// does not match its Content-MD5 (or its signed SHA-256).
+    CorruptRequest,
 }
 
 /// Which requests a rule applies to.
@@ -125,13 +131,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
     let method = req.method().as_str().to_owned();
     let target = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let fault = take_fault(&state, &method, &target);
-    let canned = |status: u16, body: String| {
+    // Answer in the request's dialect: S3 clients read x-amz-request-id, and an S3 HEAD answer has no body.
+    let s3 = req.headers().get("authorization").is_some_and(|v| v.as_bytes().starts_with(b"AWS4-HMAC-SHA256"))
+        || target.contains("X-Amz-Signature=");
+    let head = method == "HEAD";
+    let canned = move |status: u16, body: String| {
         Response::builder()
             .status(status)
             .header("content-type", "application/xml")
             .header("date", httpdate::fmt_http_date(std::time::SystemTime::now()))
-            .header("x-oss-request-id", "FAULT")
-            .body(Full::new(Bytes::from(body)))
+            .header(if s3 { "x-amz-request-id" } else { "x-oss-request-id" }, "FAULT")
+            .body(Full::new(if head { Bytes::new() } else { Bytes::from(body) }))
             .unwrap()
     };
     match &fault {
@@ -139,15 +149,19 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
         Some(Fault::Status(status, code)) => return Ok(canned(*status, error_xml(code))),
         Some(Fault::ErrorBody200) => return Ok(canned(200, error_xml("InternalError"))),
         Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
-        Some(Fault::CutBody) | Some(Fault::LoseResponse) | None => {}
+        Some(Fault::CutBody) | Some(Fault::LoseResponse) | Some(Fault::CorruptRequest) | None => {}
     }
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+    let mut body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+    if matches!(fault, Some(Fault::CorruptRequest)) && !body.is_empty() {
+        let mut damaged = body.to_vec();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 0x20;
+        body = Bytes::from(damaged);
+    }
     let mut fwd = state.http.request(parts.method.clone(), format!("{}{}", state.upstream, target)).body(body);
     for (k, v) in &parts.headers {
-        if k != "host" {
-            fwd = fwd.header(k, v);
-        }
+        fwd = fwd.header(k, v);
     }
     let resp = fwd.send().await.map_err(std::io::Error::other)?;
     let mut out = Response::builder().status(resp.status().as_u16());

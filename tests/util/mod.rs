@@ -1,8 +1,11 @@
 //! Test support: a `transfer serve` child process on 127.0.0.1:0 with a temporary root, stopped on drop, and
-//! OSS clients pointed at it; moto's S3 server ([`moto`]); a fault-injecting proxy ([`fault`]).
+//! OSS clients pointed at it; the third-party S3 servers moto ([`moto`]) and s3s-fs ([`s3s`]); a
+//! fault-injecting proxy ([`fault`]).
 
 pub mod fault;
 pub mod moto;
+pub mod process;
+pub mod s3s;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

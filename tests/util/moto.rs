@@ -4,19 +4,21 @@
 //! Without the virtualenv the tests fail, saying how to make it; `TRANSFER_SKIP_MOTO=1` skips them instead,
 //! with a printed line (for a plain `cargo test` in a fresh clone; `scripts/test` always runs them).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use super::process::ChildServer;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use transfer_engine::s3::S3Store;
 use transfer_engine::sign::Credentials;
 
 /// How long moto_server may take to answer after it is started (it imports all of moto first).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The credentials clients sign with (moto checks no signature).
+pub const MOTO_KEY: (&str, &str) = ("moto-test-key", "moto-test-secret");
+
 /// A running moto_server. Dropping it kills the process.
 pub struct Moto {
-    child: Child,
+    _server: ChildServer,
     pub endpoint: String,
 }
 
@@ -26,11 +28,6 @@ fn executable() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sdk-venv/bin/moto_server"),
     }
-}
-
-/// A free port on 127.0.0.1 (moto_server needs a port number; 0 would leave us guessing which it took).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 impl Moto {
@@ -48,42 +45,11 @@ impl Moto {
              ./scripts/test (or ./scripts/venv once, then cargo test), or set TRANSFER_SKIP_MOTO=1 to skip them.",
             exe.display()
         );
-        // A port picked here can be taken before moto binds it: try a few.
-        let mut last = String::new();
-        for _ in 0..3 {
-            let port = free_port();
-            let mut child = Command::new(&exe)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("MOTO_ALLOW_NONEXISTENT_REGION", "true")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("{test}: cannot start {}: {e}", exe.display()));
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = Instant::now() + START_TIMEOUT;
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last = format!("moto_server on port {port} exited with {status}");
-                    break;
-                }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return Some(Moto { child, endpoint: format!("http://{addr}") });
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("{test}: moto_server did not answer on {addr} within {} s", START_TIMEOUT.as_secs());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        panic!("{test}: moto_server would not start: {last}");
-    }
-
-    /// An S3 client of this server (path style, region us-east-1; moto checks no signature).
-    pub fn client(&self) -> S3Store {
-        self.client_in("us-east-1")
+        let server = ChildServer::start(test, "moto_server", &exe, START_TIMEOUT, |cmd, port| {
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).env("MOTO_ALLOW_NONEXISTENT_REGION", "true");
+        });
+        let endpoint = server.endpoint.clone();
+        Some(Moto { _server: server, endpoint })
     }
 
     /// An S3 client signing for `region`.
@@ -91,16 +57,9 @@ impl Moto {
         S3Store::builder()
             .endpoint(&self.endpoint)
             .region(region)
-            .credentials(Credentials::new("moto-test-key", "moto-test-secret"))
+            .credentials(Credentials::new(MOTO_KEY.0, MOTO_KEY.1))
             .system_proxy(false)
             .build()
             .expect("S3 client")
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

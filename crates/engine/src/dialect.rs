@@ -43,6 +43,9 @@ pub struct Dialect {
     pub tagging_directive: (&'static str, &'static str),
     /// The header and value that make a write fail when the key exists.
     pub forbid_overwrite: (&'static str, &'static str),
+    /// InitiateMultipartUpload takes the forbid-overwrite header too (OSS). S3's CreateMultipartUpload takes no
+    /// conditional header: there, only CompleteMultipartUpload refuses to overwrite.
+    pub forbid_overwrite_on_initiate: bool,
     /// PutBucket names the region in `<CreateBucketConfiguration><LocationConstraint>` (S3, outside
     /// `us-east-1`).
     pub bucket_location_constraint: bool,
@@ -64,6 +67,7 @@ impl Dialect {
         encoded_continuation_token: true,
         tagging_directive: ("Copy", "Replace"),
         forbid_overwrite: ("x-oss-forbid-overwrite", "true"),
+        forbid_overwrite_on_initiate: true,
         bucket_location_constraint: false,
         capabilities: Capabilities::OSS,
     };
@@ -82,6 +86,7 @@ impl Dialect {
         encoded_continuation_token: false,
         tagging_directive: ("COPY", "REPLACE"),
         forbid_overwrite: ("if-none-match", "*"),
+        forbid_overwrite_on_initiate: false,
         bucket_location_constraint: true,
         capabilities: Capabilities::S3,
     };

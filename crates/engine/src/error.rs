@@ -272,16 +272,17 @@ impl From<rusqlite::Error> for Error {
 /// `InvalidDigest` and S3's `BadDigest`, `XAmzContentSHA256Mismatch` and `IncompleteBody` (the body is re-read
 /// and re-sent), throttling (`SlowDown`, `Throttling`, `ThrottlingException`, `RequestThrottled`,
 /// `RequestLimitExceeded`, `BandwidthLimitExceeded`, `TooManyRequestsException`), timeouts (`RequestTimeout`,
-/// `RequestTimeoutException`), `PriorRequestNotComplete` and `OperationAborted` (a conflicting operation in
-/// progress), `InternalError`, `ServiceUnavailable`. Everything else is permanent: `NoSuchUpload`,
-/// `InvalidPart`, `PreconditionFailed`, `EntityTooSmall`, `AccessDenied` and friends need a decision, not a repeat.
+/// `RequestTimeoutException`), a conflicting operation in progress (`PriorRequestNotComplete`,
+/// `OperationAborted`, S3's `ConditionalRequestConflict`), `InternalError`, `ServiceUnavailable`. Everything
+/// else is permanent: `NoSuchUpload`, `InvalidPart`, `PreconditionFailed`, `EntityTooSmall`, `AccessDenied` and
+/// friends need a decision, not a repeat.
 pub fn classify(status: u16, code: &str) -> Retry {
     match code {
         "RequestTimeTooSkewed" | "BadRequest" | "InvalidDigest" | "BadDigest" | "XAmzContentSHA256Mismatch"
         | "IncompleteBody" | "SlowDown" | "Throttling" | "ThrottlingException" | "RequestThrottled"
         | "RequestLimitExceeded" | "BandwidthLimitExceeded" | "TooManyRequestsException" | "RequestTimeout"
-        | "RequestTimeoutException" | "PriorRequestNotComplete" | "OperationAborted" | "InternalError"
-        | "ServiceUnavailable" => return Retry::Temporary,
+        | "RequestTimeoutException" | "PriorRequestNotComplete" | "OperationAborted" | "ConditionalRequestConflict"
+        | "InternalError" | "ServiceUnavailable" => return Retry::Temporary,
         _ => {}
     }
     match status {
@@ -311,7 +312,16 @@ mod tests {
 
     #[test]
     fn s3_codes_are_classified_like_the_aws_sdks() {
-        for code in ["SlowDown", "Throttling", "RequestThrottled", "RequestTimeout", "BadDigest", "OperationAborted", "XAmzContentSHA256Mismatch"] {
+        for code in [
+            "SlowDown",
+            "Throttling",
+            "RequestThrottled",
+            "RequestTimeout",
+            "BadDigest",
+            "OperationAborted",
+            "XAmzContentSHA256Mismatch",
+            "ConditionalRequestConflict",
+        ] {
             assert_eq!(classify(400, code), Retry::Temporary, "{code}");
         }
         assert_eq!(classify(500, "InternalError"), Retry::Temporary);

@@ -1,6 +1,6 @@
-//! Request bodies: the hyper body as a streamed [`Body`] of its `Content-Length`, with `Content-MD5` checked as
-//! the bytes go by (a mismatch fails the last chunk, so the store keeps nothing), and small XML bodies read
-//! whole.
+//! Request bodies: the hyper body as a streamed [`Body`] of its `Content-Length`, with `Content-MD5` and the
+//! SHA-256 an S3 request signed (`x-amz-content-sha256`) checked as the bytes go by (a mismatch fails the last
+//! chunk, so the store keeps nothing), and small XML bodies read whole.
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
@@ -8,6 +8,7 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use md5::{Digest, Md5};
+use sha2::Sha256;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use transfer_engine::store::Body;
@@ -18,6 +19,79 @@ const MAX_XML_BODY: u64 = 8 * 1024 * 1024;
 
 fn invalid_digest() -> Error {
     Error::code(400, "InvalidDigest", "The Content-MD5 you specified was invalid.")
+}
+
+/// A body whose MD5 is not the `Content-MD5` it came with. OSS calls it `InvalidDigest`, S3 `BadDigest`: the
+/// `CalculatedDigest` element (what S3 sends with it) tells the S3 edge which it is.
+fn md5_mismatch(calculated: &[u8]) -> Error {
+    Error::code(400, "InvalidDigest", "The Content-MD5 you specified did not match what was received.")
+        .with_extra("CalculatedDigest", transfer_engine::util::b64(calculated))
+}
+
+/// A body whose SHA-256 is not the `x-amz-content-sha256` its signature covers (S3 only).
+fn sha256_mismatch(expected: &[u8; 32], calculated: &[u8]) -> Error {
+    Error::code(400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
+        .with_extra("ClientComputedContentSHA256", hex::encode(expected))
+        .with_extra("S3ComputedContentSHA256", hex::encode(calculated))
+}
+
+/// The digests a body must have: `Content-MD5`, and the SHA-256 an S3 signature covers.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Expected {
+    md5: Option<[u8; 16]>,
+    sha256: Option<[u8; 32]>,
+}
+
+impl Expected {
+    /// `Content-MD5` (checked for form at once: a malformed one is `InvalidDigest` before any byte is read) and
+    /// the SHA-256 an S3 request signed, if any.
+    pub(crate) fn of(h: &HeaderMap, sha256: Option<[u8; 32]>) -> Result<Expected> {
+        Ok(Expected { md5: expected_md5(h)?, sha256 })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.md5.is_none() && self.sha256.is_none()
+    }
+
+    fn hashers(&self) -> Hashers {
+        Hashers { md5: self.md5.map(|_| Md5::new()), sha256: self.sha256.map(|_| Sha256::new()) }
+    }
+}
+
+/// Running digests of the bytes seen so far.
+#[derive(Default)]
+struct Hashers {
+    md5: Option<Md5>,
+    sha256: Option<Sha256>,
+}
+
+impl Hashers {
+    fn update(&mut self, chunk: &[u8]) {
+        if let Some(h) = &mut self.md5 {
+            h.update(chunk);
+        }
+        if let Some(h) = &mut self.sha256 {
+            h.update(chunk);
+        }
+    }
+
+    /// Compares the digests with `expected`: the signed SHA-256 first (S3 checks the payload as part of the
+    /// request's authentication), then Content-MD5.
+    fn check(self, expected: &Expected) -> Result<()> {
+        if let (Some(h), Some(want)) = (self.sha256, &expected.sha256) {
+            let got = h.finalize();
+            if got.as_slice() != want {
+                return Err(sha256_mismatch(want, &got));
+            }
+        }
+        if let (Some(h), Some(want)) = (self.md5, &expected.md5) {
+            let got = h.finalize();
+            if got.as_slice() != want {
+                return Err(md5_mismatch(&got));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn missing_length() -> Error {
@@ -51,21 +125,21 @@ fn chunks(body: Incoming) -> BoxStream<'static, Result<Bytes>> {
 }
 
 /// The body of a data-carrying request (PutObject, UploadPart, AppendObject): `Content-Length` is required
-/// (411 `MissingContentLength`), a malformed `Content-MD5` is refused at once, and a mismatching one fails the
-/// stream at its end with 400 `InvalidDigest`.
-pub(crate) fn data_body(h: &HeaderMap, body: Incoming) -> Result<Body> {
+/// (411 `MissingContentLength`), a malformed `Content-MD5` is refused at once, and a body that does not match
+/// its digests fails the stream at its end with 400 `InvalidDigest` or `XAmzContentSHA256Mismatch`.
+pub(crate) fn data_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>) -> Result<Body> {
     let len = content_length(h)?.ok_or_else(missing_length)?;
-    let expected = expected_md5(h)?;
+    let expected = Expected::of(h, sha256)?;
     let stream = chunks(body);
-    Ok(match expected {
-        Some(expected) => Body::from_stream(len, Md5Check { inner: stream, hasher: Md5::new(), expected, done: false }.boxed()),
-        None => Body::from_stream(len, stream),
+    Ok(match expected.is_empty() {
+        false => Body::from_stream(len, DigestCheck { inner: stream, hashers: Some(expected.hashers()), expected }.boxed()),
+        true => Body::from_stream(len, stream),
     })
 }
 
-/// A small body read whole (XML documents), checked against `Content-MD5` when given.
-pub(crate) async fn small_body(h: &HeaderMap, body: Incoming) -> Result<Bytes> {
-    let expected = expected_md5(h)?;
+/// A small body read whole (XML documents), checked against its digests when given.
+pub(crate) async fn small_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>) -> Result<Bytes> {
+    let expected = Expected::of(h, sha256)?;
     if content_length(h)?.is_some_and(|n| n > MAX_XML_BODY) {
         return Err(Error::code(400, "EntityTooLarge", format!("The request body is larger than {MAX_XML_BODY} bytes.")));
     }
@@ -77,45 +151,43 @@ pub(crate) async fn small_body(h: &HeaderMap, body: Incoming) -> Result<Bytes> {
             return Err(Error::code(400, "EntityTooLarge", format!("The request body is larger than {MAX_XML_BODY} bytes.")));
         }
     }
-    if let Some(expected) = expected {
-        if Md5::digest(&out).as_slice() != expected {
-            return Err(invalid_digest());
-        }
-    }
+    let mut hashers = expected.hashers();
+    hashers.update(&out);
+    hashers.check(&expected)?;
     Ok(Bytes::from(out))
 }
 
-/// Passes chunks through while hashing them; at the end yields `InvalidDigest` if the MD5 differs.
-struct Md5Check {
+/// Passes chunks through while hashing them; at the end yields the first digest mismatch, if any.
+struct DigestCheck {
     inner: BoxStream<'static, Result<Bytes>>,
-    hasher: Md5,
-    expected: [u8; 16],
-    done: bool,
+    /// `None` once the stream ended.
+    hashers: Option<Hashers>,
+    expected: Expected,
 }
 
-impl Stream for Md5Check {
+impl Stream for DigestCheck {
     type Item = Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
+        if self.hashers.is_none() {
             return Poll::Ready(None);
         }
         match self.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                self.hasher.update(&chunk);
+                if let Some(h) = &mut self.hashers {
+                    h.update(&chunk);
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => {
-                self.done = true;
+                self.hashers = None;
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                self.done = true;
-                let digest = std::mem::take(&mut self.hasher).finalize();
-                if digest.as_slice() == self.expected {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Ready(Some(Err(invalid_digest())))
+                let hashers = self.hashers.take().unwrap_or_default();
+                match hashers.check(&self.expected) {
+                    Ok(()) => Poll::Ready(None),
+                    Err(e) => Poll::Ready(Some(Err(e))),
                 }
             }
             Poll::Pending => Poll::Pending,
@@ -128,18 +200,31 @@ mod tests {
     use super::*;
     use futures::stream;
 
-    fn check(data: &'static [&'static [u8]], expected: [u8; 16]) -> Body {
+    fn check(data: &'static [&'static [u8]], expected: Expected) -> Body {
         let inner = stream::iter(data.iter().map(|c| Ok(Bytes::from_static(c)))).boxed();
         let len = data.iter().map(|c| c.len() as u64).sum();
-        Body::from_stream(len, Md5Check { inner, hasher: Md5::new(), expected, done: false }.boxed())
+        Body::from_stream(len, DigestCheck { inner, hashers: Some(expected.hashers()), expected }.boxed())
     }
 
     #[tokio::test]
     async fn md5_is_checked_at_the_end() {
-        let good: [u8; 16] = Md5::digest(b"0123456789").into();
+        let good = Expected { md5: Some(Md5::digest(b"0123456789").into()), sha256: None };
         assert_eq!(check(&[b"01234", b"56789"], good).collect().await.unwrap(), Bytes::from_static(b"0123456789"));
         let e = check(&[b"01234", b"5678X"], good).collect().await.unwrap_err();
         assert_eq!(e.service_code(), Some("InvalidDigest"));
+        assert!(e.service_error().unwrap().extra("CalculatedDigest").is_some());
+    }
+
+    #[tokio::test]
+    async fn the_signed_sha256_is_checked_at_the_end_before_md5() {
+        let sha: [u8; 32] = Sha256::digest(b"0123456789").into();
+        let md5: [u8; 16] = Md5::digest(b"0123456789").into();
+        let good = Expected { md5: Some(md5), sha256: Some(sha) };
+        assert_eq!(check(&[b"0123", b"456789"], good).collect().await.unwrap(), Bytes::from_static(b"0123456789"));
+        let e = check(&[b"0123", b"45678X"], good).collect().await.unwrap_err();
+        assert_eq!((e.status(), e.service_code()), (Some(400), Some("XAmzContentSHA256Mismatch")));
+        let only_sha = Expected { md5: None, sha256: Some(sha) };
+        assert!(check(&[b"X"], only_sha).collect().await.is_err());
     }
 
     #[test]

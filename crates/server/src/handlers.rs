@@ -25,6 +25,9 @@ pub(crate) struct Req {
     pub(crate) body: Option<Incoming>,
     /// The `Host` the client used (for `Location`).
     pub(crate) host: String,
+    /// The body's SHA-256 an S3 request's signature covers (`x-amz-content-sha256`, when not
+    /// `UNSIGNED-PAYLOAD`): the body must have it.
+    pub(crate) payload_sha256: Option<[u8; 32]>,
 }
 
 impl Req {
@@ -99,21 +102,21 @@ impl Req {
     /// The streamed data body (PutObject, UploadPart, AppendObject).
     pub(crate) fn data_body(&mut self) -> Result<Body> {
         let incoming = self.take_body()?;
-        body::data_body(&self.headers, incoming)
+        body::data_body(&self.headers, incoming, self.payload_sha256)
     }
 
     /// A small body read whole (XML).
     pub(crate) async fn small_body(&mut self) -> Result<Bytes> {
         let incoming = self.take_body()?;
-        body::small_body(&self.headers, incoming).await
+        body::small_body(&self.headers, incoming, self.payload_sha256).await
     }
 }
 
 /// Runs the handler of `req.op`. A body sent to an operation that takes none is still read and checked
-/// against `Content-MD5`, so a wrong digest is never ignored.
+/// against `Content-MD5` (and a signed SHA-256), so a wrong digest is never ignored.
 pub(crate) async fn dispatch<S: ObjectStore + BucketStore>(store: &S, mut req: Req) -> Result<Reply> {
     let has_body = req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
-    if !req.op.reads_body() && (has_body || req.headers.contains_key("content-md5")) {
+    if !req.op.reads_body() && (has_body || req.headers.contains_key("content-md5") || req.payload_sha256.is_some()) {
         req.small_body().await?;
     }
     match req.op {

@@ -17,8 +17,9 @@
 //! - Errors are OSS's `<Error>` XML with status, request id, EC and extras; on HEAD the document goes
 //!   base64-encoded in `x-oss-err`.
 //! - A request signed with AWS SigV4 speaks the S3 dialect: its signature is checked as S3 checks it, and its
-//!   `x-amz-*` headers and the answer's are translated at the edge (see the `s3` module). The payload hash it
-//!   declares is not yet compared with the body.
+//!   `x-amz-*` headers and the answer's are translated at the edge, errors included (see the `s3` module).
+//!   A body whose SHA-256 the signature covers (`x-amz-content-sha256` other than `UNSIGNED-PAYLOAD`) is
+//!   checked against it as it streams, like `Content-MD5`: 400 `XAmzContentSHA256Mismatch`, nothing kept.
 //!
 //! # Example
 //! ```no_run
@@ -198,6 +199,7 @@ impl<S: ObjectStore + BucketStore + 'static> State<S> {
         let mut facts = LogFacts::default();
         let mut resp = match self.process(req, &host, &mut facts).await {
             Ok(reply) => reply.into_response(&common),
+            Err(e) if facts.s3 => response::error_response(&s3::error_to_s3(&e), &common, &host, method == Method::HEAD),
             Err(e) => response::error_response(&e, &common, &host, method == Method::HEAD),
         };
         if facts.s3 {
@@ -221,9 +223,11 @@ impl<S: ObjectStore + BucketStore + 'static> State<S> {
         let (mut parts, body) = req.into_parts();
         let target = routing::parse_target(Some(host), parts.uri.path(), parts.uri.query(), &self.suffixes)?;
         facts.s3 = transfer_engine::sign::s3::is_signed_with_sigv4(&parts.headers, &target.query);
+        let mut payload_sha256 = None;
         if facts.s3 {
             let verified = auth::check_s3(&self.credentials, &parts.method, parts.uri.path(), &target, &parts.headers)?;
             facts.access_key_id = Some(verified.access_key_id);
+            payload_sha256 = s3::payload_sha256(&verified.payload_hash)?;
             s3::request_to_oss(&parts.method, &mut parts.headers)?;
         } else {
             let verified = auth::check(&self.credentials, &parts.method, &target, &parts.headers)?;
@@ -231,7 +235,7 @@ impl<S: ObjectStore + BucketStore + 'static> State<S> {
         }
         let op = routing::resolve(&parts.method, &target, parts.headers.contains_key("x-oss-copy-source"))?;
         facts.op = Some(op);
-        let req = handlers::Req { op, target, headers: parts.headers, body: Some(body), host: host.to_owned() };
+        let req = handlers::Req { op, target, headers: parts.headers, body: Some(body), host: host.to_owned(), payload_sha256 };
         handlers::dispatch(&*self.store, req).await
     }
 }

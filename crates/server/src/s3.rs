@@ -6,11 +6,14 @@
 //! The names come from [`Dialect::S3`] and [`Dialect::OSS`]; the values that differ are translated here: S3
 //! storage-class names, `If-None-Match: *` (S3's forbid-overwrite), and S3's standard range semantics (OSS
 //! needs `x-oss-range-behavior: standard`). Headers without an S3 counterpart (`x-oss-hash-crc64ecma`,
-//! `x-oss-object-type`, the base64 error document of a HEAD, ...) are not sent to S3 clients.
+//! `x-oss-object-type`, the base64 error document of a HEAD, ...) are not sent to S3 clients. Errors get S3's
+//! codes where the two differ ([`error_to_s3`]), and the SHA-256 a signature covers is handed to the body
+//! checks ([`payload_sha256`]).
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use transfer_engine::dialect::Dialect;
-use transfer_engine::{Result, StorageClass};
+use transfer_engine::sign::s3::UNSIGNED_PAYLOAD;
+use transfer_engine::{Error, Result, StorageClass};
 
 /// Request headers an S3 client may send that the handlers read under their OSS names.
 const REQUEST_SUFFIXES: &[&str] = &[
@@ -107,6 +110,62 @@ pub(crate) fn response_to_s3(headers: &mut HeaderMap) {
     }
 }
 
+/// The SHA-256 the body must have, from the `x-amz-content-sha256` a signature covered: `None` for
+/// `UNSIGNED-PAYLOAD`; 400 `InvalidArgument` for anything but 64 hex digits (streaming `aws-chunked` payloads
+/// were refused with the signature).
+pub(crate) fn payload_sha256(declared: &str) -> Result<Option<[u8; 32]>> {
+    if declared == UNSIGNED_PAYLOAD {
+        return Ok(None);
+    }
+    let mut out = [0u8; 32];
+    match hex::decode_to_slice(declared, &mut out) {
+        Ok(()) => Ok(Some(out)),
+        Err(_) => Err(Error::code(
+            400,
+            "InvalidArgument",
+            "x-amz-content-sha256 must be UNSIGNED-PAYLOAD or the hex SHA-256 of the body.",
+        )
+        .with_extra("ArgumentName", "x-amz-content-sha256")
+        .with_extra("ArgumentValue", declared)),
+    }
+}
+
+/// An error as S3 answers it. The handlers speak OSS; where S3 names the same failure differently, this table
+/// renames it (one row per code), and the OSS error number (`EC`) goes:
+///
+/// | OSS | S3 |
+/// |---|---|
+/// | 409 `FileAlreadyExists` (`x-oss-forbid-overwrite`) | 412 `PreconditionFailed`, `Condition` `If-None-Match` |
+/// | 400 `InvalidDigest` for a body that does not match its `Content-MD5` | 400 `BadDigest` (a malformed `Content-MD5` stays `InvalidDigest`, as in S3) |
+/// | 400 `InvalidObjectName` | 400 `KeyTooLongError` for a key over 1024 bytes, else `InvalidArgument` |
+/// | 403 `InvalidSecurityToken` | 400 `InvalidToken` |
+pub(crate) fn error_to_s3(err: &Error) -> Error {
+    let mut se = crate::response::service_error_of(err);
+    se.ec = None;
+    match se.code.as_str() {
+        "FileAlreadyExists" => {
+            se.status = 412;
+            se.code = "PreconditionFailed".into();
+            se.message = "At least one of the pre-conditions you specified did not hold".into();
+            se.extra = vec![("Condition".into(), "If-None-Match".into())];
+        }
+        "InvalidDigest" if se.extra("CalculatedDigest").is_some() => {
+            se.code = "BadDigest".into();
+            se.message = "The Content-MD5 you specified did not match what we received.".into();
+        }
+        "InvalidObjectName" => {
+            let too_long = se.message.contains("long");
+            se.code = if too_long { "KeyTooLongError" } else { "InvalidArgument" }.into();
+        }
+        "InvalidSecurityToken" => {
+            se.status = 400;
+            se.code = "InvalidToken".into();
+        }
+        _ => {}
+    }
+    Error::service(se)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +226,25 @@ mod tests {
         assert_eq!(get("x-amz-storage-class").as_deref(), Some("STANDARD_IA"));
         assert_eq!(get("etag").as_deref(), Some("\"e\""));
         assert!(h.keys().all(|k| !k.as_str().starts_with("x-oss-")), "{h:?}");
+    }
+
+    #[test]
+    fn oss_errors_get_s3_codes() {
+        let exists = Error::code(409, "FileAlreadyExists", "exists").with_extra("EC", "x");
+        let se = error_to_s3(&exists).service_error().unwrap().clone();
+        assert_eq!((se.status, se.code.as_str(), se.extra("Condition")), (412, "PreconditionFailed", Some("If-None-Match")));
+        let mismatch = Error::code(400, "InvalidDigest", "m").with_extra("CalculatedDigest", "AAAA");
+        assert_eq!(error_to_s3(&mismatch).service_code(), Some("BadDigest"));
+        let malformed = Error::code(400, "InvalidDigest", "m");
+        assert_eq!(error_to_s3(&malformed).service_code(), Some("InvalidDigest"));
+        assert_eq!(error_to_s3(&Error::code(404, "NoSuchKey", "k")).service_code(), Some("NoSuchKey"));
+    }
+
+    #[test]
+    fn the_signed_payload_hash_is_read() {
+        assert_eq!(payload_sha256(UNSIGNED_PAYLOAD).unwrap(), None);
+        let empty = transfer_engine::sign::s3::EMPTY_SHA256;
+        assert_eq!(hex::encode(payload_sha256(empty).unwrap().unwrap()), empty);
+        assert_eq!(payload_sha256("nope").unwrap_err().service_code(), Some("InvalidArgument"));
     }
 }

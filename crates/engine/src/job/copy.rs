@@ -4,8 +4,9 @@
 //!
 //! The official SDKs' Copier leaves the single path to the server's directives and carries metadata and tags
 //! over by hand on the multipart path (with the tagging header unencoded). Here both are resolved once, before
-//! anything is written: for [`Directive::Copy`] from the source's HEAD (and GetObjectTagging, only when the HEAD
-//! reports tags, at the same version), for [`Directive::Replace`] as given. Both paths then send them
+//! anything is written: for [`Directive::Copy`] from the source's HEAD (and GetObjectTagging at the same
+//! version, unless the HEAD counted no tags on a store whose HEAD counts them, or the store has no tagging),
+//! for [`Directive::Replace`] as given. Both paths then send them
 //! explicitly: CopyObject with `REPLACE` directives, InitiateMultipartUpload with the metadata and the tagging
 //! header (or PutObjectTagging after the object exists, with [`TagOn::Complete`]). The resolved tags are kept in
 //! the ledger row, so a crash between the object's creation and its tagging is repaired on resume.
@@ -20,7 +21,7 @@
 //! reused if the server still has it with the recorded ETag. A failed part lets the parts in flight finish and
 //! be recorded before the run fails, so the next run reuses them.
 
-use super::overwrite::{already_exists, not_started};
+use super::overwrite::not_started;
 use super::parts::PartTasks;
 use super::upload::check_crc;
 use super::{Engine, SkipReason, TagOn};
@@ -164,7 +165,9 @@ impl Engine {
     async fn copy_tags(&self, req: &CopyRequest, head: &ObjectInfo) -> Result<Option<TagSet>> {
         let tags = match &req.tags {
             Directive::Replace(t) => t.clone(),
-            Directive::Copy if head.tagging_count == 0 => TagSet::new(),
+            // No tags to read: the store has no tagging, or its HEAD counted none.
+            Directive::Copy if !self.inner.caps.tagging => TagSet::new(),
+            Directive::Copy if self.inner.caps.tag_count_on_head && head.tagging_count == 0 => TagSet::new(),
             Directive::Copy => {
                 let inner = &self.inner;
                 self.retrying("GetObjectTagging", |_| async {
@@ -324,7 +327,15 @@ impl Engine {
             }
         };
         let put = match put {
-            Err(e) if already_exists(&e) => return self.copy_refused(row, req, r.head.size, None).await,
+            Err(e) if e.service_code() == Some("FileAlreadyExists") => {
+                return self.copy_refused(row, req, r.head.size, None).await;
+            }
+            // S3 answers 412 both to If-None-Match (the destination exists) and to the source pin (it changed):
+            // the destination tells which.
+            Err(e) if self.refused_overwrite(&e) => match self.head(&dest).await {
+                Ok(_) => return self.copy_refused(row, req, r.head.size, None).await,
+                Err(_) => return Err(e),
+            },
             put => put?,
         };
         self.acknowledged(r.head.size);
@@ -350,7 +361,7 @@ impl Engine {
             forbid_overwrite: self.forbid_overwrite(),
         };
         let (upload_id, done) = match self.open_upload(row, &req.bucket, &req.key, &opts).await {
-            Err(e) if already_exists(&e) => return self.copy_refused(row, req, plan.size, None).await,
+            Err(e) if self.refused_overwrite(&e) => return self.copy_refused(row, req, plan.size, None).await,
             opened => opened?,
         };
         let writer = inner.ledger.part_writer();
@@ -430,7 +441,7 @@ impl Engine {
         flushed?;
 
         let (put, _) = match self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await {
-            Err(e) if already_exists(&e) => return self.copy_refused(row, req, plan.size, Some(&upload_id)).await,
+            Err(e) if self.refused_overwrite(&e) => return self.copy_refused(row, req, plan.size, Some(&upload_id)).await,
             completed => completed?,
         };
         Self::check_source_crc(&r.head, put.crc64, "CompleteMultipartUpload")?;

@@ -6,7 +6,8 @@
 //! request permit). With [`Overwrite::IfMissing`] every write that creates the object also carries
 //! `x-oss-forbid-overwrite: true` (PutObject, InitiateMultipartUpload, CompleteMultipartUpload, CopyObject),
 //! so an object that appears between the HEAD and the write is not clobbered either: the store answers
-//! `409 FileAlreadyExists` and the object is skipped too (its multipart upload, if any, is aborted).
+//! `409 FileAlreadyExists` (S3: `If-None-Match: *` and `412 PreconditionFailed`) and the object is skipped too
+//! (its multipart upload, if any, is aborted).
 //!
 //! A skipped object is recorded in the ledger ([`Ledger::skip_object`](crate::checkpoint::Ledger::skip_object)),
 //! so a resumed job does not look at it again: a later run reports it as already done.
@@ -57,10 +58,6 @@ impl fmt::Display for SkipReason {
     }
 }
 
-/// True for the store's answer to a write with `x-oss-forbid-overwrite: true` whose destination exists.
-pub(super) fn already_exists(e: &Error) -> bool {
-    e.service_code() == Some("FileAlreadyExists")
-}
 
 /// True for a ledger row of an object nothing was written for yet: the policy is checked for it.
 pub(super) fn not_started(row: &ObjectRow) -> bool {
@@ -71,6 +68,14 @@ impl Engine {
     /// `x-oss-forbid-overwrite` for the writes of an object under this engine's policy.
     pub(super) fn forbid_overwrite(&self) -> bool {
         self.inner.config.overwrite == Overwrite::IfMissing
+    }
+
+    /// True for the store's refusal of a write that must not overwrite an existing destination: OSS's 409
+    /// `FileAlreadyExists`, or S3's 412 `PreconditionFailed` to `If-None-Match: *` (only this engine's writes
+    /// under [`Overwrite::IfMissing`] carry one). For a write with no other precondition; a CopyObject's 412
+    /// may also be its source's `copy-source-if-match` (see `copy_single`).
+    pub(super) fn refused_overwrite(&self, e: &Error) -> bool {
+        e.service_code() == Some("FileAlreadyExists") || (self.forbid_overwrite() && e.status() == Some(412))
     }
 
     /// The destination's HEAD, or `None` when it does not exist.
@@ -145,7 +150,7 @@ impl Engine {
     /// result when the destination has the size and CRC-64 that were sent; otherwise `e` stands. Called with
     /// the attempt's request permit held.
     pub(super) async fn earlier_attempt(&self, e: Error, attempt: u32, dest: &ObjectRef, size: u64, crc: Option<u64>) -> Result<PutResult> {
-        if attempt > 1 && already_exists(&e) {
+        if attempt > 1 && self.refused_overwrite(&e) {
             if let (Some(crc), Ok(head)) = (crc, self.inner.store.head_object(dest).await) {
                 if head.size == size && head.crc64 == Some(crc) {
                     return Ok(PutResult { etag: head.etag, crc64: head.crc64, version_id: head.version_id });

@@ -9,8 +9,8 @@
 //! it with the same ETag and the file's bytes still hash to the recorded blake3. An upload id the server no
 //! longer knows starts the object again; a changed file (size, mtime or inode) aborts the old upload first.
 
-use super::overwrite::{already_exists, not_started};
 use super::digest::{part_digest, FileDigest};
+use super::overwrite::not_started;
 use super::parts::PartTasks;
 use super::{Engine, SkipReason, TagOn, UploadRequest};
 use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
@@ -389,7 +389,7 @@ impl Engine {
             })
             .await;
         let r = match r {
-            Err(e) if already_exists(&e) => return self.upload_refused(row, req, size, None).await,
+            Err(e) if self.refused_overwrite(&e) => return self.upload_refused(row, req, size, None).await,
             r => r?,
         };
         self.acknowledged(size);
@@ -474,7 +474,7 @@ impl Engine {
         expect: Option<&str>,
     ) -> Result<UploadOutcome> {
         let (upload_id, done) = match self.open_upload(row, &req.bucket, &req.key, &self.put_options(req)).await {
-            Err(e) if already_exists(&e) => return self.upload_refused(row, req, plan.size, None).await,
+            Err(e) if self.refused_overwrite(&e) => return self.upload_refused(row, req, plan.size, None).await,
             opened => opened?,
         };
         let writer = self.inner.ledger.part_writer();
@@ -557,7 +557,7 @@ impl Engine {
         };
         check_digest(expect, &hash, &path)?;
         let (r, combined) = match self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await {
-            Err(e) if already_exists(&e) => return self.upload_refused(row, req, plan.size, Some(&upload_id)).await,
+            Err(e) if self.refused_overwrite(&e) => return self.upload_refused(row, req, plan.size, Some(&upload_id)).await,
             completed => completed?,
         };
         let blake3 = hash.to_hex().to_string();
@@ -603,7 +603,8 @@ impl Engine {
     }
 
     /// CompleteMultipartUpload, retried. A retry answered `NoSuchUpload` may mean an earlier attempt succeeded
-    /// (the server finishes even if the client went away): the object is then checked by HEAD (size and CRC).
+    /// (the server finishes even if the client went away): the object is then checked by HEAD (size, and the
+    /// CRC-64 or, without one, the multipart ETag; see [`completed_from`]).
     /// Under [`Overwrite::IfMissing`](super::Overwrite::IfMissing) it carries `x-oss-forbid-overwrite`; a
     /// retry answered `FileAlreadyExists` is checked the same way.
     pub(super) async fn complete(
@@ -623,11 +624,16 @@ impl Engine {
                 async move {
                     let _slot = inner.scheduler.request().await;
                     match inner.store.complete_multipart(bucket, key, upload_id, parts, opts).await {
-                        Err(e) if already_exists(&e) => self.earlier_attempt(e, n, dest, size, crc).await,
+                        Err(e) if self.refused_overwrite(&e) => self.earlier_attempt(e, n, dest, size, crc).await,
                         Err(e) if n > 1 && e.service_code() == Some("NoSuchUpload") => {
                             let head = inner.store.head_object(&ObjectRef::new(bucket, key)).await?;
-                            let same_crc = matches!((crc, head.crc64), (Some(a), Some(b)) if a == b) || crc.is_none();
-                            if head.size == size && same_crc {
+                            // The CRC-64 where both sides have one; else the multipart ETag, where it follows a
+                            // known rule (S3 has no CRC-64); else the size alone.
+                            let same = match (crc, head.crc64) {
+                                (Some(a), Some(b)) => a == b,
+                                _ => completed_from(parts, &head.etag).unwrap_or(true),
+                            };
+                            if head.size == size && same {
                                 Ok(PutResult { etag: head.etag, crc64: head.crc64, version_id: head.version_id })
                             } else {
                                 Err(e)
@@ -640,6 +646,25 @@ impl Engine {
             .await
             .map_err(|e| e.with_context("upload id", upload_id))
     }
+}
+
+/// Whether `etag`, a multipart object's ETag (`<32 hex>-<part count>`), is the one completing `parts` gives:
+/// S3's rule (the MD5 of the parts' binary MD5s) or OSS's (the MD5 of their upper-case hex ETags). `None` when
+/// neither rule can say: an ETag of another form, or part ETags that are not MD5s (S3 with SSE-KMS).
+fn completed_from(parts: &[CompletedPart], etag: &str) -> Option<bool> {
+    use md5::{Digest, Md5};
+    let (digest, count) = etag.trim_matches('"').split_once('-')?;
+    if count.parse::<usize>().ok()? != parts.len() || digest.len() != 32 {
+        return None;
+    }
+    let (mut binary, mut upper) = (Md5::new(), Md5::new());
+    for p in parts {
+        let hex_etag = p.etag.trim_matches('"');
+        binary.update(hex::decode(hex_etag).ok().filter(|b| b.len() == 16)?);
+        upper.update(hex_etag.to_ascii_uppercase());
+    }
+    let (s3, oss) = (hex::encode(binary.finalize()), hex::encode(upper.finalize()));
+    Some(digest.eq_ignore_ascii_case(&s3) || digest.eq_ignore_ascii_case(&oss))
 }
 
 /// The bytes sent must hash to the digest the object is labelled with.
@@ -663,5 +688,32 @@ fn done_outcome(row: &ObjectRow) -> UploadOutcome {
         parts_reused: 0,
         already_done: true,
         skipped: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use md5::{Digest, Md5};
+
+    fn part(n: u32, body: &[u8]) -> CompletedPart {
+        CompletedPart { part_number: n, etag: hex::encode(Md5::digest(body)) }
+    }
+
+    #[test]
+    fn a_multipart_etag_is_recognised_by_s3s_and_osss_rules() {
+        let parts = [part(1, b"first"), part(2, b"second")];
+        let binary: Vec<u8> = parts.iter().flat_map(|p| hex::decode(&p.etag).unwrap()).collect();
+        let s3 = format!("\"{}-2\"", hex::encode(Md5::digest(&binary)));
+        assert_eq!(completed_from(&parts, &s3), Some(true));
+        let joined: String = parts.iter().map(|p| p.etag.to_ascii_uppercase()).collect();
+        let oss = format!("{}-2", hex::encode_upper(Md5::digest(joined.as_bytes())));
+        assert_eq!(completed_from(&parts, &oss), Some(true));
+        // Another object's ETag, another part count, or a rule we cannot apply.
+        assert_eq!(completed_from(&parts[..1], &s3), None);
+        assert_eq!(completed_from(&[part(1, b"x"), part(2, b"y")], &s3), Some(false));
+        assert_eq!(completed_from(&parts, "0123456789abcdef0123456789abcdef"), None);
+        let kms = [CompletedPart { part_number: 1, etag: "not-an-md5".into() }];
+        assert_eq!(completed_from(&kms, &format!("{}-1", "0".repeat(32))), None);
     }
 }

@@ -149,7 +149,8 @@ impl OssStore {
         let has_body = len > 0 || method == Method::PUT || method == Method::POST;
         if has_body {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-            if content_md5 || self.content_md5 {
+            // A dialect without a CRC-64 of its bodies (S3) has only Content-MD5 to protect them: always sent.
+            if content_md5 || self.content_md5 || self.dialect.crc64_header.is_none() {
                 if let Some(b) = body.as_bytes() {
                     let md5 = HeaderValue::from_str(&crate::util::content_md5(b)).expect("base64 is a header value");
                     headers.insert("content-md5", md5);

@@ -1,7 +1,7 @@
 //! The store operations, each mapped to its OSS call (reference section 2): which method, sub-resource,
 //! query and headers it sends, and how its answer is read and checked.
 
-use super::request::{copy_source, Request};
+use super::request::{self, copy_source, Request};
 use super::response::{self as resp, is_url_encoded, url_decoded};
 use super::{OssStore, Response};
 use crate::error::{Error, ErrorKind, Result};
@@ -200,7 +200,10 @@ impl ObjectStore for OssStore {
     async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
         let d = &self.dialect;
         let req = Request::new(Method::POST).bucket(bucket).key(key).query("uploads", "");
-        let req = multipart_encoding(req, d).put_options(d, opts);
+        let req = match d.forbid_overwrite_on_initiate || !opts.forbid_overwrite {
+            true => multipart_encoding(req, d).put_options(d, opts),
+            false => multipart_encoding(req, d).put_options(d, &PutOptions { forbid_overwrite: false, ..opts.clone() }),
+        };
         self.call(req, |r| async move {
             let doc: xml::InitiateMultipartUploadResult = r.xml().await?;
             if doc.upload_id.is_empty() {
@@ -345,7 +348,7 @@ impl ObjectStore for OssStore {
         let req = multipart_encoding(req, d).context("upload id", upload_id);
         self.call(req, |r| async move {
             let doc: xml::ListPartsResult = r.xml().await?;
-            let parts = doc
+            let mut parts: Vec<PartInfo> = doc
                 .parts
                 .into_iter()
                 .map(|p| PartInfo {
@@ -356,6 +359,8 @@ impl ObjectStore for OssStore {
                     last_modified: xml::parse_iso8601(&p.last_modified),
                 })
                 .collect();
+            // In ascending order, as the contract says, even from a server that lists them as they come (s3s-fs).
+            parts.sort_by_key(|p| p.part_number);
             let next = (doc.is_truncated && doc.next_part_number_marker > 0).then_some(doc.next_part_number_marker);
             Ok(PartsPage { parts, next_marker: next, is_truncated: doc.is_truncated })
         })
@@ -473,6 +478,10 @@ impl ObjectStore for OssStore {
         };
         let (copy, replace) = d.tagging_directive;
         req = match &opts.tagging {
+            // A store without tagging copies no tags whatever it is told; asking it for some is refused.
+            Directive::Copy if !d.capabilities.tagging => req,
+            Directive::Replace(t) if !d.capabilities.tagging && t.is_empty() => req,
+            Directive::Replace(_) if !d.capabilities.tagging => req.refuse(request::no_tagging("tags on CopyObject")),
             Directive::Copy => req.header(&d.h("tagging-directive"), copy),
             Directive::Replace(t) => {
                 let tags = (!t.is_empty()).then(|| t.to_header());
@@ -485,16 +494,25 @@ impl ObjectStore for OssStore {
 
     async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>> {
         let d = &self.dialect;
+        if !d.capabilities.tagging {
+            return Err(request::no_tagging("PutObjectTagging"));
+        }
         let req = version(object(Method::PUT, obj).query("tagging", ""), obj).xml(tags.to_xml());
         self.call(req, |r| async move { Ok(resp::version_id(d, r.headers())) }).await
     }
 
     async fn get_tagging(&self, obj: &ObjectRef) -> Result<TagSet> {
+        if !self.dialect.capabilities.tagging {
+            return Err(request::no_tagging("GetObjectTagging"));
+        }
         let req = version(object(Method::GET, obj).query("tagging", ""), obj);
         self.call(req, |r| async move { TagSet::parse_xml(&r.bytes().await?) }).await
     }
 
     async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()> {
+        if !self.dialect.capabilities.tagging {
+            return Err(request::no_tagging("DeleteObjectTagging"));
+        }
         let req = version(object(Method::DELETE, obj).query("tagging", ""), obj);
         self.call(req, |_| async { Ok(()) }).await
     }
@@ -513,6 +531,15 @@ impl BucketStore for OssStore {
         }
         match self.call(req, |_| async { Ok(()) }).await {
             Err(e) if e.service_code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
+            // Some servers (s3s-fs) answer BucketAlreadyExists for a bucket of one's own too: it is ours if we can
+            // read its location (someone else's answers 403, and the original error stands).
+            Err(e) if e.service_code() == Some("BucketAlreadyExists") => {
+                let location = Request::new(Method::GET).bucket(bucket).query("location", "");
+                match self.call(location, |_| async { Ok(()) }).await {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(e),
+                }
+            }
             other => other,
         }
     }

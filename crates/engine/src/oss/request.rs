@@ -277,7 +277,17 @@ impl Request {
     /// forbid-overwrite header.
     pub(crate) fn put_options(self, d: &Dialect, opts: &PutOptions) -> Self {
         let tags = opts.tags.as_ref().filter(|t| !t.is_empty()).map(|t| t.to_header());
-        self.metadata(d, &opts.metadata).header_opt(&d.h("tagging"), tags.as_deref()).forbid_overwrite(d, opts.forbid_overwrite)
+        let req = self.metadata(d, &opts.metadata).forbid_overwrite(d, opts.forbid_overwrite);
+        match tags {
+            Some(_) if !d.capabilities.tagging => req.refuse(no_tagging("tags on a write")),
+            tags => req.header_opt(&d.h("tagging"), tags.as_deref()),
+        }
+    }
+
+    /// Makes the request fail with `err` when sent, without sending anything.
+    pub(crate) fn refuse(mut self, err: Error) -> Self {
+        self.invalid.get_or_insert(err);
+        self
     }
 
     /// The dialect's header that makes the write fail when the key exists (`x-oss-forbid-overwrite: true`,
@@ -288,6 +298,15 @@ impl Request {
             false => self,
         }
     }
+}
+
+/// The error of a tagging call to a store declared without object tagging ([`Capabilities::tagging`]
+/// false, as for an S3 server that does not implement it): said, never worked around.
+///
+/// [`Capabilities::tagging`]: crate::store::Capabilities::tagging
+pub(crate) fn no_tagging(what: &str) -> Error {
+    Error::new(crate::ErrorKind::Unsupported, format!("{what}: this store is declared without object tagging"))
+        .with_context("operation", what)
 }
 
 #[cfg(test)]

@@ -20,12 +20,15 @@
 //! - Signing: AWS SigV4 in the `Authorization` header, `host` and every header set by the client signed. The
 //!   payload hash is the body's SHA-256 for small in-memory bodies (XML documents) and `UNSIGNED-PAYLOAD`
 //!   otherwise; never `aws-chunked`.
-//! - Integrity: S3 has no CRC-64; `Content-MD5` is sent with in-memory bodies when asked (per call, or for
-//!   every call with [`S3StoreBuilder::content_md5`]) and always with XML bodies. Uploads always carry
-//!   `Content-Length`.
+//! - Integrity: S3 has no CRC-64, so `Content-MD5` goes with every body held in memory (every part and
+//!   object the engine sends, every XML document); a body streamed from elsewhere ([`Body::from_stream`]) is
+//!   sent without one, as its digest is not known before it is sent. No `x-amz-checksum-*` is sent: S3's
+//!   CRC-64 is CRC-64/NVME, not the CRC-64/XZ this crate computes, and CRC-32/CRC-32C would be a second
+//!   pass over every byte for what Content-MD5 already proves. Uploads always carry `Content-Length`.
 //! - Append and symlinks do not exist in S3: [`Capabilities::S3`](crate::store::Capabilities::S3) says so,
 //!   and the calls fail with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) without sending
-//!   anything. `forbid_overwrite` is sent as `If-None-Match: *`.
+//!   anything. `forbid_overwrite` is sent as `If-None-Match: *` on PutObject, CopyObject and
+//!   CompleteMultipartUpload (CreateMultipartUpload takes none); S3 refuses with 412 `PreconditionFailed`.
 //! - Credentials never appear in `Debug`, logs or errors.
 
 use crate::dialect::Dialect;
@@ -76,6 +79,7 @@ pub struct S3StoreBuilder {
     inner: OssStoreBuilder,
     region: Option<String>,
     credentials: Option<Credentials>,
+    without_tagging: bool,
 }
 
 impl S3StoreBuilder {
@@ -107,7 +111,17 @@ impl S3StoreBuilder {
         self
     }
 
-    /// Send `Content-MD5` with every in-memory body (default off).
+    /// Whether the server implements object tagging (default true). Some S3-compatible servers do not (s3s-fs);
+    /// with `false` the store's [`Capabilities`] say so, the engine neither reads nor copies tags, and a call
+    /// that needs tags (tags on a write, the tagging calls) fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) without sending anything.
+    pub fn tagging(mut self, enabled: bool) -> Self {
+        self.without_tagging = !enabled;
+        self
+    }
+
+    /// Kept for symmetry with [`OssStoreBuilder::content_md5`]: the S3 dialect sends `Content-MD5` with every
+    /// in-memory body whatever this says.
     pub fn content_md5(mut self, enabled: bool) -> Self {
         self.inner = self.inner.content_md5(enabled);
         self
@@ -157,7 +171,12 @@ impl S3StoreBuilder {
             Some(c) => c,
             None => Credentials::from_aws_env()?,
         };
-        let inner = self.inner.build_for(Dialect::S3, Signing::S3(S3Signer::new(region)), credentials)?;
+        let mut dialect = Dialect::S3;
+        if self.without_tagging {
+            dialect.capabilities.tagging = false;
+            dialect.capabilities.versioned_tagging = false;
+        }
+        let inner = self.inner.build_for(dialect, Signing::S3(S3Signer::new(region)), credentials)?;
         Ok(S3Store { inner })
     }
 }

@@ -485,6 +485,9 @@ pub struct Capabilities {
     pub tagging: bool,
     /// Tags on a specific version.
     pub versioned_tagging: bool,
+    /// HeadObject reports the number of tags (`x-oss-tagging-count`), so a count of 0 means no tags. S3's
+    /// HeadObject is not documented to: without this, reading an object's tags takes GetObjectTagging.
+    pub tag_count_on_head: bool,
     /// ListMultipartUploads exists.
     pub list_uploads: bool,
     /// Bucket versioning exists.
@@ -506,6 +509,7 @@ impl Capabilities {
         symlink: true,
         tagging: true,
         versioned_tagging: true,
+        tag_count_on_head: true,
         list_uploads: true,
         versioning: true,
         max_parts: 10_000,
@@ -521,6 +525,7 @@ impl Capabilities {
         symlink: false,
         tagging: true,
         versioned_tagging: true,
+        tag_count_on_head: false,
         list_uploads: true,
         versioning: true,
         max_parts: 10_000,

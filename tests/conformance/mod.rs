@@ -1,0 +1,446 @@
+//! One conformance suite, run against every target: each case is written once, as an async function of a
+//! [`Target`], and the [`conformance!`] table at the bottom makes one test per (target, case), named
+//! `conformance::<target>::<case>`.
+//!
+//! A target is a store ([`ObjectStore`] + [`BucketStore`]), a way to get a bucket to work in, and the
+//! capabilities it declares ([`TargetCaps`]). A case lists the capabilities it needs; where a target declares
+//! it lacks one, the case is skipped with a printed line saying which and why. Nothing else skips a case: a
+//! case that fails on one target but not another is a bug (ours, fixed) or a capability (declared here).
+//!
+//! Targets ([`targets`]): the local store in process; `transfer serve` through the OSS dialect and through the
+//! S3 dialect; moto and s3s-fs, two third-party S3 servers started on 127.0.0.1; and any real endpoint named by
+//! environment variables (`TRANSFER_CONFORMANCE_S3_*`, `TRANSFER_CONFORMANCE_OSS_*`, skipped with a printed
+//! line when absent).
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use std::any::Any;
+use std::sync::Arc;
+use transfer_engine::sign::Credentials;
+use transfer_engine::store::{ListRequest, ListUploadsRequest};
+use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
+
+mod copy;
+mod engine;
+mod faults;
+mod multipart;
+mod objects;
+mod tagging;
+mod targets;
+mod wire;
+
+/// What a target can do, as far as the suite is concerned. Every `false` is a declared gap of that server
+/// (with the reason in [`targets`]), never a way to hide a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetCaps {
+    /// Reached over HTTP: signatures can be tested.
+    pub http: bool,
+    /// A proxy on 127.0.0.1 can stand in between (damaged bodies, injected faults): the target is on loopback
+    /// too, so the Host header the client signs is one the target accepts.
+    pub proxy: bool,
+    /// The suite may create and delete buckets (not on a real endpoint: it works in the bucket it is given).
+    pub bucket_admin: bool,
+    /// Object tagging: `x-*-tagging` on PutObject, InitiateMultipartUpload and CopyObject, and
+    /// Put/Get/DeleteObjectTagging.
+    pub tagging: bool,
+    /// Bucket versioning, reads and tags of a specific version.
+    pub versioning: bool,
+    /// PutObjectTagging answers the version it tagged (`x-*-version-id`).
+    pub version_id_on_tagging: bool,
+    /// ListMultipartUploads.
+    pub list_uploads: bool,
+    /// ListMultipartUploads honours `max-uploads`, `key-marker` and `upload-id-marker` (pages).
+    pub list_uploads_paging: bool,
+    /// ListParts honours `max-parts` and `part-number-marker` (pages).
+    pub list_parts_paging: bool,
+    /// ListParts reports each part's ETag (what a resume reconciles its ledger with).
+    pub list_parts_etags: bool,
+    /// An upload id the server does not know (aborted, completed) is answered `NoSuchUpload` by every
+    /// multipart call.
+    pub no_such_upload: bool,
+    /// A request to a bucket that does not exist is answered `NoSuchBucket`.
+    pub no_such_bucket: bool,
+    /// DeleteBucket refuses a bucket that holds objects (`BucketNotEmpty`).
+    pub bucket_not_empty: bool,
+    /// CopyObject and UploadPartCopy honour `x-*-copy-source-if-match` (412 when the source's ETag differs).
+    pub copy_source_if_match: bool,
+    /// A write that must not overwrite (`x-oss-forbid-overwrite`, `If-None-Match: *`) is refused when the key
+    /// exists: PutObject and CompleteMultipartUpload.
+    pub conditional_put: bool,
+    /// CopyObject too.
+    pub conditional_copy: bool,
+    /// Requests signed with a wrong secret or an unknown key are refused.
+    pub checks_signatures: bool,
+    /// A body that does not match its `Content-MD5` is refused.
+    pub checks_content_md5: bool,
+}
+
+impl TargetCaps {
+    /// Every capability.
+    pub const ALL: TargetCaps = TargetCaps {
+        http: true,
+        proxy: true,
+        bucket_admin: true,
+        tagging: true,
+        versioning: true,
+        version_id_on_tagging: true,
+        list_uploads: true,
+        list_uploads_paging: true,
+        list_parts_paging: true,
+        list_parts_etags: true,
+        no_such_upload: true,
+        no_such_bucket: true,
+        bucket_not_empty: true,
+        copy_source_if_match: true,
+        conditional_put: true,
+        conditional_copy: true,
+        checks_signatures: true,
+        checks_content_md5: true,
+    };
+}
+
+/// A capability a case needs.
+#[derive(Debug, Clone, Copy)]
+pub enum Cap {
+    Http,
+    Proxy,
+    BucketAdmin,
+    Tagging,
+    Versioning,
+    ListUploads,
+    ListUploadsPaging,
+    ListPartsPaging,
+    NoSuchUpload,
+    NoSuchBucket,
+    BucketNotEmpty,
+    CopySourceIfMatch,
+    ConditionalPut,
+    ConditionalCopy,
+    ChecksSignatures,
+    ChecksContentMd5,
+}
+
+impl Cap {
+    fn has(self, c: &TargetCaps) -> bool {
+        match self {
+            Cap::Http => c.http,
+            Cap::Proxy => c.proxy,
+            Cap::BucketAdmin => c.bucket_admin,
+            Cap::Tagging => c.tagging,
+            Cap::Versioning => c.versioning,
+            Cap::ListUploads => c.list_uploads,
+            Cap::ListUploadsPaging => c.list_uploads_paging,
+            Cap::ListPartsPaging => c.list_parts_paging,
+            Cap::NoSuchUpload => c.no_such_upload,
+            Cap::NoSuchBucket => c.no_such_bucket,
+            Cap::BucketNotEmpty => c.bucket_not_empty,
+            Cap::CopySourceIfMatch => c.copy_source_if_match,
+            Cap::ConditionalPut => c.conditional_put,
+            Cap::ConditionalCopy => c.conditional_copy,
+            Cap::ChecksSignatures => c.checks_signatures,
+            Cap::ChecksContentMd5 => c.checks_content_md5,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Cap::Http => "wire (it runs in process)",
+            Cap::Proxy => "test proxy in front (not on loopback, or no wire)",
+            Cap::BucketAdmin => "bucket administration (the suite works in a bucket it is given)",
+            Cap::Tagging => "object tagging",
+            Cap::Versioning => "bucket versioning",
+            Cap::ListUploads => "ListMultipartUploads",
+            Cap::ListUploadsPaging => "ListMultipartUploads paging (max-uploads, markers)",
+            Cap::ListPartsPaging => "ListParts paging (max-parts, part-number-marker)",
+            Cap::NoSuchUpload => "NoSuchUpload for unknown upload ids",
+            Cap::NoSuchBucket => "NoSuchBucket for missing buckets",
+            Cap::BucketNotEmpty => "BucketNotEmpty (DeleteBucket refuses a bucket with objects)",
+            Cap::CopySourceIfMatch => "copy-source-if-match checks",
+            Cap::ConditionalPut => "writes that refuse to overwrite",
+            Cap::ConditionalCopy => "copies that refuse to overwrite",
+            Cap::ChecksSignatures => "signature checks",
+            Cap::ChecksContentMd5 => "Content-MD5 checks",
+        }
+    }
+}
+
+/// Which wire a target speaks, when it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Oss,
+    S3,
+}
+
+/// How to reach a target over HTTP: for cases that sign with other credentials or put a proxy in between.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    pub endpoint: String,
+    pub dialect: Dialect,
+    pub region: String,
+    pub credentials: Credentials,
+    /// Path-style addressing (`Some(false)`: virtual-hosted; `None`: the client's default for the endpoint).
+    pub path_style: Option<bool>,
+}
+
+/// A store under test, with what keeps it alive (a server process, a temporary directory).
+pub struct Target {
+    pub name: &'static str,
+    pub store: Arc<dyn ObjectStore>,
+    pub buckets: Arc<dyn BucketStore>,
+    pub caps: TargetCaps,
+    /// `None` for the store in process.
+    pub wire: Option<Wire>,
+    /// A real endpoint's bucket: cases work under a unique prefix in it instead of creating buckets.
+    fixed_bucket: Option<String>,
+    /// A unique prefix per test on a fixed bucket.
+    run_prefix: String,
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("name", &self.name).field("caps", &self.caps).finish_non_exhaustive()
+    }
+}
+
+/// Where a case works: a bucket, and a prefix every key it writes starts with (empty on a bucket of its own).
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl Scope {
+    /// The full key of `name`.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The object `name`.
+    pub fn obj(&self, name: &str) -> ObjectRef {
+        ObjectRef::new(&self.bucket, self.key(name))
+    }
+}
+
+impl Target {
+    /// A bucket for a case: a new bucket `name` on targets the suite owns; on a real endpoint, its bucket and a
+    /// prefix unique to this test.
+    pub async fn scope(&self, name: &str) -> Scope {
+        match &self.fixed_bucket {
+            Some(b) => Scope { bucket: b.clone(), prefix: format!("{}{name}/", self.run_prefix) },
+            None => {
+                self.buckets
+                    .create_bucket(name)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: create bucket {name}: {e}", self.name));
+                Scope { bucket: name.to_owned(), prefix: String::new() }
+            }
+        }
+    }
+
+    /// A scope in a bucket with versioning enabled (a real endpoint's bucket must already have it).
+    pub async fn versioned_scope(&self, name: &str) -> Scope {
+        let scope = self.scope(name).await;
+        if self.fixed_bucket.is_none() {
+            self.buckets.put_versioning(&scope.bucket, true).await.unwrap();
+        }
+        assert_eq!(
+            self.buckets.get_versioning(&scope.bucket).await.unwrap(),
+            transfer_engine::store::Versioning::Enabled
+        );
+        scope
+    }
+
+    /// A client of the target with other credentials (only on targets with a wire).
+    pub fn client_with(&self, credentials: Credentials) -> Arc<dyn ObjectStore> {
+        let endpoint = self.wire.as_ref().expect("a target with a wire").endpoint.clone();
+        self.client_at(&endpoint, credentials)
+    }
+
+    /// A client of this target's dialect at `endpoint` (the target's, or a proxy's in front of it) signing with
+    /// `credentials` (only on targets with a wire).
+    pub fn client_at(&self, endpoint: &str, credentials: Credentials) -> Arc<dyn ObjectStore> {
+        let wire = self.wire.as_ref().expect("a target with a wire");
+        let wire = Wire { endpoint: endpoint.to_owned(), credentials, ..wire.clone() };
+        match wire.dialect {
+            Dialect::Oss => Arc::new(targets::oss_client(&wire)),
+            Dialect::S3 => Arc::new(targets::s3_client(&wire, self.caps.tagging)),
+        }
+    }
+
+    /// Removes what a case left under its prefix on a real endpoint's bucket (objects and uploads; old
+    /// versions stay, as the store contract has no ListObjectVersions).
+    async fn clean_up(&self) {
+        let Some(bucket) = &self.fixed_bucket else { return };
+        let prefix = Some(self.run_prefix.clone());
+        let mut token = None;
+        loop {
+            let req = ListRequest { prefix: prefix.clone(), continuation_token: token.clone(), ..Default::default() };
+            let Ok(page) = self.store.list_objects(bucket, &req).await else { break };
+            for o in &page.objects {
+                let _ = self.store.delete_object(&ObjectRef::new(bucket, &o.key)).await;
+            }
+            if !page.is_truncated || page.next_continuation_token.is_none() {
+                break;
+            }
+            token = page.next_continuation_token;
+        }
+        let req = ListUploadsRequest { prefix: prefix.clone(), ..Default::default() };
+        if let Ok(page) = self.store.list_uploads(bucket, &req).await {
+            for u in &page.uploads {
+                let _ = self.store.abort_multipart(bucket, &u.key, &u.upload_id).await;
+            }
+        }
+    }
+}
+
+/// A target as the table names it: its name, its declared capabilities, and how to start it (`None`, after
+/// printing why, when it is not available: a real endpoint not configured, a `TRANSFER_SKIP_*` variable).
+pub struct TargetDef {
+    pub name: &'static str,
+    pub caps: fn() -> TargetCaps,
+    pub start: fn(&str) -> Option<Target>,
+}
+
+/// Runs `case` against the target `def`, or says why not.
+pub async fn run(def: &TargetDef, case: &str, needs: &[Cap], f: for<'a> fn(&'a Target) -> BoxFuture<'a, ()>) {
+    let test = format!("conformance::{}::{case}", def.name);
+    let caps = (def.caps)();
+    let missing: Vec<&str> = needs.iter().filter(|c| !c.has(&caps)).map(|c| c.describe()).collect();
+    if !missing.is_empty() {
+        println!("SKIPPED {test}: {} declares no {}", def.name, missing.join(", no "));
+        return;
+    }
+    let Some(target) = (def.start)(&test) else { return };
+    let outcome = std::panic::AssertUnwindSafe(f(&target)).catch_unwind().await;
+    target.clean_up().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Metadata the cases write: user metadata and two standard headers.
+pub fn meta() -> Metadata {
+    let mut m = Metadata::with_user([("origin", "backup"), ("team", "storage")]).unwrap();
+    m.content_type = Some("application/x-test".into());
+    m.cache_control = Some("no-cache".into());
+    m
+}
+
+/// Tags the cases write, with characters that need encoding in the tagging header.
+pub fn tags() -> TagSet {
+    TagSet::from_pairs([("k4+-=", "+-=._:/"), ("plain", "v w")]).unwrap()
+}
+
+/// Asserts that `got` carries `want`'s user metadata, Content-Type and Cache-Control.
+#[track_caller]
+pub fn assert_meta(got: &Metadata, want: &Metadata) {
+    assert_eq!(got.user, want.user);
+    assert_eq!(got.content_type, want.content_type);
+    assert_eq!(got.cache_control, want.cache_control);
+}
+
+/// The whole object.
+pub async fn read(store: &dyn ObjectStore, obj: &ObjectRef) -> Vec<u8> {
+    store.get_object(obj, None).await.unwrap_or_else(|e| panic!("GET {obj}: {e}")).bytes().await.unwrap().to_vec()
+}
+
+/// The object's tags, sorted.
+pub async fn tags_of(store: &dyn ObjectStore, obj: &ObjectRef) -> Vec<transfer_engine::tags::Tag> {
+    store.get_tagging(obj).await.unwrap_or_else(|e| panic!("GetObjectTagging {obj}: {e}")).sorted()
+}
+
+/// One test per (target, case): `conformance::<target>::<case>`. A case is `module::function [Cap, ...]`.
+macro_rules! conformance {
+    (targets: [$($target:ident),* $(,)?], cases: $cases:tt) => {
+        $( conformance!(@target $target, $cases); )*
+        conformance!(@table [$($target),*], $cases);
+    };
+    (@table [$($target:ident),*], [$($module:ident :: $case:ident [$($cap:ident),*]),* $(,)?]) => {
+        /// The targets of the table.
+        const TARGETS: &[fn() -> TargetDef] = &[$(targets::$target),*];
+        /// The cases of the table, with the capabilities each needs.
+        const CASES: &[(&str, &[Cap])] = &[$((stringify!($case), &[$(Cap::$cap),*])),*];
+    };
+    (@target $target:ident, [$($module:ident :: $case:ident [$($cap:ident),*]),* $(,)?]) => {
+        mod $target {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::run(&super::targets::$target(), stringify!($case), &[$(super::Cap::$cap),*], |t| {
+                        Box::pin(super::$module::$case(t))
+                    })
+                    .await;
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    targets: [local, serve_oss, serve_s3, moto, s3s_fs, env_s3, env_oss],
+    cases: [
+        objects::put_get_head_with_metadata [],
+        objects::listing_with_prefixes_and_paging [],
+        objects::missing_bucket [NoSuchBucket],
+        objects::buckets [BucketAdmin],
+        objects::delete_bucket_refuses_objects [BucketAdmin, BucketNotEmpty],
+        objects::versioning_states [BucketAdmin, Versioning],
+        tagging::tags_on_put [Tagging],
+        tagging::put_get_delete_tagging [Tagging],
+        tagging::tags_on_a_specific_version [Tagging, Versioning],
+        multipart::parts_out_of_order_with_metadata [],
+        multipart::tags_on_initiate [Tagging],
+        multipart::list_parts_in_pages [ListPartsPaging],
+        multipart::abort [],
+        multipart::unknown_upload_ids [NoSuchUpload],
+        multipart::list_uploads [ListUploads],
+        multipart::list_uploads_in_pages [ListUploads, ListUploadsPaging],
+        copy::upload_part_copy_with_ranges [],
+        copy::copies_check_the_source_etag [CopySourceIfMatch],
+        copy::copy_object_metadata_directive [],
+        copy::copy_object_tagging_directive [Tagging],
+        engine::resumable_upload [],
+        engine::multipart_copy_keeps_or_replaces_metadata [],
+        engine::tags_on_upload_and_both_copy_modes [Tagging],
+        engine::no_clobber_upload_when_the_destination_appears [ConditionalPut],
+        engine::no_clobber_copy_when_the_destination_appears [ConditionalPut, ConditionalCopy],
+        wire::forbid_overwrite [ConditionalPut],
+        wire::forbid_overwrite_on_copy [ConditionalCopy],
+        wire::signatures_are_checked [Http, ChecksSignatures],
+        wire::corrupted_bodies_are_refused [Proxy, ChecksContentMd5],
+        faults::engine_jobs_through_faults [Proxy],
+        faults::lost_complete_answers [Proxy, NoSuchUpload],
+    ]
+}
+
+/// Prints which cases each target skips, by which declared capability (`cargo test --test tests
+/// conformance::declared -- --nocapture`), and checks that every case runs somewhere in CI.
+#[test]
+fn declared_skips() {
+    let mut runs = vec![0usize; CASES.len()];
+    for def in TARGETS.iter().map(|t| t()) {
+        let caps = (def.caps)();
+        let mut skipped = Vec::new();
+        for (i, (case, needs)) in CASES.iter().enumerate() {
+            let missing: Vec<&str> = needs.iter().filter(|c| !c.has(&caps)).map(|c| c.describe()).collect();
+            if missing.is_empty() {
+                if !def.name.starts_with("env_") {
+                    runs[i] += 1;
+                }
+            } else {
+                skipped.push(format!("{case} (no {})", missing.join(", no ")));
+            }
+        }
+        println!(
+            "{}: runs {} of {} cases; skips: {}",
+            def.name,
+            CASES.len() - skipped.len(),
+            CASES.len(),
+            skipped.join("; ")
+        );
+    }
+    for ((case, _), n) in CASES.iter().zip(runs) {
+        assert!(n >= 2, "{case} runs against {n} target(s) without a real endpoint");
+    }
+}

@@ -1,0 +1,170 @@
+//! Single objects and listings: PutObject, HeadObject, GetObject (whole and ranged), DeleteObject, and
+//! ListObjectsV2 with prefixes, delimiters and pages.
+
+use super::{assert_meta, meta, read, Target};
+use crate::util::data;
+use transfer_engine::store::{ByteRange, ListRequest, PutOptions, Versioning};
+use transfer_engine::{ErrorKind, ObjectRef};
+
+pub async fn put_get_head_with_metadata(t: &Target) {
+    let s = &*t.store;
+    let scope = t.scope("objects").await;
+    let obj = scope.obj("dir/a b+c~ü.txt");
+    let body = data(1000, 1);
+    let opts = PutOptions { metadata: meta(), content_md5: true, ..PutOptions::default() };
+    let put = s.put_object(&obj.bucket, &obj.key, body.clone().into(), &opts).await.unwrap();
+    assert!(!put.etag.is_empty());
+
+    let head = s.head_object(&obj).await.unwrap();
+    assert_eq!((head.size, head.etag.as_str()), (1000, put.etag.as_str()));
+    assert_meta(&head.metadata, &meta());
+    let summary = s.get_object_meta(&obj).await.unwrap();
+    assert_eq!((summary.size, summary.etag.as_str()), (1000, put.etag.as_str()));
+
+    let got = s.get_object(&obj, None).await.unwrap();
+    assert_eq!((got.info.size, got.info.etag.as_str()), (1000, put.etag.as_str()));
+    assert_meta(&got.info.metadata, &meta());
+    assert_eq!(got.bytes().await.unwrap().to_vec(), body);
+    let part = s.get_object(&obj, Some(ByteRange::inclusive(10, 19))).await.unwrap();
+    assert_eq!((part.info.size, part.range), (1000, Some((10, 19))));
+    assert_eq!(part.bytes().await.unwrap().to_vec(), body[10..20].to_vec());
+    // The end is clamped to the size.
+    let tail = s.get_object(&obj, Some(ByteRange { first: 990, last: Some(5000) })).await.unwrap();
+    assert_eq!(tail.range, Some((990, 999)));
+    assert_eq!(tail.bytes().await.unwrap().to_vec(), body[990..].to_vec());
+
+    // An empty object.
+    let empty = scope.obj("empty");
+    s.put_object(&empty.bucket, &empty.key, Vec::new().into(), &PutOptions::default()).await.unwrap();
+    assert_eq!(s.head_object(&empty).await.unwrap().size, 0);
+    assert!(read(s, &empty).await.is_empty());
+
+    // Gone after DeleteObject, with the service's codes.
+    s.delete_object(&obj).await.unwrap();
+    let e = s.head_object(&obj).await.unwrap_err();
+    assert_eq!((e.status(), e.is_retryable()), (Some(404), false), "{e}");
+    let e = s.get_object(&obj, None).await.unwrap_err();
+    assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(404), Some("NoSuchKey"), false), "{e}");
+
+    // Append and symlinks exist only where the store says so; elsewhere the call is refused before sending.
+    if !s.capabilities().append {
+        let e = s
+            .append_object(&scope.bucket, &scope.key("log"), 0, b"x".to_vec().into(), &PutOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+    }
+}
+
+pub async fn missing_bucket(t: &Target) {
+    let s = &*t.store;
+    let missing = format!("transfer-conformance-missing-{}", std::process::id());
+    let e = s.get_object(&ObjectRef::new(&missing, "k"), None).await.unwrap_err();
+    assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(404), Some("NoSuchBucket"), false), "{e}");
+    let e = s.put_object(&missing, "k", b"x".to_vec().into(), &PutOptions::default()).await.unwrap_err();
+    assert_eq!((e.status(), e.service_code()), (Some(404), Some("NoSuchBucket")), "{e}");
+    let e = s.list_objects(&missing, &ListRequest::default()).await.unwrap_err();
+    assert_eq!((e.status(), e.service_code()), (Some(404), Some("NoSuchBucket")), "{e}");
+}
+
+pub async fn listing_with_prefixes_and_paging(t: &Target) {
+    let s = &*t.store;
+    let scope = t.scope("listing").await;
+    let names = ["a/1", "a/2", "a/3 x", "a/4+y", "a/5", "a/sub/x", "b/1", "top"];
+    for n in names {
+        s.put_object(&scope.bucket, &scope.key(n), n.as_bytes().to_vec().into(), &PutOptions::default()).await.unwrap();
+    }
+    let strip = |k: &str| k.strip_prefix(&scope.prefix).unwrap_or_else(|| panic!("{k} outside the scope")).to_owned();
+
+    // Two keys a page under a/.
+    let (mut seen, mut token, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let req = ListRequest {
+            prefix: Some(scope.key("a/")),
+            max_keys: Some(2),
+            continuation_token: token.clone(),
+            ..Default::default()
+        };
+        let page = s.list_objects(&scope.bucket, &req).await.unwrap();
+        pages += 1;
+        assert!(page.objects.len() <= 2);
+        seen.extend(page.objects.iter().map(|o| (strip(&o.key), o.size)));
+        if !page.is_truncated {
+            break;
+        }
+        token = page.next_continuation_token;
+        assert!(token.is_some() && pages < 10);
+    }
+    let want: Vec<(String, u64)> = names[..6].iter().map(|k| (k.to_string(), k.len() as u64)).collect();
+    assert_eq!(seen, want);
+    assert_eq!(pages, 3);
+
+    // Rolled up by the delimiter.
+    let req = ListRequest { prefix: Some(scope.prefix.clone()), delimiter: Some("/".into()), ..Default::default() };
+    let root = s.list_objects(&scope.bucket, &req).await.unwrap();
+    assert_eq!(root.common_prefixes.iter().map(|p| strip(p)).collect::<Vec<_>>(), ["a/", "b/"]);
+    assert_eq!(root.objects.iter().map(|o| strip(&o.key)).collect::<Vec<_>>(), ["top"]);
+    // Starting after a key, with the delimiter.
+    let req = ListRequest {
+        prefix: Some(scope.key("a/")),
+        delimiter: Some("/".into()),
+        start_after: Some(scope.key("a/3 x")),
+        ..Default::default()
+    };
+    let after = s.list_objects(&scope.bucket, &req).await.unwrap();
+    assert_eq!(after.objects.iter().map(|o| strip(&o.key)).collect::<Vec<_>>(), ["a/4+y", "a/5"]);
+    assert_eq!(after.common_prefixes.iter().map(|p| strip(p)).collect::<Vec<_>>(), ["a/sub/"]);
+    // Prefix and delimiter pages together: keys and rolled-up prefixes share the page size.
+    let (mut entries, mut token) = (Vec::new(), None);
+    for _ in 0..10 {
+        let req = ListRequest {
+            prefix: Some(scope.key("a/")),
+            delimiter: Some("/".into()),
+            max_keys: Some(4),
+            continuation_token: token.clone(),
+            ..Default::default()
+        };
+        let page = s.list_objects(&scope.bucket, &req).await.unwrap();
+        assert!(page.objects.len() + page.common_prefixes.len() <= 4);
+        entries.extend(page.objects.iter().map(|o| strip(&o.key)));
+        entries.extend(page.common_prefixes.iter().map(|p| strip(p)));
+        if !page.is_truncated {
+            break;
+        }
+        token = page.next_continuation_token;
+    }
+    entries.sort();
+    assert_eq!(entries, ["a/1", "a/2", "a/3 x", "a/4+y", "a/5", "a/sub/"]);
+}
+
+pub async fn buckets(t: &Target) {
+    let b = &*t.buckets;
+    b.create_bucket("lifecycle").await.unwrap();
+    // Creating a bucket that exists and is yours succeeds.
+    b.create_bucket("lifecycle").await.unwrap();
+    t.store.put_object("lifecycle", "k", b"x".to_vec().into(), &PutOptions::default()).await.unwrap();
+    assert_eq!(read(&*t.store, &ObjectRef::new("lifecycle", "k")).await, b"x");
+    t.store.delete_object(&ObjectRef::new("lifecycle", "k")).await.unwrap();
+    b.delete_bucket("lifecycle").await.unwrap();
+    let e = t.store.list_objects("lifecycle", &ListRequest::default()).await.unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+}
+
+pub async fn delete_bucket_refuses_objects(t: &Target) {
+    let b = &*t.buckets;
+    b.create_bucket("not-empty").await.unwrap();
+    t.store.put_object("not-empty", "k", b"x".to_vec().into(), &PutOptions::default()).await.unwrap();
+    let e = b.delete_bucket("not-empty").await.unwrap_err();
+    assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(409), Some("BucketNotEmpty"), false), "{e}");
+    assert_eq!(read(&*t.store, &ObjectRef::new("not-empty", "k")).await, b"x");
+}
+
+pub async fn versioning_states(t: &Target) {
+    let b = &*t.buckets;
+    b.create_bucket("states").await.unwrap();
+    assert_eq!(b.get_versioning("states").await.unwrap(), Versioning::Off);
+    b.put_versioning("states", true).await.unwrap();
+    assert_eq!(b.get_versioning("states").await.unwrap(), Versioning::Enabled);
+    b.put_versioning("states", false).await.unwrap();
+    assert_eq!(b.get_versioning("states").await.unwrap(), Versioning::Suspended);
+}
