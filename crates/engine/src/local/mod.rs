@@ -90,6 +90,9 @@ struct Inner {
     _lock: std::fs::File,
 }
 
+/// How long opening a store waits for its root's lock before saying another process has it.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Takes the exclusive lock on `root/.lock`, so a second process (another `transfer serve`, or an embedder
 /// opening the same root) fails clearly instead of sweeping the first one's in-flight files.
 fn lock_root(root: &Path) -> Result<std::fs::File> {
@@ -100,7 +103,15 @@ fn lock_root(root: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::new(ErrorKind::Io, format!("cannot open {}", path.display())).with_source(e))?;
-    match file.try_lock() {
+    // A lock a previous owner just released can still be held for a moment by a process another thread of that
+    // owner was starting (fork duplicates the descriptor until exec closes it): wait briefly before failing.
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    let mut locked = file.try_lock();
+    while matches!(locked, Err(std::fs::TryLockError::WouldBlock)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        locked = file.try_lock();
+    }
+    match locked {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
             ErrorKind::Io,
