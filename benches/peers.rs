@@ -1123,7 +1123,12 @@ fn report(config: &Config, tools: &Tools, outcomes: &[Outcome], load_before: &st
     s.push_str(&format!(
         "- Every tool: {PART_MIB} MiB parts and {JOBS} requests in flight where it can be set (see the commands below); each is one client process, run under `/usr/bin/time`.\n"
     ));
-    s.push_str("- S3 workloads: Garage, single node on 127.0.0.1:80 (LMDB, no fsync, no compression), started empty before every upload run. OSS workloads: `transfer serve --no-fsync`, started empty before every run.\n\n");
+    if outcomes.iter().any(|o| o.workload.server == ServerKind::Garage) {
+        s.push_str("- S3 workloads: Garage, single node on 127.0.0.1:80 (LMDB, no fsync, no compression), started empty before every upload run.\n");
+    } else {
+        s.push_str("- S3 workloads: **`transfer serve --no-fsync` on 127.0.0.1:80, not Garage** (`TRANSFER_BENCH_S3_SERVER=serve`, or Garage not installed), started empty before every upload run.\n");
+    }
+    s.push_str("- OSS workloads: `transfer serve --no-fsync`, started empty before every run. Copy: one server for all runs, the source object uploaded once by `transfer` (untimed), each run's copy checked and deleted.\n\n");
 
     s.push_str("Tool versions:\n\n");
     for (k, v) in tools.versions() {
