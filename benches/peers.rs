@@ -1488,7 +1488,14 @@ fn run(config: &Config) -> Res<()> {
                 };
                 let Some(inv) = invocation(t, w, &c)? else {
                     if !skipped.iter().any(|(s, _)| *s == t) {
-                        skipped.push((t, "cannot do this workload".into()));
+                        let why = match (t, w.kind) {
+                            (Tool::AwsCrt, Kind::Copy) => {
+                                "the CLI copies S3 to S3 with its classic client (row aws-classic)"
+                            }
+                            (Tool::Curl, Kind::Copy) => "no server-side copy in curl",
+                            _ => "cannot do this workload",
+                        };
+                        skipped.push((t, why.into()));
                     }
                     continue;
                 };
