@@ -860,9 +860,13 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             match w.kind {
                 Kind::Big => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest), s("--recursive")]),
+                // Its default (`--copy-props default`) also copies tags with GetObjectTagging, which Garage
+                // does not implement; metadata only, as a plain CopyObject would.
                 Kind::Copy => argv.extend([
                     format!("s3://{BUCKET}/{}", c.copy_src),
                     format!("s3://{BUCKET}/{}", c.dest),
+                    s("--copy-props"),
+                    s("metadata-directive"),
                 ]),
             }
             argv.push(s("--only-show-errors"));
