@@ -850,3 +850,25 @@ async fn a_recursive_copy_of_a_prefix_without_a_slash_means_that_directory() {
     assert_eq!(keys, ["dst/a.jpg", "dst/sub/b.jpg"]);
     assert_eq!(summary(&out)["objects_transferred"].as_u64(), Some(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_from_a_store_without_tagging_keeps_no_tags_and_does_not_retry() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "notag").await;
+    let opts = PutOptions { tags: Some(TagSet::from_pairs([("k", "v")]).unwrap()), ..Default::default() };
+    store.put_object("notag", "src", b"bytes".to_vec().into(), &opts).await.unwrap();
+    // A server that answers GetObjectTagging with 501 NotImplemented, as Garage does.
+    let proxy = FaultProxy::start(
+        &served.endpoint,
+        vec![Rule { method: Some("GET"), contains: "tagging", fault: Fault::Status(501, "NotImplemented"), times: 100 }],
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(transfer(&proxy.endpoint, &tmp.path().join("l.db")).args(["cp", "--json", "oss://notag/src", "oss://notag/dst"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!((s["objects_transferred"].as_u64(), s["requests_retried"].as_u64()), (Some(1), Some(0)), "{s}");
+    let got = store.get_object(&ObjectRef::new("notag", "dst"), None).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.as_ref(), b"bytes");
+}

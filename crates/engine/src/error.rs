@@ -283,9 +283,12 @@ pub fn classify(status: u16, code: &str) -> Retry {
         | "RequestLimitExceeded" | "BandwidthLimitExceeded" | "TooManyRequestsException" | "RequestTimeout"
         | "RequestTimeoutException" | "PriorRequestNotComplete" | "OperationAborted" | "ConditionalRequestConflict"
         | "InternalError" | "ServiceUnavailable" => return Retry::Temporary,
+        // A server that does not implement an operation will not implement it on the next attempt either.
+        "NotImplemented" => return Retry::Permanent,
         _ => {}
     }
     match status {
+        501 | 505 => Retry::Permanent,
         500..=599 | 408 | 429 => Retry::Temporary,
         _ => Retry::Permanent,
     }
@@ -308,6 +311,8 @@ mod tests {
         assert_eq!(classify(500, "InternalError"), Retry::Temporary);
         assert_eq!(classify(429, ""), Retry::Temporary);
         assert_eq!(classify(408, ""), Retry::Temporary);
+        assert_eq!(classify(501, "NotImplemented"), Retry::Permanent);
+        assert_eq!(classify(501, ""), Retry::Permanent);
     }
 
     #[test]

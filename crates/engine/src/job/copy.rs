@@ -163,18 +163,28 @@ impl Engine {
 
     /// The tags the destination must carry (`None`: none).
     async fn copy_tags(&self, req: &CopyRequest, head: &ObjectInfo) -> Result<Option<TagSet>> {
+        let caps = self.source_store().capabilities();
         let tags = match &req.tags {
             Directive::Replace(t) => t.clone(),
-            // No tags to read: the store has no tagging, or its HEAD counted none.
-            Directive::Copy if !self.inner.caps.tagging => TagSet::new(),
-            Directive::Copy if self.inner.caps.tag_count_on_head && head.tagging_count == 0 => TagSet::new(),
+            // No tags to read: the source's store has no tagging, or its HEAD counted none.
+            Directive::Copy if !caps.tagging => TagSet::new(),
+            Directive::Copy if caps.tag_count_on_head && head.tagging_count == 0 => TagSet::new(),
             Directive::Copy => {
                 let inner = &self.inner;
-                self.retrying("GetObjectTagging", |_| async {
+                let read = self
+                    .retrying("GetObjectTagging", |_| async {
                         let _slot = inner.scheduler.request().await;
                         self.source_store().get_tagging(&req.source).await
                     })
-                    .await?
+                    .await;
+                match read {
+                    // A server that does not implement tagging (Garage, say) holds no tags to keep.
+                    Err(e) if e.service_code() == Some("NotImplemented") || e.status() == Some(501) => {
+                        tracing::debug!(source = %req.source, "the source's store has no tagging: no tags to copy");
+                        TagSet::new()
+                    }
+                    read => read?,
+                }
             }
         };
         Ok((!tags.is_empty()).then_some(tags))
