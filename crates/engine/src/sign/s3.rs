@@ -14,6 +14,7 @@
 //! the declared payload hash; comparing that hash with the body is the server's job, as it reads the body.
 
 use super::sigv4::{self, Scheme};
+use super::verify::check_skew;
 use super::{header, same_signature, Credentials, MAX_CLOCK_SKEW};
 use crate::error::{Error, Result};
 use std::time::{Duration, SystemTime};
@@ -228,23 +229,6 @@ fn check_token(creds: &Credentials, presented: Option<&str>) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-fn check_skew(request_time: SystemTime, now: SystemTime, shown: &str) -> Result<()> {
-    let skew = match now.duration_since(request_time) {
-        Ok(d) => d,
-        Err(e) => e.duration(),
-    };
-    if skew > MAX_CLOCK_SKEW {
-        return Err(Error::code(
-            403,
-            "RequestTimeTooSkewed",
-            "The difference between the request time and the current time is too large.",
-        )
-        .with_extra("RequestTime", shown)
-        .with_extra("ServerTime", httpdate::fmt_http_date(now)));
-    }
-    Ok(())
 }
 
 fn signed_names(list: &str) -> Vec<String> {

@@ -31,7 +31,8 @@ fn epoch(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
-fn check_skew(request_time: SystemTime, now: SystemTime, shown: &str) -> Result<()> {
+/// `RequestTimeTooSkewed` unless the request's time is within [`MAX_CLOCK_SKEW`] of `now` (both dialects).
+pub(super) fn check_skew(request_time: SystemTime, now: SystemTime, shown: &str) -> Result<()> {
     let skew = now.duration_since(request_time).or_else(|e| Ok::<_, ()>(e.duration())).unwrap_or_default();
     if skew > MAX_CLOCK_SKEW {
         return Err(Error::code(
