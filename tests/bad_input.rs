@@ -145,10 +145,10 @@ async fn multipart_misuse() {
     let p1 = store.upload_part(&b, "obj", &id, 1, Body::from(data(100 * 1024, 1)), false).await.unwrap();
     let p2 = store.upload_part(&b, "obj", &id, 2, Body::from(data(1000, 2)), false).await.unwrap();
     let p3 = store.upload_part(&b, "obj", &id, 3, Body::from(data(10, 3)), false).await.unwrap();
-    let part = |r: &transfer_engine::store::PartReceipt| CompletedPart { part_number: r.part_number, etag: r.etag.clone() };
+    let part = |r: &transfer_engine::store::PartReceipt| CompletedPart::from(r);
     let opts = CompleteOptions::default();
 
-    let wrong = vec![part(&p1), CompletedPart { part_number: 2, etag: "0123456789ABCDEF0123456789ABCDEF".into() }];
+    let wrong = vec![part(&p1), CompletedPart::new(2, "0123456789ABCDEF0123456789ABCDEF")];
     refused(&served, "InvalidPart", store.complete_multipart(&b, "obj", &id, &wrong, &opts)).await;
     let out_of_order = vec![part(&p2), part(&p1)];
     refused(&served, "InvalidPartOrder", store.complete_multipart(&b, "obj", &id, &out_of_order, &opts)).await;

@@ -48,7 +48,7 @@ async fn a_multipart_upload_survives_every_kind_of_fault() {
             .run("upload part", |_| store.upload_part(&b, "obj", &id, n, Body::from(chunk.to_vec()), false))
             .await
             .unwrap();
-        parts.push(CompletedPart { part_number: n, etag: r.etag });
+        parts.push(CompletedPart::from(&r));
     }
     policy.run("complete", |_| store.complete_multipart(&b, "obj", &id, &parts, &done)).await.unwrap();
     let obj = ObjectRef::new(&b, "obj");

@@ -63,7 +63,7 @@ async fn tags_on_multipart_upload() {
                 .unwrap();
             assert_eq!(r.size, chunk.len() as u64);
             assert_eq!(r.crc64, Some(transfer_engine::crc64::checksum(chunk)));
-            parts.push(CompletedPart { part_number: r.part_number, etag: r.etag });
+            parts.push(CompletedPart::from(&r));
         }
         parts.sort_by_key(|p| p.part_number);
         let done = store.complete_multipart(&b, key, &upload_id, &parts, &CompleteOptions::default()).await.unwrap();
@@ -134,7 +134,7 @@ async fn tags_on_resumable_upload() {
     }
     let all = second.list_parts(&b, key, &upload_id, None, None).await.unwrap();
     let parts: Vec<CompletedPart> =
-        all.parts.iter().map(|p| CompletedPart { part_number: p.part_number, etag: p.etag.clone() }).collect();
+        all.parts.iter().map(CompletedPart::from).collect();
     assert_eq!(parts.len(), chunks.len());
     second.complete_multipart(&b, key, &upload_id, &parts, &CompleteOptions::default()).await.unwrap();
     let obj = ObjectRef::new(&b, key);
@@ -213,7 +213,7 @@ async fn tags_on_multipart_copy() {
             .upload_part_copy(&b, dst, &upload_id, n, &src, Some(ByteRange::at(offset, len)), &CopyConditions::default())
             .await
             .unwrap();
-        parts.push(CompletedPart { part_number: n, etag: r.etag });
+        parts.push(CompletedPart::from(&r));
         offset += len;
         n += 1;
     }
@@ -301,7 +301,7 @@ async fn multipart_copy_replaces_metadata() {
             .upload_part_copy(&b, "copied", &id, n as u32 + 1, &src, Some(ByteRange::at(off, len)), &CopyConditions::default())
             .await
             .unwrap();
-        parts.push(CompletedPart { part_number: n as u32 + 1, etag: r.etag });
+        parts.push(CompletedPart::from(&r));
     }
     store.complete_multipart(&b, "copied", &id, &parts, &CompleteOptions::default()).await.unwrap();
     let dst = ObjectRef::new(&b, "copied");

@@ -54,7 +54,7 @@ async fn one_port_serves_s3_and_oss_requests() {
     let listed = s.list_parts("both", "mp", &id, None, Some(1)).await.unwrap();
     assert!(listed.is_truncated && listed.parts[0].part_number == 1);
     let all = s.list_parts("both", "mp", &id, None, None).await.unwrap();
-    let done: Vec<CompletedPart> = all.parts.iter().map(|p| CompletedPart { part_number: p.part_number, etag: p.etag.clone() }).collect();
+    let done: Vec<CompletedPart> = all.parts.iter().map(CompletedPart::from).collect();
     s.complete_multipart("both", "mp", &id, &done, &CompleteOptions::default()).await.unwrap();
     let mp = ObjectRef::new("both", "mp");
     assert_eq!(s.head_object(&mp).await.unwrap().object_type, ObjectType::Multipart);

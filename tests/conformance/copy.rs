@@ -31,7 +31,7 @@ pub async fn upload_part_copy_with_ranges(t: &Target) {
         let n = i as u32 + 1;
         let receipt = s.upload_part_copy(&dst_scope.bucket, &key, &id, n, &src, Some(*r), &pinned).await.unwrap();
         assert_eq!(receipt.part_number, n);
-        done.push(CompletedPart { part_number: n, etag: receipt.etag });
+        done.push(CompletedPart::from(&receipt));
     }
     let listed = s.list_parts(&dst_scope.bucket, &key, &id, None, None).await.unwrap();
     let sizes: Vec<u64> = listed.parts.iter().map(|p| p.size).collect();
@@ -52,7 +52,7 @@ pub async fn upload_part_copy_with_ranges(t: &Target) {
         .upload_part_copy(&dst_scope.bucket, &key, &id, 1, &src_scope.obj("small"), None, &CopyConditions::default())
         .await
         .unwrap();
-    let part = [CompletedPart { part_number: 1, etag: r.etag }];
+    let part = [CompletedPart::from(&r)];
     s.complete_multipart(&dst_scope.bucket, &key, &id, &part, &CompleteOptions::default()).await.unwrap();
     assert_eq!(read(s, &dst_scope.obj("whole")).await, b"small source");
 }

@@ -2,7 +2,7 @@
 //! without re-sending what arrived, and server-side copies on both paths (one CopyObject below the copy
 //! threshold, UploadPartCopy parts above it) keeping or replacing metadata and tags.
 
-use super::{assert_meta, meta, read, tags, tags_of, Target};
+use super::{assert_meta, meta, read, tags, tags_of, Dialect, Target};
 use crate::util::data;
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -241,6 +241,13 @@ pub async fn resumable_upload(t: &Target) {
     assert!(row.upload_id.is_some(), "the upload is kept for the resume");
     let recorded: Vec<u32> = jobs.ledger.parts(row.id).unwrap().iter().map(|p| p.number).collect();
     assert!(!recorded.is_empty() && !recorded.contains(&2), "{recorded:?}");
+    // The ledger keeps what Complete must name again: each part's CRC-32C on S3 (the client's default), nothing
+    // where the CRC-64 protects parts (OSS, the local store).
+    let s3 = t.wire.as_ref().is_some_and(|w| w.dialect == Dialect::S3);
+    for p in jobs.ledger.parts(row.id).unwrap() {
+        let bytes = &content[p.offset as usize..(p.offset + p.size) as usize];
+        assert_eq!(p.checksum, s3.then(|| Checksum::crc32c(bytes)), "part {}", p.number);
+    }
 
     // The resume sends only what the server does not have, where ListParts lets it tell.
     let second = Recording::new(t.store.clone(), None);

@@ -73,6 +73,9 @@ pub struct TargetCaps {
     pub checks_signatures: bool,
     /// A body that does not match its `Content-MD5` is refused.
     pub checks_content_md5: bool,
+    /// A PutObject or UploadPart body damaged on the way fails the call under the client's default protection:
+    /// the CRC-64 an OSS server reports of what it received, the `x-amz-checksum-crc32c` an S3 server checks.
+    pub checks_default_digests: bool,
 }
 
 impl TargetCaps {
@@ -96,6 +99,7 @@ impl TargetCaps {
         conditional_copy: true,
         checks_signatures: true,
         checks_content_md5: true,
+        checks_default_digests: true,
     };
 }
 
@@ -118,6 +122,7 @@ pub enum Cap {
     ConditionalCopy,
     ChecksSignatures,
     ChecksContentMd5,
+    ChecksDefaultDigests,
 }
 
 impl Cap {
@@ -139,6 +144,7 @@ impl Cap {
             Cap::ConditionalCopy => c.conditional_copy,
             Cap::ChecksSignatures => c.checks_signatures,
             Cap::ChecksContentMd5 => c.checks_content_md5,
+            Cap::ChecksDefaultDigests => c.checks_default_digests,
         }
     }
 
@@ -160,6 +166,7 @@ impl Cap {
             Cap::ConditionalCopy => "copies that refuse to overwrite",
             Cap::ChecksSignatures => "signature checks",
             Cap::ChecksContentMd5 => "Content-MD5 checks",
+            Cap::ChecksDefaultDigests => "checks of bodies under the default protection (CRC-64 / CRC-32C)",
         }
     }
 }
@@ -409,6 +416,7 @@ conformance! {
         wire::forbid_overwrite_on_copy [ConditionalCopy],
         wire::signatures_are_checked [Http, ChecksSignatures],
         wire::corrupted_bodies_are_refused [Proxy, ChecksContentMd5],
+        wire::damaged_bodies_fail_with_the_default_protection [Proxy, ChecksDefaultDigests],
         faults::engine_jobs_through_faults [Proxy],
         faults::lost_complete_answers [Proxy, NoSuchUpload],
     ]

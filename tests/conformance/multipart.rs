@@ -18,7 +18,7 @@ fn whole(parts: &[(u32, Vec<u8>)]) -> Vec<u8> {
 
 fn completed(receipts: &[PartReceipt]) -> Vec<CompletedPart> {
     let mut done: Vec<CompletedPart> =
-        receipts.iter().map(|r| CompletedPart { part_number: r.part_number, etag: r.etag.clone() }).collect();
+        receipts.iter().map(CompletedPart::from).collect();
     done.sort_by_key(|p| p.part_number);
     done
 }

@@ -111,13 +111,15 @@ pub fn s3_client(w: &Wire, tagging: bool) -> S3Store {
     .expect("S3 client")
 }
 
-/// moto 5.2.5's S3 server. It checks neither signatures nor Content-MD5; PutObjectTagging sends no
-/// `x-amz-version-id`; CopyObject and UploadPartCopy ignore `x-amz-copy-source-if-match`; ListMultipartUploads
-/// has no pages (`max-uploads` is not implemented); UploadPart and CompleteMultipartUpload on an aborted upload
-/// fail with a 500 HTML page instead of `NoSuchUpload`; CopyObject ignores `If-None-Match: *`.
+/// moto 5.2.5's S3 server. It checks neither signatures nor Content-MD5 nor `x-amz-checksum-*`;
+/// PutObjectTagging sends no `x-amz-version-id`; CopyObject and UploadPartCopy ignore
+/// `x-amz-copy-source-if-match`; ListMultipartUploads has no pages (`max-uploads` is not implemented);
+/// UploadPart and CompleteMultipartUpload on an aborted upload fail with a 500 HTML page instead of
+/// `NoSuchUpload`; CopyObject ignores `If-None-Match: *`.
 const MOTO: TargetCaps = TargetCaps {
     checks_signatures: false,
     checks_content_md5: false,
+    checks_default_digests: false,
     version_id_on_tagging: false,
     copy_source_if_match: false,
     list_uploads_paging: false,
@@ -148,8 +150,10 @@ pub fn moto() -> TargetDef {
 /// object tagging, no versioning and no ListMultipartUploads; its ListParts has no pages, no ETags and no
 /// order, and lists nothing (rather than `NoSuchUpload`) for an unknown upload id, which UploadPart answers
 /// `AccessDenied`; a missing bucket is `NoSuchKey`, and DeleteBucket removes a bucket with its objects; its
-/// UploadPartCopy ignores `x-amz-copy-source-if-match`, its CopyObject `If-None-Match: *`.
+/// UploadPartCopy ignores `x-amz-copy-source-if-match`, its CopyObject `If-None-Match: *`; it checks
+/// `x-amz-checksum-crc32c` on PutObject but not on UploadPart.
 const S3S_FS: TargetCaps = TargetCaps {
+    checks_default_digests: false,
     tagging: false,
     versioning: false,
     version_id_on_tagging: false,

@@ -4,6 +4,7 @@ use super::{read, Dialect, Target};
 use crate::util::data;
 use crate::util::fault::{Fault, FaultProxy, Rule};
 use transfer_engine::sign::Credentials;
+use transfer_engine::ErrorKind;
 use transfer_engine::store::{CompleteOptions, CompletedPart, CopyOptions, PutOptions};
 
 pub async fn forbid_overwrite(t: &Target) {
@@ -23,7 +24,7 @@ pub async fn forbid_overwrite(t: &Target) {
     // CompleteMultipartUpload too.
     let id = s.initiate_multipart(&obj.bucket, &obj.key, &PutOptions::default()).await.unwrap();
     let r = s.upload_part(&obj.bucket, &obj.key, &id, 1, b"third".to_vec().into(), true).await.unwrap();
-    let parts = [CompletedPart { part_number: 1, etag: r.etag }];
+    let parts = [CompletedPart::from(&r)];
     let e = s
         .complete_multipart(&obj.bucket, &obj.key, &id, &parts, &CompleteOptions { forbid_overwrite: true })
         .await
@@ -111,4 +112,47 @@ pub async fn corrupted_bodies_are_refused(t: &Target) {
     // The retry the classification invites goes through.
     via.put_object(&obj.bucket, &obj.key, body.clone().into(), &opts).await.unwrap();
     assert_eq!(read(s, &obj).await, body);
+}
+
+pub async fn damaged_bodies_fail_with_the_default_protection(t: &Target) {
+    let s = &*t.store;
+    let scope = t.scope("default-digests").await;
+    let wire = t.wire.as_ref().unwrap();
+    // The client's default options, no Content-MD5: OSS catches a damaged body by the CRC-64 the server reports
+    // of what it received, S3 by the x-amz-checksum-crc32c the server checks (declared on the upload for
+    // parts). Either way the call fails, retryably, and the retry lands the right bytes.
+    let proxy = FaultProxy::start(
+        &wire.endpoint,
+        vec![
+            Rule { method: Some("PUT"), contains: "/whole", fault: Fault::CorruptRequest, times: 1 },
+            Rule { method: Some("PUT"), contains: "partNumber=1&", fault: Fault::CorruptRequest, times: 1 },
+        ],
+    )
+    .await;
+    let via = t.client_at(&proxy.endpoint, wire.credentials.clone());
+    let caught = |e: &transfer_engine::Error| {
+        let by_dialect = match wire.dialect {
+            Dialect::Oss => e.kind() == ErrorKind::Integrity,
+            Dialect::S3 => (e.status(), e.service_code()) == (Some(400), Some("BadDigest")),
+        };
+        by_dialect && e.is_retryable()
+    };
+    let body = data(200 * 1024, 5);
+    let obj = scope.obj("whole");
+    let e = via.put_object(&obj.bucket, &obj.key, body.clone().into(), &PutOptions::default()).await.unwrap_err();
+    assert!(caught(&e), "{e}");
+    via.put_object(&obj.bucket, &obj.key, body.clone().into(), &PutOptions::default()).await.unwrap();
+    assert_eq!(read(s, &obj).await, body);
+
+    let mp = scope.obj("parts");
+    let id = via.initiate_multipart(&mp.bucket, &mp.key, &PutOptions::default()).await.unwrap();
+    let e = via.upload_part(&mp.bucket, &mp.key, &id, 1, body.clone().into(), false).await.unwrap_err();
+    assert!(caught(&e), "{e}");
+    assert_eq!(proxy.injected(), 2);
+    let r = via.upload_part(&mp.bucket, &mp.key, &id, 1, body.clone().into(), false).await.unwrap();
+    if wire.dialect == Dialect::S3 {
+        assert!(r.checksum.is_some(), "the receipt keeps the part's CRC-32C for Complete");
+    }
+    via.complete_multipart(&mp.bucket, &mp.key, &id, &[CompletedPart::from(&r)], &CompleteOptions::default()).await.unwrap();
+    assert_eq!(read(s, &mp).await, body);
 }

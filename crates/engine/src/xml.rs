@@ -120,6 +120,9 @@ pub struct CompletePart {
     /// `<ETag>`, with quotes.
     #[serde(rename = "ETag")]
     pub etag: String,
+    /// `<ChecksumCRC32C>` (S3, uploads with a CRC-32C), base64.
+    #[serde(rename = "ChecksumCRC32C", default, skip_serializing_if = "Option::is_none")]
+    pub checksum_crc32c: Option<String>,
 }
 
 /// `<CompleteMultipartUploadResult>`.
@@ -152,6 +155,9 @@ pub struct CopyResultXml {
     /// `<ETag>`, with quotes.
     #[serde(rename = "ETag", default)]
     pub etag: String,
+    /// `<ChecksumCRC32C>` (S3, uploads with a CRC-32C), base64.
+    #[serde(rename = "ChecksumCRC32C", default, skip_serializing_if = "Option::is_none")]
+    pub checksum_crc32c: Option<String>,
 }
 
 /// `<ListPartsResult>`.
@@ -205,6 +211,9 @@ pub struct ListedPart {
     /// `<Size>`.
     #[serde(rename = "Size", default)]
     pub size: u64,
+    /// `<ChecksumCRC32C>` (S3, uploads with a CRC-32C), base64.
+    #[serde(rename = "ChecksumCRC32C", default, skip_serializing_if = "Option::is_none")]
+    pub checksum_crc32c: Option<String>,
 }
 
 /// `<ListMultipartUploadsResult>`.
@@ -448,7 +457,7 @@ mod tests {
         let s = to_string(&lp).unwrap();
         assert!(s.contains("<ListPartsResult>") && s.contains("<HashCrc64ecma>18446744073709551615</HashCrc64ecma>"), "{s}");
         assert_eq!(from_slice::<ListPartsResult>(s.as_bytes()).unwrap(), lp);
-        let c = CompleteMultipartUpload { parts: vec![CompletePart { part_number: 1, etag: "\"E\"".into() }] };
+        let c = CompleteMultipartUpload { parts: vec![CompletePart { part_number: 1, etag: "\"E\"".into(), checksum_crc32c: Some("4waSgw==".into()) }] };
         assert_eq!(from_slice::<CompleteMultipartUpload>(to_string(&c).unwrap().as_bytes()).unwrap(), c);
         let empty: ListBucketResult = from_slice(b"<ListBucketResult><Name>b</Name></ListBucketResult>").unwrap();
         assert!(empty.contents.is_empty());

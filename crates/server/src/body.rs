@@ -1,5 +1,6 @@
-//! Request bodies: the hyper body as a streamed [`Body`] of its `Content-Length`, with `Content-MD5` and the
-//! SHA-256 an S3 request signed (`x-amz-content-sha256`) checked as the bytes go by (a mismatch fails the last
+//! Request bodies: the hyper body as a streamed [`Body`] of its `Content-Length`, with `Content-MD5`, an S3
+//! `x-amz-checksum-crc32c` and the SHA-256 an S3 request signed (`x-amz-content-sha256`) checked as the bytes
+//! go by (a mismatch fails the last
 //! chunk, so the store keeps nothing), and small XML bodies read whole.
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use transfer_engine::store::Body;
+use transfer_engine::store::{Body, Checksum, CRC32C_HEADER};
 use transfer_engine::{Error, ErrorKind, Result};
 
 /// Largest XML request body (a Complete of 10 000 parts is about 1 MB).
@@ -28,6 +29,16 @@ fn md5_mismatch(calculated: &[u8]) -> Error {
         .with_extra("CalculatedDigest", transfer_engine::util::b64(calculated))
 }
 
+/// A malformed `x-amz-checksum-crc32c`, refused before any byte is read.
+fn invalid_crc32c() -> Error {
+    Error::code(400, "InvalidRequest", format!("Value for {CRC32C_HEADER} header is invalid."))
+}
+
+/// A body whose CRC-32C is not the `x-amz-checksum-crc32c` it came with (S3's answer).
+fn crc32c_mismatch() -> Error {
+    Error::code(400, "BadDigest", "The CRC32C you specified did not match the calculated checksum.")
+}
+
 /// A body whose SHA-256 is not the `x-amz-content-sha256` its signature covers (S3 only).
 fn sha256_mismatch(expected: &[u8; 32], calculated: &[u8]) -> Error {
     Error::code(400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
@@ -35,10 +46,11 @@ fn sha256_mismatch(expected: &[u8; 32], calculated: &[u8]) -> Error {
         .with_extra("S3ComputedContentSHA256", hex::encode(calculated))
 }
 
-/// The digests a body must have: `Content-MD5`, and the SHA-256 an S3 signature covers.
+/// The digests a body must have: `Content-MD5`, an S3 CRC-32C, and the SHA-256 an S3 signature covers.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Expected {
     md5: Option<[u8; 16]>,
+    crc32c: Option<u32>,
     sha256: Option<[u8; 32]>,
 }
 
@@ -46,15 +58,19 @@ impl Expected {
     /// `Content-MD5` (checked for form at once: a malformed one is `InvalidDigest` before any byte is read) and
     /// the SHA-256 an S3 request signed, if any.
     pub(crate) fn of(h: &HeaderMap, sha256: Option<[u8; 32]>) -> Result<Expected> {
-        Ok(Expected { md5: expected_md5(h)?, sha256 })
+        Ok(Expected { md5: expected_md5(h)?, crc32c: expected_crc32c(h)?, sha256 })
     }
 
     fn is_empty(&self) -> bool {
-        self.md5.is_none() && self.sha256.is_none()
+        self.md5.is_none() && self.crc32c.is_none() && self.sha256.is_none()
     }
 
     fn hashers(&self) -> Hashers {
-        Hashers { md5: self.md5.map(|_| Md5::new()), sha256: self.sha256.map(|_| Sha256::new()) }
+        Hashers {
+            md5: self.md5.map(|_| Md5::new()),
+            crc32c: self.crc32c.map(|_| 0),
+            sha256: self.sha256.map(|_| Sha256::new()),
+        }
     }
 }
 
@@ -62,6 +78,7 @@ impl Expected {
 #[derive(Default)]
 struct Hashers {
     md5: Option<Md5>,
+    crc32c: Option<u32>,
     sha256: Option<Sha256>,
 }
 
@@ -69,6 +86,9 @@ impl Hashers {
     fn update(&mut self, chunk: &[u8]) {
         if let Some(h) = &mut self.md5 {
             h.update(chunk);
+        }
+        if let Some(c) = &mut self.crc32c {
+            *c = crc32c::crc32c_append(*c, chunk);
         }
         if let Some(h) = &mut self.sha256 {
             h.update(chunk);
@@ -89,6 +109,9 @@ impl Hashers {
             if got.as_slice() != want {
                 return Err(md5_mismatch(&got));
             }
+        }
+        if self.crc32c.zip(expected.crc32c).is_some_and(|(got, want)| got != want) {
+            return Err(crc32c_mismatch());
         }
         Ok(())
     }
@@ -116,6 +139,15 @@ fn expected_md5(h: &HeaderMap) -> Result<Option<[u8; 16]>> {
     let Some(v) = h.get("content-md5") else { return Ok(None) };
     let raw = v.to_str().ok().and_then(|s| transfer_engine::util::b64_decode(s).ok()).ok_or_else(invalid_digest)?;
     <[u8; 16]>::try_from(raw.as_slice()).map(Some).map_err(|_| invalid_digest())
+}
+
+/// The expected CRC-32C from `x-amz-checksum-crc32c`, checked for form before any byte is read.
+fn expected_crc32c(h: &HeaderMap) -> Result<Option<u32>> {
+    let Some(v) = h.get(CRC32C_HEADER) else { return Ok(None) };
+    match v.to_str().ok().map(Checksum::parse_crc32c) {
+        Some(Ok(Checksum::Crc32c(c))) => Ok(Some(c)),
+        _ => Err(invalid_crc32c()),
+    }
 }
 
 fn chunks(body: Incoming) -> BoxStream<'static, Result<Bytes>> {
@@ -208,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn md5_is_checked_at_the_end() {
-        let good = Expected { md5: Some(Md5::digest(b"0123456789").into()), sha256: None };
+        let good = Expected { md5: Some(Md5::digest(b"0123456789").into()), ..Default::default() };
         assert_eq!(check(&[b"01234", b"56789"], good).collect().await.unwrap(), Bytes::from_static(b"0123456789"));
         let e = check(&[b"01234", b"5678X"], good).collect().await.unwrap_err();
         assert_eq!(e.service_code(), Some("InvalidDigest"));
@@ -219,12 +251,26 @@ mod tests {
     async fn the_signed_sha256_is_checked_at_the_end_before_md5() {
         let sha: [u8; 32] = Sha256::digest(b"0123456789").into();
         let md5: [u8; 16] = Md5::digest(b"0123456789").into();
-        let good = Expected { md5: Some(md5), sha256: Some(sha) };
+        let good = Expected { md5: Some(md5), crc32c: None, sha256: Some(sha) };
         assert_eq!(check(&[b"0123", b"456789"], good).collect().await.unwrap(), Bytes::from_static(b"0123456789"));
         let e = check(&[b"0123", b"45678X"], good).collect().await.unwrap_err();
         assert_eq!((e.status(), e.service_code()), (Some(400), Some("XAmzContentSHA256Mismatch")));
-        let only_sha = Expected { md5: None, sha256: Some(sha) };
+        let only_sha = Expected { sha256: Some(sha), ..Default::default() };
         assert!(check(&[b"X"], only_sha).collect().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn crc32c_is_checked_at_the_end() {
+        let mut h = HeaderMap::new();
+        h.insert(CRC32C_HEADER, Checksum::crc32c(b"0123456789").value().parse().unwrap());
+        let good = Expected::of(&h, None).unwrap();
+        assert_eq!(check(&[b"012", b"3456789"], good).collect().await.unwrap(), Bytes::from_static(b"0123456789"));
+        let e = check(&[b"012", b"345678X"], good).collect().await.unwrap_err();
+        assert_eq!((e.status(), e.service_code()), (Some(400), Some("BadDigest")));
+        for bad in ["AAAA", "not base64!", "AAAAAAAA"] {
+            h.insert(CRC32C_HEADER, bad.parse().unwrap());
+            assert_eq!(Expected::of(&h, None).unwrap_err().service_code(), Some("InvalidRequest"), "{bad}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::{bucket, multipart, object};
 use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::Incoming;
-use transfer_engine::store::{Body, ObjectRef};
+use transfer_engine::store::{Body, ObjectRef, CRC32C_HEADER};
 use transfer_engine::util::pct_encode_path;
 use transfer_engine::{BucketStore, Error, ObjectStore, Result};
 
@@ -119,7 +119,12 @@ pub(crate) async fn dispatch<S: ObjectStore + BucketStore>(store: &S, mut req: R
     if !req.op.reads_body() && (has_body || req.headers.contains_key("content-md5") || req.payload_sha256.is_some()) {
         req.small_body().await?;
     }
-    match req.op {
+    // A data body's CRC-32C was checked as it streamed in (a mismatch failed the call): echoed, as S3 does.
+    let echo = match req.op.reads_body() {
+        true => req.headers.get(CRC32C_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        false => None,
+    };
+    let reply = match req.op {
         Op::ListBuckets => bucket::list_buckets(store, req).await,
         Op::PutBucket => bucket::put_bucket(store, req).await,
         Op::DeleteBucket => bucket::delete_bucket(store, req).await,
@@ -150,5 +155,6 @@ pub(crate) async fn dispatch<S: ObjectStore + BucketStore>(store: &S, mut req: R
         Op::CompleteMultipart => multipart::complete(store, req).await,
         Op::AbortMultipart => multipart::abort(store, req).await,
         Op::ListParts => multipart::list_parts(store, req).await,
-    }
+    }?;
+    Ok(reply.header_opt(CRC32C_HEADER, echo))
 }

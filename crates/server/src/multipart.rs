@@ -5,7 +5,7 @@ use crate::handlers::Req;
 use crate::headers::{self, md5_of_etag, put_result_headers, quote, unquote};
 use crate::object::now_secs;
 use crate::response::{invalid_argument, malformed_xml, Reply};
-use transfer_engine::store::{CompleteOptions, CompletedPart, ListUploadsRequest, PartReceipt};
+use transfer_engine::store::{Checksum, CompleteOptions, CompletedPart, ListUploadsRequest, PartReceipt};
 use transfer_engine::xml::{
     self, iso8601, CompleteMultipartUpload, CompleteMultipartUploadResult, CopyResultXml, InitiateMultipartUploadResult,
     ListMultipartUploadsResult, ListPartsResult, ListedPart, ListedUpload,
@@ -71,7 +71,7 @@ pub(crate) async fn upload_part_copy<S: ObjectStore>(store: &S, req: Req) -> Res
     let range = headers::copy_source_range(&req.headers)?;
     let conditions = headers::copy_conditions(&req.headers)?;
     let r = store.upload_part_copy(req.bucket(), req.key(), upload_id(&req), n, &source, range, &conditions).await?;
-    let doc = CopyResultXml { last_modified: iso8601(now_secs()), etag: quote(&r.etag) };
+    let doc = CopyResultXml { last_modified: iso8601(now_secs()), etag: quote(&r.etag), checksum_crc32c: r.checksum.map(|c| c.value()) };
     // oss2 takes the part's ETag from the header, the V2 SDK from the XML: send both.
     Ok(Reply::xml_rooted(&doc, "CopyPartResult")?
         .headers(receipt_headers(&r))
@@ -84,7 +84,7 @@ async fn all_parts<S: ObjectStore>(store: &S, req: &Req) -> Result<Vec<Completed
     let mut marker = None;
     loop {
         let page = store.list_parts(req.bucket(), req.key(), upload_id(req), marker, Some(MAX_PAGE)).await?;
-        parts.extend(page.parts.iter().map(|p| CompletedPart { part_number: p.part_number, etag: p.etag.clone() }));
+        parts.extend(page.parts.iter().map(CompletedPart::from));
         match (page.is_truncated, page.next_marker.or(page.parts.last().map(|p| p.part_number))) {
             (true, Some(next)) if Some(next) != marker => marker = Some(next),
             _ => return Ok(parts),
@@ -110,8 +110,15 @@ pub(crate) async fn complete<S: ObjectStore>(store: &S, mut req: Req) -> Result<
         let doc: CompleteMultipartUpload = xml::from_slice(&body).map_err(|_| malformed_xml())?;
         doc.parts
             .into_iter()
-            .map(|p| CompletedPart { part_number: p.part_number, etag: unquote(&p.etag).to_owned() })
-            .collect()
+            .map(|p| {
+                let checksum = p.checksum_crc32c.as_deref().map(Checksum::parse_crc32c).transpose();
+                Ok(CompletedPart {
+                    part_number: p.part_number,
+                    etag: unquote(&p.etag).to_owned(),
+                    checksum: checksum.map_err(|_| malformed_xml())?,
+                })
+            })
+            .collect::<Result<_>>()?
     };
     let r = store.complete_multipart(req.bucket(), req.key(), upload_id(&req), &parts, &opts).await?;
     let location = format!("http://{}/{}/{}", req.host, req.bucket(), transfer_engine::util::pct_encode_path(req.key()));
@@ -155,6 +162,7 @@ pub(crate) async fn list_parts<S: ObjectStore>(store: &S, req: Req) -> Result<Re
                 etag: quote(&p.etag),
                 hash_crc64ecma: p.crc64,
                 size: p.size,
+                checksum_crc32c: p.checksum.map(|c| c.value()),
             })
             .collect(),
     })

@@ -28,7 +28,7 @@ pub(crate) async fn put_object<S: ObjectStore>(store: &S, mut req: Req) -> Resul
 pub(crate) async fn copy_object<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
     let opts = headers::copy_options(&req.headers)?;
     let r = store.copy_object(req.bucket(), req.key(), &opts).await?;
-    let doc = CopyResultXml { last_modified: iso8601(now_secs()), etag: quote(&r.etag) };
+    let doc = CopyResultXml { last_modified: iso8601(now_secs()), etag: quote(&r.etag), checksum_crc32c: None };
     Ok(Reply::xml_rooted(&doc, "CopyObjectResult")?
         .headers(put_result_headers(&r, false))
         .header_opt("x-oss-copy-source-version-id", opts.source.version_id.as_deref()))

@@ -96,8 +96,8 @@ async fn flow(version: SignatureVersion, path_style: bool) {
     let uploads = oss.list_uploads(b, &ListUploadsRequest::default()).await.unwrap();
     assert!(uploads.uploads.iter().any(|u| u.upload_id == upload && u.key == mp));
     let completed = [
-        CompletedPart { part_number: 1, etag: r1.etag.clone() },
-        CompletedPart { part_number: 2, etag: r2.etag.clone() },
+        CompletedPart::new(1, r1.etag.clone()),
+        CompletedPart::new(2, r2.etag.clone()),
     ];
     let done = oss.complete_multipart(b, mp, &upload, &completed, &CompleteOptions::default()).await.unwrap();
     let mut whole = part1.clone();

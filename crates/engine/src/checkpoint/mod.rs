@@ -48,6 +48,7 @@ pub use lock::JobLock;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use writer::PartWriter;
 
+use crate::store::Checksum;
 use crate::error::{Error, ErrorKind, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -309,6 +310,9 @@ pub struct PartRow {
     pub crc64: Option<u64>,
     /// BLAKE3 (hex) of its bytes.
     pub blake3: String,
+    /// The checksum the server checked it against, when the store sends one
+    /// ([`PartReceipt::checksum`](crate::store::PartReceipt::checksum)); named again at Complete.
+    pub checksum: Option<Checksum>,
 }
 
 /// The checkpoint ledger. Cheap to clone: clones share one connection and one part-writer thread.

@@ -4,6 +4,7 @@ use super::{
     from_sql_u64, no_job, now, to_sql_u64, Cached, Counts, Fingerprint, JobId, Ledger, ObjectRow, ObjectState, PartRow,
 };
 use crate::error::{Error, Result};
+use crate::store::Checksum;
 use crate::tags::TagSet;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -244,7 +245,7 @@ impl Ledger {
     pub fn parts(&self, object_id: i64) -> Result<Vec<PartRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT number, offset, size, etag, crc64, blake3 FROM parts WHERE object = ?1 ORDER BY number",
+            "SELECT number, offset, size, etag, crc64, blake3, checksum FROM parts WHERE object = ?1 ORDER BY number",
         )?;
         let rows = stmt.query_map([object_id], |r| {
             Ok(PartRow {
@@ -254,6 +255,12 @@ impl Ledger {
                 etag: r.get(3)?,
                 crc64: r.get::<_, Option<i64>>(4)?.map(from_sql_u64),
                 blake3: r.get(5)?,
+                checksum: match r.get::<_, Option<String>>(6)? {
+                    None => None,
+                    Some(s) => Some(s.parse::<Checksum>().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+                    })?),
+                },
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -23,6 +23,7 @@ fn part(number: u32) -> PartRow {
         etag: format!("\"etag-{number}\""),
         crc64: Some(u64::MAX - u64::from(number)),
         blake3: format!("{number:064x}"),
+        checksum: (number % 2 == 1).then_some(crate::store::Checksum::Crc32c(number * 7919)),
     }
 }
 

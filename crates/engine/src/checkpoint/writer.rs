@@ -187,8 +187,8 @@ fn write(conn: &mut Connection, parts: &[(i64, PartRow)]) -> rusqlite::Result<us
     let mut dropped = 0;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO parts (object, number, offset, size, etag, crc64, blake3)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (
+            "INSERT OR REPLACE INTO parts (object, number, offset, size, etag, crc64, blake3, checksum)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (
                  SELECT 1 FROM objects WHERE id = ?1 AND upload_id IS NOT NULL
                  AND state IN ('pending', 'uploading', 'failed'))",
         )?;
@@ -200,7 +200,8 @@ fn write(conn: &mut Connection, parts: &[(i64, PartRow)]) -> rusqlite::Result<us
                 to_sql_u64(p.size),
                 p.etag,
                 p.crc64.map(to_sql_u64),
-                p.blake3
+                p.blake3,
+                p.checksum.map(|c| c.to_string())
             ])?;
             if n == 0 {
                 dropped += 1;

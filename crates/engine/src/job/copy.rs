@@ -439,6 +439,7 @@ impl Engine {
                         etag: receipt.etag,
                         crc64: receipt.crc64,
                         blake3: String::new(),
+                        checksum: receipt.checksum,
                     },
                 );
                 Ok(())

@@ -548,6 +548,7 @@ impl Engine {
                             etag: receipt.etag,
                             crc64: receipt.crc64,
                             blake3: src.digest.clone(),
+                            checksum: receipt.checksum,
                         },
                     );
                     Ok(())
@@ -608,7 +609,7 @@ impl Engine {
         }
         let combined = parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)));
         let completed: Vec<CompletedPart> =
-            parts.iter().map(|p| CompletedPart { part_number: p.number, etag: p.etag.clone() }).collect();
+            parts.iter().map(|p| CompletedPart { part_number: p.number, etag: p.etag.clone(), checksum: p.checksum }).collect();
         let r = self.complete(bucket, key, upload_id, &completed, plan.size, combined).await?;
         if let Some(expected) = combined {
             check_crc(expected, r.crc64, "CompleteMultipartUpload").map_err(|e| e.with_retry(Retry::Permanent))?;
@@ -728,7 +729,7 @@ mod tests {
     use md5::{Digest, Md5};
 
     fn part(n: u32, body: &[u8]) -> CompletedPart {
-        CompletedPart { part_number: n, etag: hex::encode(Md5::digest(body)) }
+        CompletedPart::new(n, hex::encode(Md5::digest(body)))
     }
 
     #[test]
@@ -744,7 +745,7 @@ mod tests {
         assert_eq!(completed_from(&parts[..1], &s3), None);
         assert_eq!(completed_from(&[part(1, b"x"), part(2, b"y")], &s3), Some(false));
         assert_eq!(completed_from(&parts, "0123456789abcdef0123456789abcdef"), None);
-        let kms = [CompletedPart { part_number: 1, etag: "not-an-md5".into() }];
+        let kms = [CompletedPart::new(1, "not-an-md5")];
         assert_eq!(completed_from(&kms, &format!("{}-1", "0".repeat(32))), None);
     }
 }

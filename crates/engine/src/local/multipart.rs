@@ -102,7 +102,7 @@ impl LocalStore {
         match res {
             Ok(old) => {
                 self.blobs().remove_parts(upload_id, old.as_slice());
-                Ok(PartReceipt { part_number: n, etag: row.etag, crc64: Some(row.crc64), size: row.size })
+                Ok(PartReceipt { part_number: n, etag: row.etag, crc64: Some(row.crc64), size: row.size, checksum: None })
             }
             Err(e) => {
                 self.blobs().remove_parts(upload_id, &[row.file]);
@@ -257,6 +257,7 @@ impl LocalStore {
                 etag: p.etag,
                 size: p.size,
                 crc64: Some(p.crc64),
+                checksum: None,
                 last_modified: p.last_modified,
             })
             .collect();

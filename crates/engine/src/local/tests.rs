@@ -453,7 +453,7 @@ async fn state_survives_a_restart() {
     assert_eq!(parts.parts.len(), 1);
     assert_eq!(parts.parts[0].etag, e1);
     let e2 = s.upload_part(B, "mp", &upload, 2, Body::from("tail"), false).await.unwrap().etag;
-    let done = [CompletedPart { part_number: 1, etag: e1 }, CompletedPart { part_number: 2, etag: e2 }];
+    let done = [CompletedPart::new(1, e1), CompletedPart::new(2, e2)];
     let r = s.complete_multipart(B, "mp", &upload, &done, &Default::default()).await.unwrap();
     let mut whole = part.clone();
     whole.extend_from_slice(b"tail");

@@ -14,7 +14,7 @@ fn part_data(n: u8, len: usize) -> Vec<u8> {
 }
 
 fn done(receipts: &[&PartReceipt]) -> Vec<CompletedPart> {
-    receipts.iter().map(|r| CompletedPart { part_number: r.part_number, etag: r.etag.clone() }).collect()
+    receipts.iter().map(|r| CompletedPart::from(*r)).collect()
 }
 
 #[tokio::test]

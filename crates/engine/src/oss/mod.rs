@@ -39,7 +39,7 @@ use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind, Result};
 use crate::sign::s3::{S3Signer, S3Target};
 use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
-use crate::store::{validate_bucket, validate_key};
+use crate::store::{validate_bucket, validate_key, Checksum};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method};
@@ -73,6 +73,8 @@ pub struct OssStore {
     credentials: Credentials,
     dialect: Dialect,
     content_md5: bool,
+    /// Bodies carry a CRC-32C (`x-amz-checksum-crc32c`) instead of `Content-MD5` (S3).
+    crc32c: bool,
     read_timeout: Option<Duration>,
     server_work_timeout: Duration,
     clock: Clock,
@@ -87,6 +89,7 @@ impl fmt::Debug for OssStore {
             .field("signing", &self.signing)
             .field("access_key_id", &self.credentials.access_key_id())
             .field("content_md5", &self.content_md5)
+            .field("crc32c", &self.crc32c)
             .finish_non_exhaustive()
     }
 }
@@ -149,8 +152,10 @@ impl OssStore {
         let has_body = len > 0 || method == Method::PUT || method == Method::POST;
         if has_body {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-            // A dialect without a CRC-64 of its bodies (S3) has only Content-MD5 to protect them: always sent.
-            if content_md5 || self.content_md5 || self.dialect.crc64_header.is_none() {
+            // A dialect without a CRC-64 of its bodies (S3) protects them by a checksum header when the call set
+            // one (data bodies, under `crc32c`), and by Content-MD5 otherwise.
+            let checksummed = self.crc32c && headers.contains_key(crate::store::CRC32C_HEADER);
+            if content_md5 || self.content_md5 || (self.dialect.crc64_header.is_none() && !checksummed) {
                 if let Some(b) = body.as_bytes() {
                     let md5 = HeaderValue::from_str(&crate::util::content_md5(b)).expect("base64 is a header value");
                     headers.insert("content-md5", md5);
@@ -384,6 +389,23 @@ impl Response {
         Ok(reported)
     }
 
+    /// Compares the checksum sent with the body with the one the server echoed (`x-amz-checksum-crc32c`); a
+    /// server that checked the body and answers with another value (or a proxy that changed it) fails the call
+    /// as an integrity error. A server that echoes nothing is not checked here.
+    pub(crate) fn check_checksum(&self, d: &Dialect, sent: Option<Checksum>, what: &str) -> Result<()> {
+        let Some(sent) = sent else { return Ok(()) };
+        match response::header(&self.headers, sent.header()) {
+            Some(v) if Checksum::parse_crc32c(v).ok() != Some(sent) => Err(self.with_request_id(
+                d,
+                Error::new(
+                    ErrorKind::Integrity,
+                    format!("checksum mismatch on {what}: the client sent {}, the server answered {v:?}", sent.value()),
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Adds the request id to a client-side finding about this response.
     pub(crate) fn with_request_id(&self, d: &Dialect, e: Error) -> Error {
         match response::header(&self.headers, &d.h("request-id")) {
@@ -431,6 +453,7 @@ pub struct OssStoreBuilder {
     signature_version: SignatureVersion,
     path_style: Option<bool>,
     content_md5: bool,
+    crc32c: bool,
     connect_timeout: Duration,
     read_timeout: Option<Duration>,
     server_work_timeout: Duration,
@@ -447,6 +470,7 @@ impl Default for OssStoreBuilder {
             signature_version: SignatureVersion::V4,
             path_style: None,
             content_md5: false,
+            crc32c: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             server_work_timeout: DEFAULT_SERVER_WORK_TIMEOUT,
@@ -487,6 +511,13 @@ impl OssStoreBuilder {
     /// addressing. Default: path style for an IP address or `localhost`, virtual-hosted otherwise.
     pub fn path_style(mut self, path_style: bool) -> Self {
         self.path_style = Some(path_style);
+        self
+    }
+
+    /// S3 only: protect in-memory bodies by a CRC-32C (`x-amz-checksum-crc32c`, declared on every multipart
+    /// upload) instead of `Content-MD5`.
+    pub(crate) fn crc32c(mut self, enabled: bool) -> Self {
+        self.crc32c = enabled;
         self
     }
 
@@ -566,6 +597,7 @@ impl OssStoreBuilder {
         }
         let client =
             client.build().map_err(|e| Error::invalid("cannot set up the HTTP client").with_source(e.without_url()))?;
+        let s3 = dialect.family == crate::dialect::Family::S3;
         Ok(OssStore {
             client,
             path_style: self.path_style.unwrap_or_else(|| endpoint.default_path_style()),
@@ -574,6 +606,7 @@ impl OssStoreBuilder {
             credentials,
             dialect,
             content_md5: self.content_md5,
+            crc32c: self.crc32c && s3,
             read_timeout: self.read_timeout,
             server_work_timeout: self.server_work_timeout,
             clock: Clock::default(),

@@ -8,7 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
     AppendResult, Body, BucketStore, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyConditions,
     CopyOptions, DeleteResult, Directive, GetObject, ListEntry, ListPage, ListRequest, ListUploadsRequest,
-    ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectStore, ObjectType, PartInfo, PartReceipt, PartsPage,
+    Checksum, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectStore, ObjectType, PartInfo, PartReceipt, PartsPage,
     PutOptions, PutResult, SymlinkInfo, UploadInfo, UploadsPage, Versioning,
 };
 use crate::tags::TagSet;
@@ -61,14 +61,25 @@ impl OssStore {
         Ok(PutResult { etag: f.etag, crc64: f.crc64, version_id: f.version_id })
     }
 
-    /// The result of CopyObject or UploadPartCopy: the XML ETag (or the header one) and the header facts.
-    async fn copy_result(&self, r: Response) -> Result<PutResult> {
+    /// The result of CopyObject or UploadPartCopy: the XML ETag (or the header one) and the header facts, and
+    /// the part's checksum when the server computed one (S3, in an upload with a checksum algorithm).
+    async fn copy_result(&self, r: Response) -> Result<(PutResult, Option<Checksum>)> {
         let mut out = self.put_result(&r)?;
         let doc: xml::CopyResultXml = r.xml_or_error(&self.dialect).await?;
         if !doc.etag.is_empty() {
             out.etag = resp::unquote(&doc.etag);
         }
-        Ok(out)
+        let checksum = doc.checksum_crc32c.as_deref().map(Checksum::parse_crc32c).transpose().map_err(|e| protocol(e.to_string()))?;
+        Ok((out, checksum))
+    }
+
+    /// The checksum this store sends with an in-memory body (CRC-32C when the store checks bodies that way),
+    /// and the request carrying it.
+    fn body_checksum(&self, req: Request, body: &Body) -> (Request, Option<Checksum>) {
+        match body.as_bytes().filter(|_| self.crc32c).map(|b| Checksum::crc32c(b)) {
+            Some(c) => (req.header(c.header(), &c.value()), Some(c)),
+            None => (req, None),
+        }
     }
 }
 
@@ -80,9 +91,12 @@ impl ObjectStore for OssStore {
 
     async fn put_object(&self, bucket: &str, key: &str, body: Body, opts: &PutOptions) -> Result<PutResult> {
         let d = &self.dialect;
-        let req = Request::new(Method::PUT).bucket(bucket).key(key).put_options(d, opts).body(body, opts.content_md5);
+        let req = Request::new(Method::PUT).bucket(bucket).key(key).put_options(d, opts);
+        let (req, sent) = self.body_checksum(req, &body);
+        let req = req.body(body, opts.content_md5);
         self.call(req, |r| async move {
             r.check_upload_crc(d, "the uploaded object")?;
+            r.check_checksum(d, sent, "the uploaded object")?;
             self.put_result(&r)
         })
         .await
@@ -204,6 +218,11 @@ impl ObjectStore for OssStore {
             true => multipart_encoding(req, d).put_options(d, opts),
             false => multipart_encoding(req, d).put_options(d, &PutOptions { forbid_overwrite: false, ..opts.clone() }),
         };
+        // S3 takes a checksum on a part only when the upload declared its algorithm.
+        let req = match self.crc32c {
+            true => req.header(&d.h("checksum-algorithm"), Checksum::Crc32c(0).algorithm()),
+            false => req,
+        };
         self.call(req, |r| async move {
             let doc: xml::InitiateMultipartUploadResult = r.xml().await?;
             if doc.upload_id.is_empty() {
@@ -232,11 +251,14 @@ impl ObjectStore for OssStore {
             .query("partNumber", part_number)
             .query("uploadId", upload_id)
             .context("upload id", upload_id)
-            .context("part", part_number)
-            .body(body, content_md5);
+            .context("part", part_number);
+        let (req, checksum) = self.body_checksum(req, &body);
+        let req = req.body(body, content_md5);
         self.call(req, |r| async move {
-            let crc64 = r.check_upload_crc(d, &format!("part {part_number}"))?;
-            Ok(PartReceipt { part_number, etag: resp::etag(r.headers()), crc64, size })
+            let what = format!("part {part_number}");
+            let crc64 = r.check_upload_crc(d, &what)?;
+            r.check_checksum(d, checksum, &what)?;
+            Ok(PartReceipt { part_number, etag: resp::etag(r.headers()), crc64, size, checksum })
         })
         .await
     }
@@ -275,7 +297,7 @@ impl ObjectStore for OssStore {
             .header_opt(&d.h("copy-source-range"), range_header.as_deref())
             .slow();
         let req = conditions(req, d, conds);
-        let copied = self.call(req, |r| async move { self.copy_result(r).await }).await?;
+        let (copied, checksum) = self.call(req, |r| async move { self.copy_result(r).await }).await?;
         // The answer does not say how many bytes the part holds: an explicit range does, otherwise ask the source.
         let size = match range {
             Some(ByteRange { first, last: Some(last) }) => last - first + 1,
@@ -284,7 +306,7 @@ impl ObjectStore for OssStore {
                 total.saturating_sub(range.map_or(0, |r| r.first))
             }
         };
-        Ok(PartReceipt { part_number, etag: copied.etag, crc64: copied.crc64, size })
+        Ok(PartReceipt { part_number, etag: copied.etag, crc64: copied.crc64, size, checksum })
     }
 
     async fn complete_multipart(
@@ -301,7 +323,11 @@ impl ObjectStore for OssStore {
         let doc = xml::CompleteMultipartUpload {
             parts: parts
                 .iter()
-                .map(|p| xml::CompletePart { part_number: p.part_number, etag: format!("\"{}\"", resp::unquote(&p.etag)) })
+                .map(|p| xml::CompletePart {
+                    part_number: p.part_number,
+                    etag: format!("\"{}\"", resp::unquote(&p.etag)),
+                    checksum_crc32c: p.checksum.map(|c| c.value()),
+                })
                 .collect(),
         };
         let req = Request::new(Method::POST).bucket(bucket).key(key).query("uploadId", upload_id);
@@ -351,14 +377,18 @@ impl ObjectStore for OssStore {
             let mut parts: Vec<PartInfo> = doc
                 .parts
                 .into_iter()
-                .map(|p| PartInfo {
-                    part_number: p.part_number,
-                    etag: resp::unquote(&p.etag),
-                    size: p.size,
-                    crc64: p.hash_crc64ecma,
-                    last_modified: xml::parse_iso8601(&p.last_modified),
+                .map(|p| {
+                    let checksum = p.checksum_crc32c.as_deref().map(Checksum::parse_crc32c).transpose();
+                    Ok(PartInfo {
+                        part_number: p.part_number,
+                        etag: resp::unquote(&p.etag),
+                        size: p.size,
+                        crc64: p.hash_crc64ecma,
+                        checksum: checksum.map_err(|e| protocol(format!("ListParts: {e}")))?,
+                        last_modified: xml::parse_iso8601(&p.last_modified),
+                    })
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             // In ascending order, as the contract says, even from a server that lists them as they come (s3s-fs).
             parts.sort_by_key(|p| p.part_number);
             let next = (doc.is_truncated && doc.next_part_number_marker > 0).then_some(doc.next_part_number_marker);
@@ -489,7 +519,7 @@ impl ObjectStore for OssStore {
             }
         };
         let req = conditions(req, d, &opts.conditions).forbid_overwrite(d, opts.forbid_overwrite);
-        self.call(req, |r| async move { self.copy_result(r).await }).await
+        self.call(req, |r| async move { self.copy_result(r).await.map(|(out, _)| out) }).await
     }
 
     async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>> {

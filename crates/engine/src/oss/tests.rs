@@ -282,8 +282,8 @@ async fn a_short_stream_fails_with_the_stream_error() {
 async fn complete_answered_200_with_an_error_body_is_an_error() {
     let mock = Mock::start(|_| Reply::new(200).body(error_doc("InternalError", "Please try again."))).await;
     let parts = [
-        CompletedPart { part_number: 1, etag: "\"A\"".into() },
-        CompletedPart { part_number: 2, etag: "B".into() },
+        CompletedPart::new(1, "\"A\""),
+        CompletedPart::new(2, "B"),
     ];
     let e = mock.store().complete_multipart("bkt", "k", "U1", &parts, &CompleteOptions { forbid_overwrite: true }).await;
     let e = e.unwrap_err();
@@ -309,7 +309,7 @@ async fn complete_reads_the_result() {
         )
     })
     .await;
-    let parts = [CompletedPart { part_number: 1, etag: "A".into() }];
+    let parts = [CompletedPart::new(1, "A")];
     let out = mock.store().complete_multipart("bkt", "k", "U1", &parts, &CompleteOptions::default()).await.unwrap();
     assert_eq!((out.etag.as_str(), out.crc64, out.version_id.as_deref()), ("ABC-2", Some(99), Some("v2")));
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::oss::tests::{Mock, Reply};
-use crate::store::{CopyConditions, Directive, ListRequest};
+use crate::store::{Checksum, CopyConditions, Directive, ListRequest};
 use crate::{ErrorKind, Metadata, StorageClass};
 
 const S3_ERROR: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>k</Key><RequestId>4442587FB7D0A2F9</RequestId><HostId>h</HostId></Error>";
@@ -187,4 +187,57 @@ async fn multipart_listing_and_bucket_calls_use_s3_queries() {
     assert!(seen.header("content-md5").is_some());
     let _ = s.list_parts("bkt", "k", "U1", Some(3), Some(2)).await;
     assert_eq!(mock.last().target, "/bkt/k?uploadId=U1&max-parts=2&part-number-marker=3");
+}
+
+#[tokio::test]
+async fn bodies_carry_a_crc32c_declared_on_every_upload_and_named_at_complete() {
+    // The mock echoes the checksum it was sent, except on part 9 where it answers another value.
+    let mock = Mock::start(|seen| {
+        let echo = seen.header("x-amz-checksum-crc32c").unwrap_or_default().to_owned();
+        match (seen.method.as_str(), seen.target.as_str()) {
+            ("POST", t) if t.ends_with("?uploads") => Reply::new(200).body(
+                "<InitiateMultipartUploadResult><Bucket>bkt</Bucket><Key>k</Key><UploadId>U1</UploadId></InitiateMultipartUploadResult>",
+            ),
+            ("POST", _) => Reply::new(200).body("<CompleteMultipartUploadResult><ETag>\"m-2\"</ETag></CompleteMultipartUploadResult>"),
+            (_, t) if t.contains("partNumber=9") => Reply::new(200).header("etag", "\"p9\"").header("x-amz-checksum-crc32c", "AAAAAA=="),
+            _ => Reply::new(200).header("etag", "\"e\"").header("x-amz-checksum-crc32c", echo),
+        }
+    })
+    .await;
+    let s = store(&mock, true, "us-east-1");
+    s.put_object("bkt", "small", Body::from_bytes(b"123456789".to_vec()), &PutOptions::default()).await.unwrap();
+    let seen = mock.last();
+    assert_eq!(seen.header("x-amz-checksum-crc32c"), Some("4waSgw=="));
+    assert_eq!(seen.header("content-md5"), None, "CRC-32C replaces Content-MD5 on data bodies");
+
+    assert_eq!(s.initiate_multipart("bkt", "k", &PutOptions::default()).await.unwrap(), "U1");
+    assert_eq!(mock.last().header("x-amz-checksum-algorithm"), Some("CRC32C"));
+    let r = s.upload_part("bkt", "k", "U1", 1, Body::from_bytes(b"123456789".to_vec()), false).await.unwrap();
+    assert_eq!(r.checksum, Some(Checksum::Crc32c(0xE306_9283)));
+    let e = s.upload_part("bkt", "k", "U1", 9, Body::from_bytes(b"x".to_vec()), false).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+
+    s.complete_multipart("bkt", "k", "U1", &[CompletedPart::from(&r)], &CompleteOptions::default()).await.unwrap();
+    let seen = mock.last();
+    let body = String::from_utf8(seen.body.to_vec()).unwrap();
+    assert!(body.contains("<ChecksumCRC32C>4waSgw==</ChecksumCRC32C>"), "{body}");
+    assert!(seen.header("content-md5").is_some(), "XML documents keep Content-MD5");
+
+    // Content-MD5 instead, for servers without S3's checksums: nothing declared, nothing named.
+    let md5 = S3Store::builder()
+        .endpoint(format!("http://{}", mock.addr()))
+        .region("us-east-1")
+        .credentials(Credentials::new("test-ak", "test-secret-do-not-print").with_security_token("test-token"))
+        .system_proxy(false)
+        .checksum(S3Checksum::ContentMd5)
+        .build()
+        .unwrap();
+    md5.put_object("bkt", "small", Body::from_bytes(b"hello".to_vec()), &PutOptions::default()).await.unwrap();
+    let seen = mock.last();
+    assert_eq!((seen.header("content-md5"), seen.header("x-amz-checksum-crc32c")), (Some("XUFAKrxLKna5cZ2REBfFkg=="), None));
+    md5.initiate_multipart("bkt", "k", &PutOptions::default()).await.unwrap();
+    assert_eq!(mock.last().header("x-amz-checksum-algorithm"), None);
+    let r = md5.upload_part("bkt", "k", "U1", 1, Body::from_bytes(b"123456789".to_vec()), false).await.unwrap();
+    assert_eq!(r.checksum, None);
 }

@@ -22,8 +22,10 @@ use futures::stream::BoxStream;
 use std::fmt;
 
 mod body;
+mod checksum;
 mod key;
 pub use body::Body;
+pub use checksum::{Checksum, CRC32C_HEADER};
 pub use key::{validate_bucket, validate_key, validate_part_number, MAX_KEY_BYTES, MAX_PART_NUMBER};
 
 /// An object, optionally at a specific version.
@@ -307,6 +309,9 @@ pub struct PartReceipt {
     pub crc64: Option<u64>,
     /// Bytes in the part.
     pub size: u64,
+    /// The [`Checksum`] the server checked the part against, when the store sends one (S3 with CRC-32C):
+    /// CompleteMultipartUpload must name it again.
+    pub checksum: Option<Checksum>,
 }
 
 /// A part named in CompleteMultipartUpload.
@@ -316,6 +321,27 @@ pub struct CompletedPart {
     pub part_number: u32,
     /// ETag, unquoted.
     pub etag: String,
+    /// The part's [`Checksum`], named in the Complete document (`<ChecksumCRC32C>`) when the upload has one.
+    pub checksum: Option<Checksum>,
+}
+
+impl CompletedPart {
+    /// A part without a checksum.
+    pub fn new(part_number: u32, etag: impl Into<String>) -> CompletedPart {
+        CompletedPart { part_number, etag: etag.into(), checksum: None }
+    }
+}
+
+impl From<&PartReceipt> for CompletedPart {
+    fn from(r: &PartReceipt) -> CompletedPart {
+        CompletedPart { part_number: r.part_number, etag: r.etag.clone(), checksum: r.checksum }
+    }
+}
+
+impl From<&PartInfo> for CompletedPart {
+    fn from(p: &PartInfo) -> CompletedPart {
+        CompletedPart { part_number: p.part_number, etag: p.etag.clone(), checksum: p.checksum }
+    }
 }
 
 /// Options of CompleteMultipartUpload.
@@ -336,6 +362,8 @@ pub struct PartInfo {
     pub size: u64,
     /// CRC-64/XZ of the part.
     pub crc64: Option<u64>,
+    /// The part's [`Checksum`], when the upload has one (S3's `<ChecksumCRC32C>`).
+    pub checksum: Option<Checksum>,
     /// Last-Modified, seconds since the epoch.
     pub last_modified: i64,
 }
