@@ -264,7 +264,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         max_in_flight: args.jobs,
         memory_budget: args.memory_limit,
         multipart_threshold: args.multipart_threshold,
-        copy_threshold: args.copy_threshold,
+        copy_threshold: Some(args.copy_threshold),
         ..PlanOptions::default()
     };
     if let Some(p) = args.part_size {
