@@ -243,9 +243,9 @@ pub fn plan_object(size: u64, caps: &Capabilities, opts: &PlanOptions) -> Result
 
 /// Plans a server-side copy of an object of `size` bytes within a store with `caps`.
 ///
-/// Below [`PlanOptions::copy_threshold`] and within `caps.max_copy_size` (with no threshold set: within
-/// `caps.max_copy_size`; see [`PlanOptions::copy_threshold_for`]) the copy is one CopyObject; otherwise
-/// UploadPartCopy parts sized from [`PlanOptions::copy_part_size`]. There is no memory constraint: the bytes
+/// An object of at most `caps.max_copy_size` bytes, and below [`PlanOptions::copy_threshold`] when one is set,
+/// is one CopyObject ([`PlanOptions::copy_threshold_for`]); otherwise UploadPartCopy parts sized from
+/// [`PlanOptions::copy_part_size`]. There is no memory constraint: the bytes
 /// never pass through this process. Errors as [`plan_object`], except that the memory budget is not checked.
 pub fn plan_copy(size: u64, caps: &Capabilities, opts: &PlanOptions) -> Result<ObjectPlan> {
     plan(
