@@ -2,17 +2,20 @@
 //! and, for the OSS dialect, on `transfer serve`. See `benches/README.md`; `./benches/run` installs the peers
 //! and runs this with `cargo bench --bench peers`, which rewrites `benches/RESULTS.md`.
 //!
-//! Under `cargo test` (no `--bench` argument) it runs a smoke pass: tiny workloads, `transfer` and `curl` only,
-//! against `transfer serve` in both dialects, checking every upload arrived; it writes nothing and times
-//! nothing against a threshold.
+//! The copy workload runs every tool at its default copy threshold, plus `transfer-partcopy` and `rclone-partcopy`:
+//! the same two tools forced to UploadPartCopy in parts of the common part size.
+//!
+//! Under `cargo test` (no `--bench` argument) it runs a smoke pass: tiny workloads, `transfer` (both copy rows)
+//! and `curl` only, against `transfer serve` in both dialects, checking every upload arrived; it writes nothing
+//! and times nothing against a threshold.
 //!
 //! Environment (all optional):
 //! - `TRANSFER_BENCH_RUNS` (3), `TRANSFER_BENCH_BIG_MIB` (1024), `TRANSFER_BENCH_SMALL_FILES` (2000),
 //!   `TRANSFER_BENCH_SMALL_KIB` (16), `TRANSFER_BENCH_MID_FILES` (200), `TRANSFER_BENCH_MID_KIB` (1024);
 //! - `TRANSFER_BENCH_TOOLS_DIR` (`target/bench-tools`): where `benches/run` put Garage and the venv;
 //! - `TRANSFER_BENCH_ONLY_TOOLS`, `TRANSFER_BENCH_ONLY_WORKLOADS`: comma-separated names to keep (tools:
-//!   curl, transfer, s5cmd, rclone, aws-crt, aws-classic, oss2, v2-default, v2-equal; workloads: big, small,
-//!   mid, copy, oss-big, oss-small, oss-mid);
+//!   curl, transfer, transfer-partcopy, s5cmd, rclone, rclone-partcopy, aws-crt, aws-classic, oss2, v2-default,
+//!   v2-equal; workloads: big, small, mid, copy, oss-big, oss-small, oss-mid);
 //! - `TRANSFER_BENCH_S3_SERVER=serve`: the S3 workloads against `transfer serve` (on port 80) instead of Garage;
 //! - `TRANSFER_BENCH_WRAP`: a command put before every `transfer` client (e.g. `perf record -g -o /tmp/p{n}.data
 //!   --`; `{n}` becomes the workload and run). With a filter or a wrapper, RESULTS.md is not written.
@@ -116,7 +119,7 @@ impl Config {
                 mid: MIB,
                 part: 5 * MIB,
                 tools_dir,
-                only_tools: Some(vec!["curl".into(), "transfer".into()]),
+                only_tools: Some(vec!["curl".into(), "transfer".into(), "transfer-partcopy".into()]),
                 only_workloads: None,
                 wrap: None,
             }
@@ -462,8 +465,12 @@ struct Workload {
 enum Tool {
     Curl,
     Transfer,
+    /// transfer forced to UploadPartCopy (copy workload only).
+    TransferPartCopy,
     S5cmd,
     Rclone,
+    /// rclone forced to UploadPartCopy (copy workload only).
+    RclonePartCopy,
     AwsCrt,
     AwsClassic,
     Oss2,
@@ -476,8 +483,10 @@ impl Tool {
         match self {
             Tool::Curl => "curl",
             Tool::Transfer => "transfer",
+            Tool::TransferPartCopy => "transfer-partcopy",
             Tool::S5cmd => "s5cmd",
             Tool::Rclone => "rclone",
+            Tool::RclonePartCopy => "rclone-partcopy",
             Tool::AwsCrt => "aws-crt",
             Tool::AwsClassic => "aws-classic",
             Tool::Oss2 => "oss2",
@@ -486,18 +495,27 @@ impl Tool {
         }
     }
 
-    fn describe(self, kind: Kind) -> &'static str {
+    /// The row's label; `part_mib` is the common part size.
+    fn describe(self, kind: Kind, part_mib: u64) -> String {
         match (self, kind) {
-            (Tool::Curl, Kind::Big) => "curl, one PUT (the ceiling)",
-            (Tool::Curl, _) => "curl --parallel-max 8, one PUT per file",
-            (Tool::Transfer, _) => "transfer cp",
-            (Tool::S5cmd, _) => "s5cmd cp",
-            (Tool::Rclone, _) => "rclone copy",
-            (Tool::AwsCrt, _) => "aws s3 cp, CRT client",
-            (Tool::AwsClassic, _) => "aws s3 cp, classic client",
-            (Tool::Oss2, _) => "oss2.resumable_upload, 8 threads",
-            (Tool::V2Default, _) => "SDK V2 Uploader, its defaults",
-            (Tool::V2Equal, _) => "SDK V2 Uploader, 8 in flight",
+            (Tool::Curl, Kind::Big) => "curl, one PUT (the ceiling)".into(),
+            (Tool::Curl, _) => "curl --parallel-max 8, one PUT per file".into(),
+            (Tool::Transfer, Kind::Copy) => "transfer cp, its default (one CopyObject up to 5 GiB)".into(),
+            (Tool::Transfer, _) => "transfer cp".into(),
+            (Tool::TransferPartCopy, _) => format!("transfer (UploadPartCopy, {part_mib} MiB parts)"),
+            (Tool::S5cmd, Kind::Copy) => "s5cmd cp (one CopyObject)".into(),
+            (Tool::S5cmd, _) => "s5cmd cp".into(),
+            (Tool::Rclone, Kind::Copy) => "rclone copyto, its default (one CopyObject below 4.656 GiB)".into(),
+            (Tool::Rclone, _) => "rclone copy".into(),
+            (Tool::RclonePartCopy, _) => format!("rclone (UploadPartCopy, {part_mib} MiB parts)"),
+            (Tool::AwsCrt, _) => "aws s3 cp, CRT client".into(),
+            (Tool::AwsClassic, Kind::Copy) => {
+                format!("aws s3 cp, classic client (UploadPartCopy from its threshold, {part_mib} MiB parts)")
+            }
+            (Tool::AwsClassic, _) => "aws s3 cp, classic client".into(),
+            (Tool::Oss2, _) => "oss2.resumable_upload, 8 threads".into(),
+            (Tool::V2Default, _) => "SDK V2 Uploader, its defaults".into(),
+            (Tool::V2Equal, _) => "SDK V2 Uploader, 8 in flight".into(),
         }
     }
 }
@@ -584,9 +602,9 @@ impl Tools {
     fn path(&self, tool: Tool) -> Result<&PathBuf, &String> {
         match tool {
             Tool::Curl => self.curl.as_ref(),
-            Tool::Transfer => Ok(&self.transfer),
+            Tool::Transfer | Tool::TransferPartCopy => Ok(&self.transfer),
             Tool::S5cmd => self.s5cmd.as_ref(),
-            Tool::Rclone => self.rclone.as_ref(),
+            Tool::Rclone | Tool::RclonePartCopy => self.rclone.as_ref(),
             Tool::AwsCrt | Tool::AwsClassic => self.aws.as_ref(),
             Tool::Oss2 | Tool::V2Default | Tool::V2Equal => self.python.as_ref(),
         }
@@ -674,18 +692,23 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
     ];
     let oss_env = vec![(s("OSS_ACCESS_KEY_ID"), s(AK)), (s("OSS_ACCESS_KEY_SECRET"), s(SK))];
     let inv = match tool {
-        Tool::Transfer => {
+        Tool::Transfer | Tool::TransferPartCopy => {
+            if tool == Tool::TransferPartCopy && w.kind != Kind::Copy {
+                return Ok(None);
+            }
             let scheme = if c.server.dialect == Dialect::S3 { "s3" } else { "oss" };
             let mut argv = vec![s("cp")];
             match w.kind {
                 Kind::Big => argv.extend([src, format!("{scheme}://{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([s("-r"), format!("{src}/"), format!("{scheme}://{BUCKET}/{}", c.dest)]),
+                // At its default the copy threshold is the destination's CopyObject limit: one CopyObject here.
                 Kind::Copy => argv.extend([
                     format!("{scheme}://{BUCKET}/{}", c.copy_src),
                     format!("{scheme}://{BUCKET}/{}", c.dest),
-                    s("--copy-threshold"),
-                    format!("{part_mib}MiB"),
                 ]),
+            }
+            if tool == Tool::TransferPartCopy {
+                argv.extend([s("--copy-threshold"), format!("{part_mib}MiB")]);
             }
             argv.extend([
                 s("--endpoint"),
@@ -799,21 +822,23 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             }
             Invocation { argv, env: s3_env }
         }
-        Tool::Rclone => {
-            if c.server.dialect != Dialect::S3 {
+        Tool::Rclone | Tool::RclonePartCopy => {
+            if c.server.dialect != Dialect::S3 || (tool == Tool::RclonePartCopy && w.kind != Kind::Copy) {
                 return Ok(None);
             }
             let mut argv = vec![bin];
             match w.kind {
                 Kind::Big => argv.extend([s("copyto"), src, format!("g:{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([s("copy"), src, format!("g:{BUCKET}/{}", c.dest.trim_end_matches('/'))]),
+                // Its default `--s3-copy-cutoff` (4.656 GiB) makes this one CopyObject.
                 Kind::Copy => argv.extend([
                     s("copyto"),
                     format!("g:{BUCKET}/{}", c.copy_src),
                     format!("g:{BUCKET}/{}", c.dest),
-                    s("--s3-copy-cutoff"),
-                    format!("{part_mib}M"),
                 ]),
+            }
+            if tool == Tool::RclonePartCopy {
+                argv.extend([s("--s3-copy-cutoff"), format!("{part_mib}M")]);
             }
             argv.extend([
                 s("--transfers"),
@@ -1127,6 +1152,10 @@ fn report(config: &Config, tools: &Tools, outcomes: &[Outcome], load_before: &st
     s.push_str(&format!(
         "- Every tool: {PART_MIB} MiB parts and {JOBS} requests in flight where it can be set (see the commands below); each is one client process, run under `/usr/bin/time`.\n"
     ));
+    let part_mib = config.part / MIB;
+    s.push_str(&format!(
+        "- Copy: every tool at its default copy threshold (transfer, s5cmd and rclone: one CopyObject for this object; aws classic: UploadPartCopy, its `multipart_threshold` of {part_mib} MiB applying to copies too); `transfer-partcopy` and `rclone-partcopy` are transfer (`--copy-threshold {part_mib}MiB`) and rclone (`--s3-copy-cutoff {part_mib}M`) forced to UploadPartCopy in {part_mib} MiB parts.\n"
+    ));
     if outcomes.iter().any(|o| o.workload.server == ServerKind::Garage) {
         s.push_str("- S3 workloads: Garage, single node on 127.0.0.1:80 (LMDB, no fsync, no compression), started empty before every upload run.\n");
     } else {
@@ -1197,7 +1226,7 @@ fn report(config: &Config, tools: &Tools, outcomes: &[Outcome], load_before: &st
             };
             s.push_str(&format!(
                 "| {} | {:.3} | {:.1} | {files} | {} | {:.2} | {:.2} | {} | {:.1} | {:.2} | {} |\n",
-                bold(r.tool.describe(w.kind).to_owned()),
+                bold(r.tool.describe(w.kind, config.part / MIB)),
                 secs,
                 w.bytes as f64 / MIB as f64 / secs,
                 rs,
@@ -1254,6 +1283,8 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
         ServerKind::Serve
     };
     let s3_tools = vec![Curl, Transfer, S5cmd, Rclone, AwsCrt, AwsClassic];
+    // The copy: every tool at its default copy threshold, and transfer and rclone forced to UploadPartCopy too.
+    let copy_tools = vec![Curl, Transfer, TransferPartCopy, S5cmd, Rclone, RclonePartCopy, AwsCrt, AwsClassic];
     let oss_tools = vec![Curl, Transfer, Oss2, V2Default, V2Equal];
     let small = format!("{} × {} KiB", config.small_files, config.small / KIB);
     let mid = format!("{} × {} KiB", config.mid_files, config.mid / KIB);
@@ -1318,7 +1349,7 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
             "big.bin",
             1,
             config.big,
-            &s3_tools,
+            &copy_tools,
         ),
         mk(
             "oss-big",

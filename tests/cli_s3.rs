@@ -1,13 +1,16 @@
 //! `s3://` addresses through the built binary: against `transfer serve`'s S3 dialect and against moto's S3 server.
 
-use crate::cli::{run, summary};
+use crate::cli::{run, summary, transfer};
+use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::moto::Moto;
 use crate::util::{data, Served, AK, SK};
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 use transfer_engine::s3::S3Store;
-use transfer_engine::sign::Credentials;
-use transfer_engine::{BucketStore, ObjectRef, ObjectStore, TagSet};
+use transfer_engine::sign::{Credentials, SignatureVersion::V4};
+use transfer_engine::store::PutOptions;
+use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
 
 /// `transfer` with AWS credentials and `endpoint`, and no OSS ones (an s3:// address must not need them).
 fn transfer_s3(endpoint: &str, ledger: &Path, (id, secret): (&str, &str)) -> Command {
@@ -94,4 +97,106 @@ async fn s3_addresses_against_transfer_serve() {
 async fn s3_addresses_against_moto() {
     let Some(moto) = Moto::start("s3_addresses_against_moto") else { return };
     cp_stat_tag(&moto.client_in("us-east-1"), &moto.endpoint, ("moto-test-key", "moto-test-secret"), "s3cli-moto").await;
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Without `--copy-threshold` a server-side copy is one CopyObject up to the destination's CopyObject limit
+/// (OSS 1 GiB, S3 5 GiB) and UploadPartCopy parts above: the same 6 MiB object, copied through both dialects of
+/// `transfer serve`, is one CopyObject by default and UploadPartCopy parts with a threshold below its size. A
+/// threshold above the destination's limit is lowered to it, with a warning (2 GiB is above OSS's limit, not
+/// S3's). A job started without a threshold records none, and `transfer resume` copies with one CopyObject again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
+    let served = Served::start();
+    let oss = served.client(V4);
+    oss.create_bucket("limits").await.unwrap();
+    let mut metadata = Metadata::with_user([("origin", "cli")]).unwrap();
+    metadata.content_type = Some("application/x-test".into());
+    let tags = TagSet::from_pairs([("tier", "cold")]).unwrap();
+    let bytes = data(6 * 1024 * 1024 + 5, 9);
+    let opts = PutOptions { metadata: metadata.clone(), tags: Some(tags.clone()), ..PutOptions::default() };
+    oss.put_object("limits", "src.bin", bytes.clone().into(), &opts).await.unwrap();
+    let arrived = |key: String| {
+        let (oss, metadata, tags, bytes) = (&oss, &metadata, &tags, &bytes);
+        async move {
+            let obj = ObjectRef::new("limits", key);
+            let head = oss.head_object(&obj).await.unwrap();
+            assert_eq!((&head.metadata.user, &head.metadata.content_type), (&metadata.user, &metadata.content_type), "{obj}");
+            assert_eq!(oss.get_tagging(&obj).await.unwrap(), *tags, "{obj}");
+            assert!(oss.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref() == bytes.as_slice(), "{obj}");
+        }
+    };
+    // Counts the UploadPartCopy requests (`PUT ...?partNumber=`) on their way to the server.
+    let parts_counter = FaultProxy::start(
+        &served.endpoint,
+        vec![Rule { method: Some("PUT"), contains: "partNumber=", fault: Fault::Delay(Duration::ZERO), times: 1_000 }],
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let cli = |scheme: &str, endpoint: &str| match scheme {
+        "oss" => transfer(endpoint, &ledger),
+        _ => transfer_s3(endpoint, &ledger, (AK, SK)),
+    };
+    // (scheme, its CopyObject limit, UploadPartCopy parts of 1 MiB, raised to S3's 5 MiB minimum there)
+    for (scheme, limit, parts) in [("oss", "1.00 GiB", 7), ("s3", "5.00 GiB", 2)] {
+        let src = format!("{scheme}://limits/src.bin");
+        let plan = |extra: &[&str]| {
+            let out = run(cli(scheme, &served.endpoint).args(["cp", "--dry-run", "--json"]).args(extra).args([&src, &format!("{scheme}://limits/plan")]));
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            (json_lines(&out).remove(0), stderr(&out))
+        };
+        let (planned, err) = plan(&[]);
+        assert_eq!(planned["action"], "copy", "{planned}");
+        assert!(!err.contains("--copy-threshold"), "{err}");
+        let (planned, err) = plan(&["--copy-threshold", "1MiB", "--part-size", "1MiB"]);
+        assert_eq!((planned["action"].as_str(), planned["parts"].as_u64()), (Some("multipart_copy"), Some(parts)), "{planned}");
+        assert!(!err.contains("--copy-threshold"), "{err}");
+        // Above the destination's limit: lowered to it, and said so.
+        for threshold in ["2GiB", "6GiB"] {
+            let (planned, err) = plan(&["--copy-threshold", threshold]);
+            assert_eq!(planned["action"], "copy", "{planned}");
+            let lowered = scheme == "oss" || threshold == "6GiB";
+            let warning = format!("--copy-threshold {}.00 GiB is above the largest object one CopyObject copies on {scheme}:// ({limit})", &threshold[..1]);
+            assert_eq!(err.contains(&warning), lowered, "{warning:?} in {err}");
+        }
+
+        // Real copies: one CopyObject by default, UploadPartCopy parts below the threshold.
+        for (extra, dest, part_copies) in [(&[][..], "default", 0), (&["--copy-threshold", "1MiB", "--part-size", "1MiB"][..], "parts", parts)] {
+            let before = parts_counter.injected() as u64;
+            let key = format!("{scheme}-{dest}");
+            let out = run(cli(scheme, &parts_counter.endpoint).args(["cp", "--json"]).args(extra).args([&src, &format!("{scheme}://limits/{key}")]));
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            let done = json_lines(&out).into_iter().find(|l| l["event"] == "done").unwrap();
+            assert_eq!(done["parts_sent"].as_u64(), Some(part_copies.max(1)), "{done}");
+            assert_eq!(parts_counter.injected() as u64 - before, part_copies, "{scheme} {dest}: UploadPartCopy requests");
+            arrived(key).await;
+        }
+    }
+
+    // Resume: a job started without a threshold records none, and resumes with the store's limit: one CopyObject.
+    let denied_once = FaultProxy::start(
+        &parts_counter.endpoint,
+        vec![Rule { method: Some("PUT"), contains: "resumed", fault: Fault::Status(403, "AccessDenied"), times: 1 }],
+    )
+    .await;
+    let failed = run(transfer_s3(&denied_once.endpoint, &ledger, (AK, SK)).args(["cp", "--json", "s3://limits/src.bin", "s3://limits/resumed"]));
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    let job = summary(&failed)["job"].as_i64().unwrap().to_string();
+    let shown = run(transfer_s3(&served.endpoint, &ledger, (AK, SK)).args(["jobs", "show", "--json", &job]));
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(shown["options"]["cp"]["copy_threshold"].is_null(), "{shown}");
+    let before = parts_counter.injected();
+    let out = run(transfer_s3("http://127.0.0.1:1", &ledger, (AK, SK)).args(["resume", "--json", &job]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let done = json_lines(&out).into_iter().find(|l| l["event"] == "done").unwrap();
+    assert_eq!((done["parts_sent"].as_u64(), parts_counter.injected() - before), (Some(1), 0), "{done}");
+    arrived("resumed".into()).await;
 }

@@ -22,7 +22,7 @@ const SMALL: usize = 10 * KIB;
 fn config(tag_on: TagOn) -> EngineConfig {
     EngineConfig {
         plan: PlanOptions {
-            copy_threshold: 300 * KIB as u64,
+            copy_threshold: Some(300 * KIB as u64),
             copy_part_size: 100 * KIB as u64,
             max_in_flight: 3,
             ..PlanOptions::default()

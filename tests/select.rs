@@ -29,7 +29,7 @@ fn config(overwrite: Overwrite, dry_run: bool) -> EngineConfig {
         plan: PlanOptions {
             preferred_part_size: 100 * KIB,
             multipart_threshold: 64 * KIB,
-            copy_threshold: 300 * KIB,
+            copy_threshold: Some(300 * KIB),
             copy_part_size: 100 * KIB,
             max_in_flight: 3,
             ..PlanOptions::default()

@@ -18,7 +18,7 @@ use transfer_engine::job::{KeyFilter, Overwrite, PlannedAction,
     PrefixCopyRequest, TagOn, UploadRequest,
 };
 use transfer_engine::plan::PlanOptions;
-use transfer_engine::store::Directive;
+use transfer_engine::store::{Capabilities, Directive};
 use transfer_engine::{Metadata, ObjectRef, StorageClass, TagSet};
 
 #[derive(Debug, Clone, Copy, ValueEnum, Serialize, Deserialize)]
@@ -85,9 +85,11 @@ pub(crate) struct CpArgs {
     /// Files of at least this size go as multipart uploads, smaller ones as one PutObject.
     #[arg(long, value_parser = parse_size, default_value = "64MiB")]
     pub multipart_threshold: u64,
-    /// Copies of at least this size go as UploadPartCopy parts, smaller ones as one CopyObject.
-    #[arg(long, value_parser = parse_size, default_value = "1GiB")]
-    pub copy_threshold: u64,
+    /// Server-side copies of at least this size go as UploadPartCopy parts, smaller ones as one CopyObject.
+    /// Default: the destination's CopyObject limit (oss:// and local:// 1 GiB, s3:// 5 GiB), so every object one
+    /// CopyObject can copy is copied with one; a larger value is lowered to that limit, with a warning.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub copy_threshold: Option<u64>,
     /// Skip objects whose destination already exists (and forbid the server to overwrite one that appears meanwhile).
     #[arg(long, conflicts_with = "update")]
     pub no_clobber: bool,
@@ -259,6 +261,9 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         }
         _ => None,
     };
+    if let (Location::Remote { .. }, None) = (&src, &relay) {
+        warn_copy_threshold(args.copy_threshold, store.objects.capabilities(), dst_scheme);
+    }
     let ledger = open_ledger(args.checkpoint.as_ref())?;
     let mut plan = PlanOptions {
         max_in_flight: args.jobs,
@@ -326,6 +331,22 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         explicit_metadata,
         filter,
     })
+}
+
+/// Says so when `--copy-threshold` is above what one CopyObject of the destination copies: the planner lowers it
+/// to that limit ([`PlanOptions::copy_threshold_for`]), so larger objects still go as UploadPartCopy.
+fn warn_copy_threshold(threshold: Option<u64>, caps: &Capabilities, scheme: Scheme) {
+    let Some(t) = threshold else { return };
+    let plan = PlanOptions { copy_threshold: Some(t), ..PlanOptions::default() };
+    if plan.copy_threshold_for(caps) < t {
+        tracing::warn!(
+            "--copy-threshold {} is above the largest object one CopyObject copies on {}:// ({}): \
+             objects larger than that are copied with UploadPartCopy",
+            human_bytes(t),
+            scheme.name(),
+            human_bytes(caps.max_copy_size)
+        );
+    }
 }
 
 /// Opens the destination's store and checks its bucket, creating it first with `--create-bucket`.
@@ -681,4 +702,38 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
         eprintln!("{resume_hint}");
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cp: CpArgs,
+    }
+
+    fn parse(args: &[&str]) -> CpArgs {
+        Cli::try_parse_from(["cp"].iter().chain(args)).unwrap().cp
+    }
+
+    #[test]
+    fn the_copy_threshold_is_recorded_as_given_and_an_unset_one_stays_unset() {
+        let unset = parse(&["oss://bkt/k", "oss://bkt/k2"]);
+        assert_eq!(unset.copy_threshold, None);
+        let recorded = unset.recorded().unwrap();
+        assert_eq!(CpArgs::from_recorded(&recorded).unwrap().copy_threshold, None, "{recorded}");
+        let set = parse(&["--copy-threshold", "8MiB", "s3://bkt/k", "s3://bkt/k2"]);
+        assert_eq!(set.copy_threshold, Some(8 << 20));
+        assert_eq!(CpArgs::from_recorded(&set.recorded().unwrap()).unwrap().copy_threshold, Some(8 << 20));
+        // Jobs recorded before the threshold could be unset carry the old default, 1 GiB: they keep it (their
+        // ledger rows were planned with it), and a record without the field means no threshold.
+        let mut old: serde_json::Value = serde_json::from_str(&recorded).unwrap();
+        old["cp"]["copy_threshold"] = json!(1u64 << 30);
+        assert_eq!(CpArgs::from_recorded(&old.to_string()).unwrap().copy_threshold, Some(1 << 30));
+        old["cp"].as_object_mut().unwrap().remove("copy_threshold");
+        assert_eq!(CpArgs::from_recorded(&old.to_string()).unwrap().copy_threshold, None);
+    }
 }

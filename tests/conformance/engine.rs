@@ -1,6 +1,7 @@
 //! The engine (`transfer_engine::job::Engine`) end to end: a multipart upload interrupted and resumed
 //! without re-sending what arrived, and server-side copies on both paths (one CopyObject below the copy
-//! threshold, UploadPartCopy parts above it) keeping or replacing metadata and tags.
+//! threshold, UploadPartCopy parts above it; without a threshold, the store's CopyObject limit decides) keeping
+//! or replacing metadata and tags.
 
 use super::{assert_meta, meta, read, tags, tags_of, Dialect, Target};
 use crate::util::data;
@@ -23,7 +24,7 @@ fn config(tag_on: TagOn) -> EngineConfig {
         plan: PlanOptions {
             preferred_part_size: 5 * MIB as u64,
             multipart_threshold: 6 * MIB as u64,
-            copy_threshold: 6 * MIB as u64,
+            copy_threshold: Some(6 * MIB as u64),
             copy_part_size: 5 * MIB as u64,
             max_in_flight: 2,
             ..PlanOptions::default()
@@ -73,27 +74,45 @@ impl Jobs {
     }
 }
 
-/// The target's store, recording the part numbers it is asked to upload, and refusing one part once (a
-/// permanent 403, as a revoked permission would): the run fails after the parts in flight were acknowledged.
-/// It can also hide an object from the next HEAD of it, as if it appeared just after.
+/// The target's store, recording the part numbers it is asked to upload and the copy requests it sends, and
+/// refusing one part once (a permanent 403, as a revoked permission would): the run fails after the parts in
+/// flight were acknowledged. It can also hide an object from the next HEAD of it, as if it appeared just after,
+/// and declare a lower CopyObject limit than the target's.
 #[derive(Debug)]
 struct Recording {
     inner: Arc<dyn ObjectStore>,
+    caps: Capabilities,
     fail_part: Option<u32>,
     failed: AtomicBool,
     sent: Mutex<Vec<u32>>,
+    copies: Mutex<Vec<&'static str>>,
     hidden: Mutex<Vec<ObjectRef>>,
 }
 
 impl Recording {
     fn new(inner: Arc<dyn ObjectStore>, fail_part: Option<u32>) -> Arc<Recording> {
         Arc::new(Recording {
+            caps: inner.capabilities().clone(),
             inner,
             fail_part,
             failed: AtomicBool::new(false),
             sent: Mutex::default(),
+            copies: Mutex::default(),
             hidden: Mutex::default(),
         })
+    }
+
+    /// The target's store, declaring that one CopyObject copies at most `max_copy_size` bytes.
+    fn with_copy_limit(inner: Arc<dyn ObjectStore>, max_copy_size: u64) -> Arc<Recording> {
+        let caps = Capabilities { max_copy_size, ..inner.capabilities().clone() };
+        let mut r = Arc::into_inner(Recording::new(inner, None)).unwrap();
+        r.caps = caps;
+        Arc::new(r)
+    }
+
+    /// The copy requests sent since the last call: `CopyObject`, `UploadPartCopy`.
+    fn take_copies(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.copies.lock().unwrap())
     }
 
     /// The next HEAD of `obj` answers 404 `NoSuchKey`.
@@ -111,7 +130,7 @@ impl Recording {
 #[async_trait]
 impl ObjectStore for Recording {
     fn capabilities(&self) -> &Capabilities {
-        self.inner.capabilities()
+        &self.caps
     }
     async fn put_object(&self, bucket: &str, key: &str, body: Body, opts: &PutOptions) -> Result<PutResult> {
         self.inner.put_object(bucket, key, body, opts).await
@@ -166,6 +185,7 @@ impl ObjectStore for Recording {
         range: Option<ByteRange>,
         conditions: &CopyConditions,
     ) -> Result<PartReceipt> {
+        self.copies.lock().unwrap().push("UploadPartCopy");
         self.inner.upload_part_copy(bucket, key, id, n, source, range, conditions).await
     }
     async fn complete_multipart(
@@ -211,6 +231,7 @@ impl ObjectStore for Recording {
         self.inner.get_symlink(obj).await
     }
     async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult> {
+        self.copies.lock().unwrap().push("CopyObject");
         self.inner.copy_object(bucket, key, opts).await
     }
     async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>> {
@@ -320,6 +341,56 @@ pub async fn multipart_copy_keeps_or_replaces_metadata(t: &Target) {
         let replaced = ObjectRef::new(&scope.bucket, &replaced);
         assert_eq!(read(s, &replaced).await, content, "{name}");
         assert_meta(&s.head_object(&replaced).await.unwrap().metadata, &new_meta);
+    }
+}
+
+/// Without a copy threshold the store's CopyObject limit ([`Capabilities::max_copy_size`]) decides: one CopyObject
+/// up to it, UploadPartCopy above; a threshold above the limit is lowered to it, one below it wins. The target
+/// declares OSS's limit (1 GiB) or S3's (5 GiB); the engine is shown a limit of 6 MiB here, so that objects of a
+/// few MiB take the path those limits give large ones. Bytes, metadata and tags arrive on both paths.
+pub async fn copy_threshold_defaults_to_the_stores_copy_limit(t: &Target) {
+    let s = &*t.store;
+    let dialect = if s.capabilities().append { Capabilities::OSS } else { Capabilities::S3 };
+    assert_eq!(s.capabilities().max_copy_size, dialect.max_copy_size);
+    let scope = t.scope("copy-limit").await;
+    let jobs = Jobs::new();
+    let source_tags = t.caps.tagging.then(tags);
+    let mut sources = Vec::new();
+    for (name, size) in [("small", 3000), ("big", 12 * MIB + 3)] {
+        let content = data(size, size as u64 + 7);
+        let key = scope.key(&format!("src/{name}"));
+        upload(t, &jobs, &scope.bucket, &key, &content, source_tags.clone()).await;
+        sources.push((name, ObjectRef::new(&scope.bucket, key), content));
+    }
+    let store = Recording::with_copy_limit(t.store.clone(), 6 * MIB as u64);
+    let one: &[&str] = &["CopyObject"];
+    let parts: &[&str] = &["UploadPartCopy"; 3];
+    for (threshold, small, big) in [
+        // Unset: the store's limit (6 MiB here).
+        (None, one, parts),
+        // Above the limit: lowered to it.
+        (Some(u64::MAX), one, parts),
+        // Below it: the threshold wins (one part of 3000 bytes).
+        (Some(1000), &["UploadPartCopy"][..], parts),
+    ] {
+        let mut cfg = config(TagOn::Initiate);
+        cfg.plan.copy_threshold = threshold;
+        let engine = Engine::new(store.clone(), jobs.ledger.clone(), cfg).unwrap();
+        for ((name, src, content), want) in sources.iter().zip([small, big]) {
+            let dest = scope.key(&format!("{}/{name}", threshold.map_or("unset".into(), |t| t.to_string())));
+            let out = engine
+                .copy_object(jobs.job("copy", &dest), &CopyRequest::new(src.clone(), &scope.bucket, &dest))
+                .await
+                .unwrap();
+            assert_eq!(store.take_copies(), want, "copy threshold {threshold:?}, {name}");
+            assert_eq!(out.parts_sent as usize, want.len(), "{out:?}");
+            let dest = ObjectRef::new(&scope.bucket, &dest);
+            assert_eq!(read(s, &dest).await, *content, "{dest}");
+            assert_meta(&s.head_object(&dest).await.unwrap().metadata, &meta());
+            if t.caps.tagging {
+                assert_eq!(tags_of(s, &dest).await, tags().sorted(), "{dest}");
+            }
+        }
     }
 }
 

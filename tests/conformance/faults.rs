@@ -24,7 +24,7 @@ fn engine(store: Arc<dyn ObjectStore>, ledger: &Ledger) -> Engine {
         plan: PlanOptions {
             preferred_part_size: 5 * MIB as u64,
             multipart_threshold: 6 * MIB as u64,
-            copy_threshold: 6 * MIB as u64,
+            copy_threshold: Some(6 * MIB as u64),
             copy_part_size: 5 * MIB as u64,
             max_in_flight: 2,
             ..PlanOptions::default()

@@ -409,6 +409,7 @@ conformance! {
         copy::copy_object_tagging_directive [Tagging],
         engine::resumable_upload [],
         engine::multipart_copy_keeps_or_replaces_metadata [],
+        engine::copy_threshold_defaults_to_the_stores_copy_limit [],
         engine::tags_on_upload_and_both_copy_modes [Tagging],
         engine::no_clobber_upload_when_the_destination_appears [ConditionalPut],
         engine::no_clobber_copy_when_the_destination_appears [ConditionalPut, ConditionalCopy],

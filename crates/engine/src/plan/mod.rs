@@ -5,7 +5,7 @@
 //! [`Capabilities`] and the user's [`PlanOptions`] into an [`ObjectPlan`]: either one request
 //! ([`Method::Single`]: PutObject, or CopyObject for a copy) or a multipart upload with a fixed part size
 //! ([`Method::Multipart`]: UploadPart, or UploadPartCopy). Both go through one planning function; only the
-//! threshold, the preferred part size and the memory constraint differ.
+//! threshold, the single-request limit, the preferred part size and the memory constraint differ.
 //!
 //! # Guarantees
 //! For every plan that is returned:
@@ -13,7 +13,8 @@
 //! - `n <= caps.max_parts`;
 //! - every part but the last is at least `caps.min_part_size` and at most `caps.max_part_size` (the last one is
 //!   at most `max_part_size` too and may be shorter than the minimum, which every store allows);
-//! - a single request never exceeds `caps.max_put_size`; a zero-byte object is one empty part, never multipart;
+//! - a single PutObject never exceeds `caps.max_put_size`, a single CopyObject never exceeds `caps.max_copy_size`;
+//!   a zero-byte object is one empty part, never multipart;
 //! - a plan only depends on its inputs, so a resumed transfer that plans again with the same inputs gets the same
 //!   parts (part `k` is always [`ObjectPlan::part`]`(k)`).
 //!
@@ -36,6 +37,13 @@
 //!    [`ObjectPlan::buffered_in_flight`] says how many.
 //!
 //! Copies hold no bytes (the store copies server-side), so they have no memory constraint.
+//!
+//! # When a copy is one CopyObject
+//! One CopyObject is one request however large the object (many S3 servers answer it from metadata alone), where
+//! UploadPartCopy takes one request per part: so a copy is one CopyObject whenever the destination store takes
+//! it, up to its [`Capabilities::max_copy_size`] (OSS: 1 GiB; S3: 5 GiB), and UploadPartCopy parts above. An
+//! explicit [`PlanOptions::copy_threshold`] moves the switch lower, never higher: a value above what one
+//! CopyObject takes is lowered to it ([`PlanOptions::copy_threshold_for`]).
 
 use crate::error::{Error, Result};
 use crate::store::Capabilities;
@@ -46,7 +54,6 @@ mod tests;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
-const GIB: u64 = 1024 * MIB;
 
 /// oss2's default part size (`defaults.part_size`), used by [`determine_part_size`] when `preferred` is 0.
 pub const OSS2_PART_SIZE: u64 = 10 * MIB;
@@ -91,9 +98,12 @@ pub struct PlanOptions {
     pub memory_budget: u64,
     /// Requests of one object in flight at once; default 8.
     pub max_in_flight: usize,
-    /// Copies of at least this many bytes use UploadPartCopy; smaller ones are one CopyObject. Default 1 GiB
-    /// (OSS recommends UploadPartCopy above 1 GB).
-    pub copy_threshold: u64,
+    /// Copies of at least this many bytes use UploadPartCopy; smaller ones are one CopyObject. Default `None`: the
+    /// destination store's [`Capabilities::max_copy_size`] decides, so every object one CopyObject takes is
+    /// copied with one (OSS: up to 1 GiB; S3: up to 5 GiB) and larger ones with UploadPartCopy. A value above
+    /// that limit is lowered to it: an object larger than `max_copy_size` always goes as UploadPartCopy
+    /// ([`copy_threshold_for`](Self::copy_threshold_for) gives the threshold that applies to a store).
+    pub copy_threshold: Option<u64>,
     /// Part size to start from for UploadPartCopy; default 64 MiB.
     pub copy_part_size: u64,
 }
@@ -105,9 +115,20 @@ impl Default for PlanOptions {
             multipart_threshold: 64 * MIB,
             memory_budget: 256 * MIB,
             max_in_flight: 8,
-            copy_threshold: GIB,
+            copy_threshold: None,
             copy_part_size: 64 * MIB,
         }
+    }
+}
+
+impl PlanOptions {
+    /// The copy threshold that applies to a store with `caps`: copies of at least this many bytes use
+    /// UploadPartCopy. It is [`copy_threshold`](Self::copy_threshold), lowered to one byte more than
+    /// `caps.max_copy_size`, or that when no threshold is set. So `copy_threshold_for(caps) < t` says that the
+    /// store's CopyObject limit overrides the threshold `t` the user set.
+    pub fn copy_threshold_for(&self, caps: &Capabilities) -> u64 {
+        let limit = caps.max_copy_size.saturating_add(1);
+        self.copy_threshold.map_or(limit, |t| t.min(limit))
     }
 }
 
@@ -211,6 +232,7 @@ pub fn plan_object(size: u64, caps: &Capabilities, opts: &PlanOptions) -> Result
         &Flavor {
             operation: "upload",
             threshold: opts.multipart_threshold,
+            max_single: caps.max_put_size,
             preferred: opts.preferred_part_size,
             preferred_option: "preferred_part_size",
             max_in_flight: opts.max_in_flight,
@@ -221,8 +243,9 @@ pub fn plan_object(size: u64, caps: &Capabilities, opts: &PlanOptions) -> Result
 
 /// Plans a server-side copy of an object of `size` bytes within a store with `caps`.
 ///
-/// Below [`PlanOptions::copy_threshold`] (and within `caps.max_put_size`) the copy is one CopyObject; otherwise
-/// UploadPartCopy parts sized from [`PlanOptions::copy_part_size`]. There is no memory constraint: the bytes
+/// An object of at most `caps.max_copy_size` bytes, and below [`PlanOptions::copy_threshold`] when one is set,
+/// is one CopyObject ([`PlanOptions::copy_threshold_for`]); otherwise UploadPartCopy parts sized from
+/// [`PlanOptions::copy_part_size`]. There is no memory constraint: the bytes
 /// never pass through this process. Errors as [`plan_object`], except that the memory budget is not checked.
 pub fn plan_copy(size: u64, caps: &Capabilities, opts: &PlanOptions) -> Result<ObjectPlan> {
     plan(
@@ -230,7 +253,8 @@ pub fn plan_copy(size: u64, caps: &Capabilities, opts: &PlanOptions) -> Result<O
         caps,
         &Flavor {
             operation: "copy",
-            threshold: opts.copy_threshold,
+            threshold: opts.copy_threshold_for(caps),
+            max_single: caps.max_copy_size,
             preferred: opts.copy_part_size,
             preferred_option: "copy_part_size",
             max_in_flight: opts.max_in_flight,
@@ -245,6 +269,8 @@ struct Flavor {
     operation: &'static str,
     /// Sizes at or above this go multipart.
     threshold: u64,
+    /// The largest object one request (PutObject, CopyObject) takes; larger ones go multipart.
+    max_single: u64,
     /// Part size to start from.
     preferred: u64,
     /// The `PlanOptions` field `preferred` came from, for messages.
@@ -274,7 +300,7 @@ fn plan(size: u64, caps: &Capabilities, s: &Flavor) -> Result<ObjectPlan> {
         .with_context("size", size));
     }
 
-    if size == 0 || (size < s.threshold && size <= caps.max_put_size) {
+    if size == 0 || (size < s.threshold && size <= s.max_single) {
         return Ok(ObjectPlan { size, method: Method::Single });
     }
 

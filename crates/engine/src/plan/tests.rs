@@ -2,6 +2,7 @@ use super::*;
 use crate::ErrorKind;
 use proptest::prelude::*;
 
+const GIB: u64 = 1024 * MIB;
 const TIB: u64 = 1024 * GIB;
 const OSS: Capabilities = Capabilities::OSS;
 
@@ -75,7 +76,7 @@ fn small_objects_are_single_requests() {
 
 #[test]
 fn zero_bytes_is_single_even_with_a_zero_threshold() {
-    let o = PlanOptions { multipart_threshold: 0, copy_threshold: 0, ..PlanOptions::default() };
+    let o = PlanOptions { multipart_threshold: 0, copy_threshold: Some(0), ..PlanOptions::default() };
     for plan in [plan_object(0, &OSS, &o).unwrap(), plan_copy(0, &OSS, &o).unwrap()] {
         assert_eq!(plan.method, Method::Single);
         assert_eq!(plan.part(1), Some(Part { number: 1, offset: 0, len: 0 }));
@@ -154,13 +155,62 @@ fn memory_budget_shrinks_parts() {
 
 #[test]
 fn copies_use_their_own_threshold_and_part_size_and_no_memory_budget() {
-    let o = PlanOptions { memory_budget: MIB, ..PlanOptions::default() };
+    let o = PlanOptions { copy_threshold: Some(GIB), memory_budget: MIB, ..PlanOptions::default() };
     assert_eq!(plan_copy(GIB - 1, &OSS, &o).unwrap().method, Method::Single);
     assert_eq!(plan_copy(GIB, &OSS, &o).unwrap().method, Method::Multipart { part_size: 64 * MIB, parts: 16 });
     assert_eq!(plan_copy(TIB, &OSS, &o).unwrap().part_size(), 128 * MIB);
     // The memory budget is irrelevant to copies, even a nonsensical one.
     let o = PlanOptions { memory_budget: 0, ..PlanOptions::default() };
     assert!(plan_copy(TIB, &OSS, &o).is_ok());
+}
+
+#[test]
+fn without_a_copy_threshold_the_stores_copyobject_limit_decides() {
+    let o = PlanOptions::default();
+    assert_eq!(o.copy_threshold, None);
+    let s3 = Capabilities::S3;
+    assert_eq!((OSS.max_copy_size, s3.max_copy_size), (GIB, 5 * GIB));
+    assert_eq!((o.copy_threshold_for(&OSS), o.copy_threshold_for(&s3)), (GIB + 1, 5 * GIB + 1));
+    // OSS: one CopyObject up to 1 GiB, UploadPartCopy above.
+    assert_eq!(plan_copy(GIB, &OSS, &o).unwrap().method, Method::Single);
+    assert_eq!(plan_copy(GIB + 1, &OSS, &o).unwrap().method, Method::Multipart { part_size: 64 * MIB, parts: 17 });
+    // S3: one CopyObject up to 5 GiB.
+    assert_eq!(plan_copy(GIB + 1, &s3, &o).unwrap().method, Method::Single);
+    assert_eq!(plan_copy(5 * GIB, &s3, &o).unwrap().method, Method::Single);
+    assert_eq!(plan_copy(5 * GIB + 1, &s3, &o).unwrap().method, Method::Multipart { part_size: 64 * MIB, parts: 81 });
+    // Whatever the store declares, uploads keep their own threshold and limit.
+    let tiny = Capabilities { max_copy_size: 300 * KIB, ..Capabilities::OSS };
+    assert_eq!(plan_copy(300 * KIB, &tiny, &o).unwrap().method, Method::Single);
+    assert_eq!(plan_copy(300 * KIB + 1, &tiny, &o).unwrap().part_count(), 1);
+    assert!(matches!(plan_copy(300 * KIB + 1, &tiny, &o).unwrap().method, Method::Multipart { .. }));
+    assert_eq!(plan_object(MIB, &tiny, &o).unwrap().method, Method::Single);
+    // A store without CopyObject at all still copies an empty object with one request.
+    let none = Capabilities { max_copy_size: 0, ..Capabilities::OSS };
+    assert_eq!(plan_copy(0, &none, &o).unwrap().method, Method::Single);
+    assert!(matches!(plan_copy(1, &none, &o).unwrap().method, Method::Multipart { parts: 1, .. }));
+}
+
+#[test]
+fn an_explicit_copy_threshold_wins_below_the_stores_limit_and_is_lowered_to_it_above() {
+    let s3 = Capabilities::S3;
+    let o = PlanOptions { copy_threshold: Some(8 * MIB), copy_part_size: 8 * MIB, ..PlanOptions::default() };
+    assert_eq!(o.copy_threshold_for(&s3), 8 * MIB);
+    assert_eq!(plan_copy(8 * MIB - 1, &s3, &o).unwrap().method, Method::Single);
+    assert_eq!(plan_copy(GIB, &s3, &o).unwrap().method, Method::Multipart { part_size: 8 * MIB, parts: 128 });
+    // 4 GiB: within S3's limit, above OSS's (lowered to it there).
+    let o = PlanOptions { copy_threshold: Some(4 * GIB), ..PlanOptions::default() };
+    assert_eq!((o.copy_threshold_for(&s3), o.copy_threshold_for(&OSS)), (4 * GIB, GIB + 1));
+    assert_eq!(plan_copy(2 * GIB, &s3, &o).unwrap().method, Method::Single);
+    assert!(matches!(plan_copy(4 * GIB, &s3, &o).unwrap().method, Method::Multipart { .. }));
+    assert!(matches!(plan_copy(2 * GIB, &OSS, &o).unwrap().method, Method::Multipart { .. }));
+    assert_eq!(plan_copy(GIB, &OSS, &o).unwrap().method, Method::Single);
+    // Even the largest threshold never makes a CopyObject the store refuses.
+    let o = PlanOptions { copy_threshold: Some(u64::MAX), ..PlanOptions::default() };
+    assert_eq!(o.copy_threshold_for(&s3), 5 * GIB + 1);
+    assert!(matches!(plan_copy(5 * GIB + 1, &s3, &o).unwrap().method, Method::Multipart { .. }));
+    let unlimited = Capabilities { max_copy_size: u64::MAX, ..Capabilities::S3 };
+    assert_eq!(o.copy_threshold_for(&unlimited), u64::MAX);
+    assert_eq!(PlanOptions::default().copy_threshold_for(&unlimited), u64::MAX);
 }
 
 // ---- refusals ----
@@ -221,7 +271,7 @@ fn refuses_inconsistent_capabilities() {
 // ---- properties ----
 
 /// Checks every guarantee of the module docs on a plan that succeeded.
-fn check_plan(plan: &ObjectPlan, size: u64, caps: &Capabilities, threshold: u64) {
+fn check_plan(plan: &ObjectPlan, size: u64, caps: &Capabilities, threshold: u64, max_single: u64) {
     assert_eq!(plan.size, size);
     let parts: Vec<Part> = plan.parts().collect();
     let n = parts.len();
@@ -246,10 +296,10 @@ fn check_plan(plan: &ObjectPlan, size: u64, caps: &Capabilities, threshold: u64)
     match plan.method {
         Method::Single => {
             assert!(size == 0 || size < threshold);
-            assert!(size <= caps.max_put_size);
+            assert!(size == 0 || size <= max_single);
         }
         Method::Multipart { part_size, parts } => {
-            assert!(size > 0 && (size >= threshold || size > caps.max_put_size));
+            assert!(size > 0 && (size >= threshold || size > max_single));
             assert!(part_size >= 1 && part_size <= caps.max_part_size);
             assert_eq!(u64::from(parts), size.div_ceil(part_size));
         }
@@ -272,12 +322,12 @@ fn check_memory(plan: &ObjectPlan, caps: &Capabilities, o: &PlanOptions) {
 }
 
 fn small_caps() -> impl Strategy<Value = Capabilities> {
-    (1u32..=40, 1u64..=64 * KIB, 0u64..=256 * KIB, 0u64..=2 * MIB)
-        .prop_map(|(n, min, extra, put)| caps(n, min, min + extra, put))
+    (1u32..=40, 1u64..=64 * KIB, 0u64..=256 * KIB, 0u64..=2 * MIB, 0u64..=2 * MIB)
+        .prop_map(|(n, min, extra, put, copy)| Capabilities { max_copy_size: copy, ..caps(n, min, min + extra, put) })
 }
 
 fn options(max_size: u64) -> impl Strategy<Value = PlanOptions> {
-    (1..=max_size, 0..=max_size, 0..=max_size * 4, 1usize..=16, 0..=max_size, 1..=max_size).prop_map(
+    (1..=max_size, 0..=max_size, 0..=max_size * 4, 1usize..=16, proptest::option::of(0..=max_size), 1..=max_size).prop_map(
         |(preferred, threshold, budget, in_flight, copy_threshold, copy_part)| PlanOptions {
             preferred_part_size: preferred,
             multipart_threshold: threshold,
@@ -294,7 +344,7 @@ fn check_all(size: u64, caps: &Capabilities, o: &PlanOptions) {
     match plan_object(size, caps, o) {
         Ok(plan) => {
             assert!(o.memory_budget >= caps.min_part_size && size <= capacity);
-            check_plan(&plan, size, caps, o.multipart_threshold);
+            check_plan(&plan, size, caps, o.multipart_threshold, caps.max_put_size);
             check_memory(&plan, caps, o);
         }
         Err(e) => {
@@ -305,7 +355,11 @@ fn check_all(size: u64, caps: &Capabilities, o: &PlanOptions) {
     match plan_copy(size, caps, o) {
         Ok(plan) => {
             assert!(size <= capacity);
-            check_plan(&plan, size, caps, o.copy_threshold);
+            check_plan(&plan, size, caps, o.copy_threshold_for(caps), caps.max_copy_size);
+            // An explicit threshold is kept below the store's limit, and never lets a CopyObject exceed it.
+            if let (Method::Single, Some(t)) = (plan.method, o.copy_threshold) {
+                assert!(size == 0 || (size < t && size <= caps.max_copy_size));
+            }
         }
         Err(e) => assert!(size > capacity, "unexpected refusal: {e}"),
     }
@@ -320,6 +374,12 @@ proptest! {
     #[test]
     fn prop_plans_hold_their_guarantees_on_oss_with_defaults(size in 0..=60 * TIB) {
         check_all(size, &OSS, &PlanOptions::default());
+    }
+
+    #[test]
+    fn prop_plans_hold_their_guarantees_on_s3(size in 0..=60 * TIB, o in options(8 * GIB)) {
+        check_all(size, &Capabilities::S3, &o);
+        check_all(size, &Capabilities::S3, &PlanOptions::default());
     }
 
     #[test]

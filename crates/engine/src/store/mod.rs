@@ -528,10 +528,16 @@ pub struct Capabilities {
     pub max_part_size: u64,
     /// Largest single PutObject body, in bytes.
     pub max_put_size: u64,
+    /// Largest object one CopyObject copies, in bytes; a larger one is copied with UploadPartCopy. It is also
+    /// where the planner switches to UploadPartCopy when the user sets no copy threshold
+    /// ([`PlanOptions::copy_threshold`](crate::plan::PlanOptions::copy_threshold)): one request is far faster than
+    /// many parts whenever the store takes it (many S3 servers copy from metadata alone).
+    pub max_copy_size: u64,
 }
 
 impl Capabilities {
-    /// Everything OSS offers, with OSS's limits.
+    /// Everything OSS offers, with OSS's limits. CopyObject: objects up to 1 GiB (OSS's documented limit for
+    /// CopyObject; it advises UploadPartCopy above).
     pub const OSS: Capabilities = Capabilities {
         append: true,
         symlink: true,
@@ -544,6 +550,7 @@ impl Capabilities {
         min_part_size: 100 * 1024,
         max_part_size: 5 * 1024 * 1024 * 1024,
         max_put_size: 5 * 1024 * 1024 * 1024,
+        max_copy_size: 1024 * 1024 * 1024,
     };
 
     /// S3: no append, no symlinks; parts of 5 MiB (but the last) to 5 GiB, at most 10,000 of them; one PutObject or
@@ -560,6 +567,7 @@ impl Capabilities {
         min_part_size: 5 * 1024 * 1024,
         max_part_size: 5 * 1024 * 1024 * 1024,
         max_put_size: 5 * 1024 * 1024 * 1024,
+        max_copy_size: 5 * 1024 * 1024 * 1024,
     };
 }
 
