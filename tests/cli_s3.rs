@@ -200,3 +200,59 @@ async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
     assert_eq!((done["parts_sent"].as_u64(), parts_counter.injected() - before), (Some(1), 0), "{done}");
     arrived("resumed".into()).await;
 }
+
+/// `--checksum` picks how the server checks the bodies: on s3://, a CRC-32C by default (declared on the
+/// multipart upload) and Content-MD5 with `md5`; on oss://, `md5` adds Content-MD5 to the CRC-64 check and
+/// `crc32c` is refused before anything moves. Seen on the wire through a proxy; the bytes arrive either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksum_option_picks_what_the_server_checks() {
+    let served = Served::start();
+    let oss = served.client(V4);
+    oss.create_bucket("sums").await.unwrap();
+    let proxy = FaultProxy::start(&served.endpoint, vec![]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f.bin");
+    let bytes = data(7 * 1024 * 1024 + 1, 6);
+    std::fs::write(&file, &bytes).unwrap();
+    let parts = ["--multipart-threshold", "5MiB", "--part-size", "5MiB"];
+    // Bodies sent (PUTs) and uploads declared (POST ?uploads) since `from`, with the headers they carried.
+    let bodies = |from: usize| -> Vec<crate::util::fault::Seen> {
+        proxy.seen().into_iter().skip(from).filter(|s| s.method == "PUT" || s.target.ends_with("?uploads")).collect()
+    };
+
+    for (checksum, key) in [(None, "crc.bin"), (Some("md5"), "md5.bin")] {
+        let from = proxy.seen().len();
+        let mut c = transfer_s3(&proxy.endpoint, &tmp.path().join("l.db"), (AK, SK));
+        c.args(["cp", "-q"]).args(parts).arg(&file).arg(format!("s3://sums/{key}"));
+        if let Some(v) = checksum {
+            c.args(["--checksum", v]);
+        }
+        ok(&run(&mut c));
+        let seen = bodies(from);
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        for s in &seen {
+            let declared = s.target.ends_with("?uploads");
+            match checksum {
+                None if declared => assert!(s.has("x-amz-checksum-algorithm"), "{s:?}"),
+                None => assert!(s.has("x-amz-checksum-crc32c") && !s.has("content-md5"), "{s:?}"),
+                Some(_) => assert!(!s.has("x-amz-checksum-algorithm") && !s.has("x-amz-checksum-crc32c"), "{s:?}"),
+            }
+            if checksum.is_some() && !declared {
+                assert!(s.has("content-md5"), "{s:?}");
+            }
+        }
+        let got = oss.get_object(&ObjectRef::new("sums", key), None).await.unwrap().bytes().await.unwrap();
+        assert!(got.as_ref() == bytes.as_slice(), "{key}");
+    }
+
+    // oss://: md5 adds Content-MD5; crc32c is not an OSS checksum.
+    let from = proxy.seen().len();
+    let ledger = tmp.path().join("l.db");
+    ok(&run(crate::cli::transfer(&proxy.endpoint, &ledger).args(["cp", "-q", "--checksum", "md5"]).args(parts).arg(&file).arg("oss://sums/oss-md5.bin")));
+    let puts: Vec<_> = bodies(from).into_iter().filter(|s| s.method == "PUT").collect();
+    assert!(puts.len() == 2 && puts.iter().all(|s| s.has("content-md5")), "{puts:?}");
+    let out = run(crate::cli::transfer(&proxy.endpoint, &ledger).args(["cp", "--checksum", "crc32c"]).arg(&file).arg("oss://sums/no.bin"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--checksum crc32c is for s3://"), "{}", stderr(&out));
+    assert!(oss.head_object(&ObjectRef::new("sums", "no.bin")).await.is_err());
+}

@@ -10,6 +10,7 @@
 //! region = "cn-hangzhou"
 //! dialect = "oss"                 # or "s3" (then the address is s3://, signed with AWS SigV4)
 //! signature_version = "v4"        # or "v1"
+//! checksum = "md5"                # optional: --checksum's default (crc32c, s3:// only, or md5)
 //! # Where the credentials come from: the names of environment variables (default: OSS_ACCESS_KEY_ID,
 //! # OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN; for s3:// the AWS_* ones). Never the secrets themselves.
 //! access_key_id_env = "HZ_KEY_ID"
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use transfer_engine::local::LocalStore;
 use transfer_engine::oss::OssStore;
-use transfer_engine::s3::S3Store;
+use transfer_engine::s3::{S3Checksum, S3Store};
 use transfer_engine::sign::{Credentials, SignatureVersion};
 use transfer_engine::{BucketStore, ObjectStore};
 
@@ -39,6 +40,17 @@ use transfer_engine::{BucketStore, ObjectStore};
 pub(crate) enum SigArg {
     V4,
     V1,
+}
+
+/// How bodies sent to a store are protected, as the command line and profiles spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ChecksumArg {
+    /// s3:// only: `x-amz-checksum-crc32c` on every body (the s3:// default).
+    Crc32c,
+    /// `Content-MD5` on every body: on s3:// instead of the CRC-32C (servers without S3's checksums), on
+    /// oss:// in addition to the CRC-64 check.
+    Md5,
 }
 
 /// Options naming the destination's store (and, for commands with one side, the only store).
@@ -56,6 +68,11 @@ pub(crate) struct StoreArgs {
     /// Named profile from the config file (endpoint, region, dialect, where credentials come from).
     #[arg(long, env = "TRANSFER_PROFILE")]
     pub profile: Option<String>,
+    /// How the bodies sent are checked by the server: crc32c (s3:// default: x-amz-checksum-crc32c) or md5
+    /// (Content-MD5: on s3:// instead, for servers without S3's checksums; on oss:// in addition to the
+    /// CRC-64 check every oss:// transfer makes) [default: the profile's, else crc32c on s3://, none on oss://].
+    #[arg(long, value_enum)]
+    pub checksum: Option<ChecksumArg>,
     /// Root directory of the embedded local store behind local:// addresses
     /// [default: $XDG_DATA_HOME/transfer/local].
     #[arg(long, env = "TRANSFER_LOCAL_ROOT")]
@@ -109,6 +126,7 @@ struct Profile {
     region: Option<String>,
     dialect: Option<String>,
     signature_version: Option<SigArg>,
+    checksum: Option<ChecksumArg>,
     access_key_id_env: Option<String>,
     access_key_secret_env: Option<String>,
     session_token_env: Option<String>,
@@ -243,11 +261,15 @@ impl StoreArgs {
                     profile.session_token_env.as_deref().unwrap_or(token),
                 )?;
                 let region = self.region.clone().or(profile.region);
+                let checksum = self.checksum.or(profile.checksum);
                 let store = if scheme == Scheme::S3 {
                     if self.signature_version.or(profile.signature_version) == Some(SigArg::V1) {
                         return Err(Usage("s3:// signs with AWS SigV4 only; drop --signature-version v1".into()));
                     }
                     let mut b = S3Store::builder().endpoint(endpoint.clone()).credentials(creds);
+                    if checksum == Some(ChecksumArg::Md5) {
+                        b = b.checksum(S3Checksum::ContentMd5);
+                    }
                     if let Some(r) = region {
                         b = b.region(r);
                     }
@@ -257,7 +279,16 @@ impl StoreArgs {
                         Some(SigArg::V1) => SignatureVersion::V1,
                         Some(SigArg::V4) | None => SignatureVersion::V4,
                     };
-                    let mut b = OssStore::builder().endpoint(endpoint.clone()).credentials(creds).signature_version(version);
+                    if checksum == Some(ChecksumArg::Crc32c) {
+                        return Err(Usage(
+                            "oss:// checks every body by its CRC-64; --checksum crc32c is for s3:// (md5 adds Content-MD5)".into(),
+                        ));
+                    }
+                    let mut b = OssStore::builder()
+                        .endpoint(endpoint.clone())
+                        .credentials(creds)
+                        .signature_version(version)
+                        .content_md5(checksum == Some(ChecksumArg::Md5));
                     if let Some(r) = region {
                         b = b.region(r);
                     }

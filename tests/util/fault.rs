@@ -54,6 +54,21 @@ struct State {
     rules: Mutex<Vec<Rule>>,
     injected: AtomicUsize,
     http: reqwest::Client,
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// A request the proxy saw: method, path and query, and the names of its headers.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<String>,
+}
+
+impl Seen {
+    pub fn has(&self, header: &str) -> bool {
+        self.headers.iter().any(|h| h == header)
+    }
 }
 
 /// A running proxy.
@@ -72,6 +87,7 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             rules: Mutex::new(rules),
             injected: AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel();
@@ -95,6 +111,11 @@ impl FaultProxy {
     /// How many faults were injected so far.
     pub fn injected(&self) -> usize {
         self.state.injected.load(Ordering::SeqCst)
+    }
+
+    /// Every request so far, in the order they arrived.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
     }
 
     /// Rules not yet used up.
@@ -131,6 +152,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
     let method = req.method().as_str().to_owned();
     let target = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let fault = take_fault(&state, &method, &target);
+    let headers = req.headers().keys().map(|k| k.as_str().to_owned()).collect();
+    state.seen.lock().unwrap().push(Seen { method: method.clone(), target: target.clone(), headers });
     // Answer in the request's dialect: S3 clients read x-amz-request-id, and an S3 HEAD answer has no body.
     let s3 = req.headers().get("authorization").is_some_and(|v| v.as_bytes().starts_with(b"AWS4-HMAC-SHA256"))
         || target.contains("X-Amz-Signature=");
