@@ -603,9 +603,13 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// buffers, with no copy into a file buffer; one write is in flight while the next chunk is received and
 /// hashed. An error returns only once no write is in flight, so a caller that cuts the file back (a failed
 /// append) is not overtaken by a late write.
-async fn write_body(body: Body, file: tokio::fs::File, fsync: bool) -> Result<Written> {
+///
+/// A body's MD5 check (`Content-MD5`) is taken and applied to the MD5 computed here, so the bytes are hashed
+/// once; a mismatch fails the write like any other error at the end of the body.
+async fn write_body(mut body: Body, file: tokio::fs::File, fsync: bool) -> Result<Written> {
     let mut md5 = Md5::new();
     let mut crc = Crc64::new();
+    let check = body.take_md5_check();
     let mut stream = body.into_stream();
     let mut writer = BatchWriter { file: Some(file.into_std().await), pending: None, batch: Vec::new(), batched: 0 };
     while let Some(chunk) = stream.next().await {
@@ -620,8 +624,15 @@ async fn write_body(body: Body, file: tokio::fs::File, fsync: bool) -> Result<Wr
         crc.update(&chunk);
         writer.push(chunk).await?;
     }
+    let md5: [u8; 16] = md5.finalize().into();
+    if let Some(check) = check {
+        if let Err(e) = check.check(&md5) {
+            let _ = writer.wait().await;
+            return Err(e);
+        }
+    }
     writer.finish(fsync).await?;
-    Ok(Written { size: crc.len(), md5: Some(md5.finalize().into()), crc: crc.value() })
+    Ok(Written { size: crc.len(), md5: Some(md5), crc: crc.value() })
 }
 
 /// Writes chunks to a file in batches on the blocking pool, one batch in flight at a time.

@@ -23,7 +23,7 @@ use std::fmt;
 
 mod body;
 mod key;
-pub use body::Body;
+pub use body::{Body, Md5Check};
 pub use key::{validate_bucket, validate_key, validate_part_number, MAX_KEY_BYTES, MAX_PART_NUMBER};
 
 /// An object, optionally at a specific version.
