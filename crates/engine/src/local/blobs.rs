@@ -4,9 +4,11 @@
 //! Layout under the store root (no path ever comes from an object key):
 //! - `.tmp/<id>`: bodies being received; removed on failure and swept on open.
 //! - `.data/<xx>/<id>`: object bytes, `<xx>` being the first two characters of the random `<id>`.
-//! - `.data/<xx>/<id>/<n>`: the bytes of a completed multipart object, one file per part (`1`, `2`, ...), hard
+//! - `.pieces/<xx>/<id>/<n>`: the bytes of a completed multipart object, one file per part (`1`, `2`, ...), hard
 //!   links to the staged parts, so Complete copies no byte. Its index name, `<xx>/<id>/<sizes>`, carries the
-//!   pieces' sizes (runs like `8388608*127,1234`), so a range read opens only the pieces it needs.
+//!   pieces' sizes (runs like `8388608*127,1234`), so a range read opens only the pieces it needs. (A directory
+//!   of its own: a store opened by a build from before pieces, whose sweep knows only `.data` files, fails to
+//!   read these objects instead of removing them.)
 //! - `.staging/<upload id>/<id>`: the staged parts of a multipart upload.
 //!
 //! A received body is hashed (MD5 and CRC-64) while it is written, and fsynced when the store is opened with
@@ -267,7 +269,7 @@ fn io_err(what: &str, path: &Path, e: io::Error) -> Error {
 impl Blobs {
     /// The data directories under `root`, created if missing.
     pub fn open(root: &Path, fsync: bool) -> Result<Self> {
-        for dir in [".tmp", ".data", ".staging"] {
+        for dir in [".tmp", ".data", ".pieces", ".staging"] {
             let p = root.join(dir);
             fs::create_dir_all(&p).map_err(|e| io_err("cannot create", &p, e))?;
         }
@@ -380,23 +382,26 @@ impl Blobs {
     }
 
     /// Blocking: makes the listed staged parts (file name and size, in order) the pieces of a new data entry by
-    /// hard-linking them (`.data/xx/<id>/1`, `2`, ...; a single part becomes a plain data file), fsyncing the new
-    /// directory entries when the store fsyncs. The staged parts stay where they are. Returns the data name for
-    /// the index; on error nothing new is left.
+    /// hard-linking them (`.pieces/xx/<id>/1`, `2`, ...; a single part becomes a plain data file), fsyncing the
+    /// new directory entries when the store fsyncs. The staged parts stay where they are. Returns the data name
+    /// for the index; on error nothing new is left.
     pub fn link_parts(&self, upload_id: &str, parts: &[(String, u64)]) -> Result<String> {
         let id = ids::file_id();
         let entry = format!("{}/{}", &id[..2], id);
-        let dest = self.root.join(".data").join(&entry);
-        let parent = dest.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
-        fs::create_dir_all(&parent).map_err(|e| io_err("cannot create", &parent, e))?;
         if let [(file, _)] = parts {
             let src = self.part_path(upload_id, file)?;
+            let dest = self.root.join(".data").join(&entry);
+            let parent = dest.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
+            fs::create_dir_all(&parent).map_err(|e| io_err("cannot create", &parent, e))?;
             fs::hard_link(&src, &dest).map_err(|e| io_err("cannot link", &dest, e))?;
             if self.fsync {
                 sync_dir(&parent)?;
             }
             return Ok(entry);
         }
+        let dest = self.pieces_dir(&entry);
+        let parent = dest.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
+        fs::create_dir_all(&parent).map_err(|e| io_err("cannot create", &parent, e))?;
         let linked = (|| {
             fs::create_dir(&dest).map_err(|e| io_err("cannot create", &dest, e))?;
             for (i, (file, _)) in parts.iter().enumerate() {
@@ -431,7 +436,7 @@ impl Blobs {
                 let mut map = self.readers.0.lock().unwrap_or_else(|p| p.into_inner());
                 map.entry(entry.to_owned()).or_default().count += 1;
                 let lease = Arc::new(Lease { blobs: self.clone(), entry: entry.to_owned() });
-                Ok(Content::Pieces(Pieces { dir: self.root.join(".data").join(entry), sizes, lease }))
+                Ok(Content::Pieces(Pieces { dir: self.pieces_dir(entry), sizes, lease }))
             }
         }
     }
@@ -492,9 +497,14 @@ impl Blobs {
         }
     }
 
+    /// The directory of the pieces `xx/<id>`.
+    fn pieces_dir(&self, entry: &str) -> PathBuf {
+        self.root.join(".pieces").join(entry)
+    }
+
     /// Removes a piece directory `xx/<id>` and its pieces.
     fn remove_entry(&self, entry: &str) {
-        let dir = self.root.join(".data").join(entry);
+        let dir = self.pieces_dir(entry);
         if let Err(e) = fs::remove_dir_all(&dir) {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), error = %e, "could not remove a data directory");
@@ -526,28 +536,36 @@ impl Blobs {
     /// numbers the index does not know: what a crash between writing and committing leaves. Returns how many
     /// files it removed.
     pub fn sweep(&self, data: &HashSet<String>, uploads: &HashSet<String>, parts: &HashSet<(String, String)>) -> Result<usize> {
-        // Entries under `.data` (`xx/<id>`, a file or a piece directory) that the index names.
-        let data: HashSet<&str> = data.iter().filter_map(|n| split_name(n).ok().map(|(entry, _)| entry)).collect();
+        // The `xx/<id>` entries the index names: data files under `.data`, piece directories under `.pieces`.
+        let (mut files, mut pieces) = (HashSet::new(), HashSet::new());
+        for (entry, sizes) in data.iter().filter_map(|n| split_name(n).ok()) {
+            match sizes {
+                None => files.insert(entry),
+                Some(_) => pieces.insert(entry),
+            };
+        }
         let mut removed = 0;
         for entry in fs::read_dir(self.tmp_dir())? {
             let entry = entry?;
             remove_any(&entry.path());
             removed += 1;
         }
-        for dir in fs::read_dir(self.root.join(".data"))? {
-            let dir = dir?;
-            let dname = dir.file_name().to_string_lossy().into_owned();
-            if !dir.file_type()?.is_dir() {
-                remove_any(&dir.path());
-                removed += 1;
-                continue;
-            }
-            for f in fs::read_dir(dir.path())? {
-                let f = f?;
-                let name = format!("{dname}/{}", f.file_name().to_string_lossy());
-                if !data.contains(name.as_str()) {
-                    remove_any(&f.path());
+        for (top, named) in [(".data", &files), (".pieces", &pieces)] {
+            for dir in fs::read_dir(self.root.join(top))? {
+                let dir = dir?;
+                let dname = dir.file_name().to_string_lossy().into_owned();
+                if !dir.file_type()?.is_dir() {
+                    remove_any(&dir.path());
                     removed += 1;
+                    continue;
+                }
+                for f in fs::read_dir(dir.path())? {
+                    let f = f?;
+                    let name = format!("{dname}/{}", f.file_name().to_string_lossy());
+                    if !named.contains(name.as_str()) {
+                        remove_any(&f.path());
+                        removed += 1;
+                    }
                 }
             }
         }

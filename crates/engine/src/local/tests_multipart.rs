@@ -54,7 +54,7 @@ async fn parts_uploaded_out_of_order_complete_in_order() {
     assert_eq!(code(&s.list_parts(B, "big.bin", &id, None, None).await.unwrap_err()).1, "NoSuchUpload");
     assert_eq!(files_under(&s, ".staging"), 0);
     // The three parts are the object's pieces: linked, not copied.
-    assert_eq!(files_under(&s, ".data"), 3);
+    assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (3, 0));
 }
 
 /// A completed object of `parts` (each `len` bytes, the last `last`), its bytes, and its store.
@@ -94,7 +94,7 @@ async fn pieces_serve_ranges_across_their_boundaries() {
     // A single part is linked as a plain data file.
     s.complete_multipart(B, "pc", &id, &done(&[&p]), &CompleteOptions::default()).await.unwrap();
     assert_eq!(read(&s, &obj("pc")).await, whole[MIN - 3..=2 * MIN + 5]);
-    assert_eq!(files_under(&s, ".data"), 3 + 1 + 1);
+    assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (3, 1 + 1));
 }
 
 #[tokio::test]
@@ -103,14 +103,15 @@ async fn a_read_in_progress_keeps_the_pieces_an_overwrite_removes() {
     let got = s.get_object(&obj("mp"), None).await.unwrap();
     put(&s, "mp", b"new").await;
     // The pieces stay while the read holds them, and go when it is dropped.
-    assert_eq!(files_under(&s, ".data"), 4);
+    assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (3, 1));
     assert_eq!(got.bytes().await.unwrap(), whole);
-    assert_eq!(files_under(&s, ".data"), 1);
+    assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (0, 1));
     assert_eq!(read(&s, &obj("mp")).await, b"new");
     // Without a read, a delete removes them at once.
     let (_d, s, _) = pieced(2, MIN, 5).await;
+    assert_eq!(files_under(&s, ".pieces"), 2);
     s.delete_object(&obj("mp")).await.unwrap();
-    assert_eq!(files_under(&s, ".data"), 0);
+    assert_eq!(files_under(&s, ".pieces"), 0);
 }
 
 #[tokio::test]
@@ -119,13 +120,13 @@ async fn pieces_survive_a_reopen_and_a_stray_piece_directory_is_swept() {
     let root = s.root().to_owned();
     drop(s);
     let stray = ids::file_id();
-    let stray = root.join(".data").join(&stray[..2]).join(&stray);
+    let stray = root.join(".pieces").join(&stray[..2]).join(&stray);
     std::fs::create_dir_all(&stray).unwrap();
     std::fs::write(stray.join("1"), b"half a complete").unwrap();
     let s = LocalStore::open(&root).unwrap();
     assert!(!stray.exists());
     assert_eq!(read(&s, &obj("mp")).await, whole);
-    assert_eq!(files_under(&s, ".data"), 2);
+    assert_eq!(files_under(&s, ".pieces"), 2);
     drop(d);
 }
 
