@@ -1,7 +1,9 @@
 //! Request bodies: the hyper body as a streamed [`Body`] of its `Content-Length`, with `Content-MD5`, an S3
-//! `x-amz-checksum-crc32c` and the SHA-256 an S3 request signed (`x-amz-content-sha256`) checked as the bytes
-//! go by (a mismatch fails the last
-//! chunk, so the store keeps nothing), and small XML bodies read whole.
+//! `x-amz-checksum-crc32c` and the SHA-256 an S3 request signed (`x-amz-content-sha256`) checked (a mismatch
+//! fails the body at its end, so the store keeps nothing), and small XML bodies read whole. The SHA-256 and the
+//! CRC-32C are checked here as the bytes go by;
+//! `Content-MD5` goes with the body as its [`Md5Check`], which the local store applies to the MD5 it computes
+//! for the ETag anyway, so each byte is hashed once.
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
@@ -12,7 +14,7 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use transfer_engine::store::{Body, Checksum, CRC32C_HEADER};
+use transfer_engine::store::{Body, Checksum, Md5Check, CRC32C_HEADER};
 use transfer_engine::{Error, ErrorKind, Result};
 
 /// Largest XML request body (a Complete of 10 000 parts is about 1 MB).
@@ -27,6 +29,11 @@ fn invalid_digest() -> Error {
 fn md5_mismatch(calculated: &[u8]) -> Error {
     Error::code(400, "InvalidDigest", "The Content-MD5 you specified did not match what was received.")
         .with_extra("CalculatedDigest", transfer_engine::util::b64(calculated))
+}
+
+/// [`md5_mismatch`] as a body's [`Md5Check`] calls it.
+fn md5_check_mismatch(calculated: &[u8; 16]) -> Error {
+    md5_mismatch(calculated)
 }
 
 /// A malformed `x-amz-checksum-crc32c`, refused before any byte is read.
@@ -157,15 +164,21 @@ fn chunks(body: Incoming) -> BoxStream<'static, Result<Bytes>> {
 }
 
 /// The body of a data-carrying request (PutObject, UploadPart, AppendObject): `Content-Length` is required
-/// (411 `MissingContentLength`), a malformed `Content-MD5` is refused at once, and a body that does not match
-/// its digests fails the stream at its end with 400 `InvalidDigest` or `XAmzContentSHA256Mismatch`.
+/// (411 `MissingContentLength`), a malformed `Content-MD5` or `x-amz-checksum-crc32c` is refused at once, and a
+/// body that does not match its digests fails at its end with 400 `XAmzContentSHA256Mismatch` (checked first),
+/// `InvalidDigest` or `BadDigest`.
 pub(crate) fn data_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>) -> Result<Body> {
     let len = content_length(h)?.ok_or_else(missing_length)?;
-    let expected = Expected::of(h, sha256)?;
+    let Expected { md5, crc32c, sha256 } = Expected::of(h, sha256)?;
     let stream = chunks(body);
-    Ok(match expected.is_empty() {
-        false => Body::from_stream(len, DigestCheck { inner: stream, hashers: Some(expected.hashers()), expected }.boxed()),
+    let streamed = Expected { md5: None, crc32c, sha256 };
+    let body = match streamed.is_empty() {
+        false => Body::from_stream(len, DigestCheck { inner: stream, hashers: Some(streamed.hashers()), expected: streamed }.boxed()),
         true => Body::from_stream(len, stream),
+    };
+    Ok(match md5 {
+        Some(expected) => body.with_md5_check(Md5Check { expected, mismatch: md5_check_mismatch }),
+        None => body,
     })
 }
 
@@ -189,7 +202,8 @@ pub(crate) async fn small_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8
     Ok(Bytes::from(out))
 }
 
-/// Passes chunks through while hashing them; at the end yields the first digest mismatch, if any.
+/// Passes chunks through while hashing them; at the end yields the first digest mismatch, if any. Data bodies
+/// use it for the signed SHA-256 only (their `Content-MD5` is the body's [`Md5Check`]).
 struct DigestCheck {
     inner: BoxStream<'static, Result<Bytes>>,
     /// `None` once the stream ended.

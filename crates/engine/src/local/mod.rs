@@ -5,7 +5,9 @@
 //! - One SQLite index (`<root>/index.db`, see `index.rs`) is the authority on what exists: buckets, object versions
 //!   (with metadata, tags, ETag, CRC-64, type, symlink target and data file name), multipart uploads and parts.
 //! - Object bytes live in data files with random names (`<root>/.data/<xx>/<id>`), staged parts in
-//!   `<root>/.staging/<upload id>/<id>`; see `blobs.rs`. Keys are never mapped to paths.
+//!   `<root>/.staging/<upload id>/<id>`; see `blobs.rs`. Keys are never mapped to paths. A completed multipart
+//!   object keeps its parts as pieces (`<root>/.pieces/<xx>/<id>/<n>`, hard links to the staged files):
+//!   Complete copies no byte.
 //! - A write streams the body into `<root>/.tmp/` while computing MD5 and CRC-64, fsyncs it (unless
 //!   [`LocalOptions::fsync`] is off), renames it into place and then commits the index row in one transaction:
 //!   a crash at any point leaves either the old state or the new one. [`LocalStore::open`] sweeps temp files and

@@ -2,11 +2,11 @@
 //! ListParts and ListMultipartUploads.
 //!
 //! Parts are staged as files under `.staging/<upload id>/` and recorded in the index; re-uploading a number
-//! replaces the part. Complete checks the list against the recorded parts, concatenates the staged files into a
-//! new data file outside the index lock, then re-checks the parts and publishes the object and drops the
-//! upload in one transaction.
+//! replaces the part. Complete checks the list against the recorded parts and hard-links their staged files as
+//! the pieces of a new data entry under the index lock (no byte is copied), then re-checks the parts and
+//! publishes the object and drops the upload in one transaction.
 
-use super::blobs::{self, Piece, Staged};
+use super::blobs::{self, Staged};
 use super::index::{self, Facts, PartRow, UploadRow};
 use super::objects::{check_conditions, etag_eq, md5_upper, resolve, resolve_range};
 use super::{errors, ids, now, LocalStore, Leftovers};
@@ -146,9 +146,9 @@ impl LocalStore {
         let mut r = self.db(move |c, b| resolve(c, b, &src, true, true)).await?;
         check_conditions(&r.content.etag, conditions)?;
         let piece = match (resolve_range(range, r.content.size)?, r.file.take()) {
-            (Some((first, last)), Some(file)) => {
+            (Some((first, last)), Some(content)) => {
                 check_part_size(last - first + 1)?;
-                vec![Piece { file, offset: first, len: last - first + 1 }]
+                content.pieces(first, last - first + 1)
             }
             _ => Vec::new(),
         };
@@ -173,36 +173,35 @@ impl LocalStore {
         }
         let forbid = opts.forbid_overwrite.then_some(EC_COMPLETE_EXISTS);
         let (b, k, u, listed) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned(), parts.to_vec());
-        let (upload, rows, pieces) = self
+        // The listed parts are hard-linked as the object's pieces under the index lock, so they are the very
+        // files the rows name; no byte is copied, and the upload keeps its parts should the publish fail.
+        let (upload, rows, data) = self
             .db(move |c, blobs| {
                 let upload = index::upload(c, &b, &k, &u)?;
                 if let Some(ec) = forbid {
                     index::ensure_absent(c, &b, &k, index::bucket_versioning(c, &b)?, ec)?;
                 }
                 let rows = match_parts(c, &u, &listed)?;
-                let pieces = rows
-                    .iter()
-                    .map(|p| Ok(Piece { file: blobs.open_part(&u, &p.file)?, offset: 0, len: p.size }))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((upload, rows, pieces))
+                let files: Vec<(String, u64)> = rows.iter().map(|p| (p.file.clone(), p.size)).collect();
+                let data = blobs.link_parts(&u, &files)?;
+                Ok((upload, rows, data))
             })
             .await?;
-        let staged = self.blocking(move |b| b.assemble(pieces, false)).await?;
         let facts = Facts {
             delete_marker: false,
             object_type: ObjectType::Multipart,
-            size: staged.written.size,
+            size: rows.iter().map(|p| p.size).sum(),
             etag: multipart_etag(&rows),
             crc64: Some(blobs::fold_crc(rows.iter().map(|p| (p.crc64, p.size)))),
             last_modified: now(),
             metadata: upload.metadata,
             tags: upload.tags.unwrap_or_default(),
             symlink_target: None,
-            data: None,
+            data: Some(data),
         };
         let (b, k, u) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
         let guard = move |c: &rusqlite::Connection| {
-            // The upload must still be there with the very part files that were concatenated.
+            // The upload must still be there with the very part files that were linked.
             index::upload(c, &b, &k, &u)?;
             let now_rows = index::parts(c, &u, 0, u32::MAX)?;
             for r in &rows {
@@ -213,7 +212,7 @@ impl LocalStore {
             index::delete_upload(c, &u)?;
             Ok(Leftovers { data: Vec::new(), upload: Some(u) })
         };
-        self.publish(bucket, key, facts, Some(staged), forbid, guard).await
+        self.publish(bucket, key, facts, None, forbid, guard).await
     }
 
     pub(super) async fn abort_impl(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {

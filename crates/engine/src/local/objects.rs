@@ -1,7 +1,7 @@
 //! Object operations of the local store: put, head, get (ranges), meta, list, delete, copy and tagging, plus the
 //! read-side resolution every operation shares (versions, delete markers, symlinks) and the copy preconditions.
 
-use super::blobs::{self, Piece};
+use super::blobs::{self, Content};
 use super::index::{self, Facts, VersionRow};
 use super::{errors, now, LocalStore, Leftovers};
 use crate::error::{Error, Result};
@@ -14,7 +14,6 @@ use crate::store::{
 use crate::tags::TagSet;
 use futures::stream::{self, StreamExt};
 use rusqlite::Connection;
-use std::fs::File;
 
 /// OSS's error number for `FileAlreadyExists` on PutObject and CopyObject.
 pub(super) const EC_PUT_EXISTS: &str = "0026-00000002";
@@ -28,8 +27,8 @@ pub(super) struct Resolved {
     pub versioning: Versioning,
     /// Facts of the bytes served: the target's for a followed symlink, else `row`'s.
     pub content: Facts,
-    /// The content's data file, opened under the index lock, when asked for.
-    pub file: Option<File>,
+    /// The content's bytes, opened under the index lock, when asked for.
+    pub file: Option<Content>,
 }
 
 impl Resolved {
@@ -53,7 +52,7 @@ impl Resolved {
 
 /// Blocking: resolves `obj` (see [`index::resolve`] for the errors), following a symlink to its target's
 /// current version when `follow` (a missing target, or a target that is itself a link, is
-/// `SymlinkTargetNotExist`), and opening the content's data file when `open`.
+/// `SymlinkTargetNotExist`), and opening the content's bytes when `open`.
 pub(super) fn resolve(c: &Connection, blobs: &blobs::Blobs, obj: &ObjectRef, follow: bool, open: bool) -> Result<Resolved> {
     let (row, versioning) = index::resolve(c, obj)?;
     let content = match (&row.facts.symlink_target, follow) {
@@ -64,7 +63,7 @@ pub(super) fn resolve(c: &Connection, blobs: &blobs::Blobs, obj: &ObjectRef, fol
         _ => row.facts.clone(),
     };
     let file = match (&content.data, open) {
-        (Some(name), true) => Some(blobs.open_data(name)?),
+        (Some(name), true) => Some(blobs.open_content(name)?),
         _ => None,
     };
     Ok(Resolved { row, versioning, content, file })
@@ -281,7 +280,7 @@ impl LocalStore {
         let mut r = self.resolve(obj, true, true).await?;
         let served = resolve_range(range, r.content.size)?;
         let body = match (served, r.file.take()) {
-            (Some((first, last)), Some(file)) => blobs::read_stream(file, first, last - first + 1),
+            (Some((first, last)), Some(content)) => content.stream(first, last - first + 1),
             _ => stream::empty().boxed(),
         };
         Ok(GetObject { info: r.info(), range: served, body })
@@ -360,9 +359,9 @@ impl LocalStore {
             data: None,
         };
         let staged = match src.file.take() {
-            Some(file) => {
-                let piece = Piece { file, offset: 0, len: facts.size };
-                Some(self.blocking(move |b| b.assemble(vec![piece], false)).await?)
+            Some(content) => {
+                let pieces = content.pieces(0, facts.size);
+                Some(self.blocking(move |b| b.assemble(pieces, false)).await?)
             }
             None => None,
         };

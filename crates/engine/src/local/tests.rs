@@ -182,6 +182,37 @@ async fn metadata_and_tags_round_trip() {
     assert_eq!(snapshot(&s), before);
 }
 
+fn digest_mismatch(got: &[u8; 16]) -> Error {
+    Error::code(400, "InvalidDigest", "mismatch").with_extra("CalculatedDigest", hex::encode(got))
+}
+
+#[tokio::test]
+async fn a_body_md5_check_is_applied_to_the_md5_the_store_computes() {
+    let (_d, s) = store().await;
+    put(&s, "kept", b"old").await;
+    let before = snapshot(&s);
+    let data: Vec<u8> = (0..(600 << 10)).map(|i| (i % 241) as u8).collect();
+    let body = |check: [u8; 16]| {
+        let chunks: Vec<Result<Bytes>> = data.chunks(70_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        Body::from_stream(data.len() as u64, stream::iter(chunks).boxed())
+            .with_md5_check(crate::store::Md5Check { expected: check, mismatch: digest_mismatch })
+    };
+    let right: [u8; 16] = Md5::digest(&data).into();
+    for key in ["new", "kept"] {
+        let e = s.put_object(B, key, body([7; 16]), &PutOptions::default()).await.unwrap_err();
+        let se = e.service_error().unwrap();
+        assert_eq!((se.code.as_str(), se.extra("CalculatedDigest")), ("InvalidDigest", Some(hex::encode(right).as_str())));
+        assert_eq!(snapshot(&s), before);
+    }
+    let id = s.initiate_multipart(B, "mp", &PutOptions::default()).await.unwrap();
+    let with_upload = snapshot(&s);
+    assert!(s.upload_part(B, "mp", &id, 1, body([7; 16]), false).await.is_err());
+    assert_eq!(snapshot(&s), with_upload);
+    assert_eq!(s.upload_part(B, "mp", &id, 1, body(right), false).await.unwrap().etag, md5_hex(&data));
+    assert_eq!(s.put_object(B, "new", body(right), &PutOptions::default()).await.unwrap().etag, md5_hex(&data));
+    assert_eq!(read(&s, &obj("new")).await, data);
+}
+
 #[tokio::test]
 async fn a_body_that_fails_midway_leaves_nothing() {
     let (_d, s) = store().await;

@@ -53,7 +53,81 @@ async fn parts_uploaded_out_of_order_complete_in_order() {
     assert_eq!(code(&s.abort_multipart(B, "big.bin", &id).await.unwrap_err()), (404, "NoSuchUpload".into()));
     assert_eq!(code(&s.list_parts(B, "big.bin", &id, None, None).await.unwrap_err()).1, "NoSuchUpload");
     assert_eq!(files_under(&s, ".staging"), 0);
-    assert_eq!(files_under(&s, ".data"), 1);
+    // The three parts are the object's pieces: linked, not copied.
+    assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (3, 0));
+}
+
+/// A completed object of `parts` (each `len` bytes, the last `last`), its bytes, and its store.
+async fn pieced(parts: usize, len: usize, last: usize) -> (tempfile::TempDir, LocalStore, Vec<u8>) {
+    let (d, s) = store().await;
+    let id = s.initiate_multipart(B, "mp", &PutOptions::default()).await.unwrap();
+    let mut receipts = Vec::new();
+    let mut whole = Vec::new();
+    for n in 1..=parts {
+        let data = part_data(n as u8, if n == parts { last } else { len });
+        whole.extend_from_slice(&data);
+        receipts.push(s.upload_part(B, "mp", &id, n as u32, Body::from(data), false).await.unwrap());
+    }
+    let refs: Vec<&PartReceipt> = receipts.iter().collect();
+    s.complete_multipart(B, "mp", &id, &done(&refs), &CompleteOptions::default()).await.unwrap();
+    (d, s, whole)
+}
+
+#[tokio::test]
+async fn pieces_serve_ranges_across_their_boundaries() {
+    let (_d, s, whole) = pieced(3, MIN, 10).await;
+    assert_eq!(read(&s, &obj("mp")).await, whole);
+    let n = whole.len() as u64;
+    let m = MIN as u64;
+    for (a, b) in [(0, 0), (m - 1, m), (m - 5, 2 * m + 3), (m, 2 * m - 1), (2 * m, n - 1), (1, n - 2), (n - 1, n - 1)] {
+        let got = s.get_object(&obj("mp"), Some(ByteRange::inclusive(a, b))).await.unwrap();
+        assert_eq!(got.range, Some((a, b)));
+        assert_eq!(got.bytes().await.unwrap(), whole[a as usize..=b as usize], "{a}-{b}");
+    }
+    // Copies read the pieces too: a whole CopyObject and an UploadPartCopy across a boundary.
+    s.copy_object(B, "copy", &CopyOptions::from(obj("mp"))).await.unwrap();
+    assert_eq!(read(&s, &obj("copy")).await, whole);
+    let id = s.initiate_multipart(B, "pc", &PutOptions::default()).await.unwrap();
+    let range = ByteRange::inclusive(m - 3, 2 * m + 5);
+    let p = s.upload_part_copy(B, "pc", &id, 1, &obj("mp"), Some(range), &Default::default()).await.unwrap();
+    assert_eq!(p.etag, md5_hex(&whole[MIN - 3..=2 * MIN + 5]));
+    // A single part is linked as a plain data file.
+    s.complete_multipart(B, "pc", &id, &done(&[&p]), &CompleteOptions::default()).await.unwrap();
+    assert_eq!(read(&s, &obj("pc")).await, whole[MIN - 3..=2 * MIN + 5]);
+    assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (3, 1 + 1));
+}
+
+#[tokio::test]
+async fn a_read_in_progress_keeps_the_pieces_an_overwrite_removes() {
+    let (_d, s, whole) = pieced(3, MIN, 1000).await;
+    let got = s.get_object(&obj("mp"), None).await.unwrap();
+    put(&s, "mp", b"new").await;
+    // The pieces stay while the read holds them, and go when it is dropped.
+    assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (3, 1));
+    assert_eq!(got.bytes().await.unwrap(), whole);
+    assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (0, 1));
+    assert_eq!(read(&s, &obj("mp")).await, b"new");
+    // Without a read, a delete removes them at once.
+    let (_d, s, _) = pieced(2, MIN, 5).await;
+    assert_eq!(files_under(&s, ".pieces"), 2);
+    s.delete_object(&obj("mp")).await.unwrap();
+    assert_eq!(files_under(&s, ".pieces"), 0);
+}
+
+#[tokio::test]
+async fn pieces_survive_a_reopen_and_a_stray_piece_directory_is_swept() {
+    let (d, s, whole) = pieced(2, MIN, 7).await;
+    let root = s.root().to_owned();
+    drop(s);
+    let stray = ids::file_id();
+    let stray = root.join(".pieces").join(&stray[..2]).join(&stray);
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("1"), b"half a complete").unwrap();
+    let s = LocalStore::open(&root).unwrap();
+    assert!(!stray.exists());
+    assert_eq!(read(&s, &obj("mp")).await, whole);
+    assert_eq!(files_under(&s, ".pieces"), 2);
+    drop(d);
 }
 
 #[test]

@@ -122,12 +122,17 @@ async fn append_chain_and_refusals() {
     assert_eq!(code(&e), (409, "ObjectNotAppendable".into()));
     assert_eq!(snapshot(&s), before);
 
-    // A failed append leaves the object as it was, and the next append still works.
-    let chunks: Vec<Result<bytes::Bytes>> =
-        vec![Ok(bytes::Bytes::from_static(b"XYZ")), Err(Error::code(400, "InvalidDigest", "bad"))];
-    let body = Body::from_stream(6, futures::stream::iter(chunks).boxed());
-    let e = s.append_object(B, "log", 7, body, &PutOptions::default()).await.unwrap_err();
-    assert_eq!(e.service_code(), Some("InvalidDigest"));
+    // A failed append leaves the object as it was (its file cut back, even when a large write was still in
+    // flight at the failure), and the next append still works.
+    let before = snapshot(&s);
+    for first in [3, 3 << 20] {
+        let chunks: Vec<Result<bytes::Bytes>> =
+            vec![Ok(bytes::Bytes::from(vec![b'X'; first])), Err(Error::code(400, "InvalidDigest", "bad"))];
+        let body = Body::from_stream(first as u64 + 3, futures::stream::iter(chunks).boxed());
+        let e = s.append_object(B, "log", 7, body, &PutOptions::default()).await.unwrap_err();
+        assert_eq!(e.service_code(), Some("InvalidDigest"));
+        assert_eq!(snapshot(&s), before);
+    }
     assert_eq!(read(&s, &obj("log")).await, b"abcdefg");
     assert_eq!(s.head_object(&obj("log")).await.unwrap().size, 7);
     let r = s.append_object(B, "log", 7, Body::from("h"), &PutOptions::default()).await.unwrap();

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
 use std::fmt;
 
 /// The bytes of a write: a buffer, or a stream that must yield exactly [`Body::len`] bytes.
@@ -11,9 +12,34 @@ use std::fmt;
 /// item that is an error (a dropped connection, a Content-MD5 mismatch found by a wrapper at the end) aborts
 /// the write and that error is returned. This is how `transfer serve` streams a 5 GB PUT into the store and
 /// still refuses a body whose digest does not match.
+///
+/// A body may carry the MD5 its bytes must have ([`Body::with_md5_check`], `Content-MD5`): [`Body::into_stream`]
+/// then hashes the bytes and fails at the end on a mismatch, unless the consumer took the check to apply it to
+/// the MD5 it computes anyway (the local store does, so each byte is hashed once).
 pub struct Body {
     len: u64,
     inner: Inner,
+    md5: Option<Md5Check>,
+}
+
+/// An MD5 the bytes of a [`Body`] must have, and the error bytes with another one are.
+#[derive(Debug, Clone, Copy)]
+pub struct Md5Check {
+    /// The digest the bytes must have.
+    pub expected: [u8; 16],
+    /// The error for bytes whose MD5 is the argument.
+    pub mismatch: fn(&[u8; 16]) -> Error,
+}
+
+impl Md5Check {
+    /// `Ok` when `calculated` is the expected digest, else the mismatch error.
+    pub fn check(&self, calculated: &[u8; 16]) -> Result<()> {
+        if *calculated == self.expected {
+            Ok(())
+        } else {
+            Err((self.mismatch)(calculated))
+        }
+    }
 }
 
 enum Inner {
@@ -25,12 +51,24 @@ impl Body {
     /// A body held in memory. Cheap to clone, so a retry can resend it.
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        Self { len: bytes.len() as u64, inner: Inner::Bytes(bytes) }
+        Self { len: bytes.len() as u64, inner: Inner::Bytes(bytes), md5: None }
     }
 
     /// A body of `len` bytes produced by `stream`.
     pub fn from_stream(len: u64, stream: BoxStream<'static, Result<Bytes>>) -> Self {
-        Self { len, inner: Inner::Stream(stream) }
+        Self { len, inner: Inner::Stream(stream), md5: None }
+    }
+
+    /// This body's bytes must have the MD5 `check.expected`; see [`Body`].
+    pub fn with_md5_check(mut self, check: Md5Check) -> Self {
+        self.md5 = Some(check);
+        self
+    }
+
+    /// Takes the MD5 check off the body, for a consumer that hashes the bytes anyway and applies it itself
+    /// (after the last byte, before keeping anything).
+    pub fn take_md5_check(&mut self) -> Option<Md5Check> {
+        self.md5.take()
     }
 
     /// An empty body.
@@ -48,21 +86,25 @@ impl Body {
         self.len == 0
     }
 
-    /// The buffer, when the body is in memory.
+    /// The buffer, when the body is in memory (and carries no MD5 check: such a body is read as a stream).
     pub fn as_bytes(&self) -> Option<&Bytes> {
         match &self.inner {
-            Inner::Bytes(b) => Some(b),
-            Inner::Stream(_) => None,
+            Inner::Bytes(b) if self.md5.is_none() => Some(b),
+            _ => None,
         }
     }
 
-    /// The chunks as a stream; it fails with `IncompleteBody` if the chunks do not add up to [`Body::len`].
+    /// The chunks as a stream; it fails with `IncompleteBody` if the chunks do not add up to [`Body::len`], and
+    /// at the end with the check's error if the body carries an MD5 check the bytes fail.
     pub fn into_stream(self) -> BoxStream<'static, Result<Bytes>> {
         let declared = self.len;
-        let inner = match self.inner {
-            Inner::Bytes(b) => return stream::once(async move { Ok(b) }).boxed(),
-            Inner::Stream(s) => s,
+        let check = self.md5;
+        let inner = match (self.inner, check) {
+            (Inner::Bytes(b), None) => return stream::once(async move { Ok(b) }).boxed(),
+            (Inner::Bytes(b), Some(_)) => stream::once(async move { Ok(b) }).boxed(),
+            (Inner::Stream(s), _) => s,
         };
+        let mut md5 = check.map(|_| Md5::new());
         let mut seen = 0u64;
         let mut done = false;
         inner
@@ -77,6 +119,9 @@ impl Body {
                             done = true;
                             Some(Err(incomplete(declared, seen)))
                         } else {
+                            if let Some(h) = &mut md5 {
+                                h.update(&chunk);
+                            }
                             Some(Ok(chunk))
                         }
                     }
@@ -85,7 +130,10 @@ impl Body {
                         Some(Err(e))
                     }
                     None if seen != declared => Some(Err(incomplete(declared, seen))),
-                    None => None,
+                    None => match (md5.take(), &check) {
+                        (Some(h), Some(c)) => c.check(&h.finalize().into()).err().map(Err),
+                        _ => None,
+                    },
                 };
                 futures::future::ready(out)
             })
@@ -94,8 +142,8 @@ impl Body {
 
     /// Reads the whole body into memory.
     pub async fn collect(self) -> Result<Bytes> {
-        if let Inner::Bytes(b) = self.inner {
-            return Ok(b);
+        if let (Inner::Bytes(b), None) = (&self.inner, &self.md5) {
+            return Ok(b.clone());
         }
         let chunks: Vec<Bytes> = self.into_stream().try_collect().await?;
         Ok(Bytes::from(chunks.concat()))
@@ -117,7 +165,7 @@ impl fmt::Debug for Body {
             Inner::Bytes(_) => "bytes",
             Inner::Stream(_) => "stream",
         };
-        f.debug_struct("Body").field("len", &self.len).field("kind", &kind).finish()
+        f.debug_struct("Body").field("len", &self.len).field("kind", &kind).field("md5_check", &self.md5.is_some()).finish()
     }
 }
 
@@ -157,5 +205,30 @@ mod tests {
         let e = Body::from_stream(6, chunks()).collect().await.unwrap_err();
         assert_eq!(e.service_code(), Some("IncompleteBody"));
         assert!(Body::from_stream(4, chunks()).collect().await.is_err());
+    }
+
+    fn mismatch(got: &[u8; 16]) -> Error {
+        Error::code(400, "InvalidDigest", hex::encode(got))
+    }
+
+    #[tokio::test]
+    async fn an_md5_check_fails_the_stream_at_its_end_unless_taken() {
+        let chunks = || stream::iter(vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"de"))]).boxed();
+        let good = Md5Check { expected: Md5::digest(b"abcde").into(), mismatch };
+        let bad = Md5Check { expected: [0; 16], mismatch };
+        assert_eq!(Body::from_stream(5, chunks()).with_md5_check(good).collect().await.unwrap(), &b"abcde"[..]);
+        let e = Body::from_stream(5, chunks()).with_md5_check(bad).collect().await.unwrap_err();
+        assert_eq!((e.service_code(), e.message()), (Some("InvalidDigest"), hex::encode(Md5::digest(b"abcde")).as_str()));
+        // Every chunk passes before the error.
+        let items: Vec<Result<Bytes>> = Body::from_stream(5, chunks()).with_md5_check(bad).into_stream().collect().await;
+        assert!(items.len() == 3 && items[..2].iter().all(|i| i.is_ok()) && items[2].is_err());
+        // In memory too, and such a body is not handed out as a buffer.
+        let mem = Body::from_bytes(&b"abcde"[..]).with_md5_check(bad);
+        assert!(mem.as_bytes().is_none());
+        assert!(mem.collect().await.is_err());
+        // Taken, the check is the consumer's.
+        let mut body = Body::from_stream(5, chunks()).with_md5_check(bad);
+        assert!(body.take_md5_check().is_some_and(|c| c.check(&Md5::digest(b"abcde").into()).is_err()));
+        assert_eq!(body.collect().await.unwrap(), &b"abcde"[..]);
     }
 }
