@@ -500,7 +500,7 @@ impl Tool {
         match (self, kind) {
             (Tool::Curl, Kind::Big) => "curl, one PUT (the ceiling)".into(),
             (Tool::Curl, _) => "curl --parallel-max 8, one PUT per file".into(),
-            (Tool::Transfer, Kind::Copy) => "transfer cp, its default (one CopyObject up to 5 GiB)".into(),
+            (Tool::Transfer, Kind::Copy) => "transfer cp, its defaults (UploadPartCopy from 64 MiB, 64 MiB parts)".into(),
             (Tool::Transfer, _) => "transfer cp".into(),
             (Tool::TransferPartCopy, _) => format!("transfer (UploadPartCopy, {part_mib} MiB parts)"),
             (Tool::S5cmd, Kind::Copy) => "s5cmd cp (one CopyObject)".into(),
@@ -701,7 +701,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             match w.kind {
                 Kind::Big => argv.extend([src, format!("{scheme}://{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([s("-r"), format!("{src}/"), format!("{scheme}://{BUCKET}/{}", c.dest)]),
-                // At its default the copy threshold is the destination's CopyObject limit: one CopyObject here.
+                // At its defaults a copy goes multipart from 64 MiB, in 64 MiB parts (no part options below).
                 Kind::Copy => argv.extend([
                     format!("{scheme}://{BUCKET}/{}", c.copy_src),
                     format!("{scheme}://{BUCKET}/{}", c.dest),
@@ -710,15 +710,17 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             if tool == Tool::TransferPartCopy {
                 argv.extend([s("--copy-threshold"), format!("{part_mib}MiB")]);
             }
+            if w.kind != Kind::Copy || tool == Tool::TransferPartCopy {
+                argv.extend([s("--part-size"), format!("{part_mib}MiB")]);
+            }
+            if w.kind != Kind::Copy {
+                argv.extend([s("--multipart-threshold"), format!("{part_mib}MiB")]);
+            }
             argv.extend([
                 s("--endpoint"),
                 ep.clone(),
                 s("--region"),
                 s(c.server.region),
-                s("--part-size"),
-                format!("{part_mib}MiB"),
-                s("--multipart-threshold"),
-                format!("{part_mib}MiB"),
                 s("--jobs"),
                 s(JOBS),
                 s("--checkpoint"),
@@ -1154,7 +1156,7 @@ fn report(config: &Config, tools: &Tools, outcomes: &[Outcome], load_before: &st
     ));
     let part_mib = config.part / MIB;
     s.push_str(&format!(
-        "- Copy: every tool at its default copy threshold (transfer, s5cmd and rclone: one CopyObject for this object; aws classic: UploadPartCopy, its `multipart_threshold` of {part_mib} MiB applying to copies too); `transfer-partcopy` and `rclone-partcopy` are transfer (`--copy-threshold {part_mib}MiB`) and rclone (`--s3-copy-cutoff {part_mib}M`) forced to UploadPartCopy in {part_mib} MiB parts.\n"
+        "- Copy: every tool at its default copy threshold (transfer: UploadPartCopy from its multipart threshold, 64 MiB, in 64 MiB parts; s5cmd and rclone: one CopyObject for this object; aws classic: UploadPartCopy, its `multipart_threshold` of {part_mib} MiB applying to copies too); `transfer-partcopy` and `rclone-partcopy` are transfer (`--copy-threshold {part_mib}MiB`) and rclone (`--s3-copy-cutoff {part_mib}M`) forced to UploadPartCopy in {part_mib} MiB parts.\n"
     ));
     if outcomes.iter().any(|o| o.workload.server == ServerKind::Garage) {
         s.push_str("- S3 workloads: Garage, single node on 127.0.0.1:80 (LMDB, no fsync, no compression), started empty before every upload run.\n");

@@ -14,6 +14,8 @@ RULES = [
     ("zeroing part buffers (vec![0; n] in read_at)", "both", (r"memset", r"read_at")),
     ("blake3 fingerprint", "any", r"blake3"),
     ("CRC-64", "any", r"crc64"),
+    ("CRC-32C (S3 body checksum)", "any", r"crc32c"),
+    ("MD5 (Content-MD5)", "any", r"md5|Md5"),
     ("SHA-256 / HMAC (request signing, payload hash)", "any", r"sha2::|hmac|sha256"),
     ("ledger (SQLite, rusqlite, checkpoint)", "any", r"sqlite|rusqlite|checkpoint::"),
     ("file read (read_at, kernel copy to user)", "any", r"read_at|tokio::fs|ksys_read|vfs_read|ksys_pread|__x64_sys_pread"),

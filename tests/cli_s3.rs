@@ -107,11 +107,12 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Without `--copy-threshold` a server-side copy is one CopyObject up to the destination's CopyObject limit
-/// (OSS 1 GiB, S3 5 GiB) and UploadPartCopy parts above: the same 6 MiB object, copied through both dialects of
-/// `transfer serve`, is one CopyObject by default and UploadPartCopy parts with a threshold below its size. A
-/// threshold above the destination's limit is lowered to it, with a warning (2 GiB is above OSS's limit, not
-/// S3's). A job started without a threshold records none, and `transfer resume` copies with one CopyObject again.
+/// Without `--copy-threshold` a server-side copy is one CopyObject below `--multipart-threshold` (64 MiB) and
+/// UploadPartCopy parts from there: the same 6 MiB object, copied through both dialects of `transfer serve`, is
+/// one CopyObject by default and UploadPartCopy parts with a threshold below its size. A threshold above the
+/// destination's CopyObject limit (OSS 1 GiB, S3 5 GiB) is lowered to it, with a warning (2 GiB is above OSS's
+/// limit, not S3's). A job started without a threshold records none, and `transfer resume` copies with one
+/// CopyObject again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
     let served = Served::start();

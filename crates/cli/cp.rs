@@ -85,9 +85,9 @@ pub(crate) struct CpArgs {
     /// Files of at least this size go as multipart uploads, smaller ones as one PutObject.
     #[arg(long, value_parser = parse_size, default_value = "64MiB")]
     pub multipart_threshold: u64,
-    /// Server-side copies of at least this size go as UploadPartCopy parts, smaller ones as one CopyObject.
-    /// Default: the destination's CopyObject limit (oss:// and local:// 1 GiB, s3:// 5 GiB), so every object one
-    /// CopyObject can copy is copied with one; a larger value is lowered to that limit, with a warning.
+    /// Server-side copies of at least this size go as UploadPartCopy parts (parallel, resumable), smaller ones as
+    /// one CopyObject. Default: --multipart-threshold. Never above the destination's CopyObject limit (oss:// and
+    /// local:// 1 GiB, s3:// 5 GiB): a larger value is lowered to it, with a warning.
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub copy_threshold: Option<u64>,
     /// Skip objects whose destination already exists (and forbid the server to overwrite one that appears meanwhile).

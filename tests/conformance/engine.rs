@@ -344,10 +344,11 @@ pub async fn multipart_copy_keeps_or_replaces_metadata(t: &Target) {
     }
 }
 
-/// Without a copy threshold the store's CopyObject limit ([`Capabilities::max_copy_size`]) decides: one CopyObject
-/// up to it, UploadPartCopy above; a threshold above the limit is lowered to it, one below it wins. The target
-/// declares OSS's limit (1 GiB) or S3's (5 GiB); the engine is shown a limit of 6 MiB here, so that objects of a
-/// few MiB take the path those limits give large ones. Bytes, metadata and tags arrive on both paths.
+/// The store's CopyObject limit ([`Capabilities::max_copy_size`]) caps the copy threshold: without one set, the
+/// multipart threshold (64 MiB) is lowered to it; a threshold above the limit is lowered to it, one below it
+/// wins. The target declares OSS's limit (1 GiB) or S3's (5 GiB); the engine is shown a limit of 6 MiB here, so
+/// that objects of a few MiB take the path those limits give large ones. Bytes, metadata and tags arrive on both
+/// paths.
 pub async fn copy_threshold_defaults_to_the_stores_copy_limit(t: &Target) {
     let s = &*t.store;
     let dialect = if s.capabilities().append { Capabilities::OSS } else { Capabilities::S3 };

@@ -165,24 +165,28 @@ fn copies_use_their_own_threshold_and_part_size_and_no_memory_budget() {
 }
 
 #[test]
-fn without_a_copy_threshold_the_stores_copyobject_limit_decides() {
+fn without_a_copy_threshold_copies_go_multipart_from_the_upload_threshold_within_the_stores_limit() {
     let o = PlanOptions::default();
-    assert_eq!(o.copy_threshold, None);
+    assert_eq!((o.copy_threshold, o.multipart_threshold), (None, 64 * MIB));
     let s3 = Capabilities::S3;
     assert_eq!((OSS.max_copy_size, s3.max_copy_size), (GIB, 5 * GIB));
-    assert_eq!((o.copy_threshold_for(&OSS), o.copy_threshold_for(&s3)), (GIB + 1, 5 * GIB + 1));
-    // OSS: one CopyObject up to 1 GiB, UploadPartCopy above.
-    assert_eq!(plan_copy(GIB, &OSS, &o).unwrap().method, Method::Single);
-    assert_eq!(plan_copy(GIB + 1, &OSS, &o).unwrap().method, Method::Multipart { part_size: 64 * MIB, parts: 17 });
-    // S3: one CopyObject up to 5 GiB.
-    assert_eq!(plan_copy(GIB + 1, &s3, &o).unwrap().method, Method::Single);
-    assert_eq!(plan_copy(5 * GIB, &s3, &o).unwrap().method, Method::Single);
-    assert_eq!(plan_copy(5 * GIB + 1, &s3, &o).unwrap().method, Method::Multipart { part_size: 64 * MIB, parts: 81 });
-    // Whatever the store declares, uploads keep their own threshold and limit.
+    assert_eq!((o.copy_threshold_for(&OSS), o.copy_threshold_for(&s3)), (64 * MIB, 64 * MIB));
+    // One CopyObject below 64 MiB, UploadPartCopy in 64 MiB parts from there, on both dialects.
+    for caps in [&OSS, &s3] {
+        assert_eq!(plan_copy(64 * MIB - 1, caps, &o).unwrap().method, Method::Single);
+        assert_eq!(plan_copy(GIB, caps, &o).unwrap().method, Method::Multipart { part_size: 64 * MIB, parts: 16 });
+    }
+    // The upload threshold moves the copy one too.
+    let low = PlanOptions { multipart_threshold: 8 * MIB, ..PlanOptions::default() };
+    assert!(matches!(plan_copy(8 * MIB, &s3, &low).unwrap().method, Method::Multipart { .. }));
+    assert_eq!(plan_copy(8 * MIB - 1, &s3, &low).unwrap().method, Method::Single);
+    // The store's CopyObject limit caps it: a store declaring 300 KiB copies a 300 KiB + 1 object in parts.
     let tiny = Capabilities { max_copy_size: 300 * KIB, ..Capabilities::OSS };
+    assert_eq!(o.copy_threshold_for(&tiny), 300 * KIB + 1);
     assert_eq!(plan_copy(300 * KIB, &tiny, &o).unwrap().method, Method::Single);
     assert_eq!(plan_copy(300 * KIB + 1, &tiny, &o).unwrap().part_count(), 1);
     assert!(matches!(plan_copy(300 * KIB + 1, &tiny, &o).unwrap().method, Method::Multipart { .. }));
+    // Whatever the store declares, uploads keep their own threshold and limit.
     assert_eq!(plan_object(MIB, &tiny, &o).unwrap().method, Method::Single);
     // A store without CopyObject at all still copies an empty object with one request.
     let none = Capabilities { max_copy_size: 0, ..Capabilities::OSS };
@@ -210,7 +214,7 @@ fn an_explicit_copy_threshold_wins_below_the_stores_limit_and_is_lowered_to_it_a
     assert!(matches!(plan_copy(5 * GIB + 1, &s3, &o).unwrap().method, Method::Multipart { .. }));
     let unlimited = Capabilities { max_copy_size: u64::MAX, ..Capabilities::S3 };
     assert_eq!(o.copy_threshold_for(&unlimited), u64::MAX);
-    assert_eq!(PlanOptions::default().copy_threshold_for(&unlimited), u64::MAX);
+    assert_eq!(PlanOptions::default().copy_threshold_for(&unlimited), 64 * MIB);
 }
 
 // ---- refusals ----
