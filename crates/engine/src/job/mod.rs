@@ -53,7 +53,7 @@ use crate::checkpoint::Ledger;
 use crate::error::{Error, Result};
 use crate::meta::Metadata;
 use crate::plan::PlanOptions;
-use crate::run::{RetryPolicy, Scheduler};
+use crate::run::{BufferPool, RetryPolicy, Scheduler};
 use crate::store::{Capabilities, ObjectStore};
 use crate::tags::TagSet;
 use std::path::PathBuf;
@@ -158,6 +158,8 @@ struct Inner {
     caps: Capabilities,
     ledger: Ledger,
     scheduler: Scheduler,
+    /// Part buffers for reuse, holding at most the memory budget idle.
+    buffers: BufferPool,
     config: EngineConfig,
 }
 
@@ -166,7 +168,8 @@ impl Engine {
     pub fn new(store: Arc<dyn ObjectStore>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
         let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
         let caps = store.capabilities().clone();
-        Ok(Engine { inner: Arc::new(Inner { store, source: None, caps, ledger, scheduler, config }), tracker: None })
+        let buffers = BufferPool::new(config.plan.memory_budget);
+        Ok(Engine { inner: Arc::new(Inner { store, source: None, caps, ledger, scheduler, buffers, config }), tracker: None })
     }
 
     /// An engine whose copies ([`Engine::copy_object`], [`Engine::copy_prefix`], ...) read from `source`, another
@@ -178,7 +181,8 @@ impl Engine {
     pub fn relay(store: Arc<dyn ObjectStore>, source: Arc<dyn ObjectStore>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
         let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
         let caps = store.capabilities().clone();
-        let inner = Inner { store, source: Some(source), caps, ledger, scheduler, config };
+        let buffers = BufferPool::new(config.plan.memory_budget);
+        let inner = Inner { store, source: Some(source), caps, ledger, scheduler, buffers, config };
         Ok(Engine { inner: Arc::new(inner), tracker: None })
     }
 
