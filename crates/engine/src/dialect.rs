@@ -72,8 +72,9 @@ impl Dialect {
         capabilities: Capabilities::OSS,
     };
 
-    /// S3 and S3-compatible stores (MinIO, Ceph, moto, ...). No CRC-64 header (integrity is Content-MD5),
-    /// no append or symlink, and conditional writes through `If-None-Match: *`.
+    /// S3 and S3-compatible stores (MinIO, Ceph, moto, ...). No CRC-64 header (bodies are checked by the
+    /// CRC-32C or Content-MD5 the client sends, see [`crate::s3`]), no append or symlink, and conditional writes
+    /// through `If-None-Match: *`.
     pub const S3: Dialect = Dialect {
         name: "s3",
         family: Family::S3,

@@ -89,7 +89,8 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// When tags are applied.
     pub tag_on: TagOn,
-    /// Send Content-MD5 with every body (CRC-64 is always checked).
+    /// Send Content-MD5 with every body, in addition to the store's own check (the CRC-64 an OSS server reports,
+    /// the CRC-32C an S3 store sends).
     pub content_md5: bool,
     /// Where each uploaded file's blake3 digest goes on its object (it is always in the ledger and the outcome).
     pub digest: DigestOptions,
