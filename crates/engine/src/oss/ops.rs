@@ -220,7 +220,7 @@ impl ObjectStore for OssStore {
         };
         // S3 takes a checksum on a part only when the upload declared its algorithm.
         let req = match self.crc32c {
-            true => req.header(&d.h("checksum-algorithm"), Checksum::Crc32c(0).algorithm()),
+            true => req.header(&d.h("checksum-algorithm"), crate::store::CRC32C_ALGORITHM),
             false => req,
         };
         self.call(req, |r| async move {

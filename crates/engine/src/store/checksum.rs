@@ -25,10 +25,10 @@ impl Checksum {
         Checksum::Crc32c(crc32c::crc32c(bytes))
     }
 
-    /// The name in `x-amz-checksum-algorithm` (`CRC32C`).
+    /// The name in `x-amz-checksum-algorithm` ([`CRC32C_ALGORITHM`]).
     pub fn algorithm(&self) -> &'static str {
         match self {
-            Checksum::Crc32c(_) => "CRC32C",
+            Checksum::Crc32c(_) => CRC32C_ALGORITHM,
         }
     }
 
@@ -58,6 +58,8 @@ impl Checksum {
 
 /// The header of a CRC-32C ([`Checksum::header`]).
 pub const CRC32C_HEADER: &str = "x-amz-checksum-crc32c";
+/// The name of CRC-32C in `x-amz-checksum-algorithm` ([`Checksum::algorithm`]).
+pub const CRC32C_ALGORITHM: &str = "CRC32C";
 
 impl fmt::Display for Checksum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -25,7 +25,7 @@ mod body;
 mod checksum;
 mod key;
 pub use body::{Body, Md5Check};
-pub use checksum::{Checksum, CRC32C_HEADER};
+pub use checksum::{Checksum, CRC32C_ALGORITHM, CRC32C_HEADER};
 pub use key::{validate_bucket, validate_key, validate_part_number, MAX_KEY_BYTES, MAX_PART_NUMBER};
 
 /// An object, optionally at a specific version.
