@@ -71,11 +71,7 @@ struct Config {
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|&v| v > 0)
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).filter(|&v| v > 0).unwrap_or(default)
 }
 
 fn env_list(name: &str) -> Option<Vec<String>> {
@@ -104,9 +100,7 @@ impl Config {
                 tools_dir,
                 only_tools: env_list("TRANSFER_BENCH_ONLY_TOOLS"),
                 only_workloads: env_list("TRANSFER_BENCH_ONLY_WORKLOADS"),
-                wrap: std::env::var("TRANSFER_BENCH_WRAP")
-                    .ok()
-                    .filter(|w| !w.trim().is_empty()),
+                wrap: std::env::var("TRANSFER_BENCH_WRAP").ok().filter(|w| !w.trim().is_empty()),
             }
         } else {
             Config {
@@ -187,23 +181,14 @@ fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned()))
         })
         .unwrap_or_else(|| "?".into());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:")?
-                    .trim()
-                    .strip_suffix("kB")?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
+            s.lines().find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
         })
         .map_or(0.0, |k| k / 1024.0 / 1024.0);
     format!(
@@ -339,26 +324,18 @@ root_domain = ".s3.garage.localhost"
             .region(GARAGE_REGION)
             .credentials(Credentials::new(AK, SK))
             .build()?;
-        let mut server = Server {
-            dialect: Dialect::S3,
-            child,
-            endpoint,
-            region: GARAGE_REGION,
-            admin: Box::new(admin),
-            dir,
-        };
+        let mut server =
+            Server { dialect: Dialect::S3, child, endpoint, region: GARAGE_REGION, admin: Box::new(admin), dir };
         // Ready when the default bucket lists.
         let t = Instant::now();
         loop {
-            let probe = self
-                .rt
-                .block_on(server.admin.list_objects(BUCKET, &ListRequest::default()));
+            let probe = self.rt.block_on(server.admin.list_objects(BUCKET, &ListRequest::default()));
             match probe {
                 Ok(_) => break,
                 Err(e) => {
                     if let Some(status) = server.child.try_wait()? {
                         return Err(
-                            format!("garage exited ({status}): {}", tail(&server.dir.join("garage.log"))).into(),
+                            format!("garage exited ({status}): {}", tail(&server.dir.join("garage.log"))).into()
                         );
                     }
                     if t.elapsed() > Duration::from_secs(60) {
@@ -373,11 +350,7 @@ root_domain = ".s3.garage.localhost"
 
     fn start_serve(&self, dir: PathBuf, dialect: Dialect) -> Res<Server> {
         // A full run's S3 server listens on port 80 even when it is `transfer serve`, for the CRT client.
-        let listen = if self.full && dialect == Dialect::S3 {
-            GARAGE_S3_ADDR
-        } else {
-            "127.0.0.1:0"
-        };
+        let listen = if self.full && dialect == Dialect::S3 { GARAGE_S3_ADDR } else { "127.0.0.1:0" };
         let mut child = Command::new(&self.transfer)
             .args(["serve", "--no-fsync", "--listen", listen, "--root"])
             .arg(dir.join("root"))
@@ -417,14 +390,7 @@ root_domain = ".s3.garage.localhost"
                 (Box::new(s), GARAGE_REGION)
             }
         };
-        Ok(Server {
-            dialect,
-            child,
-            endpoint,
-            region,
-            admin,
-            dir,
-        })
+        Ok(Server { dialect, child, endpoint, region, admin, dir })
     }
 }
 
@@ -500,7 +466,9 @@ impl Tool {
         match (self, kind) {
             (Tool::Curl, Kind::Big) => "curl, one PUT (the ceiling)".into(),
             (Tool::Curl, _) => "curl --parallel-max 8, one PUT per file".into(),
-            (Tool::Transfer, Kind::Copy) => "transfer cp, its defaults (UploadPartCopy from 64 MiB, 64 MiB parts)".into(),
+            (Tool::Transfer, Kind::Copy) => {
+                "transfer cp, its defaults (UploadPartCopy from 64 MiB, 64 MiB parts)".into()
+            }
             (Tool::Transfer, _) => "transfer cp".into(),
             (Tool::TransferPartCopy, _) => format!("transfer (UploadPartCopy, {part_mib} MiB parts)"),
             (Tool::S5cmd, Kind::Copy) => "s5cmd cp (one CopyObject)".into(),
@@ -533,11 +501,7 @@ struct Tools {
 
 fn which(name: &str) -> Result<PathBuf, String> {
     std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(name))
-                .find(|p| p.is_file())
-        })
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
         .ok_or_else(|| format!("{name} not found on PATH"))
 }
 
@@ -575,9 +539,8 @@ impl Tools {
             }
         });
         // Debian's awscli is v2; a `aws` earlier on PATH may be v1 (pip), which has no CRT client.
-        let aws = std::env::var_os("TRANSFER_BENCH_AWS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/aws"));
+        let aws =
+            std::env::var_os("TRANSFER_BENCH_AWS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/aws"));
         let aws = existing(aws, "aws (Debian package awscli)").and_then(|a| {
             let v = sh(&a.display().to_string(), &["--version"]);
             if v.starts_with("aws-cli/2.") {
@@ -616,13 +579,7 @@ impl Tools {
             Err(e) => format!("not available: {e}"),
         };
         let mut out = vec![
-            (
-                "transfer".into(),
-                sh(
-                    "git",
-                    &["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"],
-                ),
-            ),
+            ("transfer".into(), sh("git", &["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"])),
             ("garage".into(), v(&self.garage, &["--version"])),
             ("s5cmd".into(), v(&self.s5cmd, &["version"])),
             ("rclone".into(), v(&self.rclone, &["version"])),
@@ -632,10 +589,7 @@ impl Tools {
         if self.aws.is_ok() {
             out.push((
                 "awscrt (used by aws-crt)".into(),
-                first_line(sh(
-                    "/usr/bin/python3",
-                    &["-c", "import awscrt; print(awscrt.__version__)"],
-                )),
+                first_line(sh("/usr/bin/python3", &["-c", "import awscrt; print(awscrt.__version__)"])),
             ));
         }
         if let Ok(py) = &self.python {
@@ -702,10 +656,8 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 Kind::Big => argv.extend([src, format!("{scheme}://{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([s("-r"), format!("{src}/"), format!("{scheme}://{BUCKET}/{}", c.dest)]),
                 // At its defaults a copy goes multipart from 64 MiB, in 64 MiB parts (no part options below).
-                Kind::Copy => argv.extend([
-                    format!("{scheme}://{BUCKET}/{}", c.copy_src),
-                    format!("{scheme}://{BUCKET}/{}", c.dest),
-                ]),
+                Kind::Copy => argv
+                    .extend([format!("{scheme}://{BUCKET}/{}", c.copy_src), format!("{scheme}://{BUCKET}/{}", c.dest)]),
             }
             if tool == Tool::TransferPartCopy {
                 argv.extend([s("--copy-threshold"), format!("{part_mib}MiB")]);
@@ -733,11 +685,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             };
             full.push(bin);
             full.extend(argv);
-            let mut env = if c.server.dialect == Dialect::S3 {
-                s3_env
-            } else {
-                oss_env
-            };
+            let mut env = if c.server.dialect == Dialect::S3 { s3_env } else { oss_env };
             env.push((s("RUST_LOG"), s("warn")));
             Invocation { argv: full, env }
         }
@@ -760,13 +708,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 format!("{AK}:{SK}"),
             ];
             match w.kind {
-                Kind::Big => argv.extend([
-                    s("-o"),
-                    s("/dev/null"),
-                    s("-T"),
-                    src,
-                    format!("{ep}/{BUCKET}/{}", c.dest),
-                ]),
+                Kind::Big => argv.extend([s("-o"), s("/dev/null"), s("-T"), src, format!("{ep}/{BUCKET}/{}", c.dest)]),
                 _ => {
                     let cfg = c.work.join(format!("curl-{}.cfg", c.label));
                     let mut text = String::new();
@@ -795,14 +737,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             if c.server.dialect != Dialect::S3 {
                 return Ok(None);
             }
-            let mut argv = vec![
-                bin,
-                s("--endpoint-url"),
-                ep.clone(),
-                s("--numworkers"),
-                s(JOBS),
-                s("cp"),
-            ];
+            let mut argv = vec![bin, s("--endpoint-url"), ep.clone(), s("--numworkers"), s(JOBS), s("cp")];
             match w.kind {
                 Kind::Big => argv.extend([
                     s("--concurrency"),
@@ -833,11 +768,9 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 Kind::Big => argv.extend([s("copyto"), src, format!("g:{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([s("copy"), src, format!("g:{BUCKET}/{}", c.dest.trim_end_matches('/'))]),
                 // Its default `--s3-copy-cutoff` (4.656 GiB) makes this one CopyObject.
-                Kind::Copy => argv.extend([
-                    s("copyto"),
-                    format!("g:{BUCKET}/{}", c.copy_src),
-                    format!("g:{BUCKET}/{}", c.dest),
-                ]),
+                Kind::Copy => {
+                    argv.extend([s("copyto"), format!("g:{BUCKET}/{}", c.copy_src), format!("g:{BUCKET}/{}", c.dest)])
+                }
             }
             if tool == Tool::RclonePartCopy {
                 argv.extend([s("--s3-copy-cutoff"), format!("{part_mib}M")]);
@@ -875,15 +808,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 return Ok(None);
             }
             let profile = if tool == Tool::AwsCrt { "crt" } else { "classic" };
-            let mut argv = vec![
-                bin,
-                s("--profile"),
-                s(profile),
-                s("--endpoint-url"),
-                ep.clone(),
-                s("s3"),
-                s("cp"),
-            ];
+            let mut argv = vec![bin, s("--profile"), s(profile), s("--endpoint-url"), ep.clone(), s("s3"), s("cp")];
             match w.kind {
                 Kind::Big => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest), s("--recursive")]),
@@ -899,10 +824,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             argv.push(s("--only-show-errors"));
             let mut env = s3_env;
             env.push((s("AWS_CONFIG_FILE"), c.home.join("aws-config").display().to_string()));
-            env.push((
-                s("AWS_SHARED_CREDENTIALS_FILE"),
-                c.home.join("aws-credentials").display().to_string(),
-            ));
+            env.push((s("AWS_SHARED_CREDENTIALS_FILE"), c.home.join("aws-credentials").display().to_string()));
             Invocation { argv, env }
         }
         Tool::Oss2 | Tool::V2Default | Tool::V2Equal => {
@@ -939,9 +861,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
 }
 
 fn sorted_files(dir: &Path) -> Res<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     v.sort();
     Ok(v)
 }
@@ -1019,22 +939,11 @@ fn measure(inv: &Invocation, c: &Ctx) -> Res<Sample> {
         return Err(format!("{} failed ({status}):\n{}", inv.argv.join(" "), tail(&log)).into());
     }
     let text = std::fs::read_to_string(&time_file)?;
-    let f: Vec<f64> = text
-        .lines()
-        .last()
-        .unwrap_or("")
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let f: Vec<f64> = text.lines().last().unwrap_or("").split_whitespace().filter_map(|v| v.parse().ok()).collect();
     let [user, sys, rss] = f[..] else {
         return Err(format!("bad /usr/bin/time output {text:?}").into());
     };
-    Ok(Sample {
-        secs,
-        cpu: user + sys,
-        rss_kib: rss as u64,
-        server_cpu,
-    })
+    Ok(Sample { secs, cpu: user + sys, rss_kib: rss as u64, server_cpu })
 }
 
 /// Checks what a run left on the server: the object's size, or every file of the directory under the prefix.
@@ -1210,11 +1119,7 @@ fn report(config: &Config, tools: &Tools, outcomes: &[Outcome], load_before: &st
         let ours = o.rows.iter().find(|r| r.tool == Tool::Transfer);
         for r in &o.rows {
             let secs = r.secs();
-            let files = if w.files > 1 {
-                format!("{:.0}", w.files as f64 / secs)
-            } else {
-                "—".into()
-            };
+            let files = if w.files > 1 { format!("{:.0}", w.files as f64 / secs) } else { "—".into() };
             let (rs, rc) = match ours {
                 Some(ours) => (fmt_ratio(ours.secs() / secs), fmt_ratio(r.cpu() / ours.cpu())),
                 None => ("—".into(), "—".into()),
@@ -1237,11 +1142,7 @@ fn report(config: &Config, tools: &Tools, outcomes: &[Outcome], load_before: &st
                 rc,
                 median(r.samples.iter().map(|x| x.rss_kib as f64 / 1024.0).collect()),
                 median(r.samples.iter().map(|x| x.server_cpu).collect()),
-                r.samples
-                    .iter()
-                    .map(|x| format!("{:.2}", x.secs))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                r.samples.iter().map(|x| format!("{:.2}", x.secs)).collect::<Vec<_>>().join(", ")
             ));
         }
         for (t, why) in &o.skipped {
@@ -1253,11 +1154,7 @@ fn report(config: &Config, tools: &Tools, outcomes: &[Outcome], load_before: &st
     for o in outcomes {
         s.push_str(&format!("\n{}:\n\n", o.workload.title));
         for r in &o.rows {
-            let env = if r.env.is_empty() {
-                String::new()
-            } else {
-                format!("{} ", r.env.join(" "))
-            };
+            let env = if r.env.is_empty() { String::new() } else { format!("{} ", r.env.join(" ")) };
             s.push_str(&format!("- {}: `{env}{}`\n", r.tool.name(), r.command));
         }
     }
@@ -1279,11 +1176,8 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
     use Tool::*;
     // Garage where it is installed; the smoke pass (and a machine without Garage) uses `transfer serve`'s S3.
     let want_serve = std::env::var("TRANSFER_BENCH_S3_SERVER").is_ok_and(|v| v == "serve");
-    let s3_server = if config.full && tools.garage.is_ok() && !want_serve {
-        ServerKind::Garage
-    } else {
-        ServerKind::Serve
-    };
+    let s3_server =
+        if config.full && tools.garage.is_ok() && !want_serve { ServerKind::Garage } else { ServerKind::Serve };
     let s3_tools = vec![Curl, Transfer, S5cmd, Rclone, AwsCrt, AwsClassic];
     // The copy: every tool at its default copy threshold, and transfer and rclone forced to UploadPartCopy too.
     let copy_tools = vec![Curl, Transfer, TransferPartCopy, S5cmd, Rclone, RclonePartCopy, AwsCrt, AwsClassic];
@@ -1303,11 +1197,7 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
             bytes: files as u64 * each,
             tools: tools.clone(),
         };
-    let s3 = if s3_server == ServerKind::Garage {
-        "S3 (Garage)"
-    } else {
-        "S3 (transfer serve)"
-    };
+    let s3 = if s3_server == ServerKind::Garage { "S3 (Garage)" } else { "S3 (transfer serve)" };
     let mut v = vec![
         mk(
             "big",
@@ -1442,10 +1332,7 @@ fn run(config: &Config) -> Res<()> {
     write_dir(&data.join("small"), config.small_files, config.small, 1000)?;
     write_dir(&data.join("mid"), config.mid_files, config.mid, 100_000)?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let mut servers = Servers {
         rt: &rt,
         transfer: tools.transfer.clone(),
@@ -1474,10 +1361,7 @@ fn run(config: &Config) -> Res<()> {
         let mut copy_server = None;
         if w.kind == Kind::Copy {
             let server = servers.start(w.server, w.dialect)?;
-            let seed = Workload {
-                kind: Kind::Big,
-                ..w.clone()
-            };
+            let seed = Workload { kind: Kind::Big, ..w.clone() };
             let c = Ctx {
                 config,
                 tools: &tools,
@@ -1588,20 +1472,9 @@ fn run(config: &Config) -> Res<()> {
         }
         drop(copy_server);
         skipped.extend(failed);
-        outcomes.push(Outcome {
-            workload: w.clone(),
-            rows: rows.into_values().collect(),
-            skipped,
-        });
+        outcomes.push(Outcome { workload: w.clone(), rows: rows.into_values().collect(), skipped });
     }
-    let text = report(
-        config,
-        &tools,
-        &outcomes,
-        &load_before,
-        &started,
-        started_at.elapsed().as_secs_f64(),
-    );
+    let text = report(config, &tools, &outcomes, &load_before, &started, started_at.elapsed().as_secs_f64());
     println!("\n{text}");
     if config.writes_results() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/RESULTS.md");

@@ -23,7 +23,14 @@ async fn refused<T: std::fmt::Debug>(
 
 /// One raw HTTP/1.1 request over TCP, signed with V4, so tests can send what `reqwest` would normalise away
 /// (a `..` segment). Returns the status and the body.
-fn raw_request(served: &Served, method: &str, bucket: &str, raw_key: &str, key: &str, extra: &[(&str, &str)]) -> (u16, String) {
+fn raw_request(
+    served: &Served,
+    method: &str,
+    bucket: &str,
+    raw_key: &str,
+    key: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
     let addr = served.endpoint.trim_start_matches("http://");
     let mut headers = http::HeaderMap::new();
     for (k, v) in extra {
@@ -31,7 +38,8 @@ fn raw_request(served: &Served, method: &str, bucket: &str, raw_key: &str, key: 
     }
     let t = SignTarget { method, bucket: Some(bucket), key: Some(key), query: &[] };
     Signer::new(V4, "cn-hangzhou").sign(&Credentials::new(AK, SK), &t, &mut headers, SystemTime::now());
-    let mut req = format!("{method} /{bucket}/{raw_key} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n");
+    let mut req =
+        format!("{method} /{bucket}/{raw_key} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n");
     for (k, v) in &headers {
         req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
     }
@@ -51,7 +59,9 @@ async fn wrong_signature() {
     let b = bucket(&good, "badsig").await;
     for v in [transfer_engine::sign::SignatureVersion::V1, V4] {
         let bad = served.client_with(v, Credentials::new(AK, "not-the-secret"));
-        let e = refused(&served, "SignatureDoesNotMatch", bad.put_object(&b, "k", Body::from("x"), &PutOptions::default())).await;
+        let e =
+            refused(&served, "SignatureDoesNotMatch", bad.put_object(&b, "k", Body::from("x"), &PutOptions::default()))
+                .await;
         assert_eq!(e.status(), Some(403));
         assert!(e.service_error().unwrap().extra("StringToSign").is_some());
     }
@@ -62,9 +72,13 @@ async fn wrong_signature() {
 
 #[tokio::test]
 async fn missing_or_expired_credentials() {
-    let e = Credentials::from_env_vars("TRANSFER_TEST_UNSET_ID", "TRANSFER_TEST_UNSET_SECRET", "TRANSFER_TEST_UNSET_TOKEN")
-        .unwrap_err();
-    assert!(e.to_string().contains("TRANSFER_TEST_UNSET_ID") && e.to_string().contains("TRANSFER_TEST_UNSET_SECRET"), "{e}");
+    let e =
+        Credentials::from_env_vars("TRANSFER_TEST_UNSET_ID", "TRANSFER_TEST_UNSET_SECRET", "TRANSFER_TEST_UNSET_TOKEN")
+            .unwrap_err();
+    assert!(
+        e.to_string().contains("TRANSFER_TEST_UNSET_ID") && e.to_string().contains("TRANSFER_TEST_UNSET_SECRET"),
+        "{e}"
+    );
 
     let served = Served::start();
     let store = served.client(V4);
@@ -78,7 +92,13 @@ async fn missing_or_expired_credentials() {
     // A presigned URL that expired a minute ago.
     let t = SignTarget { method: "GET", bucket: Some(&b), key: Some("k"), query: &[] };
     let past = SystemTime::now() - Duration::from_secs(120);
-    let q = Signer::new(V4, "cn-hangzhou").presign(&Credentials::new(AK, SK), &t, &http::HeaderMap::new(), past, Duration::from_secs(60));
+    let q = Signer::new(V4, "cn-hangzhou").presign(
+        &Credentials::new(AK, SK),
+        &t,
+        &http::HeaderMap::new(),
+        past,
+        Duration::from_secs(60),
+    );
     let expired = http.get(format!("{}/{b}/k", served.endpoint)).query(&q).send().await.unwrap();
     assert_eq!(expired.status(), 403);
     assert!(expired.text().await.unwrap().contains("expired"));
@@ -86,7 +106,12 @@ async fn missing_or_expired_credentials() {
     // A request signed 20 minutes ago.
     let (status, body) = {
         let mut h = http::HeaderMap::new();
-        Signer::new(V4, "cn-hangzhou").sign(&Credentials::new(AK, SK), &t, &mut h, SystemTime::now() - Duration::from_secs(1200));
+        Signer::new(V4, "cn-hangzhou").sign(
+            &Credentials::new(AK, SK),
+            &t,
+            &mut h,
+            SystemTime::now() - Duration::from_secs(1200),
+        );
         let r = http.get(format!("{}/{b}/k", served.endpoint)).headers(h).send().await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     };
@@ -121,7 +146,13 @@ async fn keys_that_escape_the_root() {
     let b = bucket(&store, "escape").await;
     let before = disk_snapshot(served.root());
     let long = "k".repeat(1024);
-    for (raw, key) in [("a/../../etc/passwd", "a/../../etc/passwd"), ("..", ".."), ("nul%00byte", "nul\0byte"), ("/abs", "/abs"), (long.as_str(), long.as_str())] {
+    for (raw, key) in [
+        ("a/../../etc/passwd", "a/../../etc/passwd"),
+        ("..", ".."),
+        ("nul%00byte", "nul\0byte"),
+        ("/abs", "/abs"),
+        (long.as_str(), long.as_str()),
+    ] {
         let (status, body) = raw_request(&served, "PUT", &b, raw, key, &[]);
         assert_eq!(status, 400, "{key:?}: {body}");
         assert!(body.contains("<Code>InvalidObjectName</Code>"), "{key:?}: {body}");
@@ -168,13 +199,23 @@ async fn append_at_the_wrong_position() {
     let store = served.client(V4);
     let b = bucket(&store, "appendbad").await;
     store.append_object(&b, "log", 0, Body::from("0123456789abc"), &PutOptions::default()).await.unwrap();
-    let e = refused(&served, "PositionNotEqualToLength", store.append_object(&b, "log", 5, Body::from("zz"), &PutOptions::default())).await;
+    let e = refused(
+        &served,
+        "PositionNotEqualToLength",
+        store.append_object(&b, "log", 5, Body::from("zz"), &PutOptions::default()),
+    )
+    .await;
     assert_eq!(e.status(), Some(409));
     assert_eq!(e.service_error().unwrap().header("x-oss-next-append-position"), Some("13"));
     let obj = ObjectRef::new(&b, "log");
     assert_eq!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref(), b"0123456789abc");
     store.put_object(&b, "plain", Body::from("x"), &PutOptions::default()).await.unwrap();
-    refused(&served, "ObjectNotAppendable", store.append_object(&b, "plain", 1, Body::from("y"), &PutOptions::default())).await;
+    refused(
+        &served,
+        "ObjectNotAppendable",
+        store.append_object(&b, "plain", 1, Body::from("y"), &PutOptions::default()),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -188,11 +229,21 @@ async fn copy_from_a_missing_source_and_range_past_the_end() {
     assert!(store.head_object(&ObjectRef::new(&b, "dst")).await.is_err());
 
     store.put_object(&b, "small", Body::from("0123456789"), &PutOptions::default()).await.unwrap();
-    let e = refused(&served, "InvalidRange", store.get_object(&ObjectRef::new(&b, "small"), Some(ByteRange::inclusive(10, 20)))).await;
+    let e = refused(
+        &served,
+        "InvalidRange",
+        store.get_object(&ObjectRef::new(&b, "small"), Some(ByteRange::inclusive(10, 20))),
+    )
+    .await;
     assert_eq!(e.status(), Some(416));
     let id = store.initiate_multipart(&b, "mp", &PutOptions::default()).await.unwrap();
     let src = ObjectRef::new(&b, "small");
-    refused(&served, "InvalidRange", store.upload_part_copy(&b, "mp", &id, 1, &src, Some(ByteRange::inclusive(50, 60)), &Default::default())).await;
+    refused(
+        &served,
+        "InvalidRange",
+        store.upload_part_copy(&b, "mp", &id, 1, &src, Some(ByteRange::inclusive(50, 60)), &Default::default()),
+    )
+    .await;
 }
 
 #[tokio::test]

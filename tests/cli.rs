@@ -27,7 +27,8 @@ pub(crate) fn run(c: &mut Command) -> Output {
 
 pub(crate) fn summary(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let last =
+        stdout.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
     let v: serde_json::Value = serde_json::from_str(last).unwrap();
     assert_eq!(v["event"], "summary", "{stdout}");
     v
@@ -46,7 +47,12 @@ fn tree(root: &Path, n: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 pub(crate) async fn listed(store: &dyn ObjectStore, b: &str, prefix: &str) -> usize {
-    store.list_objects(b, &ListRequest { prefix: Some(prefix.into()), ..Default::default() }).await.unwrap().objects.len()
+    store
+        .list_objects(b, &ListRequest { prefix: Some(prefix.into()), ..Default::default() })
+        .await
+        .unwrap()
+        .objects
+        .len()
 }
 
 #[tokio::test]
@@ -59,7 +65,17 @@ async fn cp_a_directory_with_tags_then_again() {
     let ledger = tmp.path().join("ledger.db");
     let src = tmp.path().join("src");
     let out = run(transfer(&served.endpoint, &ledger)
-        .args(["cp", "-r", "--json", "--part-size", "100KiB", "--tag", "path=/a=b", "--tagging", "owner=ops&k4%2B-%3D=%2B-%3D._%3A%2F"])
+        .args([
+            "cp",
+            "-r",
+            "--json",
+            "--part-size",
+            "100KiB",
+            "--tag",
+            "path=/a=b",
+            "--tagging",
+            "owner=ops&k4%2B-%3D=%2B-%3D._%3A%2F",
+        ])
         .arg(&src)
         .arg("oss://cli/backup/"));
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -69,7 +85,8 @@ async fn cp_a_directory_with_tags_then_again() {
     assert_eq!(s["crc64_verified"], true);
     assert_eq!(listed(&store, "cli", "backup/").await, 9, "the summary's count equals the objects on the server");
     // --tag splits at the first '=' (the value may hold more); a key with '=' goes through --tagging, encoded.
-    let expected_tags = TagSet::from_pairs([("owner", "ops"), ("k4+-=", "+-=._:/"), ("path", "/a=b")]).unwrap().sorted();
+    let expected_tags =
+        TagSet::from_pairs([("owner", "ops"), ("k4+-=", "+-=._:/"), ("path", "/a=b")]).unwrap().sorted();
     for (rel, bytes) in &files {
         let obj = ObjectRef::new("cli", format!("backup/{rel}"));
         assert_eq!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref(), bytes.as_slice());
@@ -78,7 +95,8 @@ async fn cp_a_directory_with_tags_then_again() {
     // A finished job is not resumed: the same command copies again, as a new job (skipping what exists is what
     // --no-clobber and --update are for). Resuming an unfinished job is the Ctrl-C test's subject.
     let first_job = s["job"].as_u64();
-    let again = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--json"]).arg(&src).arg("oss://cli/backup/"));
+    let again =
+        run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--json"]).arg(&src).arg("oss://cli/backup/"));
     assert_eq!(again.status.code(), Some(0));
     let s = summary(&again);
     assert_ne!(s["job"].as_u64(), first_job);
@@ -104,23 +122,45 @@ async fn bad_input_exits_2_before_any_byte_moves() {
     for (flags, expect) in cases {
         let out = run(transfer(&served.endpoint, &ledger).arg("cp").args(&flags).arg(&file).arg("oss://badcli/k"));
         assert_eq!(out.status.code(), Some(2), "{flags:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(expect), "{flags:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expect),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let missing_bucket = run(transfer(&served.endpoint, &ledger).arg("cp").arg(&file).arg("oss://no-such-bucket/k"));
     assert_eq!(missing_bucket.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing_bucket.stderr).contains("does not exist"));
-    let no_creds = run(transfer(&served.endpoint, &ledger).env_remove("OSS_ACCESS_KEY_ID").arg("cp").arg(&file).arg("oss://badcli/k"));
+    let no_creds = run(transfer(&served.endpoint, &ledger)
+        .env_remove("OSS_ACCESS_KEY_ID")
+        .arg("cp")
+        .arg(&file)
+        .arg("oss://badcli/k"));
     assert_eq!(no_creds.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_creds.stderr).contains("OSS_ACCESS_KEY_ID"));
     let unreachable = run(transfer("http://127.0.0.1:1", &ledger).arg("cp").arg(&file).arg("oss://badcli/k"));
     assert_eq!(unreachable.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("check --endpoint"), "the error names the flag that fixes it");
-    let wrong_secret = run(transfer(&served.endpoint, &ledger).env("OSS_ACCESS_KEY_SECRET", "wrong").arg("cp").arg(&file).arg("oss://badcli/k"));
+    assert!(
+        String::from_utf8_lossy(&unreachable.stderr).contains("check --endpoint"),
+        "the error names the flag that fixes it"
+    );
+    let wrong_secret = run(transfer(&served.endpoint, &ledger)
+        .env("OSS_ACCESS_KEY_SECRET", "wrong")
+        .arg("cp")
+        .arg(&file)
+        .arg("oss://badcli/k"));
     assert_eq!(wrong_secret.status.code(), Some(2));
     let err = String::from_utf8_lossy(&wrong_secret.stderr);
-    assert!(err.contains("SignatureDoesNotMatch") && err.contains("request id") && err.contains("OSS_ACCESS_KEY_SECRET"), "{err}");
+    assert!(
+        err.contains("SignatureDoesNotMatch") && err.contains("request id") && err.contains("OSS_ACCESS_KEY_SECRET"),
+        "{err}"
+    );
     assert!(!err.contains("=wrong") && !err.contains(" wrong"), "the secret is never printed: {err}");
-    let no_region = run(transfer(&served.endpoint, &ledger).env_remove("TRANSFER_REGION").arg("cp").arg(&file).arg("oss://badcli/k"));
+    let no_region = run(transfer(&served.endpoint, &ledger)
+        .env_remove("TRANSFER_REGION")
+        .arg("cp")
+        .arg(&file)
+        .arg("oss://badcli/k"));
     assert_eq!(no_region.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_region.stderr).contains("--region"));
     let dir_without_r = run(transfer(&served.endpoint, &ledger).arg("cp").arg(tmp.path()).arg("oss://badcli/d/"));
@@ -153,7 +193,11 @@ async fn cp_object_to_object_server_side_and_into_the_local_store() {
     }
     let file = tmp.path().join("note.txt");
     std::fs::write(&file, b"hello local").unwrap();
-    let out = run(transfer(&served.endpoint, &ledger).args(["cp", "--local-root"]).arg(&root).arg(&file).arg("local://mine/notes/"));
+    let out = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "--local-root"])
+        .arg(&root)
+        .arg(&file)
+        .arg("local://mine/notes/"));
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let local = transfer_engine::local::LocalStore::open(&root).unwrap();
     let got = local.get_object(&ObjectRef::new("mine", "notes/note.txt"), None).await.unwrap().bytes().await.unwrap();
@@ -170,7 +214,12 @@ async fn ctrl_c_stops_gracefully_with_exit_3_and_the_same_command_resumes() {
     let ledger = tmp.path().join("ledger.db");
     let slow = FaultProxy::start(
         &served.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "", fault: Fault::Delay(Duration::from_millis(100)), times: 100_000 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "",
+            fault: Fault::Delay(Duration::from_millis(100)),
+            times: 100_000,
+        }],
     )
     .await;
     let src = tmp.path().join("src");
@@ -222,6 +271,10 @@ async fn ctrl_c_stops_gracefully_with_exit_3_and_the_same_command_resumes() {
     assert_eq!(s["objects_transferred"].as_u64(), Some(40 - first));
     for (rel, bytes) in &files {
         let obj = ObjectRef::new("sigint", format!("b/{rel}"));
-        assert_eq!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref(), bytes.as_slice(), "{rel}");
+        assert_eq!(
+            store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref(),
+            bytes.as_slice(),
+            "{rel}"
+        );
     }
 }

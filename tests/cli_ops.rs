@@ -24,14 +24,8 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 
 /// Upload ids of the bucket's incomplete uploads.
 async fn uploads(store: &dyn ObjectStore, b: &str) -> Vec<(String, String)> {
-    let page = store
-        .list_uploads(b, &ListUploadsRequest::default())
-        .await
-        .unwrap();
-    page.uploads
-        .into_iter()
-        .map(|u| (u.key, u.upload_id))
-        .collect()
+    let page = store.list_uploads(b, &ListUploadsRequest::default()).await.unwrap();
+    page.uploads.into_iter().map(|u| (u.key, u.upload_id)).collect()
 }
 
 /// Starts `transfer cp` of one 30-part file through a proxy that slows every part down, waits until the server
@@ -65,16 +59,7 @@ async fn interrupted_mid_upload(
     )
     .await;
     let mut child: Child = transfer(&slow.endpoint, ledger)
-        .args([
-            "cp",
-            "--part-size",
-            "128KiB",
-            "--multipart-threshold",
-            "1MiB",
-            "--jobs",
-            "2",
-            "-q",
-        ])
+        .args(["cp", "--part-size", "128KiB", "--multipart-threshold", "1MiB", "--jobs", "2", "-q"])
         .arg(file)
         .arg(format!("oss://{b}/big.bin"))
         .stdout(Stdio::null())
@@ -82,15 +67,9 @@ async fn interrupted_mid_upload(
         .spawn()
         .unwrap();
     let upload_id = loop {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the upload ended before it could be killed"
-        );
+        assert!(child.try_wait().unwrap().is_none(), "the upload ended before it could be killed");
         if let Some((_, id)) = uploads(&store, b).await.into_iter().next() {
-            let page = store
-                .list_parts(b, "big.bin", &id, None, None)
-                .await
-                .unwrap();
+            let page = store.list_parts(b, "big.bin", &id, None, None).await.unwrap();
             if page.parts.len() >= parts {
                 break id;
             }
@@ -134,18 +113,13 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
     assert_eq!(jobs.status.code(), Some(0), "{}", stderr(&jobs));
     let jobs = json_lines(&jobs);
     assert_eq!(jobs.len(), 1);
-    assert_eq!(
-        jobs[0]["state"], "running",
-        "a killed job is left running in the ledger"
-    );
+    assert_eq!(jobs[0]["state"], "running", "a killed job is left running in the ledger");
     assert_eq!(jobs[0]["objects"]["uploading"], 1);
     let id = jobs[0]["job"].as_i64().unwrap();
     let shown = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", &id.to_string()]));
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(
-        text.contains(&upload_id)
-            && text.contains("uploading")
-            && text.contains(&format!("transfer resume {id}")),
+        text.contains(&upload_id) && text.contains("uploading") && text.contains(&format!("transfer resume {id}")),
         "{text}"
     );
 
@@ -154,52 +128,23 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
     let out = run(transfer("http://127.0.0.1:1", &ledger).args(["resume", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines = json_lines(&out);
-    let done = lines
-        .iter()
-        .find(|l| l["event"] == "done")
-        .expect("a done event");
-    let (sent, reused) = (
-        done["parts_sent"].as_u64().unwrap(),
-        done["parts_reused"].as_u64().unwrap(),
-    );
-    assert!(
-        reused >= 1,
-        "parts the ledger recorded before the kill are not sent again: {done}"
-    );
+    let done = lines.iter().find(|l| l["event"] == "done").expect("a done event");
+    let (sent, reused) = (done["parts_sent"].as_u64().unwrap(), done["parts_reused"].as_u64().unwrap());
+    assert!(reused >= 1, "parts the ledger recorded before the kill are not sent again: {done}");
     assert_eq!(sent + reused, 24, "3 MiB in 128 KiB parts: {done}");
     // Power-of-two parts: the file's BLAKE3 comes from the parts' digests, those recorded before the kill too.
     assert_eq!(done["blake3"].as_str(), Some(blake3::hash(&bytes).to_hex().as_str()), "{done}");
     assert_eq!(summary(&out)["job"].as_i64(), Some(id));
-    let got = store
-        .get_object(&ObjectRef::new("resume", "big.bin"), None)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(
-        got.as_ref() == bytes.as_slice(),
-        "the resumed object has the file's bytes"
-    );
-    assert!(
-        uploads(&store, "resume").await.is_empty(),
-        "no upload left behind"
-    );
+    let got = store.get_object(&ObjectRef::new("resume", "big.bin"), None).await.unwrap().bytes().await.unwrap();
+    assert!(got.as_ref() == bytes.as_slice(), "the resumed object has the file's bytes");
+    assert!(uploads(&store, "resume").await.is_empty(), "no upload left behind");
 
     let again = run(transfer(&served.endpoint, &ledger).args(["resume"]));
     assert_eq!(again.status.code(), Some(2), "nothing left to resume");
-    assert!(
-        stderr(&again).contains("no unfinished job"),
-        "{}",
-        stderr(&again)
-    );
+    assert!(stderr(&again).contains("no unfinished job"), "{}", stderr(&again));
     let missing = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", "999"]));
     assert_eq!(missing.status.code(), Some(2));
-    assert!(
-        stderr(&missing).contains("no job 999"),
-        "{}",
-        stderr(&missing)
-    );
+    assert!(stderr(&missing).contains("no job 999"), "{}", stderr(&missing));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +163,10 @@ async fn ctrl_c_twice_quits_at_once_with_the_acknowledged_parts_in_the_ledger() 
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines = json_lines(&out);
     let done = lines.iter().find(|l| l["event"] == "done").expect("a done event");
-    assert!(done["parts_reused"].as_u64().unwrap() >= 3, "the parts the server held before the interrupt were recorded: {done}");
+    assert!(
+        done["parts_reused"].as_u64().unwrap() >= 3,
+        "the parts the server held before the interrupt were recorded: {done}"
+    );
     let got = store.get_object(&ObjectRef::new("twice", "big.bin"), None).await.unwrap().bytes().await.unwrap();
     assert!(got.as_ref() == bytes.as_slice());
 }
@@ -227,61 +175,35 @@ async fn ctrl_c_twice_quits_at_once_with_the_acknowledged_parts_in_the_ledger() 
 async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     let Setup { served, store, tmp: _tmp, ledger, file, .. } = setup("clean", 8).await;
     let (_slow, ours) = killed_mid_upload(&served, "clean", &file, &ledger, 2).await;
-    let foreign = store
-        .initiate_multipart("clean", "someone-else", &PutOptions::default())
-        .await
-        .unwrap();
+    let foreign = store.initiate_multipart("clean", "someone-else", &PutOptions::default()).await.unwrap();
 
     // A dry run lists ours only and aborts nothing.
     let dry = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--dry-run", "--json"]));
     assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
     let lines = json_lines(&dry);
-    let would: Vec<_> = lines
-        .iter()
-        .filter(|l| l["event"] == "would_abort")
-        .map(|l| l["upload_id"].as_str().unwrap())
-        .collect();
+    let would: Vec<_> =
+        lines.iter().filter(|l| l["event"] == "would_abort").map(|l| l["upload_id"].as_str().unwrap()).collect();
     assert_eq!(would, vec![ours.as_str()]);
     assert_eq!(uploads(&store, "clean").await.len(), 2);
 
     // --older-than keeps young uploads.
-    let young =
-        run(transfer(&served.endpoint, &ledger).args(["cleanup", "--older-than", "1h", "--json"]));
+    let young = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--older-than", "1h", "--json"]));
     assert_eq!(json_lines(&young).last().unwrap()["aborted"], 0);
     assert_eq!(uploads(&store, "clean").await.len(), 2);
 
     let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines = json_lines(&out);
-    let aborted: Vec<_> = lines
-        .iter()
-        .filter(|l| l["event"] == "aborted")
-        .map(|l| l["upload_id"].as_str().unwrap())
-        .collect();
+    let aborted: Vec<_> =
+        lines.iter().filter(|l| l["event"] == "aborted").map(|l| l["upload_id"].as_str().unwrap()).collect();
     assert_eq!(aborted, vec![ours.as_str()]);
-    let left: Vec<String> = uploads(&store, "clean")
-        .await
-        .into_iter()
-        .map(|(_, id)| id)
-        .collect();
-    assert_eq!(
-        left,
-        vec![foreign.clone()],
-        "the upload the ledger did not create is untouched"
-    );
-    let gone = store
-        .list_parts("clean", "big.bin", &ours, None, None)
-        .await
-        .unwrap_err();
+    let left: Vec<String> = uploads(&store, "clean").await.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(left, vec![foreign.clone()], "the upload the ledger did not create is untouched");
+    let gone = store.list_parts("clean", "big.bin", &ours, None, None).await.unwrap_err();
     assert_eq!(gone.service_code(), Some("NoSuchUpload"));
 
     // --all takes every upload under the prefix.
-    let all = run(transfer(&served.endpoint, &ledger).args([
-        "cleanup",
-        "--all",
-        "oss://clean/some",
-        "--json",
-    ]));
+    let all = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--all", "oss://clean/some", "--json"]));
     assert_eq!(all.status.code(), Some(0), "{}", stderr(&all));
     assert_eq!(json_lines(&all).last().unwrap()["aborted"], 1);
     assert!(uploads(&store, "clean").await.is_empty());
@@ -289,47 +211,22 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     // The job can still be resumed: its object starts again, since cleanup cleared the upload in the ledger.
     let out = run(transfer(&served.endpoint, &ledger).args(["resume", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let got = store
-        .get_object(&ObjectRef::new("clean", "big.bin"), None)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let got = store.get_object(&ObjectRef::new("clean", "big.bin"), None).await.unwrap().bytes().await.unwrap();
     assert_eq!(got.len(), 3 * 1024 * 1024);
 
     // Forget: a second killed job's upload is aborted first, then the job is gone.
     std::fs::write(&file, data(3 * 1024 * 1024, 9)).unwrap();
     let (_slow2, second) = killed_mid_upload(&served, "clean", &file, &ledger, 2).await;
-    let jobs = json_lines(&run(
-        transfer(&served.endpoint, &ledger).args(["jobs", "--json"])
-    ));
-    let unfinished: Vec<i64> = jobs
-        .iter()
-        .filter(|j| j["state"] != "done")
-        .map(|j| j["job"].as_i64().unwrap())
-        .collect();
+    let jobs = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])));
+    let unfinished: Vec<i64> =
+        jobs.iter().filter(|j| j["state"] != "done").map(|j| j["job"].as_i64().unwrap()).collect();
     assert_eq!(unfinished.len(), 1);
-    let out = run(transfer(&served.endpoint, &ledger).args([
-        "jobs",
-        "forget",
-        &unfinished[0].to_string(),
-    ]));
+    let out = run(transfer(&served.endpoint, &ledger).args(["jobs", "forget", &unfinished[0].to_string()]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(store
-        .list_parts("clean", "big.bin", &second, None, None)
-        .await
-        .is_err());
-    assert!(
-        uploads(&store, "clean").await.is_empty(),
-        "forget aborted the job's upload"
-    );
-    let jobs = json_lines(&run(
-        transfer(&served.endpoint, &ledger).args(["jobs", "--json"])
-    ));
-    assert!(jobs
-        .iter()
-        .all(|j| j["job"].as_i64() != Some(unfinished[0])));
+    assert!(store.list_parts("clean", "big.bin", &second, None, None).await.is_err());
+    assert!(uploads(&store, "clean").await.is_empty(), "forget aborted the job's upload");
+    let jobs = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])));
+    assert!(jobs.iter().all(|j| j["job"].as_i64() != Some(unfinished[0])));
 }
 
 #[tokio::test]
@@ -345,67 +242,30 @@ async fn stat_and_tag_commands_on_objects_and_versions() {
         tags: Some(TagSet::from_pairs([("v", "one")]).unwrap()),
         ..Default::default()
     };
-    let first = store
-        .put_object("objs", "k", Body::from(data(1000, 1)), &opts)
-        .await
-        .unwrap();
-    store
-        .put_object(
-            "objs",
-            "k",
-            Body::from(data(2000, 2)),
-            &PutOptions::default(),
-        )
-        .await
-        .unwrap();
+    let first = store.put_object("objs", "k", Body::from(data(1000, 1)), &opts).await.unwrap();
+    store.put_object("objs", "k", Body::from(data(2000, 2)), &PutOptions::default()).await.unwrap();
     let v1 = first.version_id.clone().unwrap();
 
     let out = run(transfer(&served.endpoint, &ledger).args(["stat", "--json", "oss://objs/k"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let facts = &json_lines(&out)[0];
-    assert_eq!(
-        (facts["size"].as_u64(), facts["tagging_count"].as_u64()),
-        (Some(2000), Some(0))
-    );
-    let out = run(transfer(&served.endpoint, &ledger).args([
-        "stat",
-        "--json",
-        "--version-id",
-        &v1,
-        "oss://objs/k",
-    ]));
+    assert_eq!((facts["size"].as_u64(), facts["tagging_count"].as_u64()), (Some(2000), Some(0)));
+    let out = run(transfer(&served.endpoint, &ledger).args(["stat", "--json", "--version-id", &v1, "oss://objs/k"]));
     let facts = &json_lines(&out)[0];
-    assert_eq!(
-        (facts["size"].as_u64(), facts["meta"]["owner"].as_str()),
-        (Some(1000), Some("ops"))
-    );
+    assert_eq!((facts["size"].as_u64(), facts["meta"]["owner"].as_str()), (Some(1000), Some("ops")));
     let crc = transfer_engine::crc64::checksum(&data(1000, 1)).to_string();
     assert_eq!(facts["crc64"].as_str(), Some(crc.as_str()));
-    let out = run(transfer(&served.endpoint, &ledger).args([
-        "stat",
-        "--meta-only",
-        "--version-id",
-        &v1,
-        "oss://objs/k",
-    ]));
+    let out =
+        run(transfer(&served.endpoint, &ledger).args(["stat", "--meta-only", "--version-id", &v1, "oss://objs/k"]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("size: 1000") && text.contains(&crc), "{text}");
     let missing = run(transfer(&served.endpoint, &ledger).args(["stat", "oss://objs/nope"]));
     assert_eq!(missing.status.code(), Some(1), "a failed request is exit 1");
-    assert!(
-        stderr(&missing).contains("objs/nope"),
-        "{}",
-        stderr(&missing)
-    );
+    assert!(stderr(&missing).contains("objs/nope"), "{}", stderr(&missing));
 
     let get = |version: &str| {
-        let out = run(transfer(&served.endpoint, &ledger).args([
-            "tag",
-            "get",
-            "--version-id",
-            version,
-            "oss://objs/k",
-        ]));
+        let out =
+            run(transfer(&served.endpoint, &ledger).args(["tag", "get", "--version-id", version, "oss://objs/k"]));
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -422,41 +282,13 @@ async fn stat_and_tag_commands_on_objects_and_versions() {
         "oss://objs/k",
     ]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let tags = store
-        .get_tagging(&ObjectRef::new("objs", "k").at_version(v1.clone()))
-        .await
-        .unwrap()
-        .sorted();
-    assert_eq!(
-        tags,
-        TagSet::from_pairs([("a", "1"), ("k4+-=", "+-=._:/")])
-            .unwrap()
-            .sorted()
-    );
-    assert!(
-        store
-            .get_tagging(&ObjectRef::new("objs", "k"))
-            .await
-            .unwrap()
-            .is_empty(),
-        "only that version was tagged"
-    );
-    let out = run(transfer(&served.endpoint, &ledger).args([
-        "tag",
-        "delete",
-        "--version-id",
-        &v1,
-        "oss://objs/k",
-    ]));
+    let tags = store.get_tagging(&ObjectRef::new("objs", "k").at_version(v1.clone())).await.unwrap().sorted();
+    assert_eq!(tags, TagSet::from_pairs([("a", "1"), ("k4+-=", "+-=._:/")]).unwrap().sorted());
+    assert!(store.get_tagging(&ObjectRef::new("objs", "k")).await.unwrap().is_empty(), "only that version was tagged");
+    let out = run(transfer(&served.endpoint, &ledger).args(["tag", "delete", "--version-id", &v1, "oss://objs/k"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(get(&v1), "");
-    let bad = run(transfer(&served.endpoint, &ledger).args([
-        "tag",
-        "put",
-        "--tag",
-        "bad*=x",
-        "oss://objs/k",
-    ]));
+    let bad = run(transfer(&served.endpoint, &ledger).args(["tag", "put", "--tag", "bad*=x", "oss://objs/k"]));
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("--tag"), "{}", stderr(&bad));
 }
@@ -490,46 +322,25 @@ async fn profiles_name_the_endpoint_and_the_credential_variables() {
     };
     let mut c = transfer(&served.endpoint, &ledger);
     with_profile(&mut c);
-    let out = run(c
-        .args(["cp", "--profile", "lab"])
-        .arg(&file)
-        .arg("oss://prof/f.txt"));
+    let out = run(c.args(["cp", "--profile", "lab"]).arg(&file).arg("oss://prof/f.txt"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let got = store
-        .get_object(&ObjectRef::new("prof", "f.txt"), None)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let got = store.get_object(&ObjectRef::new("prof", "f.txt"), None).await.unwrap().bytes().await.unwrap();
     assert_eq!(got.as_ref(), b"profiled");
     // The ledger records the profile's name, never a secret.
     let db = std::fs::read(&ledger).unwrap();
-    assert!(
-        !db.windows(crate::util::SK.len())
-            .any(|w| w == crate::util::SK.as_bytes()),
-        "no secret in the ledger"
-    );
+    assert!(!db.windows(crate::util::SK.len()).any(|w| w == crate::util::SK.as_bytes()), "no secret in the ledger");
 
     let mut c = transfer(&served.endpoint, &ledger);
     with_profile(&mut c);
     let out = run(c.args(["stat", "--profile", "nope", "oss://prof/f.txt"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("[profiles.nope]") && stderr(&out).contains("lab"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("[profiles.nope]") && stderr(&out).contains("lab"), "{}", stderr(&out));
     std::fs::write(&config, "[profiles.bad]\naccess_key_secret = \"s3cr3t\"\n").unwrap();
     let mut c = transfer(&served.endpoint, &ledger);
     with_profile(&mut c);
     let out = run(c.args(["stat", "--profile", "bad", "oss://prof/f.txt"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("unknown field") && !stderr(&out).contains("s3cr3t"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("unknown field") && !stderr(&out).contains("s3cr3t"), "{}", stderr(&out));
 }
 
 #[tokio::test]
@@ -542,37 +353,20 @@ async fn create_bucket_and_plain_output_without_control_characters() {
     std::fs::create_dir_all(src.join("sub")).unwrap();
     std::fs::write(src.join("a.txt"), b"a").unwrap();
     std::fs::write(src.join("sub/b.txt"), b"bb").unwrap();
-    let out = run(transfer(&served.endpoint, &ledger)
-        .args(["cp", "-r", "--create-bucket"])
-        .arg(&src)
-        .arg("oss://fresh/x/"));
+    let out =
+        run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--create-bucket"]).arg(&src).arg("oss://fresh/x/"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(listed(&store, "fresh", "x/").await, 2);
     let err = stderr(&out);
     assert!(
-        err.contains("done x/a.txt")
-            && err.contains("done x/sub/b.txt")
-            && err.contains("done: 2 objects transferred"),
+        err.contains("done x/a.txt") && err.contains("done x/sub/b.txt") && err.contains("done: 2 objects transferred"),
         "{err}"
     );
-    assert!(
-        !err.chars().any(|c| c.is_control() && c != '\n'),
-        "plain lines only when not on a terminal: {err:?}"
-    );
-    let quiet = run(transfer(&served.endpoint, &ledger)
-        .args(["cp", "-r", "-q"])
-        .arg(&src)
-        .arg("oss://fresh/y/"));
+    assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "plain lines only when not on a terminal: {err:?}");
+    let quiet = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "-q"]).arg(&src).arg("oss://fresh/y/"));
     assert_eq!(quiet.status.code(), Some(0));
-    assert!(
-        !stderr(&quiet).contains("done y/a.txt"),
-        "-q: no per-object lines: {}",
-        stderr(&quiet)
-    );
-    assert!(
-        stderr(&quiet).contains("2 objects transferred"),
-        "-q keeps the summary"
-    );
+    assert!(!stderr(&quiet).contains("done y/a.txt"), "-q: no per-object lines: {}", stderr(&quiet));
+    assert!(stderr(&quiet).contains("2 objects transferred"), "-q keeps the summary");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -589,7 +383,12 @@ async fn on_a_terminal_a_live_progress_line_is_drawn() {
     }
     let slow = FaultProxy::start(
         &served.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "", fault: Fault::Delay(Duration::from_millis(150)), times: 100_000 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "",
+            fault: Fault::Delay(Duration::from_millis(150)),
+            times: 100_000,
+        }],
     )
     .await;
     // util-linux `script` runs the command on a pseudo-terminal and copies what it draws to our pipe.
@@ -666,7 +465,8 @@ async fn dry_run_filters_no_clobber_and_update() {
     let out = cp(&["--update"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines = json_lines(&out);
-    let skipped: Vec<&str> = lines.iter().filter(|l| l["skipped"].is_string()).map(|l| l["key"].as_str().unwrap()).collect();
+    let skipped: Vec<&str> =
+        lines.iter().filter(|l| l["skipped"].is_string()).map(|l| l["key"].as_str().unwrap()).collect();
     assert_eq!(skipped, vec!["x/sub/big.bin"]);
     let s = summary(&out);
     assert_eq!((s["objects_transferred"].as_u64(), s["objects_skipped"].as_u64()), (Some(2), Some(1)));
@@ -684,14 +484,27 @@ async fn dry_run_filters_no_clobber_and_update() {
 
     // Server-side: a prefix copy's plan, with --include.
     let out = run(transfer(&served.endpoint, &ledger).args([
-        "cp", "-r", "--json", "--dry-run", "--copy-threshold", "1MiB", "--include", "**/*.bin", "oss://sel/x/", "oss://sel/y/",
+        "cp",
+        "-r",
+        "--json",
+        "--dry-run",
+        "--copy-threshold",
+        "1MiB",
+        "--include",
+        "**/*.bin",
+        "oss://sel/x/",
+        "oss://sel/y/",
     ]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert_eq!((lines[0]["key"].as_str(), lines[0]["action"].as_str()), (Some("y/sub/big.bin"), Some("multipart_copy")));
+    assert_eq!(
+        (lines[0]["key"].as_str(), lines[0]["action"].as_str()),
+        (Some("y/sub/big.bin"), Some("multipart_copy"))
+    );
 
-    let bad = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--exclude", "a[", "oss://sel/x/", "oss://sel/z/"]));
+    let bad =
+        run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--exclude", "a[", "oss://sel/x/", "oss://sel/z/"]));
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("a["), "{}", stderr(&bad));
 }
@@ -805,7 +618,10 @@ async fn a_job_nothing_of_which_arrives_exits_1_naming_key_code_and_request_id()
     let id = s["job"].as_i64().unwrap().to_string();
     let shown = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", &id]));
     let text = String::from_utf8_lossy(&shown.stdout);
-    assert!(text.contains("2 failed") && text.contains("d/a") && text.contains("AccessDenied"), "jobs show lists the failures: {text}");
+    assert!(
+        text.contains("2 failed") && text.contains("d/a") && text.contains("AccessDenied"),
+        "jobs show lists the failures: {text}"
+    );
 }
 
 #[tokio::test]
@@ -821,7 +637,11 @@ async fn a_dry_run_plan_is_complete_however_slowly_it_is_read() {
     }
     // The reader sleeps before it reads: the pipe fills, printing blocks, and the job must wait for it rather
     // than drop events (the plan is all events).
-    let cmd = format!("{} cp -r --dry-run --json {} oss://many/p/ | (sleep 1; cat)", env!("CARGO_BIN_EXE_transfer"), src.display());
+    let cmd = format!(
+        "{} cp -r --dry-run --json {} oss://many/p/ | (sleep 1; cat)",
+        env!("CARGO_BIN_EXE_transfer"),
+        src.display()
+    );
     let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = transfer(&served.endpoint, &tmp.path().join("l.db"))
         .get_envs()
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
@@ -842,10 +662,19 @@ async fn a_recursive_copy_of_a_prefix_without_a_slash_means_that_directory() {
         store.put_object("pfx", key, b"x".to_vec().into(), &PutOptions::default()).await.unwrap();
     }
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(transfer(&served.endpoint, &tmp.path().join("l.db")).args(["cp", "-r", "--json", "oss://pfx/photos", "oss://pfx/dst"]));
+    let out = run(transfer(&served.endpoint, &tmp.path().join("l.db")).args([
+        "cp",
+        "-r",
+        "--json",
+        "oss://pfx/photos",
+        "oss://pfx/dst",
+    ]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let mut keys: Vec<String> =
-        json_lines(&out).iter().filter(|l| l["event"] == "done").map(|l| l["key"].as_str().unwrap().to_owned()).collect();
+    let mut keys: Vec<String> = json_lines(&out)
+        .iter()
+        .filter(|l| l["event"] == "done")
+        .map(|l| l["key"].as_str().unwrap().to_owned())
+        .collect();
     keys.sort();
     assert_eq!(keys, ["dst/a.jpg", "dst/sub/b.jpg"]);
     assert_eq!(summary(&out)["objects_transferred"].as_u64(), Some(2));
@@ -861,11 +690,21 @@ async fn a_copy_from_a_store_without_tagging_keeps_no_tags_and_does_not_retry() 
     // A server that answers GetObjectTagging with 501 NotImplemented, as Garage does.
     let proxy = FaultProxy::start(
         &served.endpoint,
-        vec![Rule { method: Some("GET"), contains: "tagging", fault: Fault::Status(501, "NotImplemented"), times: 100 }],
+        vec![Rule {
+            method: Some("GET"),
+            contains: "tagging",
+            fault: Fault::Status(501, "NotImplemented"),
+            times: 100,
+        }],
     )
     .await;
     let tmp = tempfile::tempdir().unwrap();
-    let out = run(transfer(&proxy.endpoint, &tmp.path().join("l.db")).args(["cp", "--json", "oss://notag/src", "oss://notag/dst"]));
+    let out = run(transfer(&proxy.endpoint, &tmp.path().join("l.db")).args([
+        "cp",
+        "--json",
+        "oss://notag/src",
+        "oss://notag/dst",
+    ]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let s = summary(&out);
     assert_eq!((s["objects_transferred"].as_u64(), s["requests_retried"].as_u64()), (Some(1), Some(0)), "{s}");

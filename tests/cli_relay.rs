@@ -31,12 +31,28 @@ async fn a_prefix_moves_between_two_endpoints_with_its_metadata_and_tags_and_res
     // Slow the destination's parts down, and kill the relay once it holds three of them.
     let slow = FaultProxy::start(
         &to.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "uploadId=", fault: Fault::Delay(Duration::from_millis(300)), times: 100_000 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "uploadId=",
+            fault: Fault::Delay(Duration::from_millis(300)),
+            times: 100_000,
+        }],
     )
     .await;
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger.db");
-    let args = ["cp", "-r", "--multipart-threshold", "1MiB", "--part-size", "100KiB", "--jobs", "2", "oss://origin/p/", "oss://target/q/"];
+    let args = [
+        "cp",
+        "-r",
+        "--multipart-threshold",
+        "1MiB",
+        "--part-size",
+        "100KiB",
+        "--jobs",
+        "2",
+        "oss://origin/p/",
+        "oss://target/q/",
+    ];
     let mut child = transfer(&slow.endpoint, &ledger)
         .args(args)
         .args(["--src-endpoint", &from.endpoint])
@@ -91,10 +107,17 @@ async fn an_object_moves_from_oss_to_s3_and_from_the_local_store_to_oss() {
     oss.put_object("from-oss", "k", data(5000, 2).into(), &opts).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger.db");
-    let out = run(transfer(&served.endpoint, &ledger)
-        .env("AWS_ACCESS_KEY_ID", AK)
-        .env("AWS_SECRET_ACCESS_KEY", SK)
-        .args(["cp", "--json", "oss://from-oss/k", "s3://to-s3/k", "--region", "us-east-1", "--src-region", "cn-hangzhou"]));
+    let out =
+        run(transfer(&served.endpoint, &ledger).env("AWS_ACCESS_KEY_ID", AK).env("AWS_SECRET_ACCESS_KEY", SK).args([
+            "cp",
+            "--json",
+            "oss://from-oss/k",
+            "s3://to-s3/k",
+            "--region",
+            "us-east-1",
+            "--src-region",
+            "cn-hangzhou",
+        ]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(summary(&out)["objects_transferred"].as_u64(), Some(1));
     let obj = ObjectRef::new("to-s3", "k");
@@ -108,7 +131,10 @@ async fn an_object_moves_from_oss_to_s3_and_from_the_local_store_to_oss() {
         local.create_bucket("mine").await.unwrap();
         local.put_object("mine", "notes/n.txt", b"from local".to_vec().into(), &PutOptions::default()).await.unwrap();
     }
-    let out = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--local-root"]).arg(&root).args(["local://mine/notes/", "oss://from-oss/notes/"]));
+    let out = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "-r", "--local-root"])
+        .arg(&root)
+        .args(["local://mine/notes/", "oss://from-oss/notes/"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let got = oss.get_object(&ObjectRef::new("from-oss", "notes/n.txt"), None).await.unwrap().bytes().await.unwrap();
     assert_eq!(got.as_ref(), b"from local");

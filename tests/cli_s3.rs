@@ -53,18 +53,34 @@ async fn cp_stat_tag(store: &S3Store, endpoint: &str, creds: (&str, &str), b: &s
     assert!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref() == big.as_slice());
     assert_eq!(store.get_tagging(&obj).await.unwrap(), TagSet::from_pairs([("tier", "cold")]).unwrap());
 
-    let out = run(transfer_s3(endpoint, &ledger, creds).args(["cp", "-r", "--json", &format!("s3://{b}/up/"), &format!("s3://{b}/copy/")]));
+    let out = run(transfer_s3(endpoint, &ledger, creds).args([
+        "cp",
+        "-r",
+        "--json",
+        &format!("s3://{b}/up/"),
+        &format!("s3://{b}/copy/"),
+    ]));
     ok(&out);
     assert_eq!(summary(&out)["objects_transferred"].as_u64(), Some(2));
     let copied = ObjectRef::new(b, "copy/big.bin");
     assert_eq!(store.head_object(&copied).await.unwrap().size, big.len() as u64);
-    assert_eq!(store.get_tagging(&copied).await.unwrap(), TagSet::from_pairs([("tier", "cold")]).unwrap(), "tags kept by the copy");
+    assert_eq!(
+        store.get_tagging(&copied).await.unwrap(),
+        TagSet::from_pairs([("tier", "cold")]).unwrap(),
+        "tags kept by the copy"
+    );
 
     let out = run(transfer_s3(endpoint, &ledger, creds).args(["stat", "--json", &format!("s3://{b}/copy/small.txt")]));
     ok(&out);
     let facts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(facts["size"].as_u64(), Some(5));
-    ok(&run(transfer_s3(endpoint, &ledger, creds).args(["tag", "put", "--tag", "a=b", &format!("s3://{b}/copy/small.txt")])));
+    ok(&run(transfer_s3(endpoint, &ledger, creds).args([
+        "tag",
+        "put",
+        "--tag",
+        "a=b",
+        &format!("s3://{b}/copy/small.txt"),
+    ])));
     let tags = store.get_tagging(&ObjectRef::new(b, "copy/small.txt")).await.unwrap();
     assert_eq!(tags, TagSet::from_pairs([("a", "b")]).unwrap());
 }
@@ -96,11 +112,15 @@ async fn s3_addresses_against_transfer_serve() {
 #[tokio::test]
 async fn s3_addresses_against_moto() {
     let Some(moto) = Moto::start("s3_addresses_against_moto") else { return };
-    cp_stat_tag(&moto.client_in("us-east-1"), &moto.endpoint, ("moto-test-key", "moto-test-secret"), "s3cli-moto").await;
+    cp_stat_tag(&moto.client_in("us-east-1"), &moto.endpoint, ("moto-test-key", "moto-test-secret"), "s3cli-moto")
+        .await;
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 fn stderr(out: &Output) -> String {
@@ -129,9 +149,16 @@ async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
         async move {
             let obj = ObjectRef::new("limits", key);
             let head = oss.head_object(&obj).await.unwrap();
-            assert_eq!((&head.metadata.user, &head.metadata.content_type), (&metadata.user, &metadata.content_type), "{obj}");
+            assert_eq!(
+                (&head.metadata.user, &head.metadata.content_type),
+                (&metadata.user, &metadata.content_type),
+                "{obj}"
+            );
             assert_eq!(oss.get_tagging(&obj).await.unwrap(), *tags, "{obj}");
-            assert!(oss.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref() == bytes.as_slice(), "{obj}");
+            assert!(
+                oss.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref() == bytes.as_slice(),
+                "{obj}"
+            );
         }
     };
     // Counts the UploadPartCopy requests (`PUT ...?partNumber=`) on their way to the server.
@@ -150,7 +177,10 @@ async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
     for (scheme, limit, parts) in [("oss", "1.00 GiB", 7), ("s3", "5.00 GiB", 2)] {
         let src = format!("{scheme}://limits/src.bin");
         let plan = |extra: &[&str]| {
-            let out = run(cli(scheme, &served.endpoint).args(["cp", "--dry-run", "--json"]).args(extra).args([&src, &format!("{scheme}://limits/plan")]));
+            let out = run(cli(scheme, &served.endpoint)
+                .args(["cp", "--dry-run", "--json"])
+                .args(extra)
+                .args([&src, &format!("{scheme}://limits/plan")]));
             assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
             (json_lines(&out).remove(0), stderr(&out))
         };
@@ -158,26 +188,42 @@ async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
         assert_eq!(planned["action"], "copy", "{planned}");
         assert!(!err.contains("--copy-threshold"), "{err}");
         let (planned, err) = plan(&["--copy-threshold", "1MiB", "--part-size", "1MiB"]);
-        assert_eq!((planned["action"].as_str(), planned["parts"].as_u64()), (Some("multipart_copy"), Some(parts)), "{planned}");
+        assert_eq!(
+            (planned["action"].as_str(), planned["parts"].as_u64()),
+            (Some("multipart_copy"), Some(parts)),
+            "{planned}"
+        );
         assert!(!err.contains("--copy-threshold"), "{err}");
         // Above the destination's limit: lowered to it, and said so.
         for threshold in ["2GiB", "6GiB"] {
             let (planned, err) = plan(&["--copy-threshold", threshold]);
             assert_eq!(planned["action"], "copy", "{planned}");
             let lowered = scheme == "oss" || threshold == "6GiB";
-            let warning = format!("--copy-threshold {}.00 GiB is above the largest object one CopyObject copies on {scheme}:// ({limit})", &threshold[..1]);
+            let warning = format!(
+                "--copy-threshold {}.00 GiB is above the largest object one CopyObject copies on {scheme}:// ({limit})",
+                &threshold[..1]
+            );
             assert_eq!(err.contains(&warning), lowered, "{warning:?} in {err}");
         }
 
         // Real copies: one CopyObject by default, UploadPartCopy parts below the threshold.
-        for (extra, dest, part_copies) in [(&[][..], "default", 0), (&["--copy-threshold", "1MiB", "--part-size", "1MiB"][..], "parts", parts)] {
+        for (extra, dest, part_copies) in
+            [(&[][..], "default", 0), (&["--copy-threshold", "1MiB", "--part-size", "1MiB"][..], "parts", parts)]
+        {
             let before = parts_counter.injected() as u64;
             let key = format!("{scheme}-{dest}");
-            let out = run(cli(scheme, &parts_counter.endpoint).args(["cp", "--json"]).args(extra).args([&src, &format!("{scheme}://limits/{key}")]));
+            let out = run(cli(scheme, &parts_counter.endpoint)
+                .args(["cp", "--json"])
+                .args(extra)
+                .args([&src, &format!("{scheme}://limits/{key}")]));
             assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
             let done = json_lines(&out).into_iter().find(|l| l["event"] == "done").unwrap();
             assert_eq!(done["parts_sent"].as_u64(), Some(part_copies.max(1)), "{done}");
-            assert_eq!(parts_counter.injected() as u64 - before, part_copies, "{scheme} {dest}: UploadPartCopy requests");
+            assert_eq!(
+                parts_counter.injected() as u64 - before,
+                part_copies,
+                "{scheme} {dest}: UploadPartCopy requests"
+            );
             arrived(key).await;
         }
     }
@@ -188,7 +234,12 @@ async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
         vec![Rule { method: Some("PUT"), contains: "resumed", fault: Fault::Status(403, "AccessDenied"), times: 1 }],
     )
     .await;
-    let failed = run(transfer_s3(&denied_once.endpoint, &ledger, (AK, SK)).args(["cp", "--json", "s3://limits/src.bin", "s3://limits/resumed"]));
+    let failed = run(transfer_s3(&denied_once.endpoint, &ledger, (AK, SK)).args([
+        "cp",
+        "--json",
+        "s3://limits/src.bin",
+        "s3://limits/resumed",
+    ]));
     assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
     let job = summary(&failed)["job"].as_i64().unwrap().to_string();
     let shown = run(transfer_s3(&served.endpoint, &ledger, (AK, SK)).args(["jobs", "show", "--json", &job]));
@@ -249,10 +300,17 @@ async fn checksum_option_picks_what_the_server_checks() {
     // oss://: md5 adds Content-MD5; crc32c is not an OSS checksum.
     let from = proxy.seen().len();
     let ledger = tmp.path().join("l.db");
-    ok(&run(crate::cli::transfer(&proxy.endpoint, &ledger).args(["cp", "-q", "--checksum", "md5"]).args(parts).arg(&file).arg("oss://sums/oss-md5.bin")));
+    ok(&run(crate::cli::transfer(&proxy.endpoint, &ledger)
+        .args(["cp", "-q", "--checksum", "md5"])
+        .args(parts)
+        .arg(&file)
+        .arg("oss://sums/oss-md5.bin")));
     let puts: Vec<_> = bodies(from).into_iter().filter(|s| s.method == "PUT").collect();
     assert!(puts.len() == 2 && puts.iter().all(|s| s.has("content-md5")), "{puts:?}");
-    let out = run(crate::cli::transfer(&proxy.endpoint, &ledger).args(["cp", "--checksum", "crc32c"]).arg(&file).arg("oss://sums/no.bin"));
+    let out = run(crate::cli::transfer(&proxy.endpoint, &ledger)
+        .args(["cp", "--checksum", "crc32c"])
+        .arg(&file)
+        .arg("oss://sums/no.bin"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--checksum crc32c is for s3://"), "{}", stderr(&out));
     assert!(oss.head_object(&ObjectRef::new("sums", "no.bin")).await.is_err());

@@ -27,7 +27,11 @@ fn config(tag_on: TagOn) -> EngineConfig {
             max_in_flight: 3,
             ..PlanOptions::default()
         },
-        retry: RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() },
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        },
         tag_on,
         content_md5: false,
         ..EngineConfig::default()
@@ -59,7 +63,12 @@ async fn setup(buckets: &[&str]) -> Setup {
     }
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
-    let spec = JobSpec { kind: "copy".into(), source: "oss://src".into(), destination: "oss://dst".into(), options_json: "{}".into() };
+    let spec = JobSpec {
+        kind: "copy".into(),
+        source: "oss://src".into(),
+        destination: "oss://dst".into(),
+        options_json: "{}".into(),
+    };
     let job = ledger.create_job(&spec).unwrap();
     Setup { served, _dir: dir, ledger, job }
 }
@@ -79,7 +88,12 @@ impl Setup {
 
     /// A second job (one object row per source and job).
     fn other_job(&self) -> JobId {
-        let spec = JobSpec { kind: "copy".into(), source: "oss://src".into(), destination: "oss://dst/2".into(), options_json: "{}".into() };
+        let spec = JobSpec {
+            kind: "copy".into(),
+            source: "oss://src".into(),
+            destination: "oss://dst/2".into(),
+            options_json: "{}".into(),
+        };
         match self.ledger.find_job(&spec.source, &spec.destination).unwrap() {
             Some(j) => j,
             None => self.ledger.create_job(&spec).unwrap(),
@@ -187,7 +201,12 @@ async fn an_interrupted_multipart_copy_resumes_without_copying_acknowledged_part
     let req = CopyRequest::new(ObjectRef::new("src", "big"), "dst", "big");
     let proxy = FaultProxy::start(
         &s.served.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "partNumber=3&", fault: Fault::Status(403, "AccessDenied"), times: 1 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "partNumber=3&",
+            fault: Fault::Status(403, "AccessDenied"),
+            times: 1,
+        }],
     )
     .await;
     let e = s.engine(&proxy.endpoint, TagOn::Initiate).copy_object(s.job, &req).await.unwrap_err();
@@ -217,7 +236,12 @@ async fn a_source_overwritten_between_runs_restarts_the_copy_and_aborts_the_stal
     let req = CopyRequest::new(ObjectRef::new("src", "obj"), "dst", "obj");
     let proxy = FaultProxy::start(
         &s.served.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "partNumber=3&", fault: Fault::Status(403, "AccessDenied"), times: 1 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "partNumber=3&",
+            fault: Fault::Status(403, "AccessDenied"),
+            times: 1,
+        }],
     )
     .await;
     s.engine(&proxy.endpoint, TagOn::Initiate).copy_object(s.job, &req).await.unwrap_err();
@@ -255,7 +279,12 @@ async fn tags_on_complete_are_repaired_after_a_refused_tagging() {
         let dest = ObjectRef::new("dst", name);
         let proxy = FaultProxy::start(
             &s.served.endpoint,
-            vec![Rule { method: Some("PUT"), contains: "?tagging", fault: Fault::Status(403, "AccessDenied"), times: 1 }],
+            vec![Rule {
+                method: Some("PUT"),
+                contains: "?tagging",
+                fault: Fault::Status(403, "AccessDenied"),
+                times: 1,
+            }],
         )
         .await;
         let e = s.engine(&proxy.endpoint, TagOn::Complete).copy_object(s.job, &req).await.unwrap_err();
@@ -281,7 +310,12 @@ async fn a_failed_source_precondition_restarts_once_from_a_fresh_head_then_fails
     let content = data(BIG, 5);
     s.put("src", "big", &content).await;
     let req = CopyRequest::new(ObjectRef::new("src", "big"), "dst", "big");
-    let precondition = |times| Rule { method: Some("PUT"), contains: "partNumber=2&", fault: Fault::Status(412, "PreconditionFailed"), times };
+    let precondition = |times| Rule {
+        method: Some("PUT"),
+        contains: "partNumber=2&",
+        fault: Fault::Status(412, "PreconditionFailed"),
+        times,
+    };
 
     // Twice in a row: the restart meets it again and the copy fails, keeping what arrived for the next run.
     let proxy = FaultProxy::start(&s.served.endpoint, vec![precondition(2)]).await;
@@ -321,11 +355,19 @@ async fn a_prefix_copied_as_one_job_keeps_every_objects_metadata_and_tags() {
         admin.put_object("prefix-src", &key, Body::from(content.clone()), &opts).await.unwrap();
         expected.push((key, content, i));
     }
-    admin.put_object("prefix-src", "elsewhere/skip-me", Body::from("not under the prefix"), &PutOptions::default()).await.unwrap();
+    admin
+        .put_object("prefix-src", "elsewhere/skip-me", Body::from("not under the prefix"), &PutOptions::default())
+        .await
+        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
-    let spec = JobSpec { kind: "copy".into(), source: "prefix-src/data/".into(), destination: "prefix-dst/mirror/".into(), options_json: "{}".into() };
+    let spec = JobSpec {
+        kind: "copy".into(),
+        source: "prefix-src/data/".into(),
+        destination: "prefix-dst/mirror/".into(),
+        options_json: "{}".into(),
+    };
     let job = ledger.create_job(&spec).unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(client_for(&served.endpoint, V4, Credentials::new(AK, SK)));
     let engine = Engine::new(store, ledger.clone(), config(TagOn::Initiate)).unwrap();
@@ -349,7 +391,11 @@ async fn a_prefix_copied_as_one_job_keeps_every_objects_metadata_and_tags() {
     assert!(summary.progress.listing_finished);
     for (key, content, i) in &expected {
         let dst = ObjectRef::new("prefix-dst", format!("mirror/{}", key.strip_prefix("data/").unwrap()));
-        assert_eq!(admin.get_object(&dst, None).await.unwrap().bytes().await.unwrap().as_ref(), content.as_slice(), "{key}");
+        assert_eq!(
+            admin.get_object(&dst, None).await.unwrap().bytes().await.unwrap().as_ref(),
+            content.as_slice(),
+            "{key}"
+        );
         let head = admin.head_object(&dst).await.unwrap();
         assert_eq!(head.metadata.user.get("n"), Some(&i.to_string()), "{key}");
         let tags = admin.get_tagging(&dst).await.unwrap();

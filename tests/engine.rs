@@ -17,8 +17,17 @@ const KIB: u64 = 1024;
 
 fn config(tag_on: TagOn) -> EngineConfig {
     EngineConfig {
-        plan: PlanOptions { preferred_part_size: 100 * KIB, multipart_threshold: 300 * KIB, max_in_flight: 3, ..PlanOptions::default() },
-        retry: RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() },
+        plan: PlanOptions {
+            preferred_part_size: 100 * KIB,
+            multipart_threshold: 300 * KIB,
+            max_in_flight: 3,
+            ..PlanOptions::default()
+        },
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        },
         tag_on,
         content_md5: false,
         ..EngineConfig::default()
@@ -41,7 +50,12 @@ async fn setup(bucket_name: &str) -> Setup {
     bucket(&served.client(V4), bucket_name).await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
-    let spec = JobSpec { kind: "upload".into(), source: "files".into(), destination: bucket_name.into(), options_json: "{}".into() };
+    let spec = JobSpec {
+        kind: "upload".into(),
+        source: "files".into(),
+        destination: bucket_name.into(),
+        options_json: "{}".into(),
+    };
     let job = ledger.create_job(&spec).unwrap();
     Setup { served, dir, ledger, job }
 }
@@ -109,17 +123,30 @@ async fn an_interrupted_upload_resumes_without_resending_acknowledged_parts() {
     // Part 5 is refused permanently once: the run fails with parts acknowledged and recorded.
     let proxy = FaultProxy::start(
         &s.served.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "partNumber=5&", fault: Fault::Status(403, "AccessDenied"), times: 1 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "partNumber=5&",
+            fault: Fault::Status(403, "AccessDenied"),
+            times: 1,
+        }],
     )
     .await;
-    let e = s.engine(&proxy.endpoint, TagOn::Initiate).upload_file(s.job, &request(&path, "resume", "big")).await.unwrap_err();
+    let e = s
+        .engine(&proxy.endpoint, TagOn::Initiate)
+        .upload_file(s.job, &request(&path, "resume", "big"))
+        .await
+        .unwrap_err();
     assert_eq!(e.service_code(), Some("AccessDenied"), "{e}");
     assert!(e.to_string().contains("part: 5"), "{e}");
     let row = s.ledger.object(s.job, &path.to_string_lossy()).unwrap().unwrap();
     let recorded = s.ledger.parts(row.id).unwrap().len() as u32;
     assert!((1..11).contains(&recorded), "{recorded} parts recorded");
 
-    let out = s.engine(&s.served.endpoint, TagOn::Initiate).upload_file(s.job, &request(&path, "resume", "big")).await.unwrap();
+    let out = s
+        .engine(&s.served.endpoint, TagOn::Initiate)
+        .upload_file(s.job, &request(&path, "resume", "big"))
+        .await
+        .unwrap();
     assert_eq!(out.parts_reused, recorded);
     assert_eq!(out.parts_sent, 11 - recorded);
     assert_eq!(s.read("resume", "big").await, content);
@@ -134,7 +161,12 @@ async fn a_changed_source_or_a_forgotten_upload_starts_the_object_again() {
     let path = s.file("f", &data(700 * 1024, 1));
     let proxy = FaultProxy::start(
         &s.served.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "partNumber=4&", fault: Fault::Status(403, "AccessDenied"), times: 2 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "partNumber=4&",
+            fault: Fault::Status(403, "AccessDenied"),
+            times: 2,
+        }],
     )
     .await;
     let via_proxy = s.engine(&proxy.endpoint, TagOn::Initiate);
@@ -148,12 +180,23 @@ async fn a_changed_source_or_a_forgotten_upload_starts_the_object_again() {
     let row = s.ledger.object(s.job, &path.to_string_lossy()).unwrap().unwrap();
     assert_ne!(row.upload_id.as_deref(), Some(first_upload.as_str()));
     let store = s.served.client(V4);
-    let open: Vec<String> = store.list_uploads("changed", &Default::default()).await.unwrap().uploads.into_iter().map(|u| u.upload_id).collect();
+    let open: Vec<String> = store
+        .list_uploads("changed", &Default::default())
+        .await
+        .unwrap()
+        .uploads
+        .into_iter()
+        .map(|u| u.upload_id)
+        .collect();
     assert_eq!(open, vec![row.upload_id.clone().unwrap()], "the stale upload must have been aborted");
 
     // The server forgets the upload: the next run starts again and succeeds.
     store.abort_multipart("changed", "f", row.upload_id.as_deref().unwrap()).await.unwrap();
-    let out = s.engine(&s.served.endpoint, TagOn::Initiate).upload_file(s.job, &request(&path, "changed", "f")).await.unwrap();
+    let out = s
+        .engine(&s.served.endpoint, TagOn::Initiate)
+        .upload_file(s.job, &request(&path, "changed", "f"))
+        .await
+        .unwrap();
     assert_eq!((out.parts_reused, out.parts_sent), (0, 7));
     assert_eq!(s.read("changed", "f").await, changed);
 }
@@ -166,16 +209,29 @@ async fn tags_on_complete_are_repaired_after_a_crash_between_complete_and_taggin
         let path = s.file(name, &content);
         let proxy = FaultProxy::start(
             &s.served.endpoint,
-            vec![Rule { method: Some("PUT"), contains: "?tagging", fault: Fault::Status(403, "AccessDenied"), times: 1 }],
+            vec![Rule {
+                method: Some("PUT"),
+                contains: "?tagging",
+                fault: Fault::Status(403, "AccessDenied"),
+                times: 1,
+            }],
         )
         .await;
-        let e = s.engine(&proxy.endpoint, TagOn::Complete).upload_file(s.job, &request(&path, "oncomplete", name)).await.unwrap_err();
+        let e = s
+            .engine(&proxy.endpoint, TagOn::Complete)
+            .upload_file(s.job, &request(&path, "oncomplete", name))
+            .await
+            .unwrap_err();
         assert_eq!(e.service_code(), Some("AccessDenied"));
         assert!(s.tags("oncomplete", name).await.is_empty(), "the object exists untagged after the crash");
         let row = s.ledger.object(s.job, &path.to_string_lossy()).unwrap().unwrap();
         assert!(!row.tags_applied);
 
-        let out = s.engine(&s.served.endpoint, TagOn::Complete).upload_file(s.job, &request(&path, "oncomplete", name)).await.unwrap();
+        let out = s
+            .engine(&s.served.endpoint, TagOn::Complete)
+            .upload_file(s.job, &request(&path, "oncomplete", name))
+            .await
+            .unwrap();
         assert_eq!(out.parts_sent, 0, "{name}: only the tags are applied on resume");
         assert_eq!(s.tags("oncomplete", name).await, seed_tags().sorted());
         assert_eq!(s.read("oncomplete", name).await, content);
@@ -253,7 +309,12 @@ async fn a_stopped_job_resumes_and_an_aborted_one_leaves_no_upload() {
     let files = tree(&root);
     let slow = FaultProxy::start(
         &s.served.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "", fault: Fault::Delay(Duration::from_millis(150)), times: 10_000 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "",
+            fault: Fault::Delay(Duration::from_millis(150)),
+            times: 10_000,
+        }],
     )
     .await;
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(s.job, dir_request(&root, "stopjob")).unwrap();
@@ -266,7 +327,13 @@ async fn a_stopped_job_resumes_and_an_aborted_one_leaves_no_upload() {
     let first_run = stopped.progress.objects_done;
     assert!(first_run < files.len() as u64, "stopped before the end");
 
-    let summary = s.engine(&s.served.endpoint, TagOn::Initiate).upload_dir(s.job, dir_request(&root, "stopjob")).unwrap().join().await.unwrap();
+    let summary = s
+        .engine(&s.served.endpoint, TagOn::Initiate)
+        .upload_dir(s.job, dir_request(&root, "stopjob"))
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
     assert_eq!(summary.state, transfer_engine::checkpoint::JobState::Done);
     assert_eq!(summary.progress.objects_already_done, first_run, "what the first run finished is not sent again");
     assert_eq!(summary.progress.objects_done + first_run, files.len() as u64);
@@ -278,7 +345,12 @@ async fn a_stopped_job_resumes_and_an_aborted_one_leaves_no_upload() {
     let big_dir = s.dir.path().join("big");
     std::fs::create_dir_all(&big_dir).unwrap();
     std::fs::write(big_dir.join("big.bin"), data(2 * 1024 * 1024, 5)).unwrap();
-    let spec = JobSpec { kind: "upload".into(), source: "big".into(), destination: "stopjob".into(), options_json: "{}".into() };
+    let spec = JobSpec {
+        kind: "upload".into(),
+        source: "big".into(),
+        destination: "stopjob".into(),
+        options_json: "{}".into(),
+    };
     let job = s.ledger.create_job(&spec).unwrap();
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(job, dir_request(&big_dir, "stopjob")).unwrap();
     while handle.progress().bytes_acknowledged < 300 * 1024 {
@@ -321,7 +393,12 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
     std::fs::write(&file, &content).unwrap();
     let slow = FaultProxy::start(
         &s.served.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "partNumber", fault: Fault::Delay(Duration::from_millis(150)), times: 10_000 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "partNumber",
+            fault: Fault::Delay(Duration::from_millis(150)),
+            times: 10_000,
+        }],
     )
     .await;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -346,7 +423,12 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
 
     let row = s.ledger.object(s.job, &source).unwrap().unwrap();
     let recorded_at_kill = s.ledger.parts(row.id).unwrap().len() as u32;
-    let on_server = s.served.client(V4).list_parts("killed", "backup/big.bin", row.upload_id.as_deref().unwrap(), None, None).await.unwrap();
+    let on_server = s
+        .served
+        .client(V4)
+        .list_parts("killed", "backup/big.bin", row.upload_id.as_deref().unwrap(), None, None)
+        .await
+        .unwrap();
     let in_flight_lost = on_server.parts.len() as u32 - recorded_at_kill;
     // Acknowledged but not durable at the kill: the parts in flight (3) plus those answered inside the ledger's
     // last commit window (50 ms; with 150 ms per part and 3 in flight, at most 1 or 2 more).
@@ -354,7 +436,9 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
 
     let engine = s.engine(&s.served.endpoint, TagOn::Initiate);
     let mut handle = engine.upload_dir(s.job, dir_request(&dir, "killed")).unwrap();
-    let Some(transfer_engine::job::Event::Done { outcome, .. }) = handle.next_event().await else { panic!("no Done event") };
+    let Some(transfer_engine::job::Event::Done { outcome, .. }) = handle.next_event().await else {
+        panic!("no Done event")
+    };
     handle.join().await.unwrap();
     let (sent, reused) = outcome.parts();
     assert_eq!(reused, recorded_at_kill);
@@ -368,7 +452,12 @@ async fn a_job_completes_with_the_right_bytes_through_injected_faults() {
     let s = setup("faultjob").await;
     let root = s.dir.path().join("tree");
     let files = tree(&root);
-    let rule = |method: &'static str, contains: &'static str, fault: Fault, times: usize| Rule { method: Some(method), contains, fault, times };
+    let rule = |method: &'static str, contains: &'static str, fault: Fault, times: usize| Rule {
+        method: Some(method),
+        contains,
+        fault,
+        times,
+    };
     let proxy = FaultProxy::start(
         &s.served.endpoint,
         vec![
@@ -383,7 +472,13 @@ async fn a_job_completes_with_the_right_bytes_through_injected_faults() {
         ],
     )
     .await;
-    let summary = s.engine(&proxy.endpoint, TagOn::Initiate).upload_dir(s.job, dir_request(&root, "faultjob")).unwrap().join().await.unwrap();
+    let summary = s
+        .engine(&proxy.endpoint, TagOn::Initiate)
+        .upload_dir(s.job, dir_request(&root, "faultjob"))
+        .unwrap()
+        .join()
+        .await
+        .unwrap();
     assert_eq!(summary.state, transfer_engine::checkpoint::JobState::Done, "{:?}", summary.failures);
     assert_eq!(proxy.pending(), 0, "every scheduled fault was hit");
     for (rel, bytes) in &files {
@@ -400,7 +495,12 @@ async fn a_graceful_stop_records_every_part_the_server_acknowledged() {
     std::fs::write(&file, data(3 * 1024 * 1024, 8)).unwrap();
     let slow = FaultProxy::start(
         &s.served.endpoint,
-        vec![Rule { method: Some("PUT"), contains: "partNumber", fault: Fault::Delay(Duration::from_millis(150)), times: 10_000 }],
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "partNumber",
+            fault: Fault::Delay(Duration::from_millis(150)),
+            times: 10_000,
+        }],
     )
     .await;
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(s.job, dir_request(&dir, "graceful")).unwrap();
@@ -413,7 +513,12 @@ async fn a_graceful_stop_records_every_part_the_server_acknowledged() {
     let row = s.ledger.object(s.job, &file.to_string_lossy()).unwrap().unwrap();
     let mut recorded: Vec<u32> = s.ledger.parts(row.id).unwrap().iter().map(|p| p.number).collect();
     recorded.sort_unstable();
-    let listed = s.served.client(V4).list_parts("graceful", "backup/big.bin", row.upload_id.as_deref().unwrap(), None, None).await.unwrap();
+    let listed = s
+        .served
+        .client(V4)
+        .list_parts("graceful", "backup/big.bin", row.upload_id.as_deref().unwrap(), None, None)
+        .await
+        .unwrap();
     let on_server: Vec<u32> = listed.parts.iter().map(|p| p.part_number).collect();
     assert_eq!(recorded, on_server, "parts in flight at the stop finished and were recorded");
     assert!(recorded.len() < 31, "the stop came before the end");

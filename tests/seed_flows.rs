@@ -57,10 +57,8 @@ async fn tags_on_multipart_upload() {
         let chunks: Vec<&[u8]> = file.chunks(PART).collect();
         let mut parts = Vec::new();
         for (n, chunk) in chunks.iter().enumerate().rev() {
-            let r = store
-                .upload_part(&b, key, &upload_id, n as u32 + 1, Body::from(chunk.to_vec()), true)
-                .await
-                .unwrap();
+            let r =
+                store.upload_part(&b, key, &upload_id, n as u32 + 1, Body::from(chunk.to_vec()), true).await.unwrap();
             assert_eq!(r.size, chunk.len() as u64);
             assert_eq!(r.crc64, Some(transfer_engine::crc64::checksum(chunk)));
             parts.push(CompletedPart::from(&r));
@@ -133,8 +131,7 @@ async fn tags_on_resumable_upload() {
         }
     }
     let all = second.list_parts(&b, key, &upload_id, None, None).await.unwrap();
-    let parts: Vec<CompletedPart> =
-        all.parts.iter().map(CompletedPart::from).collect();
+    let parts: Vec<CompletedPart> = all.parts.iter().map(CompletedPart::from).collect();
     assert_eq!(parts.len(), chunks.len());
     second.complete_multipart(&b, key, &upload_id, &parts, &CompleteOptions::default()).await.unwrap();
     let obj = ObjectRef::new(&b, key);
@@ -210,7 +207,15 @@ async fn tags_on_multipart_copy() {
     while offset < total {
         let len = (PART as u64).min(total - offset);
         let r = store
-            .upload_part_copy(&b, dst, &upload_id, n, &src, Some(ByteRange::at(offset, len)), &CopyConditions::default())
+            .upload_part_copy(
+                &b,
+                dst,
+                &upload_id,
+                n,
+                &src,
+                Some(ByteRange::at(offset, len)),
+                &CopyConditions::default(),
+            )
             .await
             .unwrap();
         parts.push(CompletedPart::from(&r));
@@ -265,10 +270,8 @@ async fn metadata_upload_head_meta_and_replace() {
         assert_eq!((light.size, light.etag.as_str(), light.crc64), (11, put.etag.as_str(), put.crc64));
         assert_eq!(light.last_modified, head.last_modified);
 
-        let replace = CopyOptions {
-            metadata: Directive::Replace(meta(&[("key3", "value3")])),
-            ..CopyOptions::from(obj.clone())
-        };
+        let replace =
+            CopyOptions { metadata: Directive::Replace(meta(&[("key3", "value3")])), ..CopyOptions::from(obj.clone()) };
         store.copy_object(&b, "key", &replace).await.unwrap();
         let after = store.head_object(&obj).await.unwrap();
         assert_eq!(after.metadata.user, meta(&[("key3", "value3")]).user);
@@ -292,13 +295,25 @@ async fn multipart_copy_replaces_metadata() {
     };
     store.put_object(&b, &src.key, Body::from(content.clone()), &opts).await.unwrap();
     let source_tags = store.get_tagging(&src).await.unwrap();
-    let init = PutOptions { metadata: meta(&[("key1", "value1"), ("key2", "value2")]), tags: Some(source_tags), ..Default::default() };
+    let init = PutOptions {
+        metadata: meta(&[("key1", "value1"), ("key2", "value2")]),
+        tags: Some(source_tags),
+        ..Default::default()
+    };
     let id = store.initiate_multipart(&b, "copied", &init).await.unwrap();
     let mut parts = Vec::new();
     for (n, off) in (0..content.len() as u64).step_by(PART).enumerate() {
         let len = (PART as u64).min(content.len() as u64 - off);
         let r = store
-            .upload_part_copy(&b, "copied", &id, n as u32 + 1, &src, Some(ByteRange::at(off, len)), &CopyConditions::default())
+            .upload_part_copy(
+                &b,
+                "copied",
+                &id,
+                n as u32 + 1,
+                &src,
+                Some(ByteRange::at(off, len)),
+                &CopyConditions::default(),
+            )
             .await
             .unwrap();
         parts.push(CompletedPart::from(&r));

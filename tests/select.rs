@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobSpec, JobState, Ledger, ObjectState};
 use transfer_engine::job::{
-    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobSummary, KeyFilter, ObjectOutcome, Overwrite, PlannedAction,
-    PrefixCopyRequest, SkipReason, UploadRequest,
+    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobSummary, KeyFilter, ObjectOutcome, Overwrite,
+    PlannedAction, PrefixCopyRequest, SkipReason, UploadRequest,
 };
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
@@ -34,7 +34,11 @@ fn config(overwrite: Overwrite, dry_run: bool) -> EngineConfig {
             max_in_flight: 3,
             ..PlanOptions::default()
         },
-        retry: RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() },
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        },
         overwrite,
         dry_run,
         ..EngineConfig::default()
@@ -74,7 +78,12 @@ impl Setup {
     }
 
     fn job(&self, source: &str) -> JobId {
-        let spec = JobSpec { kind: "upload".into(), source: source.into(), destination: "d".into(), options_json: "{}".into() };
+        let spec = JobSpec {
+            kind: "upload".into(),
+            source: source.into(),
+            destination: "d".into(),
+            options_json: "{}".into(),
+        };
         self.ledger.create_job(&spec).unwrap()
     }
 
@@ -143,7 +152,14 @@ async fn run(mut handle: transfer_engine::job::JobHandle) -> Ran {
 }
 
 fn dir_request(dir: &Path, b: &str, prefix: &str, filter: KeyFilter) -> DirRequest {
-    DirRequest { dir: dir.to_path_buf(), bucket: b.into(), prefix: prefix.into(), metadata: Metadata::default(), tags: None, filter }
+    DirRequest {
+        dir: dir.to_path_buf(),
+        bucket: b.into(),
+        prefix: prefix.into(),
+        metadata: Metadata::default(),
+        tags: None,
+        filter,
+    }
 }
 
 fn prefix_request(src_prefix: &str, b: &str, prefix: &str, filter: KeyFilter) -> PrefixCopyRequest {
@@ -168,14 +184,19 @@ async fn no_clobber_leaves_existing_files_alone_and_uploads_missing_ones() {
         s.file("tree", name, &data(len, 2));
         before.insert(format!("up/{name}"), (s.put("noclobber", &format!("up/{name}"), &old).await, old));
     }
-    let missing: BTreeMap<String, Vec<u8>> =
-        [("missing-small", 3000usize), ("sub/missing-big", 230 * 1024)].into_iter().map(|(n, len)| (format!("up/{n}"), data(len, 3))).collect();
+    let missing: BTreeMap<String, Vec<u8>> = [("missing-small", 3000usize), ("sub/missing-big", 230 * 1024)]
+        .into_iter()
+        .map(|(n, len)| (format!("up/{n}"), data(len, 3)))
+        .collect();
     for (key, bytes) in &missing {
         s.file("tree", key.strip_prefix("up/").unwrap(), bytes);
     }
     let job = s.job("tree");
     let engine = s.engine(Overwrite::IfMissing);
-    let ran = run(engine.upload_dir(job, dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default())).unwrap()).await;
+    let ran = run(engine
+        .upload_dir(job, dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default()))
+        .unwrap())
+    .await;
 
     assert_eq!(ran.summary.state, JobState::Done);
     assert_eq!(ran.done.len(), 4);
@@ -196,7 +217,10 @@ async fn no_clobber_leaves_existing_files_alone_and_uploads_missing_ones() {
     assert_eq!(skipped_rows.len(), 2);
 
     // Again: everything resolves as done, nothing is sent, the skipped bytes still do not count.
-    let again = run(engine.upload_dir(job, dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default())).unwrap()).await;
+    let again = run(engine
+        .upload_dir(job, dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default()))
+        .unwrap())
+    .await;
     assert_eq!(again.summary.state, JobState::Done);
     let p = &again.summary.progress;
     assert_eq!((p.objects_done, p.objects_skipped, p.objects_already_done), (0, 0, 4));
@@ -218,10 +242,19 @@ async fn no_clobber_holds_when_the_destination_appears_after_the_check() {
         let path = s.file("files", name, &data(len, 4));
         let proxy = FaultProxy::start(
             &s.served.endpoint,
-            vec![Rule { method: Some("HEAD"), contains: "/race/race-", fault: Fault::Status(404, "NoSuchKey"), times: 1 }],
+            vec![Rule {
+                method: Some("HEAD"),
+                contains: "/race/race-",
+                fault: Fault::Status(404, "NoSuchKey"),
+                times: 1,
+            }],
         )
         .await;
-        let out = s.engine_via(&proxy.endpoint, Overwrite::IfMissing).upload_file(job, &UploadRequest::new(&path, "race", &key)).await.unwrap();
+        let out = s
+            .engine_via(&proxy.endpoint, Overwrite::IfMissing)
+            .upload_file(job, &UploadRequest::new(&path, "race", &key))
+            .await
+            .unwrap();
         assert_eq!(proxy.injected(), 1);
         assert_eq!(out.skipped, Some(SkipReason::Exists), "{name}: {out:?}");
         assert_eq!(out.etag, etag, "{name}: the outcome names the destination that stayed");
@@ -238,7 +271,11 @@ async fn no_clobber_holds_when_the_destination_appears_after_the_check() {
         vec![Rule { method: Some("PUT"), contains: "/race/lost", fault: Fault::LoseResponse, times: 1 }],
     )
     .await;
-    let out = s.engine_via(&proxy.endpoint, Overwrite::IfMissing).upload_file(job, &UploadRequest::new(&path, "race", "lost")).await.unwrap();
+    let out = s
+        .engine_via(&proxy.endpoint, Overwrite::IfMissing)
+        .upload_file(job, &UploadRequest::new(&path, "race", "lost"))
+        .await
+        .unwrap();
     assert_eq!(proxy.injected(), 1);
     assert_eq!(out.skipped, None, "{out:?}");
     assert_eq!(s.read("race", "lost").await, content);
@@ -293,7 +330,11 @@ async fn no_clobber_and_update_apply_to_server_side_copies() {
     // No-clobber over a prefix: the existing destinations stay, the missing one is copied.
     let kept_small = s.put("dst", "nc/small", b"older small").await;
     let kept_big = s.put("dst", "nc/big", &data(10, 22)).await;
-    let ran = run(s.engine(Overwrite::IfMissing).copy_prefix(job, prefix_request("data/", "dst", "nc", KeyFilter::default())).unwrap()).await;
+    let ran = run(s
+        .engine(Overwrite::IfMissing)
+        .copy_prefix(job, prefix_request("data/", "dst", "nc", KeyFilter::default()))
+        .unwrap())
+    .await;
     assert_eq!(ran.summary.state, JobState::Done);
     assert_eq!(ran.done["nc/small"].skipped(), Some(SkipReason::Exists));
     assert_eq!(ran.done["nc/big"].skipped(), Some(SkipReason::Exists));
@@ -323,7 +364,13 @@ async fn no_clobber_and_update_apply_to_server_side_copies() {
     let same_big = s.put("dst", "upd/big", &big).await;
     let engine = s.engine(Overwrite::IfDifferent);
     for (key, etag) in [("small", &same_small), ("big", &same_big)] {
-        let out = engine.copy_object(job3, &CopyRequest::new(ObjectRef::new("src", format!("data/{key}")), "dst", format!("upd/{key}"))).await.unwrap();
+        let out = engine
+            .copy_object(
+                job3,
+                &CopyRequest::new(ObjectRef::new("src", format!("data/{key}")), "dst", format!("upd/{key}")),
+            )
+            .await
+            .unwrap();
         assert_eq!(out.skipped, Some(SkipReason::Unchanged), "{key}");
         assert_eq!(&s.etag("dst", &format!("upd/{key}")).await, etag, "{key}: not rewritten");
     }
@@ -331,7 +378,13 @@ async fn no_clobber_and_update_apply_to_server_side_copies() {
     s.put("dst", "upd2/small", &data(small.len(), 30)).await;
     s.put("dst", "upd2/big", &data(big.len(), 31)).await;
     for (key, bytes) in [("small", &small), ("big", &big)] {
-        let out = engine.copy_object(job4, &CopyRequest::new(ObjectRef::new("src", format!("data/{key}")), "dst", format!("upd2/{key}"))).await.unwrap();
+        let out = engine
+            .copy_object(
+                job4,
+                &CopyRequest::new(ObjectRef::new("src", format!("data/{key}")), "dst", format!("upd2/{key}")),
+            )
+            .await
+            .unwrap();
         assert_eq!(out.skipped, None, "{key}");
         assert_eq!(&s.read("dst", &format!("upd2/{key}")).await, bytes, "{key}: copied over the different bytes");
     }
@@ -372,7 +425,11 @@ async fn filters_choose_the_files_of_a_directory_and_the_objects_of_a_prefix() {
     tree(&s, "tree");
     let (f, taken) = filter();
     let job = s.job("tree");
-    let ran = run(s.engine(Overwrite::Always).upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "in", f.clone())).unwrap()).await;
+    let ran = run(s
+        .engine(Overwrite::Always)
+        .upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "in", f.clone()))
+        .unwrap())
+    .await;
     let expected: Vec<String> = taken.iter().map(|r| format!("in/{r}")).collect();
     assert_eq!(s.keys("src").await, expected);
     assert_eq!(ran.done.keys().cloned().collect::<Vec<_>>(), expected);
@@ -383,7 +440,11 @@ async fn filters_choose_the_files_of_a_directory_and_the_objects_of_a_prefix() {
     // The whole tree under another prefix, then a filtered prefix copy of it.
     let all = tree(&s, "tree");
     let job = s.job("all");
-    run(s.engine(Overwrite::Always).upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "all", KeyFilter::default())).unwrap()).await;
+    run(s
+        .engine(Overwrite::Always)
+        .upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "all", KeyFilter::default()))
+        .unwrap())
+    .await;
     assert_eq!(s.keys("src").await.iter().filter(|k| k.starts_with("all/")).count(), all.len());
     let job = s.job("copy");
     let ran = run(s.engine(Overwrite::Always).copy_prefix(job, prefix_request("all/", "dst", "out", f)).unwrap()).await;
@@ -433,7 +494,8 @@ async fn a_dry_run_of_a_directory_plans_every_object_and_writes_nothing() {
             };
             expected.insert(key, (*size, action));
         }
-        let got: BTreeMap<String, (u64, PlannedAction)> = ran.planned.iter().map(|(k, p)| (k.clone(), (p.size, p.action))).collect();
+        let got: BTreeMap<String, (u64, PlannedAction)> =
+            ran.planned.iter().map(|(k, p)| (k.clone(), (p.size, p.action))).collect();
         assert_eq!(got, expected, "{overwrite:?}");
         for (key, plan) in &ran.planned {
             assert_eq!((&plan.key, plan.bucket.as_str()), (key, "dry"));
@@ -457,7 +519,11 @@ async fn a_dry_run_of_a_directory_plans_every_object_and_writes_nothing() {
     let real = s.job("tree");
     let _lock = s.ledger.lock_job(real).unwrap();
     s.ledger.set_job_state(real, JobState::Failed).unwrap();
-    let ran = run(s.dry(Overwrite::Always).upload_one(real, UploadRequest::new(root.join("small.txt"), "dry", "one")).unwrap()).await;
+    let ran = run(s
+        .dry(Overwrite::Always)
+        .upload_one(real, UploadRequest::new(root.join("small.txt"), "dry", "one"))
+        .unwrap())
+    .await;
     assert_eq!(ran.planned["one"].action, PlannedAction::Put);
     let jobs = s.ledger.jobs().unwrap();
     assert_eq!((jobs.len(), jobs[0].state, jobs[0].counts.total), (1, JobState::Failed, 0));
@@ -469,7 +535,10 @@ async fn a_dry_run_of_a_directory_plans_every_object_and_writes_nothing() {
     let e = engine.upload_file(real, &req).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("plan_upload_file"), "{e}");
-    assert_eq!(engine.plan_upload_file(&req).await.unwrap().action, PlannedAction::Multipart { part_size: 100 * KIB, parts: 11 });
+    assert_eq!(
+        engine.plan_upload_file(&req).await.unwrap().action,
+        PlannedAction::Multipart { part_size: 100 * KIB, parts: 11 }
+    );
     assert_eq!(s.keys("dry").await.len(), 1);
     assert_eq!(s.ledger.counts(real).unwrap().total, 0);
 }
@@ -491,7 +560,8 @@ async fn a_dry_run_of_a_prefix_copy_plans_copies_and_multipart_copies_and_writes
     let filter = KeyFilter::new(&[] as &[&str], &["skip/**"]).unwrap();
     let job = JobId(7);
     for overwrite in [Overwrite::Always, Overwrite::IfMissing] {
-        let ran = run(s.dry(overwrite).copy_prefix(job, prefix_request("data/", "dst", "m", filter.clone())).unwrap()).await;
+        let ran =
+            run(s.dry(overwrite).copy_prefix(job, prefix_request("data/", "dst", "m", filter.clone())).unwrap()).await;
         let mut expected = BTreeMap::new();
         for (key, size, action) in objects.iter().filter(|(k, ..)| !k.contains("skip")) {
             let dest = format!("m/{}", key.strip_prefix("data/").unwrap());
@@ -510,9 +580,17 @@ async fn a_dry_run_of_a_prefix_copy_plans_copies_and_multipart_copies_and_writes
         assert_eq!((p.objects_found, p.bytes_found, p.objects_planned, p.objects_done), (4, bytes, 4, 0));
     }
     // One object, through copy_one.
-    let ran = run(s.dry(Overwrite::IfMissing).copy_one(job, CopyRequest::new(ObjectRef::new("src", "data/sub/big"), "dst", "one")).unwrap()).await;
+    let ran = run(s
+        .dry(Overwrite::IfMissing)
+        .copy_one(job, CopyRequest::new(ObjectRef::new("src", "data/sub/big"), "dst", "one"))
+        .unwrap())
+    .await;
     assert_eq!(ran.planned["one"].action, PlannedAction::MultipartCopy { part_size: 100 * KIB, parts: 3 });
-    let e = s.dry(Overwrite::Always).copy_object(job, &CopyRequest::new(ObjectRef::new("src", "data/small"), "dst", "x")).await.unwrap_err();
+    let e = s
+        .dry(Overwrite::Always)
+        .copy_object(job, &CopyRequest::new(ObjectRef::new("src", "data/small"), "dst", "x"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
 
     assert_eq!(s.keys("dst").await, vec!["m/small".to_owned()]);

@@ -10,7 +10,13 @@ use transfer_engine::store::{
 use transfer_engine::{BucketStore, ErrorKind, Metadata, ObjectRef, ObjectStore, StorageClass, TagSet};
 
 fn s3(served: &Served, creds: Credentials) -> S3Store {
-    S3Store::builder().endpoint(&served.endpoint).region("us-east-1").credentials(creds).system_proxy(false).build().unwrap()
+    S3Store::builder()
+        .endpoint(&served.endpoint)
+        .region("us-east-1")
+        .credentials(creds)
+        .system_proxy(false)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -24,7 +30,8 @@ async fn one_port_serves_s3_and_oss_requests() {
     meta.content_type = Some("text/plain".into());
     meta.storage_class = Some(StorageClass::InfrequentAccess);
     let tags = TagSet::from_pairs([("k", "v w")]).unwrap();
-    let opts = PutOptions { metadata: meta.clone(), tags: Some(tags.clone()), content_md5: true, ..PutOptions::default() };
+    let opts =
+        PutOptions { metadata: meta.clone(), tags: Some(tags.clone()), content_md5: true, ..PutOptions::default() };
     let body = data(5000, 3);
     let put = s.put_object("both", "dir/a b+c", body.clone().into(), &opts).await.unwrap();
     let obj = ObjectRef::new("both", "dir/a b+c");
@@ -68,7 +75,8 @@ async fn one_port_serves_s3_and_oss_requests() {
     let c = ObjectRef::new("both", "copy");
     assert_eq!(s.head_object(&c).await.unwrap().metadata.user.get("origin").map(String::as_str), Some("copy"));
     assert_eq!(s.get_tagging(&c).await.unwrap().get("copied"), Some("1"));
-    let page = s.list_objects("both", &ListRequest { prefix: Some("dir/".into()), ..Default::default() }).await.unwrap();
+    let page =
+        s.list_objects("both", &ListRequest { prefix: Some("dir/".into()), ..Default::default() }).await.unwrap();
     assert_eq!(page.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["dir/a b+c"]);
 
     // Unsupported in S3, whatever the server could do.
@@ -97,7 +105,13 @@ async fn sigv4_is_checked_with_s3_errors() {
 /// A raw S3 PUT of `path` (with at most one value-less sub-resource, `?tagging`) to `served`, signed for
 /// `payload_hash` (what `x-amz-content-sha256` declares), with `body` and extra `headers`: the status and the
 /// error code.
-async fn raw_put(served: &Served, path: &str, body: &[u8], payload_hash: &str, headers: &[(&str, &str)]) -> (u16, String) {
+async fn raw_put(
+    served: &Served,
+    path: &str,
+    body: &[u8],
+    payload_hash: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use transfer_engine::sign::s3::{S3Signer, S3Target};
     let host = served.endpoint.trim_start_matches("http://").to_owned();
     let mut h = http::HeaderMap::new();
@@ -111,8 +125,20 @@ async fn raw_put(served: &Served, path: &str, body: &[u8], payload_hash: &str, h
         None => (path, vec![]),
     };
     let target = S3Target { method: "PUT", uri, query: &query };
-    S3Signer::new("us-east-1").sign(&Credentials::new(AK, SK), &target, &mut h, payload_hash, std::time::SystemTime::now());
-    let r = reqwest::Client::new().put(format!("{}{path}", served.endpoint)).headers(h).body(body.to_vec()).send().await.unwrap();
+    S3Signer::new("us-east-1").sign(
+        &Credentials::new(AK, SK),
+        &target,
+        &mut h,
+        payload_hash,
+        std::time::SystemTime::now(),
+    );
+    let r = reqwest::Client::new()
+        .put(format!("{}{path}", served.endpoint))
+        .headers(h)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     let code = text.split("<Code>").nth(1).and_then(|t| t.split("</Code>").next()).unwrap_or_default().to_owned();
@@ -135,15 +161,24 @@ async fn bodies_must_match_the_sha256_their_signature_covers_and_their_md5() {
     // Content-MD5 under UNSIGNED-PAYLOAD: S3's BadDigest for a mismatch, InvalidDigest for a malformed one.
     let wrong_md5 = transfer_engine::util::content_md5(b"other bytes");
     let unsigned = transfer_engine::sign::s3::UNSIGNED_PAYLOAD;
-    assert_eq!(raw_put(&served, "/hashed/k", body, unsigned, &[("content-md5", &wrong_md5)]).await, (400, "BadDigest".into()));
-    assert_eq!(raw_put(&served, "/hashed/k", body, unsigned, &[("content-md5", "nope")]).await, (400, "InvalidDigest".into()));
+    assert_eq!(
+        raw_put(&served, "/hashed/k", body, unsigned, &[("content-md5", &wrong_md5)]).await,
+        (400, "BadDigest".into())
+    );
+    assert_eq!(
+        raw_put(&served, "/hashed/k", body, unsigned, &[("content-md5", "nope")]).await,
+        (400, "InvalidDigest".into())
+    );
     assert_eq!(s.head_object(&ObjectRef::new("hashed", "k")).await.unwrap_err().status(), Some(404));
     // The right hash (and MD5) is stored; so is an unsigned payload.
     let md5 = transfer_engine::util::content_md5(body);
     assert_eq!(raw_put(&served, "/hashed/k", body, &sha256_hex(body), &[("content-md5", &md5)]).await.0, 200);
     assert_eq!(raw_put(&served, "/hashed/u", body, unsigned, &[]).await.0, 200);
     for k in ["k", "u"] {
-        assert_eq!(s.get_object(&ObjectRef::new("hashed", k), None).await.unwrap().bytes().await.unwrap().as_ref(), body);
+        assert_eq!(
+            s.get_object(&ObjectRef::new("hashed", k), None).await.unwrap().bytes().await.unwrap().as_ref(),
+            body
+        );
     }
     // A signed hash on a request that takes no body is checked too (PutObjectTagging's XML).
     let tagging = b"<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></Tagging>";

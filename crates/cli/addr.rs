@@ -33,7 +33,9 @@ impl Location {
             Some(("oss", rest)) => (Scheme::Oss, rest),
             Some(("local", rest)) => (Scheme::Local, rest),
             Some(("s3", rest)) => (Scheme::S3, rest),
-            Some((other, _)) => return Err(format!("{s}: unknown scheme {other}://; use oss://, s3://, local:// or a path")),
+            Some((other, _)) => {
+                return Err(format!("{s}: unknown scheme {other}://; use oss://, s3://, local:// or a path"))
+            }
         };
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {

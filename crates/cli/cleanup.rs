@@ -44,20 +44,14 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; write e.g. 90s, 30m, 12h, 7d or 2w"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration; write e.g. 90s, 30m, 12h, 7d or 2w"))?;
     let secs = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        other => {
-            return Err(format!(
-                "{s:?}: unknown unit {other:?}; use s, m, h, d or w"
-            ))
-        }
+        other => return Err(format!("{s:?}: unknown unit {other:?}; use s, m, h, d or w")),
     };
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
@@ -105,12 +99,7 @@ impl Sweep<'_> {
                 Ok(Some(t)) => t,
                 Ok(None) => {
                     tally.gone += 1;
-                    report(
-                        out,
-                        "gone",
-                        &c,
-                        &format!("{at}: already gone from the server"),
-                    );
+                    report(out, "gone", &c, &format!("{at}: already gone from the server"));
                     clear(ledger, &c).await;
                     continue;
                 }
@@ -127,19 +116,10 @@ impl Sweep<'_> {
             }
             if dry_run {
                 tally.listed += 1;
-                report(
-                    out,
-                    "would_abort",
-                    &c,
-                    &format!("would abort {at} (initiated {}s ago)", age.as_secs()),
-                );
+                report(out, "would_abort", &c, &format!("would abort {at} (initiated {}s ago)", age.as_secs()));
                 continue;
             }
-            let result = match store
-                .objects
-                .abort_multipart(&c.bucket, &c.key, &c.upload_id)
-                .await
-            {
+            let result = match store.objects.abort_multipart(&c.bucket, &c.key, &c.upload_id).await {
                 Ok(()) => verify_gone(store, &c).await,
                 Err(e) if e.service_code() == Some("NoSuchUpload") => verify_gone(store, &c).await,
                 Err(e) => Err(e.to_string()),
@@ -147,12 +127,7 @@ impl Sweep<'_> {
             match result {
                 Ok(()) => {
                     tally.aborted += 1;
-                    report(
-                        out,
-                        "aborted",
-                        &c,
-                        &format!("aborted {at}; ListParts confirms it is gone"),
-                    );
+                    report(out, "aborted", &c, &format!("aborted {at}; ListParts confirms it is gone"));
                     clear(ledger, &c).await;
                 }
                 Err(e) => {
@@ -165,10 +140,7 @@ impl Sweep<'_> {
 }
 
 fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 fn report(out: OutputArgs, event: &str, c: &Candidate, line: &str) {
@@ -186,17 +158,10 @@ fn report(out: OutputArgs, event: &str, c: &Candidate, line: &str) {
 
 /// When the server says `c` was initiated, or `None` when it no longer has it.
 async fn initiated(store: &Opened, c: &Candidate) -> transfer_engine::Result<Option<i64>> {
-    let mut req = ListUploadsRequest {
-        prefix: Some(c.key.clone()),
-        ..Default::default()
-    };
+    let mut req = ListUploadsRequest { prefix: Some(c.key.clone()), ..Default::default() };
     loop {
         let page = store.objects.list_uploads(&c.bucket, &req).await?;
-        if let Some(u) = page
-            .uploads
-            .iter()
-            .find(|u| u.upload_id == c.upload_id && u.key == c.key)
-        {
+        if let Some(u) = page.uploads.iter().find(|u| u.upload_id == c.upload_id && u.key == c.key) {
             return Ok(Some(u.initiated));
         }
         if !page.is_truncated {
@@ -209,15 +174,9 @@ async fn initiated(store: &Opened, c: &Candidate) -> transfer_engine::Result<Opt
 
 /// ListParts must answer NoSuchUpload.
 async fn verify_gone(store: &Opened, c: &Candidate) -> Result<(), String> {
-    match store
-        .objects
-        .list_parts(&c.bucket, &c.key, &c.upload_id, None, Some(1))
-        .await
-    {
+    match store.objects.list_parts(&c.bucket, &c.key, &c.upload_id, None, Some(1)).await {
         Err(e) if e.service_code() == Some("NoSuchUpload") => Ok(()),
-        Err(e) => Err(format!(
-            "aborted, but ListParts could not confirm it is gone: {e}"
-        )),
+        Err(e) => Err(format!("aborted, but ListParts could not confirm it is gone: {e}")),
         Ok(_) => Err("aborted, but ListParts still lists it; run cleanup again".into()),
     }
 }
@@ -240,32 +199,20 @@ pub(crate) async fn owned_uploads(
     let mut found = Vec::new();
     let mut after = 0;
     loop {
-        let page = ledger
-            .off_thread(move |l| l.objects(job, None, after, 1000))
-            .await?;
+        let page = ledger.off_thread(move |l| l.objects(job, None, after, 1000)).await?;
         let Some(last) = page.last() else { break };
         after = last.id;
         for row in page {
             let Some(upload_id) = row.upload_id else {
                 continue;
             };
-            if matches!(
-                row.state,
-                ObjectState::Completed | ObjectState::Tagged | ObjectState::Skipped
-            ) {
+            if matches!(row.state, ObjectState::Completed | ObjectState::Tagged | ObjectState::Skipped) {
                 continue;
             }
-            if within.is_some_and(|(b, p)| {
-                row.dest_bucket != *b || !row.dest_key.starts_with(p.as_str())
-            }) {
+            if within.is_some_and(|(b, p)| row.dest_bucket != *b || !row.dest_key.starts_with(p.as_str())) {
                 continue;
             }
-            found.push(Candidate {
-                bucket: row.dest_bucket,
-                key: row.dest_key,
-                upload_id,
-                object: Some(row.id),
-            });
+            found.push(Candidate { bucket: row.dest_bucket, key: row.dest_key, upload_id, object: Some(row.id) });
         }
     }
     Ok(found)
@@ -275,10 +222,7 @@ pub(crate) async fn owned_uploads(
 pub(crate) fn job_store(job: &JobRow, fallback: &StoreArgs) -> Result<Opened, Usage> {
     let dst = Location::parse(&job.destination)?;
     let Location::Remote { scheme, .. } = dst else {
-        return Err(Usage(format!(
-            "job {}: its destination {} is not a store",
-            job.id, job.destination
-        )));
+        return Err(Usage(format!("job {}: its destination {} is not a store", job.id, job.destination)));
     };
     match CpArgs::from_recorded(&job.options_json) {
         Some(cp) => cp.store.open(scheme),
@@ -300,20 +244,14 @@ pub(crate) async fn run(args: CleanupArgs, out: OutputArgs) -> u8 {
 async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
     let within = match args.url.as_deref().map(Location::parse).transpose()? {
         None => None,
-        Some(Location::Remote {
-            scheme,
-            bucket,
-            key,
-        }) => Some((scheme, bucket, key)),
+        Some(Location::Remote { scheme, bucket, key }) => Some((scheme, bucket, key)),
         Some(Location::Path(p)) => {
-            return Err(Usage(format!(
-                "{}: cleanup needs oss://, s3:// or local://BUCKET/PREFIX",
-                p.display()
-            )))
+            return Err(Usage(format!("{}: cleanup needs oss://, s3:// or local://BUCKET/PREFIX", p.display())))
         }
     };
     let ledger = open_ledger(args.checkpoint.as_ref())?;
-    let mut sweep = Sweep { ledger: &ledger, older_than: args.older_than, dry_run: args.dry_run, out, tally: Tally::default() };
+    let mut sweep =
+        Sweep { ledger: &ledger, older_than: args.older_than, dry_run: args.dry_run, out, tally: Tally::default() };
     if args.all {
         let (scheme, bucket, prefix) = within.expect("clap requires URL with --all");
         let store = args.store.open_bucket(scheme, &bucket).await?;
@@ -346,16 +284,8 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
         }
     }
     let tally = sweep.tally;
-    let verb = if args.dry_run {
-        "would abort"
-    } else {
-        "aborted"
-    };
-    let n = if args.dry_run {
-        tally.listed
-    } else {
-        tally.aborted
-    };
+    let verb = if args.dry_run { "would abort" } else { "aborted" };
+    let n = if args.dry_run { tally.listed } else { tally.aborted };
     if out.json {
         println!(
             "{}",
@@ -363,25 +293,16 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
                    "already_gone": tally.gone, "failed": tally.failed})
         );
     } else {
-        eprintln!(
-            "{verb} {n} uploads; {} already gone; {} failed",
-            tally.gone, tally.failed
-        );
+        eprintln!("{verb} {n} uploads; {} already gone; {} failed", tally.gone, tally.failed);
     }
-    Ok(if tally.failed > 0 {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    })
+    Ok(if tally.failed > 0 { EXIT_FAILED } else { EXIT_OK })
 }
 
 /// Every incomplete upload under `bucket/prefix`.
 async fn all_uploads(store: &Opened, bucket: &str, prefix: &str) -> Result<Vec<Candidate>, Usage> {
     let mut found = Vec::new();
-    let mut req = ListUploadsRequest {
-        prefix: Some(prefix.to_owned()).filter(|p| !p.is_empty()),
-        ..Default::default()
-    };
+    let mut req =
+        ListUploadsRequest { prefix: Some(prefix.to_owned()).filter(|p| !p.is_empty()), ..Default::default() };
     loop {
         let page = store
             .objects
@@ -410,14 +331,9 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(
-            parse_duration("7d").unwrap(),
-            Duration::from_secs(7 * 86_400)
-        );
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
-        assert!(parse_duration("3 fortnights")
-            .unwrap_err()
-            .contains("unknown unit"));
+        assert!(parse_duration("3 fortnights").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("d").is_err());
     }
 }

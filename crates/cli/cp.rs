@@ -13,9 +13,9 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobSpec, JobState, Ledger};
-use transfer_engine::job::{KeyFilter, Overwrite, PlannedAction, 
-    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobHandle, ObjectOutcome,
-    PrefixCopyRequest, TagOn, UploadRequest,
+use transfer_engine::job::{
+    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, ObjectOutcome, Overwrite,
+    PlannedAction, PrefixCopyRequest, TagOn, UploadRequest,
 };
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::store::{Capabilities, Directive};
@@ -133,11 +133,7 @@ impl CpArgs {
         if let Location::Path(p) = Location::parse(&cp.src)? {
             let abs = std::path::absolute(&p)?.display().to_string();
             // Keep a trailing '/' (it means "the directory's contents").
-            cp.src = if cp.src.ends_with('/') && !abs.ends_with('/') {
-                format!("{abs}/")
-            } else {
-                abs
-            };
+            cp.src = if cp.src.ends_with('/') && !abs.ends_with('/') { format!("{abs}/") } else { abs };
         }
         cp.store = cp.store.absolute()?;
         cp.checkpoint = None;
@@ -146,9 +142,7 @@ impl CpArgs {
 
     /// The options a job was started with, from its recorded `options_json`.
     pub(crate) fn from_recorded(options_json: &str) -> Option<CpArgs> {
-        serde_json::from_str::<Recorded>(options_json)
-            .ok()
-            .map(|r| r.cp)
+        serde_json::from_str::<Recorded>(options_json).ok().map(|r| r.cp)
     }
 }
 
@@ -162,15 +156,12 @@ fn pair(s: &str, flag: &str) -> Result<(String, String), Usage> {
 /// The tags `--tagging` and `--tag` give, validated.
 pub(crate) fn parse_tags(tagging: Option<&str>, tags: &[String]) -> Result<TagSet, Usage> {
     let mut set = match tagging {
-        Some(t) => {
-            TagSet::parse_header(t).map_err(|e| Usage(format!("--tagging: {}", e.message())))?
-        }
+        Some(t) => TagSet::parse_header(t).map_err(|e| Usage(format!("--tagging: {}", e.message())))?,
         None => TagSet::new(),
     };
     for t in tags {
         let (k, v) = pair(t, "--tag")?;
-        set.insert(k, v)
-            .map_err(|e| Usage(format!("--tag: {}", e.message())))?;
+        set.insert(k, v).map_err(|e| Usage(format!("--tag: {}", e.message())))?;
     }
     Ok(set)
 }
@@ -204,8 +195,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         Location::Remote { scheme, bucket, .. } => (*scheme, bucket.clone()),
         Location::Path(_) => {
             return Err(Usage(
-                "downloads are not supported yet: the destination must be oss://, s3:// or local://"
-                    .into(),
+                "downloads are not supported yet: the destination must be oss://, s3:// or local://".into(),
             ))
         }
     };
@@ -223,29 +213,26 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     let mut metadata = Metadata::default();
     for m in &args.meta {
         let (k, v) = pair(m, "--meta")?;
-        metadata
-            .insert_user(&k, v)
-            .map_err(|e| Usage(format!("--meta: {}", e.message())))?;
+        metadata.insert_user(&k, v).map_err(|e| Usage(format!("--meta: {}", e.message())))?;
     }
     metadata.content_type = args.content_type.clone();
     metadata.cache_control = args.cache_control.clone();
     if let Some(c) = &args.storage_class {
-        metadata.storage_class = Some(
-            StorageClass::parse(c)
-                .map_err(|e| Usage(format!("--storage-class: {}", e.message())))?,
-        );
+        metadata.storage_class =
+            Some(StorageClass::parse(c).map_err(|e| Usage(format!("--storage-class: {}", e.message())))?);
     }
-    metadata
-        .validate()
-        .map_err(|e| Usage(e.message().to_owned()))?;
+    metadata.validate().map_err(|e| Usage(e.message().to_owned()))?;
     let explicit_metadata = !args.meta.is_empty()
         || args.content_type.is_some()
         || args.cache_control.is_some()
         || args.storage_class.is_some();
-    let filter = KeyFilter::new(&args.include, &args.exclude).map_err(|e| Usage(format!("--include/--exclude: {}", e.message())))?;
+    let filter = KeyFilter::new(&args.include, &args.exclude)
+        .map_err(|e| Usage(format!("--include/--exclude: {}", e.message())))?;
     let many = args.recursive || args.src.ends_with('/') || matches!(&src, Location::Path(p) if p.is_dir());
     if !filter.is_empty() && !many {
-        return Err(Usage("--include and --exclude choose among the files of a directory or the objects of a prefix; add -r".into()));
+        return Err(Usage(
+            "--include and --exclude choose among the files of a directory or the objects of a prefix; add -r".into(),
+        ));
     }
 
     let store = open_destination(args, dst_scheme, &dst_bucket).await?;
@@ -304,12 +291,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
                 remote => remote.to_string(),
             };
             let spec = JobSpec {
-                kind: if matches!(src, Location::Path(_)) {
-                    "upload"
-                } else {
-                    "copy"
-                }
-                .into(),
+                kind: if matches!(src, Location::Path(_)) { "upload" } else { "copy" }.into(),
                 source: source_id,
                 destination: dst.to_string(),
                 options_json: args.recorded()?,
@@ -358,12 +340,7 @@ async fn open_destination(args: &CpArgs, scheme: Scheme, bucket: &str) -> Result
     match store.buckets.create_bucket(bucket).await {
         Ok(()) => tracing::info!(bucket, at = %store.what, "created the bucket"),
         Err(e) if e.service_code() == Some("BucketAlreadyExists") => {}
-        Err(e) => {
-            return Err(Usage(format!(
-                "cannot create bucket {bucket:?} at {}: {e}",
-                store.what
-            )))
-        }
+        Err(e) => return Err(Usage(format!("cannot create bucket {bucket:?} at {}: {e}", store.what))),
     }
     check_bucket(&store, bucket).await?;
     Ok(store)
@@ -371,102 +348,82 @@ async fn open_destination(args: &CpArgs, scheme: Scheme, bucket: &str) -> Result
 
 /// Starts the job the addresses describe.
 fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
-    let Location::Remote {
-        bucket,
-        key: dst_key,
-        ..
-    } = &p.dst
-    else {
-        unreachable!("checked in prepare")
-    };
-    let handle =
-        match &p.src {
-            Location::Path(path) if path.is_dir() => p.engine.upload_dir(
+    let Location::Remote { bucket, key: dst_key, .. } = &p.dst else { unreachable!("checked in prepare") };
+    let handle = match &p.src {
+        Location::Path(path) if path.is_dir() => p.engine.upload_dir(
+            p.job,
+            DirRequest {
+                dir: path.clone(),
+                bucket: bucket.clone(),
+                prefix: dst_key.clone(),
+                metadata: p.metadata.clone(),
+                tags: p.tags.clone(),
+                filter: p.filter.clone(),
+            },
+        )?,
+        Location::Path(path) => {
+            let key = if p.dst.is_container() {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| Usage(format!("{} has no UTF-8 file name", path.display())))?;
+                format!("{dst_key}{name}")
+            } else {
+                dst_key.clone()
+            };
+            p.engine.upload_one(
                 p.job,
-                DirRequest {
-                    dir: path.clone(),
+                UploadRequest {
+                    path: path.clone(),
                     bucket: bucket.clone(),
-                    prefix: dst_key.clone(),
+                    key,
                     metadata: p.metadata.clone(),
                     tags: p.tags.clone(),
-                    filter: p.filter.clone(),
                 },
-            )?,
-            Location::Path(path) => {
+            )?
+        }
+        Location::Remote { bucket: sb, key: sk, .. } => {
+            let metadata = match (args.metadata_directive, p.explicit_metadata) {
+                (DirectiveArg::Replace, _) => Directive::Replace(p.metadata.clone()),
+                (DirectiveArg::Copy, true) => {
+                    return Err(Usage("--meta and content options need --metadata-directive replace for copies".into()))
+                }
+                (DirectiveArg::Copy, false) => Directive::Copy,
+            };
+            let tags = match args.tagging_directive {
+                DirectiveArg::Replace => Directive::Replace(p.tags.clone().unwrap_or_default()),
+                DirectiveArg::Copy if p.tags.is_some() => {
+                    return Err(Usage("--tag/--tagging need --tagging-directive replace for copies".into()))
+                }
+                DirectiveArg::Copy => Directive::Copy,
+            };
+            if p.src.is_container() || args.recursive {
+                p.engine.copy_prefix(
+                    p.job,
+                    PrefixCopyRequest {
+                        src_bucket: sb.clone(),
+                        // `-r oss://b/photos` means the objects under photos/, not photos2/ too.
+                        src_prefix: if sk.is_empty() || sk.ends_with('/') { sk.clone() } else { format!("{sk}/") },
+                        bucket: bucket.clone(),
+                        prefix: dst_key.clone(),
+                        metadata,
+                        tags,
+                        filter: p.filter.clone(),
+                    },
+                )?
+            } else {
                 let key = if p.dst.is_container() {
-                    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-                        Usage(format!("{} has no UTF-8 file name", path.display()))
-                    })?;
-                    format!("{dst_key}{name}")
+                    format!("{dst_key}{}", sk.rsplit('/').next().unwrap_or(sk))
                 } else {
                     dst_key.clone()
                 };
-                p.engine.upload_one(
+                p.engine.copy_one(
                     p.job,
-                    UploadRequest {
-                        path: path.clone(),
-                        bucket: bucket.clone(),
-                        key,
-                        metadata: p.metadata.clone(),
-                        tags: p.tags.clone(),
-                    },
+                    CopyRequest { source: ObjectRef::new(sb, sk), bucket: bucket.clone(), key, metadata, tags },
                 )?
             }
-            Location::Remote {
-                bucket: sb,
-                key: sk,
-                ..
-            } => {
-                let metadata = match (args.metadata_directive, p.explicit_metadata) {
-                    (DirectiveArg::Replace, _) => Directive::Replace(p.metadata.clone()),
-                    (DirectiveArg::Copy, true) => return Err(Usage(
-                        "--meta and content options need --metadata-directive replace for copies"
-                            .into(),
-                    )),
-                    (DirectiveArg::Copy, false) => Directive::Copy,
-                };
-                let tags = match args.tagging_directive {
-                    DirectiveArg::Replace => Directive::Replace(p.tags.clone().unwrap_or_default()),
-                    DirectiveArg::Copy if p.tags.is_some() => {
-                        return Err(Usage(
-                            "--tag/--tagging need --tagging-directive replace for copies".into(),
-                        ))
-                    }
-                    DirectiveArg::Copy => Directive::Copy,
-                };
-                if p.src.is_container() || args.recursive {
-                    p.engine.copy_prefix(
-                        p.job,
-                        PrefixCopyRequest {
-                            src_bucket: sb.clone(),
-                            // `-r oss://b/photos` means the objects under photos/, not photos2/ too.
-                            src_prefix: if sk.is_empty() || sk.ends_with('/') { sk.clone() } else { format!("{sk}/") },
-                            bucket: bucket.clone(),
-                            prefix: dst_key.clone(),
-                            metadata,
-                            tags,
-                            filter: p.filter.clone(),
-                        },
-                    )?
-                } else {
-                    let key = if p.dst.is_container() {
-                        format!("{dst_key}{}", sk.rsplit('/').next().unwrap_or(sk))
-                    } else {
-                        dst_key.clone()
-                    };
-                    p.engine.copy_one(
-                        p.job,
-                        CopyRequest {
-                            source: ObjectRef::new(sb, sk),
-                            bucket: bucket.clone(),
-                            key,
-                            metadata,
-                            tags,
-                        },
-                    )?
-                }
-            }
-        };
+        }
+    };
     Ok(handle)
 }
 
@@ -502,8 +459,11 @@ fn dry_run_summary(t: &PlanTally, p: &transfer_engine::job::Progress, failed: us
                    "by_action": by, "part_sizes": sizes, "objects_failed": failed})
         );
     } else {
-        let by: Vec<String> =
-            t.by_action.iter().map(|(k, (n, b))| format!("{n} {} ({})", k.replace('_', " "), human_bytes(*b))).collect();
+        let by: Vec<String> = t
+            .by_action
+            .iter()
+            .map(|(k, (n, b))| format!("{n} {} ({})", k.replace('_', " "), human_bytes(*b)))
+            .collect();
         let sizes: Vec<String> = t.part_sizes.keys().map(|s| human_bytes(*s)).collect();
         println!(
             "plan: {} objects, {}: {}{}; nothing moved",
@@ -554,8 +514,7 @@ fn action_name(action: &PlannedAction) -> &'static str {
 /// and returns the exit status.
 async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run: bool) -> u8 {
     let job = handle.job();
-    let resume_hint =
-        format!("run `transfer resume {job}` (or the same command again) to continue");
+    let resume_hint = format!("run `transfer resume {job}` (or the same command again) to continue");
     let mut interrupts = 0;
     let mut crc_verified = true;
     let mut planned = PlanTally::default();

@@ -8,9 +8,7 @@ use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
-use transfer_engine::checkpoint::{
-    Counts, JobId, JobRow, JobState, Ledger, ObjectRow, ObjectState,
-};
+use transfer_engine::checkpoint::{Counts, JobId, JobRow, JobState, Ledger, ObjectRow, ObjectState};
 
 /// Options of `transfer resume`.
 #[derive(Debug, Args)]
@@ -72,16 +70,9 @@ fn object_state_name(s: ObjectState) -> &'static str {
 }
 
 fn find(ledger: &Ledger, job: i64) -> Result<JobRow, Usage> {
-    ledger
-        .jobs()?
-        .into_iter()
-        .find(|j| j.id.0 == job)
-        .ok_or_else(|| {
-            Usage(format!(
-                "there is no job {job} in the ledger {}; `transfer jobs` lists them",
-                ledger.path().display()
-            ))
-        })
+    ledger.jobs()?.into_iter().find(|j| j.id.0 == job).ok_or_else(|| {
+        Usage(format!("there is no job {job} in the ledger {}; `transfer jobs` lists them", ledger.path().display()))
+    })
 }
 
 fn counts_json(c: &Counts) -> serde_json::Value {
@@ -113,17 +104,12 @@ pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
         let ledger = open_ledger(args.checkpoint.as_ref())?;
         let job = match args.job {
             Some(id) => find(&ledger, id)?,
-            None => ledger
-                .jobs()?
-                .into_iter()
-                .rev()
-                .find(|j| j.state != JobState::Done)
-                .ok_or_else(|| {
-                    Usage(format!(
-                        "no unfinished job in the ledger {}; `transfer jobs` lists them",
-                        ledger.path().display()
-                    ))
-                })?,
+            None => ledger.jobs()?.into_iter().rev().find(|j| j.state != JobState::Done).ok_or_else(|| {
+                Usage(format!(
+                    "no unfinished job in the ledger {}; `transfer jobs` lists them",
+                    ledger.path().display()
+                ))
+            })?,
         };
         if job.state == JobState::Done {
             return Err(Usage(format!("job {} is done; nothing to resume", job.id)));
@@ -144,12 +130,7 @@ pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    tracing::info!(
-        "resuming job {}: {} -> {}",
-        job.id,
-        job.source,
-        job.destination
-    );
+    tracing::info!("resuming job {}: {} -> {}", job.id, job.source, job.destination);
     crate::cp::run(cp, out, Some(job.id)).await
 }
 
@@ -198,11 +179,7 @@ fn list(ledger: &Ledger, out: OutputArgs) -> Result<u8, Usage> {
             j.kind,
             format!("{}/{}", c.tagged + c.skipped, c.total),
             c.failed,
-            format!(
-                "{}/{}",
-                human_bytes(c.bytes_done),
-                human_bytes(c.bytes_total)
-            ),
+            format!("{}/{}", human_bytes(c.bytes_done), human_bytes(c.bytes_total)),
             j.source,
             j.destination
         );
@@ -245,19 +222,10 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
         "  objects: {} total, {} done, {} skipped, {} pending, {} uploading, {} awaiting tags, {} failed",
         c.total, c.tagged, c.skipped, c.pending, c.uploading, c.completed, c.failed
     );
-    println!(
-        "  bytes: {} of {} in place",
-        human_bytes(c.bytes_done),
-        human_bytes(c.bytes_total)
-    );
+    println!("  bytes: {} of {} in place", human_bytes(c.bytes_done), human_bytes(c.bytes_total));
     for o in &shown {
-        let mut line = format!(
-            "  {:<9} {}/{} ({})",
-            object_state_name(o.state),
-            o.dest_bucket,
-            o.dest_key,
-            human_bytes(o.size)
-        );
+        let mut line =
+            format!("  {:<9} {}/{} ({})", object_state_name(o.state), o.dest_bucket, o.dest_key, human_bytes(o.size));
         if let Some(u) = &o.upload_id {
             line.push_str(&format!(" upload {u}"));
         }
@@ -267,10 +235,7 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
         println!("{line}");
     }
     if (shown.len() as u64) < c.total {
-        println!(
-            "  ... {} more (--limit N shows more)",
-            c.total - shown.len() as u64
-        );
+        println!("  ... {} more (--limit N shows more)", c.total - shown.len() as u64);
     }
     if job.state != JobState::Done {
         println!("  continue it with: transfer resume {}", job.id);
@@ -282,9 +247,7 @@ async fn forget(ledger: &Ledger, id: i64, store: &StoreArgs, out: OutputArgs) ->
     let job = find(ledger, id)?;
     let mut sweep = Sweep { ledger, older_than: None, dry_run: false, out, tally: Tally::default() };
     {
-        let _lock = ledger
-            .lock_job(job.id)
-            .map_err(|e| Usage(format!("cannot forget job {id}: {e}")))?;
+        let _lock = ledger.lock_job(job.id).map_err(|e| Usage(format!("cannot forget job {id}: {e}")))?;
         let candidates = owned_uploads(ledger, JobId(id), None).await?;
         if !candidates.is_empty() {
             let store = job_store(&job, store)?;
@@ -293,20 +256,17 @@ async fn forget(ledger: &Ledger, id: i64, store: &StoreArgs, out: OutputArgs) ->
     }
     let tally = sweep.tally;
     if tally.failed > 0 {
-        tracing::error!("job {id} kept: {} of its uploads could not be aborted (see above); try again, or `transfer cleanup --all`", tally.failed);
+        tracing::error!(
+            "job {id} kept: {} of its uploads could not be aborted (see above); try again, or `transfer cleanup --all`",
+            tally.failed
+        );
         return Ok(EXIT_FAILED);
     }
     ledger.forget_job(job.id)?;
     if out.json {
-        println!(
-            "{}",
-            json!({"event": "forgotten", "job": id, "uploads_aborted": tally.aborted})
-        );
+        println!("{}", json!({"event": "forgotten", "job": id, "uploads_aborted": tally.aborted}));
     } else {
-        eprintln!(
-            "forgot job {id}; aborted {} unfinished uploads",
-            tally.aborted
-        );
+        eprintln!("forgot job {id}; aborted {} unfinished uploads", tally.aborted);
     }
     Ok(EXIT_OK)
 }

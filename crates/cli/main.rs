@@ -101,10 +101,7 @@ fn main() -> ExitCode {
     if let Command::Serve(args) = cli.command {
         return serve(args);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("transfer: cannot start the async runtime: {e}");
@@ -133,10 +130,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("transfer serve: cannot start the async runtime: {e}");
@@ -152,17 +146,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run_server(
-    args: ServeArgs,
-    credentials: Credentials,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let store = LocalStore::open_with(
-        &args.root,
-        LocalOptions {
-            fsync: !args.no_fsync,
-        },
-    )
-    .map_err(|e| format!("cannot open the store at {}: {e}", args.root.display()))?;
+async fn run_server(args: ServeArgs, credentials: Credentials) -> Result<(), Box<dyn std::error::Error>> {
+    let store = LocalStore::open_with(&args.root, LocalOptions { fsync: !args.no_fsync })
+        .map_err(|e| format!("cannot open the store at {}: {e}", args.root.display()))?;
     let access_key_id = credentials.access_key_id().to_owned();
     let server = Server::bind(args.listen, Arc::new(store), credentials)
         .await

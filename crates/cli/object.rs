@@ -25,21 +25,11 @@ impl Target {
     async fn open(&self) -> Result<(crate::remote::Opened, ObjectRef), Usage> {
         let (scheme, bucket, key) = match Location::parse(&self.url)? {
             Location::Remote { key, .. } if key.is_empty() || key.ends_with('/') => {
-                return Err(Usage(format!(
-                    "{}: name an object (oss://BUCKET/KEY), not a prefix",
-                    self.url
-                )))
+                return Err(Usage(format!("{}: name an object (oss://BUCKET/KEY), not a prefix", self.url)))
             }
-            Location::Remote {
-                scheme,
-                bucket,
-                key,
-            } => (scheme, bucket, key),
+            Location::Remote { scheme, bucket, key } => (scheme, bucket, key),
             Location::Path(_) => {
-                return Err(Usage(format!(
-                    "{}: name an object as oss://, s3:// or local://BUCKET/KEY",
-                    self.url
-                )))
+                return Err(Usage(format!("{}: name an object as oss://, s3:// or local://BUCKET/KEY", self.url)))
             }
         };
         let store = self.store.open_bucket(scheme, &bucket).await?;
@@ -168,19 +158,11 @@ fn print_facts(out: OutputArgs, v: &serde_json::Value) {
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
                     let prefix = if name == "meta" { "meta." } else { "" };
-                    println!(
-                        "{prefix}{k}: {}",
-                        v.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| v.to_string())
-                    );
+                    println!("{prefix}{k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
                 }
             }
             serde_json::Value::String(s) => println!("{name}: {s}"),
-            other if name == "size" => println!(
-                "{name}: {other} ({})",
-                human_bytes(other.as_u64().unwrap_or(0))
-            ),
+            other if name == "size" => println!("{name}: {other} ({})", human_bytes(other.as_u64().unwrap_or(0))),
             other => println!("{name}: {other}"),
         }
     }
@@ -197,7 +179,10 @@ pub(crate) async fn tag(args: TagArgs, out: OutputArgs) -> u8 {
                     if out.json {
                         let map: serde_json::Map<String, serde_json::Value> =
                             tags.iter().map(|t| (t.key.clone(), json!(t.value))).collect();
-                        println!("{}", json!({"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id, "tags": map}));
+                        println!(
+                            "{}",
+                            json!({"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id, "tags": map})
+                        );
                     } else {
                         for t in tags.iter() {
                             println!("{}={}", t.key, t.value);
@@ -207,7 +192,10 @@ pub(crate) async fn tag(args: TagArgs, out: OutputArgs) -> u8 {
                 TagCommand::Put { target, tags, tagging } => {
                     let set = parse_tags(tagging.as_deref(), &tags)?;
                     if set.is_empty() {
-                        return Err(Failure::Usage("tag put needs --tag KEY=VALUE or --tagging 'k=v&...' (to remove every tag: tag delete)".into()));
+                        return Err(Failure::Usage(
+                            "tag put needs --tag KEY=VALUE or --tagging 'k=v&...' (to remove every tag: tag delete)"
+                                .into(),
+                        ));
                     }
                     let (store, obj) = target.open().await?;
                     store.objects.put_tagging(&obj, &set).await.map_err(|e| failed(&obj, e))?;

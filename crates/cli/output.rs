@@ -78,9 +78,8 @@ pub(crate) fn init_logging(out: OutputArgs) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn,rustls=warn"))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn,rustls=warn")));
     tracing_subscriber::fmt()
         .with_writer(LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -100,10 +99,7 @@ pub(crate) fn progress_line(p: &Progress) -> String {
     let eta = match (p.listing_finished, p.bytes_per_second) {
         (true, r) if r > 0.0 => {
             let left = p.bytes_found.saturating_sub(p.bytes_acknowledged) as f64 / r;
-            format!(
-                "ETA {}",
-                indicatif::HumanDuration(Duration::from_secs_f64(left.min(1e9)))
-            )
+            format!("ETA {}", indicatif::HumanDuration(Duration::from_secs_f64(left.min(1e9))))
         }
         (true, _) => "ETA -".to_owned(),
         (false, _) => "ETA ? (listing)".to_owned(),
@@ -145,11 +141,7 @@ impl ProgressDisplay {
             *BAR.lock().unwrap_or_else(|p| p.into_inner()) = Some(b.clone());
             b
         });
-        ProgressDisplay {
-            plain: shown && bar.is_none(),
-            bar,
-            last_line: std::time::Instant::now(),
-        }
+        ProgressDisplay { plain: shown && bar.is_none(), bar, last_line: std::time::Instant::now() }
     }
 
     /// Shows `p`.
@@ -201,21 +193,15 @@ mod tests {
         let line = progress_line(&p);
         assert!(line.contains("1.00 MiB of 4.00 MiB+"), "{line}");
         assert!(
-            line.contains("ETA ? (listing)")
-                && line.contains("objects 4/10+")
-                && line.contains("1 failed"),
+            line.contains("ETA ? (listing)") && line.contains("objects 4/10+") && line.contains("1 failed"),
             "{line}"
         );
         p.listing_finished = true;
         let line = progress_line(&p);
         assert!(
-            line.contains("ETA 3 seconds") && line.contains("objects 4/10;")
-                || line.contains("objects 4/10,"),
+            line.contains("ETA 3 seconds") && line.contains("objects 4/10;") || line.contains("objects 4/10,"),
             "{line}"
         );
-        assert!(
-            !line.chars().any(|c| c.is_control()),
-            "no control characters in plain lines"
-        );
+        assert!(!line.chars().any(|c| c.is_control()), "no control characters in plain lines");
     }
 }

@@ -141,41 +141,22 @@ struct ConfigFile {
 
 /// The config file's path.
 pub(crate) fn config_path() -> Option<PathBuf> {
-    let var = |n: &str| {
-        std::env::var_os(n)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let var = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty()).map(PathBuf::from);
     var("TRANSFER_CONFIG")
-        .or_else(|| {
-            var("XDG_CONFIG_HOME")
-                .filter(|p| p.is_absolute())
-                .map(|p| p.join("transfer/config.toml"))
-        })
+        .or_else(|| var("XDG_CONFIG_HOME").filter(|p| p.is_absolute()).map(|p| p.join("transfer/config.toml")))
         .or_else(|| var("HOME").map(|h| h.join(".config/transfer/config.toml")))
 }
 
 fn load_profile(name: &str, scheme: Scheme) -> Result<Profile, Usage> {
-    let path = config_path().ok_or_else(|| {
-        Usage(format!(
-            "--profile {name}: no config file (set TRANSFER_CONFIG or HOME)"
-        ))
-    })?;
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Usage(format!(
-            "--profile {name}: cannot read the config file {}: {e}",
-            path.display()
-        ))
-    })?;
-    let config: ConfigFile = toml::from_str(&text)
-        .map_err(|e| Usage(format!("config file {}: {}", path.display(), e.message())))?;
+    let path = config_path()
+        .ok_or_else(|| Usage(format!("--profile {name}: no config file (set TRANSFER_CONFIG or HOME)")))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Usage(format!("--profile {name}: cannot read the config file {}: {e}", path.display())))?;
+    let config: ConfigFile =
+        toml::from_str(&text).map_err(|e| Usage(format!("config file {}: {}", path.display(), e.message())))?;
     let profile = config.profiles.get(name).cloned().ok_or_else(|| {
         let known: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
-        Usage(format!(
-            "--profile {name}: no [profiles.{name}] in {} (it has: {})",
-            path.display(),
-            known.join(", ")
-        ))
+        Usage(format!("--profile {name}: no [profiles.{name}] in {} (it has: {})", path.display(), known.join(", ")))
     })?;
     match (profile.dialect.as_deref(), scheme) {
         (None, _) | (Some("oss"), Scheme::Oss) | (Some("s3"), Scheme::S3) => Ok(profile),
@@ -202,11 +183,7 @@ pub(crate) struct Opened {
 
 fn opened<S: ObjectStore + BucketStore + 'static>(store: S, what: String) -> Opened {
     let store = Arc::new(store);
-    Opened {
-        objects: store.clone(),
-        buckets: store,
-        what,
-    }
+    Opened { objects: store.clone(), buckets: store, what }
 }
 
 /// The local store's root: `--local-root`, else `$XDG_DATA_HOME/transfer/local`, else
@@ -310,18 +287,13 @@ impl StoreArgs {
 
 /// Fails with a usage error unless `bucket` exists in `store` and answers.
 pub(crate) async fn check_bucket(store: &Opened, bucket: &str) -> Result<(), Usage> {
-    store
-        .buckets
-        .get_versioning(bucket)
-        .await
-        .map(|_| ())
-        .map_err(|e| match e.service_code() {
-            Some("NoSuchBucket") => Usage(format!(
-                "bucket {bucket:?} does not exist at {}; create it first (or pass --create-bucket)",
-                store.what
-            )),
-            _ => Usage(format!("cannot use bucket {bucket:?} at {}: {}", store.what, explain(&e))),
-        })
+    store.buckets.get_versioning(bucket).await.map(|_| ()).map_err(|e| match e.service_code() {
+        Some("NoSuchBucket") => Usage(format!(
+            "bucket {bucket:?} does not exist at {}; create it first (or pass --create-bucket)",
+            store.what
+        )),
+        _ => Usage(format!("cannot use bucket {bucket:?} at {}: {}", store.what, explain(&e))),
+    })
 }
 
 /// The error, with what a person can change to fix it when the error says.
@@ -347,7 +319,9 @@ pub(crate) fn hint(kind: transfer_engine::ErrorKind, code: Option<&str>, message
         (_, Some("InvalidPartSize" | "EntityTooSmall" | "EntityTooLarge")) => "choose another --part-size",
         (_, Some("InvalidStorageClass")) => "choose another --storage-class",
         (_, Some("NoSuchBucket")) => "check the bucket's name, or pass --create-bucket",
-        (ErrorKind::Transport, _) => "check --endpoint (or TRANSFER_ENDPOINT, or the profile's endpoint) and the network",
+        (ErrorKind::Transport, _) => {
+            "check --endpoint (or TRANSFER_ENDPOINT, or the profile's endpoint) and the network"
+        }
         (ErrorKind::InvalidInput, _) if message.contains("needs a region") => "give --region (or TRANSFER_REGION)",
         _ => return None,
     })
@@ -363,8 +337,7 @@ fn open_local(root: &Path) -> Result<LocalStore, Usage> {
     if let Some((_, s)) = open.iter().find(|(r, _)| *r == root) {
         return Ok(s.clone());
     }
-    let store = LocalStore::open(&root)
-        .map_err(|e| Usage(format!("local store at {}: {e}", root.display())))?;
+    let store = LocalStore::open(&root).map_err(|e| Usage(format!("local store at {}: {e}", root.display())))?;
     open.push((root, store.clone()));
     Ok(store)
 }
@@ -391,8 +364,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.profiles["a"].signature_version, Some(SigArg::V1));
-        let bad =
-            toml::from_str::<ConfigFile>("[profiles.a]\naccess_key_secret = \"s\"\n").unwrap_err();
+        let bad = toml::from_str::<ConfigFile>("[profiles.a]\naccess_key_secret = \"s\"\n").unwrap_err();
         assert!(bad.message().contains("unknown field"), "{bad}");
     }
 }

@@ -17,8 +17,7 @@ fn whole(parts: &[(u32, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn completed(receipts: &[PartReceipt]) -> Vec<CompletedPart> {
-    let mut done: Vec<CompletedPart> =
-        receipts.iter().map(CompletedPart::from).collect();
+    let mut done: Vec<CompletedPart> = receipts.iter().map(CompletedPart::from).collect();
     done.sort_by_key(|p| p.part_number);
     done
 }

@@ -4,8 +4,8 @@ use super::{read, Dialect, Target};
 use crate::util::data;
 use crate::util::fault::{Fault, FaultProxy, Rule};
 use transfer_engine::sign::Credentials;
-use transfer_engine::ErrorKind;
 use transfer_engine::store::{CompleteOptions, CompletedPart, CopyOptions, PutOptions};
+use transfer_engine::ErrorKind;
 
 pub async fn forbid_overwrite(t: &Target) {
     let s = &*t.store;
@@ -153,6 +153,8 @@ pub async fn damaged_bodies_fail_with_the_default_protection(t: &Target) {
     if wire.dialect == Dialect::S3 {
         assert!(r.checksum.is_some(), "the receipt keeps the part's CRC-32C for Complete");
     }
-    via.complete_multipart(&mp.bucket, &mp.key, &id, &[CompletedPart::from(&r)], &CompleteOptions::default()).await.unwrap();
+    via.complete_multipart(&mp.bucket, &mp.key, &id, &[CompletedPart::from(&r)], &CompleteOptions::default())
+        .await
+        .unwrap();
     assert_eq!(read(s, &mp).await, body);
 }

@@ -122,7 +122,12 @@ mod tests {
     #[test]
     fn storage_class_names_round_trip_through_parse() {
         for d in [Dialect::OSS, Dialect::S3] {
-            for c in [StorageClass::Standard, StorageClass::InfrequentAccess, StorageClass::Archive, StorageClass::DeepColdArchive] {
+            for c in [
+                StorageClass::Standard,
+                StorageClass::InfrequentAccess,
+                StorageClass::Archive,
+                StorageClass::DeepColdArchive,
+            ] {
                 let name = d.storage_class_name(c).unwrap();
                 assert_eq!(StorageClass::parse(name).unwrap(), c, "{} {name}", d.name);
             }

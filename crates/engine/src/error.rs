@@ -114,7 +114,14 @@ impl Error {
     pub fn service(se: ServiceError) -> Self {
         let retry = classify(se.status, &se.code);
         let message = if se.message.is_empty() { se.code.clone() } else { se.message.clone() };
-        Self { kind: ErrorKind::Service, retry, message, service: Some(Box::new(se)), context: Vec::new(), source: None }
+        Self {
+            kind: ErrorKind::Service,
+            retry,
+            message,
+            service: Some(Box::new(se)),
+            context: Vec::new(),
+            source: None,
+        }
     }
 
     /// Shorthand for a service error with a status, a code and a message.
@@ -278,11 +285,26 @@ impl From<rusqlite::Error> for Error {
 /// friends need a decision, not a repeat.
 pub fn classify(status: u16, code: &str) -> Retry {
     match code {
-        "RequestTimeTooSkewed" | "BadRequest" | "InvalidDigest" | "BadDigest" | "XAmzContentSHA256Mismatch"
-        | "IncompleteBody" | "SlowDown" | "Throttling" | "ThrottlingException" | "RequestThrottled"
-        | "RequestLimitExceeded" | "BandwidthLimitExceeded" | "TooManyRequestsException" | "RequestTimeout"
-        | "RequestTimeoutException" | "PriorRequestNotComplete" | "OperationAborted" | "ConditionalRequestConflict"
-        | "InternalError" | "ServiceUnavailable" => return Retry::Temporary,
+        "RequestTimeTooSkewed"
+        | "BadRequest"
+        | "InvalidDigest"
+        | "BadDigest"
+        | "XAmzContentSHA256Mismatch"
+        | "IncompleteBody"
+        | "SlowDown"
+        | "Throttling"
+        | "ThrottlingException"
+        | "RequestThrottled"
+        | "RequestLimitExceeded"
+        | "BandwidthLimitExceeded"
+        | "TooManyRequestsException"
+        | "RequestTimeout"
+        | "RequestTimeoutException"
+        | "PriorRequestNotComplete"
+        | "OperationAborted"
+        | "ConditionalRequestConflict"
+        | "InternalError"
+        | "ServiceUnavailable" => return Retry::Temporary,
         // A server that does not implement an operation will not implement it on the next attempt either.
         "NotImplemented" => return Retry::Permanent,
         _ => {}
@@ -331,7 +353,21 @@ mod tests {
         }
         assert_eq!(classify(500, "InternalError"), Retry::Temporary);
         assert_eq!(classify(503, "ServiceUnavailable"), Retry::Temporary);
-        for code in ["NoSuchKey", "NoSuchBucket", "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidArgument", "InvalidRange", "MalformedXML"] {
+        for code in [
+            "NoSuchKey",
+            "NoSuchBucket",
+            "NoSuchUpload",
+            "InvalidPart",
+            "InvalidPartOrder",
+            "EntityTooSmall",
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "ExpiredToken",
+            "InvalidArgument",
+            "InvalidRange",
+            "MalformedXML",
+        ] {
             assert_eq!(classify(400, code), Retry::Permanent, "{code}");
         }
     }

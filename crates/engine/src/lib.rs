@@ -31,8 +31,8 @@
 pub mod checkpoint;
 pub mod crc64;
 pub mod dialect;
-pub mod job;
 pub mod error;
+pub mod job;
 pub mod local;
 pub mod meta;
 pub mod oss;

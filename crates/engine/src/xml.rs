@@ -14,8 +14,7 @@ pub fn escape(s: &str) -> String {
 
 /// Parses an XML document into `T`.
 pub fn from_slice<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| Error::new(ErrorKind::Protocol, "XML body is not UTF-8"))?;
+    let text = std::str::from_utf8(body).map_err(|_| Error::new(ErrorKind::Protocol, "XML body is not UTF-8"))?;
     quick_xml::de::from_str(text).map_err(|e| {
         let head: String = text.chars().take(200).collect();
         Error::new(ErrorKind::Protocol, format!("cannot parse XML body {head:?}")).with_source(e)
@@ -33,10 +32,7 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String> {
 
 /// Seconds since the epoch as ISO 8601 with milliseconds (`2012-02-24T08:42:32.000Z`).
 pub fn iso8601(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// Parses ISO 8601 / RFC 3339 to seconds since the epoch (0 when it cannot).
@@ -449,15 +445,30 @@ mod tests {
             is_truncated: true,
             next_part_number_marker: 2,
             parts: vec![
-                ListedPart { part_number: 1, etag: "\"A\"".into(), hash_crc64ecma: Some(u64::MAX), size: 5, ..Default::default() },
+                ListedPart {
+                    part_number: 1,
+                    etag: "\"A\"".into(),
+                    hash_crc64ecma: Some(u64::MAX),
+                    size: 5,
+                    ..Default::default()
+                },
                 ListedPart { part_number: 2, etag: "\"B\"".into(), size: 6, ..Default::default() },
             ],
             ..Default::default()
         };
         let s = to_string(&lp).unwrap();
-        assert!(s.contains("<ListPartsResult>") && s.contains("<HashCrc64ecma>18446744073709551615</HashCrc64ecma>"), "{s}");
+        assert!(
+            s.contains("<ListPartsResult>") && s.contains("<HashCrc64ecma>18446744073709551615</HashCrc64ecma>"),
+            "{s}"
+        );
         assert_eq!(from_slice::<ListPartsResult>(s.as_bytes()).unwrap(), lp);
-        let c = CompleteMultipartUpload { parts: vec![CompletePart { part_number: 1, etag: "\"E\"".into(), checksum_crc32c: Some("4waSgw==".into()) }] };
+        let c = CompleteMultipartUpload {
+            parts: vec![CompletePart {
+                part_number: 1,
+                etag: "\"E\"".into(),
+                checksum_crc32c: Some("4waSgw==".into()),
+            }],
+        };
         assert_eq!(from_slice::<CompleteMultipartUpload>(to_string(&c).unwrap().as_bytes()).unwrap(), c);
         let empty: ListBucketResult = from_slice(b"<ListBucketResult><Name>b</Name></ListBucketResult>").unwrap();
         assert!(empty.contents.is_empty());

@@ -48,9 +48,13 @@ fn crc32c_mismatch() -> Error {
 
 /// A body whose SHA-256 is not the `x-amz-content-sha256` its signature covers (S3 only).
 fn sha256_mismatch(expected: &[u8; 32], calculated: &[u8]) -> Error {
-    Error::code(400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed.")
-        .with_extra("ClientComputedContentSHA256", hex::encode(expected))
-        .with_extra("S3ComputedContentSHA256", hex::encode(calculated))
+    Error::code(
+        400,
+        "XAmzContentSHA256Mismatch",
+        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    )
+    .with_extra("ClientComputedContentSHA256", hex::encode(expected))
+    .with_extra("S3ComputedContentSHA256", hex::encode(calculated))
 }
 
 /// The digests a body must have: `Content-MD5`, an S3 CRC-32C, and the SHA-256 an S3 signature covers.
@@ -173,7 +177,10 @@ pub(crate) fn data_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>)
     let stream = chunks(body);
     let streamed = Expected { md5: None, crc32c, sha256 };
     let body = match streamed.is_empty() {
-        false => Body::from_stream(len, DigestCheck { inner: stream, hashers: Some(streamed.hashers()), expected: streamed }.boxed()),
+        false => Body::from_stream(
+            len,
+            DigestCheck { inner: stream, hashers: Some(streamed.hashers()), expected: streamed }.boxed(),
+        ),
         true => Body::from_stream(len, stream),
     };
     Ok(match md5 {
@@ -186,14 +193,22 @@ pub(crate) fn data_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>)
 pub(crate) async fn small_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>) -> Result<Bytes> {
     let expected = Expected::of(h, sha256)?;
     if content_length(h)?.is_some_and(|n| n > MAX_XML_BODY) {
-        return Err(Error::code(400, "EntityTooLarge", format!("The request body is larger than {MAX_XML_BODY} bytes.")));
+        return Err(Error::code(
+            400,
+            "EntityTooLarge",
+            format!("The request body is larger than {MAX_XML_BODY} bytes."),
+        ));
     }
     let mut out = Vec::new();
     let mut stream = chunks(body);
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk?);
         if out.len() as u64 > MAX_XML_BODY {
-            return Err(Error::code(400, "EntityTooLarge", format!("The request body is larger than {MAX_XML_BODY} bytes.")));
+            return Err(Error::code(
+                400,
+                "EntityTooLarge",
+                format!("The request body is larger than {MAX_XML_BODY} bytes."),
+            ));
         }
     }
     let mut hashers = expected.hashers();

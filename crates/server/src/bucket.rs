@@ -6,7 +6,9 @@ use crate::response::{malformed_xml, Reply};
 use serde::Deserialize;
 use std::fmt::Write as _;
 use transfer_engine::store::{ListPage, ListRequest, ObjectRef, Versioning};
-use transfer_engine::xml::{self, escape, iso8601, CommonPrefix, ListBucketResult, ListedObject, VersioningConfiguration};
+use transfer_engine::xml::{
+    self, escape, iso8601, CommonPrefix, ListBucketResult, ListedObject, VersioningConfiguration,
+};
 use transfer_engine::{BucketStore, ObjectStore, Result};
 
 /// The location reported for every bucket.
@@ -175,7 +177,9 @@ pub(crate) async fn list_objects_v1<S: ObjectStore>(store: &S, req: Req) -> Resu
     let list = ListRequest {
         prefix: prefix.clone(),
         delimiter: delimiter.clone(),
-        start_after: marker.as_deref().map(|m| v1_start_after(m, prefix.as_deref().unwrap_or_default(), delimiter.as_deref())),
+        start_after: marker
+            .as_deref()
+            .map(|m| v1_start_after(m, prefix.as_deref().unwrap_or_default(), delimiter.as_deref())),
         continuation_token: None,
         max_keys: Some(max),
     };

@@ -6,8 +6,8 @@ use crate::response::invalid_argument;
 use http::HeaderMap;
 use transfer_engine::meta::{Metadata, StorageClass};
 use transfer_engine::store::{
-    ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectType, PutOptions,
-    PutResult,
+    ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectType,
+    PutOptions, PutResult,
 };
 use transfer_engine::util::{b64, pct_decode};
 use transfer_engine::{Error, Result, TagSet};
@@ -44,13 +44,18 @@ pub(crate) fn metadata(h: &HeaderMap) -> Result<Metadata> {
     for (name, value) in h {
         let name = name.as_str();
         if let Some(user) = name.strip_prefix(META_PREFIX) {
-            let value = value.to_str().map_err(|_| {
-                invalid_argument(format!("The metadata header {name} is not ASCII text."), name, "")
-            })?;
+            let value = value
+                .to_str()
+                .map_err(|_| invalid_argument(format!("The metadata header {name} is not ASCII text."), name, ""))?;
             m.insert_user(user, value.trim()).map_err(|e| as_service(e, "InvalidArgument"))?;
         } else if matches!(
             name,
-            "content-type" | "cache-control" | "content-disposition" | "content-encoding" | "content-language" | "expires"
+            "content-type"
+                | "cache-control"
+                | "content-disposition"
+                | "content-encoding"
+                | "content-language"
+                | "expires"
         ) {
             if let Some(v) = get(h, name)? {
                 m.set_standard(name, v.to_owned());
@@ -93,7 +98,8 @@ pub(crate) fn forbid_overwrite(h: &HeaderMap) -> Result<bool> {
 /// Parses `x-oss-copy-source`: `/bucket/url-encoded-key[?versionId=...]` (the leading `/` is optional).
 pub(crate) fn copy_source(h: &HeaderMap) -> Result<ObjectRef> {
     let raw = get(h, "x-oss-copy-source")?.unwrap_or_default();
-    let bad = || invalid_argument(format!("Copy Source {raw:?} must be of the form /bucket/key."), "x-oss-copy-source", raw);
+    let bad =
+        || invalid_argument(format!("Copy Source {raw:?} must be of the form /bucket/key."), "x-oss-copy-source", raw);
     let (path, version) = match raw.split_once("?versionId=") {
         Some((p, v)) => (p, Some(v)),
         None => (raw, None),
@@ -123,7 +129,13 @@ pub(crate) fn copy_conditions(h: &HeaderMap) -> Result<CopyConditions> {
 /// `x-oss-copy-source-range: bytes=first-last`; `None` when absent.
 pub(crate) fn copy_source_range(h: &HeaderMap) -> Result<Option<ByteRange>> {
     let Some(v) = get(h, "x-oss-copy-source-range")? else { return Ok(None) };
-    let bad = || invalid_argument(format!("The copy source range {v:?} is not of the form bytes=first-last."), "x-oss-copy-source-range", v);
+    let bad = || {
+        invalid_argument(
+            format!("The copy source range {v:?} is not of the form bytes=first-last."),
+            "x-oss-copy-source-range",
+            v,
+        )
+    };
     let spec = v.trim().strip_prefix("bytes=").ok_or_else(bad)?;
     let (a, b) = spec.split_once('-').ok_or_else(bad)?;
     let first: u64 = a.trim().parse().map_err(|_| bad())?;
@@ -148,11 +160,8 @@ fn directive(h: &HeaderMap, name: &str) -> Result<bool> {
 
 /// The options of CopyObject: source, metadata and tagging directives, source conditions, forbid-overwrite.
 pub(crate) fn copy_options(h: &HeaderMap) -> Result<CopyOptions> {
-    let metadata = if directive(h, "x-oss-metadata-directive")? {
-        Directive::Replace(metadata(h)?)
-    } else {
-        Directive::Copy
-    };
+    let metadata =
+        if directive(h, "x-oss-metadata-directive")? { Directive::Replace(metadata(h)?) } else { Directive::Copy };
     let tagging = if directive(h, "x-oss-tagging-directive")? {
         Directive::Replace(tags(h)?.unwrap_or_default())
     } else {

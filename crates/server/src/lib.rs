@@ -86,7 +86,8 @@ impl<S: ObjectStore + BucketStore + 'static> Server<S> {
     /// `<bucket>.localhost`.
     pub async fn bind(addr: SocketAddr, store: Arc<S>, credentials: Credentials) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        let state = State { store, credentials: vec![credentials], suffixes: vec!["localhost".into()], ids: RequestIds::new() };
+        let state =
+            State { store, credentials: vec![credentials], suffixes: vec!["localhost".into()], ids: RequestIds::new() };
         Ok(Self { listener, state: Arc::new(state) })
     }
 
@@ -136,7 +137,8 @@ impl<S: ObjectStore + BucketStore + 'static> Server<S> {
         }
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+        let drained =
+            tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(open = connections.len(), "connections still open after the drain timeout; closing them");
             connections.abort_all();
@@ -199,7 +201,9 @@ impl<S: ObjectStore + BucketStore + 'static> State<S> {
         let mut facts = LogFacts::default();
         let mut resp = match self.process(req, &host, &mut facts).await {
             Ok(reply) => reply.into_response(&common),
-            Err(e) if facts.s3 => response::error_response(&s3::error_to_s3(&e), &common, &host, method == Method::HEAD),
+            Err(e) if facts.s3 => {
+                response::error_response(&s3::error_to_s3(&e), &common, &host, method == Method::HEAD)
+            }
             Err(e) => response::error_response(&e, &common, &host, method == Method::HEAD),
         };
         if facts.s3 {
@@ -235,7 +239,14 @@ impl<S: ObjectStore + BucketStore + 'static> State<S> {
         }
         let op = routing::resolve(&parts.method, &target, parts.headers.contains_key("x-oss-copy-source"))?;
         facts.op = Some(op);
-        let req = handlers::Req { op, target, headers: parts.headers, body: Some(body), host: host.to_owned(), payload_sha256 };
+        let req = handlers::Req {
+            op,
+            target,
+            headers: parts.headers,
+            body: Some(body),
+            host: host.to_owned(),
+            payload_sha256,
+        };
         handlers::dispatch(&*self.store, req).await
     }
 }

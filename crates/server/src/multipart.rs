@@ -7,8 +7,8 @@ use crate::object::now_secs;
 use crate::response::{invalid_argument, malformed_xml, Reply};
 use transfer_engine::store::{Checksum, CompleteOptions, CompletedPart, ListUploadsRequest, PartReceipt};
 use transfer_engine::xml::{
-    self, iso8601, CompleteMultipartUpload, CompleteMultipartUploadResult, CopyResultXml, InitiateMultipartUploadResult,
-    ListMultipartUploadsResult, ListPartsResult, ListedPart, ListedUpload,
+    self, iso8601, CompleteMultipartUpload, CompleteMultipartUploadResult, CopyResultXml,
+    InitiateMultipartUploadResult, ListMultipartUploadsResult, ListPartsResult, ListedPart, ListedUpload,
 };
 use transfer_engine::{ObjectStore, Result};
 
@@ -18,9 +18,9 @@ const MAX_PAGE: u32 = 1000;
 /// `?partNumber=`: an integer in 1..=10000, or 400 `InvalidArgument` naming it.
 fn part_number(req: &Req) -> Result<u32> {
     let v = req.q("partNumber").unwrap_or_default();
-    let n = v
-        .parse::<u32>()
-        .map_err(|_| invalid_argument("Part number must be an integer between 1 and 10000, inclusive.", "partNumber", v))?;
+    let n = v.parse::<u32>().map_err(|_| {
+        invalid_argument("Part number must be an integer between 1 and 10000, inclusive.", "partNumber", v)
+    })?;
     transfer_engine::store::validate_part_number(n)?;
     Ok(n)
 }
@@ -71,7 +71,11 @@ pub(crate) async fn upload_part_copy<S: ObjectStore>(store: &S, req: Req) -> Res
     let range = headers::copy_source_range(&req.headers)?;
     let conditions = headers::copy_conditions(&req.headers)?;
     let r = store.upload_part_copy(req.bucket(), req.key(), upload_id(&req), n, &source, range, &conditions).await?;
-    let doc = CopyResultXml { last_modified: iso8601(now_secs()), etag: quote(&r.etag), checksum_crc32c: r.checksum.map(|c| c.value()) };
+    let doc = CopyResultXml {
+        last_modified: iso8601(now_secs()),
+        etag: quote(&r.etag),
+        checksum_crc32c: r.checksum.map(|c| c.value()),
+    };
     // oss2 takes the part's ETag from the header, the V2 SDK from the XML: send both.
     Ok(Reply::xml_rooted(&doc, "CopyPartResult")?
         .headers(receipt_headers(&r))
@@ -121,7 +125,8 @@ pub(crate) async fn complete<S: ObjectStore>(store: &S, mut req: Req) -> Result<
             .collect::<Result<_>>()?
     };
     let r = store.complete_multipart(req.bucket(), req.key(), upload_id(&req), &parts, &opts).await?;
-    let location = format!("http://{}/{}/{}", req.host, req.bucket(), transfer_engine::util::pct_encode_path(req.key()));
+    let location =
+        format!("http://{}/{}/{}", req.host, req.bucket(), transfer_engine::util::pct_encode_path(req.key()));
     Ok(Reply::xml_of(&CompleteMultipartUploadResult {
         encoding_type: req.encoding_type(),
         location,
@@ -191,7 +196,11 @@ pub(crate) async fn list_uploads<S: ObjectStore>(store: &S, req: Req) -> Result<
         uploads: page
             .uploads
             .iter()
-            .map(|u| ListedUpload { key: req.enc(&u.key), upload_id: u.upload_id.clone(), initiated: iso8601(u.initiated) })
+            .map(|u| ListedUpload {
+                key: req.enc(&u.key),
+                upload_id: u.upload_id.clone(),
+                initiated: iso8601(u.initiated),
+            })
             .collect(),
     })
 }

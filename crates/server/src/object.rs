@@ -41,7 +41,12 @@ fn check_conditions(req: &Req, info: &ObjectInfo) -> Result<Option<Reply>> {
             .with_extra("Condition", cond)
     };
     let etag_in = |list: &str| list.split(',').any(|t| t.trim() == "*" || unquote(t) == info.etag);
-    let date = |v: &str| httpdate::parse_http_date(v.trim()).ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
+    let date = |v: &str| {
+        httpdate::parse_http_date(v.trim())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+    };
     if let Some(v) = req.header("if-match")? {
         if !etag_in(v) {
             return Err(failed("If-Match"));
@@ -74,7 +79,8 @@ fn resolve_range(header: &str, size: u64, standard: bool) -> Result<Option<(u64,
             .with_header("content-range", format!("bytes */{size}"))),
         None => Ok(None),
         Some(range) => {
-            let end = header.trim().strip_prefix("bytes=").and_then(|s| s.split_once('-')).filter(|(a, _)| !a.is_empty());
+            let end =
+                header.trim().strip_prefix("bytes=").and_then(|s| s.split_once('-')).filter(|(a, _)| !a.is_empty());
             let end_past = end.and_then(|(_, b)| b.trim().parse::<u64>().ok()).is_some_and(|b| b >= size);
             Ok(if end_past && !standard { None } else { Some(range) })
         }
@@ -105,7 +111,9 @@ pub(crate) async fn get_object<S: ObjectStore>(store: &S, req: Req) -> Result<Re
     if range.is_some() {
         headers.retain(|(n, _)| n != "content-md5");
         let (a, b) = got.range.unwrap_or_default();
-        reply = reply.status(StatusCode::PARTIAL_CONTENT).header("content-range", format!("bytes {a}-{b}/{}", got.info.size));
+        reply = reply
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header("content-range", format!("bytes {a}-{b}/{}", got.info.size));
     }
     Ok(reply
         .headers(headers)
@@ -121,7 +129,10 @@ pub(crate) async fn head_object<S: ObjectStore>(store: &S, req: Req) -> Result<R
     if let Some(reply) = check_conditions(&req, &info)? {
         return Ok(reply);
     }
-    Ok(Reply::ok().headers(info_headers(&info)).header("accept-ranges", "bytes").header("content-length", info.size.to_string()))
+    Ok(Reply::ok()
+        .headers(info_headers(&info))
+        .header("accept-ranges", "bytes")
+        .header("content-length", info.size.to_string()))
 }
 
 /// GetObjectMeta.
@@ -140,9 +151,9 @@ pub(crate) async fn delete_object<S: ObjectStore>(store: &S, req: Req) -> Result
 
 /// AppendObject.
 pub(crate) async fn append_object<S: ObjectStore>(store: &S, mut req: Req) -> Result<Reply> {
-    let position: u64 = req.q_num("position")?.ok_or_else(|| {
-        invalid_argument("The position parameter is required for AppendObject.", "position", "")
-    })?;
+    let position: u64 = req
+        .q_num("position")?
+        .ok_or_else(|| invalid_argument("The position parameter is required for AppendObject.", "position", ""))?;
     let opts = headers::put_options(&req.headers)?;
     let body = req.data_body()?;
     let r = store.append_object(req.bucket(), req.key(), position, body, &opts).await?;
@@ -155,7 +166,8 @@ pub(crate) async fn append_object<S: ObjectStore>(store: &S, mut req: Req) -> Re
 /// PutSymlink.
 pub(crate) async fn put_symlink<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
     let raw = req.header("x-oss-symlink-target")?.unwrap_or_default();
-    let target = pct_decode(raw).map_err(|_| invalid_argument("The symlink target is not valid.", "x-oss-symlink-target", raw))?;
+    let target = pct_decode(raw)
+        .map_err(|_| invalid_argument("The symlink target is not valid.", "x-oss-symlink-target", raw))?;
     if target.is_empty() {
         return Err(invalid_argument("The x-oss-symlink-target header is required.", "x-oss-symlink-target", raw));
     }
@@ -167,7 +179,9 @@ pub(crate) async fn put_symlink<S: ObjectStore>(store: &S, req: Req) -> Result<R
 /// GetSymlink: the target goes percent-encoded in `x-oss-symlink-target`.
 pub(crate) async fn get_symlink<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
     let s = store.get_symlink(&req.obj()).await?;
-    Ok(Reply::ok().header("x-oss-symlink-target", pct_encode_path(&s.target)).header_opt("x-oss-version-id", s.version_id))
+    Ok(Reply::ok()
+        .header("x-oss-symlink-target", pct_encode_path(&s.target))
+        .header_opt("x-oss-version-id", s.version_id))
 }
 
 /// PutObjectTagging.

@@ -36,7 +36,9 @@ fn invalid_uri(what: &str) -> Error {
 fn host_bucket(host: &str, suffixes: &[String]) -> Option<String> {
     let name = match host.strip_prefix('[') {
         Some(_) => return None, // IPv6 literal
-        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host }),
     };
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     if name.parse::<std::net::IpAddr>().is_ok() {
@@ -49,8 +51,14 @@ fn host_bucket(host: &str, suffixes: &[String]) -> Option<String> {
 }
 
 /// Parses the target of a request from its `Host`, raw path and raw query.
-pub(crate) fn parse_target(host: Option<&str>, path: &str, raw_query: Option<&str>, suffixes: &[String]) -> Result<Target> {
-    let query = parse_query(raw_query.unwrap_or_default()).map_err(|_| invalid_uri("the query is not valid UTF-8 once decoded"))?;
+pub(crate) fn parse_target(
+    host: Option<&str>,
+    path: &str,
+    raw_query: Option<&str>,
+    suffixes: &[String],
+) -> Result<Target> {
+    let query = parse_query(raw_query.unwrap_or_default())
+        .map_err(|_| invalid_uri("the query is not valid UTF-8 once decoded"))?;
     let path = path.strip_prefix('/').unwrap_or(path);
     let decode = |s: &str| pct_decode(s).map_err(|_| invalid_uri("the path is not valid UTF-8 once decoded"));
     let (bucket, key) = match host.and_then(|h| host_bucket(h, suffixes)) {
@@ -187,10 +195,41 @@ static ROUTES: &[Route] = &[
 /// use asks for an operation this server does not implement (ListObjectVersions, bucket ACLs, lifecycle, ...):
 /// it is answered 501 `NotImplemented` rather than served as the plain operation of the same path.
 static SELECTORS: &[&str] = &[
-    "acl", "append", "bucketInfo", "callback", "cname", "cors", "delete", "encryption", "img", "inventory",
-    "lifecycle", "live", "location", "logging", "metaQuery", "objectMeta", "policy", "qos", "referer",
-    "replication", "requestPayment", "resourceGroup", "restore", "seal", "stat", "style", "symlink", "tagging",
-    "transferAcceleration", "uploads", "versioning", "versions", "website", "worm", "x-oss-async-process",
+    "acl",
+    "append",
+    "bucketInfo",
+    "callback",
+    "cname",
+    "cors",
+    "delete",
+    "encryption",
+    "img",
+    "inventory",
+    "lifecycle",
+    "live",
+    "location",
+    "logging",
+    "metaQuery",
+    "objectMeta",
+    "policy",
+    "qos",
+    "referer",
+    "replication",
+    "requestPayment",
+    "resourceGroup",
+    "restore",
+    "seal",
+    "stat",
+    "style",
+    "symlink",
+    "tagging",
+    "transferAcceleration",
+    "uploads",
+    "versioning",
+    "versions",
+    "website",
+    "worm",
+    "x-oss-async-process",
     "x-oss-process",
 ];
 
@@ -211,7 +250,8 @@ pub(crate) fn resolve(method: &Method, target: &Target, copy_source: bool) -> Re
                 && !matches!(route.copy, Some(c) if c != copy_source)
         })
         .map(|route| {
-            match target.query.iter().map(|(k, _)| k.as_str()).find(|k| SELECTORS.contains(k) && !route.sub.contains(k)) {
+            match target.query.iter().map(|(k, _)| k.as_str()).find(|k| SELECTORS.contains(k) && !route.sub.contains(k))
+            {
                 Some(sub) => Err(Error::code(
                     501,
                     "NotImplemented",
@@ -221,13 +261,20 @@ pub(crate) fn resolve(method: &Method, target: &Target, copy_source: bool) -> Re
             }
         })
         .unwrap_or_else(|| {
-            Err(Error::code(405, "MethodNotAllowed", format!("The specified method {method} is not allowed against this resource."))
-                .with_extra("Method", method.as_str())
-                .with_extra("ResourceType", match scope {
+            Err(Error::code(
+                405,
+                "MethodNotAllowed",
+                format!("The specified method {method} is not allowed against this resource."),
+            )
+            .with_extra("Method", method.as_str())
+            .with_extra(
+                "ResourceType",
+                match scope {
                     Scope::Service => "Service",
                     Scope::Bucket => "Bucket",
                     Scope::Object => "Object",
-                }))
+                },
+            ))
         })
 }
 

@@ -101,11 +101,9 @@ pub(crate) fn response_to_s3(headers: &mut HeaderMap) {
             if RESPONSE_SUFFIXES.contains(&suffix) {
                 let v = value.to_str().unwrap_or_default();
                 let v = match suffix {
-                    "storage-class" => StorageClass::parse(v)
-                        .ok()
-                        .and_then(|c| s3.storage_class_name(c))
-                        .unwrap_or(v)
-                        .to_owned(),
+                    "storage-class" => {
+                        StorageClass::parse(v).ok().and_then(|c| s3.storage_class_name(c)).unwrap_or(v).to_owned()
+                    }
                     _ => v.to_owned(),
                 };
                 put(headers, &s3.h(suffix), &v);
@@ -238,7 +236,10 @@ mod tests {
     fn oss_errors_get_s3_codes() {
         let exists = Error::code(409, "FileAlreadyExists", "exists").with_extra("EC", "x");
         let se = error_to_s3(&exists).service_error().unwrap().clone();
-        assert_eq!((se.status, se.code.as_str(), se.extra("Condition")), (412, "PreconditionFailed", Some("If-None-Match")));
+        assert_eq!(
+            (se.status, se.code.as_str(), se.extra("Condition")),
+            (412, "PreconditionFailed", Some("If-None-Match"))
+        );
         let mismatch = Error::code(400, "InvalidDigest", "m").with_extra("CalculatedDigest", "AAAA");
         assert_eq!(error_to_s3(&mismatch).service_code(), Some("BadDigest"));
         let malformed = Error::code(400, "InvalidDigest", "m");

@@ -94,16 +94,22 @@ async fn a_content_md5_mismatch_stores_nothing() {
     let s = TestServer::start().await;
     s.create_bucket("bkt").await;
     let r = s
-        .send(Call::new(Method::PUT, Some("bkt"), Some("k")).h("content-md5", &content_md5(b"other")).body(&b"data"[..]))
+        .send(
+            Call::new(Method::PUT, Some("bkt"), Some("k")).h("content-md5", &content_md5(b"other")).body(&b"data"[..]),
+        )
         .await;
     assert_eq!(r.status(), 400);
     assert_eq!(code_of(&r.text().await.unwrap()), "InvalidDigest");
     let r = s.send(Call::new(Method::HEAD, Some("bkt"), Some("k"))).await;
     assert_eq!(r.status(), 404);
     // Operations without a body check the digest of what was sent too (the V2 SDK sends MD5("") on them).
-    let r = s.send(Call::new(Method::POST, Some("bkt"), Some("k")).q("uploads", "").h("content-md5", &content_md5(b""))).await;
+    let r = s
+        .send(Call::new(Method::POST, Some("bkt"), Some("k")).q("uploads", "").h("content-md5", &content_md5(b"")))
+        .await;
     assert_eq!(r.status(), 200);
-    let r = s.send(Call::new(Method::POST, Some("bkt"), Some("k")).q("uploads", "").h("content-md5", &content_md5(b"x"))).await;
+    let r = s
+        .send(Call::new(Method::POST, Some("bkt"), Some("k")).q("uploads", "").h("content-md5", &content_md5(b"x")))
+        .await;
     assert_eq!((r.status().as_u16(), code_of(&r.text().await.unwrap()).as_str()), (400, "InvalidDigest"));
     let r = s.send(Call::new(Method::PUT, Some("bkt"), Some("k")).h("content-md5", "garbage").body(&b"data"[..])).await;
     assert_eq!((r.status().as_u16(), code_of(&r.text().await.unwrap()).as_str()), (400, "InvalidDigest"));
@@ -179,9 +185,8 @@ async fn ranges_follow_x_oss_range_behavior() {
 async fn multipart_upload_and_complete() {
     let s = TestServer::start().await;
     s.create_bucket("bkt").await;
-    let r = s
-        .send(Call::new(Method::POST, Some("bkt"), Some("big obj")).q("uploads", "").q("encoding-type", "url"))
-        .await;
+    let r =
+        s.send(Call::new(Method::POST, Some("bkt"), Some("big obj")).q("uploads", "").q("encoding-type", "url")).await;
     let body = r.text().await.unwrap();
     assert!(body.contains("<Key>big%20obj</Key>") && body.contains("<EncodingType>url</EncodingType>"), "{body}");
     let upload_id = body.split("<UploadId>").nth(1).and_then(|s| s.split('<').next()).unwrap().to_owned();
@@ -237,7 +242,9 @@ async fn listing_copy_append_and_bucket_operations() {
     for k in ["a/1", "a/2", "b", "c"] {
         s.put("bkt", k, k.as_bytes()).await;
     }
-    let r = s.send(Call::new(Method::GET, Some("bkt"), None).q("list-type", "2").q("delimiter", "/").q("max-keys", "2")).await;
+    let r = s
+        .send(Call::new(Method::GET, Some("bkt"), None).q("list-type", "2").q("delimiter", "/").q("max-keys", "2"))
+        .await;
     let body = r.text().await.unwrap();
     assert!(body.contains("<Prefix>a/</Prefix>") && body.contains("<Key>b</Key>"), "{body}");
     assert!(body.contains("<IsTruncated>true</IsTruncated>") && body.contains("<KeyCount>2</KeyCount>"), "{body}");
@@ -262,9 +269,11 @@ async fn listing_copy_append_and_bucket_operations() {
     let r = s.send(Call::new(Method::HEAD, Some("bkt"), Some("copy"))).await;
     assert_eq!(header(&r, "x-oss-meta-k"), Some("v"));
     // Append, then a wrong position.
-    let r = s.send(Call::new(Method::POST, Some("bkt"), Some("log")).q("append", "").q("position", "0").body("abc")).await;
+    let r =
+        s.send(Call::new(Method::POST, Some("bkt"), Some("log")).q("append", "").q("position", "0").body("abc")).await;
     assert_eq!(header(&r, "x-oss-next-append-position"), Some("3"));
-    let r = s.send(Call::new(Method::POST, Some("bkt"), Some("log")).q("append", "").q("position", "1").body("d")).await;
+    let r =
+        s.send(Call::new(Method::POST, Some("bkt"), Some("log")).q("append", "").q("position", "1").body("d")).await;
     assert_eq!(r.status(), 409);
     assert_eq!(header(&r, "x-oss-next-append-position"), Some("3"));
     assert_eq!(code_of(&r.text().await.unwrap()), "PositionNotEqualToLength");
@@ -345,7 +354,8 @@ async fn list_buckets_acl_delete_multiple_and_presigned_urls() {
     s.put("bkt", "shared", b"presigned").await;
     for version in [transfer_engine::sign::SignatureVersion::V1, transfer_engine::sign::SignatureVersion::V4] {
         let signer = transfer_engine::sign::Signer::new(version, "cn-hangzhou");
-        let target = transfer_engine::sign::SignTarget { method: "GET", bucket: Some("bkt"), key: Some("shared"), query: &[] };
+        let target =
+            transfer_engine::sign::SignTarget { method: "GET", bucket: Some("bkt"), key: Some("shared"), query: &[] };
         let params = signer.presign(
             &s.creds,
             &target,
@@ -373,9 +383,10 @@ async fn security_tokens_are_required_when_configured() {
     )
     .unwrap();
     let creds = Credentials::new("sts-id", "sts-secret").with_security_token("token-1");
-    let server = transfer_server::Server::bind("127.0.0.1:0".parse().unwrap(), std::sync::Arc::new(store), creds.clone())
-        .await
-        .unwrap();
+    let server =
+        transfer_server::Server::bind("127.0.0.1:0".parse().unwrap(), std::sync::Arc::new(store), creds.clone())
+            .await
+            .unwrap();
     let addr = server.local_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {

@@ -95,10 +95,7 @@ async fn flow(version: SignatureVersion, path_style: bool) {
     assert_eq!(parts.parts.iter().map(|p| p.part_number).collect::<Vec<_>>(), vec![1, 2]);
     let uploads = oss.list_uploads(b, &ListUploadsRequest::default()).await.unwrap();
     assert!(uploads.uploads.iter().any(|u| u.upload_id == upload && u.key == mp));
-    let completed = [
-        CompletedPart::new(1, r1.etag.clone()),
-        CompletedPart::new(2, r2.etag.clone()),
-    ];
+    let completed = [CompletedPart::new(1, r1.etag.clone()), CompletedPart::new(2, r2.etag.clone())];
     let done = oss.complete_multipart(b, mp, &upload, &completed, &CompleteOptions::default()).await.unwrap();
     let mut whole = part1.clone();
     whole.extend_from_slice(b"01234");

@@ -48,8 +48,8 @@ pub use lock::JobLock;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use writer::PartWriter;
 
-use crate::store::Checksum;
 use crate::error::{Error, ErrorKind, Result};
+use crate::store::Checksum;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -372,7 +372,10 @@ impl Ledger {
     }
 
     /// Runs `f` on this ledger on a blocking thread: how async code calls the ledger's synchronous methods.
-    pub async fn off_thread<T: Send + 'static>(&self, f: impl FnOnce(&Ledger) -> Result<T> + Send + 'static) -> Result<T> {
+    pub async fn off_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Ledger) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let ledger = self.clone();
         tokio::task::spawn_blocking(move || f(&ledger)).await?
     }

@@ -29,8 +29,8 @@ use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
 use crate::error::{Error, Result, Retry};
 use crate::meta::Metadata;
 use crate::plan::{Method, ObjectPlan};
-use crate::store::{ObjectStore, 
-    validate_key, ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectRef, PutOptions,
+use crate::store::{
+    validate_key, ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectRef, ObjectStore, PutOptions,
 };
 use crate::tags::TagSet;
 use std::sync::Arc;
@@ -221,7 +221,8 @@ impl Engine {
                 let row = match existing {
                     Some(row) => self.restart(row, fp, size, plan.part_size()).await?,
                     None => {
-                        let (b, k, fp, t, ps) = (req.bucket.clone(), req.key.clone(), fp, tags.clone(), plan.part_size());
+                        let (b, k, fp, t, ps) =
+                            (req.bucket.clone(), req.key.clone(), fp, tags.clone(), plan.part_size());
                         self.db(move |l| l.upsert_object(job, &source, &b, &k, size, &fp, ps, t.as_ref())).await?
                     }
                 };
@@ -277,7 +278,13 @@ impl Engine {
     }
 
     /// The store refused to overwrite the destination (`FileAlreadyExists`): the object is skipped.
-    async fn copy_refused(&self, row: &ObjectRow, req: &CopyRequest, size: u64, upload_id: Option<&str>) -> Result<CopyOutcome> {
+    async fn copy_refused(
+        &self,
+        row: &ObjectRow,
+        req: &CopyRequest,
+        size: u64,
+        upload_id: Option<&str>,
+    ) -> Result<CopyOutcome> {
         let head = self.skip_refused(row, &req.dest(), upload_id).await?;
         Ok(CopyOutcome::left_alone(size, SkipReason::Exists, head.as_ref()))
     }
@@ -362,7 +369,13 @@ impl Engine {
         })
     }
 
-    async fn copy_multipart(&self, row: &ObjectRow, req: &CopyRequest, r: &Resolved, plan: &ObjectPlan) -> Result<CopyOutcome> {
+    async fn copy_multipart(
+        &self,
+        row: &ObjectRow,
+        req: &CopyRequest,
+        r: &Resolved,
+        plan: &ObjectPlan,
+    ) -> Result<CopyOutcome> {
         let inner = &self.inner;
         let opts = PutOptions {
             metadata: r.metadata.clone(),
@@ -421,7 +434,15 @@ impl Engine {
                                 engine.check_stopped()?;
                                 inner
                                     .store
-                                    .upload_part_copy(&bucket, &key, &upload_id, part.number, &source, Some(range), &conditions)
+                                    .upload_part_copy(
+                                        &bucket,
+                                        &key,
+                                        &upload_id,
+                                        part.number,
+                                        &source,
+                                        Some(range),
+                                        &conditions,
+                                    )
                                     .await
                             })
                             .await
@@ -452,7 +473,9 @@ impl Engine {
         flushed?;
 
         let (put, _) = match self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await {
-            Err(e) if self.refused_overwrite(&e) => return self.copy_refused(row, req, plan.size, Some(&upload_id)).await,
+            Err(e) if self.refused_overwrite(&e) => {
+                return self.copy_refused(row, req, plan.size, Some(&upload_id)).await
+            }
             completed => completed?,
         };
         Self::check_source_crc(&r.head, put.crc64, "CompleteMultipartUpload")?;

@@ -140,7 +140,9 @@ mod tests {
     #[test]
     fn tree_digests_equal_the_plain_hash() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-        for (len, part) in [(2048, 1024), (300_000, 1024), (300_000, 4096), (300_000, 65_536), (131_072, 65_536), (131_073, 65_536)] {
+        for (len, part) in
+            [(2048, 1024), (300_000, 1024), (300_000, 4096), (300_000, 65_536), (131_072, 65_536), (131_073, 65_536)]
+        {
             let (got, tree) = digest_by_parts(&data[..len], part);
             assert!(tree, "{len} in parts of {part} is a tree");
             assert_eq!(got, blake3::hash(&data[..len]), "{len} bytes in parts of {part}");
@@ -161,7 +163,11 @@ mod tests {
     fn the_two_modes_never_take_each_others_digests() {
         let data = vec![1u8; 4096];
         assert_ne!(part_digest(true, 0, &data), part_digest(false, 0, &data));
-        assert_ne!(part_digest(true, 0, &data), part_digest(true, 4096, &data), "a chaining value depends on the offset");
+        assert_ne!(
+            part_digest(true, 0, &data),
+            part_digest(true, 4096, &data),
+            "a chaining value depends on the offset"
+        );
     }
 
     proptest! {

@@ -84,7 +84,8 @@ impl Patterns {
             }
             given.push(p.to_owned());
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| Error::invalid(format!("{side} patterns {given:?}: {e}")));
+        let build =
+            |b: GlobSetBuilder| b.build().map_err(|e| Error::invalid(format!("{side} patterns {given:?}: {e}")));
         Ok(Patterns { base: build(base)?, path: build(path)?, given })
     }
 
@@ -179,7 +180,9 @@ mod tests {
         let star = f(&["*/*.bin"], NONE);
         assert!(star.matches("a/b.bin") && !star.matches("a/b/c.bin") && !star.matches("b.bin"));
         let under = f(&["photos/**"], NONE);
-        assert!(under.matches("photos/a.jpg") && under.matches("photos/2024/01/a.jpg") && !under.matches("photo/a.jpg"));
+        assert!(
+            under.matches("photos/a.jpg") && under.matches("photos/2024/01/a.jpg") && !under.matches("photo/a.jpg")
+        );
         let anywhere = f(NONE, &["**/cache/**"]);
         assert!(!anywhere.matches("cache/a") && !anywhere.matches("x/y/cache/z/a"));
         assert!(anywhere.matches("x/cached/a") && anywhere.matches("cache"));

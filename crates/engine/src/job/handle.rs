@@ -139,7 +139,11 @@ impl Tracker {
                 (self.started, 0)
             };
             let secs = now.duration_since(since).as_secs_f64();
-            if secs > 0.0 { acknowledged.saturating_sub(base) as f64 / secs } else { 0.0 }
+            if secs > 0.0 {
+                acknowledged.saturating_sub(base) as f64 / secs
+            } else {
+                0.0
+            }
         };
         Progress {
             bytes_acknowledged: acknowledged,

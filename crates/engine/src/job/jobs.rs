@@ -175,7 +175,12 @@ impl Engine {
         })
     }
 
-    async fn run_job(&self, job: JobId, mut found: mpsc::Receiver<Found>, events: mpsc::Sender<Event>) -> Result<JobSummary> {
+    async fn run_job(
+        &self,
+        job: JobId,
+        mut found: mpsc::Receiver<Found>,
+        events: mpsc::Sender<Event>,
+    ) -> Result<JobSummary> {
         let tracker = self.tracker.clone().expect("a job engine is tracked");
         let limit = self.inner.config.plan.max_in_flight.max(1) * 2;
         let dry_run = self.dry_run();
@@ -199,7 +204,12 @@ impl Engine {
                     if failures.len() < MAX_FAILURES_KEPT {
                         failures.push((key.clone(), e.to_string()));
                     }
-                    Event::Failed { key, error: e.to_string(), kind: e.kind(), code: e.service_code().map(str::to_owned) }
+                    Event::Failed {
+                        key,
+                        error: e.to_string(),
+                        kind: e.kind(),
+                        code: e.service_code().map(str::to_owned),
+                    }
                 }
             })
         };
@@ -224,7 +234,9 @@ impl Engine {
             };
             match next {
                 None => break,
-                Some(Err((what, error))) => emit(settle(what, Err(Error::new(ErrorKind::Io, error)), &mut failures)).await,
+                Some(Err((what, error))) => {
+                    emit(settle(what, Err(Error::new(ErrorKind::Io, error)), &mut failures)).await
+                }
                 Some(Ok(work)) => {
                     let engine = self.clone();
                     running.spawn(async move {
@@ -277,7 +289,8 @@ impl Engine {
             if tracker.is_stopped() {
                 return;
             }
-            let page = self.retrying("ListObjects", |_| async {
+            let page = self
+                .retrying("ListObjects", |_| async {
                     let _slot = inner.scheduler.request().await;
                     self.source_store().list_objects(&req.src_bucket, &list).await
                 })
@@ -323,7 +336,10 @@ fn walk(req: &DirRequest, prefix: &str, tx: &mpsc::Sender<Found>, tracker: &Trac
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,
             Err(e) => {
-                if tx.blocking_send(Err((d.display().to_string(), format!("cannot list {}: {e}", d.display())))).is_err() {
+                if tx
+                    .blocking_send(Err((d.display().to_string(), format!("cannot list {}: {e}", d.display()))))
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -351,11 +367,16 @@ fn walk(req: &DirRequest, prefix: &str, tx: &mpsc::Sender<Found>, tracker: &Trac
                                 tags: req.tags.clone(),
                             }))
                         }
-                        None => Err((path.display().to_string(), format!("{} has a name that is not UTF-8; rename it", path.display()))),
+                        None => Err((
+                            path.display().to_string(),
+                            format!("{} has a name that is not UTF-8; rename it", path.display()),
+                        )),
                     },
                     // Sockets, devices, links to directories: not objects.
                     Ok(_) => continue,
-                    Err(e) if ft.is_symlink() => Err((path.display().to_string(), format!("broken link {}: {e}", path.display()))),
+                    Err(e) if ft.is_symlink() => {
+                        Err((path.display().to_string(), format!("broken link {}: {e}", path.display())))
+                    }
                     Err(e) => Err((path.display().to_string(), format!("cannot stat {}: {e}", path.display()))),
                 },
                 Err(e) => Err((d.display().to_string(), format!("cannot list {}: {e}", d.display()))),

@@ -170,7 +170,10 @@ impl Engine {
         let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
         let caps = store.capabilities().clone();
         let buffers = BufferPool::new(config.plan.memory_budget);
-        Ok(Engine { inner: Arc::new(Inner { store, source: None, caps, ledger, scheduler, buffers, config }), tracker: None })
+        Ok(Engine {
+            inner: Arc::new(Inner { store, source: None, caps, ledger, scheduler, buffers, config }),
+            tracker: None,
+        })
     }
 
     /// An engine whose copies ([`Engine::copy_object`], [`Engine::copy_prefix`], ...) read from `source`, another
@@ -179,7 +182,12 @@ impl Engine {
     /// and resumable like an upload (parts recorded in the ledger; a source that changes between runs or during
     /// one starts the object again). Metadata and tags are resolved from the source as for a server-side copy.
     /// Uploads of files work as with [`Engine::new`].
-    pub fn relay(store: Arc<dyn ObjectStore>, source: Arc<dyn ObjectStore>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
+    pub fn relay(
+        store: Arc<dyn ObjectStore>,
+        source: Arc<dyn ObjectStore>,
+        ledger: Ledger,
+        config: EngineConfig,
+    ) -> Result<Engine> {
         let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
         let caps = store.capabilities().clone();
         let buffers = BufferPool::new(config.plan.memory_budget);
@@ -247,7 +255,9 @@ impl Engine {
     /// or object starts after that.
     fn check_stopped(&self) -> Result<()> {
         match &self.tracker {
-            Some(t) if t.is_stopped() => Err(Error::new(crate::ErrorKind::Stopped, "the job was stopped; resume it to continue")),
+            Some(t) if t.is_stopped() => {
+                Err(Error::new(crate::ErrorKind::Stopped, "the job was stopped; resume it to continue"))
+            }
             _ => Ok(()),
         }
     }

@@ -58,7 +58,6 @@ impl fmt::Display for SkipReason {
     }
 }
 
-
 /// True for a ledger row of an object nothing was written for yet: the policy is checked for it.
 pub(super) fn not_started(row: &ObjectRow) -> bool {
     row.upload_id.is_none() && matches!(row.state, ObjectState::Pending | ObjectState::Failed)
@@ -112,7 +111,11 @@ impl Engine {
 
     /// Whether the policy skips copying the source described by `src` to `dest`, and the destination's HEAD
     /// if so.
-    pub(super) async fn copy_skip(&self, dest: &ObjectRef, src: &ObjectInfo) -> Result<Option<(SkipReason, ObjectInfo)>> {
+    pub(super) async fn copy_skip(
+        &self,
+        dest: &ObjectRef,
+        src: &ObjectInfo,
+    ) -> Result<Option<(SkipReason, ObjectInfo)>> {
         match self.inner.config.overwrite {
             Overwrite::Always => Ok(None),
             Overwrite::IfMissing => Ok(self.destination(dest).await?.map(|h| (SkipReason::Exists, h))),
@@ -149,7 +152,14 @@ impl Engine {
     /// earlier attempt whose answer was lost may have written the object itself. It is taken as this write's
     /// result when the destination has the size and CRC-64 that were sent; otherwise `e` stands. Called with
     /// the attempt's request permit held.
-    pub(super) async fn earlier_attempt(&self, e: Error, attempt: u32, dest: &ObjectRef, size: u64, crc: Option<u64>) -> Result<PutResult> {
+    pub(super) async fn earlier_attempt(
+        &self,
+        e: Error,
+        attempt: u32,
+        dest: &ObjectRef,
+        size: u64,
+        crc: Option<u64>,
+    ) -> Result<PutResult> {
         if attempt > 1 && self.refused_overwrite(&e) {
             if let (Some(crc), Ok(head)) = (crc, self.inner.store.head_object(dest).await) {
                 if head.size == size && head.crc64 == Some(crc) {
@@ -168,7 +178,9 @@ impl Engine {
             match self.inner.store.abort_multipart(&dest.bucket, &dest.key, upload_id).await {
                 Ok(()) => {}
                 Err(e) if e.service_code() == Some("NoSuchUpload") => {}
-                Err(e) => tracing::warn!(upload_id, error = %e, "could not abort the upload of a skipped object; `transfer cleanup` can"),
+                Err(e) => {
+                    tracing::warn!(upload_id, error = %e, "could not abort the upload of a skipped object; `transfer cleanup` can")
+                }
             }
             self.db(move |l| l.set_upload(id, None)).await?;
         }
@@ -177,7 +189,12 @@ impl Engine {
 
     /// The object was skipped because the store refused to overwrite it: records that, and returns the
     /// destination's HEAD if it can be had (for the outcome).
-    pub(super) async fn skip_refused(&self, row: &ObjectRow, dest: &ObjectRef, upload_id: Option<&str>) -> Result<Option<ObjectInfo>> {
+    pub(super) async fn skip_refused(
+        &self,
+        row: &ObjectRow,
+        dest: &ObjectRef,
+        upload_id: Option<&str>,
+    ) -> Result<Option<ObjectInfo>> {
         tracing::info!(destination = %dest, "the destination appeared meanwhile and the store refused to overwrite it; skipped");
         self.skip(row, dest, upload_id).await?;
         Ok(self.destination(dest).await.ok().flatten())

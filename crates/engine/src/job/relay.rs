@@ -17,7 +17,13 @@ use std::sync::Arc;
 
 impl Engine {
     /// The bytes of `obj` (whole, or `(offset, len)`) from `source`, as the version `head` describes.
-    async fn fetch(&self, source: &Arc<dyn ObjectStore>, obj: &ObjectRef, head: &ObjectInfo, part: Option<(u64, u64)>) -> Result<Bytes> {
+    async fn fetch(
+        &self,
+        source: &Arc<dyn ObjectStore>,
+        obj: &ObjectRef,
+        head: &ObjectInfo,
+        part: Option<(u64, u64)>,
+    ) -> Result<Bytes> {
         let obj = match (&obj.version_id, &head.version_id) {
             (None, Some(v)) => obj.clone().at_version(v.clone()),
             _ => obj.clone(),
@@ -95,7 +101,10 @@ impl Engine {
                 let _slot = inner.scheduler.request().await;
                 halt.check()?;
                 self.check_stopped()?;
-                inner.store.upload_part(bucket, key, upload_id, number, Body::from(data), inner.config.content_md5).await
+                inner
+                    .store
+                    .upload_part(bucket, key, upload_id, number, Body::from(data), inner.config.content_md5)
+                    .await
             }
         })
         .await

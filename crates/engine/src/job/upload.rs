@@ -17,9 +17,9 @@ use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
 use crate::crc64;
 use crate::error::{Error, ErrorKind, Result, Retry};
 use crate::plan::{plan_object, Method, ObjectPlan};
+use crate::run::BufferPool;
 use crate::store::{validate_key, Body, CompleteOptions, CompletedPart, ObjectInfo, ObjectRef, PutOptions, PutResult};
 use crate::tags::TagSet;
-use crate::run::BufferPool;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -98,11 +98,11 @@ fn pread_exact(file: &File, mut buf: Vec<u8>, len: usize, mut offset: u64) -> st
 async fn read_at(pool: &BufferPool, file: Arc<File>, path: Arc<Path>, offset: u64, len: u64) -> Result<Bytes> {
     let pool = pool.clone();
     tokio::task::spawn_blocking(move || {
-        let buf = pread_exact(&file, pool.take(len as usize), len as usize, offset).map_err(|e| io_error("read", &path, e))?;
+        let buf = pread_exact(&file, pool.take(len as usize), len as usize, offset)
+            .map_err(|e| io_error("read", &path, e))?;
         Ok(pool.freeze(buf))
     })
-    .await
-    ?
+    .await?
 }
 
 /// Reads part `offset..offset + len` and takes its digest into `digest`, off the async threads; returns the bytes,
@@ -117,7 +117,8 @@ async fn read_part(
 ) -> Result<(Bytes, String, FileDigest)> {
     let pool = pool.clone();
     tokio::task::spawn_blocking(move || {
-        let buf = pread_exact(&file, pool.take(len as usize), len as usize, offset).map_err(|e| io_error("read", &path, e))?;
+        let buf = pread_exact(&file, pool.take(len as usize), len as usize, offset)
+            .map_err(|e| io_error("read", &path, e))?;
         let part = digest.part(offset, &buf);
         Ok((pool.freeze(buf), part, digest))
     })
@@ -211,7 +212,8 @@ impl Engine {
         };
         let source = path.to_string_lossy().into_owned();
         let row = {
-            let (b, k, tags, fp, part_size) = (req.bucket.clone(), req.key.clone(), req.tags.clone(), fp.clone(), plan.part_size());
+            let (b, k, tags, fp, part_size) =
+                (req.bucket.clone(), req.key.clone(), req.tags.clone(), fp.clone(), plan.part_size());
             self.db(move |l| l.upsert_object(job, &source, &b, &k, size, &fp, part_size, tags.as_ref())).await?
         };
         let row = if row.fingerprint != fp || row.plan_part_size != plan.part_size() {
@@ -240,7 +242,9 @@ impl Engine {
             Ok(outcome) => Ok(outcome),
             Err(e) => {
                 self.record_failure(&row, &e).await;
-                Err(e.with_context("file", path.display()).with_context("object", format!("{}/{}", req.bucket, req.key)))
+                Err(e
+                    .with_context("file", path.display())
+                    .with_context("object", format!("{}/{}", req.bucket, req.key)))
             }
         }
     }
@@ -265,7 +269,13 @@ impl Engine {
     }
 
     /// The store refused to overwrite the destination (`FileAlreadyExists`): the object is skipped.
-    async fn upload_refused(&self, row: &ObjectRow, req: &UploadRequest, size: u64, upload_id: Option<&str>) -> Result<UploadOutcome> {
+    async fn upload_refused(
+        &self,
+        row: &ObjectRow,
+        req: &UploadRequest,
+        size: u64,
+        upload_id: Option<&str>,
+    ) -> Result<UploadOutcome> {
         let head = self.skip_refused(row, &req.dest(), upload_id).await?;
         Ok(UploadOutcome::left_alone(size, SkipReason::Exists, head.as_ref()))
     }
@@ -281,12 +291,20 @@ impl Engine {
     }
 
     /// The source changed since the ledger's plan: abort the old upload (if any) and start the object again.
-    pub(super) async fn restart(&self, row: ObjectRow, fp: Fingerprint, size: u64, part_size: u64) -> Result<ObjectRow> {
+    pub(super) async fn restart(
+        &self,
+        row: ObjectRow,
+        fp: Fingerprint,
+        size: u64,
+        part_size: u64,
+    ) -> Result<ObjectRow> {
         if let Some(id) = &row.upload_id {
             match self.inner.store.abort_multipart(&row.dest_bucket, &row.dest_key, id).await {
                 Ok(()) => {}
                 Err(e) if e.service_code() == Some("NoSuchUpload") => {}
-                Err(e) => tracing::warn!(upload_id = %id, error = %e, "could not abort the stale upload; `transfer cleanup` can"),
+                Err(e) => {
+                    tracing::warn!(upload_id = %id, error = %e, "could not abort the stale upload; `transfer cleanup` can")
+                }
             }
         }
         tracing::info!(source = %row.source, "source changed since the last run; starting the object again");
@@ -317,10 +335,10 @@ impl Engine {
             let obj = dest;
             let inner = &self.inner;
             self.retrying("PutObjectTagging", |_| async {
-                    let _slot = inner.scheduler.request().await;
-                    inner.store.put_tagging(obj, tags).await
-                })
-                .await?;
+                let _slot = inner.scheduler.request().await;
+                inner.store.put_tagging(obj, tags).await
+            })
+            .await?;
         }
         let id = row.id;
         self.db(move |l| l.mark_tags_applied(id)).await
@@ -348,7 +366,13 @@ impl Engine {
 
     /// With [`DigestOptions`](super::DigestOptions) set: the request with the file's blake3 added to its tags
     /// and/or metadata, and the digest. Reads the file once, in 1 MiB slices.
-    async fn with_digest(&self, req: &UploadRequest, file: &Arc<File>, path: &Arc<Path>, size: u64) -> Result<Option<(UploadRequest, String)>> {
+    async fn with_digest(
+        &self,
+        req: &UploadRequest,
+        file: &Arc<File>,
+        path: &Arc<Path>,
+        size: u64,
+    ) -> Result<Option<(UploadRequest, String)>> {
         let opts = &self.inner.config.digest;
         if opts.tag.is_none() && opts.metadata.is_none() {
             return Ok(None);
@@ -368,8 +392,7 @@ impl Engine {
             }
             Ok::<_, Error>(hasher.finalize().to_hex().to_string())
         })
-        .await
-        ??;
+        .await??;
         let mut r = req.clone();
         if let Some(key) = &opts.tag {
             let mut tags = r.tags.take().unwrap_or_default();
@@ -402,7 +425,8 @@ impl Engine {
         let opts = self.put_options(req);
         let mut first = Some(data);
         let dest = req.dest();
-        let r = self.retrying("PutObject", |n| {
+        let r = self
+            .retrying("PutObject", |n| {
                 let (src, opts, dest) = (&src, &opts, &dest);
                 let bytes = src.bytes(first.take());
                 async move {
@@ -443,7 +467,8 @@ impl Engine {
         let mut out = HashMap::new();
         let mut marker = None;
         loop {
-            let page = self.retrying("ListParts", |_| async {
+            let page = self
+                .retrying("ListParts", |_| async {
                     let _slot = inner.scheduler.request().await;
                     inner.store.list_parts(bucket, key, upload_id, marker, None).await
                 })
@@ -483,7 +508,8 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let id = self.retrying("InitiateMultipartUpload", |_| async {
+        let id = self
+            .retrying("InitiateMultipartUpload", |_| async {
                 let _slot = inner.scheduler.request().await;
                 inner.store.initiate_multipart(bucket, key, opts).await
             })
@@ -520,7 +546,8 @@ impl Engine {
                 }
                 let memory = self.inner.scheduler.memory(part.len).await;
                 let taken = digest.take().expect("the digest comes back with every part");
-                let (data, hash, back) = read_part(&self.inner.buffers, file.clone(), path.clone(), part.offset, part.len, taken).await?;
+                let (data, hash, back) =
+                    read_part(&self.inner.buffers, file.clone(), path.clone(), part.offset, part.len, taken).await?;
                 digest = Some(back);
                 if done.get(&part.number).is_some_and(|p| p.size == part.len && p.blake3 == hash) {
                     reused += 1;
@@ -537,7 +564,8 @@ impl Engine {
                     let inner = &engine.inner;
                     let md5 = inner.config.content_md5;
                     let mut first = Some(data);
-                    let receipt = engine.retrying("UploadPart", |_| {
+                    let receipt = engine
+                        .retrying("UploadPart", |_| {
                             let bytes = src.bytes(first.take());
                             let (bucket, key, upload_id) = (&bucket, &key, &upload_id);
                             let (engine, halt) = (&engine, &halt);
@@ -548,7 +576,10 @@ impl Engine {
                                 // keeps it from starting.
                                 halt.check()?;
                                 engine.check_stopped()?;
-                                inner.store.upload_part(bucket, key, upload_id, part.number, Body::from(bytes), md5).await
+                                inner
+                                    .store
+                                    .upload_part(bucket, key, upload_id, part.number, Body::from(bytes), md5)
+                                    .await
                             }
                         })
                         .await
@@ -588,7 +619,9 @@ impl Engine {
         };
         check_digest(expect, &hash, &path)?;
         let (r, combined) = match self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await {
-            Err(e) if self.refused_overwrite(&e) => return self.upload_refused(row, req, plan.size, Some(&upload_id)).await,
+            Err(e) if self.refused_overwrite(&e) => {
+                return self.upload_refused(row, req, plan.size, Some(&upload_id)).await
+            }
             completed => completed?,
         };
         let blake3 = hash.to_hex().to_string();
@@ -621,11 +654,16 @@ impl Engine {
         let parts = self.db(move |l| l.parts(rid)).await?;
         let numbers: Vec<u32> = parts.iter().map(|p| p.number).collect();
         if numbers != (1..=plan.part_count()).collect::<Vec<_>>() {
-            return Err(Error::new(ErrorKind::Protocol, format!("the ledger holds parts {numbers:?} of {}", plan.part_count())));
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!("the ledger holds parts {numbers:?} of {}", plan.part_count()),
+            ));
         }
         let combined = parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)));
-        let completed: Vec<CompletedPart> =
-            parts.iter().map(|p| CompletedPart { part_number: p.number, etag: p.etag.clone(), checksum: p.checksum }).collect();
+        let completed: Vec<CompletedPart> = parts
+            .iter()
+            .map(|p| CompletedPart { part_number: p.number, etag: p.etag.clone(), checksum: p.checksum })
+            .collect();
         let r = self.complete(bucket, key, upload_id, &completed, plan.size, combined).await?;
         if let Some(expected) = combined {
             check_crc(expected, r.crc64, "CompleteMultipartUpload").map_err(|e| e.with_retry(Retry::Permanent))?;
@@ -651,31 +689,31 @@ impl Engine {
         let opts = CompleteOptions { forbid_overwrite: self.forbid_overwrite() };
         let dest = ObjectRef::new(bucket, key);
         self.retrying("CompleteMultipartUpload", |n| {
-                let (opts, dest) = (&opts, &dest);
-                async move {
-                    let _slot = inner.scheduler.request().await;
-                    match inner.store.complete_multipart(bucket, key, upload_id, parts, opts).await {
-                        Err(e) if self.refused_overwrite(&e) => self.earlier_attempt(e, n, dest, size, crc).await,
-                        Err(e) if n > 1 && e.service_code() == Some("NoSuchUpload") => {
-                            let head = inner.store.head_object(&ObjectRef::new(bucket, key)).await?;
-                            // The CRC-64 where both sides have one; else the multipart ETag, where it follows a
-                            // known rule (S3 has no CRC-64); else the size alone.
-                            let same = match (crc, head.crc64) {
-                                (Some(a), Some(b)) => a == b,
-                                _ => completed_from(parts, &head.etag).unwrap_or(true),
-                            };
-                            if head.size == size && same {
-                                Ok(PutResult { etag: head.etag, crc64: head.crc64, version_id: head.version_id })
-                            } else {
-                                Err(e)
-                            }
+            let (opts, dest) = (&opts, &dest);
+            async move {
+                let _slot = inner.scheduler.request().await;
+                match inner.store.complete_multipart(bucket, key, upload_id, parts, opts).await {
+                    Err(e) if self.refused_overwrite(&e) => self.earlier_attempt(e, n, dest, size, crc).await,
+                    Err(e) if n > 1 && e.service_code() == Some("NoSuchUpload") => {
+                        let head = inner.store.head_object(&ObjectRef::new(bucket, key)).await?;
+                        // The CRC-64 where both sides have one; else the multipart ETag, where it follows a
+                        // known rule (S3 has no CRC-64); else the size alone.
+                        let same = match (crc, head.crc64) {
+                            (Some(a), Some(b)) => a == b,
+                            _ => completed_from(parts, &head.etag).unwrap_or(true),
+                        };
+                        if head.size == size && same {
+                            Ok(PutResult { etag: head.etag, crc64: head.crc64, version_id: head.version_id })
+                        } else {
+                            Err(e)
                         }
-                        other => other,
                     }
+                    other => other,
                 }
-            })
-            .await
-            .map_err(|e| e.with_context("upload id", upload_id))
+            }
+        })
+        .await
+        .map_err(|e| e.with_context("upload id", upload_id))
     }
 }
 

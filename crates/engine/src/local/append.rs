@@ -8,7 +8,7 @@
 
 use super::index::{self, Facts, VersionRow};
 use super::objects::{check_put_size, md5_upper, new_facts, EC_PUT_EXISTS};
-use super::{errors, now, LocalStore, Leftovers};
+use super::{errors, now, Leftovers, LocalStore};
 use crate::crc64;
 use crate::error::Result;
 use crate::store::{validate_key, AppendResult, Body, ObjectRef, ObjectType, PutOptions, PutResult, SymlinkInfo};
@@ -131,7 +131,9 @@ impl LocalStore {
     pub(super) async fn get_symlink_impl(&self, obj: &ObjectRef) -> Result<SymlinkInfo> {
         let r = self.resolve(obj, false, false).await?;
         match r.row.facts.symlink_target {
-            Some(target) => Ok(SymlinkInfo { target, version_id: index::reported_version(r.versioning, &r.row.version_id) }),
+            Some(target) => {
+                Ok(SymlinkInfo { target, version_id: index::reported_version(r.versioning, &r.row.version_id) })
+            }
             None => Err(errors::not_symlink(&obj.key)),
         }
     }

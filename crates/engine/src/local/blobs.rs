@@ -152,7 +152,9 @@ impl Content {
                     .then(|(path, offset, len)| async move {
                         match tokio::fs::File::open(&path).await {
                             Ok(f) => read_stream(f, offset, len),
-                            Err(e) => futures::stream::once(async move { Err(io_err("cannot open", &path, e)) }).boxed(),
+                            Err(e) => {
+                                futures::stream::once(async move { Err(io_err("cannot open", &path, e)) }).boxed()
+                            }
                         }
                     })
                     .flatten()
@@ -360,7 +362,8 @@ impl Blobs {
         if self.fsync {
             out.sync_all()?;
         }
-        staged.written = Written { size, md5: digest.then(|| md5.finalize().into()), crc: if digest { crc.value() } else { 0 } };
+        staged.written =
+            Written { size, md5: digest.then(|| md5.finalize().into()), crc: if digest { crc.value() } else { 0 } };
         Ok(staged)
     }
 
@@ -461,11 +464,8 @@ impl Blobs {
     /// `old_size`, remains the authority either way.
     pub async fn append(&self, name: &str, old_size: u64, body: Body) -> Result<Written> {
         let path = self.data_path(name)?;
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .await
-            .map_err(|e| io_err("cannot open", &path, e))?;
+        let mut file =
+            tokio::fs::OpenOptions::new().write(true).open(&path).await.map_err(|e| io_err("cannot open", &path, e))?;
         file.set_len(old_size).await?;
         file.seek(SeekFrom::Start(old_size)).await?;
         let res = write_body(body, file, self.fsync).await;
@@ -535,7 +535,12 @@ impl Blobs {
     /// Blocking: removes temp files, data files that no index row names and staged parts of uploads or part
     /// numbers the index does not know: what a crash between writing and committing leaves. Returns how many
     /// files it removed.
-    pub fn sweep(&self, data: &HashSet<String>, uploads: &HashSet<String>, parts: &HashSet<(String, String)>) -> Result<usize> {
+    pub fn sweep(
+        &self,
+        data: &HashSet<String>,
+        uploads: &HashSet<String>,
+        parts: &HashSet<(String, String)>,
+    ) -> Result<usize> {
         // The `xx/<id>` entries the index names: data files under `.data`, piece directories under `.pieces`.
         let (mut files, mut pieces) = (HashSet::new(), HashSet::new());
         for (entry, sizes) in data.iter().filter_map(|n| split_name(n).ok()) {
@@ -689,7 +694,8 @@ impl BatchWriter {
     async fn wait(&mut self) -> Result<File> {
         match self.pending.take() {
             Some(h) => {
-                let (file, res) = h.await.map_err(|e| Error::new(ErrorKind::Io, format!("a write task failed: {e}")))?;
+                let (file, res) =
+                    h.await.map_err(|e| Error::new(ErrorKind::Io, format!("a write task failed: {e}")))?;
                 res?;
                 Ok(file)
             }
@@ -790,7 +796,8 @@ mod tests {
         let blobs = Blobs { root: PathBuf::from("/r"), fsync: false, readers: Arc::default() };
         let lease = Arc::new(Lease { blobs, entry: "ab/x".into() });
         let p = Pieces { dir: PathBuf::from("/d"), sizes: vec![4, 0, 4, 2], lease };
-        let spans = |a, n| p.spans(a, n).into_iter().map(|(f, o, l)| (f.display().to_string(), o, l)).collect::<Vec<_>>();
+        let spans =
+            |a, n| p.spans(a, n).into_iter().map(|(f, o, l)| (f.display().to_string(), o, l)).collect::<Vec<_>>();
         assert_eq!(spans(0, 10), [("/d/1".into(), 0, 4), ("/d/3".into(), 0, 4), ("/d/4".into(), 0, 2)]);
         assert_eq!(spans(3, 2), [("/d/1".to_string(), 3, 1), ("/d/3".into(), 0, 1)]);
         assert_eq!(spans(8, 1), [("/d/4".to_string(), 0, 1)]);

@@ -95,8 +95,12 @@ pub(crate) fn entity_too_large(size: u64, limit: u64) -> Error {
 }
 
 pub(crate) fn malformed_xml(why: &str) -> Error {
-    Error::code(400, "MalformedXML", "The XML you provided was not well-formed or did not validate against our published schema.")
-        .with_context("reason", why)
+    Error::code(
+        400,
+        "MalformedXML",
+        "The XML you provided was not well-formed or did not validate against our published schema.",
+    )
+    .with_context("reason", why)
 }
 
 pub(crate) fn position_not_equal(position: u64, size: u64) -> Error {

@@ -86,7 +86,10 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
         v => {
             return Err(Error::new(
                 ErrorKind::Io,
-                format!("the index {} has schema version {v}; this build understands up to {SCHEMA_VERSION}", path.display()),
+                format!(
+                    "the index {} has schema version {v}; this build understands up to {SCHEMA_VERSION}",
+                    path.display()
+                ),
             ))
         }
     }
@@ -203,7 +206,8 @@ fn conv<T>(r: Result<T>) -> rusqlite::Result<T> {
     r.map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-const VERSION_COLS: &str = "seq, bucket, key, version_id, is_latest, is_delete_marker, object_type, size, etag, crc64, \
+const VERSION_COLS: &str =
+    "seq, bucket, key, version_id, is_latest, is_delete_marker, object_type, size, etag, crc64, \
                             last_modified, metadata, tags, symlink_target, data";
 
 fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRow> {
@@ -364,10 +368,10 @@ pub(crate) fn insert_version(
         c.execute("DELETE FROM versions WHERE seq = ?1", [old.seq])?;
         replaced_data.extend(old.facts.data);
     }
-    c.execute("UPDATE versions SET is_latest = 0 WHERE bucket = ?1 AND key = ?2 AND is_latest = 1", params![
-        bucket,
-        key.as_bytes()
-    ])?;
+    c.execute(
+        "UPDATE versions SET is_latest = 0 WHERE bucket = ?1 AND key = ?2 AND is_latest = 1",
+        params![bucket, key.as_bytes()],
+    )?;
     c.execute(
         "INSERT INTO versions (bucket, key, version_id, is_latest, is_delete_marker, object_type, size, etag, crc64, \
          last_modified, metadata, tags, symlink_target, data) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -484,9 +488,11 @@ pub(crate) fn delete_upload(c: &Connection, upload_id: &str) -> Result<Vec<Strin
 /// Records a part, replacing a part with the same number; returns the replaced part's file.
 pub(crate) fn put_part(c: &Connection, upload_id: &str, p: &PartRow) -> Result<Option<String>> {
     let old: Option<String> = c
-        .query_row("SELECT file FROM parts WHERE upload_id = ?1 AND part_number = ?2", params![upload_id, p.part_number], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT file FROM parts WHERE upload_id = ?1 AND part_number = ?2",
+            params![upload_id, p.part_number],
+            |r| r.get(0),
+        )
         .optional()?;
     c.execute(
         "INSERT OR REPLACE INTO parts (upload_id, part_number, etag, size, crc64, last_modified, file) \

@@ -45,12 +45,12 @@ mod tests_multipart;
 mod tests_versions;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::{
-    BucketStore, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyConditions, CopyOptions, DeleteResult,
-    GetObject, ListRequest, ListPage, ListUploadsRequest, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectStore,
-    PartReceipt, PartsPage, PutOptions, PutResult, SymlinkInfo, UploadsPage, Versioning, AppendResult, Body,
-};
 use crate::store::validate_bucket;
+use crate::store::{
+    AppendResult, Body, BucketStore, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyConditions,
+    CopyOptions, DeleteResult, GetObject, ListPage, ListRequest, ListUploadsRequest, ObjectInfo, ObjectMetaSummary,
+    ObjectRef, ObjectStore, PartReceipt, PartsPage, PutOptions, PutResult, SymlinkInfo, UploadsPage, Versioning,
+};
 use crate::tags::TagSet;
 use async_trait::async_trait;
 use blobs::{Blobs, Staged};
@@ -190,8 +190,7 @@ impl LocalStore {
             let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut conn, &inner.blobs)
         })
-        .await
-        ?
+        .await?
     }
 
     /// Runs blocking file work (no index access) on a blocking thread.

@@ -9,7 +9,7 @@
 use super::blobs::{self, Staged};
 use super::index::{self, Facts, PartRow, UploadRow};
 use super::objects::{check_conditions, etag_eq, md5_upper, resolve, resolve_range};
-use super::{errors, ids, now, LocalStore, Leftovers};
+use super::{errors, ids, now, Leftovers, LocalStore};
 use crate::error::Result;
 use crate::store::{
     validate_key, Body, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyConditions, ListUploadsRequest,
@@ -85,7 +85,14 @@ impl LocalStore {
     }
 
     /// Moves a staged part into the upload's directory and records it, replacing a part with the same number.
-    async fn commit_part(&self, bucket: &str, key: &str, upload_id: &str, n: u32, staged: Staged) -> Result<PartReceipt> {
+    async fn commit_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        n: u32,
+        staged: Staged,
+    ) -> Result<PartReceipt> {
         let w = staged.written;
         let file = self.blobs().publish_part(staged, upload_id).await?;
         let row = PartRow { part_number: n, etag: w.etag(), size: w.size, crc64: w.crc, last_modified: now(), file };
@@ -102,7 +109,13 @@ impl LocalStore {
         match res {
             Ok(old) => {
                 self.blobs().remove_parts(upload_id, old.as_slice());
-                Ok(PartReceipt { part_number: n, etag: row.etag, crc64: Some(row.crc64), size: row.size, checksum: None })
+                Ok(PartReceipt {
+                    part_number: n,
+                    etag: row.etag,
+                    crc64: Some(row.crc64),
+                    size: row.size,
+                    checksum: None,
+                })
             }
             Err(e) => {
                 self.blobs().remove_parts(upload_id, &[row.file]);

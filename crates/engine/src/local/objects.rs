@@ -3,7 +3,7 @@
 
 use super::blobs::{self, Content};
 use super::index::{self, Facts, VersionRow};
-use super::{errors, now, LocalStore, Leftovers};
+use super::{errors, now, Leftovers, LocalStore};
 use crate::error::{Error, Result};
 use crate::meta::{Metadata, StorageClass};
 use crate::store::{
@@ -53,7 +53,13 @@ impl Resolved {
 /// Blocking: resolves `obj` (see [`index::resolve`] for the errors), following a symlink to its target's
 /// current version when `follow` (a missing target, or a target that is itself a link, is
 /// `SymlinkTargetNotExist`), and opening the content's bytes when `open`.
-pub(super) fn resolve(c: &Connection, blobs: &blobs::Blobs, obj: &ObjectRef, follow: bool, open: bool) -> Result<Resolved> {
+pub(super) fn resolve(
+    c: &Connection,
+    blobs: &blobs::Blobs,
+    obj: &ObjectRef,
+    follow: bool,
+    open: bool,
+) -> Result<Resolved> {
     let (row, versioning) = index::resolve(c, obj)?;
     let content = match (&row.facts.symlink_target, follow) {
         (Some(target), true) => match index::latest(c, &obj.bucket, target)? {
@@ -124,7 +130,13 @@ pub(super) fn check_put_size(len: u64) -> Result<()> {
 }
 
 /// The facts of a new object with bytes.
-pub(super) fn new_facts(object_type: ObjectType, w: blobs::Written, etag: String, meta: &Metadata, tags: Option<&TagSet>) -> Facts {
+pub(super) fn new_facts(
+    object_type: ObjectType,
+    w: blobs::Written,
+    etag: String,
+    meta: &Metadata,
+    tags: Option<&TagSet>,
+) -> Facts {
     Facts {
         delete_marker: false,
         object_type,

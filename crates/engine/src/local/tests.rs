@@ -177,7 +177,8 @@ async fn metadata_and_tags_round_trip() {
 
     let bad = Metadata { user: [("bad_name".to_owned(), "v".to_owned())].into(), ..Default::default() };
     let before = snapshot(&s);
-    let e = s.put_object(B, "m2", Body::from("x"), &PutOptions { metadata: bad, ..Default::default() }).await.unwrap_err();
+    let e =
+        s.put_object(B, "m2", Body::from("x"), &PutOptions { metadata: bad, ..Default::default() }).await.unwrap_err();
     assert!(e.to_string().contains("bad_name"), "{e}");
     assert_eq!(snapshot(&s), before);
 }
@@ -201,7 +202,10 @@ async fn a_body_md5_check_is_applied_to_the_md5_the_store_computes() {
     for key in ["new", "kept"] {
         let e = s.put_object(B, key, body([7; 16]), &PutOptions::default()).await.unwrap_err();
         let se = e.service_error().unwrap();
-        assert_eq!((se.code.as_str(), se.extra("CalculatedDigest")), ("InvalidDigest", Some(hex::encode(right).as_str())));
+        assert_eq!(
+            (se.code.as_str(), se.extra("CalculatedDigest")),
+            ("InvalidDigest", Some(hex::encode(right).as_str()))
+        );
         assert_eq!(snapshot(&s), before);
     }
     let id = s.initiate_multipart(B, "mp", &PutOptions::default()).await.unwrap();
@@ -352,7 +356,10 @@ async fn copy_with_both_directives() {
     let r = s.copy_object(B, "dst", &CopyOptions::from(obj("src"))).await.unwrap();
     assert_eq!((r.etag.as_str(), r.crc64), (src.etag.as_str(), src.crc64));
     let info = s.head_object(&obj("dst")).await.unwrap();
-    assert_eq!((info.metadata.user.clone(), info.metadata.content_type.clone()), (meta.user.clone(), meta.content_type));
+    assert_eq!(
+        (info.metadata.user.clone(), info.metadata.content_type.clone()),
+        (meta.user.clone(), meta.content_type)
+    );
     assert_eq!(info.object_type, ObjectType::Normal);
     assert_eq!(s.get_tagging(&obj("dst")).await.unwrap(), seed_tags());
     assert_eq!(read(&s, &obj("dst")).await, b"payload");
@@ -431,7 +438,10 @@ async fn buckets() {
     assert_eq!(names, [B, "zzz"]);
     let e = s.put_object("missing", "k", Body::from("x"), &PutOptions::default()).await.unwrap_err();
     assert_eq!(code(&e), (404, "NoSuchBucket".into()));
-    assert_eq!(code(&s.initiate_multipart("missing", "k", &PutOptions::default()).await.unwrap_err()).1, "NoSuchBucket");
+    assert_eq!(
+        code(&s.initiate_multipart("missing", "k", &PutOptions::default()).await.unwrap_err()).1,
+        "NoSuchBucket"
+    );
     assert_eq!(code(&s.get_versioning("missing").await.unwrap_err()).1, "NoSuchBucket");
     assert_eq!(code(&s.delete_bucket("missing").await.unwrap_err()).1, "NoSuchBucket");
 
@@ -455,7 +465,11 @@ async fn state_survives_a_restart() {
         s.create_bucket(B).await.unwrap();
         s.create_bucket("vers").await.unwrap();
         s.put_versioning("vers", true).await.unwrap();
-        let opts = PutOptions { tags: Some(seed_tags()), metadata: Metadata::with_user([("m", "1")]).unwrap(), ..Default::default() };
+        let opts = PutOptions {
+            tags: Some(seed_tags()),
+            metadata: Metadata::with_user([("m", "1")]).unwrap(),
+            ..Default::default()
+        };
         s.put_object(B, "a", Body::from("alpha"), &opts).await.unwrap();
         let v1 = s.put_object("vers", "v", Body::from("one"), &PutOptions::default()).await.unwrap();
         s.put_object("vers", "v", Body::from("two"), &PutOptions::default()).await.unwrap();

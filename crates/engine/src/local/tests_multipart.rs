@@ -1,7 +1,7 @@
 //! Tests of multipart uploads: complete (ETag, CRC-64, metadata and tags from initiate), refused completes that
 //! change nothing, part numbers, overwrites, ListParts and ListMultipartUploads paging, abort, UploadPartCopy.
 
-use super::tests::{code, md5_hex, obj, put, read, seed_tags, snapshot, store, files_under, B};
+use super::tests::{code, files_under, md5_hex, obj, put, read, seed_tags, snapshot, store, B};
 use super::*;
 use crate::crc64::checksum;
 use crate::meta::Metadata;
@@ -43,7 +43,10 @@ async fn parts_uploaded_out_of_order_complete_in_order() {
     assert_eq!(r.crc64, Some(checksum(&whole)));
     assert_eq!(r.version_id, None);
     let info = s.head_object(&obj("big.bin")).await.unwrap();
-    assert_eq!((info.object_type, info.size, info.etag.clone()), (ObjectType::Multipart, whole.len() as u64, expected_etag));
+    assert_eq!(
+        (info.object_type, info.size, info.etag.clone()),
+        (ObjectType::Multipart, whole.len() as u64, expected_etag)
+    );
     assert_eq!(info.metadata.user, meta.user);
     assert_eq!(info.metadata.content_type.as_deref(), Some("video/mp4"));
     assert_eq!(s.get_tagging(&obj("big.bin")).await.unwrap(), seed_tags());
@@ -133,8 +136,14 @@ async fn pieces_survive_a_reopen_and_a_stray_piece_directory_is_swept() {
 #[test]
 fn the_known_oss_multipart_etag() {
     // A recorded OSS exchange (oss2's mock tests): MD5 over the ASCII hex part ETags, then the part count.
-    let rows = ["4DE8075FB607DF4D13FBC480EA488EFA", "AF947EC157726CEA88ED83B3C989063B"]
-        .map(|e| index::PartRow { part_number: 1, etag: e.into(), size: 0, crc64: 0, last_modified: 0, file: String::new() });
+    let rows = ["4DE8075FB607DF4D13FBC480EA488EFA", "AF947EC157726CEA88ED83B3C989063B"].map(|e| index::PartRow {
+        part_number: 1,
+        etag: e.into(),
+        size: 0,
+        crc64: 0,
+        last_modified: 0,
+        file: String::new(),
+    });
     assert_eq!(multipart::multipart_etag(&rows), "1C787C506EABFB9B45EAAA8DB039F4B2-2");
 }
 
@@ -148,7 +157,10 @@ async fn bad_part_numbers_change_nothing() {
         assert_eq!(code(&e), (400, "InvalidArgument".into()));
         assert_eq!(e.message(), "Part number must be an integer between 1 and 10000, inclusive.");
         let se = e.service_error().unwrap();
-        assert_eq!((se.extra("ArgumentName"), se.extra("ArgumentValue")), (Some("partNumber"), Some(n.to_string().as_str())));
+        assert_eq!(
+            (se.extra("ArgumentName"), se.extra("ArgumentValue")),
+            (Some("partNumber"), Some(n.to_string().as_str()))
+        );
         let e = s.upload_part_copy(B, "k", &id, n, &obj("src"), None, &Default::default()).await.unwrap_err();
         assert_eq!(code(&e).1, "InvalidArgument");
         assert_eq!(snapshot(&s), before);
@@ -272,7 +284,15 @@ async fn upload_part_copy_ranges_and_refusals() {
     let sr = s.put_object(B, "src", Body::from(src.clone()), &PutOptions::default()).await.unwrap();
     let id = s.initiate_multipart(B, "dst", &PutOptions::default()).await.unwrap();
     let p1 = s
-        .upload_part_copy(B, "dst", &id, 1, &obj("src"), Some(ByteRange::inclusive(0, MIN as u64 - 1)), &Default::default())
+        .upload_part_copy(
+            B,
+            "dst",
+            &id,
+            1,
+            &obj("src"),
+            Some(ByteRange::inclusive(0, MIN as u64 - 1)),
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!((p1.etag.clone(), p1.size, p1.crc64), (md5_hex(&src[..MIN]), MIN as u64, Some(checksum(&src[..MIN]))));

@@ -160,7 +160,11 @@ async fn symlinks() {
     let (_d, s) = store().await;
     let tgt = put(&s, "target.txt", b"target bytes").await;
     let link_tags = TagSet::from_pairs([("l", "1"), ("m", "2")]).unwrap();
-    let opts = PutOptions { tags: Some(link_tags.clone()), metadata: Metadata::with_user([("who", "link")]).unwrap(), ..Default::default() };
+    let opts = PutOptions {
+        tags: Some(link_tags.clone()),
+        metadata: Metadata::with_user([("who", "link")]).unwrap(),
+        ..Default::default()
+    };
     s.put_symlink(B, "link", "target.txt", &opts).await.unwrap();
     let info = s.get_symlink(&obj("link")).await.unwrap();
     assert_eq!((info.target.as_str(), info.version_id), ("target.txt", None));

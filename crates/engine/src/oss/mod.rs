@@ -164,13 +164,18 @@ impl OssStore {
         }
         match &self.signing {
             Signing::Oss(signer) => {
-                let target =
-                    SignTarget { method: method.as_str(), bucket: bucket.as_deref(), key: key.as_deref(), query: &query };
+                let target = SignTarget {
+                    method: method.as_str(),
+                    bucket: bucket.as_deref(),
+                    key: key.as_deref(),
+                    query: &query,
+                };
                 signer.sign(&self.credentials, &target, &mut headers, self.clock.now());
             }
             Signing::S3(signer) => {
                 let authority = self.endpoint.authority(self.path_style, bucket.as_deref());
-                let host = HeaderValue::from_str(&authority).map_err(|_| Error::invalid(format!("bad host {authority:?}")))?;
+                let host =
+                    HeaderValue::from_str(&authority).map_err(|_| Error::invalid(format!("bad host {authority:?}")))?;
                 headers.insert(http::header::HOST, host);
                 let path = Endpoint::path(self.path_style, bucket.as_deref(), key.as_deref());
                 let target = S3Target { method: method.as_str(), uri: &path, query: &query };
@@ -317,9 +322,9 @@ async fn read_body(mut resp: reqwest::Response, idle: Option<Duration>) -> Resul
     let mut out = Vec::new();
     loop {
         let chunk = match idle {
-            Some(d) => tokio::time::timeout(d, resp.chunk()).await.map_err(|_| {
-                Error::new(ErrorKind::Transport, format!("no response bytes for {} s", d.as_secs()))
-            })?,
+            Some(d) => tokio::time::timeout(d, resp.chunk())
+                .await
+                .map_err(|_| Error::new(ErrorKind::Transport, format!("no response bytes for {} s", d.as_secs())))?,
             None => resp.chunk().await,
         };
         match chunk.map_err(response::transport)? {
@@ -566,9 +571,8 @@ impl OssStoreBuilder {
         let region = match (self.region.clone(), self.signature_version) {
             (Some(r), _) if !r.is_empty() => r,
             (_, SignatureVersion::V1) => String::new(),
-            _ => region_of(&raw).ok_or_else(|| {
-                Error::invalid(format!("signature V4 needs a region; set one for endpoint {raw:?}"))
-            })?,
+            _ => region_of(&raw)
+                .ok_or_else(|| Error::invalid(format!("signature V4 needs a region; set one for endpoint {raw:?}")))?,
         };
         let credentials = match self.credentials.clone() {
             Some(c) => c,

@@ -6,10 +6,10 @@ use super::response::{self as resp, is_url_encoded, url_decoded};
 use super::{OssStore, Response};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{
-    AppendResult, Body, BucketStore, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyConditions,
-    CopyOptions, DeleteResult, Directive, GetObject, ListEntry, ListPage, ListRequest, ListUploadsRequest,
-    Checksum, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectStore, ObjectType, PartInfo, PartReceipt, PartsPage,
-    PutOptions, PutResult, SymlinkInfo, UploadInfo, UploadsPage, Versioning,
+    AppendResult, Body, BucketStore, ByteRange, Capabilities, Checksum, CompleteOptions, CompletedPart, CopyConditions,
+    CopyOptions, DeleteResult, Directive, GetObject, ListEntry, ListPage, ListRequest, ListUploadsRequest, ObjectInfo,
+    ObjectMetaSummary, ObjectRef, ObjectStore, ObjectType, PartInfo, PartReceipt, PartsPage, PutOptions, PutResult,
+    SymlinkInfo, UploadInfo, UploadsPage, Versioning,
 };
 use crate::tags::TagSet;
 use crate::xml;
@@ -43,8 +43,11 @@ fn protocol(message: String) -> Error {
 
 /// The error of an operation the dialect does not have: said, never worked around.
 fn unsupported(d: &crate::dialect::Dialect, operation: &str) -> Error {
-    Error::new(ErrorKind::Unsupported, format!("{operation} does not exist in the {} dialect (see Capabilities)", d.name))
-        .with_context("operation", operation)
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("{operation} does not exist in the {} dialect (see Capabilities)", d.name),
+    )
+    .with_context("operation", operation)
 }
 
 /// Adds `encoding-type=url` where the dialect accepts it on multipart calls.
@@ -69,7 +72,12 @@ impl OssStore {
         if !doc.etag.is_empty() {
             out.etag = resp::unquote(&doc.etag);
         }
-        let checksum = doc.checksum_crc32c.as_deref().map(Checksum::parse_crc32c).transpose().map_err(|e| protocol(e.to_string()))?;
+        let checksum = doc
+            .checksum_crc32c
+            .as_deref()
+            .map(Checksum::parse_crc32c)
+            .transpose()
+            .map_err(|e| protocol(e.to_string()))?;
         Ok((out, checksum))
     }
 
@@ -185,17 +193,21 @@ impl ObjectStore for OssStore {
                     etag: resp::unquote(&o.etag),
                     last_modified: xml::parse_iso8601(&o.last_modified),
                     storage_class: StorageClass::parse(&o.storage_class).unwrap_or(StorageClass::Standard),
-                    object_type: ObjectType::parse(&o.object_type).unwrap_or_else(|| resp::object_type_of_etag(&o.etag)),
+                    object_type: ObjectType::parse(&o.object_type)
+                        .unwrap_or_else(|| resp::object_type_of_etag(&o.etag)),
                 });
             }
             for p in doc.common_prefixes {
                 page.common_prefixes.push(url_decoded(p.prefix, enc)?);
             }
             // Tokens are opaque; OSS encodes them with encoding-type=url (decode one only if it decodes), S3 does not.
-            page.next_continuation_token = doc
-                .next_continuation_token
-                .filter(|t| !t.is_empty())
-                .map(|t| if d.encoded_continuation_token { url_decoded(t.clone(), enc).unwrap_or(t) } else { t });
+            page.next_continuation_token = doc.next_continuation_token.filter(|t| !t.is_empty()).map(|t| {
+                if d.encoded_continuation_token {
+                    url_decoded(t.clone(), enc).unwrap_or(t)
+                } else {
+                    t
+                }
+            });
             Ok(page)
         })
         .await
@@ -205,7 +217,8 @@ impl ObjectStore for OssStore {
         let d = &self.dialect;
         let req = version(object(Method::DELETE, obj), obj);
         self.call(req, |r| async move {
-            let marker = resp::header(r.headers(), &d.h("delete-marker")).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let marker =
+                resp::header(r.headers(), &d.h("delete-marker")).is_some_and(|v| v.eq_ignore_ascii_case("true"));
             Ok(DeleteResult { version_id: resp::version_id(d, r.headers()), delete_marker: marker })
         })
         .await
@@ -556,7 +569,8 @@ impl BucketStore for OssStore {
         let region = self.region();
         // S3 creates buckets in us-east-1 unless the body names the region the request is signed for.
         if d.bucket_location_constraint && !region.is_empty() && region != "us-east-1" {
-            let doc = xml::CreateBucketConfiguration { location_constraint: Some(region.to_owned()), storage_class: None };
+            let doc =
+                xml::CreateBucketConfiguration { location_constraint: Some(region.to_owned()), storage_class: None };
             req = req.xml(xml::to_string(&doc)?);
         }
         match self.call(req, |_| async { Ok(()) }).await {

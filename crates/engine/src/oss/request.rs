@@ -39,15 +39,9 @@ impl Endpoint {
         }
         let host = url.host_str().filter(|h| !h.is_empty());
         let Some(host) = host else { return Err(Error::invalid(format!("endpoint {s:?} has no host"))) };
-        let ip_or_localhost = host.eq_ignore_ascii_case("localhost")
-            || host.starts_with('[')
-            || host.parse::<std::net::IpAddr>().is_ok();
-        Ok(Self {
-            scheme: url.scheme().to_owned(),
-            host: host.to_owned(),
-            port: url.port(),
-            ip_or_localhost,
-        })
+        let ip_or_localhost =
+            host.eq_ignore_ascii_case("localhost") || host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok();
+        Ok(Self { scheme: url.scheme().to_owned(), host: host.to_owned(), port: url.port(), ip_or_localhost })
     }
 
     /// True when the host is `localhost`.
@@ -62,8 +56,15 @@ impl Endpoint {
 
     /// The request URL: `scheme://bucket.host[:port]/key?query` (virtual-hosted) or
     /// `scheme://host[:port]/bucket/key?query` (path style). The key is percent-encoded keeping `/`.
-    pub(crate) fn url(&self, path_style: bool, bucket: Option<&str>, key: Option<&str>, query: &[(String, String)]) -> String {
-        let mut out = format!("{}://{}{}", self.scheme, self.authority(path_style, bucket), Self::path(path_style, bucket, key));
+    pub(crate) fn url(
+        &self,
+        path_style: bool,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(String, String)],
+    ) -> String {
+        let mut out =
+            format!("{}://{}{}", self.scheme, self.authority(path_style, bucket), Self::path(path_style, bucket, key));
         let q = encode_query(query);
         if !q.is_empty() {
             out.push('?');
@@ -204,7 +205,9 @@ impl Request {
             }
             _ => {
                 self.invalid.get_or_insert_with(|| {
-                    Error::invalid(format!("header {name} cannot carry the value {value:?} (control or non-ASCII characters)"))
+                    Error::invalid(format!(
+                        "header {name} cannot carry the value {value:?} (control or non-ASCII characters)"
+                    ))
                 });
             }
         }
@@ -326,7 +329,10 @@ mod tests {
             local.url(true, Some("bkt"), Some("dir/中 x+y"), &q(&[("uploads", "")])),
             "http://127.0.0.1:1234/bkt/dir/%E4%B8%AD%20x%2By?uploads"
         );
-        assert_eq!(local.url(true, Some("bkt"), None, &q(&[("versioning", "")])), "http://127.0.0.1:1234/bkt/?versioning");
+        assert_eq!(
+            local.url(true, Some("bkt"), None, &q(&[("versioning", "")])),
+            "http://127.0.0.1:1234/bkt/?versioning"
+        );
         assert_eq!(local.url(true, None, None, &[]), "http://127.0.0.1:1234/");
         assert!(Endpoint::parse("http://localhost:9000").unwrap().default_path_style());
         assert!(Endpoint::parse("http://[::1]:9000").unwrap().default_path_style());
@@ -338,7 +344,12 @@ mod tests {
             "https://bkt.oss-cn-hangzhou.aliyuncs.com/dir/%E4%B8%AD%20x%2By?append&position=0"
         );
         assert_eq!(
-            oss.url(false, Some("bkt"), None, &q(&[("list-type", "2"), ("prefix", "a b+c/"), ("encoding-type", "url")])),
+            oss.url(
+                false,
+                Some("bkt"),
+                None,
+                &q(&[("list-type", "2"), ("prefix", "a b+c/"), ("encoding-type", "url")])
+            ),
             "https://bkt.oss-cn-hangzhou.aliyuncs.com/?list-type=2&prefix=a%20b%2Bc%2F&encoding-type=url"
         );
         for bad in ["ftp://h", "http://h/path", "http://u:p@h", "http://h?x=1"] {

@@ -5,8 +5,8 @@
 use super::*;
 use crate::crc64::checksum;
 use crate::store::{
-    Body, BucketStore, ByteRange, CompleteOptions, CompletedPart, CopyConditions, CopyOptions, ListRequest,
-    ObjectRef, ObjectStore, PutOptions, Versioning,
+    Body, BucketStore, ByteRange, CompleteOptions, CompletedPart, CopyConditions, CopyOptions, ListRequest, ObjectRef,
+    ObjectStore, PutOptions, Versioning,
 };
 use crate::tags::TagSet;
 use futures::stream;
@@ -197,11 +197,8 @@ async fn put_object_sends_length_crc_signature_and_options() {
     })
     .await;
     let store = mock.store();
-    let opts = PutOptions {
-        tags: Some(TagSet::from_pairs([("k", "a b")]).unwrap()),
-        content_md5: true,
-        ..Default::default()
-    };
+    let opts =
+        PutOptions { tags: Some(TagSet::from_pairs([("k", "a b")]).unwrap()), content_md5: true, ..Default::default() };
     let out = store.put_object("bkt", "dir/中 x+y", Body::from("hello world"), &opts).await.unwrap();
     assert_eq!(out.etag, "5EB63BBBE01EEED093CB22BB8F5ACDC3");
     assert_eq!(out.crc64, Some(crc));
@@ -281,11 +278,9 @@ async fn a_short_stream_fails_with_the_stream_error() {
 #[tokio::test]
 async fn complete_answered_200_with_an_error_body_is_an_error() {
     let mock = Mock::start(|_| Reply::new(200).body(error_doc("InternalError", "Please try again."))).await;
-    let parts = [
-        CompletedPart::new(1, "\"A\""),
-        CompletedPart::new(2, "B"),
-    ];
-    let e = mock.store().complete_multipart("bkt", "k", "U1", &parts, &CompleteOptions { forbid_overwrite: true }).await;
+    let parts = [CompletedPart::new(1, "\"A\""), CompletedPart::new(2, "B")];
+    let e =
+        mock.store().complete_multipart("bkt", "k", "U1", &parts, &CompleteOptions { forbid_overwrite: true }).await;
     let e = e.unwrap_err();
     assert_eq!(e.service_code(), Some("InternalError"));
     assert!(e.is_retryable());
@@ -336,7 +331,9 @@ async fn upload_part_copy_sends_the_source_and_fails_on_an_error_body() {
 async fn upload_part_copy_receipt() {
     let mock = Mock::start(|seen| match seen.method.as_str() {
         "HEAD" => Reply::new(200).header("content-length", "1000"),
-        _ => Reply::new(200).body("<CopyPartResult><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>\"C3\"</ETag></CopyPartResult>"),
+        _ => Reply::new(200).body(
+            "<CopyPartResult><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>\"C3\"</ETag></CopyPartResult>",
+        ),
     })
     .await;
     let store = mock.store();
@@ -488,7 +485,12 @@ async fn listings_decode_url_encoded_names() {
         )
     })
     .await;
-    let req = ListRequest { prefix: Some("dir/".into()), delimiter: Some("/".into()), max_keys: Some(2), ..Default::default() };
+    let req = ListRequest {
+        prefix: Some("dir/".into()),
+        delimiter: Some("/".into()),
+        max_keys: Some(2),
+        ..Default::default()
+    };
     let page = mock.store().list_objects("bkt", &req).await.unwrap();
     assert_eq!(page.objects[0].key, "dir/中 x+y");
     assert_eq!(page.objects[0].storage_class, crate::StorageClass::InfrequentAccess);
@@ -496,10 +498,7 @@ async fn listings_decode_url_encoded_names() {
     assert_eq!(page.common_prefixes, vec!["dir/sub dir/".to_string()]);
     assert_eq!(page.next_continuation_token.as_deref(), Some("t+1"));
     assert!(page.is_truncated);
-    assert_eq!(
-        mock.last().target,
-        "/bkt/?list-type=2&prefix=dir%2F&delimiter=%2F&max-keys=2&encoding-type=url"
-    );
+    assert_eq!(mock.last().target, "/bkt/?list-type=2&prefix=dir%2F&delimiter=%2F&max-keys=2&encoding-type=url");
 }
 
 #[tokio::test]
@@ -579,9 +578,11 @@ async fn connection_refused_is_a_retryable_transport_error() {
 #[test]
 fn builder_defaults_and_debug_hide_secrets() {
     let creds = Credentials::new("ak", "very-secret").with_security_token("tok-secret");
-    let local = OssStore::builder().endpoint("http://127.0.0.1:1").region("r").credentials(creds.clone()).build().unwrap();
+    let local =
+        OssStore::builder().endpoint("http://127.0.0.1:1").region("r").credentials(creds.clone()).build().unwrap();
     assert!(local.path_style());
-    let remote = OssStore::builder().endpoint("https://oss-cn-hangzhou.aliyuncs.com").credentials(creds.clone()).build();
+    let remote =
+        OssStore::builder().endpoint("https://oss-cn-hangzhou.aliyuncs.com").credentials(creds.clone()).build();
     let remote = remote.unwrap();
     assert!(!remote.path_style());
     assert_eq!(remote.region(), "cn-hangzhou");
@@ -674,9 +675,10 @@ async fn request_time_too_skewed_corrects_the_signing_clock() {
         let date = seen.header("date").and_then(|d| httpdate::parse_http_date(d).ok()).unwrap();
         let off = server_time.duration_since(date).map(|d| d.as_secs()).unwrap_or(0);
         if off > 60 {
-            Reply::new(403)
-                .header("date", httpdate::fmt_http_date(server_time))
-                .body(error_doc("RequestTimeTooSkewed", "The difference between the request time and the current time is too large."))
+            Reply::new(403).header("date", httpdate::fmt_http_date(server_time)).body(error_doc(
+                "RequestTimeTooSkewed",
+                "The difference between the request time and the current time is too large.",
+            ))
         } else {
             Reply::new(204)
         }

@@ -331,16 +331,15 @@ fn small_caps() -> impl Strategy<Value = Capabilities> {
 }
 
 fn options(max_size: u64) -> impl Strategy<Value = PlanOptions> {
-    (1..=max_size, 0..=max_size, 0..=max_size * 4, 1usize..=16, proptest::option::of(0..=max_size), 1..=max_size).prop_map(
-        |(preferred, threshold, budget, in_flight, copy_threshold, copy_part)| PlanOptions {
+    (1..=max_size, 0..=max_size, 0..=max_size * 4, 1usize..=16, proptest::option::of(0..=max_size), 1..=max_size)
+        .prop_map(|(preferred, threshold, budget, in_flight, copy_threshold, copy_part)| PlanOptions {
             preferred_part_size: preferred,
             multipart_threshold: threshold,
             memory_budget: budget,
             max_in_flight: in_flight,
             copy_threshold,
             copy_part_size: copy_part,
-        },
-    )
+        })
 }
 
 fn check_all(size: u64, caps: &Capabilities, o: &PlanOptions) {

@@ -79,7 +79,12 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn fast() -> RetryPolicy {
-        RetryPolicy { max_attempts: 4, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2), max_elapsed: Duration::from_secs(5) }
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_elapsed: Duration::from_secs(5),
+        }
     }
 
     #[test]
@@ -93,7 +98,9 @@ mod tests {
             }
         }
         let draws: Vec<Duration> = (0..50).map(|_| p.backoff(10, &mut rng)).collect();
-        assert!(draws.iter().any(|d| *d > Duration::from_secs(10)) && draws.iter().any(|d| *d < Duration::from_secs(10)));
+        assert!(
+            draws.iter().any(|d| *d > Duration::from_secs(10)) && draws.iter().any(|d| *d < Duration::from_secs(10))
+        );
     }
 
     #[tokio::test]

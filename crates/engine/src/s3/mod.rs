@@ -196,7 +196,11 @@ impl S3StoreBuilder {
             dialect.capabilities.tagging = false;
             dialect.capabilities.versioned_tagging = false;
         }
-        let inner = self.inner.crc32c(self.checksum == S3Checksum::Crc32c).build_for(dialect, Signing::S3(S3Signer::new(region)), credentials)?;
+        let inner = self.inner.crc32c(self.checksum == S3Checksum::Crc32c).build_for(
+            dialect,
+            Signing::S3(S3Signer::new(region)),
+            credentials,
+        )?;
         Ok(S3Store { inner })
     }
 }

@@ -9,7 +9,8 @@ use crate::{ErrorKind, Metadata, StorageClass};
 const S3_ERROR: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>k</Key><RequestId>4442587FB7D0A2F9</RequestId><HostId>h</HostId></Error>";
 
 fn store(mock: &Mock, path_style: bool, region: &str) -> S3Store {
-    let host = if path_style { format!("http://{}", mock.addr()) } else { format!("http://localhost:{}", mock.addr().port()) };
+    let host =
+        if path_style { format!("http://{}", mock.addr()) } else { format!("http://localhost:{}", mock.addr().port()) };
     S3Store::builder()
         .endpoint(host)
         .region(region)
@@ -42,7 +43,10 @@ async fn put_object_speaks_x_amz_and_signs_with_sigv4() {
     assert_eq!(seen.header("x-amz-content-sha256"), Some(crate::sign::sigv4::sha256_hex(b"hello").as_str()));
     assert_eq!(seen.header("x-amz-security-token"), Some("test-token"));
     let auth = seen.header("authorization").unwrap();
-    assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=test-ak/") && auth.contains("/eu-west-1/s3/aws4_request"), "{auth}");
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=test-ak/") && auth.contains("/eu-west-1/s3/aws4_request"),
+        "{auth}"
+    );
     assert!(seen.headers.keys().all(|k| !k.as_str().starts_with("x-oss-")), "{:?}", seen.headers);
     assert!(!format!("{s:?}").contains("test-secret-do-not-print"));
 }
@@ -99,7 +103,8 @@ async fn errors_are_parsed_and_classified() {
     let mock = Mock::start(|seen| match seen.method.as_str() {
         "GET" => Reply::new(404).header("x-amz-request-id", "4442587FB7D0A2F9").body(S3_ERROR),
         "HEAD" => Reply::new(404).header("x-amz-request-id", "R2"),
-        _ => Reply::new(503).body("<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"),
+        _ => Reply::new(503)
+            .body("<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"),
     })
     .await;
     let s = store(&mock, true, "us-east-1");
@@ -141,7 +146,10 @@ async fn copies_send_s3_directives_and_fail_on_an_error_body() {
     assert_eq!(seen.header("x-amz-copy-source-if-match"), Some("\"src\""));
     s.copy_object("dst", "k", &CopyOptions::from(ObjectRef::new("src", "a"))).await.unwrap();
     let seen = mock.last();
-    assert_eq!((seen.header("x-amz-metadata-directive"), seen.header("x-amz-tagging-directive")), (Some("COPY"), Some("COPY")));
+    assert_eq!(
+        (seen.header("x-amz-metadata-directive"), seen.header("x-amz-tagging-directive")),
+        (Some("COPY"), Some("COPY"))
+    );
 
     let src = ObjectRef::new("src", "a");
     let e = s
@@ -150,7 +158,18 @@ async fn copies_send_s3_directives_and_fail_on_an_error_body() {
         .unwrap_err();
     assert_eq!((e.service_code(), e.is_retryable()), (Some("InternalError"), true));
     // An open range is made explicit first (S3 accepts only bytes=first-last).
-    let r = s.upload_part_copy("dst", "k", "U", 2, &src, Some(ByteRange { first: 40, last: None }), &CopyConditions::default()).await.unwrap();
+    let r = s
+        .upload_part_copy(
+            "dst",
+            "k",
+            "U",
+            2,
+            &src,
+            Some(ByteRange { first: 40, last: None }),
+            &CopyConditions::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!((r.etag.as_str(), r.size), ("c", 60));
     let seen = mock.last();
     assert_eq!(seen.header("x-amz-copy-source-range"), Some("bytes=40-99"));
@@ -235,7 +254,10 @@ async fn bodies_carry_a_crc32c_declared_on_every_upload_and_named_at_complete() 
         .unwrap();
     md5.put_object("bkt", "small", Body::from_bytes(b"hello".to_vec()), &PutOptions::default()).await.unwrap();
     let seen = mock.last();
-    assert_eq!((seen.header("content-md5"), seen.header("x-amz-checksum-crc32c")), (Some("XUFAKrxLKna5cZ2REBfFkg=="), None));
+    assert_eq!(
+        (seen.header("content-md5"), seen.header("x-amz-checksum-crc32c")),
+        (Some("XUFAKrxLKna5cZ2REBfFkg=="), None)
+    );
     md5.initiate_multipart("bkt", "k", &PutOptions::default()).await.unwrap();
     assert_eq!(mock.last().header("x-amz-checksum-algorithm"), None);
     let r = md5.upload_part("bkt", "k", "U1", 1, Body::from_bytes(b"123456789".to_vec()), false).await.unwrap();

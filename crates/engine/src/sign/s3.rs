@@ -51,7 +51,12 @@ pub fn header_names(headers: &http::HeaderMap) -> Vec<String> {
 }
 
 /// The canonical request over `signed` (lower-case, sorted header names).
-pub fn canonical_request(target: &S3Target<'_>, headers: &http::HeaderMap, signed: &[String], payload_hash: &str) -> String {
+pub fn canonical_request(
+    target: &S3Target<'_>,
+    headers: &http::HeaderMap,
+    signed: &[String],
+    payload_hash: &str,
+) -> String {
     let uri = if target.uri.is_empty() { "/" } else { target.uri };
     sigv4::canonical_request(
         target.method,
@@ -83,7 +88,11 @@ pub fn authorization_with(
     let scope = scope(datetime, region, service);
     let sts = Scheme::AWS.string_to_sign(datetime, &scope, &cr);
     let sig = Scheme::AWS.signature(creds.secret(), datetime, region, service, &sts);
-    format!("{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={sig}", creds.access_key_id(), signed.join(";"))
+    format!(
+        "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={sig}",
+        creds.access_key_id(),
+        signed.join(";")
+    )
 }
 
 /// Signs S3 requests for one region.
@@ -153,7 +162,10 @@ impl S3Signer {
         query.extend(added.iter().cloned());
         let cr = canonical_request(&S3Target { query: &query, ..*target }, headers, &signed, UNSIGNED_PAYLOAD);
         let sts = Scheme::AWS.string_to_sign(&datetime, &scope, &cr);
-        added.push(("X-Amz-Signature".into(), Scheme::AWS.signature(creds.secret(), &datetime, &self.region, &self.service, &sts)));
+        added.push((
+            "X-Amz-Signature".into(),
+            Scheme::AWS.signature(creds.secret(), &datetime, &self.region, &self.service, &sts),
+        ));
         added
     }
 }
@@ -206,7 +218,9 @@ pub fn verify(
     now: SystemTime,
 ) -> Result<S3Verified> {
     if let Some(auth) = header(headers, "authorization") {
-        let rest = auth.strip_prefix(ALGORITHM).ok_or_else(|| malformed("The authorization header is not AWS4-HMAC-SHA256."))?;
+        let rest = auth
+            .strip_prefix(ALGORITHM)
+            .ok_or_else(|| malformed("The authorization header is not AWS4-HMAC-SHA256."))?;
         return verify_header(target, headers, rest, lookup, now);
     }
     if query_value(target.query, "X-Amz-Signature").is_some() {
@@ -271,7 +285,11 @@ fn check(
         .with_extra("SignatureProvided", provided)
         .with_extra("CanonicalRequest", cr));
     }
-    Ok(S3Verified { access_key_id: scope.access_key_id.into(), region: scope.region.into(), payload_hash: payload.into() })
+    Ok(S3Verified {
+        access_key_id: scope.access_key_id.into(),
+        region: scope.region.into(),
+        payload_hash: payload.into(),
+    })
 }
 
 fn verify_header(

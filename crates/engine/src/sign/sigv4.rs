@@ -130,7 +130,12 @@ impl Scheme {
         let region = it.next()?;
         let date = it.next()?;
         let access_key_id = it.next()?;
-        (terminator == self.terminator && date.len() == 8).then_some(CredentialScope { access_key_id, date, region, service })
+        (terminator == self.terminator && date.len() == 8).then_some(CredentialScope {
+            access_key_id,
+            date,
+            region,
+            service,
+        })
     }
 }
 

@@ -55,7 +55,13 @@ fn check_token(creds: &Credentials, presented: Option<&str>) -> Result<()> {
     }
 }
 
-fn mismatch(version: SignatureVersion, ak: &str, provided: &str, string_to_sign: &str, canonical: Option<&str>) -> Error {
+fn mismatch(
+    version: SignatureVersion,
+    ak: &str,
+    provided: &str,
+    string_to_sign: &str,
+    canonical: Option<&str>,
+) -> Error {
     let (ec, how) = match version {
         SignatureVersion::V1 => ("0002-00000040", "Check your AccessKeySecret and signing method (V1)."),
         SignatureVersion::V4 => ("0002-00000228", "Check your AccessKeySecret, region and signing method (V4)."),
@@ -143,7 +149,9 @@ fn verify_v1_query(
     let creds = lookup_creds(lookup, ak)?;
     let expires_at: u64 = expires.parse().map_err(|_| denied("Presigned URL has an invalid Expires."))?;
     if epoch(now) > expires_at {
-        return Err(denied("Request has expired.").with_extra("Expires", expires).with_extra("ServerTime", epoch(now).to_string()));
+        return Err(denied("Request has expired.")
+            .with_extra("Expires", expires)
+            .with_extra("ServerTime", epoch(now).to_string()));
     }
     check_token(&creds, query_value(q, "security-token"))?;
     let sts = v1::string_to_sign(target, headers, expires);
@@ -223,7 +231,9 @@ fn verify_v4_query(
     now: SystemTime,
 ) -> Result<Verified> {
     let q = target.query;
-    let scope = query_value(q, "x-oss-credential").and_then(parse_credential).ok_or_else(|| denied("Malformed x-oss-credential."))?;
+    let scope = query_value(q, "x-oss-credential")
+        .and_then(parse_credential)
+        .ok_or_else(|| denied("Malformed x-oss-credential."))?;
     let creds = lookup_creds(lookup, scope.access_key_id)?;
     let datetime = query_value(q, "x-oss-date").unwrap_or_default();
     let when = v4::parse_amz_date(datetime).ok_or_else(|| denied("x-oss-date is not yyyymmddTHHMMSSZ."))?;
@@ -232,8 +242,9 @@ fn verify_v4_query(
         return Err(denied("Request has expired.").with_extra("ServerTime", httpdate::fmt_http_date(now)));
     }
     check_token(&creds, query_value(q, "x-oss-security-token"))?;
-    let additional: Vec<String> =
-        query_value(q, "x-oss-additional-headers").map(|v| v.split(';').map(str::to_owned).collect()).unwrap_or_default();
+    let additional: Vec<String> = query_value(q, "x-oss-additional-headers")
+        .map(|v| v.split(';').map(str::to_owned).collect())
+        .unwrap_or_default();
     let provided = query_value(q, "x-oss-signature").unwrap_or_default().to_owned();
     let signed_query: Vec<(String, String)> = q.iter().filter(|(k, _)| k != "x-oss-signature").cloned().collect();
     let signed = SignTarget { query: &signed_query, ..*target };
@@ -242,7 +253,7 @@ fn verify_v4_query(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Signer, SignatureVersion};
+    use super::super::{SignatureVersion, Signer};
     use super::*;
 
     fn lookup(ak: &str) -> Option<Credentials> {
@@ -253,7 +264,11 @@ mod tests {
         }
     }
 
-    fn signed(version: SignatureVersion, creds: &Credentials, at: SystemTime) -> (Vec<(String, String)>, http::HeaderMap) {
+    fn signed(
+        version: SignatureVersion,
+        creds: &Credentials,
+        at: SystemTime,
+    ) -> (Vec<(String, String)>, http::HeaderMap) {
         let query = vec![("uploadId".to_owned(), "U1".to_owned()), ("partNumber".to_owned(), "3".to_owned())];
         let mut h = http::HeaderMap::new();
         h.insert("content-type", "application/octet-stream".parse().unwrap());
@@ -289,7 +304,10 @@ mod tests {
 
             let (q, mut h) = signed(v, &Credentials::new("ak", "sk"), now);
             h.insert("x-oss-meta-a", "tampered".parse().unwrap());
-            assert_eq!(verify(&target(&q), &h, &lookup, now).unwrap_err().service_code(), Some("SignatureDoesNotMatch"));
+            assert_eq!(
+                verify(&target(&q), &h, &lookup, now).unwrap_err().service_code(),
+                Some("SignatureDoesNotMatch")
+            );
 
             let (q, h) = signed(v, &Credentials::new("nobody", "sk"), now);
             assert_eq!(verify(&target(&q), &h, &lookup, now).unwrap_err().service_code(), Some("InvalidAccessKeyId"));
@@ -313,7 +331,13 @@ mod tests {
             let h = http::HeaderMap::new();
             let t = SignTarget { method: "GET", bucket: Some("bkt"), key: Some("k"), query: &base };
             let mut q = base.clone();
-            q.extend(Signer::new(v, "cn-hangzhou").presign(&Credentials::new("ak", "sk"), &t, &h, now, Duration::from_secs(60)));
+            q.extend(Signer::new(v, "cn-hangzhou").presign(
+                &Credentials::new("ak", "sk"),
+                &t,
+                &h,
+                now,
+                Duration::from_secs(60),
+            ));
             let tq = SignTarget { query: &q, ..t };
             assert_eq!(verify(&tq, &h, &lookup, now).unwrap().version, v);
             let later = now + Duration::from_secs(120);

@@ -165,7 +165,11 @@ impl fmt::Debug for Body {
             Inner::Bytes(_) => "bytes",
             Inner::Stream(_) => "stream",
         };
-        f.debug_struct("Body").field("len", &self.len).field("kind", &kind).field("md5_check", &self.md5.is_some()).finish()
+        f.debug_struct("Body")
+            .field("len", &self.len)
+            .field("kind", &kind)
+            .field("md5_check", &self.md5.is_some())
+            .finish()
     }
 }
 
@@ -193,7 +197,6 @@ impl From<&'static str> for Body {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,9 +221,13 @@ mod tests {
         let bad = Md5Check { expected: [0; 16], mismatch };
         assert_eq!(Body::from_stream(5, chunks()).with_md5_check(good).collect().await.unwrap(), &b"abcde"[..]);
         let e = Body::from_stream(5, chunks()).with_md5_check(bad).collect().await.unwrap_err();
-        assert_eq!((e.service_code(), e.message()), (Some("InvalidDigest"), hex::encode(Md5::digest(b"abcde")).as_str()));
+        assert_eq!(
+            (e.service_code(), e.message()),
+            (Some("InvalidDigest"), hex::encode(Md5::digest(b"abcde")).as_str())
+        );
         // Every chunk passes before the error.
-        let items: Vec<Result<Bytes>> = Body::from_stream(5, chunks()).with_md5_check(bad).into_stream().collect().await;
+        let items: Vec<Result<Bytes>> =
+            Body::from_stream(5, chunks()).with_md5_check(bad).into_stream().collect().await;
         assert!(items.len() == 3 && items[..2].iter().all(|i| i.is_ok()) && items[2].is_err());
         // In memory too, and such a body is not handed out as a buffer.
         let mem = Body::from_bytes(&b"abcde"[..]).with_md5_check(bad);

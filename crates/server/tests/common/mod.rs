@@ -86,17 +86,15 @@ impl TestServer {
     pub async fn start() -> Self {
         let root = tempfile::tempdir().unwrap();
         let store = LocalStore::open_with(root.path(), LocalOptions { fsync: false }).unwrap();
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), Arc::new(store), Credentials::new(AK, SK)).await.unwrap();
+        let server =
+            Server::bind("127.0.0.1:0".parse().unwrap(), Arc::new(store), Credentials::new(AK, SK)).await.unwrap();
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
-        let client = reqwest::Client::builder()
-            .resolve("bkt.localhost", addr)
-            .resolve("other.localhost", addr)
-            .build()
-            .unwrap();
+        let client =
+            reqwest::Client::builder().resolve("bkt.localhost", addr).resolve("other.localhost", addr).build().unwrap();
         Self {
             addr,
             client,
@@ -121,7 +119,8 @@ impl TestServer {
     /// Sends `call`, signed as asked.
     pub async fn send(&self, call: Call<'_>) -> reqwest::Response {
         let mut headers = call.headers;
-        let target = SignTarget { method: call.method.as_str(), bucket: call.bucket, key: call.key, query: &call.query };
+        let target =
+            SignTarget { method: call.method.as_str(), bucket: call.bucket, key: call.key, query: &call.query };
         if let Some(creds) = &call.creds {
             self.signer.sign(creds, &target, &mut headers, SystemTime::now());
         }

@@ -24,7 +24,13 @@ fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// Signs one test-suite request (service `service`) and returns (canonical request, string to sign, authorization).
-fn suite(method: &str, uri: &str, query: &[(&str, &str)], extra: &[(&'static str, &str)], body: &[u8]) -> (String, String, String) {
+fn suite(
+    method: &str,
+    uri: &str,
+    query: &[(&str, &str)],
+    extra: &[(&'static str, &str)],
+    body: &[u8],
+) -> (String, String, String) {
     let mut pairs = vec![("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")];
     pairs.extend_from_slice(extra);
     let h = map(&pairs);
@@ -34,7 +40,8 @@ fn suite(method: &str, uri: &str, query: &[(&str, &str)], extra: &[(&'static str
     let payload = sigv4::sha256_hex(body);
     let cr = canonical_request(&t, &h, &signed, &payload);
     let sts = Scheme::AWS.string_to_sign("20150830T123600Z", &scope("20150830", "us-east-1", "service"), &cr);
-    let auth = authorization_with(&Credentials::new(SUITE_AK, SUITE_SK), &t, &h, &signed, &payload, "us-east-1", "service");
+    let auth =
+        authorization_with(&Credentials::new(SUITE_AK, SUITE_SK), &t, &h, &signed, &payload, "us-east-1", "service");
     (cr, sts, auth)
 }
 
@@ -85,7 +92,13 @@ fn may_2013() -> SystemTime {
 }
 
 /// Signs an S3 example with [`S3Signer`] (virtual-hosted on `examplebucket.s3.amazonaws.com`).
-fn s3_example(method: &str, uri: &str, query: &[(&str, &str)], extra: &[(&'static str, &str)], payload: &str) -> String {
+fn s3_example(
+    method: &str,
+    uri: &str,
+    query: &[(&str, &str)],
+    extra: &[(&'static str, &str)],
+    payload: &str,
+) -> String {
     let mut h = map(&[("host", "examplebucket.s3.amazonaws.com")]);
     for (k, v) in extra {
         h.append(*k, http::HeaderValue::from_str(v).unwrap());
@@ -102,7 +115,12 @@ fn s3_get_object_with_range() {
     let auth = s3_example("GET", "/test.txt", &[], &[("range", "bytes=0-9")], EMPTY_SHA256);
     assert_eq!(auth, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
     // The string to sign of the example ends with the hash of its canonical request.
-    let h = map(&[("host", "examplebucket.s3.amazonaws.com"), ("range", "bytes=0-9"), ("x-amz-content-sha256", EMPTY_SHA256), ("x-amz-date", "20130524T000000Z")]);
+    let h = map(&[
+        ("host", "examplebucket.s3.amazonaws.com"),
+        ("range", "bytes=0-9"),
+        ("x-amz-content-sha256", EMPTY_SHA256),
+        ("x-amz-date", "20130524T000000Z"),
+    ]);
     let t = S3Target { method: "GET", uri: "/test.txt", query: &[] };
     let cr = canonical_request(&t, &h, &header_names(&h), EMPTY_SHA256);
     assert_eq!(sigv4::sha256_hex(cr.as_bytes()), "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972");
@@ -134,9 +152,25 @@ fn s3_list_objects() {
 fn s3_presigned_get_object() {
     let h = map(&[("host", "examplebucket.s3.amazonaws.com")]);
     let t = S3Target { method: "GET", uri: "/test.txt", query: &[] };
-    let p = S3Signer::new("us-east-1").presign(&Credentials::new(S3_AK, S3_SK), &t, &h, may_2013(), Duration::from_secs(86400));
+    let p = S3Signer::new("us-east-1").presign(
+        &Credentials::new(S3_AK, S3_SK),
+        &t,
+        &h,
+        may_2013(),
+        Duration::from_secs(86400),
+    );
     let names: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature"]);
+    assert_eq!(
+        names,
+        [
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Date",
+            "X-Amz-Expires",
+            "X-Amz-SignedHeaders",
+            "X-Amz-Signature"
+        ]
+    );
     assert_eq!(p[1].1, "AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request");
     assert_eq!(p[4].1, "host");
     assert_eq!(p[5].1, "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404");
@@ -154,7 +188,8 @@ fn lookup(ak: &str) -> Option<Credentials> {
 
 fn signed(creds: &Credentials, at: SystemTime) -> (Vec<(String, String)>, http::HeaderMap) {
     let query = q(&[("uploadId", "U1"), ("partNumber", "3")]);
-    let mut h = map(&[("host", "127.0.0.1:9000"), ("content-type", "application/octet-stream"), ("x-amz-meta-a", "b  c")]);
+    let mut h =
+        map(&[("host", "127.0.0.1:9000"), ("content-type", "application/octet-stream"), ("x-amz-meta-a", "b  c")]);
     let t = S3Target { method: "PUT", uri: "/bkt/dir/a%20b%2Bc", query: &query };
     S3Signer::new("us-east-1").sign(creds, &t, &mut h, UNSIGNED_PAYLOAD, at);
     (query, h)
@@ -170,7 +205,10 @@ fn signer_and_verifier_agree() {
     let (q, h) = signed(&Credentials::new("ak", "sk"), now);
     assert!(is_signed_with_sigv4(&h, &q));
     let v = verify(&target(&q), &h, &lookup, now).unwrap();
-    assert_eq!((v.access_key_id.as_str(), v.region.as_str(), v.payload_hash.as_str()), ("ak", "us-east-1", UNSIGNED_PAYLOAD));
+    assert_eq!(
+        (v.access_key_id.as_str(), v.region.as_str(), v.payload_hash.as_str()),
+        ("ak", "us-east-1", UNSIGNED_PAYLOAD)
+    );
     let (q, h) = signed(&Credentials::new("sts", "sk2").with_security_token("tok"), now);
     verify(&target(&q), &h, &lookup, now).unwrap();
 }
@@ -178,7 +216,9 @@ fn signer_and_verifier_agree() {
 #[test]
 fn the_verifier_refuses_with_s3_errors() {
     let now = SystemTime::now();
-    let code = |q: &[(String, String)], h: &http::HeaderMap, at| verify(&target(q), h, &lookup, at).unwrap_err().service_code().map(str::to_owned);
+    let code = |q: &[(String, String)], h: &http::HeaderMap, at| {
+        verify(&target(q), h, &lookup, at).unwrap_err().service_code().map(str::to_owned)
+    };
 
     let (q, h) = signed(&Credentials::new("ak", "wrong"), now);
     let e = verify(&target(&q), &h, &lookup, now).unwrap_err();
@@ -214,7 +254,13 @@ fn presigned_urls_verify_and_expire() {
     let h = map(&[("host", "bkt.localhost:9000")]);
     let t = S3Target { method: "GET", uri: "/k", query: &base };
     let mut full = base.clone();
-    full.extend(S3Signer::new("eu-west-1").presign(&Credentials::new("ak", "sk"), &t, &h, now, Duration::from_secs(60)));
+    full.extend(S3Signer::new("eu-west-1").presign(
+        &Credentials::new("ak", "sk"),
+        &t,
+        &h,
+        now,
+        Duration::from_secs(60),
+    ));
     assert!(is_signed_with_sigv4(&http::HeaderMap::new(), &full));
     let tq = S3Target { query: &full, ..t };
     assert_eq!(verify(&tq, &h, &lookup, now).unwrap().region, "eu-west-1");
