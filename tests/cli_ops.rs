@@ -610,6 +610,12 @@ async fn a_job_nothing_of_which_arrives_exits_1_naming_key_code_and_request_id()
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let s = summary(&out);
     assert_eq!((s["state"].as_str(), s["objects_failed"].as_u64()), (Some("failed"), Some(2)));
+    // Each failure is an event with the error's kind, as an embedder matches it, and the server's code.
+    let failed: Vec<_> = json_lines(&out).into_iter().filter(|v| v["event"] == "failed").collect();
+    assert_eq!(failed.len(), 2, "{}", String::from_utf8_lossy(&out.stdout));
+    for f in &failed {
+        assert_eq!((f["kind"].as_str(), f["code"].as_str()), (Some("access_denied"), Some("AccessDenied")), "{f}");
+    }
     let err = stderr(&out);
     assert!(err.contains("d/a") && err.contains("AccessDenied") && err.contains("transfer resume"), "{err}");
     assert!(err.contains("request id FAULT"), "the server's request id is named: {err}");

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobRow, Ledger, ObjectState};
 use transfer_engine::store::ListUploadsRequest;
+use transfer_engine::ErrorKind;
 
 /// Options of `transfer cleanup`.
 #[derive(Debug, Args)]
@@ -121,7 +122,7 @@ impl Sweep<'_> {
             }
             let result = match store.objects.abort_multipart(&c.bucket, &c.key, &c.upload_id).await {
                 Ok(()) => verify_gone(store, &c).await,
-                Err(e) if e.service_code() == Some("NoSuchUpload") => verify_gone(store, &c).await,
+                Err(e) if e.kind() == ErrorKind::UploadNotFound => verify_gone(store, &c).await,
                 Err(e) => Err(e.to_string()),
             };
             match result {
@@ -175,7 +176,7 @@ async fn initiated(store: &Opened, c: &Candidate) -> transfer_engine::Result<Opt
 /// ListParts must answer NoSuchUpload.
 async fn verify_gone(store: &Opened, c: &Candidate) -> Result<(), String> {
     match store.objects.list_parts(&c.bucket, &c.key, &c.upload_id, None, Some(1)).await {
-        Err(e) if e.service_code() == Some("NoSuchUpload") => Ok(()),
+        Err(e) if e.kind() == ErrorKind::UploadNotFound => Ok(()),
         Err(e) => Err(format!("aborted, but ListParts could not confirm it is gone: {e}")),
         Ok(_) => Err("aborted, but ListParts still lists it; run cleanup again".into()),
     }

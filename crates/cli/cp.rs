@@ -339,7 +339,7 @@ async fn open_destination(args: &CpArgs, scheme: Scheme, bucket: &str) -> Result
     let store = args.store.open(scheme)?;
     match store.buckets.create_bucket(bucket).await {
         Ok(()) => tracing::info!(bucket, at = %store.what, "created the bucket"),
-        Err(e) if e.service_code() == Some("BucketAlreadyExists") => {}
+        Err(e) if e.kind() == transfer_engine::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(Usage(format!("cannot create bucket {bucket:?} at {}: {e}", store.what))),
     }
     check_bucket(&store, bucket).await?;
@@ -577,13 +577,11 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                         println!("{how:<24} {:>12}  {}/{key}  <- {}", human_bytes(plan.size), plan.bucket, plan.source);
                     }
                 }
-                Some(Event::Failed { key, error, kind, code }) => {
-                    let error = match crate::remote::hint(kind, code.as_deref(), &error) {
-                        Some(h) => format!("{error}; {h}"),
-                        None => error,
-                    };
+                Some(Event::Failed { key, error }) => {
+                    let (kind, code) = (error.kind().to_string(), error.service_code().map(str::to_owned));
+                    let error = crate::remote::explain(&error);
                     if out.json {
-                        println!("{}", json!({"event": "failed", "key": key, "code": code, "error": error}));
+                        println!("{}", json!({"event": "failed", "key": key, "kind": kind, "code": code, "error": error}));
                     }
                     tracing::error!("failed {key}: {error}");
                 }

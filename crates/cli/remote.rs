@@ -287,8 +287,8 @@ impl StoreArgs {
 
 /// Fails with a usage error unless `bucket` exists in `store` and answers.
 pub(crate) async fn check_bucket(store: &Opened, bucket: &str) -> Result<(), Usage> {
-    store.buckets.get_versioning(bucket).await.map(|_| ()).map_err(|e| match e.service_code() {
-        Some("NoSuchBucket") => Usage(format!(
+    store.buckets.get_versioning(bucket).await.map(|_| ()).map_err(|e| match e.kind() {
+        transfer_engine::ErrorKind::BucketNotFound => Usage(format!(
             "bucket {bucket:?} does not exist at {}; create it first (or pass --create-bucket)",
             store.what
         )),
@@ -299,30 +299,31 @@ pub(crate) async fn check_bucket(store: &Opened, bucket: &str) -> Result<(), Usa
 /// The error, with what a person can change to fix it when the error says.
 pub(crate) fn explain(e: &transfer_engine::Error) -> String {
     let message = e.to_string();
-    match hint(e.kind(), e.service_code(), &message) {
+    match hint(e) {
         Some(h) => format!("{message}; {h}"),
         None => message,
     }
 }
 
-/// What a person can change to fix an error of this kind and code, when there is such a thing.
-pub(crate) fn hint(kind: transfer_engine::ErrorKind, code: Option<&str>, message: &str) -> Option<&'static str> {
+/// What a person can change to fix an error of this kind, when there is such a thing.
+pub(crate) fn hint(e: &transfer_engine::Error) -> Option<&'static str> {
     use transfer_engine::ErrorKind;
-    Some(match (kind, code) {
-        (_, Some("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "InvalidSecurityToken" | "SecurityTokenExpired")) => {
+    Some(match e.kind() {
+        ErrorKind::Credentials => {
             "check the credentials (OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / OSS_SESSION_TOKEN, AWS_ACCESS_KEY_ID / \
              AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN for s3://, or the variables the --profile names), --region and \
              --signature-version"
         }
-        (_, Some("AccessDenied")) => "the key may not do this here: check its policy, or use another --profile",
-        (_, Some("RequestTimeTooSkewed")) => "this machine's clock is off by more than 15 minutes: fix it (NTP)",
-        (_, Some("InvalidPartSize" | "EntityTooSmall" | "EntityTooLarge")) => "choose another --part-size",
-        (_, Some("InvalidStorageClass")) => "choose another --storage-class",
-        (_, Some("NoSuchBucket")) => "check the bucket's name, or pass --create-bucket",
-        (ErrorKind::Transport, _) => {
-            "check --endpoint (or TRANSFER_ENDPOINT, or the profile's endpoint) and the network"
+        ErrorKind::AccessDenied => "the key may not do this here: check its policy, or use another --profile",
+        ErrorKind::ClockSkew => "this machine's clock is off by more than 15 minutes: fix it (NTP)",
+        ErrorKind::BucketNotFound => "check the bucket's name, or pass --create-bucket",
+        ErrorKind::Transport => "check --endpoint (or TRANSFER_ENDPOINT, or the profile's endpoint) and the network",
+        // The server refused a value it was sent: part sizes are the values a person picks.
+        ErrorKind::InvalidInput if e.service_error().is_some() => {
+            "the server refused a value of the request (see its message): a --part-size, --storage-class, tag or \
+             metadata value"
         }
-        (ErrorKind::InvalidInput, _) if message.contains("needs a region") => "give --region (or TRANSFER_REGION)",
+        ErrorKind::InvalidInput if e.message().contains("needs a region") => "give --region (or TRANSFER_REGION)",
         _ => return None,
     })
 }

@@ -70,7 +70,9 @@ pub async fn copies_check_the_source_etag(t: &Target) {
     copy.conditions = stale.clone();
     let e = s.copy_object(&scope.bucket, &scope.key("dst"), &copy).await.unwrap_err();
     assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(412), Some("PreconditionFailed"), false), "{e}");
-    assert_eq!(s.head_object(&scope.obj("dst")).await.unwrap_err().status(), Some(404));
+    assert_eq!(e.kind(), transfer_engine::ErrorKind::PreconditionFailed, "{e}");
+    let e = s.head_object(&scope.obj("dst")).await.unwrap_err();
+    assert_eq!((e.status(), e.kind()), (Some(404), transfer_engine::ErrorKind::ObjectNotFound), "{e}");
 
     let key = scope.key("parts");
     let id = s.initiate_multipart(&scope.bucket, &key, &PutOptions::default()).await.unwrap();

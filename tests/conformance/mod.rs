@@ -414,7 +414,7 @@ conformance! {
         engine::no_clobber_upload_when_the_destination_appears [ConditionalPut],
         engine::no_clobber_copy_when_the_destination_appears [ConditionalPut, ConditionalCopy],
         wire::forbid_overwrite [ConditionalPut],
-        wire::forbid_overwrite_on_copy [ConditionalCopy],
+        wire::forbid_overwrite_on_copy [ConditionalCopy, CopySourceIfMatch],
         wire::signatures_are_checked [Http, ChecksSignatures],
         wire::corrupted_bodies_are_refused [Proxy, ChecksContentMd5],
         wire::damaged_bodies_fail_with_the_default_protection [Proxy, ChecksDefaultDigests],

@@ -147,6 +147,7 @@ pub async fn unknown_upload_ids(t: &Target) {
     assert_eq!((e.service_code(), e.is_retryable()), (Some("NoSuchUpload"), false), "{e}");
     let e = s.abort_multipart(&scope.bucket, &key, &id).await.unwrap_err();
     assert_eq!((e.service_code(), e.is_retryable()), (Some("NoSuchUpload"), false), "{e}");
+    assert_eq!(e.kind(), transfer_engine::ErrorKind::UploadNotFound, "{e}");
 }
 
 pub async fn list_uploads(t: &Target) {

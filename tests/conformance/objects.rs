@@ -65,6 +65,7 @@ pub async fn missing_bucket(t: &Target) {
     assert_eq!((e.status(), e.service_code()), (Some(404), Some("NoSuchBucket")), "{e}");
     let e = s.list_objects(&missing, &ListRequest::default()).await.unwrap_err();
     assert_eq!((e.status(), e.service_code()), (Some(404), Some("NoSuchBucket")), "{e}");
+    assert_eq!(e.kind(), transfer_engine::ErrorKind::BucketNotFound, "{e}");
 }
 
 pub async fn listing_with_prefixes_and_paging(t: &Target) {

@@ -4,7 +4,7 @@ use super::{read, Dialect, Target};
 use crate::util::data;
 use crate::util::fault::{Fault, FaultProxy, Rule};
 use transfer_engine::sign::Credentials;
-use transfer_engine::store::{CompleteOptions, CompletedPart, CopyOptions, PutOptions};
+use transfer_engine::store::{CompleteOptions, CompletedPart, CopyConditions, CopyOptions, PutOptions};
 use transfer_engine::ErrorKind;
 
 pub async fn forbid_overwrite(t: &Target) {
@@ -19,6 +19,8 @@ pub async fn forbid_overwrite(t: &Target) {
     let (status, code) = exists_error(t);
     let e = s.put_object(&obj.bucket, &obj.key, b"second".to_vec().into(), &forbid).await.unwrap_err();
     assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(status), Some(code), false), "{e}");
+    // Whatever the dialect's words, the kind is the same: the destination exists.
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     assert_eq!(read(s, &obj).await, b"first");
 
     // CompleteMultipartUpload too.
@@ -30,6 +32,7 @@ pub async fn forbid_overwrite(t: &Target) {
         .await
         .unwrap_err();
     assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(status), Some(code), false), "{e}");
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     assert_eq!(read(s, &obj).await, b"first");
     s.abort_multipart(&obj.bucket, &obj.key, &id).await.unwrap();
 }
@@ -54,7 +57,21 @@ pub async fn forbid_overwrite_on_copy(t: &Target) {
     let e = s.copy_object(&scope.bucket, &scope.key("dst"), &copy).await.unwrap_err();
     let (status, code) = exists_error(t);
     assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(status), Some(code), false), "{e}");
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     assert_eq!(read(s, &scope.obj("dst")).await, b"source");
+
+    // Pinned to the source's ETag and forbidden to overwrite: S3 answers 412 for either, and the kind still
+    // says which. The destination exists (the source is current): AlreadyExists.
+    let current = s.head_object(&scope.obj("src")).await.unwrap().etag;
+    copy.conditions = CopyConditions { if_match: Some(current), ..CopyConditions::default() };
+    let e = s.copy_object(&scope.bucket, &scope.key("dst"), &copy).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+    // The source changed (a stale pin) and the destination is new: PreconditionFailed, nothing written.
+    copy.conditions =
+        CopyConditions { if_match: Some("0123456789abcdef0123456789abcdef".into()), ..Default::default() };
+    let e = s.copy_object(&scope.bucket, &scope.key("new"), &copy).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
+    assert_eq!(s.head_object(&scope.obj("new")).await.unwrap_err().kind(), ErrorKind::ObjectNotFound);
 }
 
 pub async fn signatures_are_checked(t: &Target) {

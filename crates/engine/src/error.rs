@@ -11,27 +11,93 @@ use std::fmt;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, at the granularity a caller branches on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// A server's answer is given its kind once, where it is parsed (the dialect edge: [`classify`] from the status
+/// and the `<Code>`, and the dialect client where a status means two things, such as S3's 412 to a conditional
+/// write); nothing past that edge compares code strings. The wire facts stay available for people in
+/// [`Error::service_error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The service answered with an error document (see [`Error::service`]).
+    /// The object (or the version asked for) does not exist: `NoSuchKey`, `NoSuchVersion`.
+    ObjectNotFound,
+    /// The bucket does not exist: `NoSuchBucket`.
+    BucketNotFound,
+    /// The multipart upload does not exist (any more): `NoSuchUpload`.
+    UploadNotFound,
+    /// A write that must not replace an existing object (or bucket) found one: OSS's `FileAlreadyExists`, S3's
+    /// 412 to `If-None-Match: *`, `BucketAlreadyExists`. Kept apart from [`ErrorKind::PreconditionFailed`]: an
+    /// existing destination under no-clobber is not a copy source that changed.
+    AlreadyExists,
+    /// A condition on the request's source did not hold (`PreconditionFailed`): a copy or read pinned to an
+    /// ETag found another one, so the source changed.
+    PreconditionFailed,
+    /// The service asked the client to slow down (`SlowDown`, `Throttling`, 429, ...). Retried.
+    Throttled,
+    /// The credentials were refused: a signature that does not match, an unknown access key, an expired or
+    /// invalid security token.
+    Credentials,
+    /// The credentials are valid but may not do this (`AccessDenied`).
+    AccessDenied,
+    /// The client's clock differs from the server's by too much (`RequestTimeTooSkewed`). Retried once the
+    /// client has corrected its clock from the server's.
+    ClockSkew,
+    /// The object is not in a state that allows the operation: archived and not restored
+    /// (`InvalidObjectState`), not appendable, an append at the wrong position.
+    InvalidObjectState,
+    /// Any other answer of a service (see [`Error::service_error`]): internal errors, unknown codes.
     Service,
-    /// Bad input caught before any request was sent: a tag set over the limits, a key that escapes the root,
-    /// a part number outside 1..=10000. Never retried.
+    /// Bad input, caught before any request was sent (a tag set over the limits, a key that escapes the root,
+    /// a part number outside 1..=10000) or refused by the server (`InvalidArgument`, `EntityTooSmall`, ...).
+    /// Never retried.
     InvalidInput,
-    /// Bytes did not match their checksum (CRC-64 or MD5). Retried: the data is re-sent or re-read.
+    /// Bytes did not match their checksum (CRC-64, CRC-32C or MD5). Retried: the data is re-sent or re-read.
     Integrity,
     /// The connection failed, timed out or was cut short. Retried.
     Transport,
     /// A local filesystem or database operation failed.
     Io,
-    /// The operation does not exist on this backend or dialect (for example append on S3).
+    /// Another process (or another handle in this one) is running the job: its lock is held.
+    Locked,
+    /// The operation does not exist on this backend or dialect (for example append on S3, or a server's
+    /// `NotImplemented`).
     Unsupported,
     /// The response could not be understood (malformed XML, missing header).
     Protocol,
     /// The job was stopped on request before this object finished; what was acknowledged is in the ledger and
     /// the job can be resumed.
     Stopped,
+    /// Objects of a job failed ([`JobHandle::join`](crate::job::JobHandle::join)); the error's source is the
+    /// first failure, and the job can be resumed.
+    JobFailed,
+}
+
+/// The kind's stable name, `snake_case` (`object_not_found`, `already_exists`, ...), as `--json` events carry it.
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::ObjectNotFound => "object_not_found",
+            ErrorKind::BucketNotFound => "bucket_not_found",
+            ErrorKind::UploadNotFound => "upload_not_found",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::PreconditionFailed => "precondition_failed",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Credentials => "credentials",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::ClockSkew => "clock_skew",
+            ErrorKind::InvalidObjectState => "invalid_object_state",
+            ErrorKind::Service => "service",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Io => "io",
+            ErrorKind::Locked => "locked",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Stopped => "stopped",
+            ErrorKind::JobFailed => "job_failed",
+        })
+    }
 }
 
 /// Whether repeating the same request can succeed.
@@ -88,14 +154,15 @@ impl fmt::Debug for ServiceError {
     }
 }
 
-/// The engine's error.
+/// The engine's error. Cheap to clone (the cause is shared), so job events and summaries carry it whole.
+#[derive(Clone)]
 pub struct Error {
     kind: ErrorKind,
     retry: Retry,
     message: String,
     service: Option<Box<ServiceError>>,
     context: Vec<(&'static str, String)>,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
@@ -112,16 +179,9 @@ impl Error {
     /// An error document from a server (or produced by the local store in the server's vocabulary),
     /// classified by [`classify`].
     pub fn service(se: ServiceError) -> Self {
-        let retry = classify(se.status, &se.code);
+        let (kind, retry) = classify(se.status, &se.code);
         let message = if se.message.is_empty() { se.code.clone() } else { se.message.clone() };
-        Self {
-            kind: ErrorKind::Service,
-            retry,
-            message,
-            service: Some(Box::new(se)),
-            context: Vec::new(),
-            source: None,
-        }
+        Self { kind, retry, message, service: Some(Box::new(se)), context: Vec::new(), source: None }
     }
 
     /// Shorthand for a service error with a status, a code and a message.
@@ -142,7 +202,15 @@ impl Error {
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    /// Overrides the kind: for the dialect edge, where one status means two things (S3's 412 to
+    /// `If-None-Match: *` is [`ErrorKind::AlreadyExists`], to a source condition
+    /// [`ErrorKind::PreconditionFailed`]).
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
         self
     }
 
@@ -152,7 +220,7 @@ impl Error {
         self
     }
 
-    /// An extra element for the error document (for [`ErrorKind::Service`] errors only).
+    /// An extra element for the error document (for errors made from a service answer only).
     pub fn with_extra(mut self, name: &str, value: impl Into<String>) -> Self {
         if let Some(se) = self.service.as_mut() {
             se.extra.push((name.to_owned(), value.into()));
@@ -160,7 +228,7 @@ impl Error {
         self
     }
 
-    /// A response header for the error (for [`ErrorKind::Service`] errors only).
+    /// A response header for the error (for errors made from a service answer only).
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         if let Some(se) = self.service.as_mut() {
             se.headers.push((name.to_ascii_lowercase(), value.into()));
@@ -188,7 +256,8 @@ impl Error {
         self.service.as_deref()
     }
 
-    /// The service's `<Code>`, e.g. `NoSuchKey`.
+    /// The service's `<Code>`, e.g. `NoSuchKey`: for people and logs. Code that decides matches on
+    /// [`Error::kind`] instead.
     pub fn service_code(&self) -> Option<&str> {
         self.service.as_deref().map(|s| s.code.as_str())
     }
@@ -272,8 +341,10 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-/// Retry class of a service answer, from its HTTP status and `<Code>`: the OSS reference (section 5.2) and the
-/// SDKs' `retryable_error` lists for OSS, the AWS SDKs' transient and throttling codes for S3.
+/// The kind and retry class of a service answer, from its HTTP status and `<Code>`: the OSS reference (section
+/// 5.2) and the SDKs' `retryable_error` lists for OSS, the AWS SDKs' transient and throttling codes for S3. The
+/// two dialects share this vocabulary (and the local store speaks it), so one table serves both; where a status
+/// means two things, the dialect client overrides the kind with [`Error::with_kind`].
 ///
 /// Retried: every 5xx, 408 and 429; `RequestTimeTooSkewed` (after the clock offset is corrected), `BadRequest`,
 /// `InvalidDigest` and S3's `BadDigest`, `XAmzContentSHA256Mismatch` and `IncompleteBody` (the body is re-read
@@ -283,36 +354,71 @@ impl From<rusqlite::Error> for Error {
 /// `OperationAborted`, S3's `ConditionalRequestConflict`), `InternalError`, `ServiceUnavailable`. Everything
 /// else is permanent: `NoSuchUpload`, `InvalidPart`, `PreconditionFailed`, `EntityTooSmall`, `AccessDenied` and
 /// friends need a decision, not a repeat.
-pub fn classify(status: u16, code: &str) -> Retry {
+pub fn classify(status: u16, code: &str) -> (ErrorKind, Retry) {
+    use ErrorKind as K;
+    use Retry::{Permanent, Temporary};
     match code {
-        "RequestTimeTooSkewed"
-        | "BadRequest"
-        | "InvalidDigest"
-        | "BadDigest"
-        | "XAmzContentSHA256Mismatch"
-        | "IncompleteBody"
-        | "SlowDown"
+        "NoSuchKey" | "NoSuchVersion" => return (K::ObjectNotFound, Permanent),
+        "NoSuchBucket" => return (K::BucketNotFound, Permanent),
+        "NoSuchUpload" => return (K::UploadNotFound, Permanent),
+        "FileAlreadyExists" | "BucketAlreadyExists" | "BucketAlreadyOwnedByYou" => {
+            return (K::AlreadyExists, Permanent)
+        }
+        "PreconditionFailed" => return (K::PreconditionFailed, Permanent),
+        "SlowDown"
         | "Throttling"
         | "ThrottlingException"
         | "RequestThrottled"
         | "RequestLimitExceeded"
         | "BandwidthLimitExceeded"
-        | "TooManyRequestsException"
-        | "RequestTimeout"
-        | "RequestTimeoutException"
+        | "TooManyRequestsException" => return (K::Throttled, Temporary),
+        "SignatureDoesNotMatch"
+        | "InvalidAccessKeyId"
+        | "InvalidSecurityToken"
+        | "SecurityTokenExpired"
+        | "ExpiredToken"
+        | "InvalidToken"
+        | "TokenRefreshRequired" => return (K::Credentials, Permanent),
+        "AccessDenied" | "AllAccessDisabled" | "AccountProblem" => return (K::AccessDenied, Permanent),
+        "RequestTimeTooSkewed" => return (K::ClockSkew, Temporary),
+        "InvalidObjectState" | "ObjectNotAppendable" | "PositionNotEqualToLength" => {
+            return (K::InvalidObjectState, Permanent)
+        }
+        "InvalidDigest" | "BadDigest" | "XAmzContentSHA256Mismatch" => return (K::Integrity, Temporary),
+        "IncompleteBody" | "RequestTimeout" | "RequestTimeoutException" => return (K::Transport, Temporary),
+        "BadRequest"
         | "PriorRequestNotComplete"
         | "OperationAborted"
         | "ConditionalRequestConflict"
         | "InternalError"
-        | "ServiceUnavailable" => return Retry::Temporary,
+        | "ServiceUnavailable" => return (K::Service, Temporary),
         // A server that does not implement an operation will not implement it on the next attempt either.
-        "NotImplemented" => return Retry::Permanent,
+        "NotImplemented" => return (K::Unsupported, Permanent),
+        "InvalidArgument"
+        | "InvalidRequest"
+        | "InvalidPartSize"
+        | "EntityTooSmall"
+        | "EntityTooLarge"
+        | "InvalidStorageClass"
+        | "InvalidTag"
+        | "InvalidObjectName"
+        | "InvalidBucketName"
+        | "KeyTooLong"
+        | "MetadataTooLarge"
+        | "InvalidRange"
+        | "MalformedXML"
+        | "InvalidEncryptionAlgorithmError"
+        | "InvalidLocationConstraint"
+        | "TooManyBuckets" => return (K::InvalidInput, Permanent),
         _ => {}
     }
     match status {
-        501 | 505 => Retry::Permanent,
-        500..=599 | 408 | 429 => Retry::Temporary,
-        _ => Retry::Permanent,
+        501 | 505 => (K::Unsupported, Permanent),
+        429 => (K::Throttled, Temporary),
+        500..=599 | 408 => (K::Service, Temporary),
+        403 => (K::AccessDenied, Permanent),
+        412 => (K::PreconditionFailed, Permanent),
+        _ => (K::Service, Permanent),
     }
 }
 
@@ -320,21 +426,25 @@ pub fn classify(status: u16, code: &str) -> Retry {
 mod tests {
     use super::*;
 
+    fn retry(status: u16, code: &str) -> Retry {
+        classify(status, code).1
+    }
+
     #[test]
     fn classification_follows_the_reference_table() {
-        assert_eq!(classify(404, "NoSuchUpload"), Retry::Permanent);
-        assert_eq!(classify(400, "InvalidPart"), Retry::Permanent);
-        assert_eq!(classify(409, "PositionNotEqualToLength"), Retry::Permanent);
-        assert_eq!(classify(403, "SignatureDoesNotMatch"), Retry::Permanent);
-        assert_eq!(classify(412, "PreconditionFailed"), Retry::Permanent);
-        assert_eq!(classify(403, "RequestTimeTooSkewed"), Retry::Temporary);
-        assert_eq!(classify(400, "InvalidDigest"), Retry::Temporary);
-        assert_eq!(classify(503, "SlowDown"), Retry::Temporary);
-        assert_eq!(classify(500, "InternalError"), Retry::Temporary);
-        assert_eq!(classify(429, ""), Retry::Temporary);
-        assert_eq!(classify(408, ""), Retry::Temporary);
-        assert_eq!(classify(501, "NotImplemented"), Retry::Permanent);
-        assert_eq!(classify(501, ""), Retry::Permanent);
+        assert_eq!(retry(404, "NoSuchUpload"), Retry::Permanent);
+        assert_eq!(retry(400, "InvalidPart"), Retry::Permanent);
+        assert_eq!(retry(409, "PositionNotEqualToLength"), Retry::Permanent);
+        assert_eq!(retry(403, "SignatureDoesNotMatch"), Retry::Permanent);
+        assert_eq!(retry(412, "PreconditionFailed"), Retry::Permanent);
+        assert_eq!(retry(403, "RequestTimeTooSkewed"), Retry::Temporary);
+        assert_eq!(retry(400, "InvalidDigest"), Retry::Temporary);
+        assert_eq!(retry(503, "SlowDown"), Retry::Temporary);
+        assert_eq!(retry(500, "InternalError"), Retry::Temporary);
+        assert_eq!(retry(429, ""), Retry::Temporary);
+        assert_eq!(retry(408, ""), Retry::Temporary);
+        assert_eq!(retry(501, "NotImplemented"), Retry::Permanent);
+        assert_eq!(retry(501, ""), Retry::Permanent);
     }
 
     #[test]
@@ -349,10 +459,10 @@ mod tests {
             "XAmzContentSHA256Mismatch",
             "ConditionalRequestConflict",
         ] {
-            assert_eq!(classify(400, code), Retry::Temporary, "{code}");
+            assert_eq!(retry(400, code), Retry::Temporary, "{code}");
         }
-        assert_eq!(classify(500, "InternalError"), Retry::Temporary);
-        assert_eq!(classify(503, "ServiceUnavailable"), Retry::Temporary);
+        assert_eq!(retry(500, "InternalError"), Retry::Temporary);
+        assert_eq!(retry(503, "ServiceUnavailable"), Retry::Temporary);
         for code in [
             "NoSuchKey",
             "NoSuchBucket",
@@ -368,8 +478,48 @@ mod tests {
             "InvalidRange",
             "MalformedXML",
         ] {
-            assert_eq!(classify(400, code), Retry::Permanent, "{code}");
+            assert_eq!(retry(400, code), Retry::Permanent, "{code}");
         }
+    }
+
+    #[test]
+    fn codes_have_the_kinds_a_caller_matches_on() {
+        use ErrorKind as K;
+        for (status, code, kind) in [
+            (404, "NoSuchKey", K::ObjectNotFound),
+            (404, "NoSuchVersion", K::ObjectNotFound),
+            (404, "NoSuchBucket", K::BucketNotFound),
+            (404, "NoSuchUpload", K::UploadNotFound),
+            (409, "FileAlreadyExists", K::AlreadyExists),
+            (409, "BucketAlreadyExists", K::AlreadyExists),
+            (412, "PreconditionFailed", K::PreconditionFailed),
+            (503, "SlowDown", K::Throttled),
+            (429, "", K::Throttled),
+            (403, "SignatureDoesNotMatch", K::Credentials),
+            (403, "InvalidAccessKeyId", K::Credentials),
+            (400, "ExpiredToken", K::Credentials),
+            (403, "AccessDenied", K::AccessDenied),
+            (403, "", K::AccessDenied),
+            (403, "RequestTimeTooSkewed", K::ClockSkew),
+            (403, "InvalidObjectState", K::InvalidObjectState),
+            (409, "PositionNotEqualToLength", K::InvalidObjectState),
+            (400, "BadDigest", K::Integrity),
+            (400, "EntityTooSmall", K::InvalidInput),
+            (501, "NotImplemented", K::Unsupported),
+            (500, "InternalError", K::Service),
+            (400, "InvalidPart", K::Service),
+        ] {
+            assert_eq!(classify(status, code).0, kind, "{status} {code}");
+            assert_eq!(Error::code(status, code, "m").kind(), kind, "{status} {code}");
+        }
+    }
+
+    #[test]
+    fn errors_clone_with_their_cause() {
+        let e = Error::new(ErrorKind::Io, "disk").with_source(std::io::Error::other("full"));
+        let c = e.clone();
+        assert_eq!((c.kind(), c.to_string()), (ErrorKind::Io, e.to_string()));
+        assert!(std::error::Error::source(&c).is_some());
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl JobLock {
                 let owner = owner.trim();
                 let owner = if owner.is_empty() { String::new() } else { format!(" (process {owner})") };
                 return Err(Error::new(
-                    ErrorKind::Io,
+                    ErrorKind::Locked,
                     format!(
                         "job {job} is locked: another transfer is running it{owner}; wait for it to finish or stop it \
                          (lock file {})",

@@ -109,7 +109,7 @@ impl CopyOutcome {
 
 /// True for an error meaning the source no longer matches the ETag a copy was pinned to.
 fn source_changed(e: &Error) -> bool {
-    e.status() == Some(412) || e.service_code() == Some("PreconditionFailed")
+    e.kind() == crate::ErrorKind::PreconditionFailed
 }
 
 /// What the destination must carry, resolved once per run.
@@ -179,7 +179,7 @@ impl Engine {
                     .await;
                 match read {
                     // A server that does not implement tagging (Garage, say) holds no tags to keep.
-                    Err(e) if e.service_code() == Some("NotImplemented") || e.status() == Some(501) => {
+                    Err(e) if e.kind() == crate::ErrorKind::Unsupported => {
                         tracing::debug!(source = %req.source, "the source's store has no tagging: no tags to copy");
                         TagSet::new()
                     }
@@ -344,15 +344,7 @@ impl Engine {
             }
         };
         let put = match put {
-            Err(e) if e.service_code() == Some("FileAlreadyExists") => {
-                return self.copy_refused(row, req, r.head.size, None).await;
-            }
-            // S3 answers 412 both to If-None-Match (the destination exists) and to the source pin (it changed):
-            // the destination tells which.
-            Err(e) if self.refused_overwrite(&e) => match self.head(&dest).await {
-                Ok(_) => return self.copy_refused(row, req, r.head.size, None).await,
-                Err(_) => return Err(e),
-            },
+            Err(e) if self.refused_overwrite(&e) => return self.copy_refused(row, req, r.head.size, None).await,
             put => put?,
         };
         self.acknowledged(r.head.size);

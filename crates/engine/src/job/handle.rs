@@ -260,12 +260,9 @@ pub enum Event {
     Failed {
         /// Destination key.
         key: String,
-        /// Why, with the object, part, upload id and request id where known.
-        error: String,
-        /// What kind of error it was.
-        kind: crate::ErrorKind,
-        /// The server's error code, when a server answered with one (`AccessDenied`, `NoSuchBucket`, ...).
-        code: Option<String>,
+        /// Why: its [kind](crate::Error::kind) and retry class, the server's code and request id when a server
+        /// answered, and the object, part and upload id as context.
+        error: crate::Error,
     },
     /// Dry runs only ([`EngineConfig::dry_run`](super::EngineConfig::dry_run)): what a real run would do to
     /// the object. Nothing was written.
@@ -278,7 +275,7 @@ pub enum Event {
 }
 
 /// How a job ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct JobSummary {
     /// The job.
     pub job: JobId,
@@ -288,7 +285,7 @@ pub struct JobSummary {
     /// ends the same way but records nothing in the ledger.
     pub state: JobState,
     /// The first failures (at most 100), as `(key, error)`.
-    pub failures: Vec<(String, String)>,
+    pub failures: Vec<(String, crate::Error)>,
     /// Uploads aborted by [`JobHandle::abort`].
     pub aborted_uploads: usize,
 }
@@ -364,7 +361,7 @@ impl JobHandle {
                 }
                 match store.abort_multipart(&row.dest_bucket, &row.dest_key, upload_id).await {
                     Ok(()) => summary.aborted_uploads += 1,
-                    Err(e) if e.service_code() == Some("NoSuchUpload") => {}
+                    Err(e) if e.kind() == crate::ErrorKind::UploadNotFound => {}
                     Err(e) => return Err(e.with_context("upload id", upload_id)),
                 }
                 let id = row.id;

@@ -188,7 +188,7 @@ impl Engine {
         let mut failures = Vec::new();
         // Turns a finished object into its event (none for a stop). Events are then sent with back-pressure: in
         // order, none lost; a handle that stops listening (join, abort, drop) closes the channel.
-        let settle = |key: String, result: Result<Settled>, failures: &mut Vec<(String, String)>| -> Option<Event> {
+        let settle = |key: String, result: Result<Settled>, failures: &mut Vec<(String, Error)>| -> Option<Event> {
             Some(match result {
                 Ok(Settled::Transferred(outcome)) => {
                     tracker.finished(&outcome);
@@ -202,14 +202,9 @@ impl Engine {
                 Err(e) => {
                     tracker.failed();
                     if failures.len() < MAX_FAILURES_KEPT {
-                        failures.push((key.clone(), e.to_string()));
+                        failures.push((key.clone(), e.clone()));
                     }
-                    Event::Failed {
-                        key,
-                        error: e.to_string(),
-                        kind: e.kind(),
-                        code: e.service_code().map(str::to_owned),
-                    }
+                    Event::Failed { key, error: e }
                 }
             })
         };

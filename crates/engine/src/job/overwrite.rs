@@ -15,7 +15,7 @@
 use super::Engine;
 use crate::checkpoint::{ObjectRow, ObjectState};
 use crate::crc64::Crc64;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::store::{ObjectInfo, ObjectRef, PutResult};
 use std::fmt;
 use std::fs::File;
@@ -69,19 +69,17 @@ impl Engine {
         self.inner.config.overwrite == Overwrite::IfMissing
     }
 
-    /// True for the store's refusal of a write that must not overwrite an existing destination: OSS's 409
-    /// `FileAlreadyExists`, or S3's 412 `PreconditionFailed` to `If-None-Match: *` (only this engine's writes
-    /// under [`Overwrite::IfMissing`] carry one). For a write with no other precondition; a CopyObject's 412
-    /// may also be its source's `copy-source-if-match` (see `copy_single`).
+    /// True for the store's refusal of a write that must not overwrite an existing destination (OSS's 409
+    /// `FileAlreadyExists`, S3's 412 to `If-None-Match: *`, told apart from a changed source by the dialect).
     pub(super) fn refused_overwrite(&self, e: &Error) -> bool {
-        e.service_code() == Some("FileAlreadyExists") || (self.forbid_overwrite() && e.status() == Some(412))
+        e.kind() == ErrorKind::AlreadyExists
     }
 
     /// The destination's HEAD, or `None` when it does not exist.
     async fn destination(&self, dest: &ObjectRef) -> Result<Option<ObjectInfo>> {
         match self.head(dest).await {
             Ok(info) => Ok(Some(info)),
-            Err(e) if e.service_code() == Some("NoSuchKey") => Ok(None),
+            Err(e) if e.kind() == ErrorKind::ObjectNotFound => Ok(None),
             Err(e) => Err(e.with_context("destination", dest)),
         }
     }
@@ -177,7 +175,7 @@ impl Engine {
         if let Some(upload_id) = upload_id {
             match self.inner.store.abort_multipart(&dest.bucket, &dest.key, upload_id).await {
                 Ok(()) => {}
-                Err(e) if e.service_code() == Some("NoSuchUpload") => {}
+                Err(e) if e.kind() == ErrorKind::UploadNotFound => {}
                 Err(e) => {
                     tracing::warn!(upload_id, error = %e, "could not abort the upload of a skipped object; `transfer cleanup` can")
                 }

@@ -301,7 +301,7 @@ impl Engine {
         if let Some(id) = &row.upload_id {
             match self.inner.store.abort_multipart(&row.dest_bucket, &row.dest_key, id).await {
                 Ok(()) => {}
-                Err(e) if e.service_code() == Some("NoSuchUpload") => {}
+                Err(e) if e.kind() == ErrorKind::UploadNotFound => {}
                 Err(e) => {
                     tracing::warn!(upload_id = %id, error = %e, "could not abort the stale upload; `transfer cleanup` can")
                 }
@@ -501,7 +501,7 @@ impl Engine {
                     recorded.retain(|n, p| listed.get(n).is_some_and(|e| e.eq_ignore_ascii_case(&p.etag)));
                     return Ok((id, recorded));
                 }
-                Err(e) if e.service_code() == Some("NoSuchUpload") => {
+                Err(e) if e.kind() == ErrorKind::UploadNotFound => {
                     tracing::info!(upload_id = %id, "the server no longer knows the upload; starting the object again");
                     self.db(move |l| l.set_upload(rid, None)).await?;
                 }
@@ -694,7 +694,7 @@ impl Engine {
                 let _slot = inner.scheduler.request().await;
                 match inner.store.complete_multipart(bucket, key, upload_id, parts, opts).await {
                     Err(e) if self.refused_overwrite(&e) => self.earlier_attempt(e, n, dest, size, crc).await,
-                    Err(e) if n > 1 && e.service_code() == Some("NoSuchUpload") => {
+                    Err(e) if n > 1 && e.kind() == ErrorKind::UploadNotFound => {
                         let head = inner.store.head_object(&ObjectRef::new(bucket, key)).await?;
                         // The CRC-64 where both sides have one; else the multipart ETag, where it follows a
                         // known rule (S3 has no CRC-64); else the size alone.

@@ -183,6 +183,12 @@ impl OssStore {
             }
         }
 
+        // S3 answers 412 both to `If-None-Match: *` (the destination exists) and to a source condition (the
+        // source changed): what the request carried decides which, here, once.
+        let (forbids, pinned) = (
+            headers.contains_key(self.dialect.forbid_overwrite.0),
+            headers.contains_key(self.dialect.h("copy-source-if-match").as_str()),
+        );
         let url = self.endpoint.url(self.path_style, bucket.as_deref(), key.as_deref(), &query);
         let progress = Progress::new();
         let mut builder = self.client.request(method.clone(), &url).headers(headers);
@@ -231,8 +237,11 @@ impl OssStore {
             Method::HEAD => Bytes::new(),
             _ => read_body(resp, self.read_timeout).await.unwrap_or_default(),
         };
-        let err = response::service_error(&self.dialect, status, &headers, &body);
-        if err.service_code() == Some("RequestTimeTooSkewed") {
+        let mut err = response::service_error(&self.dialect, status, &headers, &body);
+        if err.kind() == ErrorKind::PreconditionFailed && forbids && !pinned {
+            err = err.with_kind(ErrorKind::AlreadyExists);
+        }
+        if err.kind() == ErrorKind::ClockSkew {
             if let Some(server) = response::header(&headers, "date").and_then(|d| httpdate::parse_http_date(d).ok()) {
                 self.clock.correct(server);
                 tracing::warn!(offset_ms = self.clock.offset_ms(), "clock skew: later requests use the server's time");

@@ -532,7 +532,17 @@ impl ObjectStore for OssStore {
             }
         };
         let req = conditions(req, d, &opts.conditions).forbid_overwrite(d, opts.forbid_overwrite);
-        self.call(req, |r| async move { self.copy_result(r).await.map(|(out, _)| out) }).await
+        match self.call(req, |r| async move { self.copy_result(r).await.map(|(out, _)| out) }).await {
+            // Pinned and forbidden to overwrite, S3 answers 412 for either condition: an existing destination
+            // tells which (OSS refuses an overwrite with its own 409 and needs no look).
+            Err(e) if e.kind() == ErrorKind::PreconditionFailed && opts.forbid_overwrite => {
+                match self.head_object(&ObjectRef::new(bucket, key)).await {
+                    Ok(_) => Err(e.with_kind(ErrorKind::AlreadyExists)),
+                    Err(_) => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>> {
