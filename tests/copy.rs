@@ -6,7 +6,7 @@ use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::{bucket, client_for, data, Served, AK, SK};
 use std::sync::Arc;
 use std::time::Duration;
-use transfer_engine::checkpoint::{JobId, JobSpec, Ledger, ObjectState};
+use transfer_engine::checkpoint::{JobId, JobKind, JobSpec, Ledger, ObjectState};
 use transfer_engine::job::{CopyRequest, Engine, EngineConfig, TagOn};
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
@@ -64,10 +64,10 @@ async fn setup(buckets: &[&str]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
     let spec = JobSpec {
-        kind: "copy".into(),
+        kind: JobKind::Copy,
         source: "oss://src".into(),
         destination: "oss://dst".into(),
-        options_json: "{}".into(),
+        note: String::new(),
     };
     let job = ledger.create_job(&spec).unwrap();
     Setup { served, _dir: dir, ledger, job }
@@ -89,12 +89,12 @@ impl Setup {
     /// A second job (one object row per source and job).
     fn other_job(&self) -> JobId {
         let spec = JobSpec {
-            kind: "copy".into(),
+            kind: JobKind::Copy,
             source: "oss://src".into(),
             destination: "oss://dst/2".into(),
-            options_json: "{}".into(),
+            note: String::new(),
         };
-        match self.ledger.find_job(&spec.source, &spec.destination).unwrap() {
+        match self.ledger.find_job(spec.kind, &spec.source, &spec.destination).unwrap() {
             Some(j) => j,
             None => self.ledger.create_job(&spec).unwrap(),
         }
@@ -363,24 +363,17 @@ async fn a_prefix_copied_as_one_job_keeps_every_objects_metadata_and_tags() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
     let spec = JobSpec {
-        kind: "copy".into(),
+        kind: JobKind::Copy,
         source: "prefix-src/data/".into(),
         destination: "prefix-dst/mirror/".into(),
-        options_json: "{}".into(),
+        note: String::new(),
     };
     let job = ledger.create_job(&spec).unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(client_for(&served.endpoint, V4, Credentials::new(AK, SK)));
     let engine = Engine::new(store, ledger.clone(), config(TagOn::Initiate)).unwrap();
-    let request = || PrefixCopyRequest {
-        src_bucket: "prefix-src".into(),
-        src_prefix: "data/".into(),
-        bucket: "prefix-dst".into(),
-        prefix: "mirror".into(),
-        metadata: Directive::Copy,
-        tags: Directive::Copy,
-        filter: Default::default(),
-    };
-    let mut handle = engine.copy_prefix(job, request()).unwrap();
+    // The job's id is kept by the program, so it runs the job by id (recorded with what it copies).
+    let request = || PrefixCopyRequest::new("prefix-src", "data/", "prefix-dst", "mirror");
+    let mut handle = engine.copy_prefix(request()).job(job).await.unwrap();
     let mut done = 0;
     while let Some(event) = handle.next_event().await {
         assert!(matches!(event, Event::Done { .. }), "{event:?}");
@@ -402,6 +395,6 @@ async fn a_prefix_copied_as_one_job_keeps_every_objects_metadata_and_tags() {
         assert_eq!((tags.get("k4+-="), tags.get("n")), (Some("+-=._:/"), Some(i.to_string().as_str())), "{key}");
     }
     assert!(admin.head_object(&ObjectRef::new("prefix-dst", "mirror/skip-me")).await.is_err());
-    let again = engine.copy_prefix(job, request()).unwrap().join().await.unwrap();
+    let again = engine.copy_prefix(request()).job(job).await.unwrap().join().await.unwrap();
     assert_eq!((again.progress.objects_already_done, again.progress.objects_done), (12, 0));
 }

@@ -6,11 +6,12 @@ use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::{bucket, client_for, data, Served, AK, SK};
 use std::sync::Arc;
 use std::time::Duration;
-use transfer_engine::checkpoint::{JobSpec, Ledger, ObjectState};
-use transfer_engine::job::{Engine, EngineConfig, TagOn, UploadRequest};
+use transfer_engine::checkpoint::{JobKind, JobSpec, JobState, Ledger, ObjectState};
+use transfer_engine::job::{DirRequest, Engine, EngineConfig, TagOn, UploadRequest};
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
+use transfer_engine::ErrorKind;
 use transfer_engine::{Metadata, ObjectRef, ObjectStore, TagSet};
 
 const KIB: u64 = 1024;
@@ -50,12 +51,9 @@ async fn setup(bucket_name: &str) -> Setup {
     bucket(&served.client(V4), bucket_name).await;
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
-    let spec = JobSpec {
-        kind: "upload".into(),
-        source: "files".into(),
-        destination: bucket_name.into(),
-        options_json: "{}".into(),
-    };
+    // A job the tests of single files manage themselves (jobs of directories find their own).
+    let spec =
+        JobSpec { kind: JobKind::Upload, source: "files".into(), destination: bucket_name.into(), note: "".into() };
     let job = ledger.create_job(&spec).unwrap();
     Setup { served, dir, ledger, job }
 }
@@ -83,10 +81,7 @@ impl Setup {
 }
 
 fn request(path: &std::path::Path, b: &str, key: &str) -> UploadRequest {
-    let mut r = UploadRequest::new(path, b, key);
-    r.tags = Some(seed_tags());
-    r.metadata = Metadata::with_user([("origin", "backup")]).unwrap();
-    r
+    UploadRequest::new(path, b, key).tags(seed_tags()).metadata(Metadata::with_user([("origin", "backup")]).unwrap())
 }
 
 #[tokio::test]
@@ -259,15 +254,8 @@ fn tree(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-fn dir_request(root: &std::path::Path, b: &str) -> transfer_engine::job::DirRequest {
-    transfer_engine::job::DirRequest {
-        dir: root.to_path_buf(),
-        bucket: b.into(),
-        prefix: "backup".into(),
-        metadata: Metadata::default(),
-        tags: Some(seed_tags()),
-        filter: Default::default(),
-    }
+fn dir_request(root: &std::path::Path, b: &str) -> DirRequest {
+    DirRequest::new(root, b, "backup").tags(seed_tags())
 }
 
 #[tokio::test]
@@ -277,10 +265,14 @@ async fn a_directory_job_uploads_every_file_with_tags_and_reports_progress() {
     let files = tree(&root);
     let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
     let engine = s.engine(&s.served.endpoint, TagOn::Initiate);
-    let mut handle = engine.upload_dir(s.job, dir_request(&root, "dirjob")).unwrap();
-    // A second writer on the same job is refused while this one runs.
-    let again = engine.upload_dir(s.job, dir_request(&root, "dirjob")).unwrap_err();
-    assert!(again.to_string().contains("another transfer"), "{again}");
+    let mut handle = engine.upload_dir(dir_request(&root, "dirjob")).await.unwrap();
+    // A second writer on the same job is refused while this one runs, in this process as from another.
+    let again = engine.upload_dir(dir_request(&root, "dirjob")).await.unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Locked, "{again}");
+    assert!(again.to_string().contains(&format!("job {}", handle.job())), "{again}");
+    let elsewhere = s.ledger.lock_job(handle.job()).unwrap_err();
+    assert_eq!(elsewhere.kind(), ErrorKind::Locked, "{elsewhere}");
+    assert!(elsewhere.to_string().contains("another transfer"), "{elsewhere}");
     let mut events = 0;
     while let Some(e) = handle.next_event().await {
         assert!(matches!(e, transfer_engine::job::Event::Done { .. }), "{e:?}");
@@ -297,9 +289,14 @@ async fn a_directory_job_uploads_every_file_with_tags_and_reports_progress() {
         assert_eq!(&s.read("dirjob", &key).await, bytes, "{key}");
         assert_eq!(s.tags("dirjob", &key).await, seed_tags().sorted(), "{key}");
     }
-    // Running the job again finds everything done and sends nothing.
-    let summary = engine.upload_dir(s.job, dir_request(&root, "dirjob")).unwrap().join().await.unwrap();
-    assert_eq!((summary.progress.objects_already_done, summary.progress.objects_done), (files.len() as u64, 0));
+    // The job is named by what it moves: the ledger holds it with its source and destination.
+    let row = s.ledger.jobs().unwrap().into_iter().find(|j| j.id == summary.job).unwrap();
+    let source = std::path::absolute(&root).unwrap().display().to_string();
+    assert_eq!((row.kind, row.source, row.destination), (JobKind::Upload, source, "dirjob/backup/".to_owned()));
+    // A done job is not found again: the same lines start a new job (the next backup run).
+    let next = engine.upload_dir(dir_request(&root, "dirjob")).await.unwrap().join().await.unwrap();
+    assert_ne!(next.job, summary.job);
+    assert_eq!((next.state, next.progress.objects_done), (JobState::Done, files.len() as u64));
 }
 
 #[tokio::test]
@@ -317,7 +314,8 @@ async fn a_stopped_job_resumes_and_an_aborted_one_leaves_no_upload() {
         }],
     )
     .await;
-    let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(s.job, dir_request(&root, "stopjob")).unwrap();
+    let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&root, "stopjob")).await.unwrap();
+    let job = handle.job();
     while handle.progress().objects_done < 3 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -329,12 +327,13 @@ async fn a_stopped_job_resumes_and_an_aborted_one_leaves_no_upload() {
 
     let summary = s
         .engine(&s.served.endpoint, TagOn::Initiate)
-        .upload_dir(s.job, dir_request(&root, "stopjob"))
+        .upload_dir(dir_request(&root, "stopjob"))
+        .await
         .unwrap()
         .join()
         .await
         .unwrap();
-    assert_eq!(summary.state, transfer_engine::checkpoint::JobState::Done);
+    assert_eq!((summary.state, summary.job), (JobState::Done, job), "the same lines resume the same job");
     assert_eq!(summary.progress.objects_already_done, first_run, "what the first run finished is not sent again");
     assert_eq!(summary.progress.objects_done + first_run, files.len() as u64);
     for (rel, bytes) in &files {
@@ -345,14 +344,7 @@ async fn a_stopped_job_resumes_and_an_aborted_one_leaves_no_upload() {
     let big_dir = s.dir.path().join("big");
     std::fs::create_dir_all(&big_dir).unwrap();
     std::fs::write(big_dir.join("big.bin"), data(2 * 1024 * 1024, 5)).unwrap();
-    let spec = JobSpec {
-        kind: "upload".into(),
-        source: "big".into(),
-        destination: "stopjob".into(),
-        options_json: "{}".into(),
-    };
-    let job = s.ledger.create_job(&spec).unwrap();
-    let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(job, dir_request(&big_dir, "stopjob")).unwrap();
+    let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&big_dir, "stopjob")).await.unwrap();
     while handle.progress().bytes_acknowledged < 300 * 1024 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -379,7 +371,14 @@ fn child_upload() {
         let store: Arc<dyn ObjectStore> = Arc::new(client_for(&endpoint, V4, Credentials::new(AK, SK)));
         let engine = Engine::new(store, Ledger::open(ledger).unwrap(), config(TagOn::Initiate)).unwrap();
         let job = transfer_engine::checkpoint::JobId(job.parse().unwrap());
-        engine.upload_dir(job, dir_request(std::path::Path::new(&dir), "killed")).unwrap().join().await.unwrap();
+        engine
+            .upload_dir(dir_request(std::path::Path::new(&dir), "killed"))
+            .job(job)
+            .await
+            .unwrap()
+            .join()
+            .await
+            .unwrap();
     });
 }
 
@@ -391,6 +390,14 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
     let content = data(3 * 1024 * 1024, 77); // 31 parts of 100 KiB
     let file = dir.join("big.bin");
     std::fs::write(&file, &content).unwrap();
+    // A job the program keeps the id of (the child runs it by id), recorded with what it moves.
+    let spec = JobSpec {
+        kind: JobKind::Upload,
+        source: std::path::absolute(&dir).unwrap().display().to_string(),
+        destination: "killed/backup/".into(),
+        note: String::new(),
+    };
+    let job = s.ledger.create_job(&spec).unwrap();
     let slow = FaultProxy::start(
         &s.served.endpoint,
         vec![Rule {
@@ -405,13 +412,13 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
         .args(["--exact", "engine::child_upload", "--ignored", "--test-threads=1"])
         .env("TRANSFER_CHILD_ENDPOINT", &slow.endpoint)
         .env("TRANSFER_CHILD_LEDGER", s.ledger.path())
-        .env("TRANSFER_CHILD_JOB", s.job.0.to_string())
+        .env("TRANSFER_CHILD_JOB", job.0.to_string())
         .env("TRANSFER_CHILD_DIR", &dir)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let source = file.to_string_lossy().into_owned();
-    let recorded = |l: &Ledger| l.object(s.job, &source).unwrap().map(|r| l.parts(r.id).unwrap().len()).unwrap_or(0);
+    let recorded = |l: &Ledger| l.object(job, &source).unwrap().map(|r| l.parts(r.id).unwrap().len()).unwrap_or(0);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while recorded(&s.ledger) < 5 {
         assert!(std::time::Instant::now() < deadline, "the child made no progress");
@@ -421,7 +428,7 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let row = s.ledger.object(s.job, &source).unwrap().unwrap();
+    let row = s.ledger.object(job, &source).unwrap().unwrap();
     let recorded_at_kill = s.ledger.parts(row.id).unwrap().len() as u32;
     let on_server = s
         .served
@@ -435,7 +442,9 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
     assert!(in_flight_lost <= 5, "{in_flight_lost} parts were acknowledged but not recorded");
 
     let engine = s.engine(&s.served.endpoint, TagOn::Initiate);
-    let mut handle = engine.upload_dir(s.job, dir_request(&dir, "killed")).unwrap();
+    // The same lines, without the id: the job is found by what it moves.
+    let mut handle = engine.upload_dir(dir_request(&dir, "killed")).await.unwrap();
+    assert_eq!(handle.job(), job);
     let Some(transfer_engine::job::Event::Done { outcome, .. }) = handle.next_event().await else {
         panic!("no Done event")
     };
@@ -474,7 +483,8 @@ async fn a_job_completes_with_the_right_bytes_through_injected_faults() {
     .await;
     let summary = s
         .engine(&proxy.endpoint, TagOn::Initiate)
-        .upload_dir(s.job, dir_request(&root, "faultjob"))
+        .upload_dir(dir_request(&root, "faultjob"))
+        .await
         .unwrap()
         .join()
         .await
@@ -503,14 +513,15 @@ async fn a_graceful_stop_records_every_part_the_server_acknowledged() {
         }],
     )
     .await;
-    let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(s.job, dir_request(&dir, "graceful")).unwrap();
+    let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&dir, "graceful")).await.unwrap();
+    let job = handle.job();
     while handle.progress().bytes_acknowledged < 400 * 1024 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     handle.stop();
     let summary = handle.join().await.unwrap();
     assert_eq!(summary.state, transfer_engine::checkpoint::JobState::Stopped);
-    let row = s.ledger.object(s.job, &file.to_string_lossy()).unwrap().unwrap();
+    let row = s.ledger.object(job, &file.to_string_lossy()).unwrap().unwrap();
     let mut recorded: Vec<u32> = s.ledger.parts(row.id).unwrap().iter().map(|p| p.number).collect();
     recorded.sort_unstable();
     let listed = s
@@ -545,4 +556,107 @@ async fn the_blake3_digest_can_ride_as_a_tag_and_metadata() {
         assert_eq!(head.metadata.user.get("blake3").map(String::as_str), Some(hex.as_str()), "{name}");
         assert_eq!(head.metadata.user.get("origin").map(String::as_str), Some("backup"));
     }
+}
+
+// What a backup program embedding the engine met, each fixed.
+
+#[tokio::test]
+async fn a_job_whose_objects_fail_is_an_error_to_join_and_wait_gives_its_summary() {
+    let s = setup("failing").await;
+    let root = s.dir.path().join("tree");
+    let files = tree(&root);
+    let deny = FaultProxy::start(
+        &s.served.endpoint,
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "/failing/",
+            fault: Fault::Status(403, "AccessDenied"),
+            times: 10_000,
+        }],
+    )
+    .await;
+    let engine = s.engine(&deny.endpoint, TagOn::Initiate);
+    // A caller who only checks `?` sees the failure.
+    let e = engine.upload_dir(dir_request(&root, "failing")).await.unwrap().join().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::JobFailed, "{e}");
+    let first = std::error::Error::source(&e).and_then(|c| c.downcast_ref::<transfer_engine::Error>()).unwrap();
+    assert_eq!(first.kind(), ErrorKind::AccessDenied, "{first}");
+    // `wait` gives the summary, with each failure's error value (kind, code, request id, object).
+    let summary = engine.upload_dir(dir_request(&root, "failing")).await.unwrap().wait().await.unwrap();
+    assert_eq!((summary.state, summary.failures.len()), (JobState::Failed, files.len()));
+    for (key, e) in &summary.failures {
+        assert_eq!((e.kind(), e.service_code()), (ErrorKind::AccessDenied, Some("AccessDenied")), "{key}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_handle_releases_its_job_to_the_next_start_in_the_same_process() {
+    let s = setup("dropped").await;
+    let root = s.dir.path().join("tree");
+    let files = tree(&root);
+    let slow = FaultProxy::start(
+        &s.served.endpoint,
+        vec![Rule {
+            method: Some("PUT"),
+            contains: "",
+            fault: Fault::Delay(Duration::from_millis(100)),
+            times: 10_000,
+        }],
+    )
+    .await;
+    let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&root, "dropped")).await.unwrap();
+    let job = handle.job();
+    while handle.progress().objects_done < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(handle);
+    // At once: the start waits for the dropped job to record its parts in flight and release its lock.
+    let engine = s.engine(&s.served.endpoint, TagOn::Initiate);
+    let summary = engine.upload_dir(dir_request(&root, "dropped")).await.unwrap().join().await.unwrap();
+    assert_eq!((summary.job, summary.state), (job, JobState::Done));
+    assert!(summary.progress.objects_already_done >= 2, "{:?}", summary.progress);
+    assert_eq!(summary.progress.objects_already_done + summary.progress.objects_done, files.len() as u64);
+    for (rel, bytes) in &files {
+        assert_eq!(&s.read("dropped", &format!("backup/{rel}")).await, bytes, "{rel}");
+    }
+}
+
+#[test]
+fn a_start_outside_a_tokio_runtime_is_refused_before_anything_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(client_for("http://127.0.0.1:9", V4, Credentials::new(AK, SK)));
+    let engine = Engine::new(store, ledger.clone(), config(TagOn::Initiate)).unwrap();
+    let e = futures::executor::block_on(engine.upload_dir(dir_request(dir.path(), "b")).start()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("Tokio runtime"), "{e}");
+    assert!(ledger.jobs().unwrap().is_empty(), "no job was recorded");
+}
+
+#[tokio::test]
+async fn a_job_id_is_refused_for_another_source_and_a_missing_bucket_before_the_job() {
+    let s = setup("named").await;
+    let (a, b) = (s.dir.path().join("a"), s.dir.path().join("b"));
+    tree(&a);
+    tree(&b);
+    let engine = s.engine(&s.served.endpoint, TagOn::Initiate);
+    let job = engine.upload_dir(dir_request(&a, "named")).await.unwrap().join().await.unwrap().job;
+    let jobs_before = s.ledger.jobs().unwrap().len();
+    let e = engine.upload_dir(dir_request(&b, "named")).job(job).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let (a_abs, b_abs) = (std::path::absolute(&a).unwrap(), std::path::absolute(&b).unwrap());
+    assert!(e.to_string().contains(&*a_abs.to_string_lossy()), "names the job's source: {e}");
+    assert!(e.to_string().contains(&*b_abs.to_string_lossy()), "and the request's: {e}");
+    // The same id with its own source runs (every object already there in the done job).
+    let again = engine.upload_dir(dir_request(&a, "named")).job(job).await.unwrap().join().await.unwrap();
+    assert_eq!((again.job, again.progress.objects_done), (job, 0));
+
+    // A bucket that does not exist, on either side, fails the start; no job is recorded.
+    let e = engine.upload_dir(dir_request(&a, "no-such-bucket-here")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BucketNotFound, "{e}");
+    assert!(e.to_string().contains("no-such-bucket-here"), "{e}");
+    let copy = transfer_engine::job::PrefixCopyRequest::new("no-such-source-bucket", "", "named", "copied/");
+    let e = engine.copy_prefix(copy).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BucketNotFound, "{e}");
+    assert_eq!(s.ledger.jobs().unwrap().len(), jobs_before);
 }

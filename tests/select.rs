@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use transfer_engine::checkpoint::{JobId, JobSpec, JobState, Ledger, ObjectState};
+use transfer_engine::checkpoint::{JobId, JobKind, JobSpec, JobState, Ledger, ObjectState};
 use transfer_engine::job::{
     CopyRequest, DirRequest, Engine, EngineConfig, Event, JobSummary, KeyFilter, ObjectOutcome, Overwrite,
     PlannedAction, PrefixCopyRequest, SkipReason, UploadRequest,
@@ -17,8 +17,8 @@ use transfer_engine::job::{
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
-use transfer_engine::store::{Body, Directive, ListRequest, PutOptions};
-use transfer_engine::{ErrorKind, Metadata, ObjectRef, ObjectStore};
+use transfer_engine::store::{Body, ListRequest, PutOptions};
+use transfer_engine::{ErrorKind, ObjectRef, ObjectStore};
 
 const KIB: u64 = 1024;
 
@@ -78,12 +78,8 @@ impl Setup {
     }
 
     fn job(&self, source: &str) -> JobId {
-        let spec = JobSpec {
-            kind: "upload".into(),
-            source: source.into(),
-            destination: "d".into(),
-            options_json: "{}".into(),
-        };
+        let spec =
+            JobSpec { kind: JobKind::Upload, source: source.into(), destination: "d".into(), note: String::new() };
         self.ledger.create_job(&spec).unwrap()
     }
 
@@ -138,7 +134,8 @@ struct Ran {
     summary: JobSummary,
 }
 
-async fn run(mut handle: transfer_engine::job::JobHandle) -> Ran {
+async fn run(start: transfer_engine::job::JobStart) -> Ran {
+    let mut handle = start.await.unwrap();
     let (mut done, mut planned) = (BTreeMap::new(), BTreeMap::new());
     while let Some(event) = handle.next_event().await {
         match event {
@@ -152,26 +149,11 @@ async fn run(mut handle: transfer_engine::job::JobHandle) -> Ran {
 }
 
 fn dir_request(dir: &Path, b: &str, prefix: &str, filter: KeyFilter) -> DirRequest {
-    DirRequest {
-        dir: dir.to_path_buf(),
-        bucket: b.into(),
-        prefix: prefix.into(),
-        metadata: Metadata::default(),
-        tags: None,
-        filter,
-    }
+    DirRequest::new(dir, b, prefix).filter(filter)
 }
 
 fn prefix_request(src_prefix: &str, b: &str, prefix: &str, filter: KeyFilter) -> PrefixCopyRequest {
-    PrefixCopyRequest {
-        src_bucket: "src".into(),
-        src_prefix: src_prefix.into(),
-        bucket: b.into(),
-        prefix: prefix.into(),
-        metadata: Directive::Copy,
-        tags: Directive::Copy,
-        filter,
-    }
+    PrefixCopyRequest::new("src", src_prefix, b, prefix).filter(filter)
 }
 
 #[tokio::test]
@@ -191,14 +173,12 @@ async fn no_clobber_leaves_existing_files_alone_and_uploads_missing_ones() {
     for (key, bytes) in &missing {
         s.file("tree", key.strip_prefix("up/").unwrap(), bytes);
     }
-    let job = s.job("tree");
     let engine = s.engine(Overwrite::IfMissing);
-    let ran = run(engine
-        .upload_dir(job, dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default()))
-        .unwrap())
-    .await;
+    let ran =
+        run(engine.upload_dir(dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default()))).await;
 
     assert_eq!(ran.summary.state, JobState::Done);
+    let job = ran.summary.job;
     assert_eq!(ran.done.len(), 4);
     for (key, (etag, old)) in &before {
         assert_eq!(ran.done[key].skipped(), Some(SkipReason::Exists), "{key}");
@@ -216,10 +196,10 @@ async fn no_clobber_leaves_existing_files_alone_and_uploads_missing_ones() {
     let skipped_rows = s.ledger.objects(job, Some(ObjectState::Skipped), 0, 100).unwrap();
     assert_eq!(skipped_rows.len(), 2);
 
-    // Again: everything resolves as done, nothing is sent, the skipped bytes still do not count.
+    // Again, as the same job: everything resolves as done, nothing is sent, the skipped bytes still do not count.
     let again = run(engine
-        .upload_dir(job, dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default()))
-        .unwrap())
+        .upload_dir(dir_request(&s.dir.path().join("tree"), "noclobber", "up", KeyFilter::default()))
+        .job(job))
     .await;
     assert_eq!(again.summary.state, JobState::Done);
     let p = &again.summary.progress;
@@ -320,7 +300,6 @@ async fn update_skips_only_identical_destinations() {
 #[tokio::test]
 async fn no_clobber_and_update_apply_to_server_side_copies() {
     let s = setup(&["src", "dst"]).await;
-    let job = s.job("copies");
     let small = data(8000, 20);
     let big = data(400 * 1024, 21); // UploadPartCopy: 4 parts
     s.put("src", "data/small", &small).await;
@@ -330,11 +309,9 @@ async fn no_clobber_and_update_apply_to_server_side_copies() {
     // No-clobber over a prefix: the existing destinations stay, the missing one is copied.
     let kept_small = s.put("dst", "nc/small", b"older small").await;
     let kept_big = s.put("dst", "nc/big", &data(10, 22)).await;
-    let ran = run(s
-        .engine(Overwrite::IfMissing)
-        .copy_prefix(job, prefix_request("data/", "dst", "nc", KeyFilter::default()))
-        .unwrap())
-    .await;
+    let ran =
+        run(s.engine(Overwrite::IfMissing).copy_prefix(prefix_request("data/", "dst", "nc", KeyFilter::default())))
+            .await;
     assert_eq!(ran.summary.state, JobState::Done);
     assert_eq!(ran.done["nc/small"].skipped(), Some(SkipReason::Exists));
     assert_eq!(ran.done["nc/big"].skipped(), Some(SkipReason::Exists));
@@ -424,34 +401,31 @@ async fn filters_choose_the_files_of_a_directory_and_the_objects_of_a_prefix() {
     let s = setup(&["src", "dst"]).await;
     tree(&s, "tree");
     let (f, taken) = filter();
-    let job = s.job("tree");
-    let ran = run(s
-        .engine(Overwrite::Always)
-        .upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "in", f.clone()))
-        .unwrap())
-    .await;
+    let ran =
+        run(s.engine(Overwrite::Always).upload_dir(dir_request(&s.dir.path().join("tree"), "src", "in", f.clone())))
+            .await;
     let expected: Vec<String> = taken.iter().map(|r| format!("in/{r}")).collect();
     assert_eq!(s.keys("src").await, expected);
     assert_eq!(ran.done.keys().cloned().collect::<Vec<_>>(), expected);
     let p = &ran.summary.progress;
     assert_eq!((p.objects_found, p.objects_done), (5, 5), "entries not taken are not found");
-    assert_eq!(s.ledger.objects(job, None, 0, 100).unwrap().len(), 5, "nor in the ledger");
+    assert_eq!(s.ledger.objects(ran.summary.job, None, 0, 100).unwrap().len(), 5, "nor in the ledger");
 
     // The whole tree under another prefix, then a filtered prefix copy of it.
     let all = tree(&s, "tree");
-    let job = s.job("all");
-    run(s
-        .engine(Overwrite::Always)
-        .upload_dir(job, dir_request(&s.dir.path().join("tree"), "src", "all", KeyFilter::default()))
-        .unwrap())
+    run(s.engine(Overwrite::Always).upload_dir(dir_request(
+        &s.dir.path().join("tree"),
+        "src",
+        "all",
+        KeyFilter::default(),
+    )))
     .await;
     assert_eq!(s.keys("src").await.iter().filter(|k| k.starts_with("all/")).count(), all.len());
-    let job = s.job("copy");
-    let ran = run(s.engine(Overwrite::Always).copy_prefix(job, prefix_request("all/", "dst", "out", f)).unwrap()).await;
+    let ran = run(s.engine(Overwrite::Always).copy_prefix(prefix_request("all/", "dst", "out", f))).await;
     let expected: Vec<String> = taken.iter().map(|r| format!("out/{r}")).collect();
     assert_eq!(s.keys("dst").await, expected);
     assert_eq!((ran.summary.progress.objects_found, ran.summary.progress.objects_done), (5, 5));
-    assert_eq!(s.ledger.objects(job, None, 0, 100).unwrap().len(), 5);
+    assert_eq!(s.ledger.objects(ran.summary.job, None, 0, 100).unwrap().len(), 5);
 
     // A bad glob is refused, naming it.
     let e = KeyFilter::new(&["ok/*", "a["], &[] as &[&str]).unwrap_err();
@@ -483,7 +457,7 @@ async fn a_dry_run_of_a_directory_plans_every_object_and_writes_nothing() {
 
     for overwrite in [Overwrite::Always, Overwrite::IfMissing] {
         let engine = s.dry(overwrite);
-        let ran = run(engine.upload_dir(job, dir_request(&root, "dry", "up", filter.clone())).unwrap()).await;
+        let ran = run(engine.upload_dir(dir_request(&root, "dry", "up", filter.clone()))).await;
         assert!(ran.done.is_empty());
         let mut expected = BTreeMap::new();
         for (rel, size, action) in files.iter().filter(|(r, ..)| !r.ends_with(".tmp")) {
@@ -518,15 +492,13 @@ async fn a_dry_run_of_a_directory_plans_every_object_and_writes_nothing() {
     // An existing job is neither locked nor changed by a dry run, and its rows stay as they were.
     let real = s.job("tree");
     let _lock = s.ledger.lock_job(real).unwrap();
-    s.ledger.set_job_state(real, JobState::Failed).unwrap();
-    let ran = run(s
-        .dry(Overwrite::Always)
-        .upload_one(real, UploadRequest::new(root.join("small.txt"), "dry", "one"))
-        .unwrap())
-    .await;
+
+    let ran =
+        run(s.dry(Overwrite::Always).upload_one(UploadRequest::new(root.join("small.txt"), "dry", "one")).job(real))
+            .await;
     assert_eq!(ran.planned["one"].action, PlannedAction::Put);
     let jobs = s.ledger.jobs().unwrap();
-    assert_eq!((jobs.len(), jobs[0].state, jobs[0].counts.total), (1, JobState::Failed, 0));
+    assert_eq!((jobs.len(), jobs[0].state, jobs[0].counts.total), (1, JobState::Running, 0));
     assert_eq!(s.keys("dry").await.len(), 1);
 
     // A direct write on a dry-run engine is refused; the planning call answers instead.
@@ -560,8 +532,7 @@ async fn a_dry_run_of_a_prefix_copy_plans_copies_and_multipart_copies_and_writes
     let filter = KeyFilter::new(&[] as &[&str], &["skip/**"]).unwrap();
     let job = JobId(7);
     for overwrite in [Overwrite::Always, Overwrite::IfMissing] {
-        let ran =
-            run(s.dry(overwrite).copy_prefix(job, prefix_request("data/", "dst", "m", filter.clone())).unwrap()).await;
+        let ran = run(s.dry(overwrite).copy_prefix(prefix_request("data/", "dst", "m", filter.clone()))).await;
         let mut expected = BTreeMap::new();
         for (key, size, action) in objects.iter().filter(|(k, ..)| !k.contains("skip")) {
             let dest = format!("m/{}", key.strip_prefix("data/").unwrap());
@@ -580,10 +551,11 @@ async fn a_dry_run_of_a_prefix_copy_plans_copies_and_multipart_copies_and_writes
         assert_eq!((p.objects_found, p.bytes_found, p.objects_planned, p.objects_done), (4, bytes, 4, 0));
     }
     // One object, through copy_one.
-    let ran = run(s
-        .dry(Overwrite::IfMissing)
-        .copy_one(job, CopyRequest::new(ObjectRef::new("src", "data/sub/big"), "dst", "one"))
-        .unwrap())
+    let ran = run(s.dry(Overwrite::IfMissing).copy_one(CopyRequest::new(
+        ObjectRef::new("src", "data/sub/big"),
+        "dst",
+        "one",
+    )))
     .await;
     assert_eq!(ran.planned["one"].action, PlannedAction::MultipartCopy { part_size: 100 * KIB, parts: 3 });
     let e = s

@@ -6,7 +6,7 @@
 //! NoSuchUpload: the upload is verifiably gone. An aborted ledger upload is cleared from its object, so resuming
 //! that job starts the object again instead of failing on a missing upload.
 
-use crate::addr::Location;
+use crate::addr::{Location, Scheme};
 use crate::cp::{open_ledger, CpArgs};
 use crate::output::OutputArgs;
 use crate::remote::{Opened, StoreArgs};
@@ -185,7 +185,7 @@ async fn verify_gone(store: &Opened, c: &Candidate) -> Result<(), String> {
 /// Forgets the ledger's upload id of an owned upload that is gone.
 async fn clear(ledger: &Ledger, c: &Candidate) {
     if let Some(id) = c.object {
-        if let Err(e) = ledger.off_thread(move |l| l.set_upload(id, None)).await {
+        if let Err(e) = ledger.off_thread(move |l| l.forget_upload(id)).await {
             tracing::warn!("could not clear the upload id of object {id} in the ledger: {e}");
         }
     }
@@ -219,14 +219,20 @@ pub(crate) async fn owned_uploads(
     Ok(found)
 }
 
-/// The store a job writes to: the one its recorded options name, else the one this command's options name.
-pub(crate) fn job_store(job: &JobRow, fallback: &StoreArgs) -> Result<Opened, Usage> {
-    let dst = Location::parse(&job.destination)?;
-    let Location::Remote { scheme, .. } = dst else {
-        return Err(Usage(format!("job {}: its destination {} is not a store", job.id, job.destination)));
-    };
-    match CpArgs::from_recorded(&job.options_json) {
-        Some(cp) => cp.store.open(scheme),
+/// The scheme of the store a job writes to, from the options `transfer cp` recorded with it; `None` for a job
+/// another program recorded.
+fn recorded_scheme(job: &JobRow) -> Option<Scheme> {
+    match Location::parse(&CpArgs::from_recorded(&job.note)?.dst).ok()? {
+        Location::Remote { scheme, .. } => Some(scheme),
+        Location::Path(_) => None,
+    }
+}
+
+/// The store a job writes to: the one its recorded options name, else the one this command's options name
+/// (with `scheme`, for a job another program recorded).
+pub(crate) fn job_store(job: &JobRow, fallback: &StoreArgs, scheme: Scheme) -> Result<Opened, Usage> {
+    match CpArgs::from_recorded(&job.note) {
+        Some(cp) => cp.store.open(recorded_scheme(job).unwrap_or(scheme)),
         None => fallback.open(scheme),
     }
 }
@@ -262,9 +268,8 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
         let jobs = ledger.jobs()?;
         for job in jobs {
             if let Some((scheme, ..)) = &within {
-                match Location::parse(&job.destination) {
-                    Ok(Location::Remote { scheme: s, .. }) if s == *scheme => {}
-                    _ => continue,
+                if recorded_scheme(&job).is_some_and(|s| s != *scheme) {
+                    continue;
                 }
             }
             // A job a transfer is running keeps its uploads; holding its lock keeps it from starting meanwhile.
@@ -280,7 +285,7 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
             if candidates.is_empty() {
                 continue;
             }
-            let store = job_store(&job, &args.store)?;
+            let store = job_store(&job, &args.store, within.as_ref().map_or(Scheme::Oss, |(s, ..)| *s))?;
             sweep.abort(&store, candidates).await;
         }
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
-use transfer_engine::checkpoint::{JobId, JobSpec, JobState, Ledger};
+use transfer_engine::checkpoint::{JobId, JobState, Ledger};
 use transfer_engine::job::{
     CopyRequest, DirRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, ObjectOutcome, Overwrite,
     PlannedAction, PrefixCopyRequest, TagOn, UploadRequest,
@@ -140,7 +140,7 @@ impl CpArgs {
         Ok(serde_json::to_string(&Recorded { cp })?)
     }
 
-    /// The options a job was started with, from its recorded `options_json`.
+    /// The options a job was started with, from the note recorded with it.
     pub(crate) fn from_recorded(options_json: &str) -> Option<CpArgs> {
         serde_json::from_str::<Recorded>(options_json).ok().map(|r| r.cp)
     }
@@ -172,7 +172,11 @@ struct Plan {
     dst: Location,
     engine: Engine,
     ledger: Ledger,
-    job: JobId,
+    /// `transfer resume N`: the job to run (the engine checks it is this command's); otherwise the engine finds
+    /// the job this command started before, or records a new one.
+    resume: Option<JobId>,
+    /// The options recorded with a new job, so `transfer resume` can run it again.
+    note: String,
     tags: Option<TagSet>,
     metadata: Metadata,
     explicit_metadata: bool,
@@ -281,33 +285,13 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         Some(source) => Engine::relay(store.objects.clone(), source.objects, ledger.clone(), config)?,
         None => Engine::new(store.objects.clone(), ledger.clone(), config)?,
     };
-    let job = match resume {
-        Some(job) => job,
-        // A dry run records nothing: no job.
-        None if args.dry_run => JobId(0),
-        None => {
-            let source_id = match &src {
-                Location::Path(p) => std::path::absolute(p)?.display().to_string(),
-                remote => remote.to_string(),
-            };
-            let spec = JobSpec {
-                kind: if matches!(src, Location::Path(_)) { "upload" } else { "copy" }.into(),
-                source: source_id,
-                destination: dst.to_string(),
-                options_json: args.recorded()?,
-            };
-            match ledger.find_job(&spec.source, &spec.destination)? {
-                Some(j) => j,
-                None => ledger.create_job(&spec)?,
-            }
-        }
-    };
     Ok(Plan {
         src,
         dst,
         engine,
         ledger,
-        job,
+        resume,
+        note: args.recorded()?,
         tags: Some(tags).filter(|t| !t.is_empty()),
         metadata,
         explicit_metadata,
@@ -347,20 +331,15 @@ async fn open_destination(args: &CpArgs, scheme: Scheme, bucket: &str) -> Result
 }
 
 /// Starts the job the addresses describe.
-fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
+async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
     let Location::Remote { bucket, key: dst_key, .. } = &p.dst else { unreachable!("checked in prepare") };
-    let handle = match &p.src {
+    let start = match &p.src {
         Location::Path(path) if path.is_dir() => p.engine.upload_dir(
-            p.job,
-            DirRequest {
-                dir: path.clone(),
-                bucket: bucket.clone(),
-                prefix: dst_key.clone(),
-                metadata: p.metadata.clone(),
-                tags: p.tags.clone(),
-                filter: p.filter.clone(),
-            },
-        )?,
+            DirRequest::new(path, bucket, dst_key)
+                .metadata(p.metadata.clone())
+                .tags(p.tags.clone().unwrap_or_default())
+                .filter(p.filter.clone()),
+        ),
         Location::Path(path) => {
             let key = if p.dst.is_container() {
                 let name = path
@@ -372,15 +351,10 @@ fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
                 dst_key.clone()
             };
             p.engine.upload_one(
-                p.job,
-                UploadRequest {
-                    path: path.clone(),
-                    bucket: bucket.clone(),
-                    key,
-                    metadata: p.metadata.clone(),
-                    tags: p.tags.clone(),
-                },
-            )?
+                UploadRequest::new(path, bucket, key)
+                    .metadata(p.metadata.clone())
+                    .tags(p.tags.clone().unwrap_or_default()),
+            )
         }
         Location::Remote { bucket: sb, key: sk, .. } => {
             let metadata = match (args.metadata_directive, p.explicit_metadata) {
@@ -398,33 +372,30 @@ fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
                 DirectiveArg::Copy => Directive::Copy,
             };
             if p.src.is_container() || args.recursive {
+                // `-r oss://b/photos` means the objects under photos/, not photos2/ too.
+                let src_prefix = if sk.is_empty() || sk.ends_with('/') { sk.clone() } else { format!("{sk}/") };
                 p.engine.copy_prefix(
-                    p.job,
-                    PrefixCopyRequest {
-                        src_bucket: sb.clone(),
-                        // `-r oss://b/photos` means the objects under photos/, not photos2/ too.
-                        src_prefix: if sk.is_empty() || sk.ends_with('/') { sk.clone() } else { format!("{sk}/") },
-                        bucket: bucket.clone(),
-                        prefix: dst_key.clone(),
-                        metadata,
-                        tags,
-                        filter: p.filter.clone(),
-                    },
-                )?
+                    PrefixCopyRequest::new(sb, src_prefix, bucket, dst_key)
+                        .metadata(metadata)
+                        .tags(tags)
+                        .filter(p.filter.clone()),
+                )
             } else {
                 let key = if p.dst.is_container() {
                     format!("{dst_key}{}", sk.rsplit('/').next().unwrap_or(sk))
                 } else {
                     dst_key.clone()
                 };
-                p.engine.copy_one(
-                    p.job,
-                    CopyRequest { source: ObjectRef::new(sb, sk), bucket: bucket.clone(), key, metadata, tags },
-                )?
+                p.engine.copy_one(CopyRequest::new(ObjectRef::new(sb, sk), bucket, key).metadata(metadata).tags(tags))
             }
         }
     };
-    Ok(handle)
+    let start = start.note(p.note.clone());
+    let start = match p.resume {
+        Some(job) => start.job(job),
+        None => start,
+    };
+    Ok(start.await?)
 }
 
 /// Runs `transfer cp`, or with `resume`, that job of the ledger.
@@ -436,7 +407,7 @@ pub(crate) async fn run(args: CpArgs, out: OutputArgs, resume: Option<JobId>) ->
             return EXIT_USAGE;
         }
     };
-    let handle = match start(&args, &plan) {
+    let handle = match start(&args, &plan).await {
         Ok(h) => h,
         Err(Usage(msg)) => {
             tracing::error!("{msg}");
@@ -596,7 +567,7 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                     display.finish();
                     // Every part acknowledged so far is in the ledger's writer queue: commit it before leaving
                     // (bounded, so a wedged disk cannot keep the process from quitting).
-                    let flushed = tokio::time::timeout(Duration::from_secs(5), ledger.part_writer().flush()).await;
+                    let flushed = tokio::time::timeout(Duration::from_secs(5), ledger.flush()).await;
                     if !matches!(flushed, Ok(Ok(()))) {
                         eprintln!("could not flush the ledger; parts acknowledged in the last moments will be sent again");
                     }
@@ -607,7 +578,7 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
         }
     }
     display.finish();
-    let summary = match handle.join().await {
+    let summary = match handle.wait().await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("job {job}: {e}");

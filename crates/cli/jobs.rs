@@ -83,11 +83,21 @@ fn counts_json(c: &Counts) -> serde_json::Value {
     })
 }
 
+/// A job's source and destination as the user wrote them (the addresses `transfer cp` recorded), else as the
+/// engine keeps them (a path, `bucket/key`).
+fn route(j: &JobRow) -> (String, String) {
+    match CpArgs::from_recorded(&j.note) {
+        Some(cp) => (cp.src, cp.dst),
+        None => (j.source.clone(), j.destination.clone()),
+    }
+}
+
 fn job_json(j: &JobRow) -> serde_json::Value {
+    let (source, destination) = route(j);
     json!({
-        "job": j.id.0, "kind": j.kind, "state": state_name(j.state), "source": j.source, "destination": j.destination,
+        "job": j.id.0, "kind": j.kind.as_str(), "state": state_name(j.state), "source": source, "destination": destination,
         "created": j.created, "updated": j.updated, "objects": counts_json(&j.counts),
-        "resumable_by_id": CpArgs::from_recorded(&j.options_json).is_some(),
+        "resumable_by_id": CpArgs::from_recorded(&j.note).is_some(),
     })
 }
 
@@ -114,7 +124,7 @@ pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
         if job.state == JobState::Done {
             return Err(Usage(format!("job {} is done; nothing to resume", job.id)));
         }
-        let mut cp = CpArgs::from_recorded(&job.options_json).ok_or_else(|| {
+        let mut cp = CpArgs::from_recorded(&job.note).ok_or_else(|| {
             Usage(format!(
                 "job {} was not started by `transfer cp` (its options are not recorded); resume it with the program that started it",
                 job.id
@@ -130,7 +140,7 @@ pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    tracing::info!("resuming job {}: {} -> {}", job.id, job.source, job.destination);
+    tracing::info!("resuming job {}: {} -> {}", job.id, cp.src, cp.dst);
     crate::cp::run(cp, out, Some(job.id)).await
 }
 
@@ -172,6 +182,7 @@ fn list(ledger: &Ledger, out: OutputArgs) -> Result<u8, Usage> {
     );
     for j in &jobs {
         let c = &j.counts;
+        let (source, destination) = route(j);
         println!(
             "{:>5}  {:<8} {:<6} {:>15} {:>7} {:>21}  {} -> {}",
             j.id.0,
@@ -180,8 +191,8 @@ fn list(ledger: &Ledger, out: OutputArgs) -> Result<u8, Usage> {
             format!("{}/{}", c.tagged + c.skipped, c.total),
             c.failed,
             format!("{}/{}", human_bytes(c.bytes_done), human_bytes(c.bytes_total)),
-            j.source,
-            j.destination
+            source,
+            destination
         );
     }
     Ok(EXIT_OK)
@@ -209,15 +220,16 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
     }
     if out.json {
         let mut j = job_json(&job);
-        j["options"] = serde_json::from_str(&job.options_json).unwrap_or(serde_json::Value::Null);
+        j["options"] = serde_json::from_str(&job.note).unwrap_or(serde_json::Value::Null);
         j["objects_shown"] = shown.iter().map(object_json).collect();
         println!("{j}");
         return Ok(EXIT_OK);
     }
     let c = &job.counts;
     println!("job {} ({}): {}", job.id, job.kind, state_name(job.state));
-    println!("  {} -> {}", job.source, job.destination);
-    println!("  options: {}", job.options_json);
+    let (source, destination) = route(&job);
+    println!("  {source} -> {destination}");
+    println!("  options: {}", job.note);
     println!(
         "  objects: {} total, {} done, {} skipped, {} pending, {} uploading, {} awaiting tags, {} failed",
         c.total, c.tagged, c.skipped, c.pending, c.uploading, c.completed, c.failed
@@ -250,7 +262,7 @@ async fn forget(ledger: &Ledger, id: i64, store: &StoreArgs, out: OutputArgs) ->
         let _lock = ledger.lock_job(job.id).map_err(|e| Usage(format!("cannot forget job {id}: {e}")))?;
         let candidates = owned_uploads(ledger, JobId(id), None).await?;
         if !candidates.is_empty() {
-            let store = job_store(&job, store)?;
+            let store = job_store(&job, store, crate::addr::Scheme::Oss)?;
             sweep.abort(&store, candidates).await;
         }
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use transfer_engine::checkpoint::{JobId, JobSpec, Ledger};
+use transfer_engine::checkpoint::{JobId, JobKind, JobSpec, Ledger};
 use transfer_engine::job::{CopyRequest, Engine, EngineConfig, Overwrite, SkipReason, TagOn, UploadRequest};
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
@@ -53,13 +53,8 @@ impl Jobs {
         Jobs { dir, ledger }
     }
 
-    fn job(&self, kind: &str, destination: &str) -> JobId {
-        let spec = JobSpec {
-            kind: kind.into(),
-            source: "conformance".into(),
-            destination: destination.into(),
-            options_json: "{}".into(),
-        };
+    fn job(&self, kind: JobKind, destination: &str) -> JobId {
+        let spec = JobSpec { kind, source: "conformance".into(), destination: destination.into(), note: String::new() };
         self.ledger.create_job(&spec).unwrap()
     }
 
@@ -248,7 +243,7 @@ impl ObjectStore for Recording {
 pub async fn resumable_upload(t: &Target) {
     let scope = t.scope("engine").await;
     let jobs = Jobs::new();
-    let job = jobs.job("upload", &scope.bucket);
+    let job = jobs.job(JobKind::Upload, &scope.bucket);
     let content = data(12 * MIB + 3, 11); // three parts: 5 MiB, 5 MiB, 2 MiB + 3
     let path = jobs.file("big", &content);
     let mut req = UploadRequest::new(&path, &scope.bucket, scope.key("backup/big"));
@@ -302,7 +297,7 @@ pub async fn resumable_upload(t: &Target) {
 
 /// Uploads `content` as `key` with the engine (multipart above 6 MiB), with `meta()` and `tags`.
 async fn upload(t: &Target, jobs: &Jobs, bucket: &str, key: &str, content: &[u8], tags: Option<TagSet>) {
-    let job = jobs.job("upload", key);
+    let job = jobs.job(JobKind::Upload, key);
     let path = jobs.file(&key.replace('/', "_"), content);
     let mut req = UploadRequest::new(&path, bucket, key);
     req.metadata = meta();
@@ -326,7 +321,7 @@ pub async fn multipart_copy_keeps_or_replaces_metadata(t: &Target) {
 
         let kept = scope.key(&format!("kept/{name}"));
         let out = engine
-            .copy_object(jobs.job("copy", &kept), &CopyRequest::new(src.clone(), &scope.bucket, &kept))
+            .copy_object(jobs.job(JobKind::Copy, &kept), &CopyRequest::new(src.clone(), &scope.bucket, &kept))
             .await
             .unwrap();
         assert_eq!((out.size, out.parts_sent), (size as u64, parts), "{name}");
@@ -337,7 +332,7 @@ pub async fn multipart_copy_keeps_or_replaces_metadata(t: &Target) {
         let replaced = scope.key(&format!("replaced/{name}"));
         let mut req = CopyRequest::new(src, &scope.bucket, &replaced);
         req.metadata = Directive::Replace(new_meta.clone());
-        engine.copy_object(jobs.job("copy", &replaced), &req).await.unwrap();
+        engine.copy_object(jobs.job(JobKind::Copy, &replaced), &req).await.unwrap();
         let replaced = ObjectRef::new(&scope.bucket, &replaced);
         assert_eq!(read(s, &replaced).await, content, "{name}");
         assert_meta(&s.head_object(&replaced).await.unwrap().metadata, &new_meta);
@@ -380,7 +375,7 @@ pub async fn copy_threshold_defaults_to_the_stores_copy_limit(t: &Target) {
         for ((name, src, content), want) in sources.iter().zip([small, big]) {
             let dest = scope.key(&format!("{}/{name}", threshold.map_or("unset".into(), |t| t.to_string())));
             let out = engine
-                .copy_object(jobs.job("copy", &dest), &CopyRequest::new(src.clone(), &scope.bucket, &dest))
+                .copy_object(jobs.job(JobKind::Copy, &dest), &CopyRequest::new(src.clone(), &scope.bucket, &dest))
                 .await
                 .unwrap();
             assert_eq!(store.take_copies(), want, "copy threshold {threshold:?}, {name}");
@@ -406,7 +401,7 @@ pub async fn tags_on_upload_and_both_copy_modes(t: &Target) {
         // (PutObjectTagging once the object exists).
         for tag_on in [TagOn::Initiate, TagOn::Complete] {
             let key = scope.key(&format!("{tag_on:?}/{name}"));
-            let job = jobs.job("upload", &key);
+            let job = jobs.job(JobKind::Upload, &key);
             let path = jobs.file(&format!("{tag_on:?}-{name}"), &content);
             let mut req = UploadRequest::new(&path, &scope.bucket, &key);
             req.tags = Some(tags());
@@ -418,7 +413,7 @@ pub async fn tags_on_upload_and_both_copy_modes(t: &Target) {
             let engine = jobs.engine(t.store.clone(), tag_on);
             let kept = scope.key(&format!("kept-{tag_on:?}/{name}"));
             engine
-                .copy_object(jobs.job("copy", &kept), &CopyRequest::new(src.clone(), &scope.bucket, &kept))
+                .copy_object(jobs.job(JobKind::Copy, &kept), &CopyRequest::new(src.clone(), &scope.bucket, &kept))
                 .await
                 .unwrap();
             let kept = ObjectRef::new(&scope.bucket, &kept);
@@ -428,7 +423,7 @@ pub async fn tags_on_upload_and_both_copy_modes(t: &Target) {
             let replaced = scope.key(&format!("replaced-{tag_on:?}/{name}"));
             let mut req = CopyRequest::new(src.clone(), &scope.bucket, &replaced);
             req.tags = Directive::Replace(new_tags.clone());
-            engine.copy_object(jobs.job("copy", &replaced), &req).await.unwrap();
+            engine.copy_object(jobs.job(JobKind::Copy, &replaced), &req).await.unwrap();
             assert_eq!(tags_of(s, &ObjectRef::new(&scope.bucket, &replaced)).await, new_tags.sorted(), "{replaced}");
         }
     }
@@ -476,7 +471,7 @@ pub async fn no_clobber_upload_when_the_destination_appears(t: &Target) {
         store.hide_once(dest.clone());
         let path = jobs.file(&format!("no-clobber-{i}"), &content);
         let req = UploadRequest::new(&path, &dest.bucket, &dest.key);
-        let out = engine.upload_file(jobs.job("upload", &dest.key), &req).await.unwrap();
+        let out = engine.upload_file(jobs.job(JobKind::Upload, &dest.key), &req).await.unwrap();
         assert_eq!(out.skipped, Some(SkipReason::Exists), "{dest}: {out:?}");
         assert_eq!(read(&*t.store, &dest).await, b"already there", "{dest}");
     }
@@ -490,7 +485,7 @@ pub async fn no_clobber_copy_when_the_destination_appears(t: &Target) {
     for (src, dest, _) in racing_destinations(t, &scope, &jobs).await {
         store.hide_once(dest.clone());
         let req = CopyRequest::new(src, &dest.bucket, &dest.key);
-        let out = engine.copy_object(jobs.job("copy", &dest.key), &req).await.unwrap();
+        let out = engine.copy_object(jobs.job(JobKind::Copy, &dest.key), &req).await.unwrap();
         assert_eq!(out.skipped, Some(SkipReason::Exists), "{dest}: {out:?}");
         assert_eq!(read(&*t.store, &dest).await, b"already there", "{dest}");
     }

@@ -7,7 +7,7 @@ use crate::util::data;
 use crate::util::fault::{Fault, FaultProxy, Rule};
 use std::sync::Arc;
 use std::time::Duration;
-use transfer_engine::checkpoint::{JobSpec, JobState, Ledger};
+use transfer_engine::checkpoint::{JobState, Ledger};
 use transfer_engine::job::{CopyRequest, Engine, EngineConfig, UploadRequest};
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
@@ -49,24 +49,18 @@ async fn jobs_through(t: &Target, scope_name: &str, rules: Vec<Rule>) {
     let via = t.client_at(&proxy.endpoint, wire.credentials.clone());
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
-    let spec = |kind: &str| JobSpec {
-        kind: kind.into(),
-        source: "faults".into(),
-        destination: kind.into(),
-        options_json: "{}".into(),
-    };
     let content = data(12 * MIB + 3, 31);
     let path = dir.path().join("big");
     std::fs::write(&path, &content).unwrap();
     let engine = engine(via.clone(), &ledger);
 
     let up = UploadRequest::new(&path, &scope.bucket, scope.key("fault-up"));
-    let summary = engine.upload_one(ledger.create_job(&spec("upload")).unwrap(), up).unwrap().join().await.unwrap();
+    let summary = engine.upload_one(up).await.unwrap().join().await.unwrap();
     assert_eq!(summary.state, JobState::Done, "{:?}", summary.failures);
 
     let src = ObjectRef::new(&scope.bucket, scope.key("fault-up"));
     let copy = CopyRequest::new(src, &scope.bucket, scope.key("fault-copied"));
-    let summary = engine.copy_one(ledger.create_job(&spec("copy")).unwrap(), copy).unwrap().join().await.unwrap();
+    let summary = engine.copy_one(copy).await.unwrap().join().await.unwrap();
     assert_eq!(summary.state, JobState::Done, "{:?}", summary.failures);
 
     // Read back through the proxy too (a cut body is retried), and directly.

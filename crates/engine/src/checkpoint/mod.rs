@@ -2,24 +2,28 @@
 //! acknowledged part, so that an interrupted transfer resumes without re-sending what already arrived.
 //!
 //! # Model
-//! - A **job** ([`JobSpec`], [`JobRow`]) is one command: its kind, source, destination and options. Running the
-//!   same command again finds the newest unfinished job with the same source and destination
-//!   ([`Ledger::find_job`]) and resumes it.
+//! - A **job** ([`JobSpec`], [`JobRow`]) is what one run moves: its [`JobKind`], source and destination, and the
+//!   application's note. The engine finds or records it by what it moves ([`crate::job::JobStart`]): running
+//!   the same lines again finds the newest unfinished job with the same identity ([`Ledger::find_job`]) and
+//!   resumes it.
 //! - An **object** ([`ObjectRow`]) is one source (a path or `bucket/key`) with its destination, the
 //!   [`Fingerprint`] the plan was made from, the planned part size, the multipart upload id and its
 //!   [`ObjectState`]. `Pending → Uploading → Completed → Tagged` (done); `Failed` and `Skipped` on the side.
-//! - A **part** ([`PartRow`]) is recorded only after the server acknowledged it — that is the caller's duty.
-//!   Parts arrive at high rate, so they go through a [`PartWriter`]: a channel to one writer thread that commits
-//!   them in batches; [`PartWriter::flush`] returns once everything recorded before it is in the database.
-//!   Parts belong to the object's current upload and are deleted when the object completes
-//!   ([`Ledger::finish_object`]), when its upload id changes ([`Ledger::set_upload`]) and when it is reset
-//!   ([`Ledger::reset_object`]); the final ETag, CRC-64 and BLAKE3 stay on the object row. A million-object
-//!   job therefore keeps parts only for the objects in flight.
+//! - A **part** ([`PartRow`]) is recorded only after the server acknowledged it. Parts arrive at high rate, so
+//!   the engine hands them to one writer thread that commits them in batches ([`Ledger::flush`] waits for
+//!   what was handed over). Parts belong to the object's current upload and are deleted when the object
+//!   completes, when its upload id changes and when it is reset; the final ETag, CRC-64 and BLAKE3 stay on
+//!   the object row. A million-object job therefore keeps parts only for the objects in flight.
+//!
+//! Only the engine writes objects and parts: the methods a program calls read ([`Ledger::jobs`],
+//! [`Ledger::objects`], [`Ledger::parts`], ...), or manage whole jobs ([`Ledger::create_job`],
+//! [`Ledger::forget_job`], [`Ledger::forget_upload`] after an abort).
 //!
 //! # One writer per job
 //! [`Ledger::lock_job`] takes an exclusive OS lock on `<ledger path>.job-<id>.lock`; a second process asking
-//! for the same job gets an error saying another transfer is running it. The lock goes with the [`JobLock`]
-//! (and with the process, if it dies). Several jobs may run at once against one ledger file (WAL mode).
+//! for the same job gets an [`crate::ErrorKind::Locked`] error saying another transfer is
+//! running it. The lock goes with the [`JobLock`] (and with the process, if it dies). Several jobs may run at
+//! once against one ledger file (WAL mode).
 //!
 //! # Safety of the file
 //! The file carries `PRAGMA application_id = 0x54524E53` ("TRNS") and its schema version in
@@ -28,13 +32,12 @@
 //! the path, and is never reset or overwritten.
 //!
 //! # No secrets
-//! The ledger stores no credentials: no column is meant for them, and `JobSpec::options_json` must not contain
-//! any (access keys, secrets, tokens) — leaving them out is the caller's duty.
+//! The ledger stores no credentials: no column is meant for them, and [`JobSpec::note`] must not contain any
+//! (access keys, secrets, tokens) — leaving them out is the caller's duty.
 //!
 //! # Threads
-//! Every method of [`Ledger`] is synchronous and may wait on SQLite (and, for the methods that delete parts, on
-//! the part writer): call them from `tokio::task::spawn_blocking` in async code. [`PartWriter::record`] never
-//! blocks and [`PartWriter::flush`] is async.
+//! Every method of [`Ledger`] but [`Ledger::flush`] is synchronous and may wait on SQLite: call them from
+//! `tokio::task::spawn_blocking` (or [`Ledger::off_thread`]) in async code.
 
 mod lock;
 mod objects;
@@ -46,7 +49,7 @@ mod tests;
 
 pub use lock::JobLock;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-pub use writer::PartWriter;
+pub(crate) use writer::PartWriter;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::Checksum;
@@ -67,17 +70,54 @@ impl fmt::Display for JobId {
     }
 }
 
-/// What a new job is.
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JobKind {
+    /// Files into a store.
+    Upload,
+    /// Objects to objects: server-side within one store, or relayed between two.
+    Copy,
+}
+
+impl JobKind {
+    /// The name kept in the ledger: `upload`, `copy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Upload => "upload",
+            JobKind::Copy => "copy",
+        }
+    }
+
+    fn parse(s: &str) -> rusqlite::Result<Self> {
+        Ok(match s {
+            "upload" => JobKind::Upload,
+            "copy" => JobKind::Copy,
+            other => return Err(bad_value("jobs.kind", other)),
+        })
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a new job is. The engine derives it from what a job moves (see [`crate::job::JobStart`]); a
+/// program only names it when it records jobs itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
-    /// `"upload"` or `"copy"`.
-    pub kind: String,
-    /// Where the data comes from, as the user named it (a directory, `oss://bucket/prefix`, ...).
+    /// What the job does.
+    pub kind: JobKind,
+    /// Where the data comes from: an absolute path, or `bucket/key` / `bucket/prefix/`.
     pub source: String,
-    /// Where it goes.
+    /// Where it goes: `bucket/key` or `bucket/prefix/`.
     pub destination: String,
-    /// The options the job was started with, as JSON. Must not contain credentials.
-    pub options_json: String,
+    /// The application's own record of how the job was started, opaque to the engine (the `transfer`
+    /// command line keeps its options here, so `transfer resume` can run the job again). Must not contain
+    /// credentials.
+    pub note: String,
 }
 
 /// A job's lifecycle state.
@@ -160,14 +200,14 @@ impl Counts {
 pub struct JobRow {
     /// Its id.
     pub id: JobId,
-    /// `"upload"` or `"copy"`.
-    pub kind: String,
-    /// Source as given.
+    /// What the job does.
+    pub kind: JobKind,
+    /// Source as recorded.
     pub source: String,
-    /// Destination as given.
+    /// Destination as recorded.
     pub destination: String,
-    /// Options as given (JSON).
-    pub options_json: String,
+    /// The application's note ([`JobSpec::note`]).
+    pub note: String,
     /// Lifecycle state.
     pub state: JobState,
     /// Creation time, Unix seconds.
@@ -206,15 +246,15 @@ pub enum Fingerprint {
 pub enum ObjectState {
     /// Nothing sent yet.
     Pending,
-    /// Multipart upload initiated ([`Ledger::set_upload`]); parts being recorded.
+    /// Multipart upload initiated; parts being recorded.
     Uploading,
-    /// Bytes in place ([`Ledger::finish_object`]); its tags remain to be applied.
+    /// Bytes in place; its tags remain to be applied.
     Completed,
-    /// Done: bytes in place and tags applied ([`Ledger::mark_tags_applied`]).
+    /// Done: bytes in place and tags applied.
     Tagged,
     /// Failed; see [`ObjectRow::error`]. Resumable: upload id and parts are kept.
     Failed,
-    /// Deliberately not transferred ([`Ledger::skip_object`]).
+    /// Deliberately not transferred (the overwrite policy left the destination alone).
     Skipped,
 }
 
@@ -391,32 +431,40 @@ impl Ledger {
 
     /// Records a new job in state [`JobState::Running`].
     pub fn create_job(&self, spec: &JobSpec) -> Result<JobId> {
-        if spec.kind != "upload" && spec.kind != "copy" {
-            return Err(Error::invalid(format!("job kind {:?}: expected \"upload\" or \"copy\"", spec.kind)));
-        }
         let conn = self.conn();
         let t = now();
         conn.exec(
             "INSERT INTO jobs (kind, source, destination, options_json, state, created, updated)
              VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5)",
-            params![spec.kind, spec.source, spec.destination, spec.options_json, t],
+            params![spec.kind.as_str(), spec.source, spec.destination, spec.note, t],
         )?;
         Ok(JobId(conn.last_insert_rowid()))
     }
 
-    /// The newest job with this source and destination that is not [`JobState::Done`]: running the same
+    /// The newest job of this kind, source and destination that is not [`JobState::Done`]: running the same
     /// command again resumes it.
-    pub fn find_job(&self, source: &str, destination: &str) -> Result<Option<JobId>> {
+    pub fn find_job(&self, kind: JobKind, source: &str, destination: &str) -> Result<Option<JobId>> {
         let conn = self.conn();
         let id = conn
             .row(
-                "SELECT id FROM jobs WHERE source = ?1 AND destination = ?2 AND state != 'done'
+                "SELECT id FROM jobs WHERE kind = ?1 AND source = ?2 AND destination = ?3 AND state != 'done'
                  ORDER BY id DESC LIMIT 1",
-                params![source, destination],
+                params![kind.as_str(), source, destination],
                 |r| r.get(0),
             )
             .optional()?;
         Ok(id.map(JobId))
+    }
+
+    /// A job's kind, source and destination; an error naming the job when the ledger has no such job.
+    pub(crate) fn job_identity(&self, job: JobId) -> Result<(JobKind, String, String)> {
+        let row = self
+            .conn()
+            .row("SELECT kind, source, destination FROM jobs WHERE id = ?1", [job.0], |r| {
+                Ok((JobKind::parse(&r.get::<_, String>(0)?)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        row.ok_or_else(|| no_job(job))
     }
 
     /// Every job, oldest first, with its object counts.
@@ -439,10 +487,10 @@ impl Ledger {
                 let id: i64 = r.get(0)?;
                 Ok(JobRow {
                     id: JobId(id),
-                    kind: r.get(1)?,
+                    kind: JobKind::parse(&r.get::<_, String>(1)?)?,
                     source: r.get(2)?,
                     destination: r.get(3)?,
-                    options_json: r.get(4)?,
+                    note: r.get(4)?,
                     state: JobState::parse(&r.get::<_, String>(5)?)?,
                     created: r.get(6)?,
                     updated: r.get(7)?,
@@ -461,7 +509,7 @@ impl Ledger {
     }
 
     /// Changes the job's state.
-    pub fn set_job_state(&self, job: JobId, state: JobState) -> Result<()> {
+    pub(crate) fn set_job_state(&self, job: JobId, state: JobState) -> Result<()> {
         let n = self
             .conn()
             .exec("UPDATE jobs SET state = ?2, updated = ?3 WHERE id = ?1", params![job.0, state.as_str(), now()])?;
@@ -490,8 +538,20 @@ impl Ledger {
         Ok(())
     }
 
+    /// Waits until every part recorded so far (by any job of this process) is committed: what a program calls
+    /// before it exits at once (a second Ctrl-C), so the parts the server acknowledged are not sent again.
+    pub async fn flush(&self) -> Result<()> {
+        self.part_writer().flush().await
+    }
+
+    /// Forgets the multipart upload of an object after it was aborted on the server (by `transfer cleanup`,
+    /// say): its parts go, and the next run of its job starts the object again.
+    pub fn forget_upload(&self, object_id: i64) -> Result<()> {
+        self.set_upload(object_id, None)
+    }
+
     /// A handle to record acknowledged parts from any task; see [`PartWriter`].
-    pub fn part_writer(&self) -> PartWriter {
+    pub(crate) fn part_writer(&self) -> PartWriter {
         PartWriter::new(self.clone())
     }
 

@@ -83,7 +83,7 @@ impl Ledger {
     /// source now and calls [`reset_object`](Self::reset_object) if the source changed. `tags` are the tags the
     /// object must end up with (`None`: nothing to apply).
     #[allow(clippy::too_many_arguments)]
-    pub fn upsert_object(
+    pub(crate) fn upsert_object(
         &self,
         job: JobId,
         source: &str,
@@ -183,7 +183,7 @@ impl Ledger {
     /// Records the multipart upload id right after Initiate (state [`ObjectState::Uploading`]), or clears it
     /// with `None` (state [`ObjectState::Pending`]: the upload is gone, start over). Parts of a previous upload
     /// id are deleted: they cannot be completed into the new one.
-    pub fn set_upload(&self, object_id: i64, upload_id: Option<&str>) -> Result<()> {
+    pub(crate) fn set_upload(&self, object_id: i64, upload_id: Option<&str>) -> Result<()> {
         self.inner.writer.flush_blocking()?;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -205,7 +205,7 @@ impl Ledger {
     /// The source changed since the plan: forgets its parts, upload id and results and makes it
     /// [`ObjectState::Pending`] with the new fingerprint, size and part size. Read the old upload id first if
     /// you mean to abort it.
-    pub fn reset_object(
+    pub(crate) fn reset_object(
         &self,
         object_id: i64,
         fingerprint: &Fingerprint,
@@ -240,8 +240,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// The committed parts of the object's current upload, by part number. Parts still queued in the
-    /// [`super::PartWriter`] appear after its next flush.
+    /// The committed parts of the object's current upload, by part number. Parts still queued for the writer
+    /// appear after its next flush ([`Ledger::flush`]).
     pub fn parts(&self, object_id: i64) -> Result<Vec<PartRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
@@ -269,13 +269,20 @@ impl Ledger {
     /// The object's bytes are in place (Complete or a single Put succeeded): records its ETag, CRC-64 and
     /// BLAKE3 and deletes its parts (they are of no more use and a large job must stay small). State
     /// [`ObjectState::Completed`] if tags remain to be applied, else straight to [`ObjectState::Tagged`] (done).
-    pub fn finish_object(&self, object_id: i64, etag: &str, crc64: Option<u64>, blake3: Option<&str>) -> Result<()> {
+    #[cfg(test)]
+    pub(crate) fn finish_object(
+        &self,
+        object_id: i64,
+        etag: &str,
+        crc64: Option<u64>,
+        blake3: Option<&str>,
+    ) -> Result<()> {
         self.finish_object_tagged(object_id, etag, crc64, blake3, false)
     }
 
     /// [`finish_object`](Self::finish_object), and with `tags_in_place` the tags are recorded as applied in the same
     /// transaction (they went out with the object's creation): the object is done in one step.
-    pub fn finish_object_tagged(
+    pub(crate) fn finish_object_tagged(
         &self,
         object_id: i64,
         etag: &str,
@@ -302,7 +309,7 @@ impl Ledger {
     /// Replaces the tags the object must end up with (`None`: none) and marks them not yet applied — for a
     /// source whose tags are only known after [`upsert_object`](Self::upsert_object), such as a copy that
     /// restarted because its source changed.
-    pub fn set_tags(&self, object_id: i64, tags: Option<&TagSet>) -> Result<()> {
+    pub(crate) fn set_tags(&self, object_id: i64, tags: Option<&TagSet>) -> Result<()> {
         let n = self.conn().exec(
             "UPDATE objects SET tags = ?2, tags_applied = 0, updated = ?3 WHERE id = ?1",
             params![object_id, tags.map(TagSet::to_header), now()],
@@ -311,7 +318,7 @@ impl Ledger {
     }
 
     /// The object's tags are applied: state [`ObjectState::Tagged`], done.
-    pub fn mark_tags_applied(&self, object_id: i64) -> Result<()> {
+    pub(crate) fn mark_tags_applied(&self, object_id: i64) -> Result<()> {
         let n = self.conn().exec(
             "UPDATE objects SET tags_applied = 1, state = 'tagged', error = NULL, updated = ?2 WHERE id = ?1",
             params![object_id, now()],
@@ -323,7 +330,7 @@ impl Ledger {
     /// later run can continue it. An object that already exists at the destination ([`ObjectState::Completed`],
     /// e.g. its tags could not be applied) keeps that state and only records the error, so a later run repairs
     /// what is missing instead of sending the object again.
-    pub fn fail_object(&self, object_id: i64, error: &str) -> Result<()> {
+    pub(crate) fn fail_object(&self, object_id: i64, error: &str) -> Result<()> {
         let n = self.conn().exec(
             "UPDATE objects SET state = CASE WHEN state = 'completed' THEN state ELSE 'failed' END, error = ?2, updated = ?3
              WHERE id = ?1",
@@ -334,7 +341,7 @@ impl Ledger {
 
     /// The object is deliberately not transferred (for example, already identical at the destination):
     /// state [`ObjectState::Skipped`], done.
-    pub fn skip_object(&self, object_id: i64) -> Result<()> {
+    pub(crate) fn skip_object(&self, object_id: i64) -> Result<()> {
         let n = self
             .conn()
             .exec("UPDATE objects SET state = 'skipped', updated = ?2 WHERE id = ?1", params![object_id, now()])?;

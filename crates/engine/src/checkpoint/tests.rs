@@ -4,10 +4,10 @@ use std::collections::HashSet;
 
 fn spec(source: &str, destination: &str) -> JobSpec {
     JobSpec {
-        kind: "upload".into(),
+        kind: JobKind::Upload,
         source: source.into(),
         destination: destination.into(),
-        options_json: r#"{"part_size":8388608}"#.into(),
+        note: r#"{"part_size":8388608}"#.into(),
     }
 }
 
@@ -56,7 +56,7 @@ fn open_migrate_reopen_keeps_data() {
     let mode: String = c.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     drop(c);
     assert_eq!((app_id, version, mode.as_str()), (APPLICATION_ID, SCHEMA_VERSION, "wal"));
-    assert_eq!(l.find_job("/src", "oss://b/p").unwrap(), Some(job));
+    assert_eq!(l.find_job(JobKind::Upload, "/src", "oss://b/p").unwrap(), Some(job));
     let o = l.object(job, "/src/a").unwrap().unwrap();
     assert_eq!(o.id, obj_id);
     assert_eq!(o.fingerprint, file_fp(4096));
@@ -333,19 +333,19 @@ fn paging_walks_every_object_once() {
 fn find_job_returns_the_newest_unfinished() {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::open(dir.path().join("ledger.db")).unwrap();
-    assert_eq!(l.find_job("s", "d").unwrap(), None);
+    assert_eq!(l.find_job(JobKind::Upload, "s", "d").unwrap(), None);
     let a = l.create_job(&spec("s", "d")).unwrap();
     let b = l.create_job(&spec("s", "d")).unwrap();
     let _other = l.create_job(&spec("s", "elsewhere")).unwrap();
-    assert_eq!(l.find_job("s", "d").unwrap(), Some(b));
+    assert_eq!(l.find_job(JobKind::Upload, "s", "d").unwrap(), Some(b));
     l.set_job_state(b, JobState::Done).unwrap();
-    assert_eq!(l.find_job("s", "d").unwrap(), Some(a));
+    assert_eq!(l.find_job(JobKind::Upload, "s", "d").unwrap(), Some(a));
     l.set_job_state(a, JobState::Failed).unwrap();
-    assert_eq!(l.find_job("s", "d").unwrap(), Some(a), "a failed job is resumable");
+    assert_eq!(l.find_job(JobKind::Upload, "s", "d").unwrap(), Some(a), "a failed job is resumable");
     l.set_job_state(a, JobState::Done).unwrap();
-    assert_eq!(l.find_job("s", "d").unwrap(), None);
+    assert_eq!(l.find_job(JobKind::Upload, "s", "d").unwrap(), None);
     assert!(l.set_job_state(JobId(77), JobState::Done).is_err());
-    assert!(l.create_job(&JobSpec { kind: "sync".into(), ..spec("s", "d") }).is_err());
+    assert_eq!(l.find_job(JobKind::Copy, "s", "elsewhere").unwrap(), None, "the kind is part of a job's identity");
 }
 
 #[test]

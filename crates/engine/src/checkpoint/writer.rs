@@ -50,7 +50,7 @@ impl Reply {
 /// Records acknowledged parts from any task or thread. Clone it freely; all clones feed the ledger's one writer
 /// thread. Holding a `PartWriter` keeps the ledger open.
 #[derive(Clone)]
-pub struct PartWriter {
+pub(crate) struct PartWriter {
     ledger: Ledger,
 }
 
@@ -67,12 +67,12 @@ impl PartWriter {
 
     /// Queues an acknowledged part of `object_id` for the next batch. Never blocks. Only a successful
     /// [`flush`](Self::flush) says it is durable; errors (including a stopped writer) surface there.
-    pub fn record(&self, object_id: i64, part: PartRow) {
+    pub(crate) fn record(&self, object_id: i64, part: PartRow) {
         let _ = self.ledger.inner.writer.send(Msg::Part(object_id, part));
     }
 
     /// Waits until every part recorded (by any clone) before this call is committed to the database.
-    pub async fn flush(&self) -> Result<()> {
+    pub(crate) async fn flush(&self) -> Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.ledger.inner.writer.send(Msg::Flush(Reply::Async(tx)))?;
         rx.await.map_err(|_| stopped())?

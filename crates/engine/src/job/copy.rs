@@ -35,8 +35,10 @@ use crate::store::{
 use crate::tags::TagSet;
 use std::sync::Arc;
 
-/// One object to copy server-side.
+/// One object to copy (server-side within one store, relayed with [`Engine::relay`]): [`CopyRequest::new`],
+/// then the options that apply.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct CopyRequest {
     /// The source object, optionally at a version.
     pub source: ObjectRef,
@@ -54,6 +56,18 @@ impl CopyRequest {
     /// `source` to `bucket/key`, keeping the source's metadata and tags.
     pub fn new(source: ObjectRef, bucket: impl Into<String>, key: impl Into<String>) -> Self {
         Self { source, bucket: bucket.into(), key: key.into(), metadata: Directive::Copy, tags: Directive::Copy }
+    }
+
+    /// The destination's metadata: the source's ([`Directive::Copy`]) or these.
+    pub fn metadata(mut self, metadata: Directive<Metadata>) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The destination's tags: the source's ([`Directive::Copy`]) or these.
+    pub fn tags(mut self, tags: Directive<TagSet>) -> Self {
+        self.tags = tags;
+        self
     }
 
     pub(super) fn dest(&self) -> ObjectRef {

@@ -3,11 +3,12 @@
 //! # Dropping the handle
 //! Dropping a [`JobHandle`] asks the job to stop gracefully, exactly as [`JobHandle::stop`] does: no new object
 //! or part starts, parts in flight finish and are recorded, the ledger is flushed, and the job stays resumable.
-//! Nothing is aborted on the server. To keep a job running unattended, keep the handle (or `join` it).
+//! Nothing is aborted on the server. To keep a job running unattended, keep the handle (or `join` it). Starting
+//! the same job again in this process waits for the stopping one to release it (see [`super::JobStart`]).
 
 use super::{CopyOutcome, PlannedAction, PlannedObject, SkipReason, UploadOutcome};
 use crate::checkpoint::{JobId, JobState, Ledger, ObjectState};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::store::ObjectStore;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -330,11 +331,38 @@ impl JobHandle {
         self.tracker.stop();
     }
 
-    /// Waits for the job to end.
-    pub async fn join(mut self) -> Result<JobSummary> {
+    /// Waits for the job to end. Fails when objects of the job failed ([`ErrorKind::JobFailed`], the first
+    /// failure as its source; the job is resumable), so a caller who only checks `?` sees a failed backup as
+    /// one. A stopped job ([`stop`](Self::stop)) is not a failure: its summary says `Stopped`. Use
+    /// [`wait`](Self::wait) for the summary whatever became of the objects.
+    pub async fn join(self) -> Result<JobSummary> {
+        let summary = self.wait().await?;
+        match summary.failures.first() {
+            Some((key, first)) if summary.state == JobState::Failed => {
+                let p = &summary.progress;
+                Err(Error::new(
+                    ErrorKind::JobFailed,
+                    format!(
+                        "job {}: {} of {} objects failed (first {key}); running the job again resumes it",
+                        summary.job,
+                        p.objects_failed,
+                        p.objects_found.max(p.objects_failed)
+                    ),
+                )
+                .with_source(first.clone())
+                .with_context("job", summary.job))
+            }
+            _ => Ok(summary),
+        }
+    }
+
+    /// Waits for the job to end and returns its summary, whatever became of its objects: `Done`, `Stopped`, or
+    /// `Failed` with the failures listed. Fails only when the job itself could not run to its end (its ledger
+    /// could not be written, its task panicked).
+    pub async fn wait(mut self) -> Result<JobSummary> {
         // Nobody reads events past this point: unread ones are dropped and the job no longer waits for a reader.
         self.events.close();
-        let task = self.task.take().expect("joined once");
+        let task = self.task.take().expect("waited for once");
         task.await?
     }
 
@@ -345,7 +373,7 @@ impl JobHandle {
     pub async fn abort(self) -> Result<JobSummary> {
         self.stop();
         let (store, ledger, job, dry_run) = (self.store.clone(), self.ledger.clone(), self.job, self.dry_run);
-        let mut summary = self.join().await?;
+        let mut summary = self.wait().await?;
         if dry_run {
             return Ok(summary);
         }

@@ -13,8 +13,9 @@
 //! [`Engine::plan_copy_object`] instead of the transfer), and the job's lock and state are left alone.
 
 use super::handle::{Event, JobHandle, JobSummary, ObjectOutcome, Tracker};
+use super::start::{JobStart, Source};
 use super::{CopyRequest, Engine, KeyFilter, PlannedObject, UploadRequest};
-use crate::checkpoint::{JobId, JobState};
+use crate::checkpoint::{JobId, JobLock, JobState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::Metadata;
 use crate::store::{Directive, ListRequest, ObjectRef};
@@ -24,8 +25,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-/// A directory to upload.
+/// A directory to upload: [`DirRequest::new`], then the options that apply.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DirRequest {
     /// The local directory.
     pub dir: PathBuf,
@@ -41,9 +43,10 @@ pub struct DirRequest {
     pub filter: KeyFilter,
 }
 
-/// A prefix to copy server-side: every object under `src_bucket/src_prefix` becomes `bucket/prefix + the rest
-/// of its key`.
+/// A prefix to copy: every object under `src_bucket/src_prefix` becomes `bucket/prefix + the rest of its key`.
+/// [`PrefixCopyRequest::new`], then the options that apply.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PrefixCopyRequest {
     /// Source bucket.
     pub src_bucket: String,
@@ -62,17 +65,87 @@ pub struct PrefixCopyRequest {
     pub filter: KeyFilter,
 }
 
+impl DirRequest {
+    /// Every file under `dir` to `bucket/prefix/<its path under dir>`, no metadata, no tags, no filter.
+    pub fn new(dir: impl Into<PathBuf>, bucket: impl Into<String>, prefix: impl Into<String>) -> DirRequest {
+        DirRequest {
+            dir: dir.into(),
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            metadata: Metadata::default(),
+            tags: None,
+            filter: KeyFilter::default(),
+        }
+    }
+
+    /// Metadata and standard headers of every object.
+    pub fn metadata(mut self, metadata: Metadata) -> DirRequest {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Tags of every object (an empty set: none).
+    pub fn tags(mut self, tags: TagSet) -> DirRequest {
+        self.tags = Some(tags).filter(|t| !t.is_empty());
+        self
+    }
+
+    /// Which files are taken.
+    pub fn filter(mut self, filter: KeyFilter) -> DirRequest {
+        self.filter = filter;
+        self
+    }
+}
+
+impl PrefixCopyRequest {
+    /// Every object under `src_bucket/src_prefix` to `bucket/prefix`, keeping each source's metadata and tags.
+    pub fn new(
+        src_bucket: impl Into<String>,
+        src_prefix: impl Into<String>,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> PrefixCopyRequest {
+        PrefixCopyRequest {
+            src_bucket: src_bucket.into(),
+            src_prefix: src_prefix.into(),
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            metadata: Directive::Copy,
+            tags: Directive::Copy,
+            filter: KeyFilter::default(),
+        }
+    }
+
+    /// Each destination's metadata: its source's ([`Directive::Copy`]) or these.
+    pub fn metadata(mut self, metadata: Directive<Metadata>) -> PrefixCopyRequest {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Each destination's tags: its source's ([`Directive::Copy`]) or these.
+    pub fn tags(mut self, tags: Directive<TagSet>) -> PrefixCopyRequest {
+        self.tags = tags;
+        self
+    }
+
+    /// Which objects are taken.
+    pub fn filter(mut self, filter: KeyFilter) -> PrefixCopyRequest {
+        self.filter = filter;
+        self
+    }
+}
+
 /// Most failures kept in a summary.
 const MAX_FAILURES_KEPT: usize = 100;
 
 /// One unit of work of a job.
-enum Work {
+pub(super) enum Work {
     Upload(UploadRequest),
     Copy(CopyRequest),
 }
 
 /// Work found by a producer, or a part of the source that could not be read: `(what, why)`.
-type Found = std::result::Result<Work, (String, String)>;
+pub(super) type Found = std::result::Result<Work, (String, String)>;
 
 /// What the runner got for one object: a transfer's outcome, or a dry run's plan.
 enum Settled {
@@ -80,7 +153,8 @@ enum Settled {
     Planned(PlannedObject),
 }
 
-fn with_slash(prefix: &str) -> String {
+/// `prefix` with a `/` after it, unless it is empty or has one.
+pub(super) fn with_slash(prefix: &str) -> String {
     match prefix {
         "" => String::new(),
         p if p.ends_with('/') => p.to_owned(),
@@ -89,82 +163,81 @@ fn with_slash(prefix: &str) -> String {
 }
 
 impl Engine {
-    /// Starts uploading every regular file under `req.dir` as job `job` and returns its handle. Takes the job's
-    /// lock for the job's lifetime (a second process on the same job gets a clear error here). Files an earlier
-    /// run finished are skipped; interrupted ones resume. Symbolic links to files are followed; symbolic links
-    /// to directories are not (no cycles). Only files `req.filter` takes are found.
+    /// A job uploading every regular file under `req.dir`: `.await` it to start it ([`JobStart`]). Files an
+    /// earlier run of the job finished are skipped; interrupted ones resume. Symbolic links to files are
+    /// followed; symbolic links to directories are not (no cycles). Only files `req.filter` takes are found.
     ///
     /// With [`EngineConfig::dry_run`](super::EngineConfig::dry_run): the same walk and filter, and an
     /// [`Event::Planned`] per file instead of its upload; no lock, no ledger row, no state change.
-    pub fn upload_dir(&self, job: JobId, req: DirRequest) -> Result<JobHandle> {
-        if !req.dir.is_dir() {
-            return Err(Error::invalid(format!("{} is not a directory", req.dir.display())));
+    pub fn upload_dir(&self, req: DirRequest) -> JobStart {
+        JobStart::new(self, Source::Dir(req))
+    }
+
+    /// A job copying every object under `req.src_bucket/req.src_prefix` (server-side within one store with
+    /// CopyObject or UploadPartCopy, relayed from another store with [`Engine::relay`]; metadata and tags per
+    /// the directives): `.await` it to start it ([`JobStart`]). The source is listed page by page as the job
+    /// goes. Objects an earlier run finished are skipped; interrupted ones resume. Only objects `req.filter`
+    /// takes are found. A dry run reports an [`Event::Planned`] per object instead (see
+    /// [`Engine::upload_dir`]).
+    pub fn copy_prefix(&self, req: PrefixCopyRequest) -> JobStart {
+        JobStart::new(self, Source::Prefix(req))
+    }
+
+    /// A job uploading one file, with a handle (progress, stop, abort) as for a directory.
+    pub fn upload_one(&self, req: UploadRequest) -> JobStart {
+        JobStart::new(self, Source::File(req))
+    }
+
+    /// A job copying one object, with a handle as for a prefix.
+    pub fn copy_one(&self, req: CopyRequest) -> JobStart {
+        JobStart::new(self, Source::Object(req))
+    }
+
+    /// Starts finding the job's objects: a directory walk on a blocking thread, or the paged listing of a prefix.
+    pub(super) fn produce(self, source: Source, tracker: Arc<Tracker>, tx: mpsc::Sender<Found>) {
+        match source {
+            Source::Dir(req) => {
+                tokio::task::spawn_blocking(move || walk(&req, &with_slash(&req.prefix), &tx, &tracker));
+            }
+            Source::Prefix(req) => {
+                tokio::spawn(async move { self.list_source(&req, &tx, &tracker).await });
+            }
+            Source::File(req) => {
+                let size = std::fs::metadata(&req.path).map(|m| m.len()).unwrap_or(0);
+                tracker.found(size);
+                tracker.listing_finished();
+                let _ = tx.try_send(Ok(Work::Upload(req)));
+            }
+            Source::Object(req) => {
+                // One object, whose size the copy's HEAD will tell.
+                tracker.found(0);
+                tracker.listing_finished();
+                let _ = tx.try_send(Ok(Work::Copy(req)));
+            }
         }
-        crate::store::validate_bucket(&req.bucket)?;
-        self.start_job(job, move |tracker, tx| {
-            tokio::task::spawn_blocking(move || walk(&req, &with_slash(&req.prefix), &tx, &tracker));
-        })
     }
 
-    /// Starts copying every object under `req.src_bucket/req.src_prefix` server-side (CopyObject or
-    /// UploadPartCopy, metadata and tags per the directives) as job `job`, and returns its handle. The source is
-    /// listed page by page as the job goes. Objects an earlier run finished are skipped; interrupted ones resume.
-    /// Only objects `req.filter` takes are found. A dry run reports an [`Event::Planned`] per object instead
-    /// (see [`Engine::upload_dir`]).
-    pub fn copy_prefix(&self, job: JobId, req: PrefixCopyRequest) -> Result<JobHandle> {
-        crate::store::validate_bucket(&req.src_bucket)?;
-        crate::store::validate_bucket(&req.bucket)?;
-        let engine = self.clone();
-        self.start_job(job, move |tracker, tx| {
-            tokio::spawn(async move { engine.list_source(&req, &tx, &tracker).await });
-        })
-    }
-
-    /// Starts one file's upload as job `job` and returns its handle (progress, stop, abort), as for a directory.
-    pub fn upload_one(&self, job: JobId, req: UploadRequest) -> Result<JobHandle> {
-        self.start_job(job, move |tracker, tx| {
-            let size = std::fs::metadata(&req.path).map(|m| m.len()).unwrap_or(0);
-            tracker.found(size);
-            tracker.listing_finished();
-            let _ = tx.try_send(Ok(Work::Upload(req)));
-        })
-    }
-
-    /// Starts one server-side copy as job `job` and returns its handle, as for a prefix.
-    pub fn copy_one(&self, job: JobId, req: CopyRequest) -> Result<JobHandle> {
-        self.start_job(job, move |tracker, tx| {
-            // One object, whose size the copy's HEAD will tell.
-            tracker.found(0);
-            tracker.listing_finished();
-            let _ = tx.try_send(Ok(Work::Copy(req)));
-        })
-    }
-
-    /// Takes the job's lock, marks it running, starts `produce` and the runner, and returns the handle. A dry
-    /// run does neither of the first two.
-    fn start_job(
+    /// Starts `produce` and the runner of job `job` and returns the handle. `held` is the job's lock and its
+    /// entry among the jobs running in this process (none for a dry run): the task releases both when the job
+    /// ends, the lock first.
+    pub(super) fn start_job(
         &self,
         job: JobId,
+        held: Option<(JobLock, (PathBuf, JobId))>,
         produce: impl FnOnce(Arc<Tracker>, mpsc::Sender<Found>) + Send + 'static,
-    ) -> Result<JobHandle> {
+    ) -> JobHandle {
         let dry_run = self.dry_run();
-        let lock = if dry_run {
-            None
-        } else {
-            let lock = self.inner.ledger.lock_job(job)?;
-            self.inner.ledger.set_job_state(job, JobState::Running)?;
-            Some(lock)
-        };
         let tracker = Arc::new(Tracker::new());
+        let held = held.map(|(lock, key)| (lock, super::start::register(key, tracker.clone())));
         let engine = self.tracked(tracker.clone());
         let (events_tx, events) = mpsc::channel(1024);
         let (found_tx, found) = mpsc::channel::<Found>(1024);
         produce(tracker.clone(), found_tx);
         let task = tokio::spawn(async move {
-            let _lock = lock;
+            let _held = held;
             engine.run_job(job, found, events_tx).await
         });
-        Ok(JobHandle {
+        JobHandle {
             job,
             tracker,
             events,
@@ -172,7 +245,7 @@ impl Engine {
             store: self.inner.store.clone(),
             ledger: self.inner.ledger.clone(),
             dry_run,
-        })
+        }
     }
 
     async fn run_job(

@@ -1,34 +1,29 @@
 //! The engine: moves files into a store in planned parts, under one scheduler, recording every acknowledged
 //! part in the checkpoint ledger so an interrupted upload resumes without re-sending what arrived.
 //!
-//! Upload a directory with tags; if the process is killed, running the same lines again resumes the job
-//! from the ledger and sends only what the server had not acknowledged:
+//! Upload a directory with tags. If the process is killed, running the same lines again finds the job in the
+//! ledger (by what it moves) and sends only what the server had not acknowledged:
 //!
 //! ```no_run
 //! # async fn demo() -> transfer_engine::Result<()> {
 //! use std::sync::Arc;
-//! use transfer_engine::checkpoint::{JobSpec, Ledger};
-//! use transfer_engine::job::{DirRequest, Engine, EngineConfig, KeyFilter};
-//! use transfer_engine::oss::OssStore;
-//! use transfer_engine::{Metadata, TagSet};
+//! use transfer_engine::checkpoint::Ledger;
+//! use transfer_engine::job::{DirRequest, Engine, EngineConfig};
+//! use transfer_engine::{oss::OssStore, TagSet};
 //!
-//! let store = OssStore::builder().endpoint("https://oss-cn-hangzhou.aliyuncs.com").build()?; // credentials from OSS_ACCESS_KEY_ID / _SECRET
+//! let store = OssStore::builder().endpoint("https://oss-cn-hangzhou.aliyuncs.com").build()?; // OSS_ACCESS_KEY_*
 //! let ledger = Ledger::open(Ledger::default_path()?)?;
-//! let spec = JobSpec { kind: "upload".into(), source: "/srv/backup".into(), destination: "oss://bkt/nightly/".into(), options_json: "{}".into() };
-//! let job = match ledger.find_job(&spec.source, &spec.destination)? { Some(job) => job, None => ledger.create_job(&spec)? };
 //! let engine = Engine::new(Arc::new(store), ledger, EngineConfig::default())?;
-//! let request = DirRequest {
-//!     dir: "/srv/backup".into(),
-//!     bucket: "bkt".into(),
-//!     prefix: "nightly".into(),
-//!     metadata: Metadata::default(),
-//!     tags: Some(TagSet::from_pairs([("retention", "90d"), ("source", "db-01")])?),
-//!     filter: KeyFilter::default(),
-//! };
-//! let summary = engine.upload_dir(job, request)?.join().await?;
-//! println!("{} objects, {} bytes acknowledged", summary.progress.objects_done, summary.progress.bytes_acknowledged);
+//! let tags = TagSet::from_pairs([("retention", "90d"), ("source", "db-01")])?;
+//! let backup = DirRequest::new("/srv/backup", "bkt", "nightly/").tags(tags);
+//! let summary = engine.upload_dir(backup).await?.join().await?; // an error if any file failed
+//! println!("{} files, {} bytes", summary.progress.objects_done, summary.progress.bytes_acknowledged);
 //! # Ok(()) }
 //! ```
+//!
+//! A job is started by awaiting a [`JobStart`]; its [`JobHandle`] gives progress, per-object [`Event`]s, a
+//! graceful stop and an abort. [`Engine::upload_file`] and [`Engine::copy_object`] move one object within a job
+//! the program manages itself.
 //!
 //! # Choosing what moves
 //! - [`EngineConfig::overwrite`] decides what happens to an object whose destination already exists
@@ -47,6 +42,7 @@ mod jobs;
 mod overwrite;
 mod parts;
 mod relay;
+mod start;
 mod upload;
 
 use crate::checkpoint::Ledger;
@@ -65,6 +61,7 @@ pub use filter::KeyFilter;
 pub use handle::{Event, JobHandle, JobSummary, ObjectOutcome, Progress};
 pub use jobs::{DirRequest, PrefixCopyRequest};
 pub use overwrite::{Overwrite, SkipReason};
+pub use start::JobStart;
 pub use upload::UploadOutcome;
 
 use handle::Tracker;
@@ -120,8 +117,9 @@ pub struct DigestOptions {
     pub metadata: Option<String>,
 }
 
-/// One file to upload.
+/// One file to upload: [`UploadRequest::new`], then the options that apply.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct UploadRequest {
     /// The local file.
     pub path: PathBuf,
@@ -139,6 +137,18 @@ impl UploadRequest {
     /// `path` to `bucket/key`, no metadata, no tags.
     pub fn new(path: impl Into<PathBuf>, bucket: impl Into<String>, key: impl Into<String>) -> Self {
         Self { path: path.into(), bucket: bucket.into(), key: key.into(), metadata: Metadata::default(), tags: None }
+    }
+
+    /// Metadata and standard headers of the object.
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Tags the object must carry (an empty set: none).
+    pub fn tags(mut self, tags: TagSet) -> Self {
+        self.tags = Some(tags).filter(|t| !t.is_empty());
+        self
     }
 }
 
