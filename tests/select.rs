@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobKind, JobSpec, JobState, Ledger, ObjectState};
 use transfer_engine::job::{
-    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobSummary, KeyFilter, ObjectOutcome, Overwrite,
-    PlannedAction, PrefixCopyRequest, SkipReason, UploadRequest,
+    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobSummary, KeyFilter, Outcome, Overwrite, PlannedAction,
+    PrefixCopyRequest, SkipReason, UploadRequest,
 };
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
@@ -129,7 +129,7 @@ impl Setup {
 
 /// Every Done event's outcome by key, the Planned events by key, and the summary.
 struct Ran {
-    done: BTreeMap<String, ObjectOutcome>,
+    done: BTreeMap<String, Outcome>,
     planned: BTreeMap<String, transfer_engine::job::PlannedObject>,
     summary: JobSummary,
 }
@@ -181,12 +181,12 @@ async fn no_clobber_leaves_existing_files_alone_and_uploads_missing_ones() {
     let job = ran.summary.job;
     assert_eq!(ran.done.len(), 4);
     for (key, (etag, old)) in &before {
-        assert_eq!(ran.done[key].skipped(), Some(SkipReason::Exists), "{key}");
+        assert_eq!(ran.done[key].skipped, Some(SkipReason::Exists), "{key}");
         assert_eq!(&s.read("noclobber", key).await, old, "{key}: untouched");
         assert_eq!(&s.etag("noclobber", key).await, etag, "{key}: untouched");
     }
     for (key, bytes) in &missing {
-        assert_eq!(ran.done[key].skipped(), None, "{key}");
+        assert_eq!(ran.done[key].skipped, None, "{key}");
         assert_eq!(&s.read("noclobber", key).await, bytes, "{key}: uploaded");
     }
     let p = &ran.summary.progress;
@@ -313,9 +313,9 @@ async fn no_clobber_and_update_apply_to_server_side_copies() {
         run(s.engine(Overwrite::IfMissing).copy_prefix(prefix_request("data/", "dst", "nc", KeyFilter::default())))
             .await;
     assert_eq!(ran.summary.state, JobState::Done);
-    assert_eq!(ran.done["nc/small"].skipped(), Some(SkipReason::Exists));
-    assert_eq!(ran.done["nc/big"].skipped(), Some(SkipReason::Exists));
-    assert_eq!(ran.done["nc/fresh"].skipped(), None);
+    assert_eq!(ran.done["nc/small"].skipped, Some(SkipReason::Exists));
+    assert_eq!(ran.done["nc/big"].skipped, Some(SkipReason::Exists));
+    assert_eq!(ran.done["nc/fresh"].skipped, None);
     assert_eq!((s.etag("dst", "nc/small").await, s.etag("dst", "nc/big").await), (kept_small, kept_big));
     assert_eq!(s.read("dst", "nc/small").await, b"older small");
     assert_eq!(s.read("dst", "nc/fresh").await, b"fresh");

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobState, Ledger};
 use transfer_engine::job::{
-    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, ObjectOutcome, Overwrite,
-    PlannedAction, PrefixCopyRequest, TagOn, UploadRequest,
+    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, Overwrite, PlannedAction,
+    PrefixCopyRequest, TagOn, UploadRequest,
 };
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::store::{Capabilities, Directive};
@@ -498,31 +498,27 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
             event = handle.next_event() => match event {
                 None => break,
                 Some(Event::Done { key, outcome }) => {
-                    let crc = match &outcome {
-                        ObjectOutcome::Uploaded(o) => o.crc64,
-                        ObjectOutcome::Copied(o) => o.crc64,
-                    };
-                    let skipped = outcome.skipped();
+                    let (crc, skipped) = (outcome.crc64, outcome.skipped);
                     // Every object this run moved had its CRC-64 checked (earlier runs checked theirs).
-                    if skipped.is_none() && !outcome.already_done() {
+                    if skipped.is_none() && !outcome.already_done {
                         crc_verified &= crc.is_some();
                     }
                     let (sent, reused) = outcome.parts();
                     if out.json {
                         println!("{}", json!({
-                            "event": "done", "key": key, "bytes": outcome.size(), "already_done": outcome.already_done(),
+                            "event": "done", "key": key, "bytes": outcome.size, "already_done": outcome.already_done,
                             "skipped": skipped.map(|r| r.to_string()),
                             "parts_sent": sent, "parts_reused": reused, "crc64": crc.map(|c| c.to_string()),
-                            "blake3": match &outcome { ObjectOutcome::Uploaded(o) if !o.blake3.is_empty() => Some(&o.blake3), _ => None },
+                            "blake3": Some(&outcome.blake3).filter(|b| !b.is_empty()),
                         }));
                     } else if let Some(reason) = skipped {
                         tracing::info!("skipped {key}: {reason}");
-                    } else if outcome.already_done() {
-                        tracing::debug!("{key}: already there ({})", human_bytes(outcome.size()));
+                    } else if outcome.already_done {
+                        tracing::debug!("{key}: already there ({})", human_bytes(outcome.size));
                     } else if display.live() {
-                        tracing::debug!("done {key} ({})", human_bytes(outcome.size()));
+                        tracing::debug!("done {key} ({})", human_bytes(outcome.size));
                     } else {
-                        tracing::info!("done {key} ({})", human_bytes(outcome.size()));
+                        tracing::info!("done {key} ({})", human_bytes(outcome.size));
                     }
                 }
                 Some(Event::Planned { key, plan }) => {

@@ -16,23 +16,25 @@
 //! changes during a run (412 on a part or on CopyObject) restarts the object once from a fresh HEAD, and fails
 //! if it changes again.
 //!
-//! Parts are recorded in the ledger as the server acknowledges them, with the CRC-64 it reported and an empty
-//! blake3 (a copy never sees its bytes). On resume, the ledger's parts are reconciled with ListParts: a part is
-//! reused if the server still has it with the recorded ETag. A failed part lets the parts in flight finish and
-//! be recorded before the run fails, so the next run reuses them.
+//! The object goes through the part pipeline ([`super::pipeline`]) with a [`CopySource`] (server-side), or a
+//! [`RelaySource`](super::relay::RelaySource) when the engine copies from another store. Parts are recorded in
+//! the ledger as the server acknowledges them, with the CRC-64 it reported and an empty BLAKE3 (a server-side
+//! copy never sees its bytes); on resume, a part the server still lists with its recorded ETag is reused.
 
-use super::overwrite::not_started;
-use super::parts::PartTasks;
-use super::upload::check_crc;
-use super::{Engine, SkipReason, TagOn};
-use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
-use crate::error::{Error, Result, Retry};
+use super::parts::Halt;
+use super::pipeline::{ObjectSource, Outcome, Sending, Target};
+use super::relay::RelaySource;
+use super::{Engine, SkipReason};
+use crate::checkpoint::{Fingerprint, JobId, ObjectRow, PartRow};
+use crate::error::{Error, Result};
 use crate::meta::Metadata;
-use crate::plan::{Method, ObjectPlan};
+use crate::plan::Part;
 use crate::store::{
     validate_key, ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectRef, ObjectStore, PutOptions,
+    PutResult,
 };
 use crate::tags::TagSet;
+use async_trait::async_trait;
 use std::sync::Arc;
 
 /// One object to copy (server-side within one store, relayed with [`Engine::relay`]): [`CopyRequest::new`],
@@ -85,52 +87,9 @@ impl CopyRequest {
     }
 }
 
-/// What a copy did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CopyOutcome {
-    /// Bytes in the object.
-    pub size: u64,
-    /// The destination's ETag.
-    pub etag: String,
-    /// CRC-64/XZ of the destination as the server reported it (checked against the source's when both exist).
-    pub crc64: Option<u64>,
-    /// Copy requests made in this run (UploadPartCopy parts, or 1 for a single CopyObject).
-    pub parts_sent: u32,
-    /// Parts an earlier run had copied and this run reused.
-    pub parts_reused: u32,
-    /// True when the ledger already had the object copied (or skipped) and no bytes were copied in this run.
-    pub already_done: bool,
-    /// `Some` when the [overwrite policy](super::Overwrite) left the destination alone in this run. Nothing
-    /// was written; `size` is the source's, `etag` and `crc64` are the destination's (empty and `None` if it
-    /// could not be read).
-    pub skipped: Option<SkipReason>,
-}
-
-impl CopyOutcome {
-    /// The outcome of a copy of `size` bytes the policy skipped, with the destination's HEAD when known.
-    fn left_alone(size: u64, reason: SkipReason, dest: Option<&ObjectInfo>) -> CopyOutcome {
-        CopyOutcome {
-            size,
-            etag: dest.map(|h| h.etag.clone()).unwrap_or_default(),
-            crc64: dest.and_then(|h| h.crc64),
-            parts_sent: 0,
-            parts_reused: 0,
-            already_done: false,
-            skipped: Some(reason),
-        }
-    }
-}
-
 /// True for an error meaning the source no longer matches the ETag a copy was pinned to.
 fn source_changed(e: &Error) -> bool {
     e.kind() == crate::ErrorKind::PreconditionFailed
-}
-
-/// What the destination must carry, resolved once per run.
-struct Resolved {
-    head: ObjectInfo,
-    metadata: Metadata,
-    tags: Option<TagSet>,
 }
 
 impl Engine {
@@ -141,10 +100,10 @@ impl Engine {
     ///
     /// With an [overwrite policy](super::Overwrite), an object nothing was copied for yet is first checked
     /// against its destination, and may be skipped (recorded as skipped in the ledger, reported in
-    /// [`CopyOutcome::skipped`]). With [`EngineConfig::dry_run`](super::EngineConfig::dry_run) set, nothing
+    /// [`Outcome::skipped`]). With [`EngineConfig::dry_run`](super::EngineConfig::dry_run) set, nothing
     /// is written: the call fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) (use
     /// [`Engine::plan_copy_object`]).
-    pub async fn copy_object(&self, job: JobId, req: &CopyRequest) -> Result<CopyOutcome> {
+    pub async fn copy_object(&self, job: JobId, req: &CopyRequest) -> Result<Outcome> {
         self.refuse_dry_run("copy_object", "plan_copy_object")?;
         req.validate()?;
         match self.copy_run(job, req).await {
@@ -205,7 +164,7 @@ impl Engine {
     }
 
     /// One attempt at the object: HEAD, ledger, then the planned path.
-    async fn copy_run(&self, job: JobId, req: &CopyRequest) -> Result<CopyOutcome> {
+    async fn copy_run(&self, job: JobId, req: &CopyRequest) -> Result<Outcome> {
         let head = self.source_head(&req.source).await?;
         let size = head.size;
         let fp = Fingerprint::Object { etag: head.etag.clone(), version_id: head.version_id.clone(), size };
@@ -249,264 +208,116 @@ impl Engine {
             }
         };
         let tags = row.tag_set()?;
-        match row.state {
-            ObjectState::Tagged | ObjectState::Skipped => return Ok(done_outcome(&row)),
-            ObjectState::Completed => {
-                self.apply_tags(&row, &req.dest(), tags.as_ref()).await?;
-                return Ok(done_outcome(&row));
-            }
-            _ => {}
+        let dest = req.dest();
+        if let Some(done) = self.already_done(&row, &dest, tags.as_ref()).await? {
+            return Ok(done);
         }
         let metadata = match &req.metadata {
             Directive::Copy => head.metadata.clone(),
             Directive::Replace(m) => m.clone(),
         };
-        let resolved = Resolved { head, metadata, tags };
-        let result = match self.check_copy(&row, req, &resolved.head).await {
-            Ok(Some(skipped)) => return Ok(skipped),
-            Ok(None) => match plan.method {
-                Method::Single => self.copy_single(&row, req, &resolved).await,
-                Method::Multipart { .. } => self.copy_multipart(&row, req, &resolved, &plan).await,
-            },
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(outcome) => Ok(outcome),
-            Err(e) => {
-                self.record_failure(&row, &e).await;
-                Err(e.with_context("source", &req.source).with_context("object", format!("{}/{}", req.bucket, req.key)))
-            }
-        }
-    }
-
-    /// The overwrite policy for an object nothing was copied for yet: `Some` (recorded as skipped) when it
-    /// leaves the destination alone.
-    async fn check_copy(&self, row: &ObjectRow, req: &CopyRequest, src: &ObjectInfo) -> Result<Option<CopyOutcome>> {
-        if !not_started(row) {
-            return Ok(None);
-        }
-        let dest = req.dest();
-        let Some((reason, head)) = self.copy_skip(&dest, src).await? else { return Ok(None) };
-        self.skip(row, &dest, None).await?;
-        Ok(Some(CopyOutcome::left_alone(src.size, reason, Some(&head))))
-    }
-
-    /// The store refused to overwrite the destination (`FileAlreadyExists`): the object is skipped.
-    async fn copy_refused(
-        &self,
-        row: &ObjectRow,
-        req: &CopyRequest,
-        size: u64,
-        upload_id: Option<&str>,
-    ) -> Result<CopyOutcome> {
-        let head = self.skip_refused(row, &req.dest(), upload_id).await?;
-        Ok(CopyOutcome::left_alone(size, SkipReason::Exists, head.as_ref()))
-    }
-
-    /// The source's CRC-64 against the destination's, when both are known.
-    fn check_source_crc(src: &ObjectInfo, got: Option<u64>, what: &str) -> Result<()> {
-        match src.crc64 {
-            Some(expected) => check_crc(expected, got, what).map_err(|e| e.with_retry(Retry::Permanent)),
-            None => Ok(()),
-        }
-    }
-
-    fn conditions(src: &ObjectInfo) -> CopyConditions {
-        CopyConditions { if_match: Some(src.etag.clone()), if_none_match: None }
-    }
-
-    async fn copy_single(&self, row: &ObjectRow, req: &CopyRequest, r: &Resolved) -> Result<CopyOutcome> {
-        let inner = &self.inner;
-        // Both directives are REPLACE with what was resolved, so the result is the multipart path's, explicitly.
-        // With tags on complete, the copy carries none (not the source's) and they are applied after.
-        let tags = match inner.config.tag_on {
-            TagOn::Initiate => r.tags.clone().unwrap_or_default(),
-            TagOn::Complete => TagSet::new(),
-        };
-        let opts = CopyOptions {
-            source: req.source.clone(),
-            metadata: Directive::Replace(r.metadata.clone()),
-            tagging: Directive::Replace(tags),
-            conditions: Self::conditions(&r.head),
-            forbid_overwrite: self.forbid_overwrite(),
-        };
-        let dest = req.dest();
-        let put = match &inner.source {
-            // Another store: the bytes go through this process, with the same metadata and tags.
-            Some(source) => {
-                let opts = PutOptions {
-                    metadata: r.metadata.clone(),
-                    tags: (inner.config.tag_on == TagOn::Initiate).then(|| r.tags.clone()).flatten(),
-                    content_md5: inner.config.content_md5,
-                    forbid_overwrite: self.forbid_overwrite(),
-                };
-                self.relay_put(source, &req.source, &r.head, (&req.bucket, &req.key), &opts).await
+        let opts = self.put_options(&metadata, tags.as_ref());
+        let source = req.source.clone();
+        let copied = match self.inner.source.clone() {
+            // Another store: the bytes go through this process.
+            Some(store) => {
+                let mut relay = RelaySource { engine: self.clone(), store, source, head };
+                self.transfer(&row, &dest, tags.as_ref(), &plan, &opts, &mut relay).await
             }
             None => {
-                self.retrying("CopyObject", |n| {
-                    let (opts, dest) = (&opts, &dest);
-                    async move {
-                        let _slot = inner.scheduler.request().await;
-                        self.check_stopped()?;
-                        match inner.store.copy_object(&req.bucket, &req.key, opts).await {
-                            Err(e) => self.earlier_attempt(e, n, dest, r.head.size, r.head.crc64).await,
-                            ok => ok,
-                        }
-                    }
-                })
-                .await
+                let mut copy = CopySource { engine: self.clone(), source, head };
+                self.transfer(&row, &dest, tags.as_ref(), &plan, &opts, &mut copy).await
             }
         };
-        let put = match put {
-            Err(e) if self.refused_overwrite(&e) => return self.copy_refused(row, req, r.head.size, None).await,
-            put => put?,
-        };
-        self.acknowledged(r.head.size);
-        Self::check_source_crc(&r.head, put.crc64, "CopyObject")?;
-        self.finish(row, &req.dest(), r.tags.as_ref(), &put, None).await?;
-        Ok(CopyOutcome {
-            size: r.head.size,
-            etag: put.etag,
-            crc64: put.crc64,
-            parts_sent: 1,
-            parts_reused: 0,
-            already_done: false,
-            skipped: None,
-        })
-    }
-
-    async fn copy_multipart(
-        &self,
-        row: &ObjectRow,
-        req: &CopyRequest,
-        r: &Resolved,
-        plan: &ObjectPlan,
-    ) -> Result<CopyOutcome> {
-        let inner = &self.inner;
-        let opts = PutOptions {
-            metadata: r.metadata.clone(),
-            tags: if inner.config.tag_on == TagOn::Initiate { r.tags.clone() } else { None },
-            content_md5: false,
-            forbid_overwrite: self.forbid_overwrite(),
-        };
-        let (upload_id, done) = match self.open_upload(row, &req.bucket, &req.key, &opts).await {
-            Err(e) if self.refused_overwrite(&e) => return self.copy_refused(row, req, plan.size, None).await,
-            opened => opened?,
-        };
-        let writer = inner.ledger.part_writer();
-        let conditions = Self::conditions(&r.head);
-        let in_flight = inner.config.plan.max_in_flight.max(1);
-        let (mut sent, mut reused) = (0u32, 0u32);
-        let mut tasks = PartTasks::new(in_flight);
-        let mut stopped = None;
-        for part in plan.parts() {
-            if done.get(&part.number).is_some_and(|p| p.offset == part.offset && p.size == part.len) {
-                reused += 1;
-                self.acknowledged(part.len);
-                continue;
-            }
-            if let Err(e) = self.check_stopped() {
-                stopped = Some(e);
-                break;
-            }
-            // Bound the tasks of this object; each attempt also takes one of the engine's request permits.
-            // A server-side copy holds no bytes; a relayed part holds its bytes under a memory permit.
-            if !tasks.ready().await {
-                break;
-            }
-            let memory = match inner.source {
-                Some(_) => Some(inner.scheduler.memory(part.len).await),
-                None => None,
-            };
-            sent += 1;
-            let (engine, writer, conditions, halt) = (self.clone(), writer.clone(), conditions.clone(), tasks.halt());
-            let (bucket, key, upload_id, source, object) =
-                (req.bucket.clone(), req.key.clone(), upload_id.clone(), req.source.clone(), row.id);
-            let head = r.head.clone();
-            tasks.spawn(async move {
-                let _memory = memory;
-                let inner = &engine.inner;
-                let receipt = match &inner.source {
-                    Some(store) => {
-                        let at = (bucket.as_str(), key.as_str(), upload_id.as_str(), part.number);
-                        engine.relay_part(store, &source, &head, (part.offset, part.len), at, &halt).await
-                    }
-                    None => {
-                        let range = ByteRange::at(part.offset, part.len);
-                        engine
-                            .retrying("UploadPartCopy", |_| async {
-                                let _slot = inner.scheduler.request().await;
-                                halt.check()?;
-                                engine.check_stopped()?;
-                                inner
-                                    .store
-                                    .upload_part_copy(
-                                        &bucket,
-                                        &key,
-                                        &upload_id,
-                                        part.number,
-                                        &source,
-                                        Some(range),
-                                        &conditions,
-                                    )
-                                    .await
-                            })
-                            .await
-                    }
-                }
-                .map_err(|e| e.with_context("part", part.number).with_context("upload id", &upload_id))?;
-                engine.acknowledged(part.len);
-                // A copy never sees its bytes: the part's blake3 is recorded empty.
-                writer.record(
-                    object,
-                    PartRow {
-                        number: part.number,
-                        offset: part.offset,
-                        size: part.len,
-                        etag: receipt.etag,
-                        crc64: receipt.crc64,
-                        blake3: String::new(),
-                        checksum: receipt.checksum,
-                    },
-                );
-                Ok(())
-            });
-        }
-        // Parts in flight finish (and are recorded) even after a failure, so the next run reuses them.
-        let sending = tasks.finish().await.and(stopped.map_or(Ok(()), Err));
-        let flushed = writer.flush().await;
-        sending?;
-        flushed?;
-
-        let (put, _) = match self.complete_recorded(row, &req.bucket, &req.key, &upload_id, plan).await {
-            Err(e) if self.refused_overwrite(&e) => {
-                return self.copy_refused(row, req, plan.size, Some(&upload_id)).await
-            }
-            completed => completed?,
-        };
-        Self::check_source_crc(&r.head, put.crc64, "CompleteMultipartUpload")?;
-        self.finish(row, &req.dest(), r.tags.as_ref(), &put, None).await?;
-        Ok(CopyOutcome {
-            size: plan.size,
-            etag: put.etag,
-            crc64: put.crc64,
-            parts_sent: sent,
-            parts_reused: reused,
-            already_done: false,
-            skipped: None,
-        })
+        copied.map_err(|e| e.with_context("source", &req.source).with_context("object", &dest))
     }
 }
 
-fn done_outcome(row: &ObjectRow) -> CopyOutcome {
-    CopyOutcome {
-        size: row.size,
-        etag: row.etag.clone().unwrap_or_default(),
-        crc64: row.crc64,
-        parts_sent: 0,
-        parts_reused: 0,
-        already_done: true,
-        skipped: None,
+/// The source of a server-side copy within one store: CopyObject, or UploadPartCopy parts, every request
+/// pinned to the source's ETag.
+struct CopySource {
+    engine: Engine,
+    source: ObjectRef,
+    head: ObjectInfo,
+}
+
+/// Every copy request is pinned to the ETag the source had when the run began.
+pub(super) fn pinned(head: &ObjectInfo) -> CopyConditions {
+    CopyConditions { if_match: Some(head.etag.clone()), if_none_match: None }
+}
+
+/// A part the ledger holds (and the server still lists) covers the same bytes of the same source: reused.
+pub(super) fn same_part(part: &Part, recorded: Option<&PartRow>) -> bool {
+    recorded.is_some_and(|p| p.offset == part.offset && p.size == part.len)
+}
+
+#[async_trait]
+impl ObjectSource for CopySource {
+    async fn skip(&mut self, dest: &ObjectRef) -> Result<Option<(SkipReason, ObjectInfo)>> {
+        self.engine.copy_skip(dest, &self.head).await
+    }
+
+    async fn put(&mut self, dest: &ObjectRef, opts: &PutOptions) -> Result<PutResult> {
+        // Both directives are REPLACE with what was resolved, so the result is the multipart path's, explicitly:
+        // with tags on complete, the copy carries none (not the source's) and they are applied after.
+        let copy = CopyOptions {
+            source: self.source.clone(),
+            metadata: Directive::Replace(opts.metadata.clone()),
+            tagging: Directive::Replace(opts.tags.clone().unwrap_or_default()),
+            conditions: pinned(&self.head),
+            forbid_overwrite: opts.forbid_overwrite,
+        };
+        let (engine, head) = (&self.engine, &self.head);
+        let inner = &engine.inner;
+        engine
+            .retrying("CopyObject", |n| {
+                let copy = &copy;
+                async move {
+                    let _slot = inner.scheduler.request().await;
+                    engine.check_stopped()?;
+                    match inner.store.copy_object(&dest.bucket, &dest.key, copy).await {
+                        Err(e) => engine.earlier_attempt(e, n, dest, head.size, head.crc64).await,
+                        ok => ok,
+                    }
+                }
+            })
+            .await
+    }
+
+    fn buffers(&self) -> bool {
+        false
+    }
+
+    async fn part(
+        &mut self,
+        part: Part,
+        recorded: Option<&PartRow>,
+        to: &Arc<Target>,
+        halt: &Halt,
+    ) -> Result<Option<Sending>> {
+        if same_part(&part, recorded) {
+            return Ok(None);
+        }
+        let (engine, to, halt) = (self.engine.clone(), to.clone(), halt.clone());
+        let (source, conditions) = (self.source.clone(), pinned(&self.head));
+        Ok(Some(Box::pin(async move {
+            let range = Some(ByteRange::at(part.offset, part.len));
+            let receipt = engine
+                .retrying("UploadPartCopy", |_| async {
+                    let _slot = engine.part_slot(&halt).await?;
+                    let store = &engine.inner.store;
+                    store
+                        .upload_part_copy(&to.bucket, &to.key, &to.upload_id, part.number, &source, range, &conditions)
+                        .await
+                })
+                .await?;
+            // A copy never sees its bytes: the part's BLAKE3 is recorded empty.
+            Ok((receipt, String::new()))
+        })))
+    }
+
+    fn expected_crc64(&self) -> Option<u64> {
+        self.head.crc64
     }
 }
 

@@ -6,7 +6,7 @@
 //! Nothing is aborted on the server. To keep a job running unattended, keep the handle (or `join` it). Starting
 //! the same job again in this process waits for the stopping one to release it (see [`super::JobStart`]).
 
-use super::{CopyOutcome, PlannedAction, PlannedObject, SkipReason, UploadOutcome};
+use super::{Outcome, PlannedAction, PlannedObject};
 use crate::checkpoint::{JobId, JobState, Ledger, ObjectState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::ObjectStore;
@@ -65,17 +65,17 @@ impl Tracker {
         self.bytes_found.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    pub(super) fn finished(&self, outcome: &ObjectOutcome) {
-        if outcome.skipped().is_some() {
+    pub(super) fn finished(&self, outcome: &Outcome) {
+        if outcome.skipped.is_some() {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let counter = if outcome.already_done() { &self.already_done } else { &self.done };
+        let counter = if outcome.already_done { &self.already_done } else { &self.done };
         counter.fetch_add(1, Ordering::Relaxed);
         // An earlier run's object counts as acknowledged if its bytes arrived; one an earlier run skipped (no
         // ETag recorded) does not.
-        if outcome.already_done() && !outcome.etag().is_empty() {
-            self.acknowledged(outcome.size());
+        if outcome.already_done && !outcome.etag.is_empty() {
+            self.acknowledged(outcome.size);
         }
     }
 
@@ -179,7 +179,7 @@ pub struct Progress {
     /// Objects an earlier run had finished, or had skipped by the overwrite policy (nothing to do now).
     pub objects_already_done: u64,
     /// Objects this run left alone by the [overwrite policy](super::Overwrite) (reported with a
-    /// [`SkipReason`]); counted in neither `objects_done` nor `objects_already_done`. In a dry run, the
+    /// [`SkipReason`](super::SkipReason)); counted in neither `objects_done` nor `objects_already_done`. In a dry run, the
     /// objects planned as [`PlannedAction::Skip`].
     pub objects_skipped: u64,
     /// Dry runs only: objects reported with [`Event::Planned`], skipped ones included (0 in a real run).
@@ -196,66 +196,16 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
-/// What a job did to one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ObjectOutcome {
-    /// A file was uploaded.
-    Uploaded(UploadOutcome),
-    /// An object was copied server-side.
-    Copied(CopyOutcome),
-}
-
-impl ObjectOutcome {
-    /// Bytes in the object.
-    pub fn size(&self) -> u64 {
-        match self {
-            Self::Uploaded(o) => o.size,
-            Self::Copied(o) => o.size,
-        }
-    }
-
-    /// True when an earlier run had finished the object (or skipped it).
-    pub fn already_done(&self) -> bool {
-        match self {
-            Self::Uploaded(o) => o.already_done,
-            Self::Copied(o) => o.already_done,
-        }
-    }
-
-    /// `Some` when this run left the destination alone by the [overwrite policy](super::Overwrite).
-    pub fn skipped(&self) -> Option<SkipReason> {
-        match self {
-            Self::Uploaded(o) => o.skipped,
-            Self::Copied(o) => o.skipped,
-        }
-    }
-
-    fn etag(&self) -> &str {
-        match self {
-            Self::Uploaded(o) => &o.etag,
-            Self::Copied(o) => &o.etag,
-        }
-    }
-
-    /// Requests that moved bytes in this run, and parts an earlier run delivered that this one reused.
-    pub fn parts(&self) -> (u32, u32) {
-        match self {
-            Self::Uploaded(o) => (o.parts_sent, o.parts_reused),
-            Self::Copied(o) => (o.parts_sent, o.parts_reused),
-        }
-    }
-}
-
 /// What happened to one object.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// The object is in place (or was already, from an earlier run), or the overwrite policy left its
-    /// destination alone ([`ObjectOutcome::skipped`]).
+    /// destination alone ([`Outcome::skipped`]).
     Done {
         /// Destination key.
         key: String,
         /// What the upload or copy did.
-        outcome: ObjectOutcome,
+        outcome: Outcome,
     },
     /// The object failed; the job goes on with the others.
     Failed {

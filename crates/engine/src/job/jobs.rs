@@ -12,9 +12,9 @@
 //! producers and the same runner; only the work done per object differs ([`Engine::plan_upload_file`] or
 //! [`Engine::plan_copy_object`] instead of the transfer), and the job's lock and state are left alone.
 
-use super::handle::{Event, JobHandle, JobSummary, ObjectOutcome, Tracker};
+use super::handle::{Event, JobHandle, JobSummary, Tracker};
 use super::start::{JobStart, Source};
-use super::{CopyRequest, Engine, KeyFilter, PlannedObject, UploadRequest};
+use super::{CopyRequest, Engine, KeyFilter, Outcome, PlannedObject, UploadRequest};
 use crate::checkpoint::{JobId, JobLock, JobState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::Metadata;
@@ -149,7 +149,7 @@ pub(super) type Found = std::result::Result<Work, (String, String)>;
 
 /// What the runner got for one object: a transfer's outcome, or a dry run's plan.
 enum Settled {
-    Transferred(ObjectOutcome),
+    Transferred(Outcome),
     Planned(PlannedObject),
 }
 
@@ -315,7 +315,7 @@ impl Engine {
                             }
                             Work::Upload(r) => {
                                 let result = engine.upload_file(job, &r).await;
-                                (r.key, result.map(|o| Settled::Transferred(ObjectOutcome::Uploaded(o))))
+                                (r.key, result.map(Settled::Transferred))
                             }
                             Work::Copy(r) if dry_run => {
                                 let result = engine.plan_copy_object(&r).await.map(Settled::Planned);
@@ -323,7 +323,7 @@ impl Engine {
                             }
                             Work::Copy(r) => {
                                 let result = engine.copy_object(job, &r).await;
-                                (r.key, result.map(|o| Settled::Transferred(ObjectOutcome::Copied(o))))
+                                (r.key, result.map(Settled::Transferred))
                             }
                         }
                     });

@@ -41,6 +41,7 @@ mod handle;
 mod jobs;
 mod overwrite;
 mod parts;
+mod pipeline;
 mod relay;
 mod start;
 mod upload;
@@ -55,14 +56,14 @@ use crate::tags::TagSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use copy::{CopyOutcome, CopyRequest};
+pub use copy::CopyRequest;
 pub use dry_run::{PlannedAction, PlannedObject};
 pub use filter::KeyFilter;
-pub use handle::{Event, JobHandle, JobSummary, ObjectOutcome, Progress};
+pub use handle::{Event, JobHandle, JobSummary, Progress};
 pub use jobs::{DirRequest, PrefixCopyRequest};
 pub use overwrite::{Overwrite, SkipReason};
+pub use pipeline::Outcome;
 pub use start::JobStart;
-pub use upload::UploadOutcome;
 
 use handle::Tracker;
 

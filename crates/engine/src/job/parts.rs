@@ -1,4 +1,4 @@
-//! One object's part tasks, shared by the upload and copy drivers.
+//! One object's part tasks, for the part pipeline ([`super::pipeline`]).
 //!
 //! At most `limit` tasks run at once. The first failure halts the object: no new task starts, and a task that
 //! was waiting for a request slot does not send (it checks [`Halt`] once it holds the slot). Every task already

@@ -1,112 +1,145 @@
-//! Copies between two stores ([`Engine::relay`]): the bytes of each object flow through this process.
+//! Copies between two stores ([`Engine::relay`]): the source of an object is another store, and its bytes flow
+//! through this process.
 //!
 //! The copy driver (`copy.rs`) resolves the source, the ledger row, metadata and tags exactly as for a
-//! server-side copy; only its two leaf operations differ. Instead of CopyObject, one GetObject of the whole
-//! source and one PutObject; instead of UploadPartCopy, one ranged GetObject and one UploadPart per part, under a
-//! memory permit for the part's bytes. Every read is checked against the source's HEAD (same ETag, and the
-//! version pinned when the source has versions): a source that changes mid-copy fails the read with
-//! `PreconditionFailed`, which restarts the object once from a fresh HEAD, as for a server-side copy. Every
-//! write's CRC-64 is checked by the client against the destination's, as for an upload.
+//! server-side copy; the part pipeline then runs [`RelaySource`]: instead of CopyObject, one GetObject of the
+//! whole source and one PutObject; instead of UploadPartCopy, one ranged GetObject and one UploadPart per part,
+//! under a memory permit for the part's bytes. Every read is checked against the source's HEAD (same ETag, and
+//! the version pinned when the source has versions): a source that changes mid-copy fails the read with
+//! [`ErrorKind::PreconditionFailed`], which restarts the object once from a fresh HEAD, as for a server-side
+//! copy. Every write's CRC-64 is checked by the client against the destination's, as for an upload.
 
-use super::Engine;
+use super::copy::same_part;
+use super::parts::Halt;
+use super::pipeline::{ObjectSource, Sending, Target};
+use super::{Engine, SkipReason};
+use crate::checkpoint::PartRow;
 use crate::crc64;
-use crate::error::{Error, Result};
-use crate::store::{Body, ByteRange, ObjectInfo, ObjectRef, ObjectStore, PartReceipt, PutOptions, PutResult};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::Part;
+use crate::store::{Body, ByteRange, ObjectInfo, ObjectRef, ObjectStore, PutOptions, PutResult};
+use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
 
-impl Engine {
-    /// The bytes of `obj` (whole, or `(offset, len)`) from `source`, as the version `head` describes.
-    async fn fetch(
-        &self,
-        source: &Arc<dyn ObjectStore>,
-        obj: &ObjectRef,
-        head: &ObjectInfo,
-        part: Option<(u64, u64)>,
-    ) -> Result<Bytes> {
-        let obj = match (&obj.version_id, &head.version_id) {
-            (None, Some(v)) => obj.clone().at_version(v.clone()),
-            _ => obj.clone(),
+/// Another store as the source of one object.
+pub(super) struct RelaySource {
+    pub(super) engine: Engine,
+    /// The store read from.
+    pub(super) store: Arc<dyn ObjectStore>,
+    /// The object read, as requested.
+    pub(super) source: ObjectRef,
+    /// Its HEAD when the run began: every read must find the same ETag.
+    pub(super) head: ObjectInfo,
+}
+
+impl RelaySource {
+    /// The bytes of the source (whole, or `(offset, len)`), as the version `head` describes.
+    async fn fetch(&self, part: Option<(u64, u64)>) -> Result<Bytes> {
+        let (engine, head) = (&self.engine, &self.head);
+        let obj = match (&self.source.version_id, &head.version_id) {
+            (None, Some(v)) => self.source.clone().at_version(v.clone()),
+            _ => self.source.clone(),
         };
         let want = part.map_or(head.size, |(_, len)| len);
         let range = part.map(|(offset, len)| ByteRange::at(offset, len));
-        let inner = &self.inner;
-        self.retrying("GetObject", |_| async {
-            let _slot = inner.scheduler.request().await;
-            self.check_stopped()?;
-            let got = source.get_object(&obj, range).await?;
-            if got.info.etag != head.etag {
-                return Err(Error::code(
-                    412,
-                    "PreconditionFailed",
-                    format!("the source {obj} changed during the copy (ETag {} is now {})", head.etag, got.info.etag),
-                ));
-            }
-            let data = got.bytes().await?;
-            if data.len() as u64 != want {
-                return Err(Error::new(
-                    crate::ErrorKind::Transport,
-                    format!("the source {obj} answered {} bytes where {want} were asked for", data.len()),
-                ));
-            }
-            Ok(data)
-        })
-        .await
-    }
-
-    /// A whole object from `source` into `bucket/key` with one PutObject.
-    pub(super) async fn relay_put(
-        &self,
-        source: &Arc<dyn ObjectStore>,
-        obj: &ObjectRef,
-        head: &ObjectInfo,
-        (bucket, key): (&str, &str),
-        opts: &PutOptions,
-    ) -> Result<PutResult> {
-        let inner = &self.inner;
-        let _memory = inner.scheduler.memory(head.size).await;
-        let data = self.fetch(source, obj, head, None).await?;
-        let dest = ObjectRef::new(bucket, key);
-        // The client checks the server's CRC-64 against the bytes sent.
-        self.retrying("PutObject", |n| {
-            let (data, dest) = (data.clone(), &dest);
-            async move {
-                let _slot = inner.scheduler.request().await;
-                self.check_stopped()?;
-                match inner.store.put_object(bucket, key, Body::from(data.clone()), opts).await {
-                    Err(e) => self.earlier_attempt(e, n, dest, head.size, Some(crc64::checksum(&data))).await,
-                    ok => ok,
+        let obj = &obj;
+        engine
+            .retrying("GetObject", |_| async move {
+                let _slot = engine.inner.scheduler.request().await;
+                engine.check_stopped()?;
+                let got = self.store.get_object(obj, range).await?;
+                if got.info.etag != head.etag {
+                    return Err(Error::new(
+                        ErrorKind::PreconditionFailed,
+                        format!(
+                            "the source {obj} changed during the copy (ETag {} is now {})",
+                            head.etag, got.info.etag
+                        ),
+                    ));
                 }
-            }
-        })
-        .await
+                let data = got.bytes().await?;
+                if data.len() as u64 != want {
+                    return Err(Error::new(
+                        ErrorKind::Transport,
+                        format!("the source {obj} answered {} bytes where {want} were asked for", data.len()),
+                    ));
+                }
+                Ok(data)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ObjectSource for RelaySource {
+    async fn skip(&mut self, dest: &ObjectRef) -> Result<Option<(SkipReason, ObjectInfo)>> {
+        self.engine.copy_skip(dest, &self.head).await
     }
 
-    /// One part: `(offset, len)` of the source, read from `source`, sent as part `number` of `upload_id`.
-    pub(super) async fn relay_part(
-        &self,
-        source: &Arc<dyn ObjectStore>,
-        obj: &ObjectRef,
-        head: &ObjectInfo,
-        part: (u64, u64),
-        (bucket, key, upload_id, number): (&str, &str, &str, u32),
-        halt: &super::parts::Halt,
-    ) -> Result<PartReceipt> {
-        let inner = &self.inner;
-        let data = self.fetch(source, obj, head, Some(part)).await?;
+    async fn put(&mut self, dest: &ObjectRef, opts: &PutOptions) -> Result<PutResult> {
+        let engine = &self.engine;
+        let inner = &engine.inner;
+        let _memory = inner.scheduler.memory(self.head.size).await;
+        let data = self.fetch(None).await?;
+        let size = self.head.size;
         // The client checks the server's CRC-64 against the bytes sent.
-        self.retrying("UploadPart", |_| {
-            let data = data.clone();
-            async move {
-                let _slot = inner.scheduler.request().await;
-                halt.check()?;
-                self.check_stopped()?;
-                inner
-                    .store
-                    .upload_part(bucket, key, upload_id, number, Body::from(data), inner.config.content_md5)
-                    .await
-            }
-        })
-        .await
+        engine
+            .retrying("PutObject", |n| {
+                let data = data.clone();
+                async move {
+                    let _slot = inner.scheduler.request().await;
+                    engine.check_stopped()?;
+                    match inner.store.put_object(&dest.bucket, &dest.key, Body::from(data.clone()), opts).await {
+                        Err(e) => engine.earlier_attempt(e, n, dest, size, Some(crc64::checksum(&data))).await,
+                        ok => ok,
+                    }
+                }
+            })
+            .await
+    }
+
+    fn buffers(&self) -> bool {
+        true
+    }
+
+    async fn part(
+        &mut self,
+        part: Part,
+        recorded: Option<&PartRow>,
+        to: &Arc<Target>,
+        halt: &Halt,
+    ) -> Result<Option<Sending>> {
+        if same_part(&part, recorded) {
+            return Ok(None);
+        }
+        let relay = RelaySource {
+            engine: self.engine.clone(),
+            store: self.store.clone(),
+            source: self.source.clone(),
+            head: self.head.clone(),
+        };
+        let (to, halt) = (to.clone(), halt.clone());
+        Ok(Some(Box::pin(async move {
+            let data = relay.fetch(Some((part.offset, part.len))).await?;
+            let engine = &relay.engine;
+            let md5 = engine.inner.config.content_md5;
+            // The client checks the server's CRC-64 against the bytes sent.
+            let receipt = engine
+                .retrying("UploadPart", |_| {
+                    let (data, to, halt) = (data.clone(), &to, &halt);
+                    async move {
+                        let _slot = engine.part_slot(halt).await?;
+                        let store = &engine.inner.store;
+                        store.upload_part(&to.bucket, &to.key, &to.upload_id, part.number, Body::from(data), md5).await
+                    }
+                })
+                .await?;
+            Ok((receipt, String::new()))
+        })))
+    }
+
+    fn expected_crc64(&self) -> Option<u64> {
+        self.head.crc64
     }
 }
