@@ -25,8 +25,7 @@ use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use transfer_engine::oss::OssStore;
-use transfer_engine::s3::S3Store;
+use transfer_engine::http::HttpStore;
 use transfer_engine::sign::{Credentials, SignatureVersion};
 use transfer_engine::store::ListRequest;
 use transfer_engine::{BucketStore, ObjectRef, ObjectStore};
@@ -319,11 +318,8 @@ root_domain = ".s3.garage.localhost"
             .stderr(std::fs::File::create(dir.join("garage.log"))?)
             .spawn()?;
         let endpoint = format!("http://{GARAGE_S3_ADDR}");
-        let admin = S3Store::builder()
-            .endpoint(&endpoint)
-            .region(GARAGE_REGION)
-            .credentials(Credentials::new(AK, SK))
-            .build()?;
+        let admin =
+            HttpStore::s3().endpoint(&endpoint).region(GARAGE_REGION).credentials(Credentials::new(AK, SK)).build()?;
         let mut server =
             Server { dialect: Dialect::S3, child, endpoint, region: GARAGE_REGION, admin: Box::new(admin), dir };
         // Ready when the default bucket lists.
@@ -371,7 +367,7 @@ root_domain = ".s3.garage.localhost"
             .to_owned();
         let (admin, region): (Box<dyn ObjectStore>, &'static str) = match dialect {
             Dialect::Oss => {
-                let s = OssStore::builder()
+                let s = HttpStore::oss()
                     .endpoint(&endpoint)
                     .region(OSS_REGION)
                     .credentials(Credentials::new(AK, SK))
@@ -381,7 +377,7 @@ root_domain = ".s3.garage.localhost"
                 (Box::new(s), OSS_REGION)
             }
             Dialect::S3 => {
-                let s = S3Store::builder()
+                let s = HttpStore::s3()
                     .endpoint(&endpoint)
                     .region(GARAGE_REGION)
                     .credentials(Credentials::new(AK, SK))

@@ -5,7 +5,10 @@ use crate::util::{bucket, data, disk_snapshot, Served, AK, SK};
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime};
 use transfer_engine::sign::{Credentials, SignTarget, SignatureVersion::V4, Signer};
+use transfer_engine::store::PartCopySource;
 use transfer_engine::store::{Body, ByteRange, CompleteOptions, CompletedPart, CopyOptions, PutOptions};
+use transfer_engine::MultipartStore;
+use transfer_engine::OssExtensions;
 use transfer_engine::{ObjectRef, ObjectStore, TagSet};
 
 /// Asserts the error's service code, and that the server's disk is as it was before `op`.
@@ -170,26 +173,26 @@ async fn multipart_misuse() {
     let b = bucket(&store, "mpbad").await;
     let id = store.initiate_multipart(&b, "obj", &PutOptions::default()).await.unwrap();
     for n in [0u32, 10001] {
-        let e = refused(&served, "InvalidArgument", store.upload_part(&b, "obj", &id, n, Body::from("x"), false)).await;
+        let e = refused(&served, "InvalidArgument", store.upload_part(id.part(n), Body::from("x"))).await;
         assert_eq!(e.status(), Some(400));
     }
-    let p1 = store.upload_part(&b, "obj", &id, 1, Body::from(data(100 * 1024, 1)), false).await.unwrap();
-    let p2 = store.upload_part(&b, "obj", &id, 2, Body::from(data(1000, 2)), false).await.unwrap();
-    let p3 = store.upload_part(&b, "obj", &id, 3, Body::from(data(10, 3)), false).await.unwrap();
+    let p1 = store.upload_part(id.part(1), Body::from(data(100 * 1024, 1))).await.unwrap();
+    let p2 = store.upload_part(id.part(2), Body::from(data(1000, 2))).await.unwrap();
+    let p3 = store.upload_part(id.part(3), Body::from(data(10, 3))).await.unwrap();
     let part = |r: &transfer_engine::store::PartReceipt| CompletedPart::from(r);
     let opts = CompleteOptions::default();
 
     let wrong = vec![part(&p1), CompletedPart::new(2, "0123456789ABCDEF0123456789ABCDEF")];
-    refused(&served, "InvalidPart", store.complete_multipart(&b, "obj", &id, &wrong, &opts)).await;
+    refused(&served, "InvalidPart", store.complete_multipart(&id, &wrong, &opts)).await;
     let out_of_order = vec![part(&p2), part(&p1)];
-    refused(&served, "InvalidPartOrder", store.complete_multipart(&b, "obj", &id, &out_of_order, &opts)).await;
+    refused(&served, "InvalidPartOrder", store.complete_multipart(&id, &out_of_order, &opts)).await;
     let small_middle = vec![part(&p1), part(&p2), part(&p3)];
-    refused(&served, "EntityTooSmall", store.complete_multipart(&b, "obj", &id, &small_middle, &opts)).await;
+    refused(&served, "EntityTooSmall", store.complete_multipart(&id, &small_middle, &opts)).await;
 
     // The upload is intact and no object appeared.
-    assert_eq!(store.list_parts(&b, "obj", &id, None, None).await.unwrap().parts.len(), 3);
+    assert_eq!(store.list_parts(&id, None, None).await.unwrap().parts.len(), 3);
     assert!(store.head_object(&ObjectRef::new(&b, "obj")).await.is_err());
-    store.complete_multipart(&b, "obj", &id, &[part(&p1), part(&p2)], &opts).await.unwrap();
+    store.complete_multipart(&id, &[part(&p1), part(&p2)], &opts).await.unwrap();
     assert_eq!(store.head_object(&ObjectRef::new(&b, "obj")).await.unwrap().size, 100 * 1024 + 1000);
 }
 
@@ -241,7 +244,14 @@ async fn copy_from_a_missing_source_and_range_past_the_end() {
     refused(
         &served,
         "InvalidRange",
-        store.upload_part_copy(&b, "mp", &id, 1, &src, Some(ByteRange::inclusive(50, 60)), &Default::default()),
+        store.upload_part_copy(
+            id.part(1),
+            &PartCopySource {
+                source: src.clone(),
+                range: Some(ByteRange::inclusive(50, 60)),
+                conditions: Default::default(),
+            },
+        ),
     )
     .await;
 }

@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 use transfer_engine::sign::SignatureVersion::V4;
 use transfer_engine::store::{Body, ListUploadsRequest, PutOptions};
+use transfer_engine::store::{Upload, UploadId};
+use transfer_engine::MultipartStore;
 use transfer_engine::{BucketStore, ObjectRef, ObjectStore, TagSet};
 
 fn stderr(out: &Output) -> String {
@@ -23,9 +25,9 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 }
 
 /// Upload ids of the bucket's incomplete uploads.
-async fn uploads(store: &dyn ObjectStore, b: &str) -> Vec<(String, String)> {
+async fn uploads(store: &dyn transfer_engine::Store, b: &str) -> Vec<(String, String)> {
     let page = store.list_uploads(b, &ListUploadsRequest::default()).await.unwrap();
-    page.uploads.into_iter().map(|u| (u.key, u.upload_id)).collect()
+    page.uploads.into_iter().map(|u| (u.key, u.upload_id.to_string())).collect()
 }
 
 /// Starts `transfer cp` of one 30-part file through a proxy that slows every part down, waits until the server
@@ -69,7 +71,7 @@ async fn interrupted_mid_upload(
     let upload_id = loop {
         assert!(child.try_wait().unwrap().is_none(), "the upload ended before it could be killed");
         if let Some((_, id)) = uploads(&store, b).await.into_iter().next() {
-            let page = store.list_parts(b, "big.bin", &id, None, None).await.unwrap();
+            let page = store.list_parts(&Upload::new(b, "big.bin", UploadId::new(&id)), None, None).await.unwrap();
             if page.parts.len() >= parts {
                 break id;
             }
@@ -86,7 +88,7 @@ async fn interrupted_mid_upload(
 /// A server with bucket `b`, a client, a temporary directory with the ledger's path, and a 3 MiB file in it.
 struct Setup {
     served: Served,
-    store: transfer_engine::oss::OssStore,
+    store: transfer_engine::http::HttpStore,
     tmp: tempfile::TempDir,
     ledger: std::path::PathBuf,
     file: std::path::PathBuf,
@@ -198,8 +200,8 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
         lines.iter().filter(|l| l["event"] == "aborted").map(|l| l["upload_id"].as_str().unwrap()).collect();
     assert_eq!(aborted, vec![ours.as_str()]);
     let left: Vec<String> = uploads(&store, "clean").await.into_iter().map(|(_, id)| id).collect();
-    assert_eq!(left, vec![foreign.clone()], "the upload the ledger did not create is untouched");
-    let gone = store.list_parts("clean", "big.bin", &ours, None, None).await.unwrap_err();
+    assert_eq!(left, vec![foreign.id.to_string()], "the upload the ledger did not create is untouched");
+    let gone = store.list_parts(&Upload::new("clean", "big.bin", UploadId::new(&ours)), None, None).await.unwrap_err();
     assert_eq!(gone.service_code(), Some("NoSuchUpload"));
 
     // --all takes every upload under the prefix.
@@ -223,7 +225,7 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     assert_eq!(unfinished.len(), 1);
     let out = run(transfer(&served.endpoint, &ledger).args(["jobs", "forget", &unfinished[0].to_string()]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(store.list_parts("clean", "big.bin", &second, None, None).await.is_err());
+    assert!(store.list_parts(&Upload::new("clean", "big.bin", UploadId::new(&second)), None, None).await.is_err());
     assert!(uploads(&store, "clean").await.is_empty(), "forget aborted the job's upload");
     let jobs = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])));
     assert!(jobs.iter().all(|j| j["job"].as_i64() != Some(unfinished[0])));

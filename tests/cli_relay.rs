@@ -6,9 +6,11 @@ use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::{bucket, data, Served, AK, SK};
 use std::process::Stdio;
 use std::time::Duration;
-use transfer_engine::s3::S3Store;
+use transfer_engine::http::HttpStore;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
+use transfer_engine::store::Upload;
 use transfer_engine::store::{ListUploadsRequest, PutOptions};
+use transfer_engine::MultipartStore;
 use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
 
 fn stderr(out: &std::process::Output) -> String {
@@ -64,7 +66,14 @@ async fn a_prefix_moves_between_two_endpoints_with_its_metadata_and_tags_and_res
         assert!(child.try_wait().unwrap().is_none(), "the relay ended before it could be killed");
         let uploads = dst.list_uploads("target", &ListUploadsRequest::default()).await.unwrap().uploads;
         if let Some(u) = uploads.first() {
-            if dst.list_parts("target", &u.key, &u.upload_id, None, None).await.unwrap().parts.len() >= 3 {
+            if dst
+                .list_parts(&Upload::new("target", &u.key, u.upload_id.clone()), None, None)
+                .await
+                .unwrap()
+                .parts
+                .len()
+                >= 3
+            {
                 break;
             }
         }
@@ -95,7 +104,7 @@ async fn an_object_moves_from_oss_to_s3_and_from_the_local_store_to_oss() {
     let served = Served::start();
     let oss = served.client(V4);
     bucket(&oss, "from-oss").await;
-    let s3 = S3Store::builder()
+    let s3 = HttpStore::s3()
         .endpoint(&served.endpoint)
         .region("us-east-1")
         .credentials(Credentials::new(AK, SK))

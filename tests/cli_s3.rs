@@ -7,7 +7,7 @@ use crate::util::{data, Served, AK, SK};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
-use transfer_engine::s3::S3Store;
+use transfer_engine::http::HttpStore;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
 use transfer_engine::store::PutOptions;
 use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
@@ -31,7 +31,7 @@ fn ok(out: &Output) {
 }
 
 /// A directory upload (one file multipart), a server-side prefix copy, stat and tag, through s3://.
-async fn cp_stat_tag(store: &S3Store, endpoint: &str, creds: (&str, &str), b: &str) {
+async fn cp_stat_tag(store: &HttpStore, endpoint: &str, creds: (&str, &str), b: &str) {
     store.create_bucket(b).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger.db");
@@ -88,7 +88,7 @@ async fn cp_stat_tag(store: &S3Store, endpoint: &str, creds: (&str, &str), b: &s
 #[tokio::test]
 async fn s3_addresses_against_transfer_serve() {
     let served = Served::start();
-    let store = S3Store::builder()
+    let store = HttpStore::s3()
         .endpoint(&served.endpoint)
         .region("us-east-1")
         .credentials(Credentials::new(AK, SK))

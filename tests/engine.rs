@@ -11,7 +11,9 @@ use transfer_engine::job::{DirRequest, Engine, EngineConfig, TagOn, UploadReques
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
+use transfer_engine::store::{Upload, UploadId};
 use transfer_engine::ErrorKind;
+use transfer_engine::MultipartStore;
 use transfer_engine::{Metadata, ObjectRef, ObjectStore, TagSet};
 
 const KIB: u64 = 1024;
@@ -30,7 +32,6 @@ fn config(tag_on: TagOn) -> EngineConfig {
             ..RetryPolicy::default()
         },
         tag_on,
-        content_md5: false,
         ..EngineConfig::default()
     }
 }
@@ -60,7 +61,7 @@ async fn setup(bucket_name: &str) -> Setup {
 
 impl Setup {
     fn engine(&self, endpoint: &str, tag_on: TagOn) -> Engine {
-        let store: Arc<dyn ObjectStore> = Arc::new(client_for(endpoint, V4, Credentials::new(AK, SK)));
+        let store: Arc<dyn transfer_engine::Store> = Arc::new(client_for(endpoint, V4, Credentials::new(AK, SK)));
         Engine::new(store, self.ledger.clone(), config(tag_on)).unwrap()
     }
 
@@ -181,12 +182,15 @@ async fn a_changed_source_or_a_forgotten_upload_starts_the_object_again() {
         .unwrap()
         .uploads
         .into_iter()
-        .map(|u| u.upload_id)
+        .map(|u| u.upload_id.to_string())
         .collect();
-    assert_eq!(open, vec![row.upload_id.clone().unwrap()], "the stale upload must have been aborted");
+    assert_eq!(open, vec![row.upload_id.clone().unwrap().to_string()], "the stale upload must have been aborted");
 
     // The server forgets the upload: the next run starts again and succeeds.
-    store.abort_multipart("changed", "f", row.upload_id.as_deref().unwrap()).await.unwrap();
+    store
+        .abort_multipart(&Upload::new("changed", "f", UploadId::new(row.upload_id.as_deref().unwrap())))
+        .await
+        .unwrap();
     let out = s
         .engine(&s.served.endpoint, TagOn::Initiate)
         .upload_file(s.job, &request(&path, "changed", "f"))
@@ -368,7 +372,7 @@ fn child_upload() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store: Arc<dyn ObjectStore> = Arc::new(client_for(&endpoint, V4, Credentials::new(AK, SK)));
+        let store: Arc<dyn transfer_engine::Store> = Arc::new(client_for(&endpoint, V4, Credentials::new(AK, SK)));
         let engine = Engine::new(store, Ledger::open(ledger).unwrap(), config(TagOn::Initiate)).unwrap();
         let job = transfer_engine::checkpoint::JobId(job.parse().unwrap());
         engine
@@ -433,7 +437,11 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
     let on_server = s
         .served
         .client(V4)
-        .list_parts("killed", "backup/big.bin", row.upload_id.as_deref().unwrap(), None, None)
+        .list_parts(
+            &Upload::new("killed", "backup/big.bin", UploadId::new(row.upload_id.as_deref().unwrap())),
+            None,
+            None,
+        )
         .await
         .unwrap();
     let in_flight_lost = on_server.parts.len() as u32 - recorded_at_kill;
@@ -527,10 +535,14 @@ async fn a_graceful_stop_records_every_part_the_server_acknowledged() {
     let listed = s
         .served
         .client(V4)
-        .list_parts("graceful", "backup/big.bin", row.upload_id.as_deref().unwrap(), None, None)
+        .list_parts(
+            &Upload::new("graceful", "backup/big.bin", UploadId::new(row.upload_id.as_deref().unwrap())),
+            None,
+            None,
+        )
         .await
         .unwrap();
-    let on_server: Vec<u32> = listed.parts.iter().map(|p| p.part_number).collect();
+    let on_server: Vec<u32> = listed.parts.iter().map(|p| p.part_number.get()).collect();
     assert_eq!(recorded, on_server, "parts in flight at the stop finished and were recorded");
     assert!(recorded.len() < 31, "the stop came before the end");
     assert_eq!(summary.progress.bytes_acknowledged, recorded.len() as u64 * 100 * 1024);
@@ -539,7 +551,7 @@ async fn a_graceful_stop_records_every_part_the_server_acknowledged() {
 #[tokio::test]
 async fn the_blake3_digest_can_ride_as_a_tag_and_metadata() {
     let s = setup("digest").await;
-    let store: Arc<dyn ObjectStore> = Arc::new(client_for(&s.served.endpoint, V4, Credentials::new(AK, SK)));
+    let store: Arc<dyn transfer_engine::Store> = Arc::new(client_for(&s.served.endpoint, V4, Credentials::new(AK, SK)));
     let mut cfg = config(TagOn::Initiate);
     cfg.digest = transfer_engine::job::DigestOptions { tag: Some("blake3".into()), metadata: Some("blake3".into()) };
     let engine = Engine::new(store, s.ledger.clone(), cfg).unwrap();
@@ -625,7 +637,8 @@ async fn a_dropped_handle_releases_its_job_to_the_next_start_in_the_same_process
 fn a_start_outside_a_tokio_runtime_is_refused_before_anything_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(dir.path().join("ledger.db")).unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(client_for("http://127.0.0.1:9", V4, Credentials::new(AK, SK)));
+    let store: Arc<dyn transfer_engine::Store> =
+        Arc::new(client_for("http://127.0.0.1:9", V4, Credentials::new(AK, SK)));
     let engine = Engine::new(store, ledger.clone(), config(TagOn::Initiate)).unwrap();
     let e = futures::executor::block_on(engine.upload_dir(dir_request(dir.path(), "b")).start()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");

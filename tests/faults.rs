@@ -8,6 +8,7 @@ use std::time::Duration;
 use transfer_engine::run::RetryPolicy;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
 use transfer_engine::store::{Body, CompleteOptions, CompletedPart, PutOptions};
+use transfer_engine::MultipartStore;
 use transfer_engine::{ObjectRef, ObjectStore};
 
 fn quick() -> RetryPolicy {
@@ -44,13 +45,10 @@ async fn a_multipart_upload_survives_every_kind_of_fault() {
     for (i, chunk) in content.chunks(100 * 1024).enumerate() {
         let n = i as u32 + 1;
         // Every attempt re-reads the part from the source, as the engine does.
-        let r = policy
-            .run("upload part", |_| store.upload_part(&b, "obj", &id, n, Body::from(chunk.to_vec()), false))
-            .await
-            .unwrap();
+        let r = policy.run("upload part", |_| store.upload_part(id.part(n), Body::from(chunk.to_vec()))).await.unwrap();
         parts.push(CompletedPart::from(&r));
     }
-    policy.run("complete", |_| store.complete_multipart(&b, "obj", &id, &parts, &done)).await.unwrap();
+    policy.run("complete", |_| store.complete_multipart(&id, &parts, &done)).await.unwrap();
     let obj = ObjectRef::new(&b, "obj");
     let got = policy.run("get", |_| async { store.get_object(&obj, None).await?.bytes().await }).await.unwrap();
     assert_eq!(got.as_ref(), content.as_slice());

@@ -5,9 +5,12 @@
 use crate::util::{bucket, data, Served};
 use bytes::Bytes;
 use transfer_engine::sign::SignatureVersion::{self, V1, V4};
+use transfer_engine::store::PartCopySource;
 use transfer_engine::store::{
     Body, ByteRange, CompleteOptions, CompletedPart, CopyConditions, CopyOptions, Directive, ObjectType, PutOptions,
 };
+use transfer_engine::MultipartStore;
+use transfer_engine::OssExtensions;
 use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
 
 /// The seed's tag set: `k1=v1&k2=v2&k3=v3` plus key `k4+-=` with value `+-=._:/`.
@@ -57,14 +60,13 @@ async fn tags_on_multipart_upload() {
         let chunks: Vec<&[u8]> = file.chunks(PART).collect();
         let mut parts = Vec::new();
         for (n, chunk) in chunks.iter().enumerate().rev() {
-            let r =
-                store.upload_part(&b, key, &upload_id, n as u32 + 1, Body::from(chunk.to_vec()), true).await.unwrap();
+            let r = store.upload_part(upload_id.part(n as u32 + 1), Body::from(chunk.to_vec())).await.unwrap();
             assert_eq!(r.size, chunk.len() as u64);
             assert_eq!(r.crc64, Some(transfer_engine::crc64::checksum(chunk)));
             parts.push(CompletedPart::from(&r));
         }
         parts.sort_by_key(|p| p.part_number);
-        let done = store.complete_multipart(&b, key, &upload_id, &parts, &CompleteOptions::default()).await.unwrap();
+        let done = store.complete_multipart(&upload_id, &parts, &CompleteOptions::default()).await.unwrap();
         assert_eq!(done.crc64, Some(transfer_engine::crc64::checksum(&file)));
         let obj = ObjectRef::new(&b, key);
         assert_eq!(read(&store, &obj).await.as_ref(), file.as_slice());
@@ -107,7 +109,7 @@ async fn tags_on_resumable_upload() {
         let id = first.initiate_multipart(&b, key, &tagged()).await.unwrap();
         for n in [1u32, 3] {
             let chunk = &file[(n as usize - 1) * PART..n as usize * PART];
-            first.upload_part(&b, key, &id, n, Body::from(chunk.to_vec()), false).await.unwrap();
+            first.upload_part(id.part(n), Body::from(chunk.to_vec())).await.unwrap();
         }
         id
     };
@@ -115,8 +117,8 @@ async fn tags_on_resumable_upload() {
     let mut listed = Vec::new();
     let mut marker = None;
     loop {
-        let page = second.list_parts(&b, key, &upload_id, marker, Some(1)).await.unwrap();
-        listed.extend(page.parts.iter().map(|p| p.part_number));
+        let page = second.list_parts(&upload_id, marker, Some(1)).await.unwrap();
+        listed.extend(page.parts.iter().map(|p| p.part_number.get()));
         if !page.is_truncated {
             break;
         }
@@ -127,13 +129,13 @@ async fn tags_on_resumable_upload() {
     for (i, chunk) in chunks.iter().enumerate() {
         let n = i as u32 + 1;
         if !listed.contains(&n) {
-            second.upload_part(&b, key, &upload_id, n, Body::from(chunk.to_vec()), false).await.unwrap();
+            second.upload_part(upload_id.part(n), Body::from(chunk.to_vec())).await.unwrap();
         }
     }
-    let all = second.list_parts(&b, key, &upload_id, None, None).await.unwrap();
+    let all = second.list_parts(&upload_id, None, None).await.unwrap();
     let parts: Vec<CompletedPart> = all.parts.iter().map(CompletedPart::from).collect();
     assert_eq!(parts.len(), chunks.len());
-    second.complete_multipart(&b, key, &upload_id, &parts, &CompleteOptions::default()).await.unwrap();
+    second.complete_multipart(&upload_id, &parts, &CompleteOptions::default()).await.unwrap();
     let obj = ObjectRef::new(&b, key);
     assert_eq!(read(&second, &obj).await.as_ref(), file.as_slice());
     assert_eq!(tags_of(&second, &obj).await, seed_tags().sorted());
@@ -208,13 +210,12 @@ async fn tags_on_multipart_copy() {
         let len = (PART as u64).min(total - offset);
         let r = store
             .upload_part_copy(
-                &b,
-                dst,
-                &upload_id,
-                n,
-                &src,
-                Some(ByteRange::at(offset, len)),
-                &CopyConditions::default(),
+                upload_id.part(n),
+                &PartCopySource {
+                    source: src.clone(),
+                    range: Some(ByteRange::at(offset, len)),
+                    conditions: CopyConditions::default(),
+                },
             )
             .await
             .unwrap();
@@ -222,7 +223,7 @@ async fn tags_on_multipart_copy() {
         offset += len;
         n += 1;
     }
-    store.complete_multipart(&b, dst, &upload_id, &parts, &CompleteOptions::default()).await.unwrap();
+    store.complete_multipart(&upload_id, &parts, &CompleteOptions::default()).await.unwrap();
     let dst_obj = ObjectRef::new(&b, dst);
     assert_eq!(store.head_object(&dst_obj).await.unwrap().size, total);
     assert_eq!(read(&store, &dst_obj).await.as_ref(), content.as_slice());
@@ -306,19 +307,18 @@ async fn multipart_copy_replaces_metadata() {
         let len = (PART as u64).min(content.len() as u64 - off);
         let r = store
             .upload_part_copy(
-                &b,
-                "copied",
-                &id,
-                n as u32 + 1,
-                &src,
-                Some(ByteRange::at(off, len)),
-                &CopyConditions::default(),
+                id.part(n as u32 + 1),
+                &PartCopySource {
+                    source: src.clone(),
+                    range: Some(ByteRange::at(off, len)),
+                    conditions: CopyConditions::default(),
+                },
             )
             .await
             .unwrap();
         parts.push(CompletedPart::from(&r));
     }
-    store.complete_multipart(&b, "copied", &id, &parts, &CompleteOptions::default()).await.unwrap();
+    store.complete_multipart(&id, &parts, &CompleteOptions::default()).await.unwrap();
     let dst = ObjectRef::new(&b, "copied");
     let head = store.head_object(&dst).await.unwrap();
     assert_eq!(head.metadata.user, init.metadata.user);
@@ -349,7 +349,7 @@ async fn virtual_host_addressing() {
     let path_style = served.client(V4);
     let b = bucket(&path_style, "vhost").await;
     let port = served.endpoint.rsplit(':').next().unwrap().to_owned();
-    let vhost = transfer_engine::oss::OssStore::builder()
+    let vhost = transfer_engine::http::HttpStore::oss()
         .endpoint(format!("http://localhost:{port}"))
         .region("cn-hangzhou")
         .credentials(transfer_engine::sign::Credentials::new(crate::util::AK, crate::util::SK))

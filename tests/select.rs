@@ -18,6 +18,7 @@ use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
 use transfer_engine::store::{Body, ListRequest, PutOptions};
+use transfer_engine::MultipartStore;
 use transfer_engine::{ErrorKind, ObjectRef, ObjectStore};
 
 const KIB: u64 = 1024;
@@ -63,7 +64,7 @@ async fn setup(buckets: &[&str]) -> Setup {
 
 impl Setup {
     fn engine_via(&self, endpoint: &str, overwrite: Overwrite) -> Engine {
-        let store: Arc<dyn ObjectStore> = Arc::new(client_for(endpoint, V4, Credentials::new(AK, SK)));
+        let store: Arc<dyn transfer_engine::Store> = Arc::new(client_for(endpoint, V4, Credentials::new(AK, SK)));
         Engine::new(store, self.ledger.clone(), config(overwrite, false)).unwrap()
     }
 
@@ -73,7 +74,8 @@ impl Setup {
 
     /// An engine configured for dry runs.
     fn dry(&self, overwrite: Overwrite) -> Engine {
-        let store: Arc<dyn ObjectStore> = Arc::new(client_for(&self.served.endpoint, V4, Credentials::new(AK, SK)));
+        let store: Arc<dyn transfer_engine::Store> =
+            Arc::new(client_for(&self.served.endpoint, V4, Credentials::new(AK, SK)));
         Engine::new(store, self.ledger.clone(), config(overwrite, true)).unwrap()
     }
 

@@ -2,15 +2,17 @@
 //! and our OSS client against one server, each request's dialect chosen by its signature.
 
 use crate::util::{data, Served, AK, SK};
-use transfer_engine::s3::S3Store;
+use transfer_engine::http::HttpStore;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
 use transfer_engine::store::{
     ByteRange, CompleteOptions, CompletedPart, CopyOptions, Directive, ListRequest, ObjectType, PutOptions,
 };
+use transfer_engine::MultipartStore;
+use transfer_engine::OssExtensions;
 use transfer_engine::{BucketStore, ErrorKind, Metadata, ObjectRef, ObjectStore, StorageClass, TagSet};
 
-fn s3(served: &Served, creds: Credentials) -> S3Store {
-    S3Store::builder()
+fn s3(served: &Served, creds: Credentials) -> HttpStore {
+    HttpStore::s3()
         .endpoint(&served.endpoint)
         .region("us-east-1")
         .credentials(creds)
@@ -56,13 +58,13 @@ async fn one_port_serves_s3_and_oss_requests() {
     let id = s.initiate_multipart("both", "mp", &opts).await.unwrap();
     let parts = [(2u32, data(1000, 2)), (1, data(5 * 1024 * 1024, 1))];
     for (n, b) in &parts {
-        s.upload_part("both", "mp", &id, *n, b.clone().into(), true).await.unwrap();
+        s.upload_part(id.part(*n), b.clone().into()).await.unwrap();
     }
-    let listed = s.list_parts("both", "mp", &id, None, Some(1)).await.unwrap();
+    let listed = s.list_parts(&id, None, Some(1)).await.unwrap();
     assert!(listed.is_truncated && listed.parts[0].part_number == 1);
-    let all = s.list_parts("both", "mp", &id, None, None).await.unwrap();
+    let all = s.list_parts(&id, None, None).await.unwrap();
     let done: Vec<CompletedPart> = all.parts.iter().map(CompletedPart::from).collect();
-    s.complete_multipart("both", "mp", &id, &done, &CompleteOptions::default()).await.unwrap();
+    s.complete_multipart(&id, &done, &CompleteOptions::default()).await.unwrap();
     let mp = ObjectRef::new("both", "mp");
     assert_eq!(s.head_object(&mp).await.unwrap().object_type, ObjectType::Multipart);
     let want: Vec<u8> = parts[1].1.iter().chain(parts[0].1.iter()).copied().collect();

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobRow, Ledger, ObjectState};
 use transfer_engine::store::ListUploadsRequest;
+use transfer_engine::store::Upload;
 use transfer_engine::ErrorKind;
 
 /// Options of `transfer cleanup`.
@@ -59,9 +60,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// One incomplete upload to abort.
 pub(crate) struct Candidate {
-    pub bucket: String,
-    pub key: String,
-    pub upload_id: String,
+    pub upload: Upload,
     /// The ledger's object, for uploads the ledger owns.
     pub object: Option<i64>,
 }
@@ -94,7 +93,7 @@ impl Sweep<'_> {
         let tally = &mut self.tally;
         let now = chrono_now();
         for c in candidates {
-            let at = format!("{}/{} upload {}", c.bucket, c.key, c.upload_id);
+            let at = c.upload.to_string();
             // The server's view: the upload's initiation time, or that it is already gone.
             let initiated = match initiated(store, &c).await {
                 Ok(Some(t)) => t,
@@ -120,7 +119,7 @@ impl Sweep<'_> {
                 report(out, "would_abort", &c, &format!("would abort {at} (initiated {}s ago)", age.as_secs()));
                 continue;
             }
-            let result = match store.objects.abort_multipart(&c.bucket, &c.key, &c.upload_id).await {
+            let result = match store.objects.abort_multipart(&c.upload).await {
                 Ok(()) => verify_gone(store, &c).await,
                 Err(e) if e.kind() == ErrorKind::UploadNotFound => verify_gone(store, &c).await,
                 Err(e) => Err(e.to_string()),
@@ -148,7 +147,7 @@ fn report(out: OutputArgs, event: &str, c: &Candidate, line: &str) {
     if out.json {
         println!(
             "{}",
-            json!({"event": event, "bucket": c.bucket, "key": c.key, "upload_id": c.upload_id, "message": line})
+            json!({"event": event, "bucket": c.upload.bucket, "key": c.upload.key, "upload_id": c.upload.id.as_str(), "message": line})
         );
     } else if event == "failed" {
         tracing::error!("{line}");
@@ -159,10 +158,11 @@ fn report(out: OutputArgs, event: &str, c: &Candidate, line: &str) {
 
 /// When the server says `c` was initiated, or `None` when it no longer has it.
 async fn initiated(store: &Opened, c: &Candidate) -> transfer_engine::Result<Option<i64>> {
-    let mut req = ListUploadsRequest { prefix: Some(c.key.clone()), ..Default::default() };
+    let u = &c.upload;
+    let mut req = ListUploadsRequest { prefix: Some(u.key.clone()), ..Default::default() };
     loop {
-        let page = store.objects.list_uploads(&c.bucket, &req).await?;
-        if let Some(u) = page.uploads.iter().find(|u| u.upload_id == c.upload_id && u.key == c.key) {
+        let page = store.objects.list_uploads(&u.bucket, &req).await?;
+        if let Some(u) = page.uploads.iter().find(|l| l.upload_id == u.id && l.key == u.key) {
             return Ok(Some(u.initiated));
         }
         if !page.is_truncated {
@@ -175,7 +175,7 @@ async fn initiated(store: &Opened, c: &Candidate) -> transfer_engine::Result<Opt
 
 /// ListParts must answer NoSuchUpload.
 async fn verify_gone(store: &Opened, c: &Candidate) -> Result<(), String> {
-    match store.objects.list_parts(&c.bucket, &c.key, &c.upload_id, None, Some(1)).await {
+    match store.objects.list_parts(&c.upload, None, Some(1)).await {
         Err(e) if e.kind() == ErrorKind::UploadNotFound => Ok(()),
         Err(e) => Err(format!("aborted, but ListParts could not confirm it is gone: {e}")),
         Ok(_) => Err("aborted, but ListParts still lists it; run cleanup again".into()),
@@ -213,7 +213,10 @@ pub(crate) async fn owned_uploads(
             if within.is_some_and(|(b, p)| row.dest_bucket != *b || !row.dest_key.starts_with(p.as_str())) {
                 continue;
             }
-            found.push(Candidate { bucket: row.dest_bucket, key: row.dest_key, upload_id, object: Some(row.id) });
+            found.push(Candidate {
+                upload: Upload::new(row.dest_bucket, row.dest_key, upload_id),
+                object: Some(row.id),
+            });
         }
     }
     Ok(found)
@@ -315,12 +318,11 @@ async fn all_uploads(store: &Opened, bucket: &str, prefix: &str) -> Result<Vec<C
             .list_uploads(bucket, &req)
             .await
             .map_err(|e| Usage(format!("cannot list the uploads in {bucket}: {e}")))?;
-        found.extend(page.uploads.into_iter().map(|u| Candidate {
-            bucket: bucket.to_owned(),
-            key: u.key,
-            upload_id: u.upload_id,
-            object: None,
-        }));
+        found.extend(
+            page.uploads
+                .into_iter()
+                .map(|u| Candidate { upload: Upload::new(bucket, u.key, u.upload_id), object: None }),
+        );
         if !page.is_truncated {
             return Ok(found);
         }

@@ -104,7 +104,7 @@ fn job_json(j: &JobRow) -> serde_json::Value {
 fn object_json(o: &ObjectRow) -> serde_json::Value {
     json!({
         "source": o.source, "bucket": o.dest_bucket, "key": o.dest_key, "size": o.size,
-        "state": object_state_name(o.state), "upload_id": o.upload_id, "error": o.error,
+        "state": object_state_name(o.state), "upload_id": o.upload_id.as_deref(), "error": o.error,
     })
 }
 

@@ -28,11 +28,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use transfer_engine::http::HttpStore;
 use transfer_engine::local::LocalStore;
-use transfer_engine::oss::OssStore;
-use transfer_engine::s3::{S3Checksum, S3Store};
+use transfer_engine::s3::S3Checksum;
 use transfer_engine::sign::{Credentials, SignatureVersion};
-use transfer_engine::{BucketStore, ObjectStore};
+use transfer_engine::{BucketStore, OssExtensions, Store};
 
 /// Signature version, as the command line and profiles spell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -172,16 +172,22 @@ fn load_profile(name: &str, scheme: Scheme) -> Result<Profile, Usage> {
     }
 }
 
+/// What the commands call on a store: the engine's contract ([`Store`]) and OSS's own operations (`stat`'s
+/// GetObjectMeta; a store without them says so).
+pub(crate) trait CliStore: Store + OssExtensions {}
+
+impl<T: Store + OssExtensions + ?Sized> CliStore for T {}
+
 /// A store opened for an address: the same store behind both traits.
 #[derive(Debug, Clone)]
 pub(crate) struct Opened {
-    pub objects: Arc<dyn ObjectStore>,
+    pub objects: Arc<dyn CliStore>,
     pub buckets: Arc<dyn BucketStore>,
     /// Where it is, for messages: the endpoint or the local root.
     pub what: String,
 }
 
-fn opened<S: ObjectStore + BucketStore + 'static>(store: S, what: String) -> Opened {
+fn opened<S: CliStore + BucketStore + 'static>(store: S, what: String) -> Opened {
     let store = Arc::new(store);
     Opened { objects: store.clone(), buckets: store, what }
 }
@@ -243,7 +249,7 @@ impl StoreArgs {
                     if self.signature_version.or(profile.signature_version) == Some(SigArg::V1) {
                         return Err(Usage("s3:// signs with AWS SigV4 only; drop --signature-version v1".into()));
                     }
-                    let mut b = S3Store::builder().endpoint(endpoint.clone()).credentials(creds);
+                    let mut b = HttpStore::s3().endpoint(endpoint.clone()).credentials(creds);
                     if checksum == Some(ChecksumArg::Md5) {
                         b = b.checksum(S3Checksum::ContentMd5);
                     }
@@ -261,7 +267,7 @@ impl StoreArgs {
                             "oss:// checks every body by its CRC-64; --checksum crc32c is for s3:// (md5 adds Content-MD5)".into(),
                         ));
                     }
-                    let mut b = OssStore::builder()
+                    let mut b = HttpStore::oss()
                         .endpoint(endpoint.clone())
                         .credentials(creds)
                         .signature_version(version)

@@ -3,6 +3,7 @@
 
 use super::{assert_meta, meta, read, tags, tags_of, Target};
 use crate::util::data;
+use transfer_engine::store::PartCopySource;
 use transfer_engine::store::{
     ByteRange, CompleteOptions, CompletedPart, CopyConditions, CopyOptions, Directive, PutOptions,
 };
@@ -29,15 +30,21 @@ pub async fn upload_part_copy_with_ranges(t: &Target) {
     let mut done = Vec::new();
     for (i, r) in ranges.iter().enumerate() {
         let n = i as u32 + 1;
-        let receipt = s.upload_part_copy(&dst_scope.bucket, &key, &id, n, &src, Some(*r), &pinned).await.unwrap();
+        let receipt = s
+            .upload_part_copy(
+                id.part(n),
+                &PartCopySource { source: src.clone(), range: Some(*r), conditions: pinned.clone() },
+            )
+            .await
+            .unwrap();
         assert_eq!(receipt.part_number, n);
         done.push(CompletedPart::from(&receipt));
     }
-    let listed = s.list_parts(&dst_scope.bucket, &key, &id, None, None).await.unwrap();
+    let listed = s.list_parts(&id, None, None).await.unwrap();
     let sizes: Vec<u64> = listed.parts.iter().map(|p| p.size).collect();
     assert_eq!(sizes, [m, m, MIB + 3]);
 
-    s.complete_multipart(&dst_scope.bucket, &key, &id, &done, &CompleteOptions::default()).await.unwrap();
+    s.complete_multipart(&id, &done, &CompleteOptions::default()).await.unwrap();
     let dst = dst_scope.obj("copy");
     assert_eq!(read(s, &dst).await, content);
     assert_meta(&s.head_object(&dst).await.unwrap().metadata, &meta());
@@ -49,11 +56,14 @@ pub async fn upload_part_copy_with_ranges(t: &Target) {
     let key = dst_scope.key("whole");
     let id = s.initiate_multipart(&dst_scope.bucket, &key, &PutOptions::default()).await.unwrap();
     let r = s
-        .upload_part_copy(&dst_scope.bucket, &key, &id, 1, &src_scope.obj("small"), None, &CopyConditions::default())
+        .upload_part_copy(
+            id.part(1),
+            &PartCopySource { source: src_scope.obj("small"), range: None, conditions: CopyConditions::default() },
+        )
         .await
         .unwrap();
     let part = [CompletedPart::from(&r)];
-    s.complete_multipart(&dst_scope.bucket, &key, &id, &part, &CompleteOptions::default()).await.unwrap();
+    s.complete_multipart(&id, &part, &CompleteOptions::default()).await.unwrap();
     assert_eq!(read(s, &dst_scope.obj("whole")).await, b"small source");
 }
 
@@ -77,14 +87,26 @@ pub async fn copies_check_the_source_etag(t: &Target) {
     let key = scope.key("parts");
     let id = s.initiate_multipart(&scope.bucket, &key, &PutOptions::default()).await.unwrap();
     let e = s
-        .upload_part_copy(&scope.bucket, &key, &id, 1, &src, Some(ByteRange::inclusive(0, 99)), &stale)
+        .upload_part_copy(
+            id.part(1),
+            &PartCopySource {
+                source: src.clone(),
+                range: Some(ByteRange::inclusive(0, 99)),
+                conditions: stale.clone(),
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(412), Some("PreconditionFailed"), false), "{e}");
     // The right ETag copies.
     let current = CopyConditions { if_match: Some(put.etag), ..CopyConditions::default() };
-    s.upload_part_copy(&scope.bucket, &key, &id, 1, &src, Some(ByteRange::inclusive(0, 99)), &current).await.unwrap();
-    s.abort_multipart(&scope.bucket, &key, &id).await.unwrap();
+    s.upload_part_copy(
+        id.part(1),
+        &PartCopySource { source: src.clone(), range: Some(ByteRange::inclusive(0, 99)), conditions: current.clone() },
+    )
+    .await
+    .unwrap();
+    s.abort_multipart(&id).await.unwrap();
 }
 
 pub async fn copy_object_metadata_directive(t: &Target) {

@@ -35,7 +35,6 @@ fn config(tag_on: TagOn) -> EngineConfig {
             ..RetryPolicy::default()
         },
         tag_on,
-        content_md5: true,
         ..EngineConfig::default()
     }
 }
@@ -58,7 +57,7 @@ impl Jobs {
         self.ledger.create_job(&spec).unwrap()
     }
 
-    fn engine(&self, store: Arc<dyn ObjectStore>, tag_on: TagOn) -> Engine {
+    fn engine(&self, store: Arc<dyn Store>, tag_on: TagOn) -> Engine {
         Engine::new(store, self.ledger.clone(), config(tag_on)).unwrap()
     }
 
@@ -75,7 +74,7 @@ impl Jobs {
 /// and declare a lower CopyObject limit than the target's.
 #[derive(Debug)]
 struct Recording {
-    inner: Arc<dyn ObjectStore>,
+    inner: Arc<dyn Store>,
     caps: Capabilities,
     fail_part: Option<u32>,
     failed: AtomicBool,
@@ -85,7 +84,7 @@ struct Recording {
 }
 
 impl Recording {
-    fn new(inner: Arc<dyn ObjectStore>, fail_part: Option<u32>) -> Arc<Recording> {
+    fn new(inner: Arc<dyn Store>, fail_part: Option<u32>) -> Arc<Recording> {
         Arc::new(Recording {
             caps: inner.capabilities().clone(),
             inner,
@@ -98,7 +97,7 @@ impl Recording {
     }
 
     /// The target's store, declaring that one CopyObject copies at most `max_copy_size` bytes.
-    fn with_copy_limit(inner: Arc<dyn ObjectStore>, max_copy_size: u64) -> Arc<Recording> {
+    fn with_copy_limit(inner: Arc<dyn Store>, max_copy_size: u64) -> Arc<Recording> {
         let caps = Capabilities { max_copy_size, ..inner.capabilities().clone() };
         let mut r = Arc::into_inner(Recording::new(inner, None)).unwrap();
         r.caps = caps;
@@ -140,9 +139,6 @@ impl ObjectStore for Recording {
         }
         self.inner.head_object(obj).await
     }
-    async fn get_object_meta(&self, obj: &ObjectRef) -> Result<ObjectMetaSummary> {
-        self.inner.get_object_meta(obj).await
-    }
     async fn get_object(&self, obj: &ObjectRef, range: Option<ByteRange>) -> Result<GetObject> {
         self.inner.get_object(obj, range).await
     }
@@ -151,79 +147,6 @@ impl ObjectStore for Recording {
     }
     async fn delete_object(&self, obj: &ObjectRef) -> Result<DeleteResult> {
         self.inner.delete_object(obj).await
-    }
-    async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
-        self.inner.initiate_multipart(bucket, key, opts).await
-    }
-    async fn upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        id: &str,
-        n: u32,
-        body: Body,
-        md5: bool,
-    ) -> Result<PartReceipt> {
-        if self.fail_part == Some(n) && !self.failed.swap(true, Ordering::SeqCst) {
-            return Err(Error::code(403, "AccessDenied", "refused once by the conformance suite"));
-        }
-        self.sent.lock().unwrap().push(n);
-        self.inner.upload_part(bucket, key, id, n, body, md5).await
-    }
-    async fn upload_part_copy(
-        &self,
-        bucket: &str,
-        key: &str,
-        id: &str,
-        n: u32,
-        source: &ObjectRef,
-        range: Option<ByteRange>,
-        conditions: &CopyConditions,
-    ) -> Result<PartReceipt> {
-        self.copies.lock().unwrap().push("UploadPartCopy");
-        self.inner.upload_part_copy(bucket, key, id, n, source, range, conditions).await
-    }
-    async fn complete_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        id: &str,
-        parts: &[CompletedPart],
-        opts: &CompleteOptions,
-    ) -> Result<PutResult> {
-        self.inner.complete_multipart(bucket, key, id, parts, opts).await
-    }
-    async fn abort_multipart(&self, bucket: &str, key: &str, id: &str) -> Result<()> {
-        self.inner.abort_multipart(bucket, key, id).await
-    }
-    async fn list_parts(
-        &self,
-        bucket: &str,
-        key: &str,
-        id: &str,
-        marker: Option<u32>,
-        max: Option<u32>,
-    ) -> Result<PartsPage> {
-        self.inner.list_parts(bucket, key, id, marker, max).await
-    }
-    async fn list_uploads(&self, bucket: &str, req: &ListUploadsRequest) -> Result<UploadsPage> {
-        self.inner.list_uploads(bucket, req).await
-    }
-    async fn append_object(
-        &self,
-        bucket: &str,
-        key: &str,
-        position: u64,
-        body: Body,
-        opts: &PutOptions,
-    ) -> Result<AppendResult> {
-        self.inner.append_object(bucket, key, position, body, opts).await
-    }
-    async fn put_symlink(&self, bucket: &str, key: &str, target: &str, opts: &PutOptions) -> Result<PutResult> {
-        self.inner.put_symlink(bucket, key, target, opts).await
-    }
-    async fn get_symlink(&self, obj: &ObjectRef) -> Result<SymlinkInfo> {
-        self.inner.get_symlink(obj).await
     }
     async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult> {
         self.copies.lock().unwrap().push("CopyObject");
@@ -237,6 +160,42 @@ impl ObjectStore for Recording {
     }
     async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()> {
         self.inner.delete_tagging(obj).await
+    }
+}
+
+#[async_trait]
+impl MultipartStore for Recording {
+    async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<Upload> {
+        self.inner.initiate_multipart(bucket, key, opts).await
+    }
+    async fn upload_part(&self, part: PartRef<'_>, body: Body) -> Result<PartReceipt> {
+        let n = part.number.get();
+        if self.fail_part == Some(n) && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(Error::code(403, "AccessDenied", "refused once by the conformance suite"));
+        }
+        self.sent.lock().unwrap().push(n);
+        self.inner.upload_part(part, body).await
+    }
+    async fn upload_part_copy(&self, part: PartRef<'_>, from: &PartCopySource) -> Result<PartReceipt> {
+        self.copies.lock().unwrap().push("UploadPartCopy");
+        self.inner.upload_part_copy(part, from).await
+    }
+    async fn complete_multipart(
+        &self,
+        upload: &Upload,
+        parts: &[CompletedPart],
+        opts: &CompleteOptions,
+    ) -> Result<PutResult> {
+        self.inner.complete_multipart(upload, parts, opts).await
+    }
+    async fn abort_multipart(&self, upload: &Upload) -> Result<()> {
+        self.inner.abort_multipart(upload).await
+    }
+    async fn list_parts(&self, upload: &Upload, marker: Option<PartNumber>, max: Option<u32>) -> Result<PartsPage> {
+        self.inner.list_parts(upload, marker, max).await
+    }
+    async fn list_uploads(&self, bucket: &str, req: &ListUploadsRequest) -> Result<UploadsPage> {
+        self.inner.list_uploads(bucket, req).await
     }
 }
 

@@ -11,7 +11,7 @@ use transfer_engine::checkpoint::{JobState, Ledger};
 use transfer_engine::job::{CopyRequest, Engine, EngineConfig, UploadRequest};
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
-use transfer_engine::{ObjectRef, ObjectStore};
+use transfer_engine::ObjectRef;
 
 const MIB: usize = 1024 * 1024;
 
@@ -19,7 +19,7 @@ fn rule(method: &'static str, contains: &'static str, fault: Fault, times: usize
     Rule { method: Some(method), contains, fault, times }
 }
 
-fn engine(store: Arc<dyn ObjectStore>, ledger: &Ledger) -> Engine {
+fn engine(store: Arc<dyn transfer_engine::Store>, ledger: &Ledger) -> Engine {
     let config = EngineConfig {
         plan: PlanOptions {
             preferred_part_size: 5 * MIB as u64,

@@ -17,6 +17,7 @@ use futures::FutureExt;
 use std::any::Any;
 use std::sync::Arc;
 use transfer_engine::sign::Credentials;
+use transfer_engine::store::Upload;
 use transfer_engine::store::{ListRequest, ListUploadsRequest};
 use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
 
@@ -189,10 +190,16 @@ pub struct Wire {
     pub path_style: Option<bool>,
 }
 
+/// Every operation a case may call: the engine's store contract and OSS's own operations (a target without
+/// them answers `Unsupported`, as its capabilities declare).
+pub trait TestStore: transfer_engine::Store + transfer_engine::OssExtensions {}
+
+impl<T: transfer_engine::Store + transfer_engine::OssExtensions + ?Sized> TestStore for T {}
+
 /// A store under test, with what keeps it alive (a server process, a temporary directory).
 pub struct Target {
     pub name: &'static str,
-    pub store: Arc<dyn ObjectStore>,
+    pub store: Arc<dyn TestStore>,
     pub buckets: Arc<dyn BucketStore>,
     pub caps: TargetCaps,
     /// `None` for the store in process.
@@ -259,14 +266,14 @@ impl Target {
     }
 
     /// A client of the target with other credentials (only on targets with a wire).
-    pub fn client_with(&self, credentials: Credentials) -> Arc<dyn ObjectStore> {
+    pub fn client_with(&self, credentials: Credentials) -> Arc<dyn TestStore> {
         let endpoint = self.wire.as_ref().expect("a target with a wire").endpoint.clone();
         self.client_at(&endpoint, credentials)
     }
 
     /// A client of this target's dialect at `endpoint` (the target's, or a proxy's in front of it) signing with
     /// `credentials` (only on targets with a wire).
-    pub fn client_at(&self, endpoint: &str, credentials: Credentials) -> Arc<dyn ObjectStore> {
+    pub fn client_at(&self, endpoint: &str, credentials: Credentials) -> Arc<dyn TestStore> {
         let wire = self.wire.as_ref().expect("a target with a wire");
         let wire = Wire { endpoint: endpoint.to_owned(), credentials, ..wire.clone() };
         match wire.dialect {
@@ -295,7 +302,7 @@ impl Target {
         let req = ListUploadsRequest { prefix: prefix.clone(), ..Default::default() };
         if let Ok(page) = self.store.list_uploads(bucket, &req).await {
             for u in &page.uploads {
-                let _ = self.store.abort_multipart(bucket, &u.key, &u.upload_id).await;
+                let _ = self.store.abort_multipart(&Upload::new(bucket, &u.key, u.upload_id.clone())).await;
             }
         }
     }

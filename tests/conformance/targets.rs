@@ -5,9 +5,8 @@ use crate::util::moto::{Moto, MOTO_KEY};
 use crate::util::s3s::{S3sFs, S3S_KEY};
 use crate::util::{Served, AK, SK};
 use std::sync::Arc;
+use transfer_engine::http::HttpStore;
 use transfer_engine::local::LocalStore;
-use transfer_engine::oss::OssStore;
-use transfer_engine::s3::S3Store;
 use transfer_engine::sign::{Credentials, SignatureVersion};
 
 /// The local filesystem store, in process. It has no wire: nothing is signed or digested on the way.
@@ -67,22 +66,21 @@ fn served(name: &'static str, dialect: Dialect, region: &str) -> Target {
 
 /// A target reached over `wire` (one client serves as both the object and the bucket store).
 fn with_wire(name: &'static str, caps: TargetCaps, wire: Wire, keep: Box<dyn std::any::Any + Send + Sync>) -> Target {
-    let (store, buckets): (Arc<dyn transfer_engine::ObjectStore>, Arc<dyn transfer_engine::BucketStore>) =
-        match wire.dialect {
-            Dialect::Oss => {
-                let c = Arc::new(oss_client(&wire));
-                (c.clone(), c)
-            }
-            Dialect::S3 => {
-                let c = Arc::new(s3_client(&wire, caps.tagging));
-                (c.clone(), c)
-            }
-        };
+    let (store, buckets): (Arc<dyn super::TestStore>, Arc<dyn transfer_engine::BucketStore>) = match wire.dialect {
+        Dialect::Oss => {
+            let c = Arc::new(oss_client(&wire));
+            (c.clone(), c)
+        }
+        Dialect::S3 => {
+            let c = Arc::new(s3_client(&wire, caps.tagging));
+            (c.clone(), c)
+        }
+    };
     Target { name, store, buckets, caps, wire: Some(wire), fixed_bucket: None, run_prefix: String::new(), _keep: keep }
 }
 
-pub fn oss_client(w: &Wire) -> OssStore {
-    let b = OssStore::builder()
+pub fn oss_client(w: &Wire) -> HttpStore {
+    let b = HttpStore::oss()
         .endpoint(&w.endpoint)
         .region(&w.region)
         .credentials(w.credentials.clone())
@@ -96,8 +94,8 @@ pub fn oss_client(w: &Wire) -> OssStore {
     .expect("OSS client")
 }
 
-pub fn s3_client(w: &Wire, tagging: bool) -> S3Store {
-    let b = S3Store::builder()
+pub fn s3_client(w: &Wire, tagging: bool) -> HttpStore {
+    let b = HttpStore::s3()
         .endpoint(&w.endpoint)
         .region(&w.region)
         .credentials(w.credentials.clone())

@@ -25,16 +25,13 @@ pub async fn forbid_overwrite(t: &Target) {
 
     // CompleteMultipartUpload too.
     let id = s.initiate_multipart(&obj.bucket, &obj.key, &PutOptions::default()).await.unwrap();
-    let r = s.upload_part(&obj.bucket, &obj.key, &id, 1, b"third".to_vec().into(), true).await.unwrap();
+    let r = s.upload_part(id.part(1), b"third".to_vec().into()).await.unwrap();
     let parts = [CompletedPart::from(&r)];
-    let e = s
-        .complete_multipart(&obj.bucket, &obj.key, &id, &parts, &CompleteOptions { forbid_overwrite: true })
-        .await
-        .unwrap_err();
+    let e = s.complete_multipart(&id, &parts, &CompleteOptions { forbid_overwrite: true }).await.unwrap_err();
     assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(status), Some(code), false), "{e}");
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     assert_eq!(read(s, &obj).await, b"first");
-    s.abort_multipart(&obj.bucket, &obj.key, &id).await.unwrap();
+    s.abort_multipart(&id).await.unwrap();
 }
 
 /// The error a write that must not overwrite meets when the key exists, in the target's dialect.
@@ -163,15 +160,13 @@ pub async fn damaged_bodies_fail_with_the_default_protection(t: &Target) {
 
     let mp = scope.obj("parts");
     let id = via.initiate_multipart(&mp.bucket, &mp.key, &PutOptions::default()).await.unwrap();
-    let e = via.upload_part(&mp.bucket, &mp.key, &id, 1, body.clone().into(), false).await.unwrap_err();
+    let e = via.upload_part(id.part(1), body.clone().into()).await.unwrap_err();
     assert!(caught(&e), "{e}");
     assert_eq!(proxy.injected(), 2);
-    let r = via.upload_part(&mp.bucket, &mp.key, &id, 1, body.clone().into(), false).await.unwrap();
+    let r = via.upload_part(id.part(1), body.clone().into()).await.unwrap();
     if wire.dialect == Dialect::S3 {
         assert!(r.checksum.is_some(), "the receipt keeps the part's CRC-32C for Complete");
     }
-    via.complete_multipart(&mp.bucket, &mp.key, &id, &[CompletedPart::from(&r)], &CompleteOptions::default())
-        .await
-        .unwrap();
+    via.complete_multipart(&id, &[CompletedPart::from(&r)], &CompleteOptions::default()).await.unwrap();
     assert_eq!(read(s, &mp).await, body);
 }

@@ -10,7 +10,7 @@ pub mod s3s;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use transfer_engine::oss::OssStore;
+use transfer_engine::http::HttpStore;
 use transfer_engine::sign::{Credentials, SignatureVersion};
 use transfer_engine::BucketStore;
 
@@ -50,12 +50,12 @@ impl Served {
     }
 
     /// A client signing with `version` and the server's credentials.
-    pub fn client(&self, version: SignatureVersion) -> OssStore {
+    pub fn client(&self, version: SignatureVersion) -> HttpStore {
         self.client_with(version, Credentials::new(AK, SK))
     }
 
     /// A client with other credentials.
-    pub fn client_with(&self, version: SignatureVersion, creds: Credentials) -> OssStore {
+    pub fn client_with(&self, version: SignatureVersion, creds: Credentials) -> HttpStore {
         client_for(&self.endpoint, version, creds)
     }
 
@@ -73,8 +73,8 @@ impl Drop for Served {
 }
 
 /// A client of `endpoint` (path style, region cn-hangzhou).
-pub fn client_for(endpoint: &str, version: SignatureVersion, creds: Credentials) -> OssStore {
-    OssStore::builder()
+pub fn client_for(endpoint: &str, version: SignatureVersion, creds: Credentials) -> HttpStore {
+    HttpStore::oss()
         .endpoint(endpoint)
         .region("cn-hangzhou")
         .credentials(creds)
@@ -84,7 +84,7 @@ pub fn client_for(endpoint: &str, version: SignatureVersion, creds: Credentials)
 }
 
 /// Creates a bucket with a name unique to the test.
-pub async fn bucket(store: &OssStore, name: &str) -> String {
+pub async fn bucket(store: &HttpStore, name: &str) -> String {
     store.create_bucket(name).await.expect("create bucket");
     name.to_owned()
 }

@@ -7,7 +7,7 @@
 use super::process::ChildServer;
 use std::path::PathBuf;
 use std::time::Duration;
-use transfer_engine::s3::S3Store;
+use transfer_engine::http::HttpStore;
 use transfer_engine::sign::Credentials;
 
 /// How long moto_server may take to answer after it is started (it imports all of moto first).
@@ -53,8 +53,8 @@ impl Moto {
     }
 
     /// An S3 client signing for `region`.
-    pub fn client_in(&self, region: &str) -> S3Store {
-        S3Store::builder()
+    pub fn client_in(&self, region: &str) -> HttpStore {
+        HttpStore::s3()
             .endpoint(&self.endpoint)
             .region(region)
             .credentials(Credentials::new(MOTO_KEY.0, MOTO_KEY.1))

@@ -7,16 +7,17 @@
 //! resume after a crash by running the same lines again.
 //!
 //! # Layout
-//! - [`store`]: the narrow, stateless [`ObjectStore`] contract every backend implements, and its value types.
-//!   Upload ids, part numbers, ETags and CRCs are plain values so a checkpoint can hold them.
-//! - [`oss`]: the OSS dialect over HTTP (reqwest): signatures V4 and V1, RFC 3986 encoding, typed errors,
-//!   CRC-64 checks on every body.
-//! - [`s3`]: the S3 dialect over the same HTTP machinery: AWS SigV4, `x-amz-*` headers, path-style or
-//!   virtual-hosted addressing; append and symlinks reported as unsupported.
+//! - [`job`]: the [`job::Engine`]: jobs of files and objects through one part pipeline under one scheduler,
+//!   every acknowledged part recorded in the ledger, resumed after a crash, tags on initiate or on complete.
+//! - [`store`]: the contract every backend implements, split by who needs it: [`ObjectStore`] (what jobs call),
+//!   [`MultipartStore`] (stateless multipart uploads addressed by [`store::Upload`] and [`store::PartRef`]),
+//!   [`OssExtensions`] (append, symlinks, GetObjectMeta), [`BucketStore`]; and their value types.
+//! - [`http`]: the one HTTP client of both wire dialects, [`http::HttpStore`]: OSS ([`http::HttpStore::oss`],
+//!   signatures V4 and V1, CRC-64 on every body) and S3 ([`http::HttpStore::s3`], AWS SigV4, CRC-32C);
+//!   typed errors decided where answers are read.
+//! - [`s3`]: what is S3's own (its checksum choice, its default region) and how the client speaks it.
 //! - [`local`]: the local filesystem store: buckets, versions, multipart staging with atomic publish, appendable
 //!   objects and symlinks. It is the embedded default and what `transfer serve` puts on the network.
-//! - [`job`]: the [`job::Engine`]: uploads files in planned parts under one scheduler, records every acknowledged
-//!   part in the ledger, resumes after a crash, applies tags on initiate or on complete.
 //! - [`checkpoint`]: the SQLite ledger of jobs, objects and acknowledged parts (schema in `migrations/`), with
 //!   grouped part writes, one writer per job, and refusal of corrupt or foreign files.
 //! - [`run`]: the job-wide scheduler (one bound on requests in flight, one memory budget) and the retry policy.
@@ -32,10 +33,10 @@ pub mod checkpoint;
 pub mod crc64;
 pub mod dialect;
 pub mod error;
+pub mod http;
 pub mod job;
 pub mod local;
 pub mod meta;
-pub mod oss;
 pub mod plan;
 pub mod run;
 pub mod s3;
@@ -47,5 +48,5 @@ pub mod xml;
 
 pub use error::{Error, ErrorKind, Result, Retry, ServiceError};
 pub use meta::{Metadata, StorageClass};
-pub use store::{BucketStore, ObjectRef, ObjectStore};
+pub use store::{BucketStore, MultipartStore, ObjectRef, ObjectStore, OssExtensions, Store};
 pub use tags::TagSet;

@@ -3,13 +3,14 @@
 
 use crate::handlers::Req;
 use crate::response::{malformed_xml, Reply};
+use crate::ServedStore;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use transfer_engine::store::{ListPage, ListRequest, ObjectRef, Versioning};
 use transfer_engine::xml::{
     self, escape, iso8601, CommonPrefix, ListBucketResult, ListedObject, VersioningConfiguration,
 };
-use transfer_engine::{BucketStore, ObjectStore, Result};
+use transfer_engine::Result;
 
 /// The location reported for every bucket.
 const LOCATION: &str = "oss-local";
@@ -22,7 +23,7 @@ fn element(out: &mut String, name: &str, value: &str) {
 }
 
 /// ListBuckets: `prefix`, `marker` and `max-keys` apply to the store's sorted bucket list.
-pub(crate) async fn list_buckets<S: BucketStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn list_buckets<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let prefix = req.q_str("prefix").unwrap_or_default();
     let marker = req.q_str("marker").unwrap_or_default();
     let max = req.q_num::<u32>("max-keys")?.unwrap_or(MAX_KEYS).clamp(1, MAX_KEYS) as usize;
@@ -56,14 +57,14 @@ pub(crate) async fn list_buckets<S: BucketStore>(store: &S, req: Req) -> Result<
 }
 
 /// PutBucket (a `CreateBucketConfiguration` body is accepted and ignored).
-pub(crate) async fn put_bucket<S: BucketStore>(store: &S, mut req: Req) -> Result<Reply> {
+pub(crate) async fn put_bucket<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     req.small_body().await?;
     store.create_bucket(req.bucket()).await?;
     Ok(Reply::ok().header("location", format!("/{}", req.bucket())))
 }
 
 /// DeleteBucket.
-pub(crate) async fn delete_bucket<S: BucketStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn delete_bucket<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     store.delete_bucket(req.bucket()).await?;
     Ok(Reply::no_content())
 }
@@ -77,7 +78,7 @@ fn versioning_status(v: Versioning) -> Option<&'static str> {
 }
 
 /// GetBucketInfo: the bucket's name, location, versioning and creation date.
-pub(crate) async fn get_bucket_info<S: BucketStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn get_bucket_info<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let versioning = store.get_versioning(req.bucket()).await?;
     let created = match store.list_buckets().await {
         Ok(all) => all.into_iter().find(|(n, _)| n == req.bucket()).map_or(0, |(_, c)| c),
@@ -99,7 +100,7 @@ pub(crate) async fn get_bucket_info<S: BucketStore>(store: &S, req: Req) -> Resu
 }
 
 /// GetBucketLocation.
-pub(crate) async fn get_bucket_location<S: BucketStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn get_bucket_location<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     store.get_versioning(req.bucket()).await?;
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     element(&mut out, "LocationConstraint", LOCATION);
@@ -108,7 +109,7 @@ pub(crate) async fn get_bucket_location<S: BucketStore>(store: &S, req: Req) -> 
 
 /// GetBucketAcl: every bucket is private to the configured credentials (the V2 SDK's `is_bucket_exist` asks
 /// this).
-pub(crate) async fn get_bucket_acl<S: BucketStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn get_bucket_acl<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     store.get_versioning(req.bucket()).await?;
     let out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AccessControlPolicy><Owner><ID>transfer</ID>\
                <DisplayName>transfer</DisplayName></Owner><AccessControlList><Grant>private</Grant>\
@@ -117,13 +118,13 @@ pub(crate) async fn get_bucket_acl<S: BucketStore>(store: &S, req: Req) -> Resul
 }
 
 /// GetBucketVersioning.
-pub(crate) async fn get_versioning<S: BucketStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn get_versioning<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let v = store.get_versioning(req.bucket()).await?;
     Reply::xml_of(&VersioningConfiguration { status: versioning_status(v).map(str::to_owned) })
 }
 
 /// PutBucketVersioning: `Enabled` or `Suspended`.
-pub(crate) async fn put_versioning<S: BucketStore>(store: &S, mut req: Req) -> Result<Reply> {
+pub(crate) async fn put_versioning<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     let body = req.small_body().await?;
     let doc: VersioningConfiguration = xml::from_slice(&body).map_err(|_| malformed_xml())?;
     let enabled = match doc.status.as_deref().map(str::trim) {
@@ -169,7 +170,7 @@ fn v1_start_after(marker: &str, prefix: &str, delimiter: Option<&str>) -> String
 }
 
 /// ListObjects (V1, `marker` / `NextMarker`).
-pub(crate) async fn list_objects_v1<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn list_objects_v1<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let prefix = req.q_str("prefix");
     let delimiter = req.q_str("delimiter");
     let marker = req.q_str("marker");
@@ -206,7 +207,7 @@ pub(crate) async fn list_objects_v1<S: ObjectStore>(store: &S, req: Req) -> Resu
 }
 
 /// ListObjectsV2 (`list-type=2`, continuation tokens).
-pub(crate) async fn list_objects_v2<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn list_objects_v2<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let list = ListRequest {
         prefix: req.q_str("prefix"),
         delimiter: req.q_str("delimiter"),
@@ -253,7 +254,7 @@ struct DeleteObject {
 }
 
 /// DeleteMultipleObjects (`POST /bucket?delete`): deletes each named object, answering `<DeleteResult>`.
-pub(crate) async fn delete_multiple<S: ObjectStore>(store: &S, mut req: Req) -> Result<Reply> {
+pub(crate) async fn delete_multiple<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     let body = req.small_body().await?;
     let doc: DeleteRequest = xml::from_slice(&body).map_err(|_| malformed_xml())?;
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DeleteResult>");

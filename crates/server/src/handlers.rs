@@ -4,13 +4,14 @@
 use crate::body;
 use crate::response::{invalid_argument, Reply};
 use crate::routing::{Op, Target};
+use crate::ServedStore;
 use crate::{bucket, multipart, object};
 use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::Incoming;
 use transfer_engine::store::{Body, ObjectRef, CRC32C_HEADER};
 use transfer_engine::util::pct_encode_path;
-use transfer_engine::{BucketStore, Error, ObjectStore, Result};
+use transfer_engine::{Error, Result};
 
 /// An authenticated request, resolved to its operation.
 #[derive(Debug)]
@@ -114,7 +115,7 @@ impl Req {
 
 /// Runs the handler of `req.op`. A body sent to an operation that takes none is still read and checked
 /// against `Content-MD5` (and a signed SHA-256), so a wrong digest is never ignored.
-pub(crate) async fn dispatch<S: ObjectStore + BucketStore>(store: &S, mut req: Req) -> Result<Reply> {
+pub(crate) async fn dispatch<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     let has_body = req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
     if !req.op.reads_body() && (has_body || req.headers.contains_key("content-md5") || req.payload_sha256.is_some()) {
         req.small_body().await?;

@@ -1,6 +1,6 @@
 //! # transfer-server
 //!
-//! `transfer serve`: any [`ObjectStore`] + [`BucketStore`] (in practice the local filesystem store) served over
+//! `transfer serve`: any [`ServedStore`] (in practice the local filesystem store) served over
 //! HTTP in the OSS dialect, faithfully enough that Alibaba's own SDKs (`oss2`, `alibabacloud-oss-v2`) and our
 //! OSS client work against it unchanged. It is what the conformance and SDK suites run against, and a way to
 //! put a directory on the network as an OSS endpoint.
@@ -23,7 +23,7 @@
 //!
 //! # Example
 //! ```no_run
-//! # async fn demo(store: std::sync::Arc<impl transfer_engine::ObjectStore + transfer_engine::BucketStore + 'static>) -> std::io::Result<()> {
+//! # async fn demo(store: std::sync::Arc<impl transfer_server::ServedStore + 'static>) -> std::io::Result<()> {
 //! use transfer_engine::sign::Credentials;
 //! let server = transfer_server::Server::bind("127.0.0.1:0".parse().unwrap(), store, Credentials::new("ak", "sk")).await?;
 //! println!("listening on http://{}", server.local_addr());
@@ -56,7 +56,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use transfer_engine::sign::Credentials;
-use transfer_engine::{BucketStore, ObjectStore, Result};
+use transfer_engine::{BucketStore, MultipartStore, ObjectStore, OssExtensions, Result};
+
+/// What `transfer serve` puts on the network: a store with every operation of the OSS dialect (objects,
+/// multipart uploads, OSS's own operations, buckets). Any type that has them all is one.
+pub trait ServedStore: ObjectStore + MultipartStore + OssExtensions + BucketStore {}
+
+impl<T: ObjectStore + MultipartStore + OssExtensions + BucketStore + ?Sized> ServedStore for T {}
 
 /// How long a connection may take to send a request's headers (including an idle keep-alive wait) before
 /// it is closed.
@@ -80,7 +86,7 @@ struct State<S> {
     ids: RequestIds,
 }
 
-impl<S: ObjectStore + BucketStore + 'static> Server<S> {
+impl<S: ServedStore + 'static> Server<S> {
     /// Binds `addr` (port 0 picks a free port) to serve `store`, accepting requests signed with `credentials`
     /// (which, when they carry a security token, requests must present too). Virtual-host addressing is on for
     /// `<bucket>.localhost`.
@@ -147,7 +153,7 @@ impl<S: ObjectStore + BucketStore + 'static> Server<S> {
     }
 }
 
-async fn serve_connection<S: ObjectStore + BucketStore + 'static>(
+async fn serve_connection<S: ServedStore + 'static>(
     state: Arc<State<S>>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -185,7 +191,7 @@ struct LogFacts {
     s3: bool,
 }
 
-impl<S: ObjectStore + BucketStore + 'static> State<S> {
+impl<S: ServedStore + 'static> State<S> {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let started = Instant::now();
         let common = Common { request_id: self.ids.next() };

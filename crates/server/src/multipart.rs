@@ -5,12 +5,16 @@ use crate::handlers::Req;
 use crate::headers::{self, md5_of_etag, put_result_headers, quote, unquote};
 use crate::object::now_secs;
 use crate::response::{invalid_argument, malformed_xml, Reply};
-use transfer_engine::store::{Checksum, CompleteOptions, CompletedPart, ListUploadsRequest, PartReceipt};
+use crate::ServedStore;
+use transfer_engine::store::{
+    Checksum, CompleteOptions, CompletedPart, ListUploadsRequest, PartCopySource, PartNumber, PartReceipt, Upload,
+    UploadId,
+};
 use transfer_engine::xml::{
     self, iso8601, CompleteMultipartUpload, CompleteMultipartUploadResult, CopyResultXml,
     InitiateMultipartUploadResult, ListMultipartUploadsResult, ListPartsResult, ListedPart, ListedUpload,
 };
-use transfer_engine::{ObjectStore, Result};
+use transfer_engine::Result;
 
 /// Most parts or uploads in one page.
 const MAX_PAGE: u32 = 1000;
@@ -29,18 +33,23 @@ fn upload_id(req: &Req) -> &str {
     req.q("uploadId").unwrap_or_default()
 }
 
+/// The upload a request names: its bucket, key and `?uploadId=`.
+fn upload(req: &Req) -> Upload {
+    Upload::new(req.bucket(), req.key(), upload_id(req))
+}
+
 fn page_size(req: &Req, name: &str) -> Result<u32> {
     Ok(req.q_num::<u32>(name)?.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE))
 }
 
 /// InitiateMultipartUpload.
-pub(crate) async fn initiate<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn initiate<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let opts = headers::put_options(&req.headers)?;
-    let upload_id = store.initiate_multipart(req.bucket(), req.key(), &opts).await?;
+    let upload = store.initiate_multipart(req.bucket(), req.key(), &opts).await?;
     Reply::xml_of(&InitiateMultipartUploadResult {
         bucket: req.bucket().to_owned(),
         key: req.enc(req.key()),
-        upload_id,
+        upload_id: upload.id.to_string(),
         encoding_type: req.encoding_type(),
     })
 }
@@ -57,20 +66,21 @@ fn receipt_headers(r: &PartReceipt) -> Vec<(String, String)> {
 }
 
 /// UploadPart.
-pub(crate) async fn upload_part<S: ObjectStore>(store: &S, mut req: Req) -> Result<Reply> {
+pub(crate) async fn upload_part<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     let n = part_number(&req)?;
     let body = req.data_body()?;
-    let r = store.upload_part(req.bucket(), req.key(), upload_id(&req), n, body, false).await?;
+    let r = store.upload_part(upload(&req).part(n), body).await?;
     Ok(Reply::ok().headers(receipt_headers(&r)))
 }
 
 /// UploadPartCopy.
-pub(crate) async fn upload_part_copy<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn upload_part_copy<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let n = part_number(&req)?;
     let source = headers::copy_source(&req.headers)?;
     let range = headers::copy_source_range(&req.headers)?;
     let conditions = headers::copy_conditions(&req.headers)?;
-    let r = store.upload_part_copy(req.bucket(), req.key(), upload_id(&req), n, &source, range, &conditions).await?;
+    let from = PartCopySource { source: source.clone(), range, conditions };
+    let r = store.upload_part_copy(upload(&req).part(n), &from).await?;
     let doc = CopyResultXml {
         last_modified: iso8601(now_secs()),
         etag: quote(&r.etag),
@@ -83,11 +93,11 @@ pub(crate) async fn upload_part_copy<S: ObjectStore>(store: &S, req: Req) -> Res
 }
 
 /// Every uploaded part, for `x-oss-complete-all: yes`.
-async fn all_parts<S: ObjectStore>(store: &S, req: &Req) -> Result<Vec<CompletedPart>> {
+async fn all_parts<S: ServedStore>(store: &S, req: &Req) -> Result<Vec<CompletedPart>> {
     let mut parts = Vec::new();
     let mut marker = None;
     loop {
-        let page = store.list_parts(req.bucket(), req.key(), upload_id(req), marker, Some(MAX_PAGE)).await?;
+        let page = store.list_parts(&upload(req), marker, Some(MAX_PAGE)).await?;
         parts.extend(page.parts.iter().map(CompletedPart::from));
         match (page.is_truncated, page.next_marker.or(page.parts.last().map(|p| p.part_number))) {
             (true, Some(next)) if Some(next) != marker => marker = Some(next),
@@ -97,7 +107,7 @@ async fn all_parts<S: ObjectStore>(store: &S, req: &Req) -> Result<Vec<Completed
 }
 
 /// CompleteMultipartUpload.
-pub(crate) async fn complete<S: ObjectStore>(store: &S, mut req: Req) -> Result<Reply> {
+pub(crate) async fn complete<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     let opts = CompleteOptions { forbid_overwrite: headers::forbid_overwrite(&req.headers)? };
     let complete_all = req.header("x-oss-complete-all")?.is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
     let body = req.small_body().await?;
@@ -117,14 +127,14 @@ pub(crate) async fn complete<S: ObjectStore>(store: &S, mut req: Req) -> Result<
             .map(|p| {
                 let checksum = p.checksum_crc32c.as_deref().map(Checksum::parse_crc32c).transpose();
                 Ok(CompletedPart {
-                    part_number: p.part_number,
+                    part_number: PartNumber::new(p.part_number),
                     etag: unquote(&p.etag).to_owned(),
                     checksum: checksum.map_err(|_| malformed_xml())?,
                 })
             })
             .collect::<Result<_>>()?
     };
-    let r = store.complete_multipart(req.bucket(), req.key(), upload_id(&req), &parts, &opts).await?;
+    let r = store.complete_multipart(&upload(&req), &parts, &opts).await?;
     let location =
         format!("http://{}/{}/{}", req.host, req.bucket(), transfer_engine::util::pct_encode_path(req.key()));
     Ok(Reply::xml_of(&CompleteMultipartUploadResult {
@@ -138,17 +148,17 @@ pub(crate) async fn complete<S: ObjectStore>(store: &S, mut req: Req) -> Result<
 }
 
 /// AbortMultipartUpload.
-pub(crate) async fn abort<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
-    store.abort_multipart(req.bucket(), req.key(), upload_id(&req)).await?;
+pub(crate) async fn abort<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
+    store.abort_multipart(&upload(&req)).await?;
     Ok(Reply::no_content())
 }
 
 /// ListParts.
-pub(crate) async fn list_parts<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn list_parts<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let marker: Option<u32> = req.q_num("part-number-marker")?;
     let max = page_size(&req, "max-parts")?;
-    let page = store.list_parts(req.bucket(), req.key(), upload_id(&req), marker, Some(max)).await?;
-    let next = page.next_marker.or(page.parts.last().map(|p| p.part_number)).unwrap_or(0);
+    let page = store.list_parts(&upload(&req), marker.map(PartNumber::new), Some(max)).await?;
+    let next = page.next_marker.or(page.parts.last().map(|p| p.part_number)).map_or(0, PartNumber::get);
     Reply::xml_of(&ListPartsResult {
         bucket: req.bucket().to_owned(),
         encoding_type: req.encoding_type(),
@@ -162,7 +172,7 @@ pub(crate) async fn list_parts<S: ObjectStore>(store: &S, req: Req) -> Result<Re
             .parts
             .iter()
             .map(|p| ListedPart {
-                part_number: p.part_number,
+                part_number: p.part_number.get(),
                 last_modified: iso8601(p.last_modified),
                 etag: quote(&p.etag),
                 hash_crc64ecma: p.crc64,
@@ -174,11 +184,11 @@ pub(crate) async fn list_parts<S: ObjectStore>(store: &S, req: Req) -> Result<Re
 }
 
 /// ListMultipartUploads.
-pub(crate) async fn list_uploads<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn list_uploads<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let list = ListUploadsRequest {
         prefix: req.q_str("prefix"),
         key_marker: req.q_str("key-marker"),
-        upload_id_marker: req.q_str("upload-id-marker"),
+        upload_id_marker: req.q_str("upload-id-marker").map(UploadId::new),
         max_uploads: Some(page_size(&req, "max-uploads")?),
     };
     let page = store.list_uploads(req.bucket(), &list).await?;
@@ -186,9 +196,9 @@ pub(crate) async fn list_uploads<S: ObjectStore>(store: &S, req: Req) -> Result<
         bucket: req.bucket().to_owned(),
         encoding_type: req.encoding_type(),
         key_marker: req.enc(list.key_marker.as_deref().unwrap_or_default()),
-        upload_id_marker: list.upload_id_marker.clone().unwrap_or_default(),
+        upload_id_marker: list.upload_id_marker.as_ref().map(UploadId::to_string).unwrap_or_default(),
         next_key_marker: req.enc(page.next_key_marker.as_deref().unwrap_or_default()),
-        next_upload_id_marker: page.next_upload_id_marker.clone().unwrap_or_default(),
+        next_upload_id_marker: page.next_upload_id_marker.as_ref().map(UploadId::to_string).unwrap_or_default(),
         delimiter: req.enc(req.q("delimiter").unwrap_or_default()),
         prefix: req.enc(list.prefix.as_deref().unwrap_or_default()),
         max_uploads: list.max_uploads.unwrap_or(MAX_PAGE),
@@ -198,7 +208,7 @@ pub(crate) async fn list_uploads<S: ObjectStore>(store: &S, req: Req) -> Result<
             .iter()
             .map(|u| ListedUpload {
                 key: req.enc(&u.key),
-                upload_id: u.upload_id.clone(),
+                upload_id: u.upload_id.to_string(),
                 initiated: iso8601(u.initiated),
             })
             .collect(),

@@ -4,12 +4,13 @@
 use crate::handlers::Req;
 use crate::headers::{self, http_date, info_headers, put_result_headers, quote, unquote};
 use crate::response::{invalid_argument, malformed_xml, Reply};
+use crate::ServedStore;
 use http::StatusCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 use transfer_engine::store::{ByteRange, ObjectInfo};
 use transfer_engine::util::{pct_decode, pct_encode_path};
 use transfer_engine::xml::{iso8601, CopyResultXml};
-use transfer_engine::{Error, ErrorKind, ObjectStore, Result, TagSet};
+use transfer_engine::{Error, ErrorKind, Result, TagSet};
 
 /// Seconds since the epoch, now.
 pub(crate) fn now_secs() -> i64 {
@@ -17,7 +18,7 @@ pub(crate) fn now_secs() -> i64 {
 }
 
 /// PutObject.
-pub(crate) async fn put_object<S: ObjectStore>(store: &S, mut req: Req) -> Result<Reply> {
+pub(crate) async fn put_object<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     let opts = headers::put_options(&req.headers)?;
     let body = req.data_body()?;
     let r = store.put_object(req.bucket(), req.key(), body, &opts).await?;
@@ -25,7 +26,7 @@ pub(crate) async fn put_object<S: ObjectStore>(store: &S, mut req: Req) -> Resul
 }
 
 /// CopyObject.
-pub(crate) async fn copy_object<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn copy_object<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let opts = headers::copy_options(&req.headers)?;
     let r = store.copy_object(req.bucket(), req.key(), &opts).await?;
     let doc = CopyResultXml { last_modified: iso8601(now_secs()), etag: quote(&r.etag), checksum_crc32c: None };
@@ -88,7 +89,7 @@ fn resolve_range(header: &str, size: u64, standard: bool) -> Result<Option<(u64,
 }
 
 /// GetObject: whole, or one range; conditions; `response-*` overrides.
-pub(crate) async fn get_object<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn get_object<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let obj = req.obj();
     let range = match req.header("range")? {
         None => None,
@@ -124,7 +125,7 @@ pub(crate) async fn get_object<S: ObjectStore>(store: &S, req: Req) -> Result<Re
 }
 
 /// HeadObject.
-pub(crate) async fn head_object<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn head_object<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let info = store.head_object(&req.obj()).await?;
     if let Some(reply) = check_conditions(&req, &info)? {
         return Ok(reply);
@@ -136,13 +137,13 @@ pub(crate) async fn head_object<S: ObjectStore>(store: &S, req: Req) -> Result<R
 }
 
 /// GetObjectMeta.
-pub(crate) async fn get_object_meta<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn get_object_meta<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let summary = store.get_object_meta(&req.obj()).await?;
     Ok(Reply::ok().headers(headers::meta_summary_headers(&summary)))
 }
 
 /// DeleteObject.
-pub(crate) async fn delete_object<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn delete_object<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let r = store.delete_object(&req.obj()).await?;
     Ok(Reply::no_content()
         .header_opt("x-oss-delete-marker", r.delete_marker.then_some("true"))
@@ -150,7 +151,7 @@ pub(crate) async fn delete_object<S: ObjectStore>(store: &S, req: Req) -> Result
 }
 
 /// AppendObject.
-pub(crate) async fn append_object<S: ObjectStore>(store: &S, mut req: Req) -> Result<Reply> {
+pub(crate) async fn append_object<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     let position: u64 = req
         .q_num("position")?
         .ok_or_else(|| invalid_argument("The position parameter is required for AppendObject.", "position", ""))?;
@@ -164,7 +165,7 @@ pub(crate) async fn append_object<S: ObjectStore>(store: &S, mut req: Req) -> Re
 }
 
 /// PutSymlink.
-pub(crate) async fn put_symlink<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn put_symlink<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let raw = req.header("x-oss-symlink-target")?.unwrap_or_default();
     let target = pct_decode(raw)
         .map_err(|_| invalid_argument("The symlink target is not valid.", "x-oss-symlink-target", raw))?;
@@ -177,7 +178,7 @@ pub(crate) async fn put_symlink<S: ObjectStore>(store: &S, req: Req) -> Result<R
 }
 
 /// GetSymlink: the target goes percent-encoded in `x-oss-symlink-target`.
-pub(crate) async fn get_symlink<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn get_symlink<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let s = store.get_symlink(&req.obj()).await?;
     Ok(Reply::ok()
         .header("x-oss-symlink-target", pct_encode_path(&s.target))
@@ -185,7 +186,7 @@ pub(crate) async fn get_symlink<S: ObjectStore>(store: &S, req: Req) -> Result<R
 }
 
 /// PutObjectTagging.
-pub(crate) async fn put_tagging<S: ObjectStore>(store: &S, mut req: Req) -> Result<Reply> {
+pub(crate) async fn put_tagging<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     let body = req.small_body().await?;
     let tags = TagSet::parse_xml(&body).map_err(|e| match e.kind() {
         ErrorKind::InvalidInput => Error::code(400, "InvalidTag", e.message().to_owned()),
@@ -196,14 +197,14 @@ pub(crate) async fn put_tagging<S: ObjectStore>(store: &S, mut req: Req) -> Resu
 }
 
 /// GetObjectTagging.
-pub(crate) async fn get_tagging<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn get_tagging<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let obj = req.obj();
     let tags = store.get_tagging(&obj).await?;
     Ok(Reply::xml(tags.to_xml()).header_opt("x-oss-version-id", obj.version_id))
 }
 
 /// DeleteObjectTagging.
-pub(crate) async fn delete_tagging<S: ObjectStore>(store: &S, req: Req) -> Result<Reply> {
+pub(crate) async fn delete_tagging<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let obj = req.obj();
     store.delete_tagging(&obj).await?;
     Ok(Reply::no_content().header_opt("x-oss-version-id", obj.version_id))

@@ -1,16 +1,17 @@
-//! Our OSS client (`OssStore`) against our server over a `LocalStore`: every store operation makes the round
+//! Our OSS client (`HttpStore`) against our server over a `LocalStore`: every store operation makes the round
 //! trip, so the client and the server agree on the wire, and errors come back as the same service errors.
 
 use std::sync::Arc;
+use transfer_engine::http::HttpStore;
 use transfer_engine::local::{LocalOptions, LocalStore};
 use transfer_engine::meta::Metadata;
-use transfer_engine::oss::OssStore;
 use transfer_engine::sign::{Credentials, SignatureVersion};
+use transfer_engine::store::PartCopySource;
 use transfer_engine::store::{
     Body, ByteRange, CompleteOptions, CompletedPart, CopyConditions, CopyOptions, Directive, ListRequest,
     ListUploadsRequest, ObjectRef, ObjectType, PutOptions, Versioning,
 };
-use transfer_engine::{BucketStore, ObjectStore, TagSet};
+use transfer_engine::{BucketStore, MultipartStore, ObjectStore, OssExtensions, TagSet};
 use transfer_server::Server;
 
 async fn flow(version: SignatureVersion, path_style: bool) {
@@ -24,7 +25,7 @@ async fn flow(version: SignatureVersion, path_style: bool) {
         let _ = rx.await;
     }));
     let endpoint = if path_style { format!("http://127.0.0.1:{port}") } else { format!("http://localhost:{port}") };
-    let oss = OssStore::builder()
+    let oss = HttpStore::oss()
         .endpoint(endpoint)
         .region("cn-hangzhou")
         .credentials(creds)
@@ -86,21 +87,28 @@ async fn flow(version: SignatureVersion, path_style: bool) {
     let mp = "multi/part";
     let upload = oss.initiate_multipart(b, mp, &PutOptions::default()).await.unwrap();
     let part1 = vec![7u8; 100 * 1024];
-    let r1 = oss.upload_part(b, mp, &upload, 1, Body::from_bytes(part1.clone()), true).await.unwrap();
+    let r1 = oss.upload_part(upload.part(1), Body::from_bytes(part1.clone())).await.unwrap();
     let r2 = oss
-        .upload_part_copy(b, mp, &upload, 2, &obj, Some(ByteRange::inclusive(0, 4)), &CopyConditions::default())
+        .upload_part_copy(
+            upload.part(2),
+            &PartCopySource {
+                source: obj.clone(),
+                range: Some(ByteRange::inclusive(0, 4)),
+                conditions: CopyConditions::default(),
+            },
+        )
         .await
         .unwrap();
-    let parts = oss.list_parts(b, mp, &upload, None, None).await.unwrap();
-    assert_eq!(parts.parts.iter().map(|p| p.part_number).collect::<Vec<_>>(), vec![1, 2]);
+    let parts = oss.list_parts(&upload, None, None).await.unwrap();
+    assert_eq!(parts.parts.iter().map(|p| p.part_number.get()).collect::<Vec<_>>(), vec![1, 2]);
     let uploads = oss.list_uploads(b, &ListUploadsRequest::default()).await.unwrap();
-    assert!(uploads.uploads.iter().any(|u| u.upload_id == upload && u.key == mp));
+    assert!(uploads.uploads.iter().any(|u| u.upload_id == upload.id && u.key == mp));
     let completed = [CompletedPart::new(1, r1.etag.clone()), CompletedPart::new(2, r2.etag.clone())];
-    let done = oss.complete_multipart(b, mp, &upload, &completed, &CompleteOptions::default()).await.unwrap();
+    let done = oss.complete_multipart(&upload, &completed, &CompleteOptions::default()).await.unwrap();
     let mut whole = part1.clone();
     whole.extend_from_slice(b"01234");
     assert_eq!(done.crc64, Some(transfer_engine::crc64::checksum(&whole)));
-    let e = oss.abort_multipart(b, mp, &upload).await.unwrap_err();
+    let e = oss.abort_multipart(&upload).await.unwrap_err();
     assert_eq!(e.service_code(), Some("NoSuchUpload"));
 
     // Append and symlinks.

@@ -310,7 +310,7 @@ pub struct ObjectRow {
     /// Part size of the plan (the part boundaries of a resumed upload must not move).
     pub plan_part_size: u64,
     /// The multipart upload id, recorded right after Initiate.
-    pub upload_id: Option<String>,
+    pub upload_id: Option<crate::store::UploadId>,
     /// Progress.
     pub state: ObjectState,
     /// The tags that must end up on the object, in header form ([`crate::TagSet::to_header`]); `None`: none to

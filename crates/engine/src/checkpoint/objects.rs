@@ -34,7 +34,7 @@ fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
         size: from_sql_u64(r.get(5)?),
         fingerprint,
         plan_part_size: from_sql_u64(r.get(12)?),
-        upload_id: r.get(13)?,
+        upload_id: r.get::<_, Option<String>>(13)?.map(crate::store::UploadId::new),
         state: ObjectState::parse(&r.get::<_, String>(14)?)?,
         tags: r.get(15)?,
         tags_applied: r.get(16)?,

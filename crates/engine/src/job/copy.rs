@@ -22,7 +22,7 @@
 //! copy never sees its bytes); on resume, a part the server still lists with its recorded ETag is reused.
 
 use super::parts::Halt;
-use super::pipeline::{ObjectSource, Outcome, Sending, Target};
+use super::pipeline::{ObjectSource, Outcome, Sending};
 use super::relay::RelaySource;
 use super::{Engine, SkipReason};
 use crate::checkpoint::{Fingerprint, JobId, ObjectRow, PartRow};
@@ -30,8 +30,8 @@ use crate::error::{Error, Result};
 use crate::meta::Metadata;
 use crate::plan::Part;
 use crate::store::{
-    validate_key, ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectRef, ObjectStore, PutOptions,
-    PutResult,
+    validate_key, ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectRef, ObjectStore,
+    PartCopySource, PutOptions, PutResult, Upload,
 };
 use crate::tags::TagSet;
 use async_trait::async_trait;
@@ -117,15 +117,15 @@ impl Engine {
 
     /// HEAD of `obj` in the destination store, retried, with a request permit.
     pub(super) async fn head(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
-        self.head_in(&self.inner.store, obj).await
+        self.head_in(&*self.inner.store, obj).await
     }
 
     /// HEAD of a copy's source, in the store copies read from.
     pub(super) async fn source_head(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
-        self.head_in(self.source_store(), obj).await.map_err(|e| e.with_context("source", obj))
+        self.head_in(&**self.source_store(), obj).await.map_err(|e| e.with_context("source", obj))
     }
 
-    async fn head_in(&self, store: &Arc<dyn ObjectStore>, obj: &ObjectRef) -> Result<ObjectInfo> {
+    async fn head_in(&self, store: &dyn ObjectStore, obj: &ObjectRef) -> Result<ObjectInfo> {
         let inner = &self.inner;
         self.retrying("HeadObject", |_| async {
             let _slot = inner.scheduler.request().await;
@@ -292,23 +292,20 @@ impl ObjectSource for CopySource {
         &mut self,
         part: Part,
         recorded: Option<&PartRow>,
-        to: &Arc<Target>,
+        to: &Arc<Upload>,
         halt: &Halt,
     ) -> Result<Option<Sending>> {
         if same_part(&part, recorded) {
             return Ok(None);
         }
         let (engine, to, halt) = (self.engine.clone(), to.clone(), halt.clone());
-        let (source, conditions) = (self.source.clone(), pinned(&self.head));
+        let range = Some(ByteRange::at(part.offset, part.len));
+        let from = PartCopySource::new(self.source.clone(), range).conditions(pinned(&self.head));
         Ok(Some(Box::pin(async move {
-            let range = Some(ByteRange::at(part.offset, part.len));
             let receipt = engine
                 .retrying("UploadPartCopy", |_| async {
                     let _slot = engine.part_slot(&halt).await?;
-                    let store = &engine.inner.store;
-                    store
-                        .upload_part_copy(&to.bucket, &to.key, &to.upload_id, part.number, &source, range, &conditions)
-                        .await
+                    engine.inner.store.upload_part_copy(to.part(part.number), &from).await
                 })
                 .await?;
             // A copy never sees its bytes: the part's BLAKE3 is recorded empty.

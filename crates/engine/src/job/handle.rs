@@ -9,7 +9,7 @@
 use super::{Outcome, PlannedAction, PlannedObject};
 use crate::checkpoint::{JobId, JobState, Ledger, ObjectState};
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::ObjectStore;
+use crate::store::{Store, Upload};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -248,7 +248,7 @@ pub struct JobHandle {
     pub(super) tracker: Arc<Tracker>,
     pub(super) events: mpsc::Receiver<Event>,
     pub(super) task: Option<JoinHandle<Result<JobSummary>>>,
-    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) store: Arc<dyn Store>,
     pub(super) ledger: Ledger,
     /// A dry run: nothing of it is in the ledger, so [`JobHandle::abort`] has nothing to abort.
     pub(super) dry_run: bool,
@@ -333,14 +333,14 @@ impl JobHandle {
             let Some(last) = page.last() else { break };
             after = last.id;
             for row in page {
-                let Some(upload_id) = row.upload_id.as_deref() else { continue };
+                let Some(upload_id) = row.upload_id.clone() else { continue };
                 if matches!(row.state, ObjectState::Completed | ObjectState::Tagged) {
                     continue;
                 }
-                match store.abort_multipart(&row.dest_bucket, &row.dest_key, upload_id).await {
+                match store.abort_multipart(&Upload::new(&row.dest_bucket, &row.dest_key, upload_id.clone())).await {
                     Ok(()) => summary.aborted_uploads += 1,
                     Err(e) if e.kind() == crate::ErrorKind::UploadNotFound => {}
-                    Err(e) => return Err(e.with_context("upload id", upload_id)),
+                    Err(e) => return Err(e.with_context("upload id", &upload_id)),
                 }
                 let id = row.id;
                 ledger.off_thread(move |l| l.set_upload(id, None)).await?;

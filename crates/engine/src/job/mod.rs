@@ -9,9 +9,9 @@
 //! use std::sync::Arc;
 //! use transfer_engine::checkpoint::Ledger;
 //! use transfer_engine::job::{DirRequest, Engine, EngineConfig};
-//! use transfer_engine::{oss::OssStore, TagSet};
+//! use transfer_engine::{http::HttpStore, TagSet};
 //!
-//! let store = OssStore::builder().endpoint("https://oss-cn-hangzhou.aliyuncs.com").build()?; // OSS_ACCESS_KEY_*
+//! let store = HttpStore::oss().endpoint("https://oss-cn-hangzhou.aliyuncs.com").build()?; // OSS_ACCESS_KEY_*
 //! let ledger = Ledger::open(Ledger::default_path()?)?;
 //! let engine = Engine::new(Arc::new(store), ledger, EngineConfig::default())?;
 //! let tags = TagSet::from_pairs([("retention", "90d"), ("source", "db-01")])?;
@@ -51,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::meta::Metadata;
 use crate::plan::PlanOptions;
 use crate::run::{BufferPool, RetryPolicy, Scheduler};
-use crate::store::{Capabilities, ObjectStore};
+use crate::store::{Capabilities, ObjectStore, Store};
 use crate::tags::TagSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,9 +87,6 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// When tags are applied.
     pub tag_on: TagOn,
-    /// Send Content-MD5 with every body, in addition to the store's own check (the CRC-64 an OSS server reports,
-    /// the CRC-32C an S3 store sends).
-    pub content_md5: bool,
     /// Where each uploaded file's blake3 digest goes on its object (it is always in the ledger and the outcome).
     pub digest: DigestOptions,
     /// What to do when an object's destination already exists; default [`Overwrite::Always`].
@@ -163,10 +160,12 @@ pub struct Engine {
 
 #[derive(Debug)]
 struct Inner {
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn Store>,
     /// Where copies read from when it is another store than `store` ([`Engine::relay`]); `None`: copies are
     /// server-side, within `store`.
     source: Option<Arc<dyn ObjectStore>>,
+    /// Where copies read from: `source`, else `store`.
+    reads: Arc<dyn ObjectStore>,
     caps: Capabilities,
     ledger: Ledger,
     scheduler: Scheduler,
@@ -177,14 +176,8 @@ struct Inner {
 
 impl Engine {
     /// An engine writing to `store`, recording in `ledger`. Refuses nonsensical bounds before anything moves.
-    pub fn new(store: Arc<dyn ObjectStore>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
-        let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
-        let caps = store.capabilities().clone();
-        let buffers = BufferPool::new(config.plan.memory_budget);
-        Ok(Engine {
-            inner: Arc::new(Inner { store, source: None, caps, ledger, scheduler, buffers, config }),
-            tracker: None,
-        })
+    pub fn new(store: Arc<dyn Store>, ledger: Ledger, config: EngineConfig) -> Result<Engine> {
+        Engine::with_stores(store, None, ledger, config)
     }
 
     /// An engine whose copies ([`Engine::copy_object`], [`Engine::copy_prefix`], ...) read from `source`, another
@@ -194,21 +187,34 @@ impl Engine {
     /// one starts the object again). Metadata and tags are resolved from the source as for a server-side copy.
     /// Uploads of files work as with [`Engine::new`].
     pub fn relay(
-        store: Arc<dyn ObjectStore>,
+        store: Arc<dyn Store>,
         source: Arc<dyn ObjectStore>,
+        ledger: Ledger,
+        config: EngineConfig,
+    ) -> Result<Engine> {
+        Engine::with_stores(store, Some(source), ledger, config)
+    }
+
+    fn with_stores(
+        store: Arc<dyn Store>,
+        source: Option<Arc<dyn ObjectStore>>,
         ledger: Ledger,
         config: EngineConfig,
     ) -> Result<Engine> {
         let scheduler = Scheduler::new(config.plan.max_in_flight, config.plan.memory_budget)?;
         let caps = store.capabilities().clone();
         let buffers = BufferPool::new(config.plan.memory_budget);
-        let inner = Inner { store, source: Some(source), caps, ledger, scheduler, buffers, config };
+        let reads: Arc<dyn ObjectStore> = match &source {
+            Some(s) => s.clone(),
+            None => store.clone(),
+        };
+        let inner = Inner { store, source, reads, caps, ledger, scheduler, buffers, config };
         Ok(Engine { inner: Arc::new(inner), tracker: None })
     }
 
     /// The store copies read from: the relay source, or the destination store itself.
     fn source_store(&self) -> &Arc<dyn ObjectStore> {
-        self.inner.source.as_ref().unwrap_or(&self.inner.store)
+        &self.inner.reads
     }
 
     /// How a copy of `size` bytes goes: UploadPartCopy parts above the copy threshold, or, when relaying from

@@ -16,7 +16,7 @@ use super::Engine;
 use crate::checkpoint::{ObjectRow, ObjectState};
 use crate::crc64::Crc64;
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::{ObjectInfo, ObjectRef, PutResult};
+use crate::store::{ObjectInfo, ObjectRef, PutResult, Upload};
 use std::fmt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -170,14 +170,14 @@ impl Engine {
 
     /// Records the object as skipped: aborts its multipart upload `upload_id` (if any; best effort), clears it,
     /// and marks the row [`ObjectState::Skipped`].
-    pub(super) async fn skip(&self, row: &ObjectRow, dest: &ObjectRef, upload_id: Option<&str>) -> Result<()> {
+    pub(super) async fn skip(&self, row: &ObjectRow, upload: Option<&Upload>) -> Result<()> {
         let id = row.id;
-        if let Some(upload_id) = upload_id {
-            match self.inner.store.abort_multipart(&dest.bucket, &dest.key, upload_id).await {
+        if let Some(upload) = upload {
+            match self.inner.store.abort_multipart(upload).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::UploadNotFound => {}
                 Err(e) => {
-                    tracing::warn!(upload_id, error = %e, "could not abort the upload of a skipped object; `transfer cleanup` can")
+                    tracing::warn!(upload_id = %upload.id, error = %e, "could not abort the upload of a skipped object; `transfer cleanup` can")
                 }
             }
             self.db(move |l| l.set_upload(id, None)).await?;
@@ -191,10 +191,10 @@ impl Engine {
         &self,
         row: &ObjectRow,
         dest: &ObjectRef,
-        upload_id: Option<&str>,
+        upload: Option<&Upload>,
     ) -> Result<Option<ObjectInfo>> {
         tracing::info!(destination = %dest, "the destination appeared meanwhile and the store refused to overwrite it; skipped");
-        self.skip(row, dest, upload_id).await?;
+        self.skip(row, upload).await?;
         Ok(self.destination(dest).await.ok().flatten())
     }
 }

@@ -21,7 +21,9 @@ use crate::crc64;
 use crate::error::{Error, ErrorKind, Result, Retry};
 use crate::plan::{Method, ObjectPlan, Part};
 use crate::run::RequestPermit;
-use crate::store::{CompleteOptions, CompletedPart, ObjectInfo, ObjectRef, PartReceipt, PutOptions, PutResult};
+use crate::store::{
+    CompleteOptions, CompletedPart, ObjectInfo, ObjectRef, PartNumber, PartReceipt, PutOptions, PutResult, Upload,
+};
 use crate::tags::TagSet;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -87,14 +89,6 @@ impl Outcome {
     }
 }
 
-/// The multipart upload parts go to.
-#[derive(Debug, Clone)]
-pub(super) struct Target {
-    pub(super) bucket: String,
-    pub(super) key: String,
-    pub(super) upload_id: String,
-}
-
 /// A part on its way: sends it (retried under the engine's policy, each attempt under a request permit) and
 /// answers the server's receipt and the digest the ledger keeps for the part (empty when the bytes were never
 /// seen).
@@ -120,7 +114,7 @@ pub(super) trait ObjectSource: Send {
         &mut self,
         part: Part,
         recorded: Option<&PartRow>,
-        to: &Arc<Target>,
+        to: &Arc<Upload>,
         halt: &Halt,
     ) -> Result<Option<Sending>>;
 
@@ -145,7 +139,7 @@ enum Written {
     /// In place: the result, whether its CRC-64 was checked end to end, requests sent and parts reused.
     Put { put: PutResult, verified: bool, sent: u32, reused: u32 },
     /// The store refused to overwrite the destination; the multipart upload to abort, if one was opened.
-    Refused(Option<String>),
+    Refused(Option<Upload>),
 }
 
 impl Engine {
@@ -178,7 +172,7 @@ impl Engine {
     ) -> Result<Outcome> {
         if not_started(row) {
             if let Some((reason, head)) = source.skip(dest).await? {
-                self.skip(row, dest, None).await?;
+                self.skip(row, None).await?;
                 return Ok(Outcome::left_alone(plan.size, reason, Some(&head)));
             }
         }
@@ -195,7 +189,7 @@ impl Engine {
         let (put, verified, sent, reused) = match written {
             Written::Put { put, verified, sent, reused } => (put, verified, sent, reused),
             Written::Refused(upload_id) => {
-                let head = self.skip_refused(row, dest, upload_id.as_deref()).await?;
+                let head = self.skip_refused(row, dest, upload_id.as_ref()).await?;
                 return Ok(Outcome::left_alone(plan.size, SkipReason::Exists, head.as_ref()));
             }
         };
@@ -225,11 +219,11 @@ impl Engine {
         plan: &ObjectPlan,
         source: &mut impl ObjectSource,
     ) -> Result<Written> {
-        let (upload_id, done) = match self.open_upload(row, &dest.bucket, &dest.key, opts).await {
+        let (upload, done) = match self.open_upload(row, dest, opts).await {
             Err(e) if self.refused_overwrite(&e) => return Ok(Written::Refused(None)),
             opened => opened?,
         };
-        let to = Arc::new(Target { bucket: dest.bucket.clone(), key: dest.key.clone(), upload_id: upload_id.clone() });
+        let to = Arc::new(upload.clone());
         let writer = self.inner.ledger.part_writer();
         let (mut sent, mut reused) = (0u32, 0u32);
         // Parts are taken in order ahead of sending by at most one per request slot (and the memory budget).
@@ -250,7 +244,7 @@ impl Engine {
                     continue;
                 };
                 sent += 1;
-                let (engine, writer, object, upload_id) = (self.clone(), writer.clone(), row.id, upload_id.clone());
+                let (engine, writer, object, upload_id) = (self.clone(), writer.clone(), row.id, upload.id.clone());
                 tasks.spawn(async move {
                     let _memory = memory;
                     let (receipt, digest) = sending
@@ -283,8 +277,8 @@ impl Engine {
         sending?;
         flushed?;
         source.check()?;
-        match self.complete_recorded(row, dest, &upload_id, plan).await {
-            Err(e) if self.refused_overwrite(&e) => Ok(Written::Refused(Some(upload_id))),
+        match self.complete_recorded(row, &upload, plan).await {
+            Err(e) if self.refused_overwrite(&e) => Ok(Written::Refused(Some(upload))),
             Err(e) => Err(e),
             Ok((put, combined)) => Ok(Written::Put { put, verified: combined.is_some(), sent, reused }),
         }
@@ -309,7 +303,8 @@ impl Engine {
         part_size: u64,
     ) -> Result<ObjectRow> {
         if let Some(id) = &row.upload_id {
-            match self.inner.store.abort_multipart(&row.dest_bucket, &row.dest_key, id).await {
+            let upload = Upload::new(&row.dest_bucket, &row.dest_key, id.clone());
+            match self.inner.store.abort_multipart(&upload).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::UploadNotFound => {}
                 Err(e) => {
@@ -351,7 +346,8 @@ impl Engine {
         PutOptions {
             metadata: metadata.clone(),
             tags: if self.inner.config.tag_on == TagOn::Initiate { tags.cloned() } else { None },
-            content_md5: self.inner.config.content_md5,
+            // Content-MD5 is the store's configuration (`HttpStoreBuilder::content_md5`).
+            content_md5: false,
             forbid_overwrite: self.forbid_overwrite(),
         }
     }
@@ -395,7 +391,7 @@ impl Engine {
     }
 
     /// Every part of an existing upload, by number, with its ETag (all pages of ListParts).
-    async fn listed_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<HashMap<u32, String>> {
+    async fn listed_parts(&self, upload: &Upload) -> Result<HashMap<u32, String>> {
         let inner = &self.inner;
         let mut out = HashMap::new();
         let mut marker = None;
@@ -403,10 +399,10 @@ impl Engine {
             let page = self
                 .retrying("ListParts", |_| async {
                     let _slot = inner.scheduler.request().await;
-                    inner.store.list_parts(bucket, key, upload_id, marker, None).await
+                    inner.store.list_parts(upload, marker, None).await
                 })
                 .await?;
-            out.extend(page.parts.into_iter().map(|p| (p.part_number, p.etag)));
+            out.extend(page.parts.into_iter().map(|p| (p.part_number.get(), p.etag)));
             if !page.is_truncated || page.next_marker.is_none() {
                 return Ok(out);
             }
@@ -414,25 +410,26 @@ impl Engine {
         }
     }
 
-    /// The upload id to continue with and the parts it already holds (reconciled with the server: only parts
-    /// ListParts still reports with the recorded ETag), or a new upload of `bucket/key` initiated with `opts`
-    /// when there is none or the server no longer knows it.
+    /// The upload to continue with and the parts it already holds (reconciled with the server: only parts
+    /// ListParts still reports with the recorded ETag), or a new upload of `dest` initiated with `opts` when
+    /// there is none or the server no longer knows it.
     async fn open_upload(
         &self,
         row: &ObjectRow,
-        bucket: &str,
-        key: &str,
+        dest: &ObjectRef,
         opts: &PutOptions,
-    ) -> Result<(String, BTreeMap<u32, PartRow>)> {
+    ) -> Result<(Upload, BTreeMap<u32, PartRow>)> {
         let inner = &self.inner;
+        let (bucket, key) = (dest.bucket.as_str(), dest.key.as_str());
         if let Some(id) = row.upload_id.clone() {
             let rid = row.id;
+            let upload = Upload::new(bucket, key, id.clone());
             let mut recorded: BTreeMap<u32, PartRow> =
                 self.db(move |l| l.parts(rid)).await?.into_iter().map(|p| (p.number, p)).collect();
-            match self.listed_parts(bucket, key, &id).await {
+            match self.listed_parts(&upload).await {
                 Ok(listed) => {
                     recorded.retain(|n, p| listed.get(n).is_some_and(|e| e.eq_ignore_ascii_case(&p.etag)));
-                    return Ok((id, recorded));
+                    return Ok((upload, recorded));
                 }
                 Err(e) if e.kind() == ErrorKind::UploadNotFound => {
                     tracing::info!(upload_id = %id, "the server no longer knows the upload; starting the object again");
@@ -441,25 +438,24 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let id = self
+        let upload = self
             .retrying("InitiateMultipartUpload", |_| async {
                 let _slot = inner.scheduler.request().await;
                 inner.store.initiate_multipart(bucket, key, opts).await
             })
             .await?;
-        let (rid, uid) = (row.id, id.clone());
-        self.db(move |l| l.set_upload(rid, Some(&uid))).await?;
-        Ok((id, BTreeMap::new()))
+        let (rid, uid) = (row.id, upload.id.clone());
+        self.db(move |l| l.set_upload(rid, Some(uid.as_str()))).await?;
+        Ok((upload, BTreeMap::new()))
     }
 
-    /// Completes `upload_id` from the parts the ledger holds for `row` (after the part writer was flushed): they
+    /// Completes `upload` from the parts the ledger holds for `row` (after the part writer was flushed): they
     /// must be exactly `1..=plan.part_count()`. Returns the result and the CRC-64 combined from the parts'
     /// CRCs (`None` if any part lacks one), checked against the server's.
     async fn complete_recorded(
         &self,
         row: &ObjectRow,
-        dest: &ObjectRef,
-        upload_id: &str,
+        upload: &Upload,
         plan: &ObjectPlan,
     ) -> Result<(PutResult, Option<u64>)> {
         let rid = row.id;
@@ -474,9 +470,13 @@ impl Engine {
         let combined = parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)));
         let completed: Vec<CompletedPart> = parts
             .iter()
-            .map(|p| CompletedPart { part_number: p.number, etag: p.etag.clone(), checksum: p.checksum })
+            .map(|p| CompletedPart {
+                part_number: PartNumber::new(p.number),
+                etag: p.etag.clone(),
+                checksum: p.checksum,
+            })
             .collect();
-        let r = self.complete(dest, upload_id, &completed, plan.size, combined).await?;
+        let r = self.complete(upload, &completed, plan.size, combined).await?;
         if let Some(expected) = combined {
             check_crc(expected, r.crc64, "CompleteMultipartUpload").map_err(|e| e.with_retry(Retry::Permanent))?;
         }
@@ -490,20 +490,19 @@ impl Engine {
     /// retry answered `FileAlreadyExists` is checked the same way.
     async fn complete(
         &self,
-        dest: &ObjectRef,
-        upload_id: &str,
+        upload: &Upload,
         parts: &[CompletedPart],
         size: u64,
         crc: Option<u64>,
     ) -> Result<PutResult> {
         let inner = &self.inner;
         let opts = CompleteOptions { forbid_overwrite: self.forbid_overwrite() };
-        let (bucket, key) = (dest.bucket.as_str(), dest.key.as_str());
+        let dest = &ObjectRef::new(&upload.bucket, &upload.key);
         self.retrying("CompleteMultipartUpload", |n| {
             let opts = &opts;
             async move {
                 let _slot = inner.scheduler.request().await;
-                match inner.store.complete_multipart(bucket, key, upload_id, parts, opts).await {
+                match inner.store.complete_multipart(upload, parts, opts).await {
                     Err(e) if self.refused_overwrite(&e) => self.earlier_attempt(e, n, dest, size, crc).await,
                     Err(e) if n > 1 && e.kind() == ErrorKind::UploadNotFound => {
                         let head = inner.store.head_object(dest).await?;
@@ -524,7 +523,7 @@ impl Engine {
             }
         })
         .await
-        .map_err(|e| e.with_context("upload id", upload_id))
+        .map_err(|e| e.with_context("upload id", &upload.id))
     }
 
     /// A request permit for one attempt at a part. A part queued behind the bound is not in flight: once the job

@@ -11,13 +11,13 @@
 
 use super::copy::same_part;
 use super::parts::Halt;
-use super::pipeline::{ObjectSource, Sending, Target};
+use super::pipeline::{ObjectSource, Sending};
 use super::{Engine, SkipReason};
 use crate::checkpoint::PartRow;
 use crate::crc64;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::Part;
-use crate::store::{Body, ByteRange, ObjectInfo, ObjectRef, ObjectStore, PutOptions, PutResult};
+use crate::store::{Body, ByteRange, ObjectInfo, ObjectRef, ObjectStore, PutOptions, PutResult, Upload};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -107,7 +107,7 @@ impl ObjectSource for RelaySource {
         &mut self,
         part: Part,
         recorded: Option<&PartRow>,
-        to: &Arc<Target>,
+        to: &Arc<Upload>,
         halt: &Halt,
     ) -> Result<Option<Sending>> {
         if same_part(&part, recorded) {
@@ -123,7 +123,6 @@ impl ObjectSource for RelaySource {
         Ok(Some(Box::pin(async move {
             let data = relay.fetch(Some((part.offset, part.len))).await?;
             let engine = &relay.engine;
-            let md5 = engine.inner.config.content_md5;
             // The client checks the server's CRC-64 against the bytes sent.
             let receipt = engine
                 .retrying("UploadPart", |_| {
@@ -131,7 +130,7 @@ impl ObjectSource for RelaySource {
                     async move {
                         let _slot = engine.part_slot(halt).await?;
                         let store = &engine.inner.store;
-                        store.upload_part(&to.bucket, &to.key, &to.upload_id, part.number, Body::from(data), md5).await
+                        store.upload_part(to.part(part.number), Body::from(data)).await
                     }
                 })
                 .await?;

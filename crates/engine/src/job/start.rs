@@ -176,12 +176,12 @@ impl Engine {
     async fn check_buckets(&self, source: &Source) -> Result<()> {
         let (from, to) = source.buckets();
         if let Some(from) = from {
-            self.check_bucket(self.source_store(), from).await?;
+            self.check_bucket(&**self.source_store(), from).await?;
         }
-        self.check_bucket(&self.inner.store, to).await
+        self.check_bucket(&*self.inner.store, to).await
     }
 
-    async fn check_bucket(&self, store: &Arc<dyn ObjectStore>, bucket: &str) -> Result<()> {
+    async fn check_bucket(&self, store: &dyn ObjectStore, bucket: &str) -> Result<()> {
         let req = ListRequest { max_keys: Some(1), ..Default::default() };
         let inner = &self.inner;
         let listed = self

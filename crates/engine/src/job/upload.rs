@@ -11,14 +11,14 @@
 
 use super::digest::{part_digest, FileDigest};
 use super::parts::Halt;
-use super::pipeline::{ObjectSource, Outcome, Sending, Target};
+use super::pipeline::{ObjectSource, Outcome, Sending};
 use super::{Engine, SkipReason, UploadRequest};
 use crate::checkpoint::{Fingerprint, JobId, PartRow};
 use crate::crc64;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{plan_object, ObjectPlan, Part};
 use crate::run::BufferPool;
-use crate::store::{validate_key, Body, ObjectInfo, ObjectRef, PutOptions, PutResult};
+use crate::store::{validate_key, Body, ObjectInfo, ObjectRef, PutOptions, PutResult, Upload};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fs::File;
@@ -311,7 +311,7 @@ impl ObjectSource for FileSource {
         &mut self,
         part: Part,
         recorded: Option<&PartRow>,
-        to: &Arc<Target>,
+        to: &Arc<Upload>,
         halt: &Halt,
     ) -> Result<Option<Sending>> {
         let taken =
@@ -333,7 +333,6 @@ impl ObjectSource for FileSource {
         };
         let (engine, to, halt) = (self.engine.clone(), to.clone(), halt.clone());
         Ok(Some(Box::pin(async move {
-            let md5 = engine.inner.config.content_md5;
             let mut first = Some(data);
             let receipt = engine
                 .retrying("UploadPart", |_| {
@@ -344,7 +343,7 @@ impl ObjectSource for FileSource {
                         let _slot = engine.part_slot(halt).await?;
                         // The client checks the server's CRC-64 against the bytes sent: it is what the ledger keeps.
                         let store = &engine.inner.store;
-                        store.upload_part(&to.bucket, &to.key, &to.upload_id, part.number, Body::from(bytes), md5).await
+                        store.upload_part(to.part(part.number), Body::from(bytes)).await
                     }
                 })
                 .await?;

@@ -12,7 +12,7 @@ use super::errors;
 use super::ids::{self, NULL_VERSION};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::{Metadata, StorageClass};
-use crate::store::{ObjectRef, ObjectType, UploadInfo, Versioning};
+use crate::store::{ObjectRef, ObjectType, UploadId, UploadInfo, Versioning};
 use crate::tags::TagSet;
 use crate::util::{pct_decode, pct_encode};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -555,7 +555,11 @@ pub(crate) fn list_uploads(
          ORDER BY key, initiated, seq LIMIT ?6",
     )?;
     let rows = st.query_map(params![bucket, prefix.as_bytes(), ak, ai, aseq, limit], |r| {
-        Ok(UploadInfo { key: conv(key_from(r.get(0)?))?, upload_id: r.get(1)?, initiated: r.get(2)? })
+        Ok(UploadInfo {
+            key: conv(key_from(r.get(0)?))?,
+            upload_id: UploadId::new(r.get::<_, String>(1)?),
+            initiated: r.get(2)?,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -47,9 +47,10 @@ mod tests_versions;
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::validate_bucket;
 use crate::store::{
-    AppendResult, Body, BucketStore, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyConditions,
-    CopyOptions, DeleteResult, GetObject, ListPage, ListRequest, ListUploadsRequest, ObjectInfo, ObjectMetaSummary,
-    ObjectRef, ObjectStore, PartReceipt, PartsPage, PutOptions, PutResult, SymlinkInfo, UploadsPage, Versioning,
+    AppendResult, Body, BucketStore, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyOptions,
+    DeleteResult, GetObject, ListPage, ListRequest, ListUploadsRequest, MultipartStore, ObjectInfo, ObjectMetaSummary,
+    ObjectRef, ObjectStore, OssExtensions, PartCopySource, PartNumber, PartReceipt, PartRef, PartsPage, PutOptions,
+    PutResult, SymlinkInfo, Upload, UploadsPage, Versioning,
 };
 use crate::tags::TagSet;
 use async_trait::async_trait;
@@ -321,10 +322,6 @@ impl ObjectStore for LocalStore {
         self.head_impl(obj).await
     }
 
-    async fn get_object_meta(&self, obj: &ObjectRef) -> Result<ObjectMetaSummary> {
-        self.meta_impl(obj).await
-    }
-
     async fn get_object(&self, obj: &ObjectRef, range: Option<ByteRange>) -> Result<GetObject> {
         self.get_impl(obj, range).await
     }
@@ -337,66 +334,72 @@ impl ObjectStore for LocalStore {
         self.delete_impl(obj).await
     }
 
-    async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
-        self.initiate_impl(bucket, key, opts).await
+    async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult> {
+        self.copy_impl(bucket, key, opts).await
     }
 
-    async fn upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        _content_md5: bool,
-    ) -> Result<PartReceipt> {
+    async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>> {
+        self.set_tagging(obj, tags.clone()).await
+    }
+
+    async fn get_tagging(&self, obj: &ObjectRef) -> Result<TagSet> {
+        self.get_tagging_impl(obj).await
+    }
+
+    async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()> {
+        self.set_tagging(obj, TagSet::new()).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl MultipartStore for LocalStore {
+    async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<Upload> {
+        let id = self.initiate_impl(bucket, key, opts).await?;
+        Ok(Upload::new(bucket, key, id))
+    }
+
+    async fn upload_part(&self, part: PartRef<'_>, body: Body) -> Result<PartReceipt> {
         // The body arrives in process; a Content-MD5 check is the HTTP layer's business.
-        self.upload_part_impl(bucket, key, upload_id, part_number, body).await
+        let u = part.upload;
+        self.upload_part_impl(&u.bucket, &u.key, u.id.as_str(), part.number.get(), body).await
     }
 
-    async fn upload_part_copy(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        source: &ObjectRef,
-        range: Option<ByteRange>,
-        conditions: &CopyConditions,
-    ) -> Result<PartReceipt> {
-        self.upload_part_copy_impl(bucket, key, upload_id, part_number, source, range, conditions).await
+    async fn upload_part_copy(&self, part: PartRef<'_>, from: &PartCopySource) -> Result<PartReceipt> {
+        let u = part.upload;
+        let (n, source, range, conditions) = (part.number.get(), &from.source, from.range, &from.conditions);
+        self.upload_part_copy_impl(&u.bucket, &u.key, u.id.as_str(), n, source, range, conditions).await
     }
 
     async fn complete_multipart(
         &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
+        upload: &Upload,
         parts: &[CompletedPart],
         opts: &CompleteOptions,
     ) -> Result<PutResult> {
-        self.complete_impl(bucket, key, upload_id, parts, opts).await
+        self.complete_impl(&upload.bucket, &upload.key, upload.id.as_str(), parts, opts).await
     }
 
-    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-        self.abort_impl(bucket, key, upload_id).await
+    async fn abort_multipart(&self, upload: &Upload) -> Result<()> {
+        self.abort_impl(&upload.bucket, &upload.key, upload.id.as_str()).await
     }
 
     async fn list_parts(
         &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number_marker: Option<u32>,
+        upload: &Upload,
+        marker: Option<PartNumber>,
         max_parts: Option<u32>,
     ) -> Result<PartsPage> {
-        self.list_parts_impl(bucket, key, upload_id, part_number_marker, max_parts).await
+        let marker = marker.map(PartNumber::get);
+        self.list_parts_impl(&upload.bucket, &upload.key, upload.id.as_str(), marker, max_parts).await
     }
 
     async fn list_uploads(&self, bucket: &str, req: &ListUploadsRequest) -> Result<UploadsPage> {
         self.list_uploads_impl(bucket, req).await
     }
+}
 
+#[async_trait]
+impl OssExtensions for LocalStore {
     async fn append_object(
         &self,
         bucket: &str,
@@ -416,19 +419,7 @@ impl ObjectStore for LocalStore {
         self.get_symlink_impl(obj).await
     }
 
-    async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult> {
-        self.copy_impl(bucket, key, opts).await
-    }
-
-    async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>> {
-        self.set_tagging(obj, tags.clone()).await
-    }
-
-    async fn get_tagging(&self, obj: &ObjectRef) -> Result<TagSet> {
-        self.get_tagging_impl(obj).await
-    }
-
-    async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()> {
-        self.set_tagging(obj, TagSet::new()).await.map(|_| ())
+    async fn get_object_meta(&self, obj: &ObjectRef) -> Result<ObjectMetaSummary> {
+        self.meta_impl(obj).await
     }
 }

@@ -13,7 +13,7 @@ use super::{errors, ids, now, Leftovers, LocalStore};
 use crate::error::Result;
 use crate::store::{
     validate_key, Body, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyConditions, ListUploadsRequest,
-    ObjectRef, ObjectType, PartInfo, PartReceipt, PartsPage, PutOptions, PutResult, UploadsPage,
+    ObjectRef, ObjectType, PartInfo, PartNumber, PartReceipt, PartsPage, PutOptions, PutResult, UploadId, UploadsPage,
 };
 use std::collections::HashMap;
 
@@ -45,9 +45,9 @@ fn match_parts(c: &rusqlite::Connection, upload_id: &str, listed: &[CompletedPar
         index::parts(c, upload_id, 0, u32::MAX)?.into_iter().map(|p| (p.part_number, p)).collect();
     let rows = listed
         .iter()
-        .map(|l| match recorded.get(&l.part_number) {
+        .map(|l| match recorded.get(&l.part_number.get()) {
             Some(p) if etag_eq(&p.etag, &l.etag) => Ok(p.clone()),
-            _ => Err(errors::invalid_part(l.part_number)),
+            _ => Err(errors::invalid_part(l.part_number.get())),
         })
         .collect::<Result<Vec<_>>>()?;
     let min = Capabilities::OSS.min_part_size;
@@ -110,7 +110,7 @@ impl LocalStore {
             Ok(old) => {
                 self.blobs().remove_parts(upload_id, old.as_slice());
                 Ok(PartReceipt {
-                    part_number: n,
+                    part_number: PartNumber::new(n),
                     etag: row.etag,
                     crc64: Some(row.crc64),
                     size: row.size,
@@ -265,7 +265,7 @@ impl LocalStore {
         let parts: Vec<PartInfo> = rows
             .into_iter()
             .map(|p| PartInfo {
-                part_number: p.part_number,
+                part_number: PartNumber::new(p.part_number),
                 etag: p.etag,
                 size: p.size,
                 crc64: Some(p.crc64),
@@ -284,7 +284,14 @@ impl LocalStore {
             .db(move |c, _| {
                 index::bucket_versioning(c, &b)?;
                 let prefix = req.prefix.as_deref().unwrap_or("");
-                index::list_uploads(c, &b, prefix, req.key_marker.as_deref(), req.upload_id_marker.as_deref(), max + 1)
+                index::list_uploads(
+                    c,
+                    &b,
+                    prefix,
+                    req.key_marker.as_deref(),
+                    req.upload_id_marker.as_ref().map(UploadId::as_str),
+                    max + 1,
+                )
             })
             .await?;
         let is_truncated = uploads.len() > max as usize;

@@ -210,9 +210,9 @@ async fn a_body_md5_check_is_applied_to_the_md5_the_store_computes() {
     }
     let id = s.initiate_multipart(B, "mp", &PutOptions::default()).await.unwrap();
     let with_upload = snapshot(&s);
-    assert!(s.upload_part(B, "mp", &id, 1, body([7; 16]), false).await.is_err());
+    assert!(s.upload_part(id.part(1), body([7; 16])).await.is_err());
     assert_eq!(snapshot(&s), with_upload);
-    assert_eq!(s.upload_part(B, "mp", &id, 1, body(right), false).await.unwrap().etag, md5_hex(&data));
+    assert_eq!(s.upload_part(id.part(1), body(right)).await.unwrap().etag, md5_hex(&data));
     assert_eq!(s.put_object(B, "new", body(right), &PutOptions::default()).await.unwrap().etag, md5_hex(&data));
     assert_eq!(read(&s, &obj("new")).await, data);
 }
@@ -450,7 +450,7 @@ async fn buckets() {
     s.delete_object(&obj("k")).await.unwrap();
     let id = s.initiate_multipart(B, "k", &PutOptions::default()).await.unwrap();
     assert_eq!(code(&s.delete_bucket(B).await.unwrap_err()).1, "BucketNotEmpty");
-    s.abort_multipart(B, "k", &id).await.unwrap();
+    s.abort_multipart(&id).await.unwrap();
     s.delete_bucket(B).await.unwrap();
     assert_eq!(s.list_buckets().await.unwrap().len(), 1);
 }
@@ -478,7 +478,7 @@ async fn state_survives_a_restart() {
         s.put_symlink(B, "link", "a", &PutOptions::default()).await.unwrap();
         let up_opts = PutOptions { tags: Some(TagSet::from_pairs([("mp", "1")]).unwrap()), ..Default::default() };
         let upload = s.initiate_multipart(B, "mp", &up_opts).await.unwrap();
-        let e1 = s.upload_part(B, "mp", &upload, 1, Body::from(part.clone()), false).await.unwrap().etag;
+        let e1 = s.upload_part(upload.part(1), Body::from(part.clone())).await.unwrap().etag;
         (upload, e1)
     };
     let s = LocalStore::open(&root).unwrap();
@@ -493,13 +493,13 @@ async fn state_survives_a_restart() {
     assert_eq!((r.next_position, r.crc64), (4, Some(checksum(b"1234"))));
     assert_eq!(s.get_symlink(&obj("link")).await.unwrap().target, "a");
     let ups = s.list_uploads(B, &Default::default()).await.unwrap();
-    assert_eq!(ups.uploads.iter().map(|u| u.upload_id.as_str()).collect::<Vec<_>>(), [upload.as_str()]);
-    let parts = s.list_parts(B, "mp", &upload, None, None).await.unwrap();
+    assert_eq!(ups.uploads.iter().map(|u| u.upload_id.as_str()).collect::<Vec<_>>(), [upload.id.as_str()]);
+    let parts = s.list_parts(&upload, None, None).await.unwrap();
     assert_eq!(parts.parts.len(), 1);
     assert_eq!(parts.parts[0].etag, e1);
-    let e2 = s.upload_part(B, "mp", &upload, 2, Body::from("tail"), false).await.unwrap().etag;
+    let e2 = s.upload_part(upload.part(2), Body::from("tail")).await.unwrap().etag;
     let done = [CompletedPart::new(1, e1), CompletedPart::new(2, e2)];
-    let r = s.complete_multipart(B, "mp", &upload, &done, &Default::default()).await.unwrap();
+    let r = s.complete_multipart(&upload, &done, &Default::default()).await.unwrap();
     let mut whole = part.clone();
     whole.extend_from_slice(b"tail");
     assert_eq!(r.crc64, Some(checksum(&whole)));
@@ -516,7 +516,7 @@ async fn open_sweeps_what_a_crash_left() {
         s.create_bucket(B).await.unwrap();
         put(&s, "kept", b"kept").await;
         let id = s.initiate_multipart(B, "mp", &PutOptions::default()).await.unwrap();
-        s.upload_part(B, "mp", &id, 1, Body::from("part"), false).await.unwrap();
+        s.upload_part(id.part(1), Body::from("part")).await.unwrap();
     }
     let orphan = ids::file_id();
     std::fs::create_dir_all(root.join(".data").join(&orphan[..2])).unwrap();

@@ -5,6 +5,8 @@ use super::tests::{code, files_under, md5_hex, obj, put, read, seed_tags, snapsh
 use super::*;
 use crate::crc64::checksum;
 use crate::meta::Metadata;
+use crate::store::CopyConditions;
+use crate::store::UploadId;
 use crate::store::{ByteRange, ObjectType};
 
 const MIN: usize = 102_400;
@@ -24,11 +26,11 @@ async fn parts_uploaded_out_of_order_complete_in_order() {
     meta.content_type = Some("video/mp4".into());
     let opts = PutOptions { metadata: meta.clone(), tags: Some(seed_tags()), ..Default::default() };
     let id = s.initiate_multipart(B, "big.bin", &opts).await.unwrap();
-    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()), "{id}");
+    assert!(id.id.len() == 32 && id.id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()), "{id}");
     let (d1, d2, d3) = (part_data(1, MIN), part_data(2, MIN + 7), part_data(3, 10));
-    let r3 = s.upload_part(B, "big.bin", &id, 3, Body::from(d3.clone()), false).await.unwrap();
-    let r1 = s.upload_part(B, "big.bin", &id, 1, Body::from(d1.clone()), true).await.unwrap();
-    let r2 = s.upload_part(B, "big.bin", &id, 2, Body::from(d2.clone()), false).await.unwrap();
+    let r3 = s.upload_part(id.part(3), Body::from(d3.clone())).await.unwrap();
+    let r1 = s.upload_part(id.part(1), Body::from(d1.clone())).await.unwrap();
+    let r2 = s.upload_part(id.part(2), Body::from(d2.clone())).await.unwrap();
     assert_eq!((r1.etag.clone(), r1.crc64, r1.size), (md5_hex(&d1), Some(checksum(&d1)), MIN as u64));
     assert_eq!(r3.part_number, 3);
     // The object is not visible before Complete.
@@ -36,7 +38,7 @@ async fn parts_uploaded_out_of_order_complete_in_order() {
 
     let mut parts = done(&[&r1, &r2, &r3]);
     parts[1].etag = format!("\"{}\"", parts[1].etag.to_lowercase());
-    let r = s.complete_multipart(B, "big.bin", &id, &parts, &CompleteOptions::default()).await.unwrap();
+    let r = s.complete_multipart(&id, &parts, &CompleteOptions::default()).await.unwrap();
     let whole = [d1.clone(), d2.clone(), d3.clone()].concat();
     let expected_etag = format!("{}-3", md5_hex(format!("{}{}{}", r1.etag, r2.etag, r3.etag).as_bytes()));
     assert_eq!(r.etag, expected_etag);
@@ -53,8 +55,8 @@ async fn parts_uploaded_out_of_order_complete_in_order() {
     assert_eq!(read(&s, &obj("big.bin")).await, whole);
     // The upload and its staged parts are gone.
     assert!(s.list_uploads(B, &Default::default()).await.unwrap().uploads.is_empty());
-    assert_eq!(code(&s.abort_multipart(B, "big.bin", &id).await.unwrap_err()), (404, "NoSuchUpload".into()));
-    assert_eq!(code(&s.list_parts(B, "big.bin", &id, None, None).await.unwrap_err()).1, "NoSuchUpload");
+    assert_eq!(code(&s.abort_multipart(&id).await.unwrap_err()), (404, "NoSuchUpload".into()));
+    assert_eq!(code(&s.list_parts(&id, None, None).await.unwrap_err()).1, "NoSuchUpload");
     assert_eq!(files_under(&s, ".staging"), 0);
     // The three parts are the object's pieces: linked, not copied.
     assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (3, 0));
@@ -69,10 +71,10 @@ async fn pieced(parts: usize, len: usize, last: usize) -> (tempfile::TempDir, Lo
     for n in 1..=parts {
         let data = part_data(n as u8, if n == parts { last } else { len });
         whole.extend_from_slice(&data);
-        receipts.push(s.upload_part(B, "mp", &id, n as u32, Body::from(data), false).await.unwrap());
+        receipts.push(s.upload_part(id.part(n as u32), Body::from(data)).await.unwrap());
     }
     let refs: Vec<&PartReceipt> = receipts.iter().collect();
-    s.complete_multipart(B, "mp", &id, &done(&refs), &CompleteOptions::default()).await.unwrap();
+    s.complete_multipart(&id, &done(&refs), &CompleteOptions::default()).await.unwrap();
     (d, s, whole)
 }
 
@@ -92,10 +94,16 @@ async fn pieces_serve_ranges_across_their_boundaries() {
     assert_eq!(read(&s, &obj("copy")).await, whole);
     let id = s.initiate_multipart(B, "pc", &PutOptions::default()).await.unwrap();
     let range = ByteRange::inclusive(m - 3, 2 * m + 5);
-    let p = s.upload_part_copy(B, "pc", &id, 1, &obj("mp"), Some(range), &Default::default()).await.unwrap();
+    let p = s
+        .upload_part_copy(
+            id.part(1),
+            &PartCopySource { source: obj("mp"), range: Some(range), conditions: Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(p.etag, md5_hex(&whole[MIN - 3..=2 * MIN + 5]));
     // A single part is linked as a plain data file.
-    s.complete_multipart(B, "pc", &id, &done(&[&p]), &CompleteOptions::default()).await.unwrap();
+    s.complete_multipart(&id, &done(&[&p]), &CompleteOptions::default()).await.unwrap();
     assert_eq!(read(&s, &obj("pc")).await, whole[MIN - 3..=2 * MIN + 5]);
     assert_eq!((files_under(&s, ".pieces"), files_under(&s, ".data")), (3, 1 + 1));
 }
@@ -153,7 +161,7 @@ async fn bad_part_numbers_change_nothing() {
     let id = s.initiate_multipart(B, "k", &PutOptions::default()).await.unwrap();
     let before = snapshot(&s);
     for n in [0u32, 10_001] {
-        let e = s.upload_part(B, "k", &id, n, Body::from("x"), false).await.unwrap_err();
+        let e = s.upload_part(id.part(n), Body::from("x")).await.unwrap_err();
         assert_eq!(code(&e), (400, "InvalidArgument".into()));
         assert_eq!(e.message(), "Part number must be an integer between 1 and 10000, inclusive.");
         let se = e.service_error().unwrap();
@@ -161,15 +169,24 @@ async fn bad_part_numbers_change_nothing() {
             (se.extra("ArgumentName"), se.extra("ArgumentValue")),
             (Some("partNumber"), Some(n.to_string().as_str()))
         );
-        let e = s.upload_part_copy(B, "k", &id, n, &obj("src"), None, &Default::default()).await.unwrap_err();
+        let e = s
+            .upload_part_copy(
+                id.part(n),
+                &PartCopySource { source: obj("src"), range: None, conditions: Default::default() },
+            )
+            .await
+            .unwrap_err();
         assert_eq!(code(&e).1, "InvalidArgument");
         assert_eq!(snapshot(&s), before);
     }
-    let e = s.upload_part(B, "k", "0123456789ABCDEF0123456789ABCDEF", 1, Body::from("x"), false).await.unwrap_err();
+    let e = s
+        .upload_part(Upload::new(B, "k", UploadId::new("0123456789ABCDEF0123456789ABCDEF")).part(1), Body::from("x"))
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), (404, "NoSuchUpload".into()));
-    let e = s.upload_part(B, "other-key", &id, 1, Body::from("x"), false).await.unwrap_err();
+    let e = s.upload_part(Upload::new(B, "other-key", id.id.clone()).part(1), Body::from("x")).await.unwrap_err();
     assert_eq!(code(&e).1, "NoSuchUpload");
-    s.upload_part(B, "k", &id, 10_000, Body::from("x"), false).await.unwrap();
+    s.upload_part(id.part(10_000), Body::from("x")).await.unwrap();
 }
 
 #[tokio::test]
@@ -177,14 +194,14 @@ async fn refused_completes_change_nothing() {
     let (_d, s) = store().await;
     put(&s, "k", b"previous").await;
     let id = s.initiate_multipart(B, "k", &PutOptions::default()).await.unwrap();
-    let r1 = s.upload_part(B, "k", &id, 1, Body::from(part_data(1, MIN)), false).await.unwrap();
-    let small = s.upload_part(B, "k", &id, 2, Body::from(part_data(2, MIN - 1)), false).await.unwrap();
-    let r3 = s.upload_part(B, "k", &id, 3, Body::from(part_data(3, 5)), false).await.unwrap();
+    let r1 = s.upload_part(id.part(1), Body::from(part_data(1, MIN))).await.unwrap();
+    let small = s.upload_part(id.part(2), Body::from(part_data(2, MIN - 1))).await.unwrap();
+    let r3 = s.upload_part(id.part(3), Body::from(part_data(3, 5))).await.unwrap();
     let before = snapshot(&s);
     let complete = |parts: Vec<CompletedPart>, forbid: bool| {
         let (s, id) = (s.clone(), id.clone());
         async move {
-            let e = s.complete_multipart(B, "k", &id, &parts, &CompleteOptions { forbid_overwrite: forbid }).await;
+            let e = s.complete_multipart(&id, &parts, &CompleteOptions { forbid_overwrite: forbid }).await;
             e.unwrap_err()
         }
     };
@@ -197,7 +214,7 @@ async fn refused_completes_change_nothing() {
     wrong[0].etag = md5_hex(b"something else");
     assert_eq!(code(&complete(wrong, false).await), (400, "InvalidPart".into()));
     let mut missing = done(&[&r1, &r3]);
-    missing[1].part_number = 4;
+    missing[1].part_number = 4.into();
     assert_eq!(code(&complete(missing, false).await), (400, "InvalidPart".into()));
     let e = complete(done(&[&r1, &small, &r3]), false).await;
     assert_eq!(code(&e), (400, "EntityTooSmall".into()));
@@ -205,13 +222,19 @@ async fn refused_completes_change_nothing() {
     let e = complete(done(&[&r1, &r3]), true).await;
     assert_eq!(code(&e), (409, "FileAlreadyExists".into()));
     assert_eq!(e.service_error().unwrap().ec.as_deref(), Some("0042-00000214"));
-    let e = s.complete_multipart(B, "k", "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF", &done(&[&r1]), &Default::default()).await;
+    let e = s
+        .complete_multipart(
+            &Upload::new(B, "k", UploadId::new("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF")),
+            &done(&[&r1]),
+            &Default::default(),
+        )
+        .await;
     assert_eq!(code(&e.unwrap_err()), (404, "NoSuchUpload".into()));
     assert_eq!(snapshot(&s), before);
     assert_eq!(read(&s, &obj("k")).await, b"previous");
 
     // A small part is fine as the last one.
-    let r = s.complete_multipart(B, "k", &id, &done(&[&r1, &small]), &Default::default()).await.unwrap();
+    let r = s.complete_multipart(&id, &done(&[&r1, &small]), &Default::default()).await.unwrap();
     assert!(r.etag.ends_with("-2"));
     assert_eq!(read(&s, &obj("k")).await, [part_data(1, MIN), part_data(2, MIN - 1)].concat());
     assert_eq!(files_under(&s, ".staging"), 0);
@@ -221,17 +244,17 @@ async fn refused_completes_change_nothing() {
 async fn reuploading_a_part_replaces_it() {
     let (_d, s) = store().await;
     let id = s.initiate_multipart(B, "k", &PutOptions::default()).await.unwrap();
-    let old = s.upload_part(B, "k", &id, 1, Body::from("first"), false).await.unwrap();
-    let new = s.upload_part(B, "k", &id, 1, Body::from("second!"), false).await.unwrap();
+    let old = s.upload_part(id.part(1), Body::from("first")).await.unwrap();
+    let new = s.upload_part(id.part(1), Body::from("second!")).await.unwrap();
     assert_ne!(old.etag, new.etag);
-    let page = s.list_parts(B, "k", &id, None, None).await.unwrap();
+    let page = s.list_parts(&id, None, None).await.unwrap();
     assert_eq!(page.parts.len(), 1);
     assert_eq!((page.parts[0].etag.as_str(), page.parts[0].size), (new.etag.as_str(), 7));
     assert_eq!(page.parts[0].crc64, Some(checksum(b"second!")));
     assert_eq!(files_under(&s, ".staging"), 1);
-    let e = s.complete_multipart(B, "k", &id, &done(&[&old]), &Default::default()).await.unwrap_err();
+    let e = s.complete_multipart(&id, &done(&[&old]), &Default::default()).await.unwrap_err();
     assert_eq!(code(&e).1, "InvalidPart");
-    s.complete_multipart(B, "k", &id, &done(&[&new]), &Default::default()).await.unwrap();
+    s.complete_multipart(&id, &done(&[&new]), &Default::default()).await.unwrap();
     assert_eq!(read(&s, &obj("k")).await, b"second!");
 }
 
@@ -240,12 +263,12 @@ async fn list_parts_pages() {
     let (_d, s) = store().await;
     let id = s.initiate_multipart(B, "k", &PutOptions::default()).await.unwrap();
     for n in [5u32, 1, 4, 2, 3] {
-        s.upload_part(B, "k", &id, n, Body::from(vec![n as u8; n as usize]), false).await.unwrap();
+        s.upload_part(id.part(n), Body::from(vec![n as u8; n as usize])).await.unwrap();
     }
     let mut marker = None;
     let mut pages = Vec::new();
     loop {
-        let p = s.list_parts(B, "k", &id, marker, Some(2)).await.unwrap();
+        let p = s.list_parts(&id, marker, Some(2)).await.unwrap();
         pages.push(p.parts.iter().map(|x| x.part_number).collect::<Vec<_>>());
         if !p.is_truncated {
             break;
@@ -253,10 +276,10 @@ async fn list_parts_pages() {
         marker = p.next_marker;
     }
     assert_eq!(pages, vec![vec![1, 2], vec![3, 4], vec![5]]);
-    let all = s.list_parts(B, "k", &id, None, None).await.unwrap();
-    assert_eq!((all.parts.len(), all.is_truncated, all.next_marker), (5, false, Some(5)));
+    let all = s.list_parts(&id, None, None).await.unwrap();
+    assert_eq!((all.parts.len(), all.is_truncated, all.next_marker), (5, false, Some(5.into())));
     assert_eq!(all.parts[3].size, 4);
-    let rest = s.list_parts(B, "k", &id, Some(3), Some(5000)).await.unwrap();
+    let rest = s.list_parts(&id, Some(PartNumber::from(3)), Some(5000)).await.unwrap();
     assert_eq!(rest.parts.iter().map(|p| p.part_number).collect::<Vec<_>>(), [4, 5]);
 }
 
@@ -264,16 +287,16 @@ async fn list_parts_pages() {
 async fn abort_drops_the_staged_parts() {
     let (_d, s) = store().await;
     let id = s.initiate_multipart(B, "k", &PutOptions::default()).await.unwrap();
-    s.upload_part(B, "k", &id, 1, Body::from("abc"), false).await.unwrap();
-    s.upload_part(B, "k", &id, 2, Body::from("def"), false).await.unwrap();
+    s.upload_part(id.part(1), Body::from("abc")).await.unwrap();
+    s.upload_part(id.part(2), Body::from("def")).await.unwrap();
     assert_eq!(files_under(&s, ".staging"), 2);
-    assert_eq!(code(&s.abort_multipart(B, "other", &id).await.unwrap_err()).1, "NoSuchUpload");
-    s.abort_multipart(B, "k", &id).await.unwrap();
+    assert_eq!(code(&s.abort_multipart(&Upload::new(B, "other", id.id.clone())).await.unwrap_err()).1, "NoSuchUpload");
+    s.abort_multipart(&id).await.unwrap();
     assert_eq!(files_under(&s, ".staging"), 0);
-    assert!(!s.root().join(".staging").join(&id).exists());
-    let e = s.upload_part(B, "k", &id, 3, Body::from("x"), false).await.unwrap_err();
+    assert!(!s.root().join(".staging").join(id.id.as_str()).exists());
+    let e = s.upload_part(id.part(3), Body::from("x")).await.unwrap_err();
     assert_eq!(code(&e), (404, "NoSuchUpload".into()));
-    assert_eq!(code(&s.abort_multipart(B, "k", &id).await.unwrap_err()).1, "NoSuchUpload");
+    assert_eq!(code(&s.abort_multipart(&id).await.unwrap_err()).1, "NoSuchUpload");
     assert_eq!(code(&s.head_object(&obj("k")).await.unwrap_err()).1, "NoSuchKey");
 }
 
@@ -285,39 +308,77 @@ async fn upload_part_copy_ranges_and_refusals() {
     let id = s.initiate_multipart(B, "dst", &PutOptions::default()).await.unwrap();
     let p1 = s
         .upload_part_copy(
-            B,
-            "dst",
-            &id,
-            1,
-            &obj("src"),
-            Some(ByteRange::inclusive(0, MIN as u64 - 1)),
-            &Default::default(),
+            id.part(1),
+            &PartCopySource {
+                source: obj("src"),
+                range: Some(ByteRange::inclusive(0, MIN as u64 - 1)),
+                conditions: Default::default(),
+            },
         )
         .await
         .unwrap();
     assert_eq!((p1.etag.clone(), p1.size, p1.crc64), (md5_hex(&src[..MIN]), MIN as u64, Some(checksum(&src[..MIN]))));
     let cond = CopyConditions { if_match: Some(format!("\"{}\"", sr.etag)), if_none_match: None };
     let p2 = s
-        .upload_part_copy(B, "dst", &id, 2, &obj("src"), Some(ByteRange { first: MIN as u64, last: None }), &cond)
+        .upload_part_copy(
+            id.part(2),
+            &PartCopySource {
+                source: obj("src"),
+                range: Some(ByteRange { first: MIN as u64, last: None }),
+                conditions: cond.clone(),
+            },
+        )
         .await
         .unwrap();
-    let p3 = s.upload_part_copy(B, "dst", &id, 3, &obj("src"), None, &Default::default()).await.unwrap();
+    let p3 = s
+        .upload_part_copy(
+            id.part(3),
+            &PartCopySource { source: obj("src"), range: None, conditions: Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(p3.size, src.len() as u64);
 
     let before = snapshot(&s);
     let past = Some(ByteRange::at(src.len() as u64, 10));
-    let e = s.upload_part_copy(B, "dst", &id, 4, &obj("src"), past, &Default::default()).await.unwrap_err();
+    let e = s
+        .upload_part_copy(
+            id.part(4),
+            &PartCopySource { source: obj("src"), range: past, conditions: Default::default() },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), (416, "InvalidRange".into()));
-    let e = s.upload_part_copy(B, "dst", &id, 4, &obj("missing"), None, &Default::default()).await.unwrap_err();
+    let e = s
+        .upload_part_copy(
+            id.part(4),
+            &PartCopySource { source: obj("missing"), range: None, conditions: Default::default() },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), (404, "NoSuchKey".into()));
     let bad = CopyConditions { if_match: Some("\"00\"".into()), if_none_match: None };
-    let e = s.upload_part_copy(B, "dst", &id, 4, &obj("src"), None, &bad).await.unwrap_err();
+    let e = s
+        .upload_part_copy(id.part(4), &PartCopySource { source: obj("src"), range: None, conditions: bad.clone() })
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), (412, "PreconditionFailed".into()));
     let bad = CopyConditions { if_match: None, if_none_match: Some(sr.etag.clone()) };
-    assert_eq!(code(&s.upload_part_copy(B, "dst", &id, 4, &obj("src"), None, &bad).await.unwrap_err()).0, 412);
+    assert_eq!(
+        code(
+            &s.upload_part_copy(
+                id.part(4),
+                &PartCopySource { source: obj("src"), range: None, conditions: bad.clone() }
+            )
+            .await
+            .unwrap_err()
+        )
+        .0,
+        412
+    );
     assert_eq!(snapshot(&s), before);
 
-    let r = s.complete_multipart(B, "dst", &id, &done(&[&p1, &p2, &p3]), &Default::default()).await.unwrap();
+    let r = s.complete_multipart(&id, &done(&[&p1, &p2, &p3]), &Default::default()).await.unwrap();
     let whole = [src.clone(), src.clone()].concat();
     assert_eq!(r.crc64, Some(checksum(&whole)));
     assert_eq!(read(&s, &obj("dst")).await, whole);
@@ -331,9 +392,9 @@ async fn list_uploads_by_key_then_initiation() {
         ids.push((k, s.initiate_multipart(B, k, &PutOptions::default()).await.unwrap()));
     }
     let all = s.list_uploads(B, &Default::default()).await.unwrap();
-    let got: Vec<(String, String)> = all.uploads.iter().map(|u| (u.key.clone(), u.upload_id.clone())).collect();
-    let want: Vec<(String, String)> =
-        [1, 0, 2, 3, 4].iter().map(|&i| (ids[i].0.to_owned(), ids[i].1.clone())).collect();
+    let got: Vec<(String, UploadId)> = all.uploads.iter().map(|u| (u.key.clone(), u.upload_id.clone())).collect();
+    let want: Vec<(String, UploadId)> =
+        [1, 0, 2, 3, 4].iter().map(|&i| (ids[i].0.to_owned(), ids[i].1.id.clone())).collect();
     assert_eq!(got, want);
     assert!(!all.is_truncated);
     let c = s.list_uploads(B, &ListUploadsRequest { prefix: Some("c/".into()), ..Default::default() }).await.unwrap();

@@ -2,16 +2,35 @@
 //! the OSS client's tests (which verifies every SigV4 signature over the path as sent).
 
 use super::*;
-use crate::oss::tests::{Mock, Reply};
+use crate::http::tests::{Mock, Reply};
+use crate::http::HttpStore;
+use crate::sign::Credentials;
+use crate::store::Body;
+use crate::store::BucketStore;
+use crate::store::ByteRange;
+use crate::store::CompleteOptions;
+use crate::store::CompletedPart;
+use crate::store::CopyOptions;
+use crate::store::MultipartStore;
+use crate::store::ObjectStore;
+use crate::store::OssExtensions;
+use crate::store::PartCopySource;
+use crate::store::PartNumber;
+use crate::store::PutOptions;
+use crate::store::Upload;
+use crate::store::UploadId;
 use crate::store::{Checksum, CopyConditions, Directive, ListRequest};
+use crate::ObjectRef;
+use crate::TagSet;
 use crate::{ErrorKind, Metadata, StorageClass};
+use std::time::Duration;
 
 const S3_ERROR: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>k</Key><RequestId>4442587FB7D0A2F9</RequestId><HostId>h</HostId></Error>";
 
-fn store(mock: &Mock, path_style: bool, region: &str) -> S3Store {
+fn store(mock: &Mock, path_style: bool, region: &str) -> HttpStore {
     let host =
         if path_style { format!("http://{}", mock.addr()) } else { format!("http://localhost:{}", mock.addr().port()) };
-    S3Store::builder()
+    HttpStore::s3()
         .endpoint(host)
         .region(region)
         .path_style(path_style)
@@ -56,8 +75,8 @@ async fn large_bodies_are_unsigned_payload_never_aws_chunked() {
     let mock = Mock::start(|_| Reply::new(200).header("etag", "\"p\"")).await;
     let s = store(&mock, true, "us-east-1");
     let body = Body::from_bytes(vec![7u8; 200 * 1024]);
-    let r = s.upload_part("bkt", "k", "U1", 2, body, false).await.unwrap();
-    assert_eq!((r.part_number, r.etag.as_str(), r.size), (2, "p", 200 * 1024));
+    let r = s.upload_part(Upload::new("bkt", "k", UploadId::new("U1")).part(2), body).await.unwrap();
+    assert_eq!((r.part_number.get(), r.etag.as_str(), r.size), (2, "p", 200 * 1024));
     let seen = mock.last();
     assert_eq!(seen.target, "/bkt/k?partNumber=2&uploadId=U1");
     assert_eq!(seen.header("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"));
@@ -153,20 +172,26 @@ async fn copies_send_s3_directives_and_fail_on_an_error_body() {
 
     let src = ObjectRef::new("src", "a");
     let e = s
-        .upload_part_copy("dst", "k", "U", 1, &src, Some(ByteRange::inclusive(0, 9)), &CopyConditions::default())
+        .upload_part_copy(
+            Upload::new("dst", "k", UploadId::new("U")).part(1),
+            &PartCopySource {
+                source: src.clone(),
+                range: Some(ByteRange::inclusive(0, 9)),
+                conditions: CopyConditions::default(),
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!((e.service_code(), e.is_retryable()), (Some("InternalError"), true));
     // An open range is made explicit first (S3 accepts only bytes=first-last).
     let r = s
         .upload_part_copy(
-            "dst",
-            "k",
-            "U",
-            2,
-            &src,
-            Some(ByteRange { first: 40, last: None }),
-            &CopyConditions::default(),
+            Upload::new("dst", "k", UploadId::new("U")).part(2),
+            &PartCopySource {
+                source: src.clone(),
+                range: Some(ByteRange { first: 40, last: None }),
+                conditions: CopyConditions::default(),
+            },
         )
         .await
         .unwrap();
@@ -191,7 +216,7 @@ async fn multipart_listing_and_bucket_calls_use_s3_queries() {
     })
     .await;
     let s = store(&mock, true, "eu-west-1");
-    assert_eq!(s.initiate_multipart("bkt", "k", &PutOptions::default()).await.unwrap(), "U1");
+    assert_eq!(s.initiate_multipart("bkt", "k", &PutOptions::default()).await.unwrap().id.as_str(), "U1");
     assert_eq!(mock.last().target, "/bkt/k?uploads");
     let page = s.list_objects("bkt", &ListRequest { prefix: Some("a".into()), ..Default::default() }).await.unwrap();
     assert_eq!(page.objects[0].key, "a b");
@@ -204,7 +229,7 @@ async fn multipart_listing_and_bucket_calls_use_s3_queries() {
     let body = String::from_utf8(seen.body.to_vec()).unwrap();
     assert!(body.contains("<LocationConstraint>eu-west-1</LocationConstraint>"), "{body}");
     assert!(seen.header("content-md5").is_some());
-    let _ = s.list_parts("bkt", "k", "U1", Some(3), Some(2)).await;
+    let _ = s.list_parts(&Upload::new("bkt", "k", UploadId::new("U1")), Some(PartNumber::from(3)), Some(2)).await;
     assert_eq!(mock.last().target, "/bkt/k?uploadId=U1&max-parts=2&part-number-marker=3");
 }
 
@@ -229,22 +254,34 @@ async fn bodies_carry_a_crc32c_declared_on_every_upload_and_named_at_complete() 
     assert_eq!(seen.header("x-amz-checksum-crc32c"), Some("4waSgw=="));
     assert_eq!(seen.header("content-md5"), None, "CRC-32C replaces Content-MD5 on data bodies");
 
-    assert_eq!(s.initiate_multipart("bkt", "k", &PutOptions::default()).await.unwrap(), "U1");
+    assert_eq!(s.initiate_multipart("bkt", "k", &PutOptions::default()).await.unwrap().id.as_str(), "U1");
     assert_eq!(mock.last().header("x-amz-checksum-algorithm"), Some("CRC32C"));
-    let r = s.upload_part("bkt", "k", "U1", 1, Body::from_bytes(b"123456789".to_vec()), false).await.unwrap();
+    let r = s
+        .upload_part(Upload::new("bkt", "k", UploadId::new("U1")).part(1), Body::from_bytes(b"123456789".to_vec()))
+        .await
+        .unwrap();
     assert_eq!(r.checksum, Some(Checksum::Crc32c(0xE306_9283)));
-    let e = s.upload_part("bkt", "k", "U1", 9, Body::from_bytes(b"x".to_vec()), false).await.unwrap_err();
+    let e = s
+        .upload_part(Upload::new("bkt", "k", UploadId::new("U1")).part(9), Body::from_bytes(b"x".to_vec()))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
     assert!(e.to_string().contains("checksum mismatch"), "{e}");
 
-    s.complete_multipart("bkt", "k", "U1", &[CompletedPart::from(&r)], &CompleteOptions::default()).await.unwrap();
+    s.complete_multipart(
+        &Upload::new("bkt", "k", UploadId::new("U1")),
+        &[CompletedPart::from(&r)],
+        &CompleteOptions::default(),
+    )
+    .await
+    .unwrap();
     let seen = mock.last();
     let body = String::from_utf8(seen.body.to_vec()).unwrap();
     assert!(body.contains("<ChecksumCRC32C>4waSgw==</ChecksumCRC32C>"), "{body}");
     assert!(seen.header("content-md5").is_some(), "XML documents keep Content-MD5");
 
     // Content-MD5 instead, for servers without S3's checksums: nothing declared, nothing named.
-    let md5 = S3Store::builder()
+    let md5 = HttpStore::s3()
         .endpoint(format!("http://{}", mock.addr()))
         .region("us-east-1")
         .credentials(Credentials::new("test-ak", "test-secret-do-not-print").with_security_token("test-token"))
@@ -260,6 +297,9 @@ async fn bodies_carry_a_crc32c_declared_on_every_upload_and_named_at_complete() 
     );
     md5.initiate_multipart("bkt", "k", &PutOptions::default()).await.unwrap();
     assert_eq!(mock.last().header("x-amz-checksum-algorithm"), None);
-    let r = md5.upload_part("bkt", "k", "U1", 1, Body::from_bytes(b"123456789".to_vec()), false).await.unwrap();
+    let r = md5
+        .upload_part(Upload::new("bkt", "k", UploadId::new("U1")).part(1), Body::from_bytes(b"123456789".to_vec()))
+        .await
+        .unwrap();
     assert_eq!(r.checksum, None);
 }

@@ -1,14 +1,26 @@
-//! The store contract: one narrow, stateless, ID-based trait that every backend implements.
+//! The store contract, split by who needs it, stateless and ID-based.
 //!
 //! # Contract
-//! [`ObjectStore`] has one method per wire operation and no hidden state: an upload id, a part number, an ETag
-//! or a CRC-64 is a plain value returned to the caller and handed back later, so a checkpoint can hold every
-//! one of them and a new process can continue where an old one stopped. Methods do not retry; retrying is the
-//! scheduler's decision, made from [`Error::is_retryable`](crate::Error::is_retryable).
+//! - [`ObjectStore`]: what a job calls on objects: HEAD, a ranged GET, PUT, one page of a listing, DELETE (one or
+//!   many), CopyObject, tagging. [`list_all`] offers a listing as a stream of entries.
+//! - [`MultipartStore`]: the multipart upload, stateless: initiate, upload a part, copy a part, complete,
+//!   abort, list parts, list uploads. Each call takes one value naming what it acts on ([`Upload`], a
+//!   [`PartRef`]), never a positional list of strings.
+//! - [`OssExtensions`]: what only OSS has (append, symlinks, GetObjectMeta), declared by [`Capabilities`]: a
+//!   store without them answers [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) without sending.
+//! - [`BucketStore`]: bucket administration, for tests, `--create-bucket` and `transfer serve`.
 //!
-//! Errors use the service's vocabulary (`NoSuchKey`, `InvalidPart`, `PositionNotEqualToLength`, ...) whichever
-//! backend produced them, so the local store in process, the local store behind `transfer serve` and a real
-//! OSS endpoint fail the same way.
+//! [`Store`] is what the engine holds: an [`ObjectStore`] that is also a [`MultipartStore`].
+//!
+//! No method keeps hidden state: an [`UploadId`], a [`PartNumber`], an ETag or a CRC-64 is a value returned to
+//! the caller and handed back later, so a checkpoint can hold every one of them and a new process can continue
+//! where an old one stopped. Methods do not retry; retrying is the scheduler's decision, made from
+//! [`Error::is_retryable`](crate::Error::is_retryable). Per-request protection (Content-MD5, S3's checksums)
+//! is the store's configuration or an options struct, never a bare flag.
+//!
+//! Errors carry a [kind](crate::ErrorKind) decided where the answer is read, and the service's own words
+//! (`NoSuchKey`, `InvalidPart`, ...) whichever backend produced them, so the local store in process, the local
+//! store behind `transfer serve` and a real endpoint fail the same way.
 //!
 //! Dialect differences (limits, header names, which operations exist) are data: see [`Capabilities`] and
 //! [`crate::dialect::Dialect`].
@@ -23,9 +35,11 @@ use std::fmt;
 
 mod body;
 mod checksum;
+mod ids;
 mod key;
 pub use body::{Body, Md5Check};
 pub use checksum::{Checksum, CRC32C_ALGORITHM, CRC32C_HEADER};
+pub use ids::{PartCopySource, PartNumber, PartRef, Upload, UploadId};
 pub use key::{validate_bucket, validate_key, validate_part_number, MAX_KEY_BYTES, MAX_PART_NUMBER};
 
 /// An object, optionally at a specific version.
@@ -302,7 +316,7 @@ pub struct PutResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartReceipt {
     /// Part number, 1..=10000.
-    pub part_number: u32,
+    pub part_number: PartNumber,
     /// The part's ETag, unquoted.
     pub etag: String,
     /// CRC-64/XZ of the part, when the server reported it.
@@ -318,7 +332,7 @@ pub struct PartReceipt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedPart {
     /// Part number.
-    pub part_number: u32,
+    pub part_number: PartNumber,
     /// ETag, unquoted.
     pub etag: String,
     /// The part's [`Checksum`], named in the Complete document (`<ChecksumCRC32C>`) when the upload has one.
@@ -327,8 +341,8 @@ pub struct CompletedPart {
 
 impl CompletedPart {
     /// A part without a checksum.
-    pub fn new(part_number: u32, etag: impl Into<String>) -> CompletedPart {
-        CompletedPart { part_number, etag: etag.into(), checksum: None }
+    pub fn new(part_number: impl Into<PartNumber>, etag: impl Into<String>) -> CompletedPart {
+        CompletedPart { part_number: part_number.into(), etag: etag.into(), checksum: None }
     }
 }
 
@@ -355,7 +369,7 @@ pub struct CompleteOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartInfo {
     /// Part number.
-    pub part_number: u32,
+    pub part_number: PartNumber,
     /// ETag, unquoted.
     pub etag: String,
     /// Size in bytes.
@@ -373,8 +387,8 @@ pub struct PartInfo {
 pub struct PartsPage {
     /// Parts in ascending order.
     pub parts: Vec<PartInfo>,
-    /// Pass as `part_number_marker` to get the next page, when truncated.
-    pub next_marker: Option<u32>,
+    /// Pass as the marker of [`MultipartStore::list_parts`] to get the next page, when truncated.
+    pub next_marker: Option<PartNumber>,
     /// True when more parts follow.
     pub is_truncated: bool,
 }
@@ -385,7 +399,7 @@ pub struct UploadInfo {
     /// Object key.
     pub key: String,
     /// Upload id.
-    pub upload_id: String,
+    pub upload_id: UploadId,
     /// Initiation time, seconds since the epoch.
     pub initiated: i64,
 }
@@ -398,7 +412,7 @@ pub struct ListUploadsRequest {
     /// Continue after this key ...
     pub key_marker: Option<String>,
     /// ... and this upload id.
-    pub upload_id_marker: Option<String>,
+    pub upload_id_marker: Option<UploadId>,
     /// Page size (at most 1000).
     pub max_uploads: Option<u32>,
 }
@@ -411,7 +425,7 @@ pub struct UploadsPage {
     /// Markers for the next page, when truncated.
     pub next_key_marker: Option<String>,
     /// Markers for the next page, when truncated.
-    pub next_upload_id_marker: Option<String>,
+    pub next_upload_id_marker: Option<UploadId>,
     /// True when more uploads follow.
     pub is_truncated: bool,
 }
@@ -571,7 +585,7 @@ impl Capabilities {
     };
 }
 
-/// The object operations every backend implements. See the module docs for the contract.
+/// The object operations a job calls. See the module docs for the contract.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// What this backend can do, and its limits.
@@ -583,72 +597,84 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// HeadObject.
     async fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo>;
 
-    /// GetObjectMeta: the six light fields.
-    async fn get_object_meta(&self, obj: &ObjectRef) -> Result<ObjectMetaSummary>;
-
     /// GetObject, whole or one byte range (standard range semantics: the end is clamped to the size; a start past
     /// the end is `InvalidRange`).
     async fn get_object(&self, obj: &ObjectRef, range: Option<ByteRange>) -> Result<GetObject>;
 
-    /// ListObjectsV2, one page.
+    /// ListObjectsV2, one page. [`list_all`] streams every page.
     async fn list_objects(&self, bucket: &str, req: &ListRequest) -> Result<ListPage>;
 
     /// DeleteObject (a specific version, or the current one).
     async fn delete_object(&self, obj: &ObjectRef) -> Result<DeleteResult>;
 
-    /// InitiateMultipartUpload: returns the upload id. Metadata and tags given here land on the object at Complete.
-    async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String>;
+    /// Deletes many objects of `bucket` (at most 1,000 a call): one result per object, in order, so one that
+    /// failed does not hide the others. The default deletes them one by one; a store with a batch call
+    /// (DeleteMultipleObjects) sends one request.
+    async fn delete_objects(&self, bucket: &str, objects: &[ObjectRef]) -> Result<Vec<Result<DeleteResult>>> {
+        let mut out = Vec::with_capacity(objects.len());
+        for obj in objects {
+            if obj.bucket != bucket {
+                out.push(Err(crate::Error::invalid(format!("{obj} is not in bucket {bucket}"))));
+                continue;
+            }
+            out.push(self.delete_object(obj).await);
+        }
+        Ok(out)
+    }
 
-    /// UploadPart. `content_md5` sends the MD5 of the body for the server to check.
-    async fn upload_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        body: Body,
-        content_md5: bool,
-    ) -> Result<PartReceipt>;
+    /// CopyObject: server-side copy of `opts.source` to `bucket/key`.
+    async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult>;
 
-    /// UploadPartCopy: the part's bytes come from `source` (`range`, or the whole source).
-    #[allow(clippy::too_many_arguments)]
-    async fn upload_part_copy(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        source: &ObjectRef,
-        range: Option<ByteRange>,
-        conditions: &CopyConditions,
-    ) -> Result<PartReceipt>;
+    /// PutObjectTagging: replaces the whole tag set. Returns the version id it applied to.
+    async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>>;
+
+    /// GetObjectTagging.
+    async fn get_tagging(&self, obj: &ObjectRef) -> Result<TagSet>;
+
+    /// DeleteObjectTagging.
+    async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()>;
+}
+
+/// The multipart upload, stateless: every call names the upload (or the part) it acts on.
+#[async_trait]
+pub trait MultipartStore: Send + Sync + fmt::Debug {
+    /// InitiateMultipartUpload of `bucket/key`. Metadata and tags given here land on the object at Complete.
+    async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<Upload>;
+
+    /// UploadPart. The body is checked as the store is configured to (the CRC-64 an OSS server reports, the
+    /// CRC-32C an S3 store sends, Content-MD5 when asked for).
+    async fn upload_part(&self, part: PartRef<'_>, body: Body) -> Result<PartReceipt>;
+
+    /// UploadPartCopy: the part's bytes come from `from`.
+    async fn upload_part_copy(&self, part: PartRef<'_>, from: &PartCopySource) -> Result<PartReceipt>;
 
     /// CompleteMultipartUpload with parts in ascending part-number order.
     async fn complete_multipart(
         &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
+        upload: &Upload,
         parts: &[CompletedPart],
         opts: &CompleteOptions,
     ) -> Result<PutResult>;
 
     /// AbortMultipartUpload.
-    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
+    async fn abort_multipart(&self, upload: &Upload) -> Result<()>;
 
-    /// ListParts, one page of parts with numbers above `part_number_marker`.
+    /// ListParts, one page of parts with numbers above `marker`, at most `max_parts` of them.
     async fn list_parts(
         &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number_marker: Option<u32>,
+        upload: &Upload,
+        marker: Option<PartNumber>,
         max_parts: Option<u32>,
     ) -> Result<PartsPage>;
 
     /// ListMultipartUploads, one page.
     async fn list_uploads(&self, bucket: &str, req: &ListUploadsRequest) -> Result<UploadsPage>;
+}
 
+/// What only OSS offers ([`Capabilities::append`], [`Capabilities::symlink`]): a store without an operation
+/// answers [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) without sending anything.
+#[async_trait]
+pub trait OssExtensions: Send + Sync + fmt::Debug {
     /// AppendObject at `position` (0 creates the object; `opts` apply only then).
     async fn append_object(
         &self,
@@ -665,17 +691,49 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// GetSymlink.
     async fn get_symlink(&self, obj: &ObjectRef) -> Result<SymlinkInfo>;
 
-    /// CopyObject: server-side copy of `opts.source` to `bucket/key`.
-    async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult>;
+    /// GetObjectMeta: the six light fields (a plain HEAD where the dialect has no such call).
+    async fn get_object_meta(&self, obj: &ObjectRef) -> Result<ObjectMetaSummary>;
+}
 
-    /// PutObjectTagging: replaces the whole tag set. Returns the version id it applied to.
-    async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>>;
+/// What the engine holds: objects and multipart uploads of one store.
+pub trait Store: ObjectStore + MultipartStore {}
 
-    /// GetObjectTagging.
-    async fn get_tagging(&self, obj: &ObjectRef) -> Result<TagSet>;
+impl<T: ObjectStore + MultipartStore + ?Sized> Store for T {}
 
-    /// DeleteObjectTagging.
-    async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()>;
+/// Every entry of a listing of `bucket` (its `prefix`, `start_after`, ... as in `req`), page by page as the
+/// stream is read: a listing of millions of keys holds one page in memory. The stream ends after the first
+/// error.
+pub fn list_all(
+    store: std::sync::Arc<dyn ObjectStore>,
+    bucket: impl Into<String>,
+    req: ListRequest,
+) -> BoxStream<'static, Result<ListEntry>> {
+    use futures::StreamExt;
+    let bucket = bucket.into();
+    let pages = futures::stream::unfold(Some(req), move |next| {
+        let (store, bucket) = (store.clone(), bucket.clone());
+        async move {
+            let req = next?;
+            match store.list_objects(&bucket, &req).await {
+                Err(e) => Some((Err(e), None)),
+                Ok(page) => {
+                    let more = match page.next_continuation_token.clone() {
+                        Some(token) if page.is_truncated => {
+                            Some(ListRequest { continuation_token: Some(token), start_after: None, ..req })
+                        }
+                        _ => None,
+                    };
+                    Some((Ok(page.objects), more))
+                }
+            }
+        }
+    });
+    pages
+        .flat_map(|page| match page {
+            Ok(entries) => futures::stream::iter(entries.into_iter().map(Ok)).boxed(),
+            Err(e) => futures::stream::iter([Err(e)]).boxed(),
+        })
+        .boxed()
 }
 
 /// Bucket administration: what tests and `transfer` need around the object operations.

@@ -4,6 +4,11 @@
 
 use super::*;
 use crate::crc64::checksum;
+use crate::store::MultipartStore;
+use crate::store::OssExtensions;
+use crate::store::PartCopySource;
+use crate::store::Upload;
+use crate::store::UploadId;
 use crate::store::{
     Body, BucketStore, ByteRange, CompleteOptions, CompletedPart, CopyConditions, CopyOptions, ListRequest, ObjectRef,
     ObjectStore, PutOptions, Versioning,
@@ -120,20 +125,22 @@ impl Mock {
         self.addr
     }
 
-    fn store(&self) -> OssStore {
+    fn store(&self) -> HttpStore {
         self.store_with(SignatureVersion::V4)
     }
 
-    fn store_with(&self, version: SignatureVersion) -> OssStore {
-        OssStore::builder()
+    fn store_with(&self, version: SignatureVersion) -> HttpStore {
+        self.builder(version).build().unwrap()
+    }
+
+    fn builder(&self, version: SignatureVersion) -> crate::http::HttpStoreBuilder {
+        HttpStore::oss()
             .endpoint(format!("http://{}", self.addr))
             .region("cn-hangzhou")
             .credentials(Credentials::new("test-ak", "test-secret-do-not-print").with_security_token("test-token"))
             .signature_version(version)
             .system_proxy(false)
             .read_timeout(Some(Duration::from_secs(5)))
-            .build()
-            .unwrap()
     }
 
     pub(crate) fn seen(&self) -> Vec<Seen> {
@@ -244,7 +251,10 @@ async fn wrong_crc_on_put_object_and_upload_part_is_a_retryable_integrity_error(
     let s = e.to_string();
     assert!(s.contains("12345") && s.contains(&checksum(b"hello").to_string()) && s.contains("key: k"), "{s}");
 
-    let e = store.upload_part("bkt", "k", "U1", 7, streamed(&[b"hel", b"lo"]), false).await.unwrap_err();
+    let e = store
+        .upload_part(Upload::new("bkt", "k", UploadId::new("U1")).part(7), streamed(&[b"hel", b"lo"]))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Integrity);
     assert!(e.is_retryable());
     let s = e.to_string();
@@ -258,11 +268,16 @@ async fn upload_part_receipt_and_part_number_checks() {
     let crc = checksum(b"part");
     let mock = Mock::start(move |_| Reply::new(200).header("etag", "\"P1\"").header("x-oss-hash-crc64ecma", crc)).await;
     let store = mock.store();
-    let r = store.upload_part("bkt", "k", "U+1", 1, Body::from("part"), true).await.unwrap();
-    assert_eq!((r.part_number, r.etag.as_str(), r.crc64, r.size), (1, "P1", Some(crc), 4));
+    let r = store.upload_part(Upload::new("bkt", "k", UploadId::new("U+1")).part(1), Body::from("part")).await.unwrap();
+    assert_eq!((r.part_number.get(), r.etag.as_str(), r.crc64, r.size), (1, "P1", Some(crc), 4));
     assert_eq!(mock.last().target, "/bkt/k?partNumber=1&uploadId=U%2B1");
-    assert!(mock.last().header("content-md5").is_some());
-    let e = store.upload_part("bkt", "k", "U", 10_001, Body::from("x"), false).await.unwrap_err();
+    // OSS checks the body by the CRC-64 it reports; Content-MD5 goes too when the store is built to send it.
+    assert!(mock.last().header("content-md5").is_none());
+    let md5 = mock.builder(SignatureVersion::V4).content_md5(true).build().unwrap();
+    md5.upload_part(Upload::new("bkt", "k", "U+1").part(1), Body::from("part")).await.unwrap();
+    assert_eq!(mock.last().header("content-md5"), Some(crate::util::content_md5(b"part").as_str()));
+    let e =
+        store.upload_part(Upload::new("bkt", "k", UploadId::new("U")).part(10_001), Body::from("x")).await.unwrap_err();
     assert_eq!(e.service_code(), Some("InvalidArgument"), "refused before sending, in the service's words");
 }
 
@@ -279,8 +294,14 @@ async fn a_short_stream_fails_with_the_stream_error() {
 async fn complete_answered_200_with_an_error_body_is_an_error() {
     let mock = Mock::start(|_| Reply::new(200).body(error_doc("InternalError", "Please try again."))).await;
     let parts = [CompletedPart::new(1, "\"A\""), CompletedPart::new(2, "B")];
-    let e =
-        mock.store().complete_multipart("bkt", "k", "U1", &parts, &CompleteOptions { forbid_overwrite: true }).await;
+    let e = mock
+        .store()
+        .complete_multipart(
+            &Upload::new("bkt", "k", UploadId::new("U1")),
+            &parts,
+            &CompleteOptions { forbid_overwrite: true },
+        )
+        .await;
     let e = e.unwrap_err();
     assert_eq!(e.service_code(), Some("InternalError"));
     assert!(e.is_retryable());
@@ -305,7 +326,11 @@ async fn complete_reads_the_result() {
     })
     .await;
     let parts = [CompletedPart::new(1, "A")];
-    let out = mock.store().complete_multipart("bkt", "k", "U1", &parts, &CompleteOptions::default()).await.unwrap();
+    let out = mock
+        .store()
+        .complete_multipart(&Upload::new("bkt", "k", UploadId::new("U1")), &parts, &CompleteOptions::default())
+        .await
+        .unwrap();
     assert_eq!((out.etag.as_str(), out.crc64, out.version_id.as_deref()), ("ABC-2", Some(99), Some("v2")));
 }
 
@@ -316,7 +341,14 @@ async fn upload_part_copy_sends_the_source_and_fails_on_an_error_body() {
     let conds = CopyConditions { if_match: Some("\"E1\"".into()), if_none_match: None };
     let e = mock
         .store()
-        .upload_part_copy("bkt", "k", "U1", 3, &src, Some(ByteRange::inclusive(0, 99)), &conds)
+        .upload_part_copy(
+            Upload::new("bkt", "k", UploadId::new("U1")).part(3),
+            &PartCopySource {
+                source: src.clone(),
+                range: Some(ByteRange::inclusive(0, 99)),
+                conditions: conds.clone(),
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(e.service_code(), Some("InternalError"));
@@ -338,10 +370,22 @@ async fn upload_part_copy_receipt() {
     .await;
     let store = mock.store();
     let (src, none) = (ObjectRef::new("src", "s"), CopyConditions::default());
-    let r = store.upload_part_copy("bkt", "k", "U", 3, &src, Some(ByteRange::at(100, 50)), &none).await.unwrap();
-    assert_eq!((r.part_number, r.etag.as_str(), r.size), (3, "C3", 50));
+    let r = store
+        .upload_part_copy(
+            Upload::new("bkt", "k", UploadId::new("U")).part(3),
+            &PartCopySource { source: src.clone(), range: Some(ByteRange::at(100, 50)), conditions: none.clone() },
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.part_number.get(), r.etag.as_str(), r.size), (3, "C3", 50));
     let open_ended = Some(ByteRange { first: 900, last: None });
-    let r = store.upload_part_copy("bkt", "k", "U", 4, &src, open_ended, &none).await.unwrap();
+    let r = store
+        .upload_part_copy(
+            Upload::new("bkt", "k", UploadId::new("U")).part(4),
+            &PartCopySource { source: src.clone(), range: open_ended, conditions: none.clone() },
+        )
+        .await
+        .unwrap();
     assert_eq!(r.size, 100);
 }
 
@@ -563,7 +607,7 @@ async fn connection_refused_is_a_retryable_transport_error() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let store = OssStore::builder()
+    let store = HttpStore::oss()
         .endpoint(format!("http://{addr}"))
         .region("cn-hangzhou")
         .credentials(Credentials::new("ak", "sk"))
@@ -578,17 +622,15 @@ async fn connection_refused_is_a_retryable_transport_error() {
 #[test]
 fn builder_defaults_and_debug_hide_secrets() {
     let creds = Credentials::new("ak", "very-secret").with_security_token("tok-secret");
-    let local =
-        OssStore::builder().endpoint("http://127.0.0.1:1").region("r").credentials(creds.clone()).build().unwrap();
+    let local = HttpStore::oss().endpoint("http://127.0.0.1:1").region("r").credentials(creds.clone()).build().unwrap();
     assert!(local.path_style());
-    let remote =
-        OssStore::builder().endpoint("https://oss-cn-hangzhou.aliyuncs.com").credentials(creds.clone()).build();
+    let remote = HttpStore::oss().endpoint("https://oss-cn-hangzhou.aliyuncs.com").credentials(creds.clone()).build();
     let remote = remote.unwrap();
     assert!(!remote.path_style());
     assert_eq!(remote.region(), "cn-hangzhou");
     let dbg = format!("{remote:?}");
     assert!(!dbg.contains("very-secret") && !dbg.contains("tok-secret"), "{dbg}");
-    assert!(OssStore::builder().endpoint("https://example.com").credentials(creds.clone()).build().is_err());
+    assert!(HttpStore::oss().endpoint("https://example.com").credentials(creds.clone()).build().is_err());
     assert_eq!(region_of("oss-cn-beijing-internal.aliyuncs.com").as_deref(), Some("cn-beijing"));
     assert_eq!(region_of("https://bkt.oss-eu-west-1.aliyuncs.com").as_deref(), Some("eu-west-1"));
 }
@@ -596,7 +638,7 @@ fn builder_defaults_and_debug_hide_secrets() {
 #[tokio::test]
 async fn a_wrong_secret_is_refused_by_the_mock_and_the_error_is_permanent() {
     let mock = Mock::start(|_| Reply::new(200)).await;
-    let store = OssStore::builder()
+    let store = HttpStore::oss()
         .endpoint(format!("http://{}", mock.addr))
         .region("cn-hangzhou")
         .credentials(Credentials::new("test-ak", "wrong").with_security_token("test-token"))
@@ -614,7 +656,11 @@ async fn a_large_in_memory_body_goes_out_whole_with_its_length() {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let crc = checksum(&data);
     let mock = Mock::start(move |_| Reply::new(200).header("x-oss-hash-crc64ecma", crc)).await;
-    let out = mock.store().upload_part("bkt", "k", "U", 2, Body::from(data.clone()), false).await.unwrap();
+    let out = mock
+        .store()
+        .upload_part(Upload::new("bkt", "k", UploadId::new("U")).part(2), Body::from(data.clone()))
+        .await
+        .unwrap();
     assert_eq!((out.crc64, out.size), (Some(crc), 300_000));
     let seen = mock.last();
     assert_eq!(seen.header("content-length"), Some("300000"));
@@ -632,7 +678,7 @@ async fn a_server_that_never_answers_is_a_transport_error_after_the_read_timeout
             held.push(conn);
         }
     });
-    let store = OssStore::builder()
+    let store = HttpStore::oss()
         .endpoint(format!("http://{addr}"))
         .region("cn-hangzhou")
         .credentials(Credentials::new("ak", "sk"))
@@ -655,7 +701,7 @@ async fn virtual_host_requests_to_bucket_dot_localhost_reach_a_local_server() {
         Reply::new(200).header("x-oss-version-id", host)
     })
     .await;
-    let store = OssStore::builder()
+    let store = HttpStore::oss()
         .endpoint(format!("http://localhost:{}", mock.addr.port()))
         .region("cn-hangzhou")
         .credentials(Credentials::new("test-ak", "test-secret-do-not-print").with_security_token("test-token"))

@@ -1,20 +1,23 @@
-//! The OSS dialect HTTP client: [`OssStore`] implements [`ObjectStore`](crate::ObjectStore) and
-//! [`BucketStore`](crate::BucketStore) over reqwest, exactly as Alibaba Cloud OSS speaks.
+//! The HTTP client of both wire dialects: [`HttpStore`] implements the store traits
+//! ([`ObjectStore`](crate::ObjectStore), [`MultipartStore`](crate::store::MultipartStore),
+//! [`OssExtensions`](crate::store::OssExtensions), [`BucketStore`](crate::BucketStore)) over reqwest, as
+//! Alibaba Cloud OSS speaks ([`HttpStore::oss`]) or as S3 does ([`HttpStore::s3`]).
 //!
-//! The same machinery, driven by [`Dialect::S3`] and an AWS SigV4 signer, is the S3 client
-//! ([`crate::s3::S3Store`]): every dialect difference below the operations is read from the store's
-//! [`Dialect`].
+//! There is one client: a dialect is data ([`Dialect`]: header names, limits, which operations exist), a
+//! signer ([`crate::sign`]: OSS V1 / V4, AWS SigV4) and the reading of its answers; no operation branches on
+//! "is this OSS".
 //!
 //! ```no_run
 //! # fn demo() -> transfer_engine::Result<()> {
-//! use transfer_engine::oss::OssStore;
+//! use transfer_engine::http::HttpStore;
 //! use transfer_engine::sign::{Credentials, SignatureVersion};
-//! let store = OssStore::builder()
+//! let oss = HttpStore::oss()
 //!     .endpoint("http://127.0.0.1:1234")
 //!     .region("cn-hangzhou")
 //!     .credentials(Credentials::new("ak", "sk"))
 //!     .signature_version(SignatureVersion::V4)
 //!     .build()?;
+//! let s3 = HttpStore::s3().endpoint("http://127.0.0.1:9000").region("us-east-1").build()?; // AWS_* credentials
 //! # Ok(()) }
 //! ```
 //!
@@ -27,7 +30,7 @@
 //! - Integrity: the CRC-64 of every uploaded body is computed while it is sent and compared with the
 //!   server's `x-oss-hash-crc64ecma` (a mismatch is a retryable [`ErrorKind::Integrity`] error); a whole-object
 //!   GET is checked while streaming and the last chunk fails on a mismatch. `Content-MD5` is sent for
-//!   in-memory bodies when asked for (per call, or for every call with [`OssStoreBuilder::content_md5`]) and
+//!   in-memory bodies when asked for (per call, or for every call with [`HttpStoreBuilder::content_md5`]) and
 //!   always for XML bodies. Uploads always carry `Content-Length`, never chunked encoding.
 //! - `RequestTimeTooSkewed` (retryable) also sets a clock offset from the answer's `Date`, used to sign the
 //!   later requests of this store and its clones.
@@ -35,8 +38,9 @@
 //!   [`ErrorKind::Transport`] errors. Nothing is retried here: that is the scheduler's decision.
 //! - Credentials never appear in `Debug`, logs or errors.
 
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Family};
 use crate::error::{Error, ErrorKind, Result};
+use crate::s3::S3Checksum;
 use crate::sign::s3::{S3Signer, S3Target};
 use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
 use crate::store::{validate_bucket, validate_key, Checksum};
@@ -63,9 +67,9 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// UploadPartCopy, CompleteMultipartUpload).
 pub const DEFAULT_SERVER_WORK_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// An OSS endpoint as an object store. Cheap to clone (the connection pool is shared).
+/// An object store over HTTP, in one wire dialect (OSS or S3). Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
-pub struct OssStore {
+pub struct HttpStore {
     client: reqwest::Client,
     endpoint: Endpoint,
     path_style: bool,
@@ -80,9 +84,9 @@ pub struct OssStore {
     clock: Clock,
 }
 
-impl fmt::Debug for OssStore {
+impl fmt::Debug for HttpStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OssStore")
+        f.debug_struct("HttpStore")
             .field("endpoint", &self.endpoint)
             .field("path_style", &self.path_style)
             .field("dialect", &self.dialect.name)
@@ -94,10 +98,22 @@ impl fmt::Debug for OssStore {
     }
 }
 
-impl OssStore {
-    /// A builder; [`OssStoreBuilder::endpoint`] is required.
-    pub fn builder() -> OssStoreBuilder {
-        OssStoreBuilder::default()
+impl HttpStore {
+    /// A builder for an Alibaba Cloud OSS endpoint ([`Dialect::OSS`]): signature V4 (or V1), `x-oss-*`
+    /// headers, credentials from `OSS_ACCESS_KEY_ID` / `OSS_ACCESS_KEY_SECRET` / `OSS_SESSION_TOKEN`.
+    pub fn oss() -> HttpStoreBuilder {
+        HttpStoreBuilder::new(Dialect::OSS)
+    }
+
+    /// A builder for an S3 endpoint ([`Dialect::S3`]): AWS SigV4, `x-amz-*` headers, credentials from
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN` (see [`crate::s3`]).
+    pub fn s3() -> HttpStoreBuilder {
+        HttpStoreBuilder::new(Dialect::S3)
+    }
+
+    /// The wire dialect this store speaks.
+    pub fn dialect(&self) -> &Dialect {
+        &self.dialect
     }
 
     /// True when requests use path-style addressing (`<endpoint>/<bucket>/<key>`).
@@ -458,16 +474,19 @@ impl Response {
     }
 }
 
-/// Builds an [`OssStore`].
+/// Builds an [`HttpStore`] of one dialect: [`HttpStore::oss`] or [`HttpStore::s3`]. [`endpoint`](Self::endpoint)
+/// is required; everything else has a default.
 #[derive(Debug)]
-pub struct OssStoreBuilder {
+pub struct HttpStoreBuilder {
+    dialect: Dialect,
     endpoint: Option<String>,
     region: Option<String>,
     credentials: Option<Credentials>,
-    signature_version: SignatureVersion,
+    signature_version: Option<SignatureVersion>,
     path_style: Option<bool>,
     content_md5: bool,
-    crc32c: bool,
+    checksum: S3Checksum,
+    tagging: bool,
     connect_timeout: Duration,
     read_timeout: Option<Duration>,
     server_work_timeout: Duration,
@@ -475,16 +494,18 @@ pub struct OssStoreBuilder {
     system_proxy: bool,
 }
 
-impl Default for OssStoreBuilder {
-    fn default() -> Self {
+impl HttpStoreBuilder {
+    fn new(dialect: Dialect) -> Self {
         Self {
+            dialect,
             endpoint: None,
             region: None,
             credentials: None,
-            signature_version: SignatureVersion::V4,
+            signature_version: None,
             path_style: None,
             content_md5: false,
-            crc32c: false,
+            checksum: S3Checksum::default(),
+            tagging: true,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             server_work_timeout: DEFAULT_SERVER_WORK_TIMEOUT,
@@ -492,32 +513,34 @@ impl Default for OssStoreBuilder {
             system_proxy: true,
         }
     }
-}
 
-impl OssStoreBuilder {
     /// The service endpoint: `http://host[:port]` or `https://host[:port]` (a bare host means https), e.g.
-    /// `https://oss-cn-hangzhou.aliyuncs.com` or `http://127.0.0.1:1234`. Required.
+    /// `https://oss-cn-hangzhou.aliyuncs.com`, `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:9000`.
+    /// Required.
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
         self
     }
 
-    /// The region id for the V4 signature scope, e.g. `cn-hangzhou`. Without it, the region is read from an
-    /// `oss-<region>[-internal].aliyuncs.com` endpoint; V1 needs none.
+    /// The region of the signature scope (and of buckets created). OSS: e.g. `cn-hangzhou`; without it, the
+    /// region is read from an `oss-<region>[-internal].aliyuncs.com` endpoint (V1 needs none). S3: without it,
+    /// `AWS_REGION`, then `AWS_DEFAULT_REGION`, then [`s3::DEFAULT_REGION`](crate::s3::DEFAULT_REGION).
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
         self
     }
 
-    /// The access key. Without it, [`Credentials::from_env`] is used.
+    /// The access key. Without it, the dialect's environment: [`Credentials::from_env`] (OSS) or
+    /// [`Credentials::from_aws_env`] (S3).
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = Some(credentials);
         self
     }
 
-    /// V4 (the default) or V1.
+    /// OSS: signature V4 (the default) or V1. S3 signs with AWS SigV4 only: V1 is refused by
+    /// [`build`](Self::build).
     pub fn signature_version(mut self, version: SignatureVersion) -> Self {
-        self.signature_version = version;
+        self.signature_version = Some(version);
         self
     }
 
@@ -528,16 +551,25 @@ impl OssStoreBuilder {
         self
     }
 
-    /// S3 only: protect in-memory bodies by a CRC-32C (`x-amz-checksum-crc32c`, declared on every multipart
-    /// upload) instead of `Content-MD5`.
-    pub(crate) fn crc32c(mut self, enabled: bool) -> Self {
-        self.crc32c = enabled;
+    /// S3: how bodies are protected, [`S3Checksum::Crc32c`] (default) or [`S3Checksum::ContentMd5`]. OSS
+    /// checks every body by the CRC-64 it reports; [`content_md5`](Self::content_md5) adds MD5 there.
+    pub fn checksum(mut self, checksum: S3Checksum) -> Self {
+        self.checksum = checksum;
         self
     }
 
-    /// Send `Content-MD5` with every in-memory body (default off: the CRC-64 check already protects the bytes).
+    /// Send `Content-MD5` with every in-memory body, in addition to the dialect's own check (default off).
     pub fn content_md5(mut self, enabled: bool) -> Self {
         self.content_md5 = enabled;
+        self
+    }
+
+    /// Whether the server implements object tagging (default true). Some S3-compatible servers do not (s3s-fs);
+    /// with `false` the store's [`Capabilities`](crate::store::Capabilities) say so, the engine neither reads
+    /// nor copies tags, and a call that needs tags (tags on a write, the tagging calls) fails with
+    /// [`ErrorKind::Unsupported`] without sending anything.
+    pub fn tagging(mut self, enabled: bool) -> Self {
+        self.tagging = enabled;
         self
     }
 
@@ -575,25 +607,40 @@ impl OssStoreBuilder {
     }
 
     /// Checks the settings and builds the store.
-    pub fn build(self) -> Result<OssStore> {
-        let raw = self.endpoint.clone().ok_or_else(|| Error::invalid("OssStore needs an endpoint"))?;
-        let region = match (self.region.clone(), self.signature_version) {
-            (Some(r), _) if !r.is_empty() => r,
-            (_, SignatureVersion::V1) => String::new(),
-            _ => region_of(&raw)
-                .ok_or_else(|| Error::invalid(format!("signature V4 needs a region; set one for endpoint {raw:?}")))?,
+    pub fn build(self) -> Result<HttpStore> {
+        let raw = self.endpoint.clone().ok_or_else(|| Error::invalid("the store needs an endpoint"))?;
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let region = self.region.clone().filter(|r| !r.is_empty());
+        let (signing, credentials) = match self.dialect.family {
+            Family::Oss => {
+                let version = self.signature_version.unwrap_or(SignatureVersion::V4);
+                let region = match (region, version) {
+                    (Some(r), _) => r,
+                    (None, SignatureVersion::V1) => String::new(),
+                    (None, SignatureVersion::V4) => region_of(&raw).ok_or_else(|| {
+                        Error::invalid(format!("signature V4 needs a region; set one for endpoint {raw:?}"))
+                    })?,
+                };
+                let credentials = self.credentials.clone().map_or_else(Credentials::from_env, Ok)?;
+                (Signing::Oss(Signer::new(version, region)), credentials)
+            }
+            Family::S3 => {
+                if self.signature_version == Some(SignatureVersion::V1) {
+                    return Err(Error::invalid("S3 signs with AWS SigV4: signature V1 is OSS's"));
+                }
+                let region = region
+                    .or_else(|| env("AWS_REGION"))
+                    .or_else(|| env("AWS_DEFAULT_REGION"))
+                    .unwrap_or_else(|| crate::s3::DEFAULT_REGION.to_owned());
+                let credentials = self.credentials.clone().map_or_else(Credentials::from_aws_env, Ok)?;
+                (Signing::S3(S3Signer::new(region)), credentials)
+            }
         };
-        let credentials = match self.credentials.clone() {
-            Some(c) => c,
-            None => Credentials::from_env()?,
-        };
-        let signing = Signing::Oss(Signer::new(self.signature_version, region));
-        self.build_for(Dialect::OSS, signing, credentials)
-    }
-
-    /// Builds a store of `dialect` that signs with `signing`: the one HTTP client behind both dialects.
-    pub(crate) fn build_for(self, dialect: Dialect, signing: Signing, credentials: Credentials) -> Result<OssStore> {
-        let raw = self.endpoint.ok_or_else(|| Error::invalid("the store needs an endpoint"))?;
+        let mut dialect = self.dialect.clone();
+        if !self.tagging {
+            dialect.capabilities.tagging = false;
+            dialect.capabilities.versioned_tagging = false;
+        }
         let endpoint = Endpoint::parse(&raw)?;
         let mut client = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
@@ -610,8 +657,8 @@ impl OssStoreBuilder {
         }
         let client =
             client.build().map_err(|e| Error::invalid("cannot set up the HTTP client").with_source(e.without_url()))?;
-        let s3 = dialect.family == crate::dialect::Family::S3;
-        Ok(OssStore {
+        let crc32c = dialect.family == Family::S3 && self.checksum == S3Checksum::Crc32c;
+        Ok(HttpStore {
             client,
             path_style: self.path_style.unwrap_or_else(|| endpoint.default_path_style()),
             endpoint,
@@ -619,7 +666,7 @@ impl OssStoreBuilder {
             credentials,
             dialect,
             content_md5: self.content_md5,
-            crc32c: self.crc32c && s3,
+            crc32c,
             read_timeout: self.read_timeout,
             server_work_timeout: self.server_work_timeout,
             clock: Clock::default(),

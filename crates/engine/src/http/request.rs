@@ -1,6 +1,6 @@
 //! Building OSS requests: the endpoint and its addressing style, URL and query encoding, and [`Request`], the
 //! one description of a call (method, bucket, key, query, headers, body, error context) that every operation
-//! fills in and [`OssStore`](super::OssStore) signs and sends.
+//! fills in and [`HttpStore`](super::HttpStore) signs and sends.
 //!
 //! The query is kept as decoded `(name, value)` pairs: the very same list is handed to the signer and encoded
 //! into the URL, so what is signed is what is sent. Encoding is RFC 3986 (`%20`, never `+`); a pair with an
@@ -35,7 +35,7 @@ impl Endpoint {
             return Err(Error::invalid(format!("endpoint {s:?} must not have a path or a query")));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(Error::invalid("the endpoint must not carry credentials; use OssStoreBuilder::credentials"));
+            return Err(Error::invalid("the endpoint must not carry credentials; use HttpStoreBuilder::credentials"));
         }
         let host = url.host_str().filter(|h| !h.is_empty());
         let Some(host) = host else { return Err(Error::invalid(format!("endpoint {s:?} has no host"))) };
