@@ -29,6 +29,8 @@
 //! - [`dialect`]: wire differences as data.
 //! - [`xml`]: the XML bodies, shared by client and server.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod checkpoint;
 pub mod crc64;
 pub mod dialect;

@@ -20,9 +20,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Most parts committed in one transaction.
-pub const BATCH_ROWS: usize = 512;
+pub(super) const BATCH_ROWS: usize = 512;
 /// Longest a recorded part waits for companions before its batch is committed.
-pub const BATCH_WINDOW: Duration = Duration::from_millis(50);
+pub(super) const BATCH_WINDOW: Duration = Duration::from_millis(50);
 
 enum Msg {
     Part(i64, PartRow),

@@ -49,7 +49,7 @@ pub(crate) struct Written {
 
 impl Written {
     /// Upper-case hex MD5: the ETag of a PutObject or an UploadPart.
-    pub fn etag(&self) -> String {
+    pub(super) fn etag(&self) -> String {
         self.md5.map(hex::encode_upper).unwrap_or_default()
     }
 }
@@ -143,7 +143,7 @@ impl Pieces {
 
 impl Content {
     /// Streams `len` bytes from `offset` in chunks of at most [`CHUNK`] bytes.
-    pub fn stream(self, offset: u64, len: u64) -> BoxStream<'static, Result<Bytes>> {
+    pub(super) fn stream(self, offset: u64, len: u64) -> BoxStream<'static, Result<Bytes>> {
         match self {
             Content::File(f) => read_stream(tokio::fs::File::from_std(f), offset, len),
             Content::Pieces(p) => {
@@ -169,7 +169,7 @@ impl Content {
     }
 
     /// `len` bytes from `offset` as pieces for [`Blobs::assemble`].
-    pub fn pieces(self, offset: u64, len: u64) -> Vec<Piece> {
+    pub(super) fn pieces(self, offset: u64, len: u64) -> Vec<Piece> {
         match self {
             Content::File(f) => vec![Piece { src: Source::File(f), offset, len }],
             Content::Pieces(p) => p
@@ -270,7 +270,7 @@ fn io_err(what: &str, path: &Path, e: io::Error) -> Error {
 
 impl Blobs {
     /// The data directories under `root`, created if missing.
-    pub fn open(root: &Path, fsync: bool) -> Result<Self> {
+    pub(super) fn open(root: &Path, fsync: bool) -> Result<Self> {
         for dir in [".tmp", ".data", ".pieces", ".staging"] {
             let p = root.join(dir);
             fs::create_dir_all(&p).map_err(|e| io_err("cannot create", &p, e))?;
@@ -283,7 +283,7 @@ impl Blobs {
     }
 
     /// Path of a data file named `xx/<id>` (as [`Blobs::publish_data`] returns it).
-    pub fn data_path(&self, name: &str) -> Result<PathBuf> {
+    pub(super) fn data_path(&self, name: &str) -> Result<PathBuf> {
         match split_name(name)? {
             (entry, None) => Ok(self.root.join(".data").join(entry)),
             (_, Some(_)) => Err(Error::new(ErrorKind::Io, format!("the data of {name:?} is in pieces, not one file"))),
@@ -298,7 +298,7 @@ impl Blobs {
     }
 
     /// Path of a staged part file.
-    pub fn part_path(&self, upload_id: &str, name: &str) -> Result<PathBuf> {
+    pub(super) fn part_path(&self, upload_id: &str, name: &str) -> Result<PathBuf> {
         if !ids::is_file_id(name) {
             return Err(Error::new(ErrorKind::Io, format!("the index names an invalid part file {name:?}")));
         }
@@ -311,7 +311,7 @@ impl Blobs {
 
     /// Streams `body` into a new temp file, computing MD5 and CRC-64. On any error the temp file is removed and
     /// the error returned.
-    pub async fn receive(&self, body: Body) -> Result<Staged> {
+    pub(super) async fn receive(&self, body: Body) -> Result<Staged> {
         let path = self.new_temp_path();
         let file = tokio::fs::File::create(&path).await.map_err(|e| io_err("cannot create", &path, e))?;
         let mut staged = Staged { path, written: Written { size: 0, md5: None, crc: 0 }, armed: true };
@@ -322,7 +322,7 @@ impl Blobs {
     /// Blocking: builds a temp file from `pieces` in order. With `digest` the bytes are read through a buffer
     /// and MD5 and CRC-64 computed; without it they are copied (`std::io::copy`, which may use
     /// `copy_file_range`) and the CRC is left 0 for the caller to supply.
-    pub fn assemble(&self, pieces: Vec<Piece>, digest: bool) -> Result<Staged> {
+    pub(super) fn assemble(&self, pieces: Vec<Piece>, digest: bool) -> Result<Staged> {
         let path = self.new_temp_path();
         let mut out = File::create(&path).map_err(|e| io_err("cannot create", &path, e))?;
         let mut staged = Staged { path, written: Written { size: 0, md5: None, crc: 0 }, armed: true };
@@ -368,7 +368,7 @@ impl Blobs {
     }
 
     /// Moves a received file into the data directory; returns its name (`xx/<id>`) for the index.
-    pub async fn publish_data(&self, staged: Staged) -> Result<String> {
+    pub(super) async fn publish_data(&self, staged: Staged) -> Result<String> {
         let id = ids::file_id();
         let name = format!("{}/{}", &id[..2], id);
         let dest = self.data_path(&name)?;
@@ -377,7 +377,7 @@ impl Blobs {
     }
 
     /// Moves a received part into its upload's staging directory; returns its file name for the index.
-    pub async fn publish_part(&self, staged: Staged, upload_id: &str) -> Result<String> {
+    pub(super) async fn publish_part(&self, staged: Staged, upload_id: &str) -> Result<String> {
         let name = ids::file_id();
         let dest = self.part_path(upload_id, &name)?;
         self.publish(staged, dest).await?;
@@ -388,7 +388,7 @@ impl Blobs {
     /// hard-linking them (`.pieces/xx/<id>/1`, `2`, ...; a single part becomes a plain data file), fsyncing the
     /// new directory entries when the store fsyncs. The staged parts stay where they are. Returns the data name
     /// for the index; on error nothing new is left.
-    pub fn link_parts(&self, upload_id: &str, parts: &[(String, u64)]) -> Result<String> {
+    pub(super) fn link_parts(&self, upload_id: &str, parts: &[(String, u64)]) -> Result<String> {
         let id = ids::file_id();
         let entry = format!("{}/{}", &id[..2], id);
         if let [(file, _)] = parts {
@@ -429,7 +429,7 @@ impl Blobs {
     /// Blocking: opens the bytes the data name `name` holds for reading: a data file, or (for a multipart
     /// object's pieces) a lease on their directory. Called under the index lock, so that the entry cannot be
     /// removed between the lookup and this.
-    pub fn open_content(&self, name: &str) -> Result<Content> {
+    pub(super) fn open_content(&self, name: &str) -> Result<Content> {
         match split_name(name)? {
             (entry, None) => {
                 let path = self.root.join(".data").join(entry);
@@ -462,7 +462,7 @@ impl Blobs {
     /// Appends `body` to the data file `name` whose valid length is `old_size`: anything past `old_size` (left by
     /// a failed append) is cut first. On error the file is cut back to `old_size`; the index, which still says
     /// `old_size`, remains the authority either way.
-    pub async fn append(&self, name: &str, old_size: u64, body: Body) -> Result<Written> {
+    pub(super) async fn append(&self, name: &str, old_size: u64, body: Body) -> Result<Written> {
         let path = self.data_path(name)?;
         let mut file =
             tokio::fs::OpenOptions::new().write(true).open(&path).await.map_err(|e| io_err("cannot open", &path, e))?;
@@ -479,7 +479,7 @@ impl Blobs {
 
     /// Removes data files and piece directories (best effort: a leftover is swept on the next open). A piece
     /// directory that a read holds a [`Lease`] on is removed when the last lease is dropped.
-    pub fn remove_data(&self, names: &[String]) {
+    pub(super) fn remove_data(&self, names: &[String]) {
         for name in names {
             match split_name(name) {
                 Ok((entry, None)) => remove_logged(&self.root.join(".data").join(entry)),
@@ -513,7 +513,7 @@ impl Blobs {
     }
 
     /// Removes staged part files (best effort).
-    pub fn remove_parts(&self, upload_id: &str, names: &[String]) {
+    pub(super) fn remove_parts(&self, upload_id: &str, names: &[String]) {
         for name in names {
             if let Ok(p) = self.part_path(upload_id, name) {
                 remove_logged(&p);
@@ -522,7 +522,7 @@ impl Blobs {
     }
 
     /// Removes an upload's staging directory and everything in it (best effort).
-    pub fn remove_upload(&self, upload_id: &str) {
+    pub(super) fn remove_upload(&self, upload_id: &str) {
         if let Ok(dir) = self.upload_dir(upload_id) {
             if let Err(e) = fs::remove_dir_all(&dir) {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -535,7 +535,7 @@ impl Blobs {
     /// Blocking: removes temp files, data files that no index row names and staged parts of uploads or part
     /// numbers the index does not know: what a crash between writing and committing leaves. Returns how many
     /// files it removed.
-    pub fn sweep(
+    pub(super) fn sweep(
         &self,
         data: &HashSet<String>,
         uploads: &HashSet<String>,

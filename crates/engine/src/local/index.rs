@@ -115,7 +115,7 @@ pub(crate) struct Facts {
 
 impl Facts {
     /// A delete marker written at `now`.
-    pub fn delete_marker(now: i64) -> Self {
+    pub(super) fn delete_marker(now: i64) -> Self {
         Facts {
             delete_marker: true,
             object_type: ObjectType::Normal,

@@ -34,7 +34,7 @@ pub(super) struct Resolved {
 impl Resolved {
     /// The HeadObject facts: size, ETag, CRC-64 and metadata of the content; type, version and tag count of the
     /// named version.
-    pub fn info(&self) -> ObjectInfo {
+    pub(super) fn info(&self) -> ObjectInfo {
         let c = &self.content;
         ObjectInfo {
             size: c.size,

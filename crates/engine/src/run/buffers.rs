@@ -14,11 +14,11 @@ use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 
 /// Smallest buffer worth keeping (below it, malloc does not map fresh pages for each allocation).
-pub const MIN_POOLED: usize = 256 * 1024;
+pub(super) const MIN_POOLED: usize = 256 * 1024;
 
 /// Idle part buffers. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct BufferPool {
+pub(crate) struct BufferPool {
     inner: Arc<Inner>,
 }
 
@@ -36,13 +36,13 @@ struct Idle {
 
 impl BufferPool {
     /// A pool keeping at most `limit` bytes of idle buffers.
-    pub fn new(limit: u64) -> BufferPool {
+    pub(crate) fn new(limit: u64) -> BufferPool {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         BufferPool { inner: Arc::new(Inner { limit, idle: Mutex::new(Idle::default()) }) }
     }
 
     /// An empty buffer with room for `len` bytes: an idle one when there is one large enough, else a new one.
-    pub fn take(&self, len: usize) -> Vec<u8> {
+    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
         if len >= MIN_POOLED {
             let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(i) = idle.buffers.iter().rposition(|b| b.capacity() >= len) {
@@ -56,7 +56,7 @@ impl BufferPool {
     }
 
     /// `buf` as [`Bytes`] that return it to the pool when the last clone is dropped.
-    pub fn freeze(&self, buf: Vec<u8>) -> Bytes {
+    pub(crate) fn freeze(&self, buf: Vec<u8>) -> Bytes {
         if buf.capacity() < MIN_POOLED {
             return Bytes::from(buf);
         }
