@@ -16,8 +16,9 @@
 //!   signatures V4 and V1, CRC-64 on every body) and S3 ([`http::HttpStore::s3`], AWS SigV4, CRC-32C);
 //!   typed errors decided where answers are read.
 //! - [`s3`]: what is S3's own (its checksum choice, its default region) and how the client speaks it.
-//! - [`local`]: the local filesystem store: buckets, versions, multipart staging with atomic publish, appendable
-//!   objects and symlinks. It is the embedded default and what `transfer serve` puts on the network.
+//! - `local` (feature `local`, on by default): the local filesystem store: buckets, versions, multipart staging
+//!   with atomic publish, appendable objects and symlinks. It is the embedded default and what `transfer serve`
+//!   puts on the network.
 //! - [`checkpoint`]: the SQLite ledger of jobs, objects and acknowledged parts (schema in `migrations/`), with
 //!   grouped part writes, one writer per job, and refusal of corrupt or foreign files.
 //! - [`run`]: the job-wide scheduler (one bound on requests in flight, one memory budget) and the retry policy.
@@ -25,9 +26,16 @@
 //! - [`plan`]: the part planner: single request or multipart, part size within the dialect's limits and the
 //!   memory budget (one part buffered per in-flight request); impossible transfers are refused before any byte moves.
 //! - [`crc64`]: CRC-64/XZ and the combine that joins part CRCs.
-//! - [`sign`]: OSS V1 and V4 and AWS SigV4 (S3) signing and verification, shared by the client and the server.
+//! - [`sign`]: OSS V1 and V4 and AWS SigV4 (S3) signing; with the `server` feature, their verification.
 //! - [`dialect`]: wire differences as data.
-//! - [`xml`]: the XML bodies, shared by client and server.
+//! - `xml` and `util` (public with the `server` feature): the XML bodies and encodings, shared by client and
+//!   server.
+//!
+//! # Features
+//! - `local` (default): the local filesystem store.
+//! - `rustls` (default) or `native-tls`: the TLS library of the HTTP client.
+//! - `server`: what only `transfer serve` needs (signature verification, the XML documents and encoding
+//!   helpers it writes with). An embedder leaves it off.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -37,6 +45,7 @@ pub mod dialect;
 pub mod error;
 pub mod http;
 pub mod job;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod meta;
 pub mod plan;
@@ -45,8 +54,16 @@ pub mod s3;
 pub mod sign;
 pub mod store;
 pub mod tags;
+#[cfg(feature = "server")]
 pub mod util;
+#[cfg(not(feature = "server"))]
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod util;
+#[cfg(feature = "server")]
 pub mod xml;
+#[cfg(not(feature = "server"))]
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod xml;
 
 pub use error::{Error, ErrorKind, Result, Retry, ServiceError};
 pub use meta::{Metadata, StorageClass};

@@ -51,5 +51,5 @@ pub enum S3Checksum {
     ContentMd5,
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 mod tests;

@@ -2,7 +2,8 @@
 //! (HMAC-SHA1), and the S3 dialect's AWS SigV4 (`AWS4-HMAC-SHA256`, [`s3`]); header auth and presigned (query)
 //! auth, STS security tokens. OSS V4 and AWS SigV4 share one implementation of the V4 family ([`sigv4`]).
 //!
-//! The client signs with [`Signer::sign`]; the server checks with [`verify`]. Both build the string to sign
+//! The client signs with [`Signer::sign`]; the server (with the `server` feature) checks with `verify`. Both
+//! build the string to sign
 //! from the same [`SignTarget`] (method, bucket, raw key, decoded query) and the same header map, so they
 //! cannot drift apart. Every test vector of the OSS reference (section 6) is a unit test in [`v1`] and [`v4`].
 
@@ -14,8 +15,10 @@ pub mod s3;
 pub mod sigv4;
 pub mod v1;
 pub mod v4;
+#[cfg(feature = "server")]
 mod verify;
 
+#[cfg(feature = "server")]
 pub use verify::{verify, Verified};
 
 /// How far a request's date may be from the server's clock (OSS: 15 minutes).
@@ -202,6 +205,7 @@ pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 /// Constant-time comparison of two signatures.
+#[cfg(feature = "server")]
 pub(crate) fn same_signature(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
