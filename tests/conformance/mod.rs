@@ -396,6 +396,7 @@ conformance! {
     cases: [
         objects::put_get_head_with_metadata [],
         objects::listing_with_prefixes_and_paging [],
+        objects::delete_many [],
         objects::missing_bucket [NoSuchBucket],
         objects::buckets [BucketAdmin],
         objects::delete_bucket_refuses_objects [BucketAdmin, BucketNotEmpty],

@@ -3,7 +3,8 @@
 
 use super::{assert_meta, meta, read, Target};
 use crate::util::data;
-use transfer_engine::store::{ByteRange, ListRequest, PutOptions, Versioning};
+use futures::StreamExt;
+use transfer_engine::store::{list_all, ByteRange, ListRequest, PutOptions, Versioning};
 use transfer_engine::{ErrorKind, ObjectRef};
 
 pub async fn put_get_head_with_metadata(t: &Target) {
@@ -136,6 +137,37 @@ pub async fn listing_with_prefixes_and_paging(t: &Target) {
     }
     entries.sort();
     assert_eq!(entries, ["a/1", "a/2", "a/3 x", "a/4+y", "a/5", "a/sub/"]);
+
+    // The whole listing as a stream, two keys a page: every key once, in order.
+    let req = ListRequest { prefix: Some(scope.prefix.clone()), max_keys: Some(2), ..Default::default() };
+    let streamed: Vec<String> =
+        list_all(t.store.clone(), &scope.bucket, req).map(|e| strip(&e.unwrap().key)).collect::<Vec<_>>().await;
+    assert_eq!(streamed, names);
+}
+
+pub async fn delete_many(t: &Target) {
+    let s = &*t.store;
+    let scope = t.scope("delete-many").await;
+    for n in ["a", "b", "c d+e", "kept"] {
+        s.put_object(&scope.bucket, &scope.key(n), n.as_bytes().to_vec().into(), &PutOptions::default()).await.unwrap();
+    }
+    let objs: Vec<ObjectRef> = ["a", "b", "c d+e", "never-there"].iter().map(|n| scope.obj(n)).collect();
+    let mut with_stranger = objs.clone();
+    with_stranger.push(ObjectRef::new("another-bucket", "x"));
+    let results = s.delete_objects(&scope.bucket, &with_stranger).await.unwrap();
+    assert_eq!(results.len(), 5);
+    // One result per object, in order: a missing key deletes fine, an object of another bucket is refused in
+    // its place without hiding the others.
+    for (o, r) in objs.iter().zip(&results) {
+        assert!(r.is_ok(), "{o}: {r:?}");
+    }
+    assert_eq!(results[4].as_ref().unwrap_err().kind(), ErrorKind::InvalidInput);
+    let left: Vec<String> = list_all(t.store.clone(), &scope.bucket, ListRequest::default())
+        .map(|e| e.unwrap().key)
+        .filter(|k| futures::future::ready(k.starts_with(&scope.prefix)))
+        .collect()
+        .await;
+    assert_eq!(left, [scope.key("kept")]);
 }
 
 pub async fn buckets(t: &Target) {

@@ -265,6 +265,77 @@ pub struct ListedUpload {
     pub initiated: String,
 }
 
+/// `<Delete>`, the body of DeleteMultipleObjects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "Delete")]
+pub struct Delete {
+    /// `true`: the answer lists only the failures.
+    #[serde(rename = "Quiet", default, skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<bool>,
+    /// The objects to delete.
+    #[serde(rename = "Object", default)]
+    pub objects: Vec<DeleteObject>,
+}
+
+/// One `<Object>` of a `<Delete>`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteObject {
+    /// The key.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// A version to delete; none: the current one.
+    #[serde(rename = "VersionId", default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+/// `<DeleteResult>`, the answer of DeleteMultipleObjects.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct DeleteResultXml {
+    /// `url` when keys are URL-encoded.
+    #[serde(rename = "EncodingType", default)]
+    pub encoding_type: Option<String>,
+    /// The objects deleted.
+    #[serde(rename = "Deleted", default)]
+    pub deleted: Vec<DeletedXml>,
+    /// The objects that could not be.
+    #[serde(rename = "Error", default)]
+    pub errors: Vec<DeleteErrorXml>,
+}
+
+/// One `<Deleted>` of a `<DeleteResult>`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct DeletedXml {
+    /// The key.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// The version deleted, when one was named.
+    #[serde(rename = "VersionId", default)]
+    pub version_id: Option<String>,
+    /// Whether a delete marker was created (or deleted).
+    #[serde(rename = "DeleteMarker", default)]
+    pub delete_marker: Option<bool>,
+    /// The delete marker's version.
+    #[serde(rename = "DeleteMarkerVersionId", default)]
+    pub delete_marker_version_id: Option<String>,
+}
+
+/// One `<Error>` of a `<DeleteResult>`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct DeleteErrorXml {
+    /// The key.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// The version named, if any.
+    #[serde(rename = "VersionId", default)]
+    pub version_id: Option<String>,
+    /// The error code.
+    #[serde(rename = "Code", default)]
+    pub code: String,
+    /// The message.
+    #[serde(rename = "Message", default)]
+    pub message: String,
+}
+
 /// `<ListBucketResult>` of ListObjects (V1: `Marker`/`NextMarker`) and ListObjectsV2 (continuation tokens).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "ListBucketResult")]

@@ -4,13 +4,12 @@
 use crate::handlers::Req;
 use crate::response::{malformed_xml, Reply};
 use crate::ServedStore;
-use serde::Deserialize;
 use std::fmt::Write as _;
 use transfer_engine::store::{ListPage, ListRequest, ObjectRef, Versioning};
 use transfer_engine::xml::{
     self, escape, iso8601, CommonPrefix, ListBucketResult, ListedObject, VersioningConfiguration,
 };
-use transfer_engine::Result;
+use transfer_engine::{ErrorKind, Result};
 
 /// The location reported for every bucket.
 const LOCATION: &str = "oss-local";
@@ -236,27 +235,11 @@ pub(crate) async fn list_objects_v2<S: ServedStore>(store: &S, req: Req) -> Resu
     })
 }
 
-/// `<Delete>`, the DeleteMultipleObjects request body.
-#[derive(Debug, Deserialize)]
-struct DeleteRequest {
-    #[serde(rename = "Quiet", default)]
-    quiet: Option<bool>,
-    #[serde(rename = "Object", default)]
-    objects: Vec<DeleteObject>,
-}
-
-#[derive(Debug, Deserialize)]
-struct DeleteObject {
-    #[serde(rename = "Key")]
-    key: String,
-    #[serde(rename = "VersionId", default)]
-    version_id: Option<String>,
-}
-
-/// DeleteMultipleObjects (`POST /bucket?delete`): deletes each named object, answering `<DeleteResult>`.
+/// DeleteMultipleObjects (`POST /bucket?delete`): deletes each named object, answering `<DeleteResult>` with a
+/// `<Deleted>` or an `<Error>` per object (a missing bucket fails the whole request).
 pub(crate) async fn delete_multiple<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
     let body = req.small_body().await?;
-    let doc: DeleteRequest = xml::from_slice(&body).map_err(|_| malformed_xml())?;
+    let doc: xml::Delete = xml::from_slice(&body).map_err(|_| malformed_xml())?;
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DeleteResult>");
     if req.url_encoded() {
         element(&mut out, "EncodingType", "url");
@@ -266,18 +249,32 @@ pub(crate) async fn delete_multiple<S: ServedStore>(store: &S, mut req: Req) -> 
         if let Some(v) = o.version_id.as_deref().filter(|v| !v.is_empty()) {
             obj = obj.at_version(v);
         }
-        let r = store.delete_object(&obj).await?;
-        if doc.quiet != Some(true) {
-            out.push_str("<Deleted>");
-            element(&mut out, "Key", &req.enc(&o.key));
-            if let Some(v) = &obj.version_id {
-                element(&mut out, "VersionId", v);
+        match store.delete_object(&obj).await {
+            Err(e) if e.kind() == ErrorKind::BucketNotFound => return Err(e),
+            Err(e) => {
+                let se = crate::response::service_error_of(&e);
+                out.push_str("<Error>");
+                element(&mut out, "Key", &req.enc(&o.key));
+                if let Some(v) = &obj.version_id {
+                    element(&mut out, "VersionId", v);
+                }
+                element(&mut out, "Code", &se.code);
+                element(&mut out, "Message", &se.message);
+                out.push_str("</Error>");
             }
-            if r.delete_marker {
-                element(&mut out, "DeleteMarker", "true");
-                element(&mut out, "DeleteMarkerVersionId", r.version_id.as_deref().unwrap_or_default());
+            Ok(_) if doc.quiet == Some(true) => {}
+            Ok(r) => {
+                out.push_str("<Deleted>");
+                element(&mut out, "Key", &req.enc(&o.key));
+                if let Some(v) = &obj.version_id {
+                    element(&mut out, "VersionId", v);
+                }
+                if r.delete_marker {
+                    element(&mut out, "DeleteMarker", "true");
+                    element(&mut out, "DeleteMarkerVersionId", r.version_id.as_deref().unwrap_or_default());
+                }
+                out.push_str("</Deleted>");
             }
-            out.push_str("</Deleted>");
         }
     }
     out.push_str("</DeleteResult>");

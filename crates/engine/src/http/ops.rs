@@ -18,6 +18,9 @@ use crate::StorageClass;
 use async_trait::async_trait;
 use http::Method;
 
+/// Most objects one DeleteMultipleObjects takes.
+const MAX_DELETE: usize = 1000;
+
 /// A request addressing `obj`'s bucket and key (the version id is added by the caller, after the
 /// sub-resource).
 fn object(method: Method, obj: &ObjectRef) -> Request {
@@ -213,6 +216,57 @@ impl ObjectStore for HttpStore {
             Ok(DeleteResult { version_id: resp::version_id(d, r.headers()), delete_marker: marker })
         })
         .await
+    }
+
+    async fn delete_objects(&self, bucket: &str, objects: &[ObjectRef]) -> Result<Vec<Result<DeleteResult>>> {
+        if objects.len() > MAX_DELETE {
+            return Err(Error::invalid(format!(
+                "DeleteMultipleObjects deletes at most {MAX_DELETE} objects a call, not {}",
+                objects.len()
+            )));
+        }
+        let mut out: Vec<Option<Result<DeleteResult>>> = objects
+            .iter()
+            .map(|o| (o.bucket != bucket).then(|| Err(Error::invalid(format!("{o} is not in bucket {bucket}")))))
+            .collect();
+        let doc = xml::Delete {
+            quiet: Some(false),
+            objects: objects
+                .iter()
+                .zip(&out)
+                .filter(|(_, done)| done.is_none())
+                .map(|(o, _)| xml::DeleteObject { key: o.key.clone(), version_id: o.version_id.clone() })
+                .collect(),
+        };
+        if !doc.objects.is_empty() {
+            let req = Request::new(Method::POST).bucket(bucket).query("delete", "").xml(xml::to_string(&doc)?);
+            let answer: xml::DeleteResultXml = self.call(req, |r| async move { r.xml().await }).await?;
+            let enc = is_url_encoded(&answer.encoding_type);
+            // Each answer goes to the first still unanswered request for the same key and version.
+            let mut place = |key: String, version: Option<String>, result: Result<DeleteResult>| -> Result<()> {
+                let key = url_decoded(key, enc)?;
+                let version = version.filter(|v| !v.is_empty());
+                let slot = objects
+                    .iter()
+                    .zip(out.iter_mut())
+                    .find(|(o, done)| done.is_none() && o.key == key && (version.is_none() || o.version_id == version));
+                if let Some((_, done)) = slot {
+                    *done = Some(result);
+                }
+                Ok(())
+            };
+            for d in answer.deleted {
+                let marker = d.delete_marker.unwrap_or(false);
+                let version_id = if marker { d.delete_marker_version_id } else { d.version_id.clone() };
+                place(d.key, d.version_id, Ok(DeleteResult { version_id, delete_marker: marker }))?;
+            }
+            for e in answer.errors {
+                let err = Error::code(200, &e.code, e.message).with_context("key", &e.key);
+                place(e.key, e.version_id, Err(err))?;
+            }
+        }
+        // Quiet servers list only failures: an object not named was deleted.
+        Ok(out.into_iter().map(|r| r.unwrap_or_else(|| Ok(DeleteResult::default()))).collect())
     }
 
     async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult> {

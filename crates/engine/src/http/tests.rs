@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::crc64::checksum;
+use crate::store::DeleteResult;
 use crate::store::MultipartStore;
 use crate::store::OssExtensions;
 use crate::store::PartCopySource;
@@ -735,4 +736,36 @@ async fn request_time_too_skewed_corrects_the_signing_clock() {
     assert_eq!(e.service_code(), Some("RequestTimeTooSkewed"));
     assert!(e.is_retryable());
     store.delete_object(&ObjectRef::new("bkt", "k")).await.unwrap();
+}
+
+#[tokio::test]
+async fn delete_objects_sends_one_request_and_answers_each_object_in_place() {
+    let answer = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DeleteResult><EncodingType>url</EncodingType>\
+        <Deleted><Key>a%20b</Key></Deleted>\
+        <Deleted><Key>v</Key><VersionId>V1</VersionId><DeleteMarker>true</DeleteMarker>\
+        <DeleteMarkerVersionId>M1</DeleteMarkerVersionId></Deleted>\
+        <Error><Key>denied</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>\
+        </DeleteResult>";
+    let mock = Mock::start(move |_| Reply::new(200).body(answer)).await;
+    let objs = [
+        ObjectRef::new("bkt", "a b"),
+        ObjectRef::new("bkt", "v").at_version("V1"),
+        ObjectRef::new("bkt", "denied"),
+        ObjectRef::new("bkt", "quietly-gone"),
+        ObjectRef::new("other", "x"),
+    ];
+    let results = mock.store().delete_objects("bkt", &objs).await.unwrap();
+    assert_eq!(mock.seen().len(), 1, "one request for the batch");
+    let sent = mock.last();
+    assert_eq!((sent.method.as_str(), sent.target.as_str()), ("POST", "/bkt/?delete"));
+    assert!(sent.header("content-md5").is_some(), "DeleteMultipleObjects requires Content-MD5");
+    let body = String::from_utf8(sent.body.to_vec()).unwrap();
+    assert!(body.contains("<Key>a b</Key>") && body.contains("<VersionId>V1</VersionId>"), "{body}");
+    assert!(!body.contains("<Key>x</Key>"), "the other bucket's object is not sent: {body}");
+    assert_eq!(results[0].as_ref().unwrap(), &DeleteResult::default());
+    assert_eq!(results[1].as_ref().unwrap(), &DeleteResult { version_id: Some("M1".into()), delete_marker: true });
+    let denied = results[2].as_ref().unwrap_err();
+    assert_eq!((denied.kind(), denied.service_code()), (ErrorKind::AccessDenied, Some("AccessDenied")));
+    assert!(results[3].is_ok(), "a quiet answer omits what was deleted");
+    assert_eq!(results[4].as_ref().unwrap_err().kind(), ErrorKind::InvalidInput);
 }
