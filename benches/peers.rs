@@ -955,12 +955,10 @@ fn verify(rt: &tokio::runtime::Runtime, server: &Server, w: &Workload, dest: &st
             Kind::Dir => {
                 let (mut n, mut bytes, mut token) = (0usize, 0u64, None);
                 loop {
-                    let req = ListRequest {
-                        prefix: Some(dest.to_owned()),
-                        continuation_token: token.take(),
-                        max_keys: Some(1000),
-                        ..ListRequest::default()
-                    };
+                    let req = ListRequest::default()
+                        .prefix(Some(dest.to_owned()))
+                        .continuation_token(token.take())
+                        .max_keys(Some(1000));
                     let page = server.admin.list_objects(BUCKET, &req).await?;
                     n += page.objects.len();
                     bytes += page.objects.iter().map(|o| o.size).sum::<u64>();

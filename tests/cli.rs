@@ -47,12 +47,7 @@ fn tree(root: &Path, n: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 pub(crate) async fn listed(store: &dyn ObjectStore, b: &str, prefix: &str) -> usize {
-    store
-        .list_objects(b, &ListRequest { prefix: Some(prefix.into()), ..Default::default() })
-        .await
-        .unwrap()
-        .objects
-        .len()
+    store.list_objects(b, &ListRequest::default().prefix(Some(prefix.into()))).await.unwrap().objects.len()
 }
 
 #[tokio::test]
@@ -175,7 +170,7 @@ async fn cp_object_to_object_server_side_and_into_the_local_store() {
     let store = served.client(V4);
     bucket(&store, "copycli").await;
     let tags = TagSet::from_pairs([("keep", "me")]).unwrap();
-    let opts = PutOptions { tags: Some(tags.clone()), ..Default::default() };
+    let opts = PutOptions::default().tags(Some(tags.clone()));
     store.put_object("copycli", "src/obj", Body::from(data(3000, 1)), &opts).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger.db");

@@ -239,11 +239,9 @@ async fn stat_and_tag_commands_on_objects_and_versions() {
     store.put_versioning("objs", true).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger.db");
-    let opts = PutOptions {
-        metadata: transfer_engine::Metadata::with_user([("owner", "ops")]).unwrap(),
-        tags: Some(TagSet::from_pairs([("v", "one")]).unwrap()),
-        ..Default::default()
-    };
+    let opts = PutOptions::default()
+        .metadata(transfer_engine::Metadata::with_user([("owner", "ops")]).unwrap())
+        .tags(Some(TagSet::from_pairs([("v", "one")]).unwrap()));
     let first = store.put_object("objs", "k", Body::from(data(1000, 1)), &opts).await.unwrap();
     store.put_object("objs", "k", Body::from(data(2000, 2)), &PutOptions::default()).await.unwrap();
     let v1 = first.version_id.clone().unwrap();
@@ -693,7 +691,7 @@ async fn a_copy_from_a_store_without_tagging_keeps_no_tags_and_does_not_retry() 
     let served = Served::start();
     let store = served.client(V4);
     bucket(&store, "notag").await;
-    let opts = PutOptions { tags: Some(TagSet::from_pairs([("k", "v")]).unwrap()), ..Default::default() };
+    let opts = PutOptions::default().tags(Some(TagSet::from_pairs([("k", "v")]).unwrap()));
     store.put_object("notag", "src", b"bytes".to_vec().into(), &opts).await.unwrap();
     // A server that answers GetObjectTagging with 501 NotImplemented, as Garage does.
     let proxy = FaultProxy::start(

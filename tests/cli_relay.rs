@@ -25,7 +25,7 @@ async fn a_prefix_moves_between_two_endpoints_with_its_metadata_and_tags_and_res
     bucket(&dst, "target").await;
     let meta = Metadata::with_user([("owner", "ops")]).unwrap();
     let tags = TagSet::from_pairs([("k4+-=", "+-=._:/"), ("tier", "gold")]).unwrap();
-    let opts = PutOptions { metadata: meta.clone(), tags: Some(tags.clone()), ..Default::default() };
+    let opts = PutOptions::default().metadata(meta.clone()).tags(Some(tags.clone()));
     let big = data(3 * 1024 * 1024, 11);
     src.put_object("origin", "p/big.bin", big.clone().into(), &opts).await.unwrap();
     src.put_object("origin", "p/small.txt", b"small".to_vec().into(), &opts).await.unwrap();
@@ -112,7 +112,7 @@ async fn an_object_moves_from_oss_to_s3_and_from_the_local_store_to_oss() {
         .build()
         .unwrap();
     s3.create_bucket("to-s3").await.unwrap();
-    let opts = PutOptions { tags: Some(TagSet::from_pairs([("a", "1")]).unwrap()), ..Default::default() };
+    let opts = PutOptions::default().tags(Some(TagSet::from_pairs([("a", "1")]).unwrap()));
     oss.put_object("from-oss", "k", data(5000, 2).into(), &opts).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger.db");

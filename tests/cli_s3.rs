@@ -142,7 +142,7 @@ async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
     metadata.content_type = Some("application/x-test".into());
     let tags = TagSet::from_pairs([("tier", "cold")]).unwrap();
     let bytes = data(6 * 1024 * 1024 + 5, 9);
-    let opts = PutOptions { metadata: metadata.clone(), tags: Some(tags.clone()), ..PutOptions::default() };
+    let opts = PutOptions::default().metadata(metadata.clone()).tags(Some(tags.clone()));
     oss.put_object("limits", "src.bin", bytes.clone().into(), &opts).await.unwrap();
     let arrived = |key: String| {
         let (oss, metadata, tags, bytes) = (&oss, &metadata, &tags, &bytes);

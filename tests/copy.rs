@@ -21,21 +21,15 @@ const BIG: usize = 1024 * KIB + 3;
 const SMALL: usize = 10 * KIB;
 
 fn config(tag_on: TagOn) -> EngineConfig {
-    EngineConfig {
-        plan: PlanOptions {
-            copy_threshold: Some(300 * KIB as u64),
-            copy_part_size: 100 * KIB as u64,
-            max_in_flight: 3,
-            ..PlanOptions::default()
-        },
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-        tag_on,
-        ..EngineConfig::default()
-    }
+    EngineConfig::default()
+        .plan(
+            PlanOptions::default()
+                .copy_threshold(Some(300 * KIB as u64))
+                .copy_part_size(100 * KIB as u64)
+                .max_in_flight(3),
+        )
+        .retry(RetryPolicy::default().base_delay(Duration::from_millis(5)).max_delay(Duration::from_millis(20)))
+        .tag_on(tag_on)
 }
 
 fn source_tags() -> TagSet {
@@ -81,7 +75,7 @@ impl Setup {
 
     /// Writes a source object with the test metadata and tags; returns its version id.
     async fn put(&self, b: &str, key: &str, bytes: &[u8]) -> Option<String> {
-        let opts = PutOptions { metadata: source_meta(), tags: Some(source_tags()), ..PutOptions::default() };
+        let opts = PutOptions::default().metadata(source_meta()).tags(Some(source_tags()));
         let store = self.served.client(V4);
         store.put_object(b, key, bytes.to_vec().into(), &opts).await.unwrap().version_id
     }
@@ -253,7 +247,7 @@ async fn a_source_overwritten_between_runs_restarts_the_copy_and_aborts_the_stal
     let mut meta = Metadata::with_user([("second", "2")]).unwrap();
     meta.content_type = Some("text/csv".into());
     let tags = TagSet::from_pairs([("gen", "2")]).unwrap();
-    let opts = PutOptions { metadata: meta, tags: Some(tags.clone()), ..PutOptions::default() };
+    let opts = PutOptions::default().metadata(meta).tags(Some(tags.clone()));
     s.served.client(V4).put_object("src", "obj", changed.clone().into(), &opts).await.unwrap();
 
     let out = s.engine(&s.served.endpoint, TagOn::Initiate).copy_object(s.job, &req).await.unwrap();
@@ -347,11 +341,9 @@ async fn a_prefix_copied_as_one_job_keeps_every_objects_metadata_and_tags() {
         let key = format!("data/{}/obj-{i}", i % 3);
         let len = if i == 0 { 700 * 1024 } else { 1000 + i as usize * 11 };
         let content = data(len, i);
-        let opts = PutOptions {
-            metadata: Metadata::with_user([("n", i.to_string())]).unwrap(),
-            tags: Some(TagSet::from_pairs([("k4+-=", "+-=._:/"), ("n", &*i.to_string())]).unwrap()),
-            ..Default::default()
-        };
+        let opts = PutOptions::default()
+            .metadata(Metadata::with_user([("n", i.to_string())]).unwrap())
+            .tags(Some(TagSet::from_pairs([("k4+-=", "+-=._:/"), ("n", &*i.to_string())]).unwrap()));
         admin.put_object("prefix-src", &key, Body::from(content.clone()), &opts).await.unwrap();
         expected.push((key, content, i));
     }

@@ -19,21 +19,10 @@ use transfer_engine::{Metadata, ObjectRef, ObjectStore, TagSet};
 const KIB: u64 = 1024;
 
 fn config(tag_on: TagOn) -> EngineConfig {
-    EngineConfig {
-        plan: PlanOptions {
-            preferred_part_size: 100 * KIB,
-            multipart_threshold: 300 * KIB,
-            max_in_flight: 3,
-            ..PlanOptions::default()
-        },
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-        tag_on,
-        ..EngineConfig::default()
-    }
+    EngineConfig::default()
+        .plan(PlanOptions::default().preferred_part_size(100 * KIB).multipart_threshold(300 * KIB).max_in_flight(3))
+        .retry(RetryPolicy::default().base_delay(Duration::from_millis(5)).max_delay(Duration::from_millis(20)))
+        .tag_on(tag_on)
 }
 
 fn seed_tags() -> TagSet {
@@ -553,7 +542,8 @@ async fn the_blake3_digest_can_ride_as_a_tag_and_metadata() {
     let s = setup("digest").await;
     let store: Arc<dyn transfer_engine::Store> = Arc::new(client_for(&s.served.endpoint, V4, Credentials::new(AK, SK)));
     let mut cfg = config(TagOn::Initiate);
-    cfg.digest = transfer_engine::job::DigestOptions { tag: Some("blake3".into()), metadata: Some("blake3".into()) };
+    cfg.digest =
+        transfer_engine::job::DigestOptions::default().tag(Some("blake3".into())).metadata(Some("blake3".into()));
     let engine = Engine::new(store, s.ledger.clone(), cfg).unwrap();
     for (name, len) in [("small", 5000usize), ("big", 700 * 1024)] {
         let content = data(len, 31);

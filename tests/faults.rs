@@ -12,7 +12,7 @@ use transfer_engine::MultipartStore;
 use transfer_engine::{ObjectRef, ObjectStore};
 
 fn quick() -> RetryPolicy {
-    RetryPolicy { base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20), ..RetryPolicy::default() }
+    RetryPolicy::default().base_delay(Duration::from_millis(5)).max_delay(Duration::from_millis(20))
 }
 
 fn rule(method: &'static str, contains: &'static str, fault: Fault, times: usize) -> Rule {

@@ -19,7 +19,7 @@ fn seed_tags() -> TagSet {
 }
 
 fn tagged() -> PutOptions {
-    PutOptions { tags: Some(seed_tags()), ..Default::default() }
+    PutOptions::default().tags(Some(seed_tags()))
 }
 
 async fn tags_of(store: &dyn ObjectStore, obj: &ObjectRef) -> Vec<transfer_engine::tags::Tag> {
@@ -86,7 +86,7 @@ async fn tags_on_append_upload() {
     let obj = ObjectRef::new(&b, "exampledir/exampleobject.txt");
     let first = store.append_object(&b, &obj.key, 0, Body::from("<yourContent>"), &tagged()).await.unwrap();
     assert_eq!(first.next_position, 13);
-    let other = PutOptions { tags: Some(TagSet::from_pairs([("ignored", "yes")]).unwrap()), ..Default::default() };
+    let other = PutOptions::default().tags(Some(TagSet::from_pairs([("ignored", "yes")]).unwrap()));
     let second = store.append_object(&b, &obj.key, 13, Body::from("-more"), &other).await.unwrap();
     assert_eq!(second.next_position, 18);
     assert_eq!(second.crc64, Some(transfer_engine::crc64::checksum(b"<yourContent>-more")));
@@ -175,14 +175,14 @@ async fn copy_with_copy_and_replace_tag_directives() {
         let b = bucket(&store, &format!("copy-{i}")).await;
         let src = ObjectRef::new(&b, "srcexampledir/exampleobject.txt");
         let src_tags = TagSet::from_pairs([("src", "yes")]).unwrap();
-        let opts = PutOptions { tags: Some(src_tags.clone()), ..Default::default() };
+        let opts = PutOptions::default().tags(Some(src_tags.clone()));
         store.put_object(&b, &src.key, Body::from("copy me"), &opts).await.unwrap();
 
         store.copy_object(&b, "destexampledir1/exampleobject.txt", &CopyOptions::from(src.clone())).await.unwrap();
         let dest1 = ObjectRef::new(&b, "destexampledir1/exampleobject.txt");
         assert_eq!(tags_of(&store, &dest1).await, src_tags.sorted());
 
-        let replace = CopyOptions { tagging: Directive::Replace(seed_tags()), ..CopyOptions::from(src.clone()) };
+        let replace = CopyOptions::from(src.clone()).tagging(Directive::Replace(seed_tags()));
         store.copy_object(&b, "destexampledir2/exampleobject.txt", &replace).await.unwrap();
         let dest2 = ObjectRef::new(&b, "destexampledir2/exampleobject.txt");
         assert_eq!(tags_of(&store, &dest2).await, seed_tags().sorted());
@@ -255,7 +255,7 @@ async fn metadata_upload_head_meta_and_replace() {
         let store = served.client(v);
         let b = bucket(&store, &format!("meta-{i}")).await;
         let obj = ObjectRef::new(&b, "key");
-        let opts = PutOptions { metadata: meta(&[("key1", "value1"), ("key2", "value2")]), ..Default::default() };
+        let opts = PutOptions::default().metadata(meta(&[("key1", "value1"), ("key2", "value2")]));
         let put = store.put_object(&b, "key", Body::from("Hello, OSS!"), &opts).await.unwrap();
         assert_eq!(put.crc64, Some(transfer_engine::crc64::checksum(b"Hello, OSS!")));
 
@@ -271,8 +271,7 @@ async fn metadata_upload_head_meta_and_replace() {
         assert_eq!((light.size, light.etag.as_str(), light.crc64), (11, put.etag.as_str(), put.crc64));
         assert_eq!(light.last_modified, head.last_modified);
 
-        let replace =
-            CopyOptions { metadata: Directive::Replace(meta(&[("key3", "value3")])), ..CopyOptions::from(obj.clone()) };
+        let replace = CopyOptions::from(obj.clone()).metadata(Directive::Replace(meta(&[("key3", "value3")])));
         store.copy_object(&b, "key", &replace).await.unwrap();
         let after = store.head_object(&obj).await.unwrap();
         assert_eq!(after.metadata.user, meta(&[("key3", "value3")]).user);
@@ -289,18 +288,12 @@ async fn multipart_copy_replaces_metadata() {
     let b = bucket(&store, "copier").await;
     let src = ObjectRef::new(&b, "big-source");
     let content = data(2 * PART + 10, 5);
-    let opts = PutOptions {
-        metadata: meta(&[("old", "gone")]),
-        tags: Some(TagSet::from_pairs([("keep", "me")]).unwrap()),
-        ..Default::default()
-    };
+    let opts = PutOptions::default()
+        .metadata(meta(&[("old", "gone")]))
+        .tags(Some(TagSet::from_pairs([("keep", "me")]).unwrap()));
     store.put_object(&b, &src.key, Body::from(content.clone()), &opts).await.unwrap();
     let source_tags = store.get_tagging(&src).await.unwrap();
-    let init = PutOptions {
-        metadata: meta(&[("key1", "value1"), ("key2", "value2")]),
-        tags: Some(source_tags),
-        ..Default::default()
-    };
+    let init = PutOptions::default().metadata(meta(&[("key1", "value1"), ("key2", "value2")])).tags(Some(source_tags));
     let id = store.initiate_multipart(&b, "copied", &init).await.unwrap();
     let mut parts = Vec::new();
     for (n, off) in (0..content.len() as u64).step_by(PART).enumerate() {

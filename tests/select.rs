@@ -26,24 +26,18 @@ const KIB: u64 = 1024;
 /// Uploads: multipart from 64 KiB in parts of 100 KiB (the store's minimum); copies: UploadPartCopy from
 /// 300 KiB in parts of 100 KiB.
 fn config(overwrite: Overwrite, dry_run: bool) -> EngineConfig {
-    EngineConfig {
-        plan: PlanOptions {
-            preferred_part_size: 100 * KIB,
-            multipart_threshold: 64 * KIB,
-            copy_threshold: Some(300 * KIB),
-            copy_part_size: 100 * KIB,
-            max_in_flight: 3,
-            ..PlanOptions::default()
-        },
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-        overwrite,
-        dry_run,
-        ..EngineConfig::default()
-    }
+    EngineConfig::default()
+        .plan(
+            PlanOptions::default()
+                .preferred_part_size(100 * KIB)
+                .multipart_threshold(64 * KIB)
+                .copy_threshold(Some(300 * KIB))
+                .copy_part_size(100 * KIB)
+                .max_in_flight(3),
+        )
+        .retry(RetryPolicy::default().base_delay(Duration::from_millis(5)).max_delay(Duration::from_millis(20)))
+        .overwrite(overwrite)
+        .dry_run(dry_run)
 }
 
 struct Setup {

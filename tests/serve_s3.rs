@@ -32,8 +32,7 @@ async fn one_port_serves_s3_and_oss_requests() {
     meta.content_type = Some("text/plain".into());
     meta.storage_class = Some(StorageClass::InfrequentAccess);
     let tags = TagSet::from_pairs([("k", "v w")]).unwrap();
-    let opts =
-        PutOptions { metadata: meta.clone(), tags: Some(tags.clone()), content_md5: true, ..PutOptions::default() };
+    let opts = PutOptions::default().metadata(meta.clone()).tags(Some(tags.clone())).content_md5(true);
     let body = data(5000, 3);
     let put = s.put_object("both", "dir/a b+c", body.clone().into(), &opts).await.unwrap();
     let obj = ObjectRef::new("both", "dir/a b+c");
@@ -51,7 +50,7 @@ async fn one_port_serves_s3_and_oss_requests() {
     assert_eq!(oss.get_tagging(&obj).await.unwrap().sorted(), tags.sorted());
 
     // Forbid overwrite travels as If-None-Match: *.
-    let again = PutOptions { forbid_overwrite: true, ..PutOptions::default() };
+    let again = PutOptions::default().forbid_overwrite(true);
     assert!(s.put_object("both", "dir/a b+c", b"x".to_vec().into(), &again).await.is_err());
 
     // Multipart with out-of-order parts, CopyObject with replaced metadata and tags, a listing.
@@ -77,8 +76,7 @@ async fn one_port_serves_s3_and_oss_requests() {
     let c = ObjectRef::new("both", "copy");
     assert_eq!(s.head_object(&c).await.unwrap().metadata.user.get("origin").map(String::as_str), Some("copy"));
     assert_eq!(s.get_tagging(&c).await.unwrap().get("copied"), Some("1"));
-    let page =
-        s.list_objects("both", &ListRequest { prefix: Some("dir/".into()), ..Default::default() }).await.unwrap();
+    let page = s.list_objects("both", &ListRequest::default().prefix(Some("dir/".into()))).await.unwrap();
     assert_eq!(page.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["dir/a b+c"]);
 
     // Unsupported in S3, whatever the server could do.

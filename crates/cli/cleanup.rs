@@ -159,7 +159,7 @@ fn report(out: OutputArgs, event: &str, c: &Candidate, line: &str) {
 /// When the server says `c` was initiated, or `None` when it no longer has it.
 async fn initiated(store: &Opened, c: &Candidate) -> transfer_engine::Result<Option<i64>> {
     let u = &c.upload;
-    let mut req = ListUploadsRequest { prefix: Some(u.key.clone()), ..Default::default() };
+    let mut req = ListUploadsRequest::default().prefix(Some(u.key.clone()));
     loop {
         let page = store.objects.list_uploads(&u.bucket, &req).await?;
         if let Some(u) = page.uploads.iter().find(|l| l.upload_id == u.id && l.key == u.key) {
@@ -310,8 +310,7 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
 /// Every incomplete upload under `bucket/prefix`.
 async fn all_uploads(store: &Opened, bucket: &str, prefix: &str) -> Result<Vec<Candidate>, Usage> {
     let mut found = Vec::new();
-    let mut req =
-        ListUploadsRequest { prefix: Some(prefix.to_owned()).filter(|p| !p.is_empty()), ..Default::default() };
+    let mut req = ListUploadsRequest::default().prefix(Some(prefix.to_owned()).filter(|p| !p.is_empty()));
     loop {
         let page = store
             .objects

@@ -256,31 +256,27 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         warn_copy_threshold(args.copy_threshold, store.objects.capabilities(), dst_scheme);
     }
     let ledger = open_ledger(args.checkpoint.as_ref())?;
-    let mut plan = PlanOptions {
-        max_in_flight: args.jobs,
-        memory_budget: args.memory_limit,
-        multipart_threshold: args.multipart_threshold,
-        copy_threshold: args.copy_threshold,
-        ..PlanOptions::default()
-    };
+    let mut plan = PlanOptions::default()
+        .max_in_flight(args.jobs)
+        .memory_budget(args.memory_limit)
+        .multipart_threshold(args.multipart_threshold)
+        .copy_threshold(args.copy_threshold);
     if let Some(p) = args.part_size {
         plan.preferred_part_size = p;
         plan.copy_part_size = p;
     }
-    let config = EngineConfig {
-        plan,
-        tag_on: match args.tag_on {
+    let config = EngineConfig::default()
+        .plan(plan)
+        .tag_on(match args.tag_on {
             TagOnArg::Initiate => TagOn::Initiate,
             TagOnArg::Complete => TagOn::Complete,
-        },
-        overwrite: match (args.no_clobber, args.update) {
+        })
+        .overwrite(match (args.no_clobber, args.update) {
             (true, _) => Overwrite::IfMissing,
             (false, true) => Overwrite::IfDifferent,
             (false, false) => Overwrite::Always,
-        },
-        dry_run: args.dry_run,
-        ..EngineConfig::default()
-    };
+        })
+        .dry_run(args.dry_run);
     let engine = match relay {
         Some(source) => Engine::relay(store.objects.clone(), source.objects, ledger.clone(), config)?,
         None => Engine::new(store.objects.clone(), ledger.clone(), config)?,
@@ -303,7 +299,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
 /// to that limit ([`PlanOptions::copy_threshold_for`]), so larger objects still go as UploadPartCopy.
 fn warn_copy_threshold(threshold: Option<u64>, caps: &Capabilities, scheme: Scheme) {
     let Some(t) = threshold else { return };
-    let plan = PlanOptions { copy_threshold: Some(t), ..PlanOptions::default() };
+    let plan = PlanOptions::default().copy_threshold(Some(t));
     if plan.copy_threshold_for(caps) < t {
         tracing::warn!(
             "--copy-threshold {} is above the largest object one CopyObject copies on {}:// ({}): \

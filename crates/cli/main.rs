@@ -147,7 +147,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn run_server(args: ServeArgs, credentials: Credentials) -> Result<(), Box<dyn std::error::Error>> {
-    let store = LocalStore::open_with(&args.root, LocalOptions { fsync: !args.no_fsync })
+    let store = LocalStore::open_with(&args.root, LocalOptions::default().fsync(!args.no_fsync))
         .map_err(|e| format!("cannot open the store at {}: {e}", args.root.display()))?;
     let access_key_id = credentials.access_key_id().to_owned();
     let server = Server::bind(args.listen, Arc::new(store), credentials)

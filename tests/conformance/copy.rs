@@ -15,12 +15,12 @@ pub async fn upload_part_copy_with_ranges(t: &Target) {
     let s = &*t.store;
     let (src_scope, dst_scope) = (t.scope("copysrc").await, t.scope("copydst").await);
     let content = data(11 * MIB as usize + 3, 5);
-    let opts = PutOptions { metadata: meta(), ..PutOptions::default() };
+    let opts = PutOptions::default().metadata(meta());
     let src_put =
         s.put_object(&src_scope.bucket, &src_scope.key("source"), content.clone().into(), &opts).await.unwrap();
     let src = src_scope.obj("source");
     // Every part pinned to the source's ETag, as the engine does.
-    let pinned = CopyConditions { if_match: Some(src_put.etag.clone()), ..CopyConditions::default() };
+    let pinned = CopyConditions::default().if_match(Some(src_put.etag.clone()));
 
     let key = dst_scope.key("copy");
     let id = s.initiate_multipart(&dst_scope.bucket, &key, &opts).await.unwrap();
@@ -73,8 +73,7 @@ pub async fn copies_check_the_source_etag(t: &Target) {
     let put =
         s.put_object(&scope.bucket, &scope.key("src"), data(1000, 1).into(), &PutOptions::default()).await.unwrap();
     let src = scope.obj("src");
-    let stale =
-        CopyConditions { if_match: Some("0123456789abcdef0123456789abcdef".into()), ..CopyConditions::default() };
+    let stale = CopyConditions::default().if_match(Some("0123456789abcdef0123456789abcdef".into()));
 
     let mut copy = CopyOptions::from(src.clone());
     copy.conditions = stale.clone();
@@ -99,7 +98,7 @@ pub async fn copies_check_the_source_etag(t: &Target) {
         .unwrap_err();
     assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(412), Some("PreconditionFailed"), false), "{e}");
     // The right ETag copies.
-    let current = CopyConditions { if_match: Some(put.etag), ..CopyConditions::default() };
+    let current = CopyConditions::default().if_match(Some(put.etag));
     s.upload_part_copy(
         id.part(1),
         &PartCopySource { source: src.clone(), range: Some(ByteRange::inclusive(0, 99)), conditions: current.clone() },
@@ -113,7 +112,7 @@ pub async fn copy_object_metadata_directive(t: &Target) {
     let s = &*t.store;
     let scope = t.scope("copies").await;
     let content = data(3000, 7);
-    let opts = PutOptions { metadata: meta(), ..PutOptions::default() };
+    let opts = PutOptions::default().metadata(meta());
     s.put_object(&scope.bucket, &scope.key("src"), content.clone().into(), &opts).await.unwrap();
     let src = scope.obj("src");
 
@@ -150,7 +149,7 @@ pub async fn copy_object_metadata_directive(t: &Target) {
 pub async fn copy_object_tagging_directive(t: &Target) {
     let s = &*t.store;
     let scope = t.scope("tag-copies").await;
-    let opts = PutOptions { metadata: meta(), tags: Some(tags()), ..PutOptions::default() };
+    let opts = PutOptions::default().metadata(meta()).tags(Some(tags()));
     s.put_object(&scope.bucket, &scope.key("src"), data(3000, 8).into(), &opts).await.unwrap();
     let src = scope.obj("src");
     let mut new_meta = Metadata::with_user([("origin", "copy")]).unwrap();

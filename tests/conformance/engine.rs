@@ -20,23 +20,17 @@ const MIB: usize = 1024 * 1024;
 
 /// Parts of 5 MiB (S3's smallest), multipart from 6 MiB, two requests in flight.
 fn config(tag_on: TagOn) -> EngineConfig {
-    EngineConfig {
-        plan: PlanOptions {
-            preferred_part_size: 5 * MIB as u64,
-            multipart_threshold: 6 * MIB as u64,
-            copy_threshold: Some(6 * MIB as u64),
-            copy_part_size: 5 * MIB as u64,
-            max_in_flight: 2,
-            ..PlanOptions::default()
-        },
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-        tag_on,
-        ..EngineConfig::default()
-    }
+    EngineConfig::default()
+        .plan(
+            PlanOptions::default()
+                .preferred_part_size(5 * MIB as u64)
+                .multipart_threshold(6 * MIB as u64)
+                .copy_threshold(Some(6 * MIB as u64))
+                .copy_part_size(5 * MIB as u64)
+                .max_in_flight(2),
+        )
+        .retry(RetryPolicy::default().base_delay(Duration::from_millis(5)).max_delay(Duration::from_millis(20)))
+        .tag_on(tag_on)
 }
 
 /// A ledger in a temporary directory, and jobs in it.
@@ -417,7 +411,7 @@ fn no_clobber_engine(t: &Target, jobs: &Jobs) -> (Arc<Recording>, Engine) {
 /// Nothing left behind under the scope.
 async fn no_uploads_left(t: &Target, scope: &super::Scope) {
     if t.caps.list_uploads {
-        let req = ListUploadsRequest { prefix: Some(scope.prefix.clone()), ..Default::default() };
+        let req = ListUploadsRequest::default().prefix(Some(scope.prefix.clone()));
         assert!(t.store.list_uploads(&scope.bucket, &req).await.unwrap().uploads.is_empty());
     }
 }

@@ -20,22 +20,16 @@ fn rule(method: &'static str, contains: &'static str, fault: Fault, times: usize
 }
 
 fn engine(store: Arc<dyn transfer_engine::Store>, ledger: &Ledger) -> Engine {
-    let config = EngineConfig {
-        plan: PlanOptions {
-            preferred_part_size: 5 * MIB as u64,
-            multipart_threshold: 6 * MIB as u64,
-            copy_threshold: Some(6 * MIB as u64),
-            copy_part_size: 5 * MIB as u64,
-            max_in_flight: 2,
-            ..PlanOptions::default()
-        },
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            ..RetryPolicy::default()
-        },
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default()
+        .plan(
+            PlanOptions::default()
+                .preferred_part_size(5 * MIB as u64)
+                .multipart_threshold(6 * MIB as u64)
+                .copy_threshold(Some(6 * MIB as u64))
+                .copy_part_size(5 * MIB as u64)
+                .max_in_flight(2),
+        )
+        .retry(RetryPolicy::default().base_delay(Duration::from_millis(5)).max_delay(Duration::from_millis(20)));
     Engine::new(store, ledger.clone(), config).unwrap()
 }
 
@@ -64,7 +58,7 @@ async fn jobs_through(t: &Target, scope_name: &str, rules: Vec<Rule>) {
     assert_eq!(summary.state, JobState::Done, "{:?}", summary.failures);
 
     // Read back through the proxy too (a cut body is retried), and directly.
-    let policy = RetryPolicy { base_delay: Duration::from_millis(5), ..RetryPolicy::default() };
+    let policy = RetryPolicy::default().base_delay(Duration::from_millis(5));
     for key in ["fault-up", "fault-copied"] {
         let obj = scope.obj(key);
         let got = policy.run("get", |_| async { via.get_object(&obj, None).await?.bytes().await }).await.unwrap();

@@ -289,7 +289,7 @@ impl Target {
         let prefix = Some(self.run_prefix.clone());
         let mut token = None;
         loop {
-            let req = ListRequest { prefix: prefix.clone(), continuation_token: token.clone(), ..Default::default() };
+            let req = ListRequest::default().prefix(prefix.clone()).continuation_token(token.clone());
             let Ok(page) = self.store.list_objects(bucket, &req).await else { break };
             for o in &page.objects {
                 let _ = self.store.delete_object(&ObjectRef::new(bucket, &o.key)).await;
@@ -299,7 +299,7 @@ impl Target {
             }
             token = page.next_continuation_token;
         }
-        let req = ListUploadsRequest { prefix: prefix.clone(), ..Default::default() };
+        let req = ListUploadsRequest::default().prefix(prefix.clone());
         if let Ok(page) = self.store.list_uploads(bucket, &req).await {
             for u in &page.uploads {
                 let _ = self.store.abort_multipart(&Upload::new(bucket, &u.key, u.upload_id.clone())).await;

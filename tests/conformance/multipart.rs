@@ -27,7 +27,7 @@ pub async fn parts_out_of_order_with_metadata(t: &Target) {
     let s = &*t.store;
     let scope = t.scope("multi").await;
     let key = scope.key("big object");
-    let opts = PutOptions { metadata: meta(), ..PutOptions::default() };
+    let opts = PutOptions::default().metadata(meta());
     let id = s.initiate_multipart(&scope.bucket, &key, &opts).await.unwrap();
     let parts = parts();
     let mut receipts = Vec::new();
@@ -69,7 +69,7 @@ pub async fn tags_on_initiate(t: &Target) {
     let s = &*t.store;
     let scope = t.scope("tagged-multi").await;
     let key = scope.key("k");
-    let opts = PutOptions { metadata: meta(), tags: Some(tags()), ..PutOptions::default() };
+    let opts = PutOptions::default().metadata(meta()).tags(Some(tags()));
     let id = s.initiate_multipart(&scope.bucket, &key, &opts).await.unwrap();
     let (a, b) = (data(5 * MIB, 7), data(10, 8));
     let r1 = s.upload_part(id.part(1), a.clone().into()).await.unwrap();
@@ -153,7 +153,7 @@ pub async fn list_uploads(t: &Target) {
         ids.push((k, s.initiate_multipart(&scope.bucket, &scope.key(k), &PutOptions::default()).await.unwrap()));
     }
     // Under u/, by key.
-    let req = ListUploadsRequest { prefix: Some(scope.key("u/")), ..Default::default() };
+    let req = ListUploadsRequest::default().prefix(Some(scope.key("u/")));
     let page = s.list_uploads(&scope.bucket, &req).await.unwrap();
     assert!(!page.is_truncated);
     let mut got: Vec<(String, UploadId)> = page.uploads.iter().map(|u| (u.key.clone(), u.upload_id.clone())).collect();
@@ -167,7 +167,7 @@ pub async fn list_uploads(t: &Target) {
     for (k, id) in &ids {
         s.abort_multipart(&Upload::new(&scope.bucket, scope.key(k), id.id.clone())).await.unwrap();
     }
-    let req = ListUploadsRequest { prefix: Some(scope.prefix.clone()), ..Default::default() };
+    let req = ListUploadsRequest::default().prefix(Some(scope.prefix.clone()));
     let page = s.list_uploads(&scope.bucket, &req).await.unwrap();
     assert!(page.uploads.is_empty(), "{:?}", page.uploads);
 }
@@ -181,7 +181,7 @@ pub async fn list_uploads_in_pages(t: &Target) {
         want.push((scope.key(k), id.id));
     }
     // One upload a page: three pages, the two uploads of one key told apart by the upload-id marker.
-    let mut req = ListUploadsRequest { prefix: Some(scope.key("u/")), max_uploads: Some(1), ..Default::default() };
+    let mut req = ListUploadsRequest::default().prefix(Some(scope.key("u/"))).max_uploads(Some(1));
     let (mut seen, mut pages) = (Vec::new(), 0);
     loop {
         let page = s.list_uploads(&scope.bucket, &req).await.unwrap();

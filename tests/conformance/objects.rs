@@ -12,7 +12,7 @@ pub async fn put_get_head_with_metadata(t: &Target) {
     let scope = t.scope("objects").await;
     let obj = scope.obj("dir/a b+c~ü.txt");
     let body = data(1000, 1);
-    let opts = PutOptions { metadata: meta(), content_md5: true, ..PutOptions::default() };
+    let opts = PutOptions::default().metadata(meta()).content_md5(true);
     let put = s.put_object(&obj.bucket, &obj.key, body.clone().into(), &opts).await.unwrap();
     assert!(!put.etag.is_empty());
 
@@ -81,12 +81,8 @@ pub async fn listing_with_prefixes_and_paging(t: &Target) {
     // Two keys a page under a/.
     let (mut seen, mut token, mut pages) = (Vec::new(), None, 0);
     loop {
-        let req = ListRequest {
-            prefix: Some(scope.key("a/")),
-            max_keys: Some(2),
-            continuation_token: token.clone(),
-            ..Default::default()
-        };
+        let req =
+            ListRequest::default().prefix(Some(scope.key("a/"))).max_keys(Some(2)).continuation_token(token.clone());
         let page = s.list_objects(&scope.bucket, &req).await.unwrap();
         pages += 1;
         assert!(page.objects.len() <= 2);
@@ -102,30 +98,26 @@ pub async fn listing_with_prefixes_and_paging(t: &Target) {
     assert_eq!(pages, 3);
 
     // Rolled up by the delimiter.
-    let req = ListRequest { prefix: Some(scope.prefix.clone()), delimiter: Some("/".into()), ..Default::default() };
+    let req = ListRequest::default().prefix(Some(scope.prefix.clone())).delimiter(Some("/".into()));
     let root = s.list_objects(&scope.bucket, &req).await.unwrap();
     assert_eq!(root.common_prefixes.iter().map(|p| strip(p)).collect::<Vec<_>>(), ["a/", "b/"]);
     assert_eq!(root.objects.iter().map(|o| strip(&o.key)).collect::<Vec<_>>(), ["top"]);
     // Starting after a key, with the delimiter.
-    let req = ListRequest {
-        prefix: Some(scope.key("a/")),
-        delimiter: Some("/".into()),
-        start_after: Some(scope.key("a/3 x")),
-        ..Default::default()
-    };
+    let req = ListRequest::default()
+        .prefix(Some(scope.key("a/")))
+        .delimiter(Some("/".into()))
+        .start_after(Some(scope.key("a/3 x")));
     let after = s.list_objects(&scope.bucket, &req).await.unwrap();
     assert_eq!(after.objects.iter().map(|o| strip(&o.key)).collect::<Vec<_>>(), ["a/4+y", "a/5"]);
     assert_eq!(after.common_prefixes.iter().map(|p| strip(p)).collect::<Vec<_>>(), ["a/sub/"]);
     // Prefix and delimiter pages together: keys and rolled-up prefixes share the page size.
     let (mut entries, mut token) = (Vec::new(), None);
     for _ in 0..10 {
-        let req = ListRequest {
-            prefix: Some(scope.key("a/")),
-            delimiter: Some("/".into()),
-            max_keys: Some(4),
-            continuation_token: token.clone(),
-            ..Default::default()
-        };
+        let req = ListRequest::default()
+            .prefix(Some(scope.key("a/")))
+            .delimiter(Some("/".into()))
+            .max_keys(Some(4))
+            .continuation_token(token.clone());
         let page = s.list_objects(&scope.bucket, &req).await.unwrap();
         assert!(page.objects.len() + page.common_prefixes.len() <= 4);
         entries.extend(page.objects.iter().map(|o| strip(&o.key)));
@@ -139,7 +131,7 @@ pub async fn listing_with_prefixes_and_paging(t: &Target) {
     assert_eq!(entries, ["a/1", "a/2", "a/3 x", "a/4+y", "a/5", "a/sub/"]);
 
     // The whole listing as a stream, two keys a page: every key once, in order.
-    let req = ListRequest { prefix: Some(scope.prefix.clone()), max_keys: Some(2), ..Default::default() };
+    let req = ListRequest::default().prefix(Some(scope.prefix.clone())).max_keys(Some(2));
     let streamed: Vec<String> =
         list_all(t.store.clone(), &scope.bucket, req).map(|e| strip(&e.unwrap().key)).collect::<Vec<_>>().await;
     assert_eq!(streamed, names);

@@ -8,7 +8,7 @@ pub async fn tags_on_put(t: &Target) {
     let s = &*t.store;
     let scope = t.scope("tagged").await;
     let obj = scope.obj("k");
-    let opts = PutOptions { tags: Some(tags()), ..PutOptions::default() };
+    let opts = PutOptions::default().tags(Some(tags()));
     s.put_object(&obj.bucket, &obj.key, b"tagged".to_vec().into(), &opts).await.unwrap();
     assert_eq!(tags_of(s, &obj).await, tags().sorted());
     // An object written without tags has none.
@@ -41,7 +41,7 @@ pub async fn tags_on_a_specific_version(t: &Target) {
     let scope = t.versioned_scope("versions").await;
     let first = TagSet::from_pairs([("gen", "1")]).unwrap();
     let second = TagSet::from_pairs([("gen", "2")]).unwrap();
-    let put = |t: &TagSet| PutOptions { tags: Some(t.clone()), ..PutOptions::default() };
+    let put = |t: &TagSet| PutOptions::default().tags(Some(t.clone()));
     let key = scope.key("k");
     let v1 = s.put_object(&scope.bucket, &key, b"one".to_vec().into(), &put(&first)).await.unwrap().version_id.unwrap();
     let v2 =

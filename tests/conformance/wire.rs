@@ -11,7 +11,7 @@ pub async fn forbid_overwrite(t: &Target) {
     let s = &*t.store;
     let scope = t.scope("no-clobber").await;
     let obj = scope.obj("k");
-    let forbid = PutOptions { forbid_overwrite: true, ..PutOptions::default() };
+    let forbid = PutOptions::default().forbid_overwrite(true);
     // A new key is written.
     s.put_object(&obj.bucket, &obj.key, b"first".to_vec().into(), &forbid).await.unwrap();
     // An existing one is refused in the dialect's words: OSS's 409 FileAlreadyExists, S3's 412
@@ -27,7 +27,7 @@ pub async fn forbid_overwrite(t: &Target) {
     let id = s.initiate_multipart(&obj.bucket, &obj.key, &PutOptions::default()).await.unwrap();
     let r = s.upload_part(id.part(1), b"third".to_vec().into()).await.unwrap();
     let parts = [CompletedPart::from(&r)];
-    let e = s.complete_multipart(&id, &parts, &CompleteOptions { forbid_overwrite: true }).await.unwrap_err();
+    let e = s.complete_multipart(&id, &parts, &CompleteOptions::default().forbid_overwrite(true)).await.unwrap_err();
     assert_eq!((e.status(), e.service_code(), e.is_retryable()), (Some(status), Some(code), false), "{e}");
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     assert_eq!(read(s, &obj).await, b"first");
@@ -60,12 +60,11 @@ pub async fn forbid_overwrite_on_copy(t: &Target) {
     // Pinned to the source's ETag and forbidden to overwrite: S3 answers 412 for either, and the kind still
     // says which. The destination exists (the source is current): AlreadyExists.
     let current = s.head_object(&scope.obj("src")).await.unwrap().etag;
-    copy.conditions = CopyConditions { if_match: Some(current), ..CopyConditions::default() };
+    copy.conditions = CopyConditions::default().if_match(Some(current));
     let e = s.copy_object(&scope.bucket, &scope.key("dst"), &copy).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
     // The source changed (a stale pin) and the destination is new: PreconditionFailed, nothing written.
-    copy.conditions =
-        CopyConditions { if_match: Some("0123456789abcdef0123456789abcdef".into()), ..Default::default() };
+    copy.conditions = CopyConditions::default().if_match(Some("0123456789abcdef0123456789abcdef".into()));
     let e = s.copy_object(&scope.bucket, &scope.key("new"), &copy).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
     assert_eq!(s.head_object(&scope.obj("new")).await.unwrap_err().kind(), ErrorKind::ObjectNotFound);
@@ -115,7 +114,7 @@ pub async fn corrupted_bodies_are_refused(t: &Target) {
     let via = t.client_at(&proxy.endpoint, wire.credentials.clone());
     let obj = scope.obj("damaged");
     let body = data(200 * 1024, 4);
-    let opts = PutOptions { content_md5: true, ..PutOptions::default() };
+    let opts = PutOptions::default().content_md5(true);
     let e = via.put_object(&obj.bucket, &obj.key, body.clone().into(), &opts).await.unwrap_err();
     let code = match wire.dialect {
         Dialect::Oss => "InvalidDigest",

@@ -39,6 +39,22 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+/// Chainable setters, one per field, for the `#[non_exhaustive]` option structs: `Type::default().field(value)`.
+macro_rules! setters {
+    ($ty:ty { $($field:ident: $t:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "`; see the field's documentation.")]
+                #[must_use]
+                pub fn $field(mut self, value: $t) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
 pub mod checkpoint;
 pub mod crc64;
 pub mod dialect;

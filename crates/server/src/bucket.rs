@@ -174,15 +174,14 @@ pub(crate) async fn list_objects_v1<S: ServedStore>(store: &S, req: Req) -> Resu
     let delimiter = req.q_str("delimiter");
     let marker = req.q_str("marker");
     let max = max_keys(&req)?;
-    let list = ListRequest {
-        prefix: prefix.clone(),
-        delimiter: delimiter.clone(),
-        start_after: marker
-            .as_deref()
-            .map(|m| v1_start_after(m, prefix.as_deref().unwrap_or_default(), delimiter.as_deref())),
-        continuation_token: None,
-        max_keys: Some(max),
-    };
+    let list = ListRequest::default()
+        .prefix(prefix.clone())
+        .delimiter(delimiter.clone())
+        .start_after(
+            marker.as_deref().map(|m| v1_start_after(m, prefix.as_deref().unwrap_or_default(), delimiter.as_deref())),
+        )
+        .continuation_token(None)
+        .max_keys(Some(max));
     let page = store.list_objects(req.bucket(), &list).await?;
     let next_marker = page.is_truncated.then(|| {
         let last_key = page.objects.last().map(|o| o.key.as_str()).unwrap_or_default();
@@ -207,13 +206,12 @@ pub(crate) async fn list_objects_v1<S: ServedStore>(store: &S, req: Req) -> Resu
 
 /// ListObjectsV2 (`list-type=2`, continuation tokens).
 pub(crate) async fn list_objects_v2<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
-    let list = ListRequest {
-        prefix: req.q_str("prefix"),
-        delimiter: req.q_str("delimiter"),
-        start_after: req.q_str("start-after"),
-        continuation_token: req.q_str("continuation-token"),
-        max_keys: Some(max_keys(&req)?),
-    };
+    let list = ListRequest::default()
+        .prefix(req.q_str("prefix"))
+        .delimiter(req.q_str("delimiter"))
+        .start_after(req.q_str("start-after"))
+        .continuation_token(req.q_str("continuation-token"))
+        .max_keys(Some(max_keys(&req)?));
     let page = store.list_objects(req.bucket(), &list).await?;
     let key_count = (page.objects.len() + page.common_prefixes.len()) as u32;
     let (contents, common_prefixes) = contents(&req, &page);

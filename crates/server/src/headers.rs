@@ -82,12 +82,7 @@ pub(crate) fn tags(h: &HeaderMap) -> Result<Option<TagSet>> {
 
 /// The options of a write: metadata, tags, `x-oss-forbid-overwrite`.
 pub(crate) fn put_options(h: &HeaderMap) -> Result<PutOptions> {
-    Ok(PutOptions {
-        metadata: metadata(h)?,
-        tags: tags(h)?,
-        content_md5: false,
-        forbid_overwrite: flag(h, "x-oss-forbid-overwrite")?,
-    })
+    Ok(PutOptions::default().metadata(metadata(h)?).tags(tags(h)?).forbid_overwrite(flag(h, "x-oss-forbid-overwrite")?))
 }
 
 /// `x-oss-forbid-overwrite: true`.
@@ -120,10 +115,9 @@ pub(crate) fn copy_source(h: &HeaderMap) -> Result<ObjectRef> {
 /// `x-oss-copy-source-if-match` / `-if-none-match`.
 pub(crate) fn copy_conditions(h: &HeaderMap) -> Result<CopyConditions> {
     let etag = |name| Ok::<_, Error>(get(h, name)?.map(|v| unquote(v).to_owned()));
-    Ok(CopyConditions {
-        if_match: etag("x-oss-copy-source-if-match")?,
-        if_none_match: etag("x-oss-copy-source-if-none-match")?,
-    })
+    Ok(CopyConditions::default()
+        .if_match(etag("x-oss-copy-source-if-match")?)
+        .if_none_match(etag("x-oss-copy-source-if-none-match")?))
 }
 
 /// `x-oss-copy-source-range: bytes=first-last`; `None` when absent.
@@ -167,13 +161,11 @@ pub(crate) fn copy_options(h: &HeaderMap) -> Result<CopyOptions> {
     } else {
         Directive::Copy
     };
-    Ok(CopyOptions {
-        source: copy_source(h)?,
-        metadata,
-        tagging,
-        conditions: copy_conditions(h)?,
-        forbid_overwrite: forbid_overwrite(h)?,
-    })
+    Ok(CopyOptions::from(copy_source(h)?)
+        .metadata(metadata)
+        .tagging(tagging)
+        .conditions(copy_conditions(h)?)
+        .forbid_overwrite(forbid_overwrite(h)?))
 }
 
 /// An ETag without its quotes.

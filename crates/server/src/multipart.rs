@@ -108,7 +108,7 @@ async fn all_parts<S: ServedStore>(store: &S, req: &Req) -> Result<Vec<Completed
 
 /// CompleteMultipartUpload.
 pub(crate) async fn complete<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
-    let opts = CompleteOptions { forbid_overwrite: headers::forbid_overwrite(&req.headers)? };
+    let opts = CompleteOptions::default().forbid_overwrite(headers::forbid_overwrite(&req.headers)?);
     let complete_all = req.header("x-oss-complete-all")?.is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
     let body = req.small_body().await?;
     let parts = if complete_all {
@@ -185,12 +185,11 @@ pub(crate) async fn list_parts<S: ServedStore>(store: &S, req: Req) -> Result<Re
 
 /// ListMultipartUploads.
 pub(crate) async fn list_uploads<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
-    let list = ListUploadsRequest {
-        prefix: req.q_str("prefix"),
-        key_marker: req.q_str("key-marker"),
-        upload_id_marker: req.q_str("upload-id-marker").map(UploadId::new),
-        max_uploads: Some(page_size(&req, "max-uploads")?),
-    };
+    let list = ListUploadsRequest::default()
+        .prefix(req.q_str("prefix"))
+        .key_marker(req.q_str("key-marker"))
+        .upload_id_marker(req.q_str("upload-id-marker").map(UploadId::new))
+        .max_uploads(Some(page_size(&req, "max-uploads")?));
     let page = store.list_uploads(req.bucket(), &list).await?;
     Reply::xml_of(&ListMultipartUploadsResult {
         bucket: req.bucket().to_owned(),

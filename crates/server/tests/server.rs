@@ -379,7 +379,7 @@ async fn security_tokens_are_required_when_configured() {
     let root = tempfile::tempdir().unwrap();
     let store = transfer_engine::local::LocalStore::open_with(
         root.path(),
-        transfer_engine::local::LocalOptions { fsync: false },
+        transfer_engine::local::LocalOptions::default().fsync(false),
     )
     .unwrap();
     let creds = Credentials::new("sts-id", "sts-secret").with_security_token("token-1");

@@ -16,7 +16,7 @@ use transfer_server::Server;
 
 async fn flow(version: SignatureVersion, path_style: bool) {
     let root = tempfile::tempdir().unwrap();
-    let local = LocalStore::open_with(root.path(), LocalOptions { fsync: false }).unwrap();
+    let local = LocalStore::open_with(root.path(), LocalOptions::default().fsync(false)).unwrap();
     let creds = Credentials::new("client-ak", "client-sk");
     let server = Server::bind("127.0.0.1:0".parse().unwrap(), Arc::new(local), creds.clone()).await.unwrap();
     let port = server.local_addr().port();
@@ -44,7 +44,8 @@ async fn flow(version: SignatureVersion, path_style: bool) {
     let mut metadata = Metadata::with_user([("owner", "me")]).unwrap();
     metadata.content_type = Some("text/plain".into());
     let tags = TagSet::from_pairs([("k1", "v1"), ("k4+-=", "+-=._:/")]).unwrap();
-    let opts = PutOptions { metadata, tags: Some(tags.clone()), content_md5: true, forbid_overwrite: false };
+    let opts =
+        PutOptions::default().metadata(metadata).tags(Some(tags.clone())).content_md5(true).forbid_overwrite(false);
     let key = "dir/ünïcode key+1.txt";
     let put = oss.put_object(b, key, Body::from_bytes(&b"0123456789"[..]), &opts).await.unwrap();
     assert_eq!(put.crc64, Some(transfer_engine::crc64::checksum(b"0123456789")));
@@ -66,17 +67,17 @@ async fn flow(version: SignatureVersion, path_style: bool) {
     assert_eq!(e.service_code(), Some("InvalidRange"));
 
     // Forbid-overwrite, copy with replaced metadata, tagging operations.
-    let no_overwrite = PutOptions { forbid_overwrite: true, ..PutOptions::default() };
+    let no_overwrite = PutOptions::default().forbid_overwrite(true);
     let e = oss.put_object(b, key, Body::from_bytes(&b"x"[..]), &no_overwrite).await.unwrap_err();
     assert_eq!(e.service_code(), Some("FileAlreadyExists"));
     let mut copy = CopyOptions::from(obj.clone());
     copy.metadata = Directive::Replace(Metadata::with_user([("copied", "yes")]).unwrap());
-    copy.conditions = CopyConditions { if_match: Some(put.etag.clone()), if_none_match: None };
+    copy.conditions = CopyConditions::default().if_match(Some(put.etag.clone())).if_none_match(None);
     oss.copy_object(b, "copy", &copy).await.unwrap();
     let copied = oss.head_object(&ObjectRef::new(b, "copy")).await.unwrap();
     assert_eq!(copied.metadata.user.get("copied").map(String::as_str), Some("yes"));
     assert_eq!(copied.tagging_count, 2);
-    copy.conditions = CopyConditions { if_match: Some("0000".into()), if_none_match: None };
+    copy.conditions = CopyConditions::default().if_match(Some("0000".into())).if_none_match(None);
     assert_eq!(oss.copy_object(b, "copy2", &copy).await.unwrap_err().service_code(), Some("PreconditionFailed"));
     oss.put_tagging(&ObjectRef::new(b, "copy"), &TagSet::from_pairs([("only", "one")]).unwrap()).await.unwrap();
     assert_eq!(oss.get_tagging(&ObjectRef::new(b, "copy")).await.unwrap().get("only"), Some("one"));
@@ -120,10 +121,8 @@ async fn flow(version: SignatureVersion, path_style: bool) {
     assert_eq!(oss.get_symlink(&ObjectRef::new(b, "link")).await.unwrap().target, key);
 
     // Listing.
-    let page = oss
-        .list_objects(b, &ListRequest { delimiter: Some("/".into()), max_keys: Some(1000), ..Default::default() })
-        .await
-        .unwrap();
+    let page =
+        oss.list_objects(b, &ListRequest::default().delimiter(Some("/".into())).max_keys(Some(1000))).await.unwrap();
     assert_eq!(page.common_prefixes, vec!["dir/".to_owned(), "multi/".to_owned()]);
     assert_eq!(page.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), vec!["copy", "link", "log"]);
 

@@ -78,8 +78,9 @@ pub enum TagOn {
     Complete,
 }
 
-/// How the engine plans, retries and tags.
+/// How the engine plans, retries and tags: `EngineConfig::default()`, then the setters of what differs.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Part sizing, thresholds, the memory budget and the number of requests in flight.
     pub plan: PlanOptions,
@@ -102,18 +103,30 @@ pub struct EngineConfig {
     pub dry_run: bool,
 }
 
+setters!(EngineConfig {
+    plan: PlanOptions,
+    retry: RetryPolicy,
+    tag_on: TagOn,
+    digest: DigestOptions,
+    overwrite: Overwrite,
+    dry_run: bool,
+});
+
 /// Put the file's blake3 digest (hex) on the object as a tag and/or a user-metadata value.
 ///
 /// The digest is computed in a first read of the file, so the value goes out with the object's other tags and
 /// metadata (on initiate, or on complete as the tag policy says); the upload then refuses to complete if the
 /// bytes it sent hash differently (the file changed meanwhile). The extra read is made only when asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DigestOptions {
     /// Tag key for the digest (counts toward the 10 tags).
     pub tag: Option<String>,
     /// User-metadata name for the digest (`x-oss-meta-<name>`).
     pub metadata: Option<String>,
 }
+
+setters!(DigestOptions { tag: Option<String>, metadata: Option<String> });
 
 /// One file to upload: [`UploadRequest::new`], then the options that apply.
 #[derive(Debug, Clone)]

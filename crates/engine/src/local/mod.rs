@@ -63,11 +63,14 @@ use std::sync::{Arc, Mutex};
 
 /// Options of [`LocalStore::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LocalOptions {
     /// fsync every data file (and its directory) before the index row that publishes it is committed. On by
     /// default; turning it off trades durability across power loss for speed (a process crash stays safe).
     pub fsync: bool,
 }
+
+setters!(LocalOptions { fsync: bool });
 
 impl Default for LocalOptions {
     fn default() -> Self {

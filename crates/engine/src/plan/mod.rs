@@ -89,6 +89,7 @@ fn grow_part_size(total: u64, preferred: u64, max_parts: u64, min_part_size: u64
 
 /// What the planner may choose. [`Default`] gives the values documented on each field.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PlanOptions {
     /// Part size to start from for uploads; default 8 MiB. Raised to the store's minimum part size, doubled when
     /// the object would need too many parts, shrunk to fit [`memory_budget`](Self::memory_budget).
@@ -109,6 +110,15 @@ pub struct PlanOptions {
     /// Part size to start from for UploadPartCopy; default 64 MiB.
     pub copy_part_size: u64,
 }
+
+setters!(PlanOptions {
+    preferred_part_size: u64,
+    multipart_threshold: u64,
+    memory_budget: u64,
+    max_in_flight: usize,
+    copy_threshold: Option<u64>,
+    copy_part_size: u64,
+});
 
 impl Default for PlanOptions {
     fn default() -> Self {

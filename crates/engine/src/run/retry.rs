@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 /// How one request is retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (at least 1).
     pub max_attempts: u32,
@@ -22,6 +23,8 @@ pub struct RetryPolicy {
     /// No new attempt starts once this much time has passed since the first.
     pub max_elapsed: Duration,
 }
+
+setters!(RetryPolicy { max_attempts: u32, base_delay: Duration, max_delay: Duration, max_elapsed: Duration });
 
 impl Default for RetryPolicy {
     /// 10 attempts, 200 ms doubling to 20 s, within 5 minutes: the SDKs' backoff, with more patience for

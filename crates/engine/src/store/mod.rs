@@ -243,6 +243,7 @@ impl GetObject {
 /// Options of every call that creates an object (PutObject, InitiateMultipartUpload, the first AppendObject,
 /// PutSymlink).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PutOptions {
     /// Metadata and standard headers.
     pub metadata: Metadata,
@@ -266,6 +267,7 @@ pub enum Directive<T> {
 
 /// Preconditions on a copy source (`x-oss-copy-source-if-*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CopyConditions {
     /// Copy only if the source ETag equals this (pin the source during a multipart copy).
     pub if_match: Option<String>,
@@ -275,6 +277,7 @@ pub struct CopyConditions {
 
 /// CopyObject options.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CopyOptions {
     /// The source (possibly at a version).
     pub source: ObjectRef,
@@ -300,6 +303,29 @@ impl CopyOptions {
         }
     }
 }
+
+setters!(PutOptions { metadata: Metadata, tags: Option<TagSet>, content_md5: bool, forbid_overwrite: bool });
+setters!(CopyConditions { if_match: Option<String>, if_none_match: Option<String> });
+setters!(CopyOptions {
+    metadata: Directive<Metadata>,
+    tagging: Directive<TagSet>,
+    conditions: CopyConditions,
+    forbid_overwrite: bool,
+});
+setters!(CompleteOptions { forbid_overwrite: bool });
+setters!(ListUploadsRequest {
+    prefix: Option<String>,
+    key_marker: Option<String>,
+    upload_id_marker: Option<UploadId>,
+    max_uploads: Option<u32>,
+});
+setters!(ListRequest {
+    prefix: Option<String>,
+    delimiter: Option<String>,
+    start_after: Option<String>,
+    continuation_token: Option<String>,
+    max_keys: Option<u32>,
+});
 
 /// What a write returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,6 +386,7 @@ impl From<&PartInfo> for CompletedPart {
 
 /// Options of CompleteMultipartUpload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CompleteOptions {
     /// `x-oss-forbid-overwrite: true`.
     pub forbid_overwrite: bool,
@@ -406,6 +433,7 @@ pub struct UploadInfo {
 
 /// A ListMultipartUploads request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListUploadsRequest {
     /// Only keys with this prefix.
     pub prefix: Option<String>,
@@ -432,6 +460,7 @@ pub struct UploadsPage {
 
 /// A ListObjects(V2) request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListRequest {
     /// Only keys with this prefix.
     pub prefix: Option<String>,

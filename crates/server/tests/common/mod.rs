@@ -85,7 +85,7 @@ impl<'a> Call<'a> {
 impl TestServer {
     pub async fn start() -> Self {
         let root = tempfile::tempdir().unwrap();
-        let store = LocalStore::open_with(root.path(), LocalOptions { fsync: false }).unwrap();
+        let store = LocalStore::open_with(root.path(), LocalOptions::default().fsync(false)).unwrap();
         let server =
             Server::bind("127.0.0.1:0".parse().unwrap(), Arc::new(store), Credentials::new(AK, SK)).await.unwrap();
         let addr = server.local_addr();
