@@ -25,6 +25,12 @@ fn config(tag_on: TagOn) -> EngineConfig {
         .tag_on(tag_on)
 }
 
+/// A proxy in front of `endpoint` that holds every PUT whose target contains `contains` for `ms` milliseconds.
+async fn slow_puts(endpoint: &str, contains: &'static str, ms: u64) -> FaultProxy {
+    let delay = Fault::Delay(Duration::from_millis(ms));
+    FaultProxy::start(endpoint, vec![Rule { method: Some("PUT"), contains, fault: delay, times: 10_000 }]).await
+}
+
 fn seed_tags() -> TagSet {
     TagSet::from_pairs([("k1", "v1"), ("k4+-=", "+-=._:/")]).unwrap()
 }
@@ -297,16 +303,7 @@ async fn a_stopped_job_resumes_and_an_aborted_one_leaves_no_upload() {
     let s = setup("stopjob").await;
     let root = s.dir.path().join("tree");
     let files = tree(&root);
-    let slow = FaultProxy::start(
-        &s.served.endpoint,
-        vec![Rule {
-            method: Some("PUT"),
-            contains: "",
-            fault: Fault::Delay(Duration::from_millis(150)),
-            times: 10_000,
-        }],
-    )
-    .await;
+    let slow = slow_puts(&s.served.endpoint, "", 150).await;
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&root, "stopjob")).await.unwrap();
     let job = handle.job();
     while handle.progress().objects_done < 3 {
@@ -391,16 +388,7 @@ async fn a_killed_process_resumes_sending_only_what_was_not_acknowledged() {
         note: String::new(),
     };
     let job = s.ledger.create_job(&spec).unwrap();
-    let slow = FaultProxy::start(
-        &s.served.endpoint,
-        vec![Rule {
-            method: Some("PUT"),
-            contains: "partNumber",
-            fault: Fault::Delay(Duration::from_millis(150)),
-            times: 10_000,
-        }],
-    )
-    .await;
+    let slow = slow_puts(&s.served.endpoint, "partNumber", 150).await;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "engine::child_upload", "--ignored", "--test-threads=1"])
         .env("TRANSFER_CHILD_ENDPOINT", &slow.endpoint)
@@ -500,16 +488,7 @@ async fn a_graceful_stop_records_every_part_the_server_acknowledged() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("big.bin");
     std::fs::write(&file, data(3 * 1024 * 1024, 8)).unwrap();
-    let slow = FaultProxy::start(
-        &s.served.endpoint,
-        vec![Rule {
-            method: Some("PUT"),
-            contains: "partNumber",
-            fault: Fault::Delay(Duration::from_millis(150)),
-            times: 10_000,
-        }],
-    )
-    .await;
+    let slow = slow_puts(&s.served.endpoint, "partNumber", 150).await;
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&dir, "graceful")).await.unwrap();
     let job = handle.job();
     while handle.progress().bytes_acknowledged < 400 * 1024 {
@@ -596,16 +575,7 @@ async fn a_dropped_handle_releases_its_job_to_the_next_start_in_the_same_process
     let s = setup("dropped").await;
     let root = s.dir.path().join("tree");
     let files = tree(&root);
-    let slow = FaultProxy::start(
-        &s.served.endpoint,
-        vec![Rule {
-            method: Some("PUT"),
-            contains: "",
-            fault: Fault::Delay(Duration::from_millis(100)),
-            times: 10_000,
-        }],
-    )
-    .await;
+    let slow = slow_puts(&s.served.endpoint, "", 100).await;
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&root, "dropped")).await.unwrap();
     let job = handle.job();
     while handle.progress().objects_done < 2 {

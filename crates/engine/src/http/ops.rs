@@ -18,6 +18,26 @@ use crate::StorageClass;
 use async_trait::async_trait;
 use http::Method;
 
+/// A request addressing an upload: its bucket, key and `?uploadId=`, named in the error context.
+fn upload_request(method: Method, upload: &Upload) -> Request {
+    let id = upload.id.as_str();
+    Request::new(method).bucket(&upload.bucket).key(&upload.key).query("uploadId", id).context("upload id", id)
+}
+
+/// A request addressing one part of an upload (`?partNumber=&uploadId=`, in that order), after checking the
+/// part number.
+fn part_request(method: Method, part: PartRef<'_>) -> Result<Request> {
+    crate::store::validate_part_number(part.number.get())?;
+    let (u, n) = (part.upload, part.number);
+    Ok(Request::new(method)
+        .bucket(&u.bucket)
+        .key(&u.key)
+        .query("partNumber", n)
+        .query("uploadId", u.id.as_str())
+        .context("upload id", u.id.as_str())
+        .context("part", n))
+}
+
 /// Most objects one DeleteMultipleObjects takes.
 const MAX_DELETE: usize = 1000;
 
@@ -360,16 +380,9 @@ impl MultipartStore for HttpStore {
 
     async fn upload_part(&self, part: PartRef<'_>, body: Body) -> Result<PartReceipt> {
         let d = &self.dialect;
-        let (Upload { bucket, key, id: upload_id }, part_number) = (part.upload, part.number);
-        crate::store::validate_part_number(part_number.get())?;
+        let part_number = part.number;
         let size = body.len();
-        let req = Request::new(Method::PUT)
-            .bucket(bucket)
-            .key(key)
-            .query("partNumber", part_number)
-            .query("uploadId", upload_id)
-            .context("upload id", upload_id)
-            .context("part", part_number);
+        let req = part_request(Method::PUT, part)?;
         let (req, checksum) = self.body_checksum(req, &body);
         let req = req.body(body, false);
         self.call(req, |r| async move {
@@ -383,10 +396,10 @@ impl MultipartStore for HttpStore {
 
     async fn upload_part_copy(&self, part: PartRef<'_>, from: &PartCopySource) -> Result<PartReceipt> {
         let d = &self.dialect;
-        let (Upload { bucket, key, id: upload_id }, part_number) = (part.upload, part.number);
+        let part_number = part.number;
         let PartCopySource { source, range, conditions: conds } = from;
         let range = *range;
-        crate::store::validate_part_number(part_number.get())?;
+        let req = part_request(Method::PUT, part)?;
         // An open range (`bytes=first-`) is made explicit first: S3 accepts only `bytes=first-last`.
         let range = match range {
             Some(ByteRange { first, last: None }) => {
@@ -397,13 +410,7 @@ impl MultipartStore for HttpStore {
         };
         let src = copy_source(&source.bucket, &source.key, source.version_id.as_deref());
         let range_header = range.map(|r| r.to_header());
-        let req = Request::new(Method::PUT)
-            .bucket(bucket)
-            .key(key)
-            .query("partNumber", part_number)
-            .query("uploadId", upload_id)
-            .context("upload id", upload_id)
-            .context("part", part_number)
+        let req = req
             .context("source", source)
             .header(&d.h("copy-source"), &src)
             .header_opt(&d.h("copy-source-range"), range_header.as_deref())
@@ -428,7 +435,6 @@ impl MultipartStore for HttpStore {
         opts: &CompleteOptions,
     ) -> Result<PutResult> {
         let d = &self.dialect;
-        let Upload { bucket, key, id: upload_id } = upload;
         // Sent in the caller's order: a list out of order is the caller's bug, and OSS names it
         // (InvalidPartOrder) rather than this client hiding it.
         let doc = xml::CompleteMultipartUpload {
@@ -441,9 +447,7 @@ impl MultipartStore for HttpStore {
                 })
                 .collect(),
         };
-        let req = Request::new(Method::POST).bucket(bucket).key(key).query("uploadId", upload_id);
-        let req = multipart_encoding(req, d)
-            .context("upload id", upload_id)
+        let req = multipart_encoding(upload_request(Method::POST, upload), d)
             .forbid_overwrite(d, opts.forbid_overwrite)
             .slow()
             .xml(xml::to_string(&doc)?);
@@ -459,12 +463,7 @@ impl MultipartStore for HttpStore {
     }
 
     async fn abort_multipart(&self, upload: &Upload) -> Result<()> {
-        let Upload { bucket, key, id: upload_id } = upload;
-        let req = Request::new(Method::DELETE)
-            .bucket(bucket)
-            .key(key)
-            .query("uploadId", upload_id)
-            .context("upload id", upload_id);
+        let req = upload_request(Method::DELETE, upload);
         self.call(req, |_| async { Ok(()) }).await
     }
 
@@ -475,15 +474,10 @@ impl MultipartStore for HttpStore {
         max_parts: Option<u32>,
     ) -> Result<PartsPage> {
         let d = &self.dialect;
-        let Upload { bucket, key, id: upload_id } = upload;
-        let part_number_marker = marker.map(PartNumber::get);
-        let req = Request::new(Method::GET)
-            .bucket(bucket)
-            .key(key)
-            .query("uploadId", upload_id)
+        let req = upload_request(Method::GET, upload)
             .query_opt("max-parts", max_parts)
-            .query_opt("part-number-marker", part_number_marker);
-        let req = multipart_encoding(req, d).context("upload id", upload_id);
+            .query_opt("part-number-marker", marker.map(PartNumber::get));
+        let req = multipart_encoding(req, d);
         self.call(req, |r| async move {
             let doc: xml::ListPartsResult = r.xml().await?;
             let mut parts: Vec<PartInfo> = doc

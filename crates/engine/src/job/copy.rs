@@ -267,20 +267,15 @@ impl ObjectSource for CopySource {
             conditions: pinned(&self.head),
             forbid_overwrite: opts.forbid_overwrite,
         };
-        let (engine, head) = (&self.engine, &self.head);
-        let inner = &engine.inner;
+        let (engine, head, copy) = (&self.engine, &self.head, &copy);
         engine
-            .retrying("CopyObject", |n| {
-                let copy = &copy;
-                async move {
-                    let _slot = inner.scheduler.request().await;
-                    engine.check_stopped()?;
-                    match inner.store.copy_object(&dest.bucket, &dest.key, copy).await {
-                        Err(e) => engine.earlier_attempt(e, n, dest, head.size, head.crc64).await,
-                        ok => ok,
-                    }
-                }
-            })
+            .write_object(
+                "CopyObject",
+                dest,
+                head.size,
+                || head.crc64,
+                || engine.inner.store.copy_object(&dest.bucket, &dest.key, copy),
+            )
             .await
     }
 
@@ -303,9 +298,8 @@ impl ObjectSource for CopySource {
         let from = PartCopySource::new(self.source.clone(), range).conditions(pinned(&self.head));
         Ok(Some(Box::pin(async move {
             let receipt = engine
-                .retrying("UploadPartCopy", |_| async {
-                    let _slot = engine.part_slot(&halt).await?;
-                    engine.inner.store.upload_part_copy(to.part(part.number), &from).await
+                .write_part("UploadPartCopy", &halt, || {
+                    engine.inner.store.upload_part_copy(to.part(part.number), &from)
                 })
                 .await?;
             // A copy never sees its bytes: the part's BLAKE3 is recorded empty.

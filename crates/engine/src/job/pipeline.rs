@@ -154,60 +154,51 @@ impl Engine {
         opts: &PutOptions,
         source: &mut impl ObjectSource,
     ) -> Result<Outcome> {
-        let result = self.write(row, dest, tags, plan, opts, source).await;
+        let result = async {
+            if not_started(row) {
+                if let Some((reason, head)) = source.skip(dest).await? {
+                    self.skip(row, None).await?;
+                    return Ok(Outcome::left_alone(plan.size, reason, Some(&head)));
+                }
+            }
+            let written = match plan.method {
+                Method::Single => match source.put(dest, opts).await {
+                    Err(e) if self.refused_overwrite(&e) => Written::Refused(None),
+                    put => {
+                        self.acknowledged(plan.size);
+                        Written::Put { put: put?, verified: true, sent: 1, reused: 0 }
+                    }
+                },
+                Method::Multipart { .. } => self.multipart(row, dest, opts, plan, source).await?,
+            };
+            let (put, verified, sent, reused) = match written {
+                Written::Put { put, verified, sent, reused } => (put, verified, sent, reused),
+                Written::Refused(upload_id) => {
+                    let head = self.skip_refused(row, dest, upload_id.as_ref()).await?;
+                    return Ok(Outcome::left_alone(plan.size, SkipReason::Exists, head.as_ref()));
+                }
+            };
+            if let Some(expected) = source.expected_crc64() {
+                check_crc(expected, put.crc64, "the copy").map_err(|e| e.with_retry(Retry::Permanent))?;
+            }
+            let blake3 = source.blake3();
+            self.finish(row, dest, tags, &put, blake3.clone()).await?;
+            Ok(Outcome {
+                size: plan.size,
+                crc64: put.crc64.filter(|_| verified || source.expected_crc64().is_some()),
+                etag: put.etag,
+                blake3: blake3.unwrap_or_default(),
+                parts_sent: sent,
+                parts_reused: reused,
+                already_done: false,
+                skipped: None,
+            })
+        }
+        .await;
         if let Err(e) = &result {
             self.record_failure(row, e).await;
         }
         result
-    }
-
-    async fn write(
-        &self,
-        row: &ObjectRow,
-        dest: &ObjectRef,
-        tags: Option<&TagSet>,
-        plan: &ObjectPlan,
-        opts: &PutOptions,
-        source: &mut impl ObjectSource,
-    ) -> Result<Outcome> {
-        if not_started(row) {
-            if let Some((reason, head)) = source.skip(dest).await? {
-                self.skip(row, None).await?;
-                return Ok(Outcome::left_alone(plan.size, reason, Some(&head)));
-            }
-        }
-        let written = match plan.method {
-            Method::Single => match source.put(dest, opts).await {
-                Err(e) if self.refused_overwrite(&e) => Written::Refused(None),
-                put => {
-                    self.acknowledged(plan.size);
-                    Written::Put { put: put?, verified: true, sent: 1, reused: 0 }
-                }
-            },
-            Method::Multipart { .. } => self.multipart(row, dest, opts, plan, source).await?,
-        };
-        let (put, verified, sent, reused) = match written {
-            Written::Put { put, verified, sent, reused } => (put, verified, sent, reused),
-            Written::Refused(upload_id) => {
-                let head = self.skip_refused(row, dest, upload_id.as_ref()).await?;
-                return Ok(Outcome::left_alone(plan.size, SkipReason::Exists, head.as_ref()));
-            }
-        };
-        if let Some(expected) = source.expected_crc64() {
-            check_crc(expected, put.crc64, "the copy").map_err(|e| e.with_retry(Retry::Permanent))?;
-        }
-        let blake3 = source.blake3();
-        self.finish(row, dest, tags, &put, blake3.clone()).await?;
-        Ok(Outcome {
-            size: plan.size,
-            crc64: put.crc64.filter(|_| verified || source.expected_crc64().is_some()),
-            etag: put.etag,
-            blake3: blake3.unwrap_or_default(),
-            parts_sent: sent,
-            parts_reused: reused,
-            already_done: false,
-            skipped: None,
-        })
     }
 
     /// The multipart path of [`Engine::transfer`].
@@ -526,13 +517,54 @@ impl Engine {
         .map_err(|e| e.with_context("upload id", &upload.id))
     }
 
-    /// A request permit for one attempt at a part. A part queued behind the bound is not in flight: once the job
-    /// stops, or another part of the object failed (`halt`), it fails instead of sending.
-    pub(super) async fn part_slot(&self, halt: &Halt) -> Result<RequestPermit> {
-        let slot = self.inner.scheduler.request().await;
-        halt.check()?;
-        self.check_stopped()?;
-        Ok(slot)
+    /// One request that writes a whole object (PutObject, CopyObject), retried: each attempt under a request
+    /// permit, none started once the job stops. A refusal to overwrite on a retry may be the answer to an
+    /// earlier attempt that wrote the object and whose answer was lost: it is taken as the write when the
+    /// destination has `size` bytes and the CRC-64 `crc` gives (asked only then).
+    pub(super) async fn write_object<F, Fut>(
+        &self,
+        what: &str,
+        dest: &ObjectRef,
+        size: u64,
+        crc: impl Fn() -> Option<u64>,
+        mut attempt: F,
+    ) -> Result<PutResult>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<PutResult>>,
+    {
+        let crc = &crc;
+        self.retrying(what, |n| {
+            let request = attempt();
+            async move {
+                let _slot = self.inner.scheduler.request().await;
+                self.check_stopped()?;
+                match request.await {
+                    Err(e) => self.earlier_attempt(e, n, dest, size, crc()).await,
+                    ok => ok,
+                }
+            }
+        })
+        .await
+    }
+
+    /// One part request, retried: each attempt under a request permit. A part queued behind the bound is not in
+    /// flight: once the job stops, or another part of the object failed (`halt`), it fails instead of sending.
+    pub(super) async fn write_part<F, Fut>(&self, what: &str, halt: &Halt, mut attempt: F) -> Result<PartReceipt>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<PartReceipt>>,
+    {
+        self.retrying(what, |_| {
+            let request = attempt();
+            async move {
+                let _slot: RequestPermit = self.inner.scheduler.request().await;
+                halt.check()?;
+                self.check_stopped()?;
+                request.await
+            }
+        })
+        .await
     }
 }
 

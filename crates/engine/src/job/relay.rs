@@ -85,17 +85,13 @@ impl ObjectSource for RelaySource {
         let size = self.head.size;
         // The client checks the server's CRC-64 against the bytes sent.
         engine
-            .retrying("PutObject", |n| {
-                let data = data.clone();
-                async move {
-                    let _slot = inner.scheduler.request().await;
-                    engine.check_stopped()?;
-                    match inner.store.put_object(&dest.bucket, &dest.key, Body::from(data.clone()), opts).await {
-                        Err(e) => engine.earlier_attempt(e, n, dest, size, Some(crc64::checksum(&data))).await,
-                        ok => ok,
-                    }
-                }
-            })
+            .write_object(
+                "PutObject",
+                dest,
+                size,
+                || Some(crc64::checksum(&data)),
+                || inner.store.put_object(&dest.bucket, &dest.key, Body::from(data.clone()), opts),
+            )
             .await
     }
 
@@ -125,13 +121,8 @@ impl ObjectSource for RelaySource {
             let engine = &relay.engine;
             // The client checks the server's CRC-64 against the bytes sent.
             let receipt = engine
-                .retrying("UploadPart", |_| {
-                    let (data, to, halt) = (data.clone(), &to, &halt);
-                    async move {
-                        let _slot = engine.part_slot(halt).await?;
-                        let store = &engine.inner.store;
-                        store.upload_part(to.part(part.number), Body::from(data)).await
-                    }
+                .write_part("UploadPart", &halt, || {
+                    engine.inner.store.upload_part(to.part(part.number), Body::from(data.clone()))
                 })
                 .await?;
             Ok((receipt, String::new()))

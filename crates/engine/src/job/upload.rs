@@ -285,21 +285,20 @@ impl ObjectSource for FileSource {
             tree: false,
             buffers: inner.buffers.clone(),
         };
+        let whole = data.clone();
         let mut first = Some(data);
+        // The client checks the server's CRC-64 against the bytes it sent.
         engine
-            .retrying("PutObject", |n| {
-                let bytes = src.bytes(first.take());
-                async move {
-                    let bytes = bytes.await?;
-                    let _slot = inner.scheduler.request().await;
-                    engine.check_stopped()?;
-                    // The client checks the server's CRC-64 against the bytes it sent.
-                    match inner.store.put_object(&dest.bucket, &dest.key, Body::from(bytes.clone()), opts).await {
-                        Err(e) => engine.earlier_attempt(e, n, dest, size, Some(crc64::checksum(&bytes))).await,
-                        ok => ok,
-                    }
-                }
-            })
+            .write_object(
+                "PutObject",
+                dest,
+                size,
+                || Some(crc64::checksum(&whole)),
+                || {
+                    let bytes = src.bytes(first.take());
+                    async move { inner.store.put_object(&dest.bucket, &dest.key, Body::from(bytes.await?), opts).await }
+                },
+            )
             .await
     }
 
@@ -334,17 +333,12 @@ impl ObjectSource for FileSource {
         let (engine, to, halt) = (self.engine.clone(), to.clone(), halt.clone());
         Ok(Some(Box::pin(async move {
             let mut first = Some(data);
+            // The client checks the server's CRC-64 against the bytes sent: it is what the ledger keeps.
             let receipt = engine
-                .retrying("UploadPart", |_| {
+                .write_part("UploadPart", &halt, || {
                     let bytes = src.bytes(first.take());
-                    let (engine, to, halt) = (&engine, &to, &halt);
-                    async move {
-                        let bytes = bytes.await?;
-                        let _slot = engine.part_slot(halt).await?;
-                        // The client checks the server's CRC-64 against the bytes sent: it is what the ledger keeps.
-                        let store = &engine.inner.store;
-                        store.upload_part(to.part(part.number), Body::from(bytes)).await
-                    }
+                    let (store, to) = (&engine.inner.store, &to);
+                    async move { store.upload_part(to.part(part.number), Body::from(bytes.await?)).await }
                 })
                 .await?;
             Ok((receipt, src.digest))
