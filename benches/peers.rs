@@ -15,7 +15,7 @@
 //! - `TRANSFER_BENCH_TOOLS_DIR` (`target/bench-tools`): where `benches/run` put Garage and the venv;
 //! - `TRANSFER_BENCH_ONLY_TOOLS`, `TRANSFER_BENCH_ONLY_WORKLOADS`: comma-separated names to keep (tools:
 //!   curl, transfer, transfer-partcopy, s5cmd, rclone, rclone-partcopy, aws-crt, aws-classic, oss2, v2-default,
-//!   v2-equal; workloads: big, small, mid, copy, oss-big, oss-small, oss-mid);
+//!   v2-equal; workloads: big, small, small-16, small-64, mid, copy, oss-big, oss-small, oss-mid);
 //! - `TRANSFER_BENCH_S3_SERVER=serve`: the S3 workloads against `transfer serve` (on port 80) instead of Garage;
 //! - `TRANSFER_BENCH_WRAP`: a command put before every `transfer` client (e.g. `perf record -g -o /tmp/p{n}.data
 //!   --`; `{n}` becomes the workload and run). With a filter or a wrapper, RESULTS.md is not written.
@@ -421,6 +421,8 @@ struct Workload {
     files: usize,
     bytes: u64,
     tools: Vec<Tool>,
+    /// Requests in flight every tool is given (`--jobs`, `--numworkers`, ...).
+    jobs: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -670,7 +672,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 s("--region"),
                 s(c.server.region),
                 s("--jobs"),
-                s(JOBS),
+                s(w.jobs),
                 s("--checkpoint"),
                 c.work.join(format!("ledger-{}.db", c.label)).display().to_string(),
                 s("--json"),
@@ -720,7 +722,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                     argv.extend([
                         s("--parallel"),
                         s("--parallel-max"),
-                        s(JOBS),
+                        s(w.jobs),
                         s("--parallel-immediate"),
                         s("-K"),
                         cfg.display().to_string(),
@@ -733,11 +735,11 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             if c.server.dialect != Dialect::S3 {
                 return Ok(None);
             }
-            let mut argv = vec![bin, s("--endpoint-url"), ep.clone(), s("--numworkers"), s(JOBS), s("cp")];
+            let mut argv = vec![bin, s("--endpoint-url"), ep.clone(), s("--numworkers"), s(w.jobs), s("cp")];
             match w.kind {
                 Kind::Big => argv.extend([
                     s("--concurrency"),
-                    s(JOBS),
+                    s(w.jobs),
                     s("--part-size"),
                     s(part_mib),
                     src,
@@ -746,7 +748,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 Kind::Dir => argv.extend([format!("{src}/*"), format!("s3://{BUCKET}/{}", c.dest)]),
                 Kind::Copy => argv.extend([
                     s("--concurrency"),
-                    s(JOBS),
+                    s(w.jobs),
                     s("--part-size"),
                     s(part_mib),
                     format!("s3://{BUCKET}/{}", c.copy_src),
@@ -773,15 +775,15 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             }
             argv.extend([
                 s("--transfers"),
-                s(JOBS),
+                s(w.jobs),
                 s("--checkers"),
-                s(JOBS),
+                s(w.jobs),
                 s("--s3-chunk-size"),
                 format!("{part_mib}M"),
                 s("--s3-upload-cutoff"),
                 format!("{part_mib}M"),
                 s("--s3-upload-concurrency"),
-                s(JOBS),
+                s(w.jobs),
             ]);
             let env = vec![
                 (s("RCLONE_CONFIG"), c.home.join("rclone.conf").display().to_string()),
@@ -846,7 +848,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 s("--region"),
                 s(c.server.region),
                 s("--jobs"),
-                s(JOBS),
+                s(w.jobs),
                 s("--part-size"),
                 s(part),
             ];
@@ -1190,6 +1192,7 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
             files,
             bytes: files as u64 * each,
             tools: tools.clone(),
+            jobs: JOBS,
         };
     let s3 = if s3_server == ServerKind::Garage { "S3 (Garage)" } else { "S3 (transfer serve)" };
     let mut v = vec![
@@ -1215,6 +1218,35 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
             config.small,
             &s3_tools,
         ),
+        // Small objects at more requests in flight: per-object latency, not bandwidth, decides these.
+        Workload {
+            jobs: 16,
+            ..mk(
+                "small-16",
+                format!("{s3}: {small}, 16 in flight"),
+                Kind::Dir,
+                Dialect::S3,
+                s3_server,
+                "small",
+                config.small_files,
+                config.small,
+                &vec![Transfer, S5cmd],
+            )
+        },
+        Workload {
+            jobs: 64,
+            ..mk(
+                "small-64",
+                format!("{s3}: {small}, 64 in flight"),
+                Kind::Dir,
+                Dialect::S3,
+                s3_server,
+                "small",
+                config.small_files,
+                config.small,
+                &vec![Transfer, S5cmd],
+            )
+        },
         mk(
             "mid",
             format!("{s3}: {mid}"),
