@@ -660,6 +660,71 @@ async fn a_dry_run_plan_is_complete_however_slowly_it_is_read() {
 }
 
 #[tokio::test]
+async fn an_empty_source_or_a_prefix_without_r_is_refused_and_leaves_no_job() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "src-checks").await;
+    store.put_object("src-checks", "2026/a.txt", b"a".to_vec().into(), &PutOptions::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(empty.join("sub")).unwrap();
+    let only_logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&only_logs).unwrap();
+    std::fs::write(only_logs.join("a.log"), b"x").unwrap();
+
+    let out = run(transfer(&served.endpoint, &ledger).args(["cp", "oss://src-checks/2026", "oss://src-checks/x/"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("add -r"), "{}", stderr(&out));
+    let out = run(transfer(&served.endpoint, &ledger).args(["cp", "-r"]).arg(&empty).arg("oss://src-checks/e/"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--allow-empty"), "{}", stderr(&out));
+    let out = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "-r", "--include", "*.jpg"])
+        .arg(&only_logs)
+        .arg("oss://src-checks/e/"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--include/--exclude"), "names the filters: {}", stderr(&out));
+    let out = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "-r", "--allow-empty"])
+        .arg(&empty)
+        .arg("oss://src-checks/e/"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let jobs = run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"]));
+    assert!(String::from_utf8_lossy(&jobs.stdout).trim().is_empty(), "no job was left behind");
+    assert_eq!(listed(&store, "src-checks", "e/").await, 0);
+}
+
+#[tokio::test]
+async fn output_into_a_closed_pipe_stops_quietly_with_141() {
+    let served = Served::start();
+    bucket(&served.client(V4), "piped").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..1500 {
+        std::fs::write(src.join(format!("file-{i:04}")), b"x").unwrap();
+    }
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = transfer(&served.endpoint, &tmp.path().join("l.db"))
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    // The reader takes one line and goes; the plan (and `jobs`, `stat`, ...) must not panic on what follows.
+    for args in ["cp -r --dry-run", "cp -r --dry-run --json"] {
+        let cmd = format!(
+            "{} {args} {} oss://piped/p/ | head -1; echo \"status=${{PIPESTATUS[0]}}\" >&2",
+            env!("CARGO_BIN_EXE_transfer"),
+            src.display()
+        );
+        let out = run(Command::new("bash").args(["-c", &cmd]).envs(envs.clone()).env("RUST_BACKTRACE", "1"));
+        let err = stderr(&out);
+        assert!(err.contains("status=141"), "{args}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args}: {err}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "{args}");
+    }
+}
+
+#[tokio::test]
 async fn a_recursive_copy_of_a_prefix_without_a_slash_means_that_directory() {
     let served = Served::start();
     let store = served.client(V4);

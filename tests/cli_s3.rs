@@ -85,6 +85,37 @@ async fn cp_stat_tag(store: &HttpStore, endpoint: &str, creds: (&str, &str), b: 
     assert_eq!(tags, TagSet::from_pairs([("a", "b")]).unwrap());
 }
 
+/// The mistakes a source address invites, each refused before a job exists: a prefix named without -r, an
+/// object that is not there, a prefix with nothing under it (unless --allow-empty).
+async fn source_mistakes(store: &HttpStore, endpoint: &str, creds: (&str, &str), b: &str) {
+    store.create_bucket(b).await.unwrap();
+    store.put_object(b, "2026/a.txt", b"a".to_vec().into(), &PutOptions::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let cp = |args: &[&str]| run(transfer_s3(endpoint, &ledger, creds).arg("cp").args(args));
+    let jobs = || run(transfer_s3(endpoint, &ledger, creds).args(["jobs", "--json"]));
+
+    let out = cp(&[&format!("s3://{b}/2026"), &format!("s3://{b}/x/")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("add -r"), "{}", stderr(&out));
+    let out = cp(&[&format!("s3://{b}/nothing-here"), &format!("s3://{b}/x/")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("there is no object"), "{}", stderr(&out));
+
+    let out = cp(&["-r", &format!("s3://{b}/misspelt/"), &format!("s3://{b}/x/")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--allow-empty") && stderr(&out).contains("misspelt"), "{}", stderr(&out));
+    let out = cp(&["-r", "--allow-empty", &format!("s3://{b}/misspelt/"), &format!("s3://{b}/x/")]);
+    ok(&out);
+    // None of them left a job behind for a later `transfer resume` to trip on.
+    let listed = jobs();
+    ok(&listed);
+    assert_eq!(json_lines(&listed).len(), 0, "{}", String::from_utf8_lossy(&listed.stdout));
+    // The right address works.
+    ok(&cp(&["-r", &format!("s3://{b}/2026"), &format!("s3://{b}/x/")]));
+    assert_eq!(store.head_object(&ObjectRef::new(b, "x/a.txt")).await.unwrap().size, 1);
+}
+
 #[tokio::test]
 async fn s3_addresses_against_transfer_serve() {
     let served = Served::start();
@@ -96,6 +127,7 @@ async fn s3_addresses_against_transfer_serve() {
         .build()
         .unwrap();
     cp_stat_tag(&store, &served.endpoint, (AK, SK), "s3cli").await;
+    source_mistakes(&store, &served.endpoint, (AK, SK), "s3mistakes").await;
     // OSS credentials do not stand in for AWS ones.
     let tmp = tempfile::tempdir().unwrap();
     let out = run(Command::new(env!("CARGO_BIN_EXE_transfer"))
@@ -112,8 +144,9 @@ async fn s3_addresses_against_transfer_serve() {
 #[tokio::test]
 async fn s3_addresses_against_moto() {
     let Some(moto) = Moto::start("s3_addresses_against_moto") else { return };
-    cp_stat_tag(&moto.client_in("us-east-1"), &moto.endpoint, ("moto-test-key", "moto-test-secret"), "s3cli-moto")
-        .await;
+    let creds = ("moto-test-key", "moto-test-secret");
+    cp_stat_tag(&moto.client_in("us-east-1"), &moto.endpoint, creds, "s3cli-moto").await;
+    source_mistakes(&moto.client_in("us-east-1"), &moto.endpoint, creds, "s3mistakes-moto").await;
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {

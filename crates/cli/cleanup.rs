@@ -145,7 +145,7 @@ fn chrono_now() -> i64 {
 
 fn report(out: OutputArgs, event: &str, c: &Candidate, line: &str) {
     if out.json {
-        println!(
+        out!(
             "{}",
             json!({"event": event, "bucket": c.upload.bucket, "key": c.upload.key, "upload_id": c.upload.id.as_str(), "message": line})
         );
@@ -296,7 +296,7 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
     let verb = if args.dry_run { "would abort" } else { "aborted" };
     let n = if args.dry_run { tally.listed } else { tally.aborted };
     if out.json {
-        println!(
+        out!(
             "{}",
             json!({"event": "summary", "dry_run": args.dry_run, "aborted": tally.aborted, "would_abort": tally.listed,
                    "already_gone": tally.gone, "failed": tally.failed})

@@ -18,7 +18,7 @@ use transfer_engine::job::{
     PrefixCopyRequest, TagOn, UploadRequest,
 };
 use transfer_engine::plan::PlanOptions;
-use transfer_engine::store::{Capabilities, Directive};
+use transfer_engine::store::{Capabilities, Directive, ListRequest};
 use transfer_engine::{Metadata, ObjectRef, StorageClass, TagSet};
 
 #[derive(Debug, Clone, Copy, ValueEnum, Serialize, Deserialize)]
@@ -103,6 +103,11 @@ pub(crate) struct CpArgs {
     /// Leave out files or objects matching this glob (repeatable; wins over --include).
     #[arg(long = "exclude", value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Succeed when the source holds nothing (or nothing the filters take); without it, an empty source is an
+    /// error (exit 1), as a misspelt prefix usually is.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_empty: bool,
     /// Print the plan (each object, its size, and PUT, multipart with its part size, or server-side copy), move
     /// nothing and record nothing.
     #[arg(long)]
@@ -255,6 +260,11 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     if let (Location::Remote { .. }, None) = (&src, &relay) {
         warn_copy_threshold(args.copy_threshold, store.objects.capabilities(), dst_scheme);
     }
+    if let Location::Remote { bucket, key, .. } = &src {
+        if !args.recursive && !src.is_container() {
+            single_source_exists(relay.as_ref().unwrap_or(&store), &src, bucket, key).await?;
+        }
+    }
     let ledger = open_ledger(args.checkpoint.as_ref())?;
     let mut plan = PlanOptions::default()
         .max_in_flight(args.jobs)
@@ -308,6 +318,26 @@ fn warn_copy_threshold(threshold: Option<u64>, caps: &Capabilities, scheme: Sche
             scheme.name(),
             human_bytes(caps.max_copy_size)
         );
+    }
+}
+
+/// A remote source named without `-r` must be an object: when it is not one but a prefix of others, say to add
+/// `-r` (as for a local directory); when it is neither, say so. Either way before any job exists.
+async fn single_source_exists(store: &Opened, src: &Location, bucket: &str, key: &str) -> Result<(), Usage> {
+    use transfer_engine::ErrorKind;
+    let e = match store.objects.head_object(&ObjectRef::new(bucket, key)).await {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::ObjectNotFound => e,
+        // Anything else (access, transport) is the job's to report, with its retries.
+        Err(_) => return Ok(()),
+    };
+    let prefix = format!("{key}/");
+    let under = ListRequest::default().prefix(Some(prefix)).max_keys(Some(1));
+    match store.objects.list_objects(bucket, &under).await {
+        Ok(page) if !page.objects.is_empty() || !page.common_prefixes.is_empty() => {
+            Err(Usage(format!("{src} is not an object but a prefix of objects; add -r to copy what is under {src}/")))
+        }
+        _ => Err(Usage(format!("there is no object {src} at {}: {}", store.what, crate::remote::explain(&e)))),
     }
 }
 
@@ -410,8 +440,24 @@ pub(crate) async fn run(args: CpArgs, out: OutputArgs, resume: Option<JobId>) ->
             return EXIT_USAGE;
         }
     };
-    follow(handle, &plan.ledger, out, args.dry_run).await
+    let code = follow(handle, &plan.ledger, out, args.dry_run).await;
+    if code == EXIT_EMPTY {
+        if args.allow_empty {
+            return EXIT_OK;
+        }
+        let filtered = if plan.filter.is_empty() { "" } else { " that --include/--exclude take" };
+        tracing::error!(
+            "nothing to copy: {} holds no files or objects{filtered}; check the address, or pass --allow-empty if an \
+             empty source is expected",
+            plan.src
+        );
+        return EXIT_FAILED;
+    }
+    code
 }
+
+/// What [`follow`] answers for a job that found nothing at all (the caller decides: `--allow-empty`).
+const EXIT_EMPTY: u8 = u8::MAX;
 
 /// Prints what a dry run found: objects and bytes per action, and the part sizes chosen.
 fn dry_run_summary(t: &PlanTally, p: &transfer_engine::job::Progress, failed: usize, out: OutputArgs) -> u8 {
@@ -420,7 +466,7 @@ fn dry_run_summary(t: &PlanTally, p: &transfer_engine::job::Progress, failed: us
         let by: serde_json::Map<String, serde_json::Value> =
             t.by_action.iter().map(|(k, (n, b))| ((*k).to_owned(), json!({"objects": n, "bytes": b}))).collect();
         let sizes: Vec<_> = t.part_sizes.iter().map(|(s, n)| json!({"part_size": s, "objects": n})).collect();
-        println!(
+        out!(
             "{}",
             json!({"event": "summary", "dry_run": true, "objects": p.objects_planned, "bytes": bytes,
                    "by_action": by, "part_sizes": sizes, "objects_failed": failed})
@@ -432,7 +478,7 @@ fn dry_run_summary(t: &PlanTally, p: &transfer_engine::job::Progress, failed: us
             .map(|(k, (n, b))| format!("{n} {} ({})", k.replace('_', " "), human_bytes(*b)))
             .collect();
         let sizes: Vec<String> = t.part_sizes.keys().map(|s| human_bytes(*s)).collect();
-        println!(
+        out!(
             "plan: {} objects, {}: {}{}; nothing moved",
             p.objects_planned,
             human_bytes(bytes),
@@ -501,7 +547,7 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                     }
                     let (sent, reused) = outcome.parts();
                     if out.json {
-                        println!("{}", json!({
+                        out!("{}", json!({
                             "event": "done", "key": key, "bytes": outcome.size, "already_done": outcome.already_done,
                             "skipped": skipped.map(|r| r.to_string()),
                             "parts_sent": sent, "parts_reused": reused, "crc64": crc.map(|c| c.to_string()),
@@ -524,7 +570,7 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                         _ => (None, None),
                     };
                     if out.json {
-                        println!("{}", json!({
+                        out!("{}", json!({
                             "event": "planned", "key": key, "bucket": plan.bucket, "source": plan.source, "bytes": plan.size,
                             "action": action_name(&plan.action), "part_size": part_size, "parts": parts,
                             "reason": match plan.action { PlannedAction::Skip(r) => Some(r.to_string()), _ => None },
@@ -537,14 +583,14 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                             PlannedAction::MultipartCopy { part_size, parts } => format!("PART-COPY {parts} x {}", human_bytes(part_size)),
                             PlannedAction::Skip(r) => format!("SKIP ({r})"),
                         };
-                        println!("{how:<24} {:>12}  {}/{key}  <- {}", human_bytes(plan.size), plan.bucket, plan.source);
+                        out!("{how:<24} {:>12}  {}/{key}  <- {}", human_bytes(plan.size), plan.bucket, plan.source);
                     }
                 }
                 Some(Event::Failed { key, error }) => {
                     let (kind, code) = (error.kind().to_string(), error.service_code().map(str::to_owned));
                     let error = crate::remote::explain(&error);
                     if out.json {
-                        println!("{}", json!({"event": "failed", "key": key, "kind": kind, "code": code, "error": error}));
+                        out!("{}", json!({"event": "failed", "key": key, "kind": kind, "code": code, "error": error}));
                     }
                     tracing::error!("failed {key}: {error}");
                 }
@@ -578,6 +624,16 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
         }
     };
     let p = &summary.progress;
+    if summary.state == JobState::Done && p.listing_finished && p.objects_found == 0 {
+        // A job that found nothing is no job: the ledger keeps no trace of it.
+        if !dry_run {
+            let id = summary.job;
+            if let Err(e) = ledger.off_thread(move |l| l.forget_job(id)).await {
+                tracing::debug!("could not forget the empty job {id}: {e}");
+            }
+        }
+        return EXIT_EMPTY;
+    }
     if dry_run {
         return dry_run_summary(&planned, p, summary.failures.len(), out);
     }
@@ -589,7 +645,7 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
         _ => (EXIT_RESUMABLE, "partly failed"),
     };
     if out.json {
-        println!(
+        out!(
             "{}",
             json!({
                 "event": "summary", "job": summary.job.0, "state": state,

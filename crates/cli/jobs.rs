@@ -168,22 +168,27 @@ fn list(ledger: &Ledger, out: OutputArgs) -> Result<u8, Usage> {
     let jobs = ledger.jobs()?;
     if out.json {
         for j in &jobs {
-            println!("{}", job_json(j));
+            out!("{}", job_json(j));
         }
         return Ok(EXIT_OK);
     }
     if jobs.is_empty() {
-        println!("no jobs in {}", ledger.path().display());
+        out!("no jobs in {}", ledger.path().display());
         return Ok(EXIT_OK);
     }
-    println!(
+    out!(
         "{:>5}  {:<8} {:<6} {:>15} {:>7} {:>21}  ROUTE",
-        "JOB", "STATE", "KIND", "OBJECTS DONE", "FAILED", "BYTES DONE"
+        "JOB",
+        "STATE",
+        "KIND",
+        "OBJECTS DONE",
+        "FAILED",
+        "BYTES DONE"
     );
     for j in &jobs {
         let c = &j.counts;
         let (source, destination) = route(j);
-        println!(
+        out!(
             "{:>5}  {:<8} {:<6} {:>15} {:>7} {:>21}  {} -> {}",
             j.id.0,
             state_name(j.state),
@@ -222,19 +227,25 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
         let mut j = job_json(&job);
         j["options"] = serde_json::from_str(&job.note).unwrap_or(serde_json::Value::Null);
         j["objects_shown"] = shown.iter().map(object_json).collect();
-        println!("{j}");
+        out!("{j}");
         return Ok(EXIT_OK);
     }
     let c = &job.counts;
-    println!("job {} ({}): {}", job.id, job.kind, state_name(job.state));
+    out!("job {} ({}): {}", job.id, job.kind, state_name(job.state));
     let (source, destination) = route(&job);
-    println!("  {source} -> {destination}");
-    println!("  options: {}", job.note);
-    println!(
+    out!("  {source} -> {destination}");
+    out!("  options: {}", job.note);
+    out!(
         "  objects: {} total, {} done, {} skipped, {} pending, {} uploading, {} awaiting tags, {} failed",
-        c.total, c.tagged, c.skipped, c.pending, c.uploading, c.completed, c.failed
+        c.total,
+        c.tagged,
+        c.skipped,
+        c.pending,
+        c.uploading,
+        c.completed,
+        c.failed
     );
-    println!("  bytes: {} of {} in place", human_bytes(c.bytes_done), human_bytes(c.bytes_total));
+    out!("  bytes: {} of {} in place", human_bytes(c.bytes_done), human_bytes(c.bytes_total));
     for o in &shown {
         let mut line =
             format!("  {:<9} {}/{} ({})", object_state_name(o.state), o.dest_bucket, o.dest_key, human_bytes(o.size));
@@ -244,13 +255,13 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
         if let Some(e) = &o.error {
             line.push_str(&format!(": {e}"));
         }
-        println!("{line}");
+        out!("{line}");
     }
     if (shown.len() as u64) < c.total {
-        println!("  ... {} more (--limit N shows more)", c.total - shown.len() as u64);
+        out!("  ... {} more (--limit N shows more)", c.total - shown.len() as u64);
     }
     if job.state != JobState::Done {
-        println!("  continue it with: transfer resume {}", job.id);
+        out!("  continue it with: transfer resume {}", job.id);
     }
     Ok(EXIT_OK)
 }
@@ -276,7 +287,7 @@ async fn forget(ledger: &Ledger, id: i64, store: &StoreArgs, out: OutputArgs) ->
     }
     ledger.forget_job(job.id)?;
     if out.json {
-        println!("{}", json!({"event": "forgotten", "job": id, "uploads_aborted": tally.aborted}));
+        out!("{}", json!({"event": "forgotten", "job": id, "uploads_aborted": tally.aborted}));
     } else {
         eprintln!("forgot job {id}; aborted {} unfinished uploads", tally.aborted);
     }

@@ -5,7 +5,16 @@
 //! over HTTP in the OSS dialect: the first line on stdout is `listening on http://<addr>`; Ctrl-C or SIGTERM
 //! stops it).
 //!
-//! Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped or partly failed, resumable.
+//! Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped or partly failed, resumable;
+//! 141 the reader of the output went away (a closed pipe, as `| head`).
+
+/// `println!` for the commands' output: when whoever reads it went away (`transfer ... | head -1`), the command
+/// stops quietly with [`EXIT_CLOSED_PIPE`] instead of panicking, as a program killed by SIGPIPE does.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::print_line(format_args!($($arg)*))
+    };
+}
 
 mod addr;
 mod cleanup;
@@ -33,7 +42,8 @@ use transfer_server::Server;
     about,
     after_help = "Exit status:\n  0  all done\n  1  failed: nothing of the job is in place\n  2  usage error: bad arguments, missing bucket or credentials, \
                   unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C) or partly failed; resumable with `transfer \
-                  resume` or the same command again"
+                  resume` or the same command again\n  141  the output's reader went away (a closed pipe, as `| head`): \
+                  nothing more is printed; a job stops where it was and resumes"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -83,6 +93,21 @@ pub(crate) const EXIT_OK: u8 = 0;
 pub(crate) const EXIT_FAILED: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
 pub(crate) const EXIT_RESUMABLE: u8 = 3;
+/// The output's reader went away (128 + SIGPIPE, what a shell shows for a program killed by it).
+pub(crate) const EXIT_CLOSED_PIPE: u8 = 141;
+
+/// Writes one line of output; see [`out!`]. Any other write error is reported once on stderr and ends the
+/// command as failed.
+pub(crate) fn print_line(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(format_args!("{line}\n")).and_then(|_| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(EXIT_CLOSED_PIPE.into());
+        }
+        eprintln!("transfer: cannot write the output: {e}");
+        std::process::exit(EXIT_FAILED.into());
+    }
+}
 
 /// A usage or configuration error: exit 2, nothing moved.
 #[derive(Debug)]

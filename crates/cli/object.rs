@@ -147,7 +147,7 @@ pub(crate) async fn stat(args: StatArgs, out: OutputArgs) -> u8 {
 /// Prints an object's facts as JSON, or as `name: value` lines.
 fn print_facts(out: OutputArgs, v: &serde_json::Value) {
     if out.json {
-        println!("{v}");
+        out!("{v}");
         return;
     }
     let obj = v.as_object().expect("facts are an object");
@@ -158,12 +158,12 @@ fn print_facts(out: OutputArgs, v: &serde_json::Value) {
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
                     let prefix = if name == "meta" { "meta." } else { "" };
-                    println!("{prefix}{k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                    out!("{prefix}{k}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
                 }
             }
-            serde_json::Value::String(s) => println!("{name}: {s}"),
-            other if name == "size" => println!("{name}: {other} ({})", human_bytes(other.as_u64().unwrap_or(0))),
-            other => println!("{name}: {other}"),
+            serde_json::Value::String(s) => out!("{name}: {s}"),
+            other if name == "size" => out!("{name}: {other} ({})", human_bytes(other.as_u64().unwrap_or(0))),
+            other => out!("{name}: {other}"),
         }
     }
 }
@@ -179,13 +179,13 @@ pub(crate) async fn tag(args: TagArgs, out: OutputArgs) -> u8 {
                     if out.json {
                         let map: serde_json::Map<String, serde_json::Value> =
                             tags.iter().map(|t| (t.key.clone(), json!(t.value))).collect();
-                        println!(
+                        out!(
                             "{}",
                             json!({"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id, "tags": map})
                         );
                     } else {
                         for t in tags.iter() {
-                            println!("{}={}", t.key, t.value);
+                            out!("{}={}", t.key, t.value);
                         }
                     }
                 }
