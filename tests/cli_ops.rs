@@ -179,8 +179,21 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     let (_slow, ours) = killed_mid_upload(&served, "clean", &file, &ledger, 2).await;
     let foreign = store.initiate_multipart("clean", "someone-else", &PutOptions::default()).await.unwrap();
 
-    // A dry run lists ours only and aborts nothing.
-    let dry = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--dry-run", "--json"]));
+    let jobs = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])));
+    let killed = jobs.iter().find(|j| j["state"] != "done").unwrap()["job"].as_i64().unwrap().to_string();
+
+    // By default the upload of a resumable job is kept, named with how to include it; nothing is aborted.
+    let kept = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json"]));
+    assert_eq!(kept.status.code(), Some(0), "{}", stderr(&kept));
+    let lines = json_lines(&kept);
+    let event = lines.iter().find(|l| l["event"] == "kept").expect("a kept event");
+    assert_eq!(event["job"].as_i64().unwrap().to_string(), killed);
+    assert!(event["message"].as_str().unwrap().contains(&format!("--job {killed}")), "{event}");
+    assert_eq!(lines.last().unwrap()["aborted"], 0);
+    assert_eq!(uploads(&store, "clean").await.len(), 2);
+
+    // A dry run including resumable jobs lists ours only and aborts nothing.
+    let dry = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--dry-run", "--json", "--include-resumable"]));
     assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
     let lines = json_lines(&dry);
     let would: Vec<_> =
@@ -189,11 +202,12 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     assert_eq!(uploads(&store, "clean").await.len(), 2);
 
     // --older-than keeps young uploads.
-    let young = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--older-than", "1h", "--json"]));
+    let young =
+        run(transfer(&served.endpoint, &ledger).args(["cleanup", "--older-than", "1h", "--json", "--job", &killed]));
     assert_eq!(json_lines(&young).last().unwrap()["aborted"], 0);
     assert_eq!(uploads(&store, "clean").await.len(), 2);
 
-    let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json"]));
+    let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json", "--job", &killed]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines = json_lines(&out);
     let aborted: Vec<_> =

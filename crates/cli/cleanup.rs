@@ -15,7 +15,7 @@ use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
-use transfer_engine::checkpoint::{JobId, JobRow, Ledger, ObjectState};
+use transfer_engine::checkpoint::{JobId, JobRow, JobState, Ledger, ObjectState};
 use transfer_engine::store::ListUploadsRequest;
 use transfer_engine::store::Upload;
 use transfer_engine::ErrorKind;
@@ -28,6 +28,13 @@ pub(crate) struct CleanupArgs {
     /// Every incomplete upload under URL, not only those the ledger says we created.
     #[arg(long, requires = "url")]
     all: bool,
+    /// Also the uploads of this resumable job (stopped, failed or interrupted), which cleanup keeps by default
+    /// so `transfer resume` continues where it stopped (repeatable).
+    #[arg(long = "job", value_name = "JOB")]
+    jobs: Vec<i64>,
+    /// Also the uploads of every resumable job: their progress is lost, and a resume sends their objects again.
+    #[arg(long, conflicts_with = "jobs")]
+    include_resumable: bool,
     /// Only uploads initiated longer ago than this: 90s, 30m, 12h, 7d, 2w.
     #[arg(long, value_parser = parse_duration)]
     older_than: Option<Duration>,
@@ -275,6 +282,8 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
                     continue;
                 }
             }
+            let resumable = job.state != JobState::Done;
+            let included = args.include_resumable || args.jobs.contains(&job.id.0);
             // A job a transfer is running keeps its uploads; holding its lock keeps it from starting meanwhile.
             let _lock = match ledger.lock_job(job.id) {
                 Ok(l) => l,
@@ -286,6 +295,22 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
             let scope = within.as_ref().map(|(_, b, p)| (b.clone(), p.clone()));
             let candidates = owned_uploads(&ledger, job.id, scope.as_ref()).await?;
             if candidates.is_empty() {
+                continue;
+            }
+            if resumable && !included {
+                let (id, n) = (job.id, candidates.len());
+                let why = format!(
+                    "job {id} ({}): kept {n} incomplete upload(s) so `transfer resume {id}` continues where it \
+                     stopped; `transfer cleanup --job {id}` (or --include-resumable) aborts them, `transfer jobs \
+                     forget {id}` drops the job with them",
+                    // Its lock is ours now: a job still marked running was interrupted.
+                    if job.state == JobState::Running { "interrupted" } else { crate::jobs::state_name(job.state) }
+                );
+                if out.json {
+                    out!("{}", json!({"event": "kept", "job": id.0, "uploads": n, "message": why}));
+                } else {
+                    eprintln!("{why}");
+                }
                 continue;
             }
             let store = job_store(&job, &args.store, within.as_ref().map_or(Scheme::Oss, |(s, ..)| *s))?;

@@ -49,7 +49,7 @@ enum JobsCommand {
     },
 }
 
-fn state_name(s: JobState) -> &'static str {
+pub(crate) fn state_name(s: JobState) -> &'static str {
     match s {
         JobState::Running => "running",
         JobState::Stopped => "stopped",
