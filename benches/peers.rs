@@ -1456,6 +1456,10 @@ fn run(config: &Config) -> Res<()> {
                     Err(e) => {
                         let e = e.to_string();
                         eprintln!("  run {run} {:<12} FAILED: {e}", t.name());
+                        // The smoke pass under `cargo test` is a test: a tool that fails fails it.
+                        if !config.full {
+                            return Err(format!("smoke pass: {} failed on {}: {e}", t.name(), w.id).into());
+                        }
                         let first = e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
                         failed.push((t, format!("failed in run {run}: {}", first.replace('|', "/"))));
                         rows.remove(&t);

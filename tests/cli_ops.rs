@@ -710,6 +710,84 @@ async fn an_empty_source_or_a_prefix_without_r_is_refused_and_leaves_no_job() {
 }
 
 #[tokio::test]
+async fn a_finished_jobs_command_run_again_says_it_is_a_new_run() {
+    let served = Served::start();
+    bucket(&served.client(V4), "again").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    let cp = |extra: &[&str]| {
+        run(transfer(&served.endpoint, &ledger).args(["cp", "-r"]).args(extra).arg(&src).arg("oss://again/p/"))
+    };
+    let first = cp(&[]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert!(!stderr(&first).contains("did this"), "{}", stderr(&first));
+    let again = cp(&[]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("job 1 did this and finished at") && stderr(&again).contains("add --update"),
+        "{}",
+        stderr(&again)
+    );
+    let update = cp(&["--update"]);
+    assert!(
+        stderr(&update).contains("job 2 did this") && !stderr(&update).contains("add --update"),
+        "{}",
+        stderr(&update)
+    );
+}
+
+#[tokio::test]
+async fn a_part_size_out_of_range_is_refused_with_the_range() {
+    let served = Served::start();
+    bucket(&served.client(V4), "parts").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let file = tmp.path().join("f");
+    std::fs::write(&file, b"x").unwrap();
+    for (args, says) in [
+        (&["--part-size", "1KiB"][..], "takes parts of 100.00 KiB to 5.00 GiB"),
+        (&["--part-size", "8GiB"][..], "takes parts of 100.00 KiB to 5.00 GiB"),
+    ] {
+        let out = run(transfer(&served.endpoint, &ledger).arg("cp").args(args).arg(&file).arg("oss://parts/f"));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    // In range, it is taken as given; one that the memory limit cannot hold jobs times is adjusted, and said so.
+    let out =
+        run(transfer(&served.endpoint, &ledger).args(["cp", "--part-size", "16MiB"]).arg(&file).arg("oss://parts/f"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("--memory-limit"), "{}", stderr(&out));
+    let out = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "--part-size", "64MiB", "--jobs", "8"])
+        .arg(&file)
+        .arg("oss://parts/g"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("parts of 32.00 MiB instead; raise --memory-limit"), "{}", stderr(&out));
+}
+
+#[test]
+fn address_typos_get_the_message_that_fixes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let file = tmp.path().join("cat.jpg");
+    std::fs::write(&file, b"x").unwrap();
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["cp", file.to_str().unwrap(), "oss:/archive/x"], "http://127.0.0.1:9", "write oss://archive/x"),
+        (&["cp", "archive/x/cat.jpg", "oss://archive/x/"], "http://127.0.0.1:9", "archive/x/cat.jpg does not exist"),
+        (&["cp", file.to_str().unwrap(), "oss://archive/x"], "127.0.0.1:9000", "write http://127.0.0.1:9000"),
+        (&["cp", file.to_str().unwrap(), "copy.jpg"], "http://127.0.0.1:9", "is a local path"),
+    ];
+    for (args, endpoint, says) in cases {
+        let out = run(transfer(endpoint, &ledger).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[tokio::test]
 async fn output_into_a_closed_pipe_stops_quietly_with_141() {
     let served = Served::start();
     bucket(&served.client(V4), "piped").await;

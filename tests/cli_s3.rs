@@ -206,8 +206,8 @@ async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
         "oss" => transfer(endpoint, &ledger),
         _ => transfer_s3(endpoint, &ledger, (AK, SK)),
     };
-    // (scheme, its CopyObject limit, UploadPartCopy parts of 1 MiB, raised to S3's 5 MiB minimum there)
-    for (scheme, limit, parts) in [("oss", "1.00 GiB", 7), ("s3", "5.00 GiB", 2)] {
+    // (scheme, its CopyObject limit, its smallest part (a smaller --part-size is refused), parts of that size)
+    for (scheme, limit, part, parts) in [("oss", "1.00 GiB", "1MiB", 7), ("s3", "5.00 GiB", "5MiB", 2)] {
         let src = format!("{scheme}://limits/src.bin");
         let plan = |extra: &[&str]| {
             let out = run(cli(scheme, &served.endpoint)
@@ -220,7 +220,7 @@ async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
         let (planned, err) = plan(&[]);
         assert_eq!(planned["action"], "copy", "{planned}");
         assert!(!err.contains("--copy-threshold"), "{err}");
-        let (planned, err) = plan(&["--copy-threshold", "1MiB", "--part-size", "1MiB"]);
+        let (planned, err) = plan(&["--copy-threshold", "1MiB", "--part-size", part]);
         assert_eq!(
             (planned["action"].as_str(), planned["parts"].as_u64()),
             (Some("multipart_copy"), Some(parts)),
@@ -241,7 +241,7 @@ async fn copies_follow_the_destinations_copy_limit_in_both_dialects() {
 
         // Real copies: one CopyObject by default, UploadPartCopy parts below the threshold.
         for (extra, dest, part_copies) in
-            [(&[][..], "default", 0), (&["--copy-threshold", "1MiB", "--part-size", "1MiB"][..], "parts", parts)]
+            [(&[][..], "default", 0), (&["--copy-threshold", "1MiB", "--part-size", part][..], "parts", parts)]
         {
             let before = parts_counter.injected() as u64;
             let key = format!("{scheme}-{dest}");

@@ -29,7 +29,14 @@ impl Location {
     /// Parses `oss://b/k`, `s3://b/k`, `local://b/k`, or a path.
     pub(crate) fn parse(s: &str) -> Result<Location, String> {
         let (scheme, rest) = match s.split_once("://") {
-            None => return Ok(Location::Path(PathBuf::from(s))),
+            // `oss:/b/k`, `s3:b/k`: a scheme with its slashes mistyped is no local path.
+            None => match s.split_once(':') {
+                Some((name @ ("oss" | "s3" | "local"), rest)) => {
+                    let rest = rest.trim_start_matches('/');
+                    return Err(format!("{s}: a malformed address; write {name}://{rest}"));
+                }
+                _ => return Ok(Location::Path(PathBuf::from(s))),
+            },
             Some(("oss", rest)) => (Scheme::Oss, rest),
             Some(("local", rest)) => (Scheme::Local, rest),
             Some(("s3", rest)) => (Scheme::S3, rest),

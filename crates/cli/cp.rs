@@ -200,12 +200,19 @@ pub(crate) fn open_ledger(checkpoint: Option<&PathBuf>) -> Result<Ledger, Usage>
 async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     let src = Location::parse(&args.src)?;
     let dst = Location::parse(&args.dst)?;
+    if let Location::Path(p) = &src {
+        if !p.exists() {
+            return Err(Usage(format!("{} does not exist", p.display())));
+        }
+    }
     let (dst_scheme, dst_bucket) = match &dst {
         Location::Remote { scheme, bucket, .. } => (*scheme, bucket.clone()),
-        Location::Path(_) => {
-            return Err(Usage(
-                "downloads are not supported yet: the destination must be oss://, s3:// or local://".into(),
-            ))
+        Location::Path(p) => {
+            return Err(Usage(format!(
+                "the destination {} is a local path; this build copies into oss://, s3:// or local:// stores \
+                 only (downloads are not here yet)",
+                p.display()
+            )))
         }
     };
     match &src {
@@ -259,6 +266,16 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     };
     if let (Location::Remote { .. }, None) = (&src, &relay) {
         warn_copy_threshold(args.copy_threshold, store.objects.capabilities(), dst_scheme);
+    }
+    if let Some(p) = args.part_size {
+        // Parts are bytes this process holds when it reads them: a file's, or a relayed object's.
+        let buffered = matches!(src, Location::Path(_)) || relay.is_some();
+        check_part_size(
+            p,
+            store.objects.capabilities(),
+            dst_scheme,
+            buffered.then_some((args.jobs, args.memory_limit)),
+        )?;
     }
     if let Location::Remote { bucket, key, .. } = &src {
         if !args.recursive && !src.is_container() {
@@ -319,6 +336,35 @@ fn warn_copy_threshold(threshold: Option<u64>, caps: &Capabilities, scheme: Sche
             human_bytes(caps.max_copy_size)
         );
     }
+}
+
+/// `--part-size` must be a part the destination takes: a value outside is refused with the range, not adjusted
+/// behind the user's back. Where parts are held in memory and `jobs` of them do not fit `--memory-limit`, large
+/// files get smaller parts (the planner's rule), and a warning says so and how to keep the size.
+fn check_part_size(p: u64, caps: &Capabilities, scheme: Scheme, memory: Option<(usize, u64)>) -> Result<(), Usage> {
+    if p < caps.min_part_size || p > caps.max_part_size {
+        return Err(Usage(format!(
+            "--part-size {}: {}:// takes parts of {} to {}; choose a size in that range",
+            human_bytes(p),
+            scheme.name(),
+            human_bytes(caps.min_part_size),
+            human_bytes(caps.max_part_size)
+        )));
+    }
+    if let Some((jobs, limit)) = memory {
+        if p.saturating_mul(jobs as u64) > limit {
+            tracing::warn!(
+                "--part-size {} with --jobs {jobs} would hold {} of parts in memory, above --memory-limit {}: \
+                 multipart files get parts of {} instead; raise --memory-limit (or lower --jobs) to keep {}",
+                human_bytes(p),
+                human_bytes(p.saturating_mul(jobs as u64)),
+                human_bytes(limit),
+                human_bytes((limit / jobs.max(1) as u64).max(caps.min_part_size)),
+                human_bytes(p)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A remote source named without `-r` must be an object: when it is not one but a prefix of others, say to add
@@ -421,7 +467,21 @@ async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
         Some(job) => start.job(job),
         None => start,
     };
-    Ok(start.await?)
+    let handle = start.await?;
+    if p.resume.is_none() && !args.dry_run {
+        let (ledger, job) = (p.ledger.clone(), handle.job());
+        if let Ok(Some((done, at))) = ledger.off_thread(move |l| l.finished_before(job)).await {
+            let how = match (args.update, args.no_clobber) {
+                (false, false) => "sends everything again; add --update to skip what is already there unchanged",
+                _ => "checks each object against what is there",
+            };
+            tracing::info!(
+                "job {done} did this and finished at {}; job {job} is a new run and {how}",
+                transfer_engine::xml::iso8601(at)
+            );
+        }
+    }
+    Ok(handle)
 }
 
 /// Runs `transfer cp`, or with `resume`, that job of the ledger.

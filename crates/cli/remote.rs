@@ -234,6 +234,12 @@ impl StoreArgs {
                         scheme.name()
                     ))
                 })?;
+                if !endpoint.contains("://") {
+                    return Err(Usage(format!(
+                        "endpoint {endpoint:?} has no scheme: write http://{endpoint} or https://{endpoint} \
+                         (--endpoint, TRANSFER_ENDPOINT or the profile's endpoint)"
+                    )));
+                }
                 let (id, secret, token) = match scheme {
                     Scheme::S3 => ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
                     _ => ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"),

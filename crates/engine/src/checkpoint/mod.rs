@@ -467,6 +467,22 @@ impl Ledger {
         row.ok_or_else(|| no_job(job))
     }
 
+    /// The newest job before `job` that moved the same thing (kind, source, destination) and finished, with the
+    /// time it finished (Unix seconds): what a program tells a user who runs a finished job's command again.
+    pub fn finished_before(&self, job: JobId) -> Result<Option<(JobId, i64)>> {
+        let row = self
+            .conn()
+            .row(
+                "SELECT o.id, o.updated FROM jobs o JOIN jobs j ON j.id = ?1
+                 WHERE o.id < j.id AND o.kind = j.kind AND o.source = j.source AND o.destination = j.destination
+                 AND o.state = 'done' ORDER BY o.id DESC LIMIT 1",
+                [job.0],
+                |r| Ok((JobId(r.get(0)?), r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row)
+    }
+
     /// Every job, oldest first, with its object counts.
     pub fn jobs(&self) -> Result<Vec<JobRow>> {
         let conn = self.conn();
