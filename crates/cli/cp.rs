@@ -146,8 +146,8 @@ impl CpArgs {
     }
 
     /// The options a job was started with, from the note recorded with it.
-    pub(crate) fn from_recorded(options_json: &str) -> Option<CpArgs> {
-        serde_json::from_str::<Recorded>(options_json).ok().map(|r| r.cp)
+    pub(crate) fn from_recorded(note: &str) -> Option<CpArgs> {
+        serde_json::from_str::<Recorded>(note).ok().map(|r| r.cp)
     }
 }
 
