@@ -264,6 +264,9 @@ async fn stat_and_tag_commands_on_objects_and_versions() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let facts = &json_lines(&out)[0];
     assert_eq!((facts["size"].as_u64(), facts["tagging_count"].as_u64()), (Some(2000), Some(0)));
+    // Dates are RFC 3339, in JSON as in text.
+    let modified = facts["last_modified"].as_str().unwrap();
+    assert!(modified.len() == 20 && modified.ends_with('Z') && modified.as_bytes()[10] == b'T', "{modified}");
     let out = run(transfer(&served.endpoint, &ledger).args(["stat", "--json", "--version-id", &v1, "oss://objs/k"]));
     let facts = &json_lines(&out)[0];
     assert_eq!((facts["size"].as_u64(), facts["meta"]["owner"].as_str()), (Some(1000), Some("ops")));
@@ -298,6 +301,10 @@ async fn stat_and_tag_commands_on_objects_and_versions() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let tags = store.get_tagging(&ObjectRef::new("objs", "k").at_version(v1.clone())).await.unwrap().sorted();
     assert_eq!(tags, TagSet::from_pairs([("a", "1"), ("k4+-=", "+-=._:/")]).unwrap().sorted());
+    // A key holding `=` prints unambiguously: one tag a line, encoded as --tagging takes it.
+    let mut lines: Vec<String> = get(&v1).lines().map(str::to_owned).collect();
+    lines.sort();
+    assert_eq!(lines, ["a=1", "k4%2B-%3D=%2B-%3D._%3A%2F"]);
     assert!(store.get_tagging(&ObjectRef::new("objs", "k")).await.unwrap().is_empty(), "only that version was tagged");
     let out = run(transfer(&served.endpoint, &ledger).args(["tag", "delete", "--version-id", &v1, "oss://objs/k"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -122,8 +122,9 @@ pub(crate) async fn stat(args: StatArgs, out: OutputArgs) -> u8 {
             if args.meta_only {
                 let m = store.objects.get_object_meta(&obj).await.map_err(|e| failed(&obj, e))?;
                 let v = json!({
-                    "bucket": obj.bucket, "key": obj.key, "size": m.size, "etag": m.etag, "last_modified": m.last_modified,
-                    "last_access_time": m.last_access_time, "version_id": m.version_id, "crc64": m.crc64.map(|c| c.to_string()),
+                    "bucket": obj.bucket, "key": obj.key, "size": m.size, "etag": m.etag,
+                    "last_modified": rfc3339(m.last_modified), "last_access_time": m.last_access_time.map(rfc3339),
+                    "version_id": m.version_id, "crc64": m.crc64.map(|c| c.to_string()),
                 });
                 print_facts(out, &v);
                 return Ok(());
@@ -132,7 +133,8 @@ pub(crate) async fn stat(args: StatArgs, out: OutputArgs) -> u8 {
             let standard: serde_json::Map<String, serde_json::Value> =
                 h.metadata.standard().map(|(k, v)| (k.to_owned(), json!(v))).collect();
             let v = json!({
-                "bucket": obj.bucket, "key": obj.key, "size": h.size, "etag": h.etag, "last_modified": h.last_modified,
+                "bucket": obj.bucket, "key": obj.key, "size": h.size, "etag": h.etag,
+                "last_modified": rfc3339(h.last_modified),
                 "crc64": h.crc64.map(|c| c.to_string()), "object_type": h.object_type.as_str(), "version_id": h.version_id,
                 "tagging_count": h.tagging_count, "storage_class": h.metadata.storage_class.map(|c| c.as_str()),
                 "headers": standard, "meta": h.metadata.user,
@@ -142,6 +144,12 @@ pub(crate) async fn stat(args: StatArgs, out: OutputArgs) -> u8 {
         }
         .await,
     )
+}
+
+/// A time in seconds since the epoch as RFC 3339 (`2026-12-07T01:17:00Z`).
+fn rfc3339(secs: i64) -> String {
+    let iso = transfer_engine::xml::iso8601(secs);
+    iso.strip_suffix(".000Z").map_or(iso.clone(), |s| format!("{s}Z"))
 }
 
 /// Prints an object's facts as JSON, or as `name: value` lines.
@@ -184,8 +192,11 @@ pub(crate) async fn tag(args: TagArgs, out: OutputArgs) -> u8 {
                             json!({"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id, "tags": map})
                         );
                     } else {
-                        for t in tags.iter() {
-                            out!("{}={}", t.key, t.value);
+                        // One tag a line in the tagging header's encoding: unambiguous whatever a key or value
+                        // holds (`=`, `&`, spaces), and what --tagging takes back (join the lines with `&`).
+                        let header = tags.to_header();
+                        for pair in header.split('&').filter(|p| !p.is_empty()) {
+                            out!("{pair}");
                         }
                     }
                 }
