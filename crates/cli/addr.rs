@@ -48,7 +48,12 @@ impl Location {
         if bucket.is_empty() {
             return Err(format!("{s}: no bucket; write {}://BUCKET/KEY", scheme.name()));
         }
-        transfer_engine::store::validate_bucket(bucket).map_err(|e| format!("{s}: {}", e.message()))?;
+        // Each dialect's rule: S3 takes dotted names (`logs.example.com`), OSS and the local store do not.
+        let caps = match scheme {
+            Scheme::S3 => &transfer_engine::store::Capabilities::S3,
+            Scheme::Oss | Scheme::Local => &transfer_engine::store::Capabilities::OSS,
+        };
+        transfer_engine::store::validate_bucket_for(bucket, caps).map_err(|e| format!("{s}: {}", e.message()))?;
         Ok(Location::Remote { scheme, bucket: bucket.to_owned(), key: key.to_owned() })
     }
 

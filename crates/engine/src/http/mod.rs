@@ -43,7 +43,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::s3::S3Checksum;
 use crate::sign::s3::{S3Signer, S3Target};
 use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
-use crate::store::{validate_bucket, validate_key, Checksum};
+use crate::store::{validate_bucket_for, validate_key, Checksum};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method};
@@ -159,8 +159,9 @@ impl HttpStore {
             return Err(e);
         }
         if let Some(b) = &bucket {
-            validate_bucket(b)?;
+            validate_bucket_for(b, &self.dialect.capabilities)?;
         }
+        let path_style = self.endpoint.path_style_for(self.path_style, bucket.as_deref());
         if let Some(k) = &key {
             validate_key(k)?;
         }
@@ -189,11 +190,11 @@ impl HttpStore {
                 signer.sign(&self.credentials, &target, &mut headers, self.clock.now());
             }
             Signing::S3(signer) => {
-                let authority = self.endpoint.authority(self.path_style, bucket.as_deref());
+                let authority = self.endpoint.authority(path_style, bucket.as_deref());
                 let host =
                     HeaderValue::from_str(&authority).map_err(|_| Error::invalid(format!("bad host {authority:?}")))?;
                 headers.insert(http::header::HOST, host);
-                let path = Endpoint::path(self.path_style, bucket.as_deref(), key.as_deref());
+                let path = Endpoint::path(path_style, bucket.as_deref(), key.as_deref());
                 let target = S3Target { method: method.as_str(), uri: &path, query: &query };
                 signer.sign(&self.credentials, &target, &mut headers, &payload_hash(&body), self.clock.now());
             }
@@ -205,7 +206,7 @@ impl HttpStore {
             headers.contains_key(self.dialect.forbid_overwrite.0),
             headers.contains_key(self.dialect.h("copy-source-if-match").as_str()),
         );
-        let url = self.endpoint.url(self.path_style, bucket.as_deref(), key.as_deref(), &query);
+        let url = self.endpoint.url(path_style, bucket.as_deref(), key.as_deref(), &query);
         let progress = Progress::new();
         let mut builder = self.client.request(method.clone(), &url).headers(headers);
         // Every non-empty body goes out as a stream of known length (Content-Length set above, so never chunked):

@@ -49,6 +49,13 @@ impl Endpoint {
         self.host.eq_ignore_ascii_case("localhost")
     }
 
+    /// The addressing of a request to `bucket`: `path_style` as configured, except that a dotted bucket name is
+    /// addressed by path over TLS (its virtual host, `a.b.host`, would not match the endpoint's certificate), as
+    /// the AWS SDKs do.
+    pub(crate) fn path_style_for(&self, path_style: bool, bucket: Option<&str>) -> bool {
+        path_style || (self.scheme == "https" && bucket.is_some_and(|b| b.contains('.')))
+    }
+
     /// Path style is the default for IP addresses and `localhost`; virtual-hosted style otherwise.
     pub(crate) fn default_path_style(&self) -> bool {
         self.ip_or_localhost
@@ -314,6 +321,17 @@ pub(crate) fn no_tagging(what: &str) -> Error {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dotted_buckets_go_by_path_over_tls() {
+        let tls = Endpoint::parse("https://s3.example.net").unwrap();
+        assert!(tls.path_style_for(false, Some("logs.example.com")));
+        assert!(!tls.path_style_for(false, Some("logs-example")));
+        assert!(!tls.path_style_for(false, None));
+        let plain = Endpoint::parse("http://s3.example.net").unwrap();
+        assert!(!plain.path_style_for(false, Some("logs.example.com")), "no certificate to match over http");
+        assert!(plain.path_style_for(true, Some("x")));
+    }
     use super::*;
     use crate::tags::TagSet;
 

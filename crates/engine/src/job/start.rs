@@ -5,7 +5,7 @@ use super::jobs::{with_slash, DirRequest, Found, PrefixCopyRequest};
 use super::{CopyRequest, Engine, UploadRequest};
 use crate::checkpoint::{JobId, JobKind, JobSpec, JobState};
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::{validate_bucket, ListRequest, ObjectStore};
+use crate::store::{validate_bucket_for, ListRequest, ObjectStore};
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
@@ -73,7 +73,7 @@ impl JobStart {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::invalid("a job runs on a Tokio runtime: start it from within one"));
         }
-        source.validate()?;
+        source.validate(&engine)?;
         engine.check_buckets(&source).await?;
         if engine.dry_run() {
             // A dry run records nothing and takes no lock: its job is no job of the ledger.
@@ -118,19 +118,18 @@ impl IntoFuture for JobStart {
 }
 
 impl Source {
-    /// Checks what can be checked without a request.
-    fn validate(&self) -> Result<()> {
-        match self {
-            Source::Dir(r) => {
-                if !r.dir.is_dir() {
-                    return Err(Error::invalid(format!("{} is not a directory", r.dir.display())));
-                }
-                validate_bucket(&r.bucket)
+    /// Checks what can be checked without a request: each bucket name by its own store's rule.
+    fn validate(&self, engine: &Engine) -> Result<()> {
+        if let Source::Dir(r) = self {
+            if !r.dir.is_dir() {
+                return Err(Error::invalid(format!("{} is not a directory", r.dir.display())));
             }
-            Source::File(r) => validate_bucket(&r.bucket),
-            Source::Prefix(r) => validate_bucket(&r.src_bucket).and_then(|_| validate_bucket(&r.bucket)),
-            Source::Object(r) => validate_bucket(&r.source.bucket).and_then(|_| validate_bucket(&r.bucket)),
         }
+        let (from, to) = self.buckets();
+        if let Some(from) = from {
+            validate_bucket_for(from, engine.source_store().capabilities())?;
+        }
+        validate_bucket_for(to, &engine.inner.caps)
     }
 
     /// The job's kind, source and destination, as the ledger keeps them.

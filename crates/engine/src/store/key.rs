@@ -68,9 +68,54 @@ pub fn validate_bucket(bucket: &str) -> Result<()> {
     }
 }
 
+/// Checks a bucket name by the rule of a store with `caps`: OSS's ([`validate_bucket`]), or S3's where the
+/// store takes dotted names ([`Capabilities::dotted_bucket_names`](super::Capabilities::dotted_bucket_names)):
+/// 3 to 63 characters of lower-case letters, digits, `.` and `-`, starting and ending with a letter or digit,
+/// no `..`, and not an IP address.
+pub fn validate_bucket_for(bucket: &str, caps: &super::Capabilities) -> Result<()> {
+    if !caps.dotted_bucket_names {
+        return validate_bucket(bucket);
+    }
+    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && alnum(bucket.bytes().next())
+        && alnum(bucket.bytes().last())
+        && !bucket.contains("..")
+        && bucket.parse::<std::net::Ipv4Addr>().is_err();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::code(
+            400,
+            "InvalidBucketName",
+            format!(
+                "The specified bucket {bucket:?} is not valid: use 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit, without '..', not an IP address."
+            ),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_dialect_judges_bucket_names_by_its_rule() {
+        use crate::store::Capabilities;
+        for ok in ["logs.example.com", "a-b.c1", "abc"] {
+            validate_bucket_for(ok, &Capabilities::S3).unwrap();
+        }
+        for bad in ["ab", "-abc", "abc.", "a..b", "192.168.1.10", "Upper.case", "a_b"] {
+            assert_eq!(
+                validate_bucket_for(bad, &Capabilities::S3).unwrap_err().service_code(),
+                Some("InvalidBucketName"),
+                "{bad}"
+            );
+        }
+        assert!(validate_bucket_for("logs.example.com", &Capabilities::OSS).is_err(), "OSS takes no dots");
+        validate_bucket_for("logs-example", &Capabilities::OSS).unwrap();
+    }
 
     #[test]
     fn keys_that_escape_are_refused() {

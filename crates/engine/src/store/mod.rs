@@ -40,7 +40,9 @@ mod key;
 pub use body::{Body, Md5Check};
 pub use checksum::{Checksum, CRC32C_ALGORITHM, CRC32C_HEADER};
 pub use ids::{PartCopySource, PartNumber, PartRef, Upload, UploadId};
-pub use key::{validate_bucket, validate_key, validate_part_number, MAX_KEY_BYTES, MAX_PART_NUMBER};
+pub use key::{
+    validate_bucket, validate_bucket_for, validate_key, validate_part_number, MAX_KEY_BYTES, MAX_PART_NUMBER,
+};
 
 /// An object, optionally at a specific version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -571,6 +573,9 @@ pub struct Capabilities {
     pub max_part_size: u64,
     /// Largest single PutObject body, in bytes.
     pub max_put_size: u64,
+    /// Bucket names may hold dots (S3's rule, `logs.example.com`); OSS's rule has none. See
+    /// [`validate_bucket_for`].
+    pub dotted_bucket_names: bool,
     /// Largest object one CopyObject copies, in bytes; a larger one is copied with UploadPartCopy. It is also
     /// where the planner switches to UploadPartCopy when the user sets no copy threshold
     /// ([`PlanOptions::copy_threshold`](crate::plan::PlanOptions::copy_threshold)): one request is far faster than
@@ -593,6 +598,7 @@ impl Capabilities {
         min_part_size: 100 * 1024,
         max_part_size: 5 * 1024 * 1024 * 1024,
         max_put_size: 5 * 1024 * 1024 * 1024,
+        dotted_bucket_names: false,
         max_copy_size: 1024 * 1024 * 1024,
     };
 
@@ -610,6 +616,7 @@ impl Capabilities {
         min_part_size: 5 * 1024 * 1024,
         max_part_size: 5 * 1024 * 1024 * 1024,
         max_put_size: 5 * 1024 * 1024 * 1024,
+        dotted_bucket_names: true,
         max_copy_size: 5 * 1024 * 1024 * 1024,
     };
 }
