@@ -202,10 +202,8 @@ impl HttpStore {
 
         // S3 answers 412 both to `If-None-Match: *` (the destination exists) and to a source condition (the
         // source changed): what the request carried decides which, here, once.
-        let (forbids, pinned) = (
-            headers.contains_key(self.dialect.forbid_overwrite.0),
-            headers.contains_key(self.dialect.h("copy-source-if-match").as_str()),
-        );
+        let forbids = headers.contains_key(self.dialect.forbid_overwrite.0);
+        let pinned = forbids && headers.contains_key(self.dialect.h("copy-source-if-match").as_str());
         let url = self.endpoint.url(path_style, bucket.as_deref(), key.as_deref(), &query);
         let progress = Progress::new();
         let mut builder = self.client.request(method.clone(), &url).headers(headers);
