@@ -51,21 +51,7 @@ pub fn validate_part_number(n: u32) -> Result<()> {
 /// Checks a bucket name: 3 to 63 characters of lower-case letters, digits and `-`, starting and ending with a
 /// letter or digit. Refusals use `InvalidBucketName`.
 pub fn validate_bucket(bucket: &str) -> Result<()> {
-    let ok = (3..=63).contains(&bucket.len())
-        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !bucket.starts_with('-')
-        && !bucket.ends_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::code(
-            400,
-            "InvalidBucketName",
-            format!(
-                "The specified bucket {bucket:?} is not valid: use 3 to 63 lower-case letters, digits and '-', starting and ending with a letter or digit."
-            ),
-        ))
-    }
+    check_bucket(bucket, false)
 }
 
 /// Checks a bucket name by the rule of a store with `caps`: OSS's ([`validate_bucket`]), or S3's where the
@@ -73,27 +59,27 @@ pub fn validate_bucket(bucket: &str) -> Result<()> {
 /// 3 to 63 characters of lower-case letters, digits, `.` and `-`, starting and ending with a letter or digit,
 /// no `..`, and not an IP address.
 pub fn validate_bucket_for(bucket: &str, caps: &super::Capabilities) -> Result<()> {
-    if !caps.dotted_bucket_names {
-        return validate_bucket(bucket);
-    }
+    check_bucket(bucket, caps.dotted_bucket_names)
+}
+
+/// Both rules: OSS's, and with `dots` S3's.
+fn check_bucket(bucket: &str, dots: bool) -> Result<()> {
     let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     let ok = (3..=63).contains(&bucket.len())
-        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.'))
         && alnum(bucket.bytes().next())
         && alnum(bucket.bytes().last())
         && !bucket.contains("..")
         && bucket.parse::<std::net::Ipv4Addr>().is_err();
     if ok {
-        Ok(())
-    } else {
-        Err(Error::code(
-            400,
-            "InvalidBucketName",
-            format!(
-                "The specified bucket {bucket:?} is not valid: use 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit, without '..', not an IP address."
-            ),
-        ))
+        return Ok(());
     }
+    let rule = if dots {
+        "use 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit, without '..', not an IP address"
+    } else {
+        "use 3 to 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
+    };
+    Err(Error::code(400, "InvalidBucketName", format!("The specified bucket {bucket:?} is not valid: {rule}.")))
 }
 
 #[cfg(test)]
