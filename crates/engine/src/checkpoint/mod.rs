@@ -37,7 +37,8 @@
 //!
 //! # Threads
 //! Every method of [`Ledger`] but [`Ledger::flush`] is synchronous and may wait on SQLite: call them from
-//! `tokio::task::spawn_blocking` (or [`Ledger::off_thread`]) in async code.
+//! `tokio::task::spawn_blocking` (or [`Ledger::off_thread`]) in async code. The engine itself writes through
+//! the ledger's writer thread (see `writer.rs`): the steps of all objects in flight share its commits.
 
 mod lock;
 mod objects;
@@ -53,12 +54,13 @@ pub(crate) use writer::PartWriter;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::Checksum;
+use parking_lot::ReentrantMutexGuard;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// A job's id in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -363,7 +365,7 @@ pub struct Ledger {
 
 struct Inner {
     path: PathBuf,
-    conn: Arc<Mutex<Connection>>,
+    conn: writer::Conn,
     writer: writer::Handle,
 }
 
@@ -400,7 +402,7 @@ impl Ledger {
     /// migrations. Refuses, without modifying it, a file that is not a ledger this build understands.
     pub fn open(path: impl AsRef<Path>) -> Result<Ledger> {
         let path = path.as_ref().to_path_buf();
-        let conn = Arc::new(Mutex::new(schema::open(&path)?));
+        let conn = Arc::new(parking_lot::ReentrantMutex::new(schema::open(&path)?));
         let writer = writer::Handle::spawn(conn.clone(), &path)?;
         Ok(Ledger { inner: Arc::new(Inner { path, conn, writer }) })
     }
@@ -425,8 +427,29 @@ impl Ledger {
         &self.inner.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
+    fn conn(&self) -> ReentrantMutexGuard<'_, Connection> {
+        self.inner.conn.lock()
+    }
+
+    /// Runs `f` on the ledger's writer thread, in its next batch (see `writer.rs`), and answers once that batch
+    /// is committed: how the engine records its steps while a job runs.
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Ledger) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.inner.writer.call(self.clone(), f).await
+    }
+
+    /// Runs `f` atomically, in a savepoint: on its own it commits when `f` succeeds; inside the writer thread's
+    /// batch it nests in the batch's transaction. Rolled back when `f` fails.
+    fn atomically<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.conn();
+        conn.exec("SAVEPOINT ledger_step", [])?;
+        let result = f(&conn).and_then(|v| Ok(conn.exec("RELEASE ledger_step", []).map(|_| v)?));
+        if result.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK TO ledger_step; RELEASE ledger_step");
+        }
+        result
     }
 
     /// Records a new job in state [`JobState::Running`].
@@ -542,14 +565,12 @@ impl Ledger {
         let lock = JobLock::acquire(&self.inner.path, job)?;
         // Parts still in the writer's queue must not outlive their objects.
         self.inner.writer.flush_blocking()?;
-        {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
+        self.atomically(|tx| {
             tx.exec("DELETE FROM parts WHERE object IN (SELECT id FROM objects WHERE job = ?1)", [job.0])?;
             tx.exec("DELETE FROM objects WHERE job = ?1", [job.0])?;
             tx.exec("DELETE FROM jobs WHERE id = ?1", [job.0])?;
-            tx.commit()?;
-        }
+            Ok(())
+        })?;
         lock.remove_file();
         Ok(())
     }

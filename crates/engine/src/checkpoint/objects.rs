@@ -185,21 +185,20 @@ impl Ledger {
     /// id are deleted: they cannot be completed into the new one.
     pub(crate) fn set_upload(&self, object_id: i64, upload_id: Option<&str>) -> Result<()> {
         self.inner.writer.flush_blocking()?;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let current: Option<Option<String>> =
-            tx.row("SELECT upload_id FROM objects WHERE id = ?1", [object_id], |r| r.get(0)).optional()?;
-        let current = current.ok_or_else(|| no_object(object_id))?;
-        if current.as_deref() != upload_id {
-            tx.exec("DELETE FROM parts WHERE object = ?1", [object_id])?;
-        }
-        let state = if upload_id.is_some() { ObjectState::Uploading } else { ObjectState::Pending };
-        tx.exec(
-            "UPDATE objects SET upload_id = ?2, state = ?3, error = NULL, updated = ?4 WHERE id = ?1",
-            params![object_id, upload_id, state.as_str(), now()],
-        )?;
-        tx.commit()?;
-        Ok(())
+        self.atomically(|tx| {
+            let current: Option<Option<String>> =
+                tx.row("SELECT upload_id FROM objects WHERE id = ?1", [object_id], |r| r.get(0)).optional()?;
+            let current = current.ok_or_else(|| no_object(object_id))?;
+            if current.as_deref() != upload_id {
+                tx.exec("DELETE FROM parts WHERE object = ?1", [object_id])?;
+            }
+            let state = if upload_id.is_some() { ObjectState::Uploading } else { ObjectState::Pending };
+            tx.exec(
+                "UPDATE objects SET upload_id = ?2, state = ?3, error = NULL, updated = ?4 WHERE id = ?1",
+                params![object_id, upload_id, state.as_str(), now()],
+            )?;
+            Ok(())
+        })
     }
 
     /// The source changed since the plan: forgets its parts, upload id and results and makes it
@@ -214,30 +213,28 @@ impl Ledger {
     ) -> Result<()> {
         self.inner.writer.flush_blocking()?;
         let (kind, fp_size, mtime, inode, etag, version) = fp_columns(fingerprint);
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.exec("DELETE FROM parts WHERE object = ?1", [object_id])?;
-        let n = tx.exec(
-            "UPDATE objects SET fp_kind = ?2, fp_size = ?3, fp_mtime_ns = ?4, fp_inode = ?5, fp_etag = ?6,
+        self.atomically(|tx| {
+            tx.exec("DELETE FROM parts WHERE object = ?1", [object_id])?;
+            let n = tx.exec(
+                "UPDATE objects SET fp_kind = ?2, fp_size = ?3, fp_mtime_ns = ?4, fp_inode = ?5, fp_etag = ?6,
                  fp_version_id = ?7, size = ?8, plan_part_size = ?9, upload_id = NULL, state = 'pending',
                  tags_applied = 0, etag = NULL, crc64 = NULL, blake3 = NULL, error = NULL, updated = ?10
              WHERE id = ?1",
-            params![
-                object_id,
-                kind,
-                fp_size,
-                mtime,
-                inode,
-                etag,
-                version,
-                to_sql_u64(size),
-                to_sql_u64(plan_part_size),
-                now()
-            ],
-        )?;
-        updated(n, object_id)?;
-        tx.commit()?;
-        Ok(())
+                params![
+                    object_id,
+                    kind,
+                    fp_size,
+                    mtime,
+                    inode,
+                    etag,
+                    version,
+                    to_sql_u64(size),
+                    to_sql_u64(plan_part_size),
+                    now()
+                ],
+            )?;
+            updated(n, object_id)
+        })
     }
 
     /// The committed parts of the object's current upload, by part number. Parts still queued for the writer
@@ -291,19 +288,17 @@ impl Ledger {
         tags_in_place: bool,
     ) -> Result<()> {
         self.inner.writer.flush_blocking()?;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.exec("DELETE FROM parts WHERE object = ?1", [object_id])?;
-        let n = tx.exec(
-            "UPDATE objects SET etag = ?2, crc64 = ?3, blake3 = ?4, error = NULL, updated = ?5,
+        self.atomically(|tx| {
+            tx.exec("DELETE FROM parts WHERE object = ?1", [object_id])?;
+            let n = tx.exec(
+                "UPDATE objects SET etag = ?2, crc64 = ?3, blake3 = ?4, error = NULL, updated = ?5,
                  tags_applied = tags_applied OR ?6,
                  state = CASE WHEN tags IS NULL OR tags_applied OR ?6 THEN 'tagged' ELSE 'completed' END
              WHERE id = ?1",
-            params![object_id, etag, crc64.map(to_sql_u64), blake3, now(), tags_in_place],
-        )?;
-        updated(n, object_id)?;
-        tx.commit()?;
-        Ok(())
+                params![object_id, etag, crc64.map(to_sql_u64), blake3, now(), tags_in_place],
+            )?;
+            updated(n, object_id)
+        })
     }
 
     /// Replaces the tags the object must end up with (`None`: none) and marks them not yet applied — for a

@@ -200,6 +200,67 @@ async fn part_writer_commits_everything_recorded_before_flush() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_run_on_the_writer_in_order_with_parts_and_a_failed_call_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(dir.path().join("ledger.db")).unwrap();
+    let job = l.create_job(&spec("s", "d")).unwrap();
+    // Steps of many objects at once, as a job with many objects in flight makes them: each answers its own row.
+    let rows = futures::future::try_join_all((0..50).map(|i| {
+        let source = format!("f{i}");
+        l.call(move |l| l.upsert_object(job, &source, "b", "k", 1, &file_fp(1), 1024, None))
+    }))
+    .await
+    .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.source.clone()).collect::<Vec<_>>(),
+        (0..50).map(|i| format!("f{i}")).collect::<Vec<_>>()
+    );
+    let o = rows[0].clone();
+    l.call(move |l| l.set_upload(o.id, Some("U"))).await.unwrap();
+    // Parts recorded before a call are in before it runs: finishing the object right after them, without a
+    // flush, deletes them all and leaves none to arrive later.
+    let w = l.part_writer();
+    for n in 1..=20 {
+        w.record(o.id, part(n));
+    }
+    l.call(move |l| l.finish_object_tagged(o.id, "\"e\"", None, None, true)).await.unwrap();
+    w.flush().await.unwrap();
+    assert!(l.parts(o.id).unwrap().is_empty());
+    assert_eq!(l.object_by_id(o.id).unwrap().state, ObjectState::Tagged);
+    // A step that fails after writing leaves no trace, and the steps beside it in the batch still commit.
+    let (a, b) = (rows[1].id, rows[2].id);
+    let failing = l.call(move |l| {
+        l.skip_object(a)?;
+        Err::<(), _>(Error::invalid("the step fails after writing"))
+    });
+    let fine = l.call(move |l| l.skip_object(b));
+    let (failing, fine) = futures::join!(failing, fine);
+    assert_eq!(failing.unwrap_err().kind(), ErrorKind::InvalidInput);
+    fine.unwrap();
+    let check = Connection::open(l.path()).unwrap();
+    let state =
+        |id: i64| -> String { check.query_row("SELECT state FROM objects WHERE id = ?1", [id], |r| r.get(0)).unwrap() };
+    assert_eq!((state(a).as_str(), state(b).as_str()), ("pending", "skipped"));
+    // A caller that stops waiting leaves the step holding the last clone of the ledger: it still runs and
+    // commits, and the writer thread, dropping the ledger itself, ends without joining itself.
+    use futures::FutureExt as _;
+    drop(w);
+    let abandoned = async move {
+        l.call(move |l| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            l.skip_object(a)
+        })
+        .await
+    };
+    assert!(abandoned.now_or_never().is_none(), "sent, not yet answered");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state(a) != "skipped" {
+        assert!(std::time::Instant::now() < deadline, "the abandoned step never committed");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_for_objects_without_an_upload_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::open(dir.path().join("ledger.db")).unwrap();

@@ -292,8 +292,9 @@ impl Engine {
         }
     }
 
-    /// Runs a synchronous ledger call off the async threads.
+    /// Runs a ledger step on the ledger's writer thread, committed with the steps of the other objects in
+    /// flight ([`Ledger::call`]).
     async fn db<T: Send + 'static>(&self, f: impl FnOnce(&Ledger) -> Result<T> + Send + 'static) -> Result<T> {
-        self.inner.ledger.off_thread(f).await
+        self.inner.ledger.call(f).await
     }
 }
