@@ -96,41 +96,46 @@ impl Ledger {
     ) -> Result<ObjectRow> {
         let conn = self.conn();
         let (kind, fp_size, mtime, inode, etag, version) = fp_columns(fingerprint);
-        let inserted = conn.exec(
-            "INSERT INTO objects (job, source, dest_bucket, dest_key, size, fp_kind, fp_size, fp_mtime_ns, fp_inode,
-                     fp_etag, fp_version_id, plan_part_size, tags, updated)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
-                 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1)
-                 ON CONFLICT (job, source) DO NOTHING",
-            params![
-                job.0,
-                source,
-                dest_bucket,
-                dest_key,
-                to_sql_u64(size),
-                kind,
-                fp_size,
-                mtime,
-                inode,
-                etag,
-                version,
-                to_sql_u64(plan_part_size),
-                tags.map(TagSet::to_header),
-                now()
-            ],
-        )?;
-        let row = conn
+        // A new object answers its row from the INSERT itself; only a known one is read again.
+        let inserted = conn
             .row(
-                &format!("SELECT {COLUMNS} FROM objects WHERE job = ?1 AND source = ?2"),
-                params![job.0, source],
+                &format!(
+                    "INSERT INTO objects (job, source, dest_bucket, dest_key, size, fp_kind, fp_size, fp_mtime_ns,
+                         fp_inode, fp_etag, fp_version_id, plan_part_size, tags, updated)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
+                     WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1)
+                     ON CONFLICT (job, source) DO NOTHING
+                     RETURNING {COLUMNS}"
+                ),
+                params![
+                    job.0,
+                    source,
+                    dest_bucket,
+                    dest_key,
+                    to_sql_u64(size),
+                    kind,
+                    fp_size,
+                    mtime,
+                    inode,
+                    etag,
+                    version,
+                    to_sql_u64(plan_part_size),
+                    tags.map(TagSet::to_header),
+                    now()
+                ],
                 object_from_row,
             )
             .optional()?;
-        match row {
-            Some(row) => Ok(row),
-            None if inserted == 0 => Err(no_job(job)),
-            None => Err(no_object(conn.last_insert_rowid())),
+        if let Some(row) = inserted {
+            return Ok(row);
         }
+        conn.row(
+            &format!("SELECT {COLUMNS} FROM objects WHERE job = ?1 AND source = ?2"),
+            params![job.0, source],
+            object_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| no_job(job))
     }
 
     /// The job's object for `source`, if planned.
