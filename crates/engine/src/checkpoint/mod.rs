@@ -177,6 +177,9 @@ pub struct Counts {
     pub bytes_total: u64,
     /// Size of the objects whose bytes are in place (completed, tagged).
     pub bytes_done: u64,
+    /// Bytes of the acknowledged parts of objects not yet in place: the server holds them, and a resume does
+    /// not send them again.
+    pub bytes_in_parts: u64,
 }
 
 impl Counts {
@@ -518,6 +521,14 @@ impl Ledger {
             let bytes = from_sql_u64(r.get(3)?);
             counts.entry(r.get(0)?).or_default().add(state, r.get::<_, i64>(2)? as u64, bytes);
         }
+        // Parts are deleted when their object completes: those left belong to objects not yet in place.
+        let mut stmt = conn.prepare(
+            "SELECT o.job, coalesce(sum(p.size), 0) FROM parts p JOIN objects o ON p.object = o.id GROUP BY o.job",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            counts.entry(r.get(0)?).or_default().bytes_in_parts = from_sql_u64(r.get(1)?);
+        }
         let mut stmt = conn.prepare(
             "SELECT id, kind, source, destination, options_json, state, created, updated FROM jobs ORDER BY id",
         )?;
@@ -548,6 +559,13 @@ impl Ledger {
     }
 
     /// Changes the job's state.
+    /// Whether a process runs the job now (holds its lock, see [`lock_job`](Self::lock_job)). A job the
+    /// ledger says is [`JobState::Running`] that nobody runs was interrupted: killed, or quit by a second
+    /// Ctrl-C.
+    pub fn is_running(&self, job: JobId) -> bool {
+        lock::held(&self.inner.path, job)
+    }
+
     pub(crate) fn set_job_state(&self, job: JobId, state: JobState) -> Result<()> {
         let n = self
             .conn()
@@ -571,7 +589,7 @@ impl Ledger {
             tx.exec("DELETE FROM jobs WHERE id = ?1", [job.0])?;
             Ok(())
         })?;
-        lock.remove_file();
+        drop(lock);
         Ok(())
     }
 

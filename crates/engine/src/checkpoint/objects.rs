@@ -361,6 +361,12 @@ impl Ledger {
             let bytes = from_sql_u64(r.get(2)?);
             counts.add(state, r.get::<_, i64>(1)? as u64, bytes);
         }
+        // Parts are deleted when their object completes: those left belong to objects not yet in place.
+        counts.bytes_in_parts = from_sql_u64(conn.row(
+            "SELECT coalesce(sum(p.size), 0) FROM parts p JOIN objects o ON p.object = o.id WHERE o.job = ?1",
+            [job.0],
+            |r| r.get(0),
+        )?);
         Ok(counts)
     }
 }

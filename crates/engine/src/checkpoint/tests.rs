@@ -147,7 +147,18 @@ fn job_lock_is_exclusive_until_dropped() {
     // Other jobs are independent; forgetting a locked job is refused.
     let _other_lock = second.lock_job(other).unwrap();
     assert!(l.forget_job(job).is_err());
+    let file = lock::lock_path(l.path(), job);
+    assert!(file.exists(), "the lock file is there while the job runs");
     drop(first);
+    assert!(!file.exists(), "and goes with the lock: a ledger's directory keeps no file per finished job");
+    // A lock left on a file that is no longer at the path (opened just before it went) is nobody's job lock.
+    let stale = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    stale.try_lock().unwrap();
+    let fresh = l.lock_job(job).unwrap();
+    assert!(file.exists());
+    drop(fresh);
+    drop(stale);
     let again = second.lock_job(job).unwrap();
     drop(again);
     assert!(l.lock_job(JobId(999)).is_err(), "no lock for a job that does not exist");
