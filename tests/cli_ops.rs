@@ -115,8 +115,11 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
     assert_eq!(jobs.status.code(), Some(0), "{}", stderr(&jobs));
     let jobs = json_lines(&jobs);
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0]["state"], "running", "a killed job is left running in the ledger");
+    assert_eq!(jobs[0]["state"], "interrupted", "a killed job runs no more: it is not shown running");
     assert_eq!(jobs[0]["objects"]["uploading"], 1);
+    // The parts the server acknowledged count: the listing says what a resume will not send again.
+    let in_parts = jobs[0]["objects"]["bytes_in_parts"].as_u64().unwrap();
+    assert!(in_parts >= 128 * 1024 && in_parts.is_multiple_of(128 * 1024), "{}", jobs[0]);
     let id = jobs[0]["job"].as_i64().unwrap();
     let shown = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", &id.to_string()]));
     let text = String::from_utf8_lossy(&shown.stdout);
@@ -141,9 +144,13 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
     assert!(got.as_ref() == bytes.as_slice(), "the resumed object has the file's bytes");
     assert!(uploads(&store, "resume").await.is_empty(), "no upload left behind");
 
+    // Nothing left to resume: said so, and a success (the job is where it was asked to be).
     let again = run(transfer(&served.endpoint, &ledger).args(["resume"]));
-    assert_eq!(again.status.code(), Some(2), "nothing left to resume");
-    assert!(stderr(&again).contains("no unfinished job"), "{}", stderr(&again));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(stderr(&again).contains("nothing to resume: no unfinished job"), "{}", stderr(&again));
+    let done = run(transfer(&served.endpoint, &ledger).args(["resume", &id.to_string()]));
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    assert!(stderr(&done).contains(&format!("nothing to resume: job {id} is done")), "{}", stderr(&done));
     let missing = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", "999"]));
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("no job 999"), "{}", stderr(&missing));
@@ -243,6 +250,29 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     assert!(uploads(&store, "clean").await.is_empty(), "forget aborted the job's upload");
     let jobs = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])));
     assert!(jobs.iter().all(|j| j["job"].as_i64() != Some(unfinished[0])));
+
+    // Housekeeping: finished jobs go at once (--older-than keeps the young ones), a running one's lock file
+    // does not outlive it, and the ledger's directory keeps no file per job.
+    let finished: Vec<i64> = jobs.iter().filter(|j| j["state"] == "done").map(|j| j["job"].as_i64().unwrap()).collect();
+    assert!(!finished.is_empty());
+    let young = run(transfer(&served.endpoint, &ledger).args(["jobs", "forget", "--finished", "--older-than", "1h"]));
+    assert_eq!(young.status.code(), Some(0), "{}", stderr(&young));
+    assert!(stderr(&young).contains("no finished job to forget"), "{}", stderr(&young));
+    let out = run(transfer(&served.endpoint, &ledger).args(["jobs", "forget", "--finished", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let forgotten: Vec<i64> =
+        json_lines(&out)[0]["jobs"].as_array().unwrap().iter().map(|j| j.as_i64().unwrap()).collect();
+    assert_eq!(forgotten, finished);
+    assert!(json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"]))).is_empty());
+    let mut names: Vec<String> = std::fs::read_dir(ledger.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ledger.db"))
+        .collect();
+    names.sort();
+    assert!(names.iter().all(|n| !n.contains(".lock")), "no lock file left: {names:?}");
+    let both = run(transfer(&served.endpoint, &ledger).args(["jobs", "forget", "3", "--finished"]));
+    assert_eq!(both.status.code(), Some(2), "one job or --finished, not both");
 }
 
 #[tokio::test]
@@ -880,4 +910,34 @@ async fn a_copy_from_a_store_without_tagging_keeps_no_tags_and_does_not_retry() 
     assert_eq!((s["objects_transferred"].as_u64(), s["requests_retried"].as_u64()), (Some(1), Some(0)), "{s}");
     let got = store.get_object(&ObjectRef::new("notag", "dst"), None).await.unwrap().bytes().await.unwrap();
     assert_eq!(got.as_ref(), b"bytes");
+}
+
+#[test]
+fn help_reads_well() {
+    let help = |args: &[&str]| {
+        let tmp = Path::new("/nonexistent-ledger.db");
+        // Secrets and endpoints set in the environment stay out of the help.
+        let out = run(transfer("http://secret-endpoint.invalid:1", tmp)
+            .env("TRANSFER_REGION", "secret-region-1")
+            .args(args)
+            .arg("--help"));
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!text.contains("secret-endpoint") && !text.contains("secret-region"), "env values shown: {text}");
+        text
+    };
+    let top = help(&[]);
+    assert!(top.contains("Global options:") && top.contains("--json"), "{top}");
+    assert!(top.contains("both dialects, OSS and S3"), "serve says what it serves: {top}");
+    let show = help(&["jobs", "show"]);
+    assert_eq!(show.matches("[default: 50]").count(), 1, "{show}");
+    // --checksum is cp's: the commands that send no bodies do not offer it.
+    assert!(help(&["cp"]).contains("--checksum"));
+    for cmd in [&["stat"][..], &["cleanup"], &["tag", "get"], &["jobs", "forget"]] {
+        let text = help(cmd);
+        assert!(!text.contains("--checksum"), "{cmd:?}: {text}");
+        assert!(text.contains("Global options:"), "{cmd:?}: {text}");
+    }
+    let forget = help(&["jobs", "forget"]);
+    assert!(forget.contains("--finished") && forget.contains("--older-than"), "{forget}");
 }

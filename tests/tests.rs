@@ -45,3 +45,6 @@ mod cli_relay;
 /// One conformance suite, each case written once and run against every target: the local store in process,
 /// `transfer serve` in both dialects, moto, s3s-fs, and real endpoints named by environment variables.
 mod conformance;
+
+/// The README's commands as written: the main job, serve, and the migration walk-through.
+mod readme;

@@ -5,7 +5,7 @@
 
 use crate::addr::{parse_size, Location, Scheme};
 use crate::output::{human_bytes, OutputArgs, ProgressDisplay};
-use crate::remote::{check_bucket, Opened, SrcStoreArgs, StoreArgs};
+use crate::remote::{check_bucket, ChecksumArg, Opened, SrcStoreArgs, StoreArgs};
 use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,12 @@ pub(crate) struct CpArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub src_store: SrcStoreArgs,
+    /// How the bodies sent are checked by the server: crc32c (s3:// default: x-amz-checksum-crc32c) or md5
+    /// (Content-MD5: on s3:// instead, for servers without S3's checksums; on oss:// in addition to the
+    /// CRC-64 check every oss:// transfer makes) [default: the profile's, else crc32c on s3://, none on oss://].
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub checksum: Option<ChecksumArg>,
     /// Create the destination bucket if it does not exist.
     #[arg(long)]
     pub create_bucket: bool,
@@ -256,7 +262,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     // when the scheme differs or a --src-* option names another endpoint, region or profile.
     let relay = match &src {
         Location::Remote { scheme, bucket, .. } if *scheme != dst_scheme || args.src_store.any() => {
-            Some(args.src_store.over(&args.store).open_bucket(*scheme, bucket).await?)
+            Some(args.src_store.over(&args.store, *scheme == dst_scheme).open_bucket(*scheme, bucket).await?)
         }
         Location::Remote { bucket, .. } if *bucket != dst_bucket => {
             check_bucket(&store, bucket).await?;
@@ -485,7 +491,9 @@ async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
 }
 
 /// Runs `transfer cp`, or with `resume`, that job of the ledger.
-pub(crate) async fn run(args: CpArgs, out: OutputArgs, resume: Option<JobId>) -> u8 {
+pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>) -> u8 {
+    // The destination's store takes --checksum (a recorded job keeps it there).
+    args.store.checksum = args.checksum.or(args.store.checksum);
     let plan = match prepare(&args, resume).await {
         Ok(p) => p,
         Err(Usage(msg)) => {

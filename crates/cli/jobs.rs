@@ -36,14 +36,22 @@ enum JobsCommand {
     Show {
         /// The job.
         job: i64,
-        /// Objects listed, unfinished and failed first [default: 50].
+        /// Objects listed, unfinished and failed first.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Drop a job from the ledger, aborting its unfinished multipart uploads first.
+    /// Drop a job from the ledger, aborting its unfinished multipart uploads first; or, with --finished, every
+    /// finished job (they have none), which keeps a long-used ledger small.
     Forget {
         /// The job.
-        job: i64,
+        #[arg(required_unless_present = "finished", conflicts_with = "finished")]
+        job: Option<i64>,
+        /// Every finished job instead of one.
+        #[arg(long)]
+        finished: bool,
+        /// With --finished: only jobs that finished longer ago than this: 90s, 30m, 12h, 7d, 2w.
+        #[arg(long, requires = "finished", value_parser = crate::cleanup::parse_duration)]
+        older_than: Option<std::time::Duration>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -55,6 +63,15 @@ pub(crate) fn state_name(s: JobState) -> &'static str {
         JobState::Stopped => "stopped",
         JobState::Done => "done",
         JobState::Failed => "failed",
+    }
+}
+
+/// A job's state as it is: one the ledger says is running but no process runs was interrupted (killed, or quit
+/// by a second Ctrl-C) and resumes like a stopped one.
+fn job_state(ledger: &Ledger, j: &JobRow) -> &'static str {
+    match j.state {
+        JobState::Running if !ledger.is_running(j.id) => "interrupted",
+        s => state_name(s),
     }
 }
 
@@ -79,7 +96,7 @@ fn counts_json(c: &Counts) -> serde_json::Value {
     json!({
         "total": c.total, "done": c.tagged + c.skipped, "pending": c.pending, "uploading": c.uploading,
         "completed_untagged": c.completed, "failed": c.failed, "skipped": c.skipped,
-        "bytes_total": c.bytes_total, "bytes_done": c.bytes_done,
+        "bytes_total": c.bytes_total, "bytes_done": c.bytes_done, "bytes_in_parts": c.bytes_in_parts,
     })
 }
 
@@ -92,10 +109,10 @@ fn route(j: &JobRow) -> (String, String) {
     }
 }
 
-fn job_json(j: &JobRow) -> serde_json::Value {
+fn job_json(ledger: &Ledger, j: &JobRow) -> serde_json::Value {
     let (source, destination) = route(j);
     json!({
-        "job": j.id.0, "kind": j.kind.as_str(), "state": state_name(j.state), "source": source, "destination": destination,
+        "job": j.id.0, "kind": j.kind.as_str(), "state": job_state(ledger, j), "source": source, "destination": destination,
         "created": j.created, "updated": j.updated, "objects": counts_json(&j.counts),
         "resumable_by_id": CpArgs::from_recorded(&j.note).is_some(),
     })
@@ -114,15 +131,19 @@ pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
         let ledger = open_ledger(args.checkpoint.as_ref())?;
         let job = match args.job {
             Some(id) => find(&ledger, id)?,
-            None => ledger.jobs()?.into_iter().rev().find(|j| j.state != JobState::Done).ok_or_else(|| {
-                Usage(format!(
-                    "no unfinished job in the ledger {}; `transfer jobs` lists them",
-                    ledger.path().display()
-                ))
-            })?,
+            None => match ledger.jobs()?.into_iter().rev().find(|j| j.state != JobState::Done) {
+                Some(job) => job,
+                None => {
+                    return Ok(Err(format!(
+                        "nothing to resume: no unfinished job in the ledger {} (`transfer jobs` lists them)",
+                        ledger.path().display()
+                    )))
+                }
+            },
         };
+        // Resuming what is finished is done at once: the job is where it was asked to be.
         if job.state == JobState::Done {
-            return Err(Usage(format!("job {} is done; nothing to resume", job.id)));
+            return Ok(Err(format!("nothing to resume: job {} is done", job.id)));
         }
         let mut cp = CpArgs::from_recorded(&job.note).ok_or_else(|| {
             Usage(format!(
@@ -131,10 +152,14 @@ pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
             ))
         })?;
         cp.checkpoint = Some(ledger.path().to_path_buf());
-        Ok::<_, Usage>((job, cp))
+        Ok::<_, Usage>(Ok((job, cp)))
     })();
     let (job, cp) = match found {
-        Ok(f) => f,
+        Ok(Ok(f)) => f,
+        Ok(Err(nothing)) => {
+            eprintln!("{nothing}");
+            return EXIT_OK;
+        }
         Err(Usage(msg)) => {
             tracing::error!("{msg}");
             return EXIT_USAGE;
@@ -151,7 +176,8 @@ pub(crate) async fn jobs(args: JobsArgs, out: OutputArgs) -> u8 {
         match args.command {
             None => list(&ledger, out),
             Some(JobsCommand::Show { job, limit }) => show(&ledger, job, limit, out),
-            Some(JobsCommand::Forget { job, store }) => forget(&ledger, job, &store, out).await,
+            Some(JobsCommand::Forget { job: Some(job), store, .. }) => forget(&ledger, job, &store, out).await,
+            Some(JobsCommand::Forget { job: None, older_than, .. }) => forget_finished(&ledger, older_than, out),
         }
     }
     .await;
@@ -168,7 +194,7 @@ fn list(ledger: &Ledger, out: OutputArgs) -> Result<u8, Usage> {
     let jobs = ledger.jobs()?;
     if out.json {
         for j in &jobs {
-            out!("{}", job_json(j));
+            out!("{}", job_json(ledger, j));
         }
         return Ok(EXIT_OK);
     }
@@ -183,7 +209,7 @@ fn list(ledger: &Ledger, out: OutputArgs) -> Result<u8, Usage> {
         "KIND",
         "OBJECTS DONE",
         "FAILED",
-        "BYTES DONE"
+        "BYTES ACKED"
     );
     for j in &jobs {
         let c = &j.counts;
@@ -191,11 +217,11 @@ fn list(ledger: &Ledger, out: OutputArgs) -> Result<u8, Usage> {
         out!(
             "{:>5}  {:<8} {:<6} {:>15} {:>7} {:>21}  {} -> {}",
             j.id.0,
-            state_name(j.state),
+            job_state(ledger, j),
             j.kind,
             format!("{}/{}", c.tagged + c.skipped, c.total),
             c.failed,
-            format!("{}/{}", human_bytes(c.bytes_done), human_bytes(c.bytes_total)),
+            format!("{}/{}", human_bytes(c.bytes_done + c.bytes_in_parts), human_bytes(c.bytes_total)),
             source,
             destination
         );
@@ -224,14 +250,14 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
         }
     }
     if out.json {
-        let mut j = job_json(&job);
+        let mut j = job_json(ledger, &job);
         j["options"] = serde_json::from_str(&job.note).unwrap_or(serde_json::Value::Null);
         j["objects_shown"] = shown.iter().map(object_json).collect();
         out!("{j}");
         return Ok(EXIT_OK);
     }
     let c = &job.counts;
-    out!("job {} ({}): {}", job.id, job.kind, state_name(job.state));
+    out!("job {} ({}): {}", job.id, job.kind, job_state(ledger, &job));
     let (source, destination) = route(&job);
     out!("  {source} -> {destination}");
     out!("  options: {}", job.note);
@@ -245,7 +271,12 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
         c.completed,
         c.failed
     );
-    out!("  bytes: {} of {} in place", human_bytes(c.bytes_done), human_bytes(c.bytes_total));
+    out!(
+        "  bytes: {} of {} in place, {} more in acknowledged parts",
+        human_bytes(c.bytes_done),
+        human_bytes(c.bytes_total),
+        human_bytes(c.bytes_in_parts)
+    );
     for o in &shown {
         let mut line =
             format!("  {:<9} {}/{} ({})", object_state_name(o.state), o.dest_bucket, o.dest_key, human_bytes(o.size));
@@ -262,6 +293,34 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
     }
     if job.state != JobState::Done {
         out!("  continue it with: transfer resume {}", job.id);
+    }
+    Ok(EXIT_OK)
+}
+
+/// `transfer jobs forget --finished [--older-than AGE]`: drops finished jobs (no upload of theirs is open).
+fn forget_finished(ledger: &Ledger, older_than: Option<std::time::Duration>, out: OutputArgs) -> Result<u8, Usage> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let min_age = older_than.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut forgotten = Vec::new();
+    for job in ledger.jobs()? {
+        if job.state != JobState::Done || now.saturating_sub(job.updated) < min_age {
+            continue;
+        }
+        match ledger.forget_job(job.id) {
+            Ok(()) => forgotten.push(job.id.0),
+            // Run again and running now: it is not finished any more.
+            Err(e) if e.kind() == transfer_engine::ErrorKind::Locked => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if out.json {
+        out!("{}", json!({"event": "forgotten", "jobs": forgotten}));
+    } else {
+        let ids: Vec<String> = forgotten.iter().map(|id| id.to_string()).collect();
+        match ids.len() {
+            0 => eprintln!("no finished job to forget"),
+            n => eprintln!("forgot {n} finished job{}: {}", if n == 1 { "" } else { "s" }, ids.join(", ")),
+        }
     }
     Ok(EXIT_OK)
 }

@@ -67,7 +67,7 @@ enum Command {
     Stat(object::StatArgs),
     /// Get, put or delete an object's tags.
     Tag(object::TagArgs),
-    /// Serve a local store over HTTP in the OSS dialect.
+    /// Serve a local store over HTTP in both dialects, OSS and S3, on one port (the signature picks per request).
     Serve(ServeArgs),
 }
 

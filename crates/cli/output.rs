@@ -18,13 +18,13 @@ use transfer_engine::job::Progress;
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub(crate) struct OutputArgs {
     /// One JSON object per line on stdout (events, then a summary).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Only warnings, errors and the summary.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = "Global options")]
     pub quiet: bool,
     /// More detail (-v debug, -vv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
 }
 

@@ -57,25 +57,24 @@ pub(crate) enum ChecksumArg {
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 pub(crate) struct StoreArgs {
     /// Endpoint URL, e.g. https://oss-cn-hangzhou.aliyuncs.com or http://127.0.0.1:9000.
-    #[arg(long, env = "TRANSFER_ENDPOINT")]
+    #[arg(long, env = "TRANSFER_ENDPOINT", hide_env_values = true)]
     pub endpoint: Option<String>,
     /// Region of the endpoint (V4 signatures); inferred from oss-<region>.aliyuncs.com endpoints.
-    #[arg(long, env = "TRANSFER_REGION")]
+    #[arg(long, env = "TRANSFER_REGION", hide_env_values = true)]
     pub region: Option<String>,
     /// Signature version [default: v4, or the profile's].
     #[arg(long, value_enum)]
     pub signature_version: Option<SigArg>,
     /// Named profile from the config file (endpoint, region, dialect, where credentials come from).
-    #[arg(long, env = "TRANSFER_PROFILE")]
+    #[arg(long, env = "TRANSFER_PROFILE", hide_env_values = true)]
     pub profile: Option<String>,
-    /// How the bodies sent are checked by the server: crc32c (s3:// default: x-amz-checksum-crc32c) or md5
-    /// (Content-MD5: on s3:// instead, for servers without S3's checksums; on oss:// in addition to the
-    /// CRC-64 check every oss:// transfer makes) [default: the profile's, else crc32c on s3://, none on oss://].
-    #[arg(long, value_enum)]
+    /// How bodies sent are checked: set from `cp --checksum` (the only command that sends bodies), or a
+    /// recorded job's options.
+    #[arg(skip)]
     pub checksum: Option<ChecksumArg>,
     /// Root directory of the embedded local store behind local:// addresses
     /// [default: $XDG_DATA_HOME/transfer/local].
-    #[arg(long, env = "TRANSFER_LOCAL_ROOT")]
+    #[arg(long, env = "TRANSFER_LOCAL_ROOT", hide_env_values = true)]
     pub local_root: Option<PathBuf>,
 }
 
@@ -85,10 +84,10 @@ pub(crate) struct SrcStoreArgs {
     /// The source's endpoint [default: --endpoint].
     #[arg(long)]
     pub src_endpoint: Option<String>,
-    /// The source's region [default: --region].
+    /// The source's region [default: --region when both sides speak one dialect].
     #[arg(long)]
     pub src_region: Option<String>,
-    /// The source's profile [default: --profile].
+    /// The source's profile [default: --profile when both sides speak one dialect].
     #[arg(long)]
     pub src_profile: Option<String>,
 }
@@ -99,9 +98,15 @@ impl SrcStoreArgs {
         self.src_endpoint.is_some() || self.src_region.is_some() || self.src_profile.is_some()
     }
 
-    /// The source side's store options: each given source option replaces the destination's.
-    pub(crate) fn over(&self, dst: &StoreArgs) -> StoreArgs {
+    /// The source side's store options: each given source option replaces the destination's. A source that
+    /// speaks another dialect than the destination (`same_dialect` false) takes only the destination's endpoint
+    /// (and local root): a region, profile, signature version or checksum of one dialect says nothing of the
+    /// other's.
+    pub(crate) fn over(&self, dst: &StoreArgs, same_dialect: bool) -> StoreArgs {
         let mut s = dst.clone();
+        if !same_dialect {
+            s = StoreArgs { endpoint: dst.endpoint.clone(), local_root: dst.local_root.clone(), ..Default::default() };
+        }
         if let Some(p) = &self.src_profile {
             // Another profile: the destination's endpoint and region are not its.
             s.profile = Some(p.clone());
@@ -335,7 +340,9 @@ pub(crate) fn hint(e: &transfer_engine::Error) -> Option<&'static str> {
             "the server refused a value of the request (see its message): a --part-size, --storage-class, tag or \
              metadata value"
         }
-        ErrorKind::InvalidInput if e.message().contains("needs a region") => "give --region (or TRANSFER_REGION)",
+        ErrorKind::InvalidInput if e.message().contains("needs a region") => {
+            "give --region (or TRANSFER_REGION), or --src-region for a source on another endpoint or dialect"
+        }
         _ => return None,
     })
 }
@@ -362,12 +369,21 @@ mod tests {
     #[test]
     fn source_options_replace_the_destinations() {
         let dst = StoreArgs { endpoint: Some("http://a".into()), region: Some("r1".into()), ..Default::default() };
-        let same = SrcStoreArgs::default().over(&dst);
+        let same = SrcStoreArgs::default().over(&dst, true);
         assert_eq!((same.endpoint.as_deref(), same.region.as_deref()), (Some("http://a"), Some("r1")));
-        let other = SrcStoreArgs { src_endpoint: Some("http://b".into()), ..Default::default() }.over(&dst);
+        let other = SrcStoreArgs { src_endpoint: Some("http://b".into()), ..Default::default() }.over(&dst, true);
         assert_eq!((other.endpoint.as_deref(), other.region.as_deref()), (Some("http://b"), Some("r1")));
-        let profiled = SrcStoreArgs { src_profile: Some("p".into()), ..Default::default() }.over(&dst);
+        let profiled = SrcStoreArgs { src_profile: Some("p".into()), ..Default::default() }.over(&dst, true);
         assert_eq!((profiled.endpoint, profiled.region, profiled.profile.as_deref()), (None, None, Some("p")));
+        // Across dialects only the endpoint carries over.
+        let dst = StoreArgs { checksum: Some(ChecksumArg::Crc32c), profile: Some("s3p".into()), ..dst };
+        let across = SrcStoreArgs::default().over(&dst, false);
+        assert_eq!(
+            (across.endpoint.as_deref(), across.region, across.profile, across.checksum),
+            (Some("http://a"), None, None, None)
+        );
+        let given = SrcStoreArgs { src_region: Some("r2".into()), ..Default::default() }.over(&dst, false);
+        assert_eq!(given.region.as_deref(), Some("r2"));
     }
 
     #[test]
