@@ -140,6 +140,10 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
     // Power-of-two parts: the file's BLAKE3 comes from the parts' digests, those recorded before the kill too.
     assert_eq!(done["blake3"].as_str(), Some(blake3::hash(&bytes).to_hex().as_str()), "{done}");
     assert_eq!(summary(&out)["job"].as_i64(), Some(id));
+    // The summary tells what this run sent from what the earlier one had delivered.
+    let s = summary(&out);
+    assert_eq!(s["bytes_reused"].as_u64(), Some(reused * 128 * 1024), "{s}");
+    assert_eq!(s["bytes_sent"].as_u64(), Some(sent * 128 * 1024), "{s}");
     let got = store.get_object(&ObjectRef::new("resume", "big.bin"), None).await.unwrap().bytes().await.unwrap();
     assert!(got.as_ref() == bytes.as_slice(), "the resumed object has the file's bytes");
     assert!(uploads(&store, "resume").await.is_empty(), "no upload left behind");
@@ -416,8 +420,25 @@ async fn create_bucket_and_plain_output_without_control_characters() {
     assert!(!err.chars().any(|c| c.is_control() && c != '\n'), "plain lines only when not on a terminal: {err:?}");
     let quiet = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "-q"]).arg(&src).arg("oss://fresh/y/"));
     assert_eq!(quiet.status.code(), Some(0));
-    assert!(!stderr(&quiet).contains("done y/a.txt"), "-q: no per-object lines: {}", stderr(&quiet));
-    assert!(stderr(&quiet).contains("2 objects transferred"), "-q keeps the summary");
+    assert!(stderr(&quiet).is_empty(), "-q prints nothing on success: {}", stderr(&quiet));
+    // Messages are sentences, not log records; the summary ends with a short table.
+    assert!(err.contains("created the bucket fresh at "), "{err}");
+    assert!(!err.contains(" INFO ") && !err.contains("Z  "), "no timestamps or levels: {err}");
+    assert!(err.contains("  bytes:    3 B acknowledged: 3 B sent at") && err.contains("  elapsed:  "), "{err}");
+    // -v adds per-object debug lines, -vv timestamped records of every module, the HTTP client's too.
+    let verbose = run(transfer(&served.endpoint, &ledger)
+        .env_remove("RUST_LOG")
+        .args(["cp", "-r", "-v"])
+        .arg(&src)
+        .arg("oss://fresh/v/"));
+    let very = run(transfer(&served.endpoint, &ledger)
+        .env_remove("RUST_LOG")
+        .args(["cp", "-r", "-vv"])
+        .arg(&src)
+        .arg("oss://fresh/w/"));
+    let (v, vv) = (stderr(&verbose), stderr(&very));
+    assert!(v.contains("\ndone v/a.txt") && v.contains("debug: request") && !v.contains("hyper"), "{v}");
+    assert!(v.lines().count() < vv.lines().count() && vv.contains(" DEBUG ") && vv.contains("hyper"), "{vv}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,7 +464,8 @@ async fn on_a_terminal_a_live_progress_line_is_drawn() {
     )
     .await;
     // util-linux `script` runs the command on a pseudo-terminal and copies what it draws to our pipe.
-    let cmd = format!("{} cp -r --jobs 2 {} oss://tty/p/", env!("CARGO_BIN_EXE_transfer"), src.display());
+    // An 80-column terminal: the live line is cut to it, never wrapped.
+    let cmd = format!("stty cols 80; {} cp -r --jobs 2 {} oss://tty/p/", env!("CARGO_BIN_EXE_transfer"), src.display());
     let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = transfer(&slow.endpoint, &ledger)
         .get_envs()
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
@@ -456,6 +478,45 @@ async fn on_a_terminal_a_live_progress_line_is_drawn() {
     assert!(drawn.contains("acknowledged") && drawn.contains("objects"), "a progress line was drawn: {drawn:?}");
     assert!(drawn.contains('\r') || drawn.contains('\u{1b}'), "it is redrawn in place: {drawn:?}");
     assert!(drawn.contains("done: 12 objects transferred"), "{drawn:?}");
+    // Every drawn line, its escape sequences taken out, fits in 80 columns.
+    for line in drawn.split(['\r', '\n']) {
+        let mut visible = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ parameters, then a final byte in @..~.
+                if chars.next() == Some('[') {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+            } else if !c.is_control() {
+                visible.push(c);
+            }
+        }
+        assert!(visible.chars().count() <= 80, "{} columns: {visible:?}", visible.chars().count());
+    }
+
+    // With --json on a terminal, the JSON goes to stdout (here a file) and the live line still to stderr.
+    let json = tmp.path().join("out.json");
+    let cmd = format!(
+        "stty cols 80; {} cp -r --json --jobs 2 {} oss://tty/q/ > {}",
+        env!("CARGO_BIN_EXE_transfer"),
+        src.display(),
+        json.display()
+    );
+    let out = run(Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("RUST_LOG")
+        .envs(transfer(&slow.endpoint, &ledger).get_envs().filter_map(|(k, v)| v.map(|v| (k, v)))));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert!(drawn.contains("acknowledged") && !drawn.contains("\"event\""), "{drawn:?}");
+    let lines = std::fs::read_to_string(&json).unwrap();
+    assert!(lines.lines().all(|l| l.starts_with('{')) && lines.contains("\"summary\""), "{lines}");
     assert_eq!(listed(&store, "tty", "p/").await, 12);
 }
 
@@ -606,7 +667,7 @@ async fn every_cp_option_reaches_the_objects() {
     let done = json_lines(&out).into_iter().find(|l| l["event"] == "done").unwrap();
     assert_eq!(done["parts_sent"].as_u64(), Some(5), "2 MiB + 7 bytes in 512 KiB parts: {done}");
     assert_eq!(done["blake3"].as_str(), Some(blake3::hash(&bytes).to_hex().as_str()));
-    assert!(stderr(&out).contains("DEBUG"), "-v shows debug lines");
+    assert!(stderr(&out).contains("debug: request"), "-v shows debug lines: {}", stderr(&out));
     assert!(ledger.exists() && !tmp.path().join("unused.db").exists(), "--checkpoint names the ledger");
     let obj = ObjectRef::new("opts", "f.bin");
     let head = store.head_object(&obj).await.unwrap();

@@ -400,7 +400,7 @@ async fn open_destination(args: &CpArgs, scheme: Scheme, bucket: &str) -> Result
     }
     let store = args.store.open(scheme)?;
     match store.buckets.create_bucket(bucket).await {
-        Ok(()) => tracing::info!(bucket, at = %store.what, "created the bucket"),
+        Ok(()) => tracing::info!("created the bucket {bucket} at {}", store.what),
         Err(e) if e.kind() == transfer_engine::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(Usage(format!("cannot create bucket {bucket:?} at {}: {e}", store.what))),
     }
@@ -720,24 +720,39 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                 "objects_transferred": p.objects_done, "objects_skipped": p.objects_already_done + p.objects_skipped,
                 "objects_already_done": p.objects_already_done, "objects_failed": p.objects_failed,
                 "requests_retried": p.requests_retried,
-                "bytes_transferred": p.bytes_acknowledged, "duration_secs": p.elapsed.as_secs_f64(),
+                "bytes_transferred": p.bytes_acknowledged, "bytes_reused": p.bytes_reused,
+                "bytes_sent": p.bytes_acknowledged.saturating_sub(p.bytes_reused),
+                "duration_secs": p.elapsed.as_secs_f64(),
                 "crc64_verified": crc_verified && p.objects_failed == 0,
                 "ledger": ledger.path().display().to_string(),
             })
         );
-    } else {
+    } else if !(out.quiet && code == EXIT_OK) {
+        // A short table, as rclone ends: objects, bytes (what this run sent apart from what an earlier one had
+        // delivered), retries, time.
+        let earlier = match p.objects_already_done {
+            0 => String::new(),
+            n => format!(" ({n} done by an earlier run)"),
+        };
         eprintln!(
-            "{state}: {} objects transferred, {} skipped ({} done by an earlier run), {} failed; {} acknowledged in {:.1}s (job {job})",
+            "{state}: {} objects transferred, {} skipped{earlier}, {} failed (job {job})",
             p.objects_done,
             p.objects_already_done + p.objects_skipped,
-            p.objects_already_done,
             p.objects_failed,
-            human_bytes(p.bytes_acknowledged),
-            p.elapsed.as_secs_f64(),
         );
-        if p.requests_retried > 0 {
-            eprintln!("  {} requests were retried", p.requests_retried);
+        let sent = p.bytes_acknowledged.saturating_sub(p.bytes_reused);
+        let mut bytes = format!(
+            "{} acknowledged: {} sent at {}/s",
+            human_bytes(p.bytes_acknowledged),
+            human_bytes(sent),
+            human_bytes(p.bytes_per_second as u64)
+        );
+        if p.bytes_reused > 0 {
+            bytes.push_str(&format!(", {} delivered by an earlier run", human_bytes(p.bytes_reused)));
         }
+        eprintln!("  bytes:    {bytes}");
+        eprintln!("  retried:  {} requests", p.requests_retried);
+        eprintln!("  elapsed:  {:.1}s", p.elapsed.as_secs_f64());
         for (key, error) in &summary.failures {
             eprintln!("  failed {key}: {error}");
         }

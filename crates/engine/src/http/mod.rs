@@ -223,7 +223,7 @@ impl HttpStore {
             builder = builder.body(reqwest::Body::wrap_stream(stream));
             Some((tap, len))
         };
-        tracing::debug!(method = %method, url = %url, "oss request");
+        tracing::debug!(method = %method, url = %url, "request");
         let sent = builder.send();
         let wait = match (self.read_timeout, slow) {
             (Some(idle), true) => Some(idle.max(self.server_work_timeout)),
@@ -244,7 +244,7 @@ impl HttpStore {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let request_id = response::header(&headers, &self.dialect.h("request-id")).unwrap_or("").to_owned();
-        tracing::debug!(method = %method, status, request_id = %request_id, "oss response");
+        tracing::debug!(method = %method, status, request_id = %request_id, "response");
         if (200..300).contains(&status) {
             return Ok(Response { status, headers, inner: resp, upload, context, idle: self.read_timeout });
         }

@@ -32,8 +32,14 @@ pub(super) struct Tracker {
     listing_finished: AtomicBool,
     stopped: AtomicBool,
     stop_signal: tokio::sync::Notify,
-    last_sample: Mutex<(Instant, u64)>,
+    /// Of `acknowledged`, what an earlier run delivered (parts reused, objects found done).
+    reused: AtomicU64,
+    /// The rate's last sample: when, the bytes sent by then, and the smoothed rate.
+    last_sample: Mutex<(Instant, u64, f64)>,
 }
+
+/// How long the rate remembers: a sample's weight halves about every `RATE_MEMORY × ln 2`.
+const RATE_MEMORY: Duration = Duration::from_secs(3);
 
 impl Tracker {
     pub(super) fn new() -> Self {
@@ -52,12 +58,19 @@ impl Tracker {
             listing_finished: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             stop_signal: tokio::sync::Notify::new(),
-            last_sample: Mutex::new((now, 0)),
+            reused: AtomicU64::new(0),
+            last_sample: Mutex::new((now, 0, f64::NAN)),
         }
     }
 
     pub(super) fn acknowledged(&self, bytes: u64) {
         self.acknowledged.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes an earlier run delivered, found in place by this one: acknowledged, not sent.
+    pub(super) fn reused(&self, bytes: u64) {
+        self.reused.fetch_add(bytes, Ordering::Relaxed);
+        self.acknowledged(bytes);
     }
 
     pub(super) fn found(&self, bytes: u64) {
@@ -75,7 +88,7 @@ impl Tracker {
         // An earlier run's object counts as acknowledged if its bytes arrived; one an earlier run skipped (no
         // ETag recorded) does not.
         if outcome.already_done && !outcome.etag.is_empty() {
-            self.acknowledged(outcome.size);
+            self.reused(outcome.size);
         }
     }
 
@@ -119,35 +132,40 @@ impl Tracker {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// A snapshot whose rate is the average since the start (for summaries).
+    /// A snapshot whose rate is the average of the bytes sent since the start (for summaries).
     pub(super) fn snapshot_now(&self) -> Progress {
         let mut p = self.snapshot();
         let secs = p.elapsed.as_secs_f64();
-        p.bytes_per_second = if secs > 0.0 { p.bytes_acknowledged as f64 / secs } else { 0.0 };
+        let sent = p.bytes_acknowledged.saturating_sub(p.bytes_reused);
+        p.bytes_per_second = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
         p
     }
 
     pub(super) fn snapshot(&self) -> Progress {
         let now = Instant::now();
         let acknowledged = self.acknowledged.load(Ordering::Relaxed);
+        let reused = self.reused.load(Ordering::Relaxed);
+        let sent = acknowledged.saturating_sub(reused);
+        // An exponentially weighted rate of the bytes sent, sampled at most every 200 ms: steady where the
+        // acknowledgements come in bursts (a part at a time), and blind to what an earlier run delivered.
         let rate = {
             let mut last = self.last_sample.lock().unwrap_or_else(|p| p.into_inner());
-            let (since, base) = if now.duration_since(last.0) >= Duration::from_millis(200) {
-                let prev = *last;
-                *last = (now, acknowledged);
-                prev
-            } else {
-                (self.started, 0)
-            };
-            let secs = now.duration_since(since).as_secs_f64();
-            if secs > 0.0 {
-                acknowledged.saturating_sub(base) as f64 / secs
-            } else {
+            let dt = now.duration_since(last.0);
+            if dt >= Duration::from_millis(200) {
+                let now_rate = sent.saturating_sub(last.1) as f64 / dt.as_secs_f64();
+                let weight = 1.0 - (-dt.as_secs_f64() / RATE_MEMORY.as_secs_f64()).exp();
+                let smoothed = if last.2.is_nan() { now_rate } else { last.2 + weight * (now_rate - last.2) };
+                *last = (now, sent, smoothed);
+            }
+            if last.2.is_nan() {
                 0.0
+            } else {
+                last.2
             }
         };
         Progress {
             bytes_acknowledged: acknowledged,
+            bytes_reused: reused,
             bytes_found: self.bytes_found.load(Ordering::Relaxed),
             objects_found: self.found.load(Ordering::Relaxed),
             objects_done: self.done.load(Ordering::Relaxed),
@@ -170,6 +188,9 @@ pub struct Progress {
     /// delivered and this one found done. Never bytes merely read or buffered, nor the bytes of objects left
     /// alone by the [overwrite policy](super::Overwrite) (in this run or an earlier one).
     pub bytes_acknowledged: u64,
+    /// Of `bytes_acknowledged`, what an earlier run delivered (parts reused, objects found done): this run
+    /// did not send them.
+    pub bytes_reused: u64,
     /// Bytes of the objects found so far.
     pub bytes_found: u64,
     /// Objects found so far (the listing is streamed: this grows until `listing_finished`).
@@ -190,7 +211,8 @@ pub struct Progress {
     pub objects_failed: u64,
     /// True once every object has been found.
     pub listing_finished: bool,
-    /// Acknowledged bytes per second since the previous snapshot (at least 200 ms ago), or since the start.
+    /// Bytes sent per second: an exponentially weighted rate (a few seconds' memory) of the acknowledged bytes
+    /// this run sent, updated at most every 200 ms; in a job's summary, the average since the start.
     pub bytes_per_second: f64,
     /// Time since the job started.
     pub elapsed: Duration,

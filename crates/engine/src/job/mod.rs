@@ -262,6 +262,13 @@ impl Engine {
         }
     }
 
+    /// Bytes an earlier run delivered, reused by this one.
+    fn reused(&self, bytes: u64) {
+        if let Some(t) = &self.tracker {
+            t.reused(bytes);
+        }
+    }
+
     /// Runs `attempt` under the engine's retry policy, counting every retry in the job's progress.
     async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T>
     where

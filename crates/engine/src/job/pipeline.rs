@@ -231,7 +231,7 @@ impl Engine {
                 };
                 let Some(sending) = source.part(part, done.get(&part.number), &to, &tasks.halt()).await? else {
                     reused += 1;
-                    self.acknowledged(part.len);
+                    self.reused(part.len);
                     continue;
                 };
                 sent += 1;
