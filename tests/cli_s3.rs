@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 use transfer_engine::http::HttpStore;
 use transfer_engine::sign::{Credentials, SignatureVersion::V4};
-use transfer_engine::store::PutOptions;
+use transfer_engine::store::{ListRequest, PutOptions};
 use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
 
 /// `transfer` with AWS credentials and `endpoint`, and no OSS ones (an s3:// address must not need them).
@@ -116,6 +116,39 @@ async fn source_mistakes(store: &HttpStore, endpoint: &str, creds: (&str, &str),
     assert_eq!(store.head_object(&ObjectRef::new(b, "x/a.txt")).await.unwrap().size, 1);
 }
 
+/// Several sources and a quoted glob, as s5cmd users write them; every source is checked before anything moves.
+async fn several_sources_and_globs(store: &HttpStore, endpoint: &str, creds: (&str, &str), b: &str) {
+    store.create_bucket(b).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, d) = (tmp.path().join("ledger.db"), tmp.path());
+    std::fs::create_dir_all(d.join("photos/2025")).unwrap();
+    for (name, body) in [("x.jpg", "x"), ("y.jpg", "yy"), ("photos/a.jpg", "a"), ("photos/b.txt", "b")] {
+        std::fs::write(d.join(name), body).unwrap();
+    }
+    std::fs::write(d.join("photos/2025/c.jpg"), "ccc").unwrap();
+    let cp = |args: &[&str]| run(transfer_s3(endpoint, &ledger, creds).current_dir(d).arg("cp").args(args));
+    let keys = |prefix: &'static str| async move {
+        let page = store.list_objects(b, &ListRequest::default().prefix(Some(prefix.to_owned()))).await.unwrap();
+        page.objects.into_iter().map(|o| o.key).collect::<Vec<_>>()
+    };
+
+    ok(&cp(&["x.jpg", "y.jpg", &format!("s3://{b}/many/")]));
+    assert_eq!(keys("many/").await, ["many/x.jpg", "many/y.jpg"]);
+    ok(&cp(&["photos/*.jpg", &format!("s3://{b}/glob/")]));
+    assert_eq!(keys("glob/").await, ["glob/2025/c.jpg", "glob/a.jpg"], "names matched at any depth, as s5cmd does");
+
+    let out = cp(&["x.jpg", "y.jpg", &format!("s3://{b}/one")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("end the destination with /"), "{}", stderr(&out));
+    let out = cp(&["x.jpg", "missing.jpg", &format!("s3://{b}/m/")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing.jpg does not exist"), "{}", stderr(&out));
+    assert!(keys("m/").await.is_empty(), "nothing moved before every source was checked");
+    let out = cp(&["nowhere/*.jpg", &format!("s3://{b}/n/")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nowhere/ does not exist"), "{}", stderr(&out));
+}
+
 #[tokio::test]
 async fn s3_addresses_against_transfer_serve() {
     let served = Served::start();
@@ -128,6 +161,7 @@ async fn s3_addresses_against_transfer_serve() {
         .unwrap();
     cp_stat_tag(&store, &served.endpoint, (AK, SK), "s3cli").await;
     source_mistakes(&store, &served.endpoint, (AK, SK), "s3mistakes").await;
+    several_sources_and_globs(&store, &served.endpoint, (AK, SK), "s3many").await;
     // OSS credentials do not stand in for AWS ones.
     let tmp = tempfile::tempdir().unwrap();
     let out = run(Command::new(env!("CARGO_BIN_EXE_transfer"))
@@ -147,6 +181,7 @@ async fn s3_addresses_against_moto() {
     let creds = ("moto-test-key", "moto-test-secret");
     cp_stat_tag(&moto.client_in("us-east-1"), &moto.endpoint, creds, "s3cli-moto").await;
     source_mistakes(&moto.client_in("us-east-1"), &moto.endpoint, creds, "s3mistakes-moto").await;
+    several_sources_and_globs(&moto.client_in("us-east-1"), &moto.endpoint, creds, "s3many-moto").await;
 
     // S3's bucket names may hold dots; OSS's may not: each dialect judges by its own rule.
     let tmp = tempfile::tempdir().unwrap();

@@ -6,11 +6,11 @@
 use crate::addr::{parse_size, Location, Scheme};
 use crate::output::{human_bytes, OutputArgs, ProgressDisplay};
 use crate::remote::{check_bucket, ChecksumArg, Opened, SrcStoreArgs, StoreArgs};
-use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE};
+use crate::{Usage, EXIT_CLOSED_PIPE, EXIT_FAILED, EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobState, Ledger};
 use transfer_engine::job::{
@@ -38,7 +38,14 @@ pub(crate) enum DirectiveArg {
 /// Options of `transfer cp`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub(crate) struct CpArgs {
-    /// A file or directory, or oss://BUCKET/KEY, s3://BUCKET/KEY, local://BUCKET/KEY (a trailing / names a prefix).
+    /// Files, directories (with -r), a quoted glob ('photos/*.jpg': the files under photos/ whose names match,
+    /// at any depth, as s5cmd matches), or one oss://, s3://, local://BUCKET/KEY (a trailing / names a
+    /// prefix). Several sources go into a prefix (DST ending in /), each as its own resumable job.
+    #[arg(value_name = "SRC", required = true, num_args = 1..)]
+    #[serde(skip)]
+    pub sources: Vec<String>,
+    /// The one source of this job: one of `sources`, or the recorded one.
+    #[arg(skip)]
     pub src: String,
     /// oss://, s3:// or local://BUCKET/KEY; a trailing / (or a directory / prefix source) names a prefix.
     pub dst: String,
@@ -491,6 +498,84 @@ async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
 }
 
 /// Runs `transfer cp`, or with `resume`, that job of the ledger.
+/// A local source written as a glob (`dir/*.jpg`, `dir/20*/x?.txt`): the directory before the first
+/// component with a glob character, and the rest as an include pattern (matched as `--include` matches: a
+/// pattern without `/` against names at any depth, one with `/` against the path). `None`: not a glob (or an
+/// existing path whose name holds such characters).
+fn split_glob(src: &str) -> Result<Option<(String, String)>, Usage> {
+    let is_glob = |c: &str| c.contains(['*', '?', '[']);
+    if !matches!(Location::parse(src), Ok(Location::Path(_))) || Path::new(src).exists() || !is_glob(src) {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = src.split('/').collect();
+    let first = parts.iter().position(|c| is_glob(c)).unwrap_or(parts.len());
+    let root = match parts[..first].join("/") {
+        r if r.is_empty() && src.starts_with('/') => "/".to_owned(),
+        r if r.is_empty() => "./".to_owned(),
+        r => format!("{r}/"),
+    };
+    if !Path::new(&root).is_dir() {
+        return Err(Usage(format!("{root} does not exist (the directory of the glob {src})")));
+    }
+    Ok(Some((root, parts[first..].join("/"))))
+}
+
+/// `transfer cp SRC... DST`. Every source is checked before anything moves; each is then its own job (so each
+/// resumes on its own), run one after the other. The exit status is the jobs' when they agree, else 3: some
+/// are in place and the rest resume.
+pub(crate) async fn run_sources(args: CpArgs, out: OutputArgs) -> u8 {
+    let several = args.sources.len() > 1;
+    if several && !args.dst.ends_with('/') {
+        tracing::error!("{} sources go into a prefix: end the destination with / ({}/)", args.sources.len(), args.dst);
+        return EXIT_USAGE;
+    }
+    let mut jobs = Vec::new();
+    for src in &args.sources {
+        let mut one = args.clone();
+        one.src = src.clone();
+        match split_glob(src) {
+            Ok(None) => {}
+            Ok(Some(_)) if !args.include.is_empty() => {
+                tracing::error!(
+                    "the glob {src} is a filter as --include is: give the directory and put every pattern in                      --include"
+                );
+                return EXIT_USAGE;
+            }
+            Ok(Some((root, pattern))) => {
+                one.src = root;
+                one.recursive = true;
+                one.include = vec![pattern];
+            }
+            Err(Usage(msg)) => {
+                tracing::error!("{msg}");
+                return EXIT_USAGE;
+            }
+        }
+        if let Ok(Location::Path(p)) = Location::parse(&one.src) {
+            if !p.exists() {
+                tracing::error!("{} does not exist", p.display());
+                return EXIT_USAGE;
+            }
+        }
+        jobs.push(one);
+    }
+    let mut codes = Vec::new();
+    for one in jobs {
+        if several {
+            tracing::info!("{} -> {}", one.src, one.dst);
+        }
+        let code = run(one, out, None).await;
+        if code == EXIT_CLOSED_PIPE {
+            return code;
+        }
+        codes.push(code);
+    }
+    match codes.as_slice() {
+        [first, rest @ ..] if rest.iter().all(|c| c == first) => *first,
+        _ => EXIT_RESUMABLE,
+    }
+}
+
 pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>) -> u8 {
     // The destination's store takes --checksum (a recorded job keeps it there).
     args.store.checksum = args.checksum.or(args.store.checksum);
@@ -775,7 +860,24 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> CpArgs {
-        Cli::try_parse_from(["cp"].iter().chain(args)).unwrap().cp
+        let mut cp = Cli::try_parse_from(["cp"].iter().chain(args)).unwrap().cp;
+        cp.src = cp.sources[0].clone();
+        cp
+    }
+
+    #[test]
+    fn a_glob_becomes_a_directory_and_an_include() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("photos/2025")).unwrap();
+        let glob = format!("{}/photos/*.jpg", dir.path().display());
+        let (root, pattern) = split_glob(&glob).unwrap().unwrap();
+        assert_eq!((root, pattern.as_str()), (format!("{}/photos/", dir.path().display()), "*.jpg"));
+        let deeper = format!("{}/photos/20*/*.jpg", dir.path().display());
+        assert_eq!(split_glob(&deeper).unwrap().unwrap().1, "20*/*.jpg");
+        assert!(split_glob(&format!("{}/photos", dir.path().display())).unwrap().is_none(), "no glob");
+        assert!(split_glob("oss://bkt/*.jpg").unwrap().is_none(), "remote addresses are not globbed here");
+        let missing = split_glob(&format!("{}/nowhere/*.jpg", dir.path().display())).unwrap_err();
+        assert!(missing.0.contains("nowhere") && missing.0.contains("does not exist"), "{}", missing.0);
     }
 
     #[test]

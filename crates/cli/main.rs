@@ -135,7 +135,7 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async move {
         match cli.command {
-            Command::Cp(args) => cp::run(*args, out, None).await,
+            Command::Cp(args) => cp::run_sources(*args, out).await,
             Command::Resume(args) => jobs::resume(args, out).await,
             Command::Jobs(args) => jobs::jobs(args, out).await,
             Command::Cleanup(args) => cleanup::run(*args, out).await,
