@@ -1002,3 +1002,36 @@ fn help_reads_well() {
     let forget = help(&["jobs", "forget"]);
     assert!(forget.contains("--finished") && forget.contains("--older-than"), "{forget}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_cannot_be_listed_is_on_the_jobs_record() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "unl").await;
+    for k in ["src/a", "src/b"] {
+        store.put_object("unl", k, Body::from(data(10, 1)), &PutOptions::default()).await.unwrap();
+    }
+    // The checks before the job (a listing of one key) pass; the job's own listing is refused.
+    let refused = FaultProxy::start(
+        &served.endpoint,
+        vec![Rule {
+            method: Some("GET"),
+            contains: "prefix=src%2F&encoding-type",
+            fault: Fault::Status(403, "AccessDenied"),
+            times: 100,
+        }],
+    )
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let out = run(transfer(&refused.endpoint, &ledger).args(["cp", "-r", "oss://unl/src/", "oss://unl/dst/"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(refused.injected() >= 1);
+    let jobs = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])));
+    assert_eq!((jobs[0]["state"].as_str(), jobs[0]["objects"]["failed"].as_u64()), (Some("failed"), Some(0)));
+    let error = jobs[0]["error"].as_str().unwrap_or_else(|| panic!("the listing's failure is recorded: {}", jobs[0]));
+    assert!(error.contains("AccessDenied"), "{error}");
+    let listed = run(transfer(&served.endpoint, &ledger).arg("jobs"));
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("job 1: ") && text.contains("AccessDenied"), "{text}");
+}

@@ -760,7 +760,7 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                     // (bounded, so a wedged disk cannot keep the process from quitting).
                     let flushed = tokio::time::timeout(Duration::from_secs(5), ledger.flush()).await;
                     if !matches!(flushed, Ok(Ok(()))) {
-                        eprintln!("could not flush the ledger; parts acknowledged in the last moments will be sent again");
+                        eprintln!("warning: could not flush the ledger; parts acknowledged in the last moments will be sent again");
                     }
                     eprintln!("stopped now; {resume_hint}");
                     std::process::exit(EXIT_RESUMABLE.into());

@@ -113,7 +113,7 @@ fn job_json(ledger: &Ledger, j: &JobRow) -> serde_json::Value {
     let (source, destination) = route(j);
     json!({
         "job": j.id.0, "kind": j.kind.as_str(), "state": job_state(ledger, j), "source": source, "destination": destination,
-        "created": j.created, "updated": j.updated, "objects": counts_json(&j.counts),
+        "created": j.created, "updated": j.updated, "objects": counts_json(&j.counts), "error": j.error,
         "resumable_by_id": CpArgs::from_recorded(&j.note).is_some(),
     })
 }
@@ -226,6 +226,10 @@ fn list(ledger: &Ledger, out: OutputArgs) -> Result<u8, Usage> {
             destination
         );
     }
+    // What failed beyond the objects (a source that could not be listed) counts in no column: say it.
+    for j in jobs.iter().filter(|j| j.error.is_some()) {
+        out!("job {}: {}", j.id, j.error.as_deref().unwrap_or_default());
+    }
     Ok(EXIT_OK)
 }
 
@@ -258,6 +262,9 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
     }
     let c = &job.counts;
     out!("job {} ({}): {}", job.id, job.kind, job_state(ledger, &job));
+    if let Some(e) = &job.error {
+        out!("  not listed: {e}");
+    }
     let (source, destination) = route(&job);
     out!("  {source} -> {destination}");
     out!("  options: {}", job.note);

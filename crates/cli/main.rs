@@ -104,7 +104,7 @@ pub(crate) fn print_line(line: std::fmt::Arguments<'_>) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(EXIT_CLOSED_PIPE.into());
         }
-        eprintln!("transfer: cannot write the output: {e}");
+        eprintln!("error: cannot write the output: {e}");
         std::process::exit(EXIT_FAILED.into());
     }
 }
@@ -129,7 +129,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("transfer: cannot start the async runtime: {e}");
+            eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(EXIT_FAILED);
         }
     };
@@ -151,21 +151,21 @@ fn serve(args: ServeArgs) -> ExitCode {
     let credentials = match Credentials::from_env() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("transfer serve: {e}");
+            eprintln!("error: transfer serve: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("transfer serve: cannot start the async runtime: {e}");
+            eprintln!("error: transfer serve: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run_server(args, credentials)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("transfer serve: {e}");
+            eprintln!("error: transfer serve: {e}");
             ExitCode::FAILURE
         }
     }

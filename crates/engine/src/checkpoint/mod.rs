@@ -219,6 +219,8 @@ pub struct JobRow {
     pub created: i64,
     /// Last state change, Unix seconds.
     pub updated: i64,
+    /// What failed in its last run beyond its objects (a source it could not list), if anything.
+    pub error: Option<String>,
     /// Objects per state.
     pub counts: Counts,
 }
@@ -530,7 +532,7 @@ impl Ledger {
             counts.entry(r.get(0)?).or_default().bytes_in_parts = from_sql_u64(r.get(1)?);
         }
         let mut stmt = conn.prepare(
-            "SELECT id, kind, source, destination, options_json, state, created, updated FROM jobs ORDER BY id",
+            "SELECT id, kind, source, destination, options_json, state, created, updated, error FROM jobs ORDER BY id",
         )?;
         let jobs = stmt
             .query_map([], |r| {
@@ -544,6 +546,7 @@ impl Ledger {
                     state: JobState::parse(&r.get::<_, String>(5)?)?,
                     created: r.get(6)?,
                     updated: r.get(7)?,
+                    error: r.get(8)?,
                     counts: counts.get(&id).copied().unwrap_or_default(),
                 })
             })?
@@ -567,9 +570,15 @@ impl Ledger {
     }
 
     pub(crate) fn set_job_state(&self, job: JobId, state: JobState) -> Result<()> {
-        let n = self
-            .conn()
-            .exec("UPDATE jobs SET state = ?2, updated = ?3 WHERE id = ?1", params![job.0, state.as_str(), now()])?;
+        self.end_job(job, state, None)
+    }
+
+    /// Records how a run of the job ended: its state, and what failed beyond its objects (`None`: nothing).
+    pub(crate) fn end_job(&self, job: JobId, state: JobState, error: Option<&str>) -> Result<()> {
+        let n = self.conn().exec(
+            "UPDATE jobs SET state = ?2, updated = ?3, error = ?4 WHERE id = ?1",
+            params![job.0, state.as_str(), now(), error],
+        )?;
         if n == 0 {
             return Err(no_job(job));
         }

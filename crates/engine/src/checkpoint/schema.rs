@@ -10,8 +10,11 @@ use std::time::Duration;
 pub const APPLICATION_ID: i32 = 0x5452_4E53;
 
 /// The migrations, in order: entry `i` brings the schema to `user_version = i + 1`.
-pub(crate) const MIGRATIONS: &[&str] =
-    &[include_str!("../../migrations/0001_ledger.sql"), include_str!("../../migrations/0002_part_checksum.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_ledger.sql"),
+    include_str!("../../migrations/0002_part_checksum.sql"),
+    include_str!("../../migrations/0003_job_error.sql"),
+];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -156,12 +156,12 @@ fn stopped() -> Error {
 /// Parts queued since the ledger opened, and parts the thread has committed (or dropped) since: equal when a
 /// flush has nothing to wait for.
 #[derive(Default)]
-struct Counts {
+struct PartCounts {
     queued: AtomicU64,
     committed: AtomicU64,
 }
 
-impl Counts {
+impl PartCounts {
     fn all_committed(&self) -> bool {
         // `queued` first: a part queued after this load is not one a flush must wait for.
         let queued = self.queued.load(Ordering::SeqCst);
@@ -174,14 +174,14 @@ pub(super) struct Handle {
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
     thread_id: ThreadId,
-    counts: Arc<Counts>,
+    counts: Arc<PartCounts>,
 }
 
 impl Handle {
     pub(super) fn spawn(conn: Conn, path: &Path) -> Result<Handle> {
         let (tx, rx) = mpsc::channel();
         let path = path.to_path_buf();
-        let counts = Arc::new(Counts::default());
+        let counts = Arc::new(PartCounts::default());
         let c = counts.clone();
         let thread = std::thread::Builder::new()
             .name("ledger-writer".into())
@@ -236,7 +236,7 @@ impl Drop for Handle {
 struct Writer {
     conn: Conn,
     path: std::path::PathBuf,
-    counts: Arc<Counts>,
+    counts: Arc<PartCounts>,
     /// Parts of a batch that failed to commit, retried first with the next one.
     retry: Vec<(i64, PartRow)>,
 }

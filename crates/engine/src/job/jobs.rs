@@ -259,6 +259,8 @@ impl Engine {
         let dry_run = self.dry_run();
         let mut running: JoinSet<(String, Result<Settled>)> = JoinSet::new();
         let mut failures = Vec::new();
+        // What could not be listed: no object row holds it, so the job's does.
+        let mut unlisted: Vec<String> = Vec::new();
         // Turns a finished object into its event (none for a stop). Events are then sent with back-pressure: in
         // order, none lost; a handle that stops listening (join, abort, drop) closes the channel.
         let settle = |key: String, result: Result<Settled>, failures: &mut Vec<(String, Error)>| -> Option<Event> {
@@ -303,6 +305,7 @@ impl Engine {
             match next {
                 None => break,
                 Some(Err((what, error))) => {
+                    unlisted.push(error.clone());
                     emit(settle(what, Err(Error::new(ErrorKind::Io, error)), &mut failures)).await
                 }
                 Some(Ok(work)) => {
@@ -343,7 +346,12 @@ impl Engine {
             JobState::Done
         };
         if !dry_run {
-            self.db(move |l| l.set_job_state(job, state)).await?;
+            let error = match unlisted.as_slice() {
+                [] => None,
+                [one] => Some(one.clone()),
+                [first, rest @ ..] => Some(format!("{first} (and {} more sources not listed)", rest.len())),
+            };
+            self.db(move |l| l.end_job(job, state, error.as_deref())).await?;
         }
         Ok(JobSummary { job, progress: tracker.snapshot_now(), state, failures, aborted_uploads: 0 })
     }
