@@ -127,6 +127,14 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
         text.contains(&upload_id) && text.contains("uploading") && text.contains(&format!("transfer resume {id}")),
         "{text}"
     );
+    // The options read back as the command that runs the job, not as JSON.
+    let command = text.lines().find(|l| l.starts_with("  command: ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        command.contains(&format!("transfer cp {} oss://resume/big.bin", file.display()))
+            && command.contains("--jobs 2 --multipart-threshold 1MiB --part-size 128KiB")
+            && !command.contains('{'),
+        "{command}"
+    );
 
     // No argument: the newest unfinished job. The recorded options bring back the endpoint (the slow proxy) and
     // the part size; the credentials come from the environment again.

@@ -162,6 +162,77 @@ impl CpArgs {
     pub(crate) fn from_recorded(note: &str) -> Option<CpArgs> {
         serde_json::from_str::<Recorded>(note).ok().map(|r| r.cp)
     }
+
+    /// The command that runs this job, as a person would type it: the options that differ from the defaults
+    /// (sizes with units), values quoted for a POSIX shell where they need it.
+    pub(crate) fn command_line(&self) -> String {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            cp: CpArgs,
+        }
+        let mut line = format!("transfer cp {} {}", quote(&self.src), quote(&self.dst));
+        let defaults = <Defaults as clap::Parser>::try_parse_from(["cp", "SRC", "DST"]).map(|d| d.cp);
+        if let (Ok(mine), Ok(Ok(base))) = (serde_json::to_value(self), defaults.map(serde_json::to_value)) {
+            flags(&mut line, &mine, &base);
+        }
+        line
+    }
+}
+
+/// Appends `--name value` for every field of `mine` that differs from `base` (nested groups flattened).
+fn flags(line: &mut String, mine: &serde_json::Value, base: &serde_json::Value) {
+    use serde_json::Value;
+    let (Value::Object(mine), Value::Object(base)) = (mine, base) else { return };
+    for (name, value) in mine {
+        if matches!(name.as_str(), "src" | "dst") || base.get(name) == Some(value) {
+            continue;
+        }
+        let flag = match name.as_str() {
+            "tags" => "tag".to_owned(),
+            n => n.replace('_', "-"),
+        };
+        let sized = matches!(name.as_str(), "part_size" | "multipart_threshold" | "copy_threshold" | "memory_limit");
+        match value {
+            Value::Object(_) => flags(line, value, base.get(name).unwrap_or(&Value::Null)),
+            Value::Null | Value::Bool(false) => {}
+            Value::Bool(true) => line.push_str(&format!(" --{flag}")),
+            Value::Array(items) => {
+                for item in items {
+                    line.push_str(&format!(" --{flag} {}", quote(&plain(item))));
+                }
+            }
+            Value::Number(n) if sized => {
+                let size = n.as_u64().map_or_else(|| n.to_string(), size_with_unit);
+                line.push_str(&format!(" --{flag} {size}"));
+            }
+            other => line.push_str(&format!(" --{flag} {}", quote(&plain(other)))),
+        }
+    }
+}
+
+/// `8MiB` for 8388608: the largest binary unit that divides the size.
+fn size_with_unit(bytes: u64) -> String {
+    match bytes {
+        0 => "0".to_owned(),
+        b if b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => b.to_string(),
+    }
+}
+
+fn plain(v: &serde_json::Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// `s` as one word for a POSIX shell.
+fn quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Parses `KEY=VALUE`.
@@ -863,6 +934,18 @@ mod tests {
         let mut cp = Cli::try_parse_from(["cp"].iter().chain(args)).unwrap().cp;
         cp.src = cp.sources[0].clone();
         cp
+    }
+
+    #[test]
+    fn a_job_reads_back_as_the_command_that_runs_it() {
+        let mut cp = parse(&["-r", "--tag", "a=b c", "--part-size", "8MiB", "--jobs", "16", "./d/", "oss://bkt/p/"]);
+        cp.src = "/home/me/my photos/".into();
+        assert_eq!(
+            cp.command_line(),
+            "transfer cp '/home/me/my photos/' oss://bkt/p/ --jobs 16 --part-size 8MiB --recursive --tag 'a=b c'"
+        );
+        assert_eq!(parse(&["a", "oss://bkt/k"]).command_line(), "transfer cp a oss://bkt/k");
+        assert_eq!(quote("it's"), "'it'\\''s'");
     }
 
     #[test]

@@ -267,7 +267,11 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
     }
     let (source, destination) = route(&job);
     out!("  {source} -> {destination}");
-    out!("  options: {}", job.note);
+    match CpArgs::from_recorded(&job.note) {
+        Some(cp) => out!("  command: {}", cp.command_line()),
+        None if job.note.is_empty() => {}
+        None => out!("  note: {}", job.note),
+    }
     out!(
         "  objects: {} total, {} done, {} skipped, {} pending, {} uploading, {} awaiting tags, {} failed",
         c.total,
@@ -318,6 +322,12 @@ fn forget_finished(ledger: &Ledger, older_than: Option<std::time::Duration>, out
             // Run again and running now: it is not finished any more.
             Err(e) if e.kind() == transfer_engine::ErrorKind::Locked => {}
             Err(e) => return Err(e.into()),
+        }
+    }
+    if !forgotten.is_empty() {
+        // Their rows' space goes back to the file system: the ledger stays the size of the jobs it keeps.
+        if let Err(e) = ledger.compact() {
+            tracing::warn!("the ledger {} was not compacted: {e}", ledger.path().display());
         }
     }
     if out.json {

@@ -602,6 +602,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// Gives the space of forgotten jobs back to the file system: SQLite's VACUUM rewrites the file without its
+    /// free pages, and a checkpoint folds the log back in. Meant after [`forget_job`](Self::forget_job)s; it
+    /// waits for other writers (the busy timeout) and fails if they do not finish.
+    pub fn compact(&self) -> Result<()> {
+        self.inner.writer.flush_blocking()?;
+        let conn = self.conn();
+        conn.execute_batch("VACUUM")?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Waits until every part recorded so far (by any job of this process) is committed: what a program calls
     /// before it exits at once (a second Ctrl-C), so the parts the server acknowledged are not sent again.
     pub async fn flush(&self) -> Result<()> {

@@ -508,3 +508,31 @@ fn set_tags_replaces_the_tags_to_apply() {
     assert_eq!(l.object_by_id(row.id).unwrap().tag_set().unwrap(), None);
     assert!(l.set_tags(987_654, None).is_err());
 }
+
+#[test]
+fn forgetting_jobs_and_compacting_gives_the_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let l = Ledger::open(&path).unwrap();
+    let keep = l.create_job(&spec("keep", "d")).unwrap();
+    new_object(&l, keep, "kept");
+    let size = || {
+        l.compact().unwrap();
+        std::fs::metadata(&path).unwrap().len()
+            + std::fs::metadata(dir.path().join("ledger.db-wal")).map_or(0, |m| m.len())
+    };
+    let small = size();
+    let big = l.create_job(&spec("big", "d")).unwrap();
+    for i in 0..3000 {
+        new_object(&l, big, &format!("some/longer/path/to/a/file-{i:05}"));
+    }
+    let grown = size();
+    assert!(grown > small + 200_000, "{small} -> {grown}");
+    l.forget_job(big).unwrap();
+    let compacted = size();
+    assert!(
+        compacted < small + 20_000,
+        "the file is the size of what it keeps again: {small} -> {grown} -> {compacted}"
+    );
+    assert!(l.object(keep, "kept").unwrap().is_some());
+}
