@@ -1039,7 +1039,15 @@ async fn a_source_that_cannot_be_listed_is_on_the_jobs_record() {
     assert_eq!((jobs[0]["state"].as_str(), jobs[0]["objects"]["failed"].as_u64()), (Some("failed"), Some(0)));
     let error = jobs[0]["error"].as_str().unwrap_or_else(|| panic!("the listing's failure is recorded: {}", jobs[0]));
     assert!(error.contains("AccessDenied"), "{error}");
+    assert_eq!(jobs[0]["listing_finished"], false, "{}", jobs[0]);
     let listed = run(transfer(&served.endpoint, &ledger).arg("jobs"));
     let text = String::from_utf8_lossy(&listed.stdout);
     assert!(text.contains("job 1: ") && text.contains("AccessDenied"), "{text}");
+    assert!(text.contains(" 0/0+ ") && text.contains("listed whole"), "counts of what was found, marked: {text}");
+    // A job whose listing went through says so.
+    let out = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "oss://unl/src/", "oss://unl/dst/"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let jobs = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])));
+    let last = jobs.last().unwrap();
+    assert_eq!((last["listing_finished"].as_bool(), last["error"].is_null()), (Some(true), true), "{last}");
 }

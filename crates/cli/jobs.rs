@@ -114,6 +114,7 @@ fn job_json(ledger: &Ledger, j: &JobRow) -> serde_json::Value {
     json!({
         "job": j.id.0, "kind": j.kind.as_str(), "state": job_state(ledger, j), "source": source, "destination": destination,
         "created": j.created, "updated": j.updated, "objects": counts_json(&j.counts), "error": j.error,
+        "listing_finished": j.listed,
         "resumable_by_id": CpArgs::from_recorded(&j.note).is_some(),
     })
 }
@@ -219,12 +220,15 @@ fn list(ledger: &Ledger, out: OutputArgs) -> Result<u8, Usage> {
             j.id.0,
             job_state(ledger, j),
             j.kind,
-            format!("{}/{}", c.tagged + c.skipped, c.total),
+            format!("{}/{}{}", c.tagged + c.skipped, c.total, if j.listed { "" } else { "+" }),
             c.failed,
             format!("{}/{}", human_bytes(c.bytes_done + c.bytes_in_parts), human_bytes(c.bytes_total)),
             source,
             destination
         );
+    }
+    if jobs.iter().any(|j| !j.listed) {
+        out!("(+: the last run ended before its source was listed whole; the counts are of what it found)");
     }
     // What failed beyond the objects (a source that could not be listed) counts in no column: say it.
     for j in jobs.iter().filter(|j| j.error.is_some()) {

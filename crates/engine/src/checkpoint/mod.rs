@@ -221,6 +221,9 @@ pub struct JobRow {
     pub updated: i64,
     /// What failed in its last run beyond its objects (a source it could not list), if anything.
     pub error: Option<String>,
+    /// Whether its last run found every object of its source; if not (it stopped or failed while listing),
+    /// `counts` are of the objects found so far.
+    pub listed: bool,
     /// Objects per state.
     pub counts: Counts,
 }
@@ -532,7 +535,8 @@ impl Ledger {
             counts.entry(r.get(0)?).or_default().bytes_in_parts = from_sql_u64(r.get(1)?);
         }
         let mut stmt = conn.prepare(
-            "SELECT id, kind, source, destination, options_json, state, created, updated, error FROM jobs ORDER BY id",
+            "SELECT id, kind, source, destination, options_json, state, created, updated, error, listed FROM jobs \
+             ORDER BY id",
         )?;
         let jobs = stmt
             .query_map([], |r| {
@@ -547,6 +551,7 @@ impl Ledger {
                     created: r.get(6)?,
                     updated: r.get(7)?,
                     error: r.get(8)?,
+                    listed: r.get(9)?,
                     counts: counts.get(&id).copied().unwrap_or_default(),
                 })
             })?
@@ -570,14 +575,21 @@ impl Ledger {
     }
 
     pub(crate) fn set_job_state(&self, job: JobId, state: JobState) -> Result<()> {
-        self.end_job(job, state, None)
+        let n = self
+            .conn()
+            .exec("UPDATE jobs SET state = ?2, updated = ?3 WHERE id = ?1", params![job.0, state.as_str(), now()])?;
+        if n == 0 {
+            return Err(no_job(job));
+        }
+        Ok(())
     }
 
-    /// Records how a run of the job ended: its state, and what failed beyond its objects (`None`: nothing).
-    pub(crate) fn end_job(&self, job: JobId, state: JobState, error: Option<&str>) -> Result<()> {
+    /// Records how a run of the job ended: its state, what failed beyond its objects (`None`: nothing), and
+    /// whether it found every object of its source.
+    pub(crate) fn end_job(&self, job: JobId, state: JobState, error: Option<&str>, listed: bool) -> Result<()> {
         let n = self.conn().exec(
-            "UPDATE jobs SET state = ?2, updated = ?3, error = ?4 WHERE id = ?1",
-            params![job.0, state.as_str(), now(), error],
+            "UPDATE jobs SET state = ?2, updated = ?3, error = ?4, listed = ?5 WHERE id = ?1",
+            params![job.0, state.as_str(), now(), error, listed],
         )?;
         if n == 0 {
             return Err(no_job(job));

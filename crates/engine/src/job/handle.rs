@@ -111,6 +111,10 @@ impl Tracker {
         self.listing_finished.store(true, Ordering::Relaxed);
     }
 
+    pub(super) fn is_listing_finished(&self) -> bool {
+        self.listing_finished.load(Ordering::Relaxed)
+    }
+
     pub(super) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
     }

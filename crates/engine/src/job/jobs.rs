@@ -351,7 +351,8 @@ impl Engine {
                 [one] => Some(one.clone()),
                 [first, rest @ ..] => Some(format!("{first} (and {} more sources not listed)", rest.len())),
             };
-            self.db(move |l| l.end_job(job, state, error.as_deref())).await?;
+            let listed = tracker.is_listing_finished();
+            self.db(move |l| l.end_job(job, state, error.as_deref(), listed)).await?;
         }
         Ok(JobSummary { job, progress: tracker.snapshot_now(), state, failures, aborted_uploads: 0 })
     }
