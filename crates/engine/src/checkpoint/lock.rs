@@ -92,7 +92,8 @@ impl JobLock {
 /// holding it (killed): it is removed.
 pub(crate) fn held(ledger: &Path, job: JobId) -> bool {
     let path = lock_path(ledger, job);
-    let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+    // Read-only is enough to probe a lock, and works where the file is not ours to write.
+    let Ok(file) = OpenOptions::new().read(true).open(&path) else {
         return false;
     };
     match file.try_lock() {

@@ -448,14 +448,25 @@ impl Ledger {
         self.inner.writer.call(self.clone(), f).await
     }
 
-    /// Runs `f` atomically, in a savepoint: on its own it commits when `f` succeeds; inside the writer thread's
-    /// batch it nests in the batch's transaction. Rolled back when `f` fails.
+    /// Runs `f` atomically: on its own, in a `BEGIN IMMEDIATE` transaction (which takes the write lock first,
+    /// so it waits out other writers instead of failing when its reads turn into writes); inside the writer
+    /// thread's batch, in a savepoint of the batch's transaction. Undone when `f` fails.
     fn atomically<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.conn();
-        conn.exec("SAVEPOINT ledger_step", [])?;
-        let result = f(&conn).and_then(|v| Ok(conn.exec("RELEASE ledger_step", []).map(|_| v)?));
-        if result.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK TO ledger_step; RELEASE ledger_step");
+        let alone = conn.is_autocommit();
+        let (begin, end) =
+            if alone { ("BEGIN IMMEDIATE", "COMMIT") } else { ("SAVEPOINT ledger_step", "RELEASE ledger_step") };
+        conn.exec(begin, [])?;
+        let result = f(&conn).and_then(|v| Ok(conn.exec(end, []).map(|_| v)?));
+        if result.is_err() {
+            if alone {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            } else {
+                // If SQLite already rolled the batch back (a full disk), this fails and so does the batch.
+                let _ = conn.execute_batch("ROLLBACK TO ledger_step; RELEASE ledger_step");
+            }
         }
         result
     }

@@ -252,6 +252,23 @@ async fn calls_run_on_the_writer_in_order_with_parts_and_a_failed_call_leaves_no
     let state =
         |id: i64| -> String { check.query_row("SELECT state FROM objects WHERE id = ?1", [id], |r| r.get(0)).unwrap() };
     assert_eq!((state(a).as_str(), state(b).as_str()), ("pending", "skipped"));
+    // A step that panics fails alone, undone; the writer and the connection carry on.
+    let panicked = l
+        .call(move |l| -> Result<()> {
+            l.skip_object(a)?;
+            panic!("a ledger step that panics (expected by this test)")
+        })
+        .await;
+    assert_eq!(panicked.unwrap_err().kind(), ErrorKind::Io);
+    assert_eq!(state(a), "pending");
+    let c = rows[3].id;
+    l.call(move |l| l.skip_object(c)).await.unwrap();
+    assert_eq!(state(c), "skipped");
+    assert!(l.create_job(&spec("after", "the panic")).is_ok(), "direct calls are not caught in a dead transaction");
+    assert_eq!(
+        Connection::open(l.path()).unwrap().query_row("SELECT count(*) FROM jobs", [], |r| r.get::<_, i64>(0)).unwrap(),
+        2
+    );
     // A caller that stops waiting leaves the step holding the last clone of the ledger: it still runs and
     // commits, and the writer thread, dropping the ledger itself, ends without joining itself.
     use futures::FutureExt as _;

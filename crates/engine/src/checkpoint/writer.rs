@@ -105,7 +105,9 @@ where
             (Some(Err(e)), _) => Err(e),
             (_, Some(e)) => Err(e.clone()),
             (Some(Ok(v)), None) => Ok(v),
-            (None, None) => Err(stopped()),
+            (None, None) => {
+                Err(Error::new(ErrorKind::Io, "a checkpoint ledger step failed (it panicked); nothing of it was kept"))
+            }
         };
         let _ = self.reply.send(r);
     }
@@ -290,12 +292,13 @@ impl Writer {
         let mut flushes = Vec::new();
         let mut dropped = 0;
         let mut failed = c.exec("BEGIN IMMEDIATE", []).err();
-        if failed.is_none() {
-            for p in &parts {
-                match insert_part(&c, p) {
-                    Ok(stored) => dropped += usize::from(!stored),
-                    Err(e) => failed = failed.or(Some(e)),
-                }
+        for p in &parts {
+            if failed.is_some() {
+                break;
+            }
+            match insert_part(&c, p) {
+                Ok(stored) => dropped += usize::from(!stored),
+                Err(e) => failed = Some(e),
             }
         }
         for msg in batch {
@@ -313,9 +316,11 @@ impl Writer {
                 Msg::Flush(reply) => flushes.push(reply),
                 Msg::Call(mut call) => {
                     if failed.is_none() {
+                        // A step that panics fails alone: its savepoint is undone, the batch goes on, and the
+                        // connection never stays inside a transaction nobody will end.
                         if let Err(e) = in_savepoint(&c, || {
-                            call.run();
-                            Ok(call.succeeded())
+                            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call.run()));
+                            Ok(ran.is_ok() && call.succeeded())
                         }) {
                             failed = Some(e);
                         }
