@@ -3,6 +3,7 @@
 use crate::cli::{run, summary, transfer};
 use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::moto::Moto;
+use crate::util::s3s::{S3sFs, S3S_KEY};
 use crate::util::{data, Served, AK, SK};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -199,6 +200,20 @@ async fn s3_addresses_against_moto() {
         run(transfer_s3(&moto.endpoint, &ledger, creds).arg("cp").arg(&file).arg("oss://logs.example.test/f.txt"));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("is not valid"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn s3_addresses_against_s3s_fs() {
+    let Some(server) = S3sFs::start("s3_addresses_against_s3s_fs") else { return };
+    let store = HttpStore::s3()
+        .endpoint(&server.endpoint)
+        .region("us-east-1")
+        .credentials(Credentials::new(S3S_KEY.0, S3S_KEY.1))
+        .path_style(true)
+        .system_proxy(false)
+        .build()
+        .unwrap();
+    several_sources_and_globs(&store, &server.endpoint, S3S_KEY, "s3many-s3s").await;
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {

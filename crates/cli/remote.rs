@@ -303,14 +303,21 @@ impl StoreArgs {
 }
 
 /// Fails with a usage error unless `bucket` exists in `store` and answers.
+/// One listing of at most one key, as the engine checks a job's buckets: every S3-compatible server answers it
+/// (s3s-fs has no GetBucketVersioning, which this used to ask). A key that may write but not list cannot tell,
+/// and goes on.
 pub(crate) async fn check_bucket(store: &Opened, bucket: &str) -> Result<(), Usage> {
-    store.buckets.get_versioning(bucket).await.map(|_| ()).map_err(|e| match e.kind() {
-        transfer_engine::ErrorKind::BucketNotFound => Usage(format!(
+    use transfer_engine::ErrorKind;
+    let one = transfer_engine::store::ListRequest::default().max_keys(Some(1));
+    match store.objects.list_objects(bucket, &one).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AccessDenied => Ok(()),
+        Err(e) if e.kind() == ErrorKind::BucketNotFound => Err(Usage(format!(
             "bucket {bucket:?} does not exist at {}; create it first (or pass --create-bucket)",
             store.what
-        )),
-        _ => Usage(format!("cannot use bucket {bucket:?} at {}: {}", store.what, explain(&e))),
-    })
+        ))),
+        Err(e) => Err(Usage(format!("cannot use bucket {bucket:?} at {}: {}", store.what, explain(&e)))),
+    }
 }
 
 /// The error, with what a person can change to fix it when the error says.
