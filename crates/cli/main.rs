@@ -59,7 +59,7 @@ enum Command {
     Cp(Box<cp::CpArgs>),
     /// Continue an interrupted job from the ledger (the newest unfinished one by default).
     Resume(jobs::ResumeArgs),
-    /// List the ledger's jobs; `jobs show JOB`, `jobs forget JOB`.
+    /// List the ledger's jobs; `jobs show JOB`, `jobs forget JOB` (or `--finished`).
     Jobs(jobs::JobsArgs),
     /// Abort incomplete multipart uploads: those the ledger says we created, or --all under a prefix.
     Cleanup(Box<cleanup::CleanupArgs>),
