@@ -474,13 +474,16 @@ async fn on_a_terminal_a_live_progress_line_is_drawn() {
     // util-linux `script` runs the command on a pseudo-terminal and copies what it draws to our pipe.
     // An 80-column terminal: the live line is cut to it, never wrapped.
     let cmd = format!("stty cols 80; {} cp -r --jobs 2 {} oss://tty/p/", env!("CARGO_BIN_EXE_transfer"), src.display());
-    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = transfer(&slow.endpoint, &ledger)
-        .get_envs()
-        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
-        .collect();
-    let mut script = Command::new("script");
-    script.args(["-qec", &cmd, "/dev/null"]).env("TERM", "xterm").env_remove("RUST_LOG").envs(envs);
-    let out = run(&mut script);
+    let on_a_pty = |cmd: &str| {
+        let env = transfer(&slow.endpoint, &ledger);
+        let env = env.get_envs().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())));
+        run(Command::new("script")
+            .args(["-qec", cmd, "/dev/null"])
+            .env("TERM", "xterm")
+            .env_remove("RUST_LOG")
+            .envs(env))
+    };
+    let out = on_a_pty(&cmd);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let drawn = String::from_utf8_lossy(&out.stdout);
     assert!(drawn.contains("acknowledged") && drawn.contains("objects"), "a progress line was drawn: {drawn:?}");
@@ -515,11 +518,7 @@ async fn on_a_terminal_a_live_progress_line_is_drawn() {
         src.display(),
         json.display()
     );
-    let out = run(Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .env("TERM", "xterm")
-        .env_remove("RUST_LOG")
-        .envs(transfer(&slow.endpoint, &ledger).get_envs().filter_map(|(k, v)| v.map(|v| (k, v)))));
+    let out = on_a_pty(&cmd);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let drawn = String::from_utf8_lossy(&out.stdout);
     assert!(drawn.contains("acknowledged") && !drawn.contains("\"event\""), "{drawn:?}");

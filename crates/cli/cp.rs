@@ -284,11 +284,7 @@ pub(crate) fn open_ledger(checkpoint: Option<&PathBuf>) -> Result<Ledger, Usage>
 async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     let src = Location::parse(&args.src)?;
     let dst = Location::parse(&args.dst)?;
-    if let Location::Path(p) = &src {
-        if !p.exists() {
-            return Err(Usage(format!("{} does not exist", p.display())));
-        }
-    }
+    local_source_exists(&src)?;
     let (dst_scheme, dst_bucket) = match &dst {
         Location::Remote { scheme, bucket, .. } => (*scheme, bucket.clone()),
         Location::Path(p) => {
@@ -300,7 +296,6 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         }
     };
     match &src {
-        Location::Path(p) if !p.exists() => return Err(Usage(format!("{} does not exist", p.display()))),
         Location::Path(p) if p.is_dir() && !args.recursive && !args.src.ends_with('/') => {
             return Err(Usage(format!("{} is a directory; add -r to copy it", p.display())))
         }
@@ -569,6 +564,14 @@ async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
 }
 
 /// Runs `transfer cp`, or with `resume`, that job of the ledger.
+/// A local source must exist (a remote one is checked against its store later).
+fn local_source_exists(src: &Location) -> Result<(), Usage> {
+    match src {
+        Location::Path(p) if !p.exists() => Err(Usage(format!("{} does not exist", p.display()))),
+        _ => Ok(()),
+    }
+}
+
 /// A local source written as a glob (`dir/*.jpg`, `dir/20*/x?.txt`): the directory before the first
 /// component with a glob character, and the rest as an include pattern (matched as `--include` matches: a
 /// pattern without `/` against names at any depth, one with `/` against the path). `None`: not a glob (or an
@@ -622,11 +625,10 @@ pub(crate) async fn run_sources(args: CpArgs, out: OutputArgs) -> u8 {
                 return EXIT_USAGE;
             }
         }
-        if let Ok(Location::Path(p)) = Location::parse(&one.src) {
-            if !p.exists() {
-                tracing::error!("{} does not exist", p.display());
-                return EXIT_USAGE;
-            }
+        // A malformed address is left to the job's own checks, which name it.
+        if let Some(Err(Usage(msg))) = Location::parse(&one.src).ok().map(|src| local_source_exists(&src)) {
+            tracing::error!("{msg}");
+            return EXIT_USAGE;
         }
         jobs.push(one);
     }
