@@ -429,6 +429,21 @@ async fn create_bucket_and_plain_output_without_control_characters() {
     let quiet = run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "-q"]).arg(&src).arg("oss://fresh/y/"));
     assert_eq!(quiet.status.code(), Some(0));
     assert!(stderr(&quiet).is_empty(), "-q prints nothing on success: {}", stderr(&quiet));
+    // A bucket that is there is not "created" again, on a server or in the local store (which answers a
+    // create of its own existing bucket with success).
+    let again =
+        run(transfer(&served.endpoint, &ledger).args(["cp", "-r", "--create-bucket"]).arg(&src).arg("oss://fresh/z/"));
+    assert!(!stderr(&again).contains("created the bucket"), "{}", stderr(&again));
+    let root = tmp.path().join("local-root");
+    for (run_no, created) in [(1, 1), (2, 0)] {
+        let local = run(transfer(&served.endpoint, &ledger)
+            .args(["cp", "-r", "--create-bucket", "--local-root"])
+            .arg(&root)
+            .arg(&src)
+            .arg("local://lbk/x/"));
+        assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+        assert_eq!(stderr(&local).matches("created the bucket").count(), created, "run {run_no}: {}", stderr(&local));
+    }
     // Messages are sentences, not log records; the summary ends with a short table.
     assert!(err.contains("created the bucket fresh at "), "{err}");
     assert!(!err.contains(" INFO ") && !err.contains("Z  "), "no timestamps or levels: {err}");

@@ -472,6 +472,12 @@ async fn open_destination(args: &CpArgs, scheme: Scheme, bucket: &str) -> Result
         return args.store.open_bucket(scheme, bucket).await;
     }
     let store = args.store.open(scheme)?;
+    // A bucket that lists exists: nothing to create, nothing to say (some stores answer a create of an existing
+    // bucket of theirs with success, which would read as "created" on every run).
+    let one = ListRequest::default().max_keys(Some(1));
+    if store.objects.list_objects(bucket, &one).await.is_ok() {
+        return Ok(store);
+    }
     match store.buckets.create_bucket(bucket).await {
         Ok(()) => tracing::info!("created the bucket {bucket} at {}", store.what),
         Err(e) if e.kind() == transfer_engine::ErrorKind::AlreadyExists => {}
