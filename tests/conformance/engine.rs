@@ -62,10 +62,11 @@ impl Jobs {
     }
 }
 
-/// The target's store, recording the part numbers it is asked to upload and the copy requests it sends, and
-/// refusing one part once (a permanent 403, as a revoked permission would): the run fails after the parts in
-/// flight were acknowledged. It can also hide an object from the next HEAD of it, as if it appeared just after,
-/// and declare a lower CopyObject limit than the target's.
+/// The target's store, recording the part numbers it is asked to upload or copy and the copy requests it sends, and
+/// refusing one part (uploaded or copied) once (a permanent 403, as a revoked permission would): the run fails
+/// after the parts in flight were acknowledged. It can also hide an object from the next HEAD of it, as if it
+/// appeared just after, declare a lower CopyObject limit than the target's, lose the answer to a Complete the
+/// server carried out (as a kill right after it would), and edit a file when a request comes.
 #[derive(Debug)]
 struct Recording {
     inner: Arc<dyn Store>,
@@ -75,6 +76,30 @@ struct Recording {
     sent: Mutex<Vec<u32>>,
     copies: Mutex<Vec<&'static str>>,
     hidden: Mutex<Vec<ObjectRef>>,
+    lose_complete: AtomicBool,
+    edit: Mutex<Option<Edit>>,
+}
+
+/// A file rewritten with other bytes when a request comes: a HEAD (before an object's single PutObject reads
+/// it) or the upload of part `n`.
+#[derive(Debug)]
+struct Edit {
+    on_part: Option<u32>,
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Recording {
+    /// Applies the edit waiting for this request (`part`: `None` for a HEAD), once.
+    fn edit_on(&self, part: Option<u32>) {
+        let mut edit = self.edit.lock().unwrap();
+        if edit.as_ref().is_some_and(|e| e.on_part == part) {
+            let e = edit.take().unwrap();
+            // Another modification time than the file had, however coarse the filesystem's clock.
+            std::thread::sleep(Duration::from_millis(20));
+            std::fs::write(&e.path, &e.bytes).unwrap();
+        }
+    }
 }
 
 impl Recording {
@@ -87,6 +112,8 @@ impl Recording {
             sent: Mutex::default(),
             copies: Mutex::default(),
             hidden: Mutex::default(),
+            lose_complete: AtomicBool::new(false),
+            edit: Mutex::default(),
         })
     }
 
@@ -108,6 +135,14 @@ impl Recording {
         self.hidden.lock().unwrap().push(obj);
     }
 
+    /// Refuses part `n` if it is the one to refuse, the first time.
+    fn refuse_once(&self, n: u32) -> Result<()> {
+        if self.fail_part == Some(n) && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(Error::code(403, "AccessDenied", "refused once by the conformance suite"));
+        }
+        Ok(())
+    }
+
     fn sent(&self) -> Vec<u32> {
         let mut v = self.sent.lock().unwrap().clone();
         v.sort();
@@ -124,6 +159,7 @@ impl ObjectStore for Recording {
         self.inner.put_object(bucket, key, body, opts).await
     }
     async fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
+        self.edit_on(None);
         let hidden = {
             let mut h = self.hidden.lock().unwrap();
             h.iter().position(|o| o == obj).map(|i| h.remove(i)).is_some()
@@ -164,14 +200,15 @@ impl MultipartStore for Recording {
     }
     async fn upload_part(&self, part: PartRef<'_>, body: Body) -> Result<PartReceipt> {
         let n = part.number.get();
-        if self.fail_part == Some(n) && !self.failed.swap(true, Ordering::SeqCst) {
-            return Err(Error::code(403, "AccessDenied", "refused once by the conformance suite"));
-        }
+        self.refuse_once(n)?;
+        self.edit_on(Some(n));
         self.sent.lock().unwrap().push(n);
         self.inner.upload_part(part, body).await
     }
     async fn upload_part_copy(&self, part: PartRef<'_>, from: &PartCopySource) -> Result<PartReceipt> {
+        self.refuse_once(part.number.get())?;
         self.copies.lock().unwrap().push("UploadPartCopy");
+        self.sent.lock().unwrap().push(part.number.get());
         self.inner.upload_part_copy(part, from).await
     }
     async fn complete_multipart(
@@ -180,7 +217,11 @@ impl MultipartStore for Recording {
         parts: &[CompletedPart],
         opts: &CompleteOptions,
     ) -> Result<PutResult> {
-        self.inner.complete_multipart(upload, parts, opts).await
+        let done = self.inner.complete_multipart(upload, parts, opts).await?;
+        if self.lose_complete.swap(false, Ordering::SeqCst) {
+            return Err(Error::code(403, "AccessDenied", "the answer was lost by the conformance suite"));
+        }
+        Ok(done)
     }
     async fn abort_multipart(&self, upload: &Upload) -> Result<()> {
         self.inner.abort_multipart(upload).await
@@ -441,6 +482,160 @@ pub async fn no_clobber_copy_when_the_destination_appears(t: &Target) {
         let out = engine.copy_object(jobs.job(JobKind::Copy, &dest.key), &req).await.unwrap();
         assert_eq!(out.skipped, Some(SkipReason::Exists), "{dest}: {out:?}");
         assert_eq!(read(&*t.store, &dest).await, b"already there", "{dest}");
+    }
+    no_uploads_left(t, &scope).await;
+}
+
+/// The uploads left under the scope, by key.
+async fn uploads_left(t: &Target, scope: &super::Scope) -> Vec<(String, UploadId)> {
+    let req = ListUploadsRequest::default().prefix(Some(scope.prefix.clone()));
+    let page = t.store.list_uploads(&scope.bucket, &req).await.unwrap();
+    page.uploads.into_iter().map(|u| (u.key, u.upload_id)).collect()
+}
+
+/// A part of `content` (5 MiB parts) sent straight to the store, as a run that is gone sent it.
+async fn send_part(t: &Target, upload: &Upload, n: u32, bytes: &[u8]) {
+    t.store.upload_part(upload.part(n), Body::from(bytes.to_vec())).await.unwrap();
+}
+
+pub async fn parts_the_server_acknowledged_are_not_sent_again(t: &Target) {
+    let scope = t.scope("acked").await;
+    let jobs = Jobs::new();
+    let job = jobs.job(JobKind::Upload, &scope.bucket);
+    let content = data(12 * MIB + 3, 21); // 5 MiB, 5 MiB, 2 MiB + 3
+    let path = jobs.file("big", &content);
+    let req = UploadRequest::new(&path, &scope.bucket, scope.key("big"));
+    let first = Recording::new(t.store.clone(), Some(2));
+    jobs.engine(first, TagOn::Initiate).upload_file(job, &req).await.unwrap_err();
+    let row = jobs.ledger.object(job, &path.to_string_lossy()).unwrap().unwrap();
+    let upload = Upload::new(&scope.bucket, scope.key("big"), row.upload_id.clone().unwrap());
+    // Part 2 reached the server, but the process was killed before the ledger recorded it.
+    send_part(t, &upload, 2, &content[5 * MIB..10 * MIB]).await;
+
+    let second = Recording::new(t.store.clone(), None);
+    let out = jobs.engine(second.clone(), TagOn::Initiate).upload_file(job, &req).await.unwrap();
+    let recorded: Vec<u32> = (1..=3).filter(|n| *n != 2).collect();
+    if t.caps.list_parts_etags {
+        // Only what the server did not hold goes: the parts the first run had in flight when part 2 was
+        // refused were acknowledged, and part 2 is adopted from the server's listing, checked against the file.
+        let unsent: Vec<u32> = recorded.iter().copied().filter(|n| !second.sent().contains(n)).collect();
+        assert!(!second.sent().contains(&2), "part 2 was sent again: {:?}", second.sent());
+        assert_eq!(out.parts_reused as usize, 1 + unsent.len(), "{out:?}");
+    } else {
+        println!("NOTE conformance::{}: declares ListParts without ETags; the resume re-sends every part", t.name);
+        assert_eq!(second.sent(), [1, 2, 3]);
+    }
+    assert_eq!(read(&*t.store, &scope.obj("big")).await, content);
+    no_uploads_left(t, &scope).await;
+}
+
+pub async fn a_lost_ledger_costs_checks_not_resends(t: &Target) {
+    let scope = t.scope("lost-ledger").await;
+    let content = data(12 * MIB + 3, 22);
+    let key = scope.key("big");
+    let s = &*t.store;
+    // A run whose ledger is gone left its upload: parts 1 and 3 as the file has them, part 2 with other bytes.
+    let theirs = s.initiate_multipart(&scope.bucket, &key, &PutOptions::default()).await.unwrap();
+    send_part(t, &theirs, 1, &content[..5 * MIB]).await;
+    send_part(t, &theirs, 2, &data(5 * MIB, 99)).await;
+    send_part(t, &theirs, 3, &content[10 * MIB..]).await;
+    // An older upload of the key, by another writer (parts of another size), is left alone.
+    let other = s.initiate_multipart(&scope.bucket, &key, &PutOptions::default()).await.unwrap();
+    send_part(t, &other, 1, &data(MIB, 98)).await;
+
+    let jobs = Jobs::new();
+    let job = jobs.job(JobKind::Upload, &scope.bucket);
+    let path = jobs.file("big", &content);
+    let store = Recording::new(t.store.clone(), None);
+    let req = UploadRequest::new(&path, &scope.bucket, &key);
+    let out = jobs.engine(store.clone(), TagOn::Initiate).upload_file(job, &req).await.unwrap();
+    if t.caps.list_parts_etags {
+        assert_eq!(store.sent(), [2], "only the part whose bytes differ is sent");
+        assert_eq!((out.parts_sent, out.parts_reused), (1, 2), "{out:?}");
+    } else {
+        println!("NOTE conformance::{}: declares ListParts without ETags; every part is sent again", t.name);
+        assert_eq!(store.sent(), [1, 2, 3]);
+    }
+    assert_eq!(read(s, &scope.obj("big")).await, content);
+    assert_eq!(uploads_left(t, &scope).await, [(key, other.id.clone())], "the other writer's upload is untouched");
+    s.abort_multipart(&other).await.unwrap();
+}
+
+pub async fn a_completed_upload_the_ledger_missed_is_not_sent_again(t: &Target) {
+    let scope = t.scope("missed-complete").await;
+    let jobs = Jobs::new();
+    let job = jobs.job(JobKind::Upload, &scope.bucket);
+    let content = data(12 * MIB + 3, 23);
+    let path = jobs.file("big", &content);
+    let req = UploadRequest::new(&path, &scope.bucket, scope.key("big"));
+    // The server completes the upload; the answer never arrives.
+    let first = Recording::new(t.store.clone(), None);
+    first.lose_complete.store(true, Ordering::SeqCst);
+    jobs.engine(first, TagOn::Initiate).upload_file(job, &req).await.unwrap_err();
+
+    let second = Recording::new(t.store.clone(), None);
+    let out = jobs.engine(second.clone(), TagOn::Initiate).upload_file(job, &req).await.unwrap();
+    assert_eq!(second.sent(), Vec::<u32>::new(), "the object in place was taken as the upload's: {out:?}");
+    assert_eq!((out.parts_sent, out.parts_reused), (0, 3));
+    assert_eq!(read(&*t.store, &scope.obj("big")).await, content);
+    let row = jobs.ledger.object(job, &path.to_string_lossy()).unwrap().unwrap();
+    assert_eq!(row.etag.as_deref(), Some(out.etag.as_str()));
+    no_uploads_left(t, &scope).await;
+}
+
+pub async fn copy_parts_the_server_acknowledged_are_not_copied_again(t: &Target) {
+    let scope = t.scope("acked-copy").await;
+    let jobs = Jobs::new();
+    let content = data(12 * MIB + 3, 24);
+    upload(t, &jobs, &scope.bucket, &scope.key("src"), &content, None).await;
+    let job = jobs.job(JobKind::Copy, &scope.key("dst"));
+    let req = CopyRequest::new(scope.obj("src"), &scope.bucket, scope.key("dst"));
+    let first = Recording::new(t.store.clone(), Some(2));
+    jobs.engine(first, TagOn::Initiate).copy_object(job, &req).await.unwrap_err();
+    let row = jobs.ledger.object(job, &scope.obj("src").to_string()).unwrap().unwrap();
+    let upload = Upload::new(&scope.bucket, scope.key("dst"), row.upload_id.clone().unwrap());
+    // Part 2 was copied, but the process was killed before the ledger recorded it.
+    let range = ByteRange::at(5 * MIB as u64, 5 * MIB as u64);
+    t.store.upload_part_copy(upload.part(2), &PartCopySource::new(scope.obj("src"), Some(range))).await.unwrap();
+
+    let second = Recording::new(t.store.clone(), None);
+    let out = jobs.engine(second.clone(), TagOn::Initiate).copy_object(job, &req).await.unwrap();
+    let copies = second.take_copies();
+    if t.caps.list_parts_etags {
+        assert!(!second.sent().contains(&2), "part 2 was copied again: {:?}", second.sent());
+        assert_eq!(out.parts_reused as usize + copies.len(), 3, "{out:?}");
+    } else {
+        println!("NOTE conformance::{}: declares ListParts without ETags; every part is copied again", t.name);
+        assert_eq!(copies.len(), 3);
+    }
+    assert_eq!(read(&*t.store, &scope.obj("dst")).await, content);
+    no_uploads_left(t, &scope).await;
+}
+
+pub async fn a_file_changed_during_its_upload_never_publishes(t: &Target) {
+    let scope = t.scope("changed").await;
+    let jobs = Jobs::new();
+    let job = jobs.job(JobKind::Upload, &scope.bucket);
+    // Edited while its parts go (multipart), and between the plan and the read (a single PutObject, with the
+    // no-clobber HEAD in between).
+    for (name, len, on_part) in [("big", 12 * MIB + 3, Some(1)), ("small", 1000, None)] {
+        let (old, new) = (data(len, 25), data(len, 26));
+        let path = jobs.file(name, &old);
+        let req = UploadRequest::new(&path, &scope.bucket, scope.key(name));
+        let store = Recording::new(t.store.clone(), None);
+        *store.edit.lock().unwrap() = Some(Edit { on_part, path: path.clone(), bytes: new.clone() });
+        let mut cfg = config(TagOn::Initiate);
+        cfg.overwrite = Overwrite::IfMissing;
+        let engine = Engine::new(store, jobs.ledger.clone(), cfg).unwrap();
+        let e = engine.upload_file(job, &req).await.unwrap_err();
+        assert_eq!(e.kind(), transfer_engine::ErrorKind::PreconditionFailed, "{name}: {e}");
+        assert!(e.to_string().contains("changed while it was being uploaded"), "{e}");
+        let gone = t.store.head_object(&scope.obj(name)).await.unwrap_err();
+        assert_eq!(gone.kind(), transfer_engine::ErrorKind::ObjectNotFound, "{name}: nothing is published");
+        // The next run uploads the file as it is now, and leaves no upload behind.
+        let out = jobs.engine(t.store.clone(), TagOn::Initiate).upload_file(job, &req).await.unwrap();
+        assert_eq!(out.size, len as u64);
+        assert_eq!(read(&*t.store, &scope.obj(name)).await, new, "{name}");
     }
     no_uploads_left(t, &scope).await;
 }

@@ -22,10 +22,10 @@
 //! copy never sees its bytes); on resume, a part the server still lists with its recorded ETag is reused.
 
 use super::parts::Halt;
-use super::pipeline::{ObjectSource, Outcome, Sending};
+use super::pipeline::{adopted, Held, ObjectSource, Outcome, Step};
 use super::relay::RelaySource;
 use super::{Engine, SkipReason};
-use crate::checkpoint::{Fingerprint, JobId, ObjectRow, PartRow};
+use crate::checkpoint::{Fingerprint, JobId, ObjectRow};
 use crate::error::{Error, Result};
 use crate::meta::Metadata;
 use crate::plan::Part;
@@ -246,9 +246,20 @@ pub(super) fn pinned(head: &ObjectInfo) -> CopyConditions {
     CopyConditions { if_match: Some(head.etag.clone()), if_none_match: None }
 }
 
-/// A part the ledger holds (and the server still lists) covers the same bytes of the same source: reused.
-pub(super) fn same_part(part: &Part, recorded: Option<&PartRow>) -> bool {
-    recorded.is_some_and(|p| p.offset == part.offset && p.size == part.len)
+/// What a copy (server-side or relayed) makes of what the server holds of `part`, without seeing its bytes: a
+/// part the ledger recorded covers the same bytes of the same source (the row is reset, its upload aborted,
+/// when the source changes); a part only the server lists is adopted when it has the part's size and an ETag
+/// and was written no earlier than the second the source's version (`source`, its HEAD) came to be, so it is
+/// not a copy of an older version (but for one copied within that very second). A copy that carries a CRC-64
+/// also checks its parts together against the source's before Complete ([`ObjectSource::expected_crc64`]).
+pub(super) fn kept(part: &Part, held: Option<&Held>, source: &ObjectInfo) -> Option<Step> {
+    match held? {
+        Held::Recorded(p) => (p.offset == part.offset && p.size == part.len).then_some(Step::Keep(None)),
+        Held::Listed(info) => {
+            (info.size == part.len && !info.etag.is_empty() && info.last_modified >= source.last_modified)
+                .then(|| Step::Keep(Some(adopted(part, info, String::new()))))
+        }
+    }
 }
 
 #[async_trait]
@@ -283,20 +294,14 @@ impl ObjectSource for CopySource {
         false
     }
 
-    async fn part(
-        &mut self,
-        part: Part,
-        recorded: Option<&PartRow>,
-        to: &Arc<Upload>,
-        halt: &Halt,
-    ) -> Result<Option<Sending>> {
-        if same_part(&part, recorded) {
-            return Ok(None);
+    async fn part(&mut self, part: Part, held: Option<&Held>, to: &Arc<Upload>, halt: &Halt) -> Result<Step> {
+        if let Some(keep) = kept(&part, held, &self.head) {
+            return Ok(keep);
         }
         let (engine, to, halt) = (self.engine.clone(), to.clone(), halt.clone());
         let range = Some(ByteRange::at(part.offset, part.len));
         let from = PartCopySource::new(self.source.clone(), range).conditions(pinned(&self.head));
-        Ok(Some(Box::pin(async move {
+        Ok(Step::Send(Box::pin(async move {
             let receipt = engine
                 .write_part("UploadPartCopy", &halt, || {
                     engine.inner.store.upload_part_copy(to.part(part.number), &from)

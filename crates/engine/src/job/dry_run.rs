@@ -74,7 +74,8 @@ impl Engine {
     /// [`Overwrite::IfDifferent`](super::Overwrite::IfDifferent) when the sizes match). Works whether or not
     /// the engine is configured for dry runs.
     pub async fn plan_upload_file(&self, req: &UploadRequest) -> Result<PlannedObject> {
-        let (path, file, size, _) = req.open()?;
+        let (path, file, meta, _) = req.open()?;
+        let size = meta.len();
         let plan = plan_object(size, &self.inner.caps, &self.inner.config.plan)?;
         let action = match self.upload_skip(&req.dest(), &file, &path, size).await? {
             Some((reason, _)) => PlannedAction::Skip(reason),

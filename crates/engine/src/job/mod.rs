@@ -185,6 +185,8 @@ struct Inner {
     /// Part buffers for reuse, holding at most the memory budget idle.
     buffers: BufferPool,
     config: EngineConfig,
+    /// Set once the store answered that it has no ListMultipartUploads, so it is not asked again.
+    no_list_uploads: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -221,7 +223,8 @@ impl Engine {
             Some(s) => s.clone(),
             None => store.clone(),
         };
-        let inner = Inner { store, source, reads, caps, ledger, scheduler, buffers, config };
+        let no_list_uploads = Default::default();
+        let inner = Inner { store, source, reads, caps, ledger, scheduler, buffers, config, no_list_uploads };
         Ok(Engine { inner: Arc::new(inner), tracker: None })
     }
 

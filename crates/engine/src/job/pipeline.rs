@@ -5,10 +5,15 @@
 //! positional reads ([`super::upload`]), a server-side copy within one store ([`super::copy`]), ranged GETs from
 //! another store ([`super::relay`]). The driver does the rest, the same way for all of them:
 //! - the overwrite policy, once, before anything is written for the object;
-//! - one request below the multipart threshold, or a multipart upload: opened (or reconciled with ListParts on
-//!   resume), its parts taken in order under the memory budget, each sent by its own task under the job's one
-//!   bound on requests in flight, every acknowledged part recorded in the ledger, the parts in flight finishing
-//!   and being recorded even after a failure or a stop, then completed from what the ledger holds;
+//! - one request below the multipart threshold, or a multipart upload: opened, its parts taken in order under
+//!   the memory budget, each sent by its own task under the job's one bound on requests in flight, every
+//!   acknowledged part recorded in the ledger, the parts in flight finishing and being recorded even after a
+//!   failure or a stop, then completed from what the ledger holds;
+//! - the destination is the truth, the ledger only keeps re-sends small: the recorded upload is checked by
+//!   ListParts, and a part the server holds that the ledger missed is adopted once the source shows it is its
+//!   part; without a recorded upload (a new object, a lost ledger, an Initiate whose answer was lost) an upload
+//!   of the key that fits the plan is found by ListMultipartUploads; a recorded upload the server no longer
+//!   knows is settled by HEAD before anything is sent again;
 //! - a store's refusal to overwrite (the destination appeared meanwhile) as a skip, its upload aborted;
 //! - the CRC-64 check against what the source says it holds, the ledger's record of the object, and the tags
 //!   (on initiate, or applied after, with a crash between repaired on resume).
@@ -22,12 +27,13 @@ use crate::error::{Error, ErrorKind, Result, Retry};
 use crate::plan::{Method, ObjectPlan, Part};
 use crate::run::RequestPermit;
 use crate::store::{
-    CompleteOptions, CompletedPart, ObjectInfo, ObjectRef, PartNumber, PartReceipt, PutOptions, PutResult, Upload,
+    CompleteOptions, CompletedPart, ListUploadsRequest, ObjectInfo, ObjectRef, PartInfo, PartNumber, PartReceipt,
+    PutOptions, PutResult, Upload, UploadId,
 };
 use crate::tags::TagSet;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// What a job did to one object: an upload, a copy or a relay alike.
@@ -94,6 +100,39 @@ impl Outcome {
 /// seen).
 pub(super) type Sending = BoxFuture<'static, Result<(PartReceipt, String)>>;
 
+/// What the server already holds of a part when the pipeline comes to it.
+#[derive(Debug, Clone)]
+pub(super) enum Held {
+    /// The ledger recorded it, and ListParts still reports it with the recorded ETag.
+    Recorded(PartRow),
+    /// ListParts reports it but the ledger never recorded it: acknowledged just before a kill (parts are
+    /// committed in groups), or sent by a run whose ledger was lost. Kept only when the source shows it is its
+    /// part ([`ObjectSource::part`]).
+    Listed(PartInfo),
+}
+
+/// What a source makes of a part ([`ObjectSource::part`]).
+pub(super) enum Step {
+    /// The server's part is this one: nothing is sent. `Some` is a [`Held::Listed`] part adopted, for the
+    /// ledger to record.
+    Keep(Option<PartRow>),
+    /// The part must be sent.
+    Send(Sending),
+}
+
+/// The ledger's row for a part the server listed and the source recognised as its own.
+pub(super) fn adopted(part: &Part, info: &PartInfo, blake3: String) -> PartRow {
+    PartRow {
+        number: part.number,
+        offset: part.offset,
+        size: part.len,
+        etag: info.etag.clone(),
+        crc64: info.crc64,
+        blake3,
+        checksum: info.checksum,
+    }
+}
+
 /// Where one object's bytes come from. See the module docs.
 #[async_trait]
 pub(super) trait ObjectSource: Send {
@@ -107,16 +146,10 @@ pub(super) trait ObjectSource: Send {
     fn buffers(&self) -> bool;
 
     /// Called for every part in order, one at a time (after its memory permit, when [`buffers`](Self::buffers)):
-    /// does what must happen in order (reading and hashing a file), and answers `None` when `recorded`, the
-    /// ledger's part as the server still holds it, can be reused, else the part's [`Sending`]. `halt` is set
-    /// once another part failed: a part waiting for its request permit must not send then.
-    async fn part(
-        &mut self,
-        part: Part,
-        recorded: Option<&PartRow>,
-        to: &Arc<Upload>,
-        halt: &Halt,
-    ) -> Result<Option<Sending>>;
+    /// does what must happen in order (reading and hashing a file), and answers [`Step::Keep`] when `held`,
+    /// what the server holds of the part, is this part, else the part's [`Sending`]. `halt` is set once
+    /// another part failed: a part waiting for its request permit must not send then.
+    async fn part(&mut self, part: Part, held: Option<&Held>, to: &Arc<Upload>, halt: &Halt) -> Result<Step>;
 
     /// After the last part and before Complete: what the whole source must satisfy (a file's digest).
     fn check(&mut self) -> Result<()> {
@@ -132,6 +165,15 @@ pub(super) trait ObjectSource: Send {
     fn blake3(&self) -> Option<String> {
         None
     }
+}
+
+/// An upload to continue, or the object an earlier run completed.
+enum Opened {
+    /// The upload, and what the server holds of its parts, by number.
+    Upload(Upload, BTreeMap<u32, Held>),
+    /// The recorded upload is gone because a run completed it and was stopped before recording that: the
+    /// destination is that object (see [`Engine::completed_earlier`]). Whether its CRC-64 was checked.
+    Completed(PutResult, bool),
 }
 
 /// What writing the object's bytes came to.
@@ -210,9 +252,14 @@ impl Engine {
         plan: &ObjectPlan,
         source: &mut impl ObjectSource,
     ) -> Result<Written> {
-        let (upload, done) = match self.open_upload(row, dest, opts).await {
+        let (upload, held) = match self.open_upload(row, dest, opts, plan).await {
             Err(e) if self.refused_overwrite(&e) => return Ok(Written::Refused(None)),
-            opened => opened?,
+            Err(e) => return Err(e),
+            Ok(Opened::Completed(put, verified)) => {
+                self.reused(plan.size);
+                return Ok(Written::Put { put, verified, sent: 0, reused: plan.part_count() });
+            }
+            Ok(Opened::Upload(upload, held)) => (upload, held),
         };
         let to = Arc::new(upload.clone());
         let writer = self.inner.ledger.part_writer();
@@ -229,10 +276,16 @@ impl Engine {
                     true => Some(self.inner.scheduler.memory(part.len).await),
                     false => None,
                 };
-                let Some(sending) = source.part(part, done.get(&part.number), &to, &tasks.halt()).await? else {
-                    reused += 1;
-                    self.reused(part.len);
-                    continue;
+                let sending = match source.part(part, held.get(&part.number), &to, &tasks.halt()).await? {
+                    Step::Send(sending) => sending,
+                    Step::Keep(adopted) => {
+                        if let Some(p) = adopted {
+                            writer.record(row.id, p);
+                        }
+                        reused += 1;
+                        self.reused(part.len);
+                        continue;
+                    }
                 };
                 sent += 1;
                 let (engine, writer, object, upload_id) = (self.clone(), writer.clone(), row.id, upload.id.clone());
@@ -268,7 +321,7 @@ impl Engine {
         sending?;
         flushed?;
         source.check()?;
-        match self.complete_recorded(row, &upload, plan).await {
+        match self.complete_recorded(row, &upload, plan, source.expected_crc64()).await {
             Err(e) if self.refused_overwrite(&e) => Ok(Written::Refused(Some(upload))),
             Err(e) => Err(e),
             Ok((put, combined)) => Ok(Written::Put { put, verified: combined.is_some(), sent, reused }),
@@ -294,14 +347,7 @@ impl Engine {
         part_size: u64,
     ) -> Result<ObjectRow> {
         if let Some(id) = &row.upload_id {
-            let upload = Upload::new(&row.dest_bucket, &row.dest_key, id.clone());
-            match self.inner.store.abort_multipart(&upload).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::UploadNotFound => {}
-                Err(e) => {
-                    tracing::warn!(upload_id = %id, error = %e, "could not abort the stale upload; `transfer cleanup` can")
-                }
-            }
+            self.abort_quietly(&Upload::new(&row.dest_bucket, &row.dest_key, id.clone())).await;
         }
         tracing::info!(source = %row.source, "source changed since the last run; starting the object again");
         let id = row.id;
@@ -381,10 +427,10 @@ impl Engine {
         self.apply_tags(row, dest, tags).await
     }
 
-    /// Every part of an existing upload, by number, with its ETag (all pages of ListParts).
-    async fn listed_parts(&self, upload: &Upload) -> Result<HashMap<u32, String>> {
+    /// Every part of an existing upload, by number (all pages of ListParts).
+    async fn listed_parts(&self, upload: &Upload) -> Result<BTreeMap<u32, PartInfo>> {
         let inner = &self.inner;
-        let mut out = HashMap::new();
+        let mut out = BTreeMap::new();
         let mut marker = None;
         loop {
             let page = self
@@ -393,7 +439,7 @@ impl Engine {
                     inner.store.list_parts(upload, marker, None).await
                 })
                 .await?;
-            out.extend(page.parts.into_iter().map(|p| (p.part_number.get(), p.etag)));
+            out.extend(page.parts.into_iter().map(|p| (p.part_number.get(), p)));
             if !page.is_truncated || page.next_marker.is_none() {
                 return Ok(out);
             }
@@ -401,53 +447,178 @@ impl Engine {
         }
     }
 
-    /// The upload to continue with and the parts it already holds (reconciled with the server: only parts
-    /// ListParts still reports with the recorded ETag), or a new upload of `dest` initiated with `opts` when
-    /// there is none or the server no longer knows it.
+    /// The upload to continue with and what the server holds of its parts, or the object an earlier run
+    /// completed. The destination is the truth: the ledger's upload, checked by ListParts (a part the ledger
+    /// recorded counts only if the server lists it with the recorded ETag; a part only the server lists is
+    /// [`Held::Listed`]); without one (a new object, a kill before the upload id was recorded, a lost ledger),
+    /// an upload of the key that fits the plan ([`Engine::find_upload`]); else a new upload of `dest`
+    /// initiated with `opts`.
     async fn open_upload(
         &self,
         row: &ObjectRow,
         dest: &ObjectRef,
         opts: &PutOptions,
-    ) -> Result<(Upload, BTreeMap<u32, PartRow>)> {
+        plan: &ObjectPlan,
+    ) -> Result<Opened> {
         let inner = &self.inner;
         let (bucket, key) = (dest.bucket.as_str(), dest.key.as_str());
+        let rid = row.id;
         if let Some(id) = row.upload_id.clone() {
-            let rid = row.id;
             let upload = Upload::new(bucket, key, id.clone());
-            let mut recorded: BTreeMap<u32, PartRow> =
-                self.db(move |l| l.parts(rid)).await?.into_iter().map(|p| (p.number, p)).collect();
+            let recorded = self.db(move |l| l.parts(rid)).await?;
             match self.listed_parts(&upload).await {
-                Ok(listed) => {
-                    recorded.retain(|n, p| listed.get(n).is_some_and(|e| e.eq_ignore_ascii_case(&p.etag)));
-                    return Ok((upload, recorded));
-                }
+                Ok(listed) => return Ok(Opened::Upload(upload, held(recorded, listed))),
                 Err(e) if e.kind() == ErrorKind::UploadNotFound => {
+                    if let Some((put, verified)) = self.completed_earlier(dest, plan, &recorded).await? {
+                        tracing::info!(upload_id = %id, "an earlier run completed the object before it was stopped");
+                        return Ok(Opened::Completed(put, verified));
+                    }
                     tracing::info!(upload_id = %id, "the server no longer knows the upload; starting the object again");
                     self.db(move |l| l.set_upload(rid, None)).await?;
                 }
                 Err(e) => return Err(e),
             }
         }
+        let mut seen = HashSet::new();
+        if let Some((upload, listed)) = self.find_upload(dest, plan, &mut seen).await? {
+            tracing::info!(upload_id = %upload.id, "continuing the unfinished upload found on the server");
+            let uid = upload.id.clone();
+            self.db(move |l| l.set_upload(rid, Some(uid.as_str()))).await?;
+            return Ok(Opened::Upload(upload, held(Vec::new(), listed)));
+        }
         let upload = self
-            .retrying("InitiateMultipartUpload", |_| async {
-                let _slot = inner.scheduler.request().await;
-                inner.store.initiate_multipart(bucket, key, opts).await
+            .retrying("InitiateMultipartUpload", |n| {
+                let mut seen = seen.clone();
+                async move {
+                    // A retry may follow an upload the server initiated but whose answer was lost: take it
+                    // rather than leave it behind.
+                    if n > 1 {
+                        if let Some((upload, _)) = self.find_upload(dest, plan, &mut seen).await? {
+                            return Ok(upload);
+                        }
+                    }
+                    let _slot = inner.scheduler.request().await;
+                    inner.store.initiate_multipart(bucket, key, opts).await
+                }
             })
             .await?;
-        let (rid, uid) = (row.id, upload.id.clone());
+        let uid = upload.id.clone();
         self.db(move |l| l.set_upload(rid, Some(uid.as_str()))).await?;
-        Ok((upload, BTreeMap::new()))
+        Ok(Opened::Upload(upload, BTreeMap::new()))
+    }
+
+    /// An unfinished upload of `dest` that fits `plan` (every part it holds has the plan's size for its number),
+    /// with its parts: the newest of those ListMultipartUploads reports for the key and `seen` does not hold
+    /// yet. Uploads that do not fit are another writer's: reported, never touched. Every upload looked at is
+    /// added to `seen`. `None` on a store without ListMultipartUploads.
+    async fn find_upload(
+        &self,
+        dest: &ObjectRef,
+        plan: &ObjectPlan,
+        seen: &mut HashSet<UploadId>,
+    ) -> Result<Option<(Upload, BTreeMap<u32, PartInfo>)>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let inner = &self.inner;
+        if !inner.caps.list_uploads || inner.no_list_uploads.load(Relaxed) {
+            return Ok(None);
+        }
+        let mut found = Vec::new();
+        let mut req = ListUploadsRequest { prefix: Some(dest.key.clone()), ..Default::default() };
+        loop {
+            let page = self
+                .retrying("ListMultipartUploads", |_| {
+                    let req = &req;
+                    async move {
+                        let _slot = inner.scheduler.request().await;
+                        inner.store.list_uploads(&dest.bucket, req).await
+                    }
+                })
+                .await;
+            let page = match page {
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    tracing::debug!(error = %e, "the store has no ListMultipartUploads: an upload a lost ledger knew is not looked for");
+                    inner.no_list_uploads.store(true, Relaxed);
+                    return Ok(None);
+                }
+                page => page?,
+            };
+            found.extend(page.uploads.into_iter().filter(|u| u.key == dest.key && !seen.contains(&u.upload_id)));
+            if !page.is_truncated || page.next_key_marker.as_deref().is_none_or(|k| k > dest.key.as_str()) {
+                break;
+            }
+            req.key_marker = page.next_key_marker;
+            req.upload_id_marker = page.next_upload_id_marker;
+        }
+        found.sort_by_key(|u| std::cmp::Reverse(u.initiated));
+        let mut chosen = None;
+        for info in found {
+            seen.insert(info.upload_id.clone());
+            let upload = Upload::new(&dest.bucket, &dest.key, info.upload_id);
+            if chosen.is_some() {
+                tracing::warn!(upload_id = %upload.id, object = %dest, "another unfinished upload of the object is left alone (`transfer cleanup` removes it)");
+                continue;
+            }
+            let parts = match self.listed_parts(&upload).await {
+                Err(e) if e.kind() == ErrorKind::UploadNotFound => continue,
+                parts => parts?,
+            };
+            let fits = parts.values().all(|p| plan.part(p.part_number.get()).is_some_and(|want| want.len == p.size));
+            if fits {
+                chosen = Some((upload, parts));
+            } else {
+                tracing::warn!(upload_id = %upload.id, object = %dest, "an unfinished upload of the object does not fit this job's plan: left alone (`transfer cleanup` removes it)");
+            }
+        }
+        Ok(chosen)
+    }
+
+    /// When the ledger's upload is gone: whether an earlier run completed it (and was stopped before recording
+    /// that), judged by the destination's HEAD against the recorded parts (all of them, the size, and the
+    /// CRC-64 combined or the multipart ETag, see [`same_object`]). `Some` with the result and whether its
+    /// CRC-64 was checked; `None` when the destination is not that object or cannot be told to be.
+    async fn completed_earlier(
+        &self,
+        dest: &ObjectRef,
+        plan: &ObjectPlan,
+        recorded: &[PartRow],
+    ) -> Result<Option<(PutResult, bool)>> {
+        if !recorded.iter().map(|p| p.number).eq(1..=plan.part_count()) {
+            return Ok(None);
+        }
+        let inner = &self.inner;
+        let head = self
+            .retrying("HeadObject", |_| async {
+                let _slot = inner.scheduler.request().await;
+                inner.store.head_object(dest).await
+            })
+            .await;
+        let head = match head {
+            Err(e) if e.kind() == ErrorKind::ObjectNotFound => return Ok(None),
+            head => head?,
+        };
+        let parts: Vec<CompletedPart> = recorded.iter().map(completed_part).collect();
+        let crc = combined_crc(recorded);
+        Ok(match same_object(&head, &parts, plan.size, crc) {
+            Some(true) => {
+                let verified = crc.is_some() && head.crc64.is_some();
+                Some((PutResult { etag: head.etag, crc64: head.crc64, version_id: head.version_id }, verified))
+            }
+            _ => None,
+        })
     }
 
     /// Completes `upload` from the parts the ledger holds for `row` (after the part writer was flushed): they
     /// must be exactly `1..=plan.part_count()`. Returns the result and the CRC-64 combined from the parts'
-    /// CRCs (`None` if any part lacks one), checked against the server's.
+    /// CRCs (`None` if any part lacks one), checked against the server's. When the source tells the CRC-64 the
+    /// object must have (`expected`, a copy's) and the parts tell theirs, they are checked first: parts that do
+    /// not make up the source are never published; the upload is aborted and forgotten, so the next run sends
+    /// the object again.
     async fn complete_recorded(
         &self,
         row: &ObjectRow,
         upload: &Upload,
         plan: &ObjectPlan,
+        expected: Option<u64>,
     ) -> Result<(PutResult, Option<u64>)> {
         let rid = row.id;
         let parts = self.db(move |l| l.parts(rid)).await?;
@@ -458,20 +629,35 @@ impl Engine {
                 format!("the ledger holds parts {numbers:?} of {}", plan.part_count()),
             ));
         }
-        let combined = parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)));
-        let completed: Vec<CompletedPart> = parts
-            .iter()
-            .map(|p| CompletedPart {
-                part_number: PartNumber::new(p.number),
-                etag: p.etag.clone(),
-                checksum: p.checksum,
-            })
-            .collect();
+        let combined = combined_crc(&parts);
+        if let (Some(want), Some(got)) = (expected, combined) {
+            if want != got {
+                self.abort_quietly(upload).await;
+                self.db(move |l| l.set_upload(rid, None)).await?;
+                return Err(Error::new(
+                    ErrorKind::Integrity,
+                    format!("the parts on the server have the CRC-64 {got}, not the source's {want}: nothing was published, the upload was aborted; run the job again to send the object again"),
+                )
+                .with_retry(Retry::Permanent));
+            }
+        }
+        let completed: Vec<CompletedPart> = parts.iter().map(completed_part).collect();
         let r = self.complete(upload, &completed, plan.size, combined).await?;
         if let Some(expected) = combined {
             check_crc(expected, r.crc64, "CompleteMultipartUpload").map_err(|e| e.with_retry(Retry::Permanent))?;
         }
         Ok((r, combined))
+    }
+
+    /// AbortMultipartUpload, once; an upload already gone is fine, another failure is only reported.
+    async fn abort_quietly(&self, upload: &Upload) {
+        match self.inner.store.abort_multipart(upload).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UploadNotFound => {}
+            Err(e) => {
+                tracing::warn!(upload_id = %upload.id, error = %e, "could not abort the upload; `transfer cleanup` can")
+            }
+        }
     }
 
     /// CompleteMultipartUpload, retried. A retry answered `NoSuchUpload` may mean an earlier attempt succeeded
@@ -497,13 +683,9 @@ impl Engine {
                     Err(e) if self.refused_overwrite(&e) => self.earlier_attempt(e, n, dest, size, crc).await,
                     Err(e) if n > 1 && e.kind() == ErrorKind::UploadNotFound => {
                         let head = inner.store.head_object(dest).await?;
-                        // The CRC-64 where both sides have one; else the multipart ETag, where it follows a
-                        // known rule (S3 has no CRC-64); else the size alone.
-                        let same = match (crc, head.crc64) {
-                            (Some(a), Some(b)) => a == b,
-                            _ => completed_from(parts, &head.etag).unwrap_or(true),
-                        };
-                        if head.size == size && same {
+                        // This attempt's own upload is gone: where neither the CRC-64 nor the ETag can tell,
+                        // the size alone.
+                        if same_object(&head, parts, size, crc).unwrap_or(head.size == size) {
                             Ok(PutResult { etag: head.etag, crc64: head.crc64, version_id: head.version_id })
                         } else {
                             Err(e)
@@ -576,6 +758,41 @@ pub(super) fn check_crc(expected: u64, got: Option<u64>, what: &str) -> Result<(
             format!("{what}: the server's CRC-64 {g} does not match the {expected} of the bytes sent"),
         )),
         _ => Ok(()),
+    }
+}
+
+/// The parts the server holds, by number: what the ledger recorded (when the server lists it with the recorded
+/// ETag) and what only the server lists.
+fn held(recorded: Vec<PartRow>, listed: BTreeMap<u32, PartInfo>) -> BTreeMap<u32, Held> {
+    let mut recorded: HashMap<u32, PartRow> = recorded.into_iter().map(|p| (p.number, p)).collect();
+    listed
+        .into_iter()
+        .map(|(n, info)| match recorded.remove(&n) {
+            Some(p) if p.etag.eq_ignore_ascii_case(&info.etag) => (n, Held::Recorded(p)),
+            _ => (n, Held::Listed(info)),
+        })
+        .collect()
+}
+
+fn completed_part(p: &PartRow) -> CompletedPart {
+    CompletedPart { part_number: PartNumber::new(p.number), etag: p.etag.clone(), checksum: p.checksum }
+}
+
+/// The CRC-64 of the parts' bytes in order, combined from theirs; `None` if any part lacks one.
+fn combined_crc(parts: &[PartRow]) -> Option<u64> {
+    parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)))
+}
+
+/// Whether `head` is the object completing `parts` gives: `size` bytes, and the CRC-64 `crc` where both sides
+/// have one, else the multipart ETag where it follows a known rule ([`completed_from`]). `None` when neither
+/// can tell (S3 has no CRC-64; ETags of servers that follow no rule).
+fn same_object(head: &ObjectInfo, parts: &[CompletedPart], size: u64, crc: Option<u64>) -> Option<bool> {
+    if head.size != size {
+        return Some(false);
+    }
+    match (crc, head.crc64) {
+        (Some(a), Some(b)) => Some(a == b),
+        _ => completed_from(parts, &head.etag),
     }
 }
 

@@ -9,11 +9,10 @@
 //! [`ErrorKind::PreconditionFailed`], which restarts the object once from a fresh HEAD, as for a server-side
 //! copy. Every write's CRC-64 is checked by the client against the destination's, as for an upload.
 
-use super::copy::same_part;
+use super::copy::kept;
 use super::parts::Halt;
-use super::pipeline::{ObjectSource, Sending};
+use super::pipeline::{Held, ObjectSource, Step};
 use super::{Engine, SkipReason};
-use crate::checkpoint::PartRow;
 use crate::crc64;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::Part;
@@ -99,15 +98,9 @@ impl ObjectSource for RelaySource {
         true
     }
 
-    async fn part(
-        &mut self,
-        part: Part,
-        recorded: Option<&PartRow>,
-        to: &Arc<Upload>,
-        halt: &Halt,
-    ) -> Result<Option<Sending>> {
-        if same_part(&part, recorded) {
-            return Ok(None);
+    async fn part(&mut self, part: Part, held: Option<&Held>, to: &Arc<Upload>, halt: &Halt) -> Result<Step> {
+        if let Some(keep) = kept(&part, held, &self.head) {
+            return Ok(keep);
         }
         let relay = RelaySource {
             engine: self.engine.clone(),
@@ -116,7 +109,7 @@ impl ObjectSource for RelaySource {
             head: self.head.clone(),
         };
         let (to, halt) = (to.clone(), halt.clone());
-        Ok(Some(Box::pin(async move {
+        Ok(Step::Send(Box::pin(async move {
             let data = relay.fetch(Some((part.offset, part.len))).await?;
             let engine = &relay.engine;
             // The client checks the server's CRC-64 against the bytes sent.

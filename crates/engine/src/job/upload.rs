@@ -7,18 +7,23 @@
 //! part from the file and refuses bytes that changed.
 //!
 //! On resume, a part the ledger holds (and the server still lists with its ETag) is reused only if the file's
-//! bytes still hash to the recorded BLAKE3. A changed file (size, mtime or inode) aborts the old upload first.
+//! bytes still hash to the recorded BLAKE3; a part only the server lists (acknowledged just before a kill, or
+//! sent by a run whose ledger was lost) is adopted when the file's bytes match the server's checksum of it (a
+//! local read: nothing goes over the network). A file changed between runs (size, mtime or inode) aborts the
+//! old upload first. A file changed during its upload never publishes: before Complete, and before a single
+//! PutObject sends what it read, the open file must still have the size, modification and change times it was
+//! planned with, the path must still name it, and nothing may follow the planned size.
 
 use super::digest::{part_digest, FileDigest};
 use super::parts::Halt;
-use super::pipeline::{ObjectSource, Outcome, Sending};
+use super::pipeline::{adopted, Held, ObjectSource, Outcome, Step};
 use super::{Engine, SkipReason, UploadRequest};
-use crate::checkpoint::{Fingerprint, JobId, PartRow};
+use crate::checkpoint::{Fingerprint, JobId};
 use crate::crc64;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{plan_object, ObjectPlan, Part};
 use crate::run::BufferPool;
-use crate::store::{validate_key, Body, ObjectInfo, ObjectRef, PutOptions, PutResult, Upload};
+use crate::store::{validate_key, Body, ObjectInfo, ObjectRef, PartInfo, PutOptions, PutResult, Upload};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fs::File;
@@ -72,22 +77,30 @@ async fn read_at(pool: &BufferPool, file: Arc<File>, path: Arc<Path>, offset: u6
     tokio::task::spawn_blocking(read).await?
 }
 
-/// Reads part `offset..offset + len` and takes its digest into `digest`, off the async threads; returns the bytes,
-/// the part's digest and `digest` back.
+/// One part as read: its bytes, its digest, and whether they are the bytes of the part the server listed.
+struct ReadPart {
+    data: Bytes,
+    digest: String,
+    listed_holds: bool,
+}
+
+/// Reads part `offset..offset + len` and takes its digest into `digest`, off the async threads, and checks the
+/// bytes against `listed`, the part the server lists but the ledger does not hold; returns `digest` back.
 async fn read_part(
     pool: &BufferPool,
     file: Arc<File>,
     path: Arc<Path>,
-    offset: u64,
-    len: u64,
+    (offset, len): (u64, u64),
     mut digest: FileDigest,
-) -> Result<(Bytes, String, FileDigest)> {
+    listed: Option<PartInfo>,
+) -> Result<(ReadPart, FileDigest)> {
     let pool = pool.clone();
     tokio::task::spawn_blocking(move || {
         let buf = pread_exact(&file, pool.take(len as usize), len as usize, offset)
             .map_err(|e| io_error("read", &path, e))?;
         let part = digest.part(offset, &buf);
-        Ok((pool.freeze(buf), part, digest))
+        let listed_holds = listed.is_some_and(|l| l.holds(&buf));
+        Ok((ReadPart { data: pool.freeze(buf), digest: part, listed_holds }, digest))
     })
     .await?
 }
@@ -114,12 +127,8 @@ impl Reread {
         }
         let data = read_at(&self.buffers, self.file.clone(), self.path.clone(), self.offset, self.len).await?;
         if part_digest(self.tree, self.offset, &data) != self.digest {
-            return Err(Error::invalid(format!(
-                "{} changed while it was being uploaded (bytes {}..{} differ on re-read); run the upload again",
-                self.path.display(),
-                self.offset,
-                self.offset + self.len
-            )));
+            let how = format!("bytes {}..{} differ on re-read", self.offset, self.offset + self.len);
+            return Err(changed(&self.path, &how));
         }
         Ok(data)
     }
@@ -131,9 +140,9 @@ impl UploadRequest {
         ObjectRef::new(&self.bucket, &self.key)
     }
 
-    /// Checks the key and metadata, opens the file: its absolute path, the open file and its size and
+    /// Checks the key and metadata, opens the file: its absolute path, the open file and its status and
     /// fingerprint.
-    pub(super) fn open(&self) -> Result<(Arc<Path>, Arc<File>, u64, Fingerprint)> {
+    pub(super) fn open(&self) -> Result<(Arc<Path>, Arc<File>, std::fs::Metadata, Fingerprint)> {
         validate_key(&self.key)?;
         self.metadata.validate()?;
         let path: Arc<Path> = std::path::absolute(&self.path).map_err(|e| io_error("resolve", &self.path, e))?.into();
@@ -142,7 +151,8 @@ impl UploadRequest {
         if !meta.is_file() {
             return Err(Error::invalid(format!("{} is not a regular file", path.display())));
         }
-        Ok((path, Arc::new(file), meta.len(), fingerprint(&meta)))
+        let fp = fingerprint(&meta);
+        Ok((path, Arc::new(file), meta, fp))
     }
 }
 
@@ -157,7 +167,8 @@ impl Engine {
     /// is written: the call fails with [`ErrorKind::InvalidInput`] (use [`Engine::plan_upload_file`]).
     pub async fn upload_file(&self, job: JobId, req: &UploadRequest) -> Result<Outcome> {
         self.refuse_dry_run("upload_file", "plan_upload_file")?;
-        let (path, file, size, fp) = req.open()?;
+        let (path, file, meta, fp) = req.open()?;
+        let size = meta.len();
         let plan = plan_object(size, &self.inner.caps, &self.inner.config.plan)?;
         let with_digest;
         let (req, expect) = match self.with_digest(req, &file, &path, size).await? {
@@ -183,7 +194,7 @@ impl Engine {
             return Ok(done);
         }
         let opts = self.put_options(&req.metadata, req.tags.as_ref());
-        let mut file = FileSource::new(self, file, path.clone(), &plan, expect);
+        let mut file = FileSource::new(self, file, path.clone(), meta, &plan, expect);
         self.transfer(&row, &dest, req.tags.as_ref(), &plan, &opts, &mut file)
             .await
             .map_err(|e| e.with_context("file", path.display()).with_context("object", &dest))
@@ -238,6 +249,9 @@ struct FileSource {
     file: Arc<File>,
     path: Arc<Path>,
     size: u64,
+    /// The file's status when it was opened and planned: it must still be the same when the object is
+    /// published ([`unchanged`]).
+    planned: std::fs::Metadata,
     /// The digest of the parts read so far, in order (out while a part is read on a blocking thread).
     digest: Option<FileDigest>,
     /// Whether part digests are BLAKE3 chaining values ([`FileDigest::is_tree`]).
@@ -250,7 +264,14 @@ struct FileSource {
 }
 
 impl FileSource {
-    fn new(engine: &Engine, file: Arc<File>, path: Arc<Path>, plan: &ObjectPlan, expect: Option<String>) -> Self {
+    fn new(
+        engine: &Engine,
+        file: Arc<File>,
+        path: Arc<Path>,
+        planned: std::fs::Metadata,
+        plan: &ObjectPlan,
+        expect: Option<String>,
+    ) -> Self {
         let digest = FileDigest::new(plan.part_size(), plan.part_count());
         let tree = digest.is_tree();
         FileSource {
@@ -258,6 +279,7 @@ impl FileSource {
             file,
             path,
             size: plan.size,
+            planned,
             digest: Some(digest),
             tree,
             expect,
@@ -281,6 +303,8 @@ impl ObjectSource for FileSource {
         let inner = &engine.inner;
         let _memory = inner.scheduler.memory(size).await;
         let data = read_at(&inner.buffers, self.file.clone(), self.path.clone(), 0, size).await?;
+        // What was read is what is sent: it must be the file as planned, not one caught mid-write.
+        unchanged(&self.file, &self.path, &self.planned)?;
         let hash = blake3::hash(&data);
         check_digest(self.expect.as_deref(), &hash, &self.path)?;
         self.hash = Some(hash);
@@ -314,20 +338,24 @@ impl ObjectSource for FileSource {
         true
     }
 
-    async fn part(
-        &mut self,
-        part: Part,
-        recorded: Option<&PartRow>,
-        to: &Arc<Upload>,
-        halt: &Halt,
-    ) -> Result<Option<Sending>> {
+    async fn part(&mut self, part: Part, held: Option<&Held>, to: &Arc<Upload>, halt: &Halt) -> Result<Step> {
         let taken =
             self.digest.take().ok_or_else(|| Error::new(ErrorKind::Io, "an earlier read of the file failed"))?;
-        let (data, hash, back) =
-            read_part(self.buffers_pool(), self.file.clone(), self.path.clone(), part.offset, part.len, taken).await?;
+        let listed = match held {
+            Some(Held::Listed(info)) => Some(info.clone()),
+            _ => None,
+        };
+        let file = (self.file.clone(), self.path.clone());
+        let (read, back) =
+            read_part(self.buffers_pool(), file.0, file.1, (part.offset, part.len), taken, listed).await?;
         self.digest = Some(back);
-        if recorded.is_some_and(|p| p.size == part.len && p.blake3 == hash) {
-            return Ok(None);
+        let ReadPart { data, digest: hash, listed_holds } = read;
+        // A part is kept when the file's bytes are the ones the server holds: by their BLAKE3 for a part the
+        // ledger recorded, by the server's checksum for one only the server lists.
+        match held {
+            Some(Held::Recorded(p)) if p.size == part.len && p.blake3 == hash => return Ok(Step::Keep(None)),
+            Some(Held::Listed(info)) if listed_holds => return Ok(Step::Keep(Some(adopted(&part, info, hash)))),
+            _ => {}
         }
         let src = Reread {
             file: self.file.clone(),
@@ -339,7 +367,7 @@ impl ObjectSource for FileSource {
             buffers: self.buffers_pool().clone(),
         };
         let (engine, to, halt) = (self.engine.clone(), to.clone(), halt.clone());
-        Ok(Some(Box::pin(async move {
+        Ok(Step::Send(Box::pin(async move {
             let mut first = Some(data);
             // The client checks the server's CRC-64 against the bytes sent: it is what the ledger keeps.
             let receipt = engine
@@ -354,6 +382,7 @@ impl ObjectSource for FileSource {
     }
 
     fn check(&mut self) -> Result<()> {
+        unchanged(&self.file, &self.path, &self.planned)?;
         let digest = self.digest.take().ok_or_else(|| Error::new(ErrorKind::Io, "a read of the file failed"))?;
         let hash = digest.finish();
         check_digest(self.expect.as_deref(), &hash, &self.path)?;
@@ -369,11 +398,47 @@ impl ObjectSource for FileSource {
 /// The bytes sent must hash to the digest the object is labelled with.
 fn check_digest(expect: Option<&str>, got: &blake3::Hash, path: &Path) -> Result<()> {
     match expect {
-        Some(d) if d != got.to_hex().as_str() => Err(Error::invalid(format!(
-            "{} changed while it was being uploaded (its blake3 is no longer the {d} computed first); run the upload again",
-            path.display()
-        ))),
+        Some(d) if d != got.to_hex().as_str() => {
+            Err(changed(path, &format!("its blake3 is no longer the {d} computed first")))
+        }
         _ => Ok(()),
+    }
+}
+
+/// The error of a file that changed while it was uploaded: nothing of it is published, and the next run
+/// uploads it as it is then. [`ErrorKind::PreconditionFailed`], as a copy source that changed.
+fn changed(path: &Path, how: &str) -> Error {
+    Error::new(
+        ErrorKind::PreconditionFailed,
+        format!(
+            "{} changed while it was being uploaded ({how}): nothing was published; run the job again to upload it as it is then",
+            path.display()
+        ),
+    )
+    .with_retry(crate::error::Retry::Permanent)
+}
+
+/// Checks, before an object is published, that its file is the one planned (as rclone's "source file is being
+/// updated"): the same size, modification and change times on the open file, the path still naming it, and
+/// nothing past the planned size.
+fn unchanged(file: &File, path: &Path, planned: &std::fs::Metadata) -> Result<()> {
+    let now = file.metadata().map_err(|e| io_error("stat", path, e))?;
+    let times = |m: &std::fs::Metadata| (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+    if now.len() != planned.len() {
+        return Err(changed(path, &format!("its size went from {} to {} bytes", planned.len(), now.len())));
+    }
+    if times(&now) != times(planned) {
+        return Err(changed(path, "it was modified"));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if (m.dev(), m.ino()) == (planned.dev(), planned.ino()) => {}
+        _ => return Err(changed(path, "the path no longer names the file that was read")),
+    }
+    let mut past = [0u8; 1];
+    match file.read_at(&mut past, planned.len()) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(changed(path, &format!("it grew past the {} bytes planned", planned.len()))),
+        Err(e) => Err(io_error("read", path, e)),
     }
 }
 

@@ -411,6 +411,29 @@ pub struct PartInfo {
     pub last_modified: i64,
 }
 
+impl PartInfo {
+    /// Whether `bytes` are this part's, by the strongest check the listing allows: the CRC-64 (OSS), else the
+    /// part's [`Checksum`] (S3 with a checksum algorithm), else the ETag as the MD5 of the bytes (S3 without
+    /// SSE-KMS). False when the size differs, or when the listing has no ETag (Complete must name one) or
+    /// nothing that can tell.
+    pub fn holds(&self, bytes: &[u8]) -> bool {
+        if self.size != bytes.len() as u64 || self.etag.is_empty() {
+            return false;
+        }
+        if let Some(crc) = self.crc64 {
+            return crate::crc64::checksum(bytes) == crc;
+        }
+        if let Some(sum @ Checksum::Crc32c(_)) = self.checksum {
+            return Checksum::crc32c(bytes) == sum;
+        }
+        let etag = self.etag.trim_matches('"');
+        etag.len() == 32 && {
+            use md5::{Digest, Md5};
+            etag.eq_ignore_ascii_case(&hex::encode(Md5::digest(bytes)))
+        }
+    }
+}
+
 /// One page of ListParts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartsPage {
