@@ -48,3 +48,7 @@ mod conformance;
 
 /// The README's commands as written: the main job, serve, and the migration walk-through.
 mod readme;
+
+/// SIGKILLs at random moments of a multipart upload and copy, with and without the ledger's log: what is sent
+/// again is at most what was in flight.
+mod soak;

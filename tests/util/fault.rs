@@ -13,7 +13,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What to do to a matching request.
 #[derive(Debug, Clone)]
@@ -57,17 +57,28 @@ struct State {
     seen: Mutex<Vec<Seen>>,
 }
 
-/// A request the proxy saw: method, path and query, and the names of its headers.
+/// A request the proxy saw: method, path and query, the names of its headers, the Content-Length it declared,
+/// the body bytes that arrived whole (`None` while it arrives, or if the client went away first), and when it
+/// came and when its answer went back (`None` until then).
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: String,
     pub target: String,
     pub headers: Vec<String>,
+    pub declared: u64,
+    pub received: Option<u64>,
+    pub came: Instant,
+    pub answered: Option<Instant>,
 }
 
 impl Seen {
     pub fn has(&self, header: &str) -> bool {
         self.headers.iter().any(|h| h == header)
+    }
+
+    /// Whether the request had come and was not answered yet at `t`.
+    pub fn in_flight_at(&self, t: Instant) -> bool {
+        self.came <= t && self.answered.is_none_or(|a| a > t)
     }
 }
 
@@ -154,7 +165,44 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
     let target = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let fault = take_fault(&state, &method, &target);
     let headers = req.headers().keys().map(|k| k.as_str().to_owned()).collect();
-    state.seen.lock().unwrap().push(Seen { method: method.clone(), target: target.clone(), headers });
+    let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let index = {
+        let mut seen = state.seen.lock().unwrap();
+        let (came, received, answered) = (Instant::now(), None, None);
+        seen.push(Seen { method: method.clone(), target: target.clone(), headers, declared, received, came, answered });
+        seen.len() - 1
+    };
+    // Answered when this ends, or when hyper drops it because the client went away.
+    let _answered = Answered { state: state.clone(), index };
+    let reply = forward(&state, req, fault, &method, &target).await;
+    if let Ok((_, Some(n))) = &reply {
+        state.seen.lock().unwrap()[index].received = Some(*n);
+    }
+    reply.map(|(r, _)| r)
+}
+
+/// Marks a request answered when dropped.
+struct Answered {
+    state: Arc<State>,
+    index: usize,
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        if let Ok(mut seen) = self.state.seen.lock() {
+            seen[self.index].answered.get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+/// Answers one request as its fault says; also the body bytes that arrived whole, once read.
+async fn forward(
+    state: &State,
+    req: Request<Incoming>,
+    fault: Option<Fault>,
+    method: &str,
+    target: &str,
+) -> Result<(Reply, Option<u64>), std::io::Error> {
     // Answer in the request's dialect: S3 clients read x-amz-request-id, and an S3 HEAD answer has no body.
     let s3 = req.headers().get("authorization").is_some_and(|v| v.as_bytes().starts_with(b"AWS4-HMAC-SHA256"))
         || target.contains("X-Amz-Signature=");
@@ -170,13 +218,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
     };
     match &fault {
         Some(Fault::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
-        Some(Fault::Status(status, code)) => return Ok(canned(*status, error_xml(code))),
-        Some(Fault::ErrorBody200) => return Ok(canned(200, error_xml("InternalError"))),
+        Some(Fault::Status(status, code)) => return Ok((canned(*status, error_xml(code)), None)),
+        Some(Fault::ErrorBody200) => return Ok((canned(200, error_xml("InternalError")), None)),
         Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
         Some(Fault::CutBody) | Some(Fault::LoseResponse) | Some(Fault::CorruptRequest) | None => {}
     }
     let (parts, body) = req.into_parts();
     let mut body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
+    let received = Some(body.len() as u64);
     if matches!(fault, Some(Fault::CorruptRequest)) && !body.is_empty() {
         let mut damaged = body.to_vec();
         let mid = damaged.len() / 2;
@@ -194,12 +243,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
     }
     let bytes = resp.bytes().await.map_err(std::io::Error::other)?;
     if matches!(fault, Some(Fault::LoseResponse)) {
-        return Ok(canned(500, error_xml("InternalError")));
+        return Ok((canned(500, error_xml("InternalError")), received));
     }
     if matches!(fault, Some(Fault::CutBody)) && !bytes.is_empty() {
         // Content-Length promises every byte; a body that stops halfway makes the client see a cut.
         let half = bytes.slice(..bytes.len() / 2);
-        return Ok(out.body(Full::new(half)).unwrap());
+        return Ok((out.body(Full::new(half)).unwrap(), received));
     }
-    Ok(out.body(Full::new(bytes)).unwrap())
+    Ok((out.body(Full::new(bytes)).unwrap(), received))
 }

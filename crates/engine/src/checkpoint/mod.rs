@@ -480,7 +480,22 @@ impl Ledger {
              VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5)",
             params![spec.kind.as_str(), spec.source, spec.destination, spec.note, t],
         )?;
-        Ok(JobId(conn.last_insert_rowid()))
+        let id = JobId(conn.last_insert_rowid());
+        // Within a caller's transaction (a job start's step on the writer thread) the caller checkpoints after
+        // its commit.
+        if conn.is_autocommit() {
+            drop(conn);
+            self.checkpoint()?;
+        }
+        Ok(id)
+    }
+
+    /// Folds the log into the main file (a passive checkpoint, which syncs it there; it never waits for another
+    /// process's readers): what a new job's row needs so that a run killed before the next automatic checkpoint,
+    /// whose `-wal` is then lost or damaged, still finds its job.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        self.conn().query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// The newest job of this kind, source and destination that is not [`JobState::Done`]: running the same
@@ -577,12 +592,45 @@ impl Ledger {
         JobLock::acquire(&self.inner.path, job)
     }
 
-    /// Changes the job's state.
     /// Whether a process runs the job now (holds its lock, see [`lock_job`](Self::lock_job)). A job the
     /// ledger says is [`JobState::Running`] that nobody runs was interrupted: killed, or quit by a second
     /// Ctrl-C.
     pub fn is_running(&self, job: JobId) -> bool {
         lock::held(&self.inner.path, job)
+    }
+
+    /// Marks the job running for a run that holds its lock. A job the ledger still calls running was
+    /// interrupted (killed, a crash, a power loss): the file is checked first ([`check`](Self::check)), so
+    /// damage is reported instead of trusted. A job that ended cleanly costs no check.
+    pub(crate) fn start_run(&self, job: JobId) -> Result<()> {
+        let state: String = self
+            .conn()
+            .row("SELECT state FROM jobs WHERE id = ?1", [job.0], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| no_job(job))?;
+        if state == JobState::Running.as_str() {
+            self.check()?;
+        }
+        self.set_job_state(job, JobState::Running)
+    }
+
+    /// Checks the whole file for damage (SQLite's `PRAGMA quick_check`: every page and row, not the indexes'
+    /// agreement with their tables; about 1.5 s per million objects on a warm cache). The error names the
+    /// ledger and what to do: a ledger moved aside costs the next run checks of what the destination holds,
+    /// not re-sends.
+    pub fn check(&self) -> Result<()> {
+        let conn = self.conn();
+        let found = (|| {
+            let mut stmt = conn.prepare("PRAGMA quick_check")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+        })();
+        let problems = match found {
+            Ok(rows) if rows.iter().all(|r| r == "ok") => return Ok(()),
+            Ok(rows) => rows.into_iter().take(3).collect::<Vec<_>>().join("; "),
+            Err(e) => e.to_string(),
+        };
+        Err(damaged(&self.inner.path, &problems))
     }
 
     pub(crate) fn set_job_state(&self, job: JobId, state: JobState) -> Result<()> {
@@ -684,6 +732,18 @@ impl Cached for Connection {
     {
         self.prepare_cached(sql)?.query_row(params, f)
     }
+}
+
+/// The error of a ledger SQLite finds damaged, naming it and what to do.
+fn damaged(path: &Path, problems: &str) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!(
+            "the checkpoint ledger {} is damaged ({problems}); move it aside (or choose another --checkpoint) and run \
+             again: the destination decides what already arrived, so a new ledger costs checks, not re-sends",
+            path.display()
+        ),
+    )
 }
 
 fn no_job(job: JobId) -> Error {

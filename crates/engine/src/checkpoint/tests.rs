@@ -553,3 +553,52 @@ fn forgetting_jobs_and_compacting_gives_the_space_back() {
     );
     assert!(l.object(keep, "kept").unwrap().is_some());
 }
+
+#[test]
+fn a_new_job_is_in_the_main_file_before_the_log_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let l = Ledger::open(&path).unwrap();
+    let job = l.create_job(&spec("/src", "oss://b/p")).unwrap();
+    // A kill now, and the `-wal` lost with it: the main file alone still knows the job.
+    let alone = dir.path().join("alone.db");
+    std::fs::copy(&path, &alone).unwrap();
+    let copy = Ledger::open(&alone).unwrap();
+    assert_eq!(copy.find_job(JobKind::Upload, "/src", "oss://b/p").unwrap(), Some(job));
+}
+
+#[test]
+fn a_damaged_ledger_is_reported_when_an_interrupted_job_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let (job, clean) = {
+        let l = Ledger::open(&path).unwrap();
+        let job = l.create_job(&spec("/src", "oss://b/p")).unwrap();
+        let clean = l.create_job(&spec("/src", "oss://b/other")).unwrap();
+        for i in 0..3000 {
+            new_object(&l, job, &format!("some/longer/source/path/file-{i:05}"));
+        }
+        l.set_job_state(clean, JobState::Stopped).unwrap();
+        // `job` stays `running`: its run was killed.
+        l.compact().unwrap();
+        (job, clean)
+    };
+    let l = Ledger::open(&path).unwrap();
+    l.check().unwrap();
+    l.start_run(job).unwrap();
+    drop(l);
+    // A page in the middle of the objects is overwritten (a disk error, a bad copy).
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096 * (bytes.len() / 4096 / 2);
+    bytes[page..page + 4096].iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7) as u8);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let l = Ledger::open(&path).unwrap();
+    // A job that ended cleanly starts without a check; an interrupted one is checked, and the damage named.
+    l.start_run(clean).unwrap();
+    let e = l.start_run(job).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("is damaged") && msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("move it aside"), "{msg}");
+    assert!(l.check().is_err());
+}

@@ -3,7 +3,7 @@
 use super::handle::{JobHandle, Tracker};
 use super::jobs::{with_slash, DirRequest, Found, PrefixCopyRequest};
 use super::{CopyRequest, Engine, UploadRequest};
-use crate::checkpoint::{JobId, JobKind, JobSpec, JobState};
+use crate::checkpoint::{JobId, JobKind, JobSpec};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{validate_bucket_for, ListRequest, ObjectStore};
 use std::collections::HashMap;
@@ -99,11 +99,13 @@ impl JobStart {
                 },
             })
             .await?;
+        // A job created just now is made durable in the main file before its first byte goes.
+        engine.inner.ledger.off_thread(|l| l.checkpoint()).await?;
         let ledger = engine.inner.ledger.clone();
         let key = (ledger.path().to_path_buf(), id);
         wait_for_stopping(&key).await?;
         let lock = engine.db(move |l| l.lock_job(id)).await?;
-        engine.db(move |l| l.set_job_state(id, JobState::Running)).await?;
+        engine.db(move |l| l.start_run(id)).await?;
         Ok(engine.start_job(id, Some((lock, key)), source.producer(&engine)))
     }
 }
