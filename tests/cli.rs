@@ -161,6 +161,28 @@ async fn bad_input_exits_2_before_any_byte_moves() {
     let dir_without_r = run(transfer(&served.endpoint, &ledger).arg("cp").arg(tmp.path()).arg("oss://badcli/d/"));
     assert_eq!(dir_without_r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&dir_without_r.stderr).contains("-r"));
+    // Keys no store takes, and sources that are not files: refused before a job is recorded, never one object at
+    // a time ("run `transfer resume`" could never succeed). A FIFO with no writer does not block.
+    let fifo = tmp.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let long = format!("oss://badcli/{}", "k".repeat(1024));
+    let refusals: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
+        (vec![file.as_os_str(), "oss://badcli/../k".as_ref()], "'..'"),
+        (vec![file.as_os_str(), "oss://badcli/a/./k".as_ref()], "'.'"),
+        (vec![file.as_os_str(), long.as_ref()], "1024 bytes"),
+        (vec!["-r".as_ref(), tmp.path().as_os_str(), "oss://badcli//d/".as_ref()], "prefix"),
+        (vec![fifo.as_os_str(), "oss://badcli/fifo".as_ref()], "not a regular file"),
+    ];
+    for (args, expect) in refusals {
+        let started = std::time::Instant::now();
+        let out = run(transfer(&served.endpoint, &ledger).arg("cp").args(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expect) && !err.contains("transfer resume"), "{args:?}: {err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{args:?} took {:?}", started.elapsed());
+    }
+    let jobs = run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"]));
+    assert!(jobs.stdout.is_empty(), "no job was recorded: {}", String::from_utf8_lossy(&jobs.stdout));
     assert_eq!(listed(&store, "badcli", "").await, 0, "nothing arrived");
 }
 
@@ -272,4 +294,39 @@ async fn ctrl_c_stops_gracefully_with_exit_3_and_the_same_command_resumes() {
             "{rel}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_initiate_answer_and_a_busy_preflight_leave_nothing_behind() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "lostinit").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, file) = (tmp.path().join("ledger.db"), tmp.path().join("big"));
+    let bytes = data(3 * 1024 * 1024, 41);
+    std::fs::write(&file, &bytes).unwrap();
+    // The bucket check meets a 503 and a reset once each (it is retried as any request is); the server
+    // initiates the upload but its answer is lost (the retry finds that upload rather than leaving it behind).
+    let rule = |method, contains, fault| Rule { method: Some(method), contains, fault, times: 1 };
+    let proxy = FaultProxy::start(
+        &served.endpoint,
+        vec![
+            rule("GET", "max-keys=1", Fault::Status(503, "SlowDown")),
+            rule("GET", "max-keys=1", Fault::Reset),
+            rule("POST", "?uploads", Fault::LoseResponse),
+        ],
+    )
+    .await;
+    let out = run(transfer(&proxy.endpoint, &ledger)
+        .args(["cp", "--part-size", "1MiB", "--multipart-threshold", "1MiB", "-q"])
+        .arg(&file)
+        .arg("oss://lostinit/big"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(proxy.pending(), 0, "every fault was met");
+    let initiates = proxy.seen().iter().filter(|s| s.method == "POST" && s.target.contains("?uploads")).count();
+    assert_eq!(initiates, 1, "the lost answer's upload was found, not initiated again");
+    let got = store.get_object(&ObjectRef::new("lostinit", "big"), None).await.unwrap().bytes().await.unwrap();
+    assert!(got == bytes);
+    let left = transfer_engine::MultipartStore::list_uploads(&store, "lostinit", &Default::default()).await.unwrap();
+    assert!(left.uploads.is_empty(), "no upload left behind: {:?}", left.uploads);
 }

@@ -309,9 +309,15 @@ impl StoreArgs {
 pub(crate) async fn check_bucket(store: &Opened, bucket: &str) -> Result<(), Usage> {
     use transfer_engine::ErrorKind;
     let one = transfer_engine::store::ListRequest::default().max_keys(Some(1));
-    match store.objects.list_objects(bucket, &one).await {
+    // Retried as any request is (a 503, a reset), but briefly: this is the first thing a command does, and an
+    // endpoint that cannot be reached should say so in seconds.
+    let policy =
+        transfer_engine::run::RetryPolicy::default().max_attempts(4).max_elapsed(std::time::Duration::from_secs(20));
+    let listed = policy.run("ListObjects", |_| store.objects.list_objects(bucket, &one)).await;
+    match listed {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AccessDenied => Ok(()),
+        // The key may only write, or the server has no listing: the job finds out by doing.
+        Err(e) if matches!(e.kind(), ErrorKind::AccessDenied | ErrorKind::Unsupported) => Ok(()),
         Err(e) if e.kind() == ErrorKind::BucketNotFound => Err(Usage(format!(
             "bucket {bucket:?} does not exist at {}; create it first (or pass --create-bucket)",
             store.what

@@ -5,7 +5,7 @@ use super::jobs::{with_slash, DirRequest, Found, PrefixCopyRequest};
 use super::{CopyRequest, Engine, UploadRequest};
 use crate::checkpoint::{JobId, JobKind, JobSpec};
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::{validate_bucket_for, ListRequest, ObjectStore};
+use crate::store::{validate_bucket_for, validate_key, ListRequest, ObjectStore};
 use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
@@ -120,11 +120,42 @@ impl IntoFuture for JobStart {
 }
 
 impl Source {
-    /// Checks what can be checked without a request: each bucket name by its own store's rule.
+    /// Checks what can be checked without a request: each bucket name by its own store's rule, and the keys: a
+    /// key no store takes (or a prefix under which every key is one) is refused before the job, not object by
+    /// object. A local source must be what the job reads (a directory, or a regular file: never a FIFO or a
+    /// device, whose open could block).
     fn validate(&self, engine: &Engine) -> Result<()> {
-        if let Source::Dir(r) = self {
-            if !r.dir.is_dir() {
-                return Err(Error::invalid(format!("{} is not a directory", r.dir.display())));
+        let key = |key: &str, what: &str| {
+            validate_key(key).map_err(|e| {
+                let why = e.message().trim_start_matches("The specified object name is not valid: ");
+                Error::invalid(format!("{what} {key:?} can never be an object key: {why} Choose another."))
+            })
+        };
+        // Every key under a non-empty prefix starts with it: `<prefix>x` stands for them all.
+        let under = |prefix: &str| match prefix {
+            "" => Ok(()),
+            p => key(&format!("{}x", with_slash(p)), "the prefix of").map_err(|_| {
+                Error::invalid(format!(
+                    "the prefix {p:?} can never begin an object key (keys are 1 to 1023 bytes, not starting with '/' \
+                     or '\\', without '.' or '..' segments); choose another"
+                ))
+            }),
+        };
+        match self {
+            Source::Dir(r) => {
+                if !r.dir.is_dir() {
+                    return Err(Error::invalid(format!("{} is not a directory", r.dir.display())));
+                }
+                under(&r.prefix)?;
+            }
+            Source::File(r) => {
+                super::upload::regular_file(&r.path)?;
+                key(&r.key, "the key")?;
+            }
+            Source::Prefix(r) => under(&r.prefix)?,
+            Source::Object(r) => {
+                key(&r.source.key, "the source key")?;
+                key(&r.key, "the key")?;
             }
         }
         let (from, to) = self.buckets();

@@ -27,7 +27,7 @@ use crate::store::{validate_key, Body, ObjectInfo, ObjectRef, PartInfo, PutOptio
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -134,6 +134,24 @@ impl Reread {
     }
 }
 
+/// Refuses a path that is not a regular file (following links), before anything opens it: a FIFO's open waits
+/// for a writer, a device's reads never end.
+pub(super) fn regular_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(not_regular(path)),
+        Err(e) => Err(io_error("stat", path, e)),
+    }
+}
+
+fn not_regular(path: &Path) -> Error {
+    Error::invalid(format!(
+        "{} is not a regular file (a directory, FIFO, socket or device): transfer uploads files and directories; \
+         for a stream, copy it to a file first",
+        path.display()
+    ))
+}
+
 impl UploadRequest {
     /// The destination object.
     pub(super) fn dest(&self) -> ObjectRef {
@@ -146,10 +164,16 @@ impl UploadRequest {
         validate_key(&self.key)?;
         self.metadata.validate()?;
         let path: Arc<Path> = std::path::absolute(&self.path).map_err(|e| io_error("resolve", &self.path, e))?.into();
-        let file = File::open(&path).map_err(|e| io_error("open", &path, e))?;
+        regular_file(&path)?;
+        // Non-blocking, should the path have become a FIFO since: its open would wait for a writer.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(&path)
+            .map_err(|e| io_error("open", &path, e))?;
         let meta = file.metadata().map_err(|e| io_error("stat", &path, e))?;
         if !meta.is_file() {
-            return Err(Error::invalid(format!("{} is not a regular file", path.display())));
+            return Err(not_regular(&path));
         }
         let fp = fingerprint(&meta);
         Ok((path, Arc::new(file), meta, fp))
