@@ -330,3 +330,51 @@ async fn a_lost_initiate_answer_and_a_busy_preflight_leave_nothing_behind() {
     let left = transfer_engine::MultipartStore::list_uploads(&store, "lostinit", &Default::default()).await.unwrap();
     assert!(left.uploads.is_empty(), "no upload left behind: {:?}", left.uploads);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_appended_during_its_upload_is_not_published_and_the_rerun_sends_it_whole() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "growing").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, file) = (tmp.path().join("ledger.db"), tmp.path().join("log.bin"));
+    let first = data(2 * 1024 * 1024, 51);
+    std::fs::write(&file, &first).unwrap();
+    let slow = Rule {
+        method: Some("PUT"),
+        contains: "uploadId=",
+        fault: Fault::Delay(Duration::from_millis(150)),
+        times: 1000,
+    };
+    let proxy = FaultProxy::start(&served.endpoint, vec![slow]).await;
+    let cmd = |endpoint: &str| {
+        let mut c = transfer(endpoint, &ledger);
+        c.args(["cp", "--part-size", "256KiB", "--multipart-threshold", "1MiB", "--jobs", "1"])
+            .arg(&file)
+            .arg("oss://growing/log.bin");
+        c
+    };
+    let child = cmd(&proxy.endpoint).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    while !proxy.seen().iter().any(|s| s.method == "PUT" && s.answered.is_some()) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A writer appends while the parts go.
+    let more = data(100_000, 52);
+    std::io::Write::write_all(&mut std::fs::OpenOptions::new().append(true).open(&file).unwrap(), &more).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // 1, as --help says: nothing of the job is in place (a directory job with other files done exits 3).
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("changed while it was being uploaded") && err.contains("nothing was published"), "{err}");
+    let gone = store.head_object(&ObjectRef::new("growing", "log.bin")).await.unwrap_err();
+    assert_eq!(gone.kind(), transfer_engine::ErrorKind::ObjectNotFound, "a torn object was published");
+
+    // The same command again uploads the file as it is now, whole, and leaves no upload behind.
+    let out = run(&mut cmd(&served.endpoint));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let whole: Vec<u8> = first.iter().chain(&more).copied().collect();
+    let got = store.get_object(&ObjectRef::new("growing", "log.bin"), None).await.unwrap().bytes().await.unwrap();
+    assert!(got == whole, "the object is the whole file");
+    let left = transfer_engine::MultipartStore::list_uploads(&store, "growing", &Default::default()).await.unwrap();
+    assert!(left.uploads.is_empty(), "{:?}", left.uploads);
+}

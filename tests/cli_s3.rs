@@ -415,3 +415,121 @@ async fn checksum_option_picks_what_the_server_checks() {
     assert!(stderr(&out).contains("--checksum crc32c is for s3://"), "{}", stderr(&out));
     assert!(oss.head_object(&ObjectRef::new("sums", "no.bin")).await.is_err());
 }
+
+/// What a migration does, through the binary, on any S3 server: a directory (one file multipart) and one file
+/// uploaded, a prefix copied server-side with UploadPartCopy, and an upload killed mid-way then resumed by the
+/// same command. Tags where the server has tagging; the resume checks what was reused where ListParts tells.
+async fn migrate_and_resume(store: &HttpStore, endpoint: &str, creds: (&str, &str), b: &str, tagging: bool) {
+    store.create_bucket(b).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger.db");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/small.txt"), b"small").unwrap();
+    let big = data(11 * 1024 * 1024, 31);
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    let read = |key: &'static str| async move {
+        store.get_object(&ObjectRef::new(b, key), None).await.unwrap().bytes().await.unwrap().to_vec()
+    };
+    let parts = ["--multipart-threshold", "6MiB", "--part-size", "5MiB", "--copy-threshold", "6MiB"];
+    let tag: &[&str] = if tagging { &["--tag", "tier=cold"] } else { &[] };
+
+    let out = run(transfer_s3(endpoint, &ledger, creds)
+        .args(["cp", "-r", "--json"])
+        .args(parts)
+        .args(tag)
+        .arg(&src)
+        .arg(format!("s3://{b}/up/")));
+    ok(&out);
+    assert_eq!(summary(&out)["objects_transferred"].as_u64(), Some(2));
+    assert!(read("up/big.bin").await == big && read("up/sub/small.txt").await == b"small");
+    if tagging {
+        let tags = store.get_tagging(&ObjectRef::new(b, "up/big.bin")).await.unwrap();
+        assert_eq!(tags, TagSet::from_pairs([("tier", "cold")]).unwrap());
+    }
+    let out = run(transfer_s3(endpoint, &ledger, creds)
+        .args(["cp", "--json"])
+        .arg(src.join("sub/small.txt"))
+        .arg(format!("s3://{b}/one.txt")));
+    ok(&out);
+    assert_eq!(read("one.txt").await, b"small");
+
+    // Server-side: the big object as UploadPartCopy parts, the small one as CopyObject.
+    let out = run(transfer_s3(endpoint, &ledger, creds)
+        .args(["cp", "-r", "--json"])
+        .args(parts)
+        .args([format!("s3://{b}/up/"), format!("s3://{b}/copy/")]));
+    ok(&out);
+    let lines = json_lines(&out);
+    let big_done =
+        lines.iter().find(|l| l["event"] == "done" && l["key"].as_str().is_some_and(|k| k.ends_with("big.bin")));
+    assert_eq!(big_done.and_then(|d| d["parts_sent"].as_u64()), Some(3), "{lines:?}");
+    assert!(read("copy/big.bin").await == big && read("copy/sub/small.txt").await == b"small");
+
+    // Killed mid-upload, then the same command again.
+    let file = tmp.path().join("resumed.bin");
+    let resumed = data(15 * 1024 * 1024 + 7, 32);
+    std::fs::write(&file, &resumed).unwrap();
+    let slow = Rule {
+        method: Some("PUT"),
+        contains: "uploadId=",
+        fault: Fault::Delay(Duration::from_millis(700)),
+        times: 1000,
+    };
+    let proxy = FaultProxy::start(endpoint, vec![slow]).await;
+    let cmd = |endpoint: &str| {
+        let mut c = transfer_s3(endpoint, &ledger, creds);
+        c.args(["cp", "--json", "--jobs", "1"]).args(parts).arg(&file).arg(format!("s3://{b}/resumed.bin"));
+        c
+    };
+    let mut child =
+        cmd(&proxy.endpoint).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while proxy.seen().iter().filter(|s| s.method == "PUT" && s.answered.is_some()).count() < 1 {
+        assert!(child.try_wait().unwrap().is_none(), "the upload ended before it could be killed");
+        assert!(started.elapsed() < Duration::from_secs(30), "no part arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = run(&mut cmd(endpoint));
+    ok(&out);
+    let done = json_lines(&out).into_iter().find(|l| l["event"] == "done").unwrap();
+    assert_eq!(done["parts_sent"].as_u64().unwrap() + done["parts_reused"].as_u64().unwrap(), 4, "{done}");
+    assert!(read("resumed.bin").await == resumed, "the resumed object is the file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_and_its_resume_against_transfer_serve() {
+    let served = Served::start();
+    let store = HttpStore::s3()
+        .endpoint(&served.endpoint)
+        .region("us-east-1")
+        .credentials(Credentials::new(AK, SK))
+        .system_proxy(false)
+        .build()
+        .unwrap();
+    migrate_and_resume(&store, &served.endpoint, (AK, SK), "s3migrate", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_and_its_resume_against_moto() {
+    let Some(moto) = Moto::start("a_migration_and_its_resume_against_moto") else { return };
+    let creds = ("moto-test-key", "moto-test-secret");
+    migrate_and_resume(&moto.client_in("us-east-1"), &moto.endpoint, creds, "s3migrate-moto", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_and_its_resume_against_s3s_fs() {
+    let Some(server) = S3sFs::start("a_migration_and_its_resume_against_s3s_fs") else { return };
+    let store = HttpStore::s3()
+        .endpoint(&server.endpoint)
+        .region("us-east-1")
+        .credentials(Credentials::new(S3S_KEY.0, S3S_KEY.1))
+        .path_style(true)
+        .system_proxy(false)
+        .build()
+        .unwrap();
+    // s3s-fs has no object tagging.
+    migrate_and_resume(&store, &server.endpoint, S3S_KEY, "s3migrate-s3s", false).await;
+}
