@@ -18,9 +18,42 @@ use transfer_engine::sign::SignatureVersion::V4;
 use transfer_engine::store::ListUploadsRequest;
 use transfer_engine::{MultipartStore, ObjectRef, ObjectStore, TagSet};
 
-const PART: usize = 128 * 1024;
-const PARTS: usize = 24;
-const KILLS: usize = 10;
+/// The size of a case: `TRANSFER_SOAK_PART_KIB` (128), `TRANSFER_SOAK_PARTS` (24), `TRANSFER_SOAK_KILLS` (10),
+/// `TRANSFER_SOAK_JOBS` (2) and `TRANSFER_SOAK_MAX_WAIT_MS` (500, the longest a run goes before its kill) make
+/// it larger, as the closing measurements of a change are (say 50 parts of 4 MiB, 4 in flight, 20 kills).
+struct Shape {
+    part: usize,
+    parts: usize,
+    kills: usize,
+    jobs: usize,
+    max_wait: u64,
+}
+
+impl Shape {
+    fn from_env() -> Shape {
+        let var = |name: &str, default: usize| {
+            std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&v| v > 0).unwrap_or(default)
+        };
+        Shape {
+            part: var("TRANSFER_SOAK_PART_KIB", 128) * 1024,
+            parts: var("TRANSFER_SOAK_PARTS", 24),
+            kills: var("TRANSFER_SOAK_KILLS", 10),
+            jobs: var("TRANSFER_SOAK_JOBS", 2),
+            max_wait: var("TRANSFER_SOAK_MAX_WAIT_MS", 500) as u64,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.part * self.parts
+    }
+
+    /// `cp` with this shape's parts and requests in flight; `threshold` is the flag that makes it multipart.
+    fn args(&self, threshold: &str, extra: &[&str], from: String, to: String) -> Vec<String> {
+        let part = format!("{}KiB", self.part / 1024);
+        let sized = ["cp", "--part-size", &part, threshold, &part, "--jobs", &self.jobs.to_string()].map(String::from);
+        sized.into_iter().chain(extra.iter().map(|s| s.to_string())).chain([from, to]).collect()
+    }
+}
 
 /// A small deterministic generator (xorshift64*), seeded per case.
 struct Rng(u64);
@@ -85,9 +118,10 @@ async fn kill_repeatedly(
     args: &[String],
     lose_log: bool,
     rng: &mut Rng,
+    shape: &Shape,
 ) -> Vec<Instant> {
     let mut kills = Vec::new();
-    for _ in 0..KILLS {
+    for _ in 0..shape.kills {
         let mut child = transfer(&proxy.endpoint, ledger)
             .args(args)
             .arg("-q")
@@ -95,7 +129,7 @@ async fn kill_repeatedly(
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(100 + rng.below(400));
+        let deadline = Instant::now() + Duration::from_millis(100 + rng.below(shape.max_wait.max(101) - 100));
         while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -143,16 +177,13 @@ async fn upload_soak(case: &str, lose_log: bool) {
     let b = bucket(&store, case).await;
     let tmp = tempfile::tempdir().unwrap();
     let (ledger, file) = (tmp.path().join("ledger.db"), tmp.path().join("big.bin"));
-    let bytes = data(PARTS * PART, rng.below(1 << 30));
+    let shape = Shape::from_env();
+    let bytes = data(shape.len(), rng.below(1 << 30));
     std::fs::write(&file, &bytes).unwrap();
     let proxy = slow_parts(&served).await;
-    let args: Vec<String> =
-        ["cp", "--part-size", "128KiB", "--multipart-threshold", "1MiB", "--jobs", "2", "--tag", "soak=upload"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([file.display().to_string(), format!("oss://{b}/big.bin")])
-            .collect();
-    let kills = kill_repeatedly(&proxy, &ledger, &args, lose_log, &mut rng).await;
+    let (from, to) = (file.display().to_string(), format!("oss://{b}/big.bin"));
+    let args = shape.args("--multipart-threshold", &["--tag", "soak=upload"], from, to);
+    let kills = kill_repeatedly(&proxy, &ledger, &args, lose_log, &mut rng, &shape).await;
 
     let obj = ObjectRef::new(&b, "big.bin");
     let got = store.get_object(&obj, None).await.unwrap().bytes().await.unwrap();
@@ -178,29 +209,15 @@ async fn copy_soak(case: &str, lose_log: bool) {
     let served = Served::start();
     let store = served.client(V4);
     let b = bucket(&store, case).await;
-    let bytes = data(PARTS * PART, rng.below(1 << 30));
+    let shape = Shape::from_env();
+    let bytes = data(shape.len(), rng.below(1 << 30));
     store.put_object(&b, "src.bin", bytes.clone().into(), &Default::default()).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger.db");
     let proxy = slow_parts(&served).await;
-    let args: Vec<String> = [
-        "cp",
-        "--part-size",
-        "128KiB",
-        "--copy-threshold",
-        "1MiB",
-        "--jobs",
-        "2",
-        "--tag",
-        "soak=copy",
-        "--tagging-directive",
-        "replace",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("oss://{b}/src.bin"), format!("oss://{b}/copy.bin")])
-    .collect();
-    let kills = kill_repeatedly(&proxy, &ledger, &args, lose_log, &mut rng).await;
+    let (from, to) = (format!("oss://{b}/src.bin"), format!("oss://{b}/copy.bin"));
+    let args = shape.args("--copy-threshold", &["--tag", "soak=copy", "--tagging-directive", "replace"], from, to);
+    let kills = kill_repeatedly(&proxy, &ledger, &args, lose_log, &mut rng, &shape).await;
 
     let obj = ObjectRef::new(&b, "copy.bin");
     let got = store.get_object(&obj, None).await.unwrap().bytes().await.unwrap();
@@ -210,12 +227,14 @@ async fn copy_soak(case: &str, lose_log: bool) {
     let is_copy = |s: &Seen| is_part_put(s) && s.has("x-oss-copy-source");
     let (calls, in_flight) = accounting(&proxy.seen(), &kills, is_copy, |_| 1);
     println!(
-        "soak {case}: {} kills, {calls} UploadPartCopy calls for {PARTS} parts, {in_flight} in flight at the kills",
-        kills.len()
+        "soak {case}: {} kills, {calls} UploadPartCopy calls for {} parts, {in_flight} in flight at the kills",
+        kills.len(),
+        shape.parts
     );
     assert!(
-        calls <= PARTS as u64 + in_flight,
-        "{calls} UploadPartCopy calls for {PARTS} parts: more than the {in_flight} in flight at {} kills were made again",
+        calls <= shape.parts as u64 + in_flight,
+        "{calls} UploadPartCopy calls for {} parts: more than the {in_flight} in flight at {} kills were made again",
+        shape.parts,
         kills.len()
     );
 }

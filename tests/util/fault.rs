@@ -174,11 +174,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
     };
     // Answered when this ends, or when hyper drops it because the client went away.
     let _answered = Answered { state: state.clone(), index };
-    let reply = forward(&state, req, fault, &method, &target).await;
-    if let Ok((_, Some(n))) = &reply {
-        state.seen.lock().unwrap()[index].received = Some(*n);
-    }
-    reply.map(|(r, _)| r)
+    forward(&state, index, req, fault, &method, &target).await
 }
 
 /// Marks a request answered when dropped.
@@ -195,14 +191,15 @@ impl Drop for Answered {
     }
 }
 
-/// Answers one request as its fault says; also the body bytes that arrived whole, once read.
+/// Answers request `index` as its fault says, recording its body's length once it arrived whole.
 async fn forward(
     state: &State,
+    index: usize,
     req: Request<Incoming>,
     fault: Option<Fault>,
     method: &str,
     target: &str,
-) -> Result<(Reply, Option<u64>), std::io::Error> {
+) -> Result<Reply, std::io::Error> {
     // Answer in the request's dialect: S3 clients read x-amz-request-id, and an S3 HEAD answer has no body.
     let s3 = req.headers().get("authorization").is_some_and(|v| v.as_bytes().starts_with(b"AWS4-HMAC-SHA256"))
         || target.contains("X-Amz-Signature=");
@@ -218,14 +215,14 @@ async fn forward(
     };
     match &fault {
         Some(Fault::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
-        Some(Fault::Status(status, code)) => return Ok((canned(*status, error_xml(code)), None)),
-        Some(Fault::ErrorBody200) => return Ok((canned(200, error_xml("InternalError")), None)),
+        Some(Fault::Status(status, code)) => return Ok(canned(*status, error_xml(code))),
+        Some(Fault::ErrorBody200) => return Ok(canned(200, error_xml("InternalError"))),
         Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
         Some(Fault::CutBody) | Some(Fault::LoseResponse) | Some(Fault::CorruptRequest) | None => {}
     }
     let (parts, body) = req.into_parts();
     let mut body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
-    let received = Some(body.len() as u64);
+    state.seen.lock().unwrap()[index].received = Some(body.len() as u64);
     if matches!(fault, Some(Fault::CorruptRequest)) && !body.is_empty() {
         let mut damaged = body.to_vec();
         let mid = damaged.len() / 2;
@@ -243,12 +240,12 @@ async fn forward(
     }
     let bytes = resp.bytes().await.map_err(std::io::Error::other)?;
     if matches!(fault, Some(Fault::LoseResponse)) {
-        return Ok((canned(500, error_xml("InternalError")), received));
+        return Ok(canned(500, error_xml("InternalError")));
     }
     if matches!(fault, Some(Fault::CutBody)) && !bytes.is_empty() {
         // Content-Length promises every byte; a body that stops halfway makes the client see a cut.
         let half = bytes.slice(..bytes.len() / 2);
-        return Ok((out.body(Full::new(half)).unwrap(), received));
+        return Ok(out.body(Full::new(half)).unwrap());
     }
-    Ok((out.body(Full::new(bytes)).unwrap(), received))
+    Ok(out.body(Full::new(bytes)).unwrap())
 }
