@@ -3,11 +3,10 @@
 
 use crate::cli::{run, summary, transfer};
 use crate::util::fault::{Fault, FaultProxy, Rule};
-use crate::util::{bucket, data, Served, AK, SK};
+use crate::util::{bucket, data, s3_client, Served, AK, SK};
 use std::process::Stdio;
 use std::time::Duration;
-use transfer_engine::http::HttpStore;
-use transfer_engine::sign::{Credentials, SignatureVersion::V4};
+use transfer_engine::sign::SignatureVersion::V4;
 use transfer_engine::store::Upload;
 use transfer_engine::store::{ListUploadsRequest, PutOptions};
 use transfer_engine::MultipartStore;
@@ -104,13 +103,7 @@ async fn an_object_moves_from_oss_to_s3_and_from_the_local_store_to_oss() {
     let served = Served::start();
     let oss = served.client(V4);
     bucket(&oss, "from-oss").await;
-    let s3 = HttpStore::s3()
-        .endpoint(&served.endpoint)
-        .region("us-east-1")
-        .credentials(Credentials::new(AK, SK))
-        .system_proxy(false)
-        .build()
-        .unwrap();
+    let s3 = s3_client(&served.endpoint, (AK, SK));
     s3.create_bucket("to-s3").await.unwrap();
     let opts = PutOptions::default().tags(Some(TagSet::from_pairs([("a", "1")]).unwrap()));
     oss.put_object("from-oss", "k", data(5000, 2).into(), &opts).await.unwrap();

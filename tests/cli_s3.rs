@@ -4,12 +4,12 @@ use crate::cli::{run, summary, transfer};
 use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::moto::Moto;
 use crate::util::s3s::{S3sFs, S3S_KEY};
-use crate::util::{data, Served, AK, SK};
+use crate::util::{data, s3_client, Served, AK, SK};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 use transfer_engine::http::HttpStore;
-use transfer_engine::sign::{Credentials, SignatureVersion::V4};
+use transfer_engine::sign::SignatureVersion::V4;
 use transfer_engine::store::{ListRequest, PutOptions};
 use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
 
@@ -153,13 +153,7 @@ async fn several_sources_and_globs(store: &HttpStore, endpoint: &str, creds: (&s
 #[tokio::test]
 async fn s3_addresses_against_transfer_serve() {
     let served = Served::start();
-    let store = HttpStore::s3()
-        .endpoint(&served.endpoint)
-        .region("us-east-1")
-        .credentials(Credentials::new(AK, SK))
-        .system_proxy(false)
-        .build()
-        .unwrap();
+    let store = s3_client(&served.endpoint, (AK, SK));
     cp_stat_tag(&store, &served.endpoint, (AK, SK), "s3cli").await;
     source_mistakes(&store, &served.endpoint, (AK, SK), "s3mistakes").await;
     several_sources_and_globs(&store, &served.endpoint, (AK, SK), "s3many").await;
@@ -205,14 +199,7 @@ async fn s3_addresses_against_moto() {
 #[tokio::test]
 async fn s3_addresses_against_s3s_fs() {
     let Some(server) = S3sFs::start("s3_addresses_against_s3s_fs") else { return };
-    let store = HttpStore::s3()
-        .endpoint(&server.endpoint)
-        .region("us-east-1")
-        .credentials(Credentials::new(S3S_KEY.0, S3S_KEY.1))
-        .path_style(true)
-        .system_proxy(false)
-        .build()
-        .unwrap();
+    let store = s3_client(&server.endpoint, S3S_KEY);
     several_sources_and_globs(&store, &server.endpoint, S3S_KEY, "s3many-s3s").await;
 }
 
@@ -502,13 +489,7 @@ async fn migrate_and_resume(store: &HttpStore, endpoint: &str, creds: (&str, &st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_and_its_resume_against_transfer_serve() {
     let served = Served::start();
-    let store = HttpStore::s3()
-        .endpoint(&served.endpoint)
-        .region("us-east-1")
-        .credentials(Credentials::new(AK, SK))
-        .system_proxy(false)
-        .build()
-        .unwrap();
+    let store = s3_client(&served.endpoint, (AK, SK));
     migrate_and_resume(&store, &served.endpoint, (AK, SK), "s3migrate", true).await;
 }
 
@@ -522,14 +503,7 @@ async fn a_migration_and_its_resume_against_moto() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_and_its_resume_against_s3s_fs() {
     let Some(server) = S3sFs::start("a_migration_and_its_resume_against_s3s_fs") else { return };
-    let store = HttpStore::s3()
-        .endpoint(&server.endpoint)
-        .region("us-east-1")
-        .credentials(Credentials::new(S3S_KEY.0, S3S_KEY.1))
-        .path_style(true)
-        .system_proxy(false)
-        .build()
-        .unwrap();
+    let store = s3_client(&server.endpoint, S3S_KEY);
     // s3s-fs has no object tagging.
     migrate_and_resume(&store, &server.endpoint, S3S_KEY, "s3migrate-s3s", false).await;
 }

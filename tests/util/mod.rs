@@ -84,6 +84,18 @@ pub fn client_for(endpoint: &str, version: SignatureVersion, creds: Credentials)
 }
 
 /// Creates a bucket with a name unique to the test.
+/// An S3-dialect client of `endpoint` in us-east-1, path-style, with the key pair `(id, secret)`.
+pub fn s3_client(endpoint: &str, (id, secret): (&str, &str)) -> HttpStore {
+    HttpStore::s3()
+        .endpoint(endpoint)
+        .region("us-east-1")
+        .credentials(Credentials::new(id, secret))
+        .path_style(true)
+        .system_proxy(false)
+        .build()
+        .unwrap()
+}
+
 pub async fn bucket(store: &HttpStore, name: &str) -> String {
     store.create_bucket(name).await.expect("create bucket");
     name.to_owned()
