@@ -1,8 +1,8 @@
 //! Kills at random moments, through the built binary: `transfer cp` of a multipart upload and of a multipart
 //! copy is killed with SIGKILL ten times through a proxy that counts what it receives, then run to the end. The
 //! object must be byte-identical with its tags, no incomplete upload may be left, and what was sent again must
-//! be at most what was in flight at the kills: parts (or UploadPartCopy calls) the server acknowledged but the
-//! ledger had not recorded yet are found again on the server, not re-sent. The same again with the ledger's
+//! be at most what was in flight at the kills, and no part the server acknowledged may be sent (or copied) again:
+//! parts the server acknowledged but the ledger had not recorded yet are found again on the server. The same again with the ledger's
 //! log (`-wal`) deleted after every kill: then the destination alone says what arrived.
 //!
 //! A few seconds a case. `TRANSFER_SOAK_SEED` replays a run (each case prints its seed); `TRANSFER_SOAK_TRACE=1`
@@ -105,6 +105,22 @@ fn accounting(
     (sent, in_flight)
 }
 
+/// Requests for a part the server had already acknowledged (answered 200 to an earlier request for the same part
+/// of the same upload, before this one came): what a resume that trusts the destination never sends.
+fn sent_after_acknowledged(seen: &[Seen], is_part: impl Fn(&Seen) -> bool) -> usize {
+    let parts: Vec<&Seen> = seen.iter().filter(|s| is_part(s)).collect();
+    parts
+        .iter()
+        .filter(|s| {
+            parts.iter().any(|earlier| {
+                earlier.target == s.target
+                    && earlier.upstream == Some(200)
+                    && earlier.answered.is_some_and(|a| a < s.came)
+            })
+        })
+        .count()
+}
+
 fn is_part_put(s: &Seen) -> bool {
     s.method == "PUT" && s.target.contains("uploadId=")
 }
@@ -191,11 +207,14 @@ async fn upload_soak(case: &str, lose_log: bool) {
     assert_eq!(store.get_tagging(&obj).await.unwrap(), TagSet::from_pairs([("soak", "upload")]).unwrap());
     no_uploads_left(&store, &b).await;
     let (sent, in_flight) = accounting(&proxy.seen(), &kills, is_part_put, |s| s.declared);
+    let needless = sent_after_acknowledged(&proxy.seen(), is_part_put);
     println!(
-        "soak {case}: {} kills, {sent} part bytes for a {} byte file, {in_flight} in flight at the kills",
+        "soak {case}: {} kills, {sent} part bytes for a {} byte file, {in_flight} in flight at the kills, \
+         {needless} parts sent again after the server acknowledged them",
         kills.len(),
         bytes.len()
     );
+    assert_eq!(needless, 0, "parts the server had acknowledged were sent again");
     assert!(
         sent <= bytes.len() as u64 + in_flight,
         "{sent} part bytes were sent for a {} byte file: more than the {in_flight} in flight at {} kills was sent again",
@@ -226,11 +245,14 @@ async fn copy_soak(case: &str, lose_log: bool) {
     no_uploads_left(&store, &b).await;
     let is_copy = |s: &Seen| is_part_put(s) && s.has("x-oss-copy-source");
     let (calls, in_flight) = accounting(&proxy.seen(), &kills, is_copy, |_| 1);
+    let needless = sent_after_acknowledged(&proxy.seen(), is_copy);
     println!(
-        "soak {case}: {} kills, {calls} UploadPartCopy calls for {} parts, {in_flight} in flight at the kills",
+        "soak {case}: {} kills, {calls} UploadPartCopy calls for {} parts, {in_flight} in flight at the kills, \
+         {needless} made again after the server acknowledged them",
         kills.len(),
         shape.parts
     );
+    assert_eq!(needless, 0, "parts the server had acknowledged were copied again");
     assert!(
         calls <= shape.parts as u64 + in_flight,
         "{calls} UploadPartCopy calls for {} parts: more than the {in_flight} in flight at {} kills were made again",

@@ -58,8 +58,9 @@ struct State {
 }
 
 /// A request the proxy saw: method, path and query, the names of its headers, the Content-Length it declared,
-/// the body bytes that arrived whole (`None` while it arrives, or if the client went away first), and when it
-/// came and when its answer went back (`None` until then).
+/// the body bytes that arrived whole (`None` while it arrives, or if the client went away first), the status the
+/// upstream answered (`None`: not forwarded, or no answer yet), and when it came and when its answer went back
+/// (`None` until then).
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub method: String,
@@ -67,6 +68,7 @@ pub struct Seen {
     pub headers: Vec<String>,
     pub declared: u64,
     pub received: Option<u64>,
+    pub upstream: Option<u16>,
     pub came: Instant,
     pub answered: Option<Instant>,
 }
@@ -168,8 +170,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
     let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
     let index = {
         let mut seen = state.seen.lock().unwrap();
-        let (came, received, answered) = (Instant::now(), None, None);
-        seen.push(Seen { method: method.clone(), target: target.clone(), headers, declared, received, came, answered });
+        let (came, received, upstream, answered) = (Instant::now(), None, None, None);
+        let (method, target) = (method.clone(), target.clone());
+        seen.push(Seen { method, target, headers, declared, received, upstream, came, answered });
         seen.len() - 1
     };
     // Answered when this ends, or when hyper drops it because the client went away.
@@ -234,6 +237,7 @@ async fn forward(
         fwd = fwd.header(k, v);
     }
     let resp = fwd.send().await.map_err(std::io::Error::other)?;
+    state.seen.lock().unwrap()[index].upstream = Some(resp.status().as_u16());
     let mut out = Response::builder().status(resp.status().as_u16());
     for (k, v) in resp.headers() {
         out = out.header(k, v);
