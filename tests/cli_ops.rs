@@ -220,11 +220,27 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     assert_eq!(would, vec![ours.as_str()]);
     assert_eq!(uploads(&store, "clean").await.len(), 2);
 
-    // --older-than keeps young uploads.
+    // --older-than keeps young uploads, and takes those old enough.
     let young =
         run(transfer(&served.endpoint, &ledger).args(["cleanup", "--older-than", "1h", "--json", "--job", &killed]));
     assert_eq!(json_lines(&young).last().unwrap()["aborted"], 0);
     assert_eq!(uploads(&store, "clean").await.len(), 2);
+    let old_enough = run(transfer(&served.endpoint, &ledger).args([
+        "cleanup",
+        "--older-than",
+        "0s",
+        "--dry-run",
+        "--json",
+        "--job",
+        &killed,
+    ]));
+    assert_eq!(old_enough.status.code(), Some(0), "{}", stderr(&old_enough));
+    let would: Vec<_> = json_lines(&old_enough)
+        .into_iter()
+        .filter(|l| l["event"] == "would_abort")
+        .map(|l| l["upload_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(would, vec![ours.clone()], "an upload older than --older-than is taken");
 
     let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json", "--job", &killed]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -665,7 +681,7 @@ async fn the_summary_counts_retried_requests() {
     assert!(got.as_ref() == data(10_000, 1).as_slice());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cp_option_reaches_the_objects() {
     let served = Served::start();
     let store = served.client(V4);
@@ -675,9 +691,17 @@ async fn every_cp_option_reaches_the_objects() {
     let file = tmp.path().join("f.bin");
     let bytes = data(2 * 1024 * 1024 + 7, 3);
     std::fs::write(&file, &bytes).unwrap();
+    // Seen on the wire, with each part held long enough that the parts in flight overlap.
+    let slow = Rule {
+        method: Some("PUT"),
+        contains: "partNumber=",
+        fault: Fault::Delay(Duration::from_millis(60)),
+        times: 100,
+    };
+    let wire = FaultProxy::start(&served.endpoint, vec![slow]).await;
     // Upload: V1 signature, tags on complete, metadata and standard headers, a small multipart plan, an
     // explicit ledger path, bounded requests and memory, debug logs.
-    let out = run(transfer(&served.endpoint, tmp.path().join("unused.db").as_path())
+    let out = run(transfer(&wire.endpoint, tmp.path().join("unused.db").as_path())
         .args(["cp", "-v", "--json", "--signature-version", "v1", "--tag-on", "complete", "--tag", "t=1"])
         .args(["--meta", "owner=ops", "--content-type", "application/x-test", "--cache-control", "no-cache"])
         .args(["--storage-class", "IA", "--multipart-threshold", "1MiB", "--part-size", "512KiB", "--jobs", "3"])
@@ -699,6 +723,19 @@ async fn every_cp_option_reaches_the_objects() {
     assert_eq!(head.metadata.storage_class, Some(transfer_engine::StorageClass::InfrequentAccess));
     assert_eq!(store.get_tagging(&obj).await.unwrap(), TagSet::from_pairs([("t", "1")]).unwrap());
     assert!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref() == bytes.as_slice());
+    // What the options did on the wire: every request signed with V1; no tags on the initiate and a
+    // PutObjectTagging after the Complete (--tag-on complete); at most 3 parts at once, and more than one
+    // (--jobs 3).
+    let seen = wire.seen();
+    assert!(seen.iter().all(|s| s.auth_scheme.as_deref() == Some("OSS")), "V1 everywhere: {seen:?}");
+    let initiate = seen.iter().find(|s| s.method == "POST" && s.target.contains("?uploads")).unwrap();
+    assert!(!initiate.has("x-oss-tagging"), "tags on complete are not sent at initiate: {initiate:?}");
+    let complete = seen.iter().position(|s| s.method == "POST" && s.target.contains("uploadId=")).unwrap();
+    let tagging = seen.iter().position(|s| s.method == "PUT" && s.target.contains("?tagging")).unwrap();
+    assert!(tagging > complete, "PutObjectTagging after Complete");
+    let parts: Vec<_> = seen.iter().filter(|s| s.target.contains("partNumber=")).collect();
+    let most = parts.iter().map(|p| parts.iter().filter(|q| q.in_flight_at(p.came)).count()).max().unwrap();
+    assert!((2..=3).contains(&most), "{most} parts at once with --jobs 3");
 
     // Copies: the default keeps metadata and tags; REPLACE puts the given ones, on the multipart path too.
     let copy = |extra: &[&str], dst: &str| {

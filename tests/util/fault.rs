@@ -66,6 +66,8 @@ pub struct Seen {
     pub method: String,
     pub target: String,
     pub headers: Vec<String>,
+    /// The first word of its `Authorization` header (`OSS`, `OSS4-HMAC-SHA256`, `AWS4-HMAC-SHA256`), if any.
+    pub auth_scheme: Option<String>,
     pub declared: u64,
     pub received: Option<u64>,
     pub upstream: Option<u16>,
@@ -168,11 +170,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
     let fault = take_fault(&state, &method, &target);
     let headers = req.headers().keys().map(|k| k.as_str().to_owned()).collect();
     let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let auth_scheme =
+        req.headers().get("authorization").and_then(|v| v.to_str().ok()?.split_whitespace().next().map(str::to_owned));
     let index = {
         let mut seen = state.seen.lock().unwrap();
         let (came, received, upstream, answered) = (Instant::now(), None, None, None);
         let (method, target) = (method.clone(), target.clone());
-        seen.push(Seen { method, target, headers, declared, received, upstream, came, answered });
+        seen.push(Seen { method, target, headers, auth_scheme, declared, received, upstream, came, answered });
         seen.len() - 1
     };
     // Answered when this ends, or when hyper drops it because the client went away.
