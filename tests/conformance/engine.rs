@@ -639,3 +639,38 @@ pub async fn a_file_changed_during_its_upload_never_publishes(t: &Target) {
     }
     no_uploads_left(t, &scope).await;
 }
+
+/// A prefix copy over more than two pages of the source's listing (pages of 100 keys, asked for), with keys that
+/// need URL encoding: every object arrives, once.
+pub async fn prefix_copy_over_several_pages(t: &Target) {
+    use futures::{StreamExt, TryStreamExt};
+    use transfer_engine::job::PrefixCopyRequest;
+    let scope = t.scope("pages").await;
+    let n = 257;
+    let name = |i: usize| format!("d {:02}/a+b&c=d%e ü {i:05}.txt", i % 7);
+    let (s, b) = (&*t.store, scope.bucket.as_str());
+    futures::stream::iter(0..n)
+        .for_each_concurrent(16, |i| {
+            let key = scope.key(&format!("src/{}", name(i)));
+            async move {
+                s.put_object(b, &key, Body::from(i.to_string().into_bytes()), &PutOptions::default()).await.unwrap();
+            }
+        })
+        .await;
+    let jobs = Jobs::new();
+    let engine =
+        Engine::new(t.store.clone(), jobs.ledger.clone(), config(TagOn::Initiate).list_page_size(100)).unwrap();
+    let copy = PrefixCopyRequest::new(b, scope.key("src/"), b, scope.key("dst/"));
+    let summary = engine.copy_prefix(copy).await.unwrap().join().await.unwrap();
+    assert_eq!(summary.progress.objects_done, n as u64, "{:?}", summary.progress);
+    let listing = ListRequest::default().prefix(Some(scope.key("dst/")));
+    let mut arrived: Vec<String> = list_all(t.store.clone(), b, listing).map_ok(|e| e.key).try_collect().await.unwrap();
+    arrived.sort();
+    let mut expected: Vec<String> = (0..n).map(|i| scope.key(&format!("dst/{}", name(i)))).collect();
+    expected.sort();
+    assert!(arrived == expected, "{} of {n} keys arrived, or other keys did", arrived.len());
+    for i in [0, n / 2, n - 1] {
+        let got = read(s, &ObjectRef::new(b, scope.key(&format!("dst/{}", name(i))))).await;
+        assert_eq!(got, i.to_string().into_bytes());
+    }
+}

@@ -418,6 +418,7 @@ conformance! {
         engine::resumable_upload [],
         engine::multipart_copy_keeps_or_replaces_metadata [],
         engine::copy_threshold_defaults_to_the_stores_copy_limit [],
+        engine::prefix_copy_over_several_pages [],
         engine::tags_on_upload_and_both_copy_modes [Tagging],
         engine::parts_the_server_acknowledged_are_not_sent_again [],
         engine::a_lost_ledger_costs_checks_not_resends [ListUploads],

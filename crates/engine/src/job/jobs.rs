@@ -361,7 +361,11 @@ impl Engine {
     async fn list_source(&self, req: &PrefixCopyRequest, tx: &mpsc::Sender<Found>, tracker: &Tracker) {
         let inner = &self.inner;
         let (src_prefix, prefix) = (req.src_prefix.clone(), with_slash(&req.prefix));
-        let mut list = ListRequest { prefix: Some(src_prefix.clone()).filter(|p| !p.is_empty()), ..Default::default() };
+        let mut list = ListRequest {
+            prefix: Some(src_prefix.clone()).filter(|p| !p.is_empty()),
+            max_keys: Some(inner.config.list_page_size.clamp(1, 1000)),
+            ..Default::default()
+        };
         loop {
             if tracker.is_stopped() {
                 return;

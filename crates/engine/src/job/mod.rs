@@ -79,7 +79,7 @@ pub enum TagOn {
 }
 
 /// How the engine plans, retries and tags: `EngineConfig::default()`, then the setters of what differs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EngineConfig {
     /// Part sizing, thresholds, the memory budget and the number of requests in flight.
@@ -101,6 +101,23 @@ pub struct EngineConfig {
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput); [`Engine::plan_upload_file`] and
     /// [`Engine::plan_copy_object`] answer the same question for one object.
     pub dry_run: bool,
+    /// Keys asked for per listing request of a prefix copy (`max-keys`, 1 to 1,000; default 1,000, the most
+    /// both dialects return: OSS answers 100 when none is asked for).
+    pub list_page_size: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            plan: PlanOptions::default(),
+            retry: RetryPolicy::default(),
+            tag_on: TagOn::default(),
+            digest: DigestOptions::default(),
+            overwrite: Overwrite::default(),
+            dry_run: false,
+            list_page_size: 1000,
+        }
+    }
 }
 
 setters!(EngineConfig {
@@ -110,6 +127,7 @@ setters!(EngineConfig {
     digest: DigestOptions,
     overwrite: Overwrite,
     dry_run: bool,
+    list_page_size: u32,
 });
 
 /// Put the file's blake3 digest (hex) on the object as a tag and/or a user-metadata value.
