@@ -1075,7 +1075,7 @@ async fn a_source_that_cannot_be_listed_is_on_the_jobs_record() {
         &served.endpoint,
         vec![Rule {
             method: Some("GET"),
-            contains: "prefix=src%2F&encoding-type",
+            contains: "prefix=src%2F&max-keys=1000",
             fault: Fault::Status(403, "AccessDenied"),
             times: 100,
         }],
