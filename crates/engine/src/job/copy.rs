@@ -28,7 +28,7 @@ use super::{Engine, SkipReason};
 use crate::checkpoint::{Fingerprint, JobId, ObjectRow};
 use crate::error::{Error, Result};
 use crate::meta::Metadata;
-use crate::plan::Part;
+use crate::plan::{ObjectPlan, Part};
 use crate::store::{
     validate_key, ByteRange, CopyConditions, CopyOptions, Directive, ObjectInfo, ObjectRef, ObjectStore,
     PartCopySource, PutOptions, PutResult, Upload,
@@ -315,6 +315,16 @@ impl ObjectSource for CopySource {
     fn expected_crc64(&self) -> Option<u64> {
         self.head.crc64
     }
+
+    async fn in_place(&mut self, head: &ObjectInfo, _plan: &ObjectPlan) -> Result<bool> {
+        Ok(same_bytes(head, &self.head))
+    }
+}
+
+/// Whether `dest` holds the bytes of the copy source `source`, by their CRC-64s (the only checksum a copy's
+/// destination and its source share: a multipart copy's ETag is not its source's).
+pub(super) fn same_bytes(dest: &ObjectInfo, source: &ObjectInfo) -> bool {
+    dest.size == source.size && dest.crc64.is_some() && dest.crc64 == source.crc64
 }
 
 #[cfg(test)]

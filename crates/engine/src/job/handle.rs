@@ -36,13 +36,16 @@ pub(super) struct Tracker {
     reused: AtomicU64,
     /// The rate's last sample: when, the bytes sent by then, and the smoothed rate.
     last_sample: Mutex<(Instant, u64, f64)>,
+    /// Whether the job ran before this run (found in the ledger, not created by it).
+    resumed: bool,
 }
 
 /// How long the rate remembers: a sample's weight halves about every `RATE_MEMORY × ln 2`.
 const RATE_MEMORY: Duration = Duration::from_secs(3);
 
 impl Tracker {
-    pub(super) fn new() -> Self {
+    /// A run's tracker; `resumed` when the job ran before.
+    pub(super) fn new(resumed: bool) -> Self {
         let now = Instant::now();
         Self {
             started: now,
@@ -60,7 +63,13 @@ impl Tracker {
             stop_signal: tokio::sync::Notify::new(),
             reused: AtomicU64::new(0),
             last_sample: Mutex::new((now, 0, f64::NAN)),
+            resumed,
         }
+    }
+
+    /// Whether the job ran before this run.
+    pub(super) fn resumed(&self) -> bool {
+        self.resumed
     }
 
     pub(super) fn acknowledged(&self, bytes: u64) {

@@ -222,12 +222,12 @@ impl Engine {
     /// ends, the lock first.
     pub(super) fn start_job(
         &self,
-        job: JobId,
+        (job, resumed): (JobId, bool),
         held: Option<(JobLock, (PathBuf, JobId))>,
         produce: impl FnOnce(Arc<Tracker>, mpsc::Sender<Found>) + Send + 'static,
     ) -> JobHandle {
         let dry_run = self.dry_run();
-        let tracker = Arc::new(Tracker::new());
+        let tracker = Arc::new(Tracker::new(resumed));
         let held = held.map(|(lock, key)| (lock, super::start::register(key, tracker.clone())));
         let engine = self.tracked(tracker.clone());
         let (events_tx, events) = mpsc::channel(1024);

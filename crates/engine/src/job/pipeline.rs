@@ -156,6 +156,13 @@ pub(super) trait ObjectSource: Send {
         Ok(())
     }
 
+    /// Whether the object `head` (the destination's HEAD) already holds exactly this source's bytes, as far as a
+    /// local check can tell (a file read again, a copy source's CRC-64): how a resumed job whose ledger lost an
+    /// object finds it completed by an earlier run. False when it cannot tell.
+    async fn in_place(&mut self, _head: &ObjectInfo, _plan: &ObjectPlan) -> Result<bool> {
+        Ok(false)
+    }
+
     /// The CRC-64 the destination must have, when the source tells it (a copy source's).
     fn expected_crc64(&self) -> Option<u64> {
         None
@@ -252,7 +259,7 @@ impl Engine {
         plan: &ObjectPlan,
         source: &mut impl ObjectSource,
     ) -> Result<Written> {
-        let (upload, held) = match self.open_upload(row, dest, opts, plan).await {
+        let (upload, held) = match self.open_upload(row, dest, opts, plan, source).await {
             Err(e) if self.refused_overwrite(&e) => return Ok(Written::Refused(None)),
             Err(e) => return Err(e),
             Ok(Opened::Completed(put, verified)) => {
@@ -459,6 +466,7 @@ impl Engine {
         dest: &ObjectRef,
         opts: &PutOptions,
         plan: &ObjectPlan,
+        source: &mut impl ObjectSource,
     ) -> Result<Opened> {
         let inner = &self.inner;
         let (bucket, key) = (dest.bucket.as_str(), dest.key.as_str());
@@ -485,6 +493,18 @@ impl Engine {
             let uid = upload.id.clone();
             self.db(move |l| l.set_upload(rid, Some(uid.as_str()))).await?;
             return Ok(Opened::Upload(upload, held(Vec::new(), listed)));
+        }
+        // A job that ran before may have completed the object and lost its record with the ledger: the
+        // destination says so when it holds the source's bytes.
+        if self.tracker.as_ref().is_some_and(|t| t.resumed()) {
+            if let Some(head) = self.head_if_any(dest).await? {
+                if source.in_place(&head, plan).await? {
+                    tracing::info!(object = %dest, "an earlier run of this job completed the object");
+                    let verified = head.crc64.is_some();
+                    let put = PutResult { etag: head.etag, crc64: head.crc64, version_id: head.version_id };
+                    return Ok(Opened::Completed(put, verified));
+                }
+            }
         }
         let upload = self
             .retrying("InitiateMultipartUpload", |n| {
@@ -572,6 +592,21 @@ impl Engine {
         Ok(chosen)
     }
 
+    /// The destination's HEAD, retried; `None` when there is no such object.
+    async fn head_if_any(&self, dest: &ObjectRef) -> Result<Option<ObjectInfo>> {
+        let inner = &self.inner;
+        let head = self
+            .retrying("HeadObject", |_| async {
+                let _slot = inner.scheduler.request().await;
+                inner.store.head_object(dest).await
+            })
+            .await;
+        match head {
+            Err(e) if e.kind() == ErrorKind::ObjectNotFound => Ok(None),
+            head => head.map(Some),
+        }
+    }
+
     /// When the ledger's upload is gone: whether an earlier run completed it (and was stopped before recording
     /// that), judged by the destination's HEAD against the recorded parts (all of them, the size, and the
     /// CRC-64 combined or the multipart ETag, see [`same_object`]). `Some` with the result and whether its
@@ -585,17 +620,7 @@ impl Engine {
         if !recorded.iter().map(|p| p.number).eq(1..=plan.part_count()) {
             return Ok(None);
         }
-        let inner = &self.inner;
-        let head = self
-            .retrying("HeadObject", |_| async {
-                let _slot = inner.scheduler.request().await;
-                inner.store.head_object(dest).await
-            })
-            .await;
-        let head = match head {
-            Err(e) if e.kind() == ErrorKind::ObjectNotFound => return Ok(None),
-            head => head?,
-        };
+        let Some(head) = self.head_if_any(dest).await? else { return Ok(None) };
         let parts: Vec<CompletedPart> = recorded.iter().map(completed_part).collect();
         let crc = combined_crc(recorded);
         Ok(match same_object(&head, &parts, plan.size, crc) {
@@ -799,7 +824,7 @@ fn same_object(head: &ObjectInfo, parts: &[CompletedPart], size: u64, crc: Optio
 /// Whether `etag`, a multipart object's ETag (`<32 hex>-<part count>`), is the one completing `parts` gives:
 /// S3's rule (the MD5 of the parts' binary MD5s) or OSS's (the MD5 of their upper-case hex ETags). `None` when
 /// neither rule can say: an ETag of another form, or part ETags that are not MD5s (S3 with SSE-KMS).
-fn completed_from(parts: &[CompletedPart], etag: &str) -> Option<bool> {
+pub(super) fn completed_from(parts: &[CompletedPart], etag: &str) -> Option<bool> {
     use md5::{Digest, Md5};
     let (digest, count) = etag.trim_matches('"').split_once('-')?;
     if count.parse::<usize>().ok()? != parts.len() || digest.len() != 32 {

@@ -15,7 +15,7 @@ use super::pipeline::{Held, ObjectSource, Step};
 use super::{Engine, SkipReason};
 use crate::crc64;
 use crate::error::{Error, ErrorKind, Result};
-use crate::plan::Part;
+use crate::plan::{ObjectPlan, Part};
 use crate::store::{Body, ByteRange, ObjectInfo, ObjectRef, ObjectStore, PutOptions, PutResult, Upload};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -124,5 +124,9 @@ impl ObjectSource for RelaySource {
 
     fn expected_crc64(&self) -> Option<u64> {
         self.head.crc64
+    }
+
+    async fn in_place(&mut self, head: &ObjectInfo, _plan: &ObjectPlan) -> Result<bool> {
+        Ok(super::copy::same_bytes(head, &self.head))
     }
 }

@@ -78,10 +78,10 @@ impl JobStart {
         if engine.dry_run() {
             // A dry run records nothing and takes no lock: its job is no job of the ledger.
             let id = job.unwrap_or(JobId(0));
-            return Ok(engine.start_job(id, None, source.producer(&engine)));
+            return Ok(engine.start_job((id, false), None, source.producer(&engine)));
         }
         let (kind, from, to) = source.identity()?;
-        let id = engine
+        let (id, resumed) = engine
             .db(move |l| match job {
                 Some(id) => {
                     let (k, s, d) = l.job_identity(id)?;
@@ -91,11 +91,11 @@ impl JobStart {
                              this request (or run job {id} with its own source and destination)"
                         )));
                     }
-                    Ok(id)
+                    Ok((id, true))
                 }
                 None => match l.find_job(kind, &from, &to)? {
-                    Some(id) => Ok(id),
-                    None => l.create_job(&JobSpec { kind, source: from, destination: to, note }),
+                    Some(id) => Ok((id, true)),
+                    None => Ok((l.create_job(&JobSpec { kind, source: from, destination: to, note })?, false)),
                 },
             })
             .await?;
@@ -106,7 +106,7 @@ impl JobStart {
         wait_for_stopping(&key).await?;
         let lock = engine.db(move |l| l.lock_job(id)).await?;
         engine.db(move |l| l.start_run(id)).await?;
-        Ok(engine.start_job(id, Some((lock, key)), source.producer(&engine)))
+        Ok(engine.start_job((id, resumed), Some((lock, key)), source.producer(&engine)))
     }
 }
 
