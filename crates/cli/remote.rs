@@ -347,6 +347,10 @@ pub(crate) fn hint(e: &transfer_engine::Error) -> Option<&'static str> {
         ErrorKind::AccessDenied => "the key may not do this here: check its policy, or use another --profile",
         ErrorKind::ClockSkew => "this machine's clock is off by more than 15 minutes: fix it (NTP)",
         ErrorKind::BucketNotFound => "check the bucket's name, or pass --create-bucket",
+        ErrorKind::InsufficientStorage => {
+            "the destination has no room: free space there (delete objects, or abort unfinished uploads with \
+             `transfer cleanup`), then run the job again"
+        }
         ErrorKind::Transport => "check --endpoint (or TRANSFER_ENDPOINT, or the profile's endpoint) and the network",
         // The server refused a value it was sent: part sizes are the values a person picks.
         ErrorKind::InvalidInput if e.service_error().is_some() => {

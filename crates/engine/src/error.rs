@@ -45,6 +45,10 @@ pub enum ErrorKind {
     /// The object is not in a state that allows the operation: archived and not restored
     /// (`InvalidObjectState`), not appendable, an append at the wrong position.
     InvalidObjectState,
+    /// The destination has no room left (`InsufficientStorage`, HTTP 507): a full disk under `transfer serve`.
+    /// Writes are refused until space is freed there; deletes and aborts still work. Not retried: repeating the
+    /// write cannot succeed until someone frees space, and the message says where.
+    InsufficientStorage,
     /// Any other answer of a service (see [`Error::service_error`]): internal errors, unknown codes.
     Service,
     /// Bad input, caught before any request was sent (a tag set over the limits, a key that escapes the root,
@@ -86,6 +90,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::AccessDenied => "access_denied",
             ErrorKind::ClockSkew => "clock_skew",
             ErrorKind::InvalidObjectState => "invalid_object_state",
+            ErrorKind::InsufficientStorage => "insufficient_storage",
             ErrorKind::Service => "service",
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::Integrity => "integrity",
@@ -353,7 +358,8 @@ impl From<rusqlite::Error> for Error {
 /// `RequestTimeoutException`), a conflicting operation in progress (`PriorRequestNotComplete`,
 /// `OperationAborted`, S3's `ConditionalRequestConflict`), `InternalError`, `ServiceUnavailable`. Everything
 /// else is permanent: `NoSuchUpload`, `InvalidPart`, `PreconditionFailed`, `EntityTooSmall`, `AccessDenied` and
-/// friends need a decision, not a repeat.
+/// friends need a decision, not a repeat. So is a full disk (`InsufficientStorage`, any 507), although it is a
+/// 5xx: the write fails the same way until space is freed, and retrying it for half a minute only hides why.
 pub fn classify(status: u16, code: &str) -> (ErrorKind, Retry) {
     use ErrorKind as K;
     use Retry::{Permanent, Temporary};
@@ -384,6 +390,7 @@ pub fn classify(status: u16, code: &str) -> (ErrorKind, Retry) {
         "InvalidObjectState" | "ObjectNotAppendable" | "PositionNotEqualToLength" => {
             return (K::InvalidObjectState, Permanent)
         }
+        "InsufficientStorage" => return (K::InsufficientStorage, Permanent),
         "InvalidDigest" | "BadDigest" | "XAmzContentSHA256Mismatch" => return (K::Integrity, Temporary),
         "IncompleteBody" | "RequestTimeout" | "RequestTimeoutException" => return (K::Transport, Temporary),
         "BadRequest"
@@ -407,6 +414,7 @@ pub fn classify(status: u16, code: &str) -> (ErrorKind, Retry) {
         | "MetadataTooLarge"
         | "InvalidRange"
         | "MalformedXML"
+        | "AuthorizationQueryParametersError"
         | "InvalidEncryptionAlgorithmError"
         | "InvalidLocationConstraint"
         | "TooManyBuckets" => return (K::InvalidInput, Permanent),
@@ -414,6 +422,7 @@ pub fn classify(status: u16, code: &str) -> (ErrorKind, Retry) {
     }
     match status {
         501 | 505 => (K::Unsupported, Permanent),
+        507 => (K::InsufficientStorage, Permanent),
         429 => (K::Throttled, Temporary),
         500..=599 | 408 => (K::Service, Temporary),
         403 => (K::AccessDenied, Permanent),
@@ -445,6 +454,10 @@ mod tests {
         assert_eq!(retry(408, ""), Retry::Temporary);
         assert_eq!(retry(501, "NotImplemented"), Retry::Permanent);
         assert_eq!(retry(501, ""), Retry::Permanent);
+        // A full disk is a 5xx that no repeat can fix: the client stops at once and says why.
+        assert_eq!(classify(507, "InsufficientStorage"), (ErrorKind::InsufficientStorage, Retry::Permanent));
+        assert_eq!(classify(507, ""), (ErrorKind::InsufficientStorage, Retry::Permanent));
+        assert_eq!(classify(400, "AuthorizationQueryParametersError"), (ErrorKind::InvalidInput, Retry::Permanent));
     }
 
     #[test]

@@ -1,19 +1,23 @@
-//! Request bodies: the hyper body as a streamed [`Body`] of its `Content-Length`, with `Content-MD5`, an S3
-//! `x-amz-checksum-crc32c` and the SHA-256 an S3 request signed (`x-amz-content-sha256`) checked (a mismatch
-//! fails the body at its end, so the store keeps nothing), and small XML bodies read whole. The SHA-256 and the
-//! CRC-32C are checked here as the bytes go by;
-//! `Content-MD5` goes with the body as its [`Md5Check`], which the local store applies to the MD5 it computes
-//! for the ETag anyway, so each byte is hashed once.
+//! Request bodies: the hyper body as a streamed [`Body`] of its `Content-Length` (or of unknown length, sent
+//! with `Transfer-Encoding: chunked`), cut off when it sends nothing for the body timeout, with `Content-MD5`,
+//! an S3 `x-amz-checksum-crc32c` and the SHA-256 an S3 request signed (`x-amz-content-sha256`) checked (a
+//! mismatch fails the body at its end, so the store keeps nothing), and small XML bodies read whole. The SHA-256
+//! and the CRC-32C are checked here as the bytes go by; `Content-MD5` goes with the body as its [`Md5Check`],
+//! which the local store applies to the MD5 it computes for the ETag anyway, so each byte is hashed once. What
+//! a refused request leaves unread of its body is drained in the background (up to a limit), so the client
+//! reads the refusal rather than a reset connection.
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use http::HeaderMap;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http_body_util::{BodyDataStream, BodyExt};
+use hyper::body::{Body as _, Incoming};
 use md5::{Digest, Md5};
 use sha2::Sha256;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use transfer_engine::store::{Body, Checksum, Md5Check, CRC32C_HEADER};
 use transfer_engine::{Error, ErrorKind, Result};
 
@@ -129,7 +133,38 @@ impl Hashers {
 }
 
 fn missing_length() -> Error {
-    Error::code(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
+    Error::code(
+        411,
+        "MissingContentLength",
+        "You must provide the Content-Length HTTP header (or send the body with Transfer-Encoding: chunked).",
+    )
+}
+
+/// A body that sent no byte for `idle`: S3's and OSS's `RequestTimeout`, with `Connection: close` (the rest of
+/// the body is never read, so the connection cannot carry another request).
+fn body_timeout(idle: Duration) -> Error {
+    Error::code(
+        400,
+        "RequestTimeout",
+        format!(
+            "Your socket connection to the server was not read from or written to within the timeout period: no \
+             byte of the request body arrived for {} s. Idle connections will be closed; send the body without \
+             pausing, or retry.",
+            idle.as_secs_f64()
+        ),
+    )
+    .with_header("connection", "close")
+}
+
+/// True when the request's body is sent with `Transfer-Encoding: chunked` (its last coding), so its length is
+/// known only at its end.
+fn is_chunked(h: &HeaderMap) -> bool {
+    h.get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
 }
 
 /// The declared `Content-Length`; `None` when absent.
@@ -161,27 +196,136 @@ fn expected_crc32c(h: &HeaderMap) -> Result<Option<u32>> {
     }
 }
 
-fn chunks(body: Incoming) -> BoxStream<'static, Result<Bytes>> {
-    body.into_data_stream()
-        .map(|r| r.map_err(|e| Error::new(ErrorKind::Transport, "reading the request body failed").with_source(e)))
-        .boxed()
+/// The most of a refused request's body that is read and thrown away so that its client, still sending, gets to
+/// read the answer (a connection closed under a client that is still sending is reset, and the client sees a
+/// broken connection, which it retries, instead of the error). Covers a 64 MiB part, this engine's default;
+/// anything larger, known from its `Content-Length`, is not read: its connection is closed at once.
+const DRAIN_LIMIT: u64 = 128 * 1024 * 1024;
+
+/// The request body's data frames as a stream, cut off when the body sends nothing for `idle` (the timer runs
+/// only while the consumer waits for bytes, not while it writes what it has). Dropped before the body ended,
+/// the rest is drained in the background ([`drain_later`]) so the answer reaches the client.
+struct Frames {
+    /// `None` once the body ended, failed or timed out.
+    inner: Option<BodyDataStream<Incoming>>,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// The timer is set for the current wait.
+    armed: bool,
+    /// Bytes still to come by the `Content-Length`; `None` for a chunked body.
+    left: Option<u64>,
 }
 
-/// The body of a data-carrying request (PutObject, UploadPart, AppendObject): `Content-Length` is required
-/// (411 `MissingContentLength`), a malformed `Content-MD5` or `x-amz-checksum-crc32c` is refused at once, and a
-/// body that does not match its digests fails at its end with 400 `XAmzContentSHA256Mismatch` (checked first),
-/// `InvalidDigest` or `BadDigest`.
-pub(crate) fn data_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>) -> Result<Body> {
-    let len = content_length(h)?.ok_or_else(missing_length)?;
+impl Frames {
+    fn new(body: Incoming, idle: Duration, declared: Option<u64>) -> Self {
+        Frames {
+            inner: Some(body.into_data_stream()),
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            armed: false,
+            left: declared,
+        }
+    }
+}
+
+impl Stream for Frames {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        if !this.armed {
+            this.timer.as_mut().reset(tokio::time::Instant::now() + this.idle);
+            this.armed = true;
+        }
+        match inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.armed = false;
+                this.left = this.left.map(|l| l.saturating_sub(chunk.len() as u64));
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.inner = None;
+                let e = Error::new(ErrorKind::Transport, "reading the request body failed").with_source(e);
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.inner = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.inner = None;
+                    Poll::Ready(Some(Err(body_timeout(this.idle))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl Drop for Frames {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            drain_later(inner, self.idle, self.left);
+        }
+    }
+}
+
+/// Reads what is left of a body nobody wants (a refused write) in the background and throws it away, so that
+/// the connection stays in step and the client reads the answer: up to [`DRAIN_LIMIT`] bytes, as long as bytes
+/// keep coming within `idle`. A body declared larger is not read; dropping it closes the connection.
+pub(crate) fn drain_later(mut frames: BodyDataStream<Incoming>, idle: Duration, left: Option<u64>) {
+    if left.is_some_and(|l| l == 0 || l > DRAIN_LIMIT) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        let mut drained = 0u64;
+        while drained <= DRAIN_LIMIT {
+            match tokio::time::timeout(idle, frames.next()).await {
+                Ok(Some(Ok(chunk))) => drained += chunk.len() as u64,
+                _ => break,
+            }
+        }
+    });
+}
+
+/// An unread request body (an operation refused before it took its body) drained like a [`Frames`] dropped.
+pub(crate) fn drain_unread(body: Incoming, h: &HeaderMap, idle: Duration) {
+    if body.is_end_stream() {
+        return;
+    }
+    let declared = content_length(h).ok().flatten();
+    drain_later(body.into_data_stream(), idle, declared);
+}
+
+fn chunks(body: Incoming, idle: Duration, declared: Option<u64>) -> BoxStream<'static, Result<Bytes>> {
+    Frames::new(body, idle, declared).boxed()
+}
+
+/// The body of a data-carrying request (PutObject, UploadPart, AppendObject): of its `Content-Length`, or of
+/// unknown length with `Transfer-Encoding: chunked` (the store enforces its limits as the bytes arrive); with
+/// neither, 411 `MissingContentLength`. A malformed `Content-MD5` or `x-amz-checksum-crc32c` is refused at once,
+/// and a body that does not match its digests fails at its end with 400 `XAmzContentSHA256Mismatch` (checked
+/// first), `InvalidDigest` or `BadDigest`. A body that pauses for `idle` fails with 400 `RequestTimeout`.
+pub(crate) fn data_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>, idle: Duration) -> Result<Body> {
+    // From here on, a refusal drains what is left of the body (see `Frames`).
+    let stream = chunks(body, idle, content_length(h).ok().flatten());
+    let len = match content_length(h)? {
+        Some(len) => Some(len),
+        None if is_chunked(h) => None,
+        None => return Err(missing_length()),
+    };
     let Expected { md5, crc32c, sha256 } = Expected::of(h, sha256)?;
-    let stream = chunks(body);
     let streamed = Expected { md5: None, crc32c, sha256 };
-    let body = match streamed.is_empty() {
-        false => Body::from_stream(
-            len,
-            DigestCheck { inner: stream, hashers: Some(streamed.hashers()), expected: streamed }.boxed(),
-        ),
-        true => Body::from_stream(len, stream),
+    let stream = match streamed.is_empty() {
+        false => DigestCheck { inner: stream, hashers: Some(streamed.hashers()), expected: streamed }.boxed(),
+        true => stream,
+    };
+    let body = match len {
+        Some(len) => Body::from_stream(len, stream),
+        None => Body::from_stream_of_unknown_length(stream),
     };
     Ok(match md5 {
         Some(expected) => body.with_md5_check(Md5Check { expected, mismatch: md5_check_mismatch }),
@@ -190,7 +334,14 @@ pub(crate) fn data_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>)
 }
 
 /// A small body read whole (XML documents), checked against its digests when given.
-pub(crate) async fn small_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>) -> Result<Bytes> {
+pub(crate) async fn small_body(
+    h: &HeaderMap,
+    body: Incoming,
+    sha256: Option<[u8; 32]>,
+    idle: Duration,
+) -> Result<Bytes> {
+    // From here on, a refusal drains what is left of the body (see `Frames`).
+    let mut stream = chunks(body, idle, content_length(h).ok().flatten());
     let expected = Expected::of(h, sha256)?;
     if content_length(h)?.is_some_and(|n| n > MAX_XML_BODY) {
         return Err(Error::code(
@@ -200,7 +351,6 @@ pub(crate) async fn small_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8
         ));
     }
     let mut out = Vec::new();
-    let mut stream = chunks(body);
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk?);
         if out.len() as u64 > MAX_XML_BODY {
@@ -300,6 +450,18 @@ mod tests {
             h.insert(CRC32C_HEADER, bad.parse().unwrap());
             assert_eq!(Expected::of(&h, None).unwrap_err().service_code(), Some("InvalidRequest"), "{bad}");
         }
+    }
+
+    #[test]
+    fn chunked_is_the_last_transfer_coding() {
+        let mut h = HeaderMap::new();
+        assert!(!is_chunked(&h));
+        h.insert(http::header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        assert!(is_chunked(&h));
+        h.insert(http::header::TRANSFER_ENCODING, "gzip, Chunked".parse().unwrap());
+        assert!(is_chunked(&h));
+        h.insert(http::header::TRANSFER_ENCODING, "chunked, gzip".parse().unwrap());
+        assert!(!is_chunked(&h));
     }
 
     #[test]

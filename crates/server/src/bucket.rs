@@ -9,13 +9,45 @@ use transfer_engine::store::{ListPage, ListRequest, ObjectRef, Versioning};
 use transfer_engine::xml::{
     self, escape, iso8601, CommonPrefix, ListBucketResult, ListedObject, VersioningConfiguration,
 };
-use transfer_engine::{ErrorKind, Result};
+use transfer_engine::{Error, ErrorKind, Result, ServiceError};
 
 /// The location reported for every bucket.
 const LOCATION: &str = "oss-local";
 /// Default and largest page of ListObjects / ListBuckets.
 const DEFAULT_KEYS: u32 = 100;
 const MAX_KEYS: u32 = 1000;
+
+/// Most objects one DeleteMultipleObjects may name (OSS and S3).
+const MAX_DELETE: usize = 1000;
+
+/// OSS's error number for a DeleteMultipleObjects without Content-MD5.
+pub(crate) const EC_DELETE_WITHOUT_MD5: &str = "0016-00000606";
+
+/// DeleteMultipleObjects without Content-MD5 (or, in S3, an `x-amz-checksum-*`): 400 `InvalidRequest`. The
+/// S3 edge names S3's alternative in the message.
+fn delete_without_md5() -> Error {
+    Error::service(ServiceError {
+        status: 400,
+        code: "InvalidRequest".into(),
+        message: "Missing required header for this request: Content-MD5. DeleteMultipleObjects needs the base64 MD5 \
+                  of its XML body in Content-MD5."
+            .into(),
+        ec: Some(EC_DELETE_WITHOUT_MD5.into()),
+        ..Default::default()
+    })
+}
+
+/// A DeleteMultipleObjects naming more than [`MAX_DELETE`] objects: 400 `MalformedXML`, as OSS and S3 answer it.
+fn too_many_to_delete(n: usize) -> Error {
+    Error::code(
+        400,
+        "MalformedXML",
+        format!(
+            "The XML you provided was not well-formed or did not validate against our published schema: <Delete> \
+             names {n} objects, at most {MAX_DELETE} are allowed; send them in batches of {MAX_DELETE}."
+        ),
+    )
+}
 
 fn element(out: &mut String, name: &str, value: &str) {
     let _ = write!(out, "<{name}>{}</{name}>", escape(value));
@@ -234,10 +266,18 @@ pub(crate) async fn list_objects_v2<S: ServedStore>(store: &S, req: Req) -> Resu
 }
 
 /// DeleteMultipleObjects (`POST /bucket?delete`): deletes each named object, answering `<DeleteResult>` with a
-/// `<Deleted>` or an `<Error>` per object (a missing bucket fails the whole request).
+/// `<Deleted>` or an `<Error>` per object (a missing bucket fails the whole request). As OSS requires, the
+/// request carries Content-MD5 (S3 takes an `x-amz-checksum-*` instead), checked before the body is read, and
+/// names at most 1,000 objects.
 pub(crate) async fn delete_multiple<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
+    if !req.headers.contains_key("content-md5") && !req.s3_checksum {
+        return Err(delete_without_md5());
+    }
     let body = req.small_body().await?;
     let doc: xml::Delete = xml::from_slice(&body).map_err(|_| malformed_xml())?;
+    if doc.objects.len() > MAX_DELETE {
+        return Err(too_many_to_delete(doc.objects.len()));
+    }
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DeleteResult>");
     if req.url_encoded() {
         element(&mut out, "EncodingType", "url");

@@ -29,6 +29,20 @@ pub(crate) struct Req {
     /// The body's SHA-256 an S3 request's signature covers (`x-amz-content-sha256`, when not
     /// `UNSIGNED-PAYLOAD`): the body must have it.
     pub(crate) payload_sha256: Option<[u8; 32]>,
+    /// An S3 request that carries an `x-amz-checksum-*` header (S3 takes one where OSS requires Content-MD5).
+    pub(crate) s3_checksum: bool,
+    /// How long the body may go without a byte ([`crate::Timeouts::body`]).
+    pub(crate) body_timeout: std::time::Duration,
+}
+
+/// A body no handler took (an operation refused before it read it) is drained in the background, so the client
+/// reads the refusal instead of a reset connection.
+impl Drop for Req {
+    fn drop(&mut self) {
+        if let Some(body) = self.body.take() {
+            body::drain_unread(body, &self.headers, self.body_timeout);
+        }
+    }
 }
 
 impl Req {
@@ -103,13 +117,13 @@ impl Req {
     /// The streamed data body (PutObject, UploadPart, AppendObject).
     pub(crate) fn data_body(&mut self) -> Result<Body> {
         let incoming = self.take_body()?;
-        body::data_body(&self.headers, incoming, self.payload_sha256)
+        body::data_body(&self.headers, incoming, self.payload_sha256, self.body_timeout)
     }
 
     /// A small body read whole (XML).
     pub(crate) async fn small_body(&mut self) -> Result<Bytes> {
         let incoming = self.take_body()?;
-        body::small_body(&self.headers, incoming, self.payload_sha256).await
+        body::small_body(&self.headers, incoming, self.payload_sha256, self.body_timeout).await
     }
 }
 

@@ -12,8 +12,14 @@
 //!   `bucket.<suffix>` for a suffix given to [`Server::with_virtual_host_suffixes`]); IP hosts are path style.
 //! - One dispatch table maps method + sub-resources to an operation; one function per direction maps headers to
 //!   store options and store results to headers.
-//! - Bodies stream into the store with their `Content-Length`; `Content-MD5` is checked on the fly and a
-//!   mismatch makes the store keep nothing (400 `InvalidDigest`).
+//! - Bodies stream into the store with their `Content-Length`, or with `Transfer-Encoding: chunked` (PutObject,
+//!   UploadPart, AppendObject; the store enforces its limits as the bytes arrive); `Content-MD5` is checked on
+//!   the fly and a mismatch makes the store keep nothing (400 `InvalidDigest`).
+//! - Timeouts ([`Timeouts`]): a request's headers must arrive within 60 s of the connection becoming idle (which
+//!   also closes an idle keep-alive connection), and a body that sends no byte for 60 s fails with 400
+//!   `RequestTimeout`: whatever it had written is removed and the connection is closed.
+//! - A full disk (the local store's 507 `InsufficientStorage`) refuses writes and still serves deletes and
+//!   aborts; see `transfer_engine::local`.
 //! - Errors are OSS's `<Error>` XML with status, request id, EC and extras; on HEAD the document goes
 //!   base64-encoded in `x-oss-err`.
 //! - A request signed with AWS SigV4 speaks the S3 dialect: its signature is checked as S3 checks it, and its
@@ -68,6 +74,60 @@ impl<T: ObjectStore + MultipartStore + OssExtensions + BucketStore + ?Sized> Ser
 /// it is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a request body may go without sending a byte before the request fails.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The environment variables that override the timeouts (seconds, fractions allowed): for tests, and for a
+/// deployment that needs other values before the command line has flags for them.
+pub const HEADER_TIMEOUT_ENV: &str = "TRANSFER_SERVE_HEADER_TIMEOUT";
+/// See [`HEADER_TIMEOUT_ENV`].
+pub const BODY_TIMEOUT_ENV: &str = "TRANSFER_SERVE_BODY_TIMEOUT";
+
+/// How long the server waits for a client before it gives up on the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// From the moment a connection is idle (accepted, or its last answer sent) to the end of the next request's
+    /// headers: an idle keep-alive connection is closed after this long, and so is one that sends its headers
+    /// too slowly. 60 s by default.
+    pub header: Duration,
+    /// The longest a request body may go without sending a byte. The request then fails with 400
+    /// `RequestTimeout`, whatever the store had received of it is removed, and the connection is closed.
+    /// 60 s by default.
+    pub body: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { header: HEADER_READ_TIMEOUT, body: BODY_READ_TIMEOUT }
+    }
+}
+
+impl Timeouts {
+    /// The defaults, with [`HEADER_TIMEOUT_ENV`] and [`BODY_TIMEOUT_ENV`] applied when set. A value that is not
+    /// a number of seconds above 0 and at most a day is an error naming the variable.
+    pub fn from_env() -> std::io::Result<Self> {
+        fn var(name: &str, default: Duration) -> std::io::Result<Duration> {
+            let Ok(raw) = std::env::var(name) else { return Ok(default) };
+            raw.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| *s > 0.0 && *s <= 86_400.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "{name}={raw:?} is not a number of seconds above 0 and at most 86400 (such as 60 or 0.5)"
+                        ),
+                    )
+                })
+        }
+        let d = Self::default();
+        Ok(Self { header: var(HEADER_TIMEOUT_ENV, d.header)?, body: var(BODY_TIMEOUT_ENV, d.body)? })
+    }
+}
+
 /// How long [`Server::run`] waits for open requests to finish after shutdown is asked.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -84,17 +144,31 @@ struct State<S> {
     credentials: Vec<Credentials>,
     suffixes: Vec<String>,
     ids: RequestIds,
+    timeouts: Timeouts,
 }
 
 impl<S: ServedStore + 'static> Server<S> {
     /// Binds `addr` (port 0 picks a free port) to serve `store`, accepting requests signed with `credentials`
     /// (which, when they carry a security token, requests must present too). Virtual-host addressing is on for
-    /// `<bucket>.localhost`.
+    /// `<bucket>.localhost`. The timeouts are [`Timeouts::from_env`]'s (an invalid variable fails here).
     pub async fn bind(addr: SocketAddr, store: Arc<S>, credentials: Credentials) -> std::io::Result<Self> {
+        let timeouts = Timeouts::from_env()?;
         let listener = TcpListener::bind(addr).await?;
-        let state =
-            State { store, credentials: vec![credentials], suffixes: vec!["localhost".into()], ids: RequestIds::new() };
+        let state = State {
+            store,
+            credentials: vec![credentials],
+            suffixes: vec!["localhost".into()],
+            ids: RequestIds::new(),
+            timeouts,
+        };
         Ok(Self { listener, state: Arc::new(state) })
+    }
+
+    /// Replaces the timeouts.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        let state = Arc::get_mut(&mut self.state).expect("the server has not started");
+        state.timeouts = timeouts;
+        self
     }
 
     /// Also accepts virtual-host requests for `<bucket>.<suffix>` for each suffix (such as
@@ -159,12 +233,14 @@ async fn serve_connection<S: ServedStore + 'static>(
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
+    let header_timeout = state.timeouts.header;
     let service = service_fn(move |req| {
         let state = state.clone();
         async move { Ok::<_, std::convert::Infallible>(state.handle(req, peer).await) }
     });
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    // The header timer runs from the moment the connection is idle, so it also closes idle keep-alive connections.
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let stopped = async move {
@@ -234,6 +310,8 @@ impl<S: ServedStore + 'static> State<S> {
         let target = routing::parse_target(Some(host), parts.uri.path(), parts.uri.query(), &self.suffixes)?;
         facts.s3 = transfer_engine::sign::s3::is_signed_with_sigv4(&parts.headers, &target.query);
         let mut payload_sha256 = None;
+        // S3 takes an `x-amz-checksum-*` header where OSS requires Content-MD5 (DeleteObjects).
+        let s3_checksum = facts.s3 && s3::has_checksum_header(&parts.headers);
         if facts.s3 {
             let verified = auth::check_s3(&self.credentials, &parts.method, parts.uri.path(), &target, &parts.headers)?;
             facts.access_key_id = Some(verified.access_key_id);
@@ -252,6 +330,8 @@ impl<S: ServedStore + 'static> State<S> {
             body: Some(body),
             host: host.to_owned(),
             payload_sha256,
+            s3_checksum,
+            body_timeout: self.timeouts.body,
         };
         handlers::dispatch(&*self.store, req).await
     }

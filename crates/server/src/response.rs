@@ -172,7 +172,8 @@ impl RequestIds {
 }
 
 /// The service error an engine error is answered with. Errors that carry no service facts become 400
-/// `InvalidArgument` (bad input), 501 `NotImplemented` (unsupported), or 500 `InternalError` (logged).
+/// `InvalidArgument` (bad input), 501 `NotImplemented` (unsupported), 507 `InsufficientStorage` (a full disk),
+/// or 500 `InternalError` (logged).
 pub(crate) fn service_error_of(err: &Error) -> ServiceError {
     if let Some(se) = err.service_error() {
         return se.clone();
@@ -180,6 +181,7 @@ pub(crate) fn service_error_of(err: &Error) -> ServiceError {
     let (status, code, message) = match err.kind() {
         ErrorKind::InvalidInput => (400, "InvalidArgument", err.to_string()),
         ErrorKind::Unsupported => (501, "NotImplemented", err.to_string()),
+        ErrorKind::InsufficientStorage => (507, "InsufficientStorage", err.to_string()),
         ErrorKind::Transport => (400, "IncompleteBody", err.to_string()),
         _ => {
             tracing::error!(error = %err, "internal error");

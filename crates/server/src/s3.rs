@@ -28,6 +28,21 @@ const REQUEST_SUFFIXES: &[&str] = &[
     "storage-class",
 ];
 
+/// S3's whole-body checksum headers (`x-amz-checksum-<algorithm>`): one of them stands in for Content-MD5 where S3
+/// requires an integrity check (DeleteObjects).
+const CHECKSUM_HEADERS: &[&str] = &[
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-crc64nvme",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+];
+
+/// True when an S3 request carries a whole-body checksum header.
+pub(crate) fn has_checksum_header(headers: &HeaderMap) -> bool {
+    CHECKSUM_HEADERS.iter().any(|h| headers.contains_key(*h))
+}
+
 /// Response headers the handlers write under OSS names that S3 has too.
 const RESPONSE_SUFFIXES: &[&str] =
     &["request-id", "version-id", "delete-marker", "tagging-count", "copy-source-version-id", "storage-class"];
@@ -143,9 +158,10 @@ pub(crate) fn payload_sha256(declared: &str) -> Result<Option<[u8; 32]>> {
 /// | 400 `InvalidDigest` for a body that does not match its `Content-MD5` | 400 `BadDigest` (a malformed `Content-MD5` stays `InvalidDigest`, as in S3) |
 /// | 400 `InvalidObjectName` | 400 `KeyTooLongError` for a key over 1024 bytes, else `InvalidArgument` |
 /// | 403 `InvalidSecurityToken` | 400 `InvalidToken` |
+/// | 400 `InvalidRequest` for DeleteMultipleObjects without Content-MD5 | the same, naming S3's alternative, `x-amz-checksum-*` |
 pub(crate) fn error_to_s3(err: &Error) -> Error {
     let mut se = crate::response::service_error_of(err);
-    se.ec = None;
+    let ec = se.ec.take();
     match se.code.as_str() {
         "FileAlreadyExists" => {
             se.status = 412;
@@ -164,6 +180,11 @@ pub(crate) fn error_to_s3(err: &Error) -> Error {
         "InvalidSecurityToken" => {
             se.status = 400;
             se.code = "InvalidToken".into();
+        }
+        "InvalidRequest" if ec.as_deref() == Some(crate::bucket::EC_DELETE_WITHOUT_MD5) => {
+            se.message = "Missing required header for this request: Content-MD5 OR x-amz-checksum-*. Send the \
+                          MD5 or a checksum of the XML body."
+                .into();
         }
         _ => {}
     }

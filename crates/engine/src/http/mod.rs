@@ -165,7 +165,12 @@ impl HttpStore {
         if let Some(k) = &key {
             validate_key(k)?;
         }
-        let len = body.len();
+        let Some(len) = body.known_len() else {
+            return Err(Error::invalid(
+                "a body of unknown length cannot be sent: this client declares every body's Content-Length; \
+                 collect the bytes first or give the stream's length (Body::from_stream)",
+            ));
+        };
         let has_body = len > 0 || method == Method::PUT || method == Method::POST;
         if has_body {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));

@@ -7,11 +7,13 @@
 //! concurrent put or delete wins cleanly.
 
 use super::index::{self, Facts, VersionRow};
-use super::objects::{check_put_size, md5_upper, new_facts, EC_PUT_EXISTS};
+use super::objects::{md5_upper, new_facts, within_limit, EC_PUT_EXISTS};
 use super::{errors, now, Leftovers, LocalStore};
 use crate::crc64;
 use crate::error::Result;
-use crate::store::{validate_key, AppendResult, Body, ObjectRef, ObjectType, PutOptions, PutResult, SymlinkInfo};
+use crate::store::{
+    validate_key, AppendResult, Body, Capabilities, ObjectRef, ObjectType, PutOptions, PutResult, SymlinkInfo,
+};
 use rusqlite::Connection;
 use std::hash::{Hash, Hasher};
 
@@ -49,7 +51,7 @@ impl LocalStore {
     ) -> Result<AppendResult> {
         validate_key(key)?;
         opts.metadata.validate()?;
-        check_put_size(position.saturating_add(body.len()))?;
+        let body = within_limit(body, position, Capabilities::OSS.max_put_size)?;
         let _serial = self.append_lock(bucket, key).lock().await;
         let (b, k) = (bucket.to_owned(), key.to_owned());
         let cur = self.db(move |c, _| current(c, &b, &k)).await?;

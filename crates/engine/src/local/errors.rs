@@ -122,3 +122,18 @@ pub(crate) fn symlink_target_missing(target: &str) -> Error {
     Error::code(404, "SymlinkTargetNotExist", "The symlink target object does not exist.")
         .with_context("target", target)
 }
+
+/// A write refused because the store's disk is full (507 `InsufficientStorage`; see `space.rs`): the message
+/// names the disk by the store's root and says how to get writes going again.
+pub(crate) fn insufficient_storage(root: &std::path::Path, needed: u64) -> Error {
+    Error::code(
+        507,
+        "InsufficientStorage",
+        format!(
+            "The store's disk at {} is full: writes are refused until at least {needed} bytes are free there. Free \
+             space on that disk, or delete objects or abort multipart uploads through this server (those still \
+             work); writes resume by themselves once there is room.",
+            root.display()
+        ),
+    )
+}

@@ -96,6 +96,13 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Checkpoints the write-ahead log into the database and truncates it to nothing, giving its space back: the
+/// last resort of an operation that frees space on a full disk with no reserve left (see `space.rs`).
+pub(crate) fn checkpoint_truncate(c: &Connection) -> Result<()> {
+    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
 /// What a version row says about an object (everything but its identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Facts {

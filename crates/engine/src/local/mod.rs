@@ -17,6 +17,9 @@
 //!   lock, so a concurrent overwrite or delete cannot pull the file away from under it.
 //! - One root is owned by one `LocalStore` at a time (clone it to share): opening sweeps the temp directory,
 //!   which would break the in-flight writes of another store on the same root.
+//! - A full disk never wedges the store (see `space.rs`): a reserve file (`<root>/.reserve`) is given back when
+//!   a write meets a full disk, so the index stays writable for deletes and aborts; writes are refused with 507
+//!   `InsufficientStorage` until there is room again, and the store notices that by itself.
 //!
 //! # Behaviour where OSS leaves a choice
 //! - Versioning: writes while versioning is off or suspended get the version id `null` (reported as no version id
@@ -37,6 +40,7 @@ mod ids;
 mod index;
 mod multipart;
 mod objects;
+mod space;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -68,13 +72,16 @@ pub struct LocalOptions {
     /// fsync every data file (and its directory) before the index row that publishes it is committed. On by
     /// default; turning it off trades durability across power loss for speed (a process crash stays safe).
     pub fsync: bool,
+    /// Bytes of disk the store sets aside (`<root>/.reserve`) so that its index can still commit deletes and
+    /// aborts once the disk is full (1 MiB by default; 0 keeps none). See the module's design notes.
+    pub reserve: u64,
 }
 
-setters!(LocalOptions { fsync: bool });
+setters!(LocalOptions { fsync: bool, reserve: u64 });
 
 impl Default for LocalOptions {
     fn default() -> Self {
-        Self { fsync: true }
+        Self { fsync: true, reserve: space::DEFAULT_RESERVE }
     }
 }
 
@@ -91,6 +98,8 @@ struct Inner {
     root: PathBuf,
     conn: Mutex<Connection>,
     blobs: Blobs,
+    /// The reserve and full mode (see `space.rs`).
+    space: space::Space,
     append_locks: Vec<tokio::sync::Mutex<()>>,
     /// Held for the store's lifetime: one process owns a root at a time.
     _lock: std::fs::File,
@@ -169,8 +178,11 @@ impl LocalStore {
         if swept > 0 {
             tracing::debug!(root = %root.display(), swept, "removed files left by an interrupted write");
         }
+        // After the sweep, which may have given back the space of interrupted writes.
+        let space = space::Space::open(&root, opts.reserve)?;
         let append_locks = (0..APPEND_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        Ok(LocalStore { inner: Arc::new(Inner { root, conn: Mutex::new(conn), blobs, append_locks, _lock: lock }) })
+        let inner = Inner { root, conn: Mutex::new(conn), blobs, space, append_locks, _lock: lock };
+        Ok(LocalStore { inner: Arc::new(inner) })
     }
 
     /// The directory this store lives in.
@@ -209,6 +221,56 @@ impl LocalStore {
 
     fn blobs(&self) -> &Blobs {
         &self.inner.blobs
+    }
+
+    /// Runs `f` with the store's space on a blocking thread.
+    async fn space<T: Send + 'static>(&self, f: impl FnOnce(&space::Space) -> T + Send + 'static) -> Result<T> {
+        let inner = self.inner.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&inner.space)).await?)
+    }
+
+    /// Runs an operation that adds data. While the disk is full it is refused before it starts (507
+    /// `InsufficientStorage`) unless there is room again; if it meets a full disk, the store enters full mode
+    /// (giving the index half of the reserve) and the refusal is returned.
+    async fn writing<T>(&self, op: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        if self.inner.space.is_full() && !self.space(|s| s.recover()).await? {
+            return Err(self.inner.space.refusal());
+        }
+        match op.await {
+            Err(e) if space::is_disk_full(&e) => {
+                self.space(|s| s.enter_full()).await?;
+                Err(self.inner.space.refusal().with_source(e))
+            }
+            other => other,
+        }
+    }
+
+    /// Runs an operation that frees space (a delete, an abort), which works on a full disk: if the index cannot
+    /// commit it for lack of space, the rest of the reserve is given back (or, with none left, the index's log
+    /// truncated) and it runs once more. Afterwards a full store checks whether it may take writes again.
+    async fn freeing<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let res = match op().await {
+            Err(e) if space::is_disk_full(&e) => {
+                if !self.space(|s| s.release()).await? {
+                    if let Err(e) = self.db(|c, _| index::checkpoint_truncate(c)).await {
+                        tracing::warn!(error = %e, "could not truncate the index's log on a full disk");
+                    }
+                }
+                op().await.map_err(|e| match space::is_disk_full(&e) {
+                    true => self.inner.space.refusal().with_source(e),
+                    false => e,
+                })
+            }
+            other => other,
+        };
+        if res.is_ok() && self.inner.space.is_full() {
+            self.space(|s| s.recover()).await?;
+        }
+        res
     }
 
     /// Removes files that a committed transaction no longer references.
@@ -287,18 +349,21 @@ impl BucketStore for LocalStore {
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         validate_bucket(bucket)?;
         let b = bucket.to_owned();
-        self.db(move |c, _| index::create_bucket(c, &b, now())).await
+        self.writing(self.db(move |c, _| index::create_bucket(c, &b, now()))).await
     }
 
     async fn delete_bucket(&self, bucket: &str) -> Result<()> {
-        let b = bucket.to_owned();
-        self.db(move |c, _| index::delete_bucket(c, &b)).await
+        self.freeing(|| {
+            let b = bucket.to_owned();
+            self.db(move |c, _| index::delete_bucket(c, &b))
+        })
+        .await
     }
 
     async fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<()> {
         let b = bucket.to_owned();
         let v = if enabled { Versioning::Enabled } else { Versioning::Suspended };
-        self.db(move |c, _| index::set_versioning(c, &b, v)).await
+        self.writing(self.db(move |c, _| index::set_versioning(c, &b, v))).await
     }
 
     async fn get_versioning(&self, bucket: &str) -> Result<Versioning> {
@@ -318,7 +383,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn put_object(&self, bucket: &str, key: &str, body: Body, opts: &PutOptions) -> Result<PutResult> {
-        self.put_impl(bucket, key, body, opts).await
+        self.writing(self.put_impl(bucket, key, body, opts)).await
     }
 
     async fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
@@ -334,15 +399,15 @@ impl ObjectStore for LocalStore {
     }
 
     async fn delete_object(&self, obj: &ObjectRef) -> Result<DeleteResult> {
-        self.delete_impl(obj).await
+        self.freeing(|| self.delete_impl(obj)).await
     }
 
     async fn copy_object(&self, bucket: &str, key: &str, opts: &CopyOptions) -> Result<PutResult> {
-        self.copy_impl(bucket, key, opts).await
+        self.writing(self.copy_impl(bucket, key, opts)).await
     }
 
     async fn put_tagging(&self, obj: &ObjectRef, tags: &TagSet) -> Result<Option<String>> {
-        self.set_tagging(obj, tags.clone()).await
+        self.writing(self.set_tagging(obj, tags.clone())).await
     }
 
     async fn get_tagging(&self, obj: &ObjectRef) -> Result<TagSet> {
@@ -350,27 +415,27 @@ impl ObjectStore for LocalStore {
     }
 
     async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()> {
-        self.set_tagging(obj, TagSet::new()).await.map(|_| ())
+        self.freeing(|| self.set_tagging(obj, TagSet::new())).await.map(|_| ())
     }
 }
 
 #[async_trait]
 impl MultipartStore for LocalStore {
     async fn initiate_multipart(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<Upload> {
-        let id = self.initiate_impl(bucket, key, opts).await?;
+        let id = self.writing(self.initiate_impl(bucket, key, opts)).await?;
         Ok(Upload::new(bucket, key, id))
     }
 
     async fn upload_part(&self, part: PartRef<'_>, body: Body) -> Result<PartReceipt> {
         // The body arrives in process; a Content-MD5 check is the HTTP layer's business.
         let u = part.upload;
-        self.upload_part_impl(&u.bucket, &u.key, u.id.as_str(), part.number.get(), body).await
+        self.writing(self.upload_part_impl(&u.bucket, &u.key, u.id.as_str(), part.number.get(), body)).await
     }
 
     async fn upload_part_copy(&self, part: PartRef<'_>, from: &PartCopySource) -> Result<PartReceipt> {
         let u = part.upload;
         let (n, source, range, conditions) = (part.number.get(), &from.source, from.range, &from.conditions);
-        self.upload_part_copy_impl(&u.bucket, &u.key, u.id.as_str(), n, source, range, conditions).await
+        self.writing(self.upload_part_copy_impl(&u.bucket, &u.key, u.id.as_str(), n, source, range, conditions)).await
     }
 
     async fn complete_multipart(
@@ -379,11 +444,11 @@ impl MultipartStore for LocalStore {
         parts: &[CompletedPart],
         opts: &CompleteOptions,
     ) -> Result<PutResult> {
-        self.complete_impl(&upload.bucket, &upload.key, upload.id.as_str(), parts, opts).await
+        self.writing(self.complete_impl(&upload.bucket, &upload.key, upload.id.as_str(), parts, opts)).await
     }
 
     async fn abort_multipart(&self, upload: &Upload) -> Result<()> {
-        self.abort_impl(&upload.bucket, &upload.key, upload.id.as_str()).await
+        self.freeing(|| self.abort_impl(&upload.bucket, &upload.key, upload.id.as_str())).await
     }
 
     async fn list_parts(
@@ -411,11 +476,11 @@ impl OssExtensions for LocalStore {
         body: Body,
         opts: &PutOptions,
     ) -> Result<AppendResult> {
-        self.append_impl(bucket, key, position, body, opts).await
+        self.writing(self.append_impl(bucket, key, position, body, opts)).await
     }
 
     async fn put_symlink(&self, bucket: &str, key: &str, target: &str, opts: &PutOptions) -> Result<PutResult> {
-        self.put_symlink_impl(bucket, key, target, opts).await
+        self.writing(self.put_symlink_impl(bucket, key, target, opts)).await
     }
 
     async fn get_symlink(&self, obj: &ObjectRef) -> Result<SymlinkInfo> {

@@ -134,7 +134,7 @@ impl LocalStore {
     ) -> Result<PartReceipt> {
         validate_key(key)?;
         crate::store::validate_part_number(n)?;
-        check_part_size(body.len())?;
+        let body = super::objects::within_limit(body, 0, Capabilities::OSS.max_part_size)?;
         self.check_upload(bucket, key, upload_id).await?;
         let staged = self.blobs().receive(body).await?;
         self.commit_part(bucket, key, upload_id, n, staged).await

@@ -120,13 +120,35 @@ pub(super) fn md5_upper(data: &[u8]) -> String {
     hex::encode_upper(Md5::digest(data))
 }
 
-/// Refuses a body over the single-request limit before a byte of it is read.
-pub(super) fn check_put_size(len: u64) -> Result<()> {
-    let limit = Capabilities::OSS.max_put_size;
-    if len > limit {
-        return Err(errors::entity_too_large(len, limit));
+/// A body that may take the object (or part) past `limit` bytes when written from `offset` on (an append's
+/// position; 0 otherwise): one of known length is refused before a byte of it is read, one of unknown length
+/// (a chunked request) fails with the same `EntityTooLarge` once it goes past the limit, so nothing is kept.
+pub(super) fn within_limit(mut body: Body, offset: u64, limit: u64) -> Result<Body> {
+    if let Some(len) = body.known_len() {
+        let total = offset.saturating_add(len);
+        if total > limit {
+            return Err(errors::entity_too_large(total, limit));
+        }
+        return Ok(body);
     }
-    Ok(())
+    // The MD5 check stays with the body, for the writer to apply to the MD5 it computes anyway.
+    let check = body.take_md5_check();
+    let mut seen = offset;
+    let mut over = false;
+    let stream = body.into_stream().map(move |chunk| {
+        let chunk = chunk?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if over || seen > limit {
+            over = true;
+            return Err(errors::entity_too_large(seen, limit));
+        }
+        Ok(chunk)
+    });
+    let limited = Body::from_stream_of_unknown_length(stream.boxed());
+    Ok(match check {
+        Some(c) => limited.with_md5_check(c),
+        None => limited,
+    })
 }
 
 /// The facts of a new object with bytes.
@@ -255,7 +277,7 @@ impl LocalStore {
     pub(super) async fn put_impl(&self, bucket: &str, key: &str, body: Body, opts: &PutOptions) -> Result<PutResult> {
         validate_key(key)?;
         opts.metadata.validate()?;
-        check_put_size(body.len())?;
+        let body = within_limit(body, 0, Capabilities::OSS.max_put_size)?;
         let forbid = opts.forbid_overwrite.then_some(EC_PUT_EXISTS);
         self.precheck(bucket, key, forbid).await?;
         let staged = self.blobs().receive(body).await?;

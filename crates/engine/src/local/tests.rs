@@ -75,7 +75,7 @@ pub(super) fn snapshot(s: &LocalStore) -> Snapshot {
             let rel = p.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
             if e.file_type().unwrap().is_dir() {
                 stack.push(p);
-            } else if !rel.starts_with("index.db") && rel != ".lock" {
+            } else if !rel.starts_with("index.db") && rel != ".lock" && rel != ".reserve" {
                 files.insert(rel, e.metadata().unwrap().len());
             }
         }
@@ -237,6 +237,42 @@ async fn a_body_that_fails_midway_leaves_nothing() {
     assert_eq!(code(&s.head_object(&obj("new")).await.unwrap_err()).1, "NoSuchKey");
     assert_eq!(read(&s, &obj("kept")).await, b"old");
     assert_eq!(files_under(&s, ".tmp"), 0);
+}
+
+#[tokio::test]
+async fn a_write_that_meets_a_full_disk_is_507_and_the_store_takes_writes_once_there_is_room() {
+    let (_d, s) = store().await;
+    let reserve = s.root().join(".reserve");
+    let len = || std::fs::metadata(&reserve).map_or(0, |m| m.len());
+    assert_eq!(len(), LocalOptions::default().reserve);
+    // A body whose write fails as a full disk fails it (ENOSPC from the filesystem reads the same).
+    let enospc = Error::from(std::io::Error::from(std::io::ErrorKind::StorageFull));
+    let body = Body::from_stream(10, stream::iter(vec![Ok(Bytes::from_static(b"12345")), Err(enospc)]).boxed());
+    let e = s.put_object(B, "new", body, &PutOptions::default()).await.unwrap_err();
+    assert_eq!(
+        (code(&e).0, code(&e).1.as_str(), e.kind()),
+        (507, "InsufficientStorage", ErrorKind::InsufficientStorage)
+    );
+    assert!(!e.is_retryable());
+    assert!(e.message().contains(&s.root().display().to_string()), "{e}");
+    assert_eq!(files_under(&s, ".tmp"), 0);
+    // Full mode: half the reserve is given back to the index.
+    assert!(s.inner.space.is_full());
+    assert_eq!(len(), LocalOptions::default().reserve / 2);
+    // This disk has room, so the next write finds it, makes the reserve whole and goes through.
+    put(&s, "new", b"after").await;
+    assert!(!s.inner.space.is_full());
+    assert_eq!(len(), LocalOptions::default().reserve);
+    assert_eq!(read(&s, &obj("new")).await, b"after");
+    // Without a reserve (0), a full disk is still refused as such.
+    let dir = TempDir::new().unwrap();
+    let bare = LocalStore::open_with(dir.path(), LocalOptions::default().reserve(0)).unwrap();
+    assert!(!dir.path().join(".reserve").exists());
+    bare.create_bucket(B).await.unwrap();
+    let enospc = Error::from(std::io::Error::from(std::io::ErrorKind::StorageFull));
+    let body = Body::from_stream(10, stream::iter(vec![Err(enospc)]).boxed());
+    let e = bare.put_object(B, "k", body, &PutOptions::default()).await.unwrap_err();
+    assert_eq!(code(&e).1, "InsufficientStorage");
 }
 
 #[tokio::test]
@@ -461,7 +497,7 @@ async fn state_survives_a_restart() {
     let root = dir.path().join("store");
     let part = vec![b'p'; 102_400];
     let (upload, e1) = {
-        let s = LocalStore::open_with(&root, LocalOptions { fsync: false }).unwrap();
+        let s = LocalStore::open_with(&root, LocalOptions::default().fsync(false)).unwrap();
         s.create_bucket(B).await.unwrap();
         s.create_bucket("vers").await.unwrap();
         s.put_versioning("vers", true).await.unwrap();

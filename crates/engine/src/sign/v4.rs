@@ -117,8 +117,13 @@ pub fn authorization(
     out
 }
 
+/// The longest a V4 presigned URL may be valid: 7 days. OSS refuses a longer `x-oss-expires` (EC
+/// 0002-00000232, "the expiration time is invalid"), as S3 refuses a longer `X-Amz-Expires`.
+pub const MAX_PRESIGN_EXPIRES: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Presigned-URL query parameters (`x-oss-signature-version`, `x-oss-credential`, `x-oss-date`,
-/// `x-oss-expires`, `x-oss-security-token`, then `x-oss-signature`).
+/// `x-oss-expires` (at most [`MAX_PRESIGN_EXPIRES`]: a longer one is cut to it, as OSS would refuse it),
+/// `x-oss-security-token`, then `x-oss-signature`).
 pub fn presign(
     creds: &Credentials,
     target: &SignTarget<'_>,
@@ -134,7 +139,7 @@ pub fn presign(
         ("x-oss-signature-version".to_owned(), ALGORITHM.to_owned()),
         ("x-oss-credential".to_owned(), format!("{}/{scope}", creds.access_key_id())),
         ("x-oss-date".to_owned(), datetime.clone()),
-        ("x-oss-expires".to_owned(), expires.as_secs().to_string()),
+        ("x-oss-expires".to_owned(), expires.min(MAX_PRESIGN_EXPIRES).as_secs().to_string()),
     ];
     if let Some(t) = creds.security_token() {
         added.push(("x-oss-security-token".into(), t.into()));
@@ -235,6 +240,22 @@ mod tests {
         } else {
             presign_with_additional(creds, &t, &h, at(secs), additional)
         }
+    }
+
+    #[test]
+    fn presigned_urls_are_valid_for_at_most_a_week() {
+        let q = target_query();
+        let t = SignTarget { method: "GET", bucket: Some("bucket"), key: Some("k"), query: &q };
+        let h = headers("application/octet-stream", false);
+        let creds = Credentials::new("ak", "sk");
+        let expires = |days: u64| {
+            let added =
+                presign(&creds, &t, &h, at(1702747512), Duration::from_secs(days * 86_400), "cn-hangzhou", "oss");
+            added.into_iter().find(|(k, _)| k == "x-oss-expires").map(|(_, v)| v).unwrap()
+        };
+        assert_eq!(expires(1), "86400");
+        assert_eq!(expires(7), "604800");
+        assert_eq!(expires(8), "604800", "OSS refuses more than 7 days: the URL is made for 7");
     }
 
     /// Vector 4c signs `AdditionalHeaders` in the query (`x-oss-additional-headers`).

@@ -23,6 +23,28 @@ fn denied(message: &str) -> Error {
     Error::code(403, "AccessDenied", message)
 }
 
+pub(crate) use super::v4::MAX_PRESIGN_EXPIRES as MAX_V4_PRESIGN_EXPIRES;
+
+/// `x-oss-expires` in seconds: from 1 to 604800 (7 days), else 403 `AccessDenied` with EC 0002-00000232 (checked
+/// before the signature). A missing one counts as 0 (the URL has expired).
+fn v4_presign_expires(value: Option<&str>) -> Result<u64> {
+    let Some(v) = value else { return Ok(0) };
+    match v.trim().parse::<u64>() {
+        Ok(secs) if (1..=MAX_V4_PRESIGN_EXPIRES.as_secs()).contains(&secs) => Ok(secs),
+        _ => Err(Error::service(crate::ServiceError {
+            status: 403,
+            code: "AccessDenied".into(),
+            message: format!(
+                "Invalid signed URL expiration time: x-oss-expires must be from 1 to {} seconds (7 days), not {v:?}. \
+                 Presign the URL again with a shorter expiry.",
+                MAX_V4_PRESIGN_EXPIRES.as_secs()
+            ),
+            ec: Some("0002-00000232".into()),
+            ..Default::default()
+        })),
+    }
+}
+
 fn query_value<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
     query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -237,7 +259,7 @@ fn verify_v4_query(
     let creds = lookup_creds(lookup, scope.access_key_id)?;
     let datetime = query_value(q, "x-oss-date").unwrap_or_default();
     let when = v4::parse_amz_date(datetime).ok_or_else(|| denied("x-oss-date is not yyyymmddTHHMMSSZ."))?;
-    let expires: u64 = query_value(q, "x-oss-expires").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let expires = v4_presign_expires(query_value(q, "x-oss-expires"))?;
     if now > when + Duration::from_secs(expires) {
         return Err(denied("Request has expired.").with_extra("ServerTime", httpdate::fmt_http_date(now)));
     }
@@ -345,5 +367,35 @@ mod tests {
             assert_eq!(e.service_code(), Some("AccessDenied"), "{v:?}");
             assert!(e.message().contains("expired"));
         }
+    }
+
+    #[test]
+    fn v4_presigned_urls_are_valid_for_at_most_seven_days() {
+        let now = SystemTime::now();
+        let h = http::HeaderMap::new();
+        let t = SignTarget { method: "GET", bucket: Some("bkt"), key: Some("k"), query: &[] };
+        let presign = |secs| {
+            Signer::new(SignatureVersion::V4, "cn-hangzhou").presign(
+                &Credentials::new("ak", "sk"),
+                &t,
+                &h,
+                now,
+                Duration::from_secs(secs),
+            )
+        };
+        let week = presign(604_800);
+        assert!(verify(&SignTarget { query: &week, ..t }, &h, &lookup, now).is_ok());
+        // Our presigner cuts a longer validity to a week; a URL made elsewhere may claim eight days (the
+        // expiry is checked before the signature).
+        let capped = presign(8 * 24 * 3600);
+        assert!(capped.iter().any(|(k, v)| k == "x-oss-expires" && v == "604800"), "{capped:?}");
+        let eight_days: Vec<(String, String)> = week
+            .iter()
+            .map(|(k, v)| (k.clone(), if k == "x-oss-expires" { "691200".to_owned() } else { v.clone() }))
+            .collect();
+        let e = verify(&SignTarget { query: &eight_days, ..t }, &h, &lookup, now).unwrap_err();
+        let se = e.service_error().unwrap();
+        assert_eq!((se.status, se.code.as_str(), se.ec.as_deref()), (403, "AccessDenied", Some("0002-00000232")));
+        assert!(e.message().contains("x-oss-expires") && e.message().contains("604800"), "{e}");
     }
 }

@@ -1,4 +1,5 @@
-//! [`Body`]: the bytes of a write, either in memory or a stream of known length.
+//! [`Body`]: the bytes of a write, either in memory or a stream (of known length, or, for a chunked HTTP request,
+//! of a length known only at its end).
 
 use crate::error::{Error, Result};
 use bytes::Bytes;
@@ -6,7 +7,9 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use std::fmt;
 
-/// The bytes of a write: a buffer, or a stream that must yield exactly [`Body::len`] bytes.
+/// The bytes of a write: a buffer, or a stream that must yield exactly [`Body::len`] bytes, or a stream whose
+/// length is known only once it ends ([`Body::from_stream_of_unknown_length`]: `transfer serve` receiving a
+/// `Transfer-Encoding: chunked` request).
 ///
 /// A store consumes the stream and stores nothing unless the stream ends cleanly with exactly `len` bytes: an
 /// item that is an error (a dropped connection, a Content-MD5 mismatch found by a wrapper at the end) aborts
@@ -17,7 +20,8 @@ use std::fmt;
 /// then hashes the bytes and fails at the end on a mismatch, unless the consumer took the check to apply it to
 /// the MD5 it computes anyway (the local store does, so each byte is hashed once).
 pub struct Body {
-    len: u64,
+    /// The declared length; `None` for a stream of unknown length.
+    len: Option<u64>,
     inner: Inner,
     md5: Option<Md5Check>,
 }
@@ -51,12 +55,19 @@ impl Body {
     /// A body held in memory. Cheap to clone, so a retry can resend it.
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        Self { len: bytes.len() as u64, inner: Inner::Bytes(bytes), md5: None }
+        Self { len: Some(bytes.len() as u64), inner: Inner::Bytes(bytes), md5: None }
     }
 
     /// A body of `len` bytes produced by `stream`.
     pub fn from_stream(len: u64, stream: BoxStream<'static, Result<Bytes>>) -> Self {
-        Self { len, inner: Inner::Stream(stream), md5: None }
+        Self { len: Some(len), inner: Inner::Stream(stream), md5: None }
+    }
+
+    /// A body whose length is known only once `stream` ends (an HTTP request body sent with
+    /// `Transfer-Encoding: chunked`). A consumer that needs the length first (an HTTP client, which sends
+    /// `Content-Length`) refuses it; a store that receives it enforces its size limits as the bytes arrive.
+    pub fn from_stream_of_unknown_length(stream: BoxStream<'static, Result<Bytes>>) -> Self {
+        Self { len: None, inner: Inner::Stream(stream), md5: None }
     }
 
     /// This body's bytes must have the MD5 `check.expected`; see [`Body`].
@@ -76,14 +87,21 @@ impl Body {
         Self::from_bytes(Bytes::new())
     }
 
-    /// The declared length in bytes.
+    /// The declared length in bytes. A body of unknown length ([`Body::from_stream_of_unknown_length`])
+    /// declares none and answers `u64::MAX`, so that a consumer checking it against a limit refuses it rather
+    /// than trust a guess; [`Body::known_len`] tells the two apart.
     pub fn len(&self) -> u64 {
+        self.len.unwrap_or(u64::MAX)
+    }
+
+    /// The declared length, `None` for a body of unknown length.
+    pub fn known_len(&self) -> Option<u64> {
         self.len
     }
 
-    /// True for a zero-length body.
+    /// True for a zero-length body (never for a body of unknown length).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == Some(0)
     }
 
     /// The buffer, when the body is in memory (and carries no MD5 check: such a body is read as a stream).
@@ -94,8 +112,9 @@ impl Body {
         }
     }
 
-    /// The chunks as a stream; it fails with `IncompleteBody` if the chunks do not add up to [`Body::len`], and
-    /// at the end with the check's error if the body carries an MD5 check the bytes fail.
+    /// The chunks as a stream; it fails with `IncompleteBody` if the chunks do not add up to [`Body::len`] (a body
+    /// of unknown length takes what comes), and at the end with the check's error if the body carries an MD5
+    /// check the bytes fail.
     pub fn into_stream(self) -> BoxStream<'static, Result<Bytes>> {
         let declared = self.len;
         let check = self.md5;
@@ -115,7 +134,7 @@ impl Body {
                     _ if done => None,
                     Some(Ok(chunk)) => {
                         seen += chunk.len() as u64;
-                        if seen > declared {
+                        if let Some(declared) = declared.filter(|&d| seen > d) {
                             done = true;
                             Some(Err(incomplete(declared, seen)))
                         } else {
@@ -129,7 +148,7 @@ impl Body {
                         done = true;
                         Some(Err(e))
                     }
-                    None if seen != declared => Some(Err(incomplete(declared, seen))),
+                    None if declared.is_some_and(|d| seen != d) => Some(Err(incomplete(declared.unwrap_or(0), seen))),
                     None => match (md5.take(), &check) {
                         (Some(h), Some(c)) => c.check(&h.finalize().into()).err().map(Err),
                         _ => None,
@@ -208,6 +227,20 @@ mod tests {
         let e = Body::from_stream(6, chunks()).collect().await.unwrap_err();
         assert_eq!(e.service_code(), Some("IncompleteBody"));
         assert!(Body::from_stream(4, chunks()).collect().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_unknown_length_takes_what_comes_and_keeps_its_md5_check() {
+        let chunks = || stream::iter(vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"de"))]).boxed();
+        let body = Body::from_stream_of_unknown_length(chunks());
+        assert_eq!((body.known_len(), body.len(), body.is_empty()), (None, u64::MAX, false));
+        assert_eq!(body.collect().await.unwrap(), Bytes::from_static(b"abcde"));
+        let empty = Body::from_stream_of_unknown_length(stream::empty().boxed());
+        assert_eq!(empty.collect().await.unwrap(), Bytes::new());
+        let bad = Md5Check { expected: [0; 16], mismatch };
+        let e = Body::from_stream_of_unknown_length(chunks()).with_md5_check(bad).collect().await.unwrap_err();
+        assert_eq!(e.service_code(), Some("InvalidDigest"));
+        assert_eq!(Body::from_stream(5, chunks()).known_len(), Some(5));
     }
 
     fn mismatch(got: &[u8; 16]) -> Error {

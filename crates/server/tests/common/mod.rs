@@ -84,10 +84,16 @@ impl<'a> Call<'a> {
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with(|server| server).await
+    }
+
+    /// Starts a server configured by `configure` (timeouts, ...).
+    pub async fn start_with(configure: impl FnOnce(Server<LocalStore>) -> Server<LocalStore>) -> Self {
         let root = tempfile::tempdir().unwrap();
         let store = LocalStore::open_with(root.path(), LocalOptions::default().fsync(false)).unwrap();
         let server =
             Server::bind("127.0.0.1:0".parse().unwrap(), Arc::new(store), Credentials::new(AK, SK)).await.unwrap();
+        let server = configure(server);
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
@@ -104,6 +110,50 @@ impl TestServer {
             task: Some(task),
             _root: root,
         }
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &std::path::Path {
+        self._root.path()
+    }
+
+    /// The head of a raw HTTP/1.1 request (`Connection: close`) to `bucket`/`key` with `query`, signed with V4
+    /// for the OSS dialect, carrying `extra` headers: everything up to and including the blank line.
+    pub fn raw_head(
+        &self,
+        method: &str,
+        bucket: &str,
+        key: Option<&str>,
+        query: &[(String, String)],
+        extra: &[(&str, &str)],
+    ) -> Vec<u8> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in extra {
+            headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        let target = SignTarget { method, bucket: Some(bucket), key, query };
+        self.signer.sign(&self.creds, &target, &mut headers, SystemTime::now());
+        let mut path = format!("/{bucket}/{}", key.map(pct_encode_path).unwrap_or_default());
+        if !query.is_empty() {
+            let q: Vec<String> = query
+                .iter()
+                .map(|(k, v)| if v.is_empty() { pct_encode(k) } else { format!("{}={}", pct_encode(k), pct_encode(v)) })
+                .collect();
+            path.push('?');
+            path.push_str(&q.join("&"));
+        }
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        for (k, v) in &headers {
+            head.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    }
+
+    /// Sends raw request bytes on a new connection and reads the answer to its end: the status and the whole
+    /// response (head and body) as text.
+    pub async fn raw(&self, request: &[u8]) -> (u16, String) {
+        raw_exchange(self.addr, request).await
     }
 
     /// Stops the server and waits for it.
@@ -170,4 +220,34 @@ pub fn code_of(xml: &str) -> String {
 /// A header as text.
 pub fn header<'r>(r: &'r reqwest::Response, name: &str) -> Option<&'r str> {
     r.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Sends `request` to `addr` on a new connection and reads until the server closes it: the status and the whole
+/// response as text.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// `parts` as a chunked body (`Transfer-Encoding: chunked`): each part one chunk, then the last, empty one.
+pub fn chunked(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts.iter().filter(|p| !p.is_empty()) {
+        out.extend_from_slice(format!("{:x}\r\n", p.len()).as_bytes());
+        out.extend_from_slice(p);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// The body of a raw response (after the blank line; a chunked answer is not decoded).
+pub fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }

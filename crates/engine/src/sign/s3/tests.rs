@@ -271,3 +271,26 @@ fn presigned_urls_verify_and_expire() {
     assert_eq!(verify(&tampered, &h, &lookup, now).unwrap_err().service_code(), Some("SignatureDoesNotMatch"));
     assert!(UNIX_EPOCH < now);
 }
+
+#[test]
+fn presigned_urls_are_valid_for_at_most_a_week() {
+    let now = SystemTime::now();
+    let h = map(&[("host", "127.0.0.1:9000")]);
+    let t = S3Target { method: "GET", uri: "/bkt/k", query: &[] };
+    let p =
+        S3Signer::new("us-east-1").presign(&Credentials::new("ak", "sk"), &t, &h, now, Duration::from_secs(604_800));
+    assert!(verify(&S3Target { query: &p, ..t }, &h, &lookup, now).is_ok());
+    for (value, message) in [
+        ("691200", "X-Amz-Expires must be less than a week (in seconds) that is 604800"),
+        ("-1", "X-Amz-Expires must be non-negative"),
+        ("soon", "X-Amz-Expires should be a number"),
+    ] {
+        let q: Vec<(String, String)> = p
+            .iter()
+            .map(|(k, v)| (k.clone(), if k == "X-Amz-Expires" { value.to_owned() } else { v.clone() }))
+            .collect();
+        let e = verify(&S3Target { query: &q, ..t }, &h, &lookup, now).unwrap_err();
+        assert_eq!((e.status(), e.service_code()), (Some(400), Some("AuthorizationQueryParametersError")), "{value}");
+        assert_eq!(e.message(), message);
+    }
+}

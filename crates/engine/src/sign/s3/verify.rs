@@ -34,6 +34,29 @@ fn malformed(message: &str) -> Error {
     Error::code(400, "AuthorizationHeaderMalformed", message)
 }
 
+/// A presigned URL's `X-Amz-Expires` that S3 refuses: 400 `AuthorizationQueryParametersError` with S3's own
+/// words (checked before the signature, as S3 does).
+fn bad_expires(message: &str) -> Error {
+    Error::code(400, "AuthorizationQueryParametersError", message)
+}
+
+/// `X-Amz-Expires` in seconds: a number from 0 to 604800 (7 days), or S3's refusal. A missing one counts as 0
+/// (the URL has expired).
+fn presign_expires(value: Option<&str>) -> Result<u64> {
+    let Some(v) = value else { return Ok(0) };
+    let secs: i64 = v.trim().parse().map_err(|_| bad_expires("X-Amz-Expires should be a number"))?;
+    if secs < 0 {
+        return Err(bad_expires("X-Amz-Expires must be non-negative"));
+    }
+    if Duration::from_secs(secs as u64) > MAX_PRESIGN_EXPIRES {
+        return Err(bad_expires(&format!(
+            "X-Amz-Expires must be less than a week (in seconds) that is {}",
+            MAX_PRESIGN_EXPIRES.as_secs()
+        )));
+    }
+    Ok(secs as u64)
+}
+
 fn query_value<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
     query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -173,10 +196,7 @@ fn verify_query(
     let creds = lookup_creds(lookup, scope.access_key_id)?;
     let datetime = query_value(q, "X-Amz-Date").unwrap_or_default();
     let when = parse_amz_date(datetime).ok_or_else(|| denied("X-Amz-Date is not yyyymmddTHHMMSSZ."))?;
-    let expires: u64 = query_value(q, "X-Amz-Expires").and_then(|v| v.parse().ok()).unwrap_or(0);
-    if Duration::from_secs(expires) > MAX_PRESIGN_EXPIRES {
-        return Err(denied("X-Amz-Expires must be at most 604800 seconds."));
-    }
+    let expires = presign_expires(query_value(q, "X-Amz-Expires"))?;
     if now > when + Duration::from_secs(expires) || now + MAX_CLOCK_SKEW < when {
         return Err(denied("Request has expired.").with_extra("ServerTime", httpdate::fmt_http_date(now)));
     }
