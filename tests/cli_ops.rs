@@ -1102,3 +1102,91 @@ async fn a_source_that_cannot_be_listed_is_on_the_jobs_record() {
     let last = jobs.last().unwrap();
     assert_eq!((last["listing_finished"].as_bool(), last["error"].is_null()), (Some(true), true), "{last}");
 }
+
+/// Runs `transfer <args>` through `proxy` and kills it (SIGKILL) once the proxy has seen a request `ready` says
+/// is the moment.
+async fn killed_when(
+    proxy: &FaultProxy,
+    ledger: &Path,
+    args: &[&str],
+    ready: impl Fn(&crate::util::fault::Seen) -> bool,
+) {
+    let mut child =
+        transfer(&proxy.endpoint, ledger).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !proxy.seen().iter().any(&ready) {
+        assert!(child.try_wait().unwrap().is_none(), "it ended before the moment to kill it");
+        assert!(started.elapsed() < Duration::from_secs(60), "the moment to kill it never came");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Real crashes in the two windows after an object's bytes are in place: between Complete and PutObjectTagging
+/// (`--tag-on complete`), and between Complete and its ledger record. Each rerun finishes the object with no
+/// part sent again, counted at a proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_after_complete_costs_the_rerun_no_bytes() {
+    let Setup { served, store, tmp: _tmp, ledger, file, bytes } = setup("afterc", 12).await;
+    let parts_sent =
+        |p: &FaultProxy| p.seen().iter().filter(|s| s.method == "PUT" && s.target.contains("partNumber=")).count();
+    let read = |key: &'static str| {
+        let store = store.clone();
+        async move { store.get_object(&ObjectRef::new("afterc", key), None).await.unwrap().bytes().await.unwrap() }
+    };
+    let cp = |key: &'static str| -> Vec<String> {
+        ["cp", "--part-size", "1MiB", "--multipart-threshold", "1MiB", "--tag-on", "complete", "--tag", "k=v"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([file.display().to_string(), format!("oss://afterc/{key}")])
+            .collect()
+    };
+
+    // Killed while PutObjectTagging is held: the object is in place, untagged.
+    let hold =
+        Rule { method: Some("PUT"), contains: "?tagging", fault: Fault::Delay(Duration::from_secs(60)), times: 1 };
+    let proxy = FaultProxy::start(&served.endpoint, vec![hold]).await;
+    let args = cp("tagged-later");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    killed_when(&proxy, &ledger, &args, |s| s.method == "PUT" && s.target.contains("?tagging")).await;
+    assert!(read("tagged-later").await == bytes);
+    assert!(
+        store.get_tagging(&ObjectRef::new("afterc", "tagged-later")).await.unwrap().is_empty(),
+        "killed before tagging"
+    );
+    let rerun = FaultProxy::start(&served.endpoint, vec![]).await;
+    let out = run(transfer(&rerun.endpoint, &ledger).args(&args));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(parts_sent(&rerun), 0, "the rerun only tags");
+    assert_eq!(
+        store.get_tagging(&ObjectRef::new("afterc", "tagged-later")).await.unwrap(),
+        TagSet::from_pairs([("k", "v")]).unwrap()
+    );
+
+    // Killed after the server completed the upload, before the answer came back (so before the ledger knew).
+    let hold = Rule {
+        method: Some("POST"),
+        contains: "uploadId=",
+        fault: Fault::HoldAnswer(Duration::from_secs(60)),
+        times: 1,
+    };
+    let proxy = FaultProxy::start(&served.endpoint, vec![hold]).await;
+    let args = cp("completed");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    killed_when(&proxy, &ledger, &args, |s| {
+        s.method == "POST" && s.target.contains("uploadId=") && s.upstream == Some(200)
+    })
+    .await;
+    assert!(read("completed").await == bytes, "the server completed it");
+    let rerun = FaultProxy::start(&served.endpoint, vec![]).await;
+    let out = run(transfer(&rerun.endpoint, &ledger).args(&args));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(parts_sent(&rerun), 0, "the object in place is the upload's: nothing is sent again");
+    assert!(read("completed").await == bytes);
+    assert_eq!(
+        store.get_tagging(&ObjectRef::new("afterc", "completed")).await.unwrap(),
+        TagSet::from_pairs([("k", "v")]).unwrap()
+    );
+    assert!(uploads(&store, "afterc").await.is_empty());
+}

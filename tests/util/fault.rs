@@ -34,6 +34,9 @@ pub enum Fault {
     /// Flip one byte in the middle of the request body, then forward: what the server does with a body that
     /// does not match its Content-MD5 (or its signed SHA-256).
     CorruptRequest,
+    /// Forward (the server does the work), then hold the answer this long: a client killed meanwhile never
+    /// learns that its request succeeded.
+    HoldAnswer(Duration),
 }
 
 /// Which requests a rule applies to.
@@ -225,7 +228,11 @@ async fn forward(
         Some(Fault::Status(status, code)) => return Ok(canned(*status, error_xml(code))),
         Some(Fault::ErrorBody200) => return Ok(canned(200, error_xml("InternalError"))),
         Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
-        Some(Fault::CutBody) | Some(Fault::LoseResponse) | Some(Fault::CorruptRequest) | None => {}
+        Some(Fault::CutBody)
+        | Some(Fault::LoseResponse)
+        | Some(Fault::CorruptRequest)
+        | Some(Fault::HoldAnswer(_))
+        | None => {}
     }
     let (parts, body) = req.into_parts();
     let mut body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
@@ -247,6 +254,9 @@ async fn forward(
         out = out.header(k, v);
     }
     let bytes = resp.bytes().await.map_err(std::io::Error::other)?;
+    if let Some(Fault::HoldAnswer(d)) = fault {
+        tokio::time::sleep(d).await;
+    }
     if matches!(fault, Some(Fault::LoseResponse)) {
         return Ok(canned(500, error_xml("InternalError")));
     }
