@@ -317,12 +317,21 @@ async fn a_failed_source_precondition_restarts_once_from_a_fresh_head_then_fails
     assert_eq!(e.service_code(), Some("PreconditionFailed"), "{e}");
     assert_eq!(proxy.injected(), 2, "one restart, not more");
 
+    // What the server holds of the kept upload: the next run copies exactly the rest.
+    let client = s.served.client(V4);
+    let kept = s.open_uploads("dst").await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let upload = transfer_engine::store::Upload::new("dst", "big", transfer_engine::store::UploadId::new(&kept[0]));
+    let held = client.list_parts(&upload, None, None).await.unwrap().parts.len() as u32;
+
     // Once: the copy restarts from a fresh HEAD (the source is the same) and succeeds in the same call.
     let proxy = FaultProxy::start(&s.served.endpoint, vec![precondition(1)]).await;
     let out = s.engine(&proxy.endpoint, TagOn::Initiate).copy_object(s.job, &req).await.unwrap();
     assert_eq!(proxy.injected(), 1);
     assert_eq!(out.parts_reused + out.parts_sent, 11);
-    assert!(out.parts_reused >= 1, "{out:?}");
+    // On the wire, across the restart: each part the server lacked copied once, none it held copied again.
+    let copied = proxy.seen().iter().filter(|r| r.target.contains("partNumber=") && r.upstream.is_some()).count();
+    assert_eq!(copied as u32, 11 - held, "{out:?}");
     assert_eq!(s.read(&ObjectRef::new("dst", "big")).await, content);
     assert!(s.open_uploads("dst").await.is_empty());
 }
