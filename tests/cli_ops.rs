@@ -1202,3 +1202,58 @@ async fn a_kill_after_complete_costs_the_rerun_no_bytes() {
     );
     assert!(uploads(&store, "afterc").await.is_empty());
 }
+
+/// `--checkpoint` names the ledger for every command (`cp`, `jobs`, `jobs show`, `cleanup`, `resume`), over
+/// `$TRANSFER_LEDGER`; `jobs show --limit` bounds the objects listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_uses_the_ledger_checkpoint_names() {
+    let Setup { served, store, tmp, ledger: decoy, file, bytes } = setup("named", 13).await;
+    let real = tmp.path().join("named.db");
+    let dir = tmp.path().join("dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::rename(&file, dir.join("big.bin")).unwrap();
+    for i in 0..3 {
+        std::fs::write(dir.join(format!("small-{i}")), format!("{i}")).unwrap();
+    }
+    let slow = Rule {
+        method: Some("PUT"),
+        contains: "uploadId=",
+        fault: Fault::Delay(Duration::from_millis(200)),
+        times: 1000,
+    };
+    let proxy = FaultProxy::start(&served.endpoint, vec![slow]).await;
+    let real_s = real.display().to_string();
+    let dir_s = dir.display().to_string();
+    let cp = [
+        "cp",
+        "-r",
+        "--part-size",
+        "128KiB",
+        "--multipart-threshold",
+        "1MiB",
+        "--jobs",
+        "2",
+        "--checkpoint",
+        &real_s,
+        &dir_s,
+        "oss://named/d/",
+    ];
+    killed_when(&proxy, &decoy, &cp, |s| s.target.contains("partNumber=") && s.upstream == Some(200)).await;
+    let cmd = |args: &[&str]| run(transfer(&served.endpoint, &decoy).args(args));
+
+    let listed = json_lines(&cmd(&["jobs", "--json", "--checkpoint", &real_s]));
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let job = listed[0]["job"].as_i64().unwrap().to_string();
+    assert!(cmd(&["jobs", "--json"]).stdout.is_empty(), "the ledger of $TRANSFER_LEDGER holds nothing");
+    let shown = cmd(&["jobs", "show", &job, "--json", "--limit", "1", "--checkpoint", &real_s]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["objects_shown"].as_array().map(Vec::len), Some(1), "{shown}");
+    assert!(shown["objects"]["total"].as_u64().unwrap() > 1, "more objects than shown: {shown}");
+    let dry = json_lines(&cmd(&["cleanup", "--dry-run", "--json", "--include-resumable", "--checkpoint", &real_s]));
+    assert_eq!(dry.iter().filter(|l| l["event"] == "would_abort").count(), 1, "{dry:?}");
+    let out = cmd(&["resume", "--json", "--checkpoint", &real_s, &job]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = store.get_object(&ObjectRef::new("named", "d/big.bin"), None).await.unwrap().bytes().await.unwrap();
+    assert!(got == bytes);
+    assert!(uploads(&store, "named").await.is_empty());
+}
