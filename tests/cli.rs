@@ -378,3 +378,43 @@ async fn a_file_appended_during_its_upload_is_not_published_and_the_rerun_sends_
     let left = transfer_engine::MultipartStore::list_uploads(&store, "growing", &Default::default()).await.unwrap();
     assert!(left.uploads.is_empty(), "{:?}", left.uploads);
 }
+
+#[tokio::test]
+async fn bwlimit_holds_every_object_of_the_job_to_one_rate() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "paced").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, dir) = (tmp.path().join("ledger.db"), tmp.path().join("src"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two objects (one multipart) sent at once, 4 MiB in all, under one limit of 2 MiB/s: at least about 2 s
+    // (less what the bucket may hold, a tenth of a second's worth). Only the lower bound is asserted: a limit
+    // cannot make anything faster, and a loaded machine only slower.
+    std::fs::write(dir.join("a.bin"), data(3 * 1024 * 1024, 61)).unwrap();
+    std::fs::write(dir.join("b.bin"), data(1024 * 1024, 62)).unwrap();
+    let started = std::time::Instant::now();
+    let out = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "-r", "--json", "--jobs", "4", "--part-size", "1MiB", "--multipart-threshold", "2MiB"])
+        .args(["--bwlimit", "2MiB/s"])
+        .arg(&dir)
+        .arg("oss://paced/d/"));
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took >= Duration::from_millis(1800), "4 MiB at 2 MiB/s took {took:?}");
+    assert_eq!(listed(&store, "paced", "d/").await, 2);
+    // The limit is part of the job: `jobs show` gives it back as a flag (resume applies it again).
+    let job = summary(&out)["job"].as_i64().unwrap().to_string();
+    let shown = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", &job]));
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("--bwlimit 2MiB"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
+    // Refused before anything moves: a rate that is not one.
+    let bad = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "--bwlimit", "fast"])
+        .arg(dir.join("b.bin"))
+        .arg("oss://paced/x"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("50MiB/s"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

@@ -107,9 +107,29 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     Ok((value * mult as f64).round() as u64)
 }
 
+/// A bandwidth limit as `--bwlimit` takes it: a size per second (`50MiB/s`, `/s` optional), or `off` (0: no
+/// limit).
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(0);
+    }
+    parse_size(t.strip_suffix("/s").unwrap_or(t))
+        .map_err(|_| format!("{s:?} is not a rate; write e.g. 50MiB/s, 500KB/s or off"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("50MiB/s"), Ok(50 << 20));
+        assert_eq!(parse_rate("500KB"), Ok(500_000));
+        assert_eq!(parse_rate("OFF"), Ok(0));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert!(parse_rate("fast").unwrap_err().contains("50MiB/s"));
+    }
 
     #[test]
     fn addresses() {

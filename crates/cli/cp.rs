@@ -3,7 +3,7 @@
 //! Every option but the output ones is recorded with the job in the ledger (no credentials: they come from the
 //! environment or a profile's variables), so `transfer resume` runs the job again exactly as it was started.
 
-use crate::addr::{parse_size, Location, Scheme};
+use crate::addr::{parse_rate, parse_size, Location, Scheme};
 use crate::output::{human_bytes, OutputArgs, ProgressDisplay};
 use crate::remote::{check_bucket, ChecksumArg, Opened, SrcStoreArgs, StoreArgs};
 use crate::{Usage, EXIT_CLOSED_PIPE, EXIT_FAILED, EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE};
@@ -129,6 +129,11 @@ pub(crate) struct CpArgs {
     /// Requests in flight, shared by every object of the job.
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
+    /// Most bytes per second the process sends (e.g. 50MiB/s; off or 0: no limit), shared by every object and
+    /// part of the job.
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    #[serde(default)]
+    pub bwlimit: Option<u64>,
     /// Most bytes held in part buffers at once.
     #[arg(long, value_parser = parse_size, default_value = "256MiB")]
     pub memory_limit: u64,
@@ -192,7 +197,10 @@ fn flags(line: &mut String, mine: &serde_json::Value, base: &serde_json::Value) 
             "tags" => "tag".to_owned(),
             n => n.replace('_', "-"),
         };
-        let sized = matches!(name.as_str(), "part_size" | "multipart_threshold" | "copy_threshold" | "memory_limit");
+        let sized = matches!(
+            name.as_str(),
+            "part_size" | "multipart_threshold" | "copy_threshold" | "memory_limit" | "bwlimit"
+        );
         match value {
             Value::Object(_) => flags(line, value, base.get(name).unwrap_or(&Value::Null)),
             Value::Null | Value::Bool(false) => {}
@@ -658,6 +666,10 @@ pub(crate) async fn run_sources(args: CpArgs, out: OutputArgs) -> u8 {
 pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>) -> u8 {
     // The destination's store takes --checksum (a recorded job keeps it there).
     args.store.checksum = args.checksum.or(args.store.checksum);
+    // One limit for every store of the process (the source's too, when it relays: it sends nothing today).
+    if let Some(rate) = args.bwlimit.filter(|&r| r > 0) {
+        args.store.upload_limit = Some(std::sync::Arc::new(transfer_engine::run::Bandwidth::new(Some(rate))));
+    }
     let plan = match prepare(&args, resume).await {
         Ok(p) => p,
         Err(Usage(msg)) => {

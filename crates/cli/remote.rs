@@ -72,6 +72,10 @@ pub(crate) struct StoreArgs {
     /// recorded job's options.
     #[arg(skip)]
     pub checksum: Option<ChecksumArg>,
+    /// The bandwidth limit every body sent takes its bytes from: set from `cp --bwlimit`.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub upload_limit: Option<std::sync::Arc<transfer_engine::run::Bandwidth>>,
     /// Root directory of the embedded local store behind local:// addresses
     /// [default: $XDG_DATA_HOME/transfer/local].
     #[arg(long, env = "TRANSFER_LOCAL_ROOT", hide_env_values = true)]
@@ -267,6 +271,9 @@ impl StoreArgs {
                     if let Some(r) = region {
                         b = b.region(r);
                     }
+                    if let Some(limit) = &self.upload_limit {
+                        b = b.upload_limit(limit.clone());
+                    }
                     opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
                 } else {
                     let version = match self.signature_version.or(profile.signature_version) {
@@ -285,6 +292,9 @@ impl StoreArgs {
                         .content_md5(checksum == Some(ChecksumArg::Md5));
                     if let Some(r) = region {
                         b = b.region(r);
+                    }
+                    if let Some(limit) = &self.upload_limit {
+                        b = b.upload_limit(limit.clone());
                     }
                     opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
                 };

@@ -40,6 +40,7 @@
 
 use crate::dialect::{Dialect, Family};
 use crate::error::{Error, ErrorKind, Result};
+use crate::run::Bandwidth;
 use crate::s3::S3Checksum;
 use crate::sign::s3::{S3Signer, S3Target};
 use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
@@ -49,6 +50,7 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method};
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod crc;
@@ -82,6 +84,8 @@ pub struct HttpStore {
     read_timeout: Option<Duration>,
     server_work_timeout: Duration,
     clock: Clock,
+    /// The bandwidth limit request bodies share, if any ([`HttpStoreBuilder::upload_limit`]).
+    upload_limit: Option<Arc<Bandwidth>>,
 }
 
 impl fmt::Debug for HttpStore {
@@ -94,6 +98,7 @@ impl fmt::Debug for HttpStore {
             .field("access_key_id", &self.credentials.access_key_id())
             .field("content_md5", &self.content_md5)
             .field("crc32c", &self.crc32c)
+            .field("upload_limit", &self.upload_limit.as_ref().map(|l| l.rate()))
             .finish_non_exhaustive()
     }
 }
@@ -223,6 +228,25 @@ impl HttpStore {
             let chunks = match body.as_bytes() {
                 Some(b) => slices(b.clone()),
                 None => body.into_stream(),
+            };
+            // Under a bandwidth limit each slice waits for its bytes before it goes (after the checksums above,
+            // which were taken over the whole body).
+            let chunks = match &self.upload_limit {
+                Some(limit) => {
+                    let limit = limit.clone();
+                    chunks
+                        .then(move |c| {
+                            let limit = limit.clone();
+                            async move {
+                                if let Ok(b) = &c {
+                                    limit.take(b.len() as u64).await;
+                                }
+                                c
+                            }
+                        })
+                        .boxed()
+                }
+                None => chunks,
             };
             let (stream, tap) = UploadTap::wrap(chunks, progress.clone());
             builder = builder.body(reqwest::Body::wrap_stream(stream));
@@ -496,6 +520,7 @@ pub struct HttpStoreBuilder {
     server_work_timeout: Duration,
     timeout: Option<Duration>,
     system_proxy: bool,
+    upload_limit: Option<Arc<Bandwidth>>,
 }
 
 impl HttpStoreBuilder {
@@ -510,6 +535,7 @@ impl HttpStoreBuilder {
             content_md5: false,
             checksum: S3Checksum::default(),
             tagging: true,
+            upload_limit: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             server_work_timeout: DEFAULT_SERVER_WORK_TIMEOUT,
@@ -559,6 +585,13 @@ impl HttpStoreBuilder {
     /// checks every body by the CRC-64 it reports; [`content_md5`](Self::content_md5) adds MD5 there.
     pub fn checksum(mut self, checksum: S3Checksum) -> Self {
         self.checksum = checksum;
+        self
+    }
+
+    /// Request bodies take their bytes from `limit` before they go: give every store of a process the same
+    /// [`Bandwidth`] and all their uploads share one limit (default none).
+    pub fn upload_limit(mut self, limit: Arc<Bandwidth>) -> Self {
+        self.upload_limit = Some(limit);
         self
     }
 
@@ -674,6 +707,7 @@ impl HttpStoreBuilder {
             read_timeout: self.read_timeout,
             server_work_timeout: self.server_work_timeout,
             clock: Clock::default(),
+            upload_limit: self.upload_limit,
         })
     }
 }
