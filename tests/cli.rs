@@ -418,3 +418,37 @@ async fn bwlimit_holds_every_object_of_the_job_to_one_rate() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("50MiB/s"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr2_turns_the_bandwidth_limit_off() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "unpaced").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, file) = (tmp.path().join("ledger.db"), tmp.path().join("f.bin"));
+    let bytes = data(6 * 1024 * 1024, 63);
+    std::fs::write(&file, &bytes).unwrap();
+    let wire = FaultProxy::start(&served.endpoint, vec![]).await;
+    // At 512 KiB/s the file would take 12 s.
+    let child = transfer(&wire.endpoint, &ledger)
+        .args(["cp", "--part-size", "1MiB", "--multipart-threshold", "1MiB", "--bwlimit", "512KiB/s"])
+        .arg(&file)
+        .arg("oss://unpaced/f.bin")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !wire.seen().iter().any(|s| s.target.contains("partNumber=")) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    let kill = Command::new("kill").args(["-USR2", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("bandwidth limit off"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(9), "the rest went unlimited: {:?}", started.elapsed());
+    let got = store.get_object(&ObjectRef::new("unpaced", "f.bin"), None).await.unwrap().bytes().await.unwrap();
+    assert!(got == bytes);
+}

@@ -677,6 +677,13 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
             return EXIT_USAGE;
         }
     };
+    // SIGUSR2 toggles the bandwidth limit: listened for before the job starts, so it never meets the signal's
+    // default action (ending the process).
+    let limit = args
+        .store
+        .upload_limit
+        .clone()
+        .map(|l| (l, tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2()).ok()));
     let handle = match start(&args, &plan).await {
         Ok(h) => h,
         Err(Usage(msg)) => {
@@ -684,7 +691,7 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
             return EXIT_USAGE;
         }
     };
-    let code = follow(handle, &plan.ledger, out, args.dry_run).await;
+    let code = follow(handle, &plan.ledger, out, args.dry_run, limit).await;
     if code == EXIT_EMPTY {
         if args.allow_empty {
             return EXIT_OK;
@@ -769,7 +776,13 @@ fn action_name(action: &PlannedAction) -> &'static str {
 
 /// Shows a running job until it ends (Ctrl-C once stops it gracefully, twice quits at once), prints its summary,
 /// and returns the exit status.
-async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run: bool) -> u8 {
+async fn follow(
+    mut handle: JobHandle,
+    ledger: &Ledger,
+    out: OutputArgs,
+    dry_run: bool,
+    limit: Option<(std::sync::Arc<transfer_engine::run::Bandwidth>, Option<tokio::signal::unix::Signal>)>,
+) -> u8 {
     let job = handle.job();
     let resume_hint = format!("run `transfer resume {job}` (or the same command again) to continue");
     let mut interrupts = 0;
@@ -779,6 +792,12 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     // Registered once, before the job's first event; if it cannot be registered, Ctrl-C keeps its default effect.
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    // SIGUSR2 turns the bandwidth limit off, and on again (as rclone's does).
+    let (limit, mut sigusr2) = match limit {
+        Some((l, signal)) => (Some(l), signal),
+        None => (None, None),
+    };
+    let limited = limit.as_ref().and_then(|l| l.rate());
     loop {
         tokio::select! {
             event = handle.next_event() => match event {
@@ -840,6 +859,16 @@ async fn follow(mut handle: JobHandle, ledger: &Ledger, out: OutputArgs, dry_run
                 }
             },
             _ = tick.tick() => display.update(&handle.progress()),
+            Some(()) = async { match sigusr2.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                if let Some(limit) = &limit {
+                    let next = if limit.rate().is_some() { None } else { limited };
+                    limit.set(next);
+                    match next {
+                        Some(rate) => tracing::warn!("bandwidth limit on again: {}/s (SIGUSR2 turns it off)", human_bytes(rate)),
+                        None => tracing::warn!("bandwidth limit off (SIGUSR2 turns it on again)"),
+                    }
+                }
+            }
             Some(()) = async { match sigint.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
                 interrupts += 1;
                 if interrupts == 1 {
