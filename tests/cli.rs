@@ -405,18 +405,19 @@ async fn bwlimit_holds_every_object_of_the_job_to_one_rate() {
     // The limit is part of the job: `jobs show` gives it back as a flag (resume applies it again).
     let job = summary(&out)["job"].as_i64().unwrap().to_string();
     let shown = run(transfer(&served.endpoint, &ledger).args(["jobs", "show", &job]));
-    assert!(
-        String::from_utf8_lossy(&shown.stdout).contains("--bwlimit 2MiB"),
-        "{}",
-        String::from_utf8_lossy(&shown.stdout)
-    );
-    // Refused before anything moves: a rate that is not one.
-    let bad = run(transfer(&served.endpoint, &ledger)
-        .args(["cp", "--bwlimit", "fast"])
-        .arg(dir.join("b.bin"))
-        .arg("oss://paced/x"));
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("50MiB/s"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(shown.contains("--bwlimit 2MiB/s"), "{shown}");
+    // Refused before anything moves: a rate that is not one, a timetable entry that is not one.
+    for (bad, says) in [("fast", "50MiB/s"), ("08:00,1MiB/s 25:00,off", "not a time of day")] {
+        let out = run(transfer(&served.endpoint, &ledger)
+            .args(["cp", "--bwlimit", bad])
+            .arg(dir.join("b.bin"))
+            .arg("oss://paced/x"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+    assert_eq!(listed(&store, "paced", "x").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! Every option but the output ones is recorded with the job in the ledger (no credentials: they come from the
 //! environment or a profile's variables), so `transfer resume` runs the job again exactly as it was started.
 
-use crate::addr::{parse_rate, parse_size, Location, Scheme};
+use crate::addr::{parse_size, Location, Scheme};
 use crate::output::{human_bytes, OutputArgs, ProgressDisplay};
 use crate::remote::{check_bucket, ChecksumArg, Opened, SrcStoreArgs, StoreArgs};
 use crate::{Usage, EXIT_CLOSED_PIPE, EXIT_FAILED, EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE};
@@ -129,11 +129,12 @@ pub(crate) struct CpArgs {
     /// Requests in flight, shared by every object of the job.
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
-    /// Most bytes per second the process sends (e.g. 50MiB/s; off or 0: no limit), shared by every object and
-    /// part of the job.
-    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    /// Most bytes per second the process sends, shared by every object and part of the job: a rate (50MiB/s;
+    /// off), or a timetable by local time, "08:00,512KiB/s 19:00,off" (every day) or "Mon-08:00,1MiB/s
+    /// Sat-00:00,off" (a week). SIGUSR2 turns it off, and on again.
+    #[arg(long, value_parser = crate::bwlimit::check, value_name = "RATE|TIMETABLE")]
     #[serde(default)]
-    pub bwlimit: Option<u64>,
+    pub bwlimit: Option<String>,
     /// Most bytes held in part buffers at once.
     #[arg(long, value_parser = parse_size, default_value = "256MiB")]
     pub memory_limit: u64,
@@ -666,10 +667,24 @@ pub(crate) async fn run_sources(args: CpArgs, out: OutputArgs) -> u8 {
 pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>) -> u8 {
     // The destination's store takes --checksum (a recorded job keeps it there).
     args.store.checksum = args.checksum.or(args.store.checksum);
-    // One limit for every store of the process (the source's too, when it relays: it sends nothing today).
-    if let Some(rate) = args.bwlimit.filter(|&r| r > 0) {
-        args.store.upload_limit = Some(std::sync::Arc::new(transfer_engine::run::Bandwidth::new(Some(rate))));
-    }
+    // One limit for every store of the process (the source's too, when it relays: it sends nothing today),
+    // moved along its timetable while the job runs.
+    let schedule = match args.bwlimit.as_deref().map(crate::bwlimit::Timetable::parse) {
+        Some(Ok(t)) => Some(std::sync::Arc::new(t)),
+        Some(Err(e)) => {
+            tracing::error!("{e}");
+            return EXIT_USAGE;
+        }
+        None => None,
+    };
+    let (limit, _timetable) = match &schedule {
+        Some(t) => {
+            let (limit, task) = t.start();
+            (Some(limit), task.map(AbortOnDrop))
+        }
+        None => (None, None),
+    };
+    args.store.upload_limit = limit;
     let plan = match prepare(&args, resume).await {
         Ok(p) => p,
         Err(Usage(msg)) => {
@@ -683,7 +698,8 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
         .store
         .upload_limit
         .clone()
-        .map(|l| (l, tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2()).ok()));
+        .zip(schedule)
+        .map(|(l, t)| (l, t, tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2()).ok()));
     let handle = match start(&args, &plan).await {
         Ok(h) => h,
         Err(Usage(msg)) => {
@@ -705,6 +721,15 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
         return EXIT_FAILED;
     }
     code
+}
+
+/// Aborts a background task when dropped (the --bwlimit timetable's, with the job that needs it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What [`follow`] answers for a job that found nothing at all (the caller decides: `--allow-empty`).
@@ -781,7 +806,11 @@ async fn follow(
     ledger: &Ledger,
     out: OutputArgs,
     dry_run: bool,
-    limit: Option<(std::sync::Arc<transfer_engine::run::Bandwidth>, Option<tokio::signal::unix::Signal>)>,
+    limit: Option<(
+        std::sync::Arc<transfer_engine::run::Bandwidth>,
+        std::sync::Arc<crate::bwlimit::Timetable>,
+        Option<tokio::signal::unix::Signal>,
+    )>,
 ) -> u8 {
     let job = handle.job();
     let resume_hint = format!("run `transfer resume {job}` (or the same command again) to continue");
@@ -794,10 +823,9 @@ async fn follow(
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     // SIGUSR2 turns the bandwidth limit off, and on again (as rclone's does).
     let (limit, mut sigusr2) = match limit {
-        Some((l, signal)) => (Some(l), signal),
+        Some((l, t, signal)) => (Some((l, t)), signal),
         None => (None, None),
     };
-    let limited = limit.as_ref().and_then(|l| l.rate());
     loop {
         tokio::select! {
             event = handle.next_event() => match event {
@@ -860,8 +888,8 @@ async fn follow(
             },
             _ = tick.tick() => display.update(&handle.progress()),
             Some(()) = async { match sigusr2.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                if let Some(limit) = &limit {
-                    let next = if limit.rate().is_some() { None } else { limited };
+                if let Some((limit, table)) = &limit {
+                    let next = if limit.rate().is_some() { None } else { table.rate_now() };
                     limit.set(next);
                     match next {
                         Some(rate) => tracing::warn!("bandwidth limit on again: {}/s (SIGUSR2 turns it off)", human_bytes(rate)),

@@ -17,6 +17,7 @@ macro_rules! out {
 }
 
 mod addr;
+mod bwlimit;
 mod cleanup;
 mod cp;
 mod jobs;
