@@ -74,10 +74,15 @@ struct ServeAt {
 
 impl ServeAt {
     fn start(root: &std::path::Path, env: &[(&str, &str)]) -> ServeAt {
+        ServeAt::with_args(root, env, &[])
+    }
+
+    fn with_args(root: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> ServeAt {
         let mut cmd = transfer();
         cmd.args(["serve", "--no-fsync", "--root"])
             .arg(root)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("OSS_ACCESS_KEY_ID", AK)
             .env("OSS_ACCESS_KEY_SECRET", SK)
             .env_remove("OSS_SESSION_TOKEN")
@@ -363,4 +368,27 @@ async fn stalled_bodies_and_idle_connections_are_cut_off() {
     assert!(closed, "an idle keep-alive connection stayed open: {resp}");
     let idle = idle_from.elapsed();
     assert!(idle >= Duration::from_millis(1500) && idle < Duration::from_secs(6), "closed after {idle:?}");
+}
+
+#[tokio::test]
+async fn a_virtual_host_suffix_names_the_bucket_by_the_host() {
+    let root = tempfile::tempdir().unwrap();
+    let serve = ServeAt::with_args(root.path(), &[], &["--virtual-host-suffix", "storage.test"]);
+    let store = client_for(&serve.endpoint, SignatureVersion::V4, Credentials::new(AK, SK));
+    let b = bucket(&store, "vhost").await;
+    let opts = transfer_engine::store::PutOptions::default();
+    transfer_engine::ObjectStore::put_object(&store, &b, "k", b"by host".to_vec().into(), &opts).await.unwrap();
+    // A presigned GET sent to `vhost.storage.test`: the bucket comes from the Host, the path is the key alone.
+    let target = SignTarget { method: "GET", bucket: Some(&b), key: Some("k"), query: &[] };
+    let signer = Signer::new(SignatureVersion::V4, "cn-hangzhou");
+    let ten_minutes = std::time::Duration::from_secs(600);
+    let query =
+        signer.presign(&Credentials::new(AK, SK), &target, &http::HeaderMap::new(), SystemTime::now(), ten_minutes);
+    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let addr: std::net::SocketAddr = serve.addr().parse().unwrap();
+    let client = reqwest::Client::builder().no_proxy().resolve("vhost.storage.test", addr).build().unwrap();
+    let url = format!("http://vhost.storage.test:{}/k?{}", addr.port(), query.join("&"));
+    let r = client.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"by host");
 }
