@@ -420,6 +420,19 @@ async fn profiles_name_the_endpoint_and_the_credential_variables() {
     // The ledger records the profile's name, never a secret.
     let db = std::fs::read(&ledger).unwrap();
     assert!(!db.windows(crate::util::SK.len()).any(|w| w == crate::util::SK.as_bytes()), "no secret in the ledger");
+    // --src-profile names the source's store: a relay from the profile's endpoint to another server (if it were
+    // ignored, the source would be looked for at the destination, which has no such bucket).
+    let other = Served::start();
+    let other_store = other.client(V4);
+    bucket(&other_store, "prof2").await;
+    let out = run(transfer(&other.endpoint, &ledger)
+        .env("TRANSFER_CONFIG", &config)
+        .env("LAB_KEY_ID", crate::util::AK)
+        .env("LAB_KEY_SECRET", crate::util::SK)
+        .args(["cp", "--src-profile", "lab", "oss://prof/f.txt", "oss://prof2/f.txt"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = other_store.get_object(&ObjectRef::new("prof2", "f.txt"), None).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.as_ref(), b"profiled");
 
     let mut c = transfer(&served.endpoint, &ledger);
     with_profile(&mut c);
