@@ -640,6 +640,25 @@ pub async fn a_file_changed_during_its_upload_never_publishes(t: &Target) {
     no_uploads_left(t, &scope).await;
 }
 
+/// A file reached through a symbolic link (as a directory walk follows them) is the link's target: its changed-
+/// source check compares the target, so it uploads, single and multipart.
+pub async fn a_file_reached_through_a_symlink_uploads(t: &Target) {
+    let scope = t.scope("symlinked").await;
+    let jobs = Jobs::new();
+    let job = jobs.job(JobKind::Upload, &scope.bucket);
+    for (name, len) in [("big", 12 * MIB + 3), ("small", 1000)] {
+        let content = data(len, 27);
+        let target = jobs.file(&format!("{name}.target"), &content);
+        let link = target.with_file_name(name);
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let req = UploadRequest::new(&link, &scope.bucket, scope.key(name));
+        let out = jobs.engine(t.store.clone(), TagOn::Initiate).upload_file(job, &req).await.unwrap();
+        assert_eq!(out.size, len as u64, "{name}");
+        assert_eq!(read(&*t.store, &scope.obj(name)).await, content, "{name}");
+    }
+    no_uploads_left(t, &scope).await;
+}
+
 /// A prefix copy over more than two pages of the source's listing (pages of 100 keys, asked for), with keys that
 /// need URL encoding: every object arrives, once.
 pub async fn prefix_copy_over_several_pages(t: &Target) {

@@ -446,6 +446,7 @@ conformance! {
         engine::a_completed_upload_the_ledger_missed_is_not_sent_again [NoSuchUpload],
         engine::copy_parts_the_server_acknowledged_are_not_copied_again [],
         engine::a_file_changed_during_its_upload_never_publishes [ConditionalPut],
+        engine::a_file_reached_through_a_symlink_uploads [],
         engine::no_clobber_upload_when_the_destination_appears [ConditionalPut],
         engine::no_clobber_copy_when_the_destination_appears [ConditionalPut, ConditionalCopy],
         wire::forbid_overwrite [ConditionalPut],

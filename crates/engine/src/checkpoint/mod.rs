@@ -599,16 +599,17 @@ impl Ledger {
         lock::held(&self.inner.path, job)
     }
 
-    /// Marks the job running for a run that holds its lock. A job the ledger still calls running was
-    /// interrupted (killed, a crash, a power loss): the file is checked first ([`check`](Self::check)), so
-    /// damage is reported instead of trusted. A job that ended cleanly costs no check.
-    pub(crate) fn start_run(&self, job: JobId) -> Result<()> {
+    /// Marks the job running for a run that holds its lock. A job that ran before (`resumed`) and that the
+    /// ledger still calls running was interrupted (killed, a crash, a power loss): the file is checked first
+    /// ([`check`](Self::check)), so damage is reported instead of trusted. A new job, or one that ended
+    /// cleanly, costs no check.
+    pub(crate) fn start_run(&self, job: JobId, resumed: bool) -> Result<()> {
         let state: String = self
             .conn()
             .row("SELECT state FROM jobs WHERE id = ?1", [job.0], |r| r.get(0))
             .optional()?
             .ok_or_else(|| no_job(job))?;
-        if state == JobState::Running.as_str() {
+        if resumed && state == JobState::Running.as_str() {
             self.check()?;
         }
         self.set_job_state(job, JobState::Running)

@@ -585,7 +585,7 @@ fn a_damaged_ledger_is_reported_when_an_interrupted_job_starts_again() {
     };
     let l = Ledger::open(&path).unwrap();
     l.check().unwrap();
-    l.start_run(job).unwrap();
+    l.start_run(job, true).unwrap();
     drop(l);
     // A page in the middle of the objects is overwritten (a disk error, a bad copy).
     let mut bytes = std::fs::read(&path).unwrap();
@@ -595,8 +595,9 @@ fn a_damaged_ledger_is_reported_when_an_interrupted_job_starts_again() {
 
     let l = Ledger::open(&path).unwrap();
     // A job that ended cleanly starts without a check; an interrupted one is checked, and the damage named.
-    l.start_run(clean).unwrap();
-    let e = l.start_run(job).unwrap_err();
+    l.start_run(clean, true).unwrap();
+    l.start_run(job, false).unwrap(); // a job created by this run is not checked
+    let e = l.start_run(job, true).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("is damaged") && msg.contains(&path.display().to_string()), "{msg}");
     assert!(msg.contains("move it aside"), "{msg}");

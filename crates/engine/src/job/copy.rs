@@ -316,6 +316,10 @@ impl ObjectSource for CopySource {
         self.head.crc64
     }
 
+    fn trusts_found_parts(&self) -> bool {
+        self.head.crc64.is_some()
+    }
+
     async fn in_place(&mut self, head: &ObjectInfo, _plan: &ObjectPlan) -> Result<bool> {
         Ok(same_bytes(head, &self.head))
     }

@@ -156,6 +156,13 @@ pub(super) trait ObjectSource: Send {
         Ok(())
     }
 
+    /// Whether parts of an upload found on the server (not the ledger's own) can be adopted: a source that
+    /// checks each part's bytes (a file), or whose parts are checked together before Complete (a copy with a
+    /// CRC-64). A copy without one re-sends them.
+    fn trusts_found_parts(&self) -> bool {
+        true
+    }
+
     /// Whether the object `head` (the destination's HEAD) already holds exactly this source's bytes, as far as a
     /// local check can tell (a file read again, a copy source's CRC-64): how a resumed job whose ledger lost an
     /// object finds it completed by an earlier run. False when it cannot tell.
@@ -492,6 +499,7 @@ impl Engine {
             tracing::info!(upload_id = %upload.id, "continuing the unfinished upload found on the server");
             let uid = upload.id.clone();
             self.db(move |l| l.set_upload(rid, Some(uid.as_str()))).await?;
+            let listed = if source.trusts_found_parts() { listed } else { BTreeMap::new() };
             return Ok(Opened::Upload(upload, held(Vec::new(), listed)));
         }
         // A job that ran before may have completed the object and lost its record with the ledger: the
@@ -530,7 +538,9 @@ impl Engine {
     /// An unfinished upload of `dest` that fits `plan` (every part it holds has the plan's size for its number),
     /// with its parts: the newest of those ListMultipartUploads reports for the key and `seen` does not hold
     /// yet. Uploads that do not fit are another writer's: reported, never touched. Every upload looked at is
-    /// added to `seen`. `None` on a store without ListMultipartUploads.
+    /// added to `seen`. `None` when the store has no ListMultipartUploads or the credentials may not use it
+    /// (then not asked again). Uploads are not filtered by when they were initiated: a ledger lost whole makes
+    /// a new job, whose uploads the old job initiated (and moto reports one fixed time for every upload).
     async fn find_upload(
         &self,
         dest: &ObjectRef,
@@ -555,8 +565,8 @@ impl Engine {
                 })
                 .await;
             let page = match page {
-                Err(e) if e.kind() == ErrorKind::Unsupported => {
-                    tracing::debug!(error = %e, "the store has no ListMultipartUploads: an upload a lost ledger knew is not looked for");
+                Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::AccessDenied) => {
+                    tracing::warn!(error = %e, "cannot list multipart uploads here: an upload a lost ledger knew is not looked for");
                     inner.no_list_uploads.store(true, Relaxed);
                     return Ok(None);
                 }
@@ -580,6 +590,7 @@ impl Engine {
             }
             let parts = match self.listed_parts(&upload).await {
                 Err(e) if e.kind() == ErrorKind::UploadNotFound => continue,
+                Err(e) if e.kind() == ErrorKind::AccessDenied => return Ok(None),
                 parts => parts?,
             };
             let fits = parts.values().all(|p| plan.part(p.part_number.get()).is_some_and(|want| want.len == p.size));
@@ -602,7 +613,8 @@ impl Engine {
             })
             .await;
         match head {
-            Err(e) if e.kind() == ErrorKind::ObjectNotFound => Ok(None),
+            // Write-only credentials may not look: as good as not there (the object is sent).
+            Err(e) if matches!(e.kind(), ErrorKind::ObjectNotFound | ErrorKind::AccessDenied) => Ok(None),
             head => head.map(Some),
         }
     }

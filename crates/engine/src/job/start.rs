@@ -105,7 +105,7 @@ impl JobStart {
         let key = (ledger.path().to_path_buf(), id);
         wait_for_stopping(&key).await?;
         let lock = engine.db(move |l| l.lock_job(id)).await?;
-        engine.db(move |l| l.start_run(id)).await?;
+        engine.db(move |l| l.start_run(id, resumed)).await?;
         Ok(engine.start_job((id, resumed), Some((lock, key)), source.producer(&engine)))
     }
 }

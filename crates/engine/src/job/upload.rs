@@ -502,7 +502,8 @@ fn unchanged(file: &File, path: &Path, planned: &std::fs::Metadata) -> Result<()
     if times(&now) != times(planned) {
         return Err(changed(path, "it was modified"));
     }
-    match std::fs::symlink_metadata(path) {
+    // Following links, as the open did: a file reached through a symlink is the link's target.
+    match std::fs::metadata(path) {
         Ok(m) if (m.dev(), m.ino()) == (planned.dev(), planned.ino()) => {}
         _ => return Err(changed(path, "the path no longer names the file that was read")),
     }
