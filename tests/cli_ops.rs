@@ -960,7 +960,7 @@ fn address_typos_get_the_message_that_fixes_them() {
         (&["cp", file.to_str().unwrap(), "oss:/archive/x"], "http://127.0.0.1:9", "write oss://archive/x"),
         (&["cp", "archive/x/cat.jpg", "oss://archive/x/"], "http://127.0.0.1:9", "archive/x/cat.jpg does not exist"),
         (&["cp", file.to_str().unwrap(), "oss://archive/x"], "127.0.0.1:9000", "write http://127.0.0.1:9000"),
-        (&["cp", file.to_str().unwrap(), "copy.jpg"], "http://127.0.0.1:9", "is a local path"),
+        (&["cp", file.to_str().unwrap(), "copy.jpg"], "http://127.0.0.1:9", "are local paths; one side must be"),
     ];
     for (args, endpoint, says) in cases {
         let out = run(transfer(endpoint, &ledger).args(args));

@@ -14,7 +14,7 @@ use transfer_engine::store::{ListRequest, PutOptions};
 use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
 
 /// `transfer` with AWS credentials and `endpoint`, and no OSS ones (an s3:// address must not need them).
-fn transfer_s3(endpoint: &str, ledger: &Path, (id, secret): (&str, &str)) -> Command {
+pub(crate) fn transfer_s3(endpoint: &str, ledger: &Path, (id, secret): (&str, &str)) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_transfer"));
     c.env("AWS_ACCESS_KEY_ID", id)
         .env("AWS_SECRET_ACCESS_KEY", secret)

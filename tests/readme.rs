@@ -138,6 +138,15 @@ async fn the_readme_runs_as_written() {
         assert_eq!(head.metadata.user.get("origin").map(String::as_str), Some("laptop"), "{bucket}/{key}");
     }
     assert_eq!(get(&store, "offsite", "2026/2025/note.txt").await, b"meow\n");
+    // Step 5 restored the photos with their modification times (the shell compared the bytes).
+    for name in ["cat.jpg", "2025/note.txt"] {
+        let mtime = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().modified().unwrap();
+        assert_eq!(
+            mtime(dir.path().join("restored").join(name)),
+            mtime(dir.path().join("photos").join(name)),
+            "{name}"
+        );
+    }
     for bucket in ["archive", "offsite"] {
         let left = store.list_uploads(bucket, &ListUploadsRequest::default()).await.unwrap();
         assert!(left.uploads.is_empty(), "no upload left behind in {bucket}: {:?}", left.uploads);

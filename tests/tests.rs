@@ -39,6 +39,9 @@ mod serve_s3;
 /// s3:// addresses through the built binary, against `transfer serve` (S3 dialect) and moto.
 mod cli_s3;
 
+/// Downloads through the built binary: restores byte-identical with mtimes, resume after a kill, unsafe keys.
+mod cli_download;
+
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
 

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobState, Ledger};
 use transfer_engine::job::{
-    CopyRequest, DirRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, Overwrite, PlannedAction,
-    PrefixCopyRequest, TagOn, UploadRequest,
+    CopyRequest, DirRequest, DownloadRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, Overwrite,
+    PlannedAction, PrefixCopyRequest, PrefixDownloadRequest, StreamRequest, TagOn, UploadRequest, Writer,
 };
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::store::{Capabilities, Directive, ListRequest};
@@ -116,6 +116,11 @@ pub(crate) struct CpArgs {
     /// Leave out files or objects matching this glob (repeatable; wins over --include).
     #[arg(long = "exclude", value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// The version of the one source object to copy or download, on a versioned bucket (default: the current
+    /// one).
+    #[arg(long, value_name = "ID")]
+    #[serde(default)]
+    pub version_id: Option<String>,
     /// Succeed when the source holds nothing (or nothing the filters take); without it, an empty source is an
     /// error (exit 1), as a misspelt prefix usually is.
     #[arg(long)]
@@ -158,6 +163,10 @@ impl CpArgs {
             let abs = std::path::absolute(&p)?.display().to_string();
             // Keep a trailing '/' (it means "the directory's contents").
             cp.src = if cp.src.ends_with('/') && !abs.ends_with('/') { format!("{abs}/") } else { abs };
+        }
+        if let (Location::Path(p), false) = (Location::parse(&cp.dst)?, cp.dst == "-") {
+            let abs = std::path::absolute(&p)?.display().to_string();
+            cp.dst = if cp.dst.ends_with('/') && !abs.ends_with('/') { format!("{abs}/") } else { abs };
         }
         cp.store = cp.store.absolute()?;
         cp.checkpoint = None;
@@ -294,16 +303,22 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     let src = Location::parse(&args.src)?;
     let dst = Location::parse(&args.dst)?;
     local_source_exists(&src)?;
-    let (dst_scheme, dst_bucket) = match &dst {
-        Location::Remote { scheme, bucket, .. } => (*scheme, bucket.clone()),
-        Location::Path(p) => {
+    let (dst_scheme, dst_bucket) = match (&dst, &src) {
+        (Location::Remote { scheme, bucket, .. }, _) => (*scheme, bucket.clone()),
+        // A download: the remote side is the store the engine reads.
+        (Location::Path(_), Location::Remote { scheme, bucket, .. }) => (*scheme, bucket.clone()),
+        (Location::Path(p), Location::Path(_)) => {
             return Err(Usage(format!(
-                "the destination {} is a local path; this build copies into oss://, s3:// or local:// stores \
-                 only (downloads are not here yet)",
+                "both {} and {} are local paths; one side must be oss://, s3:// or local://BUCKET/KEY",
+                src,
                 p.display()
             )))
         }
     };
+    let download = matches!(dst, Location::Path(_));
+    if args.dst == "-" && (args.recursive || src.is_container()) {
+        return Err(Usage("- (stdout) takes one object; a prefix goes into a directory".into()));
+    }
     match &src {
         Location::Path(p) if p.is_dir() && !args.recursive && !args.src.ends_with('/') => {
             return Err(Usage(format!("{} is a directory; add -r to copy it", p.display())))
@@ -339,10 +354,15 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         ));
     }
 
-    let store = open_destination(args, dst_scheme, &dst_bucket).await?;
+    let store = match download {
+        // --src-* name the source's store for a download too (the only store it uses).
+        true => args.src_store.over(&args.store, true).open_bucket(dst_scheme, &dst_bucket).await?,
+        false => open_destination(args, dst_scheme, &dst_bucket).await?,
+    };
     // The source's store: the destination's (a server-side copy), or another one (a relay through this process)
     // when the scheme differs or a --src-* option names another endpoint, region or profile.
     let relay = match &src {
+        Location::Remote { .. } if download => None,
         Location::Remote { scheme, bucket, .. } if *scheme != dst_scheme || args.src_store.any() => {
             Some(args.src_store.over(&args.store, *scheme == dst_scheme).open_bucket(*scheme, bucket).await?)
         }
@@ -352,12 +372,12 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         }
         _ => None,
     };
-    if let (Location::Remote { .. }, None) = (&src, &relay) {
+    if let (Location::Remote { .. }, None, false) = (&src, &relay, download) {
         warn_copy_threshold(args.copy_threshold, store.objects.capabilities(), dst_scheme);
     }
     if let Some(p) = args.part_size {
         // Parts are bytes this process holds when it reads them: a file's, or a relayed object's.
-        let buffered = matches!(src, Location::Path(_)) || relay.is_some();
+        let buffered = matches!(src, Location::Path(_)) || relay.is_some() || download;
         check_part_size(
             p,
             store.objects.capabilities(),
@@ -365,9 +385,13 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
             buffered.then_some((args.jobs, args.memory_limit)),
         )?;
     }
+    if args.version_id.is_some() && (!matches!(src, Location::Remote { .. }) || args.recursive || src.is_container()) {
+        return Err(Usage("--version-id names a version of one source object (oss://, s3://, local://)".into()));
+    }
     if let Location::Remote { bucket, key, .. } = &src {
         if !args.recursive && !src.is_container() {
-            single_source_exists(relay.as_ref().unwrap_or(&store), &src, bucket, key).await?;
+            let version = args.version_id.as_deref();
+            single_source_exists(relay.as_ref().unwrap_or(&store), &src, source_object(bucket, key, version)).await?;
         }
     }
     let ledger = open_ledger(args.checkpoint.as_ref())?;
@@ -455,16 +479,29 @@ fn check_part_size(p: u64, caps: &Capabilities, scheme: Scheme, memory: Option<(
     Ok(())
 }
 
+/// The one source object a command names, at `version` when one is given.
+fn source_object(bucket: &str, key: &str, version: Option<&str>) -> ObjectRef {
+    let obj = ObjectRef::new(bucket, key);
+    match version {
+        Some(v) => obj.at_version(v),
+        None => obj,
+    }
+}
+
 /// A remote source named without `-r` must be an object: when it is not one but a prefix of others, say to add
 /// `-r` (as for a local directory); when it is neither, say so. Either way before any job exists.
-async fn single_source_exists(store: &Opened, src: &Location, bucket: &str, key: &str) -> Result<(), Usage> {
+async fn single_source_exists(store: &Opened, src: &Location, obj: ObjectRef) -> Result<(), Usage> {
     use transfer_engine::ErrorKind;
-    let e = match store.objects.head_object(&ObjectRef::new(bucket, key)).await {
+    let e = match store.objects.head_object(&obj).await {
         Ok(_) => return Ok(()),
         Err(e) if e.kind() == ErrorKind::ObjectNotFound => e,
         // Anything else (access, transport) is the job's to report, with its retries.
         Err(_) => return Ok(()),
     };
+    if let Some(v) = &obj.version_id {
+        return Err(Usage(format!("{src} has no version {v} at {}: {}", store.what, crate::remote::explain(&e))));
+    }
+    let (bucket, key) = (&obj.bucket, &obj.key);
     let prefix = format!("{key}/");
     let under = ListRequest::default().prefix(Some(prefix)).max_keys(Some(1));
     match store.objects.list_objects(bucket, &under).await {
@@ -498,8 +535,44 @@ async fn open_destination(args: &CpArgs, scheme: Scheme, bucket: &str) -> Result
 
 /// Starts the job the addresses describe.
 async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
-    let Location::Remote { bucket, key: dst_key, .. } = &p.dst else { unreachable!("checked in prepare") };
-    let start = match &p.src {
+    let start = match (&p.src, &p.dst) {
+        (Location::Remote { bucket, key, .. }, Location::Path(path)) => download(args, p, bucket, key, path)?,
+        (_, Location::Remote { bucket, key, .. }) => upload_or_copy(args, p, bucket, key)?,
+        (Location::Path(_), Location::Path(_)) => unreachable!("refused in prepare"),
+    };
+    let start = start.note(p.note.clone());
+    let start = match p.resume {
+        Some(job) => start.job(job),
+        None => start,
+    };
+    let handle = start.await?;
+    if p.resume.is_none() && !args.dry_run && args.dst != "-" {
+        let (ledger, job) = (p.ledger.clone(), handle.job());
+        if let Ok(Some((done, at))) = ledger.off_thread(move |l| l.finished_before(job)).await {
+            let how = match (args.update, args.no_clobber) {
+                (false, false) if matches!(p.dst, Location::Path(_)) => {
+                    "fetches everything again; add --update to skip files already there unchanged"
+                }
+                (false, false) => "sends everything again; add --update to skip what is already there unchanged",
+                _ => "checks each object against what is there",
+            };
+            tracing::info!(
+                "job {done} did this and finished at {}; job {job} is a new run and {how}",
+                transfer_engine::xml::iso8601(at)
+            );
+        }
+    }
+    Ok(handle)
+}
+
+/// The job of an upload (a local source) or a copy (a remote one) into `bucket/dst_key`.
+fn upload_or_copy(
+    args: &CpArgs,
+    p: &Plan,
+    bucket: &str,
+    dst_key: &str,
+) -> Result<transfer_engine::job::JobStart, Usage> {
+    Ok(match &p.src {
         Location::Path(path) if path.is_dir() => p.engine.upload_dir(
             DirRequest::new(path, bucket, dst_key)
                 .metadata(p.metadata.clone())
@@ -514,7 +587,7 @@ async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
                     .ok_or_else(|| Usage(format!("{} has no UTF-8 file name", path.display())))?;
                 format!("{dst_key}{name}")
             } else {
-                dst_key.clone()
+                dst_key.to_owned()
             };
             p.engine.upload_one(
                 UploadRequest::new(path, bucket, key)
@@ -550,32 +623,38 @@ async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
                 let key = if p.dst.is_container() {
                     format!("{dst_key}{}", sk.rsplit('/').next().unwrap_or(sk))
                 } else {
-                    dst_key.clone()
+                    dst_key.to_owned()
                 };
-                p.engine.copy_one(CopyRequest::new(ObjectRef::new(sb, sk), bucket, key).metadata(metadata).tags(tags))
+                let source = source_object(sb, sk, args.version_id.as_deref());
+                p.engine.copy_one(CopyRequest::new(source, bucket, key).metadata(metadata).tags(tags))
             }
         }
-    };
-    let start = start.note(p.note.clone());
-    let start = match p.resume {
-        Some(job) => start.job(job),
-        None => start,
-    };
-    let handle = start.await?;
-    if p.resume.is_none() && !args.dry_run {
-        let (ledger, job) = (p.ledger.clone(), handle.job());
-        if let Ok(Some((done, at))) = ledger.off_thread(move |l| l.finished_before(job)).await {
-            let how = match (args.update, args.no_clobber) {
-                (false, false) => "sends everything again; add --update to skip what is already there unchanged",
-                _ => "checks each object against what is there",
-            };
-            tracing::info!(
-                "job {done} did this and finished at {}; job {job} is a new run and {how}",
-                transfer_engine::xml::iso8601(at)
-            );
-        }
+    })
+}
+
+/// The job of a download of `bucket/key` (an object, or a prefix with -r or a trailing /) to `path`: a file,
+/// or a directory the object goes into under its base name.
+fn download(
+    args: &CpArgs,
+    p: &Plan,
+    bucket: &str,
+    key: &str,
+    path: &Path,
+) -> Result<transfer_engine::job::JobStart, Usage> {
+    if p.src.is_container() || args.recursive {
+        let prefix = if key.is_empty() || key.ends_with('/') { key.to_owned() } else { format!("{key}/") };
+        return Ok(p.engine.download_prefix(PrefixDownloadRequest::new(bucket, prefix, path).filter(p.filter.clone())));
     }
-    Ok(handle)
+    let object = source_object(bucket, key, args.version_id.as_deref());
+    if path == Path::new("-") {
+        return Ok(p.engine.download_stream(StreamRequest::new(object, Writer::new(tokio::io::stdout()))));
+    }
+    let into_dir = path.is_dir() || p.dst.to_string().ends_with('/');
+    let file = match into_dir {
+        true => path.join(key.rsplit('/').next().unwrap_or(key)),
+        false => path.to_path_buf(),
+    };
+    Ok(p.engine.download_one(DownloadRequest::new(object, file)))
 }
 
 /// Runs `transfer cp`, or with `resume`, that job of the ledger.
@@ -685,6 +764,10 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
         None => (None, None),
     };
     args.store.upload_limit = limit;
+    if args.dst == "-" && out.json {
+        tracing::error!("--json writes to stdout, which carries the object's bytes with -; drop --json");
+        return EXIT_USAGE;
+    }
     let plan = match prepare(&args, resume).await {
         Ok(p) => p,
         Err(Usage(msg)) => {
@@ -707,7 +790,8 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
             return EXIT_USAGE;
         }
     };
-    let code = follow(handle, &plan.ledger, out, args.dry_run, limit).await;
+    let download = matches!(plan.dst, Location::Path(_));
+    let code = follow(handle, &plan.ledger, out, (args.dry_run, download), limit).await;
     if code == EXIT_EMPTY {
         if args.allow_empty {
             return EXIT_OK;
@@ -783,7 +867,10 @@ impl PlanTally {
         let e = self.by_action.entry(action_name(action)).or_default();
         e.0 += 1;
         e.1 += size;
-        if let PlannedAction::Multipart { part_size, .. } | PlannedAction::MultipartCopy { part_size, .. } = action {
+        if let PlannedAction::Multipart { part_size, .. }
+        | PlannedAction::MultipartCopy { part_size, .. }
+        | PlannedAction::Download { part_size, parts: 2.. } = action
+        {
             *self.part_sizes.entry(*part_size).or_default() += 1;
         }
     }
@@ -795,6 +882,7 @@ fn action_name(action: &PlannedAction) -> &'static str {
         PlannedAction::Multipart { .. } => "multipart",
         PlannedAction::Copy => "copy",
         PlannedAction::MultipartCopy { .. } => "multipart_copy",
+        PlannedAction::Download { .. } => "download",
         PlannedAction::Skip(_) => "skip",
     }
 }
@@ -805,7 +893,7 @@ async fn follow(
     mut handle: JobHandle,
     ledger: &Ledger,
     out: OutputArgs,
-    dry_run: bool,
+    (dry_run, download): (bool, bool),
     limit: Option<(
         std::sync::Arc<transfer_engine::run::Bandwidth>,
         std::sync::Arc<crate::bwlimit::Timetable>,
@@ -843,6 +931,7 @@ async fn follow(
                             "skipped": skipped.map(|r| r.to_string()),
                             "parts_sent": sent, "parts_reused": reused, "crc64": crc.map(|c| c.to_string()),
                             "blake3": Some(&outcome.blake3).filter(|b| !b.is_empty()),
+                            "verified": {"crc64": outcome.verified.crc64, "md5": outcome.verified.md5},
                         }));
                     } else if let Some(reason) = skipped {
                         tracing::info!("skipped {key}: {reason}");
@@ -857,7 +946,7 @@ async fn follow(
                 Some(Event::Planned { key, plan }) => {
                     planned.add(&plan.action, plan.size);
                     let (part_size, parts) = match plan.action {
-                        PlannedAction::Multipart { part_size, parts } | PlannedAction::MultipartCopy { part_size, parts } => (Some(part_size), Some(parts)),
+                        PlannedAction::Multipart { part_size, parts } | PlannedAction::MultipartCopy { part_size, parts } | PlannedAction::Download { part_size, parts } => (Some(part_size), Some(parts)),
                         _ => (None, None),
                     };
                     if out.json {
@@ -872,10 +961,19 @@ async fn follow(
                             PlannedAction::Copy => "COPY".to_owned(),
                             PlannedAction::Multipart { part_size, parts } => format!("MULTIPART {parts} x {}", human_bytes(part_size)),
                             PlannedAction::MultipartCopy { part_size, parts } => format!("PART-COPY {parts} x {}", human_bytes(part_size)),
+                            PlannedAction::Download { parts: 1, .. } => "GET".to_owned(),
+                            PlannedAction::Download { part_size, parts } => format!("GET {parts} x {}", human_bytes(part_size)),
                             PlannedAction::Skip(r) => format!("SKIP ({r})"),
                         };
-                        out!("{how:<24} {:>12}  {}/{key}  <- {}", human_bytes(plan.size), plan.bucket, plan.source);
+                        // A download's destination is a file: its path, in `key`.
+                        let to = if plan.bucket.is_empty() { plan.key.clone() } else { format!("{}/{key}", plan.bucket) };
+                        out!("{how:<24} {:>12}  {to}  <- {}", human_bytes(plan.size), plan.source);
                     }
+                }
+                // The reader of a streamed download went away: stop quietly, as a program killed by SIGPIPE.
+                Some(Event::Failed { error, .. }) if transfer_engine::job::is_closed_output(&error) => {
+                    display.finish();
+                    return EXIT_CLOSED_PIPE;
                 }
                 Some(Event::Failed { key, error }) => {
                     let (kind, code) = (error.kind().to_string(), error.service_code().map(str::to_owned));
@@ -974,12 +1072,20 @@ async fn follow(
             p.objects_failed,
         );
         let sent = p.bytes_acknowledged.saturating_sub(p.bytes_reused);
-        let mut bytes = format!(
-            "{} acknowledged: {} sent at {}/s",
-            human_bytes(p.bytes_acknowledged),
-            human_bytes(sent),
-            human_bytes(p.bytes_per_second as u64)
-        );
+        let mut bytes = match download {
+            true => format!(
+                "{} written: {} received at {}/s",
+                human_bytes(p.bytes_acknowledged),
+                human_bytes(sent),
+                human_bytes(p.bytes_per_second as u64)
+            ),
+            false => format!(
+                "{} acknowledged: {} sent at {}/s",
+                human_bytes(p.bytes_acknowledged),
+                human_bytes(sent),
+                human_bytes(p.bytes_per_second as u64)
+            ),
+        };
         if p.bytes_reused > 0 {
             bytes.push_str(&format!(", {} delivered by an earlier run", human_bytes(p.bytes_reused)));
         }

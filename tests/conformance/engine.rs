@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobKind, JobSpec, Ledger};
-use transfer_engine::job::{CopyRequest, Engine, EngineConfig, Overwrite, SkipReason, TagOn, UploadRequest};
+use transfer_engine::job::{
+    CopyRequest, DownloadRequest, Engine, EngineConfig, Overwrite, SkipReason, StreamRequest, TagOn, UploadRequest,
+    Writer,
+};
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::run::RetryPolicy;
 use transfer_engine::store::*;
@@ -170,6 +173,12 @@ impl ObjectStore for Recording {
         self.inner.head_object(obj).await
     }
     async fn get_object(&self, obj: &ObjectRef, range: Option<ByteRange>) -> Result<GetObject> {
+        // A ranged GET of a download of 5 MiB parts counts (and may be refused) as the part it reads.
+        if let Some(r) = range {
+            let n = (r.first / (5 * MIB as u64)) as u32 + 1;
+            self.refuse_once(n)?;
+            self.sent.lock().unwrap().push(n);
+        }
         self.inner.get_object(obj, range).await
     }
     async fn list_objects(&self, bucket: &str, req: &ListRequest) -> Result<ListPage> {
@@ -692,4 +701,76 @@ pub async fn prefix_copy_over_several_pages(t: &Target) {
         let got = read(s, &ObjectRef::new(b, scope.key(&format!("dst/{}", name(i))))).await;
         assert_eq!(got, i.to_string().into_bytes());
     }
+}
+
+/// A download (the library's [`Engine::download_object`]) of three parts whose second GET is refused: the run
+/// fails with nothing at the final path and the parts that arrived in its temporary file and the ledger; the
+/// next run fetches only the others and publishes the file byte-identical, with the modification time the
+/// upload recorded. The object overwritten between two runs is fetched whole again, never mixed.
+pub async fn resumable_download(t: &Target) {
+    let scope = t.scope("download").await;
+    let jobs = Jobs::new();
+    let content = data(12 * MIB + 3, 41); // three parts: 5 MiB, 5 MiB, 2 MiB + 3
+    let path = jobs.file("big", &content);
+    let when = std::time::UNIX_EPOCH + Duration::new(1_600_000_000, 987_654_321);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(when).unwrap();
+    let key = scope.key("backup/big");
+    let up = jobs.job(JobKind::Upload, &scope.bucket);
+    jobs.engine(t.store.clone(), TagOn::Initiate)
+        .upload_file(up, &UploadRequest::new(&path, &scope.bucket, &key))
+        .await
+        .unwrap();
+
+    let job = jobs.job(JobKind::Download, "restore");
+    let out = jobs.dir.path().join("restored/big");
+    let req = DownloadRequest::new(ObjectRef::new(&scope.bucket, &key), &out);
+    let first = Recording::new(t.store.clone(), Some(2));
+    let e = jobs.engine(first.clone(), TagOn::Initiate).download_object(job, &req).await.unwrap_err();
+    assert_eq!(e.service_code(), Some("AccessDenied"), "{e}");
+    assert!(!out.exists(), "nothing at the final path");
+    let temp = transfer_engine::job::temp_path(&out, job);
+    assert_eq!(std::fs::metadata(&temp).unwrap().len(), content.len() as u64, "the temporary file is kept");
+    let row = jobs.ledger.object(job, &req.source.to_string()).unwrap().unwrap();
+    let recorded: Vec<u32> = jobs.ledger.parts(row.id).unwrap().iter().map(|p| p.number).collect();
+    assert!(!recorded.contains(&2), "{recorded:?}");
+
+    let second = Recording::new(t.store.clone(), None);
+    let done = jobs.engine(second.clone(), TagOn::Initiate).download_object(job, &req).await.unwrap();
+    let missing: Vec<u32> = (1..=3).filter(|n| !recorded.contains(n)).collect();
+    assert_eq!(second.sent(), missing, "only the parts that had not arrived are fetched");
+    assert_eq!(done.parts(), (missing.len() as u32, recorded.len() as u32));
+    assert!(std::fs::read(&out).unwrap() == content);
+    assert_eq!(std::fs::metadata(&out).unwrap().modified().unwrap(), when, "the recorded mtime is set back");
+    assert!(!temp.exists());
+    assert!(done.verified.any() || t.wire.as_ref().is_some_and(|w| w.dialect == Dialect::S3), "{done:?}");
+    // Done: running it again fetches nothing while the file is there.
+    let third = Recording::new(t.store.clone(), None);
+    assert!(jobs.engine(third.clone(), TagOn::Initiate).download_object(job, &req).await.unwrap().already_done);
+    assert!(third.sent().is_empty());
+
+    // Another file of the job: its first run stops at part 2, then the object is overwritten.
+    let other = DownloadRequest::new(ObjectRef::new(&scope.bucket, &key), jobs.dir.path().join("restored/again"));
+    let fourth = Recording::new(t.store.clone(), Some(2));
+    let other_job = jobs.job(JobKind::Download, "restore-again");
+    jobs.engine(fourth, TagOn::Initiate).download_object(other_job, &other).await.unwrap_err();
+    let newer = data(12 * MIB + 3, 42);
+    t.store.put_object(&scope.bucket, &key, newer.clone().into(), &PutOptions::default()).await.unwrap();
+    let fifth = Recording::new(t.store.clone(), None);
+    let done = jobs.engine(fifth.clone(), TagOn::Initiate).download_object(other_job, &other).await.unwrap();
+    assert_eq!(fifth.sent(), [1, 2, 3], "a changed object is fetched whole again");
+    assert_eq!(done.parts_reused, 0);
+    assert!(std::fs::read(&other.path).unwrap() == newer, "never a mix of two versions");
+
+    // The same object into an AsyncWrite, in order, as a job with a handle: a pipe read slowly on the other end.
+    let (write, mut read) = tokio::io::duplex(64 * 1024);
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut read, &mut got).await.unwrap();
+        got
+    });
+    let stream = StreamRequest::new(ObjectRef::new(&scope.bucket, &key), Writer::new(write));
+    let summary = jobs.engine(t.store.clone(), TagOn::Initiate).download_stream(stream).await.unwrap().join().await;
+    let summary = summary.unwrap();
+    assert_eq!(summary.progress.bytes_acknowledged, newer.len() as u64);
+    assert!(reader.await.unwrap() == newer, "the stream carries the object whole, in order");
 }

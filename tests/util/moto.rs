@@ -52,6 +52,21 @@ impl Moto {
         Some(Moto { _server: server, endpoint })
     }
 
+    /// Puts `key` (with `body` as its bytes) through boto3 from the test virtualenv: how keys our own client
+    /// refuses to send (`..` segments, backslashes) are made, as a careless writer would make them.
+    pub fn put_unchecked(&self, bucket: &str, key: &str, body: &str) {
+        let script = "import sys, boto3\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+            aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])\n\
+            s3.put_object(Bucket=sys.argv[4], Key=sys.argv[5], Body=sys.argv[6].encode())\n\
+            assert s3.head_object(Bucket=sys.argv[4], Key=sys.argv[5])['ContentLength'] == len(sys.argv[6])\n";
+        let out = std::process::Command::new(executable().with_file_name("python"))
+            .args(["-c", script, &self.endpoint, MOTO_KEY.0, MOTO_KEY.1, bucket, key, body])
+            .output()
+            .expect("run the virtualenv's python");
+        assert!(out.status.success(), "boto3 put {key:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// An S3 client signing for `region`.
     pub fn client_in(&self, region: &str) -> HttpStore {
         HttpStore::s3()

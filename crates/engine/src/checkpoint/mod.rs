@@ -80,14 +80,17 @@ pub enum JobKind {
     Upload,
     /// Objects to objects: server-side within one store, or relayed between two.
     Copy,
+    /// Objects into files.
+    Download,
 }
 
 impl JobKind {
-    /// The name kept in the ledger: `upload`, `copy`.
+    /// The name kept in the ledger: `upload`, `copy`, `download`.
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Upload => "upload",
             JobKind::Copy => "copy",
+            JobKind::Download => "download",
         }
     }
 
@@ -95,6 +98,7 @@ impl JobKind {
         Ok(match s {
             "upload" => JobKind::Upload,
             "copy" => JobKind::Copy,
+            "download" => JobKind::Download,
             other => return Err(bad_value("jobs.kind", other)),
         })
     }

@@ -369,12 +369,14 @@ fn in_savepoint(conn: &Connection, f: impl FnOnce() -> rusqlite::Result<bool>) -
     conn.exec("RELEASE ledger_call", []).map(drop)
 }
 
-/// Stores one part if its object still takes parts; answers whether it was stored.
+/// Stores one part if its object still takes parts (an upload's while it has an upload id; a download's, whose
+/// destination is a file (no bucket) and whose parts belong to its temporary file, while it is not done);
+/// answers whether it was stored.
 fn insert_part(conn: &Connection, (object, p): &(i64, PartRow)) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare_cached(
         "INSERT OR REPLACE INTO parts (object, number, offset, size, etag, crc64, blake3, checksum)
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE EXISTS (
-             SELECT 1 FROM objects WHERE id = ?1 AND upload_id IS NOT NULL
+             SELECT 1 FROM objects WHERE id = ?1 AND (upload_id IS NOT NULL OR dest_bucket = '')
              AND state IN ('pending', 'uploading', 'failed'))",
     )?;
     let n = stmt.execute(params![

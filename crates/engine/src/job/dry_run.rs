@@ -46,6 +46,14 @@ pub enum PlannedAction {
         /// Number of parts.
         parts: u32,
     },
+    /// A download: `parts` ranged GETs of `part_size` bytes (the last one possibly shorter; one GET of the
+    /// whole object when `parts` is 1).
+    Download {
+        /// Size of every part but the last.
+        part_size: u64,
+        /// Number of parts.
+        parts: u32,
+    },
     /// Not transferred: the [overwrite policy](super::Overwrite) leaves the destination alone.
     Skip(SkipReason),
 }

@@ -237,14 +237,14 @@ pub enum Event {
     /// The object is in place (or was already, from an earlier run), or the overwrite policy left its
     /// destination alone ([`Outcome::skipped`]).
     Done {
-        /// Destination key.
+        /// Destination key (for a download, the object's key).
         key: String,
         /// What the upload or copy did.
         outcome: Outcome,
     },
     /// The object failed; the job goes on with the others.
     Failed {
-        /// Destination key.
+        /// Destination key (for a download, the object's key).
         key: String,
         /// Why: its [kind](crate::Error::kind) and retry class, the server's code and request id when a server
         /// answered, and the object, part and upload id as context.

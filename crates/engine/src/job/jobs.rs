@@ -12,9 +12,10 @@
 //! producers and the same runner; only the work done per object differs ([`Engine::plan_upload_file`] or
 //! [`Engine::plan_copy_object`] instead of the transfer), and the job's lock and state are left alone.
 
+use super::download::path_under;
 use super::handle::{Event, JobHandle, JobSummary, Tracker};
 use super::start::{JobStart, Source};
-use super::{CopyRequest, Engine, KeyFilter, Outcome, PlannedObject, UploadRequest};
+use super::{CopyRequest, DownloadRequest, Engine, KeyFilter, Outcome, PlannedObject, UploadRequest};
 use crate::checkpoint::{JobId, JobLock, JobState};
 use crate::error::{Error, ErrorKind, Result};
 use crate::meta::Metadata;
@@ -142,6 +143,14 @@ const MAX_FAILURES_KEPT: usize = 100;
 pub(super) enum Work {
     Upload(UploadRequest),
     Copy(CopyRequest),
+    Download(DownloadRequest),
+    Stream(super::StreamRequest),
+    /// An object found that is not to be moved, with why (a key no file may be named after): it fails on its
+    /// own, and the job goes on.
+    Refused {
+        key: String,
+        error: Error,
+    },
 }
 
 /// Work found by a producer, or a part of the source that could not be read: `(what, why)`.
@@ -200,7 +209,46 @@ impl Engine {
                 tokio::task::spawn_blocking(move || walk(&req, &with_slash(&req.prefix), &tx, &tracker));
             }
             Source::Prefix(req) => {
-                tokio::spawn(async move { self.list_source(&req, &tx, &tracker).await });
+                tokio::spawn(async move {
+                    let (bucket, src_prefix) = (req.src_bucket.clone(), req.src_prefix.clone());
+                    let prefix = with_slash(&req.prefix);
+                    let copy = |key: &str, rest: &str| {
+                        Some(Work::Copy(CopyRequest {
+                            source: ObjectRef::new(&req.src_bucket, key),
+                            bucket: req.bucket.clone(),
+                            key: format!("{prefix}{rest}"),
+                            metadata: req.metadata.clone(),
+                            tags: req.tags.clone(),
+                        }))
+                    };
+                    self.list_source((&bucket, &src_prefix), &req.filter, copy, &tx, &tracker).await
+                });
+            }
+            Source::DownloadPrefix(req) => {
+                tokio::spawn(async move {
+                    // The objects under `prefix/`, each at the rest of its key exactly (`p//x` is not `p/x`).
+                    let under = with_slash(&req.prefix);
+                    // A key ending in `/` is a directory marker, not a file.
+                    let download = |key: &str, _: &str| {
+                        let rest = key.strip_prefix(under.as_str()).unwrap_or(key);
+                        Some(match path_under(&req.dir, rest) {
+                            _ if key.ends_with('/') => return None,
+                            Ok(path) => Work::Download(DownloadRequest::new(ObjectRef::new(&req.bucket, key), path)),
+                            Err(why) => Work::Refused { key: key.to_owned(), error: Error::invalid(why) },
+                        })
+                    };
+                    self.list_source((&req.bucket, &under), &req.filter, download, &tx, &tracker).await
+                });
+            }
+            Source::Download(req) => {
+                tracker.found(0);
+                tracker.listing_finished();
+                let _ = tx.try_send(Ok(Work::Download(req)));
+            }
+            Source::Stream(req) => {
+                tracker.found(0);
+                tracker.listing_finished();
+                let _ = tx.try_send(Ok(Work::Stream(req)));
             }
             Source::File(req) => {
                 let size = std::fs::metadata(&req.path).map(|m| m.len()).unwrap_or(0);
@@ -328,6 +376,23 @@ impl Engine {
                                 let result = engine.copy_object(job, &r).await;
                                 (r.key, result.map(Settled::Transferred))
                             }
+                            Work::Download(r) if dry_run => {
+                                let result = engine.plan_download_object(&r).await.map(Settled::Planned);
+                                (r.source.key, result)
+                            }
+                            Work::Download(r) => {
+                                let result = engine.download_object(job, &r).await;
+                                (r.source.key, result.map(Settled::Transferred))
+                            }
+                            Work::Stream(r) if dry_run => {
+                                let result = engine.plan_download(&r.source, None).await.map(Settled::Planned);
+                                (r.source.key, result)
+                            }
+                            Work::Stream(r) => {
+                                let result = engine.stream_object(job, &r).await;
+                                (r.source.key, result.map(Settled::Transferred))
+                            }
+                            Work::Refused { key, error } => (key, Err(error)),
                         }
                     });
                 }
@@ -357,12 +422,20 @@ impl Engine {
         Ok(JobSummary { job, progress: tracker.snapshot_now(), state, failures, aborted_uploads: 0 })
     }
 
-    /// Lists the source prefix page by page (each page retried), sending one copy per object.
-    async fn list_source(&self, req: &PrefixCopyRequest, tx: &mpsc::Sender<Found>, tracker: &Tracker) {
+    /// Lists `bucket/src_prefix` page by page (each page retried) in the store copies and downloads read from,
+    /// sending what `work` makes of each object the filter takes: `work(key, rest)`, `rest` being the key with
+    /// the prefix (and a `/` after it) removed; `None`: not an object to move.
+    async fn list_source(
+        &self,
+        (bucket, src_prefix): (&str, &str),
+        filter: &KeyFilter,
+        work: impl Fn(&str, &str) -> Option<Work>,
+        tx: &mpsc::Sender<Found>,
+        tracker: &Tracker,
+    ) {
         let inner = &self.inner;
-        let (src_prefix, prefix) = (req.src_prefix.clone(), with_slash(&req.prefix));
         let mut list = ListRequest {
-            prefix: Some(src_prefix.clone()).filter(|p| !p.is_empty()),
+            prefix: Some(src_prefix.to_owned()).filter(|p| !p.is_empty()),
             max_keys: Some(inner.config.list_page_size.clamp(1, 1000)),
             ..Default::default()
         };
@@ -373,30 +446,24 @@ impl Engine {
             let page = self
                 .retrying("ListObjects", |_| async {
                     let _slot = inner.scheduler.request().await;
-                    self.source_store().list_objects(&req.src_bucket, &list).await
+                    self.source_store().list_objects(bucket, &list).await
                 })
                 .await;
             let page = match page {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = tx.send(Err((format!("{}/{}", req.src_bucket, src_prefix), e.to_string()))).await;
+                    let _ = tx.send(Err((format!("{bucket}/{src_prefix}"), e.to_string()))).await;
                     return;
                 }
             };
             for entry in page.objects {
-                let rest = entry.key.strip_prefix(src_prefix.as_str()).unwrap_or(&entry.key).trim_start_matches('/');
-                if !req.filter.matches(rest) {
+                let rest = entry.key.strip_prefix(src_prefix).unwrap_or(&entry.key).trim_start_matches('/');
+                if !filter.matches(rest) {
                     continue;
                 }
+                let Some(work) = work(&entry.key, rest) else { continue };
                 tracker.found(entry.size);
-                let work = CopyRequest {
-                    source: ObjectRef::new(&req.src_bucket, &entry.key),
-                    bucket: req.bucket.clone(),
-                    key: format!("{prefix}{rest}"),
-                    metadata: req.metadata.clone(),
-                    tags: req.tags.clone(),
-                };
-                if tx.send(Ok(Work::Copy(work))).await.is_err() {
+                if tx.send(Ok(work)).await.is_err() {
                     return;
                 }
             }

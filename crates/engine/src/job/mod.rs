@@ -1,5 +1,6 @@
-//! The engine: moves files into a store in planned parts, under one scheduler, recording every acknowledged
-//! part in the checkpoint ledger so an interrupted upload resumes without re-sending what arrived.
+//! The engine: moves files into a store, objects between stores and objects back into files in planned parts,
+//! under one scheduler, recording every acknowledged part in the checkpoint ledger so an interrupted job
+//! resumes without moving again what arrived.
 //!
 //! Upload a directory with tags. If the process is killed, running the same lines again finds the job in the
 //! ledger (by what it moves) and sends only what the server had not acknowledged:
@@ -21,6 +22,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Restoring it is a job of the same engine: [`Engine::download_prefix`] fetches every object under a prefix
+//! into a directory in parallel ranged GETs, each part recorded so a rerun fetches only what is missing, each
+//! file verified, renamed into place and given back the modification time the upload recorded:
+//!
+//! ```no_run
+//! # async fn demo(engine: transfer_engine::job::Engine) -> transfer_engine::Result<()> {
+//! use transfer_engine::job::PrefixDownloadRequest;
+//! let restore = PrefixDownloadRequest::new("bkt", "nightly/", "/srv/restore");
+//! let summary = engine.download_prefix(restore).await?.join().await?;
+//! println!("{} files restored", summary.progress.objects_done);
+//! # Ok(()) }
+//! ```
+//!
 //! A job is started by awaiting a [`JobStart`]; its [`JobHandle`] gives progress, per-object [`Event`]s, a
 //! graceful stop and an abort. [`Engine::upload_file`] and [`Engine::copy_object`] move one object within a job
 //! the program manages itself.
@@ -35,6 +49,7 @@
 
 mod copy;
 mod digest;
+mod download;
 mod dry_run;
 mod filter;
 mod handle;
@@ -44,6 +59,7 @@ mod parts;
 mod pipeline;
 mod relay;
 mod start;
+mod stream;
 mod upload;
 
 use crate::checkpoint::Ledger;
@@ -57,13 +73,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use copy::CopyRequest;
+pub use download::{format_mtime, parse_mtime, temp_path, DownloadRequest, PrefixDownloadRequest, MTIME_METADATA};
 pub use dry_run::{PlannedAction, PlannedObject};
 pub use filter::KeyFilter;
 pub use handle::{Event, JobHandle, JobSummary, Progress};
 pub use jobs::{DirRequest, PrefixCopyRequest};
 pub use overwrite::{Overwrite, SkipReason};
-pub use pipeline::Outcome;
+pub use pipeline::{Outcome, Verified};
 pub use start::JobStart;
+pub use stream::{is_closed_output, StreamRequest, Writer};
 
 use handle::Tracker;
 
@@ -101,6 +119,10 @@ pub struct EngineConfig {
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput); [`Engine::plan_upload_file`] and
     /// [`Engine::plan_copy_object`] answer the same question for one object.
     pub dry_run: bool,
+    /// Whether each uploaded file's modification time goes into its object's user metadata as
+    /// [`MTIME_METADATA`] (`x-oss-meta-mtime`: Unix seconds with nanoseconds, as rclone writes it), for a
+    /// download to set it back; default true. A value the request's metadata already has is kept.
+    pub record_mtime: bool,
     /// Keys asked for per listing request of a prefix copy (`max-keys`, 1 to 1,000; default 1,000, the most
     /// both dialects return: OSS answers 100 when none is asked for).
     pub list_page_size: u32,
@@ -115,6 +137,7 @@ impl Default for EngineConfig {
             digest: DigestOptions::default(),
             overwrite: Overwrite::default(),
             dry_run: false,
+            record_mtime: true,
             list_page_size: 1000,
         }
     }
@@ -127,6 +150,7 @@ setters!(EngineConfig {
     digest: DigestOptions,
     overwrite: Overwrite,
     dry_run: bool,
+    record_mtime: bool,
     list_page_size: u32,
 });
 

@@ -127,7 +127,7 @@ impl Engine {
 
     /// CRC-64/XZ of the first `size` bytes of `file`, read in 1 MiB slices on a blocking thread under a memory
     /// permit.
-    async fn file_crc64(&self, file: &Arc<File>, path: &Arc<Path>, size: u64) -> Result<u64> {
+    pub(super) async fn file_crc64(&self, file: &Arc<File>, path: &Arc<Path>, size: u64) -> Result<u64> {
         const SLICE: u64 = 1 << 20;
         let _memory = self.inner.scheduler.memory(SLICE.min(size).max(1)).await;
         let (f, p) = (file.clone(), path.clone());

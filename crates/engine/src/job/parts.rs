@@ -5,6 +5,7 @@
 //! sending finishes, so what the server acknowledges is recorded for the next run, and then the first error is
 //! returned.
 
+use crate::checkpoint::PartWriter;
 use crate::error::{Error, ErrorKind, Result};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,15 @@ impl PartTasks {
     /// Starts a part task.
     pub(super) fn spawn(&mut self, task: impl Future<Output = Result<()>> + Send + 'static) {
         self.tasks.spawn(task);
+    }
+
+    /// Lets every started task finish and makes what they recorded durable (`writer` flushed, whatever
+    /// happened); then the first error: a task's, else the taker's (`taking`: a stop, a failed read), else the
+    /// flush's.
+    pub(super) async fn finish_recorded(self, taking: Result<()>, writer: &PartWriter) -> Result<()> {
+        let done = self.finish().await.and(taking);
+        let flushed = writer.flush().await;
+        done.and(flushed)
     }
 
     /// Lets every started task finish, then returns the first error, if any.

@@ -58,6 +58,27 @@ pub struct Outcome {
     /// was written; `size` is the source's, `etag` and `crc64` are the destination's (empty and `None` if it
     /// could not be read), `blake3` is empty.
     pub skipped: Option<SkipReason>,
+    /// What this run checked of the bytes it wrote, end to end (nothing for an object it did not write).
+    pub verified: Verified,
+}
+
+/// What was checked of an object's bytes, end to end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verified {
+    /// Its CRC-64/XZ: the server's against the bytes sent (or the copy source's); for a download, the parts'
+    /// CRC-64s combined against the object's (`x-oss-hash-crc64ecma`).
+    pub crc64: bool,
+    /// A download's file, read back, has the MD5 the object's ETag is (an object written in one request, on a
+    /// store without CRC-64).
+    pub md5: bool,
+}
+
+impl Verified {
+    /// True when anything was checked.
+    pub fn any(&self) -> bool {
+        self.crc64 || self.md5
+    }
 }
 
 impl Outcome {
@@ -77,6 +98,7 @@ impl Outcome {
             parts_reused: 0,
             already_done: false,
             skipped: Some(reason),
+            verified: Verified::default(),
         }
     }
 
@@ -91,6 +113,7 @@ impl Outcome {
             parts_reused: 0,
             already_done: true,
             skipped: None,
+            verified: Verified::default(),
         }
     }
 }
@@ -239,9 +262,11 @@ impl Engine {
             }
             let blake3 = source.blake3();
             self.finish(row, dest, tags, &put, blake3.clone()).await?;
+            let crc64 = put.crc64.filter(|_| verified || source.expected_crc64().is_some());
             Ok(Outcome {
                 size: plan.size,
-                crc64: put.crc64.filter(|_| verified || source.expected_crc64().is_some()),
+                verified: Verified { crc64: crc64.is_some(), md5: false },
+                crc64,
                 etag: put.etag,
                 blake3: blake3.unwrap_or_default(),
                 parts_sent: sent,
@@ -330,10 +355,7 @@ impl Engine {
         // Parts already sending finish and are recorded even after a failure or a stop; a part's own error
         // outranks the taker's (a stop, or a failed read). Whatever happened, what the server acknowledged is
         // made durable before returning.
-        let sending = tasks.finish().await.and(taking);
-        let flushed = writer.flush().await;
-        sending?;
-        flushed?;
+        tasks.finish_recorded(taking, &writer).await?;
         source.check()?;
         match self.complete_recorded(row, &upload, plan, source.expected_crc64()).await {
             Err(e) if self.refused_overwrite(&e) => Ok(Written::Refused(Some(upload))),
@@ -343,7 +365,7 @@ impl Engine {
     }
 
     /// Records `e` on the object's ledger row; a stop is not a failure (the object stays resumable as it was).
-    async fn record_failure(&self, row: &ObjectRow, e: &Error) {
+    pub(super) async fn record_failure(&self, row: &ObjectRow, e: &Error) {
         if e.kind() != ErrorKind::Stopped {
             let (id, msg) = (row.id, e.to_string());
             if let Err(db) = self.db(move |l| l.fail_object(id, &msg)).await {

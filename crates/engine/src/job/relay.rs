@@ -14,9 +14,9 @@ use super::parts::Halt;
 use super::pipeline::{Held, ObjectSource, Step};
 use super::{Engine, SkipReason};
 use crate::crc64;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::plan::{ObjectPlan, Part};
-use crate::store::{Body, ByteRange, ObjectInfo, ObjectRef, ObjectStore, PutOptions, PutResult, Upload};
+use crate::store::{Body, ObjectInfo, ObjectRef, ObjectStore, PutOptions, PutResult, Upload};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -35,38 +35,7 @@ pub(super) struct RelaySource {
 impl RelaySource {
     /// The bytes of the source (whole, or `(offset, len)`), as the version `head` describes.
     async fn fetch(&self, part: Option<(u64, u64)>) -> Result<Bytes> {
-        let (engine, head) = (&self.engine, &self.head);
-        let obj = match (&self.source.version_id, &head.version_id) {
-            (None, Some(v)) => self.source.clone().at_version(v.clone()),
-            _ => self.source.clone(),
-        };
-        let want = part.map_or(head.size, |(_, len)| len);
-        let range = part.map(|(offset, len)| ByteRange::at(offset, len));
-        let obj = &obj;
-        engine
-            .retrying("GetObject", |_| async move {
-                let _slot = engine.inner.scheduler.request().await;
-                engine.check_stopped()?;
-                let got = self.store.get_object(obj, range).await?;
-                if got.info.etag != head.etag {
-                    return Err(Error::new(
-                        ErrorKind::PreconditionFailed,
-                        format!(
-                            "the source {obj} changed during the copy (ETag {} is now {})",
-                            head.etag, got.info.etag
-                        ),
-                    ));
-                }
-                let data = got.bytes().await?;
-                if data.len() as u64 != want {
-                    return Err(Error::new(
-                        ErrorKind::Transport,
-                        format!("the source {obj} answered {} bytes where {want} were asked for", data.len()),
-                    ));
-                }
-                Ok(data)
-            })
-            .await
+        super::download::read_pinned(&self.engine, &*self.store, &self.source, &self.head, part).await
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::handle::{JobHandle, Tracker};
 use super::jobs::{with_slash, DirRequest, Found, PrefixCopyRequest};
-use super::{CopyRequest, Engine, UploadRequest};
+use super::{CopyRequest, DownloadRequest, Engine, PrefixDownloadRequest, StreamRequest, UploadRequest};
 use crate::checkpoint::{JobId, JobKind, JobSpec};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::{validate_bucket_for, validate_key, ListRequest, ObjectStore};
@@ -20,10 +20,13 @@ pub(super) enum Source {
     File(UploadRequest),
     Prefix(PrefixCopyRequest),
     Object(CopyRequest),
+    Download(DownloadRequest),
+    DownloadPrefix(PrefixDownloadRequest),
+    Stream(StreamRequest),
 }
 
-/// A job about to start, from [`Engine::upload_dir`], [`Engine::upload_one`], [`Engine::copy_prefix`] or
-/// [`Engine::copy_one`]. `.await` it to start the job and get its [`JobHandle`].
+/// A job about to start, from [`Engine::upload_dir`], [`Engine::upload_one`], [`Engine::copy_prefix`],
+/// [`Engine::copy_one`], [`Engine::download_prefix`], [`Engine::download_one`] or [`Engine::download_stream`]. `.await` it to start the job and get its [`JobHandle`].
 ///
 /// Awaiting it (or [`JobStart::start`]) checks the request, derives the job's identity (its
 /// [`JobKind`], source and destination), finds the newest unfinished job with that identity in the ledger or
@@ -157,12 +160,34 @@ impl Source {
                 key(&r.source.key, "the source key")?;
                 key(&r.key, "the key")?;
             }
+            Source::Download(r) => {
+                key(&r.source.key, "the key")?;
+                if r.path.is_dir() {
+                    return Err(Error::invalid(format!(
+                        "{} is a directory; name the file to download to",
+                        r.path.display()
+                    )));
+                }
+            }
+            Source::Stream(r) => key(&r.source.key, "the key")?,
+            Source::DownloadPrefix(r) => {
+                under(&r.prefix)?;
+                if r.dir.exists() && !r.dir.is_dir() {
+                    return Err(Error::invalid(format!(
+                        "{} is not a directory; name a directory to download the prefix into",
+                        r.dir.display()
+                    )));
+                }
+            }
         }
         let (from, to) = self.buckets();
         if let Some(from) = from {
             validate_bucket_for(from, engine.source_store().capabilities())?;
         }
-        validate_bucket_for(to, &engine.inner.caps)
+        match to {
+            Some(to) => validate_bucket_for(to, &engine.inner.caps),
+            None => Ok(()),
+        }
     }
 
     /// The job's kind, source and destination, as the ledger keeps them.
@@ -181,16 +206,24 @@ impl Source {
                 format!("{}/{}", r.bucket, with_slash(&r.prefix)),
             ),
             Source::Object(r) => (JobKind::Copy, r.source.to_string(), format!("{}/{}", r.bucket, r.key)),
+            Source::Download(r) => (JobKind::Download, r.source.to_string(), absolute(&r.path)?),
+            Source::Stream(r) => (JobKind::Download, r.source.to_string(), "-".to_owned()),
+            Source::DownloadPrefix(r) => {
+                (JobKind::Download, format!("{}/{}", r.bucket, r.prefix), format!("{}/", absolute(&r.dir)?))
+            }
         })
     }
 
     /// The buckets the job reads from and writes to: `(source store's bucket, destination bucket)`.
-    fn buckets(&self) -> (Option<&str>, &str) {
+    fn buckets(&self) -> (Option<&str>, Option<&str>) {
         match self {
-            Source::Dir(r) => (None, &r.bucket),
-            Source::File(r) => (None, &r.bucket),
-            Source::Prefix(r) => (Some(&r.src_bucket), &r.bucket),
-            Source::Object(r) => (Some(&r.source.bucket), &r.bucket),
+            Source::Dir(r) => (None, Some(&r.bucket)),
+            Source::File(r) => (None, Some(&r.bucket)),
+            Source::Prefix(r) => (Some(&r.src_bucket), Some(&r.bucket)),
+            Source::Object(r) => (Some(&r.source.bucket), Some(&r.bucket)),
+            Source::Download(r) => (Some(&r.source.bucket), None),
+            Source::Stream(r) => (Some(&r.source.bucket), None),
+            Source::DownloadPrefix(r) => (Some(&r.bucket), None),
         }
     }
 
@@ -210,7 +243,10 @@ impl Engine {
         if let Some(from) = from {
             self.check_bucket(&**self.source_store(), from).await?;
         }
-        self.check_bucket(&*self.inner.store, to).await
+        match to {
+            Some(to) => self.check_bucket(&*self.inner.store, to).await,
+            None => Ok(()),
+        }
     }
 
     async fn check_bucket(&self, store: &dyn ObjectStore, bucket: &str) -> Result<()> {

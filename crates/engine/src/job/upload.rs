@@ -217,7 +217,13 @@ impl Engine {
         if let Some(done) = self.already_done(&row, &dest, req.tags.as_ref()).await? {
             return Ok(done);
         }
-        let opts = self.put_options(&req.metadata, req.tags.as_ref());
+        let mut metadata = req.metadata.clone();
+        if self.inner.config.record_mtime && !metadata.user.contains_key(super::MTIME_METADATA) {
+            if let Ok(t) = meta.modified() {
+                metadata.insert_user(super::MTIME_METADATA, super::format_mtime(t))?;
+            }
+        }
+        let opts = self.put_options(&metadata, req.tags.as_ref());
         let mut file = FileSource::new(self, file, path.clone(), meta, &plan, expect);
         self.transfer(&row, &dest, req.tags.as_ref(), &plan, &opts, &mut file)
             .await

@@ -1,0 +1,709 @@
+//! Downloads: an object to a file ([`Engine::download_one`], [`Engine::download_object`]) and a prefix to a
+//! directory ([`Engine::download_prefix`]), resumable and verified.
+//!
+//! A download is the part pipeline with a file as its sink. The object is planned with the same planner as an
+//! upload (one request below the multipart threshold, else parts sized to the memory budget); each part is a
+//! ranged GET pinned to the ETag (and version) the object had when it was planned, taken under the job's one
+//! bound on requests in flight and its memory budget, and written at its offset with a positional write. Each
+//! written part is recorded in the ledger with its CRC-64, so a resumed download fetches only the parts not
+//! recorded — wherever they are, not "everything after the first gap".
+//!
+//! Nothing partial is ever at the final path: the bytes go to a temporary file beside it,
+//! `.NAME.transfer-JOB.part` (hidden, and named so no listing mistakes it for data), sized to the object when
+//! created. The local file is the destination, and the destination is the truth: on resume the recorded parts
+//! are read back and kept only when their CRC-64 still matches (a crash can lose writes the ledger recorded);
+//! a missing temporary file means every part is fetched again. Once every part is there, the whole is verified
+//! (the parts' CRC-64s combined against the object's, else the MD5 of a single-part ETag, read back), the
+//! modification time recorded in the object's metadata (`mtime`, the form rclone writes and reads) is set, and
+//! the file is fsynced, renamed over the destination, and its directory fsynced. A failed or stopped object
+//! leaves its temporary file for the next run and nothing at the final name.
+//!
+//! An object that changed since the plan (another ETag, version or size) starts again: its recorded parts are
+//! forgotten and its temporary file is rewritten. One that changes during the run fails its next GET (the ETag
+//! no longer matches) and is started again once from a fresh HEAD.
+
+use super::filter::KeyFilter;
+use super::parts::PartTasks;
+use super::start::{JobStart, Source};
+use super::{Engine, Outcome, Overwrite, SkipReason, Verified};
+use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
+use crate::crc64::{self, Crc64};
+use crate::error::{Error, ErrorKind, Result, Retry};
+use crate::plan::{plan_object, ObjectPlan, Part};
+use crate::store::{ByteRange, ObjectInfo, ObjectRef, ObjectStore};
+use bytes::Bytes;
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The user-metadata name of a file's modification time: written by uploads, restored by downloads. rclone
+/// uses the same name and reads and writes the same form (Unix seconds with a fraction), so each reads the
+/// other's.
+pub const MTIME_METADATA: &str = "mtime";
+
+/// One object to download to a file: [`DownloadRequest::new`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DownloadRequest {
+    /// The object, optionally at a version.
+    pub source: ObjectRef,
+    /// The file it becomes (replaced atomically when the download is complete).
+    pub path: PathBuf,
+}
+
+impl DownloadRequest {
+    /// `source` to the file `path`.
+    pub fn new(source: ObjectRef, path: impl Into<PathBuf>) -> DownloadRequest {
+        DownloadRequest { source, path: path.into() }
+    }
+}
+
+/// A prefix to download to a directory: every object under `bucket/prefix` becomes `dir/<the rest of its key>`.
+/// [`PrefixDownloadRequest::new`], then the options that apply.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PrefixDownloadRequest {
+    /// Source bucket.
+    pub bucket: String,
+    /// Source key prefix (may be empty: the whole bucket).
+    pub prefix: String,
+    /// The local directory (created if missing).
+    pub dir: PathBuf,
+    /// Which objects are taken, by their key relative to `prefix`; [`KeyFilter::default()`]: all.
+    pub filter: KeyFilter,
+}
+
+impl PrefixDownloadRequest {
+    /// Every object under `bucket/prefix` to `dir`.
+    pub fn new(bucket: impl Into<String>, prefix: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        PrefixDownloadRequest {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            dir: dir.into(),
+            filter: KeyFilter::default(),
+        }
+    }
+
+    /// Which objects are taken.
+    pub fn filter(mut self, filter: KeyFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+}
+
+/// The path the key `rest` (a key with the request's prefix removed) takes under `dir`, or why it may not be
+/// written anywhere: a key that would leave the directory (`..`, an absolute key), or one no file name can hold
+/// faithfully (`\`, NUL, empty or `.` segments).
+pub(super) fn path_under(dir: &Path, rest: &str) -> std::result::Result<PathBuf, String> {
+    let why = if rest.is_empty() {
+        Some("it names the directory itself")
+    } else if rest.starts_with('/') {
+        Some("it is absolute (it begins with /)")
+    } else if rest.contains('\0') {
+        Some("it holds a NUL byte")
+    } else if rest.contains('\\') {
+        Some("it holds a backslash, a path separator elsewhere")
+    } else {
+        rest.split('/').find_map(|s| match s {
+            "" => Some("it has an empty segment (//)"),
+            "." => Some("it has a . segment"),
+            ".." => Some("it has a .. segment, which would leave the destination directory"),
+            _ => None,
+        })
+    };
+    match why {
+        Some(why) => Err(format!("the key {rest:?} is not written to {}: {why}", dir.display())),
+        None => Ok(rest.split('/').fold(dir.to_path_buf(), |p, s| p.join(s))),
+    }
+}
+
+/// The temporary file of a download of `path` by `job`: beside it, hidden, and named as no data file is.
+pub fn temp_path(path: &Path, job: JobId) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.transfer-{job}.part"))
+}
+
+/// A modification time as the `mtime` metadata value: Unix seconds with nine decimals (rclone's form).
+pub fn format_mtime(t: SystemTime) -> String {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
+        // Before 1970: the same digits, negative (-1.5 is 1.5 s before the epoch).
+        Err(e) => format!("-{}.{:09}", e.duration().as_secs(), e.duration().subsec_nanos()),
+    }
+}
+
+/// Reads an `mtime` metadata value: Unix seconds, with or without a fraction, or RFC 3339.
+pub fn parse_mtime(s: &str) -> Option<SystemTime> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        let nanos = t.timestamp_nanos_opt()?;
+        return Some(at_nanos(i128::from(nanos)));
+    }
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.bytes().any(|b| !b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = whole.parse().ok()?;
+    let digits = &frac[..frac.len().min(9)];
+    let nanos: i64 = format!("{digits:0<9}").parse().ok()?;
+    let nanos = if whole.starts_with('-') { -nanos } else { nanos };
+    Some(at_nanos(i128::from(secs) * 1_000_000_000 + i128::from(nanos)))
+}
+
+fn at_nanos(n: i128) -> SystemTime {
+    let d = Duration::new((n.unsigned_abs() / 1_000_000_000) as u64, (n.unsigned_abs() % 1_000_000_000) as u32);
+    if n >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+/// A local I/O failure while writing `path`; a full disk is told apart ([`ErrorKind::InsufficientStorage`]).
+fn write_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+        return Error::new(
+            ErrorKind::InsufficientStorage,
+            format!(
+                "cannot {what} {}: the disk is full; free space there and run the job again (what was written is \
+                 kept)",
+                path.display()
+            ),
+        )
+        .with_source(e);
+    }
+    super::upload::io_error(what, path, e)
+}
+
+/// The file being written: the temporary file, open for writing at offsets.
+struct Sink {
+    temp: Arc<Path>,
+    file: Arc<File>,
+}
+
+impl Engine {
+    /// A job downloading one object to a file, with a handle (progress, events, stop, abort): `.await` it to
+    /// start it ([`JobStart`]). Running it again after a crash, a kill or a failure continues the download,
+    /// fetching only the parts not written yet.
+    pub fn download_one(&self, req: DownloadRequest) -> JobStart {
+        JobStart::new(self, Source::Download(req))
+    }
+
+    /// A job downloading every object under `req.bucket/req.prefix` into `req.dir`: `.await` it to start it
+    /// ([`JobStart`]). The prefix is listed page by page as the job goes. A key that would land outside the
+    /// directory, or that no file name holds faithfully, is refused for that object (an [`Event::Failed`](super::Event::Failed)),
+    /// never written anywhere; keys ending in `/` (directory markers) are not objects to download.
+    pub fn download_prefix(&self, req: PrefixDownloadRequest) -> JobStart {
+        JobStart::new(self, Source::DownloadPrefix(req))
+    }
+
+    /// Downloads `req.source` to `req.path` within `job`: see the [module docs](self). Running it again after
+    /// success does nothing (while the file is still there with the object's size) and returns the recorded
+    /// outcome. The engine reads from its store (or, for an engine made by [`Engine::relay`], from the source
+    /// store).
+    pub async fn download_object(&self, job: JobId, req: &DownloadRequest) -> Result<Outcome> {
+        self.refuse_dry_run("download_object", "plan_download_object")?;
+        let path = download_path(&req.path)?;
+        let got = match self.download_run(job, req, &path).await {
+            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
+                tracing::info!(source = %req.source, "the object changed during the download; starting again from a fresh HEAD");
+                self.download_run(job, req, &path).await
+            }
+            other => other,
+        };
+        got.map_err(|e| e.with_context("source", &req.source).with_context("file", path.display()))
+    }
+
+    /// What [`Engine::download_object`] would do: the object's HEAD, planned with the engine's options, and the
+    /// overwrite policy applied to the file. Writes nothing.
+    pub async fn plan_download_object(&self, req: &DownloadRequest) -> Result<super::PlannedObject> {
+        let path = download_path(&req.path)?;
+        self.plan_download(&req.source, Some(&path)).await
+    }
+
+    /// What a download of `source` to the file `path` (`None`: a stream, named `-`) would do.
+    pub(super) async fn plan_download(&self, source: &ObjectRef, path: Option<&Path>) -> Result<super::PlannedObject> {
+        let head = self.source_head(source).await?;
+        let plan = plan_object(head.size, self.source_store().capabilities(), &self.inner.config.plan)?;
+        let skip = match path {
+            Some(path) => self.download_skip(path, &head).await?,
+            None => None,
+        };
+        let action = match skip {
+            Some(reason) => super::PlannedAction::Skip(reason),
+            None => super::PlannedAction::Download { part_size: plan.part_size(), parts: plan.part_count() },
+        };
+        Ok(super::PlannedObject {
+            source: source.to_string(),
+            bucket: String::new(),
+            key: path.map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+            size: head.size,
+            action,
+        })
+    }
+
+    /// One attempt: HEAD, ledger row, parts, verification, publication.
+    async fn download_run(&self, job: JobId, req: &DownloadRequest, path: &Path) -> Result<Outcome> {
+        let head = self.source_head(&req.source).await?;
+        let size = head.size;
+        let plan = plan_object(size, self.source_store().capabilities(), &self.inner.config.plan)?;
+        let fp = Fingerprint::Object { etag: head.etag.clone(), version_id: head.version_id.clone(), size };
+        let (source, dest) = (req.source.to_string(), path.display().to_string());
+        let row = {
+            let (fp, source, dest, ps) = (fp.clone(), source.clone(), dest.clone(), plan.part_size());
+            self.db(move |l| l.upsert_object(job, &source, "", &dest, size, &fp, ps, None)).await?
+        };
+        if row.dest_key != dest {
+            return Err(Error::invalid(format!(
+                "job {job} already downloads {source} to {}, not to {dest}; use another job for another file",
+                row.dest_key
+            )));
+        }
+        let temp = temp_path(path, job);
+        let row = if row.fingerprint != fp || row.plan_part_size != plan.part_size() {
+            remove_if_any(&temp).await?;
+            self.restart(row, fp, size, plan.part_size()).await?
+        } else {
+            row
+        };
+        if row.state.is_done() {
+            // The file is the truth: done while it is still there with the object's size.
+            let there = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size);
+            if row.state == ObjectState::Skipped || there {
+                return Ok(Outcome::recorded(&row));
+            }
+            tracing::info!(file = %path.display(), "the file an earlier run downloaded is gone or changed; downloading it again");
+        }
+        let result = self.download_into(&row, &req.source, &head, &plan, (path, &temp)).await;
+        if let Err(e) = &result {
+            self.record_failure(&row, e).await;
+        }
+        result
+    }
+
+    async fn download_into(
+        &self,
+        row: &ObjectRow,
+        source: &ObjectRef,
+        head: &ObjectInfo,
+        plan: &ObjectPlan,
+        (path, temp): (&Path, &Path),
+    ) -> Result<Outcome> {
+        if super::overwrite::not_started(row) && !row.state.is_done() {
+            if let Some(reason) = self.download_skip(path, head).await? {
+                let id = row.id;
+                self.db(move |l| l.skip_object(id)).await?;
+                return Ok(Outcome::left_alone(plan.size, reason, None));
+            }
+        }
+        let id = row.id;
+        let recorded = self.db(move |l| l.parts(id)).await?;
+        let (sink, kept) = open_sink(path, temp, plan, recorded).await?;
+        let forgotten = {
+            let kept: HashSet<u32> = kept.iter().copied().collect();
+            plan.parts().any(|p| !kept.contains(&p.number))
+        };
+        if kept.is_empty() && forgotten {
+            // Nothing usable on disk: the ledger's parts (if any) are forgotten with the row's state.
+            let fp = row.fingerprint.clone();
+            let (size, ps) = (plan.size, plan.part_size());
+            self.db(move |l| l.reset_object(id, &fp, size, ps)).await?;
+        }
+        let (sent, reused) = self.fetch_parts(row, source, head, plan, (&sink, &kept)).await?;
+        let parts = self.db(move |l| l.parts(id)).await?;
+        let numbers: Vec<u32> = parts.iter().map(|p| p.number).collect();
+        if numbers != (1..=plan.part_count()).collect::<Vec<_>>() {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!("the ledger holds parts {numbers:?} of {}", plan.part_count()),
+            ));
+        }
+        let verified = self.verify(row, head, &parts, &sink).await?;
+        let crc = verified.crc64.then_some(head.crc64).flatten();
+        publish(&sink, path, head).await?;
+        let (etag, blake3) = (head.etag.clone(), None::<String>);
+        self.db(move |l| l.finish_object_tagged(id, &etag, crc, blake3.as_deref(), true)).await?;
+        Ok(Outcome {
+            size: plan.size,
+            etag: head.etag.clone(),
+            crc64: crc,
+            blake3: String::new(),
+            parts_sent: sent,
+            parts_reused: reused,
+            already_done: false,
+            skipped: None,
+            verified,
+        })
+    }
+
+    /// Whether the overwrite policy leaves the file at `path` alone.
+    async fn download_skip(&self, path: &Path, head: &ObjectInfo) -> Result<Option<SkipReason>> {
+        let existing = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(super::upload::io_error("stat", path, e)),
+        };
+        match self.inner.config.overwrite {
+            Overwrite::Always => Ok(None),
+            Overwrite::IfMissing => Ok(Some(SkipReason::Exists)),
+            Overwrite::IfDifferent => {
+                let Some(want) = head.crc64.filter(|_| existing.is_file() && existing.len() == head.size) else {
+                    return Ok(None);
+                };
+                let file = Arc::new(File::open(path).map_err(|e| super::upload::io_error("open", path, e))?);
+                let crc = self.file_crc64(&file, &Arc::from(path), head.size).await?;
+                Ok((crc == want).then_some(SkipReason::Unchanged))
+            }
+        }
+    }
+
+    /// Fetches every part not `kept` into `sink`, recording each in the ledger once written. Answers the parts
+    /// fetched and the parts kept.
+    async fn fetch_parts(
+        &self,
+        row: &ObjectRow,
+        source: &ObjectRef,
+        head: &ObjectInfo,
+        plan: &ObjectPlan,
+        (sink, kept): (&Sink, &[u32]),
+    ) -> Result<(u32, u32)> {
+        let writer = self.inner.ledger.part_writer();
+        let (mut sent, mut reused) = (0u32, 0u32);
+        let mut tasks = PartTasks::new(2 * self.inner.config.plan.max_in_flight);
+        let taking = async {
+            for part in plan.parts() {
+                self.check_stopped()?;
+                if !tasks.ready().await {
+                    break;
+                }
+                if kept.contains(&part.number) {
+                    reused += 1;
+                    self.reused(part.len);
+                    continue;
+                }
+                let memory = self.inner.scheduler.memory(part.len.max(1)).await;
+                sent += 1;
+                let (engine, writer, object) = (self.clone(), writer.clone(), row.id);
+                let (head, source, halt) = (head.clone(), source.clone(), tasks.halt());
+                let (temp, file) = (sink.temp.clone(), sink.file.clone());
+                tasks.spawn(async move {
+                    let _memory = memory;
+                    halt.check()?;
+                    let data = match part.len {
+                        0 => Bytes::new(),
+                        len => read_pinned(&engine, &**engine.source_store(), &source, &head, Some((part.offset, len)))
+                            .await
+                            .map_err(|e| e.with_context("part", part.number))?,
+                    };
+                    let crc = crc64::checksum(&data);
+                    let at = part.offset;
+                    tokio::task::spawn_blocking(move || {
+                        file.write_all_at(&data, at).map_err(|e| write_error("write", &temp, e))
+                    })
+                    .await??;
+                    engine.acknowledged(part.len);
+                    writer.record(object, written(&part, &head.etag, crc));
+                    Ok(())
+                });
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        // Parts already fetching finish and are recorded even after a failure or a stop.
+        tasks.finish_recorded(taking, &writer).await?;
+        Ok((sent, reused))
+    }
+
+    /// Checks the written bytes against what the object says it is: the parts' CRC-64s combined against its
+    /// CRC-64; without one, the MD5 of the file against an ETag that is an MD5 (an object written in one
+    /// request), read back. A mismatch forgets the parts (the next run fetches the object again) and fails.
+    async fn verify(&self, row: &ObjectRow, head: &ObjectInfo, parts: &[PartRow], sink: &Sink) -> Result<Verified> {
+        let combined = parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)));
+        let mut verified = Verified::default();
+        let mismatch = if let (Some(want), Some(got)) = (head.crc64, combined) {
+            verified.crc64 = want == got;
+            (want != got).then(|| format!("CRC-64 {got}, not the object's {want}"))
+        } else if let Some(want) = md5_etag(&head.etag) {
+            let (file, size) = (sink.file.clone(), head.size);
+            let got = tokio::task::spawn_blocking(move || file_md5(&file, size)).await??;
+            verified.md5 = got.eq_ignore_ascii_case(want);
+            (!verified.md5).then(|| format!("MD5 {got}, not the ETag {want}"))
+        } else {
+            None
+        };
+        if let Some(what) = mismatch {
+            let (id, fp, size, ps) = (row.id, row.fingerprint.clone(), row.size, row.plan_part_size);
+            self.db(move |l| l.reset_object(id, &fp, size, ps)).await?;
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!(
+                    "the bytes written to {} have the {what}: nothing was published; run the job again to fetch the \
+                     object again",
+                    sink.temp.display()
+                ),
+            )
+            .with_retry(Retry::Permanent));
+        }
+        Ok(verified)
+    }
+}
+
+/// The absolute path of a download's file, refused when it is a directory or names none.
+fn download_path(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path).map_err(|e| super::upload::io_error("resolve", path, e))?;
+    if abs.file_name().is_none() || path.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(Error::invalid(format!("{} names a directory, not a file to download to", path.display())));
+    }
+    if abs.is_dir() {
+        return Err(Error::invalid(format!(
+            "{} is a directory; name the file to download to (or download a prefix into it)",
+            abs.display()
+        )));
+    }
+    Ok(abs)
+}
+
+/// The ledger's row of a part written: its bytes' CRC-64, under the object's ETag.
+fn written(part: &Part, etag: &str, crc: u64) -> PartRow {
+    PartRow {
+        number: part.number,
+        offset: part.offset,
+        size: part.len,
+        etag: etag.to_owned(),
+        crc64: Some(crc),
+        blake3: String::new(),
+        checksum: None,
+    }
+}
+
+/// Reads the bytes of `source` (whole, or `(offset, len)`) as the version `head` describes, retried under the
+/// engine's policy, each attempt under a request permit. An answer with another ETag (the object changed) fails
+/// with [`ErrorKind::PreconditionFailed`]; a short body with [`ErrorKind::Transport`] (retried).
+pub(super) async fn read_pinned(
+    engine: &Engine,
+    store: &dyn ObjectStore,
+    source: &ObjectRef,
+    head: &ObjectInfo,
+    part: Option<(u64, u64)>,
+) -> Result<Bytes> {
+    let obj = match (&source.version_id, &head.version_id) {
+        (None, Some(v)) => source.clone().at_version(v.clone()),
+        _ => source.clone(),
+    };
+    let want = part.map_or(head.size, |(_, len)| len);
+    let range = part.map(|(offset, len)| ByteRange::at(offset, len));
+    let obj = &obj;
+    engine
+        .retrying("GetObject", |_| async move {
+            let _slot = engine.inner.scheduler.request().await;
+            engine.check_stopped()?;
+            let got = store.get_object(obj, range).await?;
+            if got.info.etag != head.etag {
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    format!("{obj} changed while it was read (ETag {} is now {})", head.etag, got.info.etag),
+                ));
+            }
+            let data = got.bytes().await?;
+            if data.len() as u64 != want {
+                return Err(Error::new(
+                    ErrorKind::Transport,
+                    format!("{obj} answered {} bytes where {want} were asked for", data.len()),
+                ));
+            }
+            Ok(data)
+        })
+        .await
+}
+
+/// The MD5 (hex) an ETag is, when it is one: 32 hex digits, no part count.
+fn md5_etag(etag: &str) -> Option<&str> {
+    let e = etag.trim_matches('"');
+    (e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())).then_some(e)
+}
+
+/// The MD5 (hex) of the first `size` bytes of `file`, read in 1 MiB slices.
+fn file_md5(file: &File, size: u64) -> Result<String> {
+    use md5::{Digest, Md5};
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; (1 << 20).min(size as usize).max(1)];
+    let mut offset = 0;
+    while offset < size {
+        let n = (buf.len() as u64).min(size - offset) as usize;
+        file.read_exact_at(&mut buf[..n], offset)?;
+        md5.update(&buf[..n]);
+        offset += n as u64;
+    }
+    Ok(hex::encode(md5.finalize()))
+}
+
+/// Removes a download's temporary file, if there is one.
+async fn remove_if_any(temp: &Path) -> Result<()> {
+    match tokio::fs::remove_file(temp).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(super::upload::io_error("remove", temp, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Opens the temporary file of a download (creating its directory), and answers which of the `recorded` parts
+/// it still holds: those whose bytes, read back, have the recorded CRC-64. A temporary file that is missing or
+/// of another length is started afresh, sized to the object.
+async fn open_sink(path: &Path, temp: &Path, plan: &ObjectPlan, recorded: Vec<PartRow>) -> Result<(Sink, Vec<u32>)> {
+    let (path, temp, size) = (path.to_path_buf(), temp.to_path_buf(), plan.size);
+    let plan = *plan;
+    tokio::task::spawn_blocking(move || {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        make_dir(dir)?;
+        let existing = std::fs::OpenOptions::new().read(true).write(true).open(&temp);
+        let (file, kept) = match existing {
+            Ok(f) if f.metadata().is_ok_and(|m| m.len() == size) => {
+                let kept = recorded
+                    .iter()
+                    .filter(|p| plan.part(p.number).is_some_and(|want| want.offset == p.offset && want.len == p.size))
+                    .filter(|p| p.crc64.is_some_and(|c| crc_at(&f, p.offset, p.size).ok() == Some(c)))
+                    .map(|p| p.number)
+                    .collect();
+                (f, kept)
+            }
+            _ => {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&temp)
+                    .map_err(|e| write_error("create", &temp, e))?;
+                allocate(&f, size).map_err(|e| write_error("allocate", &temp, e))?;
+                (f, Vec::new())
+            }
+        };
+        Ok((Sink { temp: temp.into(), file: Arc::new(file) }, kept))
+    })
+    .await?
+}
+
+/// Reserves `size` bytes for the file where the filesystem can (so a full disk shows before the download, not
+/// in its middle), else only sets its length.
+fn allocate(f: &File, size: u64) -> std::io::Result<()> {
+    if size > 0 {
+        match rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, size) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::NOSPC => return Err(e.into()),
+            Err(_) => {}
+        }
+    }
+    f.set_len(size)
+}
+
+/// Creates `dir` and its parents; a file in the way (a key `a/b` beside `a/b/c`) is said plainly.
+fn make_dir(dir: &Path) -> Result<()> {
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let blocker = dir.ancestors().find(|a| a.is_file());
+            match blocker {
+                Some(file) => Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "cannot create the directory {}: {} is a file (an object's key is also the prefix of \
+                         others); download one of them elsewhere",
+                        dir.display(),
+                        file.display()
+                    ),
+                )),
+                None => Err(write_error("create the directory", dir, e)),
+            }
+        }
+    }
+}
+
+/// The CRC-64 of `len` bytes of `f` at `offset`.
+fn crc_at(f: &File, offset: u64, len: u64) -> std::io::Result<u64> {
+    let mut crc = Crc64::new();
+    let mut buf = vec![0u8; (1 << 20).min(len as usize).max(1)];
+    let mut at = 0;
+    while at < len {
+        let n = (buf.len() as u64).min(len - at) as usize;
+        f.read_exact_at(&mut buf[..n], offset + at)?;
+        crc.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(crc.value())
+}
+
+/// Publishes a complete temporary file: its modification time set from the object's `mtime` metadata (else
+/// its Last-Modified), fsynced, renamed over `path`, and the directory fsynced.
+async fn publish(sink: &Sink, path: &Path, head: &ObjectInfo) -> Result<()> {
+    let mtime = head
+        .metadata
+        .user
+        .get(MTIME_METADATA)
+        .and_then(|v| parse_mtime(v))
+        .or_else(|| u64::try_from(head.last_modified).ok().map(|s| UNIX_EPOCH + Duration::from_secs(s)));
+    let (file, temp, path) = (sink.file.clone(), sink.temp.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        if let Some(t) = mtime {
+            file.set_modified(t).map_err(|e| write_error("set the modification time of", &temp, e))?;
+        }
+        file.sync_all().map_err(|e| write_error("sync", &temp, e))?;
+        if path.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is a directory: the object is not written over it (its bytes are kept in {})",
+                path.display(),
+                temp.display()
+            )));
+        }
+        std::fs::rename(&temp, &path).map_err(|e| write_error("rename into place", &path, e))?;
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| write_error("sync the directory", dir, e))?;
+        }
+        Ok(())
+    })
+    .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_would_leave_the_directory_are_refused() {
+        let dir = Path::new("/restore");
+        assert_eq!(path_under(dir, "a/b.txt").unwrap(), Path::new("/restore/a/b.txt"));
+        assert_eq!(path_under(dir, "...").unwrap(), Path::new("/restore/..."));
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a\\b", "a\0b", "a//b", "./a", "a/.", "", ".."] {
+            let e = path_under(dir, bad).unwrap_err();
+            assert!(e.contains("is not written to /restore"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn mtimes_read_both_forms_and_round_trip() {
+        let t = UNIX_EPOCH + Duration::new(1_614_889_256, 123_456_789);
+        assert_eq!(format_mtime(t), "1614889256.123456789");
+        assert_eq!(parse_mtime("1614889256.123456789"), Some(t));
+        assert_eq!(parse_mtime("1614889256.1234567"), Some(UNIX_EPOCH + Duration::new(1_614_889_256, 123_456_700)));
+        assert_eq!(parse_mtime("1614889256"), Some(UNIX_EPOCH + Duration::from_secs(1_614_889_256)));
+        assert_eq!(parse_mtime("2021-03-04T20:20:56.123456789Z"), Some(t));
+        let before = UNIX_EPOCH - Duration::new(1, 500_000_000);
+        assert_eq!(parse_mtime(&format_mtime(before)), Some(before));
+        for bad in ["", "soon", "12.3x", "1.2.3"] {
+            assert_eq!(parse_mtime(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_temporary_file_is_hidden_beside_the_destination() {
+        assert_eq!(temp_path(Path::new("/d/a.tar"), JobId(7)), Path::new("/d/.a.tar.transfer-7.part"));
+    }
+
+    #[test]
+    fn only_a_plain_md5_etag_is_checked_as_one() {
+        assert_eq!(md5_etag("\"d41d8cd98f00b204e9800998ecf8427e\""), Some("d41d8cd98f00b204e9800998ecf8427e"));
+        assert_eq!(md5_etag("d41d8cd98f00b204e9800998ecf8427e-2"), None);
+        assert_eq!(md5_etag("not-an-md5"), None);
+    }
+}
