@@ -67,6 +67,12 @@ async fn restore_a_backup(t: &Target<'_>, b: &str) {
     let big = data(11 * MIB + 3, 21);
     std::fs::write(src.join("sub/big.bin"), &big).unwrap();
     std::fs::write(src.join("sub/deeper/mid.bin"), data(300_000, 22)).unwrap();
+    std::fs::write(src.join("tool.sh"), b"#!/bin/sh\n").unwrap();
+    let mode =
+        |p: PathBuf| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+    let chmod = |p: PathBuf, m: u32| std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m));
+    chmod(src.join("tool.sh"), 0o750).unwrap();
+    chmod(src.join("small.txt"), 0o600).unwrap();
     let when = SystemTime::UNIX_EPOCH + Duration::new(1_577_934_245, 123_456_789);
     std::fs::File::options().write(true).open(src.join("small.txt")).unwrap().set_modified(when).unwrap();
     let cp = |args: &[&str]| run((t.cmd)(&ledger).arg("cp").args(args));
@@ -74,10 +80,12 @@ async fn restore_a_backup(t: &Target<'_>, b: &str) {
     let sizes = ["--multipart-threshold", "6MiB", "--part-size", "5MiB"];
 
     ok(&cp(&[&["-r"], &sizes[..], &[src.to_str().unwrap(), &remote("backup/")]].concat()));
-    let restored = cp(&[&["-r", "--json"], &sizes[..], &[&remote("backup/"), out.to_str().unwrap()]].concat());
+    let restored =
+        cp(&[&["-r", "--json", "--preserve-mode"], &sizes[..], &[&remote("backup/"), out.to_str().unwrap()]].concat());
     ok(&restored);
     assert_eq!(files(&out), files(&src), "bytes and modification times come back as they were");
-    assert_eq!(summary(&restored)["objects_transferred"].as_u64(), Some(4));
+    assert_eq!(summary(&restored)["objects_transferred"].as_u64(), Some(5));
+    assert_eq!((mode(out.join("tool.sh")), mode(out.join("small.txt"))), (0o750, 0o600), "--preserve-mode");
     for e in events(&restored).iter().filter(|e| e["event"] == "done") {
         let (crc, md5) = (e["verified"]["crc64"] == true, e["verified"]["md5"] == true);
         match t.scheme {
@@ -103,6 +111,25 @@ async fn restore_a_backup(t: &Target<'_>, b: &str) {
     assert!(streamed.stdout == big, "stdout carries the object's bytes, whole and in order");
     let refused = cp(&["-r", &remote("backup/"), "-"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+
+    // Under --update a rerun as a new job fetches only what differs: the file changed here, and on S3 the
+    // multipart object, whose ETag is no MD5 of its bytes (nothing else compares it).
+    std::fs::write(out.join("sub/deeper/mid.bin"), data(300_000, 23)).unwrap();
+    let update =
+        cp(&[&["-r", "--json", "--update"], &sizes[..], &[&remote("backup/"), out.to_str().unwrap()]].concat());
+    ok(&update);
+    let mut fetched: Vec<String> = events(&update)
+        .iter()
+        .filter(|e| e["event"] == "done" && e["skipped"].is_null())
+        .map(|e| e["key"].as_str().unwrap().to_owned())
+        .collect();
+    fetched.sort();
+    let want: &[&str] = match t.scheme {
+        "oss" => &["backup/sub/deeper/mid.bin"],
+        _ => &["backup/sub/big.bin", "backup/sub/deeper/mid.bin"],
+    };
+    assert_eq!(fetched, want, "{}", stderr(&update));
+    assert_eq!(files(&out), files(&src));
 
     // Under --no-clobber a rerun as a new job leaves every file alone.
     std::fs::write(out.join("small.txt"), b"mine").unwrap();
@@ -296,4 +323,64 @@ async fn versions(t: &Target<'_>, b: &str) {
     assert!(stderr(&missing).contains("has no version no-such-version"), "{}", stderr(&missing));
     let prefix = cp(&["-r", "--version-id", &v1, &format!("{}://{b}/", t.scheme), tmp.path().to_str().unwrap()]);
     assert_eq!(prefix.status.code(), Some(2), "{}", stderr(&prefix));
+}
+
+/// What the local side can get wrong, each with a clear message and nothing at a final path: a full disk
+/// (exit 3, resumable: the same command finishes once there is room), a read-only destination, a file where the
+/// prefix's directory must go, two keys where one is the other's directory (`c/a` and `c/a/b`: one arrives, the
+/// other is reported), a version that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_failures_say_what_happened_and_leave_nothing_partial() {
+    use crate::serve::SmallDisk;
+    let served = Served::start();
+    let oss = served.client(V4);
+    oss.create_bucket("local-fail").await.unwrap();
+    let big = data(20 * MIB, 8);
+    oss.put_object("local-fail", "big.bin", big.clone().into(), &PutOptions::default()).await.unwrap();
+    for key in ["c/a", "c/a/b"] {
+        oss.put_object("local-fail", key, key.as_bytes().to_vec().into(), &PutOptions::default()).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let cp = |args: &[&str]| run(transfer(&served.endpoint, &ledger).arg("cp").args(args));
+
+    // A full disk: exit 3, nothing at the final path, and the same command finishes once there is room.
+    let disk = SmallDisk::mount("8m").expect("the tests run as root and mount a tmpfs");
+    let file = disk.path().join("big.bin");
+    let full = cp(&["--part-size", "5MiB", "oss://local-fail/big.bin", file.to_str().unwrap()]);
+    assert_eq!(full.status.code(), Some(3), "{}", stderr(&full));
+    assert!(stderr(&full).contains("the disk is full"), "{}", stderr(&full));
+    assert!(!file.exists());
+    disk.resize("64m");
+    ok(&cp(&["--part-size", "5MiB", "oss://local-fail/big.bin", file.to_str().unwrap()]));
+    assert!(std::fs::read(&file).unwrap() == big);
+
+    // A read-only destination.
+    let ro = SmallDisk::mount_with("ro,size=1m").expect("a read-only tmpfs");
+    let denied = cp(&["oss://local-fail/c/a", ro.path().join("a").to_str().unwrap()]);
+    assert_eq!(denied.status.code(), Some(1), "{}", stderr(&denied));
+    assert!(stderr(&denied).contains("Read-only file system"), "{}", stderr(&denied));
+
+    // A file where the directory must go.
+    let not_dir = tmp.path().join("plain");
+    std::fs::write(&not_dir, b"x").unwrap();
+    let refused = cp(&["-r", "oss://local-fail/c/", not_dir.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("is not a directory"), "{}", stderr(&refused));
+
+    // `c/a` and `c/a/b`: a file and a directory of the same name cannot both be.
+    let out = tmp.path().join("collide");
+    let both = cp(&["-r", "--json", "oss://local-fail/c/", out.to_str().unwrap()]);
+    assert_eq!(both.status.code(), Some(3), "{}", stderr(&both));
+    let failed: Vec<_> = events(&both).into_iter().filter(|e| e["event"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let why = failed[0]["error"].as_str().unwrap();
+    assert!(why.contains("is a file") || why.contains("is a directory"), "{why}");
+    let a = out.join("a");
+    assert!(a.is_file() && std::fs::read(&a).unwrap() == b"c/a" || std::fs::read(a.join("b")).unwrap() == b"c/a/b");
+    let leftovers: Vec<_> =
+        walk(&out).into_iter().filter(|p| p.is_file() && !p.ends_with("a") && !p.ends_with("b")).collect();
+    assert!(leftovers.iter().all(|p| p.file_name().unwrap().to_string_lossy().ends_with(".part")), "{leftovers:?}");
+    drop(ro);
+    drop(disk);
 }

@@ -111,18 +111,20 @@ impl Drop for ServeAt {
 }
 
 /// A small tmpfs mounted on a temp directory, unmounted on drop (drop the server first).
-struct SmallDisk {
+pub(crate) struct SmallDisk {
     dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
     /// Mounts a tmpfs of `size` (`8m`); `None`, with a printed note, where mounting is not permitted.
-    fn mount(size: &str) -> Option<SmallDisk> {
+    pub(crate) fn mount(size: &str) -> Option<SmallDisk> {
+        SmallDisk::mount_with(&format!("size={size}"))
+    }
+
+    /// Mounts a tmpfs with these options (`size=8m`, `ro,size=1m`).
+    pub(crate) fn mount_with(options: &str) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir.path()).output();
         match out {
             Ok(o) if o.status.success() => Some(SmallDisk { dir }),
             Ok(o) => {
@@ -136,8 +138,18 @@ impl SmallDisk {
         }
     }
 
-    fn path(&self) -> &std::path::Path {
+    pub(crate) fn path(&self) -> &std::path::Path {
         self.dir.path()
+    }
+
+    /// Gives the mounted tmpfs another size (`64m`): room freed, as an operator would.
+    pub(crate) fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount {} with size={size}", self.dir.path().display());
     }
 }
 

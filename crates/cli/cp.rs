@@ -106,7 +106,8 @@ pub(crate) struct CpArgs {
     /// Skip objects whose destination already exists (and forbid the server to overwrite one that appears meanwhile).
     #[arg(long, conflicts_with = "update")]
     pub no_clobber: bool,
-    /// Skip objects whose destination has the same size and CRC-64.
+    /// Skip objects whose destination has the same size and CRC-64 (a download: a file with the object's size
+    /// and CRC-64, or, on a store without CRC-64, the MD5 the object's ETag is).
     #[arg(long)]
     pub update: bool,
     /// Only files or objects matching this glob (repeatable); a pattern without / matches the base name, one with
@@ -116,6 +117,11 @@ pub(crate) struct CpArgs {
     /// Leave out files or objects matching this glob (repeatable; wins over --include).
     #[arg(long = "exclude", value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Downloads: set each file's permissions (rwxrwxrwx) from the mode its upload recorded (`mode` metadata,
+    /// as rclone writes it); setuid, setgid and sticky bits are never restored.
+    #[arg(long)]
+    #[serde(default)]
+    pub preserve_mode: bool,
     /// The version of the one source object to copy or download, on a versioned bucket (default: the current
     /// one).
     #[arg(long, value_name = "ID")]
@@ -316,6 +322,9 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         }
     };
     let download = matches!(dst, Location::Path(_));
+    if args.preserve_mode && !download {
+        return Err(Usage("--preserve-mode applies to downloads (uploads record every file's mode)".into()));
+    }
     if args.dst == "-" && (args.recursive || src.is_container()) {
         return Err(Usage("- (stdout) takes one object; a prefix goes into a directory".into()));
     }
@@ -415,6 +424,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
             (false, true) => Overwrite::IfDifferent,
             (false, false) => Overwrite::Always,
         })
+        .restore_mode(args.preserve_mode)
         .dry_run(args.dry_run);
     let engine = match relay {
         Some(source) => Engine::relay(store.objects.clone(), source.objects, ledger.clone(), config)?,
@@ -1036,9 +1046,12 @@ async fn follow(
     if dry_run {
         return dry_run_summary(&planned, p, summary.failures.len(), out);
     }
+    // A full disk is no failure of the objects: once there is room, the same command goes on.
+    let disk_full = summary.failures.iter().any(|(_, e)| e.kind() == transfer_engine::ErrorKind::InsufficientStorage);
     let (code, state) = match summary.state {
         JobState::Done => (EXIT_OK, "done"),
         JobState::Stopped => (EXIT_RESUMABLE, "stopped"),
+        _ if disk_full => (EXIT_RESUMABLE, "stopped on a full disk"),
         // Nothing of the job is in place: it failed (running it again still resumes what it can).
         _ if p.objects_done + p.objects_already_done + p.objects_skipped == 0 => (EXIT_FAILED, "failed"),
         _ => (EXIT_RESUMABLE, "partly failed"),

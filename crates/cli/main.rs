@@ -5,7 +5,7 @@
 //! over HTTP in the OSS dialect: the first line on stdout is `listening on http://<addr>`; Ctrl-C or SIGTERM
 //! stops it).
 //!
-//! Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped or partly failed, resumable;
+//! Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped (a full disk too) or partly failed, resumable;
 //! 141 the reader of the output went away (a closed pipe, as `| head`).
 
 /// `println!` for the commands' output: when whoever reads it went away (`transfer ... | head -1`), the command
@@ -42,8 +42,8 @@ use transfer_server::Server;
     version,
     about,
     after_help = "Exit status:\n  0  all done\n  1  failed: nothing of the job is in place\n  2  usage error: bad arguments, missing bucket or credentials, \
-                  unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C) or partly failed; resumable with `transfer \
-                  resume` or the same command again\n  141  the output's reader went away (a closed pipe, as `| head`): \
+                  unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C), stopped on a full disk, or partly failed; \
+                  resumable with `transfer resume` or the same command again\n  141  the output's reader went away (a closed pipe, as `| head`): \
                   nothing more is printed; a job stops where it was and resumes"
 )]
 struct Cli {

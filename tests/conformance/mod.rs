@@ -348,13 +348,19 @@ pub fn tags() -> TagSet {
 
 /// Asserts that `got` carries `want`'s user metadata, Content-Type and Cache-Control.
 #[track_caller]
-/// The metadata `want` is on the object: its user metadata, besides the file's modification time an upload
-/// records (which must read as one), and its standard headers.
+/// The metadata `want` is on the object: its user metadata, besides the file's modification time and mode an
+/// upload records (which must read as such), and its standard headers.
 pub fn assert_meta(got: &Metadata, want: &Metadata) {
+    use transfer_engine::job::{parse_mtime, MODE_METADATA, MTIME_METADATA};
     let mut user = got.user.clone();
-    if !want.user.contains_key(transfer_engine::job::MTIME_METADATA) {
-        if let Some(t) = user.remove(transfer_engine::job::MTIME_METADATA) {
-            assert!(transfer_engine::job::parse_mtime(&t).is_some(), "mtime {t:?}");
+    if !want.user.contains_key(MTIME_METADATA) {
+        if let Some(t) = user.remove(MTIME_METADATA) {
+            assert!(parse_mtime(&t).is_some(), "mtime {t:?}");
+        }
+    }
+    if !want.user.contains_key(MODE_METADATA) {
+        if let Some(m) = user.remove(MODE_METADATA) {
+            assert!(u32::from_str_radix(&m, 8).is_ok_and(|m| m & 0o170000 == 0o100000), "a regular file's mode: {m:?}");
         }
     }
     assert_eq!(user, want.user);

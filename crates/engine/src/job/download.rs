@@ -44,6 +44,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// other's.
 pub const MTIME_METADATA: &str = "mtime";
 
+/// The user-metadata name of a file's mode (octal, as `stat` gives it: `100644`), written by uploads and set
+/// back by downloads that ask for it ([`EngineConfig::restore_mode`](super::EngineConfig::restore_mode)); the
+/// name and form rclone uses.
+pub const MODE_METADATA: &str = "mode";
+
 /// One object to download to a file: [`DownloadRequest::new`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -323,7 +328,11 @@ impl Engine {
         }
         let verified = self.verify(row, head, &parts, &sink).await?;
         let crc = verified.crc64.then_some(head.crc64).flatten();
-        publish(&sink, path, head).await?;
+        let mode = match self.inner.config.restore_mode {
+            true => head.metadata.user.get(MODE_METADATA).and_then(|m| u32::from_str_radix(m, 8).ok()),
+            false => None,
+        };
+        publish(&sink, path, head, mode).await?;
         let (etag, blake3) = (head.etag.clone(), None::<String>);
         self.db(move |l| l.finish_object_tagged(id, &etag, crc, blake3.as_deref(), true)).await?;
         Ok(Outcome {
@@ -349,13 +358,22 @@ impl Engine {
         match self.inner.config.overwrite {
             Overwrite::Always => Ok(None),
             Overwrite::IfMissing => Ok(Some(SkipReason::Exists)),
+            // The same bytes, by the object's CRC-64, else by the MD5 its ETag is; a file no checksum can
+            // compare counts as different.
+            Overwrite::IfDifferent if !existing.is_file() || existing.len() != head.size => Ok(None),
             Overwrite::IfDifferent => {
-                let Some(want) = head.crc64.filter(|_| existing.is_file() && existing.len() == head.size) else {
-                    return Ok(None);
+                let open = || File::open(path).map_err(|e| super::upload::io_error("open", path, e));
+                let same = if let Some(want) = head.crc64 {
+                    self.file_crc64(&Arc::new(open()?), &Arc::from(path), head.size).await? == want
+                } else if let Some(want) = md5_etag(&head.etag) {
+                    let (file, size) = (open()?, head.size);
+                    let _memory = self.inner.scheduler.memory((1 << 20).min(size).max(1)).await;
+                    let got = tokio::task::spawn_blocking(move || file_md5(&file, size)).await??;
+                    got.eq_ignore_ascii_case(want)
+                } else {
+                    false
                 };
-                let file = Arc::new(File::open(path).map_err(|e| super::upload::io_error("open", path, e))?);
-                let crc = self.file_crc64(&file, &Arc::from(path), head.size).await?;
-                Ok((crc == want).then_some(SkipReason::Unchanged))
+                Ok(same.then_some(SkipReason::Unchanged))
             }
         }
     }
@@ -635,8 +653,9 @@ fn crc_at(f: &File, offset: u64, len: u64) -> std::io::Result<u64> {
 }
 
 /// Publishes a complete temporary file: its modification time set from the object's `mtime` metadata (else
-/// its Last-Modified), fsynced, renamed over `path`, and the directory fsynced.
-async fn publish(sink: &Sink, path: &Path, head: &ObjectInfo) -> Result<()> {
+/// its Last-Modified), its permission bits from `mode` when given, fsynced, renamed over `path`, and the
+/// directory fsynced.
+async fn publish(sink: &Sink, path: &Path, head: &ObjectInfo, mode: Option<u32>) -> Result<()> {
     let mtime = head
         .metadata
         .user
@@ -647,6 +666,11 @@ async fn publish(sink: &Sink, path: &Path, head: &ObjectInfo) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         if let Some(t) = mtime {
             file.set_modified(t).map_err(|e| write_error("set the modification time of", &temp, e))?;
+        }
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            let bits = std::fs::Permissions::from_mode(mode & 0o777);
+            file.set_permissions(bits).map_err(|e| write_error("set the permissions of", &temp, e))?;
         }
         file.sync_all().map_err(|e| write_error("sync", &temp, e))?;
         if path.is_dir() {

@@ -73,7 +73,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use copy::CopyRequest;
-pub use download::{format_mtime, parse_mtime, temp_path, DownloadRequest, PrefixDownloadRequest, MTIME_METADATA};
+pub use download::{
+    format_mtime, parse_mtime, temp_path, DownloadRequest, PrefixDownloadRequest, MODE_METADATA, MTIME_METADATA,
+};
 pub use dry_run::{PlannedAction, PlannedObject};
 pub use filter::KeyFilter;
 pub use handle::{Event, JobHandle, JobSummary, Progress};
@@ -119,10 +121,15 @@ pub struct EngineConfig {
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput); [`Engine::plan_upload_file`] and
     /// [`Engine::plan_copy_object`] answer the same question for one object.
     pub dry_run: bool,
-    /// Whether each uploaded file's modification time goes into its object's user metadata as
-    /// [`MTIME_METADATA`] (`x-oss-meta-mtime`: Unix seconds with nanoseconds, as rclone writes it), for a
-    /// download to set it back; default true. A value the request's metadata already has is kept.
-    pub record_mtime: bool,
+    /// Whether each uploaded file's modification time and permissions go into its object's user metadata, as
+    /// [`MTIME_METADATA`] (`x-oss-meta-mtime`: Unix seconds with nanoseconds) and [`MODE_METADATA`] (`mode`:
+    /// the file's mode in octal), the names and forms rclone writes and reads, for a download to set them back;
+    /// default true. A value the request's metadata already has is kept.
+    pub file_attributes: bool,
+    /// Whether a download sets each file's permission bits (`rwxrwxrwx`) from the [`MODE_METADATA`] its upload
+    /// recorded (`--preserve-mode`); default false: files get the process's default mode. Setuid, setgid and
+    /// sticky bits are never restored.
+    pub restore_mode: bool,
     /// Keys asked for per listing request of a prefix copy (`max-keys`, 1 to 1,000; default 1,000, the most
     /// both dialects return: OSS answers 100 when none is asked for).
     pub list_page_size: u32,
@@ -137,7 +144,8 @@ impl Default for EngineConfig {
             digest: DigestOptions::default(),
             overwrite: Overwrite::default(),
             dry_run: false,
-            record_mtime: true,
+            file_attributes: true,
+            restore_mode: false,
             list_page_size: 1000,
         }
     }
@@ -150,7 +158,8 @@ setters!(EngineConfig {
     digest: DigestOptions,
     overwrite: Overwrite,
     dry_run: bool,
-    record_mtime: bool,
+    file_attributes: bool,
+    restore_mode: bool,
     list_page_size: u32,
 });
 

@@ -36,7 +36,8 @@ pub enum Overwrite {
     /// Leave an existing destination alone when it has the same size and the same CRC-64/XZ as the source
     /// (`--update`): the object is skipped with [`SkipReason::Unchanged`]. A file's CRC-64 is computed by
     /// reading it (only when the sizes match); a copy compares its source's HEAD with the destination's. A
-    /// destination (or a copy source) without a CRC-64 counts as different.
+    /// destination (or a copy source) without a CRC-64 counts as different, but for a download, whose file is
+    /// also compared with the MD5 an object's ETag is when the object has no CRC-64.
     IfDifferent,
 }
 

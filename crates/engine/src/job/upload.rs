@@ -218,9 +218,14 @@ impl Engine {
             return Ok(done);
         }
         let mut metadata = req.metadata.clone();
-        if self.inner.config.record_mtime && !metadata.user.contains_key(super::MTIME_METADATA) {
-            if let Ok(t) = meta.modified() {
-                metadata.insert_user(super::MTIME_METADATA, super::format_mtime(t))?;
+        if self.inner.config.file_attributes {
+            // What a restore sets back; a value the request gives is kept.
+            let mode = format!("{:o}", meta.mode());
+            let mtime = meta.modified().ok().map(super::format_mtime);
+            for (name, value) in [(super::MTIME_METADATA, mtime), (super::MODE_METADATA, Some(mode))] {
+                if let (false, Some(v)) = (metadata.user.contains_key(name), value) {
+                    metadata.insert_user(name, v)?;
+                }
             }
         }
         let opts = self.put_options(&metadata, req.tags.as_ref());
