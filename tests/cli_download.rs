@@ -156,10 +156,12 @@ async fn downloads_against_transfer_serve_in_both_dialects() {
     let target = Target { cmd: &oss, scheme: "oss", store: served.client(V4) };
     restore_a_backup(&target, "restore-oss").await;
     versions(&target, "versions-oss").await;
+    archived(&target, "archived-oss", "ColdArchive").await;
     let s3 = |ledger: &Path| transfer_s3(&endpoint, ledger, (AK, SK));
     let target = Target { cmd: &s3, scheme: "s3", store: s3_client(&served.endpoint, (AK, SK)) };
     restore_a_backup(&target, "restore-s3").await;
     versions(&target, "versions-s3").await;
+    archived(&target, "archived-s3", "Archive").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,6 +172,7 @@ async fn downloads_against_moto() {
     let target = Target { cmd: &s3, scheme: "s3", store: moto.client_in("us-east-1") };
     restore_a_backup(&target, "restore-moto").await;
     versions(&target, "versions-moto").await;
+    archived(&target, "archived-moto", "Archive").await;
     unsafe_keys_are_refused(&moto, &s3, "unsafe-moto").await;
 }
 
@@ -383,4 +386,83 @@ async fn local_failures_say_what_happened_and_leave_nothing_partial() {
     assert!(leftovers.iter().all(|p| p.file_name().unwrap().to_string_lossy().ends_with(".part")), "{leftovers:?}");
     drop(ro);
     drop(disk);
+}
+
+/// Archived objects: a GET is refused (`InvalidObjectState`) until a restore finished; `cp` without
+/// --restore-archived skips them and says how to restore them; with it, RestoreObject, a wait until HEAD says
+/// the restore is done, then the download (or the copy) of the right bytes.
+async fn archived(t: &Target<'_>, b: &str, class: &str) {
+    use transfer_engine::store::RestoreState;
+    use transfer_engine::{ErrorKind, Metadata, ObjectRef, StorageClass};
+    t.store.create_bucket(b).await.unwrap();
+    let cold = Metadata { storage_class: Some(StorageClass::parse(class).unwrap()), ..Default::default() };
+    let bytes = data(300_000, 77);
+    for key in ["cold.bin", "cold-copy.bin"] {
+        let opts = PutOptions::default().metadata(cold.clone());
+        t.store.put_object(b, key, bytes.clone().into(), &opts).await.unwrap();
+    }
+    let obj = ObjectRef::new(b, "cold.bin");
+    let e = t.store.get_object(&obj, None).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidObjectState, "{e}");
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let cp = |args: &[&str]| run((t.cmd)(&ledger).arg("cp").args(args));
+    let (remote, file) = (format!("{}://{b}/cold.bin", t.scheme), tmp.path().join("cold.bin"));
+
+    let skipped = cp(&["--json", &remote, file.to_str().unwrap()]);
+    ok(&skipped);
+    assert!(!file.exists());
+    let done: Vec<_> = events(&skipped).into_iter().filter(|e| e["event"] == "done").collect();
+    assert!(done[0]["skipped"].as_str().unwrap().contains("--restore-archived"), "{done:?}");
+
+    ok(&cp(&["--restore-archived", "--restore-days", "2", &remote, file.to_str().unwrap()]));
+    assert!(std::fs::read(&file).unwrap() == bytes);
+    let head = t.store.head_object(&obj).await.unwrap();
+    assert!(matches!(head.restore, Some(RestoreState::Restored { .. })), "{head:?}");
+
+    // A server-side copy of an archived source goes through the same step.
+    let (from, to) = (format!("{}://{b}/cold-copy.bin", t.scheme), format!("{}://{b}/warm.bin", t.scheme));
+    let skipped = cp(&["--json", &from, &to]);
+    ok(&skipped);
+    assert!(t.store.head_object(&ObjectRef::new(b, "warm.bin")).await.is_err(), "skipped, not copied");
+    ok(&cp(&["--restore-archived", "--storage-class", "Standard", "--metadata-directive", "replace", &from, &to]));
+    let copied = t.store.get_object(&ObjectRef::new(b, "warm.bin"), None).await.unwrap();
+    assert!(copied.bytes().await.unwrap().as_ref() == bytes.as_slice());
+}
+
+/// `transfer serve`'s RestoreObject, through both dialects as OSS answers it: 202 to the first request, 409
+/// `RestoreAlreadyInProgress` (the client's `InProgress`) while it runs, HEAD `ongoing-request="true"`, then
+/// readable with an expiry date, and 200 (`Restored`) to a request after that; an object in no archive class is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_restores_archived_objects_as_oss_does() {
+    use transfer_engine::store::{RestoreAnswer, RestoreRequest, RestoreState, RestoreTier};
+    use transfer_engine::{Metadata, ObjectRef, StorageClass};
+    let served = Served::start();
+    for (store, b) in
+        [(served.client(V4), "restore-api-oss"), (s3_client(&served.endpoint, (AK, SK)), "restore-api-s3")]
+    {
+        store.create_bucket(b).await.unwrap();
+        let cold = Metadata { storage_class: Some(StorageClass::Archive), ..Default::default() };
+        store.put_object(b, "a", b"archived".to_vec().into(), &PutOptions::default().metadata(cold)).await.unwrap();
+        store.put_object(b, "s", b"standard".to_vec().into(), &PutOptions::default()).await.unwrap();
+        let obj = ObjectRef::new(b, "a");
+        let request = RestoreRequest::days(1).tier(RestoreTier::Expedited);
+        assert_eq!(store.restore_object(&obj, &request).await.unwrap(), RestoreAnswer::Started);
+        assert_eq!(store.restore_object(&obj, &request).await.unwrap(), RestoreAnswer::InProgress);
+        let head = store.head_object(&obj).await.unwrap();
+        assert_eq!(head.restore, Some(RestoreState::Ongoing));
+        assert!(head.needs_restore());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while store.head_object(&obj).await.unwrap().needs_restore() {
+            assert!(std::time::Instant::now() < deadline, "the restore never finished");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let head = store.head_object(&obj).await.unwrap();
+        assert!(matches!(&head.restore, Some(RestoreState::Restored { expiry: Some(_) })), "{head:?}");
+        assert_eq!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap().as_ref(), b"archived");
+        assert_eq!(store.restore_object(&obj, &request).await.unwrap(), RestoreAnswer::Restored);
+        let e = store.restore_object(&ObjectRef::new(b, "s"), &request).await.unwrap_err();
+        assert_eq!(e.service_code(), Some("OperationNotSupported"), "{e}");
+    }
 }

@@ -18,7 +18,7 @@ use transfer_engine::job::{
     PlannedAction, PrefixCopyRequest, PrefixDownloadRequest, StreamRequest, TagOn, UploadRequest, Writer,
 };
 use transfer_engine::plan::PlanOptions;
-use transfer_engine::store::{Capabilities, Directive, ListRequest};
+use transfer_engine::store::{Capabilities, Directive, ListRequest, RestoreRequest, RestoreTier};
 use transfer_engine::{Metadata, ObjectRef, StorageClass, TagSet};
 
 #[derive(Debug, Clone, Copy, ValueEnum, Serialize, Deserialize)]
@@ -122,6 +122,21 @@ pub(crate) struct CpArgs {
     #[arg(long)]
     #[serde(default)]
     pub preserve_mode: bool,
+    /// Restore archived sources (Archive, ColdArchive, DeepColdArchive; S3's Glacier classes) before reading
+    /// them: RestoreObject, then wait until the store says the object is readable (a restore already under way
+    /// is waited for). Without it such objects are skipped, and said so.
+    #[arg(long)]
+    #[serde(default)]
+    pub restore_archived: bool,
+    /// Days a restored copy stays readable (with --restore-archived).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "restore_archived")]
+    #[serde(default = "one_day")]
+    pub restore_days: u32,
+    /// How fast a restore is made (ColdArchive, DeepColdArchive, Glacier): expedited, standard or bulk
+    /// [default: the store's].
+    #[arg(long, value_name = "TIER", value_parser = ["expedited", "standard", "bulk"], requires = "restore_archived")]
+    #[serde(default)]
+    pub restore_tier: Option<String>,
     /// The version of the one source object to copy or download, on a versioned bucket (default: the current
     /// one).
     #[arg(long, value_name = "ID")]
@@ -153,6 +168,10 @@ pub(crate) struct CpArgs {
     #[arg(long)]
     #[serde(skip)]
     pub checkpoint: Option<PathBuf>,
+}
+
+fn one_day() -> u32 {
+    1
 }
 
 /// How a job's options are kept in the ledger: `{"cp": CpArgs}`.
@@ -425,6 +444,13 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
             (false, false) => Overwrite::Always,
         })
         .restore_mode(args.preserve_mode)
+        .restore(args.restore_archived.then(|| {
+            let request = RestoreRequest::days(args.restore_days);
+            match args.restore_tier.as_deref().and_then(RestoreTier::parse) {
+                Some(tier) => request.tier(tier),
+                None => request,
+            }
+        }))
         .dry_run(args.dry_run);
     let engine = match relay {
         Some(source) => Engine::relay(store.objects.clone(), source.objects, ledger.clone(), config)?,

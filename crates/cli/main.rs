@@ -84,6 +84,10 @@ struct ServeArgs {
     /// Do not fsync data before publishing it (faster; a power loss may lose recent writes).
     #[arg(long)]
     no_fsync: bool,
+    /// How long a RestoreObject of an archived object (stored with --storage-class Archive, ColdArchive or
+    /// DeepColdArchive) takes before the object can be read, as OSS's take hours: 2s, 1m, 0.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::cleanup::parse_duration)]
+    restore_delay: std::time::Duration,
     /// Also accept virtual-host requests for `<bucket>.<SUFFIX>` (`<bucket>.localhost` always works).
     #[arg(long = "virtual-host-suffix", value_name = "SUFFIX")]
     virtual_host_suffixes: Vec<String>,
@@ -173,8 +177,11 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn run_server(args: ServeArgs, credentials: Credentials) -> Result<(), Box<dyn std::error::Error>> {
-    let store = LocalStore::open_with(&args.root, LocalOptions::default().fsync(!args.no_fsync))
-        .map_err(|e| format!("cannot open the store at {}: {e}", args.root.display()))?;
+    let store = LocalStore::open_with(
+        &args.root,
+        LocalOptions::default().fsync(!args.no_fsync).restore_delay(args.restore_delay),
+    )
+    .map_err(|e| format!("cannot open the store at {}: {e}", args.root.display()))?;
     let access_key_id = credentials.access_key_id().to_owned();
     let server = Server::bind(args.listen, Arc::new(store), credentials)
         .await

@@ -200,6 +200,9 @@ impl ObjectStore for Recording {
     async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()> {
         self.inner.delete_tagging(obj).await
     }
+    async fn restore_object(&self, obj: &ObjectRef, req: &RestoreRequest) -> Result<RestoreAnswer> {
+        self.inner.restore_object(obj, req).await
+    }
 }
 
 #[async_trait]

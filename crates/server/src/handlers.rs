@@ -163,6 +163,7 @@ pub(crate) async fn dispatch<S: ServedStore>(store: &S, mut req: Req) -> Result<
         Op::GetSymlink => object::get_symlink(store, req).await,
         Op::PutTagging => object::put_tagging(store, req).await,
         Op::GetTagging => object::get_tagging(store, req).await,
+        Op::RestoreObject => object::restore_object(store, req).await,
         Op::DeleteTagging => object::delete_tagging(store, req).await,
         Op::InitiateMultipart => multipart::initiate(store, req).await,
         Op::UploadPart => multipart::upload_part(store, req).await,

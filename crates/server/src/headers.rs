@@ -233,6 +233,9 @@ pub(crate) fn info_headers(info: &ObjectInfo) -> Pairs {
     if let Some(p) = info.next_append_position {
         push(&mut out, "x-oss-next-append-position", p.to_string());
     }
+    if let Some(r) = &info.restore {
+        push(&mut out, "x-oss-restore", r.to_header());
+    }
     for (name, value) in &m.user {
         push(&mut out, &format!("{META_PREFIX}{name}"), value);
     }
@@ -371,6 +374,7 @@ mod tests {
             tagging_count: 2,
             next_append_position: None,
             metadata,
+            restore: None,
         };
         let h = info_headers(&info);
         let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());

@@ -196,6 +196,41 @@ pub(crate) async fn put_tagging<S: ServedStore>(store: &S, mut req: Req) -> Resu
     Ok(Reply::ok().header_opt("x-oss-version-id", version))
 }
 
+/// RestoreObject: 202 when a restore begins, 200 when the object was restored already (its days extended), 409
+/// `RestoreAlreadyInProgress` while one is under way. The body (`<RestoreRequest><Days>`, and the tier in
+/// `JobParameters` or S3's `GlacierJobParameters`) is optional: one day at the default priority.
+pub(crate) async fn restore_object<S: ServedStore>(store: &S, mut req: Req) -> Result<Reply> {
+    use transfer_engine::store::{RestoreAnswer, RestoreRequest, RestoreTier};
+    let body = req.small_body().await?;
+    let text = std::str::from_utf8(&body).map_err(|_| malformed_xml())?;
+    let element = |name: &str| {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        let at = text.find(&open)? + open.len();
+        text[at..].find(&close).map(|end| text[at..at + end].trim().to_owned())
+    };
+    let days = match element("Days") {
+        Some(d) => d.parse::<u32>().ok().filter(|d| (1..=365).contains(d)).ok_or_else(|| {
+            Error::code(400, "InvalidArgument", "The Days element must be an integer between 1 and 365.")
+        })?,
+        None => 1,
+    };
+    let mut restore = RestoreRequest::days(days);
+    if let Some(t) = element("Tier") {
+        let tier = RestoreTier::parse(&t)
+            .ok_or_else(|| Error::code(400, "InvalidArgument", format!("The Tier {t:?} is not valid.")))?;
+        restore = restore.tier(tier);
+    }
+    let obj = req.obj();
+    let reply = match store.restore_object(&obj, &restore).await? {
+        RestoreAnswer::Started => Reply::new(hyper::StatusCode::ACCEPTED),
+        RestoreAnswer::Restored => Reply::ok(),
+        RestoreAnswer::InProgress => {
+            return Err(Error::code(409, "RestoreAlreadyInProgress", "The restore operation is in progress."))
+        }
+    };
+    Ok(reply.header_opt("x-oss-version-id", obj.version_id))
+}
+
 /// GetObjectTagging.
 pub(crate) async fn get_tagging<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let obj = req.obj();

@@ -106,6 +106,7 @@ pub(crate) enum Op {
     PutTagging,
     GetTagging,
     DeleteTagging,
+    RestoreObject,
 }
 
 impl Op {
@@ -121,6 +122,7 @@ impl Op {
                 | Op::PutBucket
                 | Op::PutBucketVersioning
                 | Op::DeleteMultipleObjects
+                | Op::RestoreObject
         )
     }
 }
@@ -183,6 +185,7 @@ static ROUTES: &[Route] = &[
     r(Method::GET, Scope::Object, &["uploadId"], None, Op::ListParts),
     // Append.
     r(Method::POST, Scope::Object, &["append"], None, Op::AppendObject),
+    r(Method::POST, Scope::Object, &["restore"], None, Op::RestoreObject),
     // Plain object operations.
     r(Method::PUT, Scope::Object, &[], Some(true), Op::CopyObject),
     r(Method::PUT, Scope::Object, &[], Some(false), Op::PutObject),
@@ -335,6 +338,7 @@ mod tests {
         assert_eq!(op(Method::GET, "/b/k?symlink", false), Op::GetSymlink);
         assert_eq!(op(Method::DELETE, "/b/k?versionId=v", false), Op::DeleteObject);
         assert_eq!(op(Method::GET, "/b/?acl", false), Op::GetBucketAcl);
+        assert_eq!(op(Method::POST, "/b/k?restore", false), Op::RestoreObject);
         let e = resolve(&Method::POST, &target("127.0.0.1", "/b/k"), false).unwrap_err();
         assert_eq!(e.status(), Some(405));
         for uri in ["/b/?versions", "/b/?lifecycle", "/b/k?acl", "/b/k?restore"] {

@@ -44,8 +44,15 @@ pub(crate) fn has_checksum_header(headers: &HeaderMap) -> bool {
 }
 
 /// Response headers the handlers write under OSS names that S3 has too.
-const RESPONSE_SUFFIXES: &[&str] =
-    &["request-id", "version-id", "delete-marker", "tagging-count", "copy-source-version-id", "storage-class"];
+const RESPONSE_SUFFIXES: &[&str] = &[
+    "request-id",
+    "version-id",
+    "delete-marker",
+    "tagging-count",
+    "copy-source-version-id",
+    "storage-class",
+    "restore",
+];
 
 fn put(headers: &mut HeaderMap, name: &str, value: &str) {
     if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {

@@ -9,8 +9,8 @@ use crate::store::{
     AppendResult, Body, BucketStore, ByteRange, Capabilities, Checksum, CompleteOptions, CompletedPart, CopyConditions,
     CopyOptions, DeleteResult, Directive, GetObject, ListEntry, ListPage, ListRequest, ListUploadsRequest,
     MultipartStore, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectStore, ObjectType, OssExtensions, PartCopySource,
-    PartInfo, PartNumber, PartReceipt, PartRef, PartsPage, PutOptions, PutResult, SymlinkInfo, Upload, UploadId,
-    UploadInfo, UploadsPage, Versioning,
+    PartInfo, PartNumber, PartReceipt, PartRef, PartsPage, PutOptions, PutResult, RestoreAnswer, RestoreRequest,
+    SymlinkInfo, Upload, UploadId, UploadInfo, UploadsPage, Versioning,
 };
 use crate::tags::TagSet;
 use crate::xml;
@@ -351,6 +351,24 @@ impl ObjectStore for HttpStore {
         }
         let req = version(object(Method::DELETE, obj).query("tagging", ""), obj);
         self.call(req, |_| async { Ok(()) }).await
+    }
+
+    async fn restore_object(&self, obj: &ObjectRef, r: &RestoreRequest) -> Result<RestoreAnswer> {
+        // OSS names the priority's element JobParameters, S3 GlacierJobParameters.
+        let params = match self.dialect.family {
+            crate::dialect::Family::Oss => "JobParameters",
+            crate::dialect::Family::S3 => "GlacierJobParameters",
+        };
+        let tier = r.tier.map_or_else(String::new, |t| format!("<{params}><Tier>{}</Tier></{params}>", t.as_str()));
+        let doc = format!("<RestoreRequest><Days>{}</Days>{tier}</RestoreRequest>", r.days);
+        let req = version(object(Method::POST, obj).query("restore", ""), obj).xml(doc);
+        let answered = self.call(req, |r| async move { Ok(r.status()) }).await;
+        match answered {
+            Ok(202) => Ok(RestoreAnswer::Started),
+            Ok(_) => Ok(RestoreAnswer::Restored),
+            Err(e) if e.service_code() == Some("RestoreAlreadyInProgress") => Ok(RestoreAnswer::InProgress),
+            Err(e) => Err(e),
+        }
     }
 }
 

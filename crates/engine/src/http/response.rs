@@ -134,6 +134,7 @@ pub(crate) fn object_info(d: &Dialect, headers: &HeaderMap, size: u64) -> Result
         tagging_count: header_u64(headers, &d.h("tagging-count"))?.unwrap_or(0) as usize,
         next_append_position: header_u64(headers, &d.h("next-append-position"))?,
         metadata: metadata(d, headers),
+        restore: header(headers, &d.h("restore")).and_then(crate::store::RestoreState::parse),
     })
 }
 

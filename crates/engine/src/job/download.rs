@@ -234,6 +234,7 @@ impl Engine {
         let head = self.source_head(source).await?;
         let plan = plan_object(head.size, self.source_store().capabilities(), &self.inner.config.plan)?;
         let skip = match path {
+            _ if head.needs_restore() && self.inner.config.restore.is_none() => Some(SkipReason::Archived),
             Some(path) => self.download_skip(path, &head).await?,
             None => None,
         };
@@ -253,6 +254,10 @@ impl Engine {
     /// One attempt: HEAD, ledger row, parts, verification, publication.
     async fn download_run(&self, job: JobId, req: &DownloadRequest, path: &Path) -> Result<Outcome> {
         let head = self.source_head(&req.source).await?;
+        let size = head.size;
+        let Some(head) = self.readable(&req.source, head).await? else {
+            return Ok(Outcome::left_alone(size, SkipReason::Archived, None));
+        };
         let size = head.size;
         let plan = plan_object(size, self.source_store().capabilities(), &self.inner.config.plan)?;
         let fp = Fingerprint::Object { etag: head.etag.clone(), version_id: head.version_id.clone(), size };

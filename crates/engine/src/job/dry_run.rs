@@ -101,7 +101,9 @@ impl Engine {
         req.validate()?;
         let head = self.source_head(&req.source).await?;
         let plan = self.plan_copy(head.size)?;
+        let archived = head.needs_restore() && self.inner.config.restore.is_none();
         let action = match self.copy_skip(&req.dest(), &head).await? {
+            _ if archived => PlannedAction::Skip(SkipReason::Archived),
             Some((reason, _)) => PlannedAction::Skip(reason),
             // Relayed from another store, the bytes go as an upload's.
             None if self.inner.source.is_some() => PlannedAction::upload(&plan),

@@ -58,6 +58,7 @@ mod overwrite;
 mod parts;
 mod pipeline;
 mod relay;
+mod restore;
 mod start;
 mod stream;
 mod upload;
@@ -130,6 +131,12 @@ pub struct EngineConfig {
     /// recorded (`--preserve-mode`); default false: files get the process's default mode. Setuid, setgid and
     /// sticky bits are never restored.
     pub restore_mode: bool,
+    /// What to do with a source that is archived and not restored (Archive, ColdArchive, DeepColdArchive; S3's
+    /// Glacier classes): `Some` restores it first (RestoreObject with this request, then HEAD until the store
+    /// says it is readable; a restore already under way is waited for, not asked again, so a restarted job
+    /// picks up where it was); `None` (the default) skips it with [`SkipReason::Archived`]. Downloads, copies
+    /// and relays alike.
+    pub restore: Option<crate::store::RestoreRequest>,
     /// Keys asked for per listing request of a prefix copy (`max-keys`, 1 to 1,000; default 1,000, the most
     /// both dialects return: OSS answers 100 when none is asked for).
     pub list_page_size: u32,
@@ -146,6 +153,7 @@ impl Default for EngineConfig {
             dry_run: false,
             file_attributes: true,
             restore_mode: false,
+            restore: None,
             list_page_size: 1000,
         }
     }
@@ -160,6 +168,7 @@ setters!(EngineConfig {
     dry_run: bool,
     file_attributes: bool,
     restore_mode: bool,
+    restore: Option<crate::store::RestoreRequest>,
     list_page_size: u32,
 });
 

@@ -48,6 +48,9 @@ pub enum SkipReason {
     Exists,
     /// The destination has the source's size and CRC-64 ([`Overwrite::IfDifferent`]).
     Unchanged,
+    /// The source is archived (Archive, ColdArchive, DeepColdArchive) and not restored, and the engine was not
+    /// asked to restore it ([`EngineConfig::restore`](super::EngineConfig::restore)).
+    Archived,
 }
 
 impl fmt::Display for SkipReason {
@@ -55,6 +58,10 @@ impl fmt::Display for SkipReason {
         f.write_str(match self {
             SkipReason::Exists => "the destination exists",
             SkipReason::Unchanged => "the destination has the same size and CRC-64",
+            SkipReason::Archived => {
+                "the source is archived and not restored; add --restore-archived to restore it first (library: \
+                 EngineConfig::restore)"
+            }
         })
     }
 }

@@ -89,6 +89,10 @@ impl Engine {
             return Err(Error::invalid("this Writer was written already: a streamed download writes its writer once"));
         };
         let head = self.source_head(&req.source).await?;
+        let size = head.size;
+        let Some(head) = self.readable(&req.source, head).await? else {
+            return Ok(Outcome::left_alone(size, super::SkipReason::Archived, None));
+        };
         let plan = plan_object(head.size, self.source_store().capabilities(), &self.inner.config.plan)?;
         let fp = Fingerprint::Object { etag: head.etag.clone(), version_id: head.version_id.clone(), size: head.size };
         let row = {

@@ -137,3 +137,14 @@ pub(crate) fn insufficient_storage(root: &std::path::Path, needed: u64) -> Error
         ),
     )
 }
+
+/// A read of an archived object that is not restored.
+pub(crate) fn invalid_object_state(key: &str) -> Error {
+    Error::code(403, "InvalidObjectState", "The operation is not valid for the object's state").with_context("key", key)
+}
+
+/// RestoreObject of an object in no archive class.
+pub(crate) fn not_archived(key: &str) -> Error {
+    Error::code(400, "OperationNotSupported", "The operation is not supported for this resource")
+        .with_context("key", key)
+}

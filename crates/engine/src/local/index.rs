@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// The schema version this build writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE buckets (
@@ -69,6 +69,19 @@ CREATE TABLE parts (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2: restores of archived objects (RestoreObject), by version: readable from `ready` until `expires`
+/// (seconds since the epoch).
+const RESTORES: &str = "
+CREATE TABLE restores (
+    bucket     TEXT NOT NULL,
+    key        BLOB NOT NULL,
+    version_id TEXT NOT NULL,
+    ready      INTEGER NOT NULL,
+    expires    INTEGER NOT NULL,
+    PRIMARY KEY (bucket, key, version_id)
+) WITHOUT ROWID;
+";
+
 /// Opens (creating if needed) the index at `path` and brings its schema to [`SCHEMA_VERSION`].
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path)?;
@@ -76,9 +89,12 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match version {
-        0 => {
+        0 | 1 => {
             let tx = conn.transaction()?;
-            tx.execute_batch(SCHEMA)?;
+            if version == 0 {
+                tx.execute_batch(SCHEMA)?;
+            }
+            tx.execute_batch(RESTORES)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
             tx.commit()?;
         }
@@ -593,6 +609,38 @@ pub(crate) fn references(c: &Connection) -> Result<References> {
     let mut st = c.prepare("SELECT upload_id, file FROM parts")?;
     let parts = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<HashSet<_>>>()?;
     Ok(References { data, uploads, parts })
+}
+
+/// The restore of `bucket/key` at `version_id`, as of `now`: `(ready, expires)`, `None` when there is none or it
+/// expired.
+pub(crate) fn restore_of(
+    c: &Connection,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+    now: i64,
+) -> Result<Option<(i64, i64)>> {
+    Ok(c.query_row(
+        "SELECT ready, expires FROM restores WHERE bucket = ?1 AND key = ?2 AND version_id = ?3 AND expires > ?4",
+        rusqlite::params![bucket, key.as_bytes(), version_id, now],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?)
+}
+
+/// Records a restore of `bucket/key` at `version_id`: readable from `ready` until `expires`.
+pub(crate) fn set_restore(
+    c: &Connection,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+    (ready, expires): (i64, i64),
+) -> Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO restores (bucket, key, version_id, ready, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![bucket, key.as_bytes(), version_id, ready, expires],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ use crate::store::{
     AppendResult, Body, BucketStore, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyOptions,
     DeleteResult, GetObject, ListPage, ListRequest, ListUploadsRequest, MultipartStore, ObjectInfo, ObjectMetaSummary,
     ObjectRef, ObjectStore, OssExtensions, PartCopySource, PartNumber, PartReceipt, PartRef, PartsPage, PutOptions,
-    PutResult, SymlinkInfo, Upload, UploadsPage, Versioning,
+    PutResult, RestoreAnswer, RestoreRequest, SymlinkInfo, Upload, UploadsPage, Versioning,
 };
 use crate::tags::TagSet;
 use async_trait::async_trait;
@@ -75,13 +75,16 @@ pub struct LocalOptions {
     /// Bytes of disk the store sets aside (`<root>/.reserve`) so that its index can still commit deletes and
     /// aborts once the disk is full (1 MiB by default; 0 keeps none). See the module's design notes.
     pub reserve: u64,
+    /// How long a RestoreObject of an archived object (storage class Archive, ColdArchive, DeepColdArchive)
+    /// takes before the object can be read, as OSS's take hours (2 seconds by default).
+    pub restore_delay: std::time::Duration,
 }
 
-setters!(LocalOptions { fsync: bool, reserve: u64 });
+setters!(LocalOptions { fsync: bool, reserve: u64, restore_delay: std::time::Duration });
 
 impl Default for LocalOptions {
     fn default() -> Self {
-        Self { fsync: true, reserve: space::DEFAULT_RESERVE }
+        Self { fsync: true, reserve: space::DEFAULT_RESERVE, restore_delay: std::time::Duration::from_secs(2) }
     }
 }
 
@@ -101,6 +104,8 @@ struct Inner {
     /// The reserve and full mode (see `space.rs`).
     space: space::Space,
     append_locks: Vec<tokio::sync::Mutex<()>>,
+    /// How long a restore takes ([`LocalOptions::restore_delay`]).
+    restore_delay: std::time::Duration,
     /// Held for the store's lifetime: one process owns a root at a time.
     _lock: std::fs::File,
 }
@@ -181,7 +186,8 @@ impl LocalStore {
         // After the sweep, which may have given back the space of interrupted writes.
         let space = space::Space::open(&root, opts.reserve)?;
         let append_locks = (0..APPEND_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
-        let inner = Inner { root, conn: Mutex::new(conn), blobs, space, append_locks, _lock: lock };
+        let restore_delay = opts.restore_delay;
+        let inner = Inner { root, conn: Mutex::new(conn), blobs, space, append_locks, restore_delay, _lock: lock };
         Ok(LocalStore { inner: Arc::new(inner) })
     }
 
@@ -416,6 +422,10 @@ impl ObjectStore for LocalStore {
 
     async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()> {
         self.freeing(|| self.set_tagging(obj, TagSet::new())).await.map(|_| ())
+    }
+
+    async fn restore_object(&self, obj: &ObjectRef, req: &RestoreRequest) -> Result<RestoreAnswer> {
+        self.restore_impl(obj, req, self.inner.restore_delay).await
     }
 }
 

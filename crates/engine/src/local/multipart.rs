@@ -157,6 +157,7 @@ impl LocalStore {
         self.check_upload(bucket, key, upload_id).await?;
         let src = source.clone();
         let mut r = self.db(move |c, b| resolve(c, b, &src, true, true)).await?;
+        r.readable()?;
         check_conditions(&r.content.etag, conditions)?;
         let piece = match (resolve_range(range, r.content.size)?, r.file.take()) {
             (Some((first, last)), Some(content)) => {

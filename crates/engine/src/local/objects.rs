@@ -9,7 +9,7 @@ use crate::meta::{Metadata, StorageClass};
 use crate::store::{
     validate_key, Body, ByteRange, Capabilities, CopyConditions, CopyOptions, DeleteResult, Directive, GetObject,
     ListEntry, ListPage, ListRequest, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectType, PutOptions, PutResult,
-    Versioning,
+    RestoreAnswer, RestoreRequest, RestoreState, Versioning,
 };
 use crate::tags::TagSet;
 use futures::stream::{self, StreamExt};
@@ -29,6 +29,8 @@ pub(super) struct Resolved {
     pub content: Facts,
     /// The content's bytes, opened under the index lock, when asked for.
     pub file: Option<Content>,
+    /// Where a restore of the named version stands (archived objects).
+    pub restore: Option<RestoreState>,
 }
 
 impl Resolved {
@@ -46,6 +48,16 @@ impl Resolved {
             tagging_count: self.row.facts.tags.len(),
             next_append_position: (self.row.facts.object_type == ObjectType::Appendable).then_some(c.size),
             metadata: c.metadata.clone(),
+            restore: self.restore.clone(),
+        }
+    }
+
+    /// Fails with `InvalidObjectState` when the content is archived and not restored: its bytes cannot be read
+    /// (GetObject, CopyObject, UploadPartCopy), as on OSS.
+    pub(super) fn readable(&self) -> Result<()> {
+        match self.info().needs_restore() {
+            true => Err(errors::invalid_object_state(&self.row.key)),
+            false => Ok(()),
         }
     }
 }
@@ -72,7 +84,17 @@ pub(super) fn resolve(
         (Some(name), true) => Some(blobs.open_content(name)?),
         _ => None,
     };
-    Ok(Resolved { row, versioning, content, file })
+    let now = now();
+    let restore =
+        index::restore_of(c, &obj.bucket, &row.key, &row.version_id, now)?.map(|(ready, expires)| match ready > now {
+            true => RestoreState::Ongoing,
+            false => RestoreState::Restored {
+                expiry: Some(httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires.max(0) as u64),
+                )),
+            },
+        });
+    Ok(Resolved { row, versioning, content, file, restore })
 }
 
 fn unquote(etag: &str) -> &str {
@@ -312,12 +334,42 @@ impl LocalStore {
 
     pub(super) async fn get_impl(&self, obj: &ObjectRef, range: Option<ByteRange>) -> Result<GetObject> {
         let mut r = self.resolve(obj, true, true).await?;
+        r.readable()?;
         let served = resolve_range(range, r.content.size)?;
         let body = match (served, r.file.take()) {
             (Some((first, last)), Some(content)) => content.stream(first, last - first + 1),
             _ => stream::empty().boxed(),
         };
         Ok(GetObject { info: r.info(), range: served, body })
+    }
+
+    /// RestoreObject: an archived version becomes readable `delay` from now, for `req.days` days; while it is
+    /// on its way a second request is answered `InProgress` (409 over HTTP); a restored one has its days
+    /// extended. An object that is not archived is refused, as OSS refuses it.
+    pub(super) async fn restore_impl(
+        &self,
+        obj: &ObjectRef,
+        req: &RestoreRequest,
+        delay: std::time::Duration,
+    ) -> Result<RestoreAnswer> {
+        let r = self.resolve(obj, false, false).await?;
+        use StorageClass::{Archive, ColdArchive, DeepColdArchive};
+        if !matches!(r.row.facts.metadata.storage_class, Some(Archive | ColdArchive | DeepColdArchive)) {
+            return Err(errors::not_archived(&obj.key));
+        }
+        let (bucket, key, version) = (obj.bucket.clone(), r.row.key.clone(), r.row.version_id.clone());
+        let (days, delay) = (i64::from(req.days.max(1)) * 86_400, delay.as_secs() as i64);
+        self.db(move |c, _| {
+            let now = now();
+            let (answer, span) = match index::restore_of(c, &bucket, &key, &version, now)? {
+                None => (RestoreAnswer::Started, (now + delay, now + delay + days)),
+                Some((ready, _)) if ready > now => return Ok(RestoreAnswer::InProgress),
+                Some((ready, _)) => (RestoreAnswer::Restored, (ready, now + days)),
+            };
+            index::set_restore(c, &bucket, &key, &version, span)?;
+            Ok(answer)
+        })
+        .await
     }
 
     pub(super) async fn list_impl(&self, bucket: &str, req: &ListRequest) -> Result<ListPage> {
@@ -369,6 +421,7 @@ impl LocalStore {
         self.precheck(bucket, key, forbid).await?;
         // A copy of a symlink copies the link, so the source is not followed.
         let mut src = self.resolve(&opts.source, false, true).await?;
+        src.readable()?;
         let f = &src.row.facts;
         check_conditions(&f.etag, &opts.conditions)?;
         let metadata = match &opts.metadata {

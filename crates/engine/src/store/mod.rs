@@ -194,6 +194,120 @@ pub struct ObjectInfo {
     pub next_append_position: Option<u64>,
     /// Metadata and standard headers (the storage class is always set by a store).
     pub metadata: Metadata,
+    /// Where a restore of an archived object stands (`x-oss-restore`, `x-amz-restore`); `None`: none asked for,
+    /// or the restored copy expired.
+    pub restore: Option<RestoreState>,
+}
+
+impl ObjectInfo {
+    /// True for an object whose bytes cannot be read now: in an archive class (Archive, ColdArchive,
+    /// DeepColdArchive; S3's GLACIER and DEEP_ARCHIVE) and not restored. Reads answer `InvalidObjectState`
+    /// until a RestoreObject ([`ObjectStore::restore_object`]) has finished.
+    pub fn needs_restore(&self) -> bool {
+        use crate::meta::StorageClass::{Archive, ColdArchive, DeepColdArchive};
+        let archived = matches!(self.metadata.storage_class, Some(Archive | ColdArchive | DeepColdArchive));
+        archived && !matches!(self.restore, Some(RestoreState::Restored { .. }))
+    }
+}
+
+/// Where a restore of an archived object stands, as HEAD reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreState {
+    /// Requested, not finished (`ongoing-request="true"`).
+    Ongoing,
+    /// Readable until `expiry` (an HTTP date, as the server gave it), `ongoing-request="false"`.
+    Restored {
+        /// When the restored copy goes away.
+        expiry: Option<String>,
+    },
+}
+
+impl RestoreState {
+    /// Parses the `x-oss-restore` / `x-amz-restore` header value.
+    pub fn parse(value: &str) -> Option<RestoreState> {
+        let field = |name: &str| {
+            let at = value.find(name)? + name.len();
+            let rest = value[at..].trim_start().strip_prefix('=')?.trim_start().strip_prefix('"')?;
+            rest.split_once('"').map(|(v, _)| v.to_owned())
+        };
+        match field("ongoing-request")?.as_str() {
+            "true" => Some(RestoreState::Ongoing),
+            "false" => Some(RestoreState::Restored { expiry: field("expiry-date") }),
+            _ => None,
+        }
+    }
+
+    /// The header value.
+    pub fn to_header(&self) -> String {
+        match self {
+            RestoreState::Ongoing => "ongoing-request=\"true\"".to_owned(),
+            RestoreState::Restored { expiry: Some(e) } => format!("ongoing-request=\"false\", expiry-date=\"{e}\""),
+            RestoreState::Restored { expiry: None } => "ongoing-request=\"false\"".to_owned(),
+        }
+    }
+}
+
+/// A RestoreObject request: how long the restored copy stays readable, and how fast it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreRequest {
+    /// Days the restored copy stays readable (1 to 7 for Archive, up to 365 for the colder classes on OSS).
+    pub days: u32,
+    /// The priority (ColdArchive, DeepColdArchive, S3's Glacier classes); `None`: the store's default.
+    pub tier: Option<RestoreTier>,
+}
+
+impl RestoreRequest {
+    /// A restore readable for `days` days at the store's default priority.
+    pub fn days(days: u32) -> RestoreRequest {
+        RestoreRequest { days, tier: None }
+    }
+
+    /// At this priority.
+    pub fn tier(mut self, tier: RestoreTier) -> RestoreRequest {
+        self.tier = Some(tier);
+        self
+    }
+}
+
+/// How fast a restore is made (the `Tier` of a RestoreRequest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RestoreTier {
+    /// Within an hour.
+    Expedited,
+    /// Hours (the default of the colder classes).
+    Standard,
+    /// The cheapest, slowest.
+    Bulk,
+}
+
+impl RestoreTier {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreTier::Expedited => "Expedited",
+            RestoreTier::Standard => "Standard",
+            RestoreTier::Bulk => "Bulk",
+        }
+    }
+
+    /// Parses a wire name (case-insensitive).
+    pub fn parse(s: &str) -> Option<RestoreTier> {
+        [RestoreTier::Expedited, RestoreTier::Standard, RestoreTier::Bulk]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// What RestoreObject answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreAnswer {
+    /// A restore began (202 Accepted).
+    Started,
+    /// One is already under way (409 `RestoreAlreadyInProgress`): nothing to do but wait.
+    InProgress,
+    /// The object is restored already; its restored copy's life was extended (200 OK).
+    Restored,
 }
 
 /// What GetObjectMeta reports: the six light fields.
@@ -692,6 +806,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// DeleteObjectTagging.
     async fn delete_tagging(&self, obj: &ObjectRef) -> Result<()>;
+
+    /// RestoreObject: makes an archived object readable for a while (POST `?restore`, both dialects). An object
+    /// that is not archived is refused by the store.
+    async fn restore_object(&self, obj: &ObjectRef, req: &RestoreRequest) -> Result<RestoreAnswer>;
 }
 
 /// The multipart upload, stateless: every call names the upload (or the part) it acts on.
