@@ -9,6 +9,7 @@ use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::moto::{Moto, MOTO_KEY};
 use crate::util::s3s::{S3sFs, S3S_KEY};
 use crate::util::{data, s3_client, Served, AK, SK};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
@@ -371,6 +372,38 @@ async fn local_failures_say_what_happened_and_leave_nothing_partial() {
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("is not a directory"), "{}", stderr(&refused));
 
+    // What is at a final path and is no regular file is refused, never replaced: a FIFO, a symbolic link, a
+    // device. A regular file keeps its permissions when it is replaced.
+    let fifo = tmp.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+    for (target, says) in
+        [(&fifo, "is a FIFO"), (&link, "is a symbolic link"), (&PathBuf::from("/dev/null"), "is a device")]
+    {
+        let out = cp(&["oss://local-fail/c/a", target.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo() && link.is_symlink());
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, b"old").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    ok(&cp(&["oss://local-fail/c/a", secret.to_str().unwrap()]));
+    assert_eq!(std::fs::read(&secret).unwrap(), b"c/a");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "a replaced file keeps its permissions");
+
+    // A key named as transfer names its temporary files is refused; the others arrive.
+    for (key, body) in [("t/x", "x"), ("t/.x.transfer-9.part", "not x")] {
+        oss.put_object("local-fail", key, body.as_bytes().to_vec().into(), &PutOptions::default()).await.unwrap();
+    }
+    let tdir = tmp.path().join("t");
+    let got = cp(&["-r", "--json", "oss://local-fail/t/", tdir.to_str().unwrap()]);
+    assert_eq!(got.status.code(), Some(3), "{}", stderr(&got));
+    assert!(stderr(&got).contains("temporary files"), "{}", stderr(&got));
+    assert_eq!(std::fs::read(tdir.join("x")).unwrap(), b"x");
+
     // `c/a` and `c/a/b`: a file and a directory of the same name cannot both be.
     let out = tmp.path().join("collide");
     let both = cp(&["-r", "--json", "oss://local-fail/c/", out.to_str().unwrap()]);
@@ -384,6 +417,14 @@ async fn local_failures_say_what_happened_and_leave_nothing_partial() {
     let leftovers: Vec<_> =
         walk(&out).into_iter().filter(|p| p.is_file() && !p.ends_with("a") && !p.ends_with("b")).collect();
     assert!(leftovers.iter().all(|p| p.file_name().unwrap().to_string_lossy().ends_with(".part")), "{leftovers:?}");
+
+    // A directory holding a download's temporary file uploads without it.
+    std::fs::write(out.join(".left.transfer-4.part"), b"partial").unwrap();
+    oss.create_bucket("local-fail-up").await.unwrap();
+    ok(&cp(&["-r", out.to_str().unwrap(), "oss://local-fail-up/up/"]));
+    let page = oss.list_objects("local-fail-up", &transfer_engine::store::ListRequest::default()).await.unwrap();
+    let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    assert!(!keys.is_empty() && keys.iter().all(|k| !k.ends_with(".part")), "{keys:?}");
     drop(ro);
     drop(disk);
 }

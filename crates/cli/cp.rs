@@ -47,7 +47,8 @@ pub(crate) struct CpArgs {
     /// The one source of this job: one of `sources`, or the recorded one.
     #[arg(skip)]
     pub src: String,
-    /// oss://, s3:// or local://BUCKET/KEY; a trailing / (or a directory / prefix source) names a prefix.
+    /// oss://, s3:// or local://BUCKET/KEY (a trailing /, or a directory or prefix source, names a prefix);
+    /// for a remote source also a local path (a file, or a directory with a trailing / or -r) or - (stdout).
     pub dst: String,
     /// Copy a directory or a prefix (implied by a trailing /).
     #[arg(short, long)]
@@ -341,6 +342,9 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         }
     };
     let download = matches!(dst, Location::Path(_));
+    if args.bwlimit.is_some() && download {
+        tracing::warn!("--bwlimit limits what this process sends; a download is not limited by it yet");
+    }
     if args.preserve_mode && !download {
         return Err(Usage("--preserve-mode applies to downloads (uploads record every file's mode)".into()));
     }
@@ -827,7 +831,8 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
         }
     };
     let download = matches!(plan.dst, Location::Path(_));
-    let code = follow(handle, &plan.ledger, out, (args.dry_run, download), limit).await;
+    let kind = Kind { dry_run: args.dry_run, download, stream: args.dst == "-" };
+    let code = follow(handle, &plan.ledger, out, kind, limit).await;
     if code == EXIT_EMPTY {
         if args.allow_empty {
             return EXIT_OK;
@@ -850,6 +855,14 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// What kind of job [`follow`] shows: a dry run, a download (to files or `-`), a stream to stdout.
+#[derive(Clone, Copy)]
+struct Kind {
+    dry_run: bool,
+    download: bool,
+    stream: bool,
 }
 
 /// What [`follow`] answers for a job that found nothing at all (the caller decides: `--allow-empty`).
@@ -929,7 +942,7 @@ async fn follow(
     mut handle: JobHandle,
     ledger: &Ledger,
     out: OutputArgs,
-    (dry_run, download): (bool, bool),
+    Kind { dry_run, download, stream }: Kind,
     limit: Option<(
         std::sync::Arc<transfer_engine::run::Bandwidth>,
         std::sync::Arc<crate::bwlimit::Timetable>,
@@ -940,6 +953,8 @@ async fn follow(
     let resume_hint = format!("run `transfer resume {job}` (or the same command again) to continue");
     let mut interrupts = 0;
     let mut crc_verified = true;
+    // Every object this run wrote had its bytes checked by something (a CRC-64, an MD5).
+    let mut all_verified = true;
     let mut planned = PlanTally::default();
     let mut display = ProgressDisplay::new(if dry_run { OutputArgs { quiet: true, ..out } } else { out });
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -959,6 +974,7 @@ async fn follow(
                     // Every object this run moved had its CRC-64 checked (earlier runs checked theirs).
                     if skipped.is_none() && !outcome.already_done {
                         crc_verified &= crc.is_some();
+                        all_verified &= outcome.verified.any();
                     }
                     let (sent, reused) = outcome.parts();
                     if out.json {
@@ -1007,7 +1023,7 @@ async fn follow(
                     }
                 }
                 // The reader of a streamed download went away: stop quietly, as a program killed by SIGPIPE.
-                Some(Event::Failed { error, .. }) if transfer_engine::job::is_closed_output(&error) => {
+                Some(Event::Failed { error, .. }) if stream && transfer_engine::job::is_closed_output(&error) => {
                     display.finish();
                     return EXIT_CLOSED_PIPE;
                 }
@@ -1094,6 +1110,7 @@ async fn follow(
                 "bytes_sent": p.bytes_acknowledged.saturating_sub(p.bytes_reused),
                 "duration_secs": p.elapsed.as_secs_f64(),
                 "crc64_verified": crc_verified && p.objects_failed == 0,
+                "verified": all_verified && p.objects_failed == 0,
                 "ledger": ledger.path().display().to_string(),
             })
         );

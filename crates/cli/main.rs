@@ -56,7 +56,8 @@ struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Copy files, directories, objects or prefixes into a bucket (resumable: run it again to continue).
+    /// Copy files, directories, objects or prefixes into a bucket, between buckets, or back to disk or stdout
+    /// (resumable: run it again to continue).
     Cp(Box<cp::CpArgs>),
     /// Continue an interrupted job from the ledger (the newest unfinished one by default).
     Resume(jobs::ResumeArgs),

@@ -706,8 +706,9 @@ pub async fn prefix_copy_over_several_pages(t: &Target) {
     }
 }
 
-/// A download (the library's [`Engine::download_object`]) of three parts whose second GET is refused: the run
-/// fails with nothing at the final path and the parts that arrived in its temporary file and the ledger; the
+/// A download (the library's [`Engine::download_object`]) of three parts whose last GET is refused (it waits
+/// for a request slot of the two, so it fails after another part arrived): the run fails with nothing at the
+/// final path and the parts that arrived in its temporary file and the ledger; the
 /// next run fetches only the others and publishes the file byte-identical, with the modification time the
 /// upload recorded. The object overwritten between two runs is fetched whole again, never mixed.
 pub async fn resumable_download(t: &Target) {
@@ -727,7 +728,7 @@ pub async fn resumable_download(t: &Target) {
     let job = jobs.job(JobKind::Download, "restore");
     let out = jobs.dir.path().join("restored/big");
     let req = DownloadRequest::new(ObjectRef::new(&scope.bucket, &key), &out);
-    let first = Recording::new(t.store.clone(), Some(2));
+    let first = Recording::new(t.store.clone(), Some(3));
     let e = jobs.engine(first.clone(), TagOn::Initiate).download_object(job, &req).await.unwrap_err();
     assert_eq!(e.service_code(), Some("AccessDenied"), "{e}");
     assert!(!out.exists(), "nothing at the final path");
@@ -735,7 +736,7 @@ pub async fn resumable_download(t: &Target) {
     assert_eq!(std::fs::metadata(&temp).unwrap().len(), content.len() as u64, "the temporary file is kept");
     let row = jobs.ledger.object(job, &req.source.to_string()).unwrap().unwrap();
     let recorded: Vec<u32> = jobs.ledger.parts(row.id).unwrap().iter().map(|p| p.number).collect();
-    assert!(!recorded.contains(&2), "{recorded:?}");
+    assert!(!recorded.is_empty() && !recorded.contains(&3), "{recorded:?}");
 
     let second = Recording::new(t.store.clone(), None);
     let done = jobs.engine(second.clone(), TagOn::Initiate).download_object(job, &req).await.unwrap();

@@ -375,6 +375,7 @@ mod tests {
             next_append_position: None,
             metadata,
             restore: None,
+            encryption: None,
         };
         let h = info_headers(&info);
         let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());

@@ -135,6 +135,9 @@ pub(crate) fn object_info(d: &Dialect, headers: &HeaderMap, size: u64) -> Result
         next_append_position: header_u64(headers, &d.h("next-append-position"))?,
         metadata: metadata(d, headers),
         restore: header(headers, &d.h("restore")).and_then(crate::store::RestoreState::parse),
+        encryption: header(headers, &d.h("server-side-encryption"))
+            .map(str::to_owned)
+            .or_else(|| header(headers, &d.h("server-side-encryption-customer-algorithm")).map(|_| "SSE-C".to_owned())),
     })
 }
 

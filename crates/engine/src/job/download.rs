@@ -111,6 +111,8 @@ pub(super) fn path_under(dir: &Path, rest: &str) -> std::result::Result<PathBuf,
         Some("it holds a NUL byte")
     } else if rest.contains('\\') {
         Some("it holds a backslash, a path separator elsewhere")
+    } else if rest.rsplit('/').next().is_some_and(is_temp_name) {
+        Some("its name is one transfer gives its temporary files (.NAME.transfer-JOB.part)")
     } else {
         rest.split('/').find_map(|s| match s {
             "" => Some("it has an empty segment (//)"),
@@ -126,9 +128,25 @@ pub(super) fn path_under(dir: &Path, rest: &str) -> std::result::Result<PathBuf,
 }
 
 /// The temporary file of a download of `path` by `job`: beside it, hidden, and named as no data file is.
+/// A name too long to take the decoration (255 bytes is the usual limit of a file name) is replaced by its
+/// BLAKE3 hash.
 pub fn temp_path(path: &Path, job: JobId) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.transfer-{job}.part"))
+    let suffix = format!(".transfer-{job}.part");
+    let name = match 1 + name.len() + suffix.len() > 255 {
+        true => blake3::hash(name.as_bytes()).to_hex()[..32].to_owned(),
+        false => name,
+    };
+    path.with_file_name(format!(".{name}{suffix}"))
+}
+
+/// True for a file name [`temp_path`] makes (`.NAME.transfer-JOB.part`): no object is downloaded to one, and a
+/// directory upload leaves them out.
+pub fn is_temp_name(name: &str) -> bool {
+    let Some((head, job)) = name.strip_suffix(".part").and_then(|n| n.rsplit_once(".transfer-")) else {
+        return false;
+    };
+    head.starts_with('.') && !job.is_empty() && job.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A modification time as the `mtime` metadata value: Unix seconds with nine decimals (rclone's form).
@@ -173,8 +191,8 @@ fn write_error(what: &str, path: &Path, e: std::io::Error) -> Error {
         return Error::new(
             ErrorKind::InsufficientStorage,
             format!(
-                "cannot {what} {}: the disk is full; free space there and run the job again (what was written is \
-                 kept)",
+                "cannot {what} {}: the disk is full; free space there and run the job again (it goes on from the \
+                 parts already written)",
                 path.display()
             ),
         )
@@ -232,7 +250,7 @@ impl Engine {
     /// What a download of `source` to the file `path` (`None`: a stream, named `-`) would do.
     pub(super) async fn plan_download(&self, source: &ObjectRef, path: Option<&Path>) -> Result<super::PlannedObject> {
         let head = self.source_head(source).await?;
-        let plan = plan_object(head.size, self.source_store().capabilities(), &self.inner.config.plan)?;
+        let plan = self.plan_read(head.size)?;
         let skip = match path {
             _ if head.needs_restore() && self.inner.config.restore.is_none() => Some(SkipReason::Archived),
             Some(path) => self.download_skip(path, &head).await?,
@@ -259,7 +277,7 @@ impl Engine {
             return Ok(Outcome::left_alone(size, SkipReason::Archived, None));
         };
         let size = head.size;
-        let plan = plan_object(size, self.source_store().capabilities(), &self.inner.config.plan)?;
+        let plan = self.plan_read(size)?;
         let fp = Fingerprint::Object { etag: head.etag.clone(), version_id: head.version_id.clone(), size };
         let (source, dest) = (req.source.to_string(), path.display().to_string());
         let row = {
@@ -337,7 +355,14 @@ impl Engine {
             true => head.metadata.user.get(MODE_METADATA).and_then(|m| u32::from_str_radix(m, 8).ok()),
             false => None,
         };
-        publish(&sink, path, head, mode).await?;
+        let no_replace = self.inner.config.overwrite == Overwrite::IfMissing;
+        if !publish(&sink, path, head, mode, no_replace).await? {
+            // A file appeared at the final path meanwhile, and --no-clobber keeps it.
+            tracing::info!(file = %path.display(), "the file appeared during the download and is kept (no-clobber)");
+            remove_if_any(&sink.temp).await?;
+            self.db(move |l| l.skip_object(id)).await?;
+            return Ok(Outcome::left_alone(plan.size, SkipReason::Exists, None));
+        }
         let (etag, blake3) = (head.etag.clone(), None::<String>);
         self.db(move |l| l.finish_object_tagged(id, &etag, crc, blake3.as_deref(), true)).await?;
         Ok(Outcome {
@@ -351,6 +376,15 @@ impl Engine {
             skipped: None,
             verified,
         })
+    }
+
+    /// How an object of `size` bytes is read: in parts of the part size (within the memory budget) from the
+    /// first byte past one part, whatever the upload threshold, so what is held in memory is at most a part
+    /// per request in flight.
+    pub(super) fn plan_read(&self, size: u64) -> Result<ObjectPlan> {
+        let mut opts = self.inner.config.plan.clone();
+        opts.multipart_threshold = opts.multipart_threshold.min(opts.preferred_part_size.saturating_add(1));
+        plan_object(size, self.source_store().capabilities(), &opts)
     }
 
     /// Whether the overwrite policy leaves the file at `path` alone.
@@ -370,7 +404,7 @@ impl Engine {
                 let open = || File::open(path).map_err(|e| super::upload::io_error("open", path, e));
                 let same = if let Some(want) = head.crc64 {
                     self.file_crc64(&Arc::new(open()?), &Arc::from(path), head.size).await? == want
-                } else if let Some(want) = md5_etag(&head.etag) {
+                } else if let Some(want) = md5_etag(head) {
                     let (file, size) = (open()?, head.size);
                     let _memory = self.inner.scheduler.memory((1 << 20).min(size).max(1)).await;
                     let got = tokio::task::spawn_blocking(move || file_md5(&file, size)).await??;
@@ -449,7 +483,7 @@ impl Engine {
         let mismatch = if let (Some(want), Some(got)) = (head.crc64, combined) {
             verified.crc64 = want == got;
             (want != got).then(|| format!("CRC-64 {got}, not the object's {want}"))
-        } else if let Some(want) = md5_etag(&head.etag) {
+        } else if let Some(want) = md5_etag(head) {
             let (file, size) = (sink.file.clone(), head.size);
             let got = tokio::task::spawn_blocking(move || file_md5(&file, size)).await??;
             verified.md5 = got.eq_ignore_ascii_case(want);
@@ -480,13 +514,29 @@ fn download_path(path: &Path) -> Result<PathBuf> {
     if abs.file_name().is_none() || path.as_os_str().to_string_lossy().ends_with('/') {
         return Err(Error::invalid(format!("{} names a directory, not a file to download to", path.display())));
     }
-    if abs.is_dir() {
-        return Err(Error::invalid(format!(
-            "{} is a directory; name the file to download to (or download a prefix into it)",
-            abs.display()
-        )));
-    }
+    existing_file(&abs)?;
     Ok(abs)
+}
+
+/// What is at a download's final path: nothing, or a regular file (its status). Anything else is refused, never
+/// replaced: a directory, a symbolic link, a FIFO, a device (`/dev/null` included), a socket.
+pub(super) fn existing_file(path: &Path) -> Result<Option<std::fs::Metadata>> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(super::upload::io_error("stat", path, e)),
+    };
+    let t = meta.file_type();
+    let what = match () {
+        _ if t.is_file() => return Ok(Some(meta)),
+        _ if t.is_dir() => "a directory; name the file to download to (or download a prefix into it)",
+        _ if t.is_symlink() => "a symbolic link; it is not replaced: name the file it points to, or remove it",
+        _ if t.is_fifo() => "a FIFO; it is not replaced (download to - to stream into a pipe)",
+        _ if t.is_block_device() || t.is_char_device() => "a device; it is not replaced (download to - to stream)",
+        _ => "not a regular file; it is not replaced",
+    };
+    Err(Error::invalid(format!("{} is {what}", path.display())))
 }
 
 /// The ledger's row of a part written: its bytes' CRC-64, under the object's ETag.
@@ -542,10 +592,9 @@ pub(super) async fn read_pinned(
         .await
 }
 
-/// The MD5 (hex) an ETag is, when it is one: 32 hex digits, no part count.
-fn md5_etag(etag: &str) -> Option<&str> {
-    let e = etag.trim_matches('"');
-    (e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())).then_some(e)
+/// The MD5 (hex) the object's ETag is, when it is one ([`ObjectInfo::etag_is_md5`]).
+fn md5_etag(head: &ObjectInfo) -> Option<&str> {
+    head.etag_is_md5().then(|| head.etag.trim_matches('"'))
 }
 
 /// The MD5 (hex) of the first `size` bytes of `file`, read in 1 MiB slices.
@@ -658,9 +707,12 @@ fn crc_at(f: &File, offset: u64, len: u64) -> std::io::Result<u64> {
 }
 
 /// Publishes a complete temporary file: its modification time set from the object's `mtime` metadata (else
-/// its Last-Modified), its permission bits from `mode` when given, fsynced, renamed over `path`, and the
-/// directory fsynced.
-async fn publish(sink: &Sink, path: &Path, head: &ObjectInfo, mode: Option<u32>) -> Result<()> {
+/// its Last-Modified), its permission bits from `mode` when given (else those of the file it replaces, if
+/// any), fsynced, renamed over `path` (with `no_replace`, only where nothing is: false when something appeared
+/// meanwhile, and nothing was published), and the directory fsynced. The file renamed is the one written (the
+/// temporary name still names it), and what it replaces must be a regular file.
+async fn publish(sink: &Sink, path: &Path, head: &ObjectInfo, mode: Option<u32>, no_replace: bool) -> Result<bool> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mtime = head
         .metadata
         .user
@@ -672,24 +724,39 @@ async fn publish(sink: &Sink, path: &Path, head: &ObjectInfo, mode: Option<u32>)
         if let Some(t) = mtime {
             file.set_modified(t).map_err(|e| write_error("set the modification time of", &temp, e))?;
         }
-        if let Some(mode) = mode {
-            use std::os::unix::fs::PermissionsExt;
-            let bits = std::fs::Permissions::from_mode(mode & 0o777);
-            file.set_permissions(bits).map_err(|e| write_error("set the permissions of", &temp, e))?;
+        let replaced = existing_file(&path)?;
+        let bits = match (mode, &replaced) {
+            (Some(mode), _) => Some(mode & 0o777),
+            (None, Some(old)) => Some(old.permissions().mode() & 0o7777),
+            (None, None) => None,
+        };
+        if let Some(bits) = bits {
+            let perms = std::fs::Permissions::from_mode(bits);
+            file.set_permissions(perms).map_err(|e| write_error("set the permissions of", &temp, e))?;
         }
         file.sync_all().map_err(|e| write_error("sync", &temp, e))?;
-        if path.is_dir() {
-            return Err(Error::invalid(format!(
-                "{} is a directory: the object is not written over it (its bytes are kept in {})",
-                path.display(),
-                temp.display()
-            )));
+        let ours = file.metadata().map_err(|e| write_error("stat", &temp, e))?;
+        let named = std::fs::symlink_metadata(&temp).map_err(|e| write_error("stat", &temp, e))?;
+        if (named.dev(), named.ino()) != (ours.dev(), ours.ino()) {
+            return Err(Error::new(
+                ErrorKind::Integrity,
+                format!("{} is no longer the file this download wrote; nothing was published", temp.display()),
+            ));
         }
-        std::fs::rename(&temp, &path).map_err(|e| write_error("rename into place", &path, e))?;
+        let cwd = rustix::fs::CWD;
+        let flags = match no_replace {
+            true => rustix::fs::RenameFlags::NOREPLACE,
+            false => rustix::fs::RenameFlags::empty(),
+        };
+        match rustix::fs::renameat_with(cwd, &*temp, cwd, &path, flags) {
+            Ok(()) => {}
+            Err(e) if no_replace && e == rustix::io::Errno::EXIST => return Ok(false),
+            Err(e) => return Err(write_error("rename into place", &path, e.into())),
+        }
         if let Some(dir) = path.parent() {
             File::open(dir).and_then(|d| d.sync_all()).map_err(|e| write_error("sync the directory", dir, e))?;
         }
-        Ok(())
+        Ok(true)
     })
     .await?
 }
@@ -703,7 +770,9 @@ mod tests {
         let dir = Path::new("/restore");
         assert_eq!(path_under(dir, "a/b.txt").unwrap(), Path::new("/restore/a/b.txt"));
         assert_eq!(path_under(dir, "...").unwrap(), Path::new("/restore/..."));
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a\\b", "a\0b", "a//b", "./a", "a/.", "", ".."] {
+        for bad in
+            ["../x", "a/../../x", "/etc/passwd", "a\\b", "a\0b", "a//b", "./a", "a/.", "", "..", "d/.x.transfer-3.part"]
+        {
             let e = path_under(dir, bad).unwrap_err();
             assert!(e.contains("is not written to /restore"), "{bad:?}: {e}");
         }
@@ -727,12 +796,36 @@ mod tests {
     #[test]
     fn the_temporary_file_is_hidden_beside_the_destination() {
         assert_eq!(temp_path(Path::new("/d/a.tar"), JobId(7)), Path::new("/d/.a.tar.transfer-7.part"));
+        assert!(is_temp_name(".a.tar.transfer-7.part"));
+        assert!(!is_temp_name("a.tar.transfer-7.part") && !is_temp_name(".a.transfer-x.part"));
+        let long = "n".repeat(250);
+        let temp = temp_path(&Path::new("/d").join(&long), JobId(12));
+        let name = temp.file_name().unwrap().to_str().unwrap();
+        assert!(name.len() <= 255 && is_temp_name(name), "{name}");
+        assert_eq!(temp, temp_path(&Path::new("/d").join(&long), JobId(12)), "the same path every run");
     }
 
     #[test]
-    fn only_a_plain_md5_etag_is_checked_as_one() {
-        assert_eq!(md5_etag("\"d41d8cd98f00b204e9800998ecf8427e\""), Some("d41d8cd98f00b204e9800998ecf8427e"));
-        assert_eq!(md5_etag("d41d8cd98f00b204e9800998ecf8427e-2"), None);
-        assert_eq!(md5_etag("not-an-md5"), None);
+    fn only_a_plain_md5_etag_of_an_object_not_under_kms_is_checked_as_one() {
+        let head = |etag: &str, encryption: Option<&str>| ObjectInfo {
+            size: 0,
+            etag: etag.into(),
+            last_modified: 0,
+            crc64: None,
+            object_type: crate::store::ObjectType::Normal,
+            version_id: None,
+            tagging_count: 0,
+            next_append_position: None,
+            metadata: Default::default(),
+            restore: None,
+            encryption: encryption.map(str::to_owned),
+        };
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        assert_eq!(md5_etag(&head(&format!("\"{md5}\""), None)), Some(md5));
+        assert_eq!(md5_etag(&head(md5, Some("AES256"))), Some(md5));
+        assert_eq!(md5_etag(&head(md5, Some("aws:kms"))), None);
+        assert_eq!(md5_etag(&head(md5, Some("SSE-C"))), None);
+        assert_eq!(md5_etag(&head(&format!("{md5}-2"), None)), None);
+        assert_eq!(md5_etag(&head("not-an-md5", None)), None);
     }
 }

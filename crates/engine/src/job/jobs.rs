@@ -476,8 +476,8 @@ impl Engine {
     }
 }
 
-/// Walks `req.dir` depth-first, sending an upload for every regular file. Stops early when the receiver is gone
-/// or the job stops.
+/// Walks `req.dir` depth-first, sending an upload for every regular file but a download's temporary files.
+/// Stops early when the receiver is gone or the job stops.
 fn walk(req: &DirRequest, prefix: &str, tx: &mpsc::Sender<Found>, tracker: &Tracker) {
     let mut stack = vec![req.dir.clone()];
     while let Some(d) = stack.pop() {
@@ -502,6 +502,8 @@ fn walk(req: &DirRequest, prefix: &str, tx: &mpsc::Sender<Found>, tracker: &Trac
                     stack.push(path);
                     continue;
                 }
+                // A download's temporary file (`.NAME.transfer-JOB.part`) is no data to upload.
+                Ok((path, _)) if path.file_name().and_then(|n| n.to_str()).is_some_and(super::is_temp_name) => continue,
                 Ok((path, ft)) => match std::fs::metadata(&path) {
                     Ok(m) if m.is_file() => match relative(&req.dir, &path) {
                         Some(rel) if !req.filter.matches(&rel) => continue,

@@ -75,7 +75,8 @@ use std::sync::Arc;
 
 pub use copy::CopyRequest;
 pub use download::{
-    format_mtime, parse_mtime, temp_path, DownloadRequest, PrefixDownloadRequest, MODE_METADATA, MTIME_METADATA,
+    format_mtime, is_temp_name, parse_mtime, temp_path, DownloadRequest, PrefixDownloadRequest, MODE_METADATA,
+    MTIME_METADATA,
 };
 pub use dry_run::{PlannedAction, PlannedObject};
 pub use filter::KeyFilter;

@@ -162,12 +162,7 @@ impl Source {
             }
             Source::Download(r) => {
                 key(&r.source.key, "the key")?;
-                if r.path.is_dir() {
-                    return Err(Error::invalid(format!(
-                        "{} is a directory; name the file to download to",
-                        r.path.display()
-                    )));
-                }
+                super::download::existing_file(&r.path)?;
             }
             Source::Stream(r) => key(&r.source.key, "the key")?,
             Source::DownloadPrefix(r) => {

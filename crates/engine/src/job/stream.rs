@@ -15,7 +15,6 @@ use super::{Engine, Outcome, Verified};
 use crate::checkpoint::{Fingerprint, JobId};
 use crate::crc64;
 use crate::error::{Error, ErrorKind, Result, Retry};
-use crate::plan::plan_object;
 use crate::store::ObjectRef;
 use futures::{StreamExt, TryStreamExt};
 use std::fmt;
@@ -93,7 +92,7 @@ impl Engine {
         let Some(head) = self.readable(&req.source, head).await? else {
             return Ok(Outcome::left_alone(size, super::SkipReason::Archived, None));
         };
-        let plan = plan_object(head.size, self.source_store().capabilities(), &self.inner.config.plan)?;
+        let plan = self.plan_read(head.size)?;
         let fp = Fingerprint::Object { etag: head.etag.clone(), version_id: head.version_id.clone(), size: head.size };
         let row = {
             let (source, fp, size, ps) = (req.source.to_string(), fp.clone(), head.size, plan.part_size());

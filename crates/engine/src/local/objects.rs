@@ -49,6 +49,7 @@ impl Resolved {
             next_append_position: (self.row.facts.object_type == ObjectType::Appendable).then_some(c.size),
             metadata: c.metadata.clone(),
             restore: self.restore.clone(),
+            encryption: None,
         }
     }
 

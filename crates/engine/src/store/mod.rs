@@ -197,9 +197,21 @@ pub struct ObjectInfo {
     /// Where a restore of an archived object stands (`x-oss-restore`, `x-amz-restore`); `None`: none asked for,
     /// or the restored copy expired.
     pub restore: Option<RestoreState>,
+    /// The server-side encryption the object is stored under (`x-oss-server-side-encryption`,
+    /// `x-amz-server-side-encryption`: `AES256`, `KMS`, `aws:kms`, ...; `SSE-C` for a customer's key), when the
+    /// store says.
+    pub encryption: Option<String>,
 }
 
 impl ObjectInfo {
+    /// Whether the ETag of an object written in one request is the MD5 of its bytes: not under a KMS or a
+    /// customer's key (S3 says so of SSE-KMS and SSE-C), and only when it has an MD5's form.
+    pub fn etag_is_md5(&self) -> bool {
+        let plain = self.encryption.as_deref().is_none_or(|e| e.eq_ignore_ascii_case("AES256"));
+        let e = self.etag.trim_matches('"');
+        plain && e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
     /// True for an object whose bytes cannot be read now: in an archive class (Archive, ColdArchive,
     /// DeepColdArchive; S3's GLACIER and DEEP_ARCHIVE) and not restored. Reads answer `InvalidObjectState`
     /// until a RestoreObject ([`ObjectStore::restore_object`]) has finished.
