@@ -3,11 +3,12 @@
 //! and runs this with `cargo bench --bench peers`, which rewrites `benches/RESULTS.md`.
 //!
 //! The copy workload runs every tool at its default copy threshold, plus `transfer-partcopy` and `rclone-partcopy`:
-//! the same two tools forced to UploadPartCopy in parts of the common part size.
+//! the same two tools forced to UploadPartCopy in parts of the common part size. The download workloads read
+//! a source seeded once (by `transfer`, untimed) back to local disk, each run's files checked and removed.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs a smoke pass: tiny workloads, `transfer` (both copy rows)
-//! and `curl` only, against `transfer serve` in both dialects, checking every upload arrived; it writes nothing
-//! and times nothing against a threshold.
+//! and `curl` only, against `transfer serve` in both dialects, checking every upload and download arrived; it
+//! writes nothing and times nothing against a threshold.
 //!
 //! Environment (all optional):
 //! - `TRANSFER_BENCH_RUNS` (3), `TRANSFER_BENCH_BIG_MIB` (1024), `TRANSFER_BENCH_SMALL_FILES` (2000),
@@ -15,7 +16,8 @@
 //! - `TRANSFER_BENCH_TOOLS_DIR` (`target/bench-tools`): where `benches/run` put Garage and the venv;
 //! - `TRANSFER_BENCH_ONLY_TOOLS`, `TRANSFER_BENCH_ONLY_WORKLOADS`: comma-separated names to keep (tools:
 //!   curl, transfer, transfer-partcopy, s5cmd, rclone, rclone-partcopy, aws-crt, aws-classic, oss2, v2-default,
-//!   v2-equal; workloads: big, small, small-16, small-64, mid, copy, oss-big, oss-small, oss-mid);
+//!   v2-equal; workloads: big, small, small-16, small-64, mid, copy, get-big, get-small, oss-big, oss-small,
+//!   oss-mid, oss-get-big);
 //! - `TRANSFER_BENCH_S3_SERVER=serve`: the S3 workloads against `transfer serve` (on port 80) instead of Garage;
 //! - `TRANSFER_BENCH_WRAP`: a command put before every `transfer` client (e.g. `perf record -g -o /tmp/p{n}.data
 //!   --`; `{n}` becomes the workload and run). With a filter or a wrapper, RESULTS.md is not written.
@@ -407,6 +409,17 @@ enum Kind {
     Dir,
     /// One object to another key of the same bucket, server-side.
     Copy,
+    /// One object to a local file (the object seeded from `src` once).
+    GetBig,
+    /// A prefix to a local directory (the prefix seeded from the directory `src` once).
+    GetDir,
+}
+
+impl Kind {
+    /// A download: the server keeps one seeded source for every run, the destination is local.
+    fn is_get(self) -> bool {
+        matches!(self, Kind::GetBig | Kind::GetDir)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -463,6 +476,11 @@ impl Tool {
     fn describe(self, kind: Kind, part_mib: u64) -> String {
         match (self, kind) {
             (Tool::Curl, Kind::Big) => "curl, one PUT (the ceiling)".into(),
+            (Tool::Curl, Kind::GetBig) => "curl, one GET (the ceiling)".into(),
+            (Tool::Curl, Kind::GetDir) => "curl --parallel-max 8, one GET per file".into(),
+            (Tool::Oss2, Kind::GetBig | Kind::GetDir) => "oss2.resumable_download, 8 threads".into(),
+            (Tool::V2Default, Kind::GetBig | Kind::GetDir) => "SDK V2 Downloader, its defaults".into(),
+            (Tool::V2Equal, Kind::GetBig | Kind::GetDir) => "SDK V2 Downloader, 8 in flight".into(),
             (Tool::Curl, _) => "curl --parallel-max 8, one PUT per file".into(),
             (Tool::Transfer, Kind::Copy) => {
                 "transfer cp, its defaults (UploadPartCopy from 64 MiB, 64 MiB parts)".into()
@@ -656,6 +674,10 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 // At its defaults a copy goes multipart from 64 MiB, in 64 MiB parts (no part options below).
                 Kind::Copy => argv
                     .extend([format!("{scheme}://{BUCKET}/{}", c.copy_src), format!("{scheme}://{BUCKET}/{}", c.dest)]),
+                Kind::GetBig => argv.extend([format!("{scheme}://{BUCKET}/{}", c.copy_src), c.dest.clone()]),
+                Kind::GetDir => {
+                    argv.extend([s("-r"), format!("{scheme}://{BUCKET}/{}", c.copy_src), format!("{}/", c.dest)])
+                }
             }
             if tool == Tool::TransferPartCopy {
                 argv.extend([s("--copy-threshold"), format!("{part_mib}MiB")]);
@@ -707,19 +729,30 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             ];
             match w.kind {
                 Kind::Big => argv.extend([s("-o"), s("/dev/null"), s("-T"), src, format!("{ep}/{BUCKET}/{}", c.dest)]),
+                Kind::GetBig => argv.extend([s("-o"), c.dest.clone(), format!("{ep}/{BUCKET}/{}", c.copy_src)]),
+                // One request per file, from a config file: a GET into the destination, or a PUT of the file.
                 _ => {
                     let cfg = c.work.join(format!("curl-{}.cfg", c.label));
                     let mut text = String::new();
                     for e in sorted_files(&w.src)? {
                         let name = e.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                        text.push_str(&format!(
-                            "upload-file = \"{}\"\nurl = \"{ep}/{BUCKET}/{}{name}\"\noutput = \"/dev/null\"\n",
-                            e.display(),
-                            c.dest
-                        ));
+                        text.push_str(&match w.kind {
+                            Kind::GetDir => {
+                                format!(
+                                    "url = \"{ep}/{BUCKET}/{}{name}\"\noutput = \"{}/{name}\"\n",
+                                    c.copy_src, c.dest
+                                )
+                            }
+                            _ => format!(
+                                "upload-file = \"{}\"\nurl = \"{ep}/{BUCKET}/{}{name}\"\noutput = \"/dev/null\"\n",
+                                e.display(),
+                                c.dest
+                            ),
+                        });
                     }
                     std::fs::write(&cfg, text)?;
                     argv.extend([
+                        s("--create-dirs"),
                         s("--parallel"),
                         s("--parallel-max"),
                         s(w.jobs),
@@ -754,6 +787,15 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                     format!("s3://{BUCKET}/{}", c.copy_src),
                     format!("s3://{BUCKET}/{}", c.dest),
                 ]),
+                Kind::GetBig => argv.extend([
+                    s("--concurrency"),
+                    s(w.jobs),
+                    s("--part-size"),
+                    s(part_mib),
+                    format!("s3://{BUCKET}/{}", c.copy_src),
+                    c.dest.clone(),
+                ]),
+                Kind::GetDir => argv.extend([format!("s3://{BUCKET}/{}*", c.copy_src), format!("{}/", c.dest)]),
             }
             Invocation { argv, env: s3_env }
         }
@@ -768,6 +810,19 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 // Its default `--s3-copy-cutoff` (4.656 GiB) makes this one CopyObject.
                 Kind::Copy => {
                     argv.extend([s("copyto"), format!("g:{BUCKET}/{}", c.copy_src), format!("g:{BUCKET}/{}", c.dest)])
+                }
+                // Ranged GETs on as many streams as the others have requests in flight, from one part up.
+                Kind::GetBig | Kind::GetDir => {
+                    let verb = if w.kind == Kind::GetBig { "copyto" } else { "copy" };
+                    argv.extend([
+                        s(verb),
+                        format!("g:{BUCKET}/{}", c.copy_src.trim_end_matches('/')),
+                        c.dest.clone(),
+                        s("--multi-thread-streams"),
+                        s(w.jobs),
+                        s("--multi-thread-cutoff"),
+                        format!("{part_mib}M"),
+                    ])
                 }
             }
             if tool == Tool::RclonePartCopy {
@@ -818,6 +873,10 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                     s("--copy-props"),
                     s("metadata-directive"),
                 ]),
+                Kind::GetBig => argv.extend([format!("s3://{BUCKET}/{}", c.copy_src), c.dest.clone()]),
+                Kind::GetDir => {
+                    argv.extend([format!("s3://{BUCKET}/{}", c.copy_src), c.dest.clone(), s("--recursive")])
+                }
             }
             argv.push(s("--only-show-errors"));
             let mut env = s3_env;
@@ -835,14 +894,19 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 _ => ("v2", "equal"),
             };
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers_sdk.py");
-            let argv = vec![
+            // A download names the local path first and the key (or prefix) last, with --get.
+            let (local, remote) = match w.kind.is_get() {
+                true => (c.dest.clone(), c.copy_src.clone()),
+                false => (src, c.dest.clone()),
+            };
+            let mut argv = vec![
                 bin,
                 script.display().to_string(),
                 s(sdk),
                 s(mode),
-                src,
+                local,
                 s(BUCKET),
-                c.dest.clone(),
+                remote,
                 s("--endpoint"),
                 ep.clone(),
                 s("--region"),
@@ -852,6 +916,9 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 s("--part-size"),
                 s(part),
             ];
+            if w.kind.is_get() {
+                argv.push(s("--get"));
+            }
             Invocation { argv, env: oss_env }
         }
     };
@@ -946,8 +1013,12 @@ fn measure(inv: &Invocation, c: &Ctx) -> Res<Sample> {
 
 /// Checks what a run left on the server: the object's size, or every file of the directory under the prefix.
 fn verify(rt: &tokio::runtime::Runtime, server: &Server, w: &Workload, dest: &str) -> Res<()> {
+    if w.kind.is_get() {
+        return verify_local(w, Path::new(dest));
+    }
     rt.block_on(async {
         match w.kind {
+            Kind::GetBig | Kind::GetDir => unreachable!("checked locally"),
             Kind::Big | Kind::Copy => {
                 let info = server.admin.head_object(&ObjectRef::new(BUCKET, dest)).await?;
                 if info.size != w.bytes {
@@ -980,6 +1051,27 @@ fn verify(rt: &tokio::runtime::Runtime, server: &Server, w: &Workload, dest: &st
         }
         Ok(())
     })
+}
+
+/// Checks what a download left on disk: the file's size, or every file of the prefix (no more, no fewer, no
+/// temporary file left), with the seeded bytes.
+fn verify_local(w: &Workload, dest: &Path) -> Res<()> {
+    let (mut n, mut bytes, mut stack) = (0usize, 0u64, vec![dest.to_path_buf()]);
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p)?.filter_map(|e| e.ok().map(|e| e.path())));
+        } else {
+            n += 1;
+            bytes += meta.len();
+        }
+    }
+    if n != w.files || bytes != w.bytes {
+        return Err(
+            format!("{}: {n} files of {bytes} bytes, expected {} of {}", dest.display(), w.files, w.bytes).into()
+        );
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1274,6 +1366,42 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
             &oss_tools,
         ),
     ];
+    // Downloads: the same data back to local disk, from the same servers.
+    v.extend([
+        mk(
+            "get-big",
+            format!("{s3}: {big} download"),
+            Kind::GetBig,
+            Dialect::S3,
+            s3_server,
+            "big.bin",
+            1,
+            config.big,
+            &s3_tools,
+        ),
+        mk(
+            "get-small",
+            format!("{s3}: {small} download"),
+            Kind::GetDir,
+            Dialect::S3,
+            s3_server,
+            "small",
+            config.small_files,
+            config.small,
+            &s3_tools,
+        ),
+        mk(
+            "oss-get-big",
+            format!("OSS (transfer serve): {big} download"),
+            Kind::GetBig,
+            Dialect::Oss,
+            ServerKind::Serve,
+            "big.bin",
+            1,
+            config.big,
+            &oss_tools,
+        ),
+    ]);
     // Small objects at more requests in flight, after the 8 in flight row: per-object latency, not bandwidth,
     // decides these.
     let more_in_flight = [("small-16", 16), ("small-64", 64)].map(|(id, jobs)| Workload {
@@ -1373,22 +1501,29 @@ fn run(config: &Config) -> Res<()> {
         // Copy: one server for all runs, the source seeded once (by transfer, untimed); each run's destination is
         // deleted after it is checked.
         let mut copy_server = None;
-        if w.kind == Kind::Copy {
+        // The source a copy or a download reads: seeded once, by transfer, untimed.
+        let source = match w.kind {
+            Kind::GetDir => "get-source/",
+            Kind::GetBig => "get-source",
+            _ => "copy-source",
+        };
+        if w.kind == Kind::Copy || w.kind.is_get() {
             let server = servers.start(w.server, w.dialect)?;
-            let seed = Workload { kind: Kind::Big, ..w.clone() };
+            let seed_kind = if w.kind == Kind::GetDir { Kind::Dir } else { Kind::Big };
+            let seed = Workload { kind: seed_kind, ..w.clone() };
             let c = Ctx {
                 config,
                 tools: &tools,
                 work: &work,
                 home: home.clone(),
                 server: &server,
-                dest: "copy-source".into(),
+                dest: source.into(),
                 copy_src: String::new(),
                 label: "seed".into(),
             };
             let inv = invocation(Tool::Transfer, &seed, &c)?.ok_or("no seed")?;
             measure(&inv, &c)?;
-            verify(&rt, &server, &seed, "copy-source")?;
+            verify(&rt, &server, &seed, source)?;
             copy_server = Some(server);
         }
         for run in 0..config.runs {
@@ -1408,6 +1543,10 @@ fn run(config: &Config) -> Res<()> {
                 };
                 let dest = match w.kind {
                     Kind::Dir => format!("{}-{}/", t.name(), run),
+                    // A download's destination: a path in the work directory, gone after its check.
+                    Kind::GetBig | Kind::GetDir => {
+                        work.join(format!("get-{}-{}-{}", w.id, t.name(), run)).display().to_string()
+                    }
                     _ => format!("{}-{}", t.name(), run),
                 };
                 let label = format!("{}-{}-{}", w.id, t.name(), run);
@@ -1418,7 +1557,7 @@ fn run(config: &Config) -> Res<()> {
                     home: home.clone(),
                     server,
                     dest: dest.clone(),
-                    copy_src: "copy-source".into(),
+                    copy_src: source.into(),
                     label: label.clone(),
                 };
                 let Some(inv) = invocation(t, w, &c)? else {
@@ -1438,6 +1577,10 @@ fn run(config: &Config) -> Res<()> {
                 let result = measure(&inv, &c).and_then(|s| verify(&rt, server, w, &dest).map(|()| s));
                 if w.kind == Kind::Copy {
                     let _ = rt.block_on(server.admin.delete_object(&ObjectRef::new(BUCKET, &dest)));
+                }
+                if w.kind.is_get() {
+                    let p = Path::new(&dest);
+                    let _ = if p.is_dir() { std::fs::remove_dir_all(p) } else { std::fs::remove_file(p) };
                 }
                 let sample = match result {
                     Ok(s) => s,

@@ -230,8 +230,8 @@ fn walk(root: &Path) -> Vec<PathBuf> {
 }
 
 /// kill -9 in the middle of a download of 8 parts, every GET slowed by a proxy that counts them: nothing is at
-/// the final path, the temporary file is; the same command again fetches only what had not arrived (at most the
-/// parts in flight at the kill are fetched twice) and publishes the object byte-identical.
+/// the final path, the temporary file is; `transfer resume` (from another directory) fetches only what had not
+/// arrived (at most the parts in flight at the kill are fetched twice) and publishes the object byte-identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_download_resumes_fetching_only_the_missing_parts() {
     let served = Served::start();
@@ -249,7 +249,9 @@ async fn a_killed_download_resumes_fetching_only_the_missing_parts() {
         p.seen().into_iter().filter(|s| s.method == "GET" && s.target.contains("big.bin")).collect::<Vec<_>>()
     };
 
-    let mut child = transfer(&proxy.endpoint, &ledger).args(args).arg(&file).spawn().unwrap();
+    // A relative destination: the job records it absolute.
+    let mut child =
+        transfer(&proxy.endpoint, &ledger).current_dir(tmp.path()).args(args).arg("big.bin").spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while gets(&proxy).iter().filter(|s| s.answered.is_some()).count() < 3 {
         assert!(std::time::Instant::now() < deadline, "the download never got going");
@@ -265,7 +267,8 @@ async fn a_killed_download_resumes_fetching_only_the_missing_parts() {
     assert!(!file.exists(), "nothing is at the final path before the download is complete");
     assert!(tmp.path().join(".big.bin.transfer-1.part").exists(), "the temporary file is kept for the resume");
 
-    let out = run(transfer(&proxy.endpoint, &ledger).args(args).arg(&file).arg("--json"));
+    // `transfer resume` runs the job again with the options it was started with (the download's absolute path).
+    let out = run(transfer(&proxy.endpoint, &ledger).current_dir("/").args(["resume", "--json"]));
     ok(&out);
     assert!(std::fs::read(&file).unwrap() == bytes);
     let again = gets(&proxy).len() - first.len();

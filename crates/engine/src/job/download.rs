@@ -49,6 +49,9 @@ pub const MTIME_METADATA: &str = "mtime";
 /// name and form rclone uses.
 pub const MODE_METADATA: &str = "mode";
 
+/// The largest single write of a part's bytes into its file (see where parts are written).
+const WRITE_SLICE: usize = 64 << 10;
+
 /// One object to download to a file: [`DownloadRequest::new`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -205,6 +208,9 @@ fn write_error(what: &str, path: &Path, e: std::io::Error) -> Error {
 struct Sink {
     temp: Arc<Path>,
     file: Arc<File>,
+    /// Held while a part is written: one writer at a time per file. Parallel writers into one file only
+    /// contend for its inode lock (a profile of 8 of them showed 13% of the CPU spinning on it).
+    writing: Arc<std::sync::Mutex<()>>,
 }
 
 impl Engine {
@@ -445,7 +451,7 @@ impl Engine {
                 sent += 1;
                 let (engine, writer, object) = (self.clone(), writer.clone(), row.id);
                 let (head, source, halt) = (head.clone(), source.clone(), tasks.halt());
-                let (temp, file) = (sink.temp.clone(), sink.file.clone());
+                let (temp, file, writing) = (sink.temp.clone(), sink.file.clone(), sink.writing.clone());
                 tasks.spawn(async move {
                     let _memory = memory;
                     halt.check()?;
@@ -458,7 +464,14 @@ impl Engine {
                     let crc = crc64::checksum(&data);
                     let at = part.offset;
                     tokio::task::spawn_blocking(move || {
-                        file.write_all_at(&data, at).map_err(|e| write_error("write", &temp, e))
+                        let _one_at_a_time = writing.lock().unwrap_or_else(|p| p.into_inner());
+                        // In small slices: large pwrites cost the kernel far more CPU in its page-cache copy
+                        // (measured for 1 GiB from Garage: 8 MiB writes 4-5 s of CPU, 1 MiB 3.5-4 s, 64 KiB 1 s).
+                        for (i, slice) in data.chunks(WRITE_SLICE).enumerate() {
+                            let offset = at + (i * WRITE_SLICE) as u64;
+                            file.write_all_at(slice, offset).map_err(|e| write_error("write", &temp, e))?;
+                        }
+                        Ok::<_, Error>(())
                     })
                     .await??;
                     engine.acknowledged(part.len);
@@ -580,7 +593,14 @@ pub(super) async fn read_pinned(
                     format!("{obj} changed while it was read (ETag {} is now {})", head.etag, got.info.etag),
                 ));
             }
-            let data = got.bytes().await?;
+            // Into one buffer of the size asked for, each chunk dropped once copied: a part in flight holds
+            // its own size, not twice it (a list of chunks, then their concatenation).
+            let mut data = bytes::BytesMut::with_capacity(usize::try_from(want).unwrap_or(0));
+            let mut body = got.body;
+            while let Some(chunk) = futures::TryStreamExt::try_next(&mut body).await? {
+                data.extend_from_slice(&chunk);
+            }
+            let data = data.freeze();
             if data.len() as u64 != want {
                 return Err(Error::new(
                     ErrorKind::Transport,
@@ -652,7 +672,7 @@ async fn open_sink(path: &Path, temp: &Path, plan: &ObjectPlan, recorded: Vec<Pa
                 (f, Vec::new())
             }
         };
-        Ok((Sink { temp: temp.into(), file: Arc::new(file) }, kept))
+        Ok((Sink { temp: temp.into(), file: Arc::new(file), writing: Arc::default() }, kept))
     })
     .await?
 }
