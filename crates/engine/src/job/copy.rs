@@ -166,10 +166,10 @@ impl Engine {
     /// One attempt at the object: HEAD, ledger, then the planned path.
     async fn copy_run(&self, job: JobId, req: &CopyRequest) -> Result<Outcome> {
         let head = self.source_head(&req.source).await?;
-        let Some(head) = self.readable(&req.source, head.clone()).await? else {
-            return Ok(Outcome::left_alone(head.size, SkipReason::Archived, None));
-        };
         let size = head.size;
+        let Some(head) = self.readable(&req.source, head).await? else {
+            return Ok(Outcome::left_alone(size, SkipReason::Archived, None));
+        };
         let fp = Fingerprint::Object { etag: head.etag.clone(), version_id: head.version_id.clone(), size };
         let plan = self.plan_copy(size)?;
         let source = req.source.to_string();

@@ -326,7 +326,7 @@ impl Engine {
         plan: &ObjectPlan,
         (path, temp): (&Path, &Path),
     ) -> Result<Outcome> {
-        if super::overwrite::not_started(row) && !row.state.is_done() {
+        if super::overwrite::not_started(row) {
             if let Some(reason) = self.download_skip(path, head).await? {
                 let id = row.id;
                 self.db(move |l| l.skip_object(id)).await?;

@@ -10,7 +10,7 @@
 
 use super::Engine;
 use crate::error::{Error, ErrorKind, Result};
-use crate::store::{ObjectInfo, ObjectRef, RestoreAnswer, RestoreState};
+use crate::store::{ObjectInfo, ObjectRef, RestoreAnswer};
 use std::time::Duration;
 
 /// The first wait between two looks at a restore; each wait doubles, up to [`LONGEST_WAIT`].
@@ -52,14 +52,13 @@ impl Engine {
             self.pause(wait).await?;
             wait = (wait * 2).min(LONGEST_WAIT);
             head = self.source_head(source).await?;
-            match &head.restore {
-                _ if !head.needs_restore() => return Ok(Some(head)),
-                Some(RestoreState::Ongoing) => {}
-                // Restored, yet not readable: a store that says so is answered by reading (which fails clearly).
-                Some(RestoreState::Restored { .. }) => return Ok(Some(head)),
-                None => {
-                    tracing::debug!(source = %source, "no restore under way (it expired, or was not taken): asking again")
-                }
+            // Readable once the store says the restore is done; with no restore under way (it expired, or was
+            // not taken), the loop asks again.
+            if !head.needs_restore() {
+                return Ok(Some(head));
+            }
+            if head.restore.is_none() {
+                tracing::debug!(source = %source, "no restore under way (it expired, or was not taken): asking again");
             }
         }
     }
