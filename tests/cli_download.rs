@@ -52,6 +52,9 @@ struct Target<'a> {
     cmd: &'a dyn Fn(&Path) -> Command,
     scheme: &'static str,
     store: HttpStore,
+    /// Whether a multipart object can be checked (S3): by the CRC-32C the store keeps of it, by its ETag
+    /// under the part layout the store tells.
+    checks: (bool, bool),
 }
 
 /// Back up a directory (small, empty and multipart files, mtimes with nanoseconds), restore it with `cp -r`:
@@ -88,12 +91,17 @@ async fn restore_a_backup(t: &Target<'_>, b: &str) {
     assert_eq!(summary(&restored)["objects_transferred"].as_u64(), Some(5));
     assert_eq!((mode(out.join("tool.sh")), mode(out.join("small.txt"))), (0o750, 0o600), "--preserve-mode");
     for e in events(&restored).iter().filter(|e| e["event"] == "done") {
-        let (crc, md5) = (e["verified"]["crc64"] == true, e["verified"]["md5"] == true);
-        match t.scheme {
-            "oss" => assert!(crc, "every object is checked by its CRC-64 on OSS: {e}"),
-            // S3 has no CRC-64 to compare with; an object written in one request has its MD5 as its ETag.
-            _ if e["key"] != "backup/sub/big.bin" => assert!(md5, "{e}"),
-            _ => {}
+        let v = &e["verified"];
+        let by = |what: &str| v.as_object().unwrap().iter().filter(|(_, on)| **on == true).any(|(k, _)| k == what);
+        match (t.scheme, e["key"].as_str().unwrap()) {
+            ("oss", _) => assert!(by("crc64"), "every object is checked by its CRC-64 on OSS: {e}"),
+            // S3 has no CRC-64. The multipart object: by its composite CRC-32C (moto), or by its multipart ETag
+            // recomputed under the part layout HEAD ?partNumber= tells (serve); s3s-fs tells neither.
+            (_, "backup/sub/big.bin") => {
+                assert_eq!([by("checksum"), by("md5")], [t.checks.0, t.checks.1 && !t.checks.0], "{e}")
+            }
+            // An object written in one request: by the CRC-32C sent with it, else the MD5 that is its ETag.
+            _ => assert!(by("checksum") || by("md5"), "{e}"),
         }
     }
 
@@ -113,8 +121,8 @@ async fn restore_a_backup(t: &Target<'_>, b: &str) {
     let refused = cp(&["-r", &remote("backup/"), "-"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 
-    // Under --update a rerun as a new job fetches only what differs: the file changed here, and on S3 the
-    // multipart object, whose ETag is no MD5 of its bytes (nothing else compares it).
+    // Under --update a rerun as a new job fetches only what differs: the file changed here, and the multipart
+    // object where the store tells nothing to compare it by (s3s-fs: no CRC-32C of it, no part layout).
     std::fs::write(out.join("sub/deeper/mid.bin"), data(300_000, 23)).unwrap();
     let update =
         cp(&[&["-r", "--json", "--update"], &sizes[..], &[&remote("backup/"), out.to_str().unwrap()]].concat());
@@ -125,9 +133,9 @@ async fn restore_a_backup(t: &Target<'_>, b: &str) {
         .map(|e| e["key"].as_str().unwrap().to_owned())
         .collect();
     fetched.sort();
-    let want: &[&str] = match t.scheme {
-        "oss" => &["backup/sub/deeper/mid.bin"],
-        _ => &["backup/sub/big.bin", "backup/sub/deeper/mid.bin"],
+    let want: &[&str] = match t.scheme == "oss" || t.checks != (false, false) {
+        true => &["backup/sub/deeper/mid.bin"],
+        false => &["backup/sub/big.bin", "backup/sub/deeper/mid.bin"],
     };
     assert_eq!(fetched, want, "{}", stderr(&update));
     assert_eq!(files(&out), files(&src));
@@ -154,12 +162,12 @@ async fn downloads_against_transfer_serve_in_both_dialects() {
     let served = Served::start();
     let endpoint = served.endpoint.clone();
     let oss = |ledger: &Path| transfer(&endpoint, ledger);
-    let target = Target { cmd: &oss, scheme: "oss", store: served.client(V4) };
+    let target = Target { cmd: &oss, scheme: "oss", store: served.client(V4), checks: (false, false) };
     restore_a_backup(&target, "restore-oss").await;
     versions(&target, "versions-oss").await;
     archived(&target, "archived-oss", "ColdArchive").await;
     let s3 = |ledger: &Path| transfer_s3(&endpoint, ledger, (AK, SK));
-    let target = Target { cmd: &s3, scheme: "s3", store: s3_client(&served.endpoint, (AK, SK)) };
+    let target = Target { cmd: &s3, scheme: "s3", store: s3_client(&served.endpoint, (AK, SK)), checks: (false, true) };
     restore_a_backup(&target, "restore-s3").await;
     versions(&target, "versions-s3").await;
     archived(&target, "archived-s3", "Archive").await;
@@ -170,11 +178,38 @@ async fn downloads_against_moto() {
     let Some(moto) = Moto::start("downloads_against_moto") else { return };
     let endpoint = moto.endpoint.clone();
     let s3 = |ledger: &Path| transfer_s3(&endpoint, ledger, MOTO_KEY);
-    let target = Target { cmd: &s3, scheme: "s3", store: moto.client_in("us-east-1") };
+    let target = Target { cmd: &s3, scheme: "s3", store: moto.client_in("us-east-1"), checks: (true, true) };
     restore_a_backup(&target, "restore-moto").await;
     versions(&target, "versions-moto").await;
     archived(&target, "archived-moto", "Archive").await;
     unsafe_keys_are_refused(&moto, &s3, "unsafe-moto").await;
+    damaged_objects_are_refused(&moto, &s3, "damaged-moto").await;
+}
+
+/// An object whose bytes are not what its CRC-32C says (moto stores a claimed checksum unchecked): the download
+/// fails (exit 1 alone, 3 beside an object that arrives) and says what did not match; nothing is at the final
+/// path, to a file or in a directory; the stream to stdout fails too.
+async fn damaged_objects_are_refused(moto: &Moto, cmd: &dyn Fn(&Path) -> Command, b: &str) {
+    moto.client_in("us-east-1").create_bucket(b).await.unwrap();
+    moto.put_with_crc32c(b, "p/damaged", "these bytes are not the ones checksummed", "AAAAAA==");
+    moto.put_unchecked(b, "p/fine", "fine");
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let one = tmp.path().join("one");
+    let out = run(cmd(&ledger).args(["cp", &format!("s3://{b}/p/damaged"), one.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("CRC-32C") && stderr(&out).contains("nothing was published"), "{}", stderr(&out));
+    assert!(!one.exists());
+    let dir = tmp.path().join("dir");
+    let out = run(cmd(&ledger).args(["cp", "-r", &format!("s3://{b}/p/"), dir.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // The damaged object's bytes stay in its temporary file (for the next run), out of the final name.
+    let names: Vec<String> = files(&dir).into_iter().map(|(p, ..)| p).collect();
+    assert!(names.len() == 2 && names.contains(&"fine".to_owned()), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with(".damaged.transfer-") && n.ends_with(".part")), "{names:?}");
+    let out = run(cmd(&ledger).args(["cp", &format!("s3://{b}/p/damaged"), "-"]));
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("CRC-32C"), "{}", stderr(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +218,7 @@ async fn downloads_against_s3s_fs() {
     let endpoint = server.endpoint.clone();
     let s3 = |ledger: &Path| transfer_s3(&endpoint, ledger, S3S_KEY);
     let store = s3_client(&server.endpoint, S3S_KEY);
-    restore_a_backup(&Target { cmd: &s3, scheme: "s3", store }, "restore-s3s").await;
+    restore_a_backup(&Target { cmd: &s3, scheme: "s3", store, checks: (false, false) }, "restore-s3s").await;
 }
 
 /// Keys that would land outside the destination directory, created on moto (which takes them): each is refused

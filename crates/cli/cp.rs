@@ -977,13 +977,22 @@ async fn follow(
                         all_verified &= outcome.verified.any();
                     }
                     let (sent, reused) = outcome.parts();
+                    if outcome.source_changed && !out.json {
+                        tracing::info!("{key}: the source changed since an earlier run started on it; it was sent again");
+                    }
                     if out.json {
                         out!("{}", json!({
                             "event": "done", "key": key, "bytes": outcome.size, "already_done": outcome.already_done,
                             "skipped": skipped.map(|r| r.to_string()),
                             "parts_sent": sent, "parts_reused": reused, "crc64": crc.map(|c| c.to_string()),
+                            "source_changed": outcome.source_changed,
                             "blake3": Some(&outcome.blake3).filter(|b| !b.is_empty()),
-                            "verified": {"crc64": outcome.verified.crc64, "md5": outcome.verified.md5},
+                            "verified": {
+                                "crc64": outcome.verified.crc64,
+                                "md5": outcome.verified.md5,
+                                "checksum": outcome.verified.checksum,
+                                "blake3": outcome.verified.blake3,
+                            },
                         }));
                     } else if let Some(reason) = skipped {
                         tracing::info!("skipped {key}: {reason}");

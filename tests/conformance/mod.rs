@@ -77,6 +77,9 @@ pub struct TargetCaps {
     /// A PutObject or UploadPart body damaged on the way fails the call under the client's default protection:
     /// the CRC-64 an OSS server reports of what it received, the `x-amz-checksum-crc32c` an S3 server checks.
     pub checks_default_digests: bool,
+    /// A download of a multipart object can be checked end to end: the store reports its CRC-64 (OSS), its
+    /// CRC-32C (S3 checksum mode), or the part layout its multipart ETag is made over (HEAD `?partNumber=`).
+    pub checks_multipart_downloads: bool,
 }
 
 impl TargetCaps {
@@ -101,6 +104,7 @@ impl TargetCaps {
         checks_signatures: true,
         checks_content_md5: true,
         checks_default_digests: true,
+        checks_multipart_downloads: true,
     };
 }
 
@@ -452,6 +456,7 @@ conformance! {
         copy::copy_object_tagging_directive [Tagging],
         engine::resumable_upload [],
         engine::resumable_download [],
+        engine::downloads_check_the_blake3_an_upload_labelled [],
         engine::multipart_copy_keeps_or_replaces_metadata [],
         engine::copy_threshold_defaults_to_the_stores_copy_limit [],
         engine::prefix_copy_over_several_pages [],

@@ -149,9 +149,11 @@ pub fn moto() -> TargetDef {
 /// order, and lists nothing (rather than `NoSuchUpload`) for an unknown upload id, which UploadPart answers
 /// `AccessDenied`; a missing bucket is `NoSuchKey`, and DeleteBucket removes a bucket with its objects; its
 /// UploadPartCopy ignores `x-amz-copy-source-if-match`, its CopyObject `If-None-Match: *`; it checks
-/// `x-amz-checksum-crc32c` on PutObject but not on UploadPart.
+/// `x-amz-checksum-crc32c` on PutObject but not on UploadPart; it reports no checksum of a multipart object and
+/// ignores `?partNumber=` on HEAD.
 const S3S_FS: TargetCaps = TargetCaps {
     checks_default_digests: false,
+    checks_multipart_downloads: false,
     tagging: false,
     versioning: false,
     version_id_on_tagging: false,

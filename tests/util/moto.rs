@@ -55,13 +55,24 @@ impl Moto {
     /// Puts `key` (with `body` as its bytes) through boto3 from the test virtualenv: how keys our own client
     /// refuses to send (`..` segments, backslashes) are made, as a careless writer would make them.
     pub fn put_unchecked(&self, bucket: &str, key: &str, body: &str) {
+        self.boto3_put(bucket, key, body, "");
+    }
+
+    /// Puts `key` through boto3 claiming `crc32c` (base64) as its CRC-32C, which moto stores without checking:
+    /// an object whose bytes are not what its checksum says, as a damaged store would serve it.
+    pub fn put_with_crc32c(&self, bucket: &str, key: &str, body: &str, crc32c: &str) {
+        self.boto3_put(bucket, key, body, crc32c);
+    }
+
+    fn boto3_put(&self, bucket: &str, key: &str, body: &str, crc32c: &str) {
         let script = "import sys, boto3\n\
             s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
             aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])\n\
-            s3.put_object(Bucket=sys.argv[4], Key=sys.argv[5], Body=sys.argv[6].encode())\n\
+            extra = {'ChecksumAlgorithm': 'CRC32C', 'ChecksumCRC32C': sys.argv[7]} if sys.argv[7] else {}\n\
+            s3.put_object(Bucket=sys.argv[4], Key=sys.argv[5], Body=sys.argv[6].encode(), **extra)\n\
             assert s3.head_object(Bucket=sys.argv[4], Key=sys.argv[5])['ContentLength'] == len(sys.argv[6])\n";
         let out = std::process::Command::new(executable().with_file_name("python"))
-            .args(["-c", script, &self.endpoint, MOTO_KEY.0, MOTO_KEY.1, bucket, key, body])
+            .args(["-c", script, &self.endpoint, MOTO_KEY.0, MOTO_KEY.1, bucket, key, body, crc32c])
             .output()
             .expect("run the virtualenv's python");
         assert!(out.status.success(), "boto3 put {key:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -49,6 +49,11 @@ pub struct Dialect {
     /// PutBucket names the region in `<CreateBucketConfiguration><LocationConstraint>` (S3, outside
     /// `us-east-1`).
     pub bucket_location_constraint: bool,
+    /// The header that asks a HEAD for the object's checksum (`x-amz-checksum-mode: ENABLED`), if the dialect
+    /// has one.
+    pub checksum_mode: Option<&'static str>,
+    /// HEAD takes `?partNumber=` and answers that part's size and the object's part count (S3).
+    pub part_head: bool,
     /// Operations and limits.
     pub capabilities: Capabilities,
 }
@@ -69,6 +74,8 @@ impl Dialect {
         forbid_overwrite: ("x-oss-forbid-overwrite", "true"),
         forbid_overwrite_on_initiate: true,
         bucket_location_constraint: false,
+        checksum_mode: None,
+        part_head: false,
         capabilities: Capabilities::OSS,
     };
 
@@ -89,6 +96,8 @@ impl Dialect {
         forbid_overwrite: ("if-none-match", "*"),
         forbid_overwrite_on_initiate: false,
         bucket_location_constraint: true,
+        checksum_mode: Some("x-amz-checksum-mode"),
+        part_head: true,
         capabilities: Capabilities::S3,
     };
 

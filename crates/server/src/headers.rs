@@ -376,6 +376,8 @@ mod tests {
             metadata,
             restore: None,
             encryption: None,
+            checksum: None,
+            parts_count: None,
         };
         let h = info_headers(&info);
         let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());

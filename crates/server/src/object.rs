@@ -126,12 +126,17 @@ pub(crate) async fn get_object<S: ServedStore>(store: &S, req: Req) -> Result<Re
 
 /// HeadObject.
 pub(crate) async fn head_object<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
-    let info = store.head_object(&req.obj()).await?;
+    // `?partNumber=N` (S3's part HEAD): the part's size, and the object's part count.
+    let info = match req.q_num::<u32>("partNumber")? {
+        Some(n) => store.head_part(&req.obj(), n.into()).await?,
+        None => store.head_object(&req.obj()).await?,
+    };
     if let Some(reply) = check_conditions(&req, &info)? {
         return Ok(reply);
     }
     Ok(Reply::ok()
         .headers(info_headers(&info))
+        .header_opt("x-oss-mp-parts-count", info.parts_count.map(|n| n.to_string()))
         .header("accept-ranges", "bytes")
         .header("content-length", info.size.to_string()))
 }

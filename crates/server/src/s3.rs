@@ -52,6 +52,7 @@ const RESPONSE_SUFFIXES: &[&str] = &[
     "copy-source-version-id",
     "storage-class",
     "restore",
+    "mp-parts-count",
 ];
 
 fn put(headers: &mut HeaderMap, name: &str, value: &str) {

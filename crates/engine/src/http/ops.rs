@@ -55,6 +55,14 @@ fn version(req: Request, obj: &ObjectRef) -> Request {
     }
 }
 
+/// A HEAD that asks for the object's checksum where the dialect can.
+fn head(d: &crate::dialect::Dialect, req: Request) -> Request {
+    match d.checksum_mode {
+        Some(name) => req.header(name, "ENABLED"),
+        None => req,
+    }
+}
+
 /// Adds the `x-oss-copy-source-if-*` conditions.
 fn conditions(req: Request, d: &crate::dialect::Dialect, c: &CopyConditions) -> Request {
     req.header_opt(&d.h("copy-source-if-match"), c.if_match.as_deref())
@@ -136,7 +144,16 @@ impl ObjectStore for HttpStore {
 
     async fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
         let d = &self.dialect;
-        let req = version(object(Method::HEAD, obj), obj);
+        let req = head(d, version(object(Method::HEAD, obj), obj));
+        self.call(req, |r| async move { resp::object_info(d, r.headers(), resp::content_length(r.headers())?) }).await
+    }
+
+    async fn head_part(&self, obj: &ObjectRef, part: PartNumber) -> Result<ObjectInfo> {
+        let d = &self.dialect;
+        if !d.part_head {
+            return Err(unsupported(d, "HeadObject of a part"));
+        }
+        let req = head(d, version(object(Method::HEAD, obj).query("partNumber", part).context("part", part), obj));
         self.call(req, |r| async move { resp::object_info(d, r.headers(), resp::content_length(r.headers())?) }).await
     }
 

@@ -4,7 +4,7 @@
 use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind, Result, ServiceError};
 use crate::meta::{Metadata, StorageClass};
-use crate::store::{ObjectInfo, ObjectMetaSummary, ObjectType};
+use crate::store::{ObjectChecksum, ObjectInfo, ObjectMetaSummary, ObjectType};
 use http::HeaderMap;
 
 /// Response headers copied into [`ServiceError::headers`] when present (dialect suffixes, then plain names).
@@ -138,7 +138,20 @@ pub(crate) fn object_info(d: &Dialect, headers: &HeaderMap, size: u64) -> Result
         encryption: header(headers, &d.h("server-side-encryption"))
             .map(str::to_owned)
             .or_else(|| header(headers, &d.h("server-side-encryption-customer-algorithm")).map(|_| "SSE-C".to_owned())),
+        checksum: object_checksum(d, headers)?,
+        parts_count: header_u64(headers, &d.h("mp-parts-count"))?.and_then(|n| u32::try_from(n).ok()),
     })
+}
+
+/// The object's CRC-32C (`x-amz-checksum-crc32c`, with `x-amz-checksum-type`), where the dialect asks for it.
+fn object_checksum(d: &Dialect, headers: &HeaderMap) -> Result<Option<ObjectChecksum>> {
+    if d.checksum_mode.is_none() {
+        return Ok(None);
+    }
+    let Some(value) = header(headers, crate::store::CRC32C_HEADER) else { return Ok(None) };
+    ObjectChecksum::parse(value, header(headers, &d.h("checksum-type")), &etag(headers))
+        .map(Some)
+        .map_err(|e| Error::new(ErrorKind::Protocol, format!("the object's checksum: {e}")))
 }
 
 /// `Content-Length`, required.

@@ -109,7 +109,7 @@ impl Engine {
         match self.copy_run(job, req).await {
             Err(e) if source_changed(&e) => {
                 tracing::info!(source = %req.source, "the source changed during the copy; starting again from a fresh HEAD");
-                self.copy_run(job, req).await
+                self.copy_run(job, req).await.map(|o| o.changed(true))
             }
             other => other,
         }
@@ -185,10 +185,9 @@ impl Engine {
                 )));
             }
         }
-        let same = |row: &ObjectRow| {
-            let same_source = matches!(&row.fingerprint, Fingerprint::Object { etag, size: s, .. } if *etag == head.etag && *s == size);
-            same_source && row.plan_part_size == plan.part_size()
-        };
+        let same_source = |row: &ObjectRow| matches!(&row.fingerprint, Fingerprint::Object { etag, size: s, .. } if *etag == head.etag && *s == size);
+        let same = |row: &ObjectRow| same_source(row) && row.plan_part_size == plan.part_size();
+        let changed = existing.as_ref().is_some_and(|row| !same_source(row));
         let row = match existing {
             Some(row) if same(&row) => row,
             existing => {
@@ -232,7 +231,9 @@ impl Engine {
                 self.transfer(&row, &dest, tags.as_ref(), &plan, &opts, &mut copy).await
             }
         };
-        copied.map_err(|e| e.with_context("source", &req.source).with_context("object", &dest))
+        copied
+            .map(|o| o.changed(changed))
+            .map_err(|e| e.with_context("source", &req.source).with_context("object", &dest))
     }
 }
 

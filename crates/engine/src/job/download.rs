@@ -13,13 +13,14 @@
 //! created. The local file is the destination, and the destination is the truth: on resume the recorded parts
 //! are read back and kept only when their CRC-64 still matches (a crash can lose writes the ledger recorded);
 //! a missing temporary file means every part is fetched again. Once every part is there, the whole is verified
-//! (the parts' CRC-64s combined against the object's, else the MD5 of a single-part ETag, read back), the
+//! (the parts' CRC-64s combined against the object's; else, read back once, the store's CRC-32C or the MD5
+//! ETag; and a BLAKE3 label: see [`super::verify`]), the
 //! modification time recorded in the object's metadata (`mtime`, the form rclone writes and reads) is set, and
 //! the file is fsynced, renamed over the destination, and its directory fsynced. A failed or stopped object
 //! leaves its temporary file for the next run and nothing at the final name.
 //!
 //! An object that changed since the plan (another ETag, version or size) starts again: its recorded parts are
-//! forgotten and its temporary file is rewritten. One that changes during the run fails its next GET (the ETag
+//! forgotten, its temporary file is rewritten, and its outcome says so ([`Outcome::source_changed`]). One that changes during the run fails its next GET (the ETag
 //! no longer matches) and is started again once from a fresh HEAD.
 
 use super::filter::KeyFilter;
@@ -229,7 +230,7 @@ impl Engine {
         JobStart::new(self, Source::DownloadPrefix(req))
     }
 
-    /// Downloads `req.source` to `req.path` within `job`: see the [module docs](self). Running it again after
+    /// Downloads `req.source` to `req.path` within `job`: see the docs of `job::download`. Running it again after
     /// success does nothing (while the file is still there with the object's size) and returns the recorded
     /// outcome. The engine reads from its store (or, for an engine made by [`Engine::relay`], from the source
     /// store).
@@ -239,7 +240,7 @@ impl Engine {
         let got = match self.download_run(job, req, &path).await {
             Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
                 tracing::info!(source = %req.source, "the object changed during the download; starting again from a fresh HEAD");
-                self.download_run(job, req, &path).await
+                self.download_run(job, req, &path).await.map(|o| o.changed(true))
             }
             other => other,
         };
@@ -259,7 +260,7 @@ impl Engine {
         let plan = self.plan_read(head.size)?;
         let skip = match path {
             _ if head.needs_restore() && self.inner.config.restore.is_none() => Some(SkipReason::Archived),
-            Some(path) => self.download_skip(path, &head).await?,
+            Some(path) => self.download_skip(source, path, &head).await?,
             None => None,
         };
         let action = match skip {
@@ -297,7 +298,8 @@ impl Engine {
             )));
         }
         let temp = temp_path(path, job);
-        let row = if row.fingerprint != fp || row.plan_part_size != plan.part_size() {
+        let changed = row.fingerprint != fp;
+        let row = if changed || row.plan_part_size != plan.part_size() {
             remove_if_any(&temp).await?;
             self.restart(row, fp, size, plan.part_size()).await?
         } else {
@@ -311,7 +313,8 @@ impl Engine {
             }
             tracing::info!(file = %path.display(), "the file an earlier run downloaded is gone or changed; downloading it again");
         }
-        let result = self.download_into(&row, &req.source, &head, &plan, (path, &temp)).await;
+        let result =
+            self.download_into(&row, &req.source, &head, &plan, (path, &temp)).await.map(|o| o.changed(changed));
         if let Err(e) = &result {
             self.record_failure(&row, e).await;
         }
@@ -327,7 +330,7 @@ impl Engine {
         (path, temp): (&Path, &Path),
     ) -> Result<Outcome> {
         if super::overwrite::not_started(row) {
-            if let Some(reason) = self.download_skip(path, head).await? {
+            if let Some(reason) = self.download_skip(source, path, head).await? {
                 let id = row.id;
                 self.db(move |l| l.skip_object(id)).await?;
                 return Ok(Outcome::left_alone(plan.size, reason, None));
@@ -355,7 +358,7 @@ impl Engine {
                 format!("the ledger holds parts {numbers:?} of {}", plan.part_count()),
             ));
         }
-        let verified = self.verify(row, head, &parts, &sink).await?;
+        let (verified, blake3) = self.verify(row, (source, head), &parts, &sink).await?;
         let crc = verified.crc64.then_some(head.crc64).flatten();
         let mode = match self.inner.config.restore_mode {
             true => head.metadata.user.get(MODE_METADATA).and_then(|m| u32::from_str_radix(m, 8).ok()),
@@ -369,18 +372,20 @@ impl Engine {
             self.db(move |l| l.skip_object(id)).await?;
             return Ok(Outcome::left_alone(plan.size, SkipReason::Exists, None));
         }
-        let (etag, blake3) = (head.etag.clone(), None::<String>);
-        self.db(move |l| l.finish_object_tagged(id, &etag, crc, blake3.as_deref(), true)).await?;
+        let (etag, blake3) = (head.etag.clone(), blake3.map(|h| h.to_hex().to_string()));
+        let recorded = blake3.clone();
+        self.db(move |l| l.finish_object_tagged(id, &etag, crc, recorded.as_deref(), true)).await?;
         Ok(Outcome {
             size: plan.size,
             etag: head.etag.clone(),
             crc64: crc,
-            blake3: String::new(),
+            blake3: blake3.unwrap_or_default(),
             parts_sent: sent,
             parts_reused: reused,
             already_done: false,
             skipped: None,
             verified,
+            source_changed: false,
         })
     }
 
@@ -394,7 +399,7 @@ impl Engine {
     }
 
     /// Whether the overwrite policy leaves the file at `path` alone.
-    async fn download_skip(&self, path: &Path, head: &ObjectInfo) -> Result<Option<SkipReason>> {
+    async fn download_skip(&self, source: &ObjectRef, path: &Path, head: &ObjectInfo) -> Result<Option<SkipReason>> {
         let existing = match std::fs::metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -407,16 +412,17 @@ impl Engine {
             // compare counts as different.
             Overwrite::IfDifferent if !existing.is_file() || existing.len() != head.size => Ok(None),
             Overwrite::IfDifferent => {
-                let open = || File::open(path).map_err(|e| super::upload::io_error("open", path, e));
-                let same = if let Some(want) = head.crc64 {
-                    self.file_crc64(&Arc::new(open()?), &Arc::from(path), head.size).await? == want
-                } else if let Some(want) = md5_etag(head) {
-                    let (file, size) = (open()?, head.size);
-                    let _memory = self.inner.scheduler.memory((1 << 20).min(size).max(1)).await;
-                    let got = tokio::task::spawn_blocking(move || file_md5(&file, size)).await??;
-                    got.eq_ignore_ascii_case(want)
-                } else {
-                    false
+                let file = Arc::new(File::open(path).map_err(|e| super::upload::io_error("open", path, e))?);
+                let same = match head.crc64 {
+                    Some(want) => self.file_crc64(&file, &Arc::from(path), head.size).await? == want,
+                    // Whatever else the object can be checked by (its CRC-32C, its ETag, a BLAKE3 label).
+                    None => {
+                        let expected = self.expected(source, head, false).await?;
+                        !expected.is_empty() && {
+                            let checked = self.check_file(source, head, &file, expected).await?;
+                            checked.mismatch.is_none() && checked.verified.any()
+                        }
+                    }
                 };
                 Ok(same.then_some(SkipReason::Unchanged))
             }
@@ -488,22 +494,34 @@ impl Engine {
     }
 
     /// Checks the written bytes against what the object says it is: the parts' CRC-64s combined against its
-    /// CRC-64; without one, the MD5 of the file against an ETag that is an MD5 (an object written in one
-    /// request), read back. A mismatch forgets the parts (the next run fetches the object again) and fails.
-    async fn verify(&self, row: &ObjectRow, head: &ObjectInfo, parts: &[PartRow], sink: &Sink) -> Result<Verified> {
+    /// CRC-64, then, read back once, whatever else there is to check ([`super::verify`]: the store's CRC-32C
+    /// or the MD5 of the ETag where there is no CRC-64; a BLAKE3 label). A mismatch forgets the parts (the next
+    /// run fetches the object again) and fails. Answers what was checked and the bytes' BLAKE3 when computed.
+    async fn verify(
+        &self,
+        row: &ObjectRow,
+        (source, head): (&ObjectRef, &ObjectInfo),
+        parts: &[PartRow],
+        sink: &Sink,
+    ) -> Result<(Verified, Option<blake3::Hash>)> {
         let combined = parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)));
         let mut verified = Verified::default();
-        let mismatch = if let (Some(want), Some(got)) = (head.crc64, combined) {
+        let mut mismatch = None;
+        if let (Some(want), Some(got)) = (head.crc64, combined) {
             verified.crc64 = want == got;
-            (want != got).then(|| format!("CRC-64 {got}, not the object's {want}"))
-        } else if let Some(want) = md5_etag(head) {
-            let (file, size) = (sink.file.clone(), head.size);
-            let got = tokio::task::spawn_blocking(move || file_md5(&file, size)).await??;
-            verified.md5 = got.eq_ignore_ascii_case(want);
-            (!verified.md5).then(|| format!("MD5 {got}, not the ETag {want}"))
-        } else {
-            None
-        };
+            mismatch = (want != got).then(|| format!("CRC-64 {got}, not the object's {want}"));
+        }
+        let mut blake3 = None;
+        if mismatch.is_none() {
+            let expected = self.expected(source, head, verified.crc64).await?;
+            if !expected.is_empty() {
+                let checked = self.check_file(source, head, &sink.file, expected).await?;
+                let crc64 = verified.crc64;
+                (verified, blake3) = (checked.verified, checked.blake3);
+                verified.crc64 = crc64;
+                mismatch = checked.mismatch.map(|m| m.what);
+            }
+        }
         if let Some(what) = mismatch {
             let (id, fp, size, ps) = (row.id, row.fingerprint.clone(), row.size, row.plan_part_size);
             self.db(move |l| l.reset_object(id, &fp, size, ps)).await?;
@@ -517,7 +535,7 @@ impl Engine {
             )
             .with_retry(Retry::Permanent));
         }
-        Ok(verified)
+        Ok((verified, blake3))
     }
 }
 
@@ -610,26 +628,6 @@ pub(super) async fn read_pinned(
             Ok(data)
         })
         .await
-}
-
-/// The MD5 (hex) the object's ETag is, when it is one ([`ObjectInfo::etag_is_md5`]).
-fn md5_etag(head: &ObjectInfo) -> Option<&str> {
-    head.etag_is_md5().then(|| head.etag.trim_matches('"'))
-}
-
-/// The MD5 (hex) of the first `size` bytes of `file`, read in 1 MiB slices.
-fn file_md5(file: &File, size: u64) -> Result<String> {
-    use md5::{Digest, Md5};
-    let mut md5 = Md5::new();
-    let mut buf = vec![0u8; (1 << 20).min(size as usize).max(1)];
-    let mut offset = 0;
-    while offset < size {
-        let n = (buf.len() as u64).min(size - offset) as usize;
-        file.read_exact_at(&mut buf[..n], offset)?;
-        md5.update(&buf[..n]);
-        offset += n as u64;
-    }
-    Ok(hex::encode(md5.finalize()))
 }
 
 /// Removes a download's temporary file, if there is one.
@@ -823,29 +821,5 @@ mod tests {
         let name = temp.file_name().unwrap().to_str().unwrap();
         assert!(name.len() <= 255 && is_temp_name(name), "{name}");
         assert_eq!(temp, temp_path(&Path::new("/d").join(&long), JobId(12)), "the same path every run");
-    }
-
-    #[test]
-    fn only_a_plain_md5_etag_of_an_object_not_under_kms_is_checked_as_one() {
-        let head = |etag: &str, encryption: Option<&str>| ObjectInfo {
-            size: 0,
-            etag: etag.into(),
-            last_modified: 0,
-            crc64: None,
-            object_type: crate::store::ObjectType::Normal,
-            version_id: None,
-            tagging_count: 0,
-            next_append_position: None,
-            metadata: Default::default(),
-            restore: None,
-            encryption: encryption.map(str::to_owned),
-        };
-        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
-        assert_eq!(md5_etag(&head(&format!("\"{md5}\""), None)), Some(md5));
-        assert_eq!(md5_etag(&head(md5, Some("AES256"))), Some(md5));
-        assert_eq!(md5_etag(&head(md5, Some("aws:kms"))), None);
-        assert_eq!(md5_etag(&head(md5, Some("SSE-C"))), None);
-        assert_eq!(md5_etag(&head(&format!("{md5}-2"), None)), None);
-        assert_eq!(md5_etag(&head("not-an-md5", None)), None);
     }
 }

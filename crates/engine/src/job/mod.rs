@@ -24,7 +24,9 @@
 //!
 //! Restoring it is a job of the same engine: [`Engine::download_prefix`] fetches every object under a prefix
 //! into a directory in parallel ranged GETs, each part recorded so a rerun fetches only what is missing, each
-//! file verified, renamed into place and given back the modification time the upload recorded:
+//! file verified (against the store's CRC-64 or CRC-32C, or its MD5 ETag; and, when the engine's
+//! [`DigestOptions`] name where the backup put it, the file's BLAKE3), renamed into place and given back the
+//! modification time the upload recorded:
 //!
 //! ```no_run
 //! # async fn demo(engine: transfer_engine::job::Engine) -> transfer_engine::Result<()> {
@@ -62,6 +64,7 @@ mod restore;
 mod start;
 mod stream;
 mod upload;
+mod verify;
 
 use crate::checkpoint::Ledger;
 use crate::error::{Error, Result};

@@ -60,6 +60,10 @@ pub struct Outcome {
     pub skipped: Option<SkipReason>,
     /// What this run checked of the bytes it wrote, end to end (nothing for an object it did not write).
     pub verified: Verified,
+    /// The source changed after an earlier run (or an earlier attempt of this one) had started on the object:
+    /// another size, modification time or inode for a file, another ETag, version or size for an object. What
+    /// had been sent or fetched of the old source was discarded and the object started again.
+    pub source_changed: bool,
 }
 
 /// What was checked of an object's bytes, end to end.
@@ -69,15 +73,23 @@ pub struct Verified {
     /// Its CRC-64/XZ: the server's against the bytes sent (or the copy source's); for a download, the parts'
     /// CRC-64s combined against the object's (`x-oss-hash-crc64ecma`).
     pub crc64: bool,
-    /// A download's file, read back, has the MD5 the object's ETag is (an object written in one request, on a
-    /// store without CRC-64).
+    /// A download's bytes have the MD5 the object's ETag is: of the bytes (an object written in one request),
+    /// or of the parts' MD5s under the upload's part layout (`hex-N`). Checked on stores without CRC-64 and
+    /// without a CRC-32C of the object.
     pub md5: bool,
+    /// A download's bytes have the CRC-32C the store reports for the object (S3's `x-amz-checksum-crc32c`, of
+    /// the bytes or, composite, of the parts' CRC-32Cs under the upload's layout). Checked on stores without
+    /// CRC-64.
+    pub checksum: bool,
+    /// A download's bytes have the BLAKE3 an earlier upload labelled the object with
+    /// ([`DigestOptions`](super::DigestOptions), named in the engine's configuration).
+    pub blake3: bool,
 }
 
 impl Verified {
     /// True when anything was checked.
     pub fn any(&self) -> bool {
-        self.crc64 || self.md5
+        self.crc64 || self.md5 || self.checksum || self.blake3
     }
 }
 
@@ -99,7 +111,14 @@ impl Outcome {
             already_done: false,
             skipped: Some(reason),
             verified: Verified::default(),
+            source_changed: false,
         }
+    }
+
+    /// This outcome, of an object whose source changed after work on it had begun (`changed`).
+    pub(super) fn changed(mut self, changed: bool) -> Outcome {
+        self.source_changed |= changed;
+        self
     }
 
     /// What the ledger recorded of an object an earlier run finished (or skipped).
@@ -114,6 +133,7 @@ impl Outcome {
             already_done: true,
             skipped: None,
             verified: Verified::default(),
+            source_changed: false,
         }
     }
 }
@@ -265,7 +285,8 @@ impl Engine {
             let crc64 = put.crc64.filter(|_| verified || source.expected_crc64().is_some());
             Ok(Outcome {
                 size: plan.size,
-                verified: Verified { crc64: crc64.is_some(), md5: false },
+                verified: Verified { crc64: crc64.is_some(), ..Verified::default() },
+                source_changed: false,
                 crc64,
                 etag: put.etag,
                 blake3: blake3.unwrap_or_default(),

@@ -11,6 +11,7 @@
 
 use super::download::read_pinned;
 use super::start::{JobStart, Source};
+use super::verify::Believed;
 use super::{Engine, Outcome, Verified};
 use crate::checkpoint::{Fingerprint, JobId};
 use crate::crc64;
@@ -75,7 +76,7 @@ pub fn is_closed_output(e: &Error) -> bool {
 
 impl Engine {
     /// A job streaming one object into `req.writer`, in order, with a handle as for any job: `.await` it to start
-    /// it ([`JobStart`]). See the [module docs](self): it does not resume.
+    /// it ([`JobStart`]). See the docs of `job::stream`: it does not resume.
     pub fn download_stream(&self, req: StreamRequest) -> JobStart {
         JobStart::new(self, Source::Stream(req))
     }
@@ -102,7 +103,15 @@ impl Engine {
         let (size, ps) = (head.size, plan.part_size());
         // Nothing of an earlier run can be reused: the row starts again.
         self.db(move |l| l.reset_object(id, &fp, size, ps)).await?;
+        let expected = match self.expected(&req.source, &head, head.crc64.is_some()).await {
+            Ok(e) => e,
+            Err(e) => {
+                self.record_failure(&row, &e).await;
+                return Err(e.with_context("source", &req.source));
+            }
+        };
         let streamed = async {
+            let mut verifier = super::verify::Verifier::new(&expected);
             let ahead = plan.buffered_in_flight(&self.inner.config.plan);
             let (head, source) = (&head, &req.source);
             let mut parts = futures::stream::iter(plan.parts())
@@ -121,45 +130,53 @@ impl Engine {
             let mut crc = 0u64;
             while let Some((part, data, _memory)) = parts.try_next().await? {
                 crc = crc64::combine(crc, crc64::checksum(&data), part.len);
+                verifier.update(&data);
                 writer.write_all(&data).await.map_err(output_error)?;
                 self.acknowledged(part.len);
             }
             writer.flush().await.map_err(output_error)?;
-            Ok::<_, Error>(crc)
+            Ok::<_, Error>((crc, verifier.finish()))
         }
         .await;
-        let crc = match streamed {
-            Ok(crc) => crc,
+        let (crc, checked) = match streamed {
+            Ok(done) => done,
             Err(e) => {
                 self.record_failure(&row, &e).await;
                 return Err(e.with_context("source", &req.source));
             }
         };
-        let verified = Verified { crc64: head.crc64 == Some(crc), md5: false };
-        if head.crc64.is_some_and(|want| want != crc) {
-            let e = Error::new(
-                ErrorKind::Integrity,
-                format!(
-                    "the bytes streamed have the CRC-64 {crc}, not the object's {}: discard what was read",
-                    head.crc64.unwrap_or_default()
-                ),
-            )
-            .with_retry(Retry::Permanent);
+        let checked = match self.believed(&req.source, &head, &expected, checked).await? {
+            // The bytes are gone: what depended on the layout stays unverified.
+            Believed::Yes(c) | Believed::Unverified(c) | Believed::Recheck(_, c) => c,
+        };
+        let verified = Verified { crc64: head.crc64 == Some(crc), ..checked.verified };
+        let checked_blake3 = checked.blake3;
+        let mismatch = match head.crc64 {
+            Some(want) if want != crc => Some(format!("CRC-64 {crc}, not the object's {want}")),
+            _ => checked.mismatch.map(|m| m.what),
+        };
+        if let Some(what) = mismatch {
+            let e =
+                Error::new(ErrorKind::Integrity, format!("the bytes streamed have the {what}: discard what was read"))
+                    .with_retry(Retry::Permanent);
             self.record_failure(&row, &e).await;
             return Err(e.with_context("source", &req.source));
         }
         let (etag, checked) = (head.etag.clone(), verified.crc64.then_some(crc));
-        self.db(move |l| l.finish_object_tagged(id, &etag, checked, None, true)).await?;
+        let blake3 = checked_blake3.map(|h| h.to_hex().to_string());
+        let recorded = blake3.clone();
+        self.db(move |l| l.finish_object_tagged(id, &etag, checked, recorded.as_deref(), true)).await?;
         Ok(Outcome {
             size: head.size,
             etag: head.etag,
             crc64: checked,
-            blake3: String::new(),
+            blake3: blake3.unwrap_or_default(),
             parts_sent: plan.part_count(),
             parts_reused: 0,
             already_done: false,
             skipped: None,
             verified,
+            source_changed: false,
         })
     }
 }

@@ -208,7 +208,8 @@ impl Engine {
                 (req.bucket.clone(), req.key.clone(), req.tags.clone(), fp.clone(), plan.part_size());
             self.db(move |l| l.upsert_object(job, &source, &b, &k, size, &fp, part_size, tags.as_ref())).await?
         };
-        let row = if row.fingerprint != fp || row.plan_part_size != plan.part_size() {
+        let changed = row.fingerprint != fp;
+        let row = if changed || row.plan_part_size != plan.part_size() {
             self.restart(row, fp, size, plan.part_size()).await?
         } else {
             row
@@ -232,6 +233,7 @@ impl Engine {
         let mut file = FileSource::new(self, file, path.clone(), meta, &plan, expect);
         self.transfer(&row, &dest, req.tags.as_ref(), &plan, &opts, &mut file)
             .await
+            .map(|o| o.changed(changed))
             .map_err(|e| e.with_context("file", path.display()).with_context("object", &dest))
     }
 

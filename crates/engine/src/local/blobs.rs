@@ -242,6 +242,11 @@ fn split_name(name: &str) -> Result<(&str, Option<Vec<u64>>)> {
     Ok((entry, Some(out)))
 }
 
+/// The sizes of the pieces a data name holds (a multipart object's parts, in order); `None` for one file.
+pub(super) fn piece_sizes(name: &str) -> Result<Option<Vec<u64>>> {
+    Ok(split_name(name)?.1)
+}
+
 /// The sizes part of a piece directory's data name: runs of equal sizes as `size*count`, joined by commas.
 fn encode_sizes(sizes: &[u64]) -> String {
     let mut runs: Vec<(u64, usize)> = Vec::new();

@@ -396,6 +396,10 @@ impl ObjectStore for LocalStore {
         self.head_impl(obj).await
     }
 
+    async fn head_part(&self, obj: &ObjectRef, part: PartNumber) -> Result<ObjectInfo> {
+        self.head_part_impl(obj, part).await
+    }
+
     async fn get_object(&self, obj: &ObjectRef, range: Option<ByteRange>) -> Result<GetObject> {
         self.get_impl(obj, range).await
     }

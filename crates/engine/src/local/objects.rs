@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::meta::{Metadata, StorageClass};
 use crate::store::{
     validate_key, Body, ByteRange, Capabilities, CopyConditions, CopyOptions, DeleteResult, Directive, GetObject,
-    ListEntry, ListPage, ListRequest, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectType, PutOptions, PutResult,
-    RestoreAnswer, RestoreRequest, RestoreState, Versioning,
+    ListEntry, ListPage, ListRequest, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectType, PartNumber, PutOptions,
+    PutResult, RestoreAnswer, RestoreRequest, RestoreState, Versioning,
 };
 use crate::tags::TagSet;
 use futures::stream::{self, StreamExt};
@@ -50,6 +50,8 @@ impl Resolved {
             metadata: c.metadata.clone(),
             restore: self.restore.clone(),
             encryption: None,
+            checksum: None,
+            parts_count: None,
         }
     }
 
@@ -318,6 +320,22 @@ impl LocalStore {
 
     pub(super) async fn head_impl(&self, obj: &ObjectRef) -> Result<ObjectInfo> {
         Ok(self.resolve(obj, true, false).await?.info())
+    }
+
+    /// HeadObject of part `n` of a multipart object (its pieces are its parts); part 1 of any other object is
+    /// the whole of it, without a part count, as S3 answers.
+    pub(super) async fn head_part_impl(&self, obj: &ObjectRef, n: PartNumber) -> Result<ObjectInfo> {
+        let r = self.resolve(obj, true, false).await?;
+        let sizes = r.content.data.as_deref().map(blobs::piece_sizes).transpose()?.flatten();
+        let mut info = r.info();
+        match sizes {
+            Some(sizes) if (1..=sizes.len()).contains(&(n.get() as usize)) => {
+                (info.size, info.parts_count) = (sizes[n.get() as usize - 1], Some(sizes.len() as u32));
+            }
+            None if n.get() == 1 => {}
+            _ => return Err(Error::code(416, "InvalidPartNumber", "The requested partnumber is not satisfiable")),
+        }
+        Ok(info)
     }
 
     pub(super) async fn meta_impl(&self, obj: &ObjectRef) -> Result<ObjectMetaSummary> {

@@ -56,6 +56,43 @@ impl Checksum {
     }
 }
 
+/// The checksum of a whole object as the store reports it (S3's `x-amz-checksum-*` on a HEAD with
+/// `x-amz-checksum-mode: ENABLED`): of its bytes (`FULL_OBJECT`, what a single PutObject or a full-object
+/// multipart upload carries), or `COMPOSITE`: the checksum of the concatenated part checksums, which only the
+/// object's part layout can reproduce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectChecksum {
+    /// The value. Only CRC-32C is read; an object with another algorithm has none here.
+    pub value: Checksum,
+    /// `Some(n)`: composite, of `n` parts. `None`: of the object's bytes.
+    pub composite_parts: Option<u32>,
+}
+
+impl ObjectChecksum {
+    /// Reads `x-amz-checksum-crc32c` (`value` or `value-N`) with `x-amz-checksum-type` (`type_`), for an
+    /// object whose ETag is `etag`. Whether a value without `-N` and without a type is composite is told by
+    /// the ETag: a multipart ETag (`...-N`) means N parts (moto answers a HEAD that way).
+    pub fn parse(value: &str, type_: Option<&str>, etag: &str) -> Result<ObjectChecksum> {
+        let parts_of = |n: &str| n.parse::<u32>().ok().filter(|n| *n >= 1);
+        let etag_parts = etag.trim_matches('"').rsplit_once('-').and_then(|(_, n)| parts_of(n));
+        let (raw, suffix) = match value.trim().rsplit_once('-') {
+            Some((raw, n)) => {
+                let n = parts_of(n).ok_or_else(|| Error::invalid(format!("{value:?} is not a CRC-32C checksum")))?;
+                (raw, Some(n))
+            }
+            None => (value.trim(), None),
+        };
+        let composite_parts = match type_.map(str::to_ascii_uppercase).as_deref() {
+            Some("FULL_OBJECT") => None,
+            Some("COMPOSITE") => Some(suffix.or(etag_parts).ok_or_else(|| {
+                Error::invalid(format!("a composite checksum {value:?} without its part count (ETag {etag:?})"))
+            })?),
+            _ => suffix.or(etag_parts),
+        };
+        Ok(ObjectChecksum { value: Checksum::parse_crc32c(raw)?, composite_parts })
+    }
+}
+
 /// The header of a CRC-32C ([`Checksum::header`]).
 pub const CRC32C_HEADER: &str = "x-amz-checksum-crc32c";
 /// The name of CRC-32C in `x-amz-checksum-algorithm` ([`Checksum::algorithm`]).
@@ -99,5 +136,19 @@ mod tests {
         assert!(Checksum::parse_crc32c("not base64!").is_err());
         assert!("md5:xyz".parse::<Checksum>().is_err());
         assert!("4waSgw==".parse::<Checksum>().is_err());
+    }
+
+    #[test]
+    fn object_checksums_tell_composite_from_full_object() {
+        let c = Checksum::Crc32c(0xE306_9283);
+        let full = |n| ObjectChecksum { value: c, composite_parts: n };
+        assert_eq!(ObjectChecksum::parse("4waSgw==", None, "abc").unwrap(), full(None));
+        assert_eq!(ObjectChecksum::parse("4waSgw==-3", None, "abc-3").unwrap(), full(Some(3)));
+        assert_eq!(ObjectChecksum::parse("4waSgw==", Some("COMPOSITE"), "\"abc-7\"").unwrap(), full(Some(7)));
+        assert_eq!(ObjectChecksum::parse("4waSgw==", None, "abc-7").unwrap(), full(Some(7)), "moto's HEAD");
+        assert_eq!(ObjectChecksum::parse("4waSgw==", Some("FULL_OBJECT"), "abc-7").unwrap(), full(None));
+        assert!(ObjectChecksum::parse("4waSgw==", Some("COMPOSITE"), "abc").is_err());
+        assert!(ObjectChecksum::parse("4waSgw==-x", None, "abc").is_err());
+        assert!(ObjectChecksum::parse("4waSgw==-0", None, "abc").is_err());
     }
 }

@@ -38,7 +38,7 @@ mod checksum;
 mod ids;
 mod key;
 pub use body::{Body, Md5Check};
-pub use checksum::{Checksum, CRC32C_ALGORITHM, CRC32C_HEADER};
+pub use checksum::{Checksum, ObjectChecksum, CRC32C_ALGORITHM, CRC32C_HEADER};
 pub use ids::{PartCopySource, PartNumber, PartRef, Upload, UploadId};
 pub use key::{
     validate_bucket, validate_bucket_for, validate_key, validate_part_number, MAX_KEY_BYTES, MAX_PART_NUMBER,
@@ -201,6 +201,11 @@ pub struct ObjectInfo {
     /// `x-amz-server-side-encryption`: `AES256`, `KMS`, `aws:kms`, ...; `SSE-C` for a customer's key), when the
     /// store says.
     pub encryption: Option<String>,
+    /// The object's CRC-32C as the store reports it (S3, asked for on every HEAD), when it has one.
+    pub checksum: Option<ObjectChecksum>,
+    /// The number of parts of an object written by a multipart upload (`x-amz-mp-parts-count`), in the answer
+    /// to a HEAD of one of its parts ([`ObjectStore::head_part`]).
+    pub parts_count: Option<u32>,
 }
 
 impl ObjectInfo {
@@ -781,6 +786,11 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// HeadObject.
     async fn head_object(&self, obj: &ObjectRef) -> Result<ObjectInfo>;
+
+    /// HeadObject of one part of an object a multipart upload wrote (S3's `?partNumber=`): the part's size in
+    /// `size` and the object's part count in [`ObjectInfo::parts_count`]. A store that keeps no part layout
+    /// answers [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported), or without a part count.
+    async fn head_part(&self, obj: &ObjectRef, part: PartNumber) -> Result<ObjectInfo>;
 
     /// GetObject, whole or one byte range (standard range semantics: the end is clamped to the size; a start past
     /// the end is `InvalidRange`).
