@@ -176,16 +176,25 @@ impl Engine {
         Ok(layout.filter(|sizes| sizes.iter().sum::<u64>() == head.size))
     }
 
-    /// Checks `size` bytes of `file` (in 1 MiB slices, under the memory budget) against `expected`. A mismatch
-    /// under an inferred layout is checked again under the exact one before it is believed.
+    /// Checks the object's `head.size` bytes in `file` against `expected`: from the CRC-32Cs of the parts that
+    /// wrote it (`parts`: size and CRC-32C of each, in order; empty when unknown) where they tell it, else read
+    /// back once (in 1 MiB slices, under the memory budget). A mismatch under an inferred layout is checked again
+    /// under the exact one before it is believed.
     pub(super) async fn check_file(
         &self,
         source: &ObjectRef,
         head: &ObjectInfo,
-        file: &std::sync::Arc<File>,
+        (file, parts): (&std::sync::Arc<File>, &[(u64, u32)]),
         mut expected: Expected,
     ) -> Result<Checked> {
         loop {
+            if let Some(checked) = from_parts(&expected, parts) {
+                match self.believed(source, head, &expected, checked).await? {
+                    Believed::Yes(checked) | Believed::Unverified(checked) => return Ok(checked),
+                    Believed::Recheck(exact, _) => expected = exact,
+                }
+                continue;
+            }
             let _memory = self.inner.scheduler.memory((1 << 20).min(head.size).max(1)).await;
             let (file, size, mut v) = (file.clone(), head.size, Verifier::new(&expected));
             let checked = tokio::task::spawn_blocking(move || {
@@ -231,6 +240,32 @@ impl Engine {
             None => Ok(Believed::Unverified(checked.without_layout_bound())),
         }
     }
+}
+
+/// The check of `expected` made from the CRC-32Cs of the parts written (size and CRC-32C, in order), without
+/// reading the bytes again: when the object's CRC-32C is the only reference, and it is of the whole object
+/// (the parts' CRCs combine into it) or composite over parts the same as these. `None` otherwise.
+fn from_parts(expected: &Expected, parts: &[(u64, u32)]) -> Option<Checked> {
+    let want = expected.checksum.filter(|_| expected.md5.is_none() && expected.blake3.is_none())?;
+    if parts.is_empty() {
+        return None;
+    }
+    let got = match want.composite_parts {
+        None => parts.iter().fold(0, |acc, &(len, crc)| crc32c::crc32c_combine(acc, crc, len as usize)),
+        Some(_) if parts.iter().map(|p| p.0).eq(expected.layout.iter().copied()) => {
+            let crcs: Vec<u8> = parts.iter().flat_map(|p| p.1.to_be_bytes()).collect();
+            crc32c::crc32c(&crcs)
+        }
+        Some(_) => return None,
+    };
+    let got = Checksum::Crc32c(got);
+    let mut checked = Checked::default();
+    checked.verified.checksum = got == want.value;
+    if !checked.verified.checksum {
+        let what = format!("CRC-32C {}, not the object's {}", got.value(), want.value.value());
+        checked.mismatch = Some(Mismatch { what, layout_bound: want.composite_parts.is_some(), soft: false });
+    }
+    Some(checked)
 }
 
 /// What [`Engine::believed`] concluded.
@@ -530,5 +565,32 @@ mod tests {
         // Nothing to check: nothing verified, nothing refused.
         let c = check(&layout(&[3000]), &data, 100);
         assert!(!c.verified.any() && c.mismatch.is_none());
+    }
+
+    #[test]
+    fn the_parts_crc32cs_check_the_object_without_reading_it_again() {
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 13 + i / 101) as u8).collect();
+        let written = |size: usize| -> Vec<(u64, u32)> {
+            data.chunks(size).map(|c| (c.len() as u64, crc32c::crc32c(c))).collect()
+        };
+        let full = ObjectChecksum { value: Checksum::crc32c(&data), composite_parts: None };
+        for size in [1000, 7000, 30_000] {
+            let c = from_parts(&Expected { checksum: Some(full), ..layout(&[30_000]) }, &written(size)).unwrap();
+            assert!(c.verified.checksum && c.mismatch.is_none(), "whole-object CRC-32C from parts of {size}");
+        }
+        let uploaded = written(12_000);
+        let crcs: Vec<u8> = uploaded.iter().flat_map(|p| p.1.to_be_bytes()).collect();
+        let composite = ObjectChecksum { value: Checksum::Crc32c(crc32c::crc32c(&crcs)), composite_parts: Some(3) };
+        let e = Expected { checksum: Some(composite), ..layout(&[12_000, 12_000, 6000]) };
+        assert!(from_parts(&e, &uploaded).unwrap().verified.checksum, "the download's parts are the upload's");
+        assert!(from_parts(&e, &written(10_000)).is_none(), "other parts: read back");
+        let mut damaged = uploaded.clone();
+        damaged[1].1 ^= 1;
+        let m = from_parts(&e, &damaged).unwrap().mismatch.unwrap();
+        assert!(m.layout_bound && !m.soft, "{m:?}");
+        // Anything else to check (an MD5, a BLAKE3 label) needs the bytes.
+        let e = Expected { checksum: Some(full), blake3: Some(blake3::hash(&data)), ..layout(&[30_000]) };
+        assert!(from_parts(&e, &written(1000)).is_none());
+        assert!(from_parts(&Expected { checksum: Some(full), ..layout(&[30_000]) }, &[]).is_none());
     }
 }
