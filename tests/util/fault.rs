@@ -37,6 +37,9 @@ pub enum Fault {
     /// Forward (the server does the work), then hold the answer this long: a client killed meanwhile never
     /// learns that its request succeeded.
     HoldAnswer(Duration),
+    /// Forward, then flip one byte in the middle of the response body: bytes damaged on the way to the client,
+    /// with every header (ETag, checksums, lengths) as the server sent it.
+    CorruptResponse,
 }
 
 /// Which requests a rule applies to.
@@ -229,6 +232,7 @@ async fn forward(
         Some(Fault::ErrorBody200) => return Ok(canned(200, error_xml("InternalError"))),
         Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
         Some(Fault::CutBody)
+        | Some(Fault::CorruptResponse)
         | Some(Fault::LoseResponse)
         | Some(Fault::CorruptRequest)
         | Some(Fault::HoldAnswer(_))
@@ -259,6 +263,12 @@ async fn forward(
     }
     if matches!(fault, Some(Fault::LoseResponse)) {
         return Ok(canned(500, error_xml("InternalError")));
+    }
+    if matches!(fault, Some(Fault::CorruptResponse)) && !bytes.is_empty() {
+        let mut damaged = bytes.to_vec();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 0x20;
+        return Ok(out.body(Full::new(Bytes::from(damaged))).unwrap());
     }
     if matches!(fault, Some(Fault::CutBody)) && !bytes.is_empty() {
         // Content-Length promises every byte; a body that stops halfway makes the client see a cut.
