@@ -111,8 +111,15 @@ impl Engine {
                     let _slot = self.inner.scheduler.request().await;
                     store.get_tagging(source).await
                 })
-                .await?;
-            label = tags.get(name).map(str::to_owned);
+                .await;
+            label = match tags {
+                Ok(tags) => tags.get(name).map(str::to_owned),
+                Err(e) if e.kind() == ErrorKind::Stopped => return Err(e),
+                Err(e) => {
+                    tracing::warn!(%source, error = %e, "cannot read the object's tags: its BLAKE3 label is not checked");
+                    None
+                }
+            };
         }
         Ok(label.and_then(|hex| match blake3::Hash::from_hex(hex.trim()) {
             Ok(h) => Some(h),
@@ -146,12 +153,16 @@ impl Engine {
                         self.source_store().head_part(obj, number).await
                     })
                     .await;
-                // Not compared: the ETag (moto answers the part's own).
+                // Not compared: the ETag (moto answers the part's own). A store that refuses the question (a
+                // part number it does not take, a permission) leaves the layout unknown, not the download failed.
                 match got {
                     Ok(info) if info.parts_count == Some(parts) => Ok(Some(info.size)),
                     Ok(_) => Ok(None),
-                    Err(e) if e.kind() == ErrorKind::Unsupported => Ok(None),
-                    Err(e) => Err(e),
+                    Err(e) if e.kind() == ErrorKind::Stopped => Err(e),
+                    Err(e) => {
+                        tracing::debug!(%obj, error = %e, "HEAD of a part failed: the part layout is unknown");
+                        Ok(None)
+                    }
                 }
             }
         };
