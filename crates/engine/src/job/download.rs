@@ -683,7 +683,7 @@ async fn fetch_into(
 }
 
 /// The most bytes of a part gathered before they are written.
-const WRITE_BATCH: usize = 1 << 20;
+const WRITE_BATCH: usize = 4 << 20;
 
 /// Blocking: writes `chunks` at `at` in the sink's file, one writer at a time, adding them to `sum`.
 fn write_batch(sink: &Sink, mut at: u64, chunks: &[Bytes], mut sum: PartSum) -> Result<PartSum> {
