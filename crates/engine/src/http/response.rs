@@ -144,14 +144,19 @@ pub(crate) fn object_info(d: &Dialect, headers: &HeaderMap, size: u64) -> Result
 }
 
 /// The object's CRC-32C (`x-amz-checksum-crc32c`, with `x-amz-checksum-type`), where the dialect asks for it.
+/// A value that does not parse is no checksum (said in the log): a store's quirk must not fail its reads.
 fn object_checksum(d: &Dialect, headers: &HeaderMap) -> Result<Option<ObjectChecksum>> {
     if d.checksum_mode.is_none() {
         return Ok(None);
     }
     let Some(value) = header(headers, crate::store::CRC32C_HEADER) else { return Ok(None) };
-    ObjectChecksum::parse(value, header(headers, &d.h("checksum-type")), &etag(headers))
-        .map(Some)
-        .map_err(|e| Error::new(ErrorKind::Protocol, format!("the object's checksum: {e}")))
+    match ObjectChecksum::parse(value, header(headers, &d.h("checksum-type")), &etag(headers)) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the object's checksum is not used");
+            Ok(None)
+        }
+    }
 }
 
 /// `Content-Length`, required.

@@ -153,7 +153,7 @@ impl Engine {
         let checked_blake3 = checked.blake3;
         let mismatch = match head.crc64 {
             Some(want) if want != crc => Some(format!("CRC-64 {crc}, not the object's {want}")),
-            _ => checked.mismatch.map(|m| m.what),
+            _ => checked.mismatch().map(str::to_owned),
         };
         if let Some(what) = mismatch {
             let e =

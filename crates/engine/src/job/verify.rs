@@ -15,8 +15,9 @@
 //! carries it: the bytes against the file the backup read, end to end.
 //!
 //! The layout of a multipart upload is asked of the store (HEAD `?partNumber=`, S3): part 1 and the last part
-//! tell an even layout, the one every uploader we know writes. A check that fails under that layout is not
-//! believed until every part was asked for: an uneven layout is then checked again, not reported as corrupt.
+//! tell an even layout, the one every uploader we know writes; when they do not, every part is asked for (up to
+//! 1,000 parts). A check that fails under an inferred layout is not believed until every part was asked for: an
+//! uneven layout is then checked again, not reported as corrupt.
 
 use super::{Engine, Verified};
 use crate::error::{Error, ErrorKind, Result};
@@ -25,6 +26,9 @@ use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+
+/// The most parts whose sizes are asked one by one (HEAD `?partNumber=`) to learn an uneven layout.
+const MAX_PARTS_ASKED: u32 = 1000;
 
 /// What a download's bytes are checked against, besides the CRC-64 (see the [module docs](self)).
 #[derive(Debug, Clone, Default)]
@@ -181,6 +185,8 @@ impl Engine {
                 Some(last) if part_size(parts).await? == Some(last) => {
                     Some((1..=parts).map(|n| if n == parts { last } else { first }).collect())
                 }
+                // Not an even layout: asked part by part, where that is a bounded cost.
+                _ if parts <= MAX_PARTS_ASKED => return Box::pin(self.upload_layout(source, head, parts, true)).await,
                 _ => None,
             }
         };
@@ -237,7 +243,7 @@ impl Engine {
         expected: &Expected,
         checked: Checked,
     ) -> Result<Believed> {
-        if checked.mismatch.as_ref().is_none_or(|m| !m.layout_bound) || expected.exact {
+        if !checked.mismatches.iter().any(|m| m.layout_bound) || expected.exact {
             return Ok(Believed::Yes(checked.soft_mismatch_unverified(source)));
         }
         let parts = expected.layout.len() as u32;
@@ -270,13 +276,13 @@ fn from_parts(expected: &Expected, parts: &[(u64, u32)]) -> Option<Checked> {
         Some(_) => return None,
     };
     let got = Checksum::Crc32c(got);
-    let mut checked = Checked::default();
-    checked.verified.checksum = got == want.value;
-    if !checked.verified.checksum {
+    let verified = Verified { checksum: got == want.value, ..Verified::default() };
+    let mut mismatches = Vec::new();
+    if !verified.checksum {
         let what = format!("CRC-32C {}, not the object's {}", got.value(), want.value.value());
-        checked.mismatch = Some(Mismatch { what, layout_bound: want.composite_parts.is_some(), soft: false });
+        mismatches.push(Mismatch { what, layout_bound: want.composite_parts.is_some(), soft: false });
     }
-    Some(checked)
+    Some(Checked::new(verified, mismatches, None))
 }
 
 /// What [`Engine::believed`] concluded.
@@ -306,25 +312,34 @@ pub(super) struct Mismatch {
 pub(super) struct Checked {
     /// What matched.
     pub(super) verified: Verified,
-    /// The first reference that did not.
-    pub(super) mismatch: Option<Mismatch>,
+    /// Every reference that did not, contracts before conventions.
+    mismatches: Vec<Mismatch>,
     /// The bytes' BLAKE3, when it was computed.
     pub(super) blake3: Option<blake3::Hash>,
 }
 
 impl Checked {
+    fn new(verified: Verified, mut mismatches: Vec<Mismatch>, blake3: Option<blake3::Hash>) -> Checked {
+        mismatches.sort_by_key(|m| m.soft);
+        Checked { verified, mismatches, blake3 }
+    }
+
+    /// What did not match, the first contract first; `None` when nothing failed.
+    pub(super) fn mismatch(&self) -> Option<&str> {
+        self.mismatches.first().map(|m| m.what.as_str())
+    }
+
     /// The check, with a mismatch against a convention (a multipart ETag) turned into "not verified", said.
     fn soft_mismatch_unverified(mut self, source: &ObjectRef) -> Checked {
-        if let Some(m) = self.mismatch.take_if(|m| m.soft) {
-            tracing::warn!(%source, "the bytes have the {}: the store does not make multipart ETags as S3 does, so they are not verified by it", m.what);
+        for m in self.mismatches.extract_if(.., |m| m.soft) {
+            tracing::warn!(%source, "the bytes have the {}: the store does not make multipart ETags by a rule we know, so they are not verified by it", m.what);
         }
         self
     }
 
+    /// The check without what depended on a layout that cannot be known (what else failed still stands).
     fn without_layout_bound(mut self) -> Checked {
-        if self.mismatch.as_ref().is_some_and(|m| m.layout_bound) {
-            self.mismatch = None;
-        }
+        self.mismatches.retain(|m| !m.layout_bound);
         self
     }
 }
@@ -429,7 +444,9 @@ impl Verifier {
             }
         }
         if let Some(want) = &self.md5 {
-            let got = match layout_bound {
+            // A multipart ETag (`-N`, one part included) is made of the parts' MD5s; a plain one is the bytes'.
+            let multipart = want.contains('-');
+            let got = match multipart {
                 true => format!("{}-{}", hex::encode(Md5::digest(&self.md5s)), self.layout.len()),
                 false => hex::encode(&self.md5s[..16]),
             };
@@ -438,10 +455,10 @@ impl Verifier {
                 let hexes: String = self.md5s.chunks(16).map(hex::encode_upper).collect();
                 format!("{}-{}", hex::encode(Md5::digest(hexes.as_bytes())), self.layout.len())
             };
-            verified.md5 = &got == want || (layout_bound && &oss() == want);
+            verified.md5 = &got == want || (multipart && &oss() == want);
             if !verified.md5 {
                 let what = format!("MD5 {got}, not the ETag {want}");
-                mismatches.push(Mismatch { what, layout_bound, soft: layout_bound });
+                mismatches.push(Mismatch { what, layout_bound, soft: multipart });
             }
         }
         let mut blake3 = None;
@@ -454,9 +471,7 @@ impl Verifier {
             }
             blake3 = Some(got);
         }
-        // A mismatch against a contract is reported before one against a convention.
-        mismatches.sort_by_key(|m| m.soft);
-        Checked { verified, mismatch: mismatches.into_iter().next(), blake3 }
+        Checked::new(verified, mismatches, blake3)
     }
 }
 
@@ -531,23 +546,23 @@ mod tests {
         for slice in [1, 999, 10_000, 25_000] {
             for etag in [&s3_etag, &oss_etag] {
                 let c = check(&Expected { md5: Some(etag.clone()), ..layout(&sizes) }, &data, slice);
-                assert!(c.verified.md5 && c.mismatch.is_none(), "{etag} in slices of {slice}");
+                assert!(c.verified.md5 && c.mismatch().is_none(), "{etag} in slices of {slice}");
             }
             let c = check(&Expected { checksum: Some(composite), ..layout(&sizes) }, &data, slice);
-            assert!(c.verified.checksum && c.mismatch.is_none(), "composite in slices of {slice}");
+            assert!(c.verified.checksum && c.mismatch().is_none(), "composite in slices of {slice}");
         }
         // One byte changed: each reference says so; the ETag's mismatch is soft (a convention), the CRC's not.
         let mut bad = data.clone();
         bad[15_000] ^= 1;
         let c = check(&Expected { md5: Some(s3_etag.clone()), ..layout(&sizes) }, &bad, 4096);
-        let m = c.mismatch.unwrap();
+        let m = &c.mismatches[0];
         assert!(!c.verified.md5 && m.soft && m.layout_bound, "{m:?}");
         let c = check(&Expected { checksum: Some(composite), ..layout(&sizes) }, &bad, 4096);
-        let m = c.mismatch.unwrap();
+        let m = &c.mismatches[0];
         assert!(!c.verified.checksum && !m.soft && m.layout_bound, "{m:?}");
         // Under another layout the same bytes do not match: the layout is part of the reference.
         let c = check(&Expected { checksum: Some(composite), ..layout(&[12_500, 12_500]) }, &data, 4096);
-        assert!(c.mismatch.is_some());
+        assert!(c.mismatch().is_some());
     }
 
     #[test]
@@ -557,25 +572,25 @@ mod tests {
         let md5 = hex::encode(Md5::digest(&data));
         let e = Expected { checksum: Some(full), blake3: Some(blake3::hash(&data)), ..layout(&[3000]) };
         let c = check(&e, &data, 1000);
-        assert!(c.verified.checksum && c.verified.blake3 && c.mismatch.is_none());
+        assert!(c.verified.checksum && c.verified.blake3 && c.mismatch().is_none());
         assert_eq!(c.blake3, Some(blake3::hash(&data)));
         let c = check(&Expected { md5: Some(md5.clone()), ..layout(&[3000]) }, &data, 7);
-        assert!(c.verified.md5 && c.mismatch.is_none());
+        assert!(c.verified.md5 && c.mismatch().is_none());
         // Short and long bodies are mismatches of length, whatever else matches.
         let c = check(&Expected { md5: Some(md5), ..layout(&[3000]) }, &data[..2999], 7);
-        assert!(c.mismatch.unwrap().what.contains("length 2999"));
+        assert!(c.mismatch().unwrap().contains("length 2999"));
         let c = check(&e, &[data.as_slice(), b"x"].concat(), 1000);
-        assert!(c.mismatch.is_some());
+        assert!(c.mismatch().is_some());
         // A contract's mismatch comes before a convention's.
         let wrong = blake3::hash(b"other");
         let mut md5s = Expected { md5: Some("00".repeat(16) + "-2"), blake3: Some(wrong), ..layout(&[1500, 1500]) };
         let c = check(&md5s, &data, 100);
-        assert!(!c.mismatch.unwrap().soft, "the BLAKE3 mismatch is the one reported");
+        assert!(!c.mismatches[0].soft, "the BLAKE3 mismatch is the one reported");
         md5s.blake3 = None;
-        assert!(check(&md5s, &data, 100).mismatch.unwrap().soft);
+        assert!(check(&md5s, &data, 100).mismatches[0].soft);
         // Nothing to check: nothing verified, nothing refused.
         let c = check(&layout(&[3000]), &data, 100);
-        assert!(!c.verified.any() && c.mismatch.is_none());
+        assert!(!c.verified.any() && c.mismatch().is_none());
     }
 
     #[test]
@@ -587,7 +602,7 @@ mod tests {
         let full = ObjectChecksum { value: Checksum::crc32c(&data), composite_parts: None };
         for size in [1000, 7000, 30_000] {
             let c = from_parts(&Expected { checksum: Some(full), ..layout(&[30_000]) }, &written(size)).unwrap();
-            assert!(c.verified.checksum && c.mismatch.is_none(), "whole-object CRC-32C from parts of {size}");
+            assert!(c.verified.checksum && c.mismatch().is_none(), "whole-object CRC-32C from parts of {size}");
         }
         let uploaded = written(12_000);
         let crcs: Vec<u8> = uploaded.iter().flat_map(|p| p.1.to_be_bytes()).collect();
@@ -597,11 +612,28 @@ mod tests {
         assert!(from_parts(&e, &written(10_000)).is_none(), "other parts: read back");
         let mut damaged = uploaded.clone();
         damaged[1].1 ^= 1;
-        let m = from_parts(&e, &damaged).unwrap().mismatch.unwrap();
-        assert!(m.layout_bound && !m.soft, "{m:?}");
+        let c = from_parts(&e, &damaged).unwrap();
+        assert!(c.mismatches[0].layout_bound && !c.mismatches[0].soft, "{c:?}");
         // Anything else to check (an MD5, a BLAKE3 label) needs the bytes.
         let e = Expected { checksum: Some(full), blake3: Some(blake3::hash(&data)), ..layout(&[30_000]) };
         assert!(from_parts(&e, &written(1000)).is_none());
         assert!(from_parts(&Expected { checksum: Some(full), ..layout(&[30_000]) }, &[]).is_none());
+    }
+
+    #[test]
+    fn a_multipart_etag_of_one_part_is_the_md5_of_its_md5() {
+        let data = vec![3u8; 5000];
+        let etag = format!("{}-1", hex::encode(Md5::digest(Md5::digest(&data))));
+        let c = check(&Expected { md5: Some(etag), ..layout(&[5000]) }, &data, 999);
+        assert!(c.verified.md5 && c.mismatch().is_none(), "{c:?}");
+    }
+
+    #[test]
+    fn forgetting_what_depended_on_an_unknown_layout_keeps_every_other_mismatch() {
+        let data = vec![5u8; 3000];
+        let composite = ObjectChecksum { value: Checksum::Crc32c(1), composite_parts: Some(2) };
+        let e = Expected { checksum: Some(composite), blake3: Some(blake3::hash(b"x")), ..layout(&[1500, 1500]) };
+        let c = check(&e, &data, 700).without_layout_bound();
+        assert!(c.mismatch().is_some_and(|m| m.contains("BLAKE3")), "{c:?}");
     }
 }
