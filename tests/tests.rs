@@ -30,6 +30,9 @@ mod cli;
 /// The other commands through the built binary: resume after a kill, jobs, cleanup, stat, tag, profiles, output.
 mod cli_ops;
 
+/// The everyday commands (ls, du, rm, cat, mb, rb) through the built binary against every target.
+mod cli_bucket;
+
 /// The S3 dialect client against moto's S3 server where only moto can tell (the rest is in `conformance`).
 mod s3_moto;
 

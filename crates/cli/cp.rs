@@ -731,6 +731,21 @@ fn split_glob(src: &str) -> Result<Option<(String, String)>, Usage> {
 /// `transfer cp SRC... DST`. Every source is checked before anything moves; each is then its own job (so each
 /// resumes on its own), run one after the other. The exit status is the jobs' when they agree, else 3: some
 /// are in place and the rest resume.
+impl CpArgs {
+    /// The arguments of `transfer cp ARGV...` (after `cp`), on the store `store`: how another command (`cat`)
+    /// runs a copy with exactly cp's behaviour.
+    pub(crate) fn from_argv(argv: Vec<String>, store: StoreArgs) -> Result<CpArgs, Usage> {
+        #[derive(clap::Parser)]
+        struct Cp {
+            #[command(flatten)]
+            args: CpArgs,
+        }
+        let mut args = <Cp as clap::Parser>::try_parse_from(argv).map_err(|e| Usage(e.to_string()))?.args;
+        args.store = store;
+        Ok(args)
+    }
+}
+
 pub(crate) async fn run_sources(args: CpArgs, out: OutputArgs) -> u8 {
     let several = args.sources.len() > 1;
     if several && !args.dst.ends_with('/') {

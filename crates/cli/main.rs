@@ -1,7 +1,8 @@
 //! `transfer`: the command-line tool of the transfer engine.
 //!
 //! Subcommands: `cp` (files, directories, objects and prefixes into a bucket; resumable), `resume`, `jobs`
-//! (list, show, forget), `cleanup` (incomplete multipart uploads), `stat`, `tag`, and `serve` (the local store
+//! (list, show, forget), `cleanup` (incomplete multipart uploads), `stat`, `tag`, `ls`, `du`, `rm`, `cat`, `mb`,
+//! `rb`, and `serve` (the local store
 //! over HTTP in the OSS dialect: the first line on stdout is `listening on http://<addr>`; Ctrl-C or SIGTERM
 //! stops it).
 //!
@@ -17,6 +18,7 @@ macro_rules! out {
 }
 
 mod addr;
+mod bucket;
 mod bwlimit;
 mod cleanup;
 mod cp;
@@ -69,6 +71,18 @@ enum Command {
     Stat(object::StatArgs),
     /// Get, put or delete an object's tags.
     Tag(object::TagArgs),
+    /// List buckets, or the objects and prefixes under a bucket or prefix (-r: every object under it).
+    Ls(bucket::LsArgs),
+    /// Count the objects and bytes under a bucket or prefix, in all and by storage class.
+    Du(bucket::DuArgs),
+    /// Remove an object, or with -r every object under a prefix.
+    Rm(bucket::RmArgs),
+    /// Print an object's bytes to stdout.
+    Cat(bucket::CatArgs),
+    /// Make a bucket.
+    Mb(bucket::BucketArgs),
+    /// Remove a bucket (an empty one, unless --force).
+    Rb(bucket::BucketArgs),
     /// Serve a local store over HTTP in both dialects, OSS and S3, on one port (the signature picks per request).
     Serve(ServeArgs),
 }
@@ -126,7 +140,11 @@ impl<E: std::fmt::Display> From<E> for Usage {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // `cat` prints the object and nothing else, as cat does: warnings and errors only, unless -v asks.
+    if matches!(cli.command, Command::Cat(_)) && cli.output.verbose == 0 {
+        cli.output.quiet = true;
+    }
     output::init_logging(cli.output);
     let out = cli.output;
     if let Command::Serve(args) = cli.command {
@@ -147,6 +165,12 @@ fn main() -> ExitCode {
             Command::Cleanup(args) => cleanup::run(*args, out).await,
             Command::Stat(args) => object::stat(args, out).await,
             Command::Tag(args) => object::tag(args, out).await,
+            Command::Ls(args) => bucket::ls(args, out).await,
+            Command::Du(args) => bucket::du(args, out).await,
+            Command::Rm(args) => bucket::rm(args, out).await,
+            Command::Cat(args) => bucket::cat(args, out).await,
+            Command::Mb(args) => bucket::mb(args).await,
+            Command::Rb(args) => bucket::rb(args, out).await,
             Command::Serve(_) => unreachable!("served above"),
         }
     });

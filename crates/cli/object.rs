@@ -1,10 +1,11 @@
 //! One object's facts and tags: `transfer stat URL [--meta-only]` and `transfer tag get|put|delete URL`.
 
 use crate::addr::Location;
+use crate::bucket::{exit, Failure};
 use crate::cp::parse_tags;
 use crate::output::{human_bytes, OutputArgs};
 use crate::remote::StoreArgs;
-use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::Usage;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use transfer_engine::ObjectRef;
@@ -81,32 +82,6 @@ enum TagCommand {
         #[command(flatten)]
         target: Target,
     },
-}
-
-/// Why a command did not do what it was asked: bad input (exit 2) or a request that failed (exit 1).
-enum Failure {
-    Usage(String),
-    Request(String),
-}
-
-impl From<Usage> for Failure {
-    fn from(u: Usage) -> Self {
-        Failure::Usage(u.0)
-    }
-}
-
-fn exit(result: Result<(), Failure>) -> u8 {
-    match result {
-        Ok(()) => EXIT_OK,
-        Err(Failure::Usage(msg)) => {
-            tracing::error!("{msg}");
-            EXIT_USAGE
-        }
-        Err(Failure::Request(msg)) => {
-            tracing::error!("{msg}");
-            EXIT_FAILED
-        }
-    }
 }
 
 /// A request's error, naming the object.

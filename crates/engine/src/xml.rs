@@ -336,6 +336,44 @@ pub struct DeleteErrorXml {
     pub message: String,
 }
 
+/// `<ListAllMyBucketsResult>` of ListBuckets (GetService), as a client reads it: OSS pages it with
+/// `Marker`/`NextMarker`, S3 with `ContinuationToken` (both optional: most answers hold every bucket).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename = "ListAllMyBucketsResult")]
+pub struct ListAllMyBucketsResult {
+    /// `<Buckets><Bucket>...</Bucket></Buckets>`.
+    #[serde(rename = "Buckets", default)]
+    pub buckets: BucketsXml,
+    /// `<IsTruncated>` (OSS).
+    #[serde(rename = "IsTruncated", default)]
+    pub is_truncated: bool,
+    /// `<NextMarker>` (OSS).
+    #[serde(rename = "NextMarker", default)]
+    pub next_marker: Option<String>,
+    /// `<ContinuationToken>` of the next page (S3).
+    #[serde(rename = "ContinuationToken", default)]
+    pub continuation_token: Option<String>,
+}
+
+/// `<Buckets>`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct BucketsXml {
+    /// Each `<Bucket>`.
+    #[serde(rename = "Bucket", default)]
+    pub bucket: Vec<BucketXml>,
+}
+
+/// One `<Bucket>` of ListBuckets.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct BucketXml {
+    /// `<Name>`.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    /// `<CreationDate>`, ISO 8601.
+    #[serde(rename = "CreationDate", default)]
+    pub creation_date: String,
+}
+
 /// `<ListBucketResult>` of ListObjects (V1: `Marker`/`NextMarker`) and ListObjectsV2 (continuation tokens).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "ListBucketResult")]

@@ -680,6 +680,24 @@ impl BucketStore for HttpStore {
         self.call(Request::new(Method::DELETE).bucket(bucket), |_| async { Ok(()) }).await
     }
 
+    async fn list_buckets(&self) -> Result<Vec<(String, i64)>> {
+        let mut found = Vec::new();
+        let mut next: Option<(&str, String)> = None;
+        loop {
+            let mut req = Request::new(Method::GET);
+            if let Some((name, value)) = &next {
+                req = req.query(name, value);
+            }
+            let doc: xml::ListAllMyBucketsResult = self.call(req, |r| async move { r.xml().await }).await?;
+            found.extend(doc.buckets.bucket.into_iter().map(|b| (b.name, xml::parse_iso8601(&b.creation_date))));
+            next = match (doc.continuation_token, doc.next_marker) {
+                (Some(token), _) if !token.is_empty() => Some(("continuation-token", token)),
+                (_, Some(marker)) if doc.is_truncated && !marker.is_empty() => Some(("marker", marker)),
+                _ => return Ok(found),
+            };
+        }
+    }
+
     async fn put_versioning(&self, bucket: &str, enabled: bool) -> Result<()> {
         let status = if enabled { "Enabled" } else { "Suspended" };
         let doc = xml::VersioningConfiguration { status: Some(status.into()) };

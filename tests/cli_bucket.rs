@@ -1,0 +1,140 @@
+//! The everyday commands through the built binary (`ls`, `du`, `rm`, `cat`, `mb`, `rb`), against every target
+//! that can take them: `transfer serve` in both dialects, moto and s3s-fs. Each output is parsed and checked
+//! against what the store holds.
+
+use crate::cli::{run, transfer};
+use crate::cli_s3::transfer_s3;
+use crate::util::moto::{Moto, MOTO_KEY};
+use crate::util::s3s::{S3sFs, S3S_KEY};
+use crate::util::{data, s3_client, Served, AK, SK};
+use std::path::Path;
+use std::process::{Command, Output};
+use transfer_engine::http::HttpStore;
+use transfer_engine::sign::SignatureVersion::V4;
+use transfer_engine::store::{ListRequest, PutOptions};
+use transfer_engine::ObjectStore;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Every key of `b`, with its size, as the store lists it.
+async fn keys(store: &HttpStore, b: &str) -> Vec<(String, u64)> {
+    let page = store.list_objects(b, &ListRequest::default()).await.unwrap();
+    page.objects.into_iter().map(|e| (e.key, e.size)).collect()
+}
+
+/// mb, ls (buckets, one level, recursive, long), du, cat, rm (one, -r with filters and --dry-run), rb (refused
+/// when not empty, --force), with the refusals a careless command line meets.
+async fn everyday(cmd: &dyn Fn(&Path) -> Command, scheme: &str, store: &HttpStore, b: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let t = |args: &[&str]| run(cmd(&ledger).args(args));
+    let url = |rest: &str| format!("{scheme}://{b}/{rest}");
+
+    let made = t(&["mb", &url("")]);
+    assert_eq!(code(&made), Some(0), "{}", stderr(&made));
+    assert_eq!(code(&t(&["mb", &url("")])), Some(0), "making a bucket one has is no error");
+    let big = data(100_000, 71);
+    for (key, body) in [("p/a.txt", b"abc".to_vec()), ("p/sub/b.txt", b"b".to_vec()), ("p/sub/c.log", b"cc".to_vec())] {
+        store.put_object(b, key, body.into(), &PutOptions::default()).await.unwrap();
+    }
+    store.put_object(b, "q.bin", big.clone().into(), &PutOptions::default()).await.unwrap();
+
+    let buckets = t(&["--json", "ls", &format!("{scheme}://")]);
+    assert_eq!(code(&buckets), Some(0), "{}", stderr(&buckets));
+    assert!(lines(&buckets).iter().any(|l| l["bucket"] == b), "{}", String::from_utf8_lossy(&buckets.stdout));
+
+    // One level: the prefix as a DIR row, the object beside it.
+    let level = t(&["--json", "ls", &url("p/")]);
+    assert_eq!(code(&level), Some(0), "{}", stderr(&level));
+    let level = lines(&level);
+    assert_eq!(level.len(), 2, "{level:?}");
+    assert!(level.iter().any(|l| l["type"] == "prefix" && l["prefix"] == "p/sub/"), "{level:?}");
+    assert!(level.iter().any(|l| l["type"] == "object" && l["key"] == "p/a.txt" && l["size"] == 3), "{level:?}");
+    let all = t(&["--json", "ls", "-r", &url("")]);
+    let listed: Vec<(String, u64)> =
+        lines(&all).iter().map(|l| (l["key"].as_str().unwrap().to_owned(), l["size"].as_u64().unwrap())).collect();
+    assert_eq!(listed, keys(store, b).await, "ls -r lists what the store holds");
+    let long = t(&["ls", "-l", &url("p/")]);
+    let long = String::from_utf8_lossy(&long.stdout).into_owned();
+    assert!(
+        long.contains("DIR  p/sub/") && long.lines().any(|l| l.ends_with("  p/a.txt") && l.contains("  3  ")),
+        "{long}"
+    );
+
+    let du = t(&["--json", "du", &url("p/")]);
+    assert_eq!(code(&du), Some(0), "{}", stderr(&du));
+    let du = &lines(&du)[0];
+    assert_eq!((du["objects"].as_u64(), du["bytes"].as_u64()), (Some(3), Some(6)), "{du}");
+
+    let cat = t(&["cat", &url("q.bin")]);
+    assert_eq!(code(&cat), Some(0), "{}", stderr(&cat));
+    assert!(cat.stdout == big, "cat prints the object's bytes");
+    assert_eq!(stderr(&cat), "", "and nothing else");
+    let missing = t(&["cat", &url("nothing")]);
+    assert_ne!(code(&missing), Some(0));
+    assert!(missing.stdout.is_empty() && stderr(&missing).contains("nothing"), "{}", stderr(&missing));
+
+    // Refusals: a bucket that is not empty, a prefix without -r, a whole bucket without --force.
+    let rb = t(&["rb", &url("")]);
+    assert_eq!(code(&rb), Some(1), "{}", stderr(&rb));
+    assert!(stderr(&rb).contains("not empty") && stderr(&rb).contains("--force"), "{}", stderr(&rb));
+    assert_eq!(code(&t(&["rm", &url("p/")])), Some(2));
+    let whole = t(&["rm", "-r", &url("")]);
+    assert_eq!(code(&whole), Some(2));
+    assert!(stderr(&whole).contains("--force"), "{}", stderr(&whole));
+    assert_eq!(keys(store, b).await.len(), 4, "nothing removed by a refusal");
+
+    let planned = t(&["--json", "rm", "-r", "--dry-run", "--exclude", "*.log", &url("p/")]);
+    assert_eq!(code(&planned), Some(0), "{}", stderr(&planned));
+    let planned: Vec<String> = lines(&planned)
+        .iter()
+        .filter(|l| l["event"] == "planned")
+        .map(|l| l["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(planned, ["p/a.txt", "p/sub/b.txt"]);
+    assert_eq!(keys(store, b).await.len(), 4, "a dry run removes nothing");
+    let removed = t(&["rm", "-r", "--exclude", "*.log", &url("p/")]);
+    assert_eq!(code(&removed), Some(0), "{}", stderr(&removed));
+    let left: Vec<String> = keys(store, b).await.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, ["p/sub/c.log", "q.bin"]);
+    assert_eq!(code(&t(&["rm", &url("q.bin")])), Some(0));
+    let again = t(&["rm", &url("q.bin")]);
+    assert_eq!(code(&again), Some(1), "an object that is not there: {}", stderr(&again));
+
+    let forced = t(&["rb", "--force", &url("")]);
+    assert_eq!(code(&forced), Some(0), "{}", stderr(&forced));
+    let gone = store.list_objects(b, &ListRequest::default()).await.unwrap_err();
+    assert_eq!(gone.kind(), transfer_engine::ErrorKind::BucketNotFound, "{gone}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_commands_against_transfer_serve_in_both_dialects() {
+    let served = Served::start();
+    let endpoint = served.endpoint.clone();
+    everyday(&|l| transfer(&endpoint, l), "oss", &served.client(V4), "everyday-oss").await;
+    everyday(&|l| transfer_s3(&endpoint, l, (AK, SK)), "s3", &s3_client(&endpoint, (AK, SK)), "everyday-s3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_commands_against_moto() {
+    let Some(moto) = Moto::start("everyday_commands_against_moto") else { return };
+    let endpoint = moto.endpoint.clone();
+    everyday(&|l| transfer_s3(&endpoint, l, MOTO_KEY), "s3", &moto.client_in("us-east-1"), "everyday-moto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_commands_against_s3s_fs() {
+    let Some(server) = S3sFs::start("everyday_commands_against_s3s_fs") else { return };
+    let endpoint = server.endpoint.clone();
+    everyday(&|l| transfer_s3(&endpoint, l, S3S_KEY), "s3", &s3_client(&endpoint, S3S_KEY), "everyday-s3s").await;
+}
