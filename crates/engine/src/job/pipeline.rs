@@ -143,6 +143,9 @@ impl Outcome {
 /// seen).
 pub(super) type Sending = BoxFuture<'static, Result<(PartReceipt, String)>>;
 
+/// The most unfinished uploads of one object [`Engine::find_upload`] asks for their parts.
+const MAX_UPLOADS_WEIGHED: usize = 8;
+
 /// What the server already holds of a part when the pipeline comes to it.
 #[derive(Debug, Clone)]
 pub(super) enum Held {
@@ -579,9 +582,11 @@ impl Engine {
     }
 
     /// An unfinished upload of `dest` that fits `plan` (every part it holds has the plan's size for its number),
-    /// with its parts: the newest of those ListMultipartUploads reports for the key and `seen` does not hold
-    /// yet. Uploads that do not fit are another writer's: reported, never touched. Every upload looked at is
-    /// added to `seen`. `None` when the store has no ListMultipartUploads or the credentials may not use it
+    /// with its parts: of those ListMultipartUploads reports for the key and `seen` does not hold yet, the one
+    /// holding the most of the plan's bytes (the newest among equals: runs killed within a second initiate
+    /// uploads of the same time, and the one a lost ledger forgot may hold far more than the last). Uploads
+    /// that do not fit are another writer's, and the others are left too: reported, never touched. At most
+    /// [`MAX_UPLOADS_WEIGHED`] are asked for their parts. Every upload looked at is added to `seen`. `None` when the store has no ListMultipartUploads or the credentials may not use it
     /// (then not asked again). Uploads are not filtered by when they were initiated: a ledger lost whole makes
     /// a new job, whose uploads the old job initiated (and moto reports one fixed time for every upload).
     async fn find_upload(
@@ -623,12 +628,16 @@ impl Engine {
             req.upload_id_marker = page.next_upload_id_marker;
         }
         found.sort_by_key(|u| std::cmp::Reverse(u.initiated));
-        let mut chosen = None;
-        for info in found {
+        let left_alone = |upload: &Upload| {
+            tracing::warn!(upload_id = %upload.id, object = %dest, "another unfinished upload of the object is left alone (`transfer cleanup` removes it)");
+        };
+        let held = |parts: &BTreeMap<u32, PartInfo>| parts.values().map(|p| p.size).sum::<u64>();
+        let mut chosen: Option<(Upload, BTreeMap<u32, PartInfo>)> = None;
+        for (i, info) in found.into_iter().enumerate() {
             seen.insert(info.upload_id.clone());
             let upload = Upload::new(&dest.bucket, &dest.key, info.upload_id);
-            if chosen.is_some() {
-                tracing::warn!(upload_id = %upload.id, object = %dest, "another unfinished upload of the object is left alone (`transfer cleanup` removes it)");
+            if i >= MAX_UPLOADS_WEIGHED {
+                left_alone(&upload);
                 continue;
             }
             let parts = match self.listed_parts(&upload).await {
@@ -637,10 +646,17 @@ impl Engine {
                 parts => parts?,
             };
             let fits = parts.values().all(|p| plan.part(p.part_number.get()).is_some_and(|want| want.len == p.size));
-            if fits {
-                chosen = Some((upload, parts));
-            } else {
+            if !fits {
                 tracing::warn!(upload_id = %upload.id, object = %dest, "an unfinished upload of the object does not fit this job's plan: left alone (`transfer cleanup` removes it)");
+                continue;
+            }
+            match &chosen {
+                Some((_, best)) if held(best) >= held(&parts) => left_alone(&upload),
+                _ => {
+                    if let Some((other, _)) = chosen.replace((upload, parts)) {
+                        left_alone(&other);
+                    }
+                }
             }
         }
         Ok(chosen)
