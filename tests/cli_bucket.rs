@@ -138,3 +138,32 @@ async fn everyday_commands_against_s3s_fs() {
     let endpoint = server.endpoint.clone();
     everyday(&|l| transfer_s3(&endpoint, l, S3S_KEY), "s3", &s3_client(&endpoint, S3S_KEY), "everyday-s3s").await;
 }
+
+/// Shell completions, the manual page and the version come from the same clap definitions as the commands:
+/// bash loads the script and registers it, and every command is in each.
+#[test]
+fn completions_man_page_and_version() {
+    let t = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_transfer")).args(args).output().unwrap();
+    let text = |out: &Output| {
+        assert_eq!(code(out), Some(0), "{}", stderr(out));
+        String::from_utf8(out.stdout.clone()).unwrap()
+    };
+    let bash = text(&t(&["completions", "bash"]));
+    let loaded = Command::new("bash").args(["-c", &format!("{bash}\ncomplete -p transfer")]).output().unwrap();
+    assert_eq!(code(&loaded), Some(0), "{}", stderr(&loaded));
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains(" transfer"), "bash registers the completion");
+    let zsh = text(&t(&["completions", "zsh"]));
+    assert!(zsh.starts_with("#compdef transfer"), "{}", &zsh[..zsh.len().min(80)]);
+    let fish = text(&t(&["completions", "fish"]));
+    let man = text(&t(&["man"]));
+    assert!(man.contains(".TH transfer"), "a roff manual page");
+    for command in ["cp", "resume", "jobs", "cleanup", "stat", "tag", "ls", "du", "rm", "cat", "mb", "rb", "serve"] {
+        assert!(bash.contains(command) && zsh.contains(command), "{command} completes");
+        assert!(fish.contains(&format!("-a \"{command}\"")), "{command} completes in fish");
+        assert!(man.contains(&format!("transfer\\-{command}(1)")), "{command} is in the manual page");
+    }
+    let version = text(&t(&["version"]));
+    assert_eq!(version, format!("transfer {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(text(&t(&["--version"])), version, "the same as --version");
+    assert_eq!(code(&t(&["completions", "tcsh"])), Some(2), "an unknown shell is a usage error");
+}

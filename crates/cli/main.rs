@@ -2,7 +2,7 @@
 //!
 //! Subcommands: `cp` (files, directories, objects and prefixes into a bucket; resumable), `resume`, `jobs`
 //! (list, show, forget), `cleanup` (incomplete multipart uploads), `stat`, `tag`, `ls`, `du`, `rm`, `cat`, `mb`,
-//! `rb`, and `serve` (the local store
+//! `rb`, `completions`, `man`, `version`, and `serve` (the local store
 //! over HTTP in the OSS dialect: the first line on stdout is `listening on http://<addr>`; Ctrl-C or SIGTERM
 //! stops it).
 //!
@@ -83,6 +83,16 @@ enum Command {
     Mb(bucket::BucketArgs),
     /// Remove a bucket (an empty one, unless --force).
     Rb(bucket::BucketArgs),
+    /// Print a shell completion script (`transfer completions bash > ~/.local/share/bash-completion/completions/transfer`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, in roff (`transfer man | man -l -`).
+    Man,
+    /// Print the version (as --version does).
+    Version,
     /// Serve a local store over HTTP in both dialects, OSS and S3, on one port (the signature picks per request).
     Serve(ServeArgs),
 }
@@ -119,8 +129,13 @@ pub(crate) const EXIT_CLOSED_PIPE: u8 = 141;
 /// Writes one line of output; see [`out!`]. Any other write error is reported once on stderr and ends the
 /// command as failed.
 pub(crate) fn print_line(line: std::fmt::Arguments<'_>) {
+    print_bytes(format!("{line}\n").as_bytes());
+}
+
+/// Writes `bytes` to stdout, as [`print_line`] writes a line.
+fn print_bytes(bytes: &[u8]) {
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_fmt(format_args!("{line}\n")).and_then(|_| stdout.flush()) {
+    if let Err(e) = stdout.write_all(bytes).and_then(|_| stdout.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(EXIT_CLOSED_PIPE.into());
         }
@@ -147,6 +162,28 @@ fn main() -> ExitCode {
     }
     output::init_logging(cli.output);
     let out = cli.output;
+    // What only prints what clap knows: no runtime, no store.
+    let about = match &cli.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut <Cli as clap::CommandFactory>::command(), "transfer", &mut script);
+            Some(script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page) {
+                eprintln!("error: cannot render the manual page: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+            Some(page)
+        }
+        Command::Version => Some(format!("transfer {}\n", env!("CARGO_PKG_VERSION")).into_bytes()),
+        _ => None,
+    };
+    if let Some(bytes) = about {
+        print_bytes(&bytes);
+        return ExitCode::SUCCESS;
+    }
     if let Command::Serve(args) = cli.command {
         return serve(args);
     }
@@ -171,7 +208,9 @@ fn main() -> ExitCode {
             Command::Cat(args) => bucket::cat(args, out).await,
             Command::Mb(args) => bucket::mb(args).await,
             Command::Rb(args) => bucket::rb(args, out).await,
-            Command::Serve(_) => unreachable!("served above"),
+            Command::Serve(_) | Command::Completions { .. } | Command::Man | Command::Version => {
+                unreachable!("handled above")
+            }
         }
     });
     ExitCode::from(code)
