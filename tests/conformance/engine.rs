@@ -684,8 +684,8 @@ pub async fn a_file_reached_through_a_symlink_uploads(t: &Target) {
     no_uploads_left(t, &scope).await;
 }
 
-/// A prefix copy over more than two pages of the source's listing (pages of 100 keys, asked for), with keys that
-/// need URL encoding: every object arrives, once.
+/// A prefix copy and a restore over more than two pages of the source's listing (pages of 100 keys, asked for), with keys that
+/// need URL encoding: every object arrives, once, and every file.
 pub async fn prefix_copy_over_several_pages(t: &Target) {
     use futures::{StreamExt, TryStreamExt};
     use transfer_engine::job::PrefixCopyRequest;
@@ -717,13 +717,18 @@ pub async fn prefix_copy_over_several_pages(t: &Target) {
         let got = read(s, &ObjectRef::new(b, scope.key(&format!("dst/{}", name(i))))).await;
         assert_eq!(got, i.to_string().into_bytes());
     }
+
+    // The same prefix restored to a directory, listed in pages of 100 too: every file, with its bytes.
+    let dir = jobs.dir.path().join("restored");
+    let restore = transfer_engine::job::PrefixDownloadRequest::new(b, scope.key("src/"), &dir);
+    let summary = engine.download_prefix(restore).await.unwrap().join().await.unwrap();
+    assert_eq!(summary.progress.objects_done, n as u64, "{:?}", summary.progress);
+    for i in 0..n {
+        let got = std::fs::read(dir.join(name(i))).unwrap_or_else(|e| panic!("{}: {e}", name(i)));
+        assert_eq!(got, i.to_string().into_bytes(), "{}", name(i));
+    }
 }
 
-/// A download (the library's [`Engine::download_object`]) of three parts whose last GET is refused (it waits
-/// for a request slot of the two, so it fails after another part arrived): the run fails with nothing at the
-/// final path and the parts that arrived in its temporary file and the ledger; the
-/// next run fetches only the others and publishes the file byte-identical, with the modification time the
-/// upload recorded. The object overwritten between two runs is fetched whole again, never mixed.
 /// A backup labels each object with its file's BLAKE3 (in metadata, [`DigestOptions`]); a restore by an engine
 /// configured the same way checks the bytes it wrote against that label, file and stream alike, and an object
 /// whose bytes do not match its label is refused: nothing at the final path, the error says so.
@@ -781,6 +786,11 @@ pub async fn downloads_check_the_blake3_an_upload_labelled(t: &Target) {
     reader.await.unwrap();
 }
 
+/// A download (the library's [`Engine::download_object`]) of three parts whose last GET is refused (it waits
+/// for a request slot of the two, so it fails after another part arrived): the run fails with nothing at the
+/// final path and the parts that arrived in its temporary file and the ledger; the
+/// next run fetches only the others and publishes the file byte-identical, with the modification time the
+/// upload recorded. The object overwritten between two runs is fetched whole again, never mixed.
 pub async fn resumable_download(t: &Target) {
     let scope = t.scope("download").await;
     let jobs = Jobs::new();
