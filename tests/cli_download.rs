@@ -619,3 +619,25 @@ async fn serve_restores_archived_objects_as_oss_does() {
         assert_eq!(e.service_code(), Some("OperationNotSupported"), "{e}");
     }
 }
+
+/// `--bwlimit UP:DOWN` holds a download to its DOWN rate: 3 MiB at 1 MiB/s takes at least about 2.9 s (less
+/// what the bucket may hold, a tenth of a second's worth). Only the lower bound is asserted: a limit cannot make
+/// anything faster, and a loaded machine only slower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bwlimit_holds_a_download_to_its_down_rate() {
+    let served = Served::start();
+    let oss = served.client(V4);
+    oss.create_bucket("paced-down").await.unwrap();
+    let bytes = data(3 * MIB, 64);
+    oss.put_object("paced-down", "f.bin", bytes.clone().into(), &PutOptions::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, file) = (tmp.path().join("l.db"), tmp.path().join("f.bin"));
+    let started = std::time::Instant::now();
+    let out = run(transfer(&served.endpoint, &ledger)
+        .args(["cp", "--part-size", "1MiB", "--bwlimit", "off:1MiB/s", "oss://paced-down/f.bin"])
+        .arg(&file));
+    let took = started.elapsed();
+    ok(&out);
+    assert!(took >= Duration::from_millis(2700), "3 MiB at 1 MiB/s took {took:?}");
+    assert!(std::fs::read(&file).unwrap() == bytes);
+}

@@ -156,9 +156,10 @@ pub(crate) struct CpArgs {
     /// Requests in flight, shared by every object of the job.
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
-    /// Most bytes per second the process sends, shared by every object and part of the job: a rate (50MiB/s;
-    /// off), or a timetable by local time, "08:00,512KiB/s 19:00,off" (every day) or "Mon-08:00,1MiB/s
-    /// Sat-00:00,off" (a week). SIGUSR2 turns it off, and on again.
+    /// Most bytes per second the process sends, and separately receives, shared by every object and part of the
+    /// job: a rate for both (50MiB/s; off), UP:DOWN (10MiB/s:off), or a timetable of those by local time,
+    /// "08:00,512KiB/s 19:00,off" (every day) or "Mon-08:00,1MiB/s:4MiB/s Sat-00:00,off" (a week). SIGUSR2
+    /// turns it off, and on again.
     #[arg(long, value_parser = crate::bwlimit::check, value_name = "RATE|TIMETABLE")]
     #[serde(default)]
     pub bwlimit: Option<String>,
@@ -342,9 +343,6 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         }
     };
     let download = matches!(dst, Location::Path(_));
-    if args.bwlimit.is_some() && download {
-        tracing::warn!("--bwlimit limits what this process sends; a download is not limited by it yet");
-    }
     if args.preserve_mode && !download {
         return Err(Usage("--preserve-mode applies to downloads (uploads record every file's mode)".into()));
     }
@@ -801,8 +799,8 @@ pub(crate) async fn run_sources(args: CpArgs, out: OutputArgs) -> u8 {
 pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>) -> u8 {
     // The destination's store takes --checksum (a recorded job keeps it there).
     args.store.checksum = args.checksum.or(args.store.checksum);
-    // One limit for every store of the process (the source's too, when it relays: it sends nothing today),
-    // moved along its timetable while the job runs.
+    // One pair of limits for every store of the process (sending, receiving: a relay's source receives under
+    // the same limit as a download), moved along its timetable while the job runs.
     let schedule = match args.bwlimit.as_deref().map(crate::bwlimit::Timetable::parse) {
         Some(Ok(t)) => Some(std::sync::Arc::new(t)),
         Some(Err(e)) => {
@@ -818,7 +816,7 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
         }
         None => (None, None),
     };
-    args.store.upload_limit = limit;
+    args.store.limits = limit;
     if args.dst == "-" && out.json {
         tracing::error!("--json writes to stdout, which carries the object's bytes with -; drop --json");
         return EXIT_USAGE;
@@ -834,7 +832,7 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
     // default action (ending the process).
     let limit = args
         .store
-        .upload_limit
+        .limits
         .clone()
         .zip(schedule)
         .map(|(l, t)| (l, t, tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2()).ok()));
@@ -959,7 +957,7 @@ async fn follow(
     out: OutputArgs,
     Kind { dry_run, download, stream }: Kind,
     limit: Option<(
-        std::sync::Arc<transfer_engine::run::Bandwidth>,
+        crate::bwlimit::Limits,
         std::sync::Arc<crate::bwlimit::Timetable>,
         Option<tokio::signal::unix::Signal>,
     )>,
@@ -1062,12 +1060,14 @@ async fn follow(
             },
             _ = tick.tick() => display.update(&handle.progress()),
             Some(()) = async { match sigusr2.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                if let Some((limit, table)) = &limit {
-                    let next = if limit.rate().is_some() { None } else { table.rate_now() };
-                    limit.set(next);
-                    match next {
-                        Some(rate) => tracing::warn!("bandwidth limit on again: {}/s (SIGUSR2 turns it off)", human_bytes(rate)),
-                        None => tracing::warn!("bandwidth limit off (SIGUSR2 turns it on again)"),
+                if let Some((limits, table)) = &limit {
+                    if limits.on() {
+                        limits.set(crate::bwlimit::Rates { up: None, down: None });
+                        tracing::warn!("bandwidth limit off (SIGUSR2 turns it on again)");
+                    } else {
+                        let rates = table.rate_now();
+                        limits.set(rates);
+                        tracing::warn!("bandwidth limit on again: {rates} (SIGUSR2 turns it off)");
                     }
                 }
             }

@@ -72,10 +72,11 @@ pub(crate) struct StoreArgs {
     /// recorded job's options.
     #[arg(skip)]
     pub checksum: Option<ChecksumArg>,
-    /// The bandwidth limit every body sent takes its bytes from: set from `cp --bwlimit`.
+    /// The bandwidth limits every body sent, and every object body received, take their bytes from: set from
+    /// `cp --bwlimit`, one pair for the whole process.
     #[arg(skip)]
     #[serde(skip)]
-    pub upload_limit: Option<std::sync::Arc<transfer_engine::run::Bandwidth>>,
+    pub limits: Option<crate::bwlimit::Limits>,
     /// Root directory of the embedded local store behind local:// addresses
     /// [default: $XDG_DATA_HOME/transfer/local].
     #[arg(long, env = "TRANSFER_LOCAL_ROOT", hide_env_values = true)]
@@ -109,7 +110,12 @@ impl SrcStoreArgs {
     pub(crate) fn over(&self, dst: &StoreArgs, same_dialect: bool) -> StoreArgs {
         let mut s = dst.clone();
         if !same_dialect {
-            s = StoreArgs { endpoint: dst.endpoint.clone(), local_root: dst.local_root.clone(), ..Default::default() };
+            s = StoreArgs {
+                endpoint: dst.endpoint.clone(),
+                local_root: dst.local_root.clone(),
+                limits: dst.limits.clone(),
+                ..Default::default()
+            };
         }
         if let Some(p) = &self.src_profile {
             // Another profile: the destination's endpoint and region are not its.
@@ -271,8 +277,8 @@ impl StoreArgs {
                     if let Some(r) = region {
                         b = b.region(r);
                     }
-                    if let Some(limit) = &self.upload_limit {
-                        b = b.upload_limit(limit.clone());
+                    if let Some(l) = &self.limits {
+                        b = b.upload_limit(l.up.clone()).download_limit(l.down.clone());
                     }
                     opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
                 } else {
@@ -293,8 +299,8 @@ impl StoreArgs {
                     if let Some(r) = region {
                         b = b.region(r);
                     }
-                    if let Some(limit) = &self.upload_limit {
-                        b = b.upload_limit(limit.clone());
+                    if let Some(l) = &self.limits {
+                        b = b.upload_limit(l.up.clone()).download_limit(l.down.clone());
                     }
                     opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
                 };

@@ -86,6 +86,8 @@ pub struct HttpStore {
     clock: Clock,
     /// The bandwidth limit request bodies share, if any ([`HttpStoreBuilder::upload_limit`]).
     upload_limit: Option<Arc<Bandwidth>>,
+    /// The bandwidth limit streamed response bodies share, if any ([`HttpStoreBuilder::download_limit`]).
+    download_limit: Option<Arc<Bandwidth>>,
 }
 
 impl fmt::Debug for HttpStore {
@@ -99,6 +101,7 @@ impl fmt::Debug for HttpStore {
             .field("content_md5", &self.content_md5)
             .field("crc32c", &self.crc32c)
             .field("upload_limit", &self.upload_limit.as_ref().map(|l| l.rate()))
+            .field("download_limit", &self.download_limit.as_ref().map(|l| l.rate()))
             .finish_non_exhaustive()
     }
 }
@@ -275,7 +278,8 @@ impl HttpStore {
         let request_id = response::header(&headers, &self.dialect.h("request-id")).unwrap_or("").to_owned();
         tracing::debug!(method = %method, status, request_id = %request_id, "response");
         if (200..300).contains(&status) {
-            return Ok(Response { status, headers, inner: resp, upload, context, idle: self.read_timeout });
+            let limit = self.download_limit.clone();
+            return Ok(Response { status, headers, inner: resp, upload, context, idle: self.read_timeout, limit });
         }
         let body = match method {
             Method::HEAD => Bytes::new(),
@@ -413,6 +417,8 @@ pub(crate) struct Response {
     upload: Option<(UploadTap, u64)>,
     context: Vec<(&'static str, String)>,
     idle: Option<Duration>,
+    /// The bandwidth limit a streamed body takes its bytes from ([`HttpStoreBuilder::download_limit`]).
+    limit: Option<Arc<Bandwidth>>,
 }
 
 impl Response {
@@ -498,7 +504,22 @@ impl Response {
     pub(crate) fn stream(self, len: u64, crc: Option<u64>) -> BoxStream<'static, Result<Bytes>> {
         let context = self.context;
         let raw = self.inner.bytes_stream().map_err(response::transport).boxed();
-        crc::verify_download(raw, len, crc, self.idle).map_err(move |e| with_context(e, &context)).boxed()
+        let body = crc::verify_download(raw, len, crc, self.idle).map_err(move |e| with_context(e, &context));
+        // Under a bandwidth limit each chunk waits for its bytes before it is handed on.
+        match self.limit {
+            Some(limit) => body
+                .then(move |c| {
+                    let limit = limit.clone();
+                    async move {
+                        if let Ok(b) = &c {
+                            limit.take(b.len() as u64).await;
+                        }
+                        c
+                    }
+                })
+                .boxed(),
+            None => body.boxed(),
+        }
     }
 }
 
@@ -521,6 +542,7 @@ pub struct HttpStoreBuilder {
     timeout: Option<Duration>,
     system_proxy: bool,
     upload_limit: Option<Arc<Bandwidth>>,
+    download_limit: Option<Arc<Bandwidth>>,
 }
 
 impl HttpStoreBuilder {
@@ -536,6 +558,7 @@ impl HttpStoreBuilder {
             checksum: S3Checksum::default(),
             tagging: true,
             upload_limit: None,
+            download_limit: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             server_work_timeout: DEFAULT_SERVER_WORK_TIMEOUT,
@@ -592,6 +615,13 @@ impl HttpStoreBuilder {
     /// [`Bandwidth`] and all their uploads share one limit (default none).
     pub fn upload_limit(mut self, limit: Arc<Bandwidth>) -> Self {
         self.upload_limit = Some(limit);
+        self
+    }
+
+    /// Response bodies read as streams (GetObject) take their bytes from `limit` as they arrive: give every
+    /// store of a process the same [`Bandwidth`] and all their downloads share one limit (default none).
+    pub fn download_limit(mut self, limit: Arc<Bandwidth>) -> Self {
+        self.download_limit = Some(limit);
         self
     }
 
@@ -708,6 +738,7 @@ impl HttpStoreBuilder {
             server_work_timeout: self.server_work_timeout,
             clock: Clock::default(),
             upload_limit: self.upload_limit,
+            download_limit: self.download_limit,
         })
     }
 }
