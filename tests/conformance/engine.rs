@@ -187,6 +187,9 @@ impl ObjectStore for Recording {
     async fn list_objects(&self, bucket: &str, req: &ListRequest) -> Result<ListPage> {
         self.inner.list_objects(bucket, req).await
     }
+    async fn list_versions(&self, bucket: &str, req: &VersionsRequest) -> Result<VersionsPage> {
+        self.inner.list_versions(bucket, req).await
+    }
     async fn delete_object(&self, obj: &ObjectRef) -> Result<DeleteResult> {
         self.inner.delete_object(obj).await
     }

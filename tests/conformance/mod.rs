@@ -440,6 +440,7 @@ conformance! {
         objects::buckets [BucketAdmin],
         objects::delete_bucket_refuses_objects [BucketAdmin, BucketNotEmpty],
         objects::versioning_states [BucketAdmin, Versioning],
+        objects::versions_are_listed_by_key_newest_first [Versioning],
         tagging::tags_on_put [Tagging],
         tagging::put_get_delete_tagging [Tagging],
         tagging::tags_on_a_specific_version [Tagging, Versioning],

@@ -4,7 +4,7 @@
 use super::{assert_meta, meta, read, Target};
 use crate::util::data;
 use futures::StreamExt;
-use transfer_engine::store::{list_all, ByteRange, ListRequest, PutOptions, Versioning};
+use transfer_engine::store::{list_all, ByteRange, ListRequest, PutOptions, Versioning, VersionsRequest};
 use transfer_engine::{ErrorKind, ObjectRef};
 
 pub async fn put_get_head_with_metadata(t: &Target) {
@@ -192,4 +192,57 @@ pub async fn versioning_states(t: &Target) {
     assert_eq!(b.get_versioning("states").await.unwrap(), Versioning::Enabled);
     b.put_versioning("states", false).await.unwrap();
     assert_eq!(b.get_versioning("states").await.unwrap(), Versioning::Suspended);
+}
+
+/// ListObjectVersions: every version and delete marker under a prefix, by key, each key's newest first, with
+/// which one is current; the same over pages of one entry, continued by its markers.
+pub async fn versions_are_listed_by_key_newest_first(t: &Target) {
+    let scope = t.versioned_scope("versions").await;
+    let (s, b) = (&*t.store, scope.bucket.as_str());
+    let put = |key: &str, body: &'static [u8]| {
+        let key = scope.key(key);
+        async move { s.put_object(b, &key, body.to_vec().into(), &PutOptions::default()).await.unwrap() }
+    };
+    let v1 = put("a b", b"one").await.version_id.unwrap();
+    let v2 = put("a b", b"two!").await.version_id.unwrap();
+    let marker = s.delete_object(&scope.obj("a b")).await.unwrap();
+    assert!(marker.delete_marker);
+    let v3 = put("c", b"three").await.version_id.unwrap();
+    let all = VersionsRequest::default().prefix(Some(scope.key("")));
+    let page = s.list_versions(b, &all).await.unwrap();
+    // moto lists every version before every delete marker; S3, OSS and serve interleave them by key. Each
+    // key's current entry first, the rest as listed (newest first), compares both.
+    let in_order = |mut v: Vec<(String, String, bool, bool, u64)>| {
+        v.sort_by(|a, b| (&a.0, !a.2).cmp(&(&b.0, !b.2)));
+        v
+    };
+    let got = in_order(
+        page.versions
+            .iter()
+            .map(|v| (v.key.clone(), v.version_id.clone(), v.is_latest, v.delete_marker, v.size))
+            .collect(),
+    );
+    let want = vec![
+        (scope.key("a b"), marker.version_id.clone().unwrap(), true, true, 0),
+        (scope.key("a b"), v2.clone(), false, false, 4),
+        (scope.key("a b"), v1.clone(), false, false, 3),
+        (scope.key("c"), v3.clone(), true, false, 5),
+    ];
+    assert_eq!(got, want);
+    assert!(!page.is_truncated);
+    // One entry a page, continued by the markers: the same entries, in the same order.
+    let mut paged = Vec::new();
+    let mut req = all.clone().max_keys(Some(1));
+    loop {
+        let page = s.list_versions(b, &req).await.unwrap();
+        paged.extend(
+            page.versions.iter().map(|v| (v.key.clone(), v.version_id.clone(), v.is_latest, v.delete_marker, v.size)),
+        );
+        if !page.is_truncated {
+            break;
+        }
+        assert!(paged.len() < 10, "the markers do not advance: {paged:?}");
+        req = req.key_marker(page.next_key_marker).version_id_marker(page.next_version_id_marker);
+    }
+    assert_eq!(in_order(paged), want);
 }

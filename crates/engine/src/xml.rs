@@ -462,6 +462,97 @@ pub struct VersioningConfiguration {
     pub status: Option<String>,
 }
 
+/// A `<ListVersionsResult>` (ListObjectVersions) as read: its `<Version>` and `<DeleteMarker>` entries in the
+/// order the document has them (by key, each key's newest first), text as sent (keys still URL-encoded when
+/// `encoding_type` says `url`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListVersionsResult {
+    /// `<IsTruncated>`.
+    pub is_truncated: bool,
+    /// `<NextKeyMarker>`.
+    pub next_key_marker: Option<String>,
+    /// `<NextVersionIdMarker>`.
+    pub next_version_id_marker: Option<String>,
+    /// `<EncodingType>`.
+    pub encoding_type: Option<String>,
+    /// Each entry.
+    pub entries: Vec<VersionXml>,
+}
+
+/// One `<Version>` or `<DeleteMarker>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionXml {
+    /// A `<DeleteMarker>`.
+    pub delete_marker: bool,
+    /// `<Key>`.
+    pub key: String,
+    /// `<VersionId>`.
+    pub version_id: String,
+    /// `<IsLatest>`.
+    pub is_latest: bool,
+    /// `<LastModified>`.
+    pub last_modified: String,
+    /// `<ETag>`, with quotes.
+    pub etag: String,
+    /// `<Size>`.
+    pub size: u64,
+    /// `<StorageClass>`.
+    pub storage_class: String,
+}
+
+/// Parses a `<ListVersionsResult>`. Its two kinds of entries interleave, which serde's derived sequences
+/// cannot keep in order, so it is read event by event.
+pub fn parse_list_versions(body: &[u8]) -> crate::error::Result<ListVersionsResult> {
+    use quick_xml::events::Event;
+    let bad = |what: String| crate::error::Error::new(crate::error::ErrorKind::Protocol, what);
+    let mut out = ListVersionsResult::default();
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let (mut path, mut buf): (Vec<String>, Vec<u8>) = (Vec::new(), Vec::new());
+    let mut entry: Option<VersionXml> = None;
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                if path.len() == 1 && (name == "Version" || name == "DeleteMarker") {
+                    entry = Some(VersionXml { delete_marker: name == "DeleteMarker", ..Default::default() });
+                }
+                path.push(name);
+            }
+            Ok(Event::End(_)) => {
+                if path.len() == 2 {
+                    out.entries.extend(entry.take());
+                }
+                path.pop();
+            }
+            Ok(Event::Text(t)) => {
+                let text = t.unescape().map_err(|e| bad(format!("ListVersionsResult: {e}")))?.into_owned();
+                match (path.len(), path.last().map(String::as_str), entry.as_mut()) {
+                    (2, Some("IsTruncated"), _) => out.is_truncated = text.trim() == "true",
+                    (2, Some("NextKeyMarker"), _) => out.next_key_marker = Some(text),
+                    (2, Some("NextVersionIdMarker"), _) => out.next_version_id_marker = Some(text),
+                    (2, Some("EncodingType"), _) => out.encoding_type = Some(text),
+                    (3, Some(field), Some(v)) => match field {
+                        "Key" => v.key = text,
+                        "VersionId" => v.version_id = text,
+                        "IsLatest" => v.is_latest = text.trim() == "true",
+                        "LastModified" => v.last_modified = text,
+                        "ETag" => v.etag = text,
+                        "Size" => v.size = text.trim().parse().map_err(|_| bad(format!("a <Size> of {text:?}")))?,
+                        "StorageClass" => v.storage_class = text,
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+            Ok(Event::Eof) => break,
+            Err(e) => return Err(bad(format!("ListVersionsResult is not XML: {e}"))),
+            _ => {}
+        }
+        buf.clear();
+    }
+    Ok(out)
+}
+
 /// Parses an `<Error>` document into its facts. Lenient, as the SDKs are: unknown children land in `extra`, and a
 /// body that is not XML still yields the status with code `BadErrorResponse`.
 pub fn parse_error(status: u16, body: &[u8]) -> crate::error::ServiceError {

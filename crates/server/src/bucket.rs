@@ -5,7 +5,7 @@ use crate::handlers::Req;
 use crate::response::{malformed_xml, Reply};
 use crate::ServedStore;
 use std::fmt::Write as _;
-use transfer_engine::store::{ListPage, ListRequest, ObjectRef, Versioning};
+use transfer_engine::store::{ListPage, ListRequest, ObjectRef, Versioning, VersionsRequest};
 use transfer_engine::xml::{
     self, escape, iso8601, CommonPrefix, ListBucketResult, ListedObject, VersioningConfiguration,
 };
@@ -263,6 +263,47 @@ pub(crate) async fn list_objects_v2<S: ServedStore>(store: &S, req: Req) -> Resu
         common_prefixes,
         ..Default::default()
     })
+}
+
+/// ListObjectVersions (`GET /bucket?versions`): versions and delete markers by key, each key's newest first,
+/// paged by `key-marker` and `version-id-marker`; the same document in both dialects.
+pub(crate) async fn list_versions<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
+    let list = VersionsRequest::default()
+        .prefix(req.q_str("prefix"))
+        .key_marker(req.q_str("key-marker"))
+        .version_id_marker(req.q_str("version-id-marker"))
+        .max_keys(Some(max_keys(&req)?));
+    let page = store.list_versions(req.bucket(), &list).await?;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListVersionsResult>");
+    element(&mut out, "Name", req.bucket());
+    element(&mut out, "Prefix", &req.enc(list.prefix.as_deref().unwrap_or_default()));
+    element(&mut out, "KeyMarker", &req.enc(list.key_marker.as_deref().unwrap_or_default()));
+    element(&mut out, "VersionIdMarker", list.version_id_marker.as_deref().unwrap_or_default());
+    element(&mut out, "MaxKeys", &list.max_keys.unwrap_or(DEFAULT_KEYS).to_string());
+    if let Some(enc) = req.encoding_type() {
+        element(&mut out, "EncodingType", &enc);
+    }
+    element(&mut out, "IsTruncated", if page.is_truncated { "true" } else { "false" });
+    if let (true, Some(k), Some(v)) = (page.is_truncated, &page.next_key_marker, &page.next_version_id_marker) {
+        element(&mut out, "NextKeyMarker", &req.enc(k));
+        element(&mut out, "NextVersionIdMarker", v);
+    }
+    for v in &page.versions {
+        let tag = if v.delete_marker { "DeleteMarker" } else { "Version" };
+        let _ = write!(out, "<{tag}>");
+        element(&mut out, "Key", &req.enc(&v.key));
+        element(&mut out, "VersionId", &v.version_id);
+        element(&mut out, "IsLatest", if v.is_latest { "true" } else { "false" });
+        element(&mut out, "LastModified", &iso8601(v.last_modified));
+        if !v.delete_marker {
+            element(&mut out, "ETag", &format!("\"{}\"", v.etag));
+            element(&mut out, "Size", &v.size.to_string());
+            element(&mut out, "StorageClass", v.storage_class.as_str());
+        }
+        let _ = write!(out, "</{tag}>");
+    }
+    out.push_str("</ListVersionsResult>");
+    Ok(Reply::xml(out))
 }
 
 /// DeleteMultipleObjects (`POST /bucket?delete`): deletes each named object, answering `<DeleteResult>` with a

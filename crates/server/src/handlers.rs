@@ -150,6 +150,7 @@ pub(crate) async fn dispatch<S: ServedStore>(store: &S, mut req: Req) -> Result<
         Op::PutBucketVersioning => bucket::put_versioning(store, req).await,
         Op::ListObjects => bucket::list_objects_v1(store, req).await,
         Op::ListObjectsV2 => bucket::list_objects_v2(store, req).await,
+        Op::ListVersions => bucket::list_versions(store, req).await,
         Op::DeleteMultipleObjects => bucket::delete_multiple(store, req).await,
         Op::ListUploads => multipart::list_uploads(store, req).await,
         Op::PutObject => object::put_object(store, req).await,

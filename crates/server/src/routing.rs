@@ -86,6 +86,7 @@ pub(crate) enum Op {
     PutBucketVersioning,
     ListObjects,
     ListObjectsV2,
+    ListVersions,
     ListUploads,
     DeleteMultipleObjects,
     PutObject,
@@ -166,6 +167,7 @@ static ROUTES: &[Route] = &[
     r(Method::GET, Scope::Bucket, &["uploads"], None, Op::ListUploads),
     r(Method::POST, Scope::Bucket, &["delete"], None, Op::DeleteMultipleObjects),
     r(Method::GET, Scope::Bucket, &["list-type"], None, Op::ListObjectsV2),
+    r(Method::GET, Scope::Bucket, &["versions"], None, Op::ListVersions),
     r(Method::GET, Scope::Bucket, &[], None, Op::ListObjects),
     r(Method::PUT, Scope::Bucket, &[], None, Op::PutBucket),
     r(Method::DELETE, Scope::Bucket, &[], None, Op::DeleteBucket),
@@ -341,7 +343,8 @@ mod tests {
         assert_eq!(op(Method::POST, "/b/k?restore", false), Op::RestoreObject);
         let e = resolve(&Method::POST, &target("127.0.0.1", "/b/k"), false).unwrap_err();
         assert_eq!(e.status(), Some(405));
-        for uri in ["/b/?versions", "/b/?lifecycle", "/b/k?acl", "/b/k?restore"] {
+        assert_eq!(op(Method::GET, "/b/?versions", false), Op::ListVersions);
+        for uri in ["/b/?inventory", "/b/?lifecycle", "/b/k?acl", "/b/k?restore", "/b/k?versions"] {
             let e = resolve(&Method::GET, &target("127.0.0.1", uri), false).unwrap_err();
             assert_eq!(e.service_code(), Some("NotImplemented"), "{uri}");
         }

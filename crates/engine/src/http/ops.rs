@@ -10,7 +10,7 @@ use crate::store::{
     CopyOptions, DeleteResult, Directive, GetObject, ListEntry, ListPage, ListRequest, ListUploadsRequest,
     MultipartStore, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectStore, ObjectType, OssExtensions, PartCopySource,
     PartInfo, PartNumber, PartReceipt, PartRef, PartsPage, PutOptions, PutResult, RestoreAnswer, RestoreRequest,
-    SymlinkInfo, Upload, UploadId, UploadInfo, UploadsPage, Versioning,
+    SymlinkInfo, Upload, UploadId, UploadInfo, UploadsPage, VersionEntry, Versioning, VersionsPage, VersionsRequest,
 };
 use crate::tags::TagSet;
 use crate::xml;
@@ -240,6 +240,44 @@ impl ObjectStore for HttpStore {
                 }
             });
             Ok(page)
+        })
+        .await
+    }
+
+    async fn list_versions(&self, bucket: &str, req: &VersionsRequest) -> Result<VersionsPage> {
+        let call = Request::new(Method::GET)
+            .bucket(bucket)
+            .query("versions", "")
+            .query_opt("prefix", req.prefix.as_deref())
+            .query_opt("key-marker", req.key_marker.as_deref())
+            .query_opt("version-id-marker", req.version_id_marker.as_deref())
+            .query_opt("max-keys", req.max_keys)
+            .query("encoding-type", "url");
+        self.call(call, |r| async move {
+            let doc = xml::parse_list_versions(&r.bytes().await?)?;
+            let encoded = is_url_encoded(&doc.encoding_type);
+            let versions = doc
+                .entries
+                .into_iter()
+                .map(|v| {
+                    Ok(VersionEntry {
+                        key: url_decoded(v.key, encoded)?,
+                        version_id: v.version_id,
+                        is_latest: v.is_latest,
+                        delete_marker: v.delete_marker,
+                        size: v.size,
+                        etag: resp::unquote(&v.etag),
+                        last_modified: xml::parse_iso8601(&v.last_modified),
+                        storage_class: StorageClass::parse(&v.storage_class).unwrap_or(StorageClass::Standard),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(VersionsPage {
+                versions,
+                is_truncated: doc.is_truncated,
+                next_key_marker: doc.next_key_marker.map(|k| url_decoded(k, encoded)).transpose()?,
+                next_version_id_marker: doc.next_version_id_marker,
+            })
         })
         .await
     }

@@ -447,6 +447,33 @@ pub(crate) fn set_appended(c: &Connection, seq: i64, size: u64, etag: &str, crc:
     Ok(())
 }
 
+/// Up to `limit` versions (delete markers included) of `bucket` with keys at or above `from` (bytes), by key and
+/// each key's newest first, after `after`: a key (all its versions), or a key and a version's row.
+pub(crate) fn list_versions(
+    c: &Connection,
+    bucket: &str,
+    from: &[u8],
+    after: Option<(&[u8], Option<i64>)>,
+    limit: usize,
+) -> Result<Vec<VersionRow>> {
+    let (sql, key, seq) = match after {
+        None => ("key >= ?2", from, i64::MAX),
+        Some((key, None)) => ("key >= ?2 AND key > ?3", key, i64::MAX),
+        Some((key, Some(seq))) => ("key >= ?2 AND (key > ?3 OR (key = ?3 AND seq < ?4))", key, seq),
+    };
+    let sql =
+        format!("SELECT {VERSION_COLS} FROM versions WHERE bucket = ?1 AND {sql} ORDER BY key, seq DESC LIMIT ?5");
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st.query_map(params![bucket, from, key, seq, limit as i64], version_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The row number of `bucket/key`'s version `version_id`, if there is one.
+pub(crate) fn version_seq(c: &Connection, bucket: &str, key: &str, version_id: &str) -> Result<Option<i64>> {
+    let mut st = c.prepare_cached("SELECT seq FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3")?;
+    Ok(st.query_row(params![bucket, key.as_bytes(), version_id], |r| r.get(0)).optional()?)
+}
+
 /// Up to `limit` current, non-delete-marker versions of `bucket` with keys at or above `from` (bytes), by key.
 pub(crate) fn list_current(c: &Connection, bucket: &str, from: &[u8], limit: usize) -> Result<Vec<VersionRow>> {
     let sql = format!(

@@ -54,7 +54,8 @@ use crate::store::{
     AppendResult, Body, BucketStore, ByteRange, Capabilities, CompleteOptions, CompletedPart, CopyOptions,
     DeleteResult, GetObject, ListPage, ListRequest, ListUploadsRequest, MultipartStore, ObjectInfo, ObjectMetaSummary,
     ObjectRef, ObjectStore, OssExtensions, PartCopySource, PartNumber, PartReceipt, PartRef, PartsPage, PutOptions,
-    PutResult, RestoreAnswer, RestoreRequest, SymlinkInfo, Upload, UploadsPage, Versioning,
+    PutResult, RestoreAnswer, RestoreRequest, SymlinkInfo, Upload, UploadsPage, Versioning, VersionsPage,
+    VersionsRequest,
 };
 use crate::tags::TagSet;
 use async_trait::async_trait;
@@ -406,6 +407,10 @@ impl ObjectStore for LocalStore {
 
     async fn list_objects(&self, bucket: &str, req: &ListRequest) -> Result<ListPage> {
         self.list_impl(bucket, req).await
+    }
+
+    async fn list_versions(&self, bucket: &str, req: &VersionsRequest) -> Result<VersionsPage> {
+        self.list_versions_impl(bucket, req).await
     }
 
     async fn delete_object(&self, obj: &ObjectRef) -> Result<DeleteResult> {

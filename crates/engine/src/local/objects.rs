@@ -9,7 +9,7 @@ use crate::meta::{Metadata, StorageClass};
 use crate::store::{
     validate_key, Body, ByteRange, Capabilities, CopyConditions, CopyOptions, DeleteResult, Directive, GetObject,
     ListEntry, ListPage, ListRequest, ObjectInfo, ObjectMetaSummary, ObjectRef, ObjectType, PartNumber, PutOptions,
-    PutResult, RestoreAnswer, RestoreRequest, RestoreState, Versioning,
+    PutResult, RestoreAnswer, RestoreRequest, RestoreState, VersionEntry, Versioning, VersionsPage, VersionsRequest,
 };
 use crate::tags::TagSet;
 use futures::stream::{self, StreamExt};
@@ -387,6 +387,48 @@ impl LocalStore {
             };
             index::set_restore(c, &bucket, &key, &version, span)?;
             Ok(answer)
+        })
+        .await
+    }
+
+    /// ListObjectVersions: versions and delete markers by key, each key's newest first.
+    pub(super) async fn list_versions_impl(&self, bucket: &str, req: &VersionsRequest) -> Result<VersionsPage> {
+        let (bucket, req) = (bucket.to_owned(), req.clone());
+        self.db(move |c, _| {
+            let versioning = index::bucket_versioning(c, &bucket)?;
+            let max = req.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
+            let prefix = req.prefix.clone().unwrap_or_default();
+            let after = match (&req.key_marker, &req.version_id_marker) {
+                (None, _) => None,
+                (Some(k), None) => Some((k.as_bytes().to_vec(), None)),
+                (Some(k), Some(v)) => Some((k.as_bytes().to_vec(), index::version_seq(c, &bucket, k, v)?)),
+            };
+            let after = after.as_ref().map(|(k, seq)| (k.as_slice(), *seq));
+            let rows = index::list_versions(c, &bucket, prefix.as_bytes(), after, max + 1)?;
+            let mut versions: Vec<VersionEntry> = rows
+                .iter()
+                .take_while(|r| r.key.starts_with(&prefix))
+                .map(|r| VersionEntry {
+                    key: r.key.clone(),
+                    version_id: index::reported_version(versioning, &r.version_id)
+                        .unwrap_or_else(|| super::ids::NULL_VERSION.to_owned()),
+                    is_latest: r.is_latest,
+                    delete_marker: r.facts.delete_marker,
+                    size: r.facts.size,
+                    etag: r.facts.etag.clone(),
+                    last_modified: r.facts.last_modified,
+                    storage_class: r.facts.metadata.storage_class.unwrap_or(StorageClass::Standard),
+                })
+                .collect();
+            let is_truncated = versions.len() > max;
+            versions.truncate(max);
+            let next = versions.last().filter(|_| is_truncated);
+            Ok(VersionsPage {
+                next_key_marker: next.map(|v| v.key.clone()),
+                next_version_id_marker: next.map(|v| v.version_id.clone()),
+                versions,
+                is_truncated,
+            })
         })
         .await
     }

@@ -452,6 +452,12 @@ setters!(ListUploadsRequest {
     upload_id_marker: Option<UploadId>,
     max_uploads: Option<u32>,
 });
+setters!(VersionsRequest {
+    prefix: Option<String>,
+    key_marker: Option<String>,
+    version_id_marker: Option<String>,
+    max_keys: Option<u32>,
+});
 setters!(ListRequest {
     prefix: Option<String>,
     delimiter: Option<String>,
@@ -630,6 +636,55 @@ pub struct ListRequest {
     pub max_keys: Option<u32>,
 }
 
+/// A ListObjectVersions request: every version and delete marker under a prefix, by key, each key's newest
+/// first, continued after (`key_marker`, `version_id_marker`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VersionsRequest {
+    /// Only keys with this prefix.
+    pub prefix: Option<String>,
+    /// Continue after this key's versions ...
+    pub key_marker: Option<String>,
+    /// ... or, with it, after this version of that key.
+    pub version_id_marker: Option<String>,
+    /// Page size (at most 1000).
+    pub max_keys: Option<u32>,
+}
+
+/// One version of an object, or a delete marker, as ListObjectVersions reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    /// Key.
+    pub key: String,
+    /// Version id (`null` for what was written while versioning was off).
+    pub version_id: String,
+    /// Whether it is the key's current version.
+    pub is_latest: bool,
+    /// A delete marker (no bytes, no ETag).
+    pub delete_marker: bool,
+    /// Size (0 for a delete marker).
+    pub size: u64,
+    /// ETag, unquoted (empty for a delete marker).
+    pub etag: String,
+    /// Last-Modified, seconds since the epoch.
+    pub last_modified: i64,
+    /// Storage class.
+    pub storage_class: StorageClass,
+}
+
+/// One page of ListObjectVersions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VersionsPage {
+    /// Versions and delete markers by key, each key's newest first.
+    pub versions: Vec<VersionEntry>,
+    /// True when more follow.
+    pub is_truncated: bool,
+    /// Where the next page starts, when truncated.
+    pub next_key_marker: Option<String>,
+    /// Where the next page starts, when truncated.
+    pub next_version_id_marker: Option<String>,
+}
+
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
@@ -798,6 +853,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// ListObjectsV2, one page. [`list_all`] streams every page.
     async fn list_objects(&self, bucket: &str, req: &ListRequest) -> Result<ListPage>;
+
+    /// ListObjectVersions, one page: every version and delete marker.
+    async fn list_versions(&self, bucket: &str, req: &VersionsRequest) -> Result<VersionsPage>;
 
     /// DeleteObject (a specific version, or the current one).
     async fn delete_object(&self, obj: &ObjectRef) -> Result<DeleteResult>;
