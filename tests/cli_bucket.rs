@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use transfer_engine::http::HttpStore;
 use transfer_engine::sign::SignatureVersion::V4;
 use transfer_engine::store::{ListRequest, PutOptions};
-use transfer_engine::ObjectStore;
+use transfer_engine::{BucketStore, ObjectStore};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -117,12 +117,55 @@ async fn everyday(cmd: &dyn Fn(&Path) -> Command, scheme: &str, store: &HttpStor
     assert_eq!(gone.kind(), transfer_engine::ErrorKind::BucketNotFound, "{gone}");
 }
 
+/// In a versioned bucket: `rm` leaves a delete marker, `ls --all-versions` shows it and the versions under it,
+/// `rm --all-versions` (after a dry run that removes nothing) removes every one, and the bucket is then empty.
+async fn versions(cmd: &dyn Fn(&Path) -> Command, scheme: &str, store: &HttpStore, b: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let t = |args: &[&str]| run(cmd(&ledger).args(args));
+    let url = |rest: &str| format!("{scheme}://{b}/{rest}");
+    assert_eq!(code(&t(&["mb", &url("")])), Some(0));
+    store.put_versioning(b, true).await.unwrap();
+    for body in [b"first".to_vec(), b"second!".to_vec()] {
+        store.put_object(b, "k", body.into(), &PutOptions::default()).await.unwrap();
+    }
+    assert_eq!(code(&t(&["rm", &url("k")])), Some(0));
+    assert!(keys(store, b).await.is_empty(), "a delete marker hides the object");
+
+    let listed = t(&["--json", "ls", "--all-versions", &url("")]);
+    assert_eq!(code(&listed), Some(0), "{}", stderr(&listed));
+    let listed = lines(&listed);
+    let kinds: Vec<(&str, bool, u64)> = listed
+        .iter()
+        .map(|l| (l["type"].as_str().unwrap(), l["is_latest"].as_bool().unwrap(), l["size"].as_u64().unwrap()))
+        .collect();
+    let mut sorted = kinds.clone();
+    sorted.sort();
+    assert_eq!(sorted, [("delete_marker", true, 0), ("version", false, 5), ("version", false, 7)], "{listed:?}");
+
+    let planned = t(&["--json", "rm", "--all-versions", "--dry-run", &url("k")]);
+    assert_eq!(code(&planned), Some(0), "{}", stderr(&planned));
+    assert_eq!(lines(&planned).iter().filter(|l| l["event"] == "planned").count(), 3);
+    let all = transfer_engine::store::VersionsRequest::default();
+    assert_eq!(store.list_versions(b, &all).await.unwrap().versions.len(), 3, "a dry run removes nothing");
+    let removed = t(&["rm", "--all-versions", &url("k")]);
+    assert_eq!(code(&removed), Some(0), "{}", stderr(&removed));
+    assert!(store.list_versions(b, &all).await.unwrap().versions.is_empty(), "nothing of k is left");
+    let again = t(&["rm", "--all-versions", &url("k")]);
+    assert_eq!(code(&again), Some(1), "{}", stderr(&again));
+    assert!(stderr(&again).contains("no versions"), "{}", stderr(&again));
+    let rb = t(&["rb", &url("")]);
+    assert_eq!(code(&rb), Some(0), "an empty versioned bucket goes: {}", stderr(&rb));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everyday_commands_against_transfer_serve_in_both_dialects() {
     let served = Served::start();
     let endpoint = served.endpoint.clone();
     everyday(&|l| transfer(&endpoint, l), "oss", &served.client(V4), "everyday-oss").await;
     everyday(&|l| transfer_s3(&endpoint, l, (AK, SK)), "s3", &s3_client(&endpoint, (AK, SK)), "everyday-s3").await;
+    versions(&|l| transfer(&endpoint, l), "oss", &served.client(V4), "versions-oss").await;
+    versions(&|l| transfer_s3(&endpoint, l, (AK, SK)), "s3", &s3_client(&endpoint, (AK, SK)), "versions-s3").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +173,7 @@ async fn everyday_commands_against_moto() {
     let Some(moto) = Moto::start("everyday_commands_against_moto") else { return };
     let endpoint = moto.endpoint.clone();
     everyday(&|l| transfer_s3(&endpoint, l, MOTO_KEY), "s3", &moto.client_in("us-east-1"), "everyday-moto").await;
+    versions(&|l| transfer_s3(&endpoint, l, MOTO_KEY), "s3", &moto.client_in("us-east-1"), "versions-moto").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use transfer_engine::job::KeyFilter;
 use transfer_engine::run::RetryPolicy;
-use transfer_engine::store::{ListEntry, ListRequest};
+use transfer_engine::store::{ListEntry, ListRequest, VersionEntry, VersionsRequest};
 use transfer_engine::{ErrorKind, ObjectRef};
 
 /// Most keys one DeleteMultipleObjects takes.
@@ -32,6 +32,10 @@ pub(crate) struct LsArgs {
     /// Add each object's storage class and ETag.
     #[arg(short, long)]
     long: bool,
+    /// Every version and delete marker under the prefix (at any depth), each key's newest first, with its
+    /// version id and whether it is the current one.
+    #[arg(long)]
+    all_versions: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -65,6 +69,10 @@ pub(crate) struct RmArgs {
     /// Remove this version of the object (versioned buckets).
     #[arg(long)]
     version_id: Option<String>,
+    /// Remove every version and delete marker of the object (with -r: of every key under the prefix), so
+    /// nothing of it is left; without it, a versioned bucket keeps the versions under a delete marker.
+    #[arg(long)]
+    all_versions: bool,
     /// With -r on a whole bucket (no prefix): yes, every object of it.
     #[arg(long)]
     force: bool,
@@ -183,6 +191,14 @@ pub(crate) async fn ls(args: LsArgs, out: OutputArgs) -> u8 {
                 }
                 return Ok(());
             }
+            if args.all_versions {
+                return list_versions(&store, &bucket, &prefix, None, |v| {
+                    print_version(&v, out);
+                    std::future::ready(Ok(()))
+                })
+                .await
+                .map_err(|e| request_failed(&format!("listing the versions under {}", args.url), &e));
+            }
             let mut req =
                 ListRequest::default().prefix((!prefix.is_empty()).then(|| prefix.clone())).max_keys(Some(1000));
             if !args.recursive {
@@ -224,6 +240,52 @@ pub(crate) async fn ls(args: LsArgs, out: OutputArgs) -> u8 {
     )
 }
 
+/// One line of `ls --all-versions`.
+fn print_version(v: &VersionEntry, out: OutputArgs) {
+    let modified = rfc3339(v.last_modified);
+    if out.json {
+        let kind = if v.delete_marker { "delete_marker" } else { "version" };
+        out!(
+            "{}",
+            json!({"type": kind, "key": v.key, "version_id": v.version_id, "is_latest": v.is_latest,
+                   "size": v.size, "last_modified": modified, "etag": v.etag, "storage_class": v.storage_class.as_str()})
+        );
+        return;
+    }
+    let size = if v.delete_marker { "DELETED".to_owned() } else { v.size.to_string() };
+    let current = if v.is_latest { "  (current)" } else { "" };
+    out!("{modified}  {size:>12}  {}  {}{current}", v.version_id, v.key);
+}
+
+/// Calls `each` on every version and delete marker under `prefix` (only those of the key `exact`, when given),
+/// page by page.
+async fn list_versions<F, Fut>(
+    store: &Opened,
+    bucket: &str,
+    prefix: &str,
+    exact: Option<&str>,
+    mut each: F,
+) -> transfer_engine::Result<()>
+where
+    F: FnMut(VersionEntry) -> Fut,
+    Fut: std::future::Future<Output = transfer_engine::Result<()>>,
+{
+    let mut req =
+        VersionsRequest::default().prefix((!prefix.is_empty()).then(|| prefix.to_owned())).max_keys(Some(1000));
+    loop {
+        let page = policy().run("ListObjectVersions", |_| store.objects.list_versions(bucket, &req)).await?;
+        for v in page.versions {
+            if exact.is_none_or(|k| v.key == k) {
+                each(v).await?;
+            }
+        }
+        if !page.is_truncated {
+            return Ok(());
+        }
+        req = req.key_marker(page.next_key_marker).version_id_marker(page.next_version_id_marker);
+    }
+}
+
 /// Runs `transfer du`: objects and bytes under a prefix, in all and by storage class.
 pub(crate) async fn du(args: DuArgs, out: OutputArgs) -> u8 {
     exit(
@@ -261,6 +323,9 @@ pub(crate) async fn rm(args: RmArgs, out: OutputArgs) -> u8 {
         async {
             let (scheme, bucket, key) = remote(&args.url, false)?;
             let filtered = !args.include.is_empty() || !args.exclude.is_empty();
+            if args.all_versions {
+                return rm_all_versions(&args, scheme, (&bucket, &key), out).await;
+            }
             if !args.recursive {
                 if key.is_empty() || key.ends_with('/') {
                     return Err(Failure::Usage(format!(
@@ -307,6 +372,91 @@ pub(crate) async fn rm(args: RmArgs, out: OutputArgs) -> u8 {
         }
         .await,
     )
+}
+
+/// `rm --all-versions`: every version and delete marker of one key, or with -r of every key under a prefix.
+async fn rm_all_versions(
+    args: &RmArgs,
+    scheme: Scheme,
+    (bucket, key): (&str, &str),
+    out: OutputArgs,
+) -> Result<(), Failure> {
+    if args.version_id.is_some() {
+        return Err(Failure::Usage("--all-versions removes every version; drop --version-id".into()));
+    }
+    if !args.include.is_empty() || !args.exclude.is_empty() {
+        return Err(Failure::Usage("--include and --exclude do not apply to --all-versions".into()));
+    }
+    if (key.is_empty() || key.ends_with('/')) && !args.recursive {
+        return Err(Failure::Usage(format!("{}: a prefix; add -r to remove every version under it", args.url)));
+    }
+    if key.is_empty() && !args.force {
+        return Err(Failure::Usage(format!(
+            "{}: every version of every object of the bucket; add --force if that is what you mean",
+            args.url
+        )));
+    }
+    let store = args.store.open(scheme)?;
+    // Listed whole first, then removed: removing while listing would move what the markers point at.
+    let mut all = Vec::new();
+    list_versions(&store, bucket, key, (!args.recursive).then_some(key), |v| {
+        all.push(ObjectRef::new(bucket, v.key).at_version(v.version_id));
+        std::future::ready(Ok(()))
+    })
+    .await
+    .map_err(|e| request_failed(&format!("listing the versions under {}", args.url), &e))?;
+    if all.is_empty() {
+        return Err(Failure::Request(format!("{}: no versions there", args.url)));
+    }
+    let (mut removed, mut failed) = (0u64, 0u64);
+    for batch in all.chunks(DELETE_BATCH) {
+        if args.dry_run {
+            batch.iter().for_each(|o| report_version(o, true, out));
+            removed += batch.len() as u64;
+            continue;
+        }
+        let results = policy()
+            .run("DeleteMultipleObjects", |_| store.objects.delete_objects(bucket, batch))
+            .await
+            .map_err(|e| request_failed(&format!("removing versions of {bucket}"), &e))?;
+        for (obj, r) in batch.iter().zip(results) {
+            match r {
+                Ok(_) => {
+                    removed += 1;
+                    report_version(obj, false, out);
+                }
+                Err(e) => {
+                    failed += 1;
+                    match out.json {
+                        true => out!(
+                            "{}",
+                            json!({"event": "failed", "key": obj.key, "version_id": obj.version_id, "error": explain(&e)})
+                        ),
+                        false => tracing::error!("{obj}: {}", explain(&e)),
+                    }
+                }
+            }
+        }
+    }
+    if out.json {
+        out!("{}", json!({"event": "summary", "removed": removed, "failed": failed, "dry_run": args.dry_run}));
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(Failure::Partial(format!("{n} versions under {} could not be removed", args.url))),
+    }
+}
+
+fn report_version(obj: &ObjectRef, dry_run: bool, out: OutputArgs) {
+    let version = obj.version_id.as_deref().unwrap_or_default();
+    match (out.json, dry_run) {
+        (true, _) => {
+            let event = if dry_run { "planned" } else { "removed" };
+            out!("{}", json!({"event": event, "key": obj.key, "version_id": version}))
+        }
+        (false, true) => out!("would remove {} (version {version})", obj.key),
+        (false, false) => tracing::info!("removed {} (version {version})", obj.key),
+    }
 }
 
 /// Removes one object (or version): a missing object is an error, as `rm` of a missing file is.
