@@ -410,33 +410,8 @@ async fn rm_all_versions(
     }
     let (mut removed, mut failed) = (0u64, 0u64);
     for batch in all.chunks(DELETE_BATCH) {
-        if args.dry_run {
-            batch.iter().for_each(|o| report_version(o, true, out));
-            removed += batch.len() as u64;
-            continue;
-        }
-        let results = policy()
-            .run("DeleteMultipleObjects", |_| store.objects.delete_objects(bucket, batch))
-            .await
-            .map_err(|e| request_failed(&format!("removing versions of {bucket}"), &e))?;
-        for (obj, r) in batch.iter().zip(results) {
-            match r {
-                Ok(_) => {
-                    removed += 1;
-                    report_version(obj, false, out);
-                }
-                Err(e) => {
-                    failed += 1;
-                    match out.json {
-                        true => out!(
-                            "{}",
-                            json!({"event": "failed", "key": obj.key, "version_id": obj.version_id, "error": explain(&e)})
-                        ),
-                        false => tracing::error!("{obj}: {}", explain(&e)),
-                    }
-                }
-            }
-        }
+        let (r, f) = remove_batch(&store, bucket, batch, args.dry_run, out).await?;
+        (removed, failed) = (removed + r, failed + f);
     }
     if out.json {
         out!("{}", json!({"event": "summary", "removed": removed, "failed": failed, "dry_run": args.dry_run}));
@@ -447,16 +422,43 @@ async fn rm_all_versions(
     }
 }
 
-fn report_version(obj: &ObjectRef, dry_run: bool, out: OutputArgs) {
-    let version = obj.version_id.as_deref().unwrap_or_default();
-    match (out.json, dry_run) {
-        (true, _) => {
-            let event = if dry_run { "planned" } else { "removed" };
-            out!("{}", json!({"event": event, "key": obj.key, "version_id": version}))
-        }
-        (false, true) => out!("would remove {} (version {version})", obj.key),
-        (false, false) => tracing::info!("removed {} (version {version})", obj.key),
+/// Removes `batch` (at most 1,000 objects or versions of `bucket`) in one request, each said; with `dry_run`
+/// only says it. Answers how many were removed and how many could not be.
+async fn remove_batch(
+    store: &Opened,
+    bucket: &str,
+    batch: &[ObjectRef],
+    dry_run: bool,
+    out: OutputArgs,
+) -> Result<(u64, u64), Failure> {
+    if dry_run {
+        batch.iter().for_each(|o| report_removed(o, true, out));
+        return Ok((batch.len() as u64, 0));
     }
+    let results = policy()
+        .run("DeleteMultipleObjects", |_| store.objects.delete_objects(bucket, batch))
+        .await
+        .map_err(|e| request_failed(&format!("removing objects of {bucket}"), &e))?;
+    let (mut removed, mut failed) = (0u64, 0u64);
+    for (obj, r) in batch.iter().zip(results) {
+        match r {
+            Ok(_) => {
+                removed += 1;
+                report_removed(obj, false, out);
+            }
+            Err(e) => {
+                failed += 1;
+                match out.json {
+                    true => out!(
+                        "{}",
+                        json!({"event": "failed", "key": obj.key, "version_id": obj.version_id, "error": explain(&e)})
+                    ),
+                    false => tracing::error!("{obj}: {}", explain(&e)),
+                }
+            }
+        }
+    }
+    Ok((removed, failed))
 }
 
 /// Removes one object (or version): a missing object is an error, as `rm` of a missing file is.
@@ -472,15 +474,21 @@ async fn remove_one(store: &Opened, obj: &ObjectRef, dry_run: bool, out: OutputA
             tracing::info!("{obj}: a delete marker now hides it (versioned bucket); its versions are kept");
         }
     }
-    report_removed(&obj.key, dry_run, out);
+    report_removed(obj, dry_run, out);
     Ok(())
 }
 
-fn report_removed(key: &str, dry_run: bool, out: OutputArgs) {
+/// Says that `obj` was (or, in a dry run, would be) removed; its version too when it names one.
+fn report_removed(obj: &ObjectRef, dry_run: bool, out: OutputArgs) {
+    let event = if dry_run { "planned" } else { "removed" };
+    let shown = match &obj.version_id {
+        Some(v) => format!("{} (version {v})", obj.key),
+        None => obj.key.clone(),
+    };
     match (out.json, dry_run) {
-        (true, _) => out!("{}", json!({"event": if dry_run { "planned" } else { "removed" }, "key": key})),
-        (false, true) => out!("would remove {key}"),
-        (false, false) => tracing::info!("removed {key}"),
+        (true, _) => out!("{}", json!({"event": event, "key": obj.key, "version_id": obj.version_id})),
+        (false, true) => out!("would remove {shown}"),
+        (false, false) => tracing::info!("removed {shown}"),
     }
 }
 
@@ -500,30 +508,8 @@ async fn remove_all(
         listing.try_next().await.map_err(|e| request_failed(&format!("listing {bucket}/{prefix}"), &e.1))?
     {
         let refs: Vec<ObjectRef> = batch.iter().map(|e| ObjectRef::new(bucket, &e.key)).collect();
-        if dry_run {
-            refs.iter().for_each(|o| report_removed(&o.key, true, out));
-            removed += refs.len() as u64;
-            continue;
-        }
-        let results = policy()
-            .run("DeleteMultipleObjects", |_| store.objects.delete_objects(bucket, &refs))
-            .await
-            .map_err(|e| request_failed(&format!("removing objects of {bucket}"), &e))?;
-        for (obj, r) in refs.iter().zip(results) {
-            match r {
-                Ok(_) => {
-                    removed += 1;
-                    report_removed(&obj.key, false, out);
-                }
-                Err(e) => {
-                    failed += 1;
-                    match out.json {
-                        true => out!("{}", json!({"event": "failed", "key": obj.key, "error": explain(&e)})),
-                        false => tracing::error!("{obj}: {}", explain(&e)),
-                    }
-                }
-            }
-        }
+        let (r, f) = remove_batch(store, bucket, &refs, dry_run, out).await?;
+        (removed, failed) = (removed + r, failed + f);
     }
     Ok((removed, failed))
 }
