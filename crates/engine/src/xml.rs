@@ -498,6 +498,8 @@ pub struct VersionXml {
     pub size: u64,
     /// `<StorageClass>`.
     pub storage_class: String,
+    /// `<Type>` (OSS).
+    pub object_type: String,
 }
 
 /// Parses a `<ListVersionsResult>`. Its two kinds of entries interleave, which serde's derived sequences
@@ -539,6 +541,7 @@ pub fn parse_list_versions(body: &[u8]) -> crate::error::Result<ListVersionsResu
                         "ETag" => v.etag = text,
                         "Size" => v.size = text.trim().parse().map_err(|_| bad(format!("a <Size> of {text:?}")))?,
                         "StorageClass" => v.storage_class = text,
+                        "Type" => v.object_type = text,
                         _ => {}
                     },
                     _ => {}

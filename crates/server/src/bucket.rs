@@ -280,6 +280,7 @@ pub(crate) async fn list_versions<S: ServedStore>(store: &S, req: Req) -> Result
     element(&mut out, "KeyMarker", &req.enc(list.key_marker.as_deref().unwrap_or_default()));
     element(&mut out, "VersionIdMarker", list.version_id_marker.as_deref().unwrap_or_default());
     element(&mut out, "MaxKeys", &list.max_keys.unwrap_or(DEFAULT_KEYS).to_string());
+    element(&mut out, "Delimiter", "");
     if let Some(enc) = req.encoding_type() {
         element(&mut out, "EncodingType", &enc);
     }
@@ -297,9 +298,11 @@ pub(crate) async fn list_versions<S: ServedStore>(store: &S, req: Req) -> Result
         element(&mut out, "LastModified", &iso8601(v.last_modified));
         if !v.delete_marker {
             element(&mut out, "ETag", &format!("\"{}\"", v.etag));
+            element(&mut out, "Type", v.object_type.as_str());
             element(&mut out, "Size", &v.size.to_string());
             element(&mut out, "StorageClass", v.storage_class.as_str());
         }
+        out.push_str("<Owner><ID>transfer</ID><DisplayName>transfer</DisplayName></Owner>");
         let _ = write!(out, "</{tag}>");
     }
     out.push_str("</ListVersionsResult>");

@@ -57,7 +57,9 @@ pub(crate) fn parse_target(
     raw_query: Option<&str>,
     suffixes: &[String],
 ) -> Result<Target> {
-    let query = parse_query(raw_query.unwrap_or_default())
+    // A `+` in the query is a space, as OSS reads it: oss2 sends its parameters form-encoded (`key-marker=a+b`
+    // for "a b"); every client that means a plus sends `%2B`.
+    let query = parse_query(&raw_query.unwrap_or_default().replace('+', "%20"))
         .map_err(|_| invalid_uri("the query is not valid UTF-8 once decoded"))?;
     let path = path.strip_prefix('/').unwrap_or(path);
     let decode = |s: &str| pct_decode(s).map_err(|_| invalid_uri("the path is not valid UTF-8 once decoded"));

@@ -269,6 +269,7 @@ impl ObjectStore for HttpStore {
                         etag: resp::unquote(&v.etag),
                         last_modified: xml::parse_iso8601(&v.last_modified),
                         storage_class: StorageClass::parse(&v.storage_class).unwrap_or(StorageClass::Standard),
+                        object_type: ObjectType::parse(&v.object_type).unwrap_or(ObjectType::Normal),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -418,6 +418,7 @@ impl LocalStore {
                     etag: r.facts.etag.clone(),
                     last_modified: r.facts.last_modified,
                     storage_class: r.facts.metadata.storage_class.unwrap_or(StorageClass::Standard),
+                    object_type: r.facts.object_type,
                 })
                 .collect();
             let is_truncated = versions.len() > max;

@@ -670,6 +670,8 @@ pub struct VersionEntry {
     pub last_modified: i64,
     /// Storage class.
     pub storage_class: StorageClass,
+    /// The object's type (OSS's `<Type>`; Normal where the store does not say).
+    pub object_type: ObjectType,
 }
 
 /// One page of ListObjectVersions.
