@@ -5,6 +5,7 @@
 //! Listings are read page by page: nothing holds a whole bucket's keys.
 
 use crate::addr::{Location, Scheme};
+use crate::object::rfc3339;
 use crate::output::{human_bytes, OutputArgs};
 use crate::remote::{explain, Opened, StoreArgs};
 use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_RESUMABLE, EXIT_USAGE};
@@ -149,12 +150,6 @@ fn policy() -> RetryPolicy {
 
 fn request_failed(what: &str, e: &transfer_engine::Error) -> Failure {
     Failure::Request(format!("{what}: {}", explain(e)))
-}
-
-/// A time in seconds since the epoch as RFC 3339 (`2026-12-07T01:17:00Z`).
-fn rfc3339(secs: i64) -> String {
-    let iso = transfer_engine::xml::iso8601(secs);
-    iso.strip_suffix(".000Z").map_or(iso.clone(), |s| format!("{s}Z"))
 }
 
 /// Every object under `prefix` of `bucket`, page by page, with the filter applied to keys relative to it.

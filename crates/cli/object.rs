@@ -122,7 +122,7 @@ pub(crate) async fn stat(args: StatArgs, out: OutputArgs) -> u8 {
 }
 
 /// A time in seconds since the epoch as RFC 3339 (`2026-12-07T01:17:00Z`).
-fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     let iso = transfer_engine::xml::iso8601(secs);
     iso.strip_suffix(".000Z").map_or(iso.clone(), |s| format!("{s}Z"))
 }

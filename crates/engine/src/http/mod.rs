@@ -234,23 +234,7 @@ impl HttpStore {
             };
             // Under a bandwidth limit each slice waits for its bytes before it goes (after the checksums above,
             // which were taken over the whole body).
-            let chunks = match &self.upload_limit {
-                Some(limit) => {
-                    let limit = limit.clone();
-                    chunks
-                        .then(move |c| {
-                            let limit = limit.clone();
-                            async move {
-                                if let Ok(b) = &c {
-                                    limit.take(b.len() as u64).await;
-                                }
-                                c
-                            }
-                        })
-                        .boxed()
-                }
-                None => chunks,
-            };
+            let chunks = paced(chunks, self.upload_limit.clone());
             let (stream, tap) = UploadTap::wrap(chunks, progress.clone());
             builder = builder.body(reqwest::Body::wrap_stream(stream));
             Some((tap, len))
@@ -408,6 +392,25 @@ fn slices(b: Bytes) -> BoxStream<'static, Result<Bytes>> {
     futures::stream::iter((0..n).map(move |i| Ok(b.slice(i * SLICE..((i + 1) * SLICE).min(b.len()))))).boxed()
 }
 
+/// `chunks`, each waiting for its bytes from `limit` (when there is one) before it is handed on.
+fn paced(
+    chunks: BoxStream<'static, Result<Bytes>>,
+    limit: Option<Arc<Bandwidth>>,
+) -> BoxStream<'static, Result<Bytes>> {
+    let Some(limit) = limit else { return chunks };
+    chunks
+        .then(move |c| {
+            let limit = limit.clone();
+            async move {
+                if let Ok(b) = &c {
+                    limit.take(b.len() as u64).await;
+                }
+                c
+            }
+        })
+        .boxed()
+}
+
 /// A successful response.
 pub(crate) struct Response {
     status: u16,
@@ -505,21 +508,7 @@ impl Response {
         let context = self.context;
         let raw = self.inner.bytes_stream().map_err(response::transport).boxed();
         let body = crc::verify_download(raw, len, crc, self.idle).map_err(move |e| with_context(e, &context));
-        // Under a bandwidth limit each chunk waits for its bytes before it is handed on.
-        match self.limit {
-            Some(limit) => body
-                .then(move |c| {
-                    let limit = limit.clone();
-                    async move {
-                        if let Ok(b) = &c {
-                            limit.take(b.len() as u64).await;
-                        }
-                        c
-                    }
-                })
-                .boxed(),
-            None => body.boxed(),
-        }
+        paced(body.boxed(), self.limit)
     }
 }
 

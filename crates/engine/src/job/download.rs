@@ -630,10 +630,7 @@ async fn fetch_into(
     part: &Part,
     sink: &Sink,
 ) -> Result<PartSum> {
-    let obj = match (&source.version_id, &head.version_id) {
-        (None, Some(v)) => source.clone().at_version(v.clone()),
-        _ => source.clone(),
-    };
+    let obj = pinned(source, head);
     if part.len == 0 {
         return Ok(PartSum::for_object(head));
     }
@@ -713,6 +710,14 @@ fn write_back(file: &File, offset: u64, len: u64) {
     }
 }
 
+/// `source` at the version `head` describes (a versioned object read by key is read at the version planned).
+pub(super) fn pinned(source: &ObjectRef, head: &ObjectInfo) -> ObjectRef {
+    match (&source.version_id, &head.version_id) {
+        (None, Some(v)) => source.clone().at_version(v.clone()),
+        _ => source.clone(),
+    }
+}
+
 /// The error of an object whose ETag changed while it was read.
 fn changed_while_read(obj: &ObjectRef, head: &ObjectInfo, now: &ObjectInfo) -> Error {
     Error::new(
@@ -731,10 +736,7 @@ pub(super) async fn read_pinned(
     head: &ObjectInfo,
     part: Option<(u64, u64)>,
 ) -> Result<Bytes> {
-    let obj = match (&source.version_id, &head.version_id) {
-        (None, Some(v)) => source.clone().at_version(v.clone()),
-        _ => source.clone(),
-    };
+    let obj = pinned(source, head);
     let want = part.map_or(head.size, |(_, len)| len);
     let range = part.map(|(offset, len)| ByteRange::at(offset, len));
     let obj = &obj;

@@ -58,15 +58,6 @@ impl Expected {
     }
 }
 
-/// The part count of a multipart ETag (`hex-N`, the hex an MD5's) that is made of the parts' MD5s: not under a
-/// KMS or a customer's key.
-fn multipart_md5_parts(head: &ObjectInfo) -> Option<u32> {
-    let plain = head.encryption.as_deref().is_none_or(|e| e.eq_ignore_ascii_case("AES256"));
-    let (hex, n) = head.etag.trim_matches('"').rsplit_once('-')?;
-    let md5 = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    n.parse().ok().filter(|n| plain && md5 && *n >= 1)
-}
-
 impl Engine {
     /// What `head`'s bytes can be checked against. `crc64_checked`: the CRC-64 already was (the store's
     /// checksums are then not needed; a BLAKE3 label still is).
@@ -84,7 +75,7 @@ impl Engine {
                 e.checksum = Some(c);
             } else if head.etag_is_md5() {
                 e.md5 = Some(head.etag.trim_matches('"').to_ascii_lowercase());
-            } else if let Some(n) = multipart_md5_parts(head) {
+            } else if let Some(n) = head.multipart_etag_parts() {
                 parts = n;
                 e.md5 = Some(head.etag.trim_matches('"').to_ascii_lowercase());
             }
@@ -143,10 +134,7 @@ impl Engine {
         parts: u32,
         exact: bool,
     ) -> Result<Option<Vec<u64>>> {
-        let obj = match (&source.version_id, &head.version_id) {
-            (None, Some(v)) => source.clone().at_version(v.clone()),
-            _ => source.clone(),
-        };
+        let obj = super::download::pinned(source, head);
         let part_size = |n: u32| {
             let obj = &obj;
             async move {
@@ -510,12 +498,12 @@ mod tests {
         assert!(head(md5, Some("AES256")).etag_is_md5());
         assert!(!head(md5, Some("aws:kms")).etag_is_md5() && !head(md5, Some("SSE-C")).etag_is_md5());
         assert!(!head(&format!("{md5}-2"), None).etag_is_md5() && !head("not-an-md5", None).etag_is_md5());
-        assert_eq!(multipart_md5_parts(&head(&format!("\"{md5}-12\""), None)), Some(12));
-        assert_eq!(multipart_md5_parts(&head(&format!("{md5}-2"), Some("AES256"))), Some(2));
-        assert_eq!(multipart_md5_parts(&head(&format!("{md5}-2"), Some("aws:kms"))), None);
-        assert_eq!(multipart_md5_parts(&head(&format!("{md5}-0"), None)), None);
-        assert_eq!(multipart_md5_parts(&head(md5, None)), None);
-        assert_eq!(multipart_md5_parts(&head("abc-2", None)), None);
+        assert_eq!(head(&format!("\"{md5}-12\""), None).multipart_etag_parts(), Some(12));
+        assert_eq!(head(&format!("{md5}-2"), Some("AES256")).multipart_etag_parts(), Some(2));
+        assert_eq!(head(&format!("{md5}-2"), Some("aws:kms")).multipart_etag_parts(), None);
+        assert_eq!(head(&format!("{md5}-0"), None).multipart_etag_parts(), None);
+        assert_eq!(head(md5, None).multipart_etag_parts(), None);
+        assert_eq!(head("abc-2", None).multipart_etag_parts(), None);
     }
 
     /// Feeds `data` in slices of `slice` bytes (crossing part boundaries anywhere).

@@ -212,9 +212,21 @@ impl ObjectInfo {
     /// Whether the ETag of an object written in one request is the MD5 of its bytes: not under a KMS or a
     /// customer's key (S3 says so of SSE-KMS and SSE-C), and only when it has an MD5's form.
     pub fn etag_is_md5(&self) -> bool {
-        let plain = self.encryption.as_deref().is_none_or(|e| e.eq_ignore_ascii_case("AES256"));
         let e = self.etag.trim_matches('"');
-        plain && e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())
+        self.etag_of_md5s() && e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
+    /// The number of parts of a multipart ETag (`hex-N`, the hex an MD5's) that is the MD5 of its parts' MD5s:
+    /// not under a KMS or a customer's key, as [`ObjectInfo::etag_is_md5`].
+    pub fn multipart_etag_parts(&self) -> Option<u32> {
+        let (hex, n) = self.etag.trim_matches('"').rsplit_once('-')?;
+        let md5 = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        n.parse().ok().filter(|n| self.etag_of_md5s() && md5 && *n >= 1)
+    }
+
+    /// Whether the object's ETag is made of MD5s at all: not under a KMS or a customer's key.
+    fn etag_of_md5s(&self) -> bool {
+        self.encryption.as_deref().is_none_or(|e| e.eq_ignore_ascii_case("AES256"))
     }
 
     /// True for an object whose bytes cannot be read now: in an archive class (Archive, ColdArchive,
