@@ -138,6 +138,9 @@ async fn the_readme_runs_as_written() {
         assert_eq!(head.metadata.user.get("origin").map(String::as_str), Some("laptop"), "{bucket}/{key}");
     }
     assert_eq!(get(&store, "offsite", "2026/2025/note.txt").await, b"meow\n");
+    // Step 6 mirrored the photos, the second sync the file added between the two.
+    assert_eq!(get(&store, "archive", "mirror/2025/new.txt").await, b"hiss\n");
+    assert!(get(&store, "archive", "mirror/cat.jpg").await == cat);
     // Step 5 restored the photos with their modification times (the shell compared the bytes).
     for name in ["cat.jpg", "2025/note.txt"] {
         let mtime = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().modified().unwrap();

@@ -138,6 +138,7 @@ async fn run(start: transfer_engine::job::JobStart) -> Ran {
             Event::Done { key, outcome } => assert!(done.insert(key, outcome).is_none()),
             Event::Planned { key, plan } => assert!(planned.insert(key, plan).is_none()),
             Event::Failed { key, error, .. } => panic!("{key} failed: {error}"),
+            Event::Deleted { key, .. } => panic!("{key} deleted by a job that is no sync"),
         }
     }
     let summary = handle.join().await.unwrap();

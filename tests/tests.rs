@@ -45,6 +45,9 @@ mod cli_s3;
 /// Downloads through the built binary: restores byte-identical with mtimes, resume after a kill, unsafe keys.
 mod cli_download;
 
+/// `transfer sync` through the built binary: what a re-run sends, deletions and their guards, resume.
+mod cli_sync;
+
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
 

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobState, Ledger};
 use transfer_engine::job::{
-    CopyRequest, DirRequest, DownloadRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, Overwrite,
-    PlannedAction, PrefixCopyRequest, PrefixDownloadRequest, StreamRequest, TagOn, UploadRequest, Writer,
+    Compare, CopyRequest, DirRequest, DownloadRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, Overwrite,
+    PlannedAction, PrefixCopyRequest, PrefixDownloadRequest, SkipReason, StreamRequest, SyncRequest, SyncSide, TagOn,
+    UploadRequest, Writer,
 };
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::store::{Capabilities, Directive, ListRequest, RestoreRequest, RestoreTier};
@@ -170,6 +171,79 @@ pub(crate) struct CpArgs {
     #[arg(long)]
     #[serde(skip)]
     pub checkpoint: Option<PathBuf>,
+    /// `transfer sync`: its options (a sync is a cp that compares and deletes).
+    #[arg(skip)]
+    #[serde(default)]
+    pub sync: Option<SyncOptions>,
+}
+
+/// How entries on both sides of a sync are compared.
+#[derive(Debug, Clone, Copy, ValueEnum, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum CompareArg {
+    /// Size and CRC-64 (catches same-size edits; from the ledger, a HEAD, or a read of the file).
+    SizeCrc,
+    /// Size and modification time (the `mtime` metadata, else Last-Modified).
+    SizeMtime,
+    /// Size only.
+    Size,
+    /// ETags (bucket to bucket within one store).
+    Etag,
+}
+
+/// Options only `transfer sync` has.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub(crate) struct SyncOptions {
+    /// How entries on both sides are compared.
+    #[arg(long, value_enum, default_value = "size-crc")]
+    pub compare: CompareArg,
+    /// Remove from DST what SRC does not have: only after every copy succeeded and both sides were listed
+    /// whole (DeleteMultiple, 1,000 a request; a versioned bucket keeps the data under a delete marker).
+    #[arg(long)]
+    pub delete: bool,
+    /// Delete at most N; more to delete ends the run with exit 3, the rest held for the next run.
+    #[arg(long, value_name = "N", requires = "delete")]
+    pub max_delete: Option<u64>,
+    /// Delete even when SRC lists nothing (without it, an empty SRC, as a misspelt prefix is, deletes nothing).
+    #[arg(long, requires = "delete")]
+    pub allow_empty_source: bool,
+}
+
+/// Options of `transfer sync`: cp's that apply, and the sync's own.
+#[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("sources", |a| a.value_name("SRC").num_args(1).help(
+        "What DST is made like: a directory, or oss://, s3://, local://BUCKET[/PREFIX]"
+    )),
+    mut_arg("dst", |a| a.help(
+        "What is made like SRC: oss://, s3://, local://BUCKET[/PREFIX], or a directory (created if missing)"
+    )),
+    mut_arg("recursive", |a| a.hide(true)),
+    mut_arg("no_clobber", |a| a.hide(true)),
+    mut_arg("update", |a| a.hide(true)),
+    mut_arg("version_id", |a| a.hide(true)),
+    mut_arg("allow_empty", |a| a.help("Succeed when SRC holds nothing and nothing is deleted")),
+)]
+pub(crate) struct SyncArgs {
+    #[command(flatten)]
+    pub cp: CpArgs,
+    #[command(flatten)]
+    pub sync: SyncOptions,
+}
+
+/// `transfer sync SRC DST`.
+pub(crate) async fn run_sync(args: SyncArgs, out: OutputArgs) -> u8 {
+    let SyncArgs { mut cp, sync } = args;
+    if cp.update || cp.no_clobber || cp.recursive || cp.version_id.is_some() {
+        tracing::error!(
+            "sync compares every entry by --compare and syncs whole directories and prefixes: --update, --no-clobber, \
+             -r and --version-id are cp's"
+        );
+        return EXIT_USAGE;
+    }
+    cp.src = cp.sources[0].clone();
+    cp.sync = Some(sync);
+    run(cp, out, None).await
 }
 
 fn one_day() -> u32 {
@@ -213,9 +287,19 @@ impl CpArgs {
             #[command(flatten)]
             cp: CpArgs,
         }
-        let mut line = format!("transfer cp {} {}", quote(&self.src), quote(&self.dst));
+        let verb = if self.sync.is_some() { "sync" } else { "cp" };
+        let mut line = format!("transfer {verb} {} {}", quote(&self.src), quote(&self.dst));
+        #[derive(clap::Parser)]
+        struct SyncDefaults {
+            #[command(flatten)]
+            sync: SyncOptions,
+        }
         let defaults = <Defaults as clap::Parser>::try_parse_from(["cp", "SRC", "DST"]).map(|d| d.cp);
-        if let (Ok(mine), Ok(Ok(base))) = (serde_json::to_value(self), defaults.map(serde_json::to_value)) {
+        if let (Ok(mine), Ok(Ok(mut base))) = (serde_json::to_value(self), defaults.map(serde_json::to_value)) {
+            let sync = <SyncDefaults as clap::Parser>::try_parse_from(["sync"]).map(|d| d.sync);
+            if let (serde_json::Value::Object(b), Ok(Ok(sync))) = (&mut base, sync.map(serde_json::to_value)) {
+                b.insert("sync".into(), sync);
+            }
             flags(&mut line, &mine, &base);
         }
         line
@@ -349,8 +433,15 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     if args.dst == "-" && (args.recursive || src.is_container()) {
         return Err(Usage("- (stdout) takes one object; a prefix goes into a directory".into()));
     }
+    let sync = args.sync.is_some();
     match &src {
-        Location::Path(p) if p.is_dir() && !args.recursive && !args.src.ends_with('/') => {
+        Location::Path(p) if sync && !p.is_dir() => {
+            return Err(Usage(format!(
+                "{} is not a directory: sync makes a directory or prefix like another (cp copies one file)",
+                p.display()
+            )))
+        }
+        Location::Path(p) if p.is_dir() && !args.recursive && !args.src.ends_with('/') && !sync => {
             return Err(Usage(format!("{} is a directory; add -r to copy it", p.display())))
         }
         Location::Path(_) if args.src_store.any() => {
@@ -377,7 +468,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         || args.storage_class.is_some();
     let filter = KeyFilter::new(&args.include, &args.exclude)
         .map_err(|e| Usage(format!("--include/--exclude: {}", e.message())))?;
-    let many = args.recursive || args.src.ends_with('/') || matches!(&src, Location::Path(p) if p.is_dir());
+    let many = sync || args.recursive || args.src.ends_with('/') || matches!(&src, Location::Path(p) if p.is_dir());
     if !filter.is_empty() && !many {
         return Err(Usage(
             "--include and --exclude choose among the files of a directory or the objects of a prefix; add -r".into(),
@@ -419,7 +510,7 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         return Err(Usage("--version-id names a version of one source object (oss://, s3://, local://)".into()));
     }
     if let Location::Remote { bucket, key, .. } = &src {
-        if !args.recursive && !src.is_container() {
+        if !args.recursive && !src.is_container() && !sync {
             let version = args.version_id.as_deref();
             single_source_exists(relay.as_ref().unwrap_or(&store), &src, source_object(bucket, key, version)).await?;
         }
@@ -574,6 +665,7 @@ async fn open_destination(args: &CpArgs, scheme: Scheme, bucket: &str) -> Result
 /// Starts the job the addresses describe.
 async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
     let start = match (&p.src, &p.dst) {
+        _ if args.sync.is_some() => sync_job(args, p)?,
         (Location::Remote { bucket, key, .. }, Location::Path(path)) => download(args, p, bucket, key, path)?,
         (_, Location::Remote { bucket, key, .. }) => upload_or_copy(args, p, bucket, key)?,
         (Location::Path(_), Location::Path(_)) => unreachable!("refused in prepare"),
@@ -584,7 +676,7 @@ async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
         None => start,
     };
     let handle = start.await?;
-    if p.resume.is_none() && !args.dry_run && args.dst != "-" {
+    if p.resume.is_none() && !args.dry_run && args.dst != "-" && args.sync.is_none() {
         let (ledger, job) = (p.ledger.clone(), handle.job());
         if let Ok(Some((done, at))) = ledger.off_thread(move |l| l.finished_before(job)).await {
             let how = match (args.update, args.no_clobber) {
@@ -634,20 +726,7 @@ fn upload_or_copy(
             )
         }
         Location::Remote { bucket: sb, key: sk, .. } => {
-            let metadata = match (args.metadata_directive, p.explicit_metadata) {
-                (DirectiveArg::Replace, _) => Directive::Replace(p.metadata.clone()),
-                (DirectiveArg::Copy, true) => {
-                    return Err(Usage("--meta and content options need --metadata-directive replace for copies".into()))
-                }
-                (DirectiveArg::Copy, false) => Directive::Copy,
-            };
-            let tags = match args.tagging_directive {
-                DirectiveArg::Replace => Directive::Replace(p.tags.clone().unwrap_or_default()),
-                DirectiveArg::Copy if p.tags.is_some() => {
-                    return Err(Usage("--tag/--tagging need --tagging-directive replace for copies".into()))
-                }
-                DirectiveArg::Copy => Directive::Copy,
-            };
+            let (metadata, tags) = copy_directives(args, p)?;
             if p.src.is_container() || args.recursive {
                 // `-r oss://b/photos` means the objects under photos/, not photos2/ too.
                 let src_prefix = if sk.is_empty() || sk.ends_with('/') { sk.clone() } else { format!("{sk}/") };
@@ -668,6 +747,57 @@ fn upload_or_copy(
             }
         }
     })
+}
+
+/// Each copied object's metadata and tags: its source's, or with `--*-directive replace` the command's.
+fn copy_directives(args: &CpArgs, p: &Plan) -> Result<(Directive<Metadata>, Directive<TagSet>), Usage> {
+    let metadata = match (args.metadata_directive, p.explicit_metadata) {
+        (DirectiveArg::Replace, _) => Directive::Replace(p.metadata.clone()),
+        (DirectiveArg::Copy, true) => {
+            return Err(Usage("--meta and content options need --metadata-directive replace for copies".into()))
+        }
+        (DirectiveArg::Copy, false) => Directive::Copy,
+    };
+    let tags = match args.tagging_directive {
+        DirectiveArg::Replace => Directive::Replace(p.tags.clone().unwrap_or_default()),
+        DirectiveArg::Copy if p.tags.is_some() => {
+            return Err(Usage("--tag/--tagging need --tagging-directive replace for copies".into()))
+        }
+        DirectiveArg::Copy => Directive::Copy,
+    };
+    Ok((metadata, tags))
+}
+
+/// The job of `transfer sync`: SRC and DST as sides (a directory, or a bucket's prefix).
+fn sync_job(args: &CpArgs, p: &Plan) -> Result<transfer_engine::job::JobStart, Usage> {
+    let opts = args.sync.as_ref().expect("a sync's options");
+    let side = |l: &Location| match l {
+        Location::Path(path) => SyncSide::dir(path),
+        Location::Remote { bucket, key, .. } => SyncSide::prefix(bucket, key),
+    };
+    let (metadata, tags) = match &p.src {
+        // Files have no metadata or tags of their own: the command's go on every object.
+        Location::Path(_) => {
+            (Directive::Replace(p.metadata.clone()), Directive::Replace(p.tags.clone().unwrap_or_default()))
+        }
+        Location::Remote { .. } => copy_directives(args, p)?,
+    };
+    let compare = match opts.compare {
+        CompareArg::SizeCrc => Compare::SizeCrc,
+        CompareArg::SizeMtime => Compare::SizeMtime,
+        CompareArg::Size => Compare::Size,
+        CompareArg::Etag => Compare::Etag,
+    };
+    Ok(p.engine.sync(
+        SyncRequest::new(side(&p.src), side(&p.dst))
+            .compare(compare)
+            .delete(opts.delete)
+            .max_delete(opts.max_delete)
+            .allow_empty_source(opts.allow_empty_source)
+            .metadata(metadata)
+            .tags(tags)
+            .filter(p.filter.clone()),
+    ))
 }
 
 /// The job of a download of `bucket/key` (an object, or a prefix with -r or a trailing /) to `path`: a file,
@@ -844,7 +974,7 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
         }
     };
     let download = matches!(plan.dst, Location::Path(_));
-    let kind = Kind { dry_run: args.dry_run, download, stream: args.dst == "-" };
+    let kind = Kind { dry_run: args.dry_run, download, stream: args.dst == "-", sync: args.sync.is_some() };
     let code = follow(handle, &plan.ledger, out, kind, limit).await;
     if code == EXIT_EMPTY {
         if args.allow_empty {
@@ -876,6 +1006,7 @@ struct Kind {
     dry_run: bool,
     download: bool,
     stream: bool,
+    sync: bool,
 }
 
 /// What [`follow`] answers for a job that found nothing at all (the caller decides: `--allow-empty`).
@@ -946,6 +1077,7 @@ fn action_name(action: &PlannedAction) -> &'static str {
         PlannedAction::MultipartCopy { .. } => "multipart_copy",
         PlannedAction::Download { .. } => "download",
         PlannedAction::Skip(_) => "skip",
+        PlannedAction::Delete => "delete",
     }
 }
 
@@ -955,7 +1087,7 @@ async fn follow(
     mut handle: JobHandle,
     ledger: &Ledger,
     out: OutputArgs,
-    Kind { dry_run, download, stream }: Kind,
+    Kind { dry_run, download, stream, sync }: Kind,
     limit: Option<(
         crate::bwlimit::Limits,
         std::sync::Arc<crate::bwlimit::Timetable>,
@@ -1007,6 +1139,9 @@ async fn follow(
                                 "blake3": outcome.verified.blake3,
                             },
                         }));
+                    } else if let (Some(SkipReason::Unchanged), true) = (skipped, sync) {
+                        // A sync's unchanged entries are most of every run after the first: not news.
+                        tracing::debug!("unchanged {key}");
                     } else if let Some(reason) = skipped {
                         tracing::info!("skipped {key}: {reason}");
                     } else if outcome.already_done {
@@ -1038,10 +1173,23 @@ async fn follow(
                             PlannedAction::Download { parts: 1, .. } => "GET".to_owned(),
                             PlannedAction::Download { part_size, parts } => format!("GET {parts} x {}", human_bytes(part_size)),
                             PlannedAction::Skip(r) => format!("SKIP ({r})"),
+                            PlannedAction::Delete => "DELETE".to_owned(),
                         };
                         // A download's destination is a file: its path, in `key`.
                         let to = if plan.bucket.is_empty() { plan.key.clone() } else { format!("{}/{key}", plan.bucket) };
-                        out!("{how:<24} {:>12}  {to}  <- {}", human_bytes(plan.size), plan.source);
+                        match plan.source.as_str() {
+                            "" => out!("{how:<24} {:>12}  {to}", human_bytes(plan.size)),
+                            from => out!("{how:<24} {:>12}  {to}  <- {from}", human_bytes(plan.size)),
+                        }
+                    }
+                }
+                Some(Event::Deleted { key, delete_marker }) => {
+                    if out.json {
+                        out!("{}", json!({"event": "deleted", "key": key, "delete_marker": delete_marker}));
+                    } else if delete_marker {
+                        tracing::info!("deleted {key} (a delete marker: the bucket keeps its versions)");
+                    } else {
+                        tracing::info!("deleted {key}");
                     }
                 }
                 // The reader of a streamed download went away: stop quietly, as a program killed by SIGPIPE.
@@ -1099,7 +1247,7 @@ async fn follow(
         }
     };
     let p = &summary.progress;
-    if summary.state == JobState::Done && p.listing_finished && p.objects_found == 0 {
+    if summary.state == JobState::Done && p.listing_finished && p.objects_found == 0 && p.objects_deleted == 0 {
         // A job that found nothing is no job: the ledger keeps no trace of it.
         if !dry_run {
             let id = summary.job;
@@ -1129,6 +1277,8 @@ async fn follow(
                 "event": "summary", "job": summary.job.0, "state": state,
                 "objects_transferred": p.objects_done, "objects_skipped": p.objects_already_done + p.objects_skipped,
                 "objects_already_done": p.objects_already_done, "objects_failed": p.objects_failed,
+                "objects_unchanged": p.objects_skipped, "objects_deleted": p.objects_deleted,
+                "deletions_withheld": summary.deletions_withheld,
                 "requests_retried": p.requests_retried,
                 "bytes_transferred": p.bytes_acknowledged, "bytes_reused": p.bytes_reused,
                 "bytes_sent": p.bytes_acknowledged.saturating_sub(p.bytes_reused),
@@ -1145,12 +1295,22 @@ async fn follow(
             0 => String::new(),
             n => format!(" ({n} done by an earlier run)"),
         };
-        eprintln!(
-            "{state}: {} objects transferred, {} skipped{earlier}, {} failed (job {job})",
-            p.objects_done,
-            p.objects_already_done + p.objects_skipped,
-            p.objects_failed,
-        );
+        if sync {
+            eprintln!(
+                "{state}: {} copied, {} unchanged{earlier}, {} deleted, {} failed (job {job})",
+                p.objects_done,
+                p.objects_already_done + p.objects_skipped,
+                p.objects_deleted,
+                p.objects_failed,
+            );
+        } else {
+            eprintln!(
+                "{state}: {} objects transferred, {} skipped{earlier}, {} failed (job {job})",
+                p.objects_done,
+                p.objects_already_done + p.objects_skipped,
+                p.objects_failed,
+            );
+        }
         let sent = p.bytes_acknowledged.saturating_sub(p.bytes_reused);
         let mut bytes = match download {
             true => format!(
@@ -1176,7 +1336,12 @@ async fn follow(
             eprintln!("  failed {key}: {error}");
         }
     }
-    if code != EXIT_OK {
+    if summary.deletions_withheld > 0 && summary.state == JobState::Stopped {
+        eprintln!(
+            "--max-delete reached: {} more deletions are held; run the same command again to go on with them",
+            summary.deletions_withheld
+        );
+    } else if code != EXIT_OK {
         eprintln!("{resume_hint}");
     }
     code

@@ -1,12 +1,12 @@
 //! `transfer`: the command-line tool of the transfer engine.
 //!
-//! Subcommands: `cp` (files, directories, objects and prefixes into a bucket; resumable), `resume`, `jobs`
+//! Subcommands: `cp` (files, directories, objects and prefixes into a bucket; resumable), `sync`, `resume`, `jobs`
 //! (list, show, forget), `cleanup` (incomplete multipart uploads), `stat`, `tag`, `ls`, `du`, `rm`, `cat`, `mb`,
 //! `rb`, `completions`, `man`, `version`, and `serve` (the local store
 //! over HTTP in the OSS dialect: the first line on stdout is `listening on http://<addr>`; Ctrl-C or SIGTERM
 //! stops it).
 //!
-//! Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped (a full disk too) or partly failed, resumable;
+//! Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped (a full disk, --max-delete too) or partly failed, resumable;
 //! 141 the reader of the output went away (a closed pipe, as `| head`).
 
 /// `println!` for the commands' output: when whoever reads it went away (`transfer ... | head -1`), the command
@@ -44,7 +44,7 @@ use transfer_server::Server;
     version,
     about,
     after_help = "Exit status:\n  0  all done\n  1  failed: nothing of the job is in place\n  2  usage error: bad arguments, missing bucket or credentials, \
-                  unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C), stopped on a full disk, or partly failed; \
+                  unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C), stopped on a full disk, a sync's --max-delete reached, or partly failed; \
                   resumable with `transfer resume` or the same command again\n  141  the output's reader went away (a closed pipe, as `| head`): \
                   nothing more is printed; a job stops where it was and resumes"
 )]
@@ -61,6 +61,9 @@ enum Command {
     /// Copy files, directories, objects or prefixes into a bucket, between buckets, or back to disk or stdout
     /// (resumable: run it again to continue).
     Cp(Box<cp::CpArgs>),
+    /// Make DST like SRC (a directory or prefix): copy what is missing or different, and with --delete remove
+    /// what SRC does not have (resumable: a killed sync goes on where it stopped).
+    Sync(Box<cp::SyncArgs>),
     /// Continue an interrupted job from the ledger (the newest unfinished one by default).
     Resume(jobs::ResumeArgs),
     /// List the ledger's jobs; `jobs show JOB`, `jobs forget JOB` (or `--finished`).
@@ -197,6 +200,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async move {
         match cli.command {
             Command::Cp(args) => cp::run_sources(*args, out).await,
+            Command::Sync(args) => cp::run_sync(*args, out).await,
             Command::Resume(args) => jobs::resume(args, out).await,
             Command::Jobs(args) => jobs::jobs(args, out).await,
             Command::Cleanup(args) => cleanup::run(*args, out).await,

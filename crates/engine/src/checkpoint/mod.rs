@@ -43,6 +43,7 @@
 mod lock;
 mod objects;
 mod schema;
+mod sync;
 mod writer;
 
 #[cfg(test)]
@@ -50,6 +51,7 @@ mod tests;
 
 pub use lock::JobLock;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use sync::FileState;
 pub(crate) use writer::PartWriter;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -82,6 +84,9 @@ pub enum JobKind {
     Copy,
     /// Objects into files.
     Download,
+    /// A directory or prefix made like another: what is missing or different copied, and with deletion, what
+    /// the source does not have removed.
+    Sync,
 }
 
 impl JobKind {
@@ -91,6 +96,7 @@ impl JobKind {
             JobKind::Upload => "upload",
             JobKind::Copy => "copy",
             JobKind::Download => "download",
+            JobKind::Sync => "sync",
         }
     }
 
@@ -99,6 +105,7 @@ impl JobKind {
             "upload" => JobKind::Upload,
             "copy" => JobKind::Copy,
             "download" => JobKind::Download,
+            "sync" => JobKind::Sync,
             other => return Err(bad_value("jobs.kind", other)),
         })
     }

@@ -8,11 +8,11 @@ use crate::store::Checksum;
 use crate::tags::TagSet;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, job, source, dest_bucket, dest_key, size, fp_kind, fp_size, fp_mtime_ns, fp_inode, fp_etag, \
                        fp_version_id, plan_part_size, upload_id, state, tags, tags_applied, etag, crc64, blake3, error";
 
-fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
+pub(super) fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
     let fp_kind: String = r.get(6)?;
     let fp_size = from_sql_u64(r.get(7)?);
     let fingerprint = match fp_kind.as_str() {

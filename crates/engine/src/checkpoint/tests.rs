@@ -450,7 +450,7 @@ fn schema_has_no_place_for_secrets() {
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
-    assert_eq!(tables.len(), 3, "{tables:?}");
+    assert_eq!(tables.len(), 6, "{tables:?}");
     for t in &tables {
         names.push(t.clone());
         let cols: Vec<String> = c

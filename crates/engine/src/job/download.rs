@@ -27,7 +27,7 @@ use super::filter::KeyFilter;
 use super::parts::PartTasks;
 use super::start::{JobStart, Source};
 use super::{Engine, Outcome, Overwrite, SkipReason, Verified};
-use crate::checkpoint::{Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
+use crate::checkpoint::{FileState, Fingerprint, JobId, ObjectRow, ObjectState, PartRow};
 use crate::crc64::{self, Crc64};
 use crate::error::{Error, ErrorKind, Result, Retry};
 use crate::plan::{plan_object, ObjectPlan, Part};
@@ -375,7 +375,14 @@ impl Engine {
         }
         let (etag, blake3) = (head.etag.clone(), blake3.map(|h| h.to_hex().to_string()));
         let recorded = blake3.clone();
-        self.db(move |l| l.finish_object_tagged(id, &etag, crc, recorded.as_deref(), true)).await?;
+        // The file as published: while it stays so, a sync knows it holds this object without reading it.
+        let published = std::fs::metadata(path).ok().map(|m| FileState::of(&m));
+        let name = path.display().to_string();
+        self.db(move |l| {
+            l.finish_object_tagged(id, &etag, crc, recorded.as_deref(), true)?;
+            published.map_or(Ok(()), |state| l.record_file(&name, state, crc))
+        })
+        .await?;
         Ok(Outcome {
             size: plan.size,
             etag: head.etag.clone(),
@@ -412,22 +419,25 @@ impl Engine {
             // The same bytes, by the object's CRC-64, else by the MD5 its ETag is; a file no checksum can
             // compare counts as different.
             Overwrite::IfDifferent if !existing.is_file() || existing.len() != head.size => Ok(None),
-            Overwrite::IfDifferent => {
-                let file = Arc::new(File::open(path).map_err(|e| super::upload::io_error("open", path, e))?);
-                let same = match head.crc64 {
-                    Some(want) => self.file_crc64(&file, &Arc::from(path), head.size).await? == want,
-                    // Whatever else the object can be checked by (its CRC-32C, its ETag, a BLAKE3 label).
-                    None => {
-                        let expected = self.expected(source, head, false).await?;
-                        !expected.is_empty() && {
-                            let checked = self.check_file(source, head, (&file, &[]), expected).await?;
-                            checked.mismatch().is_none() && checked.verified.any()
-                        }
-                    }
-                };
-                Ok(same.then_some(SkipReason::Unchanged))
-            }
+            Overwrite::IfDifferent => Ok(self.file_matches(source, head, path).await?.then_some(SkipReason::Unchanged)),
         }
+    }
+
+    /// Whether the file at `path` holds the object `source` (`head` its HEAD): by the object's CRC-64, else by
+    /// whatever else it can be checked by (its CRC-32C, the MD5 its ETag is, a BLAKE3 label); a file nothing can
+    /// compare counts as different.
+    pub(super) async fn file_matches(&self, source: &ObjectRef, head: &ObjectInfo, path: &Path) -> Result<bool> {
+        let file = Arc::new(File::open(path).map_err(|e| super::upload::io_error("open", path, e))?);
+        Ok(match head.crc64 {
+            Some(want) => self.file_crc64(&file, &Arc::from(path), head.size).await? == want,
+            None => {
+                let expected = self.expected(source, head, false).await?;
+                !expected.is_empty() && {
+                    let checked = self.check_file(source, head, (&file, &[]), expected).await?;
+                    checked.mismatch().is_none() && checked.verified.any()
+                }
+            }
+        })
     }
 
     /// Fetches every part not `kept` into `sink`, recording each in the ledger once written. Answers the parts

@@ -54,8 +54,11 @@ pub enum PlannedAction {
         /// Number of parts.
         parts: u32,
     },
-    /// Not transferred: the [overwrite policy](super::Overwrite) leaves the destination alone.
+    /// Not transferred: the [overwrite policy](super::Overwrite) leaves the destination alone (or a sync found
+    /// it unchanged).
     Skip(SkipReason),
+    /// A sync would delete this destination entry: the source does not have it.
+    Delete,
 }
 
 impl PlannedAction {

@@ -29,6 +29,7 @@ pub(super) struct Tracker {
     skipped: AtomicU64,
     planned: AtomicU64,
     failed: AtomicU64,
+    deleted: AtomicU64,
     listing_finished: AtomicBool,
     stopped: AtomicBool,
     stop_signal: tokio::sync::Notify,
@@ -58,6 +59,7 @@ impl Tracker {
             skipped: AtomicU64::new(0),
             planned: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            deleted: AtomicU64::new(0),
             listing_finished: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             stop_signal: tokio::sync::Notify::new(),
@@ -114,6 +116,11 @@ impl Tracker {
 
     pub(super) fn failed(&self) {
         self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A sync deleted a destination entry.
+    pub(super) fn deleted(&self) {
+        self.deleted.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn listing_finished(&self) {
@@ -187,6 +194,7 @@ impl Tracker {
             objects_planned: self.planned.load(Ordering::Relaxed),
             requests_retried: self.retried.load(Ordering::Relaxed),
             objects_failed: self.failed.load(Ordering::Relaxed),
+            objects_deleted: self.deleted.load(Ordering::Relaxed),
             listing_finished: self.listing_finished.load(Ordering::Relaxed),
             bytes_per_second: rate,
             elapsed: now.duration_since(self.started),
@@ -222,6 +230,8 @@ pub struct Progress {
     pub requests_retried: u64,
     /// Objects that failed.
     pub objects_failed: u64,
+    /// Syncs only: destination entries deleted because the source does not have them.
+    pub objects_deleted: u64,
     /// True once every object has been found.
     pub listing_finished: bool,
     /// Bytes sent per second: an exponentially weighted rate (a few seconds' memory) of the acknowledged bytes
@@ -250,6 +260,14 @@ pub enum Event {
         /// answered, and the object, part and upload id as context.
         error: crate::Error,
     },
+    /// A sync deleted a destination entry the source does not have ([`SyncRequest::delete`](super::SyncRequest::delete)).
+    Deleted {
+        /// The destination's key (or, in a directory, the file's path).
+        key: String,
+        /// True when the store kept the object's data and left a delete marker (a versioned bucket): the
+        /// object's versions are still there.
+        delete_marker: bool,
+    },
     /// Dry runs only ([`EngineConfig::dry_run`](super::EngineConfig::dry_run)): what a real run would do to
     /// the object. Nothing was written.
     Planned {
@@ -274,6 +292,10 @@ pub struct JobSummary {
     pub failures: Vec<(String, crate::Error)>,
     /// Uploads aborted by [`JobHandle::abort`].
     pub aborted_uploads: usize,
+    /// Syncs only: deletions not made because [`SyncRequest::max_delete`](super::SyncRequest::max_delete) was
+    /// reached (the job then ends `Stopped`, and its next run goes on with them), or because the source listed
+    /// nothing (the job then ends `Failed`).
+    pub deletions_withheld: u64,
 }
 
 /// A running job. See the module docs for what dropping it does.

@@ -15,6 +15,7 @@
 use super::download::path_under;
 use super::handle::{Event, JobHandle, JobSummary, Tracker};
 use super::start::{JobStart, Source};
+use super::sync::{SyncRequest, Watermark};
 use super::{CopyRequest, DownloadRequest, Engine, KeyFilter, Outcome, PlannedObject, UploadRequest};
 use crate::checkpoint::{JobId, JobLock, JobState};
 use crate::error::{Error, ErrorKind, Result};
@@ -145,6 +146,8 @@ pub(super) enum Work {
     Copy(CopyRequest),
     Download(DownloadRequest),
     Stream(super::StreamRequest),
+    /// A sync's pair of entries under one relative key ([`Engine::sync`]).
+    Sync(super::sync::Pair),
     /// An object found that is not to be moved, with why (a key no file may be named after): it fails on its
     /// own, and the job goes on.
     Refused {
@@ -157,9 +160,11 @@ pub(super) enum Work {
 pub(super) type Found = std::result::Result<Work, (String, String)>;
 
 /// What the runner got for one object: a transfer's outcome, or a dry run's plan.
-enum Settled {
+pub(super) enum Settled {
     Transferred(Outcome),
     Planned(PlannedObject),
+    /// Nothing to report: a sync's entry only in the destination.
+    Nothing,
 }
 
 /// `prefix` with a `/` after it, unless it is empty or has one.
@@ -240,6 +245,9 @@ impl Engine {
                     self.list_source((&req.bucket, &under), &req.filter, download, &tx, &tracker).await
                 });
             }
+            Source::Sync(req) => {
+                tokio::spawn(self.merge_sides(req, None, tracker, tx));
+            }
             Source::Download(req) => {
                 tracker.found(0);
                 tracker.listing_finished();
@@ -272,6 +280,7 @@ impl Engine {
         &self,
         (job, resumed): (JobId, bool),
         held: Option<(JobLock, (PathBuf, JobId))>,
+        sync: Option<(Arc<SyncRequest>, Watermark)>,
         produce: impl FnOnce(Arc<Tracker>, mpsc::Sender<Found>) + Send + 'static,
     ) -> JobHandle {
         let dry_run = self.dry_run();
@@ -283,7 +292,7 @@ impl Engine {
         produce(tracker.clone(), found_tx);
         let task = tokio::spawn(async move {
             let _held = held;
-            engine.run_job(job, found, events_tx).await
+            engine.run_job(job, found, events_tx, sync).await
         });
         JobHandle {
             job,
@@ -301,11 +310,16 @@ impl Engine {
         job: JobId,
         mut found: mpsc::Receiver<Found>,
         events: mpsc::Sender<Event>,
+        sync: Option<(Arc<SyncRequest>, Watermark)>,
     ) -> Result<JobSummary> {
         let tracker = self.tracker.clone().expect("a job engine is tracked");
         let limit = self.inner.config.plan.max_in_flight.max(1) * 2;
         let dry_run = self.dry_run();
-        let mut running: JoinSet<(String, Result<Settled>)> = JoinSet::new();
+        let (sync, mut watermark) = match sync {
+            Some((req, w)) => (Some(req), Some(w)),
+            None => (None, None),
+        };
+        let mut running: JoinSet<(u64, String, Result<Settled>)> = JoinSet::new();
         let mut failures = Vec::new();
         // What could not be listed: no object row holds it, so the job's does.
         let mut unlisted: Vec<String> = Vec::new();
@@ -321,6 +335,7 @@ impl Engine {
                     tracker.planned(&plan);
                     Event::Planned { key, plan }
                 }
+                Ok(Settled::Nothing) => return None,
                 Err(e) if e.kind() == ErrorKind::Stopped => return None,
                 Err(e) => {
                     tracker.failed();
@@ -339,10 +354,24 @@ impl Engine {
                 }
             }
         };
+        // A sync's cursor moves as its pairs settle, and is saved every so many pairs with the ledger's steps
+        // (after theirs: the writer keeps order).
+        let save = |w: &mut Watermark| {
+            w.unsaved = 0;
+            let (cursor, sources) = (w.cursor.clone(), w.sources);
+            self.db(move |l| l.set_sync_progress(job, cursor.as_deref(), sources))
+        };
+        let mut seq = 0u64;
         loop {
             while running.len() >= limit {
                 if let Some(done) = running.join_next().await {
-                    let (key, result) = done?;
+                    let (n, key, result) = done?;
+                    if let Some(w) = watermark.as_mut() {
+                        w.settled(n, result.is_ok());
+                        if w.unsaved >= 1000 && !dry_run {
+                            save(w).await?;
+                        }
+                    }
                     emit(settle(key, result, &mut failures)).await;
                 }
             }
@@ -357,53 +386,49 @@ impl Engine {
                     emit(settle(what, Err(Error::new(ErrorKind::Io, error)), &mut failures)).await
                 }
                 Some(Ok(work)) => {
-                    let engine = self.clone();
+                    seq += 1;
+                    if let (Some(w), Work::Sync(pair)) = (watermark.as_mut(), &work) {
+                        let (rel, in_source) = pair.progress();
+                        w.dispatched(seq, rel, in_source);
+                    }
+                    let (engine, sync, n) = (self.clone(), sync.clone(), seq);
                     running.spawn(async move {
-                        match work {
-                            Work::Upload(r) if dry_run => {
-                                let result = engine.plan_upload_file(&r).await.map(Settled::Planned);
-                                (r.key, result)
+                        let (key, result) = match (work, sync) {
+                            (Work::Sync(pair), Some(req)) => {
+                                let key = pair.key(&req);
+                                (key, engine.sync_pair(job, &req, pair).await)
                             }
-                            Work::Upload(r) => {
-                                let result = engine.upload_file(job, &r).await;
-                                (r.key, result.map(Settled::Transferred))
-                            }
-                            Work::Copy(r) if dry_run => {
-                                let result = engine.plan_copy_object(&r).await.map(Settled::Planned);
-                                (r.key, result)
-                            }
-                            Work::Copy(r) => {
-                                let result = engine.copy_object(job, &r).await;
-                                (r.key, result.map(Settled::Transferred))
-                            }
-                            Work::Download(r) if dry_run => {
-                                let result = engine.plan_download_object(&r).await.map(Settled::Planned);
-                                (r.source.key, result)
-                            }
-                            Work::Download(r) => {
-                                let result = engine.download_object(job, &r).await;
-                                (r.source.key, result.map(Settled::Transferred))
-                            }
-                            Work::Stream(r) if dry_run => {
-                                let result = engine.plan_download(&r.source, None).await.map(Settled::Planned);
-                                (r.source.key, result)
-                            }
-                            Work::Stream(r) => {
-                                let result = engine.stream_object(job, &r).await;
-                                (r.source.key, result.map(Settled::Transferred))
-                            }
-                            Work::Refused { key, error } => (key, Err(error)),
-                        }
+                            (work, _) => engine.settle(job, work).await,
+                        };
+                        (n, key, result)
                     });
                 }
             }
         }
         drop(found);
         while let Some(done) = running.join_next().await {
-            let (key, result) = done?;
+            let (n, key, result) = done?;
+            if let Some(w) = watermark.as_mut() {
+                w.settled(n, result.is_ok());
+            }
             emit(settle(key, result, &mut failures)).await;
         }
-        let state = if tracker.is_stopped() {
+        let listed = tracker.is_listing_finished();
+        let mut withheld = 0;
+        if let (Some(req), Some(w)) = (&sync, watermark.as_mut()) {
+            if !dry_run {
+                save(w).await?;
+                let complete = listed && !tracker.is_stopped() && tracker.snapshot_failed() == 0;
+                if complete && req.delete {
+                    let (_, left) = self.sync_deletions(job, req, w.sources, &events, &mut failures).await?;
+                    withheld = left;
+                }
+                if complete && withheld == 0 && tracker.snapshot_failed() == 0 {
+                    self.db(move |l| l.end_sync_pass(job)).await?;
+                }
+            }
+        }
+        let state = if tracker.is_stopped() || (withheld > 0 && tracker.snapshot_failed() == 0) {
             JobState::Stopped
         } else if tracker.snapshot_failed() > 0 {
             JobState::Failed
@@ -416,10 +441,57 @@ impl Engine {
                 [one] => Some(one.clone()),
                 [first, rest @ ..] => Some(format!("{first} (and {} more sources not listed)", rest.len())),
             };
-            let listed = tracker.is_listing_finished();
             self.db(move |l| l.end_job(job, state, error.as_deref(), listed)).await?;
         }
-        Ok(JobSummary { job, progress: tracker.snapshot_now(), state, failures, aborted_uploads: 0 })
+        Ok(JobSummary {
+            job,
+            progress: tracker.snapshot_now(),
+            state,
+            failures,
+            aborted_uploads: 0,
+            deletions_withheld: withheld,
+        })
+    }
+
+    /// Does one unit of work of job `job` (or plans it, in a dry run): `(its key, what came of it)`.
+    pub(super) async fn settle(&self, job: JobId, work: Work) -> (String, Result<Settled>) {
+        let dry_run = self.dry_run();
+        match work {
+            Work::Upload(r) if dry_run => {
+                let result = self.plan_upload_file(&r).await.map(Settled::Planned);
+                (r.key, result)
+            }
+            Work::Upload(r) => {
+                let result = self.upload_file(job, &r).await;
+                (r.key, result.map(Settled::Transferred))
+            }
+            Work::Copy(r) if dry_run => {
+                let result = self.plan_copy_object(&r).await.map(Settled::Planned);
+                (r.key, result)
+            }
+            Work::Copy(r) => {
+                let result = self.copy_object(job, &r).await;
+                (r.key, result.map(Settled::Transferred))
+            }
+            Work::Download(r) if dry_run => {
+                let result = self.plan_download_object(&r).await.map(Settled::Planned);
+                (r.source.key, result)
+            }
+            Work::Download(r) => {
+                let result = self.download_object(job, &r).await;
+                (r.source.key, result.map(Settled::Transferred))
+            }
+            Work::Stream(r) if dry_run => {
+                let result = self.plan_download(&r.source, None).await.map(Settled::Planned);
+                (r.source.key, result)
+            }
+            Work::Stream(r) => {
+                let result = self.stream_object(job, &r).await;
+                (r.source.key, result.map(Settled::Transferred))
+            }
+            Work::Sync(_) => (String::new(), Err(Error::invalid("a sync pair outside a sync job"))),
+            Work::Refused { key, error } => (key, Err(error)),
+        }
     }
 
     /// Lists `bucket/src_prefix` page by page (each page retried) in the store copies and downloads read from,

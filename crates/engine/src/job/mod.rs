@@ -63,6 +63,7 @@ mod relay;
 mod restore;
 mod start;
 mod stream;
+mod sync;
 mod upload;
 mod verify;
 
@@ -89,6 +90,7 @@ pub use overwrite::{Overwrite, SkipReason};
 pub use pipeline::{Outcome, Verified};
 pub use start::JobStart;
 pub use stream::{is_closed_output, StreamRequest, Writer};
+pub use sync::{Compare, SyncRequest, SyncSide};
 
 use handle::Tracker;
 

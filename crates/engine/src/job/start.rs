@@ -23,6 +23,7 @@ pub(super) enum Source {
     Download(DownloadRequest),
     DownloadPrefix(PrefixDownloadRequest),
     Stream(StreamRequest),
+    Sync(Arc<super::sync::SyncRequest>),
 }
 
 /// A job about to start, from [`Engine::upload_dir`], [`Engine::upload_one`], [`Engine::copy_prefix`],
@@ -81,7 +82,8 @@ impl JobStart {
         if engine.dry_run() {
             // A dry run records nothing and takes no lock: its job is no job of the ledger.
             let id = job.unwrap_or(JobId(0));
-            return Ok(engine.start_job((id, false), None, source.producer(&engine)));
+            let sync = source.sync().map(|r| (r, super::sync::Watermark::default()));
+            return Ok(engine.start_job((id, false), None, sync, source.producer(&engine, None)));
         }
         let (kind, from, to) = source.identity()?;
         let (id, resumed) = engine
@@ -109,7 +111,16 @@ impl JobStart {
         wait_for_stopping(&key).await?;
         let lock = engine.db(move |l| l.lock_job(id)).await?;
         engine.db(move |l| l.start_run(id, resumed)).await?;
-        Ok(engine.start_job((id, resumed), Some((lock, key)), source.producer(&engine)))
+        // A sync's pass goes on from its cursor (deletions found past it are found again).
+        let sync = match source.sync() {
+            Some(req) => {
+                let (cursor, sources) = engine.db(move |l| l.resume_sync(id)).await?;
+                Some((req, super::sync::Watermark::new(cursor, sources)))
+            }
+            None => None,
+        };
+        let after = sync.as_ref().and_then(|(_, w)| w.cursor.clone());
+        Ok(engine.start_job((id, resumed), Some((lock, key)), sync, source.producer(&engine, after)))
     }
 }
 
@@ -165,6 +176,14 @@ impl Source {
                 super::download::existing_file(&r.path)?;
             }
             Source::Stream(r) => key(&r.source.key, "the key")?,
+            Source::Sync(r) => {
+                r.validate(engine.inner.source.is_some())?;
+                for side in [&r.source, &r.destination] {
+                    if let super::sync::SyncSide::Prefix { prefix, .. } = side {
+                        under(prefix)?;
+                    }
+                }
+            }
             Source::DownloadPrefix(r) => {
                 under(&r.prefix)?;
                 if r.dir.exists() && !r.dir.is_dir() {
@@ -206,6 +225,7 @@ impl Source {
             Source::DownloadPrefix(r) => {
                 (JobKind::Download, format!("{}/{}", r.bucket, r.prefix), format!("{}/", absolute(&r.dir)?))
             }
+            Source::Sync(r) => (JobKind::Sync, r.source.name()?, r.destination.name()?),
         })
     }
 
@@ -219,13 +239,31 @@ impl Source {
             Source::Download(r) => (Some(&r.source.bucket), None),
             Source::Stream(r) => (Some(&r.source.bucket), None),
             Source::DownloadPrefix(r) => (Some(&r.bucket), None),
+            Source::Sync(r) => (r.source.bucket(), r.destination.bucket()),
         }
     }
 
-    /// What finds the job's objects and feeds them to the runner.
-    fn producer(self, engine: &Engine) -> impl FnOnce(Arc<Tracker>, mpsc::Sender<Found>) + Send + 'static {
+    /// A sync's request.
+    fn sync(&self) -> Option<Arc<super::sync::SyncRequest>> {
+        match self {
+            Source::Sync(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    /// What finds the job's objects and feeds them to the runner (a sync's pairs after `after`).
+    fn producer(
+        self,
+        engine: &Engine,
+        after: Option<String>,
+    ) -> impl FnOnce(Arc<Tracker>, mpsc::Sender<Found>) + Send + 'static {
         let engine = engine.clone();
-        move |tracker, tx| engine.produce(self, tracker, tx)
+        move |tracker, tx| match self {
+            Source::Sync(req) => {
+                tokio::spawn(engine.merge_sides(req, after, tracker, tx));
+            }
+            other => engine.produce(other, tracker, tx),
+        }
     }
 }
 

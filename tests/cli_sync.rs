@@ -1,0 +1,364 @@
+//! `transfer sync` through the built binary, against `transfer serve` in both dialects and moto. Every run goes
+//! through a recording proxy, so what is asserted is what crossed the wire: a re-run after three edits (one of
+//! the same size), two deletions and one addition sends exactly those writes and one DeleteMultiple, and the
+//! run after it sends nothing but its listings. The same for bucket to directory and bucket to bucket; then
+//! --max-delete, --dry-run, an empty source, overlapping sides, a listing that fails half-way and the resumed
+//! pass that lists only after where it stopped.
+
+use crate::cli::{run, summary, transfer};
+use crate::cli_s3::transfer_s3;
+use crate::util::fault::{Fault, FaultProxy, Rule, Seen};
+use crate::util::moto::{Moto, MOTO_KEY};
+use crate::util::{data, s3_client, Served, AK, SK};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use transfer_engine::http::HttpStore;
+use transfer_engine::sign::SignatureVersion::V4;
+use transfer_engine::store::{ListRequest, PutOptions};
+use transfer_engine::{BucketStore, ObjectStore};
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: &Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+}
+
+fn events(out: &Output, kind: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == kind)
+        .collect()
+}
+
+/// A target as the binary sees it through a proxy: `cmd(endpoint, ledger)`, its scheme, a client to check with.
+struct Target<'a> {
+    cmd: &'a dyn Fn(&str, &Path) -> Command,
+    endpoint: String,
+    scheme: &'static str,
+    store: HttpStore,
+    /// Whether the store reports objects' CRC-64 (OSS): where it does not, a same-size edit costs a HEAD.
+    crc64: bool,
+}
+
+/// What a run sent, by kind: object writes (PUT without a copy source), copies, DeleteMultiple, single
+/// DELETEs, GETs of objects, HEADs.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Sent {
+    puts: usize,
+    copies: usize,
+    delete_multiple: usize,
+    deletes: usize,
+    gets: usize,
+    heads: usize,
+}
+
+fn sent(seen: &[Seen]) -> Sent {
+    let mut s = Sent::default();
+    for r in seen {
+        let copy = r.has("x-oss-copy-source") || r.has("x-amz-copy-source");
+        let listing = r.target.contains("list-type") || r.target.contains("prefix=") || r.target.ends_with('/');
+        match r.method.as_str() {
+            "PUT" if copy => s.copies += 1,
+            "PUT" => s.puts += 1,
+            "POST" if r.target.contains("delete") => s.delete_multiple += 1,
+            "POST" => s.puts += 1,
+            "DELETE" => s.deletes += 1,
+            "GET" if !listing => s.gets += 1,
+            "HEAD" => s.heads += 1,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Every object under `prefix` with its bytes.
+async fn objects(store: &HttpStore, b: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    let req = ListRequest::default().prefix(Some(prefix.to_owned()));
+    let page = store.list_objects(b, &req).await.unwrap();
+    let mut out = BTreeMap::new();
+    for e in page.objects {
+        let body =
+            store.get_object(&transfer_engine::ObjectRef::new(b, &e.key), None).await.unwrap().bytes().await.unwrap();
+        out.insert(e.key[prefix.len()..].to_owned(), body.to_vec());
+    }
+    out
+}
+
+/// Every file under `root` with its bytes, by its path relative to `root`.
+fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn write(root: &Path, rel: &str, body: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+}
+
+/// A tree whose names exercise the order a directory walk must share with a listing (`a-b` < `a.txt` < `a/`).
+fn tree(root: &Path) {
+    for (rel, seed) in [("a-b", 1), ("a.txt", 2), ("a/x", 3), ("a/y/z", 4), ("b", 5), ("c/d", 6), ("c/e", 7)] {
+        write(root, rel, &data(1000 + seed as usize * 10, seed));
+    }
+}
+
+/// Runs the binary through a fresh recording proxy, and answers its output and what it sent.
+async fn through_proxy(t: &Target<'_>, ledger: &Path, args: &[&str]) -> (Output, Sent) {
+    let proxy = FaultProxy::start(&t.endpoint, vec![]).await;
+    let out = run((t.cmd)(&proxy.endpoint, ledger).args(args));
+    (out, sent(&proxy.seen()))
+}
+
+async fn directory_to_bucket(t: &Target<'_>, b: &str) {
+    t.store.create_bucket(b).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, src) = (tmp.path().join("l.db"), tmp.path().join("src"));
+    tree(&src);
+    let url = format!("{}://{b}/p", t.scheme);
+    let src_arg = src.to_str().unwrap();
+
+    let (first, wire) = through_proxy(t, &ledger, &["--json", "sync", src_arg, &url, "--delete"]).await;
+    ok(&first);
+    assert_eq!((wire.puts, wire.delete_multiple, summary(&first)["objects_transferred"].as_u64()), (7, 0, Some(7)));
+    assert_eq!(objects(&t.store, b, "p/").await, files(&src));
+
+    // Three edits (one keeps the size), two deletions, one addition.
+    write(&src, "a.txt", &data(1020, 99)); // the same size, other bytes
+    write(&src, "b", &data(10, 98));
+    write(&src, "c/e", &data(5000, 97));
+    std::fs::remove_file(src.join("a/y/z")).unwrap();
+    std::fs::remove_file(src.join("c/d")).unwrap();
+    write(&src, "new/f", b"new");
+    let (second, wire) = through_proxy(t, &ledger, &["--json", "sync", src_arg, &url, "--delete"]).await;
+    ok(&second);
+    // The same-size edit is told by its CRC-64: the object's is in the ledger on OSS; an S3 store's HEAD gives
+    // its MD5 ETag instead.
+    let heads = usize::from(!t.crc64);
+    assert_eq!(wire, Sent { puts: 4, delete_multiple: 1, heads, ..Sent::default() }, "{}", stderr(&second));
+    let s = summary(&second);
+    assert_eq!(
+        (s["objects_transferred"].as_u64(), s["objects_unchanged"].as_u64(), s["objects_deleted"].as_u64()),
+        (Some(4), Some(2), Some(2)),
+        "{s}"
+    );
+    let deleted: Vec<_> = events(&second, "deleted").iter().map(|e| e["key"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(deleted, ["p/a/y/z", "p/c/d"]);
+    assert_eq!(objects(&t.store, b, "p/").await, files(&src));
+
+    // Nothing changed: no write, no delete, not even a HEAD (the ledger knows what it wrote).
+    let (third, wire) = through_proxy(t, &ledger, &["--json", "sync", src_arg, &url, "--delete"]).await;
+    ok(&third);
+    assert_eq!(wire, Sent::default(), "{}", stderr(&third));
+    assert_eq!(summary(&third)["objects_unchanged"].as_u64(), Some(6));
+
+    // A lost ledger costs reads, not writes: the default comparison reads the files and HEADs the objects.
+    let fresh = tmp.path().join("fresh.db");
+    let (lost, wire) = through_proxy(t, &fresh, &["--json", "sync", src_arg, &url, "--delete"]).await;
+    ok(&lost);
+    assert_eq!((wire.puts, wire.copies, wire.delete_multiple, wire.heads), (0, 0, 0, 6), "{}", stderr(&lost));
+
+    // --max-delete: one of three, exit 3; the next run goes on with the rest.
+    for rel in ["a-b", "a/x", "b"] {
+        std::fs::remove_file(src.join(rel)).unwrap();
+    }
+    let (held, wire) =
+        through_proxy(t, &ledger, &["--json", "sync", src_arg, &url, "--delete", "--max-delete", "1"]).await;
+    assert_eq!(held.status.code(), Some(3), "{}", stderr(&held));
+    assert_eq!(events(&held, "deleted").len(), 1);
+    assert_eq!((wire.delete_multiple, summary(&held)["deletions_withheld"].as_u64()), (1, Some(2)));
+    assert!(stderr(&held).contains("--max-delete"), "{}", stderr(&held));
+    assert_eq!(objects(&t.store, b, "p/").await.len(), files(&src).len() + 2);
+    // A dry run lists the two left and deletes nothing.
+    let dry = run((t.cmd)(&t.endpoint, &ledger).args(["sync", "--dry-run", src_arg, &url, "--delete"]));
+    ok(&dry);
+    let listed = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(listed.lines().filter(|l| l.starts_with("DELETE")).count(), 2, "{listed}");
+    assert_eq!(objects(&t.store, b, "p/").await.len(), files(&src).len() + 2);
+    let rest = run((t.cmd)(&t.endpoint, &ledger).args(["sync", src_arg, &url, "--delete"]));
+    ok(&rest);
+    assert_eq!(objects(&t.store, b, "p/").await, files(&src));
+
+    // An empty source (a misspelt directory would be one) deletes nothing unless asked.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let refused = run((t.cmd)(&t.endpoint, &ledger).args(["sync", empty.to_str().unwrap(), &url, "--delete"]));
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--allow-empty-source"), "{}", stderr(&refused));
+    assert_eq!(objects(&t.store, b, "p/").await, files(&src));
+    let emptied = run((t.cmd)(&t.endpoint, &ledger).args([
+        "sync",
+        empty.to_str().unwrap(),
+        &url,
+        "--delete",
+        "--allow-empty-source",
+    ]));
+    ok(&emptied);
+    assert!(objects(&t.store, b, "p/").await.is_empty());
+}
+
+async fn bucket_to_directory_and_bucket(t: &Target<'_>, b: &str) {
+    t.store.create_bucket(b).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, out) = (tmp.path().join("l.db"), tmp.path().join("out"));
+    let put = |key: &'static str, body: Vec<u8>| {
+        let store = &t.store;
+        async move { store.put_object(b, key, body.into(), &PutOptions::default()).await.unwrap() }
+    };
+    for (key, seed) in [("s/a-b", 1u64), ("s/a.txt", 2), ("s/a/x", 3), ("s/b", 4), ("s/c/d", 5)] {
+        put(key, data(2000, seed)).await;
+    }
+    let src = format!("{}://{b}/s", t.scheme);
+    let dst = format!("{}://{b}/m", t.scheme);
+    let out_arg = out.to_str().unwrap();
+
+    let (first, wire) = through_proxy(t, &ledger, &["--json", "sync", &src, out_arg]).await;
+    ok(&first);
+    assert_eq!(wire.gets, 5, "{}", stderr(&first));
+    let (copied, wire) = through_proxy(t, &ledger, &["--json", "sync", &src, &dst]).await;
+    ok(&copied);
+    assert_eq!((wire.copies, wire.puts), (5, 0), "server-side: {}", stderr(&copied));
+    assert_eq!(files(&out), objects(&t.store, b, "s/").await);
+    assert_eq!(objects(&t.store, b, "m/").await, objects(&t.store, b, "s/").await);
+
+    put("s/a.txt", data(2000, 90)).await; // the same size
+    put("s/b", data(10, 91)).await;
+    t.store.delete_object(&transfer_engine::ObjectRef::new(b, "s/c/d")).await.unwrap();
+    put("s/n/e/w", b"new".to_vec()).await;
+    let (second, wire) = through_proxy(t, &ledger, &["--json", "sync", &src, out_arg, "--delete"]).await;
+    ok(&second);
+    assert_eq!((wire.gets, wire.puts, wire.delete_multiple), (3, 0, 0), "{}", stderr(&second));
+    assert_eq!(files(&out), objects(&t.store, b, "s/").await);
+    let (copied, wire) = through_proxy(t, &ledger, &["--json", "sync", &src, &dst, "--delete"]).await;
+    ok(&copied);
+    assert_eq!((wire.copies, wire.delete_multiple, wire.puts), (3, 1, 0), "{}", stderr(&copied));
+    assert_eq!(objects(&t.store, b, "m/").await, objects(&t.store, b, "s/").await);
+
+    // Nothing changed: nothing fetched, copied or deleted, and no HEAD.
+    for dest in [out_arg, dst.as_str()] {
+        let (again, wire) = through_proxy(t, &ledger, &["--json", "sync", &src, dest, "--delete"]).await;
+        ok(&again);
+        assert_eq!(wire, Sent::default(), "{dest}: {}", stderr(&again));
+    }
+
+    // Sides inside each other, and an unknown comparison, are refused before anything moves.
+    let inside = run((t.cmd)(&t.endpoint, &ledger).args(["sync", &src, &format!("{src}/deeper")]));
+    assert_eq!(inside.status.code(), Some(2), "{}", stderr(&inside));
+    assert!(stderr(&inside).contains("overlap"), "{}", stderr(&inside));
+    let unknown = run((t.cmd)(&t.endpoint, &ledger).args(["sync", "--compare", "md4", &src, out_arg]));
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("size-crc"), "{}", stderr(&unknown));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_against_transfer_serve_in_both_dialects() {
+    let served = Served::start();
+    let oss = |ep: &str, l: &Path| transfer(ep, l);
+    let target =
+        Target { cmd: &oss, endpoint: served.endpoint.clone(), scheme: "oss", store: served.client(V4), crc64: true };
+    directory_to_bucket(&target, "sync-oss").await;
+    bucket_to_directory_and_bucket(&target, "sync-b-oss").await;
+    let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, (AK, SK));
+    let store = s3_client(&served.endpoint, (AK, SK));
+    let target = Target { cmd: &s3, endpoint: served.endpoint.clone(), scheme: "s3", store, crc64: false };
+    directory_to_bucket(&target, "sync-s3").await;
+    bucket_to_directory_and_bucket(&target, "sync-b-s3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_against_moto() {
+    let Some(moto) = Moto::start("sync_against_moto") else { return };
+    let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, MOTO_KEY);
+    let target = Target {
+        cmd: &s3,
+        endpoint: moto.endpoint.clone(),
+        scheme: "s3",
+        store: moto.client_in("us-east-1"),
+        crc64: false,
+    };
+    directory_to_bucket(&target, "sync-moto").await;
+    bucket_to_directory_and_bucket(&target, "sync-b-moto").await;
+}
+
+/// A listing that fails half-way ends the pass failed with nothing deleted; the next run lists both sides only
+/// after the last key the pass settled, and finishes (deleting then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_whose_listing_failed_resumes_after_what_it_compared() {
+    let served = Served::start();
+    let store = served.client(V4);
+    let b = "sync-resume";
+    store.create_bucket(b).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, src) = (tmp.path().join("l.db"), tmp.path().join("src"));
+    // Over one page (1,000 keys) of the destination's listing.
+    for i in 0..1100 {
+        write(&src, &format!("f{i:05}"), format!("{i}").as_bytes());
+    }
+    let url = format!("oss://{b}/p");
+    ok(&run(transfer(&served.endpoint, &ledger).args(["sync", src.to_str().unwrap(), &url])));
+    store.put_object(b, "p/zz-stale", b"old".to_vec().into(), &PutOptions::default()).await.unwrap();
+    std::fs::write(src.join("f00001"), b"changed").unwrap();
+    std::fs::write(src.join("f01050"), b"changed").unwrap();
+
+    // The destination's second page is refused: the pass fails, compares what it had, deletes nothing.
+    let refuse = Rule {
+        method: Some("GET"),
+        contains: "continuation-token",
+        fault: Fault::Status(403, "AccessDenied"),
+        times: 1,
+    };
+    let proxy = FaultProxy::start(&served.endpoint, vec![refuse]).await;
+    let failed =
+        run(transfer(&proxy.endpoint, &ledger).args(["--json", "sync", src.to_str().unwrap(), &url, "--delete"]));
+    assert_ne!(failed.status.code(), Some(0), "{}", stderr(&failed));
+    assert!(store.head_object(&transfer_engine::ObjectRef::new(b, "p/zz-stale")).await.is_ok(), "nothing deleted");
+    let body = |k: &str| {
+        let store = &store;
+        let k = k.to_owned();
+        async move {
+            store
+                .get_object(&transfer_engine::ObjectRef::new(b, &k), None)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec()
+        }
+    };
+    assert_eq!(body("p/f00001").await, b"changed", "what was compared before the failure was synced");
+
+    let proxy = FaultProxy::start(&served.endpoint, vec![]).await;
+    let resumed =
+        run(transfer(&proxy.endpoint, &ledger).args(["--json", "sync", src.to_str().unwrap(), &url, "--delete"]));
+    ok(&resumed);
+    let lists: Vec<Seen> =
+        proxy.seen().into_iter().filter(|r| r.method == "GET" && r.target.contains("max-keys=1000")).collect();
+    assert!(
+        !lists.is_empty()
+            && lists.iter().all(|r| r.target.contains("start-after=") || r.target.contains("continuation-token")),
+        "every listing goes on after the cursor: {:?}",
+        lists.iter().map(|r| &r.target).collect::<Vec<_>>()
+    );
+    let s = summary(&resumed);
+    assert!(s["objects_unchanged"].as_u64().unwrap() < 1000, "{s}");
+    assert_eq!((s["objects_transferred"].as_u64(), s["objects_deleted"].as_u64()), (Some(1), Some(1)), "{s}");
+    assert_eq!(body("p/f01050").await, b"changed");
+    assert!(store.head_object(&transfer_engine::ObjectRef::new(b, "p/zz-stale")).await.is_err());
+}
