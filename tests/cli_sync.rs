@@ -274,11 +274,35 @@ async fn sync_against_transfer_serve_in_both_dialects() {
         Target { cmd: &oss, endpoint: served.endpoint.clone(), scheme: "oss", store: served.client(V4), crc64: true };
     directory_to_bucket(&target, "sync-oss").await;
     bucket_to_directory_and_bucket(&target, "sync-b-oss").await;
+    versioned(&target, "sync-v-oss").await;
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, (AK, SK));
     let store = s3_client(&served.endpoint, (AK, SK));
     let target = Target { cmd: &s3, endpoint: served.endpoint.clone(), scheme: "s3", store, crc64: false };
     directory_to_bucket(&target, "sync-s3").await;
     bucket_to_directory_and_bucket(&target, "sync-b-s3").await;
+    versioned(&target, "sync-v-s3").await;
+}
+
+/// In a versioned bucket a sync's deletion leaves a delete marker, says so, and the data stays.
+async fn versioned(t: &Target<'_>, b: &str) {
+    t.store.create_bucket(b).await.unwrap();
+    t.store.put_versioning(b, true).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, src) = (tmp.path().join("l.db"), tmp.path().join("src"));
+    write(&src, "keep", b"keep");
+    write(&src, "gone", b"gone");
+    let url = format!("{}://{b}/v", t.scheme);
+    ok(&run((t.cmd)(&t.endpoint, &ledger).args(["sync", src.to_str().unwrap(), &url])));
+    std::fs::remove_file(src.join("gone")).unwrap();
+    let out = run((t.cmd)(&t.endpoint, &ledger).args(["--json", "sync", src.to_str().unwrap(), &url, "--delete"]));
+    ok(&out);
+    let deleted = events(&out, "deleted");
+    assert_eq!(deleted.len(), 1, "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!((deleted[0]["key"].as_str(), deleted[0]["delete_marker"].as_bool()), (Some("v/gone"), Some(true)));
+    assert_eq!(objects(&t.store, b, "v/").await.keys().collect::<Vec<_>>(), ["keep"]);
+    let versions = t.store.list_versions(b, &Default::default()).await.unwrap();
+    let gone: Vec<_> = versions.versions.iter().filter(|v| v.key == "v/gone").collect();
+    assert_eq!(gone.len(), 2, "the data and its delete marker: {gone:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,6 +318,7 @@ async fn sync_against_moto() {
     };
     directory_to_bucket(&target, "sync-moto").await;
     bucket_to_directory_and_bucket(&target, "sync-b-moto").await;
+    versioned(&target, "sync-v-moto").await;
 }
 
 /// A listing that fails half-way ends the pass failed with nothing deleted; the next run lists both sides only
