@@ -14,13 +14,18 @@
 //! - `TRANSFER_BENCH_RUNS` (3), `TRANSFER_BENCH_BIG_MIB` (1024), `TRANSFER_BENCH_SMALL_FILES` (2000),
 //!   `TRANSFER_BENCH_SMALL_KIB` (16), `TRANSFER_BENCH_MID_FILES` (200), `TRANSFER_BENCH_MID_KIB` (1024);
 //! - `TRANSFER_BENCH_TOOLS_DIR` (`target/bench-tools`): where `benches/run` put Garage and the venv;
+//! - `TRANSFER_BENCH_SYNC_FILES` (20000): the files of the sync workload (16 KiB each; 1% of them changed
+//!   with their size kept, 1% added, 1% removed before each timed run);
 //! - `TRANSFER_BENCH_ONLY_TOOLS`, `TRANSFER_BENCH_ONLY_WORKLOADS`: comma-separated names to keep (tools:
 //!   curl, transfer, transfer-partcopy, s5cmd, rclone, rclone-partcopy, aws-crt, aws-classic, oss2, v2-default,
 //!   v2-equal; workloads: big, small, small-16, small-64, mid, copy, get-big, get-small, oss-big, oss-small,
-//!   oss-mid, oss-get-big);
+//!   oss-mid, oss-get-big, sync);
 //! - `TRANSFER_BENCH_S3_SERVER=serve`: the S3 workloads against `transfer serve` (on port 80) instead of Garage;
 //! - `TRANSFER_BENCH_WRAP`: a command put before every `transfer` client (e.g. `perf record -g -o /tmp/p{n}.data
 //!   --`; `{n}` becomes the workload and run). With a filter or a wrapper, RESULTS.md is not written.
+
+#[path = "support/proxy.rs"]
+mod proxy;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write as _};
@@ -63,6 +68,8 @@ struct Config {
     small: u64,
     mid_files: usize,
     mid: u64,
+    /// Files of the sync workload (16 KiB each).
+    sync_files: usize,
     /// Part size for the smoke pass is smaller, so a small file still goes multipart.
     part: u64,
     tools_dir: PathBuf,
@@ -97,6 +104,7 @@ impl Config {
                 small: env_u64("TRANSFER_BENCH_SMALL_KIB", 16) * KIB,
                 mid_files: env_u64("TRANSFER_BENCH_MID_FILES", 200) as usize,
                 mid: env_u64("TRANSFER_BENCH_MID_KIB", 1024) * KIB,
+                sync_files: env_u64("TRANSFER_BENCH_SYNC_FILES", 20_000) as usize,
                 part: PART_MIB * MIB,
                 tools_dir,
                 only_tools: env_list("TRANSFER_BENCH_ONLY_TOOLS"),
@@ -112,6 +120,7 @@ impl Config {
                 small: 16 * KIB,
                 mid_files: 4,
                 mid: MIB,
+                sync_files: 300,
                 part: 5 * MIB,
                 tools_dir,
                 only_tools: Some(vec!["curl".into(), "transfer".into(), "transfer-partcopy".into()]),
@@ -413,6 +422,9 @@ enum Kind {
     GetBig,
     /// A prefix to a local directory (the prefix seeded from the directory `src` once).
     GetDir,
+    /// A directory kept in step with a prefix (`sync --delete`): seeded once by each tool, then, per run, 1%
+    /// changed (same size), 1% added and 1% removed before the timed run, and put back after it.
+    Sync,
 }
 
 impl Kind {
@@ -485,6 +497,10 @@ impl Tool {
             (Tool::Transfer, Kind::Copy) => {
                 "transfer cp, its defaults (UploadPartCopy from 64 MiB, 64 MiB parts)".into()
             }
+            (Tool::Transfer, Kind::Sync) => "transfer sync --delete".into(),
+            (Tool::S5cmd, Kind::Sync) => "s5cmd sync --delete".into(),
+            (Tool::Rclone, Kind::Sync) => "rclone sync".into(),
+            (Tool::AwsClassic, Kind::Sync) => "aws s3 sync --delete, classic client".into(),
             (Tool::Transfer, _) => "transfer cp".into(),
             (Tool::TransferPartCopy, _) => format!("transfer (UploadPartCopy, {part_mib} MiB parts)"),
             (Tool::S5cmd, Kind::Copy) => "s5cmd cp (one CopyObject)".into(),
@@ -633,6 +649,8 @@ struct Ctx<'a> {
     work: &'a Path,
     home: PathBuf,
     server: &'a Server,
+    /// Where the client sends its requests: the server's endpoint, or a counting proxy in front of it.
+    endpoint: String,
     /// The destination key (Big, Copy) or prefix ending in `/` (Dir).
     dest: String,
     /// Copy: the source key.
@@ -652,7 +670,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
     let bin = bin.display().to_string();
     let part = c.config.part;
     let part_mib = part / MIB;
-    let ep = &c.server.endpoint;
+    let ep = &c.endpoint;
     let src = w.src.display().to_string();
     let s3_env = vec![
         (s("AWS_ACCESS_KEY_ID"), s(AK)),
@@ -667,8 +685,11 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 return Ok(None);
             }
             let scheme = if c.server.dialect == Dialect::S3 { "s3" } else { "oss" };
-            let mut argv = vec![s("cp")];
+            let mut argv = vec![s(if w.kind == Kind::Sync { "sync" } else { "cp" })];
             match w.kind {
+                Kind::Sync => {
+                    argv.extend([format!("{src}/"), format!("{scheme}://{BUCKET}/{}", c.dest), s("--delete")])
+                }
                 Kind::Big => argv.extend([src, format!("{scheme}://{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([s("-r"), format!("{src}/"), format!("{scheme}://{BUCKET}/{}", c.dest)]),
                 // At its defaults a copy goes multipart from 64 MiB, in 64 MiB parts (no part options below).
@@ -710,7 +731,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             Invocation { argv: full, env }
         }
         Tool::Curl => {
-            if w.kind == Kind::Copy {
+            if matches!(w.kind, Kind::Copy | Kind::Sync) {
                 return Ok(None);
             }
             // AWS SigV4 with an unsigned payload: curl streams the file. (`-H Expect:` cannot drop curl's
@@ -768,8 +789,10 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             if c.server.dialect != Dialect::S3 {
                 return Ok(None);
             }
-            let mut argv = vec![bin, s("--endpoint-url"), ep.clone(), s("--numworkers"), s(w.jobs), s("cp")];
+            let verb = if w.kind == Kind::Sync { "sync" } else { "cp" };
+            let mut argv = vec![bin, s("--endpoint-url"), ep.clone(), s("--numworkers"), s(w.jobs), s(verb)];
             match w.kind {
+                Kind::Sync => argv.extend([s("--delete"), format!("{src}/"), format!("s3://{BUCKET}/{}", c.dest)]),
                 Kind::Big => argv.extend([
                     s("--concurrency"),
                     s(w.jobs),
@@ -805,6 +828,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             }
             let mut argv = vec![bin];
             match w.kind {
+                Kind::Sync => argv.extend([s("sync"), src, format!("g:{BUCKET}/{}", c.dest.trim_end_matches('/'))]),
                 Kind::Big => argv.extend([s("copyto"), src, format!("g:{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([s("copy"), src, format!("g:{BUCKET}/{}", c.dest.trim_end_matches('/'))]),
                 // Its default `--s3-copy-cutoff` (4.656 GiB) makes this one CopyObject.
@@ -857,12 +881,14 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 return Ok(None);
             }
             // The CLI copies S3 to S3 with its classic client whatever is preferred: one row for the copy.
-            if tool == Tool::AwsCrt && w.kind == Kind::Copy {
+            if tool == Tool::AwsCrt && matches!(w.kind, Kind::Copy | Kind::Sync) {
                 return Ok(None);
             }
             let profile = if tool == Tool::AwsCrt { "crt" } else { "classic" };
-            let mut argv = vec![bin, s("--profile"), s(profile), s("--endpoint-url"), ep.clone(), s("s3"), s("cp")];
+            let verb = if w.kind == Kind::Sync { "sync" } else { "cp" };
+            let mut argv = vec![bin, s("--profile"), s(profile), s("--endpoint-url"), ep.clone(), s("s3"), s(verb)];
             match w.kind {
+                Kind::Sync => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest), s("--delete")]),
                 Kind::Big => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest), s("--recursive")]),
                 // Its default (`--copy-props default`) also copies tags with GetObjectTagging, which Garage
@@ -885,7 +911,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             Invocation { argv, env }
         }
         Tool::Oss2 | Tool::V2Default | Tool::V2Equal => {
-            if c.server.dialect != Dialect::Oss || w.kind == Kind::Copy {
+            if c.server.dialect != Dialect::Oss || matches!(w.kind, Kind::Copy | Kind::Sync) {
                 return Ok(None);
             }
             let (sdk, mode) = match tool {
@@ -1019,6 +1045,7 @@ fn verify(rt: &tokio::runtime::Runtime, server: &Server, w: &Workload, dest: &st
     rt.block_on(async {
         match w.kind {
             Kind::GetBig | Kind::GetDir => unreachable!("checked locally"),
+            Kind::Sync => unreachable!("checked by verify_sync"),
             Kind::Big | Kind::Copy => {
                 let info = server.admin.head_object(&ObjectRef::new(BUCKET, dest)).await?;
                 if info.size != w.bytes {
@@ -1080,6 +1107,8 @@ fn verify_local(w: &Workload, dest: &Path) -> Res<()> {
 struct Row {
     tool: Tool,
     samples: Vec<Sample>,
+    /// Sync workload: per run, the requests the timed run sent (by kind) and the same-size edits it caught.
+    sync: Vec<SyncStats>,
     /// The first run's command, with the work directory and tool paths shortened.
     command: String,
     env: Vec<String>,
@@ -1235,6 +1264,9 @@ fn report(config: &Config, tools: &Tools, outcomes: &[Outcome], load_before: &st
         }
         for (t, why) in &o.skipped {
             s.push_str(&format!("| {} | not run: {why} | | | | | | | | | |\n", t.name()));
+        }
+        if w.kind == Kind::Sync {
+            sync_report(&mut s, o);
         }
     }
 
@@ -1419,6 +1451,18 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
         )
     });
     v.splice(2..2, more_in_flight);
+    let files = config.sync_files;
+    v.push(mk(
+        "sync",
+        format!("{s3}: sync --delete of {files} × 16 KiB, 1% changed (same size), 1% added, 1% removed"),
+        Kind::Sync,
+        Dialect::S3,
+        s3_server,
+        "sync",
+        files,
+        16 * KIB,
+        &vec![Transfer, S5cmd, Rclone, AwsClassic],
+    ));
     if let Some(only) = &config.only_workloads {
         v.retain(|w| only.iter().any(|o| o == w.id));
     }
@@ -1428,6 +1472,234 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
         }
     }
     v
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sync: a directory kept in step with a prefix, re-run after a 1% change.
+
+/// Seed of the sync directory's original files (file `i`: `SYNC_SEED + i`).
+const SYNC_SEED: u64 = 2_000_000;
+
+/// What one timed sync sent and caught.
+#[derive(Debug, Clone, Default)]
+struct SyncStats {
+    requests: BTreeMap<&'static str, u64>,
+    /// Same-size edits whose new bytes are at the destination after the run, of `edits`.
+    caught: usize,
+    edits: usize,
+}
+
+/// The change made before a timed run: `(same-size edits, removed, added)` file names; 1% each.
+fn sync_changes(files: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let n = (files / 100).max(1);
+    let name = |i: usize| format!("f{i:05}.bin");
+    let edited = (0..n).map(|k| name((k * 100 + 1) % files)).collect();
+    let removed = (0..n).map(|k| name((k * 100 + 2) % files)).collect();
+    let added = (0..n).map(|k| format!("g{k:05}.bin")).collect();
+    (edited, removed, added)
+}
+
+/// Applies the change of generation `gen` to `dir` (`true`), or puts the original files back (`false`).
+fn sync_change(dir: &Path, files: usize, gen: u64, apply: bool) -> Res<()> {
+    let (edited, removed, added) = sync_changes(files);
+    let original = |name: &str| SYNC_SEED + name[1..6].parse::<u64>().unwrap_or(0);
+    for name in &edited {
+        let seed = if apply { 9_000_000 + gen * 100_000 + original(name) } else { original(name) };
+        write_file(&dir.join(name), 16 * KIB, seed)?;
+    }
+    for name in &removed {
+        match apply {
+            true => std::fs::remove_file(dir.join(name))?,
+            false => write_file(&dir.join(name), 16 * KIB, original(name))?,
+        }
+    }
+    for (k, name) in added.iter().enumerate() {
+        match apply {
+            true => write_file(&dir.join(name), 16 * KIB, 8_000_000 + gen * 100_000 + k as u64)?,
+            false => std::fs::remove_file(dir.join(name))?,
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `prefix` holds exactly the files of `dir` (names and sizes), and counts the `edited` files whose
+/// bytes the destination holds.
+fn verify_sync(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    dir: &Path,
+    prefix: &str,
+    edited: &[String],
+) -> Res<usize> {
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        want.insert(e.file_name().to_string_lossy().into_owned(), e.metadata()?.len());
+    }
+    rt.block_on(async {
+        let (mut have, mut token) = (BTreeMap::new(), None);
+        loop {
+            let req = ListRequest::default()
+                .prefix(Some(prefix.to_owned()))
+                .continuation_token(token.take())
+                .max_keys(Some(1000));
+            let page = server.admin.list_objects(BUCKET, &req).await?;
+            for o in page.objects {
+                have.insert(o.key[prefix.len()..].to_owned(), o.size);
+            }
+            match page.next_continuation_token {
+                Some(t) if page.is_truncated => token = Some(t),
+                _ => break,
+            }
+        }
+        if have != want {
+            let missing: Vec<_> = want.keys().filter(|k| !have.contains_key(*k)).take(3).collect();
+            let extra: Vec<_> = have.keys().filter(|k| !want.contains_key(*k)).take(3).collect();
+            return Err(format!(
+                "{prefix}: {} objects for {} files (missing {missing:?}, extra {extra:?}, or sizes differ)",
+                have.len(),
+                want.len()
+            )
+            .into());
+        }
+        let mut caught = 0;
+        for name in edited {
+            let got = server.admin.get_object(&ObjectRef::new(BUCKET, format!("{prefix}{name}")), None).await?;
+            caught += usize::from(got.bytes().await?.as_ref() == std::fs::read(dir.join(name))?.as_slice());
+        }
+        Ok(caught)
+    })
+}
+
+/// The sync workload: one server, a counting proxy in front of it; each tool seeds its own prefix with its own
+/// sync (untimed), then per run: the change, the timed sync (its requests counted), the check (every edit
+/// caught?), the change undone and synced back (untimed). Each tool keeps its own state between runs (transfer
+/// its ledger), as an hourly job would.
+fn run_sync(
+    config: &Config,
+    tools: &Tools,
+    w: &Workload,
+    servers: &mut Servers,
+    (work, home): (&Path, &Path),
+) -> Res<Outcome> {
+    let rt = servers.rt;
+    let server = servers.start(w.server, w.dialect)?;
+    let proxy = proxy::CountingProxy::start(rt, &server.endpoint)?;
+    let (edited, _, _) = sync_changes(w.files);
+    let mut skipped = Vec::new();
+    let mut runnable = Vec::new();
+    for &t in &w.tools {
+        match tools.path(t) {
+            Err(e) => skipped.push((t, e.clone())),
+            Ok(_) => runnable.push(t),
+        }
+    }
+    let ctx = |t: Tool| Ctx {
+        config,
+        tools,
+        work,
+        home: home.to_path_buf(),
+        server: &server,
+        endpoint: proxy.endpoint.clone(),
+        dest: format!("sync-{}/", t.name()),
+        copy_src: String::new(),
+        label: format!("sync-{}", t.name()),
+    };
+    let mut rows: BTreeMap<Tool, Row> = BTreeMap::new();
+    for &t in &runnable {
+        let c = ctx(t);
+        let inv = invocation(t, w, &c)?.ok_or("a sync tool without a command")?;
+        let t0 = Instant::now();
+        measure(&inv, &c)?;
+        verify_sync(rt, &server, &w.src, &c.dest, &[])?;
+        eprintln!(
+            "  seed {:<12} {:>8.3} s ({} requests)",
+            t.name(),
+            t0.elapsed().as_secs_f64(),
+            proxy.take().values().sum::<u64>()
+        );
+    }
+    let mut gen = 0;
+    for run in 0..config.runs {
+        let n = runnable.len().max(1);
+        for t in (0..runnable.len()).map(|i| runnable[(i + run) % n]) {
+            gen += 1;
+            let c = ctx(t);
+            let inv = invocation(t, w, &c)?.ok_or("a sync tool without a command")?;
+            sync_change(&w.src, w.files, gen, true)?;
+            proxy.take();
+            let sample = measure(&inv, &c)?;
+            let requests = proxy.take();
+            let caught = verify_sync(rt, &server, &w.src, &c.dest, &edited)?;
+            sync_change(&w.src, w.files, gen, false)?;
+            measure(&inv, &c)?;
+            verify_sync(rt, &server, &w.src, &c.dest, &[])?;
+            proxy.take();
+            let total: u64 = requests.values().sum();
+            eprintln!(
+                "  run {run} {:<12} {:>8.3} s  cpu {:>6.2} s  rss {:>7.1} MiB  {total} requests {requests:?}  edits caught {caught}/{}",
+                t.name(),
+                sample.secs,
+                sample.cpu,
+                sample.rss_kib as f64 / 1024.0,
+                edited.len()
+            );
+            let row = rows.entry(t).or_insert_with(|| Row {
+                tool: t,
+                samples: vec![],
+                sync: vec![],
+                command: inv
+                    .argv
+                    .iter()
+                    .map(|a| quote(&shorten(a, work, config, tools, &proxy.endpoint)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                env: inv
+                    .env
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = if v == SK || v == AK {
+                            "…".to_owned()
+                        } else {
+                            shorten(v, work, config, tools, &proxy.endpoint)
+                        };
+                        format!("{k}={}", quote(&v))
+                    })
+                    .collect(),
+            });
+            row.samples.push(sample);
+            row.sync.push(SyncStats { requests, caught, edits: edited.len() });
+        }
+    }
+    Ok(Outcome { workload: w.clone(), rows: rows.into_values().collect(), skipped })
+}
+
+/// The sync workload's requests (median per kind over the runs) and the same-size edits each tool caught.
+fn sync_report(s: &mut String, o: &Outcome) {
+    s.push_str("\nRequests each timed sync sent (counted at a proxy in front of the server; medians over the runs), and the same-size edits whose new bytes arrived:\n\n");
+    s.push_str("| tool | requests | × transfer's | by kind | same-size edits caught |\n|---|---:|---:|---|---:|\n");
+    let total = |r: &Row| median(r.sync.iter().map(|x| x.requests.values().sum::<u64>() as f64).collect());
+    let ours = o.rows.iter().find(|r| r.tool == Tool::Transfer).map(total);
+    for r in &o.rows {
+        let mut kinds: Vec<&'static str> = r.sync.iter().flat_map(|x| x.requests.keys().copied()).collect();
+        kinds.sort();
+        kinds.dedup();
+        let by: Vec<String> = kinds
+            .iter()
+            .map(|k| {
+                format!("{k} {:.0}", median(r.sync.iter().map(|x| *x.requests.get(k).unwrap_or(&0) as f64).collect()))
+            })
+            .collect();
+        let caught: Vec<String> = r.sync.iter().map(|x| format!("{}/{}", x.caught, x.edits)).collect();
+        s.push_str(&format!(
+            "| {} | {:.0} | {} | {} | {} |\n",
+            r.tool.describe(Kind::Sync, 0),
+            total(r),
+            ours.map_or("—".into(), |o| fmt_ratio(total(r) / o)),
+            by.join(", "),
+            caught.join(", ")
+        ));
+    }
 }
 
 fn run(config: &Config) -> Res<()> {
@@ -1473,6 +1745,9 @@ fn run(config: &Config) -> Res<()> {
     write_file(&data.join("big.bin"), config.big, 1)?;
     write_dir(&data.join("small"), config.small_files, config.small, 1000)?;
     write_dir(&data.join("mid"), config.mid_files, config.mid, 100_000)?;
+    if wls.iter().any(|w| w.kind == Kind::Sync) {
+        write_dir(&data.join("sync"), config.sync_files, 16 * KIB, SYNC_SEED)?;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let mut servers = Servers {
@@ -1487,6 +1762,10 @@ fn run(config: &Config) -> Res<()> {
     let mut outcomes = Vec::new();
     for w in &wls {
         eprintln!("{}", w.title);
+        if w.kind == Kind::Sync {
+            outcomes.push(run_sync(config, &tools, w, &mut servers, (&work, &home))?);
+            continue;
+        }
         let mut rows: BTreeMap<Tool, Row> = BTreeMap::new();
         let mut skipped = Vec::new();
         let mut runnable = Vec::new();
@@ -1517,6 +1796,7 @@ fn run(config: &Config) -> Res<()> {
                 work: &work,
                 home: home.clone(),
                 server: &server,
+                endpoint: server.endpoint.clone(),
                 dest: source.into(),
                 copy_src: String::new(),
                 label: "seed".into(),
@@ -1556,6 +1836,7 @@ fn run(config: &Config) -> Res<()> {
                     work: &work,
                     home: home.clone(),
                     server,
+                    endpoint: server.endpoint.clone(),
                     dest: dest.clone(),
                     copy_src: source.into(),
                     label: label.clone(),
@@ -1608,6 +1889,7 @@ fn run(config: &Config) -> Res<()> {
                 let row = rows.entry(t).or_insert_with(|| Row {
                     tool: t,
                     samples: vec![],
+                    sync: vec![],
                     command: inv
                         .argv
                         .iter()

@@ -136,20 +136,37 @@ impl Engine {
     /// CRC-64/XZ of the first `size` bytes of `file`, read in 1 MiB slices on a blocking thread under a memory
     /// permit.
     pub(super) async fn file_crc64(&self, file: &Arc<File>, path: &Arc<Path>, size: u64) -> Result<u64> {
+        Ok(self.file_sums(file, path, size, false).await?.0)
+    }
+
+    /// [`file_crc64`](Self::file_crc64), and with `md5` the MD5 (hex) of the same bytes, in the same read.
+    pub(super) async fn file_sums(
+        &self,
+        file: &Arc<File>,
+        path: &Arc<Path>,
+        size: u64,
+        md5: bool,
+    ) -> Result<(u64, Option<String>)> {
+        use md5::{Digest, Md5};
         const SLICE: u64 = 1 << 20;
         let _memory = self.inner.scheduler.memory(SLICE.min(size).max(1)).await;
         let (f, p) = (file.clone(), path.clone());
         tokio::task::spawn_blocking(move || {
             let mut crc = Crc64::new();
+            let mut sum = md5.then(Md5::new);
             let mut buf = vec![0u8; SLICE.min(size) as usize];
             let mut offset = 0;
             while offset < size {
                 let n = SLICE.min(size - offset) as usize;
                 f.read_exact_at(&mut buf[..n], offset).map_err(|e| super::upload::io_error("read", &p, e))?;
                 crc.update(&buf[..n]);
+                if let Some(m) = sum.as_mut() {
+                    m.update(&buf[..n]);
+                }
                 offset += n as u64;
             }
-            Ok::<_, Error>(crc.value())
+            let hex = sum.map(|m| m.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>());
+            Ok::<_, Error>((crc.value(), hex))
         })
         .await?
     }

@@ -647,6 +647,10 @@ impl Engine {
                 else {
                     return Ok(false);
                 };
+                // The same MD5 is the same bytes (two ETags of one form that are no MD5 are never equal by chance).
+                if is_md5_form(se) && se.eq_ignore_ascii_case(de) {
+                    return Ok(true);
+                }
                 let (s, d) = (ObjectRef::new(sb, sk), ObjectRef::new(db, dk));
                 let (known_s, known_d) = (self.known_crc(&s, se).await?, self.known_crc(&d, de).await?);
                 if let (Some(a), Some(b)) = (known_s, known_d) {
@@ -667,8 +671,10 @@ impl Engine {
     }
 
     /// Whether the file at `path` (in `state`) holds the object `obj` (whose listed ETag is `etag`; in the
-    /// destination store when `dest`, else in the source's): by CRC-64 (the ledger's or the store's), else by
-    /// whatever else the object can be checked by.
+    /// destination store when `dest`, else in the source's): by CRC-64 when the ledger knows the object's; else,
+    /// without a request, by the MD5 a listed ETag of that form is (an ETag that is no MD5, under SSE-KMS say,
+    /// only makes the file count as different: sent again, never wrongly kept); else by the store's CRC-64 (HEAD),
+    /// or whatever else the object can be checked by.
     async fn file_and_object(
         &self,
         path: &Path,
@@ -677,17 +683,20 @@ impl Engine {
         etag: &str,
         dest: bool,
     ) -> Result<bool> {
-        let known = self.known_crc(&obj, etag).await?;
-        let head = match (known, dest) {
-            (Some(_), _) => None,
-            (None, true) => Some(self.head(&obj).await?),
-            (None, false) => Some(self.source_head(&obj).await?),
+        if let Some(want) = self.known_crc(&obj, etag).await? {
+            return Ok(self.file_crc(path, state, false).await?.is_some_and(|(crc, _)| crc == want));
+        }
+        if is_md5_form(etag) {
+            let sums = self.file_crc(path, state, true).await?;
+            return Ok(sums.and_then(|(_, md5)| md5).is_some_and(|m| m.eq_ignore_ascii_case(etag)));
+        }
+        let head = match dest {
+            true => self.head(&obj).await?,
+            false => self.source_head(&obj).await?,
         };
-        let want = known.or(head.as_ref().and_then(|h| h.crc64));
-        match (want, head) {
-            (Some(want), _) => Ok(self.file_crc(path, state).await? == Some(want)),
-            (None, Some(head)) => self.file_matches(&obj, &head, path).await,
-            (None, None) => Ok(false),
+        match head.crc64 {
+            Some(want) => Ok(self.file_crc(path, state, false).await?.is_some_and(|(crc, _)| crc == want)),
+            None => self.file_matches(&obj, &head, path).await,
         }
     }
 
@@ -697,29 +706,29 @@ impl Engine {
         self.inner.ledger.off_thread(move |l| l.known_crc64(&b, &k, &e)).await
     }
 
-    /// The file's CRC-64: recorded for its state, else read (and recorded, outside a dry run). `None`: the file
-    /// changed while it was read.
-    async fn file_crc(&self, path: &Path, state: FileState) -> Result<Option<u64>> {
+    /// The file's CRC-64 (recorded for its state, else read, and recorded outside a dry run), and with `md5`
+    /// its MD5 (hex; a read). `None`: the file changed while it was read.
+    async fn file_crc(&self, path: &Path, state: FileState, md5: bool) -> Result<Option<(u64, Option<String>)>> {
         let name = path.display().to_string();
-        let recorded = {
+        if !md5 {
             let name = name.clone();
-            self.inner.ledger.off_thread(move |l| l.file(&name)).await?
-        };
-        if let Some((s, Some(crc))) = recorded {
-            if s == state {
-                return Ok(Some(crc));
+            if let Some((s, Some(crc))) = self.inner.ledger.off_thread(move |l| l.file(&name)).await? {
+                if s == state {
+                    return Ok(Some((crc, None)));
+                }
             }
         }
         let file = Arc::new(std::fs::File::open(path).map_err(|e| super::upload::io_error("open", path, e))?);
-        let crc = self.file_crc64(&file, &Arc::from(path), state.size).await?;
+        let sums = self.file_sums(&file, &Arc::from(path), state.size, md5).await?;
         let now = FileState::of(&file.metadata().map_err(|e| super::upload::io_error("stat", path, e))?);
         if now != state {
             return Ok(None);
         }
         if !self.dry_run() {
+            let crc = sums.0;
             self.db(move |l| l.record_file(&name, state, Some(crc))).await?;
         }
-        Ok(Some(crc))
+        Ok(Some(sums))
     }
 
     /// Size-and-mtime comparison.
@@ -882,6 +891,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether an ETag has the form of an MD5 (32 hex digits): a single-request object's, unless a KMS or a
+/// customer's key made it something else.
+fn is_md5_form(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A dry run's report of a pair found unchanged.
