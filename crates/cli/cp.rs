@@ -670,7 +670,8 @@ async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
         (_, Location::Remote { bucket, key, .. }) => upload_or_copy(args, p, bucket, key)?,
         (Location::Path(_), Location::Path(_)) => unreachable!("refused in prepare"),
     };
-    let start = start.note(p.note.clone());
+    // `prepare` checked every bucket the job uses.
+    let start = start.note(p.note.clone()).buckets_checked();
     let start = match p.resume {
         Some(job) => start.job(job),
         None => start,

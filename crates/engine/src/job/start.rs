@@ -50,11 +50,13 @@ pub struct JobStart {
     source: Source,
     job: Option<JobId>,
     note: String,
+    /// Whether the start lists one key of each bucket first (see [`JobStart::buckets_checked`]).
+    check_buckets: bool,
 }
 
 impl JobStart {
     pub(super) fn new(engine: &Engine, source: Source) -> JobStart {
-        JobStart { engine: engine.clone(), source, job: None, note: String::new() }
+        JobStart { engine: engine.clone(), source, job: None, note: String::new(), check_buckets: true }
     }
 
     /// Runs this job of the ledger instead of the one the request names: for a program that keeps job ids
@@ -71,14 +73,24 @@ impl JobStart {
         self
     }
 
+    /// The caller has just checked that the job's buckets exist (as the `transfer` command does before it
+    /// builds the engine): the start does not list a key of each again. A bucket that does not exist then fails
+    /// the job's first request instead.
+    pub fn buckets_checked(mut self) -> JobStart {
+        self.check_buckets = false;
+        self
+    }
+
     /// Starts the job, as awaiting the [`JobStart`] does.
     pub async fn start(self) -> Result<JobHandle> {
-        let JobStart { engine, source, job, note } = self;
+        let JobStart { engine, source, job, note, check_buckets } = self;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::invalid("a job runs on a Tokio runtime: start it from within one"));
         }
         source.validate(&engine)?;
-        engine.check_buckets(&source).await?;
+        if check_buckets {
+            engine.check_buckets(&source).await?;
+        }
         if engine.dry_run() {
             // A dry run records nothing and takes no lock: its job is no job of the ledger.
             let id = job.unwrap_or(JobId(0));

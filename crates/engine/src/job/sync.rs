@@ -418,31 +418,31 @@ impl Engine {
                 }
                 (Ok(x), Ok(y)) => (x, y),
             };
-            let order = match (&x, &y) {
+            // Each side advances past what it gave; an ended side keeps answering `None`.
+            let pair = match (x, y) {
                 (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some((r1, _)), Some((r2, _))) => r1.cmp(r2),
-            };
-            let pair = match order {
-                Ordering::Less => {
-                    let (rel, e) = x.expect("ordered");
-                    b = Ok(y);
-                    a = src.next(&req.filter).await;
-                    Pair { rel, src: Some(e), dst: None }
+                (Some((rel, s)), None) => {
+                    (a, b) = (src.next(&req.filter).await, Ok(None));
+                    Pair { rel, src: Some(s), dst: None }
                 }
-                Ordering::Greater => {
-                    let (rel, e) = y.expect("ordered");
-                    a = Ok(x);
-                    b = dst.next(&req.filter).await;
-                    Pair { rel, src: None, dst: Some(e) }
+                (None, Some((rel, d))) => {
+                    (a, b) = (Ok(None), dst.next(&req.filter).await);
+                    Pair { rel, src: None, dst: Some(d) }
                 }
-                Ordering::Equal => {
-                    let ((rel, s), (_, d)) = (x.expect("ordered"), y.expect("ordered"));
-                    a = src.next(&req.filter).await;
-                    b = dst.next(&req.filter).await;
-                    Pair { rel, src: Some(s), dst: Some(d) }
-                }
+                (Some((r1, s)), Some((r2, d))) => match r1.cmp(&r2) {
+                    Ordering::Less => {
+                        (a, b) = (src.next(&req.filter).await, Ok(Some((r2, d))));
+                        Pair { rel: r1, src: Some(s), dst: None }
+                    }
+                    Ordering::Greater => {
+                        (a, b) = (Ok(Some((r1, s))), dst.next(&req.filter).await);
+                        Pair { rel: r2, src: None, dst: Some(d) }
+                    }
+                    Ordering::Equal => {
+                        (a, b) = (src.next(&req.filter).await, dst.next(&req.filter).await);
+                        Pair { rel: r1, src: Some(s), dst: Some(d) }
+                    }
+                },
             };
             if let Some(s) = &pair.src {
                 tracker.found(s.size());
