@@ -201,7 +201,7 @@ pub(crate) struct SyncOptions {
     /// whole (DeleteMultiple, 1,000 a request; a versioned bucket keeps the data under a delete marker).
     #[arg(long)]
     pub delete: bool,
-    /// Delete at most N; more to delete ends the run with exit 3, the rest held for the next run.
+    /// Delete at most N; more to delete ends the run with exit 3 (the same command lists again and goes on).
     #[arg(long, value_name = "N", requires = "delete")]
     pub max_delete: Option<u64>,
     /// Delete even when SRC lists nothing (without it, an empty SRC, as a misspelt prefix is, deletes nothing).
@@ -1339,7 +1339,7 @@ async fn follow(
     }
     if summary.deletions_withheld > 0 && summary.state == JobState::Stopped {
         eprintln!(
-            "--max-delete reached: {} more deletions are held; run the same command again to go on with them",
+            "--max-delete reached: {} more to delete; the same command lists both sides again and goes on",
             summary.deletions_withheld
         );
     } else if code != EXIT_OK {

@@ -293,8 +293,8 @@ pub struct JobSummary {
     /// Uploads aborted by [`JobHandle::abort`].
     pub aborted_uploads: usize,
     /// Syncs only: deletions not made because [`SyncRequest::max_delete`](super::SyncRequest::max_delete) was
-    /// reached (the job then ends `Stopped`, and its next run goes on with them), or because the source listed
-    /// nothing (the job then ends `Failed`).
+    /// reached (the job then ends `Stopped`; its next run lists both sides again and goes on), or because the
+    /// source listed nothing (the job then ends `Failed`).
     pub deletions_withheld: u64,
 }
 

@@ -423,7 +423,10 @@ impl Engine {
                     let (_, left) = self.sync_deletions(job, req, w.sources, &events, &mut failures).await?;
                     withheld = left;
                 }
-                if complete && withheld == 0 && tracker.snapshot_failed() == 0 {
+                // A pass that reached its deletions is over, whatever became of them (all made, some held by
+                // --max-delete, refused for an empty source, some failed): the next run lists both sides again,
+                // so nothing is deleted on what an older listing said.
+                if complete {
                     self.db(move |l| l.end_sync_pass(job)).await?;
                 }
             }

@@ -124,7 +124,8 @@ pub struct SyncRequest {
     /// Remove what the destination has and the source does not (after every transfer of the pass succeeded
     /// and both sides were listed whole).
     pub delete: bool,
-    /// Delete at most this many (the pass then ends stopped, the rest held for the next run).
+    /// Delete at most this many in a run (more to delete ends the job `Stopped`; the next run lists both sides
+    /// again and goes on).
     pub max_delete: Option<u64>,
     /// Delete even when the source listed nothing (a misspelt prefix lists nothing: refused without this).
     pub allow_empty_source: bool,
@@ -389,8 +390,9 @@ impl Engine {
     /// [`Engine::relay`]), prefix to directory (downloads, verified and renamed into place as
     /// [`Engine::download_prefix`] does). The summary's progress counts what was transferred
     /// (`objects_done`), found unchanged (`objects_skipped`, [`SkipReason::Unchanged`]), failed and deleted
-    /// ([`Event::Deleted`]). A killed or stopped sync resumes its pass where it stopped; a finished one runs a
-    /// new pass when started again. A dry run reports every transfer, unchanged entry and deletion as an
+    /// ([`Event::Deleted`]). A killed or stopped sync (or one whose listing failed) resumes its pass where it
+    /// stopped, before its deletions; a pass that reached its deletions is over, and the next start runs a
+    /// new one. A dry run reports every transfer, unchanged entry and deletion as an
     /// [`Event::Planned`] and writes nothing.
     pub fn sync(&self, req: SyncRequest) -> super::JobStart {
         super::JobStart::new(self, super::start::Source::Sync(Arc::new(req)))
@@ -579,12 +581,27 @@ impl Engine {
         }
         match req.compare {
             Compare::Size => Ok(true),
-            Compare::Etag => {
-                Ok(matches!((src, dst), (Entry::Object { etag: a, .. }, Entry::Object { etag: b, .. }) if a == b))
-            }
+            Compare::Etag => self.same_etag(req, src, dst).await,
             Compare::SizeMtime => self.same_mtime(req, src, dst).await,
             Compare::SizeCrc => self.same_bytes(req, src, dst).await,
         }
+    }
+
+    /// ETag comparison: the listed ETags, or the HEADs' where a listing has none (s3s-fs lists none).
+    async fn same_etag(&self, req: &SyncRequest, src: &Entry, dst: &Entry) -> Result<bool> {
+        let (Entry::Object { key: sk, etag: se, .. }, Entry::Object { key: dk, etag: de, .. }) = (src, dst) else {
+            return Ok(false);
+        };
+        if !se.is_empty() && !de.is_empty() {
+            return Ok(se == de);
+        }
+        let (SyncSide::Prefix { bucket: sb, .. }, SyncSide::Prefix { bucket: db, .. }) =
+            (&req.source, &req.destination)
+        else {
+            return Ok(false);
+        };
+        let (hs, hd) = (self.source_head(&ObjectRef::new(sb, sk)).await?, self.head(&ObjectRef::new(db, dk)).await?);
+        Ok(!hs.etag.is_empty() && hs.etag == hd.etag)
     }
 
     /// Whether the ledger's last write of `dst` made it from `src` as it is now.
