@@ -507,3 +507,74 @@ async fn a_sync_between_two_stores_relays_only_what_changed() {
     let (reads, writes) = relay().await;
     assert_eq!((reads.gets, reads.heads, writes.puts, writes.heads), (0, 0, 0, 0));
 }
+
+/// A sync killed (SIGKILL) while it waits for a page of its listing: the cursor it had saved is in the ledger
+/// (`transfer jobs` shows it), and `transfer resume` lists both sides only after it, then finishes the pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_mid_listing_resumes_after_its_cursor() {
+    let served = Served::start();
+    let store = served.client(V4);
+    let b = "sync-killed";
+    store.create_bucket(b).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, src) = (tmp.path().join("l.db"), tmp.path().join("src"));
+    for i in 0..1100 {
+        write(&src, &format!("f{i:05}"), format!("{i}").as_bytes());
+    }
+    let url = format!("oss://{b}/p");
+    ok(&run(transfer(&served.endpoint, &ledger).args(["sync", src.to_str().unwrap(), &url])));
+    store.put_object(b, "p/zz-stale", b"old".to_vec().into(), &PutOptions::default()).await.unwrap();
+    std::fs::write(src.join("f00001"), b"changed").unwrap();
+    std::fs::write(src.join("f01050"), b"changed").unwrap();
+
+    // The destination's second page is held back; the run is killed once the ledger shows its cursor.
+    let hold = Rule {
+        method: Some("GET"),
+        contains: "continuation-token",
+        fault: Fault::Delay(std::time::Duration::from_secs(30)),
+        times: 1,
+    };
+    let proxy = FaultProxy::start(&served.endpoint, vec![hold]).await;
+    let mut child = transfer(&proxy.endpoint, &ledger)
+        .args(["sync", src.to_str().unwrap(), &url, "--delete"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let cursor = loop {
+        let jobs = run(transfer(&served.endpoint, &ledger).args(["--json", "jobs"]));
+        let cursor = String::from_utf8_lossy(&jobs.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|j| j["kind"] == "sync")
+            .find_map(|j| j["sync_cursor"].as_str().map(str::to_owned));
+        match cursor {
+            Some(c) if c.as_str() >= "f00999" => break c,
+            _ => assert!(std::time::Instant::now() < deadline, "no cursor saved: {}", stderr(&jobs)),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(store.head_object(&transfer_engine::ObjectRef::new(b, "p/zz-stale")).await.is_ok(), "nothing deleted");
+
+    let before = proxy.seen().len();
+    let resumed = run(transfer(&served.endpoint, &ledger).args(["--json", "resume"]));
+    ok(&resumed);
+    let lists: Vec<Seen> = proxy.seen()[before..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.target.contains("max-keys=1000"))
+        .cloned()
+        .collect();
+    let after = format!("start-after=p%2F{cursor}");
+    assert!(
+        !lists.is_empty() && lists.iter().all(|r| r.target.contains(&after) || r.target.contains("continuation-token")),
+        "every listing goes on after {cursor}: {:?}",
+        lists.iter().map(|r| &r.target).collect::<Vec<_>>()
+    );
+    let s = summary(&resumed);
+    assert_eq!((s["objects_transferred"].as_u64(), s["objects_deleted"].as_u64()), (Some(1), Some(1)), "{s}");
+    assert!(s["objects_unchanged"].as_u64().unwrap() < 1000, "{s}");
+    assert!(store.head_object(&transfer_engine::ObjectRef::new(b, "p/zz-stale")).await.is_err());
+}

@@ -114,7 +114,7 @@ fn job_json(ledger: &Ledger, j: &JobRow) -> serde_json::Value {
     json!({
         "job": j.id.0, "kind": j.kind.as_str(), "state": job_state(ledger, j), "source": source, "destination": destination,
         "created": j.created, "updated": j.updated, "objects": counts_json(&j.counts), "error": j.error,
-        "listing_finished": j.listed,
+        "listing_finished": j.listed, "sync_cursor": j.sync_cursor,
         "resumable_by_id": CpArgs::from_recorded(&j.note).is_some(),
     })
 }
@@ -268,6 +268,9 @@ fn show(ledger: &Ledger, id: i64, limit: usize, out: OutputArgs) -> Result<u8, U
     out!("job {} ({}): {}", job.id, job.kind, job_state(ledger, &job));
     if let Some(e) = &job.error {
         out!("  not listed: {e}");
+    }
+    if let Some(c) = &job.sync_cursor {
+        out!("  sync pass under way: compared up to {c}; its next run lists both sides after it");
     }
     let (source, destination) = route(&job);
     out!("  {source} -> {destination}");

@@ -235,6 +235,9 @@ pub struct JobRow {
     /// Whether its last run found every object of its source; if not (it stopped or failed while listing),
     /// `counts` are of the objects found so far.
     pub listed: bool,
+    /// A sync whose pass is under way: the key (relative to both sides) up to which it compared and settled
+    /// everything; its next run lists both sides after it. `None`: no pass under way, or nothing settled yet.
+    pub sync_cursor: Option<String>,
     /// Objects per state.
     pub counts: Counts,
 }
@@ -572,8 +575,8 @@ impl Ledger {
             counts.entry(r.get(0)?).or_default().bytes_in_parts = from_sql_u64(r.get(1)?);
         }
         let mut stmt = conn.prepare(
-            "SELECT id, kind, source, destination, options_json, state, created, updated, error, listed FROM jobs \
-             ORDER BY id",
+            "SELECT j.id, j.kind, j.source, j.destination, j.options_json, j.state, j.created, j.updated, j.error, \
+             j.listed, s.cursor FROM jobs j LEFT JOIN sync_progress s ON s.job = j.id ORDER BY j.id",
         )?;
         let jobs = stmt
             .query_map([], |r| {
@@ -589,6 +592,7 @@ impl Ledger {
                     updated: r.get(7)?,
                     error: r.get(8)?,
                     listed: r.get(9)?,
+                    sync_cursor: r.get(10)?,
                     counts: counts.get(&id).copied().unwrap_or_default(),
                 })
             })?

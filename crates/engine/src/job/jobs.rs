@@ -362,9 +362,13 @@ impl Engine {
             self.db(move |l| l.set_sync_progress(job, cursor.as_deref(), sources))
         };
         let mut seq = 0u64;
+        // Finished objects are reaped as they finish (a stalled listing does not hold their events or the
+        // cursor back), and the cursor is saved every 1,000 pairs or every second it moved.
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            while running.len() >= limit {
-                if let Some(done) = running.join_next().await {
+            let next = tokio::select! {
+                Some(done) = running.join_next(), if !running.is_empty() => {
                     let (n, key, result) = done?;
                     if let Some(w) = watermark.as_mut() {
                         w.settled(n, result.is_ok());
@@ -373,10 +377,15 @@ impl Engine {
                         }
                     }
                     emit(settle(key, result, &mut failures)).await;
+                    continue;
                 }
-            }
-            let next = tokio::select! {
-                item = found.recv() => item,
+                _ = tick.tick(), if watermark.as_ref().is_some_and(|w| w.unsaved > 0) && !dry_run => {
+                    if let Some(w) = watermark.as_mut() {
+                        save(w).await?;
+                    }
+                    continue;
+                }
+                item = found.recv(), if running.len() < limit => item,
                 _ = tracker.stopped() => None,
             };
             match next {

@@ -408,43 +408,49 @@ impl Engine {
     ) {
         let mut src = self.lister(&req.source, false, after.as_deref(), &req.filter, &tracker);
         let mut dst = self.lister(&req.destination, true, after.as_deref(), &req.filter, &tracker);
-        let (mut a, mut b) = (src.next(&req.filter).await, dst.next(&req.filter).await);
+        // The entry each side showed and the merge has not taken yet; a side is read on only once its entry was
+        // taken, after the pair it went into was sent (so a pair never waits for the next page of either side).
+        let (mut a, mut b) = (None, None);
+        let (mut take_a, mut take_b) = (true, true);
         loop {
             if tracker.is_stopped() {
                 return;
             }
-            let (x, y) = match (a, b) {
-                (Err(e), _) | (_, Err(e)) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
+            for (take, side, lister) in [(&mut take_a, &mut a, &mut src), (&mut take_b, &mut b, &mut dst)] {
+                if std::mem::take(take) {
+                    match lister.next(&req.filter).await {
+                        Ok(next) => *side = next,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
                 }
-                (Ok(x), Ok(y)) => (x, y),
-            };
-            // Each side advances past what it gave; an ended side keeps answering `None`.
-            let pair = match (x, y) {
+            }
+            let order = match (&a, &b) {
                 (None, None) => break,
-                (Some((rel, s)), None) => {
-                    (a, b) = (src.next(&req.filter).await, Ok(None));
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((r1, _)), Some((r2, _))) => r1.cmp(r2),
+            };
+            // `order` came from the entries themselves, so each `take` finds one (an ended side is not read
+            // again: nothing was taken from it).
+            let pair = match order {
+                Ordering::Less => {
+                    let Some((rel, s)) = a.take() else { break };
+                    take_a = true;
                     Pair { rel, src: Some(s), dst: None }
                 }
-                (None, Some((rel, d))) => {
-                    (a, b) = (Ok(None), dst.next(&req.filter).await);
+                Ordering::Greater => {
+                    let Some((rel, d)) = b.take() else { break };
+                    take_b = true;
                     Pair { rel, src: None, dst: Some(d) }
                 }
-                (Some((r1, s)), Some((r2, d))) => match r1.cmp(&r2) {
-                    Ordering::Less => {
-                        (a, b) = (src.next(&req.filter).await, Ok(Some((r2, d))));
-                        Pair { rel: r1, src: Some(s), dst: None }
-                    }
-                    Ordering::Greater => {
-                        (a, b) = (Ok(Some((r1, s))), dst.next(&req.filter).await);
-                        Pair { rel: r2, src: None, dst: Some(d) }
-                    }
-                    Ordering::Equal => {
-                        (a, b) = (src.next(&req.filter).await, dst.next(&req.filter).await);
-                        Pair { rel: r1, src: Some(s), dst: Some(d) }
-                    }
-                },
+                Ordering::Equal => {
+                    let (Some((rel, s)), Some((_, d))) = (a.take(), b.take()) else { break };
+                    (take_a, take_b) = (true, true);
+                    Pair { rel, src: Some(s), dst: Some(d) }
+                }
             };
             if let Some(s) = &pair.src {
                 tracker.found(s.size());
