@@ -1121,6 +1121,27 @@ struct Outcome {
 }
 
 impl Row {
+    /// A tool's row, with its command and environment as RESULTS.md shows them: paths and the endpoint
+    /// shortened, secrets elided.
+    fn new(tool: Tool, inv: &Invocation, (work, config, tools, endpoint): (&Path, &Config, &Tools, &str)) -> Row {
+        let command = inv
+            .argv
+            .iter()
+            .map(|a| quote(&shorten(a, work, config, tools, endpoint)))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace(&format!("{AK}:{SK}"), "$KEY:$SECRET");
+        let env = inv
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let v = if v == SK || v == AK { "…".to_owned() } else { shorten(v, work, config, tools, endpoint) };
+                format!("{k}={}", quote(&v))
+            })
+            .collect();
+        Row { tool, samples: vec![], sync: vec![], command, env }
+    }
+
     fn secs(&self) -> f64 {
         median(self.samples.iter().map(|s| s.secs).collect())
     }
@@ -1644,29 +1665,7 @@ fn run_sync(
                 sample.rss_kib as f64 / 1024.0,
                 edited.len()
             );
-            let row = rows.entry(t).or_insert_with(|| Row {
-                tool: t,
-                samples: vec![],
-                sync: vec![],
-                command: inv
-                    .argv
-                    .iter()
-                    .map(|a| quote(&shorten(a, work, config, tools, &proxy.endpoint)))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                env: inv
-                    .env
-                    .iter()
-                    .map(|(k, v)| {
-                        let v = if v == SK || v == AK {
-                            "…".to_owned()
-                        } else {
-                            shorten(v, work, config, tools, &proxy.endpoint)
-                        };
-                        format!("{k}={}", quote(&v))
-                    })
-                    .collect(),
-            });
+            let row = rows.entry(t).or_insert_with(|| Row::new(t, &inv, (work, config, tools, &proxy.endpoint)));
             row.samples.push(sample);
             row.sync.push(SyncStats { requests, caught, edits: edited.len() });
         }
@@ -1886,30 +1885,7 @@ fn run(config: &Config) -> Res<()> {
                     sample.rss_kib as f64 / 1024.0,
                     sample.server_cpu
                 );
-                let row = rows.entry(t).or_insert_with(|| Row {
-                    tool: t,
-                    samples: vec![],
-                    sync: vec![],
-                    command: inv
-                        .argv
-                        .iter()
-                        .map(|a| quote(&shorten(a, &work, config, &tools, &server.endpoint)))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                        .replace(&format!("{AK}:{SK}"), "$KEY:$SECRET"),
-                    env: inv
-                        .env
-                        .iter()
-                        .map(|(k, v)| {
-                            let v = if v == SK || v == AK {
-                                "…".to_owned()
-                            } else {
-                                shorten(v, &work, config, &tools, &server.endpoint)
-                            };
-                            format!("{k}={}", quote(&v))
-                        })
-                        .collect(),
-                });
+                let row = rows.entry(t).or_insert_with(|| Row::new(t, &inv, (&work, config, &tools, &server.endpoint)));
                 row.samples.push(sample);
             }
         }

@@ -384,17 +384,22 @@ async fn sync_against_moto() {
     versioned(&target, "sync-v-moto").await;
 }
 
-/// A listing that fails half-way ends the pass failed with nothing deleted; `transfer resume` lists both sides
-/// only after the last key the pass settled, and finishes (deleting then).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_whose_listing_failed_resumes_after_what_it_compared() {
-    let served = Served::start();
+/// A directory of 1,100 files (over one page of the destination's listing) synced to `oss://b/p` once, then
+/// changed: `f00001` (on the first page) and `f01050` (on the second) edited, and an object the source does not
+/// have added to the destination.
+struct Resumable {
+    store: HttpStore,
+    tmp: tempfile::TempDir,
+    ledger: std::path::PathBuf,
+    src: std::path::PathBuf,
+    url: String,
+}
+
+async fn resumable(served: &Served, b: &str) -> Resumable {
     let store = served.client(V4);
-    let b = "sync-resume";
     store.create_bucket(b).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (ledger, src) = (tmp.path().join("l.db"), tmp.path().join("src"));
-    // Over one page (1,000 keys) of the destination's listing.
     for i in 0..1100 {
         write(&src, &format!("f{i:05}"), format!("{i}").as_bytes());
     }
@@ -403,6 +408,37 @@ async fn a_sync_whose_listing_failed_resumes_after_what_it_compared() {
     store.put_object(b, "p/zz-stale", b"old".to_vec().into(), &PutOptions::default()).await.unwrap();
     std::fs::write(src.join("f00001"), b"changed").unwrap();
     std::fs::write(src.join("f01050"), b"changed").unwrap();
+    Resumable { store, tmp, ledger, src, url }
+}
+
+/// Runs `transfer resume` (the recorded sync, through `proxy`) and checks that every listing it sent goes on
+/// after the cursor (`after`: the `start-after=` it must carry) and that it finished the pass: one file sent
+/// (`f01050`, past the cursor), one object deleted, under 1,000 compared.
+async fn resumes_after(served: &Served, proxy: &FaultProxy, ledger: &Path, after: &str) {
+    let before = proxy.seen().len();
+    let resumed = run(transfer(&served.endpoint, ledger).args(["--json", "resume"]));
+    ok(&resumed);
+    let lists: Vec<Seen> = proxy.seen()[before..]
+        .iter()
+        .filter(|r| r.method == "GET" && r.target.contains("max-keys=1000"))
+        .cloned()
+        .collect();
+    assert!(
+        !lists.is_empty() && lists.iter().all(|r| r.target.contains(after) || r.target.contains("continuation-token")),
+        "every listing goes on after the cursor ({after}): {:?}",
+        lists.iter().map(|r| &r.target).collect::<Vec<_>>()
+    );
+    let s = summary(&resumed);
+    assert_eq!((s["objects_transferred"].as_u64(), s["objects_deleted"].as_u64()), (Some(1), Some(1)), "{s}");
+    assert!(s["objects_unchanged"].as_u64().unwrap() < 1000, "{s}");
+}
+
+/// A listing that fails half-way ends the pass failed with nothing deleted; `transfer resume` lists both sides
+/// only after the last key the pass settled, and finishes (deleting then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_whose_listing_failed_resumes_after_what_it_compared() {
+    let (served, b) = (Served::start(), "sync-resume");
+    let Resumable { store, tmp: _tmp, ledger, src, url } = resumable(&served, b).await;
 
     // The destination's second page is refused: the pass fails, compares what it had, deletes nothing.
     let refuse = Rule {
@@ -433,23 +469,7 @@ async fn a_sync_whose_listing_failed_resumes_after_what_it_compared() {
     assert_eq!(body("p/f00001").await, b"changed", "what was compared before the failure was synced");
 
     // `transfer resume` runs the recorded sync (through the same proxy, its one refusal spent).
-    let before = proxy.seen().len();
-    let resumed = run(transfer(&served.endpoint, &ledger).args(["--json", "resume"]));
-    ok(&resumed);
-    let lists: Vec<Seen> = proxy.seen()[before..]
-        .iter()
-        .filter(|r| r.method == "GET" && r.target.contains("max-keys=1000"))
-        .cloned()
-        .collect();
-    assert!(
-        !lists.is_empty()
-            && lists.iter().all(|r| r.target.contains("start-after=") || r.target.contains("continuation-token")),
-        "every listing goes on after the cursor: {:?}",
-        lists.iter().map(|r| &r.target).collect::<Vec<_>>()
-    );
-    let s = summary(&resumed);
-    assert!(s["objects_unchanged"].as_u64().unwrap() < 1000, "{s}");
-    assert_eq!((s["objects_transferred"].as_u64(), s["objects_deleted"].as_u64()), (Some(1), Some(1)), "{s}");
+    resumes_after(&served, &proxy, &ledger, "start-after=p%2Ff00").await;
     assert_eq!(body("p/f01050").await, b"changed");
     assert!(store.head_object(&transfer_engine::ObjectRef::new(b, "p/zz-stale")).await.is_err());
 }
@@ -512,20 +532,8 @@ async fn a_sync_between_two_stores_relays_only_what_changed() {
 /// (`transfer jobs` shows it), and `transfer resume` lists both sides only after it, then finishes the pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_killed_mid_listing_resumes_after_its_cursor() {
-    let served = Served::start();
-    let store = served.client(V4);
-    let b = "sync-killed";
-    store.create_bucket(b).await.unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let (ledger, src) = (tmp.path().join("l.db"), tmp.path().join("src"));
-    for i in 0..1100 {
-        write(&src, &format!("f{i:05}"), format!("{i}").as_bytes());
-    }
-    let url = format!("oss://{b}/p");
-    ok(&run(transfer(&served.endpoint, &ledger).args(["sync", src.to_str().unwrap(), &url])));
-    store.put_object(b, "p/zz-stale", b"old".to_vec().into(), &PutOptions::default()).await.unwrap();
-    std::fs::write(src.join("f00001"), b"changed").unwrap();
-    std::fs::write(src.join("f01050"), b"changed").unwrap();
+    let (served, b) = (Served::start(), "sync-killed");
+    let Resumable { store, tmp: _tmp, ledger, src, url } = resumable(&served, b).await;
 
     // The destination's second page is held back; the run is killed once the ledger shows its cursor.
     let hold = Rule {
@@ -559,22 +567,6 @@ async fn a_sync_killed_mid_listing_resumes_after_its_cursor() {
     child.wait().unwrap();
     assert!(store.head_object(&transfer_engine::ObjectRef::new(b, "p/zz-stale")).await.is_ok(), "nothing deleted");
 
-    let before = proxy.seen().len();
-    let resumed = run(transfer(&served.endpoint, &ledger).args(["--json", "resume"]));
-    ok(&resumed);
-    let lists: Vec<Seen> = proxy.seen()[before..]
-        .iter()
-        .filter(|r| r.method == "GET" && r.target.contains("max-keys=1000"))
-        .cloned()
-        .collect();
-    let after = format!("start-after=p%2F{cursor}");
-    assert!(
-        !lists.is_empty() && lists.iter().all(|r| r.target.contains(&after) || r.target.contains("continuation-token")),
-        "every listing goes on after {cursor}: {:?}",
-        lists.iter().map(|r| &r.target).collect::<Vec<_>>()
-    );
-    let s = summary(&resumed);
-    assert_eq!((s["objects_transferred"].as_u64(), s["objects_deleted"].as_u64()), (Some(1), Some(1)), "{s}");
-    assert!(s["objects_unchanged"].as_u64().unwrap() < 1000, "{s}");
+    resumes_after(&served, &proxy, &ledger, &format!("start-after=p%2F{cursor}")).await;
     assert!(store.head_object(&transfer_engine::ObjectRef::new(b, "p/zz-stale")).await.is_err());
 }
