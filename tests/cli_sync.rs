@@ -294,6 +294,7 @@ async fn sync_against_transfer_serve_in_both_dialects() {
     directory_to_bucket(&target, "sync-oss").await;
     bucket_to_directory_and_bucket(&target, "sync-b-oss").await;
     comparisons(&target, "sync-c-oss").await;
+    filters_tags_and_metadata(&target, "sync-f-oss").await;
     versioned(&target, "sync-v-oss").await;
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, (AK, SK));
     let store = s3_client(&served.endpoint, (AK, SK));
@@ -301,6 +302,7 @@ async fn sync_against_transfer_serve_in_both_dialects() {
     directory_to_bucket(&target, "sync-s3").await;
     bucket_to_directory_and_bucket(&target, "sync-b-s3").await;
     comparisons(&target, "sync-c-s3").await;
+    filters_tags_and_metadata(&target, "sync-f-s3").await;
     versioned(&target, "sync-v-s3").await;
 }
 
@@ -345,6 +347,46 @@ async fn comparisons(t: &Target<'_>, b: &str) {
     assert_eq!(objects(&t.store, b, "d/").await, objects(&t.store, b, "c/").await);
 }
 
+/// cp's options that apply work in a sync: the filters choose on both sides (what they leave out is neither
+/// copied nor deleted), every object written carries the tags and metadata asked for, and two directories are
+/// refused before anything moves.
+async fn filters_tags_and_metadata(t: &Target<'_>, b: &str) {
+    t.store.create_bucket(b).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ledger, src) = (tmp.path().join("l.db"), tmp.path().join("src"));
+    write(&src, "keep.txt", b"keep");
+    write(&src, "sub/also.txt", b"also");
+    write(&src, "skip.log", b"skip");
+    let url = format!("{}://{b}/f", t.scheme);
+    t.store.put_object(b, "f/other.log", b"theirs".to_vec().into(), &PutOptions::default()).await.unwrap();
+    let out = run((t.cmd)(&t.endpoint, &ledger).args([
+        "sync",
+        src.to_str().unwrap(),
+        &url,
+        "--delete",
+        "--exclude",
+        "*.log",
+        "--tag",
+        "team=ops",
+        "--meta",
+        "origin=sync",
+    ]));
+    ok(&out);
+    let keys: Vec<String> = objects(&t.store, b, "f/").await.into_keys().collect();
+    assert_eq!(keys, ["keep.txt", "other.log", "sub/also.txt"], "skip.log not copied, other.log not deleted");
+    for key in ["f/keep.txt", "f/sub/also.txt"] {
+        let obj = transfer_engine::ObjectRef::new(b, key);
+        assert_eq!(t.store.get_tagging(&obj).await.unwrap().get("team"), Some("ops"), "{key}");
+        let head = t.store.head_object(&obj).await.unwrap();
+        assert_eq!(head.metadata.user.get("origin").map(String::as_str), Some("sync"), "{key}");
+    }
+    let other = tmp.path().join("other");
+    let refused = run((t.cmd)(&t.endpoint, &ledger).args(["sync", src.to_str().unwrap(), other.to_str().unwrap()]));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("local paths"), "{}", stderr(&refused));
+    assert!(!other.exists(), "nothing made");
+}
+
 /// In a versioned bucket a sync's deletion leaves a delete marker, says so, and the data stays.
 async fn versioned(t: &Target<'_>, b: &str) {
     t.store.create_bucket(b).await.unwrap();
@@ -381,6 +423,7 @@ async fn sync_against_moto() {
     directory_to_bucket(&target, "sync-moto").await;
     bucket_to_directory_and_bucket(&target, "sync-b-moto").await;
     comparisons(&target, "sync-c-moto").await;
+    filters_tags_and_metadata(&target, "sync-f-moto").await;
     versioned(&target, "sync-v-moto").await;
 }
 
