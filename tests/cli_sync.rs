@@ -275,6 +275,8 @@ async fn bucket_to_directory_and_bucket(t: &Target<'_>, b: &str) {
     let inside = run((t.cmd)(&t.endpoint, &ledger).args(["sync", &src, &format!("{src}/deeper")]));
     assert_eq!(inside.status.code(), Some(2), "{}", stderr(&inside));
     assert!(stderr(&inside).contains("overlap"), "{}", stderr(&inside));
+    let two = run((t.cmd)(&t.endpoint, &ledger).args(["sync", &src, &dst, out_arg]));
+    assert_eq!(two.status.code(), Some(2), "one SRC, one DST: {}", stderr(&two));
     let unknown = run((t.cmd)(&t.endpoint, &ledger).args(["sync", "--compare", "md4", &src, out_arg]));
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
     assert!(stderr(&unknown).contains("size-crc"), "{}", stderr(&unknown));

@@ -212,7 +212,7 @@ pub(crate) struct SyncOptions {
 /// Options of `transfer sync`: cp's that apply, and the sync's own.
 #[derive(Debug, Clone, Args)]
 #[command(
-    mut_arg("sources", |a| a.value_name("SRC").num_args(1).help(
+    mut_arg("sources", |a| a.value_name("SRC").num_args(1).action(clap::ArgAction::Set).help(
         "What DST is made like: a directory, or oss://, s3://, local://BUCKET[/PREFIX]"
     )),
     mut_arg("dst", |a| a.help(
