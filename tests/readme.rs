@@ -141,6 +141,10 @@ async fn the_readme_runs_as_written() {
     // Step 6 mirrored the photos, the second sync the file added between the two.
     assert_eq!(get(&store, "archive", "mirror/2025/new.txt").await, b"hiss\n");
     assert!(get(&store, "archive", "mirror/cat.jpg").await == cat);
+    // Step 7 streamed a tar of the photos (the shell listed it back): one object, tagged, at least the photos.
+    let tar = ObjectRef::new("archive", "backups/photos.tar");
+    assert!(store.head_object(&tar).await.unwrap().size > cat.len() as u64);
+    assert_eq!(store.get_tagging(&tar).await.unwrap().get("kind"), Some("backup"));
     // Step 5 restored the photos with their modification times (the shell compared the bytes).
     for name in ["cat.jpg", "2025/note.txt"] {
         let mtime = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().modified().unwrap();

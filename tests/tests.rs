@@ -48,6 +48,9 @@ mod cli_download;
 /// `transfer sync` through the built binary: what a re-run sends, deletions and their guards, resume.
 mod cli_sync;
 
+/// `transfer cp - URL`: a stream on stdin into one object, against every target.
+mod cli_stream;
+
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
 

@@ -282,7 +282,8 @@ async fn cleanup(args: CleanupArgs, out: OutputArgs) -> Result<u8, Usage> {
                     continue;
                 }
             }
-            let resumable = job.state != JobState::Done;
+            // A stream's job cannot resume (its bytes are gone): its uploads are only ever left over.
+            let resumable = job.state != JobState::Done && !job.is_stream();
             let included = args.include_resumable || args.jobs.contains(&job.id.0);
             // A job a transfer is running keeps its uploads; holding its lock keeps it from starting meanwhile.
             let _lock = match ledger.lock_job(job.id) {

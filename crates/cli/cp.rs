@@ -15,8 +15,8 @@ use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobState, Ledger};
 use transfer_engine::job::{
     Compare, CopyRequest, DirRequest, DownloadRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, Overwrite,
-    PlannedAction, PrefixCopyRequest, PrefixDownloadRequest, SkipReason, StreamRequest, SyncRequest, SyncSide, TagOn,
-    UploadRequest, Writer,
+    PlannedAction, PrefixCopyRequest, PrefixDownloadRequest, Reader, SkipReason, StreamRequest, StreamUploadRequest,
+    SyncRequest, SyncSide, TagOn, UploadRequest, Writer,
 };
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::store::{Capabilities, Directive, ListRequest, RestoreRequest, RestoreTier};
@@ -97,6 +97,11 @@ pub(crate) struct CpArgs {
     /// Preferred part size (e.g. 8MiB); the planner raises it when an object would need over 10,000 parts.
     #[arg(long, value_parser = parse_size)]
     pub part_size: Option<u64>,
+    /// With - (stdin) as SRC: the stream's length, when known. It is then planned as a file of that size, and a
+    /// stream of another length fails without publishing anything. Without it, parts grow as the stream goes.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    #[serde(default)]
+    pub expected_size: Option<u64>,
     /// Files of at least this size go as multipart uploads, smaller ones as one PutObject.
     #[arg(long, value_parser = parse_size, default_value = "64MiB")]
     pub multipart_threshold: u64,
@@ -260,7 +265,7 @@ impl CpArgs {
     /// The options as recorded with the job: paths absolute, no ledger path (the job lives in it).
     fn recorded(&self) -> Result<String, Usage> {
         let mut cp = self.clone();
-        if let Location::Path(p) = Location::parse(&cp.src)? {
+        if let (Location::Path(p), false) = (Location::parse(&cp.src)?, cp.src == STDIN) {
             let abs = std::path::absolute(&p)?.display().to_string();
             // Keep a trailing '/' (it means "the directory's contents").
             cp.src = if cp.src.ends_with('/') && !abs.ends_with('/') { format!("{abs}/") } else { abs };
@@ -427,6 +432,13 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         }
     };
     let download = matches!(dst, Location::Path(_));
+    match args.src == STDIN {
+        true => stream_usage(args, &dst)?,
+        false if args.expected_size.is_some() => {
+            return Err(Usage("--expected-size is the length of a stream: it applies to - (stdin) as SRC".into()))
+        }
+        false => {}
+    }
     if args.preserve_mode && !download {
         return Err(Usage("--preserve-mode applies to downloads (uploads record every file's mode)".into()));
     }
@@ -563,6 +575,34 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
     })
 }
 
+/// SRC `-`: the upload of a stream on stdin.
+const STDIN: &str = "-";
+
+/// What a stream on stdin can go to, and the options that cannot apply to one.
+fn stream_usage(args: &CpArgs, dst: &Location) -> Result<(), Usage> {
+    let refuse = |what: &str| Err(Usage(format!("- (stdin) is a stream: {what}")));
+    match dst {
+        Location::Remote { key, .. } if key.is_empty() || dst.is_container() => {
+            return refuse("it goes into one object; name its key (e.g. oss://bucket/backup.tar.zst)")
+        }
+        Location::Remote { .. } => {}
+        Location::Path(_) => return refuse("it goes to oss://, s3:// or local://BUCKET/KEY"),
+    }
+    if args.recursive || !args.include.is_empty() || !args.exclude.is_empty() {
+        return refuse("-r, --include and --exclude choose among files; a stream is one object");
+    }
+    if args.update {
+        return refuse(
+            "--update would have to read it to compare it with the destination, and then it is gone; use \
+             --no-clobber to leave an existing object alone",
+        );
+    }
+    if args.dry_run && args.expected_size.is_none() {
+        return refuse("a dry run plans it from its length, which only --expected-size can tell without reading it");
+    }
+    Ok(())
+}
+
 /// Says so when `--copy-threshold` is above what one CopyObject of the destination copies: the planner lowers it
 /// to that limit ([`PlanOptions::copy_threshold_for`]), so larger objects still go as UploadPartCopy.
 fn warn_copy_threshold(threshold: Option<u64>, caps: &Capabilities, scheme: Scheme) {
@@ -677,7 +717,7 @@ async fn start(args: &CpArgs, p: &Plan) -> Result<JobHandle, Usage> {
         None => start,
     };
     let handle = start.await?;
-    if p.resume.is_none() && !args.dry_run && args.dst != "-" && args.sync.is_none() {
+    if p.resume.is_none() && !args.dry_run && args.dst != "-" && args.src != STDIN && args.sync.is_none() {
         let (ledger, job) = (p.ledger.clone(), handle.job());
         if let Ok(Some((done, at))) = ledger.off_thread(move |l| l.finished_before(job)).await {
             let how = match (args.update, args.no_clobber) {
@@ -704,6 +744,12 @@ fn upload_or_copy(
     dst_key: &str,
 ) -> Result<transfer_engine::job::JobStart, Usage> {
     Ok(match &p.src {
+        Location::Path(_) if args.src == STDIN => p.engine.upload_stream(
+            StreamUploadRequest::new(Reader::new(tokio::io::stdin()), bucket, dst_key)
+                .metadata(p.metadata.clone())
+                .tags(p.tags.clone().unwrap_or_default())
+                .expected_size(args.expected_size),
+        ),
         Location::Path(path) if path.is_dir() => p.engine.upload_dir(
             DirRequest::new(path, bucket, dst_key)
                 .metadata(p.metadata.clone())
@@ -827,10 +873,12 @@ fn download(
 }
 
 /// Runs `transfer cp`, or with `resume`, that job of the ledger.
-/// A local source must exist (a remote one is checked against its store later).
+/// A local source must exist (a remote one is checked against its store later); - is stdin.
 fn local_source_exists(src: &Location) -> Result<(), Usage> {
     match src {
-        Location::Path(p) if !p.exists() => Err(Usage(format!("{} does not exist", p.display()))),
+        Location::Path(p) if !p.exists() && p != Path::new(STDIN) => {
+            Err(Usage(format!("{} does not exist", p.display())))
+        }
         _ => Ok(()),
     }
 }
@@ -975,7 +1023,13 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
         }
     };
     let download = matches!(plan.dst, Location::Path(_));
-    let kind = Kind { dry_run: args.dry_run, download, stream: args.dst == "-", sync: args.sync.is_some() };
+    let kind = Kind {
+        dry_run: args.dry_run,
+        download,
+        stream: args.dst == "-",
+        stdin: args.src == STDIN,
+        sync: args.sync.is_some(),
+    };
     let code = follow(handle, &plan.ledger, out, kind, limit).await;
     if code == EXIT_EMPTY {
         if args.allow_empty {
@@ -1007,6 +1061,8 @@ struct Kind {
     dry_run: bool,
     download: bool,
     stream: bool,
+    /// The upload of stdin, which cannot resume.
+    stdin: bool,
     sync: bool,
 }
 
@@ -1088,7 +1144,7 @@ async fn follow(
     mut handle: JobHandle,
     ledger: &Ledger,
     out: OutputArgs,
-    Kind { dry_run, download, stream, sync }: Kind,
+    Kind { dry_run, download, stream, stdin, sync }: Kind,
     limit: Option<(
         crate::bwlimit::Limits,
         std::sync::Arc<crate::bwlimit::Timetable>,
@@ -1096,7 +1152,14 @@ async fn follow(
     )>,
 ) -> u8 {
     let job = handle.job();
-    let resume_hint = format!("run `transfer resume {job}` (or the same command again) to continue");
+    let resume_hint = match stdin {
+        false => format!("run `transfer resume {job}` (or the same command again) to continue"),
+        true => "a stream cannot be read twice, so it does not resume: run the whole pipeline again; \
+                 `transfer cleanup` aborts any upload an interrupted run left"
+            .to_owned(),
+    };
+    // What an unfinished job's exit status is: resumable (3), but for a stream, which cannot resume.
+    let unfinished = if stdin { EXIT_FAILED } else { EXIT_RESUMABLE };
     let mut interrupts = 0;
     let mut crc_verified = true;
     // Every object this run wrote had its bytes checked by something (a CRC-64, an MD5).
@@ -1234,7 +1297,7 @@ async fn follow(
                         eprintln!("warning: could not flush the ledger; parts acknowledged in the last moments will be sent again");
                     }
                     eprintln!("stopped now; {resume_hint}");
-                    std::process::exit(EXIT_RESUMABLE.into());
+                    std::process::exit(unfinished.into());
                 }
             }
         }
@@ -1265,8 +1328,8 @@ async fn follow(
     let disk_full = summary.failures.iter().any(|(_, e)| e.kind() == transfer_engine::ErrorKind::InsufficientStorage);
     let (code, state) = match summary.state {
         JobState::Done => (EXIT_OK, "done"),
-        JobState::Stopped => (EXIT_RESUMABLE, "stopped"),
-        _ if disk_full => (EXIT_RESUMABLE, "stopped on a full disk"),
+        JobState::Stopped => (unfinished, "stopped"),
+        _ if disk_full => (unfinished, "stopped on a full disk"),
         // Nothing of the job is in place: it failed (running it again still resumes what it can).
         _ if p.objects_done + p.objects_already_done + p.objects_skipped == 0 => (EXIT_FAILED, "failed"),
         _ => (EXIT_RESUMABLE, "partly failed"),

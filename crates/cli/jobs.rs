@@ -115,7 +115,7 @@ fn job_json(ledger: &Ledger, j: &JobRow) -> serde_json::Value {
         "job": j.id.0, "kind": j.kind.as_str(), "state": job_state(ledger, j), "source": source, "destination": destination,
         "created": j.created, "updated": j.updated, "objects": counts_json(&j.counts), "error": j.error,
         "listing_finished": j.listed, "sync_cursor": j.sync_cursor,
-        "resumable_by_id": CpArgs::from_recorded(&j.note).is_some(),
+        "resumable_by_id": CpArgs::from_recorded(&j.note).is_some() && !j.is_stream(),
     })
 }
 
@@ -132,7 +132,7 @@ pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
         let ledger = open_ledger(args.checkpoint.as_ref())?;
         let job = match args.job {
             Some(id) => find(&ledger, id)?,
-            None => match ledger.jobs()?.into_iter().rev().find(|j| j.state != JobState::Done) {
+            None => match ledger.jobs()?.into_iter().rev().find(|j| j.state != JobState::Done && !j.is_stream()) {
                 Some(job) => job,
                 None => {
                     return Ok(Err(format!(
@@ -145,6 +145,13 @@ pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
         // Resuming what is finished is done at once: the job is where it was asked to be.
         if job.state == JobState::Done {
             return Ok(Err(format!("nothing to resume: job {} is done", job.id)));
+        }
+        if job.is_stream() {
+            return Err(Usage(format!(
+                "job {} uploaded a stream (stdin to {}), which cannot be read twice: run the pipeline again \
+                 (it starts the object over); `transfer cleanup` aborts what the interrupted run left",
+                job.id, job.destination
+            )));
         }
         let mut cp = CpArgs::from_recorded(&job.note).ok_or_else(|| {
             Usage(format!(

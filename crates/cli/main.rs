@@ -6,7 +6,7 @@
 //! over HTTP in the OSS dialect: the first line on stdout is `listening on http://<addr>`; Ctrl-C or SIGTERM
 //! stops it).
 //!
-//! Exit status: 0 all done; 1 failed; 2 usage error (nothing moved); 3 stopped (a full disk, --max-delete too) or partly failed, resumable;
+//! Exit status: 0 all done; 1 failed (a stream from stdin also when stopped); 2 usage error (nothing moved); 3 stopped (a full disk, --max-delete too) or partly failed, resumable;
 //! 141 the reader of the output went away (a closed pipe, as `| head`).
 
 /// `println!` for the commands' output: when whoever reads it went away (`transfer ... | head -1`), the command
@@ -43,7 +43,8 @@ use transfer_server::Server;
     name = "transfer",
     version,
     about,
-    after_help = "Exit status:\n  0  all done\n  1  failed: nothing of the job is in place\n  2  usage error: bad arguments, missing bucket or credentials, \
+    after_help = "Exit status:\n  0  all done\n  1  failed: nothing of the job is in place (for - as SRC, a stream, \
+                  also stopped: a stream cannot resume)\n  2  usage error: bad arguments, missing bucket or credentials, \
                   unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C), stopped on a full disk, a sync's --max-delete reached, or partly failed; \
                   resumable with `transfer resume` or the same command again\n  141  the output's reader went away (a closed pipe, as `| head`): \
                   nothing more is printed; a job stops where it was and resumes"
@@ -217,6 +218,9 @@ fn main() -> ExitCode {
             }
         }
     });
+    // The command's work is done and recorded. What may still run is a read of stdin (a stream stopped while its
+    // writer was idle), which cannot be cancelled: it is given a moment, not the power to keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     ExitCode::from(code)
 }
 

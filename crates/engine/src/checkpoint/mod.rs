@@ -263,6 +263,16 @@ pub enum Fingerprint {
         /// Length in bytes.
         size: u64,
     },
+    /// A stream (stdin, a pipe): nothing to compare, as a stream cannot be read twice. Its object never resumes.
+    Stream,
+}
+
+impl JobRow {
+    /// True for a job that uploads a stream (stdin, a pipe): it cannot resume, as its bytes cannot be read again;
+    /// its uploads are for `transfer cleanup` to abort, never to continue.
+    pub fn is_stream(&self) -> bool {
+        self.kind == JobKind::Upload && self.source == crate::job::STREAM_SOURCE
+    }
 }
 
 /// An object's progress.

@@ -23,6 +23,7 @@ pub(super) fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
                 .map_err(|e| rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e)))?;
             Fingerprint::File { size: fp_size, mtime_ns, inode: from_sql_u64(r.get(9)?) }
         }
+        "stream" => Fingerprint::Stream,
         _ => Fingerprint::Object { etag: r.get(10)?, version_id: r.get(11)?, size: fp_size },
     };
     Ok(ObjectRow {
@@ -56,6 +57,7 @@ fn fp_columns(fp: &Fingerprint) -> FpColumns<'_> {
         Fingerprint::Object { etag, version_id, size } => {
             ("object", to_sql_u64(*size), None, None, Some(etag.as_str()), version_id.as_deref())
         }
+        Fingerprint::Stream => ("stream", 0, None, None, None, None),
     }
 }
 

@@ -15,6 +15,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_part_checksum.sql"),
     include_str!("../../migrations/0003_job_error.sql"),
     include_str!("../../migrations/0004_sync.sql"),
+    include_str!("../../migrations/0005_stream_source.sql"),
 ];
 
 /// The newest schema version this build knows.

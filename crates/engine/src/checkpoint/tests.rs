@@ -603,3 +603,51 @@ fn a_damaged_ledger_is_reported_when_an_interrupted_job_starts_again() {
     assert!(msg.contains("move it aside"), "{msg}");
     assert!(l.check().is_err());
 }
+
+#[test]
+fn migration_5_rebuilds_objects_keeping_rows_parts_ids_and_the_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    {
+        // A ledger as the build before 0005 left it: an upload with two parts, and a deleted newest object.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for sql in &schema::MIGRATIONS[..4] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        c.pragma_update(None, "user_version", 4).unwrap();
+        c.execute_batch(
+            "INSERT INTO jobs (kind, source, destination, options_json, created, updated)
+                 VALUES ('upload', '/s', 'b/p', '{}', 1, 1);
+             INSERT INTO objects (job, source, dest_bucket, dest_key, size, fp_kind, fp_size, fp_mtime_ns, fp_inode,
+                                  plan_part_size, upload_id, state, updated)
+                 VALUES (1, '/s/a', 'b', 'p/a', 2048, 'file', 2048, '17', 9, 1024, 'U1', 'uploading', 1),
+                        (1, '/s/b', 'b', 'p/b', 1, 'file', 1, '17', 10, 1024, NULL, 'pending', 1);
+             INSERT INTO parts (object, number, offset, size, etag, crc64, blake3)
+                 VALUES (1, 1, 0, 1024, 'e1', 5, 'h1'), (1, 2, 1024, 1024, 'e2', NULL, 'h2');
+             DELETE FROM objects WHERE id = 2;",
+        )
+        .unwrap();
+    }
+    let l = Ledger::open(&path).unwrap();
+    let seq: i64 =
+        l.conn().query_row("SELECT seq FROM sqlite_sequence WHERE name = 'objects'", [], |r| r.get(0)).unwrap();
+    assert_eq!(seq, 2, "the AUTOINCREMENT counter survives the rebuild");
+    let job = JobId(1);
+    let row = l.upsert_object(job, "/s/a", "b", "p/a", 2048, &file_fp(2048), 1024, None).unwrap();
+    assert_eq!((row.id, row.upload_id.as_ref().map(|u| u.as_str())), (1, Some("U1")));
+    let parts = l.parts(1).unwrap();
+    assert_eq!(
+        parts.iter().map(|p| (p.number, p.etag.as_str(), p.crc64)).collect::<Vec<_>>(),
+        [(1, "e1", Some(5)), (2, "e2", None)]
+    );
+    // The foreign key still cascades, ids are not reused, and a stream's row is accepted.
+    let stream = l.upsert_object(job, "-", "b", "p/s", 0, &Fingerprint::Stream, 1024, None).unwrap();
+    assert_eq!(stream.fingerprint, Fingerprint::Stream);
+    assert!(stream.id > 2, "the deleted object's id 2 is not reused: {}", stream.id);
+    l.conn().exec("DELETE FROM objects WHERE id = 1", []).unwrap();
+    assert!(l.parts(1).unwrap().is_empty());
+    let count: i64 = l.conn().query_row("SELECT count(*) FROM parts", [], |r| r.get(0)).unwrap();
+    assert_eq!(count, 0);
+}

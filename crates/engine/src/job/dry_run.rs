@@ -121,6 +121,26 @@ impl Engine {
         })
     }
 
+    /// What [`Engine::upload_stream`] would do with `req`, without reading the stream (its bytes would be gone):
+    /// the plan of its [expected size](super::StreamUploadRequest::expected_size). A stream of unknown length
+    /// cannot be planned: [`ErrorKind::InvalidInput`].
+    pub fn plan_upload_stream(&self, req: &super::StreamUploadRequest) -> Result<PlannedObject> {
+        let Some(size) = req.expected_size else {
+            return Err(Error::invalid(
+                "a dry run cannot plan a stream of unknown length without reading it, and reading it would consume \
+                 it: give its size (--expected-size)",
+            ));
+        };
+        let plan = plan_object(size, &self.inner.caps, &self.inner.config.plan)?;
+        Ok(PlannedObject {
+            source: super::STREAM_SOURCE.to_owned(),
+            bucket: req.bucket.clone(),
+            key: req.key.clone(),
+            size,
+            action: PlannedAction::upload(&plan),
+        })
+    }
+
     /// True when this engine only reports.
     pub(super) fn dry_run(&self) -> bool {
         self.inner.config.dry_run

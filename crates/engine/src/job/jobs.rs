@@ -146,6 +146,7 @@ pub(super) enum Work {
     Copy(CopyRequest),
     Download(DownloadRequest),
     Stream(super::StreamRequest),
+    Reader(super::StreamUploadRequest),
     /// A sync's pair of entries under one relative key ([`Engine::sync`]).
     Sync(super::sync::Pair),
     /// An object found that is not to be moved, with why (a key no file may be named after): it fails on its
@@ -257,6 +258,11 @@ impl Engine {
                 tracker.found(0);
                 tracker.listing_finished();
                 let _ = tx.try_send(Ok(Work::Stream(req)));
+            }
+            Source::Reader(req) => {
+                tracker.found(req.expected_size.unwrap_or(0));
+                tracker.listing_finished();
+                let _ = tx.try_send(Ok(Work::Reader(req)));
             }
             Source::File(req) => {
                 let size = std::fs::metadata(&req.path).map(|m| m.len()).unwrap_or(0);
@@ -500,6 +506,14 @@ impl Engine {
             Work::Stream(r) => {
                 let result = self.stream_object(job, &r).await;
                 (r.source.key, result.map(Settled::Transferred))
+            }
+            Work::Reader(r) if dry_run => {
+                let result = self.plan_upload_stream(&r).map(Settled::Planned);
+                (r.key, result)
+            }
+            Work::Reader(r) => {
+                let result = self.upload_reader(job, &r).await;
+                (r.key, result.map(Settled::Transferred))
             }
             Work::Sync(_) => (String::new(), Err(Error::invalid("a sync pair outside a sync job"))),
             Work::Refused { key, error } => (key, Err(error)),

@@ -65,6 +65,7 @@ mod start;
 mod stream;
 mod sync;
 mod upload;
+mod upload_stream;
 mod verify;
 
 use crate::checkpoint::Ledger;
@@ -91,6 +92,7 @@ pub use pipeline::{Outcome, Verified};
 pub use start::JobStart;
 pub use stream::{is_closed_output, StreamRequest, Writer};
 pub use sync::{Compare, SyncRequest, SyncSide};
+pub use upload_stream::{Reader, StreamUploadRequest, STREAM_SOURCE};
 
 use handle::Tracker;
 
@@ -359,6 +361,22 @@ impl Engine {
 
     /// Fails with [`ErrorKind::Stopped`](crate::ErrorKind::Stopped) once the job was asked to stop: no new part
     /// or object starts after that.
+    /// Runs `work`, or fails with [`ErrorKind::Stopped`](crate::ErrorKind::Stopped) as soon as the job is asked
+    /// to stop (`while_`: what it was doing, for the message): for waits with no end of their own (a restore, a
+    /// stream whose writer is idle).
+    async fn unless_stopped<T>(&self, while_: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let stopped = async {
+            match &self.tracker {
+                Some(t) => t.stopped().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            done = work => done,
+            () = stopped => Err(Error::new(crate::ErrorKind::Stopped, format!("the job was stopped {while_}"))),
+        }
+    }
+
     fn check_stopped(&self) -> Result<()> {
         match &self.tracker {
             Some(t) if t.is_stopped() => {

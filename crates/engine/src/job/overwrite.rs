@@ -84,7 +84,7 @@ impl Engine {
     }
 
     /// The destination's HEAD, or `None` when it does not exist.
-    async fn destination(&self, dest: &ObjectRef) -> Result<Option<ObjectInfo>> {
+    pub(super) async fn destination(&self, dest: &ObjectRef) -> Result<Option<ObjectInfo>> {
         match self.head(dest).await {
             Ok(info) => Ok(Some(info)),
             Err(e) if e.kind() == ErrorKind::ObjectNotFound => Ok(None),

@@ -381,7 +381,7 @@ impl Engine {
         // made durable before returning.
         tasks.finish_recorded(taking, &writer).await?;
         source.check()?;
-        match self.complete_recorded(row, &upload, plan, source.expected_crc64()).await {
+        match self.complete_recorded(row, &upload, (plan.part_count(), plan.size), source.expected_crc64()).await {
             Err(e) if self.refused_overwrite(&e) => Ok(Written::Refused(Some(upload))),
             Err(e) => Err(e),
             Ok((put, combined)) => Ok(Written::Put { put, verified: combined.is_some(), sent, reused }),
@@ -469,7 +469,7 @@ impl Engine {
 
     /// The object's bytes are in place as `r`: records it in the ledger (with the BLAKE3 of the bytes when
     /// known), then applies the tags per policy.
-    async fn finish(
+    pub(super) async fn finish(
         &self,
         row: &ObjectRow,
         dest: &ObjectRef,
@@ -703,27 +703,24 @@ impl Engine {
         })
     }
 
-    /// Completes `upload` from the parts the ledger holds for `row` (after the part writer was flushed): they
-    /// must be exactly `1..=plan.part_count()`. Returns the result and the CRC-64 combined from the parts'
+    /// Completes `upload` (`count` parts, `size` bytes) from the parts the ledger holds for `row` (after the part
+    /// writer was flushed): they must be exactly `1..=count`. Returns the result and the CRC-64 combined from the parts'
     /// CRCs (`None` if any part lacks one), checked against the server's. When the source tells the CRC-64 the
     /// object must have (`expected`, a copy's) and the parts tell theirs, they are checked first: parts that do
     /// not make up the source are never published; the upload is aborted and forgotten, so the next run sends
     /// the object again.
-    async fn complete_recorded(
+    pub(super) async fn complete_recorded(
         &self,
         row: &ObjectRow,
         upload: &Upload,
-        plan: &ObjectPlan,
+        (count, size): (u32, u64),
         expected: Option<u64>,
     ) -> Result<(PutResult, Option<u64>)> {
         let rid = row.id;
         let parts = self.db(move |l| l.parts(rid)).await?;
         let numbers: Vec<u32> = parts.iter().map(|p| p.number).collect();
-        if numbers != (1..=plan.part_count()).collect::<Vec<_>>() {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                format!("the ledger holds parts {numbers:?} of {}", plan.part_count()),
-            ));
+        if numbers != (1..=count).collect::<Vec<_>>() {
+            return Err(Error::new(ErrorKind::Protocol, format!("the ledger holds parts {numbers:?} of {count}")));
         }
         let combined = combined_crc(&parts);
         if let (Some(want), Some(got)) = (expected, combined) {
@@ -738,7 +735,7 @@ impl Engine {
             }
         }
         let completed: Vec<CompletedPart> = parts.iter().map(completed_part).collect();
-        let r = self.complete(upload, &completed, plan.size, combined).await?;
+        let r = self.complete(upload, &completed, size, combined).await?;
         if let Some(expected) = combined {
             check_crc(expected, r.crc64, "CompleteMultipartUpload").map_err(|e| e.with_retry(Retry::Permanent))?;
         }

@@ -9,7 +9,7 @@
 //! again, and one whose restored copy expired asks again.
 
 use super::Engine;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::store::{ObjectInfo, ObjectRef, RestoreAnswer};
 use std::time::Duration;
 
@@ -63,17 +63,12 @@ impl Engine {
         }
     }
 
-    /// Sleeps `d`, or less when the job is asked to stop (then fails with [`ErrorKind::Stopped`]).
+    /// Sleeps `d`, or less when the job is asked to stop (then fails with [`ErrorKind::Stopped`](crate::ErrorKind::Stopped)).
     async fn pause(&self, d: Duration) -> Result<()> {
-        match &self.tracker {
-            Some(t) => tokio::select! {
-                _ = tokio::time::sleep(d) => Ok(()),
-                _ = t.stopped() => Err(Error::new(ErrorKind::Stopped, "the job was stopped while waiting for a restore; resume it to continue")),
-            },
-            None => {
-                tokio::time::sleep(d).await;
-                Ok(())
-            }
-        }
+        let wait = async {
+            tokio::time::sleep(d).await;
+            Ok(())
+        };
+        self.unless_stopped("while waiting for a restore; resume it to continue", wait).await
     }
 }

@@ -23,6 +23,7 @@ pub(super) enum Source {
     Download(DownloadRequest),
     DownloadPrefix(PrefixDownloadRequest),
     Stream(StreamRequest),
+    Reader(super::StreamUploadRequest),
     Sync(Arc<super::sync::SyncRequest>),
 }
 
@@ -188,6 +189,15 @@ impl Source {
                 super::download::existing_file(&r.path)?;
             }
             Source::Stream(r) => key(&r.source.key, "the key")?,
+            Source::Reader(r) => {
+                key(&r.key, "the key")?;
+                if engine.inner.config.overwrite == super::Overwrite::IfDifferent {
+                    return Err(Error::invalid(
+                        "a stream cannot be compared with its destination without consuming it: upload it without \
+                         Overwrite::IfDifferent (--update), or to a file first",
+                    ));
+                }
+            }
             Source::Sync(r) => {
                 r.validate(engine.inner.source.is_some())?;
                 for side in [&r.source, &r.destination] {
@@ -234,6 +244,7 @@ impl Source {
             Source::Object(r) => (JobKind::Copy, r.source.to_string(), format!("{}/{}", r.bucket, r.key)),
             Source::Download(r) => (JobKind::Download, r.source.to_string(), absolute(&r.path)?),
             Source::Stream(r) => (JobKind::Download, r.source.to_string(), "-".to_owned()),
+            Source::Reader(r) => (JobKind::Upload, super::STREAM_SOURCE.to_owned(), format!("{}/{}", r.bucket, r.key)),
             Source::DownloadPrefix(r) => {
                 (JobKind::Download, format!("{}/{}", r.bucket, r.prefix), format!("{}/", absolute(&r.dir)?))
             }
@@ -250,6 +261,7 @@ impl Source {
             Source::Object(r) => (Some(&r.source.bucket), Some(&r.bucket)),
             Source::Download(r) => (Some(&r.source.bucket), None),
             Source::Stream(r) => (Some(&r.source.bucket), None),
+            Source::Reader(r) => (None, Some(&r.bucket)),
             Source::DownloadPrefix(r) => (Some(&r.bucket), None),
             Source::Sync(r) => (r.source.bucket(), r.destination.bucket()),
         }

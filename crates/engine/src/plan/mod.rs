@@ -276,6 +276,86 @@ pub fn plan_copy(size: u64, caps: &Capabilities, opts: &PlanOptions) -> Result<O
     )
 }
 
+/// How often the part size of a stream of unknown length doubles: every `max_parts / STREAM_DOUBLING_STEPS`
+/// parts (every 500 of OSS's and S3's 10,000).
+const STREAM_DOUBLING_STEPS: u32 = 20;
+
+/// The parts of a stream: bytes whose length is known only once they end (`tar | zstd` on a pipe), or known
+/// ahead by the caller. See [`plan_stream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamPlan {
+    /// The caller said how long the stream is: the [plan of a file](plan_object) of that size, and a stream
+    /// of another length fails before anything is published.
+    Sized(ObjectPlan),
+    /// The length is unknown: part `k` (from 1) is `first` bytes doubled every `every` parts, at most
+    /// `largest`. The stream is one PutObject when it ends within the first part.
+    Growing {
+        /// The first parts' size: the preferred part size, within the store's limits.
+        first: u64,
+        /// The largest part: half the memory budget (one part in flight while the next is read), within the
+        /// store's limits and never below `first`.
+        largest: u64,
+        /// Parts per doubling.
+        every: u32,
+        /// The store's part limit.
+        max_parts: u32,
+    },
+}
+
+impl StreamPlan {
+    /// The size of part `number` (from 1): the bytes read for it before it is sent (fewer only for the last).
+    /// `None` past the last part the plan allows.
+    pub fn part_len(&self, number: u32) -> Option<u64> {
+        match *self {
+            StreamPlan::Sized(plan) => plan.part(number).map(|p| p.len),
+            StreamPlan::Growing { first, largest, every, max_parts } => {
+                if number == 0 || number > max_parts {
+                    return None;
+                }
+                let doublings = (number - 1) / every;
+                Some(first.checked_shl(doublings).unwrap_or(u64::MAX).min(largest))
+            }
+        }
+    }
+
+    /// The largest stream this plan takes: the sum of every part it allows (for a sized plan, its size).
+    pub fn capacity(&self) -> u64 {
+        match *self {
+            StreamPlan::Sized(plan) => plan.size,
+            StreamPlan::Growing { max_parts, .. } => {
+                (1..=max_parts).map(|k| self.part_len(k).unwrap_or(0)).fold(0u64, u64::saturating_add)
+            }
+        }
+    }
+}
+
+/// Plans the upload of a stream to a store with `caps`: with `expected` (the caller knows the length), the plan
+/// of a file of that size ([`plan_object`]); else parts that grow as the stream goes, so the store's part limit
+/// does not cap it at `max_parts` times the first part's size as a fixed part size would (rclone `rcat`'s
+/// 5 MiB parts end a stream at 48.8 GiB, `aws s3 cp -`'s 8 MiB at about 80 GiB). With the default options
+/// (8 MiB parts, a 256 MiB budget) parts double every 500 from 8 MiB to 128 MiB: 1,084,000 MiB (1.03 TiB) in
+/// 10,000 parts; a larger [`PlanOptions::memory_budget`] takes larger streams. Errors as [`plan_object`].
+pub fn plan_stream(expected: Option<u64>, caps: &Capabilities, opts: &PlanOptions) -> Result<StreamPlan> {
+    if let Some(size) = expected {
+        return plan_object(size, caps, opts).map(StreamPlan::Sized);
+    }
+    check_capabilities(caps)?;
+    let flavor = Flavor {
+        operation: "upload",
+        threshold: opts.multipart_threshold,
+        max_single: caps.max_put_size,
+        preferred: opts.preferred_part_size,
+        preferred_option: "preferred_part_size",
+        max_in_flight: opts.max_in_flight,
+        memory_budget: Some(opts.memory_budget),
+    };
+    check_options(caps, &flavor)?;
+    let first = opts.preferred_part_size.clamp(caps.min_part_size, caps.max_part_size.min(caps.max_put_size));
+    let largest = (opts.memory_budget / 2).clamp(first, caps.max_part_size);
+    let every = (caps.max_parts / STREAM_DOUBLING_STEPS).max(1);
+    Ok(StreamPlan::Growing { first, largest, every, max_parts: caps.max_parts })
+}
+
 /// What distinguishes one kind of transfer from another for the planner.
 struct Flavor {
     /// "upload" or "copy", for messages.

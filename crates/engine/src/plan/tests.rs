@@ -412,3 +412,43 @@ proptest! {
         }
     }
 }
+
+// ---- streams of unknown length ----
+
+#[test]
+fn a_stream_of_unknown_length_grows_its_parts_to_half_the_budget() {
+    let plan = plan_stream(None, &OSS, &PlanOptions::default()).unwrap();
+    let len = |k| plan.part_len(k).unwrap();
+    assert_eq!((len(1), len(500)), (8 * MIB, 8 * MIB));
+    assert_eq!((len(501), len(1001), len(1501)), (16 * MIB, 32 * MIB, 64 * MIB));
+    assert_eq!((len(2001), len(10_000)), (128 * MIB, 128 * MIB));
+    assert_eq!(plan.part_len(0), None);
+    assert_eq!(plan.part_len(10_001), None);
+    // What the docs promise for the defaults: 1,084,000 MiB.
+    assert_eq!(plan.capacity(), 1_084_000 * MIB);
+    // A larger budget takes larger streams, up to the store's part limit.
+    let big = plan_stream(None, &OSS, &PlanOptions::default().memory_budget(64 * GIB)).unwrap();
+    assert_eq!(big.part_len(10_000), Some(5 * GIB));
+    assert!(big.capacity() > 25 * TIB);
+}
+
+#[test]
+fn a_streams_parts_respect_the_store_and_a_small_budget() {
+    // S3's 5 MiB minimum raises a smaller preference; a budget below two parts keeps the first size.
+    let opts = PlanOptions::default().preferred_part_size(MIB).memory_budget(6 * MIB);
+    let plan = plan_stream(None, &Capabilities::S3, &opts).unwrap();
+    assert_eq!((plan.part_len(1), plan.part_len(9_999)), (Some(5 * MIB), Some(5 * MIB)));
+    // Nonsense options are refused as for files.
+    let e = plan_stream(None, &OSS, &PlanOptions::default().max_in_flight(0)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn a_stream_of_known_length_is_planned_as_a_file() {
+    let opts = PlanOptions::default();
+    let plan = plan_stream(Some(100 * MIB), &OSS, &opts).unwrap();
+    assert_eq!(plan, StreamPlan::Sized(plan_object(100 * MIB, &OSS, &opts).unwrap()));
+    assert_eq!((plan.part_len(13), plan.part_len(14)), (Some(4 * MIB), None));
+    assert_eq!(plan.capacity(), 100 * MIB);
+    assert_eq!(plan_stream(Some(10), &OSS, &opts).unwrap().part_len(1), Some(10));
+}
