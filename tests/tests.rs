@@ -51,6 +51,9 @@ mod cli_sync;
 /// `transfer cp - URL`: a stream on stdin into one object, against every target.
 mod cli_stream;
 
+/// Jobs that share the network: one pacer per endpoint against throttling, `--tpslimit`.
+mod cli_pacing;
+
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
 

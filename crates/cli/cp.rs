@@ -169,6 +169,11 @@ pub(crate) struct CpArgs {
     #[arg(long, value_parser = crate::bwlimit::check, value_name = "RATE|TIMETABLE")]
     #[serde(default)]
     pub bwlimit: Option<String>,
+    /// Most requests per second to each endpoint (a cap; throttling answers slow the requests of an endpoint
+    /// together whether or not it is set).
+    #[arg(long, value_name = "N", value_parser = parse_tps)]
+    #[serde(default)]
+    pub tpslimit: Option<f64>,
     /// Most bytes held in part buffers at once.
     #[arg(long, value_parser = parse_size, default_value = "256MiB")]
     pub memory_limit: u64,
@@ -325,7 +330,7 @@ fn flags(line: &mut String, mine: &serde_json::Value, base: &serde_json::Value) 
         };
         let sized = matches!(
             name.as_str(),
-            "part_size" | "multipart_threshold" | "copy_threshold" | "memory_limit" | "bwlimit"
+            "part_size" | "multipart_threshold" | "copy_threshold" | "memory_limit" | "bwlimit" | "expected_size"
         );
         match value {
             Value::Object(_) => flags(line, value, base.get(name).unwrap_or(&Value::Null)),
@@ -573,6 +578,14 @@ async fn prepare(args: &CpArgs, resume: Option<JobId>) -> Result<Plan, Usage> {
         explicit_metadata,
         filter,
     })
+}
+
+/// `--tpslimit N`: a positive number of requests per second.
+fn parse_tps(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n > 0.0 && n.is_finite() => Ok(n),
+        _ => Err(format!("{s:?} is not a number of requests per second above 0 (e.g. 10, or 0.5)")),
+    }
 }
 
 /// SRC `-`: the upload of a stream on stdin.
@@ -996,6 +1009,7 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
         None => (None, None),
     };
     args.store.limits = limit;
+    args.store.tpslimit = args.tpslimit;
     if args.dst == "-" && out.json {
         tracing::error!("--json writes to stdout, which carries the object's bytes with -; drop --json");
         return EXIT_USAGE;
@@ -1343,7 +1357,8 @@ async fn follow(
                 "objects_already_done": p.objects_already_done, "objects_failed": p.objects_failed,
                 "objects_unchanged": p.objects_skipped, "objects_deleted": p.objects_deleted,
                 "deletions_withheld": summary.deletions_withheld,
-                "requests_retried": p.requests_retried,
+                "requests_retried": p.requests_retried, "requests_throttled": p.requests_throttled,
+                "slowed_seconds": p.slowed.as_secs_f64(),
                 "bytes_transferred": p.bytes_acknowledged, "bytes_reused": p.bytes_reused,
                 "bytes_sent": p.bytes_acknowledged.saturating_sub(p.bytes_reused),
                 "duration_secs": p.elapsed.as_secs_f64(),
@@ -1395,6 +1410,13 @@ async fn follow(
         }
         eprintln!("  bytes:    {bytes}");
         eprintln!("  retried:  {} requests", p.requests_retried);
+        if p.requests_throttled > 0 {
+            eprintln!(
+                "  throttled: {} requests; the endpoint's requests were slowed together for {:.1}s",
+                p.requests_throttled,
+                p.slowed.as_secs_f64()
+            );
+        }
         eprintln!("  elapsed:  {:.1}s", p.elapsed.as_secs_f64());
         for (key, error) in &summary.failures {
             eprintln!("  failed {key}: {error}");

@@ -231,6 +231,8 @@ mod tests {
             objects_skipped: 0,
             objects_planned: 0,
             requests_retried: 0,
+            requests_throttled: 0,
+            slowed: Duration::ZERO,
             listing_finished: false,
             bytes_per_second: (1 << 20) as f64,
             elapsed: Duration::from_secs(1),

@@ -77,6 +77,10 @@ pub(crate) struct StoreArgs {
     #[arg(skip)]
     #[serde(skip)]
     pub limits: Option<crate::bwlimit::Limits>,
+    /// Requests per second each store opened may start: set from `cp --tpslimit`.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub tpslimit: Option<f64>,
     /// Root directory of the embedded local store behind local:// addresses
     /// [default: $XDG_DATA_HOME/transfer/local].
     #[arg(long, env = "TRANSFER_LOCAL_ROOT", hide_env_values = true)]
@@ -114,6 +118,7 @@ impl SrcStoreArgs {
                 endpoint: dst.endpoint.clone(),
                 local_root: dst.local_root.clone(),
                 limits: dst.limits.clone(),
+                tpslimit: dst.tpslimit,
                 ..Default::default()
             };
         }
@@ -280,6 +285,9 @@ impl StoreArgs {
                     if let Some(l) = &self.limits {
                         b = b.upload_limit(l.up.clone()).download_limit(l.down.clone());
                     }
+                    if let Some(n) = self.tpslimit {
+                        b = b.pacer(std::sync::Arc::new(transfer_engine::run::Pacer::new().with_tps(n)));
+                    }
                     opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
                 } else {
                     let version = match self.signature_version.or(profile.signature_version) {
@@ -301,6 +309,9 @@ impl StoreArgs {
                     }
                     if let Some(l) = &self.limits {
                         b = b.upload_limit(l.up.clone()).download_limit(l.down.clone());
+                    }
+                    if let Some(n) = self.tpslimit {
+                        b = b.pacer(std::sync::Arc::new(transfer_engine::run::Pacer::new().with_tps(n)));
                     }
                     opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
                 };

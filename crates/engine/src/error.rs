@@ -354,7 +354,8 @@ impl From<rusqlite::Error> for Error {
 /// Retried: every 5xx, 408 and 429; `RequestTimeTooSkewed` (after the clock offset is corrected), `BadRequest`,
 /// `InvalidDigest` and S3's `BadDigest`, `XAmzContentSHA256Mismatch` and `IncompleteBody` (the body is re-read
 /// and re-sent), throttling (`SlowDown`, `Throttling`, `ThrottlingException`, `RequestThrottled`,
-/// `RequestLimitExceeded`, `BandwidthLimitExceeded`, `TooManyRequestsException`), timeouts (`RequestTimeout`,
+/// `RequestLimitExceeded`, `BandwidthLimitExceeded`, `TooManyRequestsException`; OSS's `QpsLimitExceeded`,
+/// `DownloadTrafficRateLimitExceeded`, `UploadTrafficRateLimitExceeded`), timeouts (`RequestTimeout`,
 /// `RequestTimeoutException`), a conflicting operation in progress (`PriorRequestNotComplete`,
 /// `OperationAborted`, S3's `ConditionalRequestConflict`), `InternalError`, `ServiceUnavailable`. Everything
 /// else is permanent: `NoSuchUpload`, `InvalidPart`, `PreconditionFailed`, `EntityTooSmall`, `AccessDenied` and
@@ -377,7 +378,10 @@ pub fn classify(status: u16, code: &str) -> (ErrorKind, Retry) {
         | "RequestThrottled"
         | "RequestLimitExceeded"
         | "BandwidthLimitExceeded"
-        | "TooManyRequestsException" => return (K::Throttled, Temporary),
+        | "TooManyRequestsException"
+        | "QpsLimitExceeded"
+        | "DownloadTrafficRateLimitExceeded"
+        | "UploadTrafficRateLimitExceeded" => return (K::Throttled, Temporary),
         "SignatureDoesNotMatch"
         | "InvalidAccessKeyId"
         | "InvalidSecurityToken"

@@ -40,7 +40,7 @@
 
 use crate::dialect::{Dialect, Family};
 use crate::error::{Error, ErrorKind, Result};
-use crate::run::Bandwidth;
+use crate::run::{Bandwidth, Pacer};
 use crate::s3::S3Checksum;
 use crate::sign::s3::{S3Signer, S3Target};
 use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
@@ -88,6 +88,8 @@ pub struct HttpStore {
     upload_limit: Option<Arc<Bandwidth>>,
     /// The bandwidth limit streamed response bodies share, if any ([`HttpStoreBuilder::download_limit`]).
     download_limit: Option<Arc<Bandwidth>>,
+    /// The endpoint's pacer: every request takes a turn ([`HttpStoreBuilder::pacer`]).
+    pacer: Arc<Pacer>,
 }
 
 impl fmt::Debug for HttpStore {
@@ -160,8 +162,17 @@ impl HttpStore {
         out.map_err(|e| with_context(e, &context))
     }
 
-    /// Signs and sends one request; a non-2xx answer becomes the service error.
+    /// Sends one request in a turn of the endpoint's pacer (taken before signing: a hold must not age the
+    /// signature), and tells the pacer how it ended.
     async fn send(&self, req: Request) -> Result<Response> {
+        let turn = self.pacer.turn().await;
+        let result = self.exchange(req).await;
+        turn.ended(result.as_ref().err());
+        result
+    }
+
+    /// Signs and sends one request; a non-2xx answer becomes the service error.
+    async fn exchange(&self, req: Request) -> Result<Response> {
         let Request { method, bucket, key, query, mut headers, body, content_md5, context, invalid, slow } = req;
         if let Some(e) = invalid {
             return Err(e);
@@ -532,6 +543,7 @@ pub struct HttpStoreBuilder {
     system_proxy: bool,
     upload_limit: Option<Arc<Bandwidth>>,
     download_limit: Option<Arc<Bandwidth>>,
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl HttpStoreBuilder {
@@ -548,6 +560,7 @@ impl HttpStoreBuilder {
             tagging: true,
             upload_limit: None,
             download_limit: None,
+            pacer: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             server_work_timeout: DEFAULT_SERVER_WORK_TIMEOUT,
@@ -611,6 +624,14 @@ impl HttpStoreBuilder {
     /// store of a process the same [`Bandwidth`] and all their downloads share one limit (default none).
     pub fn download_limit(mut self, limit: Arc<Bandwidth>) -> Self {
         self.download_limit = Some(limit);
+        self
+    }
+
+    /// The pacer every request of this store takes a turn from (default: one of its own). Give the stores of one
+    /// endpoint the same [`Pacer`] so a throttling answer to one slows them all; its [`Pacer::with_tps`] caps
+    /// their requests per second together.
+    pub fn pacer(mut self, pacer: Arc<Pacer>) -> Self {
+        self.pacer = Some(pacer);
         self
     }
 
@@ -728,6 +749,7 @@ impl HttpStoreBuilder {
             clock: Clock::default(),
             upload_limit: self.upload_limit,
             download_limit: self.download_limit,
+            pacer: self.pacer.unwrap_or_default(),
         })
     }
 }

@@ -129,6 +129,10 @@ impl ObjectStore for HttpStore {
         &self.dialect.capabilities
     }
 
+    fn pacer(&self) -> Option<std::sync::Arc<crate::run::Pacer>> {
+        Some(self.pacer.clone())
+    }
+
     async fn put_object(&self, bucket: &str, key: &str, body: Body, opts: &PutOptions) -> Result<PutResult> {
         let d = &self.dialect;
         let req = Request::new(Method::PUT).bucket(bucket).key(key).put_options(d, opts);

@@ -9,7 +9,7 @@ use http::HeaderMap;
 
 /// Response headers copied into [`ServiceError::headers`] when present (dialect suffixes, then plain names).
 const ERROR_HEADERS: &[&str] = &["request-id", "ec", "next-append-position", "version-id", "delete-marker"];
-const ERROR_PLAIN_HEADERS: &[&str] = &["date", "content-range"];
+const ERROR_PLAIN_HEADERS: &[&str] = &["date", "content-range", "retry-after"];
 
 /// A header as text (`None` when absent or not visible ASCII).
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -9,6 +9,7 @@
 use super::{Outcome, PlannedAction, PlannedObject};
 use crate::checkpoint::{JobId, JobState, Ledger, ObjectState};
 use crate::error::{Error, ErrorKind, Result};
+use crate::run::Pacer;
 use crate::store::{Store, Upload};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,9 @@ pub(super) struct Tracker {
     last_sample: Mutex<(Instant, u64, f64)>,
     /// Whether the job ran before this run (found in the ledger, not created by it).
     resumed: bool,
+    throttled: AtomicU64,
+    /// The pacers of the job's stores, with the time each had run slowed when the job started.
+    pacers: Vec<(Arc<Pacer>, Duration)>,
 }
 
 /// How long the rate remembers: a sample's weight halves about every `RATE_MEMORY × ln 2`.
@@ -66,7 +70,20 @@ impl Tracker {
             reused: AtomicU64::new(0),
             last_sample: Mutex::new((now, 0, f64::NAN)),
             resumed,
+            throttled: AtomicU64::new(0),
+            pacers: Vec::new(),
         }
+    }
+
+    /// This tracker, reporting the time the job's stores ran slowed by their `pacers` from now on.
+    pub(super) fn with_pacers(mut self, pacers: impl IntoIterator<Item = Arc<Pacer>>) -> Self {
+        self.pacers = pacers.into_iter().map(|p| (p.clone(), p.stats().slowed)).collect();
+        self
+    }
+
+    /// A request was answered with a throttling error.
+    pub(super) fn throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the job ran before this run.
@@ -193,6 +210,13 @@ impl Tracker {
             objects_skipped: self.skipped.load(Ordering::Relaxed),
             objects_planned: self.planned.load(Ordering::Relaxed),
             requests_retried: self.retried.load(Ordering::Relaxed),
+            requests_throttled: self.throttled.load(Ordering::Relaxed),
+            slowed: self
+                .pacers
+                .iter()
+                .map(|(p, at_start)| p.stats().slowed.saturating_sub(*at_start))
+                .max()
+                .unwrap_or_default(),
             objects_failed: self.failed.load(Ordering::Relaxed),
             objects_deleted: self.deleted.load(Ordering::Relaxed),
             listing_finished: self.listing_finished.load(Ordering::Relaxed),
@@ -228,6 +252,11 @@ pub struct Progress {
     pub objects_planned: u64,
     /// Requests sent again after a retryable failure (timeouts, resets, 5xx, throttling, checksum mismatches).
     pub requests_retried: u64,
+    /// Requests the store answered with a throttling error (503 `SlowDown`, 429, `QpsLimitExceeded`, ...).
+    pub requests_throttled: u64,
+    /// How long the job was held back: the time its stores' [pacers](crate::run::Pacer) ran slowed after a
+    /// throttling answer (the longest of them, when the job reads one store and writes another).
+    pub slowed: Duration,
     /// Objects that failed.
     pub objects_failed: u64,
     /// Syncs only: destination entries deleted because the source does not have them.

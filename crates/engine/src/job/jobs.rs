@@ -290,7 +290,8 @@ impl Engine {
         produce: impl FnOnce(Arc<Tracker>, mpsc::Sender<Found>) + Send + 'static,
     ) -> JobHandle {
         let dry_run = self.dry_run();
-        let tracker = Arc::new(Tracker::new(resumed));
+        let pacers = self.inner.store.pacer().into_iter().chain(self.inner.source.as_ref().and_then(|s| s.pacer()));
+        let tracker = Arc::new(Tracker::new(resumed).with_pacers(pacers));
         let held = held.map(|(lock, key)| (lock, super::start::register(key, tracker.clone())));
         let engine = self.tracked(tracker.clone());
         let (events_tx, events) = mpsc::channel(1024);

@@ -340,7 +340,8 @@ impl Engine {
         }
     }
 
-    /// Runs `attempt` under the engine's retry policy, counting every retry in the job's progress.
+    /// Runs `attempt` under the engine's retry policy, counting every retry and every throttling answer in the
+    /// job's progress.
     async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T>
     where
         F: FnMut(u32) -> Fut,
@@ -354,7 +355,16 @@ impl Engine {
                 if let (true, Some(t)) = (n > 1, tracker) {
                     t.retried();
                 }
-                attempt(n)
+                let attempt = attempt(n);
+                async move {
+                    let result = attempt.await;
+                    if let (Err(e), Some(t)) = (&result, tracker) {
+                        if e.kind() == crate::ErrorKind::Throttled {
+                            t.throttled();
+                        }
+                    }
+                    result
+                }
             })
             .await
     }

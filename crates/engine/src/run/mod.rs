@@ -1,13 +1,15 @@
 //! Running transfers: the job-wide [`Scheduler`] (bounded requests and memory), the per-request
-//! [`RetryPolicy`], and the process-wide [`Bandwidth`] limit.
+//! [`RetryPolicy`], the process-wide [`Bandwidth`] limit, and the per-endpoint [`Pacer`].
 
 mod bandwidth;
 mod buffers;
+mod pacer;
 mod retry;
 mod scheduler;
 
 pub(crate) use buffers::BufferPool;
 
 pub use bandwidth::Bandwidth;
+pub use pacer::{Pacer, PacerStats, Turn};
 pub use retry::RetryPolicy;
 pub use scheduler::{MemoryPermit, RequestPermit, Scheduler};

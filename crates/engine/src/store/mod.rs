@@ -850,6 +850,13 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// What this backend can do, and its limits.
     fn capabilities(&self) -> &Capabilities;
 
+    /// The pacer this store's requests take turns from, if it has one: a job reports the throttling it saw
+    /// ([`Progress::requests_throttled`](crate::job::Progress::requests_throttled),
+    /// [`Progress::slowed`](crate::job::Progress::slowed)). Default: none.
+    fn pacer(&self) -> Option<std::sync::Arc<crate::run::Pacer>> {
+        None
+    }
+
     /// PutObject: stores `body` as `bucket/key`.
     async fn put_object(&self, bucket: &str, key: &str, body: Body, opts: &PutOptions) -> Result<PutResult>;
 

@@ -1,0 +1,117 @@
+//! Jobs that share the network, through the built binary against `transfer serve` behind a recording proxy: a
+//! throttling answer slows every request of the endpoint together and the pace recovers; `--tpslimit` caps the
+//! requests started per second. What is asserted is what the proxy saw.
+
+use crate::cli::{summary, transfer};
+use crate::util::fault::{Fault, FaultProxy, Rule, Seen};
+use crate::util::{data, Served};
+use std::path::Path;
+use std::time::Duration;
+use transfer_engine::sign::SignatureVersion::V4;
+use transfer_engine::{BucketStore, ObjectRef, ObjectStore};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn files(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        std::fs::write(dir.join(format!("f{i:03}")), data(16 * 1024, i as u64)).unwrap();
+    }
+}
+
+/// The PUTs the proxy saw, in the order they came, each with how many PUTs were in flight when it came (itself
+/// included).
+fn arrivals(seen: &[Seen]) -> Vec<(&Seen, usize)> {
+    let puts: Vec<&Seen> = seen.iter().filter(|s| s.method == "PUT").collect();
+    puts.iter().map(|p| (*p, puts.iter().filter(|q| q.in_flight_at(p.came)).count())).collect()
+}
+
+/// 160 files, 8 requests in flight, every PUT held 50 ms at the proxy; after the first 24, eight in a row are
+/// answered 503 SlowDown. The endpoint's requests slow down together: the ten PUTs that come after the refusals
+/// find at most half as many in flight as before, and later ones find 8 again (the pace recovered). The summary
+/// counts the eight refusals and the time the endpoint ran slowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_endpoint_slows_down_together_and_recovers() {
+    let served = Served::start();
+    served.client(V4).create_bucket("paced").await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    files(&src, 160);
+    let held =
+        |times| Rule { method: Some("PUT"), contains: "", fault: Fault::Delay(Duration::from_millis(50)), times };
+    let refused = Rule { method: Some("PUT"), contains: "", fault: Fault::Status(503, "SlowDown"), times: 8 };
+    let proxy = FaultProxy::start(&served.endpoint, vec![held(24), refused, held(10_000)]).await;
+    let out = crate::cli::run(transfer(&proxy.endpoint, &tmp.path().join("l.db")).args([
+        "--json",
+        "cp",
+        "-r",
+        "--jobs",
+        "8",
+        src.to_str().unwrap(),
+        "oss://paced/p/",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!((s["objects_transferred"].as_u64(), s["requests_throttled"].as_u64()), (Some(160), Some(8)), "{s}");
+    assert!(s["slowed_seconds"].as_f64().unwrap() > 0.0, "{s}");
+
+    let seen = proxy.seen();
+    let puts = arrivals(&seen);
+    assert_eq!(puts.len(), 168, "160 files and the 8 refused PUTs sent again");
+    let before = puts[..24].iter().map(|(_, n)| *n).max().unwrap();
+    assert_eq!(before, 8, "8 in flight before the refusals");
+    // The refusals: the 25th to the 32nd PUT to come. The last of them answered is when every worker knows.
+    let last_refusal = puts[24..32].iter().filter_map(|(p, _)| p.answered).max().unwrap();
+    let after: Vec<usize> = puts.iter().filter(|(p, _)| p.came > last_refusal).map(|(_, n)| *n).collect();
+    assert!(after.len() > 100, "{}", after.len());
+    assert!(after[..10].iter().all(|n| *n <= 4), "in flight after the refusals: {:?}", &after[..10]);
+    assert!(after.iter().rev().take(40).any(|n| *n == 8), "the pace recovered: {after:?}");
+    let store = served.client(V4);
+    let one = store.get_object(&ObjectRef::new("paced", "p/f159"), None).await.unwrap().bytes().await.unwrap();
+    assert!(one == data(16 * 1024, 159), "the files arrived");
+}
+
+/// `--tpslimit 10`: 31 requests (a bucket check and 30 PUTs) start at most ten a second, so the last starts at
+/// least three seconds after the first (a lower bound: a slow machine only makes it longer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpslimit_caps_the_requests_started_per_second() {
+    let served = Served::start();
+    served.client(V4).create_bucket("tps").await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    files(&src, 30);
+    let proxy = FaultProxy::start(&served.endpoint, vec![]).await;
+    let out = crate::cli::run(transfer(&proxy.endpoint, &tmp.path().join("l.db")).args([
+        "--json",
+        "cp",
+        "-r",
+        "--tpslimit",
+        "10",
+        src.to_str().unwrap(),
+        "oss://tps/p/",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = proxy.seen();
+    let puts: Vec<&Seen> = seen.iter().filter(|s| s.method == "PUT").collect();
+    assert_eq!(puts.len(), 30);
+    let came: Vec<_> = seen.iter().map(|s| s.came).collect();
+    let (first, last) = (came.iter().min().unwrap(), came.iter().max().unwrap());
+    assert!(last.duration_since(*first) >= Duration::from_millis(2900), "{:?}", last.duration_since(*first));
+    // Any eleven consecutive starts span a second at least.
+    let mut sorted = came.clone();
+    sorted.sort();
+    for w in sorted.windows(11) {
+        assert!(w[10].duration_since(w[0]) >= Duration::from_millis(950), "{:?}", w[10].duration_since(w[0]));
+    }
+    let bad = crate::cli::run(transfer(&proxy.endpoint, &tmp.path().join("l.db")).args([
+        "cp",
+        "--tpslimit",
+        "0",
+        src.to_str().unwrap(),
+        "oss://tps/q/",
+    ]));
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("requests per second"), "{}", stderr(&bad));
+}
