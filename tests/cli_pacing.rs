@@ -115,3 +115,54 @@ async fn tpslimit_caps_the_requests_started_per_second() {
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(stderr(&bad).contains("requests per second"), "{}", stderr(&bad));
 }
+
+/// `--traffic-limit 256KiB/s` on oss://: the requests that carry object data (the PutObject, the ranged GETs of
+/// the download) send `x-oss-traffic-limit`, the listing and HEADs do not, and serve holds each request to the
+/// rate, so a 600 KiB upload and its download each take two seconds at least (a lower bound). A rate outside
+/// OSS's range and an s3:// destination are refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_limit_is_sent_with_data_requests_and_held_by_serve() {
+    let served = Served::start();
+    served.client(V4).create_bucket("traffic").await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("l.db");
+    let file = tmp.path().join("f.bin");
+    let body = data(600 * 1024, 7);
+    std::fs::write(&file, &body).unwrap();
+    let proxy = FaultProxy::start(&served.endpoint, vec![]).await;
+    let limited = |args: &[&str]| {
+        let mut c = transfer(&proxy.endpoint, &ledger);
+        c.args(["cp", "--traffic-limit", "256KiB/s"]).args(args);
+        c
+    };
+    let started = std::time::Instant::now();
+    let up = crate::cli::run(&mut limited(&[file.to_str().unwrap(), "oss://traffic/f.bin"]));
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    let back = tmp.path().join("back.bin");
+    let started = std::time::Instant::now();
+    let down = crate::cli::run(&mut limited(&["oss://traffic/f.bin", back.to_str().unwrap()]));
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(std::fs::read(&back).unwrap() == body);
+
+    let seen = proxy.seen();
+    let object = |s: &&Seen| s.target.split('?').next().is_some_and(|p| p.ends_with("/f.bin"));
+    let data_requests: Vec<&Seen> =
+        seen.iter().filter(|s| (s.method == "PUT" || s.method == "GET") && object(s)).collect();
+    assert!(data_requests.len() >= 2, "{data_requests:?}");
+    assert!(data_requests.iter().all(|s| s.has("x-oss-traffic-limit")), "{data_requests:?}");
+    let others: Vec<&Seen> = seen.iter().filter(|s| !(s.method == "PUT" || s.method == "GET") || !object(s)).collect();
+    assert!(!others.is_empty() && others.iter().all(|s| !s.has("x-oss-traffic-limit")), "{others:?}");
+
+    for (args, says) in [
+        (&["cp", "--traffic-limit", "10KiB/s", "x", "oss://traffic/x"][..], "30KiB/s to 100MiB/s"),
+        (&["cp", "--traffic-limit", "1MiB/s", "x", "s3://traffic/x"], "--bwlimit"),
+    ] {
+        std::fs::write(tmp.path().join("x"), b"x").unwrap();
+        let mut c = transfer(&proxy.endpoint, &ledger);
+        let out = crate::cli::run(c.current_dir(tmp.path()).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -174,6 +174,12 @@ pub(crate) struct CpArgs {
     #[arg(long, value_name = "N", value_parser = parse_tps)]
     #[serde(default)]
     pub tpslimit: Option<f64>,
+    /// oss:// only: OSS's own limit on each request that carries object data (x-oss-traffic-limit), from
+    /// 30KiB/s to 100MiB/s; the server holds every request to it (requests in parallel each get it). --bwlimit
+    /// is the process's own limit, shared.
+    #[arg(long, value_name = "RATE", value_parser = parse_traffic_limit)]
+    #[serde(default)]
+    pub traffic_limit: Option<u64>,
     /// Most bytes held in part buffers at once.
     #[arg(long, value_parser = parse_size, default_value = "256MiB")]
     pub memory_limit: u64,
@@ -330,7 +336,13 @@ fn flags(line: &mut String, mine: &serde_json::Value, base: &serde_json::Value) 
         };
         let sized = matches!(
             name.as_str(),
-            "part_size" | "multipart_threshold" | "copy_threshold" | "memory_limit" | "bwlimit" | "expected_size"
+            "part_size"
+                | "multipart_threshold"
+                | "copy_threshold"
+                | "memory_limit"
+                | "bwlimit"
+                | "expected_size"
+                | "traffic_limit"
         );
         match value {
             Value::Object(_) => flags(line, value, base.get(name).unwrap_or(&Value::Null)),
@@ -586,6 +598,20 @@ fn parse_tps(s: &str) -> Result<f64, String> {
         Ok(n) if n > 0.0 && n.is_finite() => Ok(n),
         _ => Err(format!("{s:?} is not a number of requests per second above 0 (e.g. 10, or 0.5)")),
     }
+}
+
+/// `--traffic-limit RATE`: bytes per second within what OSS takes (its header is in bits per second).
+fn parse_traffic_limit(s: &str) -> Result<u64, String> {
+    let bytes = crate::addr::parse_rate(s)?;
+    let range = transfer_engine::run::OSS_TRAFFIC_LIMIT;
+    if !range.contains(&bytes.saturating_mul(8)) {
+        return Err(format!(
+            "{s}: OSS takes a traffic limit from 30KiB/s to 100MiB/s ({} to {} bit/s)",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(bytes)
 }
 
 /// SRC `-`: the upload of a stream on stdin.
@@ -1010,6 +1036,7 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
     };
     args.store.limits = limit;
     args.store.tpslimit = args.tpslimit;
+    args.store.traffic_limit = args.traffic_limit.map(|bytes| bytes * 8);
     if args.dst == "-" && out.json {
         tracing::error!("--json writes to stdout, which carries the object's bytes with -; drop --json");
         return EXIT_USAGE;

@@ -81,6 +81,11 @@ pub(crate) struct StoreArgs {
     #[arg(skip)]
     #[serde(skip)]
     pub tpslimit: Option<f64>,
+    /// `x-oss-traffic-limit` on every request that carries object data, in bits per second: set from
+    /// `cp --traffic-limit`.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub traffic_limit: Option<u64>,
     /// Root directory of the embedded local store behind local:// addresses
     /// [default: $XDG_DATA_HOME/transfer/local].
     #[arg(long, env = "TRANSFER_LOCAL_ROOT", hide_env_values = true)]
@@ -237,6 +242,12 @@ impl StoreArgs {
 
     /// Opens the store behind `scheme` (no request is made).
     pub(crate) fn open(&self, scheme: Scheme) -> Result<Opened, Usage> {
+        if self.traffic_limit.is_some() && scheme != Scheme::Oss {
+            return Err(Usage(format!(
+                "--traffic-limit is OSS's own per-request limit (x-oss-traffic-limit); {}:// has none: use --bwlimit",
+                scheme.name()
+            )));
+        }
         match scheme {
             Scheme::Local => {
                 let root = local_root(self)?;
@@ -303,7 +314,8 @@ impl StoreArgs {
                         .endpoint(endpoint.clone())
                         .credentials(creds)
                         .signature_version(version)
-                        .content_md5(checksum == Some(ChecksumArg::Md5));
+                        .content_md5(checksum == Some(ChecksumArg::Md5))
+                        .traffic_limit(self.traffic_limit);
                     if let Some(r) = region {
                         b = b.region(r);
                     }

@@ -308,10 +308,17 @@ fn chunks(body: Incoming, idle: Duration, declared: Option<u64>) -> BoxStream<'s
 /// unknown length with `Transfer-Encoding: chunked` (the store enforces its limits as the bytes arrive); with
 /// neither, 411 `MissingContentLength`. A malformed `Content-MD5` or `x-amz-checksum-crc32c` is refused at once,
 /// and a body that does not match its digests fails at its end with 400 `XAmzContentSHA256Mismatch` (checked
-/// first), `InvalidDigest` or `BadDigest`. A body that pauses for `idle` fails with 400 `RequestTimeout`.
-pub(crate) fn data_body(h: &HeaderMap, body: Incoming, sha256: Option<[u8; 32]>, idle: Duration) -> Result<Body> {
+/// first), `InvalidDigest` or `BadDigest`. A body that pauses for `idle` fails with 400 `RequestTimeout`. With a
+/// `limit` (`x-oss-traffic-limit`), its bytes are taken no faster than the rate.
+pub(crate) fn data_body(
+    h: &HeaderMap,
+    body: Incoming,
+    sha256: Option<[u8; 32]>,
+    idle: Duration,
+    limit: Option<std::sync::Arc<transfer_engine::run::Bandwidth>>,
+) -> Result<Body> {
     // From here on, a refusal drains what is left of the body (see `Frames`).
-    let stream = chunks(body, idle, content_length(h).ok().flatten());
+    let stream = transfer_engine::run::paced(chunks(body, idle, content_length(h).ok().flatten()), limit);
     let len = match content_length(h)? {
         Some(len) => Some(len),
         None if is_chunked(h) => None,

@@ -9,6 +9,8 @@ use crate::{bucket, multipart, object};
 use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::Incoming;
+use std::sync::Arc;
+use transfer_engine::run::{Bandwidth, OSS_TRAFFIC_LIMIT};
 use transfer_engine::store::{Body, ObjectRef, CRC32C_HEADER};
 use transfer_engine::util::pct_encode_path;
 use transfer_engine::{Error, Result};
@@ -114,10 +116,30 @@ impl Req {
         self.body.take().ok_or_else(|| Error::code(500, "InternalError", "The request body was already read."))
     }
 
-    /// The streamed data body (PutObject, UploadPart, AppendObject).
+    /// The streamed data body (PutObject, UploadPart, AppendObject), read no faster than its
+    /// `x-oss-traffic-limit`.
     pub(crate) fn data_body(&mut self) -> Result<Body> {
+        let limit = self.traffic_limit()?;
         let incoming = self.take_body()?;
-        body::data_body(&self.headers, incoming, self.payload_sha256, self.body_timeout)
+        body::data_body(&self.headers, incoming, self.payload_sha256, self.body_timeout, limit)
+    }
+
+    /// `x-oss-traffic-limit` (bits per second, as OSS takes it: 245,760 to 838,860,800) as a limit on this
+    /// request's bytes; a value outside is 400 `InvalidArgument`.
+    pub(crate) fn traffic_limit(&self) -> Result<Option<Arc<Bandwidth>>> {
+        let Some(v) = self.header("x-oss-traffic-limit")? else { return Ok(None) };
+        match v.trim().parse::<u64>() {
+            Ok(bits) if OSS_TRAFFIC_LIMIT.contains(&bits) => Ok(Some(Arc::new(Bandwidth::new(Some(bits / 8))))),
+            _ => Err(invalid_argument(
+                format!(
+                    "x-oss-traffic-limit must be between {} and {} bit/s.",
+                    OSS_TRAFFIC_LIMIT.start(),
+                    OSS_TRAFFIC_LIMIT.end()
+                ),
+                "x-oss-traffic-limit",
+                v,
+            )),
+        }
     }
 
     /// A small body read whole (XML).

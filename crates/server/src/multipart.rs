@@ -75,6 +75,7 @@ pub(crate) async fn upload_part<S: ServedStore>(store: &S, mut req: Req) -> Resu
 
 /// UploadPartCopy.
 pub(crate) async fn upload_part_copy<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
+    req.traffic_limit()?;
     let n = part_number(&req)?;
     let source = headers::copy_source(&req.headers)?;
     let range = headers::copy_source_range(&req.headers)?;

@@ -27,6 +27,8 @@ pub(crate) async fn put_object<S: ServedStore>(store: &S, mut req: Req) -> Resul
 
 /// CopyObject.
 pub(crate) async fn copy_object<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
+    // The store copies within itself: the limit is checked, and nothing crosses the network to slow.
+    req.traffic_limit()?;
     let opts = headers::copy_options(&req.headers)?;
     let r = store.copy_object(req.bucket(), req.key(), &opts).await?;
     let doc = CopyResultXml { last_modified: iso8601(now_secs()), etag: quote(&r.etag), checksum_crc32c: None };
@@ -91,6 +93,7 @@ fn resolve_range(header: &str, size: u64, standard: bool) -> Result<Option<(u64,
 /// GetObject: whole, or one range; conditions; `response-*` overrides.
 pub(crate) async fn get_object<S: ServedStore>(store: &S, req: Req) -> Result<Reply> {
     let obj = req.obj();
+    let limit = req.traffic_limit()?;
     let range = match req.header("range")? {
         None => None,
         Some(header) => {
@@ -121,7 +124,7 @@ pub(crate) async fn get_object<S: ServedStore>(store: &S, req: Req) -> Result<Re
         .headers(headers::response_overrides(&req.target.query))
         .header("accept-ranges", "bytes")
         .header("content-length", length.to_string())
-        .with_stream(got.body))
+        .with_stream(transfer_engine::run::paced(got.body, limit)))
 }
 
 /// HeadObject.

@@ -40,7 +40,7 @@
 
 use crate::dialect::{Dialect, Family};
 use crate::error::{Error, ErrorKind, Result};
-use crate::run::{Bandwidth, Pacer};
+use crate::run::{paced, Bandwidth, Pacer};
 use crate::s3::S3Checksum;
 use crate::sign::s3::{S3Signer, S3Target};
 use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
@@ -90,6 +90,8 @@ pub struct HttpStore {
     download_limit: Option<Arc<Bandwidth>>,
     /// The endpoint's pacer: every request takes a turn ([`HttpStoreBuilder::pacer`]).
     pacer: Arc<Pacer>,
+    /// `x-oss-traffic-limit` for the requests that carry object data ([`HttpStoreBuilder::traffic_limit`]).
+    traffic_limit: Option<HeaderValue>,
 }
 
 impl fmt::Debug for HttpStore {
@@ -203,6 +205,9 @@ impl HttpStore {
                 }
             }
         }
+        if let Some(limit) = self.traffic_limit.as_ref().filter(|_| carries_data(&method, key.as_deref(), &query)) {
+            headers.insert("x-oss-traffic-limit", limit.clone());
+        }
         match &self.signing {
             Signing::Oss(signer) => {
                 let target = SignTarget {
@@ -292,6 +297,21 @@ impl HttpStore {
         }
         Err(err)
     }
+}
+
+/// Whether a request moves object data (PutObject, CopyObject, UploadPart, UploadPartCopy, AppendObject,
+/// GetObject): the requests `x-oss-traffic-limit` applies to. Its query names only the part, the upload, the
+/// append position, a version or a response override.
+fn carries_data(method: &Method, key: Option<&str>, query: &[(String, String)]) -> bool {
+    let data_query =
+        |allowed: &[&str]| query.iter().all(|(k, _)| allowed.contains(&k.as_str()) || k.starts_with("response-"));
+    key.is_some()
+        && match *method {
+            Method::PUT => data_query(&["partNumber", "uploadId"]),
+            Method::POST => query.iter().any(|(k, _)| k == "append") && data_query(&["append", "position"]),
+            Method::GET => data_query(&["versionId"]),
+            _ => false,
+        }
 }
 
 /// How requests are signed: the OSS signer (V1 or V4) or AWS SigV4 for the S3 dialect.
@@ -401,25 +421,6 @@ fn slices(b: Bytes) -> BoxStream<'static, Result<Bytes>> {
     const SLICE: usize = 64 * 1024;
     let n = b.len().div_ceil(SLICE);
     futures::stream::iter((0..n).map(move |i| Ok(b.slice(i * SLICE..((i + 1) * SLICE).min(b.len()))))).boxed()
-}
-
-/// `chunks`, each waiting for its bytes from `limit` (when there is one) before it is handed on.
-fn paced(
-    chunks: BoxStream<'static, Result<Bytes>>,
-    limit: Option<Arc<Bandwidth>>,
-) -> BoxStream<'static, Result<Bytes>> {
-    let Some(limit) = limit else { return chunks };
-    chunks
-        .then(move |c| {
-            let limit = limit.clone();
-            async move {
-                if let Ok(b) = &c {
-                    limit.take(b.len() as u64).await;
-                }
-                c
-            }
-        })
-        .boxed()
 }
 
 /// A successful response.
@@ -544,6 +545,7 @@ pub struct HttpStoreBuilder {
     upload_limit: Option<Arc<Bandwidth>>,
     download_limit: Option<Arc<Bandwidth>>,
     pacer: Option<Arc<Pacer>>,
+    traffic_limit: Option<u64>,
 }
 
 impl HttpStoreBuilder {
@@ -561,6 +563,7 @@ impl HttpStoreBuilder {
             upload_limit: None,
             download_limit: None,
             pacer: None,
+            traffic_limit: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
             server_work_timeout: DEFAULT_SERVER_WORK_TIMEOUT,
@@ -624,6 +627,16 @@ impl HttpStoreBuilder {
     /// store of a process the same [`Bandwidth`] and all their downloads share one limit (default none).
     pub fn download_limit(mut self, limit: Arc<Bandwidth>) -> Self {
         self.download_limit = Some(limit);
+        self
+    }
+
+    /// OSS's own limit on each request that carries object data (PutObject, UploadPart, UploadPartCopy,
+    /// CopyObject, AppendObject, GetObject): `x-oss-traffic-limit`, in bits per second, within
+    /// [`OSS_TRAFFIC_LIMIT`](crate::run::OSS_TRAFFIC_LIMIT). The server holds each request to it (requests in
+    /// parallel each get the rate); [`upload_limit`](Self::upload_limit) is the client's own, shared limit. The
+    /// OSS dialect only: [`build`](Self::build) refuses it for S3, and a rate outside the range.
+    pub fn traffic_limit(mut self, bits_per_second: Option<u64>) -> Self {
+        self.traffic_limit = bits_per_second;
         self
     }
 
@@ -735,6 +748,20 @@ impl HttpStoreBuilder {
         let client =
             client.build().map_err(|e| Error::invalid("cannot set up the HTTP client").with_source(e.without_url()))?;
         let crc32c = dialect.family == Family::S3 && self.checksum == S3Checksum::Crc32c;
+        let traffic_limit = match self.traffic_limit {
+            None => None,
+            Some(_) if dialect.family == Family::S3 => {
+                return Err(Error::invalid("x-oss-traffic-limit is OSS's: an S3 store takes no traffic limit"))
+            }
+            Some(bits) if !crate::run::OSS_TRAFFIC_LIMIT.contains(&bits) => {
+                return Err(Error::invalid(format!(
+                    "a traffic limit of {bits} bit/s is outside what OSS takes ({} to {} bit/s: 30 KiB/s to 100 MiB/s)",
+                    crate::run::OSS_TRAFFIC_LIMIT.start(),
+                    crate::run::OSS_TRAFFIC_LIMIT.end()
+                )))
+            }
+            Some(bits) => Some(HeaderValue::from(bits)),
+        };
         Ok(HttpStore {
             client,
             path_style: self.path_style.unwrap_or_else(|| endpoint.default_path_style()),
@@ -750,6 +777,7 @@ impl HttpStoreBuilder {
             upload_limit: self.upload_limit,
             download_limit: self.download_limit,
             pacer: self.pacer.unwrap_or_default(),
+            traffic_limit,
         })
     }
 }

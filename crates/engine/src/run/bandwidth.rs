@@ -6,9 +6,36 @@
 //! holds is granted at once as debt, and the taker (and, since the debt is shared, every later one) waits until
 //! the rate has paid it. The rate can change while transfers run ([`Bandwidth::set`]).
 
-use std::sync::Mutex;
+use crate::error::Result;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The rates OSS's own per-request limit takes (`x-oss-traffic-limit`), in bits per second: 30 KiB/s to
+/// 100 MiB/s.
+pub const OSS_TRAFFIC_LIMIT: RangeInclusive<u64> = 245_760..=838_860_800;
+
+/// `chunks`, each waiting for its bytes from `limit` (when there is one) before it is handed on.
+pub fn paced(
+    chunks: BoxStream<'static, Result<Bytes>>,
+    limit: Option<Arc<Bandwidth>>,
+) -> BoxStream<'static, Result<Bytes>> {
+    let Some(limit) = limit else { return chunks };
+    chunks
+        .then(move |c| {
+            let limit = limit.clone();
+            async move {
+                if let Ok(b) = &c {
+                    limit.take(b.len() as u64).await;
+                }
+                c
+            }
+        })
+        .boxed()
+}
 
 /// A shared limit on bytes per second; see the module docs. `Bandwidth::new(None)` limits nothing until
 /// [`set`](Self::set).

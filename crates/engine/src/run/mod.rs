@@ -9,7 +9,7 @@ mod scheduler;
 
 pub(crate) use buffers::BufferPool;
 
-pub use bandwidth::Bandwidth;
+pub use bandwidth::{paced, Bandwidth, OSS_TRAFFIC_LIMIT};
 pub use pacer::{Pacer, PacerStats, Turn};
 pub use retry::RetryPolicy;
 pub use scheduler::{MemoryPermit, RequestPermit, Scheduler};
