@@ -166,3 +166,79 @@ async fn traffic_limit_is_sent_with_data_requests_and_held_by_serve() {
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// Writes a credentials file the way a token renewer does: another file, renamed over it.
+fn credentials_file(path: &Path, id: &str, secret: &str, expires_in: Duration) {
+    let at = chrono::Utc::now() + chrono::Duration::from_std(expires_in).unwrap();
+    let json = serde_json::json!({
+        "AccessKeyId": id, "AccessKeySecret": secret, "SecurityToken": format!("token-{id}"),
+        "Expiration": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, json.to_string()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Credentials rotated mid-job: serve takes its keys from a file it re-reads, and so does the client. Key A
+/// expires four seconds in; half-way through a job that takes longer (every PUT held 150 ms), both files are
+/// rewritten with key B. The job completes and the proxy saw no request refused: the client signed with B
+/// before A expired (a request signed with A after that would be refused), and serve accepted A until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_rotated_mid_job_refuse_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (serve_keys, client_keys) = (tmp.path().join("serve.json"), tmp.path().join("client.json"));
+    let a_lives = Duration::from_secs(4);
+    credentials_file(&serve_keys, "KEY-A", "secret-a", a_lives);
+    credentials_file(&client_keys, "KEY-A", "secret-a", a_lives);
+    let served = Served::start_with(&["--credentials-file", serve_keys.to_str().unwrap()]);
+    let admin = crate::util::client_for(
+        &served.endpoint,
+        V4,
+        transfer_engine::sign::Credentials::new("KEY-A", "secret-a").with_security_token("token-KEY-A"),
+    );
+    admin.create_bucket("rotated").await.unwrap();
+    let src = tmp.path().join("src");
+    files(&src, 60);
+    let held = Rule { method: Some("PUT"), contains: "", fault: Fault::Delay(Duration::from_millis(150)), times: 1000 };
+    let proxy = FaultProxy::start(&served.endpoint, vec![held]).await;
+    let mut child = transfer(&proxy.endpoint, &tmp.path().join("l.db"))
+        .env_remove("OSS_ACCESS_KEY_ID")
+        .env_remove("OSS_ACCESS_KEY_SECRET")
+        .args(["--json", "cp", "-r", "--jobs", "2", "--credentials-file", client_keys.to_str().unwrap()])
+        .args([src.to_str().unwrap(), "oss://rotated/p/"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while proxy.seen().iter().filter(|s| s.method == "PUT" && s.answered.is_some()).count() < 6 {
+        assert!(child.try_wait().unwrap().is_none(), "the job ended before the rotation");
+        assert!(std::time::Instant::now() < deadline, "no PUT within a minute");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    credentials_file(&serve_keys, "KEY-B", "secret-b", Duration::from_secs(3600));
+    credentials_file(&client_keys, "KEY-B", "secret-b", Duration::from_secs(3600));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["objects_transferred"].as_u64(), Some(60), "{s}");
+    let seen = proxy.seen();
+    let refused: Vec<_> = seen.iter().filter(|r| r.upstream.is_some_and(|c| c >= 400)).collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let first_put = seen.iter().filter(|r| r.method == "PUT").map(|r| r.came).min().unwrap();
+    let last_put = seen.iter().filter(|r| r.method == "PUT").map(|r| r.came).max().unwrap();
+    assert!(last_put.duration_since(first_put) > a_lives, "the job outlived key A");
+    // Key A is no longer accepted; B is.
+    std::thread::sleep(Duration::from_millis(1100));
+    let a = admin.list_objects("rotated", &transfer_engine::store::ListRequest::default()).await.unwrap_err();
+    assert_eq!(a.kind(), transfer_engine::ErrorKind::Credentials, "{a}");
+    let b = crate::util::client_for(
+        &served.endpoint,
+        V4,
+        transfer_engine::sign::Credentials::new("KEY-B", "secret-b").with_security_token("token-KEY-B"),
+    );
+    assert_eq!(
+        b.list_objects("rotated", &transfer_engine::store::ListRequest::default()).await.unwrap().objects.len(),
+        60
+    );
+}

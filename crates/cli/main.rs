@@ -120,6 +120,11 @@ struct ServeArgs {
     /// Also accept virtual-host requests for `<bucket>.<SUFFIX>` (`<bucket>.localhost` always works).
     #[arg(long = "virtual-host-suffix", value_name = "SUFFIX")]
     virtual_host_suffixes: Vec<String>,
+    /// Accept the credentials this JSON file names (AccessKeyId, AccessKeySecret, SecurityToken, Expiration)
+    /// instead of OSS_ACCESS_KEY_*, re-reading it when it changes: a key it no longer names stays accepted until
+    /// its Expiration, one without is revoked at once.
+    #[arg(long, value_name = "PATH")]
+    credentials_file: Option<std::path::PathBuf>,
 }
 
 /// Exit statuses, as `--help` and the README document them.
@@ -225,7 +230,11 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let credentials = match Credentials::from_env() {
+    let credentials = match &args.credentials_file {
+        Some(path) => transfer_engine::sign::CredentialsFile::new(path).read(),
+        None => Credentials::from_env(),
+    };
+    let credentials = match credentials {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: transfer serve: {e}");
@@ -259,6 +268,10 @@ async fn run_server(args: ServeArgs, credentials: Credentials) -> Result<(), Box
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?
         .with_virtual_host_suffixes(args.virtual_host_suffixes);
+    let server = match &args.credentials_file {
+        Some(path) => server.with_credentials_file(path)?,
+        None => server,
+    };
     let addr = server.local_addr();
     {
         let mut out = std::io::stdout().lock();

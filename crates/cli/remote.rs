@@ -31,7 +31,7 @@ use std::sync::Arc;
 use transfer_engine::http::HttpStore;
 use transfer_engine::local::LocalStore;
 use transfer_engine::s3::S3Checksum;
-use transfer_engine::sign::{Credentials, SignatureVersion};
+use transfer_engine::sign::{Credentials, CredentialsFile, CredentialsProvider, SignatureVersion};
 use transfer_engine::{BucketStore, OssExtensions, Store};
 
 /// Signature version, as the command line and profiles spell it.
@@ -86,6 +86,11 @@ pub(crate) struct StoreArgs {
     #[arg(skip)]
     #[serde(skip)]
     pub traffic_limit: Option<u64>,
+    /// A JSON file of credentials (AccessKeyId, AccessKeySecret, SecurityToken, Expiration), re-read when it
+    /// changes: an STS token renewed while a long job runs [default: the environment's, or the profile's].
+    #[arg(long, env = "TRANSFER_CREDENTIALS_FILE", value_name = "PATH", hide_env_values = true)]
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
     /// Root directory of the embedded local store behind local:// addresses
     /// [default: $XDG_DATA_HOME/transfer/local].
     #[arg(long, env = "TRANSFER_LOCAL_ROOT", hide_env_values = true)]
@@ -155,6 +160,7 @@ struct Profile {
     access_key_id_env: Option<String>,
     access_key_secret_env: Option<String>,
     session_token_env: Option<String>,
+    credentials_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +243,9 @@ impl StoreArgs {
         if let Some(r) = &self.local_root {
             self.local_root = Some(std::path::absolute(r)?);
         }
+        if let Some(f) = &self.credentials_file {
+            self.credentials_file = Some(std::path::absolute(f)?);
+        }
         Ok(self)
     }
 
@@ -275,18 +284,27 @@ impl StoreArgs {
                     Scheme::S3 => ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
                     _ => ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"),
                 };
-                let creds = Credentials::from_env_vars(
-                    profile.access_key_id_env.as_deref().unwrap_or(id),
-                    profile.access_key_secret_env.as_deref().unwrap_or(secret),
-                    profile.session_token_env.as_deref().unwrap_or(token),
-                )?;
+                let creds: Arc<dyn CredentialsProvider> =
+                    match self.credentials_file.as_ref().or(profile.credentials_file.as_ref()) {
+                        Some(path) => {
+                            let file = CredentialsFile::new(path);
+                            // Read once now: a missing or malformed file is a usage error before any request.
+                            file.read().map_err(|e| Usage(e.to_string()))?;
+                            Arc::new(file)
+                        }
+                        None => Arc::new(Credentials::from_env_vars(
+                            profile.access_key_id_env.as_deref().unwrap_or(id),
+                            profile.access_key_secret_env.as_deref().unwrap_or(secret),
+                            profile.session_token_env.as_deref().unwrap_or(token),
+                        )?),
+                    };
                 let region = self.region.clone().or(profile.region);
                 let checksum = self.checksum.or(profile.checksum);
                 let store = if scheme == Scheme::S3 {
                     if self.signature_version.or(profile.signature_version) == Some(SigArg::V1) {
                         return Err(Usage("s3:// signs with AWS SigV4 only; drop --signature-version v1".into()));
                     }
-                    let mut b = HttpStore::s3().endpoint(endpoint.clone()).credentials(creds);
+                    let mut b = HttpStore::s3().endpoint(endpoint.clone()).credentials_provider(creds);
                     if checksum == Some(ChecksumArg::Md5) {
                         b = b.checksum(S3Checksum::ContentMd5);
                     }
@@ -312,7 +330,7 @@ impl StoreArgs {
                     }
                     let mut b = HttpStore::oss()
                         .endpoint(endpoint.clone())
-                        .credentials(creds)
+                        .credentials_provider(creds)
                         .signature_version(version)
                         .content_md5(checksum == Some(ChecksumArg::Md5))
                         .traffic_limit(self.traffic_limit);
@@ -380,8 +398,8 @@ pub(crate) fn hint(e: &transfer_engine::Error) -> Option<&'static str> {
     Some(match e.kind() {
         ErrorKind::Credentials => {
             "check the credentials (OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / OSS_SESSION_TOKEN, AWS_ACCESS_KEY_ID / \
-             AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN for s3://, or the variables the --profile names), --region and \
-             --signature-version"
+             AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN for s3://, the variables the --profile names, or the \
+             --credentials-file and whether what renews it still runs), --region and --signature-version"
         }
         ErrorKind::AccessDenied => "the key may not do this here: check its policy, or use another --profile",
         ErrorKind::ClockSkew => "this machine's clock is off by more than 15 minutes: fix it (NTP)",

@@ -27,11 +27,17 @@ pub struct Served {
 impl Served {
     /// Starts `transfer serve --root <tmp> --listen 127.0.0.1:0` and waits for its first stdout line.
     pub fn start() -> Served {
+        Served::start_with(&[])
+    }
+
+    /// [`Served::start`] with more options (`--credentials-file PATH`, ...).
+    pub fn start_with(options: &[&str]) -> Served {
         let root = tempfile::tempdir().expect("temp root");
         let mut child = Command::new(env!("CARGO_BIN_EXE_transfer"))
             .args(["serve", "--root"])
             .arg(root.path())
             .args(["--listen", "127.0.0.1:0"])
+            .args(options)
             .env("OSS_ACCESS_KEY_ID", AK)
             .env("OSS_ACCESS_KEY_SECRET", SK)
             .env_remove("OSS_SESSION_TOKEN")

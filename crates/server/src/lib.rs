@@ -30,7 +30,7 @@
 //! # Example
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<impl transfer_server::ServedStore + 'static>) -> std::io::Result<()> {
-//! use transfer_engine::sign::Credentials;
+//! use transfer_engine::sign::{Credentials, CredentialsFile};
 //! let server = transfer_server::Server::bind("127.0.0.1:0".parse().unwrap(), store, Credentials::new("ak", "sk")).await?;
 //! println!("listening on http://{}", server.local_addr());
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use transfer_engine::sign::Credentials;
+use transfer_engine::sign::{Credentials, CredentialsFile};
 use transfer_engine::{BucketStore, MultipartStore, ObjectStore, OssExtensions, Result};
 
 /// What `transfer serve` puts on the network: a store with every operation of the OSS dialect (objects,
@@ -141,7 +141,7 @@ pub struct Server<S> {
 #[derive(Debug)]
 struct State<S> {
     store: Arc<S>,
-    credentials: Vec<Credentials>,
+    credentials: auth::Keys,
     suffixes: Vec<String>,
     ids: RequestIds,
     timeouts: Timeouts,
@@ -156,7 +156,7 @@ impl<S: ServedStore + 'static> Server<S> {
         let listener = TcpListener::bind(addr).await?;
         let state = State {
             store,
-            credentials: vec![credentials],
+            credentials: auth::Keys::fixed(vec![credentials]),
             suffixes: vec!["localhost".into()],
             ids: RequestIds::new(),
             timeouts,
@@ -184,6 +184,17 @@ impl<S: ServedStore + 'static> Server<S> {
         let state = Arc::get_mut(&mut self.state).expect("the server has not started");
         state.credentials.push(credentials);
         self
+    }
+
+    /// Accepts the credentials the JSON file at `path` names ([`CredentialsFile`]'s form) instead of those
+    /// given so far, re-reading it when it changes: a key it no longer names stays accepted until its
+    /// `Expiration` (an STS token outlives the issue of the next), one without an expiration is revoked at once,
+    /// and expired ones are refused. Fails when the file cannot be read now.
+    pub fn with_credentials_file(mut self, path: impl Into<std::path::PathBuf>) -> Result<Self> {
+        let keys = auth::Keys::from_file(CredentialsFile::new(path))?;
+        let state = Arc::get_mut(&mut self.state).expect("the server has not started");
+        state.credentials = keys;
+        Ok(self)
     }
 
     /// The address the server listens on.

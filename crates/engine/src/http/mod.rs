@@ -42,8 +42,9 @@ use crate::dialect::{Dialect, Family};
 use crate::error::{Error, ErrorKind, Result};
 use crate::run::{paced, Bandwidth, Pacer};
 use crate::s3::S3Checksum;
+use crate::sign::provider::Refreshing;
 use crate::sign::s3::{S3Signer, S3Target};
-use crate::sign::{Credentials, SignTarget, SignatureVersion, Signer};
+use crate::sign::{Credentials, CredentialsProvider, SignTarget, SignatureVersion, Signer};
 use crate::store::{validate_bucket_for, validate_key, Checksum};
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -76,7 +77,7 @@ pub struct HttpStore {
     endpoint: Endpoint,
     path_style: bool,
     signing: Signing,
-    credentials: Credentials,
+    credentials: Refreshing,
     dialect: Dialect,
     content_md5: bool,
     /// Bodies carry a CRC-32C (`x-amz-checksum-crc32c`) instead of `Content-MD5` (S3).
@@ -208,6 +209,7 @@ impl HttpStore {
         if let Some(limit) = self.traffic_limit.as_ref().filter(|_| carries_data(&method, key.as_deref(), &query)) {
             headers.insert("x-oss-traffic-limit", limit.clone());
         }
+        let credentials = self.credentials.current().await?;
         match &self.signing {
             Signing::Oss(signer) => {
                 let target = SignTarget {
@@ -216,7 +218,7 @@ impl HttpStore {
                     key: key.as_deref(),
                     query: &query,
                 };
-                signer.sign(&self.credentials, &target, &mut headers, self.clock.now());
+                signer.sign(&credentials, &target, &mut headers, self.clock.now());
             }
             Signing::S3(signer) => {
                 let authority = self.endpoint.authority(path_style, bucket.as_deref());
@@ -225,7 +227,7 @@ impl HttpStore {
                 headers.insert(http::header::HOST, host);
                 let path = Endpoint::path(path_style, bucket.as_deref(), key.as_deref());
                 let target = S3Target { method: method.as_str(), uri: &path, query: &query };
-                signer.sign(&self.credentials, &target, &mut headers, &payload_hash(&body), self.clock.now());
+                signer.sign(&credentials, &target, &mut headers, &payload_hash(&body), self.clock.now());
             }
         }
 
@@ -531,7 +533,7 @@ pub struct HttpStoreBuilder {
     dialect: Dialect,
     endpoint: Option<String>,
     region: Option<String>,
-    credentials: Option<Credentials>,
+    credentials: Option<Arc<dyn CredentialsProvider>>,
     signature_version: Option<SignatureVersion>,
     path_style: Option<bool>,
     content_md5: bool,
@@ -591,7 +593,15 @@ impl HttpStoreBuilder {
     /// The access key. Without it, the dialect's environment: [`Credentials::from_env`] (OSS) or
     /// [`Credentials::from_aws_env`] (S3).
     pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
+        self.credentials = Some(Arc::new(credentials));
+        self
+    }
+
+    /// Credentials that change while the store is used: asked for again as they near their expiration, or
+    /// when the provider says they changed (a [`CredentialsFile`](crate::sign::CredentialsFile) rewritten).
+    /// See [`crate::sign::provider`].
+    pub fn credentials_provider(mut self, provider: Arc<dyn CredentialsProvider>) -> Self {
+        self.credentials = Some(provider);
         self
     }
 
@@ -711,7 +721,10 @@ impl HttpStoreBuilder {
                         Error::invalid(format!("signature V4 needs a region; set one for endpoint {raw:?}"))
                     })?,
                 };
-                let credentials = self.credentials.clone().map_or_else(Credentials::from_env, Ok)?;
+                let credentials = match self.credentials.clone() {
+                    Some(p) => p,
+                    None => Arc::new(Credentials::from_env()?),
+                };
                 (Signing::Oss(Signer::new(version, region)), credentials)
             }
             Family::S3 => {
@@ -722,7 +735,10 @@ impl HttpStoreBuilder {
                     .or_else(|| env("AWS_REGION"))
                     .or_else(|| env("AWS_DEFAULT_REGION"))
                     .unwrap_or_else(|| crate::s3::DEFAULT_REGION.to_owned());
-                let credentials = self.credentials.clone().map_or_else(Credentials::from_aws_env, Ok)?;
+                let credentials = match self.credentials.clone() {
+                    Some(p) => p,
+                    None => Arc::new(Credentials::from_aws_env()?) as Arc<dyn CredentialsProvider>,
+                };
                 (Signing::S3(S3Signer::new(region)), credentials)
             }
         };
@@ -767,7 +783,7 @@ impl HttpStoreBuilder {
             path_style: self.path_style.unwrap_or_else(|| endpoint.default_path_style()),
             endpoint,
             signing,
-            credentials,
+            credentials: Refreshing::new(credentials),
             dialect,
             content_md5: self.content_md5,
             crc32c,

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+pub mod provider;
 pub mod s3;
 pub mod sigv4;
 pub mod v1;
@@ -20,6 +21,8 @@ mod verify;
 
 #[cfg(feature = "server")]
 pub use verify::{verify, Verified};
+
+pub use provider::{CredentialsFile, CredentialsProvider};
 
 /// How far a request's date may be from the server's clock (OSS: 15 minutes).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
@@ -32,12 +35,25 @@ pub struct Credentials {
     access_key_id: String,
     secret: String,
     security_token: Option<String>,
+    expiration: Option<SystemTime>,
 }
 
 impl Credentials {
     /// A long-term key pair.
     pub fn new(access_key_id: impl Into<String>, secret: impl Into<String>) -> Self {
-        Self { access_key_id: access_key_id.into(), secret: secret.into(), security_token: None }
+        Self { access_key_id: access_key_id.into(), secret: secret.into(), security_token: None, expiration: None }
+    }
+
+    /// The same credentials, valid until `at` (an STS token's expiration): a store asks its
+    /// [provider](CredentialsProvider) for new ones before then.
+    pub fn with_expiration(mut self, at: SystemTime) -> Self {
+        self.expiration = Some(at);
+        self
+    }
+
+    /// When they stop being valid, if known.
+    pub fn expiration(&self) -> Option<SystemTime> {
+        self.expiration
     }
 
     /// The same key with an STS security token.
@@ -93,6 +109,7 @@ impl fmt::Debug for Credentials {
             .field("access_key_id", &self.access_key_id)
             .field("secret", &"<redacted>")
             .field("security_token", &self.security_token.as_ref().map(|_| "<redacted>"))
+            .field("expiration", &self.expiration)
             .finish()
     }
 }
