@@ -425,6 +425,9 @@ enum Kind {
     /// A directory kept in step with a prefix (`sync --delete`): seeded once by each tool, then, per run, 1%
     /// changed (same size), 1% added and 1% removed before the timed run, and put back after it.
     Sync,
+    /// One file piped into the tool's stdin (through `cat`, as `tar | zstd |` would) to one key: a stream of
+    /// unknown length.
+    Stream,
 }
 
 impl Kind {
@@ -498,6 +501,11 @@ impl Tool {
                 "transfer cp, its defaults (UploadPartCopy from 64 MiB, 64 MiB parts)".into()
             }
             (Tool::Transfer, Kind::Sync) => "transfer sync --delete".into(),
+            (Tool::Transfer, Kind::Stream) => "transfer cp - (stdin)".into(),
+            (Tool::S5cmd, Kind::Stream) => "s5cmd pipe".into(),
+            (Tool::Rclone, Kind::Stream) => "rclone rcat".into(),
+            (Tool::AwsCrt, Kind::Stream) => "aws s3 cp -, CRT client".into(),
+            (Tool::AwsClassic, Kind::Stream) => "aws s3 cp -, classic client".into(),
             (Tool::S5cmd, Kind::Sync) => "s5cmd sync --delete".into(),
             (Tool::Rclone, Kind::Sync) => "rclone sync".into(),
             (Tool::AwsClassic, Kind::Sync) => "aws s3 sync --delete, classic client".into(),
@@ -641,6 +649,8 @@ impl Tools {
 struct Invocation {
     argv: Vec<String>,
     env: Vec<(String, String)>,
+    /// A file piped into the tool's stdin through `cat` (a stream workload); otherwise stdin is empty.
+    stdin: Option<PathBuf>,
 }
 
 struct Ctx<'a> {
@@ -679,7 +689,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
         (s("AWS_EC2_METADATA_DISABLED"), s("true")),
     ];
     let oss_env = vec![(s("OSS_ACCESS_KEY_ID"), s(AK)), (s("OSS_ACCESS_KEY_SECRET"), s(SK))];
-    let inv = match tool {
+    let mut inv = match tool {
         Tool::Transfer | Tool::TransferPartCopy => {
             if tool == Tool::TransferPartCopy && w.kind != Kind::Copy {
                 return Ok(None);
@@ -691,6 +701,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                     argv.extend([format!("{src}/"), format!("{scheme}://{BUCKET}/{}", c.dest), s("--delete")])
                 }
                 Kind::Big => argv.extend([src, format!("{scheme}://{BUCKET}/{}", c.dest)]),
+                Kind::Stream => argv.extend([s("-"), format!("{scheme}://{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([s("-r"), format!("{src}/"), format!("{scheme}://{BUCKET}/{}", c.dest)]),
                 // At its defaults a copy goes multipart from 64 MiB, in 64 MiB parts (no part options below).
                 Kind::Copy => argv
@@ -728,10 +739,10 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             full.extend(argv);
             let mut env = if c.server.dialect == Dialect::S3 { s3_env } else { oss_env };
             env.push((s("RUST_LOG"), s("warn")));
-            Invocation { argv: full, env }
+            Invocation { argv: full, env, stdin: None }
         }
         Tool::Curl => {
-            if matches!(w.kind, Kind::Copy | Kind::Sync) {
+            if matches!(w.kind, Kind::Copy | Kind::Sync | Kind::Stream) {
                 return Ok(None);
             }
             // AWS SigV4 with an unsigned payload: curl streams the file. (`-H Expect:` cannot drop curl's
@@ -783,16 +794,27 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                     ]);
                 }
             }
-            Invocation { argv, env: vec![] }
+            Invocation { argv, env: vec![], stdin: None }
         }
         Tool::S5cmd => {
             if c.server.dialect != Dialect::S3 {
                 return Ok(None);
             }
-            let verb = if w.kind == Kind::Sync { "sync" } else { "cp" };
+            let verb = match w.kind {
+                Kind::Sync => "sync",
+                Kind::Stream => "pipe",
+                _ => "cp",
+            };
             let mut argv = vec![bin, s("--endpoint-url"), ep.clone(), s("--numworkers"), s(w.jobs), s(verb)];
             match w.kind {
                 Kind::Sync => argv.extend([s("--delete"), format!("{src}/"), format!("s3://{BUCKET}/{}", c.dest)]),
+                Kind::Stream => argv.extend([
+                    s("--concurrency"),
+                    s(w.jobs),
+                    s("--part-size"),
+                    s(part_mib),
+                    format!("s3://{BUCKET}/{}", c.dest),
+                ]),
                 Kind::Big => argv.extend([
                     s("--concurrency"),
                     s(w.jobs),
@@ -820,7 +842,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 ]),
                 Kind::GetDir => argv.extend([format!("s3://{BUCKET}/{}*", c.copy_src), format!("{}/", c.dest)]),
             }
-            Invocation { argv, env: s3_env }
+            Invocation { argv, env: s3_env, stdin: None }
         }
         Tool::Rclone | Tool::RclonePartCopy => {
             if c.server.dialect != Dialect::S3 || (tool == Tool::RclonePartCopy && w.kind != Kind::Copy) {
@@ -830,6 +852,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             match w.kind {
                 Kind::Sync => argv.extend([s("sync"), src, format!("g:{BUCKET}/{}", c.dest.trim_end_matches('/'))]),
                 Kind::Big => argv.extend([s("copyto"), src, format!("g:{BUCKET}/{}", c.dest)]),
+                Kind::Stream => argv.extend([s("rcat"), format!("g:{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([s("copy"), src, format!("g:{BUCKET}/{}", c.dest.trim_end_matches('/'))]),
                 // Its default `--s3-copy-cutoff` (4.656 GiB) makes this one CopyObject.
                 Kind::Copy => {
@@ -874,7 +897,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
                 (s("RCLONE_CONFIG_G_REGION"), s(c.server.region)),
                 (s("RCLONE_CONFIG_G_FORCE_PATH_STYLE"), s("true")),
             ];
-            Invocation { argv, env }
+            Invocation { argv, env, stdin: None }
         }
         Tool::AwsCrt | Tool::AwsClassic => {
             if c.server.dialect != Dialect::S3 {
@@ -890,6 +913,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             match w.kind {
                 Kind::Sync => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest), s("--delete")]),
                 Kind::Big => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest)]),
+                Kind::Stream => argv.extend([s("-"), format!("s3://{BUCKET}/{}", c.dest)]),
                 Kind::Dir => argv.extend([src, format!("s3://{BUCKET}/{}", c.dest), s("--recursive")]),
                 // Its default (`--copy-props default`) also copies tags with GetObjectTagging, which Garage
                 // does not implement; metadata only, as a plain CopyObject would.
@@ -908,7 +932,7 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             let mut env = s3_env;
             env.push((s("AWS_CONFIG_FILE"), c.home.join("aws-config").display().to_string()));
             env.push((s("AWS_SHARED_CREDENTIALS_FILE"), c.home.join("aws-credentials").display().to_string()));
-            Invocation { argv, env }
+            Invocation { argv, env, stdin: None }
         }
         Tool::Oss2 | Tool::V2Default | Tool::V2Equal => {
             if c.server.dialect != Dialect::Oss || matches!(w.kind, Kind::Copy | Kind::Sync) {
@@ -945,9 +969,12 @@ fn invocation(tool: Tool, w: &Workload, c: &Ctx) -> Res<Option<Invocation>> {
             if w.kind.is_get() {
                 argv.push(s("--get"));
             }
-            Invocation { argv, env: oss_env }
+            Invocation { argv, env: oss_env, stdin: None }
         }
     };
+    if w.kind == Kind::Stream {
+        inv.stdin = Some(w.src.clone());
+    }
     Ok(Some(inv))
 }
 
@@ -1017,13 +1044,29 @@ fn measure(inv: &Invocation, c: &Ctx) -> Res<Sample> {
         .env("HOME", &c.home)
         .env("LANG", "C.UTF-8")
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log)?)
         .stderr(std::fs::File::options().append(true).open(&log)?);
+    // A stream comes through a pipe, as from `tar | zstd`: `cat` feeds it (its CPU is not the tool's).
+    let mut feeder = match &inv.stdin {
+        Some(path) => {
+            let mut cat = Command::new("cat").arg(path).stdout(Stdio::piped()).spawn()?;
+            cmd.stdin(cat.stdout.take().ok_or("cat has no stdout")?);
+            Some(cat)
+        }
+        None => {
+            cmd.stdin(Stdio::null());
+            None
+        }
+    };
     let pid = c.server.child.id();
     let server_cpu0 = cpu_secs(pid);
     let t = Instant::now();
-    let status = cmd.status()?;
+    let status = cmd.status();
+    if let Some(cat) = feeder.as_mut() {
+        let _ = cat.kill();
+        let _ = cat.wait();
+    }
+    let status = status?;
     let secs = t.elapsed().as_secs_f64();
     let server_cpu = cpu_secs(pid) - server_cpu0;
     if !status.success() {
@@ -1046,7 +1089,7 @@ fn verify(rt: &tokio::runtime::Runtime, server: &Server, w: &Workload, dest: &st
         match w.kind {
             Kind::GetBig | Kind::GetDir => unreachable!("checked locally"),
             Kind::Sync => unreachable!("checked by verify_sync"),
-            Kind::Big | Kind::Copy => {
+            Kind::Big | Kind::Copy | Kind::Stream => {
                 let info = server.admin.head_object(&ObjectRef::new(BUCKET, dest)).await?;
                 if info.size != w.bytes {
                     return Err(format!("{dest}: {} bytes, expected {}", info.size, w.bytes).into());
@@ -1472,6 +1515,22 @@ fn workloads(config: &Config, tools: &Tools, data: &Path) -> Vec<Workload> {
         )
     });
     v.splice(2..2, more_in_flight);
+    // A stream of unknown length (a backup's `tar | zstd`): the big file piped into each tool's stdin.
+    let big_at = v.iter().position(|w| w.id == "big").map_or(0, |i| i + 1);
+    v.insert(
+        big_at,
+        mk(
+            "stream",
+            format!("{s3}: {big} from stdin"),
+            Kind::Stream,
+            Dialect::S3,
+            s3_server,
+            "big.bin",
+            1,
+            config.big,
+            &vec![Transfer, S5cmd, Rclone, AwsCrt, AwsClassic],
+        ),
+    );
     let files = config.sync_files;
     v.push(mk(
         "sync",

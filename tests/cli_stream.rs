@@ -54,7 +54,8 @@ fn piped(cmd: &mut Command, input: Vec<u8>) -> Output {
     out
 }
 
-/// What a run sent: InitiateMultipartUpload, UploadPart (with each one's declared length), Complete, PutObject.
+/// What a run sent: InitiateMultipartUpload, UploadPart (each one's declared length, largest first), Complete,
+/// PutObject, AbortMultipartUpload.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Sent {
     initiates: usize,
@@ -77,6 +78,8 @@ fn sent(seen: &[Seen]) -> Sent {
             _ => {}
         }
     }
+    // Parts go several at once, in no fixed order: their sizes, largest first.
+    s.parts.sort_unstable_by(|a, b| b.cmp(a));
     s
 }
 

@@ -784,7 +784,7 @@ fn upload_or_copy(
 ) -> Result<transfer_engine::job::JobStart, Usage> {
     Ok(match &p.src {
         Location::Path(_) if args.src == STDIN => p.engine.upload_stream(
-            StreamUploadRequest::new(Reader::new(tokio::io::stdin()), bucket, dst_key)
+            StreamUploadRequest::new(Reader::from_blocking(std::io::stdin()), bucket, dst_key)
                 .metadata(p.metadata.clone())
                 .tags(p.tags.clone().unwrap_or_default())
                 .expected_size(args.expected_size),

@@ -49,6 +49,74 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// `r`, a blocking reader (stdin, a pipe), read on a thread of its own in blocks of 1 MiB and handed over
+    /// four blocks ahead at most: far fewer hand-overs than `tokio::io::stdin`, which hops to a blocking thread
+    /// for every read of a pipe's 64 KiB, and a read that waits for its writer never keeps a runtime from
+    /// shutting down.
+    pub fn from_blocking(mut r: impl std::io::Read + Send + 'static) -> Reader {
+        use std::io::Read as _;
+        const BLOCK: usize = 1 << 20;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        let spawned = std::thread::Builder::new().name("transfer-stdin".into()).spawn(move || loop {
+            // `read_to_end` fills the spare capacity without zeroing it first, and stops at the block's end.
+            let mut block = Vec::with_capacity(BLOCK);
+            let end = std::io::Read::read_to_end(&mut (&mut r).take(BLOCK as u64), &mut block);
+            let (last, sent) = match end {
+                Ok(_) => (block.len() < BLOCK, tx.blocking_send(Ok(Bytes::from(block)))),
+                Err(e) => (true, tx.blocking_send(Err(e))),
+            };
+            if last || sent.is_err() {
+                return;
+            }
+        });
+        let reader = match spawned {
+            Ok(_) => Blocks { rx: Some(rx), current: Bytes::new() },
+            Err(e) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                let _ = tx.try_send(Err(e));
+                Blocks { rx: Some(rx), current: Bytes::new() }
+            }
+        };
+        Reader::new(reader)
+    }
+}
+
+/// The blocks a [`Reader::from_blocking`] thread reads, as an [`AsyncRead`].
+struct Blocks {
+    rx: Option<tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>>,
+    current: Bytes,
+}
+
+impl AsyncRead for Blocks {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.current.is_empty() {
+            let Some(rx) = self.rx.as_mut() else { return Poll::Ready(Ok(())) };
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(block))) => self.current = block,
+                Poll::Ready(Some(Err(e))) => {
+                    self.rx = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(None) => {
+                    self.rx = None;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = self.current.len().min(buf.remaining());
+        let chunk = self.current.split_to(n);
+        buf.put_slice(&chunk);
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl fmt::Debug for Reader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Reader")
