@@ -54,6 +54,9 @@ mod cli_stream;
 /// Jobs that share the network: one pacer per endpoint against throttling, `--tpslimit`.
 mod cli_pacing;
 
+/// `transfer shard`: plan, run as an Indexed Job's processes would (twins, a kill), merge.
+mod cli_shard;
+
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
 

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use transfer_engine::checkpoint::{JobId, JobState, Ledger};
 use transfer_engine::job::{
-    Compare, CopyRequest, DirRequest, DownloadRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, Overwrite,
-    PlannedAction, PrefixCopyRequest, PrefixDownloadRequest, Reader, SkipReason, StreamRequest, StreamUploadRequest,
-    SyncRequest, SyncSide, TagOn, UploadRequest, Writer,
+    Compare, CopyRequest, DirRequest, DownloadRequest, Engine, EngineConfig, Event, JobHandle, KeyFilter, KeyRange,
+    Overwrite, PlannedAction, PrefixCopyRequest, PrefixDownloadRequest, Reader, SkipReason, StreamRequest,
+    StreamUploadRequest, SyncRequest, SyncSide, TagOn, UploadRequest, Writer,
 };
 use transfer_engine::plan::PlanOptions;
 use transfer_engine::store::{Capabilities, Directive, ListRequest, RestoreRequest, RestoreTier};
@@ -191,6 +191,10 @@ pub(crate) struct CpArgs {
     #[arg(skip)]
     #[serde(default)]
     pub sync: Option<SyncOptions>,
+    /// `transfer shard run`: the sync covers the relative keys in (after, upto] only.
+    #[arg(skip)]
+    #[serde(default)]
+    pub shard: Option<(Option<String>, Option<String>)>,
 }
 
 /// How entries on both sides of a sync are compared.
@@ -249,17 +253,28 @@ pub(crate) struct SyncArgs {
 
 /// `transfer sync SRC DST`.
 pub(crate) async fn run_sync(args: SyncArgs, out: OutputArgs) -> u8 {
+    match sync_options(args) {
+        Ok(cp) => run(cp, out, None).await,
+        Err(Usage(msg)) => {
+            tracing::error!("{msg}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The options of a job `transfer sync` runs (or each shard of `transfer shard plan`).
+pub(crate) fn sync_options(args: SyncArgs) -> Result<CpArgs, Usage> {
     let SyncArgs { mut cp, sync } = args;
     if cp.update || cp.no_clobber || cp.recursive || cp.version_id.is_some() {
-        tracing::error!(
+        return Err(Usage(
             "sync compares every entry by --compare and syncs whole directories and prefixes: --update, --no-clobber, \
              -r and --version-id are cp's"
-        );
-        return EXIT_USAGE;
+                .into(),
+        ));
     }
     cp.src = cp.sources[0].clone();
     cp.sync = Some(sync);
-    run(cp, out, None).await
+    Ok(cp)
 }
 
 fn one_day() -> u32 {
@@ -274,7 +289,7 @@ struct Recorded {
 
 impl CpArgs {
     /// The options as recorded with the job: paths absolute, no ledger path (the job lives in it).
-    fn recorded(&self) -> Result<String, Usage> {
+    pub(crate) fn recorded(&self) -> Result<String, Usage> {
         let mut cp = self.clone();
         if let (Location::Path(p), false) = (Location::parse(&cp.src)?, cp.src == STDIN) {
             let abs = std::path::absolute(&p)?.display().to_string();
@@ -874,8 +889,10 @@ fn sync_job(args: &CpArgs, p: &Plan) -> Result<transfer_engine::job::JobStart, U
         CompareArg::Size => Compare::Size,
         CompareArg::Etag => Compare::Etag,
     };
+    let range = args.shard.clone().map(|(after, upto)| KeyRange::new(after, upto)).unwrap_or_default();
     Ok(p.engine.sync(
         SyncRequest::new(side(&p.src), side(&p.dst))
+            .range(range)
             .compare(compare)
             .delete(opts.delete)
             .max_delete(opts.max_delete)
@@ -1014,7 +1031,17 @@ pub(crate) async fn run_sources(args: CpArgs, out: OutputArgs) -> u8 {
     }
 }
 
-pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>) -> u8 {
+pub(crate) async fn run(args: CpArgs, out: OutputArgs, resume: Option<JobId>) -> u8 {
+    run_reporting(args, out, resume, &mut None).await
+}
+
+/// [`run`], keeping the job's summary in `summary` when it ran (not for a usage error).
+pub(crate) async fn run_reporting(
+    mut args: CpArgs,
+    out: OutputArgs,
+    resume: Option<JobId>,
+    summary: &mut Option<transfer_engine::job::JobSummary>,
+) -> u8 {
     // The destination's store takes --checksum (a recorded job keeps it there).
     args.store.checksum = args.checksum.or(args.store.checksum);
     // One pair of limits for every store of the process (sending, receiving: a relay's source receives under
@@ -1071,7 +1098,7 @@ pub(crate) async fn run(mut args: CpArgs, out: OutputArgs, resume: Option<JobId>
         stdin: args.src == STDIN,
         sync: args.sync.is_some(),
     };
-    let code = follow(handle, &plan.ledger, out, kind, limit).await;
+    let code = follow(handle, &plan.ledger, out, kind, limit, summary).await;
     if code == EXIT_EMPTY {
         if args.allow_empty {
             return EXIT_OK;
@@ -1191,6 +1218,7 @@ async fn follow(
         std::sync::Arc<crate::bwlimit::Timetable>,
         Option<tokio::signal::unix::Signal>,
     )>,
+    summary_out: &mut Option<transfer_engine::job::JobSummary>,
 ) -> u8 {
     let job = handle.job();
     let resume_hint = match stdin {
@@ -1351,6 +1379,7 @@ async fn follow(
             return EXIT_FAILED;
         }
     };
+    *summary_out = Some(summary.clone());
     let p = &summary.progress;
     if summary.state == JobState::Done && p.listing_finished && p.objects_found == 0 && p.objects_deleted == 0 {
         // A job that found nothing is no job: the ledger keeps no trace of it.

@@ -26,6 +26,7 @@ mod jobs;
 mod object;
 mod output;
 mod remote;
+mod shard;
 
 use clap::{Args, Parser, Subcommand};
 use std::io::Write as _;
@@ -97,6 +98,12 @@ enum Command {
     Man,
     /// Print the version (as --version does).
     Version,
+    /// A migration larger than one machine: plan key ranges, run each as a shard of a Kubernetes Indexed Job or
+    /// a Slurm array, merge the results.
+    Shard {
+        #[command(subcommand)]
+        command: shard::ShardCommand,
+    },
     /// Serve a local store over HTTP in both dialects, OSS and S3, on one port (the signature picks per request).
     Serve(ServeArgs),
 }
@@ -218,6 +225,7 @@ fn main() -> ExitCode {
             Command::Cat(args) => bucket::cat(args, out).await,
             Command::Mb(args) => bucket::mb(args).await,
             Command::Rb(args) => bucket::rb(args, out).await,
+            Command::Shard { command } => shard::run(command, out).await,
             Command::Serve(_) | Command::Completions { .. } | Command::Man | Command::Version => {
                 unreachable!("handled above")
             }

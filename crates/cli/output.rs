@@ -228,6 +228,7 @@ mod tests {
             objects_already_done: 1,
             objects_failed: 1,
             objects_deleted: 0,
+            objects_settled_earlier: 0,
             objects_skipped: 0,
             objects_planned: 0,
             requests_retried: 0,

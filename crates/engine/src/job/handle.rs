@@ -41,6 +41,8 @@ pub(super) struct Tracker {
     /// Whether the job ran before this run (found in the ledger, not created by it).
     resumed: bool,
     throttled: AtomicU64,
+    /// A resumed sync pass: source entries settled before its cursor by an earlier run.
+    settled_earlier: AtomicU64,
     /// The pacers of the job's stores, with the time each had run slowed when the job started.
     pacers: Vec<(Arc<Pacer>, Duration)>,
 }
@@ -71,6 +73,7 @@ impl Tracker {
             last_sample: Mutex::new((now, 0, f64::NAN)),
             resumed,
             throttled: AtomicU64::new(0),
+            settled_earlier: AtomicU64::new(0),
             pacers: Vec::new(),
         }
     }
@@ -79,6 +82,11 @@ impl Tracker {
     pub(super) fn with_pacers(mut self, pacers: impl IntoIterator<Item = Arc<Pacer>>) -> Self {
         self.pacers = pacers.into_iter().map(|p| (p.clone(), p.stats().slowed)).collect();
         self
+    }
+
+    /// A resumed sync pass: `n` source entries were settled before its cursor by an earlier run.
+    pub(super) fn settled_earlier(&self, n: u64) {
+        self.settled_earlier.store(n, Ordering::Relaxed);
     }
 
     /// A request was answered with a throttling error.
@@ -211,6 +219,7 @@ impl Tracker {
             objects_planned: self.planned.load(Ordering::Relaxed),
             requests_retried: self.retried.load(Ordering::Relaxed),
             requests_throttled: self.throttled.load(Ordering::Relaxed),
+            objects_settled_earlier: self.settled_earlier.load(Ordering::Relaxed),
             slowed: self
                 .pacers
                 .iter()
@@ -261,6 +270,9 @@ pub struct Progress {
     pub objects_failed: u64,
     /// Syncs only: destination entries deleted because the source does not have them.
     pub objects_deleted: u64,
+    /// Syncs only: source entries an earlier run of the pass (killed or stopped) had settled before its cursor;
+    /// this run listed after them, so they are in none of the other counts.
+    pub objects_settled_earlier: u64,
     /// True once every object has been found.
     pub listing_finished: bool,
     /// Bytes sent per second: an exponentially weighted rate (a few seconds' memory) of the acknowledged bytes

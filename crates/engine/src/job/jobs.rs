@@ -292,6 +292,9 @@ impl Engine {
         let dry_run = self.dry_run();
         let pacers = self.inner.store.pacer().into_iter().chain(self.inner.source.as_ref().and_then(|s| s.pacer()));
         let tracker = Arc::new(Tracker::new(resumed).with_pacers(pacers));
+        if let Some((_, watermark)) = &sync {
+            tracker.settled_earlier(watermark.sources);
+        }
         let held = held.map(|(lock, key)| (lock, super::start::register(key, tracker.clone())));
         let engine = self.tracked(tracker.clone());
         let (events_tx, events) = mpsc::channel(1024);

@@ -91,7 +91,7 @@ pub use overwrite::{Overwrite, SkipReason};
 pub use pipeline::{Outcome, Verified};
 pub use start::JobStart;
 pub use stream::{is_closed_output, StreamRequest, Writer};
-pub use sync::{Compare, SyncRequest, SyncSide};
+pub use sync::{Compare, KeyRange, SyncRequest, SyncSide};
 pub use upload_stream::{Reader, StreamUploadRequest, STREAM_SOURCE};
 
 use handle::Tracker;

@@ -248,7 +248,7 @@ impl Source {
             Source::DownloadPrefix(r) => {
                 (JobKind::Download, format!("{}/{}", r.bucket, r.prefix), format!("{}/", absolute(&r.dir)?))
             }
-            Source::Sync(r) => (JobKind::Sync, r.source.name()?, r.destination.name()?),
+            Source::Sync(r) => (JobKind::Sync, r.source.name()?, r.destination.name()? + &r.range.suffix()),
         })
     }
 

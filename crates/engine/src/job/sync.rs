@@ -138,6 +138,45 @@ pub struct SyncRequest {
     /// Which entries are taken, by their key relative to each side; what it leaves out is neither copied nor
     /// deleted.
     pub filter: KeyFilter,
+    /// The keys (relative to each side) this sync covers: all by default; a shard of a migration covers one
+    /// range (`transfer shard run`), lists both sides only within it and deletes nothing outside it.
+    pub range: KeyRange,
+}
+
+/// Relative keys after `after` (exclusive) up to `upto` (inclusive), in byte order; `None` leaves that end open.
+/// A listing maps onto it directly: it starts after `after`, and stops past `upto`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyRange {
+    /// Keys above this one.
+    pub after: Option<String>,
+    /// Keys up to and including this one.
+    pub upto: Option<String>,
+}
+
+impl KeyRange {
+    /// The keys in `(after, upto]`.
+    pub fn new(after: Option<String>, upto: Option<String>) -> KeyRange {
+        KeyRange { after, upto }
+    }
+
+    /// Whether `key` is in the range.
+    pub fn contains(&self, key: &str) -> bool {
+        self.after.as_deref().is_none_or(|a| key > a) && self.upto.as_deref().is_none_or(|u| key <= u)
+    }
+
+    /// Whether it is every key.
+    pub fn is_all(&self) -> bool {
+        self.after.is_none() && self.upto.is_none()
+    }
+
+    /// `(after, upto]` as the ledger names a job of the range (empty for every key).
+    pub(super) fn suffix(&self) -> String {
+        match self.is_all() {
+            true => String::new(),
+            false => format!(" keys ({}, {}]", self.after.as_deref().unwrap_or(""), self.upto.as_deref().unwrap_or("")),
+        }
+    }
 }
 
 impl SyncRequest {
@@ -153,6 +192,7 @@ impl SyncRequest {
             metadata: Directive::Copy,
             tags: Directive::Copy,
             filter: KeyFilter::default(),
+            range: KeyRange::default(),
         }
     }
 
@@ -160,6 +200,13 @@ impl SyncRequest {
     /// ETags compared with a file.
     pub(super) fn validate(&self, relayed: bool) -> Result<()> {
         use SyncSide::{Dir, Prefix};
+        if let (Some(a), Some(u)) = (&self.range.after, &self.range.upto) {
+            if a >= u {
+                return Err(Error::invalid(format!(
+                    "the key range ({a:?}, {u:?}] is empty: its end must follow its start"
+                )));
+            }
+        }
         match (&self.source, &self.destination) {
             (Dir(_), Dir(_)) => {
                 return Err(Error::invalid(
@@ -205,6 +252,7 @@ setters!(SyncRequest {
     metadata: Directive<Metadata>,
     tags: Directive<TagSet>,
     filter: KeyFilter,
+    range: KeyRange,
 });
 
 /// One entry of a side, found by the listing or the walk.
@@ -309,6 +357,31 @@ impl Lister {
     }
 }
 
+/// A side's lister that ends past the last key of the sync's range.
+struct Bounded<'a> {
+    lister: Lister,
+    upto: Option<&'a str>,
+    ended: bool,
+}
+
+impl<'a> Bounded<'a> {
+    fn new(lister: Lister, upto: Option<&'a str>) -> Self {
+        Bounded { lister, upto, ended: false }
+    }
+
+    async fn next(&mut self, filter: &KeyFilter) -> std::result::Result<Option<(String, Entry)>, (String, String)> {
+        if self.ended {
+            return Ok(None);
+        }
+        let next = self.lister.next(filter).await?;
+        if next.as_ref().is_some_and(|(rel, _)| self.upto.is_some_and(|u| rel.as_str() > u)) {
+            self.ended = true;
+            return Ok(None);
+        }
+        Ok(next)
+    }
+}
+
 /// Walks `root` in key order, sending each regular file the filter takes whose relative key is after `after`.
 /// A directory that does not exist has no files.
 fn walk_sorted(
@@ -406,8 +479,14 @@ impl Engine {
         tracker: Arc<Tracker>,
         tx: mpsc::Sender<Found>,
     ) {
-        let mut src = self.lister(&req.source, false, after.as_deref(), &req.filter, &tracker);
-        let mut dst = self.lister(&req.destination, true, after.as_deref(), &req.filter, &tracker);
+        // A range starts the listing at its lower end (or the pass's cursor past it) and ends it past its upper.
+        let after = match (after, &req.range.after) {
+            (Some(cursor), Some(start)) => Some(cursor.max(start.clone())),
+            (cursor, start) => cursor.or(start.clone()),
+        };
+        let upto = req.range.upto.as_deref();
+        let mut src = Bounded::new(self.lister(&req.source, false, after.as_deref(), &req.filter, &tracker), upto);
+        let mut dst = Bounded::new(self.lister(&req.destination, true, after.as_deref(), &req.filter, &tracker), upto);
         // The entry each side showed and the merge has not taken yet; a side is read on only once its entry was
         // taken, after the pair it went into was sent (so a pair never waits for the next page of either side).
         let (mut a, mut b) = (None, None);

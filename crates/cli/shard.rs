@@ -1,0 +1,774 @@
+//! `transfer shard`: a migration larger than one machine, cut into shards that an engine operators already run
+//! executes (a Kubernetes Indexed Job, a Slurm job array, an AWS Batch array job), never a scheduler of ours.
+//!
+//! - `shard plan SRC DST --shards M --plan LOC` lists SRC once (a bucket's prefix, or a directory) and cuts it
+//!   into at most M contiguous key ranges balanced by weight (bytes, plus 64 KiB per object for its requests):
+//!   ranges, not a hash of the key, so each shard lists only its own range. The plan (JSON) records the ranges
+//!   and the options every shard runs with, and is written create-only to LOC: a directory every worker sees, or
+//!   a prefix in a bucket (`oss://b/_plans/mig-1/`).
+//! - `shard run LOC [--index I]` (the index otherwise from `JOB_COMPLETION_INDEX`, `SLURM_ARRAY_TASK_ID` or
+//!   `AWS_BATCH_JOB_ARRAY_INDEX`) runs one range as a sync (`transfer sync` limited to the range: what the
+//!   destination lacks or holds differently is copied, what it holds already is not), with its own ledger, so a
+//!   killed shard rerun goes on where it stopped. It writes `shards/I/result.json` after every attempt, and once
+//!   every entry of the range settled without failure, `shards/I/DONE`, create-only: of two attempts of one index
+//!   running at once (Kubernetes may start a replacement before the first is gone), both copy the same bytes to
+//!   the same keys and one DONE is written. A shard whose DONE exists exits 0 at once.
+//! - `shard merge LOC` checks that every index is DONE and that each shard's counts add up (copied + unchanged +
+//!   failed = listed), and writes `report/summary.json` and `report/failed.csv` (shaped like an S3 Batch
+//!   Operations completion report) beside the plan. `shard status LOC` shows where every index is.
+
+use crate::addr::Location;
+use crate::cp::{CpArgs, SyncArgs};
+use crate::output::OutputArgs;
+use crate::remote::{Opened, StoreArgs};
+use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use transfer_engine::checkpoint::{Ledger, ObjectState};
+use transfer_engine::job::JobSummary;
+use transfer_engine::store::{ListRequest, ObjectRef, PutOptions};
+use transfer_engine::ErrorKind;
+
+/// The plan's format, checked by every shard.
+const FORMAT: &str = "transfer-plan/1";
+/// What an object weighs besides its bytes when ranges are balanced: its requests.
+const OBJECT_WEIGHT: u64 = 64 * 1024;
+/// Where the index comes from when `--index` is not given, in this order.
+const INDEX_VARIABLES: [&str; 3] = ["JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID", "AWS_BATCH_JOB_ARRAY_INDEX"];
+/// The most keys the planner keeps to cut at (every k-th beyond that): its memory stays bounded.
+const MAX_SAMPLES: usize = 1 << 20;
+
+/// `transfer shard`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShardCommand {
+    /// List SRC once and cut it into key ranges balanced by bytes; write the plan to --plan.
+    Plan(Box<PlanArgs>),
+    /// Run one shard of a plan (its index from --index, JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID or
+    /// AWS_BATCH_JOB_ARRAY_INDEX): a sync of its key range, resumable; DONE (create-only) when it is whole.
+    Run(RunArgs),
+    /// Check that every shard is DONE and its counts add up; write report/summary.json and report/failed.csv.
+    Merge(LocArgs),
+    /// Show which shards are done, failed or not started.
+    Status(LocArgs),
+}
+
+/// Options of `transfer shard plan`: SRC DST and every option of `transfer sync` (each shard runs with them).
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    #[command(flatten)]
+    sync: SyncArgs,
+    /// How many shards (at most: never more than there are keys). About 3-4 times the workers that run at once,
+    /// so the engine's scheduling balances what the plan could not.
+    #[arg(long)]
+    shards: u32,
+    /// Where the plan goes, create-only: a directory every worker sees, or oss://, s3://, local://BUCKET/PREFIX/
+    /// (outside the source's range).
+    #[arg(long, value_name = "DIR|URL")]
+    plan: String,
+}
+
+/// Options of `transfer shard run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    loc: LocArgs,
+    /// The shard to run [default: $JOB_COMPLETION_INDEX, $SLURM_ARRAY_TASK_ID or $AWS_BATCH_JOB_ARRAY_INDEX].
+    #[arg(long)]
+    index: Option<u32>,
+    /// This shard's ledger (default: $TRANSFER_LEDGER, else $XDG_STATE_HOME/transfer/ledger.db).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+}
+
+/// Where a plan is, and how to reach it.
+#[derive(Debug, Args)]
+pub(crate) struct LocArgs {
+    /// The plan: the directory or oss://, s3://, local://BUCKET/PREFIX/ `shard plan --plan` wrote it to.
+    #[arg(value_name = "PLAN")]
+    plan: String,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// The plan, as written.
+#[derive(Debug, Serialize, Deserialize)]
+struct Plan {
+    format: String,
+    /// Unix seconds.
+    created: i64,
+    source: String,
+    destination: String,
+    /// The options every shard runs with: `transfer sync`'s, as a job records them.
+    options: String,
+    /// What the listing found.
+    listed: Totals,
+    shards: Vec<Range>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+struct Totals {
+    objects: u64,
+    bytes: u64,
+}
+
+/// One shard: the relative keys in `(after, upto]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Range {
+    index: u32,
+    after: Option<String>,
+    upto: Option<String>,
+    /// What the planner's listing found in it.
+    objects: u64,
+    bytes: u64,
+}
+
+/// What one attempt of a shard came to (`result.json`, and `DONE` when whole).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ShardResult {
+    index: u32,
+    /// Which attempt: host and process.
+    attempt: String,
+    /// `done`, `stopped` or `failed`.
+    state: String,
+    /// Source entries in the range.
+    listed: u64,
+    copied: u64,
+    unchanged: u64,
+    failed: u64,
+    /// Entries an earlier, interrupted attempt of the shard settled (copied or found unchanged) before the
+    /// point this one went on from.
+    settled_earlier: u64,
+    bytes_copied: u64,
+    /// Unix seconds.
+    finished: i64,
+    failures: Vec<Failure>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Failure {
+    key: String,
+    code: String,
+    message: String,
+}
+
+/// Where a plan and its results live: a directory, or a prefix in a bucket.
+enum PlanStore {
+    Dir(PathBuf),
+    Remote { store: Opened, bucket: String, prefix: String, url: String },
+}
+
+impl PlanStore {
+    async fn open(loc: &str, store: &StoreArgs) -> Result<PlanStore, Usage> {
+        Ok(match Location::parse(loc)? {
+            Location::Path(p) => PlanStore::Dir(std::path::absolute(&p)?),
+            Location::Remote { scheme, bucket, key } => {
+                let prefix = if key.is_empty() || key.ends_with('/') { key } else { format!("{key}/") };
+                let url = format!("{}://{bucket}/{prefix}", scheme.name());
+                PlanStore::Remote { store: store.open_bucket(scheme, &bucket).await?, bucket, prefix, url }
+            }
+        })
+    }
+
+    fn name(&self, file: &str) -> String {
+        match self {
+            PlanStore::Dir(d) => d.join(file).display().to_string(),
+            PlanStore::Remote { url, .. } => format!("{url}{file}"),
+        }
+    }
+
+    /// The file's bytes; `None` when there is none.
+    async fn get(&self, file: &str) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            PlanStore::Dir(d) => match std::fs::read(d.join(file)) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("cannot read {}: {e}", self.name(file))),
+            },
+            PlanStore::Remote { store, bucket, prefix, .. } => {
+                let obj = ObjectRef::new(bucket, format!("{prefix}{file}"));
+                match store.objects.get_object(&obj, None).await {
+                    Ok(got) => got.bytes().await.map(|b| Some(b.to_vec())).map_err(|e| e.to_string()),
+                    Err(e) if e.kind() == ErrorKind::ObjectNotFound => Ok(None),
+                    Err(e) => Err(format!("cannot read {}: {e}", self.name(file))),
+                }
+            }
+        }
+    }
+
+    /// Writes the file; with `create_only`, only if there is none (false: there was one, left as it was). A
+    /// reader never sees half of it: a temporary file linked into place, or one PUT.
+    async fn put(&self, file: &str, bytes: Vec<u8>, create_only: bool) -> Result<bool, String> {
+        let failed = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", self.name(file));
+        match self {
+            PlanStore::Dir(d) => {
+                let path = d.join(file);
+                let dir = path.parent().unwrap_or(d);
+                std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
+                let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let tmp = dir.join(format!(".{base}.{}-{}.tmp", hostname(), std::process::id()));
+                let written = (|| {
+                    let mut f = std::fs::File::create(&tmp)?;
+                    std::io::Write::write_all(&mut f, &bytes)?;
+                    f.sync_all()
+                })();
+                let placed = written.and_then(|()| match create_only {
+                    // A hard link is made whole or not at all, and never over an existing name.
+                    true => match std::fs::hard_link(&tmp, &path) {
+                        Ok(()) => Ok(true),
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                        Err(e) => Err(e),
+                    },
+                    false => std::fs::rename(&tmp, &path).map(|()| true),
+                });
+                let _ = std::fs::remove_file(&tmp);
+                placed.map_err(|e| failed(&e))
+            }
+            PlanStore::Remote { store, bucket, prefix, .. } => {
+                let mut opts = PutOptions::default();
+                opts.forbid_overwrite = create_only;
+                let key = format!("{prefix}{file}");
+                match store.objects.put_object(bucket, &key, bytes.into(), &opts).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if create_only && e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(failed(&e)),
+                }
+            }
+        }
+    }
+
+    async fn plan(&self) -> Result<Plan, Usage> {
+        let bytes = self.get("plan.json").await.map_err(Usage)?.ok_or_else(|| {
+            Usage(format!("there is no plan at {}: write one with `transfer shard plan`", self.name("")))
+        })?;
+        let plan: Plan = serde_json::from_slice(&bytes)
+            .map_err(|e| Usage(format!("{} is not a plan transfer can read: {e}", self.name("plan.json"))))?;
+        if plan.format != FORMAT {
+            return Err(Usage(format!(
+                "{} is a plan of format {:?}; this transfer reads {FORMAT:?}",
+                self.name("plan.json"),
+                plan.format
+            )));
+        }
+        Ok(plan)
+    }
+}
+
+/// Runs `transfer shard`.
+pub(crate) async fn run(cmd: ShardCommand, out: OutputArgs) -> u8 {
+    let result = match cmd {
+        ShardCommand::Plan(args) => plan(*args, out).await,
+        ShardCommand::Run(args) => run_shard(args, out).await,
+        ShardCommand::Merge(args) => merge(args, out).await,
+        ShardCommand::Status(args) => status(args, out).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(Usage(msg)) => {
+            tracing::error!("{msg}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// Keys kept to cut at, with the weight of everything up to and including each: every `stride`-th key listed,
+/// the stride doubling whenever there are too many, so memory stays bounded whatever the source holds.
+#[derive(Default)]
+struct Cuts {
+    samples: Vec<(String, u64, u64, u64)>,
+    stride: u64,
+    seen: u64,
+    totals: Totals,
+    weight: u64,
+}
+
+impl Cuts {
+    fn add(&mut self, rel: &str, size: u64) {
+        self.totals.objects += 1;
+        self.totals.bytes += size;
+        self.weight += size + OBJECT_WEIGHT;
+        self.seen += 1;
+        if self.seen.is_multiple_of(self.stride.max(1)) {
+            self.samples.push((rel.to_owned(), self.weight, self.totals.objects, self.totals.bytes));
+            if self.samples.len() >= MAX_SAMPLES {
+                self.stride = self.stride.max(1) * 2;
+                let mut i = 0;
+                self.samples.retain(|_| {
+                    i += 1;
+                    i % 2 == 0
+                });
+            }
+        }
+    }
+
+    /// At most `m` ranges covering every key, each ending where the weight listed reaches its share.
+    fn ranges(self, m: u32) -> Vec<Range> {
+        let mut ranges = Vec::new();
+        let mut after: Option<String> = None;
+        let (mut done_objects, mut done_bytes) = (0, 0);
+        let mut next = 1u64;
+        let m = u64::from(m.max(1));
+        // Never at the last key: the last range holds it, and whatever is added past it after the plan.
+        let cuttable = self.samples.len().saturating_sub(1);
+        for (key, weight, objects, bytes) in &self.samples[..cuttable] {
+            if next >= m {
+                break;
+            }
+            if u128::from(*weight) * u128::from(m) >= u128::from(next) * u128::from(self.weight) {
+                ranges.push(Range {
+                    index: ranges.len() as u32,
+                    after: after.clone(),
+                    upto: Some(key.clone()),
+                    objects: objects - done_objects,
+                    bytes: bytes - done_bytes,
+                });
+                (done_objects, done_bytes) = (*objects, *bytes);
+                after = Some(key.clone());
+                // A single heavy key may cover several shares: the next cut is past all of them.
+                next = (u128::from(*weight) * u128::from(m) / u128::from(self.weight.max(1))) as u64 + 1;
+            }
+        }
+        ranges.push(Range {
+            index: ranges.len() as u32,
+            after,
+            upto: None,
+            objects: self.totals.objects - done_objects,
+            bytes: self.totals.bytes - done_bytes,
+        });
+        ranges
+    }
+}
+
+/// Lists the source in key order into `cuts`.
+async fn list_source(src: &Location, store: &StoreArgs, cuts: &mut Cuts) -> Result<(), Usage> {
+    match src {
+        Location::Path(dir) => {
+            if !dir.is_dir() {
+                return Err(Usage(format!("{}: shard plan takes a directory or a bucket's prefix", dir.display())));
+            }
+            let mut files = Vec::new();
+            let mut stack = vec![dir.clone()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).map_err(|e| Usage(format!("cannot read {}: {e}", d.display())))? {
+                    let e = e.map_err(|e| Usage(format!("cannot read {}: {e}", d.display())))?;
+                    let meta = e.metadata().map_err(|err| Usage(format!("{}: {err}", e.path().display())))?;
+                    if meta.is_dir() {
+                        stack.push(e.path());
+                    } else if meta.is_file() {
+                        let rel =
+                            e.path().strip_prefix(dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                        files.push((rel, meta.len()));
+                    }
+                }
+            }
+            files.sort_unstable();
+            for (rel, size) in files {
+                cuts.add(&rel, size);
+            }
+        }
+        Location::Remote { scheme, bucket, key } => {
+            let opened = store.open_bucket(*scheme, bucket).await?;
+            let prefix = if key.is_empty() || key.ends_with('/') { key.clone() } else { format!("{key}/") };
+            let mut req =
+                ListRequest::default().prefix(Some(prefix.clone()).filter(|p| !p.is_empty())).max_keys(Some(1000));
+            loop {
+                let page = opened
+                    .objects
+                    .list_objects(bucket, &req)
+                    .await
+                    .map_err(|e| Usage(format!("cannot list {src}: {e}")))?;
+                for o in &page.objects {
+                    let rel = &o.key[prefix.len()..];
+                    if !rel.is_empty() && !rel.ends_with('/') {
+                        cuts.add(rel, o.size);
+                    }
+                }
+                match page.next_continuation_token {
+                    Some(t) if page.is_truncated => req = req.continuation_token(Some(t)),
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
+    let PlanArgs { sync, shards, plan: loc } = args;
+    if shards == 0 {
+        return Err(Usage("--shards must be at least 1".into()));
+    }
+    let mut cp = crate::cp::sync_options(sync)?;
+    // Every shard's range is its own: an empty one is no error.
+    cp.allow_empty = true;
+    let src = Location::parse(&cp.src)?;
+    if let (Location::Remote { bucket: sb, key: sk, .. }, Location::Remote { bucket: pb, key: pk, .. }) =
+        (&src, Location::parse(&loc)?)
+    {
+        if *sb == pb && (pk.starts_with(sk.as_str()) || sk.is_empty()) {
+            return Err(Usage(format!("the plan {loc} lies inside the source {}: put it outside", cp.src)));
+        }
+    }
+    let store = PlanStore::open(&loc, &cp.store).await?;
+    if store.get("plan.json").await.map_err(Usage)?.is_some() {
+        return Err(Usage(format!(
+            "{} exists: a plan is never replaced (its shards may be running); choose another --plan",
+            store.name("plan.json")
+        )));
+    }
+    let mut cuts = Cuts { stride: 1, ..Cuts::default() };
+    list_source(&src, &cp.store, &mut cuts).await?;
+    let listed = cuts.totals;
+    let ranges = cuts.ranges(shards);
+    let plan = Plan {
+        format: FORMAT.into(),
+        created: chrono::Utc::now().timestamp(),
+        source: cp.src.clone(),
+        destination: cp.dst.clone(),
+        options: cp.recorded()?,
+        listed,
+        shards: ranges,
+    };
+    let text = serde_json::to_vec_pretty(&plan).map_err(|e| Usage(e.to_string()))?;
+    if !store.put("plan.json", text, true).await.map_err(Usage)? {
+        return Err(Usage(format!("{} appeared meanwhile: another plan was written there", store.name("plan.json"))));
+    }
+    let heaviest = plan.shards.iter().map(|s| s.bytes).max().unwrap_or(0);
+    if out.json {
+        out!(
+            "{}",
+            json!({"event": "planned", "plan": store.name("plan.json"), "shards": plan.shards.len(),
+                   "objects": listed.objects, "bytes": listed.bytes, "largest_shard_bytes": heaviest})
+        );
+    } else {
+        eprintln!(
+            "planned {} shards of {} objects, {} bytes (the largest shard {} bytes): {}",
+            plan.shards.len(),
+            listed.objects,
+            listed.bytes,
+            heaviest,
+            store.name("plan.json")
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// The index to run: `--index`, else the first engine variable set.
+fn shard_index(given: Option<u32>, count: usize) -> Result<u32, Usage> {
+    let index = match given {
+        Some(i) => i,
+        None => {
+            let found = INDEX_VARIABLES.iter().find_map(|v| std::env::var(v).ok().map(|val| (v, val)));
+            let Some((var, val)) = found else {
+                return Err(Usage(format!(
+                    "which shard? give --index, or run under an engine that sets {}",
+                    INDEX_VARIABLES.join(", ")
+                )));
+            };
+            val.trim().parse().map_err(|_| Usage(format!("{var}={val:?} is not a shard index")))?
+        }
+    };
+    if index as usize >= count {
+        return Err(Usage(format!("shard {index} is not in the plan: it has shards 0 to {}", count.saturating_sub(1))));
+    }
+    Ok(index)
+}
+
+fn done_file(index: u32) -> String {
+    format!("shards/{index}/DONE")
+}
+
+fn result_file(index: u32) -> String {
+    format!("shards/{index}/result.json")
+}
+
+async fn run_shard(args: RunArgs, out: OutputArgs) -> Result<u8, Usage> {
+    let store = PlanStore::open(&args.loc.plan, &args.loc.store).await?;
+    let plan = store.plan().await?;
+    let index = shard_index(args.index, plan.shards.len())?;
+    if let Some(done) = store.get(&done_file(index)).await.map_err(Usage)? {
+        let by = serde_json::from_slice::<ShardResult>(&done).map(|r| r.attempt).unwrap_or_default();
+        eprintln!("shard {index} is done (by {by}); nothing to do");
+        return Ok(EXIT_OK);
+    }
+    let range = &plan.shards[index as usize];
+    let mut cp = CpArgs::from_recorded(&plan.options)
+        .ok_or_else(|| Usage(format!("{} holds options this transfer cannot read", store.name("plan.json"))))?;
+    cp.checkpoint = args.checkpoint.clone();
+    cp.shard = Some((range.after.clone(), range.upto.clone()));
+    // This worker's own way to the store, where it gives one (an internal endpoint, its profile), over the
+    // planner's.
+    let own = &args.loc.store;
+    cp.store.endpoint = own.endpoint.clone().or(cp.store.endpoint);
+    cp.store.region = own.region.clone().or(cp.store.region);
+    cp.store.profile = own.profile.clone().or(cp.store.profile);
+    cp.store.credentials_file = own.credentials_file.clone().or(cp.store.credentials_file);
+    cp.store.local_root = own.local_root.clone().or(cp.store.local_root);
+    // The plan names no secrets: this process's own credentials (environment, profile) reach the stores.
+    let ledger_path = match &cp.checkpoint {
+        Some(p) => p.clone(),
+        None => Ledger::default_path()?,
+    };
+    tracing::info!("shard {index} of {}: keys ({}, {}]", plan.shards.len(), bound(&range.after), bound(&range.upto));
+    let mut summary = None;
+    let code = crate::cp::run_reporting(cp, out, None, &mut summary).await;
+    let Some(summary) = summary else { return Ok(code) };
+    let result = shard_result(index, &summary, &ledger_path).await;
+    let text = serde_json::to_vec_pretty(&result).map_err(|e| Usage(e.to_string()))?;
+    if let Err(e) = store.put(&result_file(index), text.clone(), false).await {
+        tracing::error!("{e}");
+        return Ok(EXIT_FAILED);
+    }
+    if code == EXIT_OK && result.state == "done" {
+        match store.put(&done_file(index), text, true).await {
+            Ok(true) => tracing::info!("shard {index} is done: {}", store.name(&done_file(index))),
+            Ok(false) => tracing::info!("shard {index} was finished by another attempt at the same time"),
+            Err(e) => {
+                tracing::error!("{e}");
+                return Ok(EXIT_FAILED);
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn bound(b: &Option<String>) -> &str {
+    b.as_deref().unwrap_or("")
+}
+
+/// What an attempt came to, from its summary and, for the failed keys, its ledger.
+async fn shard_result(index: u32, s: &JobSummary, ledger: &Path) -> ShardResult {
+    let p = &s.progress;
+    let mut failures: Vec<Failure> = Vec::new();
+    if let Ok(ledger) = Ledger::open(ledger) {
+        let job = s.job;
+        let mut after = 0;
+        while let Ok(page) = ledger.off_thread(move |l| l.objects(job, Some(ObjectState::Failed), after, 1000)).await {
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            failures.extend(page.into_iter().map(|o| Failure {
+                key: o.dest_key,
+                code: String::new(),
+                message: o.error.unwrap_or_default(),
+            }));
+        }
+    }
+    // Failures the ledger did not keep (a listing that failed): from the summary.
+    for (key, e) in &s.failures {
+        if !failures.iter().any(|f| f.key == *key) {
+            failures.push(Failure {
+                key: key.clone(),
+                code: e.service_code().unwrap_or(&e.kind().to_string()).to_owned(),
+                message: e.to_string(),
+            });
+        }
+    }
+    let state = match s.state {
+        transfer_engine::checkpoint::JobState::Done => "done",
+        transfer_engine::checkpoint::JobState::Stopped => "stopped",
+        _ => "failed",
+    };
+    ShardResult {
+        index,
+        attempt: format!("{}:{}", hostname(), std::process::id()),
+        state: state.into(),
+        listed: p.objects_found + p.objects_settled_earlier,
+        settled_earlier: p.objects_settled_earlier,
+        copied: p.objects_done,
+        unchanged: p.objects_skipped + p.objects_already_done,
+        failed: p.objects_failed,
+        bytes_copied: p.bytes_acknowledged.saturating_sub(p.bytes_reused),
+        finished: chrono::Utc::now().timestamp(),
+        failures,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into())
+}
+
+/// Where each shard is: its DONE, else its last attempt's result.
+async fn shard_states(store: &PlanStore, plan: &Plan) -> Result<Vec<(u32, Option<ShardResult>, bool)>, Usage> {
+    let mut states = Vec::new();
+    for s in &plan.shards {
+        let read = |b: Vec<u8>| serde_json::from_slice::<ShardResult>(&b).ok();
+        let (result, done) = match store.get(&done_file(s.index)).await.map_err(Usage)? {
+            Some(b) => (read(b), true),
+            None => (store.get(&result_file(s.index)).await.map_err(Usage)?.and_then(read), false),
+        };
+        states.push((s.index, result, done));
+    }
+    Ok(states)
+}
+
+async fn status(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
+    let store = PlanStore::open(&args.plan, &args.store).await?;
+    let plan = store.plan().await?;
+    let states = shard_states(&store, &plan).await?;
+    for (index, result, done) in &states {
+        let state = match (done, result) {
+            (true, _) => "done",
+            (false, Some(r)) => r.state.as_str(),
+            (false, None) => "not started",
+        };
+        let r = result.as_ref();
+        if out.json {
+            out!(
+                "{}",
+                json!({"event": "shard", "index": index, "state": state, "listed": r.map(|r| r.listed),
+                       "copied": r.map(|r| r.copied), "unchanged": r.map(|r| r.unchanged), "failed": r.map(|r| r.failed)})
+            );
+        } else {
+            let counts = r.map_or(String::new(), |r| {
+                format!("  {} listed, {} copied, {} unchanged, {} failed", r.listed, r.copied, r.unchanged, r.failed)
+            });
+            out!("{index:>5}  {state:<11}{counts}");
+        }
+    }
+    let done = states.iter().filter(|s| s.2).count();
+    eprintln!("{done} of {} shards done", states.len());
+    Ok(EXIT_OK)
+}
+
+async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
+    let store = PlanStore::open(&args.plan, &args.store).await?;
+    let plan = store.plan().await?;
+    let states = shard_states(&store, &plan).await?;
+    let mut problems = Vec::new();
+    // listed, copied, unchanged, failed, settled by earlier attempts, bytes copied
+    let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut failed_rows = String::from("Bucket,Key,VersionId,TaskStatus,ErrorCode,HTTPStatusCode,ResultMessage\n");
+    let dest_bucket = match Location::parse(&plan.destination)? {
+        Location::Remote { bucket, .. } => bucket,
+        Location::Path(p) => p.display().to_string(),
+    };
+    for (index, result, done) in &states {
+        let Some(r) = result else {
+            problems.push(format!("shard {index} has not run"));
+            continue;
+        };
+        if !done {
+            problems.push(format!("shard {index} is not done ({}: {} failed)", r.state, r.failed));
+        }
+        if r.copied + r.unchanged + r.failed + r.settled_earlier != r.listed {
+            problems.push(format!(
+                "shard {index}: {} copied + {} unchanged + {} failed + {} settled by an earlier attempt is not the {} listed",
+                r.copied, r.unchanged, r.failed, r.settled_earlier, r.listed
+            ));
+        }
+        totals.0 += r.listed;
+        totals.1 += r.copied;
+        totals.2 += r.unchanged;
+        totals.3 += r.failed;
+        totals.4 += r.settled_earlier;
+        totals.5 += r.bytes_copied;
+        for f in &r.failures {
+            failed_rows.push_str(&format!(
+                "{},{},,failed,{},,{}\n",
+                csv(&dest_bucket),
+                csv(&f.key),
+                csv(&f.code),
+                csv(&f.message)
+            ));
+        }
+    }
+    let (listed, copied, unchanged, failed, earlier, bytes) = totals;
+    let complete = problems.is_empty();
+    let summary = json!({
+        "plan": store.name("plan.json"), "source": plan.source, "destination": plan.destination,
+        "shards": plan.shards.len(), "shards_done": states.iter().filter(|s| s.2).count(), "complete": complete,
+        "planned": {"objects": plan.listed.objects, "bytes": plan.listed.bytes},
+        "listed": listed, "copied": copied, "unchanged": unchanged, "failed": failed,
+        "settled_by_earlier_attempts": earlier, "bytes_copied": bytes,
+        "problems": problems,
+    });
+    let text = serde_json::to_vec_pretty(&summary).map_err(|e| Usage(e.to_string()))?;
+    store.put("report/summary.json", text, false).await.map_err(Usage)?;
+    store.put("report/failed.csv", failed_rows.into_bytes(), false).await.map_err(Usage)?;
+    if out.json {
+        out!("{}", json!({"event": "merged", "summary": summary}));
+    } else {
+        eprintln!(
+            "{} of {} shards done: {listed} listed, {copied} copied, {unchanged} unchanged, {failed} failed; report: {}",
+            states.iter().filter(|s| s.2).count(),
+            states.len(),
+            store.name("report/summary.json")
+        );
+        for p in &problems {
+            eprintln!("  {p}");
+        }
+    }
+    Ok(if complete { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// A CSV field, quoted when it needs to be.
+fn csv(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(sizes: &[(&str, u64)], m: u32) -> Vec<Range> {
+        let mut c = Cuts { stride: 1, ..Cuts::default() };
+        for (k, s) in sizes {
+            c.add(k, *s);
+        }
+        c.ranges(m)
+    }
+
+    #[test]
+    fn ranges_cover_every_key_once_and_balance_by_bytes() {
+        let keys: Vec<(String, u64)> = (0..100).map(|i| (format!("k{i:03}"), 1 << 20)).collect();
+        let refs: Vec<(&str, u64)> = keys.iter().map(|(k, s)| (k.as_str(), *s)).collect();
+        let r = cut(&refs, 4);
+        assert_eq!(r.len(), 4);
+        assert_eq!((r[0].after.as_deref(), r[3].upto.as_deref()), (None, None));
+        for w in r.windows(2) {
+            assert_eq!(w[0].upto, w[1].after, "contiguous");
+        }
+        assert!(r.iter().all(|s| s.objects == 25), "{r:?}");
+        assert_eq!(r.iter().map(|s| s.objects).sum::<u64>(), 100);
+    }
+
+    #[test]
+    fn one_heavy_prefix_and_one_huge_object_still_balance() {
+        // 80% of the bytes under a/, one 2 GiB object, the rest small.
+        let mut keys: Vec<(String, u64)> = (0..800).map(|i| (format!("a/{i:04}"), 10 << 20)).collect();
+        keys.push(("m/huge".into(), 2 << 30));
+        keys.extend((0..200).map(|i| (format!("z/{i:04}"), 1 << 20)));
+        let refs: Vec<(&str, u64)> = keys.iter().map(|(k, s)| (k.as_str(), *s)).collect();
+        let r = cut(&refs, 8);
+        let total: u64 = keys.iter().map(|k| k.1).sum();
+        assert_eq!(r.iter().map(|s| s.bytes).sum::<u64>(), total);
+        // No shard holds more than its share plus the one object too large to split.
+        assert!(r.iter().all(|s| s.bytes <= total / 8 + (2 << 30)), "{r:?}");
+        assert!(r.iter().filter(|s| s.bytes > 0).count() >= 6, "{r:?}");
+    }
+
+    #[test]
+    fn fewer_keys_than_shards_give_fewer_shards() {
+        let r = cut(&[("a", 1), ("b", 1), ("c", 1)], 8);
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!(r[2].upto, None);
+        assert_eq!(r.iter().map(|s| s.objects).sum::<u64>(), 3);
+        assert_eq!(cut(&[], 4).len(), 1);
+    }
+
+    #[test]
+    fn sampling_keeps_memory_bounded_and_cuts_within_a_stride() {
+        let mut c = Cuts { stride: 1, ..Cuts::default() };
+        for i in 0..(MAX_SAMPLES as u64 * 3) {
+            c.add(&format!("{i:010}"), 100);
+        }
+        assert!(c.samples.len() < MAX_SAMPLES);
+        let r = c.ranges(3);
+        assert_eq!(r.iter().map(|s| s.objects).sum::<u64>(), MAX_SAMPLES as u64 * 3);
+    }
+}

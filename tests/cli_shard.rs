@@ -1,0 +1,229 @@
+//! `transfer shard plan | run | merge | status` through the built binary against `transfer serve`: shards run as
+//! the processes of a Kubernetes Indexed Job would (the index in `JOB_COMPLETION_INDEX`, each with its own
+//! ledger), two of one index at once, one killed and run again; the merge's report must account for every key.
+
+use crate::cli::transfer;
+use crate::util::fault::{Fault, FaultProxy, Rule};
+use crate::util::{data, Served};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use transfer_engine::http::HttpStore;
+use transfer_engine::sign::SignatureVersion::V4;
+use transfer_engine::store::{ListRequest, PutOptions};
+use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: &Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+}
+
+/// Every object under `prefix`, by its key relative to it, with its bytes.
+async fn objects(store: &HttpStore, b: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut req = ListRequest::default().prefix(Some(prefix.to_owned()));
+    loop {
+        let page = store.list_objects(b, &req).await.unwrap();
+        for e in &page.objects {
+            let body = store.get_object(&ObjectRef::new(b, &e.key), None).await.unwrap().bytes().await.unwrap();
+            out.insert(e.key[prefix.len()..].to_owned(), body.to_vec());
+        }
+        match page.next_continuation_token {
+            Some(t) if page.is_truncated => req = req.continuation_token(Some(t)),
+            _ => return out,
+        }
+    }
+}
+
+/// A shard process of `plan`: index `i` from JOB_COMPLETION_INDEX, its own ledger.
+fn shard(endpoint: &str, dir: &Path, plan: &str, i: u32, ledger: &str) -> Command {
+    let mut c = transfer(endpoint, &dir.join(format!("{ledger}.db")));
+    c.args(["shard", "run", plan]).env("JOB_COMPLETION_INDEX", i.to_string());
+    c
+}
+
+fn summary_of(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report/summary.json")).unwrap()).unwrap()
+}
+
+/// 120 objects under src/ (sizes from 1 KiB to 300 KiB, keys that need encoding, tags and metadata on each),
+/// planned into 4 shards in a directory, run as 4 processes at once with a twin of index 1 beside them and
+/// index 2 killed once half-way and run again; then merged. Every object arrives once with its tags and
+/// metadata, the report's counts add up to the 120 listed, exactly one DONE per index, and running every shard
+/// again sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_run_as_an_indexed_job_and_merge() {
+    let served = Served::start();
+    let store = served.client(V4);
+    store.create_bucket("shards").await.unwrap();
+    let tags = TagSet::from_pairs([("project", "mig")]).unwrap();
+    let mut opts = PutOptions::default();
+    opts.metadata = Metadata::with_user([("origin", "dc1")]).unwrap();
+    opts.tags = Some(tags.clone());
+    for i in 0..120u64 {
+        let key = match i % 3 {
+            0 => format!("src/a/{i:03} file.bin"),
+            1 => format!("src/b/ü-{i:03}+x"),
+            _ => format!("src/c/{i:03}"),
+        };
+        store.put_object("shards", &key, data(1024 * (1 + (i as usize * 37) % 300), i).into(), &opts).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let plan_dir = tmp.path().join("plan");
+    let plan = plan_dir.to_str().unwrap();
+    let out = crate::cli::run(transfer(&served.endpoint, &tmp.path().join("p.db")).args([
+        "shard",
+        "plan",
+        "oss://shards/src/",
+        "oss://shards/dst/",
+        "--shards",
+        "4",
+        "--plan",
+        plan,
+    ]));
+    ok(&out);
+    let planned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!((planned["shards"].as_array().unwrap().len(), planned["listed"]["objects"].as_u64()), (4, Some(120)));
+    // The same plan again is refused: it may have shards running.
+    let again = crate::cli::run(transfer(&served.endpoint, &tmp.path().join("p.db")).args([
+        "shard",
+        "plan",
+        "oss://shards/src/",
+        "oss://shards/dst/",
+        "--shards",
+        "4",
+        "--plan",
+        plan,
+    ]));
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+
+    // Every request held 30 ms at a proxy, so index 2 can be killed half-way.
+    let slow = Rule { method: None, contains: "", fault: Fault::Delay(Duration::from_millis(30)), times: 100_000 };
+    let proxy = FaultProxy::start(&served.endpoint, vec![slow]).await;
+    let spawn = |i: u32, ledger: &str| {
+        shard(&proxy.endpoint, tmp.path(), plan, i, ledger)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut killed = spawn(2, "l2");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Index 2 has copied some of its range (the copies are PUTs with a copy source).
+    while proxy.seen().iter().filter(|s| s.method == "PUT" && s.answered.is_some()).count() < 5 {
+        assert!(killed.try_wait().unwrap().is_none(), "shard 2 ended before it could be killed");
+        assert!(Instant::now() < deadline, "no copy within a minute");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(!plan_dir.join("shards/2/DONE").exists());
+    let running: Vec<_> = [(0, "l0"), (1, "l1"), (1, "l1-twin"), (2, "l2"), (3, "l3")]
+        .into_iter()
+        .map(|(i, l)| (i, spawn(i, l)))
+        .collect();
+    for (i, child) in running {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "shard {i}: {}", stderr(&out));
+    }
+    for i in 0..4 {
+        assert!(plan_dir.join(format!("shards/{i}/DONE")).exists(), "shard {i} has its DONE");
+    }
+
+    let merged =
+        crate::cli::run(transfer(&served.endpoint, &tmp.path().join("p.db")).args(["--json", "shard", "merge", plan]));
+    ok(&merged);
+    let s = summary_of(&plan_dir);
+    assert_eq!(
+        (s["complete"].as_bool(), s["listed"].as_u64(), s["failed"].as_u64()),
+        (Some(true), Some(120), Some(0)),
+        "{s}"
+    );
+    let settled = ["copied", "unchanged", "settled_by_earlier_attempts"].map(|k| s[k].as_u64().unwrap());
+    assert_eq!(settled.iter().sum::<u64>(), 120, "{s}");
+    let csv = std::fs::read_to_string(plan_dir.join("report/failed.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1, "only the header: {csv}");
+    assert_eq!(objects(&store, "shards", "dst/").await, objects(&store, "shards", "src/").await);
+    let one = ObjectRef::new("shards", "dst/b/ü-001+x");
+    assert_eq!(store.get_tagging(&one).await.unwrap(), tags);
+    assert_eq!(store.head_object(&one).await.unwrap().metadata.user.get("origin").map(String::as_str), Some("dc1"));
+
+    // Status says so; every shard run again does nothing, not even a listing.
+    let status = crate::cli::run(transfer(&served.endpoint, &tmp.path().join("p.db")).args(["shard", "status", plan]));
+    ok(&status);
+    assert_eq!(String::from_utf8_lossy(&status.stdout).matches("done").count(), 4, "{}", stderr(&status));
+    let quiet = FaultProxy::start(&served.endpoint, vec![]).await;
+    for i in 0..4 {
+        let out = crate::cli::run(&mut shard(&quiet.endpoint, tmp.path(), plan, i, &format!("l{i}")));
+        ok(&out);
+        assert!(stderr(&out).contains("is done"), "{}", stderr(&out));
+    }
+    assert!(quiet.seen().is_empty(), "{:?}", quiet.seen());
+}
+
+/// A directory to a bucket, the plan kept in the bucket itself (as pods with no shared disk need): shards run one
+/// after the other with `--index`, a missing shard makes the merge fail naming it, and a plan inside the
+/// source's range is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_in_shards_with_the_plan_in_the_bucket() {
+    let served = Served::start();
+    let store = served.client(V4);
+    store.create_bucket("dirshards").await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for i in 0..30 {
+        let p = src.join(format!("d{}/f{i:02}", i % 4));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data(2000 + i * 100, i as u64)).unwrap();
+    }
+    let l = tmp.path().join("l.db");
+    let inside = crate::cli::run(transfer(&served.endpoint, &l).args([
+        "shard",
+        "plan",
+        "oss://dirshards/data/",
+        "oss://dirshards/copy/",
+        "--shards",
+        "2",
+        "--plan",
+        "oss://dirshards/data/_plan/",
+    ]));
+    assert_eq!(inside.status.code(), Some(2), "{}", stderr(&inside));
+    assert!(stderr(&inside).contains("inside the source"), "{}", stderr(&inside));
+
+    let plan = "oss://dirshards/_plans/one/";
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
+        "shard",
+        "plan",
+        src.to_str().unwrap(),
+        "oss://dirshards/up/",
+        "--shards",
+        "3",
+        "--plan",
+        plan,
+    ])));
+    for i in [0, 2] {
+        ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "run", plan, "--index", &i.to_string()])));
+    }
+    let partial = crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "merge", plan]));
+    assert_eq!(partial.status.code(), Some(1), "{}", stderr(&partial));
+    assert!(stderr(&partial).contains("shard 1 has not run"), "{}", stderr(&partial));
+    let out_of_range = crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "run", plan, "--index", "3"]));
+    assert_eq!(out_of_range.status.code(), Some(2), "{}", stderr(&out_of_range));
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "run", plan, "--index", "1"])));
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "merge", plan])));
+    let report = store.get_object(&ObjectRef::new("dirshards", "_plans/one/report/summary.json"), None).await.unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&report.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (s["listed"].as_u64(), s["copied"].as_u64(), s["complete"].as_bool()),
+        (Some(30), Some(30), Some(true)),
+        "{s}"
+    );
+    let up = objects(&store, "dirshards", "up/").await;
+    assert_eq!(up.len(), 30);
+    assert!(up["d1/f05"] == data(2500, 5));
+}
