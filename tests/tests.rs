@@ -57,6 +57,12 @@ mod cli_pacing;
 /// `transfer shard`: plan, run as an Indexed Job's processes would (twins, a kill), merge.
 mod cli_shard;
 
+/// `deploy/slurm/transfer-migration.sh` on a one-node Slurm cluster (`scripts/slurm`): plan, array, merge.
+mod shard_slurm;
+
+/// `deploy/kubernetes/`: the manifests parse and hold the Indexed Job contract `transfer shard` relies on.
+mod deploy;
+
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
 
