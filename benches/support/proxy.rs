@@ -24,7 +24,17 @@ impl Drop for CountingProxy {
 
 impl CountingProxy {
     /// A proxy on 127.0.0.1 (a free port) in front of `upstream` (`http://host:port`).
+    #[allow(dead_code)] // each bench uses one of the two
     pub fn start(rt: &tokio::runtime::Runtime, upstream: &str) -> std::io::Result<CountingProxy> {
+        Self::with_delay(rt, upstream, std::time::Duration::ZERO)
+    }
+
+    /// [`CountingProxy::start`], holding every request `delay` before it goes on: a server that far away.
+    pub fn with_delay(
+        rt: &tokio::runtime::Runtime,
+        upstream: &str,
+        delay: std::time::Duration,
+    ) -> std::io::Result<CountingProxy> {
         let addr = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -34,7 +44,7 @@ impl CountingProxy {
             while let Ok((client, _)) = listener.accept().await {
                 let (addr, counts) = (addr.clone(), shared.clone());
                 tokio::spawn(async move {
-                    let _ = relay(client, &addr, &counts).await;
+                    let _ = relay(client, &addr, &counts, delay).await;
                 });
             }
         });
@@ -70,7 +80,7 @@ fn kind(method: &str, target: &str, copy: bool) -> &'static str {
     }
 }
 
-async fn relay(client: TcpStream, upstream: &str, counts: &Counts) -> std::io::Result<()> {
+async fn relay(client: TcpStream, upstream: &str, counts: &Counts, delay: std::time::Duration) -> std::io::Result<()> {
     let server = TcpStream::connect(upstream).await?;
     let (client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
@@ -107,6 +117,9 @@ async fn relay(client: TcpStream, upstream: &str, counts: &Counts) -> std::io::R
                 }
             }
             *counts.lock().unwrap().entry(kind(&method, &target, copy)).or_default() += 1;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             server_write.write_all(&head).await?;
             if chunked {
                 loop {
