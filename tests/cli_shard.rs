@@ -75,7 +75,10 @@ async fn shards_run_as_an_indexed_job_and_merge() {
     let tmp = tempfile::tempdir().unwrap();
     let plan_dir = tmp.path().join("plan");
     let plan = plan_dir.to_str().unwrap();
-    let out = crate::cli::run(transfer(&served.endpoint, &tmp.path().join("p.db")).args([
+    // The plan lists the prefixes under src/ at once (each listing held 100 ms at a proxy shows it).
+    let held = Rule { method: Some("GET"), contains: "", fault: Fault::Delay(Duration::from_millis(100)), times: 100 };
+    let planning = FaultProxy::start(&served.endpoint, vec![held]).await;
+    let out = crate::cli::run(transfer(&planning.endpoint, &tmp.path().join("p.db")).args([
         "shard",
         "plan",
         "oss://shards/src/",
@@ -86,6 +89,9 @@ async fn shards_run_as_an_indexed_job_and_merge() {
         plan,
     ]));
     ok(&out);
+    let lists: Vec<_> = planning.seen().into_iter().filter(|r| r.method == "GET").collect();
+    let overlapping = lists.iter().any(|a| lists.iter().any(|b| !std::ptr::eq(a, b) && a.in_flight_at(b.came)));
+    assert!(overlapping, "the prefixes were listed one after the other: {lists:?}");
     let planned: serde_json::Value =
         serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
     assert_eq!((planned["shards"].as_array().unwrap().len(), planned["listed"]["objects"].as_u64()), (4, Some(120)));

@@ -1,7 +1,8 @@
 //! `transfer shard`: a migration larger than one machine, cut into shards that an engine operators already run
 //! executes (a Kubernetes Indexed Job, a Slurm job array, an AWS Batch array job), never a scheduler of ours.
 //!
-//! - `shard plan SRC DST --shards M --plan LOC` lists SRC once (a bucket's prefix, or a directory) and cuts it
+//! - `shard plan SRC DST --shards M --plan LOC` lists SRC once (a bucket's prefix, the prefixes under it 16 at
+//!   a time, or a directory) and cuts it
 //!   into at most M contiguous key ranges balanced by weight (bytes, plus 64 KiB per object for its requests):
 //!   ranges, not a hash of the key, so each shard lists only its own range. The plan (JSON) records the ranges
 //!   and the options every shard runs with, and is written create-only to LOC: a directory every worker sees, or
@@ -23,6 +24,7 @@ use crate::output::OutputArgs;
 use crate::remote::{Opened, StoreArgs};
 use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use clap::{Args, Subcommand};
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -370,28 +372,88 @@ async fn list_source(src: &Location, store: &StoreArgs, cuts: &mut Cuts) -> Resu
         Location::Remote { scheme, bucket, key } => {
             let opened = store.open_bucket(*scheme, bucket).await?;
             let prefix = if key.is_empty() || key.ends_with('/') { key.clone() } else { format!("{key}/") };
-            let mut req =
-                ListRequest::default().prefix(Some(prefix.clone()).filter(|p| !p.is_empty())).max_keys(Some(1000));
+            // One level by delimiter: the objects right under the prefix, and the prefixes under it, in key
+            // order. Each of those prefixes is then listed whole, up to LISTERS at once, and taken in order: a
+            // bucket of many prefixes is listed many times faster than page after page.
+            let mut top = Vec::new();
+            let mut req = ListRequest::default()
+                .prefix(Some(prefix.clone()).filter(|p| !p.is_empty()))
+                .delimiter(Some("/".into()))
+                .max_keys(Some(1000));
             loop {
-                let page = opened
-                    .objects
-                    .list_objects(bucket, &req)
-                    .await
-                    .map_err(|e| Usage(format!("cannot list {src}: {e}")))?;
-                for o in &page.objects {
-                    let rel = &o.key[prefix.len()..];
-                    if !rel.is_empty() && !rel.ends_with('/') {
-                        cuts.add(rel, o.size);
-                    }
-                }
+                let page = list_page(&opened, bucket, &req, src).await?;
+                top.extend(page.objects.into_iter().map(|o| Segment::Object(o.key, o.size)));
+                top.extend(page.common_prefixes.into_iter().map(Segment::Prefix));
                 match page.next_continuation_token {
                     Some(t) if page.is_truncated => req = req.continuation_token(Some(t)),
                     _ => break,
                 }
             }
+            // Both kinds sort by their key (a prefix ends in '/', and every key under it follows it).
+            top.sort_by(|a, b| a.key().cmp(b.key()));
+            let listed = futures::stream::iter(top)
+                .map(|segment| {
+                    let (opened, bucket) = (&opened, bucket.as_str());
+                    async move {
+                        match segment {
+                            Segment::Object(key, size) => Ok(vec![(key, size)]),
+                            Segment::Prefix(p) => list_all(opened, bucket, &p, src).await,
+                        }
+                    }
+                })
+                .buffered(LISTERS);
+            futures::pin_mut!(listed);
+            while let Some(entries) = futures::StreamExt::next(&mut listed).await {
+                for (key, size) in entries? {
+                    let rel = &key[prefix.len()..];
+                    if !rel.is_empty() && !rel.ends_with('/') {
+                        cuts.add(rel, size);
+                    }
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// How many prefixes the planner lists at once.
+const LISTERS: usize = 16;
+
+/// What the planner's first listing found right under the source's prefix.
+enum Segment {
+    Object(String, u64),
+    Prefix(String),
+}
+
+impl Segment {
+    fn key(&self) -> &str {
+        match self {
+            Segment::Object(k, _) | Segment::Prefix(k) => k,
+        }
+    }
+}
+
+async fn list_page(
+    opened: &Opened,
+    bucket: &str,
+    req: &ListRequest,
+    src: &Location,
+) -> Result<transfer_engine::store::ListPage, Usage> {
+    opened.objects.list_objects(bucket, req).await.map_err(|e| Usage(format!("cannot list {src}: {e}")))
+}
+
+/// Every object under `prefix`, with its size, in key order.
+async fn list_all(opened: &Opened, bucket: &str, prefix: &str, src: &Location) -> Result<Vec<(String, u64)>, Usage> {
+    let mut out = Vec::new();
+    let mut req = ListRequest::default().prefix(Some(prefix.to_owned())).max_keys(Some(1000));
+    loop {
+        let page = list_page(opened, bucket, &req, src).await?;
+        out.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
+        match page.next_continuation_token {
+            Some(t) if page.is_truncated => req = req.continuation_token(Some(t)),
+            _ => return Ok(out),
+        }
+    }
 }
 
 async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
