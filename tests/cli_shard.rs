@@ -78,17 +78,12 @@ async fn shards_run_as_an_indexed_job_and_merge() {
     // The plan lists the prefixes under src/ at once (each listing held 100 ms at a proxy shows it).
     let held = Rule { method: Some("GET"), contains: "", fault: Fault::Delay(Duration::from_millis(100)), times: 100 };
     let planning = FaultProxy::start(&served.endpoint, vec![held]).await;
-    let out = crate::cli::run(transfer(&planning.endpoint, &tmp.path().join("p.db")).args([
-        "shard",
-        "plan",
-        "oss://shards/src/",
-        "oss://shards/dst/",
-        "--shards",
-        "4",
-        "--plan",
-        plan,
-    ]));
-    ok(&out);
+    let plan_cmd = |endpoint: &str| {
+        let mut c = transfer(endpoint, &tmp.path().join("p.db"));
+        c.args(["shard", "plan", "oss://shards/src/", "oss://shards/dst/", "--shards", "4", "--plan", plan]);
+        c
+    };
+    ok(&crate::cli::run(&mut plan_cmd(&planning.endpoint)));
     let lists: Vec<_> = planning.seen().into_iter().filter(|r| r.method == "GET").collect();
     let overlapping = lists.iter().any(|a| lists.iter().any(|b| !std::ptr::eq(a, b) && a.in_flight_at(b.came)));
     assert!(overlapping, "the prefixes were listed one after the other: {lists:?}");
@@ -96,16 +91,7 @@ async fn shards_run_as_an_indexed_job_and_merge() {
         serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
     assert_eq!((planned["shards"].as_array().unwrap().len(), planned["listed"]["objects"].as_u64()), (4, Some(120)));
     // The same plan again is refused: it may have shards running.
-    let again = crate::cli::run(transfer(&served.endpoint, &tmp.path().join("p.db")).args([
-        "shard",
-        "plan",
-        "oss://shards/src/",
-        "oss://shards/dst/",
-        "--shards",
-        "4",
-        "--plan",
-        plan,
-    ]));
+    let again = crate::cli::run(&mut plan_cmd(&served.endpoint));
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
 
     // Every request held 30 ms at a proxy, so index 2 can be killed half-way.

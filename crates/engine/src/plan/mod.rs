@@ -238,19 +238,7 @@ impl ObjectPlan {
 /// budget. Errors, before anything is sent: the object is larger than `max_parts * max_part_size`, or
 /// `opts` has a part size of 0, a memory budget below `caps.min_part_size`, or `max_in_flight` of 0.
 pub fn plan_object(size: u64, caps: &Capabilities, opts: &PlanOptions) -> Result<ObjectPlan> {
-    plan(
-        size,
-        caps,
-        &Flavor {
-            operation: "upload",
-            threshold: opts.multipart_threshold,
-            max_single: caps.max_put_size,
-            preferred: opts.preferred_part_size,
-            preferred_option: "preferred_part_size",
-            max_in_flight: opts.max_in_flight,
-            memory_budget: Some(opts.memory_budget),
-        },
-    )
+    plan(size, caps, &Flavor::upload(caps, opts))
 }
 
 /// Plans a server-side copy of an object of `size` bytes within a store with `caps`.
@@ -340,16 +328,7 @@ pub fn plan_stream(expected: Option<u64>, caps: &Capabilities, opts: &PlanOption
         return plan_object(size, caps, opts).map(StreamPlan::Sized);
     }
     check_capabilities(caps)?;
-    let flavor = Flavor {
-        operation: "upload",
-        threshold: opts.multipart_threshold,
-        max_single: caps.max_put_size,
-        preferred: opts.preferred_part_size,
-        preferred_option: "preferred_part_size",
-        max_in_flight: opts.max_in_flight,
-        memory_budget: Some(opts.memory_budget),
-    };
-    check_options(caps, &flavor)?;
+    check_options(caps, &Flavor::upload(caps, opts))?;
     let first = opts.preferred_part_size.clamp(caps.min_part_size, caps.max_part_size.min(caps.max_put_size));
     let largest = (opts.memory_budget / 2).clamp(first, caps.max_part_size);
     let every = (caps.max_parts / STREAM_DOUBLING_STEPS).max(1);
@@ -372,6 +351,21 @@ struct Flavor {
     max_in_flight: usize,
     /// `Some(budget)` when every in-flight request buffers its part in memory.
     memory_budget: Option<u64>,
+}
+
+impl Flavor {
+    /// An upload's: bytes this process holds, one part per request in flight.
+    fn upload(caps: &Capabilities, opts: &PlanOptions) -> Flavor {
+        Flavor {
+            operation: "upload",
+            threshold: opts.multipart_threshold,
+            max_single: caps.max_put_size,
+            preferred: opts.preferred_part_size,
+            preferred_option: "preferred_part_size",
+            max_in_flight: opts.max_in_flight,
+            memory_budget: Some(opts.memory_budget),
+        }
+    }
 }
 
 /// The one planning function behind [`plan_object`] and [`plan_copy`].
