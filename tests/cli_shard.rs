@@ -187,8 +187,25 @@ async fn a_directory_in_shards_with_the_plan_in_the_bucket() {
     assert_eq!(inside.status.code(), Some(2), "{}", stderr(&inside));
     assert!(stderr(&inside).contains("inside the source"), "{}", stderr(&inside));
 
+    let into_dest = crate::cli::run(transfer(&served.endpoint, &l).args([
+        "shard",
+        "plan",
+        src.to_str().unwrap(),
+        "oss://dirshards/up/",
+        "--shards",
+        "2",
+        "--plan",
+        "oss://dirshards/up/_plan/",
+    ]));
+    assert_eq!(into_dest.status.code(), Some(2), "{}", stderr(&into_dest));
+    assert!(stderr(&into_dest).contains("inside the destination"), "{}", stderr(&into_dest));
+
+    // The planner's credentials file is its own: the plan does not carry it to the workers.
+    let creds = tmp.path().join("planner-credentials.json");
+    let doc = serde_json::json!({"AccessKeyId": crate::util::AK, "AccessKeySecret": crate::util::SK});
+    std::fs::write(&creds, doc.to_string()).unwrap();
     let plan = "oss://dirshards/_plans/one/";
-    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).env("TRANSFER_CREDENTIALS_FILE", &creds).args([
         "shard",
         "plan",
         src.to_str().unwrap(),
@@ -198,6 +215,9 @@ async fn a_directory_in_shards_with_the_plan_in_the_bucket() {
         "--plan",
         plan,
     ])));
+    let written = store.get_object(&ObjectRef::new("dirshards", "_plans/one/plan.json"), None).await.unwrap();
+    let text = String::from_utf8(written.bytes().await.unwrap().to_vec()).unwrap();
+    assert!(!text.contains("planner-credentials"), "{text}");
     for i in [0, 2] {
         ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "run", plan, "--index", &i.to_string()])));
     }

@@ -179,6 +179,12 @@ async fn streams(t: &Target<'_>, b: &str) {
     assert_eq!(wire, Sent { puts: 1, ..Sent::default() }, "{}", stderr(&out));
     assert!(body(&t.store, b, "sized").await == input);
 
+    // Said to fit one request and longer: refused before anything is sent.
+    let (out, wire) = stream(t, &ledger, &["cp", "--expected-size", "1000", "-", &url("one")], data(2000, 6)).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(wire, Sent::default(), "{}", stderr(&out));
+    missing(&t.store, b, "one").await;
+
     // The wrong length, longer or shorter, published nothing and left no upload.
     let sizes = ["--expected-size", "10MiB", "--multipart-threshold", "5MiB", five[0], five[1]];
     for (key, len) in [("long", 12 * MIB), ("short", 7 * MIB)] {

@@ -24,7 +24,7 @@ use crate::output::OutputArgs;
 use crate::remote::{Opened, StoreArgs};
 use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use clap::{Args, Subcommand};
-use futures::StreamExt as _;
+use futures::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -276,7 +276,6 @@ pub(crate) async fn run(cmd: ShardCommand, out: OutputArgs) -> u8 {
 
 /// Keys kept to cut at, with the weight of everything up to and including each: every `stride`-th key listed,
 /// the stride doubling whenever there are too many, so memory stays bounded whatever the source holds.
-#[derive(Default)]
 struct Cuts {
     samples: Vec<(String, u64, u64, u64)>,
     stride: u64,
@@ -285,22 +284,45 @@ struct Cuts {
     weight: u64,
 }
 
+impl Default for Cuts {
+    fn default() -> Self {
+        Cuts { samples: Vec::new(), stride: 1, seen: 0, totals: Totals::default(), weight: 0 }
+    }
+}
+
 impl Cuts {
+    /// Keeps a cut point, halving what is kept (and doubling the stride) when there are too many.
+    fn keep(&mut self, sample: (String, u64, u64, u64)) {
+        self.samples.push(sample);
+        if self.samples.len() >= MAX_SAMPLES {
+            self.stride *= 2;
+            let mut i = 0;
+            self.samples.retain(|_| {
+                i += 1;
+                i % 2 == 0
+            });
+        }
+    }
+
+    /// `other`, listed after everything in `self`, appended.
+    fn append(&mut self, other: Cuts) {
+        for (key, weight, objects, bytes) in other.samples {
+            let sample = (key, self.weight + weight, self.totals.objects + objects, self.totals.bytes + bytes);
+            self.keep(sample);
+        }
+        self.totals.objects += other.totals.objects;
+        self.totals.bytes += other.totals.bytes;
+        self.weight += other.weight;
+        self.seen += other.seen;
+    }
+
     fn add(&mut self, rel: &str, size: u64) {
         self.totals.objects += 1;
         self.totals.bytes += size;
         self.weight += size + OBJECT_WEIGHT;
         self.seen += 1;
-        if self.seen.is_multiple_of(self.stride.max(1)) {
-            self.samples.push((rel.to_owned(), self.weight, self.totals.objects, self.totals.bytes));
-            if self.samples.len() >= MAX_SAMPLES {
-                self.stride = self.stride.max(1) * 2;
-                let mut i = 0;
-                self.samples.retain(|_| {
-                    i += 1;
-                    i % 2 == 0
-                });
-            }
+        if self.seen.is_multiple_of(self.stride) {
+            self.keep((rel.to_owned(), self.weight, self.totals.objects, self.totals.bytes));
         }
     }
 
@@ -342,75 +364,100 @@ impl Cuts {
     }
 }
 
-/// Lists the source in key order into `cuts`.
+/// Whether `plan` is at or under `side` (a bucket's prefix, or a directory).
+fn inside(plan: &Location, side: &Location) -> bool {
+    match (plan, side) {
+        (Location::Remote { bucket: pb, key: pk, .. }, Location::Remote { bucket: sb, key: sk, .. }) => {
+            pb == sb && pk.starts_with(sk.as_str())
+        }
+        (Location::Path(p), Location::Path(s)) => {
+            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            abs(p).starts_with(abs(s))
+        }
+        _ => false,
+    }
+}
+
+/// Lists the source in key order into `cuts`, holding only what cuts keep: a directory walked one directory at a
+/// time in key order (a directory `d` sorts as `d/`, as a listing of its keys would), a prefix by its pages.
 async fn list_source(src: &Location, store: &StoreArgs, cuts: &mut Cuts) -> Result<(), Usage> {
     match src {
         Location::Path(dir) => {
             if !dir.is_dir() {
                 return Err(Usage(format!("{}: shard plan takes a directory or a bucket's prefix", dir.display())));
             }
-            let mut files = Vec::new();
-            let mut stack = vec![dir.clone()];
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).map_err(|e| Usage(format!("cannot read {}: {e}", d.display())))? {
-                    let e = e.map_err(|e| Usage(format!("cannot read {}: {e}", d.display())))?;
-                    let meta = e.metadata().map_err(|err| Usage(format!("{}: {err}", e.path().display())))?;
-                    if meta.is_dir() {
-                        stack.push(e.path());
-                    } else if meta.is_file() {
-                        let rel =
-                            e.path().strip_prefix(dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-                        files.push((rel, meta.len()));
-                    }
-                }
-            }
-            files.sort_unstable();
-            for (rel, size) in files {
-                cuts.add(&rel, size);
-            }
+            walk(dir, "", cuts)
         }
         Location::Remote { scheme, bucket, key } => {
             let opened = store.open_bucket(*scheme, bucket).await?;
             let prefix = if key.is_empty() || key.ends_with('/') { key.clone() } else { format!("{key}/") };
-            // One level by delimiter: the objects right under the prefix, and the prefixes under it, in key
-            // order. Each of those prefixes is then listed whole, up to LISTERS at once, and taken in order: a
-            // bucket of many prefixes is listed many times faster than page after page.
-            let mut top = Vec::new();
-            let mut req = ListRequest::default()
+            // One level by delimiter, page after page: the objects right under the prefix, and the prefixes under
+            // it, in key order. Each of those prefixes is listed whole into cuts of its own, up to LISTERS at once,
+            // and they are joined in key order: a bucket of many prefixes is listed many times faster than page
+            // after page, and what is held at once is a page and LISTERS prefixes' cut points.
+            let top = ListRequest::default()
                 .prefix(Some(prefix.clone()).filter(|p| !p.is_empty()))
                 .delimiter(Some("/".into()))
                 .max_keys(Some(1000));
-            loop {
-                let page = list_page(&opened, bucket, &req, src).await?;
-                top.extend(page.objects.into_iter().map(|o| Segment::Object(o.key, o.size)));
-                top.extend(page.common_prefixes.into_iter().map(Segment::Prefix));
-                match page.next_continuation_token {
-                    Some(t) if page.is_truncated => req = req.continuation_token(Some(t)),
-                    _ => break,
+            let pages = futures::stream::try_unfold(Some(top), |req| {
+                let opened = &opened;
+                async move {
+                    let Some(req) = req else { return Ok(None) };
+                    let page = list_page(opened, bucket, &req, src).await?;
+                    let next = match page.next_continuation_token {
+                        Some(t) if page.is_truncated => Some(req.continuation_token(Some(t))),
+                        _ => None,
+                    };
+                    let mut segments: Vec<Segment> =
+                        page.objects.into_iter().map(|o| Segment::Object(o.key, o.size)).collect();
+                    segments.extend(page.common_prefixes.into_iter().map(Segment::Prefix));
+                    // Both kinds sort by their key (a prefix ends in '/', and every key under it follows it).
+                    segments.sort_by(|a, b| a.key().cmp(b.key()));
+                    Ok::<_, Usage>(Some((futures::stream::iter(segments.into_iter().map(Ok::<_, Usage>)), next)))
                 }
-            }
-            // Both kinds sort by their key (a prefix ends in '/', and every key under it follows it).
-            top.sort_by(|a, b| a.key().cmp(b.key()));
-            let listed = futures::stream::iter(top)
-                .map(|segment| {
-                    let (opened, bucket) = (&opened, bucket.as_str());
+            });
+            let listed = pages
+                .try_flatten()
+                .map_ok(|segment| {
+                    let (opened, prefix) = (&opened, prefix.as_str());
                     async move {
+                        let mut part = Cuts::default();
                         match segment {
-                            Segment::Object(key, size) => Ok(vec![(key, size)]),
-                            Segment::Prefix(p) => list_all(opened, bucket, &p, src).await,
+                            Segment::Object(key, size) => part.add(&key[prefix.len()..], size),
+                            Segment::Prefix(p) => list_into(opened, bucket, (&p, prefix), src, &mut part).await?,
                         }
+                        Ok::<_, Usage>(part)
                     }
                 })
-                .buffered(LISTERS);
+                .try_buffered(LISTERS);
             futures::pin_mut!(listed);
-            while let Some(entries) = futures::StreamExt::next(&mut listed).await {
-                for (key, size) in entries? {
-                    let rel = &key[prefix.len()..];
-                    if !rel.is_empty() && !rel.ends_with('/') {
-                        cuts.add(rel, size);
-                    }
-                }
+            while let Some(part) = listed.try_next().await? {
+                cuts.append(part);
             }
+            Ok(())
+        }
+    }
+}
+
+/// Walks `dir` (at `rel` under the source) in key order into `cuts`.
+fn walk(dir: &Path, rel: &str, cuts: &mut Cuts) -> Result<(), Usage> {
+    let unreadable = |e: std::io::Error| Usage(format!("cannot read {}: {e}", dir.display()));
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(unreadable)? {
+        let e = e.map_err(unreadable)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let meta = e.metadata().map_err(|err| Usage(format!("{}: {err}", e.path().display())))?;
+        if meta.is_dir() {
+            entries.push((format!("{name}/"), None));
+        } else if meta.is_file() {
+            entries.push((name, Some(meta.len())));
+        }
+    }
+    entries.sort_unstable();
+    for (name, size) in entries {
+        match size {
+            Some(size) => cuts.add(&format!("{rel}{name}"), size),
+            None => walk(&dir.join(name.trim_end_matches('/')), &format!("{rel}{name}"), cuts)?,
         }
     }
     Ok(())
@@ -442,16 +489,26 @@ async fn list_page(
     opened.objects.list_objects(bucket, req).await.map_err(|e| Usage(format!("cannot list {src}: {e}")))
 }
 
-/// Every object under `prefix`, with its size, in key order.
-async fn list_all(opened: &Opened, bucket: &str, prefix: &str, src: &Location) -> Result<Vec<(String, u64)>, Usage> {
-    let mut out = Vec::new();
-    let mut req = ListRequest::default().prefix(Some(prefix.to_owned())).max_keys(Some(1000));
+/// Every object under `under` into `cuts`, by its key relative to `base`, page by page.
+async fn list_into(
+    opened: &Opened,
+    bucket: &str,
+    (under, base): (&str, &str),
+    src: &Location,
+    cuts: &mut Cuts,
+) -> Result<(), Usage> {
+    let mut req = ListRequest::default().prefix(Some(under.to_owned())).max_keys(Some(1000));
     loop {
         let page = list_page(opened, bucket, &req, src).await?;
-        out.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
+        for o in &page.objects {
+            let rel = &o.key[base.len()..];
+            if !rel.is_empty() && !rel.ends_with('/') {
+                cuts.add(rel, o.size);
+            }
+        }
         match page.next_continuation_token {
             Some(t) if page.is_truncated => req = req.continuation_token(Some(t)),
-            _ => return Ok(out),
+            _ => return Ok(()),
         }
     }
 }
@@ -465,13 +522,17 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
     // Every shard's range is its own: an empty one is no error.
     cp.allow_empty = true;
     let src = Location::parse(&cp.src)?;
-    if let (Location::Remote { bucket: sb, key: sk, .. }, Location::Remote { bucket: pb, key: pk, .. }) =
-        (&src, Location::parse(&loc)?)
-    {
-        if *sb == pb && (pk.starts_with(sk.as_str()) || sk.is_empty()) {
-            return Err(Usage(format!("the plan {loc} lies inside the source {}: put it outside", cp.src)));
+    // The plan and the shards' results must be neither copied (inside the source) nor deleted or overwritten
+    // (inside the destination).
+    let plan_at = Location::parse(&loc)?;
+    for (side, what) in [(&cp.src, "source"), (&cp.dst, "destination")] {
+        if inside(&plan_at, &Location::parse(side)?) {
+            return Err(Usage(format!("the plan {loc} lies inside the {what} {side}: put it outside")));
         }
     }
+    // Each worker brings its own credentials (environment, profile, --credentials-file): the planner's file is
+    // not theirs.
+    cp.store.credentials_file = None;
     let store = PlanStore::open(&loc, &cp.store).await?;
     if store.get("plan.json").await.map_err(Usage)?.is_some() {
         return Err(Usage(format!(
@@ -479,8 +540,19 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
             store.name("plan.json")
         )));
     }
-    let mut cuts = Cuts { stride: 1, ..Cuts::default() };
-    list_source(&src, &cp.store, &mut cuts).await?;
+    let mut cuts = Cuts::default();
+    // The source's own store options (`--src-*`), as the shards will read it.
+    let src_store = match &src {
+        Location::Remote { scheme, .. } => {
+            let dst_scheme = match Location::parse(&cp.dst)? {
+                Location::Remote { scheme, .. } => Some(scheme),
+                Location::Path(_) => None,
+            };
+            cp.src_store.over(&cp.store, dst_scheme.is_none_or(|d| d == *scheme))
+        }
+        Location::Path(_) => cp.store.clone(),
+    };
+    list_source(&src, &src_store, &mut cuts).await?;
     let listed = cuts.totals;
     let ranges = cuts.ranges(shards);
     let plan = Plan {
@@ -778,7 +850,7 @@ mod tests {
     use super::*;
 
     fn cut(sizes: &[(&str, u64)], m: u32) -> Vec<Range> {
-        let mut c = Cuts { stride: 1, ..Cuts::default() };
+        let mut c = Cuts::default();
         for (k, s) in sizes {
             c.add(k, *s);
         }
@@ -815,6 +887,49 @@ mod tests {
     }
 
     #[test]
+    fn cuts_listed_in_pieces_and_joined_cut_as_one_listing() {
+        let keys: Vec<(String, u64)> = (0..300).map(|i| (format!("p{}/k{i:03}", i / 100), 1000 + i)).collect();
+        let mut whole = Cuts::default();
+        let mut joined = Cuts::default();
+        for chunk in keys.chunks(100) {
+            let mut part = Cuts::default();
+            for (k, s) in chunk {
+                whole.add(k, *s);
+                part.add(k, *s);
+            }
+            joined.append(part);
+        }
+        let (a, b) = (whole.ranges(5), joined.ranges(5));
+        let bounds = |r: &[Range]| r.iter().map(|s| (s.upto.clone(), s.objects, s.bytes)).collect::<Vec<_>>();
+        assert_eq!(bounds(&a), bounds(&b));
+    }
+
+    #[test]
+    fn a_directory_is_walked_in_the_order_its_keys_list() {
+        let dir = tempfile::tempdir().unwrap();
+        for rel in ["a.txt", "a-b", "a/x", "a/y/z", "b"] {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let mut c = Cuts::default();
+        walk(dir.path(), "", &mut c).unwrap();
+        let keys: Vec<&str> = c.samples.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(keys, ["a-b", "a.txt", "a/x", "a/y/z", "b"]);
+    }
+
+    #[test]
+    fn a_plan_may_not_lie_inside_either_side() {
+        let at = |s: &str| Location::parse(s).unwrap();
+        assert!(inside(&at("oss://bkt/data/_plan/"), &at("oss://bkt/data/")));
+        assert!(inside(&at("oss://bkt/x/"), &at("oss://bkt/")));
+        assert!(!inside(&at("oss://bkt/plans/"), &at("oss://bkt/data/")));
+        assert!(!inside(&at("oss://other/data/"), &at("oss://bkt/data/")));
+        assert!(inside(&at("/srv/data/plan"), &at("/srv/data")));
+        assert!(!inside(&at("/srv/plans"), &at("/srv/data")));
+    }
+
+    #[test]
     fn fewer_keys_than_shards_give_fewer_shards() {
         let r = cut(&[("a", 1), ("b", 1), ("c", 1)], 8);
         assert_eq!(r.len(), 3, "{r:?}");
@@ -825,7 +940,7 @@ mod tests {
 
     #[test]
     fn sampling_keeps_memory_bounded_and_cuts_within_a_stride() {
-        let mut c = Cuts { stride: 1, ..Cuts::default() };
+        let mut c = Cuts::default();
         for i in 0..(MAX_SAMPLES as u64 * 3) {
             c.add(&format!("{i:010}"), 100);
         }

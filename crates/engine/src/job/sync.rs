@@ -311,8 +311,13 @@ enum Lister {
 }
 
 impl Lister {
-    /// The next entry the filter takes, with its relative key; `Err`: the side could not be listed (what, why).
-    async fn next(&mut self, filter: &KeyFilter) -> std::result::Result<Option<(String, Entry)>, (String, String)> {
+    /// The next entry the filter takes, with its relative key; `Err`: the side could not be listed (what, why). A
+    /// listing ends at the first key past `upto`, whether the filter takes it or not.
+    async fn next(
+        &mut self,
+        filter: &KeyFilter,
+        upto: Option<&str>,
+    ) -> std::result::Result<Option<(String, Entry)>, (String, String)> {
         match self {
             Lister::Files(rx) => match rx.recv().await {
                 None => Ok(None),
@@ -322,6 +327,10 @@ impl Lister {
             Lister::Objects { engine, dest, bucket, prefix, req, page, done } => loop {
                 if let Some(e) = page.pop_front() {
                     let Some(rel) = e.key.strip_prefix(prefix.as_str()) else { continue };
+                    if upto.is_some_and(|u| rel > u) {
+                        (*done, *page) = (true, VecDeque::new());
+                        return Ok(None);
+                    }
                     if rel.is_empty() || rel.ends_with('/') || !filter.matches(rel) {
                         continue;
                     }
@@ -373,7 +382,7 @@ impl<'a> Bounded<'a> {
         if self.ended {
             return Ok(None);
         }
-        let next = self.lister.next(filter).await?;
+        let next = self.lister.next(filter, self.upto).await?;
         if next.as_ref().is_some_and(|(rel, _)| self.upto.is_some_and(|u| rel.as_str() > u)) {
             self.ended = true;
             return Ok(None);

@@ -290,9 +290,19 @@ impl Engine {
             })
             .await?
         };
-        // An earlier run's upload cannot be continued: its stream is gone.
+        // An earlier run's upload cannot be continued: its stream is gone. One that cannot be aborted stays in the
+        // ledger for `transfer cleanup`, and this run does not start.
         if let Some(id) = &row.upload_id {
-            self.abort_stream_upload(&row, &Upload::new(&row.dest_bucket, &row.dest_key, id.clone())).await;
+            if !self.abort_stream_upload(&row, &Upload::new(&row.dest_bucket, &row.dest_key, id.clone())).await {
+                return Err(Error::new(
+                    ErrorKind::Service,
+                    format!(
+                        "the upload {id} an earlier run of this stream left could not be aborted; it stays in the \
+                         ledger for `transfer cleanup`: run that, then the pipeline again"
+                    ),
+                )
+                .with_context("object", &dest));
+            }
         }
         let row = {
             let id = row.id;
@@ -363,12 +373,14 @@ impl Engine {
         let first = source.chunk(self, first_len).await?;
         digests.update(&first).await?;
         if first.len() as u64 == first_len && source.more(self).await? {
+            // A stream said to fit one request that goes on is too long: refused before anything is sent.
+            if plan.part_len(2).is_none() {
+                return Err(too_long(plan));
+            }
             return self.send_parts(row, dest, &opts, plan, source, digests, (first, memory)).await;
         }
         check_length(plan, source.read)?;
-        // An end of the stream that came with a stop (Ctrl-C reaches the whole pipeline, and the writer's exit
-        // closes the pipe) may be a cut-short stream: nothing is published once the job was asked to stop.
-        self.check_stopped()?;
+        self.settle_end_of_stream().await?;
         let (size, crc) = (first.len() as u64, digests.crc.value());
         let put = self
             .write_object(
@@ -466,13 +478,24 @@ impl Engine {
         }
         .await;
         tasks.finish_recorded(taking, &writer).await?;
-        self.check_stopped()?;
+        self.settle_end_of_stream().await?;
         let crc = digests.crc.value();
         match self.complete_recorded(row, &upload, (parts, source.read), Some(crc)).await {
             Err(e) if self.refused_overwrite(&e) => Ok(Sent::Refused(Some(upload))),
             Err(e) => Err(e),
             Ok((put, _)) => Ok(Sent::Put { put, parts }),
         }
+    }
+
+    /// Before a stream that ended is published: an end that came with a stop may be a cut-short stream (Ctrl-C
+    /// reaches the whole pipeline, and the writer's exit closes the pipe, perhaps a moment before this process
+    /// has taken in its own signal): a tenth of a second for the stop to arrive, then nothing is published if
+    /// it did.
+    async fn settle_end_of_stream(&self) -> Result<()> {
+        if self.tracker.is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.check_stopped()
     }
 
     /// A stream that failed after `read` bytes: its upload (if any) aborted, as the stream cannot be read again;
