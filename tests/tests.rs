@@ -63,6 +63,9 @@ mod shard_slurm;
 /// `deploy/kubernetes/`: the manifests parse and hold the Indexed Job contract `transfer shard` relies on.
 mod deploy;
 
+/// Listings of more than two pages, with keys that need encoding, through copy, download and sync on every target.
+mod listing_scale;
+
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
 
