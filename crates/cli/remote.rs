@@ -237,6 +237,20 @@ fn local_root(args: &StoreArgs) -> Result<PathBuf, Usage> {
     Ok(base.join("transfer/local"))
 }
 
+/// The process's one pacer for `endpoint`: every store of the process that talks to it (a relay's source and
+/// destination on one endpoint, each job of `cp SRC...`) slows down together, and `--tpslimit` caps them together.
+fn pacer_for(endpoint: &str, tps: Option<f64>) -> Arc<transfer_engine::run::Pacer> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static PACERS: OnceLock<Mutex<HashMap<String, Arc<transfer_engine::run::Pacer>>>> = OnceLock::new();
+    let mut pacers = PACERS.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner());
+    let key = endpoint.trim_end_matches('/').to_ascii_lowercase();
+    pacers
+        .entry(key)
+        .or_insert_with(|| Arc::new(transfer_engine::run::Pacer::new().with_tps(tps.unwrap_or(0.0))))
+        .clone()
+}
+
 impl StoreArgs {
     /// This side's options with relative paths made absolute, so a job's recorded options work from any directory.
     pub(crate) fn absolute(mut self) -> Result<StoreArgs, Usage> {
@@ -314,9 +328,7 @@ impl StoreArgs {
                     if let Some(l) = &self.limits {
                         b = b.upload_limit(l.up.clone()).download_limit(l.down.clone());
                     }
-                    if let Some(n) = self.tpslimit {
-                        b = b.pacer(std::sync::Arc::new(transfer_engine::run::Pacer::new().with_tps(n)));
-                    }
+                    b = b.pacer(pacer_for(&endpoint, self.tpslimit));
                     opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
                 } else {
                     let version = match self.signature_version.or(profile.signature_version) {
@@ -340,9 +352,7 @@ impl StoreArgs {
                     if let Some(l) = &self.limits {
                         b = b.upload_limit(l.up.clone()).download_limit(l.down.clone());
                     }
-                    if let Some(n) = self.tpslimit {
-                        b = b.pacer(std::sync::Arc::new(transfer_engine::run::Pacer::new().with_tps(n)));
-                    }
+                    b = b.pacer(pacer_for(&endpoint, self.tpslimit));
                     opened(b.build().map_err(|e| Usage(explain(&e)))?, endpoint)
                 };
                 Ok(store)
