@@ -66,6 +66,9 @@ mod deploy;
 /// Listings of more than two pages, with keys that need encoding, through copy, download and sync on every target.
 mod listing_scale;
 
+/// SIGKILL in the windows after Complete: before the tags, before the ledger's record.
+mod cli_crash;
+
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
 
