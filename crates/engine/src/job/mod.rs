@@ -37,6 +37,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A stream of unknown length (a backup's `tar | zstd`) is a job of its own: [`Engine::upload_stream`] with a
+//! [`Reader`] (any `AsyncRead`, or [`Reader::from_blocking`] for stdin); parts grow as it goes, and it never
+//! resumes (see `job::upload_stream`).
+//!
 //! A job is started by awaiting a [`JobStart`]; its [`JobHandle`] gives progress, per-object [`Event`]s, a
 //! graceful stop and an abort. [`Engine::upload_file`] and [`Engine::copy_object`] move one object within a job
 //! the program manages itself.

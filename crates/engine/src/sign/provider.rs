@@ -1,7 +1,7 @@
 //! Credentials that change while a job runs: STS tokens last an hour, and a migration runs for days.
 //!
 //! A store asks its [`CredentialsProvider`] for the credentials to sign each request with, through a cache
-//! ([`Refreshing`]) that asks again only when it must: when the credentials it holds come within
+//! (`Refreshing`) that asks again only when it must: when the credentials it holds come within
 //! [`REFRESH_AHEAD`] of their expiration, or when the provider says they may have changed (a
 //! [`CredentialsFile`] rewritten by whatever renews the token). A provider that fails while the held credentials
 //! are still valid is retried on the next request, and the held ones are used meanwhile. Providers:
