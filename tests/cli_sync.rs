@@ -102,7 +102,7 @@ async fn objects(store: &HttpStore, b: &str, prefix: &str) -> BTreeMap<String, V
 }
 
 /// Every file under `root` with its bytes, by its path relative to `root`.
-fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {

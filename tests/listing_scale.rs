@@ -42,23 +42,6 @@ async fn keys(store: &HttpStore, b: &str, prefix: &str) -> BTreeSet<String> {
     }
 }
 
-/// Every file under `root`, relative to it.
-fn files(root: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(root).unwrap().to_str().unwrap().to_owned());
-            }
-        }
-    }
-    out
-}
-
 struct Target<'a> {
     cmd: &'a dyn Fn(&str, &Path) -> Command,
     endpoint: String,
@@ -109,7 +92,7 @@ async fn paged(t: &Target<'_>, b: &str) {
     let (out, lists, _) = listed(t, &ledger, &["cp", "-r", "--jobs", "32", &url("src/"), back.to_str().unwrap()]).await;
     ok(&out);
     assert!(lists >= 3, "{lists}");
-    assert_eq!(files(&back), want);
+    assert_eq!(crate::cli_sync::files(&back).into_keys().collect::<BTreeSet<_>>(), want);
     let one: PathBuf = back.join(rel(2_599));
     assert!(std::fs::read(&one).unwrap() == data(64 + 2_599 % 100, 2_599));
 
