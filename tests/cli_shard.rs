@@ -14,8 +14,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use transfer_engine::http::HttpStore;
 use transfer_engine::sign::SignatureVersion::V4;
-use transfer_engine::store::{ListRequest, PutOptions};
-use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
+use transfer_engine::store::{ListRequest, ListUploadsRequest, PutOptions};
+use transfer_engine::{BucketStore, Metadata, MultipartStore, ObjectRef, ObjectStore, TagSet};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -243,24 +243,40 @@ async fn a_directory_in_shards_with_the_plan_in_the_bucket() {
     assert!(up["d1/f05"] == data(2500, 5));
 }
 
-/// The same migration on a third-party S3 server: 90 objects under src/ planned into 3 shards (the plan in a
-/// directory), each run as an Indexed Job's process would run it, merged; every object arrives once with its
-/// bytes, and the report accounts for all of them.
+/// The same migration on a third-party S3 server: 90 objects under src/ and two of 12 MiB split into 5 MiB parts,
+/// planned into 3 shards (the plan in a directory), each run as an Indexed Job's process would run it, merged;
+/// every object arrives once with its bytes, and the report accounts for all of them.
 async fn on_s3(cmd: &dyn Fn(&str, &Path) -> Command, endpoint: &str, store: &HttpStore, b: &str) {
     store.create_bucket(b).await.unwrap();
     for i in 0..90u64 {
         let key = format!("src/{}/k {i:02}+", i % 4);
         store.put_object(b, &key, data(500 + i as usize * 7, i).into(), &PutOptions::default()).await.unwrap();
     }
+    // Two objects of three 5 MiB parts, split across shards.
+    for (i, key) in ["src/1/big one", "src/3/big+two"].into_iter().enumerate() {
+        store.put_object(b, key, data(12 << 20, 70 + i as u64).into(), &PutOptions::default()).await.unwrap();
+    }
     let tmp = tempfile::tempdir().unwrap();
     let plan_dir = tmp.path().join("plan");
     let plan = plan_dir.to_str().unwrap();
     let (src, dst) = (format!("s3://{b}/src/"), format!("s3://{b}/dst/"));
-    ok(&crate::cli::run(
-        cmd(endpoint, &tmp.path().join("p.db")).args(["shard", "plan", &src, &dst, "--shards", "3", "--plan", plan]),
-    ));
+    ok(&crate::cli::run(cmd(endpoint, &tmp.path().join("p.db")).args([
+        "shard",
+        "plan",
+        &src,
+        &dst,
+        "--shards",
+        "3",
+        "--split-above",
+        "10MiB",
+        "--part-size",
+        "5MiB",
+        "--plan",
+        plan,
+    ])));
     let planned: serde_json::Value =
         serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(planned["splits"].as_array().map(Vec::len), Some(2), "{planned}");
     let shards = planned["shards"].as_array().unwrap().len();
     assert!(shards >= 2, "{planned}");
     for i in 0..shards {
@@ -271,8 +287,8 @@ async fn on_s3(cmd: &dyn Fn(&str, &Path) -> Command, endpoint: &str, store: &Htt
     ok(&crate::cli::run(cmd(endpoint, &tmp.path().join("p.db")).args(["shard", "merge", plan])));
     let s = summary_of(&plan_dir);
     assert_eq!(
-        (s["complete"].as_bool(), s["listed"].as_u64(), s["copied"].as_u64()),
-        (Some(true), Some(90), Some(90)),
+        (s["complete"].as_bool(), s["listed"].as_u64(), s["copied"].as_u64(), s["split"]["completed"].as_u64()),
+        (Some(true), Some(92), Some(92), Some(2)),
         "{s}"
     );
     assert_eq!(objects(store, b, "dst/").await, objects(store, b, "src/").await);
@@ -299,4 +315,218 @@ async fn shards_against_s3s_fs() {
     let cmd = |ep: &str, l: &Path| transfer_s3(ep, l, S3S_KEY);
     let store = s3_client(&server.endpoint, S3S_KEY);
     on_s3(&cmd, &server.endpoint, &store, "shards-s3s").await;
+}
+
+/// Keys of the unfinished uploads under `prefix`.
+async fn uploads(store: &HttpStore, b: &str, prefix: &str) -> Vec<String> {
+    let page = store.list_uploads(b, &ListUploadsRequest::default()).await.unwrap();
+    page.uploads.into_iter().map(|u| u.key).filter(|k| k.starts_with(prefix)).collect()
+}
+
+/// A 24 MiB object (with tags and metadata) among 20 small ones, planned into 4 shards with
+/// `--split-above 8MiB --part-size 1MiB`: the planner initiates its upload and deals its 24 parts to several
+/// shards; a 12 MiB object the destination already holds is left whole. The shards run at once (a twin of the
+/// first chunk's index beside them); nothing of the big object is visible until the merge completes it, with its
+/// bytes, tags and metadata; a chunk's shard rerun with its ledger lost sends no part again (the server's parts
+/// are adopted); merging again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_is_split_across_shards_and_completed_by_the_merge() {
+    let served = Served::start();
+    let store = served.client(V4);
+    store.create_bucket("split").await.unwrap();
+    let tags = TagSet::from_pairs([("tier", "gold")]).unwrap();
+    let mut opts = PutOptions::default();
+    opts.metadata = Metadata::with_user([("origin", "dc2")]).unwrap();
+    opts.tags = Some(tags.clone());
+    for i in 0..20u64 {
+        let key = format!("src/{}/s{i:02}", ["a", "n", "z"][i as usize % 3]);
+        store.put_object("split", &key, data(3000 + i as usize * 100, i).into(), &opts).await.unwrap();
+    }
+    let huge = data(24 << 20, 99);
+    store.put_object("split", "src/m/huge.bin", huge.clone().into(), &opts).await.unwrap();
+    let same = data(12 << 20, 7);
+    for key in ["src/q/same.bin", "dst/q/same.bin"] {
+        store.put_object("split", key, same.clone().into(), &opts).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let plan_dir = tmp.path().join("plan");
+    let plan = plan_dir.to_str().unwrap();
+    let p = tmp.path().join("p.db");
+    ok(&crate::cli::run(transfer(&served.endpoint, &p).args([
+        "shard",
+        "plan",
+        "oss://split/src/",
+        "oss://split/dst/",
+        "--shards",
+        "4",
+        "--split-above",
+        "8MiB",
+        "--part-size",
+        "1MiB",
+        "--plan",
+        plan,
+    ])));
+    let planned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    let splits = planned["splits"].as_array().unwrap();
+    assert_eq!(splits.len(), 1, "only the object the destination lacks is split: {planned}");
+    assert_eq!((splits[0]["key"].as_str(), splits[0]["parts"].as_u64()), (Some("m/huge.bin"), Some(24)));
+    let chunks = splits[0]["chunks"].as_array().unwrap();
+    let holders: std::collections::BTreeSet<u64> = chunks.iter().map(|c| c["shard"].as_u64().unwrap()).collect();
+    assert!(chunks.len() >= 2 && holders.len() == chunks.len(), "one chunk per shard: {chunks:?}");
+    let mut covered: Vec<u64> = Vec::new();
+    for c in chunks {
+        covered.extend(c["first"].as_u64().unwrap()..=c["last"].as_u64().unwrap());
+    }
+    assert_eq!(covered, (1..=24).collect::<Vec<_>>(), "the chunks cover every part once: {chunks:?}");
+    assert_eq!(uploads(&store, "split", "dst/").await, ["dst/m/huge.bin"], "the planner initiated its upload");
+
+    let first_holder = chunks[0]["shard"].as_u64().unwrap() as u32;
+    let shards = planned["shards"].as_array().unwrap().len() as u32;
+    let running: Vec<_> = (0..shards)
+        .map(|i| (i, format!("l{i}")))
+        .chain([(first_holder, "twin".to_owned())])
+        .map(|(i, l)| {
+            let child =
+                shard(&served.endpoint, tmp.path(), plan, i, &l).stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
+            (i, child.unwrap())
+        })
+        .collect();
+    for (i, child) in running {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "shard {i}: {}", stderr(&out));
+    }
+    let gone = store.head_object(&ObjectRef::new("split", "dst/m/huge.bin")).await.unwrap_err();
+    assert_eq!(gone.kind(), transfer_engine::ErrorKind::ObjectNotFound, "nothing is visible before the merge");
+    // The upload is the plan's, not a shard job's: cleanup of a shard's ledger leaves it.
+    let holder_ledger = tmp.path().join(format!("l{first_holder}.db"));
+    ok(&crate::cli::run(transfer(&served.endpoint, &holder_ledger).args(["cleanup", "--include-resumable"])));
+    assert_eq!(uploads(&store, "split", "dst/").await, ["dst/m/huge.bin"]);
+
+    // The first chunk's shard again, its DONE and its ledger lost: ListParts is the truth, nothing is re-sent.
+    std::fs::remove_file(plan_dir.join(format!("shards/{first_holder}/DONE"))).unwrap();
+    let counting = FaultProxy::start(&served.endpoint, vec![]).await;
+    ok(&crate::cli::run(&mut shard(&counting.endpoint, tmp.path(), plan, first_holder, "fresh")));
+    let seen = counting.seen();
+    let resent: Vec<_> = seen.iter().filter(|s| s.target.contains("partNumber=")).collect();
+    assert!(resent.is_empty(), "parts sent again: {resent:?}");
+    assert!(seen.iter().any(|s| s.method == "GET" && s.target.contains("uploadId=")), "ListParts: {seen:?}");
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plan_dir.join(format!("shards/{first_holder}/DONE"))).unwrap()).unwrap();
+    let first = chunks[0]["first"].as_u64().unwrap();
+    let last = chunks[0]["last"].as_u64().unwrap();
+    assert_eq!(result["chunks"][0]["parts"].as_array().unwrap().len() as u64, last - first + 1, "{result}");
+
+    let merged = crate::cli::run(transfer(&served.endpoint, &p).args(["shard", "merge", plan]));
+    ok(&merged);
+    let s = summary_of(&plan_dir);
+    assert_eq!(
+        (s["complete"].as_bool(), s["listed"].as_u64(), s["split"]["completed"].as_u64(), s["failed"].as_u64()),
+        (Some(true), Some(22), Some(1), Some(0)),
+        "{s}"
+    );
+    let settled = ["copied", "unchanged", "settled_by_earlier_attempts", "failed"].map(|k| s[k].as_u64().unwrap());
+    assert_eq!(settled.iter().sum::<u64>(), 22, "{s}");
+    let dst = ObjectRef::new("split", "dst/m/huge.bin");
+    let got = store.get_object(&dst, None).await.unwrap().bytes().await.unwrap();
+    assert!(got == huge, "the split object's bytes");
+    assert_eq!(store.get_tagging(&dst).await.unwrap(), tags);
+    assert_eq!(store.head_object(&dst).await.unwrap().metadata.user.get("origin").map(String::as_str), Some("dc2"));
+    assert_eq!(objects(&store, "split", "dst/").await, objects(&store, "split", "src/").await);
+    assert!(uploads(&store, "split", "dst/").await.is_empty());
+    // Merging again finds it completed.
+    ok(&crate::cli::run(transfer(&served.endpoint, &p).args(["shard", "merge", plan])));
+    assert_eq!(summary_of(&plan_dir)["split"]["completed"].as_u64(), Some(1));
+}
+
+/// A split object whose source changes after the plan is never published: its chunks fail (the shard exits 1,
+/// no DONE), the merge reports it; `shard abort` aborts the planned upload, after which a chunk fails naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_source_that_changed_never_publishes_and_abort_removes_its_upload() {
+    let served = Served::start();
+    let store = served.client(V4);
+    store.create_bucket("splitx").await.unwrap();
+    for i in 0..4u64 {
+        store.put_object("splitx", &format!("src/s{i}"), data(2000, i).into(), &PutOptions::default()).await.unwrap();
+    }
+    store.put_object("splitx", "src/big", data(6 << 20, 5).into(), &PutOptions::default()).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let plan_dir = tmp.path().join("plan");
+    let plan = plan_dir.to_str().unwrap();
+    let l = tmp.path().join("l.db");
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
+        "shard",
+        "plan",
+        "oss://splitx/src/",
+        "oss://splitx/dst/",
+        "--shards",
+        "2",
+        "--split-above",
+        "4MiB",
+        "--part-size",
+        "1MiB",
+        "--plan",
+        plan,
+    ])));
+    store.put_object("splitx", "src/big", data(6 << 20, 6).into(), &PutOptions::default()).await.unwrap();
+    for i in 0..2 {
+        let out =
+            crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "run", plan, "--index", &i.to_string()]));
+        // Failed, resumable (the shard's other keys are in place; a rerun goes on).
+        assert_eq!(out.status.code(), Some(3), "shard {i}: {}", stderr(&out));
+        assert!(stderr(&out).contains("changed since the migration was planned"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("chunks of split objects: 0 in place, 1 failed"), "{}", stderr(&out));
+        assert!(!plan_dir.join(format!("shards/{i}/DONE")).exists());
+    }
+    let merged = crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "merge", plan]));
+    assert_eq!(merged.status.code(), Some(1), "{}", stderr(&merged));
+    assert!(store.head_object(&ObjectRef::new("splitx", "dst/big")).await.is_err(), "nothing published");
+
+    let aborted = crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "abort", plan]));
+    ok(&aborted);
+    assert!(stderr(&aborted).contains("1 split uploads aborted"), "{}", stderr(&aborted));
+    assert!(uploads(&store, "splitx", "dst/").await.is_empty());
+    // The source as planned again: the chunk fails on the upload the abort removed.
+    store.put_object("splitx", "src/big", data(6 << 20, 5).into(), &PutOptions::default()).await.unwrap();
+    let out = crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "run", plan, "--index", "0"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is gone"), "{}", stderr(&out));
+}
+
+/// A directory's large file split across shards: each shard reads only its parts of the file; the merge
+/// completes the object with the file's bytes and its modification time in the metadata, as an upload writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_is_split_across_shards() {
+    let served = Served::start();
+    let store = served.client(V4);
+    store.create_bucket("filesplit").await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..10 {
+        std::fs::write(src.join(format!("d/f{i}")), data(4000 + i, i as u64)).unwrap();
+    }
+    let big = data((9 << 20) + 123, 9);
+    std::fs::write(src.join("big.img"), &big).unwrap();
+    let plan_dir = tmp.path().join("plan");
+    let plan = plan_dir.to_str().unwrap();
+    let l = tmp.path().join("l.db");
+    let args = ["--shards", "3", "--split-above", "4MiB", "--part-size", "1MiB", "--plan", plan];
+    let mut c = transfer(&served.endpoint, &l);
+    c.args(["shard", "plan", src.to_str().unwrap(), "oss://filesplit/up/"]).args(args);
+    ok(&crate::cli::run(&mut c));
+    let planned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(planned["splits"][0]["key"].as_str(), Some("big.img"), "{planned}");
+    assert!(planned["splits"][0]["chunks"].as_array().unwrap().len() >= 2, "{planned}");
+    for i in 0..planned["shards"].as_array().unwrap().len() {
+        ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "run", plan, "--index", &i.to_string()])));
+    }
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "merge", plan])));
+    let obj = ObjectRef::new("filesplit", "up/big.img");
+    assert!(store.get_object(&obj, None).await.unwrap().bytes().await.unwrap() == big);
+    let head = store.head_object(&obj).await.unwrap();
+    assert!(head.metadata.user.contains_key(transfer_engine::job::MTIME_METADATA), "{:?}", head.metadata);
+    assert_eq!(objects(&store, "filesplit", "up/").await.len(), 11);
+    assert_eq!(summary_of(&plan_dir)["listed"].as_u64(), Some(11));
 }

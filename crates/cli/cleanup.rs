@@ -211,6 +211,10 @@ pub(crate) async fn owned_uploads(
         let Some(last) = page.last() else { break };
         after = last.id;
         for row in page {
+            // A chunk's upload is its migration's plan's: `transfer shard abort` aborts it.
+            if row.is_chunk() {
+                continue;
+            }
             let Some(upload_id) = row.upload_id else {
                 continue;
             };

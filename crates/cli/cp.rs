@@ -195,6 +195,14 @@ pub(crate) struct CpArgs {
     #[arg(skip)]
     #[serde(default)]
     pub shard: Option<(Option<String>, Option<String>)>,
+    /// `transfer shard run`: the keys of split objects, which the shard passes over.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub elsewhere: Vec<String>,
+    /// `transfer shard run`: the part ranges of split objects the shard sends.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub chunks: Vec<transfer_engine::job::Chunk>,
 }
 
 /// How entries on both sides of a sync are compared.
@@ -869,8 +877,21 @@ fn copy_directives(args: &CpArgs, p: &Plan) -> Result<(Directive<Metadata>, Dire
     Ok((metadata, tags))
 }
 
-/// The job of `transfer sync`: SRC and DST as sides (a directory, or a bucket's prefix).
+/// The job of `transfer sync`.
 fn sync_job(args: &CpArgs, p: &Plan) -> Result<transfer_engine::job::JobStart, Usage> {
+    Ok(p.engine.sync(sync_request(args, p)?))
+}
+
+/// The engine and the sync request `transfer sync` runs with `args`: how `transfer shard` splits and completes
+/// objects exactly as its shards' syncs would write them.
+pub(crate) async fn sync_engine(args: &CpArgs) -> Result<(Engine, SyncRequest), Usage> {
+    let p = prepare(args, None).await?;
+    let req = sync_request(args, &p)?;
+    Ok((p.engine, req))
+}
+
+/// What `transfer sync` makes like what: SRC and DST as sides (a directory, or a bucket's prefix).
+fn sync_request(args: &CpArgs, p: &Plan) -> Result<SyncRequest, Usage> {
     let opts = args.sync.as_ref().expect("a sync's options");
     let side = |l: &Location| match l {
         Location::Path(path) => SyncSide::dir(path),
@@ -890,17 +911,17 @@ fn sync_job(args: &CpArgs, p: &Plan) -> Result<transfer_engine::job::JobStart, U
         CompareArg::Etag => Compare::Etag,
     };
     let range = args.shard.clone().map(|(after, upto)| KeyRange::new(after, upto)).unwrap_or_default();
-    Ok(p.engine.sync(
-        SyncRequest::new(side(&p.src), side(&p.dst))
-            .range(range)
-            .compare(compare)
-            .delete(opts.delete)
-            .max_delete(opts.max_delete)
-            .allow_empty_source(opts.allow_empty_source)
-            .metadata(metadata)
-            .tags(tags)
-            .filter(p.filter.clone()),
-    ))
+    Ok(SyncRequest::new(side(&p.src), side(&p.dst))
+        .range(range)
+        .elsewhere(args.elsewhere.iter().cloned().collect())
+        .chunks(args.chunks.clone())
+        .compare(compare)
+        .delete(opts.delete)
+        .max_delete(opts.max_delete)
+        .allow_empty_source(opts.allow_empty_source)
+        .metadata(metadata)
+        .tags(tags)
+        .filter(p.filter.clone()))
 }
 
 /// The job of a download of `bucket/key` (an object, or a prefix with -r or a trailing /) to `path`: a file,
@@ -1248,6 +1269,16 @@ async fn follow(
             event = handle.next_event() => match event {
                 None => break,
                 Some(Event::Done { key, outcome }) => {
+                    if let Some((first, last)) = outcome.chunk {
+                        let (sent, reused) = outcome.parts();
+                        if out.json {
+                            out!("{}", json!({"event": "chunk", "key": key, "first_part": first, "last_part": last,
+                                              "bytes": outcome.size, "parts_sent": sent, "parts_reused": reused}));
+                        } else {
+                            tracing::info!("parts {first}-{last} of {key} are on the server ({sent} sent, {reused} there already)");
+                        }
+                        continue;
+                    }
                     let (crc, skipped) = (outcome.crc64, outcome.skipped);
                     // Every object this run moved had its CRC-64 checked (earlier runs checked theirs).
                     if skipped.is_none() && !outcome.already_done {
@@ -1401,7 +1432,15 @@ async fn follow(
         JobState::Stopped => (unfinished, "stopped"),
         _ if disk_full => (unfinished, "stopped on a full disk"),
         // Nothing of the job is in place: it failed (running it again still resumes what it can).
-        _ if p.objects_done + p.objects_already_done + p.objects_skipped == 0 => (EXIT_FAILED, "failed"),
+        _ if p.objects_done
+            + p.objects_already_done
+            + p.objects_skipped
+            + p.objects_settled_earlier
+            + p.chunks_done
+            == 0 =>
+        {
+            (EXIT_FAILED, "failed")
+        }
         _ => (EXIT_RESUMABLE, "partly failed"),
     };
     if out.json {
@@ -1412,6 +1451,7 @@ async fn follow(
                 "objects_transferred": p.objects_done, "objects_skipped": p.objects_already_done + p.objects_skipped,
                 "objects_already_done": p.objects_already_done, "objects_failed": p.objects_failed,
                 "objects_unchanged": p.objects_skipped, "objects_deleted": p.objects_deleted,
+                "chunks_done": p.chunks_done, "chunks_failed": p.chunks_failed,
                 "deletions_withheld": summary.deletions_withheld,
                 "requests_retried": p.requests_retried, "requests_throttled": p.requests_throttled,
                 "slowed_seconds": p.slowed.as_secs_f64(),
@@ -1431,8 +1471,12 @@ async fn follow(
             n => format!(" ({n} done by an earlier run)"),
         };
         if sync {
+            let chunks = match (p.chunks_done, p.chunks_failed) {
+                (0, 0) => String::new(),
+                (done, failed) => format!("; chunks of split objects: {done} in place, {failed} failed"),
+            };
             eprintln!(
-                "{state}: {} copied, {} unchanged{earlier}, {} deleted, {} failed (job {job})",
+                "{state}: {} copied, {} unchanged{earlier}, {} deleted, {} failed{chunks} (job {job})",
                 p.objects_done,
                 p.objects_already_done + p.objects_skipped,
                 p.objects_deleted,

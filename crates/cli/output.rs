@@ -227,6 +227,8 @@ mod tests {
             objects_done: 2,
             objects_already_done: 1,
             objects_failed: 1,
+            chunks_done: 0,
+            chunks_failed: 0,
             objects_deleted: 0,
             objects_settled_earlier: 0,
             objects_skipped: 0,

@@ -14,9 +14,15 @@
 //!   every entry of the range settled without failure, `shards/I/DONE`, create-only: of two attempts of one index
 //!   running at once (Kubernetes may start a replacement before the first is gone), both copy the same bytes to
 //!   the same keys and one DONE is written. A shard whose DONE exists exits 0 at once.
+//! - An object at least `--split-above` that the destination lacks is split (`Engine::split`): the planner
+//!   initiates its upload, its parts go in contiguous chunks to
+//!   different shards (each sends only those, `SyncRequest::chunks`), every shard passes over its key, and the
+//!   merge completes it.
 //! - `shard merge LOC` checks that every index is DONE and that each shard's counts add up (copied + unchanged +
-//!   failed = listed), and writes `report/summary.json` and `report/failed.csv` (shaped like an S3 Batch
-//!   Operations completion report) beside the plan. `shard status LOC` shows where every index is.
+//!   failed = listed), completes the split objects from ListParts checked against the chunks' receipts, and
+//!   writes `report/summary.json` and `report/failed.csv` (shaped like an S3 Batch Operations completion report)
+//!   beside the plan. `shard status LOC` shows where every index is; `shard abort LOC` aborts the split
+//!   objects' uploads.
 
 use crate::addr::Location;
 use crate::cp::{CpArgs, SyncArgs};
@@ -24,14 +30,17 @@ use crate::output::OutputArgs;
 use crate::remote::{Opened, StoreArgs};
 use crate::{Usage, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use clap::{Args, Subcommand};
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use transfer_engine::checkpoint::{Ledger, ObjectState};
 use transfer_engine::job::JobSummary;
+use transfer_engine::job::{Chunk, SourceVersion, Split, Splitting};
 use transfer_engine::store::{ListRequest, ObjectRef, PutOptions};
-use transfer_engine::ErrorKind;
+use transfer_engine::store::{PartNumber, PartReceipt, Upload, UploadId};
+use transfer_engine::{ErrorKind, TagSet};
 
 /// The plan's format, checked by every shard.
 const FORMAT: &str = "transfer-plan/1";
@@ -54,6 +63,8 @@ pub(crate) enum ShardCommand {
     Merge(LocArgs),
     /// Show which shards are done, failed or not started.
     Status(LocArgs),
+    /// Abort the multipart uploads the plan initiated for its split objects.
+    Abort(LocArgs),
 }
 
 /// Options of `transfer shard plan`: SRC DST and every option of `transfer sync` (each shard runs with them).
@@ -69,6 +80,11 @@ pub(crate) struct PlanArgs {
     /// (outside the source's range).
     #[arg(long, value_name = "DIR|URL")]
     plan: String,
+    /// Objects at least this large (into a bucket) are split: the planner initiates each one's multipart upload,
+    /// its parts are sent in ranges by several shards, and `shard merge` completes it. [default: half a shard's
+    /// bytes, at least 64MiB]
+    #[arg(long, value_name = "SIZE", value_parser = crate::addr::parse_size)]
+    split_above: Option<u64>,
 }
 
 /// Options of `transfer shard run`.
@@ -107,6 +123,62 @@ struct Plan {
     /// What the listing found.
     listed: Totals,
     shards: Vec<Range>,
+    /// Objects cut into part ranges across shards: in no range (every shard passes over their keys).
+    #[serde(default)]
+    splits: Vec<SplitPlan>,
+}
+
+/// An object the planner split: its upload, initiated, and which shard sends which parts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SplitPlan {
+    /// The key relative to both sides.
+    key: String,
+    upload_id: String,
+    size: u64,
+    part_size: u64,
+    parts: u32,
+    /// The source's version: an object's ETag, or a file's modification time (ns, decimal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtime_ns: Option<String>,
+    /// The source's CRC-64 (decimal), when its store reports one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crc64: Option<String>,
+    /// Tags the merge applies after completing (a tagging header), when tags go on on complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<String>,
+    chunks: Vec<ChunkPlan>,
+}
+
+/// Parts `first..=last` of a split object, sent by shard `shard`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct ChunkPlan {
+    shard: u32,
+    first: u32,
+    last: u32,
+}
+
+impl SplitPlan {
+    fn split(&self) -> Result<Split, Usage> {
+        let bad = || Usage(format!("the plan's split of {} cannot be read", self.key));
+        let version = match (&self.etag, &self.mtime_ns) {
+            (Some(etag), _) => SourceVersion::Object { etag: etag.clone() },
+            (None, Some(m)) => SourceVersion::File { size: self.size, mtime_ns: m.parse().map_err(|_| bad())? },
+            (None, None) => return Err(bad()),
+        };
+        let crc64 = self.crc64.as_deref().map(str::parse).transpose().map_err(|_| bad())?;
+        let tags = self.tags.as_deref().map(TagSet::parse_header).transpose().map_err(|_| bad())?;
+        let split = Split::new(UploadId::new(&self.upload_id), self.size, self.part_size, version);
+        if split.parts != self.parts {
+            return Err(bad());
+        }
+        Ok(split.crc64(crc64).tags(tags))
+    }
+
+    fn chunk(&self, c: &ChunkPlan) -> Result<Chunk, Usage> {
+        Ok(Chunk::new(&self.key, self.split()?, c.first, c.last))
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -124,6 +196,9 @@ struct Range {
     /// What the planner's listing found in it.
     objects: u64,
     bytes: u64,
+    /// Bytes of split objects' parts the shard sends besides.
+    #[serde(default)]
+    chunk_bytes: u64,
 }
 
 /// What one attempt of a shard came to (`result.json`, and `DONE` when whole).
@@ -146,6 +221,28 @@ struct ShardResult {
     /// Unix seconds.
     finished: i64,
     failures: Vec<Failure>,
+    /// The parts of split objects this shard sent, as the server acknowledged them.
+    #[serde(default)]
+    chunks: Vec<ChunkResult>,
+}
+
+/// One chunk's parts, for the merge to check ListParts against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ChunkResult {
+    key: String,
+    upload_id: String,
+    first: u32,
+    last: u32,
+    parts: Vec<PartResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartResult {
+    number: u32,
+    size: u64,
+    etag: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crc64: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -264,6 +361,7 @@ pub(crate) async fn run(cmd: ShardCommand, out: OutputArgs) -> u8 {
         ShardCommand::Run(args) => run_shard(args, out).await,
         ShardCommand::Merge(args) => merge(args, out).await,
         ShardCommand::Status(args) => status(args, out).await,
+        ShardCommand::Abort(args) => abort(args, out).await,
     };
     match result {
         Ok(code) => code,
@@ -282,15 +380,77 @@ struct Cuts {
     seen: u64,
     totals: Totals,
     weight: u64,
+    rule: SplitRule,
+    /// Objects that may be large enough to split, in key order: those at least the rule's threshold for the
+    /// weight listed so far (the final threshold is no lower), so at most about 2 × shards of them are held.
+    big: Vec<(String, u64)>,
 }
 
 impl Default for Cuts {
     fn default() -> Self {
-        Cuts { samples: Vec::new(), stride: 1, seen: 0, totals: Totals::default(), weight: 0 }
+        Cuts::new(SplitRule::default())
+    }
+}
+
+/// Which objects a plan splits.
+#[derive(Debug, Clone, Copy, Default)]
+struct SplitRule {
+    /// `--split-above`.
+    above: Option<u64>,
+    /// The shards asked for; 0 or 1: nothing is split.
+    shards: u64,
+}
+
+/// The smallest object split by default.
+const MIN_SPLIT: u64 = 64 << 20;
+
+impl SplitRule {
+    /// The size from which an object is split once `weight` is listed: `--split-above`, else half a shard's
+    /// share of it (at least [`MIN_SPLIT`]); `None`: nothing is split.
+    fn threshold(&self, weight: u64) -> Option<u64> {
+        (self.shards > 1).then(|| self.above.unwrap_or_else(|| MIN_SPLIT.max(weight / (2 * self.shards))))
     }
 }
 
 impl Cuts {
+    fn new(rule: SplitRule) -> Cuts {
+        Cuts { samples: Vec::new(), stride: 1, seen: 0, totals: Totals::default(), weight: 0, rule, big: Vec::new() }
+    }
+
+    /// Drops the candidates below the threshold for what is listed now, when they became many.
+    fn prune(&mut self, always: bool) {
+        let Some(t) = self.rule.threshold(self.weight) else { return };
+        if always || self.big.len() as u64 > 4 * self.rule.shards + 64 {
+            self.big.retain(|(_, size)| *size >= t);
+        }
+    }
+
+    /// The objects to split (of those listed, in key order).
+    fn take_split(&mut self) -> Vec<(String, u64)> {
+        self.prune(true);
+        std::mem::take(&mut self.big)
+    }
+
+    /// The cut points without the objects `split` (sorted by key), which go to no range.
+    fn without(mut self, split: &[(String, u64)]) -> Cuts {
+        if split.is_empty() {
+            return self;
+        }
+        let (mut i, mut gone) = (0, (0u64, 0u64, 0u64));
+        for (key, weight, objects, bytes) in &mut self.samples {
+            while i < split.len() && split[i].0 <= *key {
+                gone = (gone.0 + split[i].1 + OBJECT_WEIGHT, gone.1 + 1, gone.2 + split[i].1);
+                i += 1;
+            }
+            (*weight, *objects, *bytes) = (*weight - gone.0, *objects - gone.1, *bytes - gone.2);
+        }
+        for (_, size) in split {
+            self.weight -= size + OBJECT_WEIGHT;
+            self.totals.objects -= 1;
+            self.totals.bytes -= size;
+        }
+        self
+    }
     /// Keeps a cut point, halving what is kept (and doubling the stride) when there are too many.
     fn keep(&mut self, sample: (String, u64, u64, u64)) {
         self.samples.push(sample);
@@ -314,6 +474,8 @@ impl Cuts {
         self.totals.bytes += other.totals.bytes;
         self.weight += other.weight;
         self.seen += other.seen;
+        self.big.extend(other.big);
+        self.prune(false);
     }
 
     fn add(&mut self, rel: &str, size: u64) {
@@ -321,6 +483,10 @@ impl Cuts {
         self.totals.bytes += size;
         self.weight += size + OBJECT_WEIGHT;
         self.seen += 1;
+        if self.rule.threshold(self.weight).is_some_and(|t| size >= t) {
+            self.big.push((rel.to_owned(), size));
+            self.prune(false);
+        }
         if self.seen.is_multiple_of(self.stride) {
             self.keep((rel.to_owned(), self.weight, self.totals.objects, self.totals.bytes));
         }
@@ -346,6 +512,7 @@ impl Cuts {
                     upto: Some(key.clone()),
                     objects: objects - done_objects,
                     bytes: bytes - done_bytes,
+                    chunk_bytes: 0,
                 });
                 (done_objects, done_bytes) = (*objects, *bytes);
                 after = Some(key.clone());
@@ -359,6 +526,7 @@ impl Cuts {
             upto: None,
             objects: self.totals.objects - done_objects,
             bytes: self.totals.bytes - done_bytes,
+            chunk_bytes: 0,
         });
         ranges
     }
@@ -416,12 +584,13 @@ async fn list_source(src: &Location, store: &StoreArgs, cuts: &mut Cuts) -> Resu
                     Ok::<_, Usage>(Some((futures::stream::iter(segments.into_iter().map(Ok::<_, Usage>)), next)))
                 }
             });
+            let rule = cuts.rule;
             let listed = pages
                 .try_flatten()
                 .map_ok(|segment| {
                     let (opened, prefix) = (&opened, prefix.as_str());
                     async move {
-                        let mut part = Cuts::default();
+                        let mut part = Cuts::new(rule);
                         match segment {
                             Segment::Object(key, size) => part.add(&key[prefix.len()..], size),
                             Segment::Prefix(p) => list_into(opened, bucket, (&p, prefix), src, &mut part).await?,
@@ -514,7 +683,7 @@ async fn list_into(
 }
 
 async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
-    let PlanArgs { sync, shards, plan: loc } = args;
+    let PlanArgs { sync, shards, plan: loc, split_above } = args;
     if shards == 0 {
         return Err(Usage("--shards must be at least 1".into()));
     }
@@ -540,7 +709,9 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
             store.name("plan.json")
         )));
     }
-    let mut cuts = Cuts::default();
+    // Objects are split only into a bucket (a multipart upload holds the parts), and only across shards.
+    let into_bucket = matches!(Location::parse(&cp.dst)?, Location::Remote { .. });
+    let mut cuts = Cuts::new(SplitRule { above: split_above, shards: u64::from(shards) * u64::from(into_bucket) });
     // The source's own store options (`--src-*`), as the shards will read it.
     let src_store = match &src {
         Location::Remote { scheme, .. } => {
@@ -554,7 +725,10 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
     };
     list_source(&src, &src_store, &mut cuts).await?;
     let listed = cuts.totals;
-    let ranges = cuts.ranges(shards);
+    let splits = split_objects(&cp, cuts.take_split()).await?;
+    let split_keys: Vec<(String, u64)> = splits.iter().map(|s| (s.key.clone(), s.size)).collect();
+    let mut ranges = cuts.without(&split_keys).ranges(shards);
+    let splits = deal_chunks(splits, &mut ranges, shards, listed.bytes);
     let plan = Plan {
         format: FORMAT.into(),
         created: chrono::Utc::now().timestamp(),
@@ -563,29 +737,101 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
         options: cp.recorded()?,
         listed,
         shards: ranges,
+        splits,
     };
     let text = serde_json::to_vec_pretty(&plan).map_err(|e| Usage(e.to_string()))?;
     if !store.put("plan.json", text, true).await.map_err(Usage)? {
         return Err(Usage(format!("{} appeared meanwhile: another plan was written there", store.name("plan.json"))));
     }
-    let heaviest = plan.shards.iter().map(|s| s.bytes).max().unwrap_or(0);
+    let heaviest = plan.shards.iter().map(|s| s.bytes + s.chunk_bytes).max().unwrap_or(0);
     if out.json {
         out!(
             "{}",
             json!({"event": "planned", "plan": store.name("plan.json"), "shards": plan.shards.len(),
-                   "objects": listed.objects, "bytes": listed.bytes, "largest_shard_bytes": heaviest})
+                   "objects": listed.objects, "bytes": listed.bytes, "largest_shard_bytes": heaviest,
+                   "split_objects": plan.splits.len()})
         );
     } else {
         eprintln!(
-            "planned {} shards of {} objects, {} bytes (the largest shard {} bytes): {}",
+            "planned {} shards of {} objects, {} bytes (the largest shard {} bytes; {} objects split): {}",
             plan.shards.len(),
             listed.objects,
             listed.bytes,
             heaviest,
+            plan.splits.len(),
             store.name("plan.json")
         );
     }
     Ok(EXIT_OK)
+}
+
+/// Splits each of `big` (relative keys and sizes, in key order) whose destination does not hold it already:
+/// its upload initiated as the shards' sync would write the object. Those left whole stay in their ranges.
+async fn split_objects(cp: &CpArgs, big: Vec<(String, u64)>) -> Result<Vec<SplitPlan>, Usage> {
+    if big.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (engine, req) = crate::cp::sync_engine(cp).await?;
+    let (engine, req) = (&engine, &req);
+    let split = futures::stream::iter(big)
+        .map(|(key, _)| async move {
+            let why = |e: transfer_engine::Error| Usage(format!("cannot split {key}: {e}"));
+            Ok::<_, Usage>(match engine.split(req, &key).await.map_err(why)? {
+                Splitting::Whole => None,
+                Splitting::Split(s) => Some(SplitPlan {
+                    key,
+                    upload_id: s.upload_id.as_str().to_owned(),
+                    size: s.size,
+                    part_size: s.part_size,
+                    parts: s.parts,
+                    etag: match &s.version {
+                        SourceVersion::Object { etag } => Some(etag.clone()),
+                        SourceVersion::File { .. } => None,
+                    },
+                    mtime_ns: match &s.version {
+                        SourceVersion::File { mtime_ns, .. } => Some(mtime_ns.to_string()),
+                        SourceVersion::Object { .. } => None,
+                    },
+                    crc64: s.crc64.map(|c| c.to_string()),
+                    tags: s.tags.as_ref().map(TagSet::to_header),
+                    chunks: Vec::new(),
+                }),
+            })
+        })
+        .buffered(LISTERS);
+    futures::pin_mut!(split);
+    let mut splits = Vec::new();
+    while let Some(s) = split.try_next().await? {
+        splits.extend(s);
+    }
+    Ok(splits)
+}
+
+/// Cuts each split object's parts into contiguous chunks of about a shard's share of `total` bytes (at least
+/// 2, at most one per shard), each dealt to the shard with the fewest bytes so far that holds none of the
+/// object's other chunks.
+fn deal_chunks(mut splits: Vec<SplitPlan>, ranges: &mut [Range], shards: u32, total: u64) -> Vec<SplitPlan> {
+    let share = (total / u64::from(shards.max(1))).max(1);
+    for split in &mut splits {
+        let most = (ranges.len() as u64).min(u64::from(split.parts)).max(1);
+        let k = split.size.div_ceil(share).clamp(2.min(most), most) as u32;
+        let (base, extra) = (split.parts / k, split.parts % k);
+        let mut first = 1;
+        for i in 0..k {
+            let last = first + base - 1 + u32::from(i < extra);
+            let bytes = (u64::from(last) * split.part_size).min(split.size) - u64::from(first - 1) * split.part_size;
+            let taken: Vec<u32> = split.chunks.iter().map(|c| c.shard).collect();
+            let shard = ranges
+                .iter_mut()
+                .filter(|r| !taken.contains(&r.index))
+                .min_by_key(|r| (r.bytes + r.chunk_bytes, r.index))
+                .expect("fewer chunks than shards");
+            shard.chunk_bytes += bytes;
+            split.chunks.push(ChunkPlan { shard: shard.index, first, last });
+            first = last + 1;
+        }
+    }
+    splits
 }
 
 /// The index to run: `--index`, else the first engine variable set.
@@ -627,19 +873,17 @@ async fn run_shard(args: RunArgs, out: OutputArgs) -> Result<u8, Usage> {
         return Ok(EXIT_OK);
     }
     let range = &plan.shards[index as usize];
-    let mut cp = CpArgs::from_recorded(&plan.options)
-        .ok_or_else(|| Usage(format!("{} holds options this transfer cannot read", store.name("plan.json"))))?;
+    let mut cp = worker_options(&store, &plan, &args.loc.store)?;
     cp.checkpoint = args.checkpoint.clone();
     cp.shard = Some((range.after.clone(), range.upto.clone()));
-    // This worker's own way to the store, where it gives one (an internal endpoint, its profile), over the
-    // planner's.
-    let own = &args.loc.store;
-    cp.store.endpoint = own.endpoint.clone().or(cp.store.endpoint);
-    cp.store.region = own.region.clone().or(cp.store.region);
-    cp.store.profile = own.profile.clone().or(cp.store.profile);
-    cp.store.credentials_file = own.credentials_file.clone().or(cp.store.credentials_file);
-    cp.store.local_root = own.local_root.clone().or(cp.store.local_root);
-    // The plan names no secrets: this process's own credentials (environment, profile) reach the stores.
+    // Split objects are passed over by every shard; their chunks are sent by the shards the plan names.
+    cp.elsewhere = plan.splits.iter().map(|s| s.key.clone()).collect();
+    for split in &plan.splits {
+        for c in split.chunks.iter().filter(|c| c.shard == index) {
+            cp.chunks.push(split.chunk(c)?);
+        }
+    }
+    let chunks = cp.chunks.clone();
     let ledger_path = match &cp.checkpoint {
         Some(p) => p.clone(),
         None => Ledger::default_path()?,
@@ -648,7 +892,7 @@ async fn run_shard(args: RunArgs, out: OutputArgs) -> Result<u8, Usage> {
     let mut summary = None;
     let code = crate::cp::run_reporting(cp, out, None, &mut summary).await;
     let Some(summary) = summary else { return Ok(code) };
-    let result = shard_result(index, &summary, &ledger_path).await;
+    let result = shard_result(index, &summary, &ledger_path, &chunks).await;
     let text = serde_json::to_vec_pretty(&result).map_err(|e| Usage(e.to_string()))?;
     if let Err(e) = store.put(&result_file(index), text.clone(), false).await {
         tracing::error!("{e}");
@@ -667,15 +911,56 @@ async fn run_shard(args: RunArgs, out: OutputArgs) -> Result<u8, Usage> {
     Ok(code)
 }
 
+/// The options the plan's shards run with, and this worker's own way to the store where it gives one (an
+/// internal endpoint, its profile) over the planner's. The plan names no secrets: this process's own
+/// credentials (environment, profile) reach the stores.
+fn worker_options(store: &PlanStore, plan: &Plan, own: &StoreArgs) -> Result<CpArgs, Usage> {
+    let mut cp = CpArgs::from_recorded(&plan.options)
+        .ok_or_else(|| Usage(format!("{} holds options this transfer cannot read", store.name("plan.json"))))?;
+    cp.store.endpoint = own.endpoint.clone().or(cp.store.endpoint);
+    cp.store.region = own.region.clone().or(cp.store.region);
+    cp.store.profile = own.profile.clone().or(cp.store.profile);
+    cp.store.credentials_file = own.credentials_file.clone().or(cp.store.credentials_file);
+    cp.store.local_root = own.local_root.clone().or(cp.store.local_root);
+    Ok(cp)
+}
+
 fn bound(b: &Option<String>) -> &str {
     b.as_deref().unwrap_or("")
 }
 
 /// What an attempt came to, from its summary and, for the failed keys, its ledger.
-async fn shard_result(index: u32, s: &JobSummary, ledger: &Path) -> ShardResult {
+async fn shard_result(index: u32, s: &JobSummary, ledger: &Path, chunks: &[Chunk]) -> ShardResult {
     let p = &s.progress;
     let mut failures: Vec<Failure> = Vec::new();
+    let mut chunk_results = Vec::new();
     if let Ok(ledger) = Ledger::open(ledger) {
+        for c in chunks {
+            let (job, source) = (s.job, c.ledger_source());
+            let parts = ledger
+                .off_thread(move |l| match l.object(job, &source)? {
+                    Some(row) => l.parts(row.id),
+                    None => Ok(Vec::new()),
+                })
+                .await
+                .unwrap_or_default();
+            chunk_results.push(ChunkResult {
+                key: c.rel.clone(),
+                upload_id: c.split.upload_id.as_str().to_owned(),
+                first: c.first,
+                last: c.last,
+                parts: parts
+                    .into_iter()
+                    .filter(|p| (c.first..=c.last).contains(&p.number))
+                    .map(|p| PartResult {
+                        number: p.number,
+                        size: p.size,
+                        etag: p.etag,
+                        crc64: p.crc64.map(|c| c.to_string()),
+                    })
+                    .collect(),
+            });
+        }
         let job = s.job;
         let mut after = 0;
         while let Ok(page) = ledger.off_thread(move |l| l.objects(job, Some(ObjectState::Failed), after, 1000)).await {
@@ -715,6 +1000,7 @@ async fn shard_result(index: u32, s: &JobSummary, ledger: &Path) -> ShardResult 
         bytes_copied: p.bytes_acknowledged.saturating_sub(p.bytes_reused),
         finished: chrono::Utc::now().timestamp(),
         failures,
+        chunks: chunk_results,
     }
 }
 
@@ -807,6 +1093,11 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
             ));
         }
     }
+    let splits =
+        complete_splits(&store, &plan, &states, &args.store, &mut problems, &mut failed_rows, &dest_bucket).await?;
+    totals.0 += plan.splits.len() as u64;
+    totals.1 += splits.0;
+    totals.3 += splits.1;
     let (listed, copied, unchanged, failed, earlier, bytes) = totals;
     let complete = problems.is_empty();
     let summary = json!({
@@ -815,6 +1106,7 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
         "planned": {"objects": plan.listed.objects, "bytes": plan.listed.bytes},
         "listed": listed, "copied": copied, "unchanged": unchanged, "failed": failed,
         "settled_by_earlier_attempts": earlier, "bytes_copied": bytes,
+        "split": {"objects": plan.splits.len(), "completed": splits.0, "failed": splits.1},
         "problems": problems,
     });
     let text = serde_json::to_vec_pretty(&summary).map_err(|e| Usage(e.to_string()))?;
@@ -834,6 +1126,109 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
         }
     }
     Ok(if complete { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// Completes every split object whose chunks' shards are all done, from ListParts checked against their
+/// receipts: `(completed now or before, failed)`. What is not done yet, or failed, goes into `problems`.
+async fn complete_splits(
+    store: &PlanStore,
+    plan: &Plan,
+    states: &[(u32, Option<ShardResult>, bool)],
+    own: &StoreArgs,
+    problems: &mut Vec<String>,
+    failed_rows: &mut String,
+    dest_bucket: &str,
+) -> Result<(u64, u64), Usage> {
+    if plan.splits.is_empty() {
+        return Ok((0, 0));
+    }
+    let cp = worker_options(store, plan, own)?;
+    let (engine, req) = crate::cp::sync_engine(&cp).await?;
+    let done: std::collections::HashMap<u32, &ShardResult> =
+        states.iter().filter(|s| s.2).filter_map(|(i, r, _)| Some((*i, r.as_ref()?))).collect();
+    let (mut completed, mut failed) = (0, 0);
+    for split in &plan.splits {
+        let waiting: Vec<String> =
+            split.chunks.iter().filter(|c| !done.contains_key(&c.shard)).map(|c| c.shard.to_string()).collect();
+        if !waiting.is_empty() {
+            problems.push(format!("{} (split) waits for shards {}", split.key, waiting.join(", ")));
+            continue;
+        }
+        let mut receipts = BTreeMap::new();
+        for c in &split.chunks {
+            let results = done[&c.shard].chunks.iter().filter(|r| r.key == split.key && r.upload_id == split.upload_id);
+            for p in results.flat_map(|r| &r.parts) {
+                receipts.insert(
+                    p.number,
+                    PartReceipt {
+                        part_number: PartNumber::new(p.number),
+                        etag: p.etag.clone(),
+                        crc64: p.crc64.as_deref().and_then(|c| c.parse().ok()),
+                        size: p.size,
+                        checksum: None,
+                    },
+                );
+            }
+        }
+        match engine.complete_split(&req, &split.key, &split.split()?, &receipts).await {
+            Ok((_, now)) => {
+                completed += 1;
+                tracing::info!("{} (split): {}", split.key, if now { "completed" } else { "completed before" });
+            }
+            Err(e) => {
+                failed += 1;
+                problems.push(format!("{} (split): {e}", split.key));
+                let code = e.service_code().map_or_else(|| e.kind().to_string(), str::to_owned);
+                failed_rows.push_str(&format!(
+                    "{},{},,failed,{},,{}\n",
+                    csv(dest_bucket),
+                    csv(&split.key),
+                    csv(&code),
+                    csv(&e.to_string())
+                ));
+            }
+        }
+    }
+    Ok((completed, failed))
+}
+
+/// `transfer shard abort`: aborts the uploads the planner initiated for split objects (what their shards sent
+/// is discarded). The shards and merge of the plan then fail on them; plan again to migrate them.
+async fn abort(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
+    let store = PlanStore::open(&args.plan, &args.store).await?;
+    let plan = store.plan().await?;
+    let cp = worker_options(&store, &plan, &args.store)?;
+    let Location::Remote { scheme, bucket, key: prefix } = Location::parse(&plan.destination)? else {
+        eprintln!("the plan writes into a directory: it has no uploads");
+        return Ok(EXIT_OK);
+    };
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix } else { format!("{prefix}/") };
+    let dest = cp.store.open_bucket(scheme, &bucket).await?;
+    let (mut aborted, mut gone, mut failed) = (0, 0, 0);
+    for split in &plan.splits {
+        let upload = Upload::new(&bucket, format!("{prefix}{}", split.key), UploadId::new(&split.upload_id));
+        let result = dest.objects.abort_multipart(&upload).await;
+        let state = match &result {
+            Ok(()) => {
+                aborted += 1;
+                "aborted"
+            }
+            Err(e) if e.kind() == ErrorKind::UploadNotFound => {
+                gone += 1;
+                "gone"
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::error!("{}: cannot abort upload {}: {e}", upload.key, upload.id);
+                "failed"
+            }
+        };
+        if out.json {
+            out!("{}", json!({"event": "abort", "key": upload.key, "upload_id": split.upload_id, "state": state}));
+        }
+    }
+    eprintln!("{aborted} split uploads aborted, {gone} already gone (completed or aborted), {failed} failed");
+    Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED })
 }
 
 /// A CSV field, quoted when it needs to be.

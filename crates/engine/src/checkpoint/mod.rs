@@ -363,6 +363,12 @@ pub struct ObjectRow {
 }
 
 impl ObjectRow {
+    /// True for the row of a [`Chunk`](crate::job::Chunk) of a split object: its upload belongs to the
+    /// migration's plan (the merge completes it, `transfer shard abort` aborts it), never to the job.
+    pub fn is_chunk(&self) -> bool {
+        self.source.starts_with(crate::job::CHUNK_SOURCE)
+    }
+
     /// The tags to apply, parsed.
     pub fn tag_set(&self) -> Result<Option<crate::TagSet>> {
         self.tags.as_deref().map(crate::TagSet::parse_header).transpose()

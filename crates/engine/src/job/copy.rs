@@ -135,7 +135,7 @@ impl Engine {
     }
 
     /// The tags the destination must carry (`None`: none).
-    async fn copy_tags(&self, req: &CopyRequest, head: &ObjectInfo) -> Result<Option<TagSet>> {
+    pub(super) async fn copy_tags(&self, req: &CopyRequest, head: &ObjectInfo) -> Result<Option<TagSet>> {
         let caps = self.source_store().capabilities();
         let tags = match &req.tags {
             Directive::Replace(t) => t.clone(),
@@ -239,10 +239,10 @@ impl Engine {
 
 /// The source of a server-side copy within one store: CopyObject, or UploadPartCopy parts, every request
 /// pinned to the source's ETag.
-struct CopySource {
-    engine: Engine,
-    source: ObjectRef,
-    head: ObjectInfo,
+pub(super) struct CopySource {
+    pub(super) engine: Engine,
+    pub(super) source: ObjectRef,
+    pub(super) head: ObjectInfo,
 }
 
 /// Every copy request is pinned to the ETag the source had when the run began.

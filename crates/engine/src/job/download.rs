@@ -394,6 +394,7 @@ impl Engine {
             skipped: None,
             verified,
             source_changed: false,
+            chunk: None,
         })
     }
 

@@ -30,6 +30,8 @@ pub(super) struct Tracker {
     skipped: AtomicU64,
     planned: AtomicU64,
     failed: AtomicU64,
+    chunks_done: AtomicU64,
+    chunks_failed: AtomicU64,
     deleted: AtomicU64,
     listing_finished: AtomicBool,
     stopped: AtomicBool,
@@ -65,6 +67,8 @@ impl Tracker {
             skipped: AtomicU64::new(0),
             planned: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            chunks_done: AtomicU64::new(0),
+            chunks_failed: AtomicU64::new(0),
             deleted: AtomicU64::new(0),
             listing_finished: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -115,6 +119,10 @@ impl Tracker {
     }
 
     pub(super) fn finished(&self, outcome: &Outcome) {
+        if outcome.chunk.is_some() {
+            self.chunks_done.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if outcome.skipped.is_some() {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -141,6 +149,11 @@ impl Tracker {
 
     pub(super) fn failed(&self) {
         self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A chunk of a split object failed: the job fails as for an object, but no object is counted.
+    pub(super) fn chunk_failed(&self) {
+        self.chunks_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A sync deleted a destination entry.
@@ -173,8 +186,9 @@ impl Tracker {
         }
     }
 
+    /// Objects and chunks that failed.
     pub(super) fn snapshot_failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
+        self.failed.load(Ordering::Relaxed) + self.chunks_failed.load(Ordering::Relaxed)
     }
 
     /// A snapshot whose rate is the average of the bytes sent since the start (for summaries).
@@ -227,6 +241,8 @@ impl Tracker {
                 .max()
                 .unwrap_or_default(),
             objects_failed: self.failed.load(Ordering::Relaxed),
+            chunks_done: self.chunks_done.load(Ordering::Relaxed),
+            chunks_failed: self.chunks_failed.load(Ordering::Relaxed),
             objects_deleted: self.deleted.load(Ordering::Relaxed),
             listing_finished: self.listing_finished.load(Ordering::Relaxed),
             bytes_per_second: rate,
@@ -268,6 +284,11 @@ pub struct Progress {
     pub slowed: Duration,
     /// Objects that failed.
     pub objects_failed: u64,
+    /// Syncs with [`SyncRequest::chunks`](super::SyncRequest::chunks) only: chunks whose parts are all on the
+    /// server (sent now, or found there). In none of the object counts; their bytes are in the byte counts.
+    pub chunks_done: u64,
+    /// Chunks that failed: the job fails as for a failed object.
+    pub chunks_failed: u64,
     /// Syncs only: destination entries deleted because the source does not have them.
     pub objects_deleted: u64,
     /// Syncs only: source entries an earlier run of the pass (killed or stopped) had settled before its cursor;

@@ -149,6 +149,8 @@ pub(super) enum Work {
     Reader(super::StreamUploadRequest),
     /// A sync's pair of entries under one relative key ([`Engine::sync`]).
     Sync(super::sync::Pair),
+    /// A sync's part range of a split object ([`super::Chunk`]).
+    Chunk(super::Chunk),
     /// An object found that is not to be moved, with why (a key no file may be named after): it fails on its
     /// own, and the job goes on.
     Refused {
@@ -329,13 +331,16 @@ impl Engine {
             Some((req, w)) => (Some(req), Some(w)),
             None => (None, None),
         };
-        let mut running: JoinSet<(u64, String, Result<Settled>)> = JoinSet::new();
+        let mut running: JoinSet<(u64, (String, bool), Result<Settled>)> = JoinSet::new();
         let mut failures = Vec::new();
         // What could not be listed: no object row holds it, so the job's does.
         let mut unlisted: Vec<String> = Vec::new();
         // Turns a finished object into its event (none for a stop). Events are then sent with back-pressure: in
         // order, none lost; a handle that stops listening (join, abort, drop) closes the channel.
-        let settle = |key: String, result: Result<Settled>, failures: &mut Vec<(String, Error)>| -> Option<Event> {
+        let settle = |(key, chunk): (String, bool),
+                      result: Result<Settled>,
+                      failures: &mut Vec<(String, Error)>|
+         -> Option<Event> {
             Some(match result {
                 Ok(Settled::Transferred(outcome)) => {
                     tracker.finished(&outcome);
@@ -348,7 +353,10 @@ impl Engine {
                 Ok(Settled::Nothing) => return None,
                 Err(e) if e.kind() == ErrorKind::Stopped => return None,
                 Err(e) => {
-                    tracker.failed();
+                    match chunk {
+                        true => tracker.chunk_failed(),
+                        false => tracker.failed(),
+                    }
                     if failures.len() < MAX_FAILURES_KEPT {
                         failures.push((key.clone(), e.clone()));
                     }
@@ -402,7 +410,7 @@ impl Engine {
                 None => break,
                 Some(Err((what, error))) => {
                     unlisted.push(error.clone());
-                    emit(settle(what, Err(Error::new(ErrorKind::Io, error)), &mut failures)).await
+                    emit(settle((what, false), Err(Error::new(ErrorKind::Io, error)), &mut failures)).await
                 }
                 Some(Ok(work)) => {
                     seq += 1;
@@ -412,14 +420,20 @@ impl Engine {
                     }
                     let (engine, sync, n) = (self.clone(), sync.clone(), seq);
                     running.spawn(async move {
+                        let chunk = matches!(work, Work::Chunk(_));
                         let (key, result) = match (work, sync) {
                             (Work::Sync(pair), Some(req)) => {
                                 let key = pair.key(&req);
                                 (key, engine.sync_pair(job, &req, pair).await)
                             }
+                            (Work::Chunk(_), Some(_)) if dry_run => (String::new(), Ok(Settled::Nothing)),
+                            (Work::Chunk(c), Some(req)) => {
+                                let sent = engine.send_chunk(job, &req, &c).await;
+                                (c.key(&req), sent.map(Settled::Transferred))
+                            }
                             (work, _) => engine.settle(job, work).await,
                         };
-                        (n, key, result)
+                        (n, (key, chunk), result)
                     });
                 }
             }
@@ -519,7 +533,9 @@ impl Engine {
                 let result = self.upload_reader(job, &r).await;
                 (r.key, result.map(Settled::Transferred))
             }
-            Work::Sync(_) => (String::new(), Err(Error::invalid("a sync pair outside a sync job"))),
+            Work::Sync(_) | Work::Chunk(_) => {
+                (String::new(), Err(Error::invalid("a sync's pair or chunk outside a sync job")))
+            }
             Work::Refused { key, error } => (key, Err(error)),
         }
     }

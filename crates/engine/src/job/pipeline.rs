@@ -64,6 +64,9 @@ pub struct Outcome {
     /// another size, modification time or inode for a file, another ETag, version or size for an object. What
     /// had been sent or fetched of the old source was discarded and the object started again.
     pub source_changed: bool,
+    /// `Some((first, last))` for a [`Chunk`](super::Chunk): parts `first..=last` of a split object were sent
+    /// (or found on the server) and `size` is their bytes; the object itself is not complete.
+    pub chunk: Option<(u32, u32)>,
 }
 
 /// What was checked of an object's bytes, end to end.
@@ -112,6 +115,7 @@ impl Outcome {
             skipped: Some(reason),
             verified: Verified::default(),
             source_changed: false,
+            chunk: None,
         }
     }
 
@@ -134,6 +138,7 @@ impl Outcome {
             skipped: None,
             verified: Verified::default(),
             source_changed: false,
+            chunk: None,
         }
     }
 }
@@ -199,6 +204,12 @@ pub(super) trait ObjectSource: Send {
 
     /// After the last part and before Complete: what the whole source must satisfy (a file's digest).
     fn check(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// After a range of parts ([`Chunk`](super::Chunk)): the source is still what they were read from (a file
+    /// not written meanwhile).
+    fn unchanged(&self) -> Result<()> {
         Ok(())
     }
 
@@ -290,6 +301,7 @@ impl Engine {
                 size: plan.size,
                 verified: Verified { crc64: crc64.is_some(), ..Verified::default() },
                 source_changed: false,
+                chunk: None,
                 crc64,
                 etag: put.etag,
                 blake3: blake3.unwrap_or_default(),
@@ -324,13 +336,34 @@ impl Engine {
             }
             Ok(Opened::Upload(upload, held)) => (upload, held),
         };
+        let (sent, reused) = self.take_parts(row, &upload, &held, plan.parts(), source).await?;
+        source.check()?;
+        match self.complete_recorded(row, &upload, (plan.part_count(), plan.size), source.expected_crc64()).await {
+            Err(e) if self.refused_overwrite(&e) => Ok(Written::Refused(Some(upload))),
+            Err(e) => Err(e),
+            Ok((put, combined)) => Ok(Written::Put { put, verified: combined.is_some(), sent, reused }),
+        }
+    }
+
+    /// Takes `parts` (of `upload`, in order) through the pipeline: each one the server holds (`held`) and the
+    /// source recognises is kept, the others are sent under the memory budget and the bound on requests, every
+    /// acknowledged part recorded on `row`. Parts in flight finish and are recorded whatever happens. Answers
+    /// the parts sent and the parts kept.
+    pub(super) async fn take_parts(
+        &self,
+        row: &ObjectRow,
+        upload: &Upload,
+        held: &BTreeMap<u32, Held>,
+        parts: impl Iterator<Item = Part>,
+        source: &mut impl ObjectSource,
+    ) -> Result<(u32, u32)> {
         let to = Arc::new(upload.clone());
         let writer = self.inner.ledger.part_writer();
         let (mut sent, mut reused) = (0u32, 0u32);
         // Parts are taken in order ahead of sending by at most one per request slot (and the memory budget).
         let mut tasks = PartTasks::new(2 * self.inner.config.plan.max_in_flight);
         let taking = async {
-            for part in plan.parts() {
+            for part in parts {
                 self.check_stopped()?;
                 if !tasks.ready().await {
                     break;
@@ -380,12 +413,7 @@ impl Engine {
         // outranks the taker's (a stop, or a failed read). Whatever happened, what the server acknowledged is
         // made durable before returning.
         tasks.finish_recorded(taking, &writer).await?;
-        source.check()?;
-        match self.complete_recorded(row, &upload, (plan.part_count(), plan.size), source.expected_crc64()).await {
-            Err(e) if self.refused_overwrite(&e) => Ok(Written::Refused(Some(upload))),
-            Err(e) => Err(e),
-            Ok((put, combined)) => Ok(Written::Put { put, verified: combined.is_some(), sent, reused }),
-        }
+        Ok((sent, reused))
     }
 
     /// Records `e` on the object's ledger row; a stop is not a failure (the object stays resumable as it was).
@@ -488,7 +516,7 @@ impl Engine {
     }
 
     /// Every part of an existing upload, by number (all pages of ListParts).
-    async fn listed_parts(&self, upload: &Upload) -> Result<BTreeMap<u32, PartInfo>> {
+    pub(super) async fn listed_parts(&self, upload: &Upload) -> Result<BTreeMap<u32, PartInfo>> {
         let inner = &self.inner;
         let mut out = BTreeMap::new();
         let mut marker = None;
@@ -758,7 +786,7 @@ impl Engine {
     /// CRC-64 or, without one, the multipart ETag; see [`completed_from`]).
     /// Under [`Overwrite::IfMissing`](super::Overwrite::IfMissing) it carries `x-oss-forbid-overwrite`; a
     /// retry answered `FileAlreadyExists` is checked the same way.
-    async fn complete(
+    pub(super) async fn complete(
         &self,
         upload: &Upload,
         parts: &[CompletedPart],
@@ -856,7 +884,7 @@ pub(super) fn check_crc(expected: u64, got: Option<u64>, what: &str) -> Result<(
 
 /// The parts the server holds, by number: what the ledger recorded (when the server lists it with the recorded
 /// ETag) and what only the server lists.
-fn held(recorded: Vec<PartRow>, listed: BTreeMap<u32, PartInfo>) -> BTreeMap<u32, Held> {
+pub(super) fn held(recorded: Vec<PartRow>, listed: BTreeMap<u32, PartInfo>) -> BTreeMap<u32, Held> {
     let mut recorded: HashMap<u32, PartRow> = recorded.into_iter().map(|p| (p.number, p)).collect();
     listed
         .into_iter()
@@ -871,6 +899,11 @@ fn completed_part(p: &PartRow) -> CompletedPart {
     CompletedPart { part_number: PartNumber::new(p.number), etag: p.etag.clone(), checksum: p.checksum }
 }
 
+/// The CRC-64 of the parts a server lists for `plan`, combined in order; `None` if any lacks one.
+pub(super) fn combined_listed(listed: &BTreeMap<u32, PartInfo>, plan: &ObjectPlan) -> Option<u64> {
+    plan.parts().try_fold(0u64, |acc, p| listed.get(&p.number)?.crc64.map(|c| crc64::combine(acc, c, p.len)))
+}
+
 /// The CRC-64 of the parts' bytes in order, combined from theirs; `None` if any part lacks one.
 fn combined_crc(parts: &[PartRow]) -> Option<u64> {
     parts.iter().try_fold(0u64, |acc, p| p.crc64.map(|c| crc64::combine(acc, c, p.size)))
@@ -879,7 +912,7 @@ fn combined_crc(parts: &[PartRow]) -> Option<u64> {
 /// Whether `head` is the object completing `parts` gives: `size` bytes, and the CRC-64 `crc` where both sides
 /// have one, else the multipart ETag where it follows a known rule ([`completed_from`]). `None` when neither
 /// can tell (S3 has no CRC-64; ETags of servers that follow no rule).
-fn same_object(head: &ObjectInfo, parts: &[CompletedPart], size: u64, crc: Option<u64>) -> Option<bool> {
+pub(super) fn same_object(head: &ObjectInfo, parts: &[CompletedPart], size: u64, crc: Option<u64>) -> Option<bool> {
     if head.size != size {
         return Some(false);
     }

@@ -177,6 +177,7 @@ impl Engine {
             skipped: None,
             verified,
             source_changed: false,
+            chunk: None,
         })
     }
 }

@@ -21,7 +21,8 @@ use super::download::path_under;
 use super::handle::{Event, Tracker};
 use super::jobs::{with_slash, Found, Settled, Work};
 use super::{
-    CopyRequest, DownloadRequest, Engine, KeyFilter, Outcome, PlannedAction, PlannedObject, SkipReason, UploadRequest,
+    Chunk, CopyRequest, DownloadRequest, Engine, KeyFilter, Outcome, PlannedAction, PlannedObject, SkipReason,
+    UploadRequest,
 };
 use crate::checkpoint::{FileState, Fingerprint, JobId};
 use crate::error::{Error, ErrorKind, Result};
@@ -29,7 +30,7 @@ use crate::meta::Metadata;
 use crate::store::{Directive, ListEntry, ListRequest, ObjectInfo, ObjectRef};
 use crate::tags::TagSet;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -141,6 +142,11 @@ pub struct SyncRequest {
     /// The keys (relative to each side) this sync covers: all by default; a shard of a migration covers one
     /// range (`transfer shard run`), lists both sides only within it and deletes nothing outside it.
     pub range: KeyRange,
+    /// Relative keys another process settles (the split objects of a migration, [`Engine::split`]): passed
+    /// over on both sides, neither compared, copied nor deleted here.
+    pub elsewhere: BTreeSet<String>,
+    /// Part ranges of split objects this sync sends ([`Chunk`]), before it lists its own keys.
+    pub chunks: Vec<Chunk>,
 }
 
 /// Relative keys after `after` (exclusive) up to `upto` (inclusive), in byte order; `None` leaves that end open.
@@ -193,6 +199,8 @@ impl SyncRequest {
             tags: Directive::Copy,
             filter: KeyFilter::default(),
             range: KeyRange::default(),
+            elsewhere: BTreeSet::new(),
+            chunks: Vec::new(),
         }
     }
 
@@ -253,6 +261,8 @@ setters!(SyncRequest {
     tags: Directive<TagSet>,
     filter: KeyFilter,
     range: KeyRange,
+    elsewhere: BTreeSet<String>,
+    chunks: Vec<Chunk>,
 });
 
 /// One entry of a side, found by the listing or the walk.
@@ -493,6 +503,12 @@ impl Engine {
             (Some(cursor), Some(start)) => Some(cursor.max(start.clone())),
             (cursor, start) => cursor.or(start.clone()),
         };
+        // The chunks of split objects first: each is one unit of work, like an object.
+        for chunk in &req.chunks {
+            if tx.send(Ok(Work::Chunk(chunk.clone()))).await.is_err() {
+                return;
+            }
+        }
         let upto = req.range.upto.as_deref();
         let mut src = Bounded::new(self.lister(&req.source, false, after.as_deref(), &req.filter, &tracker), upto);
         let mut dst = Bounded::new(self.lister(&req.destination, true, after.as_deref(), &req.filter, &tracker), upto);
@@ -540,6 +556,9 @@ impl Engine {
                     Pair { rel, src: Some(s), dst: Some(d) }
                 }
             };
+            if req.elsewhere.contains(&pair.rel) {
+                continue;
+            }
             if let Some(s) = &pair.src {
                 tracker.found(s.size());
             }
@@ -631,7 +650,7 @@ impl Engine {
     }
 
     /// The transfer that makes the destination of `rel` like the source entry `src`.
-    fn sync_work(&self, req: &SyncRequest, rel: &str, src: &Entry) -> Result<Work> {
+    pub(super) fn sync_work(&self, req: &SyncRequest, rel: &str, src: &Entry) -> Result<Work> {
         let replace_or_none = |m: &Directive<Metadata>| match m {
             Directive::Replace(m) => m.clone(),
             Directive::Copy => Metadata::default(),
@@ -666,7 +685,7 @@ impl Engine {
     }
 
     /// Whether the destination entry `dst` holds what the source entry `src` does, by the request's comparison.
-    async fn unchanged(&self, req: &SyncRequest, src: &Entry, dst: &Entry) -> Result<bool> {
+    pub(super) async fn unchanged(&self, req: &SyncRequest, src: &Entry, dst: &Entry) -> Result<bool> {
         if src.size() != dst.size() {
             return Ok(false);
         }

@@ -21,6 +21,7 @@ use super::{Engine, SkipReason, UploadRequest};
 use crate::checkpoint::{Fingerprint, JobId};
 use crate::crc64;
 use crate::error::{Error, ErrorKind, Result};
+use crate::meta::Metadata;
 use crate::plan::{plan_object, ObjectPlan, Part};
 use crate::run::BufferPool;
 use crate::store::{validate_key, Body, ObjectInfo, ObjectRef, PartInfo, PutOptions, PutResult, Upload};
@@ -218,9 +219,20 @@ impl Engine {
         if let Some(done) = self.already_done(&row, &dest, req.tags.as_ref()).await? {
             return Ok(done);
         }
+        let opts = self.put_options(&self.file_metadata(req, &meta)?, req.tags.as_ref());
+        let mut file = FileSource::new(self, file, path.clone(), meta, &plan, expect);
+        self.transfer(&row, &dest, req.tags.as_ref(), &plan, &opts, &mut file)
+            .await
+            .map(|o| o.changed(changed))
+            .map_err(|e| e.with_context("file", path.display()).with_context("object", &dest))
+    }
+
+    /// The metadata of the object a file becomes: the request's, and with
+    /// [`EngineConfig::file_attributes`](super::EngineConfig::file_attributes) the file's modification time and
+    /// mode, which a restore sets back (a value the request gives is kept).
+    pub(super) fn file_metadata(&self, req: &UploadRequest, meta: &std::fs::Metadata) -> Result<Metadata> {
         let mut metadata = req.metadata.clone();
         if self.inner.config.file_attributes {
-            // What a restore sets back; a value the request gives is kept.
             let mode = format!("{:o}", meta.mode());
             let mtime = meta.modified().ok().map(super::format_mtime);
             for (name, value) in [(super::MTIME_METADATA, mtime), (super::MODE_METADATA, Some(mode))] {
@@ -229,17 +241,12 @@ impl Engine {
                 }
             }
         }
-        let opts = self.put_options(&metadata, req.tags.as_ref());
-        let mut file = FileSource::new(self, file, path.clone(), meta, &plan, expect);
-        self.transfer(&row, &dest, req.tags.as_ref(), &plan, &opts, &mut file)
-            .await
-            .map(|o| o.changed(changed))
-            .map_err(|e| e.with_context("file", path.display()).with_context("object", &dest))
+        Ok(metadata)
     }
 
     /// With [`DigestOptions`](super::DigestOptions) set: the request with the file's blake3 added to its tags
     /// and/or metadata, and the digest. Reads the file once, in 1 MiB slices.
-    async fn with_digest(
+    pub(super) async fn with_digest(
         &self,
         req: &UploadRequest,
         file: &Arc<File>,
@@ -281,7 +288,7 @@ impl Engine {
 }
 
 /// A file as the source of one object.
-struct FileSource {
+pub(super) struct FileSource {
     engine: Engine,
     file: Arc<File>,
     path: Arc<Path>,
@@ -301,7 +308,7 @@ struct FileSource {
 }
 
 impl FileSource {
-    fn new(
+    pub(super) fn new(
         engine: &Engine,
         file: Arc<File>,
         path: Arc<Path>,
@@ -427,8 +434,12 @@ impl ObjectSource for FileSource {
         tokio::task::spawn_blocking(move || file_is(&file, &path, &plan, &head)).await?
     }
 
+    fn unchanged(&self) -> Result<()> {
+        unchanged(&self.file, &self.path, &self.planned)
+    }
+
     fn check(&mut self) -> Result<()> {
-        unchanged(&self.file, &self.path, &self.planned)?;
+        ObjectSource::unchanged(self)?;
         let digest = self.digest.take().ok_or_else(|| Error::new(ErrorKind::Io, "a read of the file failed"))?;
         let hash = digest.finish();
         check_digest(self.expect.as_deref(), &hash, &self.path)?;

@@ -353,6 +353,7 @@ impl Engine {
             skipped: None,
             verified: Verified { crc64: put.crc64.is_some(), ..Verified::default() },
             source_changed: false,
+            chunk: None,
         })
     }
 
