@@ -530,3 +530,90 @@ async fn a_large_file_is_split_across_shards() {
     assert_eq!(objects(&store, "filesplit", "up/").await.len(), 11);
     assert_eq!(summary_of(&plan_dir)["listed"].as_u64(), Some(11));
 }
+
+/// Keys that failed in their shards come back as the merge's report/retry.txt, and `shard plan --files-from` of
+/// it plans only them: the retry's shards ask for each of their keys (HEAD) and list nothing, and its merge
+/// accounts for exactly those keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_keys_are_retried_from_the_merges_manifest() {
+    let served = Served::start();
+    let store = served.client(V4);
+    store.create_bucket("retry").await.unwrap();
+    for i in 0..30u64 {
+        let key =
+            if i == 7 { "src/a/k07 ü,x".to_owned() } else { format!("src/{}/k{i:02}", ["a", "b"][i as usize % 2]) };
+        store.put_object("retry", &key, data(1500 + i as usize, i).into(), &PutOptions::default()).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (plan_dir, retry_dir) = (tmp.path().join("plan"), tmp.path().join("retry"));
+    let (plan, retry) = (plan_dir.to_str().unwrap(), retry_dir.to_str().unwrap());
+    let l = tmp.path().join("l.db");
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
+        "shard",
+        "plan",
+        "oss://retry/src/",
+        "oss://retry/dst/",
+        "--shards",
+        "2",
+        "--plan",
+        plan,
+    ])));
+    // Copies of k07 and k21 are refused for good.
+    let refuse = |key: &'static str| Rule {
+        method: Some("PUT"),
+        contains: key,
+        fault: Fault::Status(403, "AccessDenied"),
+        times: 1000,
+    };
+    let proxy = FaultProxy::start(&served.endpoint, vec![refuse("k07"), refuse("k21")]).await;
+    for i in 0..2 {
+        let out =
+            crate::cli::run(transfer(&proxy.endpoint, &l).args(["shard", "run", plan, "--index", &i.to_string()]));
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    }
+    let merged = crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "merge", plan]));
+    assert_eq!(merged.status.code(), Some(1), "{}", stderr(&merged));
+    let manifest = std::fs::read_to_string(plan_dir.join("report/retry.txt")).unwrap();
+    assert_eq!(manifest, "a%2Fk07%20%C3%BC%2Cx\nb%2Fk21\n");
+
+    // As the README pipes it: the manifest on stdin.
+    let manifest = std::fs::File::open(plan_dir.join("report/retry.txt")).unwrap();
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).stdin(manifest).args([
+        "shard",
+        "plan",
+        "oss://retry/src/",
+        "oss://retry/dst/",
+        "--shards",
+        "2",
+        "--files-from",
+        "-",
+        "--plan",
+        retry,
+    ])));
+    let replanned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(retry_dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(replanned["listed"]["objects"].as_u64(), Some(2), "{replanned}");
+    let counting = FaultProxy::start(&served.endpoint, vec![]).await;
+    for i in 0..replanned["shards"].as_array().unwrap().len() {
+        let out =
+            crate::cli::run(transfer(&counting.endpoint, &l).args(["shard", "run", retry, "--index", &i.to_string()]));
+        ok(&out);
+    }
+    let seen = counting.seen();
+    // Each run checks its bucket with one key's listing (max-keys=1); nothing else is listed.
+    let lists: Vec<_> =
+        seen.iter().filter(|s| s.target.contains("list-type") && !s.target.contains("max-keys=1&")).collect();
+    assert!(lists.is_empty(), "the retry listed: {lists:?}");
+    assert!(seen.iter().any(|s| s.method == "HEAD"), "{seen:?}");
+    let copies = seen.iter().filter(|s| s.method == "PUT" && s.target.contains("/dst/")).count();
+    assert_eq!(copies, 2, "{seen:?}");
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "merge", retry])));
+    let s = summary_of(&retry_dir);
+    assert_eq!(
+        (s["listed"].as_u64(), s["copied"].as_u64(), s["complete"].as_bool()),
+        (Some(2), Some(2), Some(true)),
+        "{s}"
+    );
+    assert_eq!(std::fs::read_to_string(retry_dir.join("report/retry.txt")).unwrap(), "");
+    assert_eq!(objects(&store, "retry", "dst/").await, objects(&store, "retry", "src/").await);
+}

@@ -203,6 +203,10 @@ pub(crate) struct CpArgs {
     #[arg(skip)]
     #[serde(skip)]
     pub chunks: Vec<transfer_engine::job::Chunk>,
+    /// `transfer shard run` of a plan from a manifest: only these relative keys.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub keys: Option<Vec<String>>,
 }
 
 /// How entries on both sides of a sync are compared.
@@ -915,6 +919,7 @@ fn sync_request(args: &CpArgs, p: &Plan) -> Result<SyncRequest, Usage> {
         .range(range)
         .elsewhere(args.elsewhere.iter().cloned().collect())
         .chunks(args.chunks.clone())
+        .keys(args.keys.clone())
         .compare(compare)
         .delete(opts.delete)
         .max_delete(opts.max_delete)

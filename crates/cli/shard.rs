@@ -85,6 +85,11 @@ pub(crate) struct PlanArgs {
     /// bytes, at least 64MiB]
     #[arg(long, value_name = "SIZE", value_parser = crate::addr::parse_size)]
     split_above: Option<u64>,
+    /// Plan only the keys in this file (- for stdin) instead of listing SRC: one key relative to SRC per line,
+    /// URL-encoded, as `shard merge` writes report/retry.txt. Each shard asks for each of its keys (HEAD, stat)
+    /// rather than listing its range.
+    #[arg(long, value_name = "FILE")]
+    files_from: Option<PathBuf>,
 }
 
 /// Options of `transfer shard run`.
@@ -126,6 +131,9 @@ struct Plan {
     /// Objects cut into part ranges across shards: in no range (every shard passes over their keys).
     #[serde(default)]
     splits: Vec<SplitPlan>,
+    /// A plan from a manifest (`--files-from`): the only keys the shards take, sorted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keys: Option<Vec<String>>,
 }
 
 /// An object the planner split: its upload, initiated, and which shard sends which parts.
@@ -632,6 +640,68 @@ fn walk(dir: &Path, rel: &str, cuts: &mut Cuts) -> Result<(), Usage> {
     Ok(())
 }
 
+/// The keys of a manifest (`--files-from`): one URL-encoded relative key per line, sorted and without repeats.
+fn read_manifest(file: &Path) -> Result<Vec<String>, Usage> {
+    let text = match file == Path::new("-") {
+        true => std::io::read_to_string(std::io::stdin()),
+        false => std::fs::read_to_string(file),
+    }
+    .map_err(|e| Usage(format!("cannot read the manifest {}: {e}", file.display())))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let key = percent_encoding::percent_decode_str(line.trim()).decode_utf8().map_err(|_| {
+            Usage(format!("{} line {}: {line:?} is not a URL-encoded UTF-8 key", file.display(), n + 1))
+        })?;
+        keys.push(key.into_owned());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    Ok(keys)
+}
+
+/// A manifest's line for `key`: URL-encoded (a key may hold a newline).
+fn manifest_line(key: &str) -> String {
+    format!("{}\n", percent_encoding::utf8_percent_encode(key, percent_encoding::NON_ALPHANUMERIC))
+}
+
+/// The sizes of `keys` (sorted) under the source into `cuts`, asked for LISTERS at a time; a key the source does
+/// not have weighs nothing (its shard still settles it: with --delete, removes it from the destination).
+async fn weigh_keys(src: &Location, store: &StoreArgs, keys: &[String], cuts: &mut Cuts) -> Result<(), Usage> {
+    let opened = match src {
+        Location::Remote { scheme, bucket, .. } => Some(store.open_bucket(*scheme, bucket).await?),
+        Location::Path(_) => None,
+    };
+    let sizes = futures::stream::iter(keys)
+        .map(|rel| {
+            let opened = opened.as_ref();
+            async move {
+                let size = match (src, opened) {
+                    (Location::Remote { bucket, key, .. }, Some(o)) => {
+                        let prefix = if key.is_empty() || key.ends_with('/') { key.clone() } else { format!("{key}/") };
+                        match o.objects.head_object(&ObjectRef::new(bucket, format!("{prefix}{rel}"))).await {
+                            Ok(h) => Some(h.size),
+                            Err(e) if e.kind() == ErrorKind::ObjectNotFound => None,
+                            Err(e) => return Err(Usage(format!("cannot read {src}{rel}: {e}"))),
+                        }
+                    }
+                    (Location::Path(dir), _) => {
+                        std::fs::metadata(dir.join(rel)).ok().filter(|m| m.is_file()).map(|m| m.len())
+                    }
+                    _ => None,
+                };
+                Ok::<_, Usage>((rel, size))
+            }
+        })
+        .buffered(LISTERS);
+    futures::pin_mut!(sizes);
+    while let Some((rel, size)) = sizes.try_next().await? {
+        if let Some(size) = size {
+            cuts.add(rel, size);
+        }
+    }
+    Ok(())
+}
+
 /// How many prefixes the planner lists at once.
 const LISTERS: usize = 16;
 
@@ -683,7 +753,7 @@ async fn list_into(
 }
 
 async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
-    let PlanArgs { sync, shards, plan: loc, split_above } = args;
+    let PlanArgs { sync, shards, plan: loc, split_above, files_from } = args;
     if shards == 0 {
         return Err(Usage("--shards must be at least 1".into()));
     }
@@ -723,7 +793,17 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
         }
         Location::Path(_) => cp.store.clone(),
     };
-    list_source(&src, &src_store, &mut cuts).await?;
+    let keys = match &files_from {
+        Some(file) => {
+            let keys = read_manifest(file)?;
+            weigh_keys(&src, &src_store, &keys, &mut cuts).await?;
+            Some(keys)
+        }
+        None => {
+            list_source(&src, &src_store, &mut cuts).await?;
+            None
+        }
+    };
     let listed = cuts.totals;
     let splits = split_objects(&cp, cuts.take_split()).await?;
     let split_keys: Vec<(String, u64)> = splits.iter().map(|s| (s.key.clone(), s.size)).collect();
@@ -738,6 +818,7 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
         listed,
         shards: ranges,
         splits,
+        keys,
     };
     let text = serde_json::to_vec_pretty(&plan).map_err(|e| Usage(e.to_string()))?;
     if !store.put("plan.json", text, true).await.map_err(Usage)? {
@@ -884,6 +965,10 @@ async fn run_shard(args: RunArgs, out: OutputArgs) -> Result<u8, Usage> {
         }
     }
     let chunks = cp.chunks.clone();
+    cp.keys = plan.keys.as_ref().map(|keys| {
+        let range = transfer_engine::job::KeyRange::new(range.after.clone(), range.upto.clone());
+        keys.iter().filter(|k| range.contains(k)).cloned().collect()
+    });
     let ledger_path = match &cp.checkpoint {
         Some(p) => p.clone(),
         None => Ledger::default_path()?,
@@ -1059,6 +1144,8 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
     // listed, copied, unchanged, failed, settled by earlier attempts, bytes copied
     let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut failed_rows = String::from("Bucket,Key,VersionId,TaskStatus,ErrorCode,HTTPStatusCode,ResultMessage\n");
+    // What failed, as keys relative to both sides: the manifest of a retry (`shard plan --files-from`).
+    let mut retry = std::collections::BTreeSet::new();
     let dest_bucket = match Location::parse(&plan.destination)? {
         Location::Remote { bucket, .. } => bucket,
         Location::Path(p) => p.display().to_string(),
@@ -1084,6 +1171,7 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
         totals.4 += r.settled_earlier;
         totals.5 += r.bytes_copied;
         for f in &r.failures {
+            retry.extend(relative(&plan, &f.key));
             failed_rows.push_str(&format!(
                 "{},{},,failed,{},,{}\n",
                 csv(&dest_bucket),
@@ -1095,6 +1183,7 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
     }
     let splits =
         complete_splits(&store, &plan, &states, &args.store, &mut problems, &mut failed_rows, &dest_bucket).await?;
+    retry.extend(splits.2);
     totals.0 += plan.splits.len() as u64;
     totals.1 += splits.0;
     totals.3 += splits.1;
@@ -1112,6 +1201,8 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
     let text = serde_json::to_vec_pretty(&summary).map_err(|e| Usage(e.to_string()))?;
     store.put("report/summary.json", text, false).await.map_err(Usage)?;
     store.put("report/failed.csv", failed_rows.into_bytes(), false).await.map_err(Usage)?;
+    let manifest: String = retry.iter().map(|k| manifest_line(k)).collect();
+    store.put("report/retry.txt", manifest.into_bytes(), false).await.map_err(Usage)?;
     if out.json {
         out!("{}", json!({"event": "merged", "summary": summary}));
     } else {
@@ -1129,7 +1220,8 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
 }
 
 /// Completes every split object whose chunks' shards are all done, from ListParts checked against their
-/// receipts: `(completed now or before, failed)`. What is not done yet, or failed, goes into `problems`.
+/// receipts: `(completed now or before, failed, the keys that failed)`. What is not done yet, or failed, goes
+/// into `problems`.
 async fn complete_splits(
     store: &PlanStore,
     plan: &Plan,
@@ -1138,15 +1230,15 @@ async fn complete_splits(
     problems: &mut Vec<String>,
     failed_rows: &mut String,
     dest_bucket: &str,
-) -> Result<(u64, u64), Usage> {
+) -> Result<(u64, u64, Vec<String>), Usage> {
     if plan.splits.is_empty() {
-        return Ok((0, 0));
+        return Ok((0, 0, Vec::new()));
     }
     let cp = worker_options(store, plan, own)?;
     let (engine, req) = crate::cp::sync_engine(&cp).await?;
     let done: std::collections::HashMap<u32, &ShardResult> =
         states.iter().filter(|s| s.2).filter_map(|(i, r, _)| Some((*i, r.as_ref()?))).collect();
-    let (mut completed, mut failed) = (0, 0);
+    let (mut completed, mut failed, mut keys) = (0, 0, Vec::new());
     for split in &plan.splits {
         let waiting: Vec<String> =
             split.chunks.iter().filter(|c| !done.contains_key(&c.shard)).map(|c| c.shard.to_string()).collect();
@@ -1177,6 +1269,7 @@ async fn complete_splits(
             }
             Err(e) => {
                 failed += 1;
+                keys.push(split.key.clone());
                 problems.push(format!("{} (split): {e}", split.key));
                 let code = e.service_code().map_or_else(|| e.kind().to_string(), str::to_owned);
                 failed_rows.push_str(&format!(
@@ -1189,7 +1282,20 @@ async fn complete_splits(
             }
         }
     }
-    Ok((completed, failed))
+    Ok((completed, failed, keys))
+}
+
+/// The key relative to both sides of a failure's key (the destination's key, or a download's source key).
+fn relative(plan: &Plan, key: &str) -> Option<String> {
+    let under = |prefix: &str, key: &str| {
+        let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_owned() } else { format!("{prefix}/") };
+        key.strip_prefix(prefix.as_str()).map(str::to_owned)
+    };
+    match (Location::parse(&plan.destination).ok()?, Location::parse(&plan.source).ok()?) {
+        (Location::Remote { key: prefix, .. }, _) => under(&prefix, key),
+        (Location::Path(_), Location::Remote { key: prefix, .. }) => under(&prefix, key),
+        (Location::Path(_), Location::Path(_)) => None,
+    }
 }
 
 /// `transfer shard abort`: aborts the uploads the planner initiated for split objects (what their shards sent

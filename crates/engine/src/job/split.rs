@@ -149,8 +149,9 @@ fn changed_since_plan(what: &str) -> Error {
 }
 
 impl Engine {
-    /// The source entry of `rel` on `side` (a HEAD, or a stat), `None` when there is none.
-    async fn entry(&self, side: &SyncSide, rel: &str, dest: bool) -> Result<Option<Entry>> {
+    /// The entry of `rel` on `side`, the destination's or the source's (a HEAD, or a stat); `None` when there is
+    /// none.
+    pub(super) async fn entry(&self, side: &SyncSide, rel: &str, dest: bool) -> Result<Option<Entry>> {
         match side {
             SyncSide::Prefix { bucket, prefix } => {
                 let obj = ObjectRef::new(bucket, format!("{}{rel}", super::jobs::with_slash(prefix)));

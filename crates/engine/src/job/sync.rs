@@ -147,6 +147,9 @@ pub struct SyncRequest {
     pub elsewhere: BTreeSet<String>,
     /// Part ranges of split objects this sync sends ([`Chunk`]), before it lists its own keys.
     pub chunks: Vec<Chunk>,
+    /// Only these relative keys (a retry of what failed, `transfer shard plan --files-from`): each side is asked
+    /// for each one (a HEAD, a stat) instead of being listed. `None`: every key (of the range and the filter).
+    pub keys: Option<Vec<String>>,
 }
 
 /// Relative keys after `after` (exclusive) up to `upto` (inclusive), in byte order; `None` leaves that end open.
@@ -201,6 +204,7 @@ impl SyncRequest {
             range: KeyRange::default(),
             elsewhere: BTreeSet::new(),
             chunks: Vec::new(),
+            keys: None,
         }
     }
 
@@ -263,6 +267,7 @@ setters!(SyncRequest {
     range: KeyRange,
     elsewhere: BTreeSet<String>,
     chunks: Vec<Chunk>,
+    keys: Option<Vec<String>>,
 });
 
 /// One entry of a side, found by the listing or the walk.
@@ -318,6 +323,13 @@ enum Lister {
         done: bool,
     },
     Files(mpsc::Receiver<std::result::Result<(String, Entry), String>>),
+    /// Given keys, in order, each asked for.
+    Keys {
+        engine: Engine,
+        side: SyncSide,
+        dest: bool,
+        keys: VecDeque<String>,
+    },
 }
 
 impl Lister {
@@ -329,6 +341,21 @@ impl Lister {
         upto: Option<&str>,
     ) -> std::result::Result<Option<(String, Entry)>, (String, String)> {
         match self {
+            Lister::Keys { engine, side, dest, keys } => loop {
+                let Some(rel) = keys.pop_front() else { return Ok(None) };
+                if upto.is_some_and(|u| rel.as_str() > u) {
+                    keys.clear();
+                    return Ok(None);
+                }
+                if !filter.matches(&rel) {
+                    continue;
+                }
+                match engine.entry(side, &rel, *dest).await {
+                    Ok(Some(entry)) => return Ok(Some((rel, entry))),
+                    Ok(None) => continue,
+                    Err(e) => return Err((rel.clone(), format!("cannot read {rel}: {e}"))),
+                }
+            },
             Lister::Files(rx) => match rx.recv().await {
                 None => Ok(None),
                 Some(Ok(item)) => Ok(Some(item)),
@@ -510,8 +537,12 @@ impl Engine {
             }
         }
         let upto = req.range.upto.as_deref();
-        let mut src = Bounded::new(self.lister(&req.source, false, after.as_deref(), &req.filter, &tracker), upto);
-        let mut dst = Bounded::new(self.lister(&req.destination, true, after.as_deref(), &req.filter, &tracker), upto);
+        let lister = |side, dest| match &req.keys {
+            Some(keys) => self.key_lister(side, dest, keys, after.as_deref()),
+            None => self.lister(side, dest, after.as_deref(), &req.filter, &tracker),
+        };
+        let mut src = Bounded::new(lister(&req.source, false), upto);
+        let mut dst = Bounded::new(lister(&req.destination, true), upto);
         // The entry each side showed and the merge has not taken yet; a side is read on only once its entry was
         // taken, after the pair it went into was sent (so a pair never waits for the next page of either side).
         let (mut a, mut b) = (None, None);
@@ -567,6 +598,14 @@ impl Engine {
             }
         }
         tracker.listing_finished();
+    }
+
+    /// A side's entries under `keys` after `after`, in key order, each asked for.
+    fn key_lister(&self, side: &SyncSide, dest: bool, keys: &[String], after: Option<&str>) -> Lister {
+        let mut keys: Vec<String> = keys.iter().filter(|k| after.is_none_or(|a| k.as_str() > a)).cloned().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Lister::Keys { engine: self.clone(), side: side.clone(), dest, keys: keys.into() }
     }
 
     fn lister(
