@@ -617,3 +617,62 @@ async fn failed_keys_are_retried_from_the_merges_manifest() {
     assert_eq!(std::fs::read_to_string(retry_dir.join("report/retry.txt")).unwrap(), "");
     assert_eq!(objects(&store, "retry", "dst/").await, objects(&store, "retry", "src/").await);
 }
+
+/// Kubernetes stops a pod with SIGTERM: the shard stops as on Ctrl-C (parts in flight recorded, exit 3), writes
+/// its result and keeps a snapshot of its ledger beside the plan; the shard rescheduled on another machine (no
+/// ledger of its own) restores it and goes on after what was settled, listing from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_stopped_by_sigterm_goes_on_elsewhere_from_its_ledger_snapshot() {
+    let served = Served::start();
+    let store = served.client(V4);
+    store.create_bucket("moved").await.unwrap();
+    for i in 0..40u64 {
+        store.put_object("moved", &format!("src/k{i:02}"), data(1000, i).into(), &PutOptions::default()).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let plan_dir = tmp.path().join("plan");
+    let plan = plan_dir.to_str().unwrap();
+    let l = tmp.path().join("planner.db");
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
+        "shard",
+        "plan",
+        "oss://moved/src/",
+        "oss://moved/dst/",
+        "--shards",
+        "1",
+        "--plan",
+        plan,
+    ])));
+    let slow = Rule { method: None, contains: "", fault: Fault::Delay(Duration::from_millis(30)), times: 100_000 };
+    let proxy = FaultProxy::start(&served.endpoint, vec![slow]).await;
+    let mut first = shard(&proxy.endpoint, tmp.path(), plan, 0, "machine-a").stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.seen().iter().filter(|s| s.method == "PUT" && s.answered.is_some()).count() < 10 {
+        assert!(first.try_wait().unwrap().is_none(), "the shard ended before it could be stopped");
+        assert!(Instant::now() < deadline, "no copy within a minute");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let term = Command::new("kill").args(["-TERM", &first.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let result: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plan_dir.join("shards/0/result.json")).unwrap()).unwrap();
+    assert_eq!(result["state"].as_str(), Some("stopped"), "{result}");
+    assert!(plan_dir.join("shards/0/ledger.db").exists(), "the ledger is kept beside the plan");
+
+    let counting = FaultProxy::start(&served.endpoint, vec![]).await;
+    let out = crate::cli::run(&mut shard(&counting.endpoint, tmp.path(), plan, 0, "machine-b"));
+    ok(&out);
+    assert!(stderr(&out).contains("ledger restored"), "{}", stderr(&out));
+    let done: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plan_dir.join("shards/0/DONE")).unwrap()).unwrap();
+    assert!(done["settled_earlier"].as_u64().unwrap() >= 5, "{done}");
+    let seen = counting.seen();
+    assert!(
+        seen.iter().any(|s| s.target.contains("list-type") && s.target.contains("start-after=src%2Fk")),
+        "the listing goes on after the cursor: {seen:?}"
+    );
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "merge", plan])));
+    assert_eq!(objects(&store, "moved", "dst/").await, objects(&store, "moved", "src/").await);
+}

@@ -954,6 +954,14 @@ fn download(
     Ok(p.engine.download_one(DownloadRequest::new(object, file)))
 }
 
+/// The next delivery of `signal`; never, when it could not be installed.
+async fn signalled(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal.as_mut() {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs `transfer cp`, or with `resume`, that job of the ledger.
 /// A local source must exist (a remote one is checked against its store later); - is stdin.
 fn local_source_exists(src: &Location) -> Result<(), Usage> {
@@ -1263,7 +1271,9 @@ async fn follow(
     let mut display = ProgressDisplay::new(if dry_run { OutputArgs { quiet: true, ..out } } else { out });
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     // Registered once, before the job's first event; if it cannot be registered, Ctrl-C keeps its default effect.
+    // Ctrl-C, or SIGTERM (what Kubernetes and Slurm send before they kill): stop as a user would.
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     // SIGUSR2 turns the bandwidth limit off, and on again (as rclone's does).
     let (limit, mut sigusr2) = match limit {
         Some((l, t, signal)) => (Some((l, t)), signal),
@@ -1388,7 +1398,7 @@ async fn follow(
                     }
                 }
             }
-            Some(()) = async { match sigint.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+            Some(()) = async { tokio::select! { s = signalled(&mut sigint) => s, s = signalled(&mut sigterm) => s } } => {
                 interrupts += 1;
                 if interrupts == 1 {
                     tracing::warn!("stopping: parts in flight finish and are recorded (Ctrl-C again to quit now)");

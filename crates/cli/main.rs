@@ -46,7 +46,7 @@ use transfer_server::Server;
     about,
     after_help = "Exit status:\n  0  all done\n  1  failed: nothing of the job is in place (for - as SRC, a stream, \
                   also stopped: a stream cannot resume)\n  2  usage error: bad arguments, missing bucket or credentials, \
-                  unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C), stopped on a full disk, a sync's --max-delete reached, or partly failed; \
+                  unreachable endpoint (nothing moved)\n  3  stopped (Ctrl-C, SIGTERM), stopped on a full disk, a sync's --max-delete reached, or partly failed; \
                   resumable with `transfer resume` or the same command again\n  141  the output's reader went away (a closed pipe, as `| head`): \
                   nothing more is printed; a job stops where it was and resumes"
 )]

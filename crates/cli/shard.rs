@@ -936,6 +936,36 @@ fn shard_index(given: Option<u32>, count: usize) -> Result<u32, Usage> {
     Ok(index)
 }
 
+fn ledger_file(index: u32) -> String {
+    format!("shards/{index}/ledger.db")
+}
+
+/// Puts the shard's last ledger snapshot at `path`, if the plan keeps one.
+async fn restore_ledger(store: &PlanStore, index: u32, path: &Path) -> Result<(), Usage> {
+    let Some(bytes) = store.get(&ledger_file(index)).await.map_err(Usage)? else { return Ok(()) };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".ledger-{index}.{}.tmp", std::process::id()));
+    let placed = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, &bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    placed.map_err(|e| Usage(format!("cannot write the ledger {}: {e}", path.display())))?;
+    tracing::info!("shard {index}: its ledger restored from {}", store.name(&ledger_file(index)));
+    Ok(())
+}
+
+/// Keeps a copy of the shard's ledger beside the plan, for an attempt on another machine.
+async fn snapshot_ledger(store: &PlanStore, index: u32, path: &Path) -> Result<(), String> {
+    let tmp = path.with_file_name(format!(".ledger-snapshot-{index}.{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let taken = Ledger::open(path)
+        .and_then(|l| l.snapshot_into(&tmp))
+        .map_err(|e| e.to_string())
+        .and_then(|()| std::fs::read(&tmp).map_err(|e| e.to_string()));
+    let _ = std::fs::remove_file(&tmp);
+    store.put(&ledger_file(index), taken?, false).await.map(|_| ())
+}
+
 fn done_file(index: u32) -> String {
     format!("shards/{index}/DONE")
 }
@@ -973,6 +1003,10 @@ async fn run_shard(args: RunArgs, out: OutputArgs) -> Result<u8, Usage> {
         Some(p) => p.clone(),
         None => Ledger::default_path()?,
     };
+    // On a machine without this shard's ledger (a pod rescheduled elsewhere), the last attempt's snapshot.
+    if !ledger_path.exists() {
+        restore_ledger(&store, index, &ledger_path).await?;
+    }
     tracing::info!("shard {index} of {}: keys ({}, {}]", plan.shards.len(), bound(&range.after), bound(&range.upto));
     let mut summary = None;
     let code = crate::cp::run_reporting(cp, out, None, &mut summary).await;
@@ -982,6 +1016,10 @@ async fn run_shard(args: RunArgs, out: OutputArgs) -> Result<u8, Usage> {
     if let Err(e) = store.put(&result_file(index), text.clone(), false).await {
         tracing::error!("{e}");
         return Ok(EXIT_FAILED);
+    }
+    if let Err(e) = snapshot_ledger(&store, index, &ledger_path).await {
+        // Only a convenience: a shard without it compares with the destination instead.
+        tracing::warn!("could not keep the ledger beside the plan: {e}");
     }
     if code == EXIT_OK && result.state == "done" {
         match store.put(&done_file(index), text, true).await {

@@ -716,6 +716,16 @@ impl Ledger {
         Ok(())
     }
 
+    /// Writes a consistent copy of the whole ledger to `to` (which must not exist), as of now: every part
+    /// recorded so far committed first, then SQLite's `VACUUM INTO`. Another machine opens the copy as its
+    /// ledger and resumes the jobs in it (`transfer shard run` keeps one beside its plan).
+    pub fn snapshot_into(&self, to: &Path) -> Result<()> {
+        self.inner.writer.flush_blocking()?;
+        let to = to.to_str().ok_or_else(|| crate::Error::invalid(format!("{} is not UTF-8", to.display())))?;
+        self.conn().execute("VACUUM INTO ?1", [to])?;
+        Ok(())
+    }
+
     /// Waits until every part recorded so far (by any job of this process) is committed: what a program calls
     /// before it exits at once (a second Ctrl-C), so the parts the server acknowledged are not sent again.
     pub async fn flush(&self) -> Result<()> {
