@@ -55,9 +55,9 @@ impl Drop for Cluster {
     }
 }
 
-/// 40 objects (tags and metadata on each) migrated by a Slurm array of 6 shards, 4 at once, and the merge that
-/// runs after every shard succeeded: every object arrives once with its bytes, tags and metadata, and the
-/// report's totals account for all 40.
+/// 40 objects and one of 24 MiB (tags and metadata on each) migrated by a Slurm array of 6 shards, 4 at once, the
+/// large one split across several tasks, and the merge that runs after every shard succeeded: every object
+/// arrives once with its bytes, tags and metadata, and the report's totals account for all 41.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_on_a_slurm_array() {
     let served = Served::start();
@@ -72,12 +72,16 @@ async fn a_migration_on_a_slurm_array() {
             .await
             .unwrap();
     }
+    // One object large enough to be split across the array's tasks and completed by the merge.
+    let big = data(24 << 20, 77);
+    store.put_object("slurm", "src/03/big.bin", big.clone().into(), &opts).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(&tmp.path().join("cluster"));
     let plan = tmp.path().join("plan");
     let state = tmp.path().join("state");
     let out = Command::new(repo().join("deploy/slurm/transfer-migration.sh"))
         .args(["oss://slurm/src/", "oss://slurm/dst/", plan.to_str().unwrap(), "6", "4"])
+        .args(["--split-above", "8MiB", "--part-size", "1MiB"])
         .env("SLURM_CONF", cluster.conf())
         .env("TRANSFER", env!("CARGO_BIN_EXE_transfer"))
         .env("TRANSFER_STATE", &state)
@@ -99,8 +103,8 @@ async fn a_migration_on_a_slurm_array() {
     }
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(
-        (s["complete"].as_bool(), s["listed"].as_u64(), s["failed"].as_u64()),
-        (Some(true), Some(40), Some(0)),
+        (s["complete"].as_bool(), s["listed"].as_u64(), s["failed"].as_u64(), s["split"]["completed"].as_u64()),
+        (Some(true), Some(41), Some(0), Some(1)),
         "{s}"
     );
     assert_eq!(s["shards_done"].as_u64(), s["shards"].as_u64(), "{s}");
@@ -108,7 +112,10 @@ async fn a_migration_on_a_slurm_array() {
         assert!(state.join(format!("shard-{i}.log")).exists(), "array task {i} ran under Slurm");
     }
     let listed = store.list_objects("slurm", &ListRequest::default().prefix(Some("dst/".into()))).await.unwrap();
-    assert_eq!(listed.objects.len(), 40);
+    assert_eq!(listed.objects.len(), 41);
+    let split = ObjectRef::new("slurm", "dst/03/big.bin");
+    assert!(store.get_object(&split, None).await.unwrap().bytes().await.unwrap() == big, "the split object");
+    assert_eq!(store.get_tagging(&split).await.unwrap().get("run"), Some("slurm"));
     for i in [0u64, 17, 39] {
         let key = format!("dst/{:02}/f{i}", i % 7);
         let obj = ObjectRef::new("slurm", &key);
