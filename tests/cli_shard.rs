@@ -676,3 +676,58 @@ async fn a_shard_stopped_by_sigterm_goes_on_elsewhere_from_its_ledger_snapshot()
     ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "merge", plan])));
     assert_eq!(objects(&store, "moved", "dst/").await, objects(&store, "moved", "src/").await);
 }
+
+/// A skewed keyspace balances: 80% of the small files' bytes under one prefix, and one 2 GiB file (sparse files:
+/// the plan reads sizes, not bytes). The 2 GiB file is split and its parts dealt so that no shard carries much
+/// more than an even share of everything, and none is left with little; every part is in exactly one chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_keyspace_with_a_huge_object_plans_balanced_shards() {
+    let served = Served::start();
+    served.client(V4).create_bucket("skew").await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let sparse = |rel: &str, len: u64| {
+        let p = src.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::File::create(p).unwrap().set_len(len).unwrap();
+    };
+    for i in 0..40 {
+        sparse(&format!("hot/h{i:02}"), 20 << 20);
+    }
+    for i in 0..200 {
+        sparse(&format!("cold/c{i:03}"), 1 << 20);
+    }
+    sparse("huge.bin", 2 << 30);
+    let plan_dir = tmp.path().join("plan");
+    let l = tmp.path().join("l.db");
+    let shards = 8;
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
+        "shard",
+        "plan",
+        src.to_str().unwrap(),
+        "oss://skew/dst/",
+        "--shards",
+        &shards.to_string(),
+        "--plan",
+        plan_dir.to_str().unwrap(),
+    ])));
+    let planned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    let total = (40u64 * 20 + 200 + 2048) << 20;
+    let ranges = planned["shards"].as_array().unwrap();
+    let loads: Vec<u64> =
+        ranges.iter().map(|r| r["bytes"].as_u64().unwrap() + r["chunk_bytes"].as_u64().unwrap()).collect();
+    assert_eq!(loads.iter().sum::<u64>(), total, "{planned}");
+    let share = total / ranges.len() as u64;
+    assert!(ranges.len() >= shards - 1, "{loads:?}");
+    assert!(loads.iter().all(|&l| l <= share + share / 4 && l >= share / 2), "share {share}: {loads:?}");
+    let split = &planned["splits"][0];
+    assert_eq!(split["key"].as_str(), Some("huge.bin"), "{planned}");
+    let mut parts: Vec<u64> = Vec::new();
+    for c in split["chunks"].as_array().unwrap() {
+        parts.extend(c["first"].as_u64().unwrap()..=c["last"].as_u64().unwrap());
+    }
+    assert_eq!(parts, (1..=split["parts"].as_u64().unwrap()).collect::<Vec<_>>());
+    assert!(split["chunks"].as_array().unwrap().len() >= 4, "{split}");
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "abort", plan_dir.to_str().unwrap()])));
+}

@@ -808,7 +808,7 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
     let splits = split_objects(&cp, cuts.take_split()).await?;
     let split_keys: Vec<(String, u64)> = splits.iter().map(|s| (s.key.clone(), s.size)).collect();
     let mut ranges = cuts.without(&split_keys).ranges(shards);
-    let splits = deal_chunks(splits, &mut ranges, shards, listed.bytes);
+    let splits = deal_chunks(splits, &mut ranges, listed.bytes);
     let plan = Plan {
         format: FORMAT.into(),
         created: chrono::Utc::now().timestamp(),
@@ -888,25 +888,32 @@ async fn split_objects(cp: &CpArgs, big: Vec<(String, u64)>) -> Result<Vec<Split
     Ok(splits)
 }
 
-/// Cuts each split object's parts into contiguous chunks of about a shard's share of `total` bytes (at least
-/// 2, at most one per shard), each dealt to the shard with the fewest bytes so far that holds none of the
-/// object's other chunks.
-fn deal_chunks(mut splits: Vec<SplitPlan>, ranges: &mut [Range], shards: u32, total: u64) -> Vec<SplitPlan> {
-    let share = (total / u64::from(shards.max(1))).max(1);
+/// Deals each split object's parts, in contiguous chunks, to the shards: each chunk to the shard with the fewest
+/// bytes that holds none of the object's other chunks, as many parts as fill it up to an even share of `total`
+/// (at least one, at most half the object's), the last such shard taking the rest.
+fn deal_chunks(mut splits: Vec<SplitPlan>, ranges: &mut [Range], total: u64) -> Vec<SplitPlan> {
+    let target = total.div_ceil(ranges.len().max(1) as u64);
     for split in &mut splits {
-        let most = (ranges.len() as u64).min(u64::from(split.parts)).max(1);
-        let k = split.size.div_ceil(share).clamp(2.min(most), most) as u32;
-        let (base, extra) = (split.parts / k, split.parts % k);
+        let half = split.parts.div_ceil(2);
         let mut first = 1;
-        for i in 0..k {
-            let last = first + base - 1 + u32::from(i < extra);
-            let bytes = (u64::from(last) * split.part_size).min(split.size) - u64::from(first - 1) * split.part_size;
+        while first <= split.parts {
             let taken: Vec<u32> = split.chunks.iter().map(|c| c.shard).collect();
-            let shard = ranges
+            let free = ranges.iter().filter(|r| !taken.contains(&r.index)).count();
+            let Some(shard) = ranges
                 .iter_mut()
                 .filter(|r| !taken.contains(&r.index))
                 .min_by_key(|r| (r.bytes + r.chunk_bytes, r.index))
-                .expect("fewer chunks than shards");
+            else {
+                break;
+            };
+            let left = split.parts - first + 1;
+            let room = target.saturating_sub(shard.bytes + shard.chunk_bytes) / split.part_size.max(1);
+            let n = match free {
+                1 => left,
+                _ => (room.clamp(1, u64::from(half)) as u32).min(left),
+            };
+            let last = first + n - 1;
+            let bytes = (u64::from(last) * split.part_size).min(split.size) - u64::from(first - 1) * split.part_size;
             shard.chunk_bytes += bytes;
             split.chunks.push(ChunkPlan { shard: shard.index, first, last });
             first = last + 1;
