@@ -252,7 +252,9 @@ fn list_page(c: &Connection, bucket: &str, req: &ListRequest) -> Result<ListPage
     }
     let mut page = ListPage::default();
     let mut last: Option<Vec<u8>> = None;
-    let batch = (max + 1).min(1001);
+    // With a delimiter, every key under a common prefix is skipped by the next query: fetch few at a time, so a
+    // page of prefixes does not read a thousand rows under each.
+    let batch = if delim.is_some() { (max + 1).min(64) } else { (max + 1).min(1001) };
     'scan: loop {
         let rows = index::list_current(c, bucket, &lower, batch)?;
         let full = rows.len() == batch;
