@@ -660,6 +660,15 @@ async fn a_shard_stopped_by_sigterm_goes_on_elsewhere_from_its_ledger_snapshot()
         serde_json::from_slice(&std::fs::read(plan_dir.join("shards/0/result.json")).unwrap()).unwrap();
     assert_eq!(result["state"].as_str(), Some("stopped"), "{result}");
     assert!(plan_dir.join("shards/0/ledger.db").exists(), "the ledger is kept beside the plan");
+    // Only `shard run` resumes a shard (it knows the plan's split objects): `transfer resume` refuses it by id
+    // and passes it over without one.
+    let a = tmp.path().join("machine-a.db");
+    let by_id = crate::cli::run(transfer(&served.endpoint, &a).args(["resume", "1"]));
+    assert_eq!(by_id.status.code(), Some(2), "{}", stderr(&by_id));
+    assert!(stderr(&by_id).contains("shard run"), "{}", stderr(&by_id));
+    let any = crate::cli::run(transfer(&served.endpoint, &a).args(["resume"]));
+    ok(&any);
+    assert!(stderr(&any).contains("nothing to resume"), "{}", stderr(&any));
 
     let counting = FaultProxy::start(&served.endpoint, vec![]).await;
     let out = crate::cli::run(&mut shard(&counting.endpoint, tmp.path(), plan, 0, "machine-b"));

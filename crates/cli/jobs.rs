@@ -115,7 +115,7 @@ fn job_json(ledger: &Ledger, j: &JobRow) -> serde_json::Value {
         "job": j.id.0, "kind": j.kind.as_str(), "state": job_state(ledger, j), "source": source, "destination": destination,
         "created": j.created, "updated": j.updated, "objects": counts_json(&j.counts), "error": j.error,
         "listing_finished": j.listed, "sync_cursor": j.sync_cursor,
-        "resumable_by_id": CpArgs::from_recorded(&j.note).is_some() && !j.is_stream(),
+        "resumable_by_id": CpArgs::from_recorded(&j.note).is_some() && !j.is_stream() && !is_shard(j),
     })
 }
 
@@ -126,13 +126,23 @@ fn object_json(o: &ObjectRow) -> serde_json::Value {
     })
 }
 
+/// Whether `transfer shard run` started the job: only it resumes it (it gives the plan's chunks and split keys).
+fn is_shard(j: &JobRow) -> bool {
+    CpArgs::from_recorded(&j.note).is_some_and(|cp| cp.shard.is_some())
+}
+
 /// Runs `transfer resume`.
 pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
     let found = (|| {
         let ledger = open_ledger(args.checkpoint.as_ref())?;
         let job = match args.job {
             Some(id) => find(&ledger, id)?,
-            None => match ledger.jobs()?.into_iter().rev().find(|j| j.state != JobState::Done && !j.is_stream()) {
+            None => match ledger
+                .jobs()?
+                .into_iter()
+                .rev()
+                .find(|j| j.state != JobState::Done && !j.is_stream() && !is_shard(j))
+            {
                 Some(job) => job,
                 None => {
                     return Ok(Err(format!(
@@ -159,6 +169,15 @@ pub(crate) async fn resume(args: ResumeArgs, out: OutputArgs) -> u8 {
                 job.id
             ))
         })?;
+        if let Some((after, upto)) = &cp.shard {
+            return Err(Usage(format!(
+                "job {} is a shard of a migration (keys ({}, {}]): run `transfer shard run PLAN` for it again, which \
+                 knows the plan's split objects",
+                job.id,
+                after.as_deref().unwrap_or(""),
+                upto.as_deref().unwrap_or("")
+            )));
+        }
         cp.checkpoint = Some(ledger.path().to_path_buf());
         Ok::<_, Usage>(Ok((job, cp)))
     })();

@@ -808,7 +808,7 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
     let splits = split_objects(&cp, cuts.take_split()).await?;
     let split_keys: Vec<(String, u64)> = splits.iter().map(|s| (s.key.clone(), s.size)).collect();
     let mut ranges = cuts.without(&split_keys).ranges(shards);
-    let splits = deal_chunks(splits, &mut ranges, listed.bytes);
+    let splits = deal_chunks(splits, &mut ranges);
     let plan = Plan {
         format: FORMAT.into(),
         created: chrono::Utc::now().timestamp(),
@@ -888,34 +888,27 @@ async fn split_objects(cp: &CpArgs, big: Vec<(String, u64)>) -> Result<Vec<Split
     Ok(splits)
 }
 
-/// Deals each split object's parts, in contiguous chunks, to the shards: each chunk to the shard with the fewest
-/// bytes that holds none of the object's other chunks, as many parts as fill it up to an even share of `total`
-/// (at least one, at most half the object's), the last such shard taking the rest.
-fn deal_chunks(mut splits: Vec<SplitPlan>, ranges: &mut [Range], total: u64) -> Vec<SplitPlan> {
-    let target = total.div_ceil(ranges.len().max(1) as u64);
+/// Deals each split object's parts to the shards, water-filling: part after part to the shard whose bytes (its
+/// range's and its chunks') are fewest, so the object tops the lightest shards up evenly; then each shard's parts
+/// are one contiguous chunk (shards in index order), so no shard holds two chunks of one object.
+fn deal_chunks(mut splits: Vec<SplitPlan>, ranges: &mut [Range]) -> Vec<SplitPlan> {
+    use std::cmp::Reverse;
     for split in &mut splits {
-        let half = split.parts.div_ceil(2);
+        let mut heap: std::collections::BinaryHeap<Reverse<(u64, u32)>> =
+            ranges.iter().map(|r| Reverse((r.bytes + r.chunk_bytes, r.index))).collect();
+        let mut allotted = vec![0u32; ranges.len()];
+        for n in 1..=split.parts {
+            let Some(Reverse((load, index))) = heap.pop() else { break };
+            let len = (u64::from(n) * split.part_size).min(split.size) - u64::from(n - 1) * split.part_size;
+            allotted[index as usize] += 1;
+            heap.push(Reverse((load + len, index)));
+        }
         let mut first = 1;
-        while first <= split.parts {
-            let taken: Vec<u32> = split.chunks.iter().map(|c| c.shard).collect();
-            let free = ranges.iter().filter(|r| !taken.contains(&r.index)).count();
-            let Some(shard) = ranges
-                .iter_mut()
-                .filter(|r| !taken.contains(&r.index))
-                .min_by_key(|r| (r.bytes + r.chunk_bytes, r.index))
-            else {
-                break;
-            };
-            let left = split.parts - first + 1;
-            let room = target.saturating_sub(shard.bytes + shard.chunk_bytes) / split.part_size.max(1);
-            let n = match free {
-                1 => left,
-                _ => (room.clamp(1, u64::from(half)) as u32).min(left),
-            };
-            let last = first + n - 1;
+        for (range, count) in ranges.iter_mut().zip(allotted).filter(|(_, c)| *c > 0) {
+            let last = first + count - 1;
             let bytes = (u64::from(last) * split.part_size).min(split.size) - u64::from(first - 1) * split.part_size;
-            shard.chunk_bytes += bytes;
-            split.chunks.push(ChunkPlan { shard: shard.index, first, last });
+            range.chunk_bytes += bytes;
+            split.chunks.push(ChunkPlan { shard: range.index, first, last });
             first = last + 1;
         }
     }
