@@ -70,7 +70,10 @@ async fn wrong_signature() {
     }
     let unknown = served.client_with(V4, Credentials::new("nobody", SK));
     refused(&served, "InvalidAccessKeyId", unknown.put_object(&b, "k", Body::from("x"), &PutOptions::default())).await;
-    assert!(good.head_object(&ObjectRef::new(&b, "k")).await.is_err());
+    assert!(good
+        .head_object(&ObjectRef::new(&b, "k"))
+        .await
+        .is_err_and(|e| e.kind() == transfer_engine::ErrorKind::ObjectNotFound));
 }
 
 #[tokio::test]
@@ -139,7 +142,10 @@ async fn tag_set_over_the_limits() {
     let (status, body) = raw_request(&served, "PUT", &b, "tagged", "tagged", &[("x-oss-tagging", "a=b=c")]);
     assert_eq!(status, 400, "{body}");
     assert_eq!(disk_snapshot(served.root()), before);
-    assert!(store.head_object(&ObjectRef::new(&b, "tagged")).await.is_err());
+    assert!(store
+        .head_object(&ObjectRef::new(&b, "tagged"))
+        .await
+        .is_err_and(|e| e.kind() == transfer_engine::ErrorKind::ObjectNotFound));
 }
 
 #[tokio::test]
@@ -191,7 +197,10 @@ async fn multipart_misuse() {
 
     // The upload is intact and no object appeared.
     assert_eq!(store.list_parts(&id, None, None).await.unwrap().parts.len(), 3);
-    assert!(store.head_object(&ObjectRef::new(&b, "obj")).await.is_err());
+    assert!(store
+        .head_object(&ObjectRef::new(&b, "obj"))
+        .await
+        .is_err_and(|e| e.kind() == transfer_engine::ErrorKind::ObjectNotFound));
     store.complete_multipart(&id, &[part(&p1), part(&p2)], &opts).await.unwrap();
     assert_eq!(store.head_object(&ObjectRef::new(&b, "obj")).await.unwrap().size, 100 * 1024 + 1000);
 }
@@ -229,7 +238,10 @@ async fn copy_from_a_missing_source_and_range_past_the_end() {
     let missing = CopyOptions::from(ObjectRef::new(&b, "does-not-exist"));
     let e = refused(&served, "NoSuchKey", store.copy_object(&b, "dst", &missing)).await;
     assert_eq!(e.status(), Some(404));
-    assert!(store.head_object(&ObjectRef::new(&b, "dst")).await.is_err());
+    assert!(store
+        .head_object(&ObjectRef::new(&b, "dst"))
+        .await
+        .is_err_and(|e| e.kind() == transfer_engine::ErrorKind::ObjectNotFound));
 
     store.put_object(&b, "small", Body::from("0123456789"), &PutOptions::default()).await.unwrap();
     let e = refused(
@@ -266,5 +278,8 @@ async fn content_md5_mismatch_stores_nothing() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("<Code>InvalidDigest</Code>"), "{body}");
     assert_eq!(disk_snapshot(served.root()), before);
-    assert!(store.head_object(&ObjectRef::new(&b, "d")).await.is_err());
+    assert!(store
+        .head_object(&ObjectRef::new(&b, "d"))
+        .await
+        .is_err_and(|e| e.kind() == transfer_engine::ErrorKind::ObjectNotFound));
 }

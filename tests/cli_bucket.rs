@@ -170,7 +170,7 @@ async fn everyday_commands_against_transfer_serve_in_both_dialects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everyday_commands_against_moto() {
-    let Some(moto) = Moto::start("everyday_commands_against_moto") else { return };
+    let moto = Moto::start("everyday_commands_against_moto");
     let endpoint = moto.endpoint.clone();
     everyday(&|l| transfer_s3(&endpoint, l, MOTO_KEY), "s3", &moto.client_in("us-east-1"), "everyday-moto").await;
     versions(&|l| transfer_s3(&endpoint, l, MOTO_KEY), "s3", &moto.client_in("us-east-1"), "versions-moto").await;
@@ -178,7 +178,7 @@ async fn everyday_commands_against_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everyday_commands_against_s3s_fs() {
-    let Some(server) = S3sFs::start("everyday_commands_against_s3s_fs") else { return };
+    let server = S3sFs::start("everyday_commands_against_s3s_fs");
     let endpoint = server.endpoint.clone();
     everyday(&|l| transfer_s3(&endpoint, l, S3S_KEY), "s3", &s3_client(&endpoint, S3S_KEY), "everyday-s3s").await;
 }

@@ -286,7 +286,8 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     assert_eq!(unfinished.len(), 1);
     let out = run(transfer(&served.endpoint, &ledger).args(["jobs", "forget", &unfinished[0].to_string()]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(store.list_parts(&Upload::new("clean", "big.bin", UploadId::new(&second)), None, None).await.is_err());
+    let gone = store.list_parts(&Upload::new("clean", "big.bin", UploadId::new(&second)), None, None).await;
+    assert!(gone.is_err_and(|e| e.kind() == transfer_engine::ErrorKind::UploadNotFound));
     assert!(uploads(&store, "clean").await.is_empty(), "forget aborted the job's upload");
     let jobs = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])));
     assert!(jobs.iter().all(|j| j["job"].as_i64() != Some(unfinished[0])));

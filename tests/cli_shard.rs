@@ -304,14 +304,14 @@ async fn shards_against_transfer_serves_s3_dialect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_against_moto() {
-    let Some(moto) = Moto::start("shards_against_moto") else { return };
+    let moto = Moto::start("shards_against_moto");
     let cmd = |ep: &str, l: &Path| transfer_s3(ep, l, MOTO_KEY);
     on_s3(&cmd, &moto.endpoint, &moto.client_in("us-east-1"), "shards-moto").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_against_s3s_fs() {
-    let Some(server) = S3sFs::start("shards_against_s3s_fs") else { return };
+    let server = S3sFs::start("shards_against_s3s_fs");
     let cmd = |ep: &str, l: &Path| transfer_s3(ep, l, S3S_KEY);
     let store = s3_client(&server.endpoint, S3S_KEY);
     on_s3(&cmd, &server.endpoint, &store, "shards-s3s").await;
@@ -480,7 +480,13 @@ async fn a_split_source_that_changed_never_publishes_and_abort_removes_its_uploa
     }
     let merged = crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "merge", plan]));
     assert_eq!(merged.status.code(), Some(1), "{}", stderr(&merged));
-    assert!(store.head_object(&ObjectRef::new("splitx", "dst/big")).await.is_err(), "nothing published");
+    assert!(
+        store
+            .head_object(&ObjectRef::new("splitx", "dst/big"))
+            .await
+            .is_err_and(|e| e.kind() == transfer_engine::ErrorKind::ObjectNotFound),
+        "nothing published"
+    );
 
     let aborted = crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "abort", plan]));
     ok(&aborted);

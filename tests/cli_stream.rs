@@ -225,7 +225,7 @@ async fn streams_against_transfer_serve_in_both_dialects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_against_moto() {
-    let Some(moto) = Moto::start("streams_against_moto") else { return };
+    let moto = Moto::start("streams_against_moto");
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, MOTO_KEY);
     let store = moto.client_in("us-east-1");
     let target =
@@ -235,7 +235,7 @@ async fn streams_against_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_against_s3s_fs() {
-    let Some(server) = S3sFs::start("streams_against_s3s_fs") else { return };
+    let server = S3sFs::start("streams_against_s3s_fs");
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, S3S_KEY);
     let store = s3_client(&server.endpoint, S3S_KEY);
     let target =

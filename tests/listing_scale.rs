@@ -126,7 +126,7 @@ async fn long_listings_against_transfer_serve_in_both_dialects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_listings_against_moto() {
-    let Some(moto) = Moto::start("long_listings_against_moto") else { return };
+    let moto = Moto::start("long_listings_against_moto");
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, MOTO_KEY);
     let store = moto.client_in("us-east-1");
     paged(&Target { cmd: &s3, endpoint: moto.endpoint.clone(), scheme: "s3", store }, "pages-moto").await;
@@ -134,7 +134,7 @@ async fn long_listings_against_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_listings_against_s3s_fs() {
-    let Some(server) = S3sFs::start("long_listings_against_s3s_fs") else { return };
+    let server = S3sFs::start("long_listings_against_s3s_fs");
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, S3S_KEY);
     let store = s3_client(&server.endpoint, S3S_KEY);
     paged(&Target { cmd: &s3, endpoint: server.endpoint.clone(), scheme: "s3", store }, "pages-s3s").await;

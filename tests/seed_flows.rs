@@ -342,14 +342,18 @@ async fn virtual_host_addressing() {
     let path_style = served.client(V4);
     let b = bucket(&path_style, "vhost").await;
     let port = served.endpoint.rsplit(':').next().unwrap().to_owned();
-    let vhost = transfer_engine::http::HttpStore::oss()
-        .endpoint(format!("http://localhost:{port}"))
-        .region("cn-hangzhou")
-        .credentials(transfer_engine::sign::Credentials::new(crate::util::AK, crate::util::SK))
-        .signature_version(SignatureVersion::V4)
-        .path_style(false)
-        .build()
-        .unwrap();
-    vhost.put_object(&b, "via/vhost", Body::from("hi"), &PutOptions::default()).await.unwrap();
-    assert_eq!(read(&path_style, &ObjectRef::new(&b, "via/vhost")).await, Bytes::from_static(b"hi"));
+    for v in [SignatureVersion::V1, SignatureVersion::V4] {
+        let vhost = transfer_engine::http::HttpStore::oss()
+            .endpoint(format!("http://localhost:{port}"))
+            .region("cn-hangzhou")
+            .credentials(transfer_engine::sign::Credentials::new(crate::util::AK, crate::util::SK))
+            .signature_version(v)
+            .path_style(false)
+            .build()
+            .unwrap();
+        let key = format!("via/vhost-{v:?}");
+        vhost.put_object(&b, &key, Body::from(key.clone().into_bytes()), &PutOptions::default()).await.unwrap();
+        assert_eq!(read(&path_style, &ObjectRef::new(&b, &key)).await, Bytes::from(key.clone()), "{v:?}");
+        assert_eq!(read(&vhost, &ObjectRef::new(&b, &key)).await, Bytes::from(key.clone()), "{v:?}");
+    }
 }

@@ -51,7 +51,8 @@ async fn one_port_serves_s3_and_oss_requests() {
 
     // Forbid overwrite travels as If-None-Match: *.
     let again = PutOptions::default().forbid_overwrite(true);
-    assert!(s.put_object("both", "dir/a b+c", b"x".to_vec().into(), &again).await.is_err());
+    let refused = s.put_object("both", "dir/a b+c", b"x".to_vec().into(), &again).await;
+    assert!(refused.is_err_and(|e| e.kind() == transfer_engine::ErrorKind::AlreadyExists));
 
     // Multipart with out-of-order parts, CopyObject with replaced metadata and tags, a listing.
     let id = s.initiate_multipart("both", "mp", &opts).await.unwrap();

@@ -313,7 +313,7 @@ impl Target {
 }
 
 /// A target as the table names it: its name, its declared capabilities, and how to start it (`None`, after
-/// printing why, when it is not available: a real endpoint not configured, a `TRANSFER_SKIP_*` variable).
+/// printing why, when it is not available: a real endpoint not configured).
 pub struct TargetDef {
     pub name: &'static str,
     pub caps: fn() -> TargetCaps,

@@ -131,7 +131,7 @@ pub fn moto() -> TargetDef {
         name: "moto",
         caps: || MOTO,
         start: |test| {
-            let moto = Moto::start(test)?;
+            let moto = Moto::start(test);
             let wire = Wire {
                 endpoint: moto.endpoint.clone(),
                 dialect: Dialect::S3,
@@ -174,7 +174,7 @@ pub fn s3s_fs() -> TargetDef {
         name: "s3s_fs",
         caps: || S3S_FS,
         start: |test| {
-            let server = S3sFs::start(test)?;
+            let server = S3sFs::start(test);
             let wire = Wire {
                 endpoint: server.endpoint.clone(),
                 dialect: Dialect::S3,

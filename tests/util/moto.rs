@@ -1,8 +1,7 @@
 //! moto's S3 server (`moto_server`, from the test virtualenv that `scripts/venv` makes) as a child process on
 //! 127.0.0.1, and S3 clients pointed at it. Each test starts its own server and dropping it kills the process.
 //!
-//! Without the virtualenv the tests fail, saying how to make it; `TRANSFER_SKIP_MOTO=1` skips them instead,
-//! with a printed line (for a plain `cargo test` in a fresh clone; `scripts/test` always runs them).
+//! Without the virtualenv the tests fail, saying how to make it (`scripts/test` makes it).
 
 use super::process::ChildServer;
 use std::path::PathBuf;
@@ -31,25 +30,21 @@ fn executable() -> PathBuf {
 }
 
 impl Moto {
-    /// Starts moto_server on a free port and waits until it accepts connections. `None`, after printing a
-    /// line, when `TRANSFER_SKIP_MOTO=1`; a panic naming the fix when the virtualenv is missing.
-    pub fn start(test: &str) -> Option<Moto> {
-        if std::env::var("TRANSFER_SKIP_MOTO").is_ok_and(|v| v == "1") {
-            println!("SKIPPED {test}: TRANSFER_SKIP_MOTO=1 (./scripts/test runs the moto tests)");
-            return None;
-        }
+    /// Starts moto_server on a free port and waits until it accepts connections; a panic naming the fix when
+    /// the virtualenv is missing (a test never passes without its server).
+    pub fn start(test: &str) -> Moto {
         let exe = executable();
         assert!(
             exe.is_file(),
             "{test}: {} is missing. The moto tests run moto's S3 server from the test virtualenv: run \
-             ./scripts/test (or ./scripts/venv once, then cargo test), or set TRANSFER_SKIP_MOTO=1 to skip them.",
+             ./scripts/test (or ./scripts/venv once, then cargo test).",
             exe.display()
         );
         let server = ChildServer::start(test, "moto_server", &exe, START_TIMEOUT, |cmd, port| {
             cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).env("MOTO_ALLOW_NONEXISTENT_REGION", "true");
         });
         let endpoint = server.endpoint.clone();
-        Some(Moto { _server: server, endpoint })
+        Moto { _server: server, endpoint }
     }
 
     /// Puts `key` (with `body` as its bytes) through boto3 from the test virtualenv: how keys our own client

@@ -3,8 +3,7 @@
 //! checks AWS SigV4 and the payload's SHA-256, and Content-MD5 on PutObject. Each test starts its own server;
 //! dropping it kills the process and removes the root.
 //!
-//! Without the binary the tests fail, saying how to install it; `TRANSFER_SKIP_S3S_FS=1` skips them instead,
-//! with a printed line (for a plain `cargo test` in a fresh clone; `scripts/test` always runs them).
+//! Without the binary the tests fail, saying how to install it (`scripts/test` installs it).
 
 use super::process::ChildServer;
 use std::path::PathBuf;
@@ -32,18 +31,13 @@ fn executable() -> PathBuf {
 }
 
 impl S3sFs {
-    /// Starts s3s-fs on a free port with a temporary root. `None`, after printing a line, when
-    /// `TRANSFER_SKIP_S3S_FS=1`; a panic naming the fix when the binary is missing.
-    pub fn start(test: &str) -> Option<S3sFs> {
-        if std::env::var("TRANSFER_SKIP_S3S_FS").is_ok_and(|v| v == "1") {
-            println!("SKIPPED {test}: TRANSFER_SKIP_S3S_FS=1 (./scripts/test runs the s3s-fs tests)");
-            return None;
-        }
+    /// Starts s3s-fs on a free port with a temporary root; a panic naming the fix when the binary is missing (a
+    /// test never passes without its server).
+    pub fn start(test: &str) -> S3sFs {
         let exe = executable();
         assert!(
             exe.is_file(),
-            "{test}: {} is missing. Run ./scripts/test (or ./scripts/third-party once, then cargo test), or set \
-             TRANSFER_SKIP_S3S_FS=1 to skip the s3s-fs tests.",
+            "{test}: {} is missing. Run ./scripts/test (or ./scripts/third-party once, then cargo test).",
             exe.display()
         );
         let root = tempfile::tempdir().expect("temp root");
@@ -54,6 +48,6 @@ impl S3sFs {
                 .env_remove("RUST_LOG");
         });
         let endpoint = server.endpoint.clone();
-        Some(S3sFs { _server: server, _root: root, endpoint })
+        S3sFs { _server: server, _root: root, endpoint }
     }
 }
