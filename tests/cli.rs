@@ -174,12 +174,11 @@ async fn bad_input_exits_2_before_any_byte_moves() {
         (vec![fifo.as_os_str(), "oss://badcli/fifo".as_ref()], "not a regular file"),
     ];
     for (args, expect) in refusals {
-        let started = std::time::Instant::now();
-        let out = run(transfer(&served.endpoint, &ledger).arg("cp").args(&args));
+        let mut cmd = transfer(&served.endpoint, &ledger);
+        let out = crate::util::run_within(cmd.arg("cp").args(&args), std::time::Duration::from_secs(30));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(expect) && !err.contains("transfer resume"), "{args:?}: {err}");
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{args:?} took {:?}", started.elapsed());
     }
     let jobs = run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"]));
     assert!(jobs.stdout.is_empty(), "no job was recorded: {}", String::from_utf8_lossy(&jobs.stdout));
@@ -355,9 +354,8 @@ async fn a_file_appended_during_its_upload_is_not_published_and_the_rerun_sends_
         c
     };
     let child = cmd(&proxy.endpoint).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    while !proxy.seen().iter().any(|s| s.method == "PUT" && s.answered.is_some()) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let answered = || proxy.seen().iter().any(|s| s.method == "PUT" && s.answered.is_some());
+    crate::util::until("a part answered", Duration::from_secs(60), answered).await;
     // A writer appends while the parts go.
     let more = data(100_000, 52);
     std::io::Write::write_all(&mut std::fs::OpenOptions::new().append(true).open(&file).unwrap(), &more).unwrap();
@@ -439,9 +437,8 @@ async fn sigusr2_turns_the_bandwidth_limit_off() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    while !wire.seen().iter().any(|s| s.target.contains("partNumber=")) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let part = || wire.seen().iter().any(|s| s.target.contains("partNumber="));
+    crate::util::until("a part sent", Duration::from_secs(60), part).await;
     let started = std::time::Instant::now();
     let kill = Command::new("kill").args(["-USR2", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());

@@ -68,8 +68,10 @@ async fn interrupted_mid_upload(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let upload_id = loop {
         assert!(child.try_wait().unwrap().is_none(), "the upload ended before it could be killed");
+        assert!(std::time::Instant::now() < deadline, "{parts} parts did not arrive within a minute");
         if let Some((_, id)) = uploads(&store, b).await.into_iter().next() {
             let page = store.list_parts(&Upload::new(b, "big.bin", UploadId::new(&id)), None, None).await.unwrap();
             if page.parts.len() >= parts {
@@ -183,7 +185,7 @@ async fn a_killed_job_is_listed_shown_and_resumed_by_transfer_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_twice_quits_at_once_with_the_acknowledged_parts_in_the_ledger() {
     let Setup { served, store, tmp: _tmp, ledger, file, bytes } = setup("twice", 3).await;
-    let (_slow, _, (code, err)) = interrupted_mid_upload(&served, "twice", &file, &ledger, 3, |child| {
+    let (slow, upload_id, (code, err)) = interrupted_mid_upload(&served, "twice", &file, &ledger, 3, |child| {
         let pid = child.id().to_string();
         Command::new("kill").args(["-INT", &pid]).status().unwrap();
         std::thread::sleep(Duration::from_millis(50));
@@ -192,14 +194,23 @@ async fn ctrl_c_twice_quits_at_once_with_the_acknowledged_parts_in_the_ledger() 
     .await;
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("stopped now") && err.contains("transfer resume"), "{err}");
+    // What the server holds once the quit run's requests settled: the resume (through the same proxy, which its
+    // recorded options name) sends exactly the other parts, each once.
+    let settled = || slow.seen().iter().all(|s| s.answered.is_some());
+    crate::util::until("the quit run's requests settle", Duration::from_secs(30), settled).await;
+    let listed = store.list_parts(&Upload::new("twice", "big.bin", UploadId::new(&upload_id)), None, None).await;
+    let held: Vec<u32> = listed.unwrap().parts.iter().map(|p| p.part_number.get()).collect();
+    assert!(held.len() >= 3, "{held:?}");
+    let before = slow.seen().len();
     let out = run(transfer(&served.endpoint, &ledger).args(["resume", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sent: Vec<u32> =
+        slow.seen()[before..].iter().filter(|s| s.method == "PUT").filter_map(|s| s.part_number()).collect();
+    assert_eq!(sent.len() + held.len(), 24, "sent {sent:?}, held {held:?}");
+    assert!(sent.iter().all(|n| !held.contains(n)), "a part the server held was sent again: {sent:?} / {held:?}");
     let lines = json_lines(&out);
     let done = lines.iter().find(|l| l["event"] == "done").expect("a done event");
-    assert!(
-        done["parts_reused"].as_u64().unwrap() >= 3,
-        "the parts the server held before the interrupt were recorded: {done}"
-    );
+    assert_eq!(done["parts_reused"].as_u64(), Some(held.len() as u64), "{done}");
     let got = store.get_object(&ObjectRef::new("twice", "big.bin"), None).await.unwrap().bytes().await.unwrap();
     assert!(got.as_ref() == bytes.as_slice());
 }

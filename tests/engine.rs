@@ -306,9 +306,7 @@ async fn a_stopped_job_resumes_and_an_aborted_one_leaves_no_upload() {
     let slow = slow_puts(&s.served.endpoint, "", 150).await;
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&root, "stopjob")).await.unwrap();
     let job = handle.job();
-    while handle.progress().objects_done < 3 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    crate::util::until("3 objects done", Duration::from_secs(60), || handle.progress().objects_done >= 3).await;
     handle.stop();
     let stopped = handle.join().await.unwrap();
     assert_eq!(stopped.state, transfer_engine::checkpoint::JobState::Stopped);
@@ -335,9 +333,8 @@ async fn a_stopped_job_resumes_and_an_aborted_one_leaves_no_upload() {
     std::fs::create_dir_all(&big_dir).unwrap();
     std::fs::write(big_dir.join("big.bin"), data(2 * 1024 * 1024, 5)).unwrap();
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&big_dir, "stopjob")).await.unwrap();
-    while handle.progress().bytes_acknowledged < 300 * 1024 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let acknowledged = || handle.progress().bytes_acknowledged >= 300 * 1024;
+    crate::util::until("300 KiB acknowledged", Duration::from_secs(60), acknowledged).await;
     let summary = handle.abort().await.unwrap();
     assert_eq!(summary.aborted_uploads, 1);
     let open = s.served.client(V4).list_uploads("stopjob", &Default::default()).await.unwrap();
@@ -491,9 +488,8 @@ async fn a_graceful_stop_records_every_part_the_server_acknowledged() {
     let slow = slow_puts(&s.served.endpoint, "partNumber", 150).await;
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&dir, "graceful")).await.unwrap();
     let job = handle.job();
-    while handle.progress().bytes_acknowledged < 400 * 1024 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let acknowledged = || handle.progress().bytes_acknowledged >= 400 * 1024;
+    crate::util::until("400 KiB acknowledged", Duration::from_secs(60), acknowledged).await;
     handle.stop();
     let summary = handle.join().await.unwrap();
     assert_eq!(summary.state, transfer_engine::checkpoint::JobState::Stopped);
@@ -578,9 +574,7 @@ async fn a_dropped_handle_releases_its_job_to_the_next_start_in_the_same_process
     let slow = slow_puts(&s.served.endpoint, "", 100).await;
     let handle = s.engine(&slow.endpoint, TagOn::Initiate).upload_dir(dir_request(&root, "dropped")).await.unwrap();
     let job = handle.job();
-    while handle.progress().objects_done < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::util::until("2 objects done", Duration::from_secs(60), || handle.progress().objects_done >= 2).await;
     drop(handle);
     // At once: the start waits for the dropped job to record its parts in flight and release its lock.
     let engine = s.engine(&s.served.endpoint, TagOn::Initiate);

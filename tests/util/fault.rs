@@ -86,6 +86,12 @@ impl Seen {
         self.headers.iter().any(|h| h == header)
     }
 
+    /// The part number a part request (UploadPart, UploadPartCopy) names in its query, if any.
+    pub fn part_number(&self) -> Option<u32> {
+        let query = self.target.split_once('?')?.1;
+        query.split('&').find_map(|kv| kv.strip_prefix("partNumber=")?.parse().ok())
+    }
+
     /// Whether the request had come and was not answered yet at `t`.
     pub fn in_flight_at(&self, t: Instant) -> bool {
         self.came <= t && self.answered.is_none_or(|a| a > t)

@@ -139,3 +139,29 @@ pub fn disk_snapshot(root: &Path) -> Vec<(PathBuf, u64)> {
     out.sort();
     out
 }
+
+/// Polls `ready` every 10 ms until it holds. A guard against a hang, never a measurement: a wait longer than
+/// `within` fails the test, saying what never happened.
+pub async fn until(what: &str, within: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Runs `cmd` to its end, its output captured; one still running after `within` is killed and fails the test
+/// (a hang guard: what must never block, such as opening a FIFO, is caught here instead of hanging the suite).
+pub fn run_within(cmd: &mut Command, within: std::time::Duration) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + within;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("{cmd:?} still ran after {within:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
