@@ -130,16 +130,17 @@ async fn an_interrupted_upload_resumes_without_resending_acknowledged_parts() {
     assert_eq!(e.service_code(), Some("AccessDenied"), "{e}");
     assert!(e.to_string().contains("part: 5"), "{e}");
     let row = s.ledger.object(s.job, &path.to_string_lossy()).unwrap().unwrap();
-    let recorded = s.ledger.parts(row.id).unwrap().len() as u32;
-    assert!((1..11).contains(&recorded), "{recorded} parts recorded");
+    let recorded: Vec<u32> = s.ledger.parts(row.id).unwrap().iter().map(|p| p.number).collect();
+    assert!((1..11).contains(&recorded.len()), "{recorded:?} recorded");
 
-    let out = s
-        .engine(&s.served.endpoint, TagOn::Initiate)
-        .upload_file(s.job, &request(&path, "resume", "big"))
-        .await
-        .unwrap();
-    assert_eq!(out.parts_reused, recorded);
-    assert_eq!(out.parts_sent, 11 - recorded);
+    // On the wire: the resume sends exactly the parts not recorded, none of the recorded ones.
+    let wire = FaultProxy::start(&s.served.endpoint, vec![]).await;
+    let out =
+        s.engine(&wire.endpoint, TagOn::Initiate).upload_file(s.job, &request(&path, "resume", "big")).await.unwrap();
+    let sent: Vec<u32> = wire.seen().iter().filter(|r| r.method == "PUT").filter_map(|r| r.part_number()).collect();
+    assert_eq!(sent.len() + recorded.len(), 11, "sent {sent:?}, recorded {recorded:?}");
+    assert!(sent.iter().all(|n| !recorded.contains(n)), "a recorded part was sent again: {sent:?}");
+    assert_eq!((out.parts_reused, out.parts_sent), (recorded.len() as u32, sent.len() as u32));
     assert_eq!(s.read("resume", "big").await, content);
     assert_eq!(s.tags("resume", "big").await, seed_tags().sorted());
     let uploads = s.served.client(V4).list_uploads("resume", &Default::default()).await.unwrap();

@@ -889,7 +889,11 @@ pub(super) fn held(recorded: Vec<PartRow>, listed: BTreeMap<u32, PartInfo>) -> B
     listed
         .into_iter()
         .map(|(n, info)| match recorded.remove(&n) {
-            Some(p) if p.etag.eq_ignore_ascii_case(&info.etag) => (n, Held::Recorded(p)),
+            // A server that lists parts without their ETags (s3s-fs) still tells the part is there and its size:
+            // the ledger's receipt stands for it (Complete names the recorded ETag).
+            Some(p) if p.etag.eq_ignore_ascii_case(&info.etag) || (info.etag.is_empty() && info.size == p.size) => {
+                (n, Held::Recorded(p))
+            }
             _ => (n, Held::Listed(info)),
         })
         .collect()
