@@ -745,4 +745,22 @@ async fn a_skewed_keyspace_with_a_huge_object_plans_balanced_shards() {
     assert_eq!(parts, (1..=split["parts"].as_u64().unwrap()).collect::<Vec<_>>());
     assert!(split["chunks"].as_array().unwrap().len() >= 4, "{split}");
     ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "abort", plan_dir.to_str().unwrap()])));
+    // What the sync's filter leaves out is not split (no upload initiated for it) either.
+    let excluded = tmp.path().join("excluded");
+    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
+        "shard",
+        "plan",
+        src.to_str().unwrap(),
+        "oss://skew/dst/",
+        "--shards",
+        "8",
+        "--exclude",
+        "huge.bin",
+        "--plan",
+        excluded.to_str().unwrap(),
+    ])));
+    let planned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(excluded.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(planned["splits"].as_array().map(Vec::len), Some(0), "{planned}");
+    assert!(uploads(&served.client(V4), "skew", "dst/").await.is_empty());
 }

@@ -507,8 +507,9 @@ impl Cuts {
         let (mut done_objects, mut done_bytes) = (0, 0);
         let mut next = 1u64;
         let m = u64::from(m.max(1));
-        // Never at the last key: the last range holds it, and whatever is added past it after the plan.
-        let cuttable = self.samples.len().saturating_sub(1);
+        // Never at the last key: the last range holds it, and whatever is added past it after the plan. Nothing to
+        // weigh (every object split): one range.
+        let cuttable = if self.weight == 0 { 0 } else { self.samples.len().saturating_sub(1) };
         for (key, weight, objects, bytes) in &self.samples[..cuttable] {
             if next >= m {
                 break;
@@ -805,8 +806,10 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
         }
     };
     let listed = cuts.totals;
-    let splits = split_objects(&cp, cuts.take_split()).await?;
-    let split_keys: Vec<(String, u64)> = splits.iter().map(|s| (s.key.clone(), s.size)).collect();
+    let big = cuts.take_split();
+    let splits = split_objects(&cp, &big).await?;
+    // Each split object leaves its range with the weight the listing gave it.
+    let split_keys: Vec<(String, u64)> = big.into_iter().filter(|(k, _)| splits.iter().any(|s| s.key == *k)).collect();
     let mut ranges = cuts.without(&split_keys).ranges(shards);
     let splits = deal_chunks(splits, &mut ranges);
     let plan = Plan {
@@ -821,8 +824,15 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
         keys,
     };
     let text = serde_json::to_vec_pretty(&plan).map_err(|e| Usage(e.to_string()))?;
-    if !store.put("plan.json", text, true).await.map_err(Usage)? {
-        return Err(Usage(format!("{} appeared meanwhile: another plan was written there", store.name("plan.json"))));
+    let written = match store.put("plan.json", text, true).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("{} appeared meanwhile: another plan was written there", store.name("plan.json"))),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        // The uploads this plan initiated would be known to no one: abort them.
+        abort_uploads(&cp, &plan, None).await;
+        return Err(Usage(e));
     }
     let heaviest = plan.shards.iter().map(|s| s.bytes + s.chunk_bytes).max().unwrap_or(0);
     if out.json {
@@ -848,14 +858,14 @@ async fn plan(args: PlanArgs, out: OutputArgs) -> Result<u8, Usage> {
 
 /// Splits each of `big` (relative keys and sizes, in key order) whose destination does not hold it already:
 /// its upload initiated as the shards' sync would write the object. Those left whole stay in their ranges.
-async fn split_objects(cp: &CpArgs, big: Vec<(String, u64)>) -> Result<Vec<SplitPlan>, Usage> {
+async fn split_objects(cp: &CpArgs, big: &[(String, u64)]) -> Result<Vec<SplitPlan>, Usage> {
     if big.is_empty() {
         return Ok(Vec::new());
     }
     let (engine, req) = crate::cp::sync_engine(cp).await?;
     let (engine, req) = (&engine, &req);
-    let split = futures::stream::iter(big)
-        .map(|(key, _)| async move {
+    let split = futures::stream::iter(big.iter().map(|(key, _)| key.clone()))
+        .map(|key| async move {
             let why = |e: transfer_engine::Error| Usage(format!("cannot split {key}: {e}"));
             Ok::<_, Usage>(match engine.split(req, &key).await.map_err(why)? {
                 Splitting::Whole => None,
@@ -882,10 +892,21 @@ async fn split_objects(cp: &CpArgs, big: Vec<(String, u64)>) -> Result<Vec<Split
         .buffered(LISTERS);
     futures::pin_mut!(split);
     let mut splits = Vec::new();
-    while let Some(s) = split.try_next().await? {
-        splits.extend(s);
+    loop {
+        match split.next().await {
+            None => return Ok(splits),
+            Some(Ok(s)) => splits.extend(s),
+            Some(Err(e)) => {
+                // Nothing records the uploads initiated so far: abort them (and those still being initiated).
+                while let Some(s) = split.next().await {
+                    splits.extend(s.ok().flatten());
+                }
+                let dests = Location::parse(&cp.dst)?;
+                abort_split_uploads(cp, &dests, &splits, None).await;
+                return Err(e);
+            }
+        }
     }
-    Ok(splits)
 }
 
 /// Deals each split object's parts to the shards, water-filling: part after part to the shard whose bytes (its
@@ -1225,6 +1246,7 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
     totals.0 += plan.splits.len() as u64;
     totals.1 += splits.0;
     totals.3 += splits.1;
+    let pending = plan.splits.len() as u64 - splits.0 - splits.1;
     let (listed, copied, unchanged, failed, earlier, bytes) = totals;
     let complete = problems.is_empty();
     let summary = json!({
@@ -1233,7 +1255,7 @@ async fn merge(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
         "planned": {"objects": plan.listed.objects, "bytes": plan.listed.bytes},
         "listed": listed, "copied": copied, "unchanged": unchanged, "failed": failed,
         "settled_by_earlier_attempts": earlier, "bytes_copied": bytes,
-        "split": {"objects": plan.splits.len(), "completed": splits.0, "failed": splits.1},
+        "split": {"objects": plan.splits.len(), "completed": splits.0, "failed": splits.1, "waiting": pending},
         "problems": problems,
     });
     let text = serde_json::to_vec_pretty(&summary).map_err(|e| Usage(e.to_string()))?;
@@ -1342,17 +1364,42 @@ async fn abort(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
     let store = PlanStore::open(&args.plan, &args.store).await?;
     let plan = store.plan().await?;
     let cp = worker_options(&store, &plan, &args.store)?;
-    let Location::Remote { scheme, bucket, key: prefix } = Location::parse(&plan.destination)? else {
-        eprintln!("the plan writes into a directory: it has no uploads");
-        return Ok(EXIT_OK);
+    let (aborted, gone, failed) = abort_uploads(&cp, &plan, Some(out)).await;
+    eprintln!("{aborted} split uploads aborted, {gone} already gone (completed or aborted), {failed} failed");
+    Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED })
+}
+
+/// Aborts the uploads of `plan`'s split objects: `(aborted, already gone, failed)`.
+async fn abort_uploads(cp: &CpArgs, plan: &Plan, out: Option<OutputArgs>) -> (u64, u64, u64) {
+    match Location::parse(&plan.destination) {
+        Ok(dest) => abort_split_uploads(cp, &dest, &plan.splits, out).await,
+        Err(_) => (0, 0, plan.splits.len() as u64),
+    }
+}
+
+/// Aborts the uploads of `splits` at `dest` (through `cp`'s store options): `(aborted, already gone, failed)`.
+async fn abort_split_uploads(
+    cp: &CpArgs,
+    dest: &Location,
+    splits: &[SplitPlan],
+    out: Option<OutputArgs>,
+) -> (u64, u64, u64) {
+    let Location::Remote { scheme, bucket, key: prefix } = dest else { return (0, 0, 0) };
+    if splits.is_empty() {
+        return (0, 0, 0);
+    }
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
+    let opened = match cp.store.open_bucket(*scheme, bucket).await {
+        Ok(o) => o,
+        Err(Usage(e)) => {
+            tracing::error!("cannot abort the split uploads: {e}");
+            return (0, 0, splits.len() as u64);
+        }
     };
-    let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix } else { format!("{prefix}/") };
-    let dest = cp.store.open_bucket(scheme, &bucket).await?;
     let (mut aborted, mut gone, mut failed) = (0, 0, 0);
-    for split in &plan.splits {
-        let upload = Upload::new(&bucket, format!("{prefix}{}", split.key), UploadId::new(&split.upload_id));
-        let result = dest.objects.abort_multipart(&upload).await;
-        let state = match &result {
+    for split in splits {
+        let upload = Upload::new(bucket, format!("{prefix}{}", split.key), UploadId::new(&split.upload_id));
+        let state = match opened.objects.abort_multipart(&upload).await {
             Ok(()) => {
                 aborted += 1;
                 "aborted"
@@ -1367,12 +1414,11 @@ async fn abort(args: LocArgs, out: OutputArgs) -> Result<u8, Usage> {
                 "failed"
             }
         };
-        if out.json {
+        if out.is_some_and(|o| o.json) {
             out!("{}", json!({"event": "abort", "key": upload.key, "upload_id": split.upload_id, "state": state}));
         }
     }
-    eprintln!("{aborted} split uploads aborted, {gone} already gone (completed or aborted), {failed} failed");
-    Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED })
+    (aborted, gone, failed)
 }
 
 /// A CSV field, quoted when it needs to be.
@@ -1466,6 +1512,27 @@ mod tests {
         assert!(!inside(&at("oss://other/data/"), &at("oss://bkt/data/")));
         assert!(inside(&at("/srv/data/plan"), &at("/srv/data")));
         assert!(!inside(&at("/srv/plans"), &at("/srv/data")));
+    }
+
+    #[test]
+    fn split_objects_leave_their_ranges_and_a_plan_of_only_split_objects_is_one_range() {
+        let mut c = Cuts::new(SplitRule { above: Some(1000), shards: 4 });
+        for (k, s) in [("a", 10), ("b", 5000), ("c", 10), ("d", 7000), ("e", 10)] {
+            c.add(k, s);
+        }
+        let big = c.take_split();
+        assert_eq!(big, [("b".to_owned(), 5000), ("d".to_owned(), 7000)]);
+        let r = c.without(&big).ranges(4);
+        assert_eq!(r.iter().map(|s| s.bytes).sum::<u64>(), 30);
+        assert_eq!(r.iter().map(|s| s.objects).sum::<u64>(), 3);
+        // Every object split (a retry of split objects): nothing left to weigh, one range, not one per key.
+        let mut only = Cuts::new(SplitRule { above: Some(1000), shards: 2 });
+        for k in ["p", "q", "r", "s", "t"] {
+            only.add(k, 4000);
+        }
+        let big = only.take_split();
+        let r = only.without(&big).ranges(2);
+        assert_eq!((r.len(), r[0].after.as_deref(), r[0].upto.as_deref()), (1, None, None), "{r:?}");
     }
 
     #[test]

@@ -452,7 +452,8 @@ impl JobHandle {
             let Some(last) = page.last() else { break };
             after = last.id;
             for row in page {
-                let Some(upload_id) = row.upload_id.clone() else { continue };
+                // A chunk's upload is its migration's plan's (`transfer shard abort` aborts it), not this job's.
+                let Some(upload_id) = row.upload_id.clone().filter(|_| !row.is_chunk()) else { continue };
                 if matches!(row.state, ObjectState::Completed | ObjectState::Tagged) {
                     continue;
                 }

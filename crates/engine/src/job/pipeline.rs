@@ -771,7 +771,7 @@ impl Engine {
     }
 
     /// AbortMultipartUpload, once; an upload already gone is fine, another failure is only reported.
-    async fn abort_quietly(&self, upload: &Upload) {
+    pub(super) async fn abort_quietly(&self, upload: &Upload) {
         match self.inner.store.abort_multipart(upload).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::UploadNotFound => {}

@@ -197,6 +197,11 @@ impl Engine {
     /// destination.
     pub async fn split(&self, req: &SyncRequest, rel: &str) -> Result<Splitting> {
         req.validate(self.inner.source.is_some())?;
+        // What the sync would not take (its filter, a download's temporary name) is not split either.
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        if !req.filter.matches(rel) || super::is_temp_name(name) || crate::store::validate_key(rel).is_err() {
+            return Ok(Splitting::Whole);
+        }
         let src = self.source_entry(req, rel).await?;
         if let Some(dst) = self.entry(&req.destination, rel, true).await? {
             if self.inner.config.overwrite == Overwrite::IfMissing || self.unchanged(req, &src, &dst).await? {
@@ -208,12 +213,14 @@ impl Engine {
         multipart.multipart_threshold = 0;
         multipart.copy_threshold = Some(0);
         let (dest, opts, plan, version, crc64, tags) = match self.sync_work(req, rel, &src)? {
+            // A file labelled with its BLAKE3 is checked against the label as it is read whole: not split.
+            Work::Upload(_)
+                if self.inner.config.digest.tag.is_some() || self.inner.config.digest.metadata.is_some() =>
+            {
+                return Ok(Splitting::Whole)
+            }
             Work::Upload(up) => {
-                let (path, file, meta, _) = up.open()?;
-                let up = match self.with_digest(&up, &file, &path, meta.len()).await? {
-                    Some((labelled, _)) => labelled,
-                    None => up,
-                };
+                let (_, _, meta, _) = up.open()?;
                 let plan = crate::plan::plan_object(meta.len(), &self.inner.caps, &multipart)?;
                 let opts = self.put_options(&self.file_metadata(&up, &meta)?, up.tags.as_ref());
                 let state = FileState::of(&meta);
@@ -222,11 +229,9 @@ impl Engine {
             }
             Work::Copy(copy) => {
                 let head = self.source_head(&copy.source).await?;
+                // An archived object is its range's to restore (or skip) as the sync does.
                 if head.needs_restore() {
-                    return Err(Error::invalid(format!(
-                        "{} is archived: restore it before splitting it (or leave it to its range)",
-                        copy.source
-                    )));
+                    return Ok(Splitting::Whole);
                 }
                 let plan = match self.inner.source {
                     Some(_) => crate::plan::plan_object(head.size, &self.inner.caps, &multipart)?,
@@ -407,6 +412,8 @@ impl Engine {
                 let whole = receipts.len() as u32 == split.parts;
                 return match head {
                     Some(h) if whole && same_object(&h, &received, split.size, received_crc).unwrap_or(false) => {
+                        // Its tags may not have followed (a merge killed between Complete and PutObjectTagging).
+                        self.split_tags(&dest, split).await?;
                         Ok((PutResult { etag: h.etag, crc64: h.crc64, version_id: h.version_id }, false))
                     }
                     _ => Err(Error::new(
@@ -433,10 +440,13 @@ impl Engine {
             // the receipts' ETags by Complete.
             let etag = if info.etag.is_empty() { &receipt.etag } else { &info.etag };
             if info.size != part.len || !etag.eq_ignore_ascii_case(&receipt.etag) {
+                // Not what any chunk sent: the object can never be completed from this upload.
+                self.abort_quietly(&upload).await;
                 return Err(Error::new(
                     ErrorKind::Integrity,
                     format!(
-                        "part {n} of {dest} on the server ({} bytes, ETag {}) is not the one its chunk sent ({} bytes, ETag {})",
+                        "part {n} of {dest} on the server ({} bytes, ETag {}) is not the one its chunk sent ({} bytes, ETag {}): \
+                         nothing was published, the upload was aborted; plan the object again",
                         info.size, info.etag, part.len, receipt.etag
                     ),
                 )
@@ -447,10 +457,12 @@ impl Engine {
         let combined = combined_listed(&listed, &plan);
         if let (Some(want), Some(got)) = (split.crc64, combined) {
             if want != got {
+                self.abort_quietly(&upload).await;
                 return Err(Error::new(
                     ErrorKind::Integrity,
                     format!(
-                        "the parts of {dest} have the CRC-64 {got}, not the source's {want}: nothing was published"
+                        "the parts of {dest} have the CRC-64 {got}, not the source's {want}: nothing was published, \
+                         the upload was aborted; plan the object again"
                     ),
                 )
                 .with_retry(Retry::Permanent));
@@ -460,14 +472,19 @@ impl Engine {
         if let Some(expected) = combined {
             check_crc(expected, put.crc64, "CompleteMultipartUpload").map_err(|e| e.with_retry(Retry::Permanent))?;
         }
-        if let Some(tags) = &split.tags {
-            let inner = &self.inner;
-            self.retrying("PutObjectTagging", |_| async {
-                let _slot = inner.scheduler.request().await;
-                inner.store.put_tagging(&dest, tags).await
-            })
-            .await?;
-        }
+        self.split_tags(&dest, split).await?;
         Ok((put, true))
+    }
+
+    /// The tags a split object gets after completion, when tags go on then (PutObjectTagging, idempotent).
+    async fn split_tags(&self, dest: &ObjectRef, split: &Split) -> Result<()> {
+        let Some(tags) = &split.tags else { return Ok(()) };
+        let inner = &self.inner;
+        self.retrying("PutObjectTagging", |_| async {
+            let _slot = inner.scheduler.request().await;
+            inner.store.put_tagging(dest, tags).await
+        })
+        .await
+        .map(|_| ())
     }
 }

@@ -347,7 +347,9 @@ impl Lister {
                     keys.clear();
                     return Ok(None);
                 }
-                if !filter.matches(&rel) {
+                // What a listing or a walk passes over: directory markers, downloads' temporary files.
+                let name = rel.rsplit('/').next().unwrap_or(&rel);
+                if rel.is_empty() || rel.ends_with('/') || super::is_temp_name(name) || !filter.matches(&rel) {
                     continue;
                 }
                 match engine.entry(side, &rel, *dest).await {
