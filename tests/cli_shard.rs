@@ -50,7 +50,20 @@ fn shard(endpoint: &str, dir: &Path, plan: &str, i: u32, ledger: &str) -> Comman
 }
 
 fn summary_of(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("report/summary.json")).unwrap()).unwrap()
+    json_at(&dir.join("report/summary.json"))
+}
+
+/// The JSON document in the file at `path` (a plan, a shard's result, a report).
+fn json_at(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Options that put user metadata `origin` and `tags` on an object.
+fn with_origin(origin: &str, tags: &TagSet) -> PutOptions {
+    let mut opts = PutOptions::default();
+    opts.metadata = Metadata::with_user([("origin", origin)]).unwrap();
+    opts.tags = Some(tags.clone());
+    opts
 }
 
 /// 120 objects under src/ (sizes from 1 KiB to 300 KiB, keys that need encoding, tags and metadata on each),
@@ -64,9 +77,7 @@ async fn shards_run_as_an_indexed_job_and_merge() {
     let store = served.client(V4);
     store.create_bucket("shards").await.unwrap();
     let tags = TagSet::from_pairs([("project", "mig")]).unwrap();
-    let mut opts = PutOptions::default();
-    opts.metadata = Metadata::with_user([("origin", "dc1")]).unwrap();
-    opts.tags = Some(tags.clone());
+    let opts = with_origin("dc1", &tags);
     for i in 0..120u64 {
         let key = match i % 3 {
             0 => format!("src/a/{i:03} file.bin"),
@@ -90,8 +101,7 @@ async fn shards_run_as_an_indexed_job_and_merge() {
     let lists: Vec<_> = planning.seen().into_iter().filter(|r| r.method == "GET").collect();
     let overlapping = lists.iter().any(|a| lists.iter().any(|b| !std::ptr::eq(a, b) && a.in_flight_at(b.came)));
     assert!(overlapping, "the prefixes were listed one after the other: {lists:?}");
-    let planned: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    let planned: serde_json::Value = json_at(&plan_dir.join("plan.json"));
     assert_eq!((planned["shards"].as_array().unwrap().len(), planned["listed"]["objects"].as_u64()), (4, Some(120)));
     // The same plan again is refused: it may have shards running.
     let again = crate::cli::run(&mut plan_cmd(&served.endpoint));
@@ -274,8 +284,7 @@ async fn on_s3(cmd: &dyn Fn(&str, &Path) -> Command, endpoint: &str, store: &Htt
         "--plan",
         plan,
     ])));
-    let planned: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    let planned: serde_json::Value = json_at(&plan_dir.join("plan.json"));
     assert_eq!(planned["splits"].as_array().map(Vec::len), Some(2), "{planned}");
     let shards = planned["shards"].as_array().unwrap().len();
     assert!(shards >= 2, "{planned}");
@@ -335,9 +344,7 @@ async fn a_large_object_is_split_across_shards_and_completed_by_the_merge() {
     let store = served.client(V4);
     store.create_bucket("split").await.unwrap();
     let tags = TagSet::from_pairs([("tier", "gold")]).unwrap();
-    let mut opts = PutOptions::default();
-    opts.metadata = Metadata::with_user([("origin", "dc2")]).unwrap();
-    opts.tags = Some(tags.clone());
+    let opts = with_origin("dc2", &tags);
     for i in 0..20u64 {
         let key = format!("src/{}/s{i:02}", ["a", "n", "z"][i as usize % 3]);
         store.put_object("split", &key, data(3000 + i as usize * 100, i).into(), &opts).await.unwrap();
@@ -366,8 +373,7 @@ async fn a_large_object_is_split_across_shards_and_completed_by_the_merge() {
         "--plan",
         plan,
     ])));
-    let planned: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    let planned: serde_json::Value = json_at(&plan_dir.join("plan.json"));
     let splits = planned["splits"].as_array().unwrap();
     assert_eq!(splits.len(), 1, "only the object the destination lacks is split: {planned}");
     assert_eq!((splits[0]["key"].as_str(), splits[0]["parts"].as_u64()), (Some("m/huge.bin"), Some(24)));
@@ -411,8 +417,7 @@ async fn a_large_object_is_split_across_shards_and_completed_by_the_merge() {
     let resent: Vec<_> = seen.iter().filter(|s| s.target.contains("partNumber=")).collect();
     assert!(resent.is_empty(), "parts sent again: {resent:?}");
     assert!(seen.iter().any(|s| s.method == "GET" && s.target.contains("uploadId=")), "ListParts: {seen:?}");
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(plan_dir.join(format!("shards/{first_holder}/DONE"))).unwrap()).unwrap();
+    let result: serde_json::Value = json_at(&plan_dir.join(format!("shards/{first_holder}/DONE")));
     let first = chunks[0]["first"].as_u64().unwrap();
     let last = chunks[0]["last"].as_u64().unwrap();
     assert_eq!(result["chunks"][0]["parts"].as_array().unwrap().len() as u64, last - first + 1, "{result}");
@@ -521,8 +526,7 @@ async fn a_large_file_is_split_across_shards() {
     let mut c = transfer(&served.endpoint, &l);
     c.args(["shard", "plan", src.to_str().unwrap(), "oss://filesplit/up/"]).args(args);
     ok(&crate::cli::run(&mut c));
-    let planned: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    let planned: serde_json::Value = json_at(&plan_dir.join("plan.json"));
     assert_eq!(planned["splits"][0]["key"].as_str(), Some("big.img"), "{planned}");
     assert!(planned["splits"][0]["chunks"].as_array().unwrap().len() >= 2, "{planned}");
     for i in 0..planned["shards"].as_array().unwrap().len() {
@@ -596,8 +600,7 @@ async fn failed_keys_are_retried_from_the_merges_manifest() {
         "--plan",
         retry,
     ])));
-    let replanned: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(retry_dir.join("plan.json")).unwrap()).unwrap();
+    let replanned: serde_json::Value = json_at(&retry_dir.join("plan.json"));
     assert_eq!(replanned["listed"]["objects"].as_u64(), Some(2), "{replanned}");
     let counting = FaultProxy::start(&served.endpoint, vec![]).await;
     for i in 0..replanned["shards"].as_array().unwrap().len() {
@@ -662,8 +665,7 @@ async fn a_shard_stopped_by_sigterm_goes_on_elsewhere_from_its_ledger_snapshot()
     assert!(term.success());
     let out = first.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(plan_dir.join("shards/0/result.json")).unwrap()).unwrap();
+    let result: serde_json::Value = json_at(&plan_dir.join("shards/0/result.json"));
     assert_eq!(result["state"].as_str(), Some("stopped"), "{result}");
     assert!(plan_dir.join("shards/0/ledger.db").exists(), "the ledger is kept beside the plan");
     // Only `shard run` resumes a shard (it knows the plan's split objects): `transfer resume` refuses it by id
@@ -680,8 +682,7 @@ async fn a_shard_stopped_by_sigterm_goes_on_elsewhere_from_its_ledger_snapshot()
     let out = crate::cli::run(&mut shard(&counting.endpoint, tmp.path(), plan, 0, "machine-b"));
     ok(&out);
     assert!(stderr(&out).contains("ledger restored"), "{}", stderr(&out));
-    let done: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(plan_dir.join("shards/0/DONE")).unwrap()).unwrap();
+    let done: serde_json::Value = json_at(&plan_dir.join("shards/0/DONE"));
     assert!(done["settled_earlier"].as_u64().unwrap() >= 5, "{done}");
     let seen = counting.seen();
     assert!(
@@ -726,8 +727,7 @@ async fn a_skewed_keyspace_with_a_huge_object_plans_balanced_shards() {
         "--plan",
         plan_dir.to_str().unwrap(),
     ])));
-    let planned: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    let planned: serde_json::Value = json_at(&plan_dir.join("plan.json"));
     let total = (40u64 * 20 + 200 + 2048) << 20;
     let ranges = planned["shards"].as_array().unwrap();
     let loads: Vec<u64> =
@@ -759,8 +759,7 @@ async fn a_skewed_keyspace_with_a_huge_object_plans_balanced_shards() {
         "--plan",
         excluded.to_str().unwrap(),
     ])));
-    let planned: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(excluded.join("plan.json")).unwrap()).unwrap();
+    let planned: serde_json::Value = json_at(&excluded.join("plan.json"));
     assert_eq!(planned["splits"].as_array().map(Vec::len), Some(0), "{planned}");
     assert!(uploads(&served.client(V4), "skew", "dst/").await.is_empty());
 }
