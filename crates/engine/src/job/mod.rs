@@ -41,6 +41,10 @@
 //! [`Reader`] (any `AsyncRead`, or [`Reader::from_blocking`] for stdin); parts grow as it goes, and it never
 //! resumes (see `job::upload_stream`).
 //!
+//! A migration larger than one machine is cut into shards, each a sync of a key range
+//! ([`SyncRequest::range`]); an object too large for one shard is split ([`Engine::split`]): its parts go to
+//! several shards' syncs as [`Chunk`]s and [`Engine::complete_split`] completes it.
+//!
 //! A job is started by awaiting a [`JobStart`]; its [`JobHandle`] gives progress, per-object [`Event`]s, a
 //! graceful stop and an abort. [`Engine::upload_file`] and [`Engine::copy_object`] move one object within a job
 //! the program manages itself.
