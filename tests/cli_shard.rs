@@ -53,6 +53,19 @@ fn summary_of(dir: &Path) -> serde_json::Value {
     json_at(&dir.join("report/summary.json"))
 }
 
+/// `transfer shard plan SRC DST --shards M --plan PLAN` and `extra` options, run to its end.
+fn plan_with(
+    endpoint: &str,
+    ledger: &Path,
+    (src, dst): (&str, &str),
+    shards: &str,
+    plan: &str,
+    extra: &[&str],
+) -> Output {
+    let args = ["shard", "plan", src, dst, "--shards", shards, "--plan", plan];
+    crate::cli::run(transfer(endpoint, ledger).args(args).args(extra))
+}
+
 /// The JSON document in the file at `path` (a plan, a shard's result, a report).
 fn json_at(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
@@ -187,29 +200,25 @@ async fn a_directory_in_shards_with_the_plan_in_the_bucket() {
         std::fs::write(&p, data(2000 + i * 100, i as u64)).unwrap();
     }
     let l = tmp.path().join("l.db");
-    let inside = crate::cli::run(transfer(&served.endpoint, &l).args([
-        "shard",
-        "plan",
-        "oss://dirshards/data/",
-        "oss://dirshards/copy/",
-        "--shards",
+    let inside = plan_with(
+        &served.endpoint,
+        &l,
+        ("oss://dirshards/data/", "oss://dirshards/copy/"),
         "2",
-        "--plan",
         "oss://dirshards/data/_plan/",
-    ]));
+        &[],
+    );
     assert_eq!(inside.status.code(), Some(2), "{}", stderr(&inside));
     assert!(stderr(&inside).contains("inside the source"), "{}", stderr(&inside));
 
-    let into_dest = crate::cli::run(transfer(&served.endpoint, &l).args([
-        "shard",
-        "plan",
-        src.to_str().unwrap(),
-        "oss://dirshards/up/",
-        "--shards",
+    let into_dest = plan_with(
+        &served.endpoint,
+        &l,
+        (src.to_str().unwrap(), "oss://dirshards/up/"),
         "2",
-        "--plan",
         "oss://dirshards/up/_plan/",
-    ]));
+        &[],
+    );
     assert_eq!(into_dest.status.code(), Some(2), "{}", stderr(&into_dest));
     assert!(stderr(&into_dest).contains("inside the destination"), "{}", stderr(&into_dest));
 
@@ -359,20 +368,14 @@ async fn a_large_object_is_split_across_shards_and_completed_by_the_merge() {
     let plan_dir = tmp.path().join("plan");
     let plan = plan_dir.to_str().unwrap();
     let p = tmp.path().join("p.db");
-    ok(&crate::cli::run(transfer(&served.endpoint, &p).args([
-        "shard",
-        "plan",
-        "oss://split/src/",
-        "oss://split/dst/",
-        "--shards",
+    ok(&plan_with(
+        &served.endpoint,
+        &p,
+        ("oss://split/src/", "oss://split/dst/"),
         "4",
-        "--split-above",
-        "8MiB",
-        "--part-size",
-        "1MiB",
-        "--plan",
         plan,
-    ])));
+        &["--split-above", "8MiB", "--part-size", "1MiB"],
+    ));
     let planned: serde_json::Value = json_at(&plan_dir.join("plan.json"));
     let splits = planned["splits"].as_array().unwrap();
     assert_eq!(splits.len(), 1, "only the object the destination lacks is split: {planned}");
@@ -459,20 +462,14 @@ async fn a_split_source_that_changed_never_publishes_and_abort_removes_its_uploa
     let plan_dir = tmp.path().join("plan");
     let plan = plan_dir.to_str().unwrap();
     let l = tmp.path().join("l.db");
-    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
-        "shard",
-        "plan",
-        "oss://splitx/src/",
-        "oss://splitx/dst/",
-        "--shards",
+    ok(&plan_with(
+        &served.endpoint,
+        &l,
+        ("oss://splitx/src/", "oss://splitx/dst/"),
         "2",
-        "--split-above",
-        "4MiB",
-        "--part-size",
-        "1MiB",
-        "--plan",
         plan,
-    ])));
+        &["--split-above", "4MiB", "--part-size", "1MiB"],
+    ));
     store.put_object("splitx", "src/big", data(6 << 20, 6).into(), &PutOptions::default()).await.unwrap();
     for i in 0..2 {
         let out =
@@ -558,16 +555,7 @@ async fn failed_keys_are_retried_from_the_merges_manifest() {
     let (plan_dir, retry_dir) = (tmp.path().join("plan"), tmp.path().join("retry"));
     let (plan, retry) = (plan_dir.to_str().unwrap(), retry_dir.to_str().unwrap());
     let l = tmp.path().join("l.db");
-    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
-        "shard",
-        "plan",
-        "oss://retry/src/",
-        "oss://retry/dst/",
-        "--shards",
-        "2",
-        "--plan",
-        plan,
-    ])));
+    ok(&plan_with(&served.endpoint, &l, ("oss://retry/src/", "oss://retry/dst/"), "2", plan, &[]));
     // Copies of k07 and k21 are refused for good.
     let refuse = |key: &'static str| Rule {
         method: Some("PUT"),
@@ -642,16 +630,7 @@ async fn a_shard_stopped_by_sigterm_goes_on_elsewhere_from_its_ledger_snapshot()
     let plan_dir = tmp.path().join("plan");
     let plan = plan_dir.to_str().unwrap();
     let l = tmp.path().join("planner.db");
-    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
-        "shard",
-        "plan",
-        "oss://moved/src/",
-        "oss://moved/dst/",
-        "--shards",
-        "1",
-        "--plan",
-        plan,
-    ])));
+    ok(&plan_with(&served.endpoint, &l, ("oss://moved/src/", "oss://moved/dst/"), "1", plan, &[]));
     let slow = Rule { method: None, contains: "", fault: Fault::Delay(Duration::from_millis(30)), times: 100_000 };
     let proxy = FaultProxy::start(&served.endpoint, vec![slow]).await;
     let mut first = shard(&proxy.endpoint, tmp.path(), plan, 0, "machine-a").stderr(Stdio::piped()).spawn().unwrap();
@@ -717,16 +696,14 @@ async fn a_skewed_keyspace_with_a_huge_object_plans_balanced_shards() {
     let plan_dir = tmp.path().join("plan");
     let l = tmp.path().join("l.db");
     let shards = 8;
-    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
-        "shard",
-        "plan",
-        src.to_str().unwrap(),
-        "oss://skew/dst/",
-        "--shards",
+    ok(&plan_with(
+        &served.endpoint,
+        &l,
+        (src.to_str().unwrap(), "oss://skew/dst/"),
         &shards.to_string(),
-        "--plan",
         plan_dir.to_str().unwrap(),
-    ])));
+        &[],
+    ));
     let planned: serde_json::Value = json_at(&plan_dir.join("plan.json"));
     let total = (40u64 * 20 + 200 + 2048) << 20;
     let ranges = planned["shards"].as_array().unwrap();
@@ -747,18 +724,14 @@ async fn a_skewed_keyspace_with_a_huge_object_plans_balanced_shards() {
     ok(&crate::cli::run(transfer(&served.endpoint, &l).args(["shard", "abort", plan_dir.to_str().unwrap()])));
     // What the sync's filter leaves out is not split (no upload initiated for it) either.
     let excluded = tmp.path().join("excluded");
-    ok(&crate::cli::run(transfer(&served.endpoint, &l).args([
-        "shard",
-        "plan",
-        src.to_str().unwrap(),
-        "oss://skew/dst/",
-        "--shards",
+    ok(&plan_with(
+        &served.endpoint,
+        &l,
+        (src.to_str().unwrap(), "oss://skew/dst/"),
         "8",
-        "--exclude",
-        "huge.bin",
-        "--plan",
         excluded.to_str().unwrap(),
-    ])));
+        &["--exclude", "huge.bin"],
+    ));
     let planned: serde_json::Value = json_at(&excluded.join("plan.json"));
     assert_eq!(planned["splits"].as_array().map(Vec::len), Some(0), "{planned}");
     assert!(uploads(&served.client(V4), "skew", "dst/").await.is_empty());
