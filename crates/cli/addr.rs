@@ -87,6 +87,15 @@ impl fmt::Display for Location {
 
 /// Parses a size: a number with an optional unit (B, KB, MB, GB, TB — powers of 1000 — or KiB, MiB, GiB, TiB —
 /// powers of 1024; case-insensitive; `K`, `M`, `G`, `T` alone mean the binary units).
+/// `key` as the prefix of the keys under it: with a `/` after it, unless it is empty or has one.
+pub(crate) fn prefix_of(key: &str) -> String {
+    match key {
+        "" => String::new(),
+        k if k.ends_with('/') => k.to_owned(),
+        k => format!("{k}/"),
+    }
+}
+
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());

@@ -842,7 +842,7 @@ fn upload_or_copy(
             let (metadata, tags) = copy_directives(args, p)?;
             if p.src.is_container() || args.recursive {
                 // `-r oss://b/photos` means the objects under photos/, not photos2/ too.
-                let src_prefix = if sk.is_empty() || sk.ends_with('/') { sk.clone() } else { format!("{sk}/") };
+                let src_prefix = crate::addr::prefix_of(sk);
                 p.engine.copy_prefix(
                     PrefixCopyRequest::new(sb, src_prefix, bucket, dst_key)
                         .metadata(metadata)
@@ -939,7 +939,7 @@ fn download(
     path: &Path,
 ) -> Result<transfer_engine::job::JobStart, Usage> {
     if p.src.is_container() || args.recursive {
-        let prefix = if key.is_empty() || key.ends_with('/') { key.to_owned() } else { format!("{key}/") };
+        let prefix = crate::addr::prefix_of(key);
         return Ok(p.engine.download_prefix(PrefixDownloadRequest::new(bucket, prefix, path).filter(p.filter.clone())));
     }
     let object = source_object(bucket, key, args.version_id.as_deref());

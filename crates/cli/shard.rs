@@ -271,7 +271,7 @@ impl PlanStore {
         Ok(match Location::parse(loc)? {
             Location::Path(p) => PlanStore::Dir(std::path::absolute(&p)?),
             Location::Remote { scheme, bucket, key } => {
-                let prefix = if key.is_empty() || key.ends_with('/') { key } else { format!("{key}/") };
+                let prefix = crate::addr::prefix_of(&key);
                 let url = format!("{}://{bucket}/{prefix}", scheme.name());
                 PlanStore::Remote { store: store.open_bucket(scheme, &bucket).await?, bucket, prefix, url }
             }
@@ -567,7 +567,7 @@ async fn list_source(src: &Location, store: &StoreArgs, cuts: &mut Cuts) -> Resu
         }
         Location::Remote { scheme, bucket, key } => {
             let opened = store.open_bucket(*scheme, bucket).await?;
-            let prefix = if key.is_empty() || key.ends_with('/') { key.clone() } else { format!("{key}/") };
+            let prefix = crate::addr::prefix_of(key);
             // One level by delimiter, page after page: the objects right under the prefix, and the prefixes under
             // it, in key order. Each of those prefixes is listed whole into cuts of its own, up to LISTERS at once,
             // and they are joined in key order: a bucket of many prefixes is listed many times faster than page
@@ -678,7 +678,7 @@ async fn weigh_keys(src: &Location, store: &StoreArgs, keys: &[String], cuts: &m
             async move {
                 let size = match (src, opened) {
                     (Location::Remote { bucket, key, .. }, Some(o)) => {
-                        let prefix = if key.is_empty() || key.ends_with('/') { key.clone() } else { format!("{key}/") };
+                        let prefix = crate::addr::prefix_of(key);
                         match o.objects.head_object(&ObjectRef::new(bucket, format!("{prefix}{rel}"))).await {
                             Ok(h) => Some(h.size),
                             Err(e) if e.kind() == ErrorKind::ObjectNotFound => None,
@@ -1348,7 +1348,7 @@ async fn complete_splits(
 /// The key relative to both sides of a failure's key (the destination's key, or a download's source key).
 fn relative(plan: &Plan, key: &str) -> Option<String> {
     let under = |prefix: &str, key: &str| {
-        let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_owned() } else { format!("{prefix}/") };
+        let prefix = crate::addr::prefix_of(prefix);
         key.strip_prefix(prefix.as_str()).map(str::to_owned)
     };
     match (Location::parse(&plan.destination).ok()?, Location::parse(&plan.source).ok()?) {
@@ -1388,7 +1388,7 @@ async fn abort_split_uploads(
     if splits.is_empty() {
         return (0, 0, 0);
     }
-    let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.clone() } else { format!("{prefix}/") };
+    let prefix = crate::addr::prefix_of(prefix);
     let opened = match cp.store.open_bucket(*scheme, bucket).await {
         Ok(o) => o,
         Err(Usage(e)) => {
