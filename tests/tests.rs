@@ -72,10 +72,6 @@ mod cli_crash;
 /// Copies between two stores through the built binary: metadata, tags, and resume after a kill.
 mod cli_relay;
 
-/// One conformance suite, each case written once and run against every target: the local store in process,
-/// `transfer serve` in both dialects, moto, s3s-fs, and real endpoints named by environment variables.
-mod conformance;
-
 /// The README's commands as written: the main job, serve, and the migration walk-through.
 mod readme;
 

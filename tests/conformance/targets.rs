@@ -20,7 +20,7 @@ pub fn local() -> TargetDef {
         start: |_| {
             let root = tempfile::tempdir().expect("temp root");
             let store = Arc::new(LocalStore::open(root.path()).expect("local store"));
-            Some(Target {
+            Target {
                 name: "local",
                 store: store.clone(),
                 buckets: store,
@@ -29,7 +29,7 @@ pub fn local() -> TargetDef {
                 fixed_bucket: None,
                 run_prefix: String::new(),
                 _keep: Box::new(root),
-            })
+            }
         },
     }
 }
@@ -39,17 +39,13 @@ pub fn serve_oss() -> TargetDef {
     TargetDef {
         name: "serve_oss",
         caps: || TargetCaps::ALL,
-        start: |_| Some(served("serve_oss", Dialect::Oss, "cn-hangzhou")),
+        start: |_| served("serve_oss", Dialect::Oss, "cn-hangzhou"),
     }
 }
 
 /// `transfer serve` through the S3 dialect (AWS SigV4), on the same port.
 pub fn serve_s3() -> TargetDef {
-    TargetDef {
-        name: "serve_s3",
-        caps: || TargetCaps::ALL,
-        start: |_| Some(served("serve_s3", Dialect::S3, "us-east-1")),
-    }
+    TargetDef { name: "serve_s3", caps: || TargetCaps::ALL, start: |_| served("serve_s3", Dialect::S3, "us-east-1") }
 }
 
 fn served(name: &'static str, dialect: Dialect, region: &str) -> Target {
@@ -139,7 +135,7 @@ pub fn moto() -> TargetDef {
                 credentials: Credentials::new(MOTO_KEY.0, MOTO_KEY.1),
                 path_style: Some(true),
             };
-            Some(with_wire("moto", MOTO, wire, Box::new(moto)))
+            with_wire("moto", MOTO, wire, Box::new(moto))
         },
     }
 }
@@ -182,7 +178,7 @@ pub fn s3s_fs() -> TargetDef {
                 credentials: Credentials::new(S3S_KEY.0, S3S_KEY.1),
                 path_style: Some(true),
             };
-            Some(with_wire("s3s_fs", S3S_FS, wire, Box::new(server)))
+            with_wire("s3s_fs", S3S_FS, wire, Box::new(server))
         },
     }
 }
@@ -209,7 +205,7 @@ fn real_caps(kind: &str) -> TargetCaps {
 /// bucket; the cases work under `transfer-conformance/<unique>/` in it and remove what they wrote), with
 /// credentials from the dialect's usual variables. Its cases are ignored unless asked for; asked for without an
 /// endpoint, they fail.
-fn real(test: &str, name: &'static str, kind: &str, dialect: Dialect) -> Option<Target> {
+fn real(test: &str, name: &'static str, kind: &str, dialect: Dialect) -> Target {
     // Only run when asked for (the table marks these targets ignored): asked for without an endpoint is an error.
     let (Some(endpoint), Some(bucket)) = (env(kind, "ENDPOINT"), env(kind, "BUCKET")) else {
         panic!("{test}: no real endpoint: set TRANSFER_CONFORMANCE_{kind}_ENDPOINT, _REGION and _BUCKET to run it")
@@ -232,7 +228,7 @@ fn real(test: &str, name: &'static str, kind: &str, dialect: Dialect) -> Option<
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     target.fixed_bucket = Some(bucket);
     target.run_prefix = format!("transfer-conformance/{nanos:x}-{}/", std::process::id());
-    Some(target)
+    target
 }
 
 /// A real S3 endpoint (AWS or any S3-compatible service): `TRANSFER_CONFORMANCE_S3_ENDPOINT`, `_REGION`,

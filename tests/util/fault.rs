@@ -33,6 +33,7 @@ pub enum Fault {
     LoseResponse,
     /// Flip one byte in the middle of the request body, then forward: what the server does with a body that
     /// does not match its Content-MD5 (or its signed SHA-256).
+    #[allow(dead_code)] // Used by the conformance binary only.
     CorruptRequest,
     /// Forward (the server does the work), then hold the answer this long: a client killed meanwhile never
     /// learns that its request succeeded.

@@ -1,16 +1,23 @@
 //! One conformance suite, run against every target: each case is written once, as an async function of a
 //! [`Target`], and the [`conformance!`] table at the bottom makes one test per (target, case), named
-//! `conformance::<target>::<case>`.
+//! `conformance::<target>::<case>` (`cargo test --test conformance moto::`).
 //!
 //! A target is a store ([`ObjectStore`] + [`BucketStore`]), a way to get a bucket to work in, and the
 //! capabilities it declares ([`TargetCaps`]). A case lists the capabilities it needs; where a target declares
-//! it lacks one, the case is skipped with a printed line saying which and why. Nothing else skips a case: a
-//! case that fails on one target but not another is a bug (ours, fixed) or a capability (declared here).
+//! it lacks one, the runner reports the case *ignored* (its own runner, libtest-mimic, decides that when the
+//! binary starts), never passed. Nothing else skips a case: a case that fails on one target but not another is
+//! a bug (ours, fixed) or a capability (declared here). `cargo test --test conformance declared` prints the
+//! whole matrix.
 //!
 //! Targets ([`targets`]): the local store in process; `transfer serve` through the OSS dialect and through the
 //! S3 dialect; moto and s3s-fs, two third-party S3 servers started on 127.0.0.1; and any real endpoint named by
-//! environment variables (`TRANSFER_CONFORMANCE_S3_*`, `TRANSFER_CONFORMANCE_OSS_*`, skipped with a printed
-//! line when absent).
+//! environment variables (`TRANSFER_CONFORMANCE_S3_*`, `TRANSFER_CONFORMANCE_OSS_*`), ignored unless asked for
+//! with `--ignored`.
+
+/// The test support the integration tests share; this binary uses part of it.
+#[allow(dead_code)]
+#[path = "../util/mod.rs"]
+mod util;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -312,24 +319,25 @@ impl Target {
     }
 }
 
-/// A target as the table names it: its name, its declared capabilities, and how to start it (`None`, after
-/// printing why, when it is not available: a real endpoint not configured).
+/// A target as the table names it: its name, its declared capabilities, and how to start it (a real endpoint
+/// not configured panics: its cases run only when asked for).
+#[derive(Debug)]
 pub struct TargetDef {
     pub name: &'static str,
     pub caps: fn() -> TargetCaps,
-    pub start: fn(&str) -> Option<Target>,
+    pub start: fn(&str) -> Target,
 }
 
-/// Runs `case` against the target `def`, or says why not.
-pub async fn run(def: &TargetDef, case: &str, needs: &[Cap], f: for<'a> fn(&'a Target) -> BoxFuture<'a, ()>) {
-    let test = format!("conformance::{}::{case}", def.name);
+/// What `def` lacks of what a case needs, described (empty: the case runs there).
+fn missing(def: &TargetDef, needs: &[Cap]) -> Vec<&'static str> {
     let caps = (def.caps)();
-    let missing: Vec<&str> = needs.iter().filter(|c| !c.has(&caps)).map(|c| c.describe()).collect();
-    if !missing.is_empty() {
-        println!("SKIPPED {test}: {} declares no {}", def.name, missing.join(", no "));
-        return;
-    }
-    let Some(target) = (def.start)(&test) else { return };
+    needs.iter().filter(|c| !c.has(&caps)).map(|c| c.describe()).collect()
+}
+
+/// Runs `case` against the target `def` (which declares every capability it needs).
+async fn run(def: &TargetDef, case: &str, f: for<'a> fn(&'a Target) -> BoxFuture<'a, ()>) {
+    let test = format!("conformance::{}::{case}", def.name);
+    let target = (def.start)(&test);
     let outcome = std::panic::AssertUnwindSafe(f(&target)).catch_unwind().await;
     target.clean_up().await;
     if let Err(panic) = outcome {
@@ -382,45 +390,28 @@ pub async fn tags_of(store: &dyn ObjectStore, obj: &ObjectRef) -> Vec<transfer_e
     store.get_tagging(obj).await.unwrap_or_else(|e| panic!("GetObjectTagging {obj}: {e}")).sorted()
 }
 
-/// One test per (target, case): `conformance::<target>::<case>`. A case is `module::function [Cap, ...]`.
+/// A case of the table: its name, the capabilities it needs, and its body.
+struct Case {
+    name: &'static str,
+    needs: &'static [Cap],
+    body: for<'a> fn(&'a Target) -> BoxFuture<'a, ()>,
+}
+
+/// The table: the targets CI runs, the targets that run only when asked for (with why), and the cases, each
+/// `module::function [Cap, ...]`.
 macro_rules! conformance {
-    (targets: [$($target:ident),* $(,)?], ignored: [$($ignored:ident = $why:literal),* $(,)?], cases: $cases:tt) => {
-        $( conformance!(@target $target, $cases); )*
-        $( conformance!(@ignored $ignored, $why, $cases); )*
-        conformance!(@table [$($target,)* $($ignored),*], $cases);
-    };
-    (@table [$($target:ident),*], [$($module:ident :: $case:ident [$($cap:ident),*]),* $(,)?]) => {
-        /// The targets of the table.
+    (targets: [$($target:ident),* $(,)?], ignored: [$($ignored:ident = $why:literal),* $(,)?],
+     cases: [$($module:ident :: $case:ident [$($cap:ident),*]),* $(,)?]) => {
+        /// The targets CI runs.
         const TARGETS: &[fn() -> TargetDef] = &[$(targets::$target),*];
-        /// The cases of the table, with the capabilities each needs.
-        const CASES: &[(&str, &[Cap])] = &[$((stringify!($case), &[$(Cap::$cap),*])),*];
-    };
-    (@target $target:ident, [$($module:ident :: $case:ident [$($cap:ident),*]),* $(,)?]) => {
-        mod $target {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    super::run(&super::targets::$target(), stringify!($case), &[$(super::Cap::$cap),*], |t| {
-                        Box::pin(super::$module::$case(t))
-                    })
-                    .await;
-                }
-            )*
-        }
-    };
-    (@ignored $target:ident, $why:literal, [$($module:ident :: $case:ident [$($cap:ident),*]),* $(,)?]) => {
-        mod $target {
-            $(
-                #[tokio::test]
-                #[ignore = $why]
-                async fn $case() {
-                    super::run(&super::targets::$target(), stringify!($case), &[$(super::Cap::$cap),*], |t| {
-                        Box::pin(super::$module::$case(t))
-                    })
-                    .await;
-                }
-            )*
-        }
+        /// The targets that run only when asked for, with the reason.
+        const ASKED_FOR: &[(fn() -> TargetDef, &str)] = &[$((targets::$ignored, $why)),*];
+        /// The cases, with the capabilities each needs.
+        const CASES: &[Case] = &[$(Case {
+            name: stringify!($case),
+            needs: &[$(Cap::$cap),*],
+            body: |t| Box::pin($module::$case(t)),
+        }),*];
     };
 }
 
@@ -480,33 +471,62 @@ conformance! {
     ]
 }
 
-/// Prints which cases each target skips, by which declared capability (`cargo test --test tests
-/// conformance::declared -- --nocapture`), and checks that every case runs somewhere in CI.
-#[test]
-fn declared_skips() {
+/// Which cases each target runs and which it cannot (by its declared capabilities), and that every case runs
+/// against at least two targets in CI.
+fn declared_skips() -> Result<(), libtest_mimic::Failed> {
     let mut runs = vec![0usize; CASES.len()];
     for def in TARGETS.iter().map(|t| t()) {
-        let caps = (def.caps)();
         let mut skipped = Vec::new();
-        for (i, (case, needs)) in CASES.iter().enumerate() {
-            let missing: Vec<&str> = needs.iter().filter(|c| !c.has(&caps)).map(|c| c.describe()).collect();
+        for (i, case) in CASES.iter().enumerate() {
+            let missing = missing(&def, case.needs);
             if missing.is_empty() {
-                if !def.name.starts_with("env_") {
-                    runs[i] += 1;
-                }
+                runs[i] += 1;
             } else {
-                skipped.push(format!("{case} (no {})", missing.join(", no ")));
+                skipped.push(format!("{} (no {})", case.name, missing.join(", no ")));
             }
         }
         println!(
-            "{}: runs {} of {} cases; skips: {}",
+            "{}: runs {} of {} cases; cannot run: {}",
             def.name,
             CASES.len() - skipped.len(),
             CASES.len(),
             skipped.join("; ")
         );
     }
-    for ((case, _), n) in CASES.iter().zip(runs) {
-        assert!(n >= 2, "{case} runs against {n} target(s) without a real endpoint");
+    for (case, n) in CASES.iter().zip(runs) {
+        if n < 2 {
+            return Err(format!("{} runs against {n} target(s) in CI", case.name).into());
+        }
     }
+    Ok(())
+}
+
+/// One trial per (target, case), ignored where the target declares it lacks what the case needs or is a real
+/// endpoint not asked for; and the matrix check.
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let defs = TARGETS.iter().map(|t| (t(), None)).chain(ASKED_FOR.iter().map(|(t, why)| (t(), Some(*why))));
+    let mut trials = vec![libtest_mimic::Trial::test("conformance::declared_skips", declared_skips)];
+    for (def, asked_for) in defs {
+        for case in CASES {
+            let lacks = missing(&def, case.needs);
+            let name = format!("conformance::{}::{}", def.name, case.name);
+            let ignored = asked_for.is_some() || !lacks.is_empty();
+            let (target, case_name, body) = (def.name, case.name, case.body);
+            let trial = libtest_mimic::Trial::test(name, move || {
+                if !lacks.is_empty() {
+                    // Asked for with --ignored: it still cannot run there.
+                    return Err(format!("{target} declares no {}", lacks.join(", no ")).into());
+                }
+                let def =
+                    TARGETS.iter().chain(ASKED_FOR.iter().map(|(t, _)| t)).map(|t| t()).find(|d| d.name == target);
+                let def = def.expect("a target of the table");
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+                rt.block_on(run(&def, case_name, body));
+                Ok(())
+            });
+            trials.push(trial.with_ignored_flag(ignored));
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
 }
