@@ -4,6 +4,7 @@
 
 use crate::cli::{run, transfer};
 use crate::cli_s3::transfer_s3;
+use crate::util::caps::S3S_FS;
 use crate::util::moto::{Moto, MOTO_KEY};
 use crate::util::s3s::{S3sFs, S3S_KEY};
 use crate::util::{data, s3_client, Served, AK, SK};
@@ -181,6 +182,9 @@ async fn everyday_commands_against_s3s_fs() {
     let server = S3sFs::start("everyday_commands_against_s3s_fs");
     let endpoint = server.endpoint.clone();
     everyday(&|l| transfer_s3(&endpoint, l, S3S_KEY), "s3", &s3_client(&endpoint, S3S_KEY), "everyday-s3s").await;
+    if S3S_FS.versioning {
+        versions(&|l| transfer_s3(&endpoint, l, S3S_KEY), "s3", &s3_client(&endpoint, S3S_KEY), "versions-s3s").await;
+    }
 }
 
 /// Shell completions, the manual page and the version come from the same clap definitions as the commands:

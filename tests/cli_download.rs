@@ -5,6 +5,7 @@
 
 use crate::cli::{run, summary, transfer};
 use crate::cli_s3::transfer_s3;
+use crate::util::caps::{TargetCaps, MOTO, S3S_FS, SERVE_OSS, SERVE_S3};
 use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::moto::{Moto, MOTO_KEY};
 use crate::util::s3s::{S3sFs, S3S_KEY};
@@ -52,9 +53,9 @@ struct Target<'a> {
     cmd: &'a dyn Fn(&Path) -> Command,
     scheme: &'static str,
     store: HttpStore,
-    /// Whether a multipart object can be checked (S3): by the CRC-32C the store keeps of it, by its ETag
-    /// under the part layout the store tells.
-    checks: (bool, bool),
+    /// Its entry in the capability matrix: whether a multipart object can be checked (S3) by the CRC-32C the
+    /// store keeps of it, by its ETag under the part layout the store tells.
+    caps: TargetCaps,
 }
 
 /// Back up a directory (small, empty and multipart files, mtimes with nanoseconds), restore it with `cp -r`:
@@ -98,7 +99,11 @@ async fn restore_a_backup(t: &Target<'_>, b: &str) {
             // S3 has no CRC-64. The multipart object: by its composite CRC-32C (moto), or by its multipart ETag
             // recomputed under the part layout HEAD ?partNumber= tells (serve); s3s-fs tells neither.
             (_, "backup/sub/big.bin") => {
-                assert_eq!([by("checksum"), by("md5")], [t.checks.0, t.checks.1 && !t.checks.0], "{e}")
+                assert_eq!(
+                    [by("checksum"), by("md5")],
+                    [t.caps.s3_multipart_crc32c, t.caps.s3_head_part_number && !t.caps.s3_multipart_crc32c],
+                    "{e}"
+                )
             }
             // An object written in one request: by the CRC-32C sent with it, else the MD5 that is its ETag.
             _ => assert!(by("checksum") || by("md5"), "{e}"),
@@ -133,7 +138,7 @@ async fn restore_a_backup(t: &Target<'_>, b: &str) {
         .map(|e| e["key"].as_str().unwrap().to_owned())
         .collect();
     fetched.sort();
-    let want: &[&str] = match t.scheme == "oss" || t.checks != (false, false) {
+    let want: &[&str] = match t.scheme == "oss" || t.caps.s3_multipart_crc32c || t.caps.s3_head_part_number {
         true => &["backup/sub/deeper/mid.bin"],
         false => &["backup/sub/big.bin", "backup/sub/deeper/mid.bin"],
     };
@@ -157,22 +162,29 @@ async fn restore_a_backup(t: &Target<'_>, b: &str) {
     assert!(stderr(&local).contains("both") && stderr(&local).contains("local paths"), "{}", stderr(&local));
 }
 
+/// Every flow above the target's entry in the capability matrix lets it run, in buckets named after `name`;
+/// `at` is the command against another endpoint (a proxy in front of the target).
+async fn every_flow(t: &Target<'_>, endpoint: &str, name: &str, at: &dyn Fn(&str, &Path) -> Command) {
+    restore_a_backup(t, &format!("restore-{name}")).await;
+    faults_on_the_way(t, endpoint, &format!("faults-{name}"), at).await;
+    if t.caps.versioning {
+        versions(t, &format!("versions-{name}")).await;
+    }
+    if t.caps.archive {
+        archived(t, &format!("archived-{name}"), if t.scheme == "oss" { "ColdArchive" } else { "Archive" }).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_against_transfer_serve_in_both_dialects() {
     let served = Served::start();
     let endpoint = served.endpoint.clone();
     let oss = |ledger: &Path| transfer(&endpoint, ledger);
-    let target = Target { cmd: &oss, scheme: "oss", store: served.client(V4), checks: (false, false) };
-    restore_a_backup(&target, "restore-oss").await;
-    faults_on_the_way(&target, &endpoint, "faults-oss", &|ep, l| transfer(ep, l)).await;
-    versions(&target, "versions-oss").await;
-    archived(&target, "archived-oss", "ColdArchive").await;
+    let target = Target { cmd: &oss, scheme: "oss", store: served.client(V4), caps: SERVE_OSS };
+    every_flow(&target, &endpoint, "oss", &|ep, l| transfer(ep, l)).await;
     let s3 = |ledger: &Path| transfer_s3(&endpoint, ledger, (AK, SK));
-    let target = Target { cmd: &s3, scheme: "s3", store: s3_client(&served.endpoint, (AK, SK)), checks: (false, true) };
-    restore_a_backup(&target, "restore-s3").await;
-    faults_on_the_way(&target, &endpoint, "faults-s3", &|ep, l| transfer_s3(ep, l, (AK, SK))).await;
-    versions(&target, "versions-s3").await;
-    archived(&target, "archived-s3", "Archive").await;
+    let target = Target { cmd: &s3, scheme: "s3", store: s3_client(&served.endpoint, (AK, SK)), caps: SERVE_S3 };
+    every_flow(&target, &endpoint, "s3", &|ep, l| transfer_s3(ep, l, (AK, SK))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,11 +192,8 @@ async fn downloads_against_moto() {
     let moto = Moto::start("downloads_against_moto");
     let endpoint = moto.endpoint.clone();
     let s3 = |ledger: &Path| transfer_s3(&endpoint, ledger, MOTO_KEY);
-    let target = Target { cmd: &s3, scheme: "s3", store: moto.client_in("us-east-1"), checks: (true, true) };
-    restore_a_backup(&target, "restore-moto").await;
-    faults_on_the_way(&target, &endpoint, "faults-moto", &|ep, l| transfer_s3(ep, l, MOTO_KEY)).await;
-    versions(&target, "versions-moto").await;
-    archived(&target, "archived-moto", "Archive").await;
+    let target = Target { cmd: &s3, scheme: "s3", store: moto.client_in("us-east-1"), caps: MOTO };
+    every_flow(&target, &endpoint, "moto", &|ep, l| transfer_s3(ep, l, MOTO_KEY)).await;
     unsafe_keys_are_refused(&moto, &s3, "unsafe-moto").await;
     damaged_objects_are_refused(&moto, &s3, "damaged-moto").await;
 }
@@ -221,9 +230,8 @@ async fn downloads_against_s3s_fs() {
     let endpoint = server.endpoint.clone();
     let s3 = |ledger: &Path| transfer_s3(&endpoint, ledger, S3S_KEY);
     let store = s3_client(&server.endpoint, S3S_KEY);
-    let target = Target { cmd: &s3, scheme: "s3", store, checks: (false, false) };
-    restore_a_backup(&target, "restore-s3s").await;
-    faults_on_the_way(&target, &endpoint, "faults-s3s", &|ep, l| transfer_s3(ep, l, S3S_KEY)).await;
+    let target = Target { cmd: &s3, scheme: "s3", store, caps: S3S_FS };
+    every_flow(&target, &endpoint, "s3s", &|ep, l| transfer_s3(ep, l, S3S_KEY)).await;
 }
 
 /// Keys that would land outside the destination directory, created on moto (which takes them): each is refused
@@ -310,7 +318,7 @@ async fn faults_on_the_way(t: &Target<'_>, endpoint: &str, b: &str, proxied: &dy
     // Damaged on the way: the multipart object where the store gives a contract to check it by (its CRC-64,
     // its CRC-32C), the single one everywhere (its CRC-64, CRC-32C or MD5 ETag).
     std::fs::remove_dir_all(&out).unwrap();
-    let multipart_checked = t.scheme == "oss" || t.checks.0;
+    let multipart_checked = t.scheme == "oss" || t.caps.s3_multipart_crc32c;
     let proxy =
         FaultProxy::start(endpoint, vec![get("f/big", Fault::CorruptResponse), get("f/small", Fault::CorruptResponse)])
             .await;

@@ -1,6 +1,7 @@
 //! `s3://` addresses through the built binary: against `transfer serve`'s S3 dialect and against moto's S3 server.
 
 use crate::cli::{run, summary, transfer};
+use crate::util::caps::{TargetCaps, MOTO, S3S_FS, SERVE_S3};
 use crate::util::fault::{Fault, FaultProxy, Rule};
 use crate::util::moto::Moto;
 use crate::util::s3s::{S3sFs, S3S_KEY};
@@ -200,6 +201,12 @@ async fn s3_addresses_against_moto() {
 async fn s3_addresses_against_s3s_fs() {
     let server = S3sFs::start("s3_addresses_against_s3s_fs");
     let store = s3_client(&server.endpoint, S3S_KEY);
+    if S3S_FS.tagging {
+        cp_stat_tag(&store, &server.endpoint, S3S_KEY, "s3cli-s3s").await;
+    }
+    if S3S_FS.prefix_is_no_object {
+        source_mistakes(&store, &server.endpoint, S3S_KEY, "s3mistakes-s3s").await;
+    }
     several_sources_and_globs(&store, &server.endpoint, S3S_KEY, "s3many-s3s").await;
 }
 
@@ -409,7 +416,8 @@ async fn checksum_option_picks_what_the_server_checks() {
 /// What a migration does, through the binary, on any S3 server: a directory (one file multipart) and one file
 /// uploaded, a prefix copied server-side with UploadPartCopy, and an upload killed mid-way then resumed by the
 /// same command. Tags where the server has tagging; the resume checks what was reused where ListParts tells.
-async fn migrate_and_resume(store: &HttpStore, endpoint: &str, creds: (&str, &str), b: &str, tagging: bool) {
+async fn migrate_and_resume(store: &HttpStore, endpoint: &str, creds: (&str, &str), b: &str, caps: TargetCaps) {
+    let tagging = caps.tagging;
     store.create_bucket(b).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger.db");
@@ -493,16 +501,17 @@ async fn migrate_and_resume(store: &HttpStore, endpoint: &str, creds: (&str, &st
     let listed = store.list_parts(&Upload::new(b, "resumed.bin", UploadId::new(upload_id)), None, None).await;
     let listed = listed.unwrap().parts;
     // A part the server lists is kept when the ledger recorded it, or else when the listing lets the file's bytes
-    // be checked against it (an ETag: s3s-fs lists none, so an unrecorded part there is sent again).
+    // be checked against it (an ETag, where the matrix says ListParts has them; else it is sent again).
     let recorded: Vec<u32> = {
         let l = transfer_engine::checkpoint::Ledger::open(&ledger).unwrap();
         let job = l.jobs().unwrap().last().unwrap().id;
         let row = l.object(job, &file.to_string_lossy()).unwrap().unwrap();
         l.parts(row.id).unwrap().iter().map(|p| p.number).collect()
     };
+    assert!(listed.iter().all(|p| p.etag.is_empty() != caps.list_parts_etags), "ETags as the matrix says: {listed:?}");
     let kept: Vec<u32> = listed
         .iter()
-        .filter(|p| !p.etag.is_empty() || recorded.contains(&p.part_number.get()))
+        .filter(|p| caps.list_parts_etags || recorded.contains(&p.part_number.get()))
         .map(|p| p.part_number.get())
         .collect();
     let wire = FaultProxy::start(endpoint, vec![]).await;
@@ -521,22 +530,21 @@ async fn migrate_and_resume(store: &HttpStore, endpoint: &str, creds: (&str, &st
 async fn a_migration_and_its_resume_against_transfer_serve() {
     let served = Served::start();
     let store = s3_client(&served.endpoint, (AK, SK));
-    migrate_and_resume(&store, &served.endpoint, (AK, SK), "s3migrate", true).await;
+    migrate_and_resume(&store, &served.endpoint, (AK, SK), "s3migrate", SERVE_S3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_and_its_resume_against_moto() {
     let moto = Moto::start("a_migration_and_its_resume_against_moto");
     let creds = ("moto-test-key", "moto-test-secret");
-    migrate_and_resume(&moto.client_in("us-east-1"), &moto.endpoint, creds, "s3migrate-moto", true).await;
+    migrate_and_resume(&moto.client_in("us-east-1"), &moto.endpoint, creds, "s3migrate-moto", MOTO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_and_its_resume_against_s3s_fs() {
     let server = S3sFs::start("a_migration_and_its_resume_against_s3s_fs");
     let store = s3_client(&server.endpoint, S3S_KEY);
-    // s3s-fs has no object tagging.
-    migrate_and_resume(&store, &server.endpoint, S3S_KEY, "s3migrate-s3s", false).await;
+    migrate_and_resume(&store, &server.endpoint, S3S_KEY, "s3migrate-s3s", S3S_FS).await;
 }
 
 /// `%XX` sequences of a query value decoded.

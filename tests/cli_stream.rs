@@ -5,6 +5,7 @@
 
 use crate::cli::{summary, transfer};
 use crate::cli_s3::transfer_s3;
+use crate::util::caps::{TargetCaps, MOTO, S3S_FS, SERVE_OSS, SERVE_S3};
 use crate::util::fault::{FaultProxy, Seen};
 use crate::util::moto::{Moto, MOTO_KEY};
 use crate::util::s3s::{S3sFs, S3S_KEY};
@@ -34,11 +35,9 @@ struct Target<'a> {
     endpoint: String,
     scheme: &'static str,
     store: HttpStore,
-    /// Whether the store keeps object tags (s3s-fs has no tagging API): where it does not, no tags are asked for.
-    tags: bool,
-    /// Whether the store lists incomplete uploads (s3s-fs does not): where it does not, that a failed stream
-    /// aborted its upload is seen on the wire only.
-    lists_uploads: bool,
+    /// Its entry in the capability matrix: without tagging no tags are asked for; without ListMultipartUploads
+    /// that a failed stream aborted its upload is seen on the wire only.
+    caps: TargetCaps,
 }
 
 /// Runs `cmd` with `input` on its stdin (written by a thread, then closed).
@@ -124,7 +123,7 @@ async fn streams(t: &Target<'_>, b: &str) {
     // Longer than a part: a multipart upload of 5 MiB parts as they fill, with the command's tags and metadata.
     let input = data(18 * MIB + 3, 1);
     let mut args = vec!["--json", "cp", "--meta", "origin=pipe"];
-    if t.tags {
+    if t.caps.tagging {
         args.extend(["--tag", "kind=backup"]);
     }
     let big = url("big.tar.zst");
@@ -146,7 +145,7 @@ async fn streams(t: &Target<'_>, b: &str) {
     assert!(body(&t.store, b, "big.tar.zst").await == input, "the object is the stream");
     let head = t.store.head_object(&ObjectRef::new(b, "big.tar.zst")).await.unwrap();
     assert_eq!(head.metadata.user.get("origin").map(String::as_str), Some("pipe"));
-    if t.tags {
+    if t.caps.tagging {
         let tags = t.store.get_tagging(&ObjectRef::new(b, "big.tar.zst")).await.unwrap();
         assert_eq!(tags, TagSet::from_pairs([("kind", "backup")]).unwrap());
     }
@@ -197,7 +196,7 @@ async fn streams(t: &Target<'_>, b: &str) {
         assert!(stderr(&out).contains("--expected-size") && stderr(&out).contains("aborted"), "{}", stderr(&out));
         assert_eq!((wire.initiates, wire.completes, wire.aborts), (1, 0, 1), "{key}");
         missing(&t.store, b, key).await;
-        if t.lists_uploads {
+        if t.caps.list_uploads {
             assert_eq!(uploads(&t.store, b, key).await, 0, "{key}: an upload was left behind");
         }
     }
@@ -212,14 +211,12 @@ async fn streams_against_transfer_serve_in_both_dialects() {
         endpoint: served.endpoint.clone(),
         scheme: "oss",
         store: served.client(V4),
-        tags: true,
-        lists_uploads: true,
+        caps: SERVE_OSS,
     };
     streams(&target, "stream-oss").await;
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, (AK, SK));
     let store = s3_client(&served.endpoint, (AK, SK));
-    let target =
-        Target { cmd: &s3, endpoint: served.endpoint.clone(), scheme: "s3", store, tags: true, lists_uploads: true };
+    let target = Target { cmd: &s3, endpoint: served.endpoint.clone(), scheme: "s3", store, caps: SERVE_S3 };
     streams(&target, "stream-s3").await;
 }
 
@@ -228,8 +225,7 @@ async fn streams_against_moto() {
     let moto = Moto::start("streams_against_moto");
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, MOTO_KEY);
     let store = moto.client_in("us-east-1");
-    let target =
-        Target { cmd: &s3, endpoint: moto.endpoint.clone(), scheme: "s3", store, tags: true, lists_uploads: true };
+    let target = Target { cmd: &s3, endpoint: moto.endpoint.clone(), scheme: "s3", store, caps: MOTO };
     streams(&target, "stream-moto").await;
 }
 
@@ -238,8 +234,7 @@ async fn streams_against_s3s_fs() {
     let server = S3sFs::start("streams_against_s3s_fs");
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, S3S_KEY);
     let store = s3_client(&server.endpoint, S3S_KEY);
-    let target =
-        Target { cmd: &s3, endpoint: server.endpoint.clone(), scheme: "s3", store, tags: false, lists_uploads: false };
+    let target = Target { cmd: &s3, endpoint: server.endpoint.clone(), scheme: "s3", store, caps: S3S_FS };
     streams(&target, "stream-s3s").await;
 }
 

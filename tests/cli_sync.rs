@@ -7,6 +7,7 @@
 
 use crate::cli::{run, summary, transfer};
 use crate::cli_s3::transfer_s3;
+use crate::util::caps::{TargetCaps, MOTO, S3S_FS, SERVE_OSS, SERVE_S3};
 use crate::util::fault::{Fault, FaultProxy, Rule, Seen};
 use crate::util::moto::{Moto, MOTO_KEY};
 use crate::util::s3s::{S3sFs, S3S_KEY};
@@ -41,9 +42,9 @@ struct Target<'a> {
     endpoint: String,
     scheme: &'static str,
     store: HttpStore,
-    /// Whether its listings carry ETags (s3s-fs's are empty): where they do not, the listing cannot say an
-    /// object is the one the ledger wrote, and every entry on both sides costs a HEAD.
-    listed_etags: bool,
+    /// Its entry in the capability matrix: where listings carry no ETags, the listing cannot say an object is
+    /// the one the ledger wrote, and every entry on both sides costs a HEAD.
+    caps: TargetCaps,
 }
 
 impl Target<'_> {
@@ -51,7 +52,7 @@ impl Target<'_> {
     /// ETags (`heads` of them).
     /// `lists`: the one check that the buckets exist, and a page per side listed.
     fn quiet(&self, heads: usize, lists: usize) -> Sent {
-        Sent { heads: if self.listed_etags { 0 } else { heads }, lists, ..Sent::default() }
+        Sent { heads: if self.caps.listed_etags { 0 } else { heads }, lists, ..Sent::default() }
     }
 }
 
@@ -163,7 +164,7 @@ async fn directory_to_bucket(t: &Target<'_>, b: &str) {
     ok(&second);
     // The same-size edit is told without a request: by the object's CRC-64 the ledger holds (OSS), or by the MD5
     // the listed ETag is; a listing without ETags costs a HEAD per entry compared.
-    let heads = if t.listed_etags { 0 } else { 3 };
+    let heads = if t.caps.listed_etags { 0 } else { 3 };
     assert_eq!(wire, Sent { puts: 4, delete_multiple: 1, heads, lists: 2, ..Sent::default() }, "{}", stderr(&second));
     let s = summary(&second);
     assert_eq!(
@@ -282,6 +283,19 @@ async fn bucket_to_directory_and_bucket(t: &Target<'_>, b: &str) {
     assert!(stderr(&unknown).contains("size-crc"), "{}", stderr(&unknown));
 }
 
+/// Every flow above the target's entry in the capability matrix lets it run, in buckets named after `name`.
+async fn every_flow(t: &Target<'_>, name: &str) {
+    directory_to_bucket(t, &format!("sync-{name}")).await;
+    bucket_to_directory_and_bucket(t, &format!("sync-b-{name}")).await;
+    comparisons(t, &format!("sync-c-{name}")).await;
+    if t.caps.tagging {
+        filters_tags_and_metadata(t, &format!("sync-f-{name}")).await;
+    }
+    if t.caps.versioning {
+        versioned(t, &format!("sync-v-{name}")).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_against_transfer_serve_in_both_dialects() {
     let served = Served::start();
@@ -291,21 +305,13 @@ async fn sync_against_transfer_serve_in_both_dialects() {
         endpoint: served.endpoint.clone(),
         scheme: "oss",
         store: served.client(V4),
-        listed_etags: true,
+        caps: SERVE_OSS,
     };
-    directory_to_bucket(&target, "sync-oss").await;
-    bucket_to_directory_and_bucket(&target, "sync-b-oss").await;
-    comparisons(&target, "sync-c-oss").await;
-    filters_tags_and_metadata(&target, "sync-f-oss").await;
-    versioned(&target, "sync-v-oss").await;
+    every_flow(&target, "oss").await;
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, (AK, SK));
     let store = s3_client(&served.endpoint, (AK, SK));
-    let target = Target { cmd: &s3, endpoint: served.endpoint.clone(), scheme: "s3", store, listed_etags: true };
-    directory_to_bucket(&target, "sync-s3").await;
-    bucket_to_directory_and_bucket(&target, "sync-b-s3").await;
-    comparisons(&target, "sync-c-s3").await;
-    filters_tags_and_metadata(&target, "sync-f-s3").await;
-    versioned(&target, "sync-v-s3").await;
+    let target = Target { cmd: &s3, endpoint: served.endpoint.clone(), scheme: "s3", store, caps: SERVE_S3 };
+    every_flow(&target, "s3").await;
 }
 
 /// Each comparison does what it says, told apart by what crosses the wire: `size` misses a same-size edit that
@@ -420,13 +426,9 @@ async fn sync_against_moto() {
         endpoint: moto.endpoint.clone(),
         scheme: "s3",
         store: moto.client_in("us-east-1"),
-        listed_etags: true,
+        caps: MOTO,
     };
-    directory_to_bucket(&target, "sync-moto").await;
-    bucket_to_directory_and_bucket(&target, "sync-b-moto").await;
-    comparisons(&target, "sync-c-moto").await;
-    filters_tags_and_metadata(&target, "sync-f-moto").await;
-    versioned(&target, "sync-v-moto").await;
+    every_flow(&target, "moto").await;
 }
 
 /// A directory of 1,100 files (over one page of the destination's listing) synced to `oss://b/p` once, then
@@ -527,10 +529,8 @@ async fn sync_against_s3s_fs() {
     let server = S3sFs::start("sync_against_s3s_fs");
     let s3 = |ep: &str, l: &Path| transfer_s3(ep, l, S3S_KEY);
     let store = s3_client(&server.endpoint, S3S_KEY);
-    let target = Target { cmd: &s3, endpoint: server.endpoint.clone(), scheme: "s3", store, listed_etags: false };
-    directory_to_bucket(&target, "sync-s3s").await;
-    bucket_to_directory_and_bucket(&target, "sync-b-s3s").await;
-    comparisons(&target, "sync-c-s3s").await;
+    let target = Target { cmd: &s3, endpoint: server.endpoint.clone(), scheme: "s3", store, caps: S3S_FS };
+    every_flow(&target, "s3s").await;
 }
 
 /// Between two stores the bytes flow through `transfer` (GETs from one, PUTs to the other): a re-run reads and

@@ -27,6 +27,7 @@ use transfer_engine::sign::Credentials;
 use transfer_engine::store::Upload;
 use transfer_engine::store::{ListRequest, ListUploadsRequest};
 use transfer_engine::{BucketStore, Metadata, ObjectRef, ObjectStore, TagSet};
+use util::caps::TargetCaps;
 
 mod copy;
 mod engine;
@@ -36,84 +37,6 @@ mod objects;
 mod tagging;
 mod targets;
 mod wire;
-
-/// What a target can do, as far as the suite is concerned. Every `false` is a declared gap of that server
-/// (with the reason in [`targets`]), never a way to hide a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TargetCaps {
-    /// Reached over HTTP: signatures can be tested.
-    pub http: bool,
-    /// A proxy on 127.0.0.1 can stand in between (damaged bodies, injected faults): the target is on loopback
-    /// too, so the Host header the client signs is one the target accepts.
-    pub proxy: bool,
-    /// The suite may create and delete buckets (not on a real endpoint: it works in the bucket it is given).
-    pub bucket_admin: bool,
-    /// Object tagging: `x-*-tagging` on PutObject, InitiateMultipartUpload and CopyObject, and
-    /// Put/Get/DeleteObjectTagging.
-    pub tagging: bool,
-    /// Bucket versioning, reads and tags of a specific version.
-    pub versioning: bool,
-    /// PutObjectTagging answers the version it tagged (`x-*-version-id`).
-    pub version_id_on_tagging: bool,
-    /// ListMultipartUploads.
-    pub list_uploads: bool,
-    /// ListMultipartUploads honours `max-uploads`, `key-marker` and `upload-id-marker` (pages).
-    pub list_uploads_paging: bool,
-    /// ListParts honours `max-parts` and `part-number-marker` (pages).
-    pub list_parts_paging: bool,
-    /// ListParts reports each part's ETag (what a resume reconciles its ledger with).
-    pub list_parts_etags: bool,
-    /// An upload id the server does not know (aborted, completed) is answered `NoSuchUpload` by every
-    /// multipart call.
-    pub no_such_upload: bool,
-    /// A request to a bucket that does not exist is answered `NoSuchBucket`.
-    pub no_such_bucket: bool,
-    /// DeleteBucket refuses a bucket that holds objects (`BucketNotEmpty`).
-    pub bucket_not_empty: bool,
-    /// CopyObject and UploadPartCopy honour `x-*-copy-source-if-match` (412 when the source's ETag differs).
-    pub copy_source_if_match: bool,
-    /// A write that must not overwrite (`x-oss-forbid-overwrite`, `If-None-Match: *`) is refused when the key
-    /// exists: PutObject and CompleteMultipartUpload.
-    pub conditional_put: bool,
-    /// CopyObject too.
-    pub conditional_copy: bool,
-    /// Requests signed with a wrong secret or an unknown key are refused.
-    pub checks_signatures: bool,
-    /// A body that does not match its `Content-MD5` is refused.
-    pub checks_content_md5: bool,
-    /// A PutObject or UploadPart body damaged on the way fails the call under the client's default protection:
-    /// the CRC-64 an OSS server reports of what it received, the `x-amz-checksum-crc32c` an S3 server checks.
-    pub checks_default_digests: bool,
-    /// A download of a multipart object can be checked end to end: the store reports its CRC-64 (OSS), its
-    /// CRC-32C (S3 checksum mode), or the part layout its multipart ETag is made over (HEAD `?partNumber=`).
-    pub checks_multipart_downloads: bool,
-}
-
-impl TargetCaps {
-    /// Every capability.
-    pub const ALL: TargetCaps = TargetCaps {
-        http: true,
-        proxy: true,
-        bucket_admin: true,
-        tagging: true,
-        versioning: true,
-        version_id_on_tagging: true,
-        list_uploads: true,
-        list_uploads_paging: true,
-        list_parts_paging: true,
-        list_parts_etags: true,
-        no_such_upload: true,
-        no_such_bucket: true,
-        bucket_not_empty: true,
-        copy_source_if_match: true,
-        conditional_put: true,
-        conditional_copy: true,
-        checks_signatures: true,
-        checks_content_md5: true,
-        checks_default_digests: true,
-        checks_multipart_downloads: true,
-    };
-}
 
 /// A capability a case needs.
 #[derive(Debug, Clone, Copy)]
@@ -471,8 +394,8 @@ conformance! {
     ]
 }
 
-/// Which cases each target runs and which it cannot (by its declared capabilities), and that every case runs
-/// against at least two targets in CI.
+/// Which cases each target runs and which it cannot (by its declared capabilities), every gap of its entry in
+/// the matrix, and that every case runs against at least two targets in CI.
 fn declared_skips() -> Result<(), libtest_mimic::Failed> {
     let mut runs = vec![0usize; CASES.len()];
     for def in TARGETS.iter().map(|t| t()) {
@@ -486,11 +409,12 @@ fn declared_skips() -> Result<(), libtest_mimic::Failed> {
             }
         }
         println!(
-            "{}: runs {} of {} cases; cannot run: {}",
+            "{}: runs {} of {} cases; cannot run: {}; gaps (the only checks any test drops there): {}",
             def.name,
             CASES.len() - skipped.len(),
             CASES.len(),
-            skipped.join("; ")
+            skipped.join("; "),
+            (def.caps)().gaps().join(", ")
         );
     }
     for (case, n) in CASES.iter().zip(runs) {

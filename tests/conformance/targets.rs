@@ -1,6 +1,8 @@
-//! The targets of the suite and the capabilities each declares, with the reason for every gap.
+//! The targets of the suite; the capabilities each declares, with the reason for every gap, are the matrix in
+//! `tests/util/caps.rs`.
 
 use super::{Dialect, Target, TargetCaps, TargetDef, Wire};
+use crate::util::caps::{LOCAL, MOTO, S3S_FS, SERVE_OSS, SERVE_S3};
 use crate::util::moto::{Moto, MOTO_KEY};
 use crate::util::s3s::{S3sFs, S3S_KEY};
 use crate::util::{Served, AK, SK};
@@ -8,10 +10,6 @@ use std::sync::Arc;
 use transfer_engine::http::HttpStore;
 use transfer_engine::local::LocalStore;
 use transfer_engine::sign::{Credentials, SignatureVersion};
-
-/// The local filesystem store, in process. It has no wire: nothing is signed or digested on the way.
-const LOCAL: TargetCaps =
-    TargetCaps { http: false, proxy: false, checks_signatures: false, checks_content_md5: false, ..TargetCaps::ALL };
 
 pub fn local() -> TargetDef {
     TargetDef {
@@ -36,16 +34,12 @@ pub fn local() -> TargetDef {
 
 /// `transfer serve` through the OSS dialect (signature V4).
 pub fn serve_oss() -> TargetDef {
-    TargetDef {
-        name: "serve_oss",
-        caps: || TargetCaps::ALL,
-        start: |_| served("serve_oss", Dialect::Oss, "cn-hangzhou"),
-    }
+    TargetDef { name: "serve_oss", caps: || SERVE_OSS, start: |_| served("serve_oss", Dialect::Oss, "cn-hangzhou") }
 }
 
 /// `transfer serve` through the S3 dialect (AWS SigV4), on the same port.
 pub fn serve_s3() -> TargetDef {
-    TargetDef { name: "serve_s3", caps: || TargetCaps::ALL, start: |_| served("serve_s3", Dialect::S3, "us-east-1") }
+    TargetDef { name: "serve_s3", caps: || SERVE_S3, start: |_| served("serve_s3", Dialect::S3, "us-east-1") }
 }
 
 fn served(name: &'static str, dialect: Dialect, region: &str) -> Target {
@@ -57,7 +51,8 @@ fn served(name: &'static str, dialect: Dialect, region: &str) -> Target {
         credentials: Credentials::new(AK, SK),
         path_style: Some(true),
     };
-    with_wire(name, TargetCaps::ALL, wire, Box::new(served))
+    let caps = if dialect == Dialect::Oss { SERVE_OSS } else { SERVE_S3 };
+    with_wire(name, caps, wire, Box::new(served))
 }
 
 /// A target reached over `wire` (one client serves as both the object and the bucket store).
@@ -105,23 +100,6 @@ pub fn s3_client(w: &Wire, tagging: bool) -> HttpStore {
     .expect("S3 client")
 }
 
-/// moto 5.2.5's S3 server. It checks neither signatures nor Content-MD5 nor `x-amz-checksum-*`;
-/// PutObjectTagging sends no `x-amz-version-id`; CopyObject and UploadPartCopy ignore
-/// `x-amz-copy-source-if-match`; ListMultipartUploads has no pages (`max-uploads` is not implemented);
-/// UploadPart and CompleteMultipartUpload on an aborted upload fail with a 500 HTML page instead of
-/// `NoSuchUpload`; CopyObject ignores `If-None-Match: *`.
-const MOTO: TargetCaps = TargetCaps {
-    checks_signatures: false,
-    checks_content_md5: false,
-    checks_default_digests: false,
-    version_id_on_tagging: false,
-    copy_source_if_match: false,
-    list_uploads_paging: false,
-    no_such_upload: false,
-    conditional_copy: false,
-    ..TargetCaps::ALL
-};
-
 pub fn moto() -> TargetDef {
     TargetDef {
         name: "moto",
@@ -139,31 +117,6 @@ pub fn moto() -> TargetDef {
         },
     }
 }
-
-/// s3s-fs 0.14.1. It checks SigV4, the payload's SHA-256 and (on PutObject) Content-MD5, but implements no
-/// object tagging, no versioning and no ListMultipartUploads; its ListParts has no pages, no ETags and no
-/// order, and lists nothing (rather than `NoSuchUpload`) for an unknown upload id, which UploadPart answers
-/// `AccessDenied`; a missing bucket is `NoSuchKey`, and DeleteBucket removes a bucket with its objects; its
-/// UploadPartCopy ignores `x-amz-copy-source-if-match`, its CopyObject `If-None-Match: *`; it checks
-/// `x-amz-checksum-crc32c` on PutObject but not on UploadPart; it reports no checksum of a multipart object and
-/// ignores `?partNumber=` on HEAD.
-const S3S_FS: TargetCaps = TargetCaps {
-    checks_default_digests: false,
-    checks_multipart_downloads: false,
-    tagging: false,
-    versioning: false,
-    version_id_on_tagging: false,
-    list_uploads: false,
-    list_uploads_paging: false,
-    list_parts_paging: false,
-    list_parts_etags: false,
-    no_such_upload: false,
-    no_such_bucket: false,
-    bucket_not_empty: false,
-    copy_source_if_match: false,
-    conditional_copy: false,
-    ..TargetCaps::ALL
-};
 
 pub fn s3s_fs() -> TargetDef {
     TargetDef {

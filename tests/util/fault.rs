@@ -7,7 +7,8 @@
 //! `x-oss-*` headers, and no answer to a HEAD has a body. Dropping the proxy stops it.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -175,7 +176,12 @@ fn error_xml(code: &str) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>FAULT</RequestId></Error>")
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<BoxBody<Bytes, std::io::Error>>;
+
+/// A whole body.
+fn full(bytes: impl Into<Bytes>) -> BoxBody<Bytes, std::io::Error> {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std::io::Error> {
     let method = req.method().as_str().to_owned();
@@ -230,7 +236,7 @@ async fn forward(
             .header("content-type", "application/xml")
             .header("date", httpdate::fmt_http_date(std::time::SystemTime::now()))
             .header(if s3 { "x-amz-request-id" } else { "x-oss-request-id" }, "FAULT")
-            .body(Full::new(if head { Bytes::new() } else { Bytes::from(body) }))
+            .body(full(if head { Bytes::new() } else { Bytes::from(body) }))
             .unwrap()
     };
     match &fault {
@@ -275,12 +281,14 @@ async fn forward(
         let mut damaged = bytes.to_vec();
         let mid = damaged.len() / 2;
         damaged[mid] ^= 0x20;
-        return Ok(out.body(Full::new(Bytes::from(damaged))).unwrap());
+        return Ok(out.body(full(damaged)).unwrap());
     }
     if matches!(fault, Some(Fault::CutBody)) && !bytes.is_empty() {
-        // Content-Length promises every byte; a body that stops halfway makes the client see a cut.
+        // Content-Length promises every byte; the body stops halfway with an error, so the connection is cut there.
         let half = bytes.slice(..bytes.len() / 2);
-        return Ok(out.body(Full::new(half)).unwrap());
+        let cut = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "cut by the fault proxy");
+        let frames = futures::stream::iter([Ok(hyper::body::Frame::data(half)), Err(cut)]);
+        return Ok(out.body(StreamBody::new(frames).boxed()).unwrap());
     }
-    Ok(out.body(Full::new(bytes)).unwrap())
+    Ok(out.body(full(bytes)).unwrap())
 }

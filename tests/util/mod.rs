@@ -2,6 +2,7 @@
 //! OSS clients pointed at it; the third-party S3 servers moto ([`moto`]) and s3s-fs ([`s3s`]); a
 //! fault-injecting proxy ([`fault`]).
 
+pub mod caps;
 pub mod fault;
 pub mod moto;
 pub mod process;
