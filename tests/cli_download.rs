@@ -171,7 +171,8 @@ async fn every_flow(t: &Target<'_>, endpoint: &str, name: &str, at: &dyn Fn(&str
         versions(t, &format!("versions-{name}")).await;
     }
     if t.caps.archive {
-        archived(t, &format!("archived-{name}"), if t.scheme == "oss" { "ColdArchive" } else { "Archive" }).await;
+        let class = if t.scheme == "oss" { "ColdArchive" } else { "Archive" };
+        archived(t, endpoint, at, &format!("archived-{name}"), class).await;
     }
 }
 
@@ -558,8 +559,9 @@ async fn local_failures_say_what_happened_and_leave_nothing_partial() {
 
 /// Archived objects: a GET is refused (`InvalidObjectState`) until a restore finished; `cp` without
 /// --restore-archived skips them and says how to restore them; with it, RestoreObject, a wait until HEAD says
-/// the restore is done, then the download (or the copy) of the right bytes.
-async fn archived(t: &Target<'_>, b: &str, class: &str) {
+/// the restore is done, then the download (or the copy) of the right bytes. The RestoreObject requests are read
+/// at a proxy: `--restore-days` and `--restore-tier` are what they ask for, and no tier is named without one.
+async fn archived(t: &Target<'_>, endpoint: &str, at: &dyn Fn(&str, &Path) -> Command, b: &str, class: &str) {
     use transfer_engine::store::RestoreState;
     use transfer_engine::{ErrorKind, Metadata, ObjectRef, StorageClass};
     t.store.create_bucket(b).await.unwrap();
@@ -583,7 +585,23 @@ async fn archived(t: &Target<'_>, b: &str, class: &str) {
     let done: Vec<_> = events(&skipped).into_iter().filter(|e| e["event"] == "done").collect();
     assert!(done[0]["skipped"].as_str().unwrap().contains("--restore-archived"), "{done:?}");
 
-    ok(&cp(&["--restore-archived", "--restore-days", "2", &remote, file.to_str().unwrap()]));
+    let proxy = FaultProxy::start(endpoint, vec![]).await;
+    let restore = |proxy: &FaultProxy, args: &[&str]| {
+        ok(&run(at(&proxy.endpoint, &ledger).arg("cp").args(args)));
+        let asked: Vec<String> = proxy
+            .seen()
+            .into_iter()
+            .filter(|s| s.method == "POST" && s.target.contains("restore"))
+            .map(|s| s.document.expect("a RestoreRequest document"))
+            .collect();
+        assert_eq!(asked.len(), 1, "one RestoreObject: {asked:?}");
+        asked.into_iter().next().unwrap()
+    };
+    let asked = restore(
+        &proxy,
+        &["--restore-archived", "--restore-days", "2", "--restore-tier", "bulk", &remote, file.to_str().unwrap()],
+    );
+    assert!(asked.contains("<Days>2</Days>") && asked.contains("<Tier>Bulk</Tier>"), "{asked}");
     assert!(std::fs::read(&file).unwrap() == bytes);
     let head = t.store.head_object(&obj).await.unwrap();
     assert!(matches!(head.restore, Some(RestoreState::Restored { .. })), "{head:?}");
@@ -599,7 +617,15 @@ async fn archived(t: &Target<'_>, b: &str, class: &str) {
             .is_err_and(|e| e.kind() == transfer_engine::ErrorKind::ObjectNotFound),
         "skipped, not copied"
     );
-    ok(&cp(&["--restore-archived", "--storage-class", "Standard", "--metadata-directive", "replace", &from, &to]));
+    let proxy = FaultProxy::start(endpoint, vec![]).await;
+    let asked = restore(
+        &proxy,
+        &["--restore-archived", "--storage-class", "Standard", "--metadata-directive", "replace", &from, &to],
+    );
+    assert!(
+        asked.contains("<Days>1</Days>") && !asked.contains("Tier"),
+        "the defaults: one day, the store's tier: {asked}"
+    );
     let copied = t.store.get_object(&ObjectRef::new(b, "warm.bin"), None).await.unwrap();
     assert!(copied.bytes().await.unwrap().as_ref() == bytes.as_slice());
 }

@@ -78,6 +78,8 @@ pub struct Seen {
     pub auth_scheme: Option<String>,
     pub declared: u64,
     pub received: Option<u64>,
+    /// The request body when it is a small document (at most 4 KiB of UTF-8: the XML of a request).
+    pub document: Option<String>,
     pub upstream: Option<u16>,
     pub came: Instant,
     pub answered: Option<Instant>,
@@ -193,9 +195,20 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, std:
         req.headers().get("authorization").and_then(|v| v.to_str().ok()?.split_whitespace().next().map(str::to_owned));
     let index = {
         let mut seen = state.seen.lock().unwrap();
-        let (came, received, upstream, answered) = (Instant::now(), None, None, None);
+        let (came, received, document, upstream, answered) = (Instant::now(), None, None, None, None);
         let (method, target) = (method.clone(), target.clone());
-        seen.push(Seen { method, target, headers, auth_scheme, declared, received, upstream, came, answered });
+        seen.push(Seen {
+            method,
+            target,
+            headers,
+            auth_scheme,
+            declared,
+            received,
+            document,
+            upstream,
+            came,
+            answered,
+        });
         seen.len() - 1
     };
     // Answered when this ends, or when hyper drops it because the client went away.
@@ -253,7 +266,13 @@ async fn forward(
     }
     let (parts, body) = req.into_parts();
     let mut body = body.collect().await.map_err(std::io::Error::other)?.to_bytes();
-    state.seen.lock().unwrap()[index].received = Some(body.len() as u64);
+    {
+        let mut seen = state.seen.lock().unwrap();
+        seen[index].received = Some(body.len() as u64);
+        if body.len() <= 4096 {
+            seen[index].document = std::str::from_utf8(&body).ok().map(str::to_owned);
+        }
+    }
     if matches!(fault, Some(Fault::CorruptRequest)) && !body.is_empty() {
         let mut damaged = body.to_vec();
         let mid = damaged.len() / 2;
