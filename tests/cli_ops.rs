@@ -215,6 +215,89 @@ async fn ctrl_c_twice_quits_at_once_with_the_acknowledged_parts_in_the_ledger() 
     assert!(got.as_ref() == bytes.as_slice());
 }
 
+/// `transfer cleanup` reports what the server says, not what its own calls answered: an abort the server never
+/// saw fails (exit 1) and keeps the upload in the ledger; one ListParts cannot confirm fails too; an upload
+/// someone else aborted is "already gone" and leaves the ledger, so a later sweep finds nothing. A URL or a
+/// scheme the job does not write to keeps its uploads, and --older-than goes by the server's initiation time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_believes_the_server_not_its_own_calls() {
+    let Setup { served, store, tmp: _tmp, ledger, file, .. } = setup("sweep", 12).await;
+    let (slow, ours) = killed_mid_upload(&served, "sweep", &file, &ledger, 2).await;
+    // Another upload of the same key, initiated later, is not ours and never touched.
+    let foreign = store.initiate_multipart("sweep", "big.bin", &PutOptions::default()).await.unwrap();
+    let job = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])))[0]["job"].to_string();
+    let cleanup = |extra: &[&str]| {
+        let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json", "--job", &job]).args(extra));
+        let lines = json_lines(&out);
+        let events: Vec<(String, String)> = lines
+            .iter()
+            .filter(|l| l["event"] != "summary")
+            .map(|l| (l["event"].as_str().unwrap().to_owned(), l["message"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        (out.status.code(), events, lines.last().cloned().unwrap_or_default())
+    };
+    let ids = || async { uploads(&store, "sweep").await.into_iter().map(|(_, id)| id).collect::<Vec<_>>() };
+    let both = {
+        let mut v = vec![ours.clone(), foreign.id.to_string()];
+        v.sort();
+        v
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+
+    // Out of scope: another prefix, another scheme than the one the job writes to.
+    for url in ["oss://sweep/elsewhere/", "s3://sweep/"] {
+        let (code, events, summary) = cleanup(&[url]);
+        assert_eq!((code, events.len(), summary["aborted"].as_u64()), (Some(0), 0, Some(0)), "{url}: {events:?}");
+    }
+    assert_eq!(sorted(ids().await), both);
+
+    // --older-than by the server's clock: once the upload is two seconds old, 1s takes it and 1h keeps it.
+    let old = || async {
+        let page = store.list_uploads("sweep", &ListUploadsRequest::default()).await.unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        page.uploads.iter().any(|u| u.upload_id.as_str() == ours && now - u.initiated >= 2)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !old().await {
+        assert!(std::time::Instant::now() < deadline, "the upload never grew two seconds old");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, events, _) = cleanup(&["--dry-run", "--older-than", "1s"]);
+    assert_eq!(events.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(), ["would_abort"], "{events:?}");
+    let (_, events, _) = cleanup(&["--dry-run", "--older-than", "1h"]);
+    assert!(events.is_empty(), "{events:?}");
+
+    // The abort never reaches the server: cleanup says so, fails, and keeps the upload in the ledger.
+    let abort = |fault: Fault, times| Rule { method: Some("DELETE"), contains: "uploadId=", fault, times };
+    slow.add(abort(Fault::Answer(204), 1));
+    let (code, events, summary) = cleanup(&[]);
+    assert_eq!(code, Some(1), "{events:?}");
+    assert!(events.len() == 1 && events[0].0 == "failed" && events[0].1.contains("still lists it"), "{events:?}");
+    assert_eq!((summary["aborted"].as_u64(), summary["failed"].as_u64()), (Some(0), Some(1)), "{summary}");
+    assert_eq!(sorted(ids().await), both);
+
+    // The abort happens but ListParts cannot confirm it: a failure too, and the ledger keeps the id.
+    let list_parts =
+        Rule { method: Some("GET"), contains: "uploadId=", fault: Fault::Status(500, "InternalError"), times: 1000 };
+    slow.add(list_parts);
+    let (code, events, _) = cleanup(&[]);
+    assert_eq!(code, Some(1), "{events:?}");
+    assert!(events.len() == 1 && events[0].1.contains("could not confirm"), "{events:?}");
+    slow.clear();
+    assert_eq!(ids().await, vec![foreign.id.to_string()], "the abort itself went through");
+
+    // Now gone from the server: the next sweep says so (exit 0) and clears the ledger; the one after finds nothing.
+    let (code, events, summary) = cleanup(&[]);
+    assert_eq!((code, summary["already_gone"].as_u64()), (Some(0), Some(1)), "{events:?}");
+    assert_eq!(events.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(), ["gone"]);
+    let (code, events, summary) = cleanup(&[]);
+    assert_eq!((code, events.len(), summary["already_gone"].as_u64()), (Some(0), 0, Some(0)), "{events:?}");
+    assert_eq!(ids().await, vec![foreign.id.to_string()], "someone else's upload of the same key is untouched");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     let Setup { served, store, tmp: _tmp, ledger, file, .. } = setup("clean", 8).await;

@@ -368,7 +368,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(30 * 60));
+        assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(12 * 3600));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(parse_duration("2w").unwrap(), Duration::from_secs(14 * 86_400));
         assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
         assert!(parse_duration("3 fortnights").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("d").is_err());

@@ -428,7 +428,7 @@ fn declared_skips() -> Result<(), libtest_mimic::Failed> {
 /// One trial per (target, case), ignored where the target declares it lacks what the case needs or is a real
 /// endpoint not asked for; and the matrix check.
 fn main() {
-    let args = libtest_mimic::Arguments::from_args();
+    let (args, filters) = arguments();
     let defs = TARGETS.iter().map(|t| (t(), None)).chain(ASKED_FOR.iter().map(|(t, why)| (t(), Some(*why))));
     let mut trials = vec![libtest_mimic::Trial::test("conformance::declared_skips", declared_skips)];
     for (def, asked_for) in defs {
@@ -452,5 +452,29 @@ fn main() {
             trials.push(trial.with_ignored_flag(ignored));
         }
     }
+    if !filters.is_empty() {
+        let keep = |name: &str| filters.iter().any(|f| if args.exact { name == f } else { name.contains(f.as_str()) });
+        trials.retain(|t| keep(t.name()));
+    }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// The command line as libtest-mimic reads it, and the filters apart: libtest takes any number of them (`cargo
+/// test --test tests --test conformance -- a:: b::` passes the same ones to both binaries), libtest-mimic one.
+fn arguments() -> (libtest_mimic::Arguments, Vec<String>) {
+    const TAKES_A_VALUE: &[&str] = &["--test-threads", "--logfile", "--skip", "--color", "--format", "-Z"];
+    let mut args = std::env::args();
+    let mut kept: Vec<String> = args.next().into_iter().collect();
+    let mut filters = Vec::new();
+    while let Some(a) = args.next() {
+        if TAKES_A_VALUE.contains(&a.as_str()) {
+            kept.push(a);
+            kept.extend(args.next());
+        } else if a.starts_with('-') {
+            kept.push(a);
+        } else {
+            filters.push(a);
+        }
+    }
+    (libtest_mimic::Arguments::from_iter(kept), filters)
 }

@@ -39,6 +39,9 @@ pub enum Fault {
     /// Forward (the server does the work), then hold the answer this long: a client killed meanwhile never
     /// learns that its request succeeded.
     HoldAnswer(Duration),
+    /// Answer this status with an empty body, without forwarding: the client believes a call the server never
+    /// saw (an abort that did not happen).
+    Answer(u16),
     /// Forward, then flip one byte in the middle of the response body: bytes damaged on the way to the client,
     /// with every header (ETag, checksums, lengths) as the server sent it.
     CorruptResponse,
@@ -150,6 +153,16 @@ impl FaultProxy {
         self.state.seen.lock().unwrap().clone()
     }
 
+    /// Adds `rule` after the others (a fault for a later step of a test).
+    pub fn add(&self, rule: Rule) {
+        self.state.rules.lock().unwrap().push(rule);
+    }
+
+    /// Drops every rule not used up yet.
+    pub fn clear(&self) {
+        self.state.rules.lock().unwrap().clear();
+    }
+
     /// Rules not yet used up.
     pub fn pending(&self) -> usize {
         self.state.rules.lock().unwrap().iter().map(|r| r.times).sum()
@@ -256,6 +269,9 @@ async fn forward(
         Some(Fault::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
         Some(Fault::Status(status, code)) => return Ok(canned(*status, error_xml(code))),
         Some(Fault::ErrorBody200) => return Ok(canned(200, error_xml("InternalError"))),
+        Some(Fault::Answer(status)) => {
+            return Ok(Response::builder().status(*status).body(full(Bytes::new())).unwrap())
+        }
         Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
         Some(Fault::CutBody)
         | Some(Fault::CorruptResponse)
