@@ -225,9 +225,13 @@ async fn cleanup_believes_the_server_not_its_own_calls() {
     let (slow, ours) = killed_mid_upload(&served, "sweep", &file, &ledger, 2).await;
     // Another upload of the same key, initiated later, is not ours and never touched.
     let foreign = store.initiate_multipart("sweep", "big.bin", &PutOptions::default()).await.unwrap();
-    let job = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])))[0]["job"].to_string();
-    let cleanup = |extra: &[&str]| {
-        let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json", "--job", &job]).args(extra));
+    let unfinished = || {
+        let jobs = json_lines(&run(transfer(&served.endpoint, &ledger).args(["jobs", "--json"])));
+        jobs.iter().find(|j| j["state"] != "done").expect("an unfinished job")["job"].to_string()
+    };
+    let job = unfinished();
+    let cleanup = |job: &str, extra: &[&str]| {
+        let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json", "--job", job]).args(extra));
         let lines = json_lines(&out);
         let events: Vec<(String, String)> = lines
             .iter()
@@ -249,7 +253,7 @@ async fn cleanup_believes_the_server_not_its_own_calls() {
 
     // Out of scope: another prefix, another scheme than the one the job writes to.
     for url in ["oss://sweep/elsewhere/", "s3://sweep/"] {
-        let (code, events, summary) = cleanup(&[url]);
+        let (code, events, summary) = cleanup(&job, &[url]);
         assert_eq!((code, events.len(), summary["aborted"].as_u64()), (Some(0), 0, Some(0)), "{url}: {events:?}");
     }
     assert_eq!(sorted(ids().await), both);
@@ -265,37 +269,65 @@ async fn cleanup_believes_the_server_not_its_own_calls() {
         assert!(std::time::Instant::now() < deadline, "the upload never grew two seconds old");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (_, events, _) = cleanup(&["--dry-run", "--older-than", "1s"]);
+    let (_, events, summary) = cleanup(&job, &["--dry-run", "--older-than", "1s"]);
     assert_eq!(events.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(), ["would_abort"], "{events:?}");
-    let (_, events, _) = cleanup(&["--dry-run", "--older-than", "1h"]);
+    assert_eq!(summary["would_abort"].as_u64(), Some(1), "{summary}");
+    let (_, events, _) = cleanup(&job, &["--dry-run", "--older-than", "1h"]);
     assert!(events.is_empty(), "{events:?}");
+
+    // The uploads cannot be listed (a refusal, not retried): nothing is aborted blind, and the sweep fails.
+    let listing =
+        Rule { method: Some("GET"), contains: "uploads", fault: Fault::Status(403, "AccessDenied"), times: 1 };
+    slow.add(listing);
+    let (code, events, summary) = cleanup(&job, &[]);
+    assert_eq!((code, summary["failed"].as_u64()), (Some(1), Some(1)), "{events:?}");
+    assert!(events.len() == 1 && events[0].1.contains("cannot list it"), "{events:?}");
+    slow.clear();
+    assert_eq!(sorted(ids().await), both);
 
     // The abort never reaches the server: cleanup says so, fails, and keeps the upload in the ledger.
     let abort = |fault: Fault, times| Rule { method: Some("DELETE"), contains: "uploadId=", fault, times };
     slow.add(abort(Fault::Answer(204), 1));
-    let (code, events, summary) = cleanup(&[]);
+    let (code, events, summary) = cleanup(&job, &[]);
     assert_eq!(code, Some(1), "{events:?}");
     assert!(events.len() == 1 && events[0].0 == "failed" && events[0].1.contains("still lists it"), "{events:?}");
     assert_eq!((summary["aborted"].as_u64(), summary["failed"].as_u64()), (Some(0), Some(1)), "{summary}");
     assert_eq!(sorted(ids().await), both);
 
-    // The abort happens but ListParts cannot confirm it: a failure too, and the ledger keeps the id.
+    // The abort's answer is lost and its retry meets NoSuchUpload: ListParts confirms it is gone, so it counts
+    // as aborted, and the ledger forgets it (the next sweep finds nothing).
+    slow.add(abort(Fault::LoseResponse, 1));
+    let (code, events, summary) = cleanup(&job, &[]);
+    assert_eq!((code, summary["aborted"].as_u64()), (Some(0), Some(1)), "{events:?}");
+    assert_eq!(ids().await, vec![foreign.id.to_string()]);
+    let (code, events, _) = cleanup(&job, &[]);
+    assert_eq!((code, events.len()), (Some(0), 0), "{events:?}");
+
+    // Killed again: this time the abort happens but ListParts cannot confirm it, a failure that keeps the id.
+    // (The rerun may resume the same job, whose recorded endpoint is the first proxy: the rule goes on both.)
+    // (Its rerun may adopt the other upload of the key, as a resume without a ledger record does.)
+    let (again, second) = killed_mid_upload(&served, "sweep", &file, &ledger, 2).await;
+    let others: Vec<String> = ids().await.into_iter().filter(|id| *id != second).collect();
+    let job = unfinished();
     let list_parts =
-        Rule { method: Some("GET"), contains: "uploadId=", fault: Fault::Status(500, "InternalError"), times: 1000 };
-    slow.add(list_parts);
-    let (code, events, _) = cleanup(&[]);
+        Rule { method: Some("GET"), contains: "uploadId=", fault: Fault::Status(403, "AccessDenied"), times: 1 };
+    for proxy in [&slow, &again] {
+        proxy.add(list_parts.clone());
+    }
+    let (code, events, _) = cleanup(&job, &[]);
     assert_eq!(code, Some(1), "{events:?}");
     assert!(events.len() == 1 && events[0].1.contains("could not confirm"), "{events:?}");
     slow.clear();
-    assert_eq!(ids().await, vec![foreign.id.to_string()], "the abort itself went through");
+    again.clear();
+    assert_eq!(ids().await, others, "the abort itself went through");
 
     // Now gone from the server: the next sweep says so (exit 0) and clears the ledger; the one after finds nothing.
-    let (code, events, summary) = cleanup(&[]);
+    let (code, events, summary) = cleanup(&job, &[]);
     assert_eq!((code, summary["already_gone"].as_u64()), (Some(0), Some(1)), "{events:?}");
     assert_eq!(events.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(), ["gone"]);
-    let (code, events, summary) = cleanup(&[]);
+    let (code, events, summary) = cleanup(&job, &[]);
     assert_eq!((code, events.len(), summary["already_gone"].as_u64()), (Some(0), 0, Some(0)), "{events:?}");
-    assert_eq!(ids().await, vec![foreign.id.to_string()], "someone else's upload of the same key is untouched");
+    assert_eq!(ids().await, others, "no other upload is touched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

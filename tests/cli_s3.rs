@@ -498,6 +498,18 @@ async fn migrate_and_resume(store: &HttpStore, endpoint: &str, creds: (&str, &st
     let seen = proxy.seen();
     let upload_id = seen.iter().find_map(|s| s.target.split("uploadId=").nth(1)?.split('&').next()).expect("a part");
     let upload_id = percent_decode(upload_id);
+    // `cleanup` reaches the killed job's store in the dialect it recorded (S3): a dry run names its upload.
+    if caps.list_uploads {
+        let out =
+            run(transfer_s3(endpoint, &ledger, creds).args(["cleanup", "--dry-run", "--json", "--include-resumable"]));
+        ok(&out);
+        let would: Vec<String> = json_lines(&out)
+            .iter()
+            .filter(|l| l["event"] == "would_abort")
+            .map(|l| l["upload_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(would, vec![upload_id.clone()]);
+    }
     let listed = store.list_parts(&Upload::new(b, "resumed.bin", UploadId::new(upload_id)), None, None).await;
     let listed = listed.unwrap().parts;
     // A part the server lists is kept when the ledger recorded it, or else when the listing lets the file's bytes

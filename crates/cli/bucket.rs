@@ -144,7 +144,7 @@ fn remote(url: &str, bucket_optional: bool) -> Result<(Scheme, String, String), 
 }
 
 /// Requests are retried as the engine retries them.
-fn policy() -> RetryPolicy {
+pub(crate) fn policy() -> RetryPolicy {
     RetryPolicy::default()
 }
 

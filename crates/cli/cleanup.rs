@@ -7,6 +7,7 @@
 //! that job starts the object again instead of failing on a missing upload.
 
 use crate::addr::{Location, Scheme};
+use crate::bucket::policy;
 use crate::cp::{open_ledger, CpArgs};
 use crate::output::OutputArgs;
 use crate::remote::{Opened, StoreArgs};
@@ -126,7 +127,8 @@ impl Sweep<'_> {
                 report(out, "would_abort", &c, &format!("would abort {at} (initiated {}s ago)", age.as_secs()));
                 continue;
             }
-            let result = match store.objects.abort_multipart(&c.upload).await {
+            let result = match policy().run("AbortMultipartUpload", |_| store.objects.abort_multipart(&c.upload)).await
+            {
                 Ok(()) => verify_gone(store, &c).await,
                 Err(e) if e.kind() == ErrorKind::UploadNotFound => verify_gone(store, &c).await,
                 Err(e) => Err(e.to_string()),
@@ -168,7 +170,7 @@ async fn initiated(store: &Opened, c: &Candidate) -> transfer_engine::Result<Opt
     let u = &c.upload;
     let mut req = ListUploadsRequest::default().prefix(Some(u.key.clone()));
     loop {
-        let page = store.objects.list_uploads(&u.bucket, &req).await?;
+        let page = policy().run("ListMultipartUploads", |_| store.objects.list_uploads(&u.bucket, &req)).await?;
         if let Some(u) = page.uploads.iter().find(|l| l.upload_id == u.id && l.key == u.key) {
             return Ok(Some(u.initiated));
         }
@@ -182,7 +184,7 @@ async fn initiated(store: &Opened, c: &Candidate) -> transfer_engine::Result<Opt
 
 /// ListParts must answer NoSuchUpload.
 async fn verify_gone(store: &Opened, c: &Candidate) -> Result<(), String> {
-    match store.objects.list_parts(&c.upload, None, Some(1)).await {
+    match policy().run("ListParts", |_| store.objects.list_parts(&c.upload, None, Some(1))).await {
         Err(e) if e.kind() == ErrorKind::UploadNotFound => Ok(()),
         Err(e) => Err(format!("aborted, but ListParts could not confirm it is gone: {e}")),
         Ok(_) => Err("aborted, but ListParts still lists it; run cleanup again".into()),
@@ -342,9 +344,8 @@ async fn all_uploads(store: &Opened, bucket: &str, prefix: &str) -> Result<Vec<C
     let mut found = Vec::new();
     let mut req = ListUploadsRequest::default().prefix(Some(prefix.to_owned()).filter(|p| !p.is_empty()));
     loop {
-        let page = store
-            .objects
-            .list_uploads(bucket, &req)
+        let page = policy()
+            .run("ListMultipartUploads", |_| store.objects.list_uploads(bucket, &req))
             .await
             .map_err(|e| Usage(format!("cannot list the uploads in {bucket}: {e}")))?;
         found.extend(
