@@ -188,7 +188,14 @@ async fn ctrl_c_twice_quits_at_once_with_the_acknowledged_parts_in_the_ledger() 
     let (slow, upload_id, (code, err)) = interrupted_mid_upload(&served, "twice", &file, &ledger, 3, |child| {
         let pid = child.id().to_string();
         Command::new("kill").args(["-INT", &pid]).status().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        // The second press once the first was taken (it says so), not two that arrive as one.
+        let mut first = std::io::BufReader::new(child.stderr.as_mut().unwrap());
+        let mut line = String::new();
+        while !line.contains("Ctrl-C again") {
+            line.clear();
+            let n = std::io::BufRead::read_line(&mut first, &mut line).unwrap();
+            assert!(n > 0, "the process ended without taking the first Ctrl-C");
+        }
         Command::new("kill").args(["-INT", &pid]).status().unwrap();
     })
     .await;

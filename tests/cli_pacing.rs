@@ -228,9 +228,15 @@ async fn credentials_rotated_mid_job_refuse_nothing() {
     let first_put = seen.iter().filter(|r| r.method == "PUT").map(|r| r.came).min().unwrap();
     let last_put = seen.iter().filter(|r| r.method == "PUT").map(|r| r.came).max().unwrap();
     assert!(last_put.duration_since(first_put) > a_lives, "the job outlived key A");
-    // Key A is no longer accepted; B is.
-    std::thread::sleep(Duration::from_millis(1100));
-    let a = admin.list_objects("rotated", &transfer_engine::store::ListRequest::default()).await.unwrap_err();
+    // Key A is no longer accepted (once serve re-read its file, within a second or so); B is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let a = loop {
+        match admin.list_objects("rotated", &transfer_engine::store::ListRequest::default()).await {
+            Err(e) => break e,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "key A is still accepted"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(a.kind(), transfer_engine::ErrorKind::Credentials, "{a}");
     let b = crate::util::client_for(
         &served.endpoint,
