@@ -258,8 +258,11 @@ async fn cleanup_believes_the_server_not_its_own_calls() {
         v
     };
 
-    // Out of scope: another prefix, another scheme than the one the job writes to.
-    for url in ["oss://sweep/elsewhere/", "s3://sweep/"] {
+    // In scope: its bucket and a prefix of its key. Out of scope: another prefix, another bucket, another scheme
+    // than the one the job writes to.
+    let (_, events, _) = cleanup(&job, &["--dry-run", "oss://sweep/bi"]);
+    assert_eq!(events.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(), ["would_abort"], "{events:?}");
+    for url in ["oss://sweep/elsewhere/", "oss://other/", "s3://sweep/"] {
         let (code, events, summary) = cleanup(&job, &[url]);
         assert_eq!((code, events.len(), summary["aborted"].as_u64()), (Some(0), 0, Some(0)), "{url}: {events:?}");
     }
