@@ -450,3 +450,42 @@ async fn sigusr2_turns_the_bandwidth_limit_off() {
     let got = store.get_object(&ObjectRef::new("unpaced", "f.bin"), None).await.unwrap().bytes().await.unwrap();
     assert!(got == bytes);
 }
+
+/// A directory walk uploads regular files, and files reached through a link, and nothing else: a FIFO is passed
+/// over (and never opened: the run does not block on it), a link to a directory is not followed, a download's
+/// temporary file stays home, and a dangling link fails by its name ("broken link") while the rest arrives.
+#[tokio::test]
+async fn a_directory_walk_uploads_regular_files_only() {
+    let served = Served::start();
+    let store = served.client(V4);
+    bucket(&store, "walk").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a.txt"), b"a").unwrap();
+    std::fs::write(src.join("sub/b.txt"), b"b").unwrap();
+    std::fs::write(src.join(".c.txt.transfer-7.part"), b"half a download").unwrap();
+    assert!(Command::new("mkfifo").arg(src.join("fifo")).status().unwrap().success());
+    std::os::unix::fs::symlink(src.join("a.txt"), src.join("link-file")).unwrap();
+    std::os::unix::fs::symlink(src.join("sub"), src.join("link-dir")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("nowhere"), src.join("dangling")).unwrap();
+    let mut cmd = transfer(&served.endpoint, &tmp.path().join("l.db"));
+    let out = crate::util::run_within(
+        cmd.args(["cp", "-r", "--json"]).arg(&src).arg("oss://walk/p/"),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "one failure beside what arrived: {err}");
+    let failed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0]["error"].to_string().contains("broken link"), "{failed:?}");
+    let page = store.list_objects("walk", &ListRequest::default()).await.unwrap();
+    let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["p/a.txt", "p/link-file", "p/sub/b.txt"]);
+    let linked = store.get_object(&ObjectRef::new("walk", "p/link-file"), None).await.unwrap();
+    assert_eq!(linked.bytes().await.unwrap().as_ref(), b"a", "a link to a file uploads the file it names");
+}
