@@ -338,6 +338,20 @@ async fn cleanup_believes_the_server_not_its_own_calls() {
     let (code, events, summary) = cleanup(&job, &[]);
     assert_eq!((code, events.len(), summary["already_gone"].as_u64()), (Some(0), 0, Some(0)), "{events:?}");
     assert_eq!(ids().await, others, "no other upload is touched");
+
+    // --all takes every upload under its prefix, whoever started it, and none outside it.
+    let stray = store.initiate_multipart("sweep", "elsewhere/x", &PutOptions::default()).await.unwrap();
+    let kept = store.initiate_multipart("sweep", "kept/y", &PutOptions::default()).await.unwrap();
+    let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--all", "--json", "oss://sweep/elsewhere/"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let aborted: Vec<String> = json_lines(&out)
+        .iter()
+        .filter(|l| l["event"] == "aborted")
+        .map(|l| l["upload_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(aborted, vec![stray.id.to_string()]);
+    let outside = sorted(others.iter().cloned().chain([kept.id.to_string()]).collect());
+    assert_eq!(sorted(ids().await), outside, "the uploads outside the prefix stay");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
