@@ -24,6 +24,15 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The upload ids `transfer cleanup --json` names in its `event` lines (`aborted`, `would_abort`, ...), in order.
+pub(crate) fn upload_ids(out: &Output, event: &str) -> Vec<String> {
+    json_lines(out)
+        .iter()
+        .filter(|l| l["event"] == event)
+        .map(|l| l["upload_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Upload ids of the bucket's incomplete uploads.
 async fn uploads(store: &dyn transfer_engine::Store, b: &str) -> Vec<(String, String)> {
     let page = store.list_uploads(b, &ListUploadsRequest::default()).await.unwrap();
@@ -344,12 +353,7 @@ async fn cleanup_believes_the_server_not_its_own_calls() {
     let kept = store.initiate_multipart("sweep", "kept/y", &PutOptions::default()).await.unwrap();
     let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--all", "--json", "oss://sweep/elsewhere/"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let aborted: Vec<String> = json_lines(&out)
-        .iter()
-        .filter(|l| l["event"] == "aborted")
-        .map(|l| l["upload_id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(aborted, vec![stray.id.to_string()]);
+    assert_eq!(upload_ids(&out, "aborted"), vec![stray.id.to_string()]);
     let outside = sorted(others.iter().cloned().chain([kept.id.to_string()]).collect());
     assert_eq!(sorted(ids().await), outside, "the uploads outside the prefix stay");
 }
@@ -376,10 +380,7 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
     // A dry run including resumable jobs lists ours only and aborts nothing.
     let dry = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--dry-run", "--json", "--include-resumable"]));
     assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
-    let lines = json_lines(&dry);
-    let would: Vec<_> =
-        lines.iter().filter(|l| l["event"] == "would_abort").map(|l| l["upload_id"].as_str().unwrap()).collect();
-    assert_eq!(would, vec![ours.as_str()]);
+    assert_eq!(upload_ids(&dry, "would_abort"), vec![ours.clone()]);
     assert_eq!(uploads(&store, "clean").await.len(), 2);
 
     // --older-than keeps young uploads, and takes those old enough.
@@ -397,19 +398,15 @@ async fn cleanup_aborts_exactly_our_uploads_and_forget_drops_the_job() {
         &killed,
     ]));
     assert_eq!(old_enough.status.code(), Some(0), "{}", stderr(&old_enough));
-    let would: Vec<_> = json_lines(&old_enough)
-        .into_iter()
-        .filter(|l| l["event"] == "would_abort")
-        .map(|l| l["upload_id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(would, vec![ours.clone()], "an upload older than --older-than is taken");
+    assert_eq!(
+        upload_ids(&old_enough, "would_abort"),
+        vec![ours.clone()],
+        "an upload older than --older-than is taken"
+    );
 
     let out = run(transfer(&served.endpoint, &ledger).args(["cleanup", "--json", "--job", &killed]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let lines = json_lines(&out);
-    let aborted: Vec<_> =
-        lines.iter().filter(|l| l["event"] == "aborted").map(|l| l["upload_id"].as_str().unwrap()).collect();
-    assert_eq!(aborted, vec![ours.as_str()]);
+    assert_eq!(upload_ids(&out, "aborted"), vec![ours.clone()]);
     let left: Vec<String> = uploads(&store, "clean").await.into_iter().map(|(_, id)| id).collect();
     assert_eq!(left, vec![foreign.id.to_string()], "the upload the ledger did not create is untouched");
     let gone = store.list_parts(&Upload::new("clean", "big.bin", UploadId::new(&ours)), None, None).await.unwrap_err();

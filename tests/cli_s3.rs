@@ -503,12 +503,7 @@ async fn migrate_and_resume(store: &HttpStore, endpoint: &str, creds: (&str, &st
         let out =
             run(transfer_s3(endpoint, &ledger, creds).args(["cleanup", "--dry-run", "--json", "--include-resumable"]));
         ok(&out);
-        let would: Vec<String> = json_lines(&out)
-            .iter()
-            .filter(|l| l["event"] == "would_abort")
-            .map(|l| l["upload_id"].as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(would, vec![upload_id.clone()]);
+        assert_eq!(crate::cli_ops::upload_ids(&out, "would_abort"), vec![upload_id.clone()]);
     }
     let listed = store.list_parts(&Upload::new(b, "resumed.bin", UploadId::new(upload_id)), None, None).await;
     let listed = listed.unwrap().parts;
